@@ -1,0 +1,391 @@
+/* gpt2q-data: corpus -> token file, text <-> ids, and a look inside token files.
+ *   gpt2q-data prepare --input FILE... --out tokens.h5 [--val-fraction 0.05]
+ *   gpt2q-data encode [--json]      (all of stdin -> one line of ids)
+ *   gpt2q-data decode               (ids on stdin -> exact bytes on stdout)
+ *   gpt2q-data info FILE [--json] [--check] */
+#define _GNU_SOURCE
+#include "bpe.h"
+#include "gq_error.h"
+#include "gq_file.h"
+#include "gq_progress.h"
+#include "gq_sha256.h"
+#include "shard.h"
+#include "tokfile.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PROG "gpt2q-data"
+
+static int fail(int rc) {
+    fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
+    return 1;
+}
+
+static int usage_error(const char *msg) {
+    fprintf(stderr, PROG ": %s (see '" PROG " --help')\n", msg);
+    return 2;
+}
+
+static void print_help(FILE *out) {
+    fputs("usage:\n"
+          "  " PROG " prepare --input FILE... --out tokens.h5 [--val-fraction F] [--threads N]\n"
+          "                     [--allow-special] [--vocab DIR] [--json]\n"
+          "      Tokenize text files (each one document, preceded by <|endoftext|>) or append llm.c\n"
+          "      token shards, and write an HDF5 token file with /train and /val (the last F of the\n"
+          "      tokens, default 0.05).\n"
+          "  " PROG " encode [--json] [--allow-special] [--vocab DIR]\n"
+          "      All of stdin, bytes as they are, to one line of space-separated ids (--json: an array).\n"
+          "  " PROG " decode [--vocab DIR]\n"
+          "      Ids on stdin (whitespace/comma separated, or a JSON array) to the exact bytes.\n"
+          "  " PROG " info FILE [--json] [--check]\n"
+          "      What a token file or llm.c shard holds; --check verifies every id.\n"
+          "\n"
+          "The GPT-2 vocabulary is found via --vocab DIR, $GPT2Q_VOCAB_DIR, or next to the program.\n",
+          out);
+}
+
+typedef struct {
+    const char **inputs;
+    int n_inputs;
+    const char *out, *vocab;
+    double val_fraction;
+    int threads, allow_special, json, check;
+} options;
+
+static int parse(int argc, char **argv, options *o) {
+    static const struct option longs[] = {
+        {"input", required_argument, 0, 'i'},   {"out", required_argument, 0, 'o'},
+        {"val-fraction", required_argument, 0, 'v'}, {"vocab", required_argument, 0, 'V'},
+        {"threads", required_argument, 0, 't'}, {"allow-special", no_argument, 0, 's'},
+        {"json", no_argument, 0, 'j'},          {"check", no_argument, 0, 'c'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    o->inputs = calloc((size_t)argc + 1, sizeof *o->inputs);
+    o->val_fraction = 0.05;
+    int c;
+    optind = 2; /* after the subcommand */
+    while ((c = getopt_long(argc, argv, "i:o:h", longs, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'i':
+            o->inputs[o->n_inputs++] = optarg;
+            while (optind < argc && argv[optind][0] != '-') o->inputs[o->n_inputs++] = argv[optind++];
+            break;
+        case 'o': o->out = optarg; break;
+        case 'v':
+            o->val_fraction = strtod(optarg, &end);
+            if (*end || !(o->val_fraction >= 0 && o->val_fraction < 1))
+                return usage_error("--val-fraction must be a number in [0, 1)");
+            break;
+        case 'V': o->vocab = optarg; break;
+        case 't':
+            o->threads = (int)strtol(optarg, &end, 10);
+            if (*end || o->threads < 1) return usage_error("--threads must be a positive integer");
+            break;
+        case 's': o->allow_special = 1; break;
+        case 'j': o->json = 1; break;
+        case 'c': o->check = 1; break;
+        case 'h': print_help(stdout); exit(0);
+        default: return 2;
+        }
+    }
+    return 0;
+}
+
+/* ---- prepare ---- */
+
+static int cmd_prepare(int argc, char **argv) {
+    options o = {0};
+    int urc = parse(argc, argv, &o);
+    while (!urc && optind < argc) o.inputs[o.n_inputs++] = argv[optind++];
+    if (urc) return urc;
+    if (!o.n_inputs) return usage_error("prepare needs --input FILE...");
+    if (!o.out) return usage_error("prepare needs --out tokens.h5");
+    gq_bpe *bpe;
+    int rc = gq_bpe_load_dir(&bpe, o.vocab);
+    if (rc) return fail(rc);
+    const int vocab = gq_bpe_vocab_size(bpe), eot = gq_bpe_eot(bpe);
+    gq_ids all = {0};
+    gq_token_source *src = calloc((size_t)o.n_inputs, sizeof *src);
+    double t0 = gq_now();
+    size_t total_bytes = 0;
+    double bytes_in = 0;
+    for (int i = 0; i < o.n_inputs; i++) {
+        struct stat st;
+        if (stat(o.inputs[i], &st) == 0) bytes_in += (double)st.st_size;
+    }
+    gq_progress prog;
+    gq_progress_init(&prog, stderr);
+    for (int i = 0; i < o.n_inputs && !rc; i++) {
+        uint8_t *data;
+        size_t len;
+        rc = gq_read_file(o.inputs[i], &data, &len);
+        if (rc) break;
+        src[i].name = o.inputs[i];
+        gq_sha256_hex(data, len, src[i].sha256);
+        size_t before = all.n;
+        if (gq_shard_has_magic(data, len)) {
+            uint64_t n;
+            rc = gq_shard_parse_header(data, len, len, o.inputs[i], &n);
+            const uint16_t *tok = (const uint16_t *)(data + GQ_SHARD_HEADER_BYTES);
+            if (!rc) rc = gq_shard_check_ids(tok, n, vocab, o.inputs[i], 0);
+            for (uint64_t k = 0; k < n && !rc; k++) rc = gq_ids_push(&all, tok[k]);
+        } else {
+            rc = gq_ids_push(&all, eot);
+            if (!rc) rc = gq_bpe_encode_parallel(bpe, data, len, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0, o.threads, &all);
+            if (rc) rc = gq_errf(rc, "%s: %s", o.inputs[i], gq_errmsg(rc));
+        }
+        free(data);
+        src[i].n_tokens = all.n - before;
+        total_bytes += len;
+        gq_progress_update(&prog, "prepare: tokenized", (double)total_bytes, bytes_in, "B");
+    }
+    gq_progress_finish(&prog);
+    double t_encode = gq_now() - t0;
+    uint16_t *tokens = NULL;
+    size_t n_val = 0, n_train = 0;
+    if (!rc) {
+        tokens = malloc(all.n * sizeof *tokens + 2);
+        if (!tokens) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        for (size_t k = 0; !rc && k < all.n; k++) tokens[k] = (uint16_t)all.ids[k];
+        n_val = (size_t)llround(o.val_fraction * (double)all.n);
+        n_train = all.n - n_val;
+    }
+    if (!rc) {
+        gq_tokfile_meta meta = {vocab, eot, o.val_fraction, "gpt2", o.n_inputs, src};
+        rc = gq_tokfile_write(o.out, tokens, n_train, tokens + n_train, n_val, &meta);
+    }
+    if (!rc) {
+        double mbps = t_encode > 0 ? (double)total_bytes / t_encode / 1e6 : 0;
+        if (o.json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "out", o.out);
+            cJSON_AddNumberToObject(j, "bytes", (double)total_bytes);
+            cJSON_AddNumberToObject(j, "tokens", (double)all.n);
+            cJSON_AddNumberToObject(j, "train_tokens", (double)n_train);
+            cJSON_AddNumberToObject(j, "val_tokens", (double)n_val);
+            cJSON_AddNumberToObject(j, "seconds", t_encode);
+            cJSON *arr = cJSON_AddArrayToObject(j, "sources");
+            for (int i = 0; i < o.n_inputs; i++) {
+                cJSON *s = cJSON_CreateObject();
+                cJSON_AddStringToObject(s, "name", src[i].name);
+                cJSON_AddStringToObject(s, "sha256", src[i].sha256);
+                cJSON_AddNumberToObject(s, "tokens", (double)src[i].n_tokens);
+                cJSON_AddItemToArray(arr, s);
+            }
+            char *txt = cJSON_Print(j);
+            puts(txt);
+            free(txt);
+            cJSON_Delete(j);
+        } else {
+            printf("%-40s %12s  %s\n", "source", "tokens", "sha256");
+            for (int i = 0; i < o.n_inputs; i++)
+                printf("%-40s %12llu  %.16s...\n", src[i].name, (unsigned long long)src[i].n_tokens, src[i].sha256);
+            printf("wrote %s: %zu train + %zu val = %zu tokens from %zu bytes (%.2f bytes/token) in %.2f s (%.1f MB/s)\n",
+                   o.out, n_train, n_val, all.n, total_bytes, all.n ? (double)total_bytes / (double)all.n : 0.0,
+                   t_encode, mbps);
+        }
+    }
+    free(tokens);
+    free(src);
+    free(o.inputs);
+    gq_ids_free(&all);
+    gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
+/* ---- encode / decode ---- */
+
+static int cmd_encode(int argc, char **argv) {
+    options o = {0};
+    int urc = parse(argc, argv, &o);
+    free(o.inputs);
+    if (urc) return urc;
+    if (optind < argc) return usage_error("encode reads stdin and takes no file arguments");
+    gq_bpe *bpe;
+    int rc = gq_bpe_load_dir(&bpe, o.vocab);
+    if (rc) return fail(rc);
+    uint8_t *text;
+    size_t len;
+    rc = gq_read_file("-", &text, &len);
+    gq_ids ids = {0};
+    if (!rc) rc = gq_bpe_encode_parallel(bpe, text, len, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0, o.threads, &ids);
+    if (!rc) {
+        if (o.json) fputc('[', stdout);
+        for (size_t i = 0; i < ids.n; i++) fprintf(stdout, i ? (o.json ? ",%d" : " %d") : "%d", ids.ids[i]);
+        fputs(o.json ? "]\n" : "\n", stdout);
+        if (fflush(stdout)) rc = gq_errf(GQ_EIO, "stdout: write failed: %s", strerror(errno));
+    }
+    free(text);
+    gq_ids_free(&ids);
+    gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
+/* Ids separated by whitespace or commas, optionally inside [ ]. */
+static int parse_ids(const uint8_t *s, size_t len, gq_ids *out) {
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    int bracket = i < len && s[i] == '[';
+    if (bracket) i++;
+    int closed = 0;
+    for (;;) {
+        while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == ',')) i++;
+        if (i == len) break;
+        if (bracket && s[i] == ']') {
+            closed = 1;
+            i++;
+            while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+            if (i != len) return gq_errf(GQ_EFORMAT, "stdin: unexpected '%c' after ']' at byte %zu", s[i], i);
+            break;
+        }
+        if (s[i] < '0' || s[i] > '9')
+            return gq_errf(GQ_EFORMAT, "stdin: expected a token id (decimal integer) at byte %zu, found '%c'", i,
+                           s[i] >= 32 && s[i] < 127 ? s[i] : '?');
+        long v = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            v = v * 10 + (s[i++] - '0');
+            if (v > 1000000000) return gq_errf(GQ_ERANGE, "stdin: token id too large near byte %zu", i);
+        }
+        if (i < len && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == ',' || s[i] == ']'))
+            return gq_errf(GQ_EFORMAT, "stdin: malformed token id at byte %zu", i);
+        int rc = gq_ids_push(out, (int32_t)v);
+        if (rc) return rc;
+    }
+    if (bracket && !closed) return gq_errf(GQ_EFORMAT, "stdin: JSON array without closing ']'");
+    return GQ_OK;
+}
+
+static int cmd_decode(int argc, char **argv) {
+    options o = {0};
+    int urc = parse(argc, argv, &o);
+    free(o.inputs);
+    if (urc) return urc;
+    if (optind < argc) return usage_error("decode reads stdin and takes no file arguments");
+    gq_bpe *bpe;
+    int rc = gq_bpe_load_dir(&bpe, o.vocab);
+    if (rc) return fail(rc);
+    uint8_t *text;
+    size_t len;
+    gq_ids ids = {0};
+    gq_bytes bytes = {0};
+    rc = gq_read_file("-", &text, &len);
+    if (!rc) rc = parse_ids(text, len, &ids);
+    if (!rc) rc = gq_bpe_decode(bpe, ids.ids, ids.n, &bytes);
+    if (rc && rc == GQ_ERANGE) rc = gq_errf(rc, "stdin: %s", gq_errmsg(rc));
+    if (!rc && bytes.n && fwrite(bytes.data, 1, bytes.n, stdout) != bytes.n)
+        rc = gq_errf(GQ_EIO, "stdout: write failed: %s", strerror(errno));
+    if (!rc && fflush(stdout)) rc = gq_errf(GQ_EIO, "stdout: write failed: %s", strerror(errno));
+    free(text);
+    gq_ids_free(&ids);
+    gq_bytes_free(&bytes);
+    gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
+/* ---- info ---- */
+
+static int info_shard(const char *path, const options *o) {
+    uint16_t *tok;
+    size_t n;
+    int rc = gq_shard_read_all(path, GQ_GPT2_VOCAB_SIZE, &tok, &n);
+    if (rc) return fail(rc);
+    if (o->json) printf("{\"file\": \"%s\", \"kind\": \"llm.c shard\", \"version\": 1, \"tokens\": %zu}\n", path, n);
+    else printf("%s: llm.c token shard, version 1, %zu tokens (all ids < %d)\n", path, n, GQ_GPT2_VOCAB_SIZE);
+    free(tok);
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv) {
+    options o = {0};
+    int urc = parse(argc, argv, &o);
+    free(o.inputs);
+    if (urc) return urc;
+    if (optind + 1 != argc) return usage_error("info takes exactly one FILE");
+    const char *path = argv[optind];
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(gq_errf(gq_from_errno(errno), "%s: cannot open: %s", path, strerror(errno)));
+    uint8_t head[8] = {0};
+    size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (gq_shard_has_magic(head, got)) return info_shard(path, &o);
+    gq_tokfile *tf;
+    int rc = gq_tokfile_open(path, &tf);
+    if (rc) return fail(rc);
+    const gq_tokfile_info *in = gq_tokfile_get_info(tf);
+    if (o.check) {
+        const char *splits[2] = {"train", "val"};
+        uint16_t *buf = malloc((1 << 20) * sizeof *buf);
+        for (int s = 0; s < 2 && !rc; s++) {
+            uint64_t n;
+            gq_tokfile_split_len(tf, splits[s], &n);
+            for (uint64_t off = 0; off < n && !rc; off += 1 << 20) {
+                size_t take = n - off < (1 << 20) ? (size_t)(n - off) : (1 << 20);
+                rc = gq_tokfile_read(tf, splits[s], off, take, buf);
+            }
+        }
+        free(buf);
+        if (rc) {
+            gq_tokfile_close(tf);
+            return fail(rc);
+        }
+    }
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "file", path);
+        cJSON_AddStringToObject(j, "kind", GQ_TOKFILE_FORMAT);
+        cJSON_AddNumberToObject(j, "format_version", in->format_version);
+        cJSON_AddStringToObject(j, "tokenizer", in->tokenizer);
+        cJSON_AddNumberToObject(j, "vocab_size", in->vocab_size);
+        cJSON_AddNumberToObject(j, "eot_id", in->eot_id);
+        cJSON_AddNumberToObject(j, "train_tokens", (double)in->n_train);
+        cJSON_AddNumberToObject(j, "val_tokens", (double)in->n_val);
+        cJSON_AddNumberToObject(j, "val_fraction", in->val_fraction);
+        if (o.check) cJSON_AddBoolToObject(j, "ids_checked", 1);
+        cJSON *arr = cJSON_AddArrayToObject(j, "sources");
+        for (int i = 0; i < in->n_sources; i++) {
+            cJSON *s = cJSON_CreateObject();
+            cJSON_AddStringToObject(s, "name", in->source_names[i]);
+            cJSON_AddStringToObject(s, "sha256", in->source_sha256[i]);
+            cJSON_AddNumberToObject(s, "tokens", (double)in->source_tokens[i]);
+            cJSON_AddItemToArray(arr, s);
+        }
+        char *txt = cJSON_Print(j);
+        puts(txt);
+        free(txt);
+        cJSON_Delete(j);
+    } else {
+        printf("%s: gpt2q token file v%d, tokenizer %s, vocab %d, eot %d\n", path, in->format_version, in->tokenizer,
+               in->vocab_size, in->eot_id);
+        printf("  train %llu tokens, val %llu tokens (val fraction %.3f)%s\n", (unsigned long long)in->n_train,
+               (unsigned long long)in->n_val, in->val_fraction, o.check ? ", all ids checked" : "");
+        for (int i = 0; i < in->n_sources; i++)
+            printf("  source %s: %llu tokens, sha256 %s\n", in->source_names[i],
+                   (unsigned long long)in->source_tokens[i], in->source_sha256[i]);
+    }
+    gq_tokfile_close(tf);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        print_help(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "prepare")) return cmd_prepare(argc, argv);
+    if (!strcmp(cmd, "encode")) return cmd_encode(argc, argv);
+    if (!strcmp(cmd, "decode")) return cmd_decode(argc, argv);
+    if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
+    fprintf(stderr, PROG ": unknown command '%s' (prepare, encode, decode, info)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,58 @@
+/* tokfile: gpt2q token files (HDF5): uint16 datasets /train and /val plus provenance
+ * attributes on the root group. Written atomically; opened for windowed reads. */
+#ifndef GQ_TOKFILE_H
+#define GQ_TOKFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GQ_TOKFILE_FORMAT "gpt2q-tokens"
+#define GQ_TOKFILE_VERSION 1
+
+typedef struct {
+    const char *name;   /* as given on the command line */
+    char sha256[65];    /* of the file's bytes */
+    uint64_t n_tokens;  /* tokens it contributed, EOT separators included */
+} gq_token_source;
+
+typedef struct {
+    int vocab_size;
+    int eot_id;
+    double val_fraction;
+    const char *tokenizer; /* "gpt2" */
+    int n_sources;
+    const gq_token_source *sources;
+} gq_tokfile_meta;
+
+/* Write `path` atomically. Every id must be < meta->vocab_size. */
+int gq_tokfile_write(const char *path, const uint16_t *train, size_t n_train, const uint16_t *val, size_t n_val,
+                     const gq_tokfile_meta *meta);
+
+typedef struct gq_tokfile gq_tokfile;
+
+typedef struct {
+    int format_version;
+    int vocab_size;
+    int eot_id;
+    uint64_t n_train, n_val;
+    double val_fraction;
+    char tokenizer[32];
+    int n_sources;
+    char **source_names;  /* n_sources strings */
+    char **source_sha256; /* n_sources strings */
+    uint64_t *source_tokens;
+} gq_tokfile_info;
+
+/* 1 if the file starts with the HDF5 signature. */
+int gq_is_hdf5(const uint8_t *head, size_t len);
+
+int gq_tokfile_open(const char *path, gq_tokfile **out);
+const gq_tokfile_info *gq_tokfile_get_info(const gq_tokfile *tf);
+/* Number of tokens in split "train" or "val" (GQ_EINVAL for other names). */
+int gq_tokfile_split_len(const gq_tokfile *tf, const char *split, uint64_t *n);
+/* Read tokens [offset, offset + n) of a split into dst; checks they are < vocab_size. */
+int gq_tokfile_read(gq_tokfile *tf, const char *split, uint64_t offset, size_t n, uint16_t *dst);
+const char *gq_tokfile_path(const gq_tokfile *tf);
+void gq_tokfile_close(gq_tokfile *tf);
+
+#endif

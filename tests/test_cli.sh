@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# gpt2q-data end to end: encode/decode round trips through the real program, prepare + info,
+# and every bad input giving one clear error line, a non-zero exit and no output file.
+# usage: test_cli.sh BUILD_DIR
+set -u
+BIN="$1/gpt2q-data"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+
+# expect_error NAME PATTERN CMD...: non-zero exit, one line on stderr matching PATTERN
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
+  if [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "$name: expected one error line, got: $(cat "$T/err")"; return; fi
+  if ! grep -q -- "$pattern" "$T/err"; then bad "$name: message '$(cat "$T/err")' lacks '$pattern'"; return; fi
+  ok
+}
+
+# -- encode / decode
+check '[ "$(printf "Hello world" | "$BIN" encode)" = "15496 995" ]' "encode Hello world"
+check '[ "$(printf "Hello world" | "$BIN" encode --json)" = "[15496,995]" ]' "encode --json"
+check '[ "$(printf "" | "$BIN" encode)" = "" ]' "encode empty"
+check '[ "$(echo "[15496, 995]" | "$BIN" decode)" = "Hello world" ]' "decode JSON array"
+printf 'a\tb  c\n\n\xff\xfe broken \xe3\x80 utf8 \xf0\x9f\xa4\x97 <|endoftext|> it'"'"'s\r\n' >"$T/odd.bin"
+"$BIN" encode <"$T/odd.bin" >"$T/odd.ids" && "$BIN" decode <"$T/odd.ids" >"$T/odd.back"
+check 'cmp -s "$T/odd.bin" "$T/odd.back"' "odd bytes round trip"
+check '! grep -qw 50256 "$T/odd.ids"' "endoftext is plain text by default"
+check '[ "$(printf "a<|endoftext|>b" | "$BIN" encode --allow-special)" = "64 50256 65" ]' "--allow-special"
+head -c 200000 /dev/urandom >"$T/rand.bin"
+"$BIN" encode <"$T/rand.bin" | "$BIN" decode >"$T/rand.back"
+check 'cmp -s "$T/rand.bin" "$T/rand.back"' "random bytes round trip"
+expect_error "decode out of range" "50257" sh -c "echo '1 2 50257' | '$BIN' decode"
+expect_error "decode garbage" "expected a token id" sh -c "echo '1 x 3' | '$BIN' decode"
+expect_error "decode unclosed" "closing" sh -c "echo '[1, 2' | '$BIN' decode"
+
+# -- prepare / info
+printf 'In the beginning God created the heaven and the earth.\n' >"$T/a.txt"
+printf 'And the earth was without form, and void.\n' >"$T/b.txt"
+perl -e 'print pack("l<3", 20240520, 1, 4), "\0" x 1012, pack("S<4", 50256, 40, 41, 42)' >"$T/s.bin"
+"$BIN" prepare --input "$T/a.txt" "$T/b.txt" "$T/s.bin" --out "$T/tok.h5" --val-fraction 0.2 --json >"$T/prep.json" 2>"$T/prep.err"
+check '[ -f "$T/tok.h5" ]' "prepare wrote the file"
+check '! ls "$T"/tok.h5.tmp.* >/dev/null 2>&1' "no temp file left"
+n_a=$(printf 'In the beginning God created the heaven and the earth.\n' | "$BIN" encode | wc -w)
+check 'grep -q "\"tokens\":[[:space:]]*$((n_a + 1))" "$T/prep.json"' "source token count = ids + EOT"
+"$BIN" info "$T/tok.h5" --json --check >"$T/info.json"
+check 'grep -q "\"vocab_size\":[[:space:]]*50257" "$T/info.json"' "info vocab"
+check 'grep -q "\"ids_checked\":[[:space:]]*true" "$T/info.json"' "info --check"
+tr=$(grep -o '"train_tokens":[[:space:]]*[0-9]*' "$T/info.json" | grep -o '[0-9]*$')
+va=$(grep -o '"val_tokens":[[:space:]]*[0-9]*' "$T/info.json" | grep -o '[0-9]*$')
+total=$(grep -o '"tokens":[[:space:]]*[0-9]*' "$T/prep.json" | head -1 | grep -o '[0-9]*$')
+check '[ $((tr + va)) -eq "$total" ] && [ "$va" -gt 0 ]' "train + val = tokens"
+check 'h5dump -H "$T/tok.h5" | grep -q "DATASET \"train\""' "h5dump reads it"
+check '"$BIN" info "$T/s.bin" | grep -q "4 tokens"' "info on a shard"
+sha_before=$(sha256sum "$T/tok.h5")
+
+expect_error "missing input" "nope.txt" "$BIN" prepare --input "$T/nope.txt" --out "$T/tok.h5"
+head -c 1030 "$T/s.bin" >"$T/short.bin"
+expect_error "truncated shard" "short.bin.*truncated" "$BIN" prepare --input "$T/short.bin" --out "$T/tok.h5"
+perl -e 'print pack("l<3", 20240520, 1, 2), "\0" x 1012, pack("S<2", 40, 60000)' >"$T/big.bin"
+expect_error "id >= vocab" "big.bin.*60000" "$BIN" prepare --input "$T/big.bin" --out "$T/tok.h5"
+check '[ "$(sha256sum "$T/tok.h5")" = "$sha_before" ]' "failed prepares left the good file untouched"
+expect_error "prepare to missing dir" "/no/such/dir" "$BIN" prepare --input "$T/a.txt" --out /no/such/dir/x.h5
+expect_error "info on text" "not an HDF5" "$BIN" info "$T/a.txt"
+expect_error "info missing" "nope.h5" "$BIN" info "$T/nope.h5"
+expect_error "bad val fraction" "val-fraction" "$BIN" prepare --input "$T/a.txt" --out "$T/x.h5" --val-fraction 1.5
+check '[ ! -e "$T/x.h5" ]' "no output after a usage error"
+
+# -- a broken vocabulary directory
+mkdir -p "$T/vocab"
+printf '{"a": 0,' >"$T/vocab/encoder.json"
+printf '#version: 0.2\n' >"$T/vocab/vocab.bpe"
+expect_error "invalid JSON vocab" "encoder.json: invalid JSON" sh -c "echo hi | '$BIN' encode --vocab '$T/vocab'"
+expect_error "missing vocab dir" "no encoder.json" sh -c "echo hi | '$BIN' encode --vocab '$T/none'"
+expect_error "unknown command" "unknown command" "$BIN" frobnicate
+
+echo "test_cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
