@@ -9,6 +9,7 @@
 #include "gq_file.h"
 #include "gq_progress.h"
 #include "gq_sha256.h"
+#include "pretok.h"
 #include "shard.h"
 #include "tokfile.h"
 
@@ -107,12 +108,14 @@ static int cmd_prepare(int argc, char **argv) {
     options o = {0};
     int urc = parse(argc, argv, &o);
     while (!urc && optind < argc) o.inputs[o.n_inputs++] = argv[optind++];
-    if (urc) return urc;
-    if (!o.n_inputs) return usage_error("prepare needs --input FILE...");
-    if (!o.out) return usage_error("prepare needs --out tokens.h5");
-    gq_bpe *bpe;
-    int rc = gq_bpe_load_dir(&bpe, o.vocab);
-    if (rc) return fail(rc);
+    if (!urc && !o.n_inputs) urc = usage_error("prepare needs --input FILE...");
+    if (!urc && !o.out) urc = usage_error("prepare needs --out tokens.h5");
+    gq_bpe *bpe = NULL;
+    int rc = urc ? GQ_OK : gq_bpe_load_dir(&bpe, o.vocab);
+    if (urc || rc) {
+        free(o.inputs);
+        return urc ? urc : fail(rc);
+    }
     const int vocab = gq_bpe_vocab_size(bpe), eot = gq_bpe_eot(bpe);
     gq_ids all = {0};
     gq_token_source *src = calloc((size_t)o.n_inputs, sizeof *src);
@@ -141,7 +144,14 @@ static int cmd_prepare(int argc, char **argv) {
             for (uint64_t k = 0; k < n && !rc; k++) rc = gq_ids_push(&all, tok[k]);
         } else {
             rc = gq_ids_push(&all, eot);
-            if (!rc) rc = gq_bpe_encode_parallel(bpe, data, len, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0, o.threads, &all);
+            /* blocks of ~32 MB cut at safe points, so that progress shows on large files */
+            for (size_t pos = 0; pos < len && !rc;) {
+                size_t end = len - pos <= (32u << 20) ? len : gq_pretok_safe_cut(data, len, pos + (32u << 20));
+                rc = gq_bpe_encode_parallel(bpe, data + pos, end - pos, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0,
+                                            o.threads, &all);
+                gq_progress_update(&prog, "prepare: tokenized", (double)(total_bytes + end), bytes_in, "B");
+                pos = end;
+            }
             if (rc) rc = gq_errf(rc, "%s: %s", o.inputs[i], gq_errmsg(rc));
         }
         free(data);

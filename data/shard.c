@@ -1,4 +1,5 @@
 /* shard: see shard.h. */
+#define _POSIX_C_SOURCE 200809L /* fileno */
 #include "shard.h"
 
 #include "gq_error.h"
