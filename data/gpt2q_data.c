@@ -39,11 +39,13 @@ static int usage_error(const char *msg) {
 
 static void print_help(FILE *out) {
     fputs("usage:\n"
-          "  " PROG " prepare --input FILE... --out tokens.h5 [--val-fraction F] [--threads N]\n"
+          "  " PROG " prepare --input FILE... --out tokens.h5 [--val-fraction F] [--val-block N] [--threads N]\n"
           "                     [--allow-special] [--vocab DIR] [--json]\n"
           "      Tokenize text files (each one document, preceded by <|endoftext|>) or append llm.c\n"
-          "      token shards, and write an HDF5 token file with /train and /val (the last F of the\n"
-          "      tokens, default 0.05).\n"
+          "      token shards, and write an HDF5 token file with /train and /val. Validation split:\n"
+          "      the token stream is cut into blocks of --val-block tokens (default 4096) and block b\n"
+          "      goes to val when floor((b+1)*F) > floor(b*F), F = --val-fraction (default 0.05):\n"
+          "      every 20th block, so val samples the whole corpus rather than its end.\n"
           "  " PROG " encode [--json] [--allow-special] [--vocab DIR]\n"
           "      All of stdin, bytes as they are, to one line of space-separated ids (--json: an array).\n"
           "  " PROG " decode [--vocab DIR]\n"
@@ -60,18 +62,21 @@ typedef struct {
     int n_inputs;
     const char *out, *vocab;
     double val_fraction;
+    long val_block;
     int threads, allow_special, json, check;
 } options;
 
 static int parse(int argc, char **argv, options *o) {
     static const struct option longs[] = {
         {"input", required_argument, 0, 'i'},   {"out", required_argument, 0, 'o'},
-        {"val-fraction", required_argument, 0, 'v'}, {"vocab", required_argument, 0, 'V'},
+        {"val-fraction", required_argument, 0, 'v'}, {"val-block", required_argument, 0, 'b'},
+        {"vocab", required_argument, 0, 'V'},
         {"threads", required_argument, 0, 't'}, {"allow-special", no_argument, 0, 's'},
         {"json", no_argument, 0, 'j'},          {"check", no_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     o->inputs = calloc((size_t)argc + 1, sizeof *o->inputs);
     o->val_fraction = 0.05;
+    o->val_block = 4096;
     int c;
     optind = 2; /* after the subcommand */
     while ((c = getopt_long(argc, argv, "i:o:h", longs, NULL)) != -1) {
@@ -86,6 +91,10 @@ static int parse(int argc, char **argv, options *o) {
             o->val_fraction = strtod(optarg, &end);
             if (*end || !(o->val_fraction >= 0 && o->val_fraction < 1))
                 return usage_error("--val-fraction must be a number in [0, 1)");
+            break;
+        case 'b':
+            o->val_block = strtol(optarg, &end, 10);
+            if (*end || o->val_block < 1) return usage_error("--val-block must be a positive integer");
             break;
         case 'V': o->vocab = optarg; break;
         case 't':
@@ -161,18 +170,19 @@ static int cmd_prepare(int argc, char **argv) {
     }
     gq_progress_finish(&prog);
     double t_encode = gq_now() - t0;
-    uint16_t *tokens = NULL;
+    uint16_t *tokens = NULL, *train = NULL, *val = NULL;
     size_t n_val = 0, n_train = 0;
     if (!rc) {
         tokens = malloc(all.n * sizeof *tokens + 2);
-        if (!tokens) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        train = malloc(all.n * sizeof *train + 2);
+        val = malloc(all.n * sizeof *val + 2);
+        if (!tokens || !train || !val) rc = gq_errf(GQ_ENOMEM, "out of memory");
         for (size_t k = 0; !rc && k < all.n; k++) tokens[k] = (uint16_t)all.ids[k];
-        n_val = (size_t)llround(o.val_fraction * (double)all.n);
-        n_train = all.n - n_val;
     }
     if (!rc) {
-        gq_tokfile_meta meta = {vocab, eot, o.val_fraction, "gpt2", o.n_inputs, src};
-        rc = gq_tokfile_write(o.out, tokens, n_train, tokens + n_train, n_val, &meta);
+        gq_split_interleaved(tokens, all.n, o.val_fraction, (size_t)o.val_block, train, &n_train, val, &n_val);
+        gq_tokfile_meta meta = {vocab, eot, o.val_fraction, (uint64_t)o.val_block, "gpt2", o.n_inputs, src};
+        rc = gq_tokfile_write(o.out, train, n_train, val, n_val, &meta);
     }
     if (!rc) {
         double mbps = t_encode > 0 ? (double)total_bytes / t_encode / 1e6 : 0;
@@ -206,6 +216,8 @@ static int cmd_prepare(int argc, char **argv) {
         }
     }
     free(tokens);
+    free(train);
+    free(val);
     free(src);
     free(o.inputs);
     gq_ids_free(&all);
@@ -360,6 +372,7 @@ static int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "train_tokens", (double)in->n_train);
         cJSON_AddNumberToObject(j, "val_tokens", (double)in->n_val);
         cJSON_AddNumberToObject(j, "val_fraction", in->val_fraction);
+        cJSON_AddNumberToObject(j, "val_block", (double)in->val_block);
         if (o.check) cJSON_AddBoolToObject(j, "ids_checked", 1);
         cJSON *arr = cJSON_AddArrayToObject(j, "sources");
         for (int i = 0; i < in->n_sources; i++) {
@@ -376,8 +389,9 @@ static int cmd_info(int argc, char **argv) {
     } else {
         printf("%s: gpt2q token file v%d, tokenizer %s, vocab %d, eot %d\n", path, in->format_version, in->tokenizer,
                in->vocab_size, in->eot_id);
-        printf("  train %llu tokens, val %llu tokens (val fraction %.3f)%s\n", (unsigned long long)in->n_train,
-               (unsigned long long)in->n_val, in->val_fraction, o.check ? ", all ids checked" : "");
+        printf("  train %llu tokens, val %llu tokens (val fraction %.3f, blocks of %llu)%s\n",
+               (unsigned long long)in->n_train, (unsigned long long)in->n_val, in->val_fraction,
+               (unsigned long long)in->val_block, o.check ? ", all ids checked" : "");
         for (int i = 0; i < in->n_sources; i++)
             printf("  source %s: %llu tokens, sha256 %s\n", in->source_names[i],
                    (unsigned long long)in->source_tokens[i], in->source_sha256[i]);

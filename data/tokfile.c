@@ -8,6 +8,7 @@
 #include "shard.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,24 @@ int gq_is_hdf5(const uint8_t *head, size_t len) {
 }
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* ---- the split rule ---- */
+
+void gq_split_interleaved(const uint16_t *tokens, size_t n, double fraction, size_t block, uint16_t *train,
+                          size_t *n_train, uint16_t *val, size_t *n_val) {
+    size_t nt = 0, nv = 0;
+    if (block == 0) block = 1;
+    for (size_t b = 0; b * block < n; b++) {
+        size_t start = b * block, len = n - start < block ? n - start : block;
+        /* +1e-9 keeps 0.05 * 20 == 1 exact despite binary rounding */
+        int to_val = floor((double)(b + 1) * fraction + 1e-9) > floor((double)b * fraction + 1e-9);
+        memcpy(to_val ? val + nv : train + nt, tokens + start, len * sizeof *tokens);
+        if (to_val) nv += len;
+        else nt += len;
+    }
+    *n_train = nt;
+    *n_val = nv;
+}
 
 /* ---- writing ---- */
 
@@ -111,6 +130,8 @@ int gq_tokfile_write(const char *path, const uint16_t *train, size_t n_train, co
           write_attr_int(file, "vocab_size", H5T_STD_I32LE, &meta->vocab_size) ||
           write_attr_int(file, "eot_id", H5T_STD_I32LE, &meta->eot_id) ||
           write_attr_int(file, "val_fraction", H5T_IEEE_F64LE, &meta->val_fraction) ||
+          write_attr_int(file, "val_block", H5T_STD_U64LE, &meta->val_block) ||
+          write_attr_str(file, "val_rule", "block b is val when floor((b+1)*val_fraction) > floor(b*val_fraction)") ||
           write_attr_int(file, "n_train", H5T_STD_U64LE, &n_tr) || write_attr_int(file, "n_val", H5T_STD_U64LE, &n_va) ||
           write_attr_strs(file, "sources", names, meta->n_sources) ||
           write_attr_strs(file, "sources_sha256", shas, meta->n_sources) ||
@@ -242,6 +263,7 @@ int gq_tokfile_open(const char *path, gq_tokfile **out) {
         rc = gq_errf(GQ_EFORMAT, "%s: attribute eot_id missing or outside the vocabulary", path);
     if (!rc) {
         if (read_attr(tf->file, "val_fraction", H5T_NATIVE_DOUBLE, &in->val_fraction)) in->val_fraction = 0;
+        if (read_attr(tf->file, "val_block", H5T_NATIVE_UINT64, &in->val_block)) in->val_block = 0;
         if (read_attr_str(tf->file, "tokenizer", in->tokenizer, sizeof in->tokenizer)) strcpy(in->tokenizer, "?");
         int n_sha = 0, n_tok = 0;
         read_attr_strs(tf->file, "sources", &in->n_sources, &in->source_names);

@@ -19,10 +19,18 @@ typedef struct {
     int vocab_size;
     int eot_id;
     double val_fraction;
+    uint64_t val_block;    /* tokens per block of the interleaved split (gq_split_interleaved) */
     const char *tokenizer; /* "gpt2" */
     int n_sources;
     const gq_token_source *sources;
 } gq_tokfile_meta;
+
+/* The validation split rule: the token stream is cut into blocks of `block` tokens and block
+ * b (from 0) goes to val when floor((b + 1) * fraction) > floor(b * fraction): with 0.05, every
+ * 20th block (b = 19, 39, ...), so val samples the whole corpus instead of its end. The rest,
+ * in order, is train. train and val must each hold n tokens of room. */
+void gq_split_interleaved(const uint16_t *tokens, size_t n, double fraction, size_t block, uint16_t *train,
+                          size_t *n_train, uint16_t *val, size_t *n_val);
 
 /* Write `path` atomically. Every id must be < meta->vocab_size. */
 int gq_tokfile_write(const char *path, const uint16_t *train, size_t n_train, const uint16_t *val, size_t n_val,
@@ -36,6 +44,7 @@ typedef struct {
     int eot_id;
     uint64_t n_train, n_val;
     double val_fraction;
+    uint64_t val_block;
     char tokenizer[32];
     int n_sources;
     char **source_names;  /* n_sources strings */

@@ -42,7 +42,7 @@ expect_error "decode unclosed" "closing" sh -c "echo '[1, 2' | '$BIN' decode"
 printf 'In the beginning God created the heaven and the earth.\n' >"$T/a.txt"
 printf 'And the earth was without form, and void.\n' >"$T/b.txt"
 perl -e 'print pack("l<3", 20240520, 1, 4), "\0" x 1012, pack("S<4", 50256, 40, 41, 42)' >"$T/s.bin"
-"$BIN" prepare --input "$T/a.txt" "$T/b.txt" "$T/s.bin" --out "$T/tok.h5" --val-fraction 0.2 --json >"$T/prep.json" 2>"$T/prep.err"
+"$BIN" prepare --input "$T/a.txt" "$T/b.txt" "$T/s.bin" --out "$T/tok.h5" --val-fraction 0.2 --val-block 4 --json >"$T/prep.json" 2>"$T/prep.err"
 check '[ -f "$T/tok.h5" ]' "prepare wrote the file"
 check '! ls "$T"/tok.h5.tmp.* >/dev/null 2>&1' "no temp file left"
 n_a=$(printf 'In the beginning God created the heaven and the earth.\n' | "$BIN" encode | wc -w)

@@ -20,7 +20,7 @@ static char h5[256], shard_a[256], shard_b[256];
 static void make_files(void) {
     static uint16_t tok[N];
     for (int i = 0; i < N; i++) tok[i] = (uint16_t)i; /* token value == position */
-    gq_tokfile_meta meta = {50257, 50256, 0.1, "gpt2", 0, NULL};
+    gq_tokfile_meta meta = {50257, 50256, 0.1, 0, "gpt2", 0, NULL};
     snprintf(h5, sizeof h5, "%s/t.h5", dir);
     CHECK_OK(gq_tokfile_write(h5, tok, N - 2000, tok + N - 2000, 2000, &meta));
     snprintf(shard_a, sizeof shard_a, "%s/a.bin", dir);

@@ -39,7 +39,7 @@ static void test_tokfile_round_trip(void) {
     for (int i = 0; i < 1000; i++) train[i] = (uint16_t)(i * 37 % 50257);
     for (int i = 0; i < 50; i++) val[i] = (uint16_t)(50256 - i);
     gq_token_source src[2] = {{"a.txt", "00ab", 600}, {"b.bin", "ff01", 450}};
-    gq_tokfile_meta meta = {50257, 50256, 0.05, "gpt2", 2, src};
+    gq_tokfile_meta meta = {50257, 50256, 0.05, 4096, "gpt2", 2, src};
     const char *p = path_in("t.h5");
     CHECK_OK(gq_tokfile_write(p, train, 1000, val, 50, &meta));
     char tmp[300];
@@ -105,7 +105,7 @@ static void test_foreign_files(void) {
     rc = gq_tokfile_open(path_in("other.h5"), &tf);
     CHECK(rc == GQ_EFORMAT && strstr(gq_errmsg(rc), "not a gpt2q token file"));
     uint16_t t[4] = {1, 2, 3, 4};
-    gq_tokfile_meta meta = {50257, 50256, 0.0, "gpt2", 0, NULL};
+    gq_tokfile_meta meta = {50257, 50256, 0.0, 4096, "gpt2", 0, NULL};
     CHECK_OK(gq_tokfile_write(path_in("float.h5"), t, 4, t, 0, &meta));
     h = H5Fopen(path_in("float.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
     H5Ldelete(h, "train", H5P_DEFAULT);
@@ -156,8 +156,27 @@ static void test_shards(void) {
     CHECK(rc == GQ_ERANGE && strstr(gq_errmsg(rc), "token 123"));
 }
 
+static void test_split_rule(void) {
+    enum { n = 4 * 400 + 3 };
+    static uint16_t tok[n], train[n], val[n];
+    for (int i = 0; i < n; i++) tok[i] = (uint16_t)i;
+    size_t nt, nv;
+    gq_split_interleaved(tok, n, 0.05, 4, train, &nt, val, &nv);
+    CHECK(nt + nv == n);
+    CHECK(nv == 20 * 4); /* blocks 19, 39, ..., 399 of the 401 */
+    int ok = 1;
+    for (size_t i = 0; i < nv; i++) ok &= val[i] == (uint16_t)((19 + 20 * (i / 4)) * 4 + i % 4);
+    CHECK(ok);
+    CHECK(train[0] == 0 && train[19 * 4] == 20 * 4 && train[nt - 1] == n - 1);
+    gq_split_interleaved(tok, n, 0.0, 4, train, &nt, val, &nv);
+    CHECK(nv == 0 && nt == n);
+    gq_split_interleaved(tok, n, 0.5, 4, train, &nt, val, &nv);
+    CHECK(val[0] == 4 && nv == 200 * 4); /* every other block, starting with block 1 */
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
+    test_split_rule();
     test_tokfile_round_trip();
     test_foreign_files();
     test_shards();
