@@ -22,7 +22,7 @@ int main(void) {
         for (size_t i = 0; i < n; i++) {
             x[i] = (gq_rng_float(&r) - 0.5f) * 16.0f;
             dy[i] = gq_rng_float(&r) - 0.5f;
-            dx_cpu[i] = 0.5f;
+            dx_cpu[i] = 0.5f; /* both backwards overwrite it */
         }
         float *d_x, *d_y, *d_dy, *d_dx;
         CHECK_OK(gq_cuda_alloc((void **)&d_x, n * 4));

@@ -1,13 +1,34 @@
-/* cpu_ops: the CPU reference backend's ops (C11 + OpenMP). Shapes in comments; backward
- * functions accumulate (+=) into their input gradients, as in llm.c. */
+/* cpu_ops: the CPU reference backend's ops (C11 + OpenMP, CBLAS for GEMMs). Semantics and
+ * shapes are those of backend.h; every function here returns GQ_OK. Parallel loops are
+ * arranged so that each output element is summed by one thread in a fixed order: results do
+ * not depend on the thread count except through OpenBLAS's GEMM blocking. */
 #ifndef GQ_CPU_OPS_H
 #define GQ_CPU_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-/* out, inp: (n) */
-void gq_cpu_gelu_forward(float *out, const float *inp, size_t n);
-/* dinp += gelu'(inp) * dout; all (n) */
-void gq_cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+int gq_cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
+int gq_cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+int gq_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                             const float *bias, int N, int C);
+int gq_cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, const float *mean, const float *rstd, int N, int C);
+int gq_cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+int gq_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                           const float *weight, int N, int C, int OC);
+int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+int gq_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                              int B, int T, int C, int NH);
+int gq_cpu_gelu_forward(float *out, const float *inp, size_t n);
+int gq_cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+int gq_cpu_residual_forward(float *out, const float *a, const float *b, size_t n);
+int gq_cpu_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
+                                int Vp);
+int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
+                                 int Vp);
+int gq_cpu_sum_squares(double *out, const float *g, size_t n);
+int gq_cpu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                        float eps, float weight_decay, int t, float grad_scale);
 
 #endif

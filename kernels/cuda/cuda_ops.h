@@ -19,7 +19,7 @@ int gq_cuda_sync(void);
 
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);
-/* d_dinp += gelu'(d_inp) * d_dout; all (n) fp32 */
+/* d_dinp = gelu'(d_inp) * d_dout; all (n) fp32 */
 int gq_cuda_gelu_backward(float *d_dinp, const float *d_inp, const float *d_dout, size_t n);
 
 #ifdef __cplusplus

@@ -11,7 +11,7 @@ static __global__ void gelu_forward_kernel(float *out, const float *inp, size_t 
 
 static __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dinp[i] += gq_gelu_grad(inp[i]) * dout[i];
+        dinp[i] = gq_gelu_grad(inp[i]) * dout[i];
 }
 
 static unsigned grid_for(size_t n) {

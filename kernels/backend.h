@@ -1,0 +1,82 @@
+/* backend: the op table every backend fills (DESIGN.md decision 3). The model is written once
+ * against it. Shapes are given as (dims) with B batch, T time, C channels, NH heads, OC output
+ * channels, V real vocabulary, Vp padded vocabulary. Pointers are backend memory (host memory
+ * for the CPU backend). Ops never allocate. Conventions for backward ops:
+ *   - gradients of parameters (dweight, dbias, dwte, ...) are ACCUMULATED (+=), so that
+ *     micro-batches add up;
+ *   - gradients of activations are OVERWRITTEN (=), except where a comment says "+=" (the
+ *     residual stream, whose gradient collects several branches).
+ * Every op returns a gq error code (always GQ_OK on the CPU). */
+#ifndef GQ_BACKEND_H
+#define GQ_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gq_backend {
+    const char *name;
+
+    /* ---- memory ---- */
+    int (*alloc)(void **ptr, size_t bytes); /* zero-filled */
+    void (*free)(void *ptr);
+    int (*upload)(void *dst, const void *host_src, size_t bytes);
+    int (*download)(void *host_dst, const void *src, size_t bytes);
+    int (*zero)(void *ptr, size_t bytes);
+
+    /* ---- ops ---- */
+    /* out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) ids, wte (Vp,C), wpe (maxT,C) */
+    int (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
+    /* dwte, dwpe += from dout (B,T,C) */
+    int (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+
+    /* out (N,C) = (inp - mean) * rstd * weight + bias; saves mean, rstd (N) */
+    int (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                             const float *bias, int N, int C);
+    /* dinp (N,C) +=; dweight, dbias (C) += */
+    int (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, const float *mean, const float *rstd, int N, int C);
+
+    /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) (bias may be NULL) */
+    int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+    /* dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout)
+     * (dinp, dbias may be NULL) */
+    int (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                           const float *weight, int N, int C, int OC);
+
+    /* Causal self-attention. qkv (B,T,3C) = [q | k | v], heads of size C/NH; out (B,T,C);
+     * att (B,NH,T,T) saves the softmax (zero above the diagonal). */
+    int (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+    /* dqkv (B,T,3C) =; scratch (B,NH,T,T) is overwritten */
+    int (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                              int B, int T, int C, int NH);
+
+    /* tanh-form GELU over n values; backward: dinp = gelu'(inp) * dout */
+    int (*gelu_forward)(float *out, const float *inp, size_t n);
+    int (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+
+    /* out = a + b over n values (the residual add; its backward is the identity on both) */
+    int (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+
+    /* Fused softmax + cross-entropy over the first V of Vp logits per row (padding ignored).
+     * logits (N,Vp); targets (N), -1 = ignored; losses (N) (0 where ignored); lse (N) saves
+     * the log-sum-exp for the backward. */
+    int (*crossentropy_forward)(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
+                                int Vp);
+    /* In place: logits (N,Vp) become dlogits = (softmax - onehot) * dloss; padded columns and
+     * ignored rows become 0. */
+    int (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
+                                 int Vp);
+
+    /* sum of squares of g (n), accumulated in double */
+    int (*sum_squares)(double *out, const float *g, size_t n);
+    /* AdamW on one tensor, as torch.optim.AdamW: g' = g * grad_scale (clipping);
+     * m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= lr * wd * p;
+     * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+    int (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                        float eps, float weight_decay, int t, float grad_scale);
+} gq_backend;
+
+/* The CPU reference backend (always present). */
+const gq_backend *gq_backend_cpu(void);
+
+#endif

@@ -1,0 +1,55 @@
+/* backend_cpu: the CPU reference backend's table (host memory, fp32). */
+#include "backend.h"
+#include "cpu_ops.h"
+#include "gq_error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int cpu_alloc(void **ptr, size_t bytes) {
+    /* 64-byte aligned for SIMD; zero-filled */
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) return gq_errf(GQ_ENOMEM, "out of memory allocating %.1f MiB", (double)bytes / (1 << 20));
+    memset(p, 0, rounded);
+    *ptr = p;
+    return GQ_OK;
+}
+
+static void cpu_free(void *ptr) { free(ptr); }
+
+static int cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+    return GQ_OK;
+}
+
+static int cpu_zero(void *ptr, size_t bytes) {
+    if (bytes) memset(ptr, 0, bytes);
+    return GQ_OK;
+}
+
+static const gq_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .zero = cpu_zero,
+    .encoder_forward = gq_cpu_encoder_forward,
+    .encoder_backward = gq_cpu_encoder_backward,
+    .layernorm_forward = gq_cpu_layernorm_forward,
+    .layernorm_backward = gq_cpu_layernorm_backward,
+    .matmul_forward = gq_cpu_matmul_forward,
+    .matmul_backward = gq_cpu_matmul_backward,
+    .attention_forward = gq_cpu_attention_forward,
+    .attention_backward = gq_cpu_attention_backward,
+    .gelu_forward = gq_cpu_gelu_forward,
+    .gelu_backward = gq_cpu_gelu_backward,
+    .residual_forward = gq_cpu_residual_forward,
+    .crossentropy_forward = gq_cpu_crossentropy_forward,
+    .crossentropy_backward = gq_cpu_crossentropy_backward,
+    .sum_squares = gq_cpu_sum_squares,
+    .adamw_update = gq_cpu_adamw_update,
+};
+
+const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }
