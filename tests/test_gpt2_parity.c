@@ -1,0 +1,140 @@
+/* The whole model against PyTorch + transformers (tests/fixtures/make_gpt2_fixture.py):
+ * import the HF safetensors (and the same weights without the "transformer." prefix, and as
+ * an llm.c .bin: all three must give identical parameters), then compare
+ *   logits:   max |ours - torch| <= 1e-5 (fp32 vs fp32, different summation orders),
+ *   loss:     |ours - torch| <= 1e-5,
+ *   grads:    max |ours - torch| / max |torch| <= 1e-4 per tensor,
+ *   5 AdamW steps with clipping at 1.0: every loss within 2e-5.
+ * usage: test_gpt2_parity FIXTURE_DIR */
+#include "gpt2.h"
+#include "gq_error.h"
+#include "gq_file.h"
+#include "gq_test.h"
+#include "safetensors.h"
+#include "weights.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char dir[1024];
+static const char *fx(const char *name) {
+    static char buf[4][1200];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static gq_gpt2 *load(const char *path, int B, int T) {
+    gq_gpt2_config cfg;
+    gq_gpt2 *m = NULL;
+    CHECK_OK(gq_weights_config(path, &cfg));
+    CHECK_OK(gq_gpt2_create(&m, &cfg, gq_backend_cpu(), B, T));
+    if (m) CHECK_OK(gq_weights_load(path, m));
+    return m;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    snprintf(dir, sizeof dir, "%s", argv[1]);
+    uint8_t *js;
+    size_t jl;
+    CHECK_OK(gq_read_file(fx("reference.json"), &js, &jl));
+    cJSON *ref_json = cJSON_Parse((const char *)js);
+    free(js);
+    const int B = cJSON_GetObjectItem(ref_json, "B")->valueint, T = cJSON_GetObjectItem(ref_json, "T")->valueint;
+    gq_gpt2 *m = load(fx("model.safetensors"), B, T), *m2 = load(fx("model_noprefix.safetensors"), B, T),
+            *m3 = load(fx("model.bin"), B, T);
+    if (!m || !m2 || !m3) return gq_test_finish("test_gpt2_parity");
+    CHECK(m->cfg.n_layer == 2 && m->cfg.n_head == 4 && m->cfg.n_embd == 32 && m->cfg.vocab_size == 96 &&
+          m->cfg.padded_vocab_size == 128);
+    CHECK(!memcmp(m->params_mem, m2->params_mem, m->n_params * 4));
+    CHECK(!memcmp(m->params_mem, m3->params_mem, m->n_params * 4));
+
+    gq_safetensors *ref;
+    CHECK_OK(gq_st_open(&ref, fx("reference.safetensors")));
+    if (!ref) return gq_test_finish("test_gpt2_parity");
+    int32_t inputs[64 * 64], targets[64 * 64];
+    CHECK_OK(gq_st_read_i32(ref, gq_st_find(ref, "inputs"), inputs));
+    CHECK_OK(gq_st_read_i32(ref, gq_st_find(ref, "targets"), targets));
+    const int V = m->cfg.vocab_size, Vp = m->cfg.padded_vocab_size;
+    float *want = malloc((size_t)B * T * V * 4), *got = malloc((size_t)Vp * 4);
+    CHECK_OK(gq_st_read_f32(ref, gq_st_find(ref, "logits"), want));
+
+    float loss;
+    CHECK_OK(gq_gpt2_forward(m, inputs, targets, B, T, &loss));
+    double max_logit_err = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            gq_gpt2_logits(m, b, t, got);
+            for (int v = 0; v < V; v++)
+                max_logit_err = fmax(max_logit_err, fabs(got[v] - want[((size_t)b * T + t) * V + v]));
+        }
+    double ref_loss = cJSON_GetObjectItem(ref_json, "loss")->valuedouble;
+    printf("logits max abs err %.3g; loss %.7f vs torch %.7f\n", max_logit_err, loss, ref_loss);
+    CHECK(max_logit_err <= 1e-5);
+    CHECK(fabs(loss - ref_loss) <= 1e-5);
+
+    CHECK_OK(gq_gpt2_zero_grad(m));
+    CHECK_OK(gq_gpt2_backward(m, 1.0f));
+    float *g_host = malloc(m->n_params * 4);
+    m->be->download(g_host, m->grads_mem, m->n_params * 4);
+    size_t off = 0;
+    double worst = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(&m->cfg, i, &rows, &cols);
+        int conv1d = i == 4 || i == 6 || i == 10 || i == 12;
+        int layers = gq_gpt2_tensor(i)->per_layer ? m->cfg.n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            char base[160], name[200];
+            snprintf(base, sizeof base, gq_gpt2_tensor(i)->hf_name, l);
+            snprintf(name, sizeof name, "grad.%s", base);
+            const gq_st_tensor *t = gq_st_find(ref, name);
+            CHECKF(t != NULL, "%s missing in the fixture", name);
+            size_t per = rows * (cols ? cols : 1), n_ref = i == 0 ? (size_t)V * cols : per;
+            float *r = malloc(per * 4);
+            if (t) gq_st_read_f32(ref, t, r);
+            double max_err = 0, max_ref = 0;
+            for (size_t k = 0; t && k < n_ref; k++) {
+                size_t ours = conv1d ? (k % rows) * cols + k / rows : k; /* ref is (cols, rows) for Conv1D */
+                max_err = fmax(max_err, fabs(g_host[off + ours] - r[k]));
+                max_ref = fmax(max_ref, fabs(r[k]));
+            }
+            double err = max_err / fmax(max_ref, 1e-12);
+            worst = fmax(worst, err);
+            CHECKF(err <= 1e-4, "%s: normalized gradient error %.3g", name, err);
+            if (i == 0) /* padded rows get no gradient */
+                for (size_t k = n_ref; k < per; k++) CHECK(g_host[off + k] == 0.0f);
+            free(r);
+            off += per;
+        }
+    }
+    printf("gradients: worst normalized error %.3g over all tensors\n", worst);
+
+    cJSON *losses = cJSON_GetObjectItem(ref_json, "adamw_losses");
+    gq_gpt2 *o = load(fx("model.safetensors"), B, T);
+    double max_step_err = 0;
+    for (int step = 1; step <= cJSON_GetArraySize(losses); step++) {
+        float l, norm;
+        CHECK_OK(gq_gpt2_forward(o, inputs, targets, B, T, &l));
+        double want_l = cJSON_GetArrayItem(losses, step - 1)->valuedouble;
+        max_step_err = fmax(max_step_err, fabs(l - want_l));
+        if (step == cJSON_GetArraySize(losses)) break;
+        CHECK_OK(gq_gpt2_zero_grad(o));
+        CHECK_OK(gq_gpt2_backward(o, 1.0f));
+        CHECK_OK(gq_gpt2_grad_norm(o, &norm));
+        float scale = 1.0f / (norm + 1e-6f);
+        CHECK_OK(gq_gpt2_update(o, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, scale < 1.0f ? scale : 1.0f));
+    }
+    printf("AdamW: max loss error over %d steps %.3g\n", cJSON_GetArraySize(losses), max_step_err);
+    CHECK(max_step_err <= 2e-5);
+
+    free(want), free(got), free(g_host);
+    gq_st_close(ref);
+    cJSON_Delete(ref_json);
+    gq_gpt2_free(m), gq_gpt2_free(m2), gq_gpt2_free(m3), gq_gpt2_free(o);
+    return gq_test_finish("test_gpt2_parity");
+}

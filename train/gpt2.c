@@ -1,0 +1,309 @@
+/* gpt2: see gpt2.h. The forward keeps every activation the backward needs; the backward
+ * walks the layers in reverse with four scratch buffers (the residual-stream gradient, two
+ * (B,T,4C) buffers and one attention-sized buffer) instead of a gradient per activation. */
+#include "gpt2.h"
+
+#include "gq_error.h"
+#include "gq_rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const gq_gpt2_tensor_info tensor_info[GQ_GPT2_N_TENSORS] = {
+    {"wte.weight", 0, 1},           {"wpe.weight", 0, 1},           {"h.%d.ln_1.weight", 1, 0},
+    {"h.%d.ln_1.bias", 1, 0},       {"h.%d.attn.c_attn.weight", 1, 1}, {"h.%d.attn.c_attn.bias", 1, 0},
+    {"h.%d.attn.c_proj.weight", 1, 1}, {"h.%d.attn.c_proj.bias", 1, 0}, {"h.%d.ln_2.weight", 1, 0},
+    {"h.%d.ln_2.bias", 1, 0},       {"h.%d.mlp.c_fc.weight", 1, 1}, {"h.%d.mlp.c_fc.bias", 1, 0},
+    {"h.%d.mlp.c_proj.weight", 1, 1}, {"h.%d.mlp.c_proj.bias", 1, 0}, {"ln_f.weight", 0, 0},
+    {"ln_f.bias", 0, 0},
+};
+
+const gq_gpt2_tensor_info *gq_gpt2_tensor(int i) { return &tensor_info[i]; }
+
+void gq_gpt2_tensor_shape(const gq_gpt2_config *cfg, int i, size_t *rows, size_t *cols) {
+    size_t C = (size_t)cfg->n_embd;
+    static const int r_mul[GQ_GPT2_N_TENSORS] = {0, 0, 1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 1, 1, 1, 1};
+    static const int c_mul[GQ_GPT2_N_TENSORS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 0, 0, 0};
+    *rows = i == 0 ? (size_t)cfg->padded_vocab_size : i == 1 ? (size_t)cfg->block_size : r_mul[i] * C;
+    *cols = c_mul[i] * C;
+}
+
+int gq_gpt2_config_check(gq_gpt2_config *c) {
+    if (c->n_layer < 1 || c->n_layer > 256) return gq_errf(GQ_EINVAL, "n_layer = %d, expected 1..256", c->n_layer);
+    if (c->n_head < 1) return gq_errf(GQ_EINVAL, "n_head = %d, expected >= 1", c->n_head);
+    if (c->n_embd < 1 || c->n_embd % c->n_head)
+        return gq_errf(GQ_EINVAL, "n_embd = %d must be a positive multiple of n_head = %d", c->n_embd, c->n_head);
+    if (c->block_size < 1) return gq_errf(GQ_EINVAL, "block_size = %d, expected >= 1", c->block_size);
+    if (c->vocab_size < 2 || c->vocab_size > 65536)
+        return gq_errf(GQ_EINVAL, "vocab_size = %d, expected 2..65536 (token ids are uint16)", c->vocab_size);
+    if (!c->padded_vocab_size) c->padded_vocab_size = (c->vocab_size + 127) / 128 * 128;
+    if (c->padded_vocab_size < c->vocab_size)
+        return gq_errf(GQ_EINVAL, "padded_vocab_size = %d is below vocab_size = %d", c->padded_vocab_size,
+                       c->vocab_size);
+    return GQ_OK;
+}
+
+static void carve(float **dst_ptrs, float *base, const size_t *numel, int n) {
+    for (int i = 0; i < n; i++) {
+        dst_ptrs[i] = base;
+        base += numel[i];
+    }
+}
+
+int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend *be, int B, int T) {
+    *out = NULL;
+    gq_gpt2_config cfg = *cfg_in;
+    int rc = gq_gpt2_config_check(&cfg);
+    if (rc) return rc;
+    if (B < 1 || T < 1 || T > cfg.block_size)
+        return gq_errf(GQ_EINVAL, "batch %d x sequence %d: sequence must be in 1..block_size (%d)", B, T, cfg.block_size);
+    gq_gpt2 *m = calloc(1, sizeof *m);
+    if (!m) return gq_errf(GQ_ENOMEM, "out of memory");
+    m->cfg = cfg;
+    m->be = be;
+    m->B_max = B;
+    m->T_max = T;
+    const size_t L = (size_t)cfg.n_layer;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t r, c;
+        gq_gpt2_tensor_shape(&cfg, i, &r, &c);
+        m->tensor_numel[i] = r * (c ? c : 1) * (tensor_info[i].per_layer ? L : 1);
+        m->n_params += m->tensor_numel[i];
+    }
+    /* activations, in the order of the struct */
+    const size_t BT = (size_t)B * T, C = (size_t)cfg.n_embd, NH = (size_t)cfg.n_head, Vp = (size_t)cfg.padded_vocab_size;
+    size_t act_numel[] = {
+        BT * C,          /* encoded */
+        L * BT * C,      /* ln1 */
+        L * BT,          /* ln1_mean */
+        L * BT,          /* ln1_rstd */
+        L * BT * 3 * C,  /* qkv */
+        L * BT * C,      /* atty */
+        L * B * NH * T * T, /* att */
+        L * BT * C,      /* attproj */
+        L * BT * C,      /* residual2 */
+        L * BT * C,      /* ln2 */
+        L * BT,          /* ln2_mean */
+        L * BT,          /* ln2_rstd */
+        L * BT * 4 * C,  /* fch */
+        L * BT * 4 * C,  /* fch_gelu */
+        L * BT * C,      /* fcproj */
+        L * BT * C,      /* residual3 */
+        BT * C,          /* lnf */
+        BT,              /* lnf_mean */
+        BT,              /* lnf_rstd */
+        BT * Vp,         /* logits */
+        BT,              /* lse */
+        BT,              /* losses */
+        BT * C,          /* d_res */
+        BT * 4 * C,      /* d_a */
+        BT * 4 * C,      /* d_b */
+        B * NH * T * T,  /* d_att */
+        BT,              /* inputs (int32) */
+        BT,              /* targets (int32) */
+    };
+    enum { N_ACTS = sizeof act_numel / sizeof *act_numel };
+    m->n_acts = 0;
+    for (int i = 0; i < N_ACTS; i++) m->n_acts += act_numel[i];
+    m->n_scratch = act_numel[22] + act_numel[23] + act_numel[24] + act_numel[25];
+    const size_t pbytes = m->n_params * sizeof(float);
+    rc = be->alloc((void **)&m->params_mem, pbytes);
+    if (!rc) rc = be->alloc((void **)&m->grads_mem, pbytes);
+    if (!rc) rc = be->alloc((void **)&m->m_mem, pbytes);
+    if (!rc) rc = be->alloc((void **)&m->v_mem, pbytes);
+    if (!rc) rc = be->alloc((void **)&m->acts_mem, m->n_acts * sizeof(float));
+    m->host_losses = malloc(BT * sizeof(float));
+    if (!rc && !m->host_losses) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    if (rc) {
+        gq_gpt2_free(m);
+        return rc;
+    }
+    carve((float **)&m->params, m->params_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
+    carve((float **)&m->grads, m->grads_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
+    float *ptrs[N_ACTS];
+    carve(ptrs, m->acts_mem, act_numel, N_ACTS);
+    float **dst = &m->a.encoded;
+    for (int i = 0; i < N_ACTS - 2; i++) dst[i] = ptrs[i];
+    m->a.inputs = (int32_t *)ptrs[N_ACTS - 2];
+    m->a.targets = (int32_t *)ptrs[N_ACTS - 1];
+    *out = m;
+    return GQ_OK;
+}
+
+void gq_gpt2_free(gq_gpt2 *m) {
+    if (!m) return;
+    if (m->params_mem) m->be->free(m->params_mem);
+    if (m->grads_mem) m->be->free(m->grads_mem);
+    if (m->m_mem) m->be->free(m->m_mem);
+    if (m->v_mem) m->be->free(m->v_mem);
+    if (m->acts_mem) m->be->free(m->acts_mem);
+    free(m->host_losses);
+    free(m);
+}
+
+static float normal(gq_rng *r) {
+    /* Box-Muller from two 24-bit uniforms in (0, 1] */
+    float u1 = 1.0f - gq_rng_float(r), u2 = gq_rng_float(r);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+}
+
+int gq_gpt2_init(gq_gpt2 *m, uint64_t seed) {
+    const gq_gpt2_config *c = &m->cfg;
+    float *host = malloc(m->n_params * sizeof *host);
+    if (!host) return gq_errf(GQ_ENOMEM, "out of memory");
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    float *p = host;
+    const float proj_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t n = m->tensor_numel[i];
+        int is_ln_weight = i == 2 || i == 8 || i == 14;
+        int is_matrix = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        float std = (i == 6 || i == 12) ? proj_std : 0.02f;
+        for (size_t k = 0; k < n; k++) p[k] = is_matrix ? std * normal(&r) : is_ln_weight ? 1.0f : 0.0f;
+        if (i == 0) /* padded vocabulary rows stay zero */
+            memset(p + (size_t)c->vocab_size * c->n_embd, 0,
+                   (size_t)(c->padded_vocab_size - c->vocab_size) * c->n_embd * sizeof *p);
+        p += n;
+    }
+    int rc = m->be->upload(m->params_mem, host, m->n_params * sizeof *host);
+    free(host);
+    if (!rc) rc = m->be->zero(m->m_mem, m->n_params * sizeof(float));
+    if (!rc) rc = m->be->zero(m->v_mem, m->n_params * sizeof(float));
+    return rc;
+}
+
+#define TRY(call)               \
+    do {                        \
+        int rc_ = (call);       \
+        if (rc_) return rc_;    \
+    } while (0)
+
+int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
+    const gq_backend *be = m->be;
+    const gq_gpt2_config *c = &m->cfg;
+    if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
+        return gq_errf(GQ_ESHAPE, "forward with B=%d T=%d, the model was planned for B<=%d T<=%d", B, T, m->B_max,
+                       m->T_max);
+    const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab_size;
+    const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
+    for (size_t i = 0; i < BT; i++)
+        if (inputs[i] < 0 || inputs[i] >= V || (targets && (targets[i] < -1 || targets[i] >= V)))
+            return gq_errf(GQ_ERANGE, "token id %d at position %zu is outside the model's vocabulary (%d)",
+                           targets && (targets[i] < -1 || targets[i] >= V) ? targets[i] : inputs[i], i, V);
+    TRY(be->upload(m->a.inputs, inputs, BT * sizeof *inputs));
+    if (targets) TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
+    const gq_gpt2_tensors *w = &m->params;
+    TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
+    for (int l = 0; l < L; l++) {
+        const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
+        const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
+        float *ln1 = m->a.ln1 + la, *qkv = m->a.qkv + 3 * la, *atty = m->a.atty + la;
+        float *att = m->a.att + (size_t)l * m->B_max * NH * m->T_max * m->T_max;
+        float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + la;
+        float *fch = m->a.fch + 4 * la, *fchg = m->a.fch_gelu + 4 * la, *fcproj = m->a.fcproj + la;
+        float *res3 = m->a.residual3 + la;
+        TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
+                                  (int)BT, C));
+        TRY(be->matmul_forward(qkv, ln1, w->qkvw + 3 * lc * C, w->qkvb + 3 * lc, (int)BT, C, 3 * C));
+        TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
+        TRY(be->matmul_forward(attproj, atty, w->attprojw + lc * C, w->attprojb + lc, (int)BT, C, C));
+        TRY(be->residual_forward(res2, residual, attproj, BT * C));
+        TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
+                                  (int)BT, C));
+        TRY(be->matmul_forward(fch, ln2, w->fcw + 4 * lc * C, w->fcb + 4 * lc, (int)BT, C, 4 * C));
+        TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
+        TRY(be->matmul_forward(fcproj, fchg, w->fcprojw + 4 * lc * C, w->fcprojb + lc, (int)BT, 4 * C, C));
+        TRY(be->residual_forward(res3, res2, fcproj, BT * C));
+    }
+    const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
+    TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
+    TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp));
+    m->last_B = B;
+    m->last_T = T;
+    m->n_targets = 0;
+    if (targets) {
+        TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
+        TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
+        double sum = 0;
+        for (size_t i = 0; i < BT; i++) {
+            sum += m->host_losses[i];
+            m->n_targets += targets[i] >= 0;
+        }
+        if (loss) *loss = m->n_targets ? (float)(sum / m->n_targets) : 0.0f;
+    } else if (loss) {
+        *loss = 0.0f;
+    }
+    return GQ_OK;
+}
+
+int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out) {
+    size_t Vp = (size_t)m->cfg.padded_vocab_size;
+    return m->be->download(host_out, m->a.logits + ((size_t)b * m->last_T + t) * Vp, Vp * sizeof(float));
+}
+
+int gq_gpt2_zero_grad(gq_gpt2 *m) { return m->be->zero(m->grads_mem, m->n_params * sizeof(float)); }
+
+int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
+    const gq_backend *be = m->be;
+    const gq_gpt2_config *c = &m->cfg;
+    const int B = m->last_B, T = m->last_T;
+    if (!m->n_targets) return gq_errf(GQ_EINVAL, "backward without a forward that had targets");
+    const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab_size;
+    const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
+    const gq_gpt2_tensors *w = &m->params, *g = &m->grads;
+    float *d_res = m->a.d_res, *d_a = m->a.d_a, *d_b = m->a.d_b;
+    TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT, V,
+                                  Vp));
+    TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp));
+    TRY(be->zero(d_res, BT * C * sizeof(float)));
+    const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
+    TRY(be->layernorm_backward(d_res, g->lnfw, g->lnfb, d_a, last, w->lnfw, m->a.lnf_mean, m->a.lnf_rstd, (int)BT, C));
+    for (int l = L - 1; l >= 0; l--) {
+        const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
+        const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
+        const float *att = m->a.att + (size_t)l * m->B_max * NH * m->T_max * m->T_max;
+        /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
+        TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + 4 * la,
+                                w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
+        TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
+        TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + la, w->fcw + 4 * lc * C,
+                                (int)BT, C, 4 * C));
+        TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
+                                   m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
+        /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
+        TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + la,
+                                w->attprojw + lc * C, (int)BT, C, C));
+        TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, att, B, T, C, NH));
+        TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + la, w->qkvw + 3 * lc * C,
+                                (int)BT, C, 3 * C));
+        TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc, m->a.ln1_mean + lm,
+                                   m->a.ln1_rstd + lm, (int)BT, C));
+    }
+    TRY(be->encoder_backward(g->wte, g->wpe, d_res, m->a.inputs, B, T, C));
+    return GQ_OK;
+}
+
+int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm) {
+    double ss;
+    TRY(m->be->sum_squares(&ss, m->grads_mem, m->n_params));
+    *norm = (float)sqrt(ss);
+    return GQ_OK;
+}
+
+int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
+                   float grad_scale) {
+    size_t off = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t n = m->tensor_numel[i];
+        TRY(m->be->adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, n, lr, beta1,
+                                beta2, eps, tensor_info[i].decay ? weight_decay : 0.0f, t, grad_scale));
+        off += n;
+    }
+    return GQ_OK;
+}
+
+size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
+size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }

@@ -1,0 +1,105 @@
+/* gpt2: the GPT-2 model written once against the backend op table. Parameters, gradients,
+ * AdamW state and activations are each ONE allocation, sized from the config and the largest
+ * (B, T) up front; forward, backward and update allocate nothing. Weights are (out, in) as in
+ * nn.Linear; the token embedding is tied to the LM head and padded to Vp rows (the loss
+ * ignores the padding, whose rows stay zero). */
+#ifndef GQ_GPT2_H
+#define GQ_GPT2_H
+
+#include "backend.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int n_layer, n_head, n_embd, block_size, vocab_size;
+    int padded_vocab_size; /* 0: vocab_size rounded up to a multiple of 128 */
+} gq_gpt2_config;
+
+enum { GQ_GPT2_N_TENSORS = 16 };
+
+/* One pointer per parameter tensor; per-layer tensors hold all layers, layer-major. */
+typedef struct {
+    float *wte;      /* (Vp, C) */
+    float *wpe;      /* (maxT, C) */
+    float *ln1w;     /* (L, C) */
+    float *ln1b;     /* (L, C) */
+    float *qkvw;     /* (L, 3C, C) */
+    float *qkvb;     /* (L, 3C) */
+    float *attprojw; /* (L, C, C) */
+    float *attprojb; /* (L, C) */
+    float *ln2w;     /* (L, C) */
+    float *ln2b;     /* (L, C) */
+    float *fcw;      /* (L, 4C, C) */
+    float *fcb;      /* (L, 4C) */
+    float *fcprojw;  /* (L, C, 4C) */
+    float *fcprojb;  /* (L, C) */
+    float *lnfw;     /* (C) */
+    float *lnfb;     /* (C) */
+} gq_gpt2_tensors;
+
+/* Static description of tensor i: HF GPT-2 name (with %d for the layer), whether it repeats
+ * per layer, its per-layer shape (rows, cols; cols == 0 for vectors), and AdamW decay. */
+typedef struct {
+    const char *hf_name;
+    int per_layer;
+    int decay;
+} gq_gpt2_tensor_info;
+const gq_gpt2_tensor_info *gq_gpt2_tensor(int i);
+/* Per-layer shape of tensor i for a config: rows and cols (cols 0 = vector). */
+void gq_gpt2_tensor_shape(const gq_gpt2_config *cfg, int i, size_t *rows, size_t *cols);
+
+typedef struct gq_gpt2 {
+    gq_gpt2_config cfg;
+    const gq_backend *be;
+    int B_max, T_max;
+    size_t tensor_numel[GQ_GPT2_N_TENSORS]; /* all layers */
+    size_t n_params;
+    float *params_mem, *grads_mem, *m_mem, *v_mem;
+    gq_gpt2_tensors params, grads;
+    float *acts_mem;
+    size_t n_acts;
+    size_t n_scratch;
+    /* activations, laid out for (B_max, T_max); see gpt2.c */
+    struct {
+        float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *residual2, *ln2, *ln2_mean,
+            *ln2_rstd, *fch, *fch_gelu, *fcproj, *residual3, *lnf, *lnf_mean, *lnf_rstd, *logits, *lse, *losses;
+        float *d_res, *d_a, *d_b, *d_att; /* backward scratch */
+        int32_t *inputs, *targets;
+    } a;
+    float *host_losses; /* (B_max * T_max) */
+    int last_B, last_T;  /* of the last forward */
+    int n_targets;       /* non-ignored targets in the last forward */
+} gq_gpt2;
+
+/* Fill padded_vocab_size if 0 and check the config; errors say which field is wrong. */
+int gq_gpt2_config_check(gq_gpt2_config *cfg);
+
+int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg, const gq_backend *be, int B_max, int T_max);
+void gq_gpt2_free(gq_gpt2 *m);
+
+/* GPT-2 initialisation: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)), biases
+ * 0, layernorms (1, 0), padded embedding rows 0. Deterministic in the seed. */
+int gq_gpt2_init(gq_gpt2 *m, uint64_t seed);
+
+/* inputs, targets: host (B, T) ids; targets may be NULL (no loss) and -1 marks ignored
+ * positions. *loss = mean cross-entropy over non-ignored targets. */
+int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss);
+/* Logits (Vp floats) of position (b, t) of the last forward, copied to host. */
+int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out);
+
+int gq_gpt2_zero_grad(gq_gpt2 *m);
+/* Backward of the last forward (which needs targets); the loss is scaled by loss_scale
+ * (1/grad_accum for accumulation). Gradients accumulate into m->grads. */
+int gq_gpt2_backward(gq_gpt2 *m, float loss_scale);
+/* Global L2 norm of all gradients. */
+int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm);
+/* One AdamW step (t from 1) with gradients multiplied by grad_scale; decay on 2-D tensors only. */
+int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
+                   float grad_scale);
+
+/* Sizes in bytes, for the trainer's report. */
+size_t gq_gpt2_param_bytes(const gq_gpt2 *m);
+size_t gq_gpt2_act_bytes(const gq_gpt2 *m);
+
+#endif
