@@ -106,3 +106,21 @@ int gq_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
+
+int gq_mkdir_p(const char *path) {
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char save = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return gq_errf(gq_from_errno(errno), "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = save;
+            if (!save) break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return gq_errf(GQ_EIO, "%s: not a directory", path);
+    return GQ_OK;
+}

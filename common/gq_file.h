@@ -22,4 +22,7 @@ void gq_exe_dir(char *out, size_t out_size);
 
 int gq_file_exists(const char *path);
 
+/* mkdir -p: create `path` and missing parents (0755). Errors name the path. */
+int gq_mkdir_p(const char *path);
+
 #endif

@@ -1,0 +1,180 @@
+/* checkpoint: training checkpoints in HDF5 (DESIGN.md decision 6). Layout:
+ *   /            format = "gpt2q-checkpoint", format_version = 1
+ *   /config      n_layer, n_head, n_embd, block_size, vocab_size, padded_vocab_size
+ *   /params/<HF GPT-2 name>   float32, weights (out, in) as nn.Linear, wte padded to Vp rows
+ *   /optim/m/<name>, /optim/v/<name>   AdamW moments, same shapes
+ *   /state       step, tokens, loader_{epoch,cursor,n_windows,seed,shuffle,T}
+ *   /train       options: the run's settings as "key = value" lines */
+#define _DEFAULT_SOURCE
+#include "train.h"
+
+#include "gq_error.h"
+#include "h5io.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CKPT_FORMAT "gpt2q-checkpoint"
+
+typedef int (*tensor_fn)(void *ctx, const char *name, float *data, int ndim, const size_t *dims);
+
+/* Call fn for every tensor of one of the model's arrays (params, m or v), by HF name. */
+static int each_tensor(const gq_gpt2 *m, float *base, const char *group, tensor_fn fn, void *ctx) {
+    size_t off = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(&m->cfg, i, &rows, &cols);
+        int layers = gq_gpt2_tensor(i)->per_layer ? m->cfg.n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            char name[256];
+            int n = snprintf(name, sizeof name, "%s/", group);
+            snprintf(name + n, sizeof name - (size_t)n, gq_gpt2_tensor(i)->hf_name, l);
+            size_t dims[2] = {rows, cols};
+            int rc = fn(ctx, name, base + off, cols ? 2 : 1, dims);
+            if (rc) return rc;
+            off += rows * (cols ? cols : 1);
+        }
+    }
+    return GQ_OK;
+}
+
+static int put(void *w, const char *name, float *data, int ndim, const size_t *dims) {
+    return gq_h5w_f32(w, name, data, ndim, dims);
+}
+static int get(void *r, const char *name, float *data, int ndim, const size_t *dims) {
+    return gq_h5r_f32(r, name, data, ndim, dims);
+}
+
+static char *opts_text(const gq_train_opts *o) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    gq_train_print_opts(o, f);
+    fclose(f);
+    return buf;
+}
+
+int gq_ckpt_save(const char *path, const gq_gpt2 *m, const gq_train_state *st, const gq_train_opts *o) {
+    const size_t bytes = m->n_params * sizeof(float);
+    float *host = malloc(bytes);
+    char *text = opts_text(o);
+    if (!host || !text) {
+        free(host);
+        free(text);
+        return gq_errf(GQ_ENOMEM, "out of memory saving %s", path);
+    }
+    gq_h5w *w;
+    int rc = gq_h5w_begin(&w, path);
+    if (rc) {
+        free(host);
+        free(text);
+        return rc;
+    }
+    const gq_gpt2_config *c = &m->cfg;
+    gq_h5w_attr_str(w, "/", "format", CKPT_FORMAT);
+    gq_h5w_attr_i64(w, "/", "format_version", 1);
+    gq_h5w_attr_i64(w, "/config", "n_layer", c->n_layer);
+    gq_h5w_attr_i64(w, "/config", "n_head", c->n_head);
+    gq_h5w_attr_i64(w, "/config", "n_embd", c->n_embd);
+    gq_h5w_attr_i64(w, "/config", "block_size", c->block_size);
+    gq_h5w_attr_i64(w, "/config", "vocab_size", c->vocab_size);
+    gq_h5w_attr_i64(w, "/config", "padded_vocab_size", c->padded_vocab_size);
+    float *arrays[3] = {m->params_mem, m->m_mem, m->v_mem};
+    const char *groups[3] = {"/params", "/optim/m", "/optim/v"};
+    for (int a = 0; a < 3 && !rc; a++) {
+        rc = m->be->download(host, arrays[a], bytes);
+        if (!rc) rc = each_tensor(m, host, groups[a], put, w);
+    }
+    gq_h5w_attr_i64(w, "/state", "step", st->step);
+    gq_h5w_attr_f64(w, "/state", "tokens", st->tokens);
+    gq_h5w_attr_u64(w, "/state", "loader_epoch", st->loader.epoch);
+    gq_h5w_attr_u64(w, "/state", "loader_cursor", st->loader.cursor);
+    gq_h5w_attr_u64(w, "/state", "loader_n_windows", st->loader.n_windows);
+    gq_h5w_attr_u64(w, "/state", "loader_seed", st->loader.seed);
+    gq_h5w_attr_i64(w, "/state", "loader_shuffle", st->loader.shuffle);
+    gq_h5w_attr_i64(w, "/state", "loader_T", st->loader.T);
+    gq_h5w_attr_str(w, "/train", "options", text);
+    free(host);
+    free(text);
+    if (rc) {
+        gq_h5w_abort(w);
+        return rc;
+    }
+    return gq_h5w_commit(w);
+}
+
+static int check_format(gq_h5r *r) {
+    char fmt[64];
+    if (gq_h5r_attr_str(r, "/", "format", fmt, sizeof fmt) || strcmp(fmt, CKPT_FORMAT))
+        return gq_errf(GQ_EFORMAT, "%s: not a gpt2q checkpoint (root attribute format is not \"%s\")", gq_h5r_path(r),
+                       CKPT_FORMAT);
+    return GQ_OK;
+}
+
+int gq_ckpt_load_opts(const char *path, gq_train_opts *o) {
+    gq_h5r *r;
+    int rc = gq_h5r_open(&r, path);
+    if (rc) return rc;
+    char *text = malloc(1 << 16);
+    rc = check_format(r);
+    if (!rc) rc = gq_h5r_attr_str(r, "/train", "options", text, 1 << 16);
+    if (!rc) rc = gq_train_parse_config(o, text, strlen(text), path);
+    free(text);
+    gq_h5r_close(r);
+    return rc;
+}
+
+int gq_ckpt_load(const char *path, gq_gpt2 *m, gq_train_state *st, gq_train_opts *o) {
+    gq_h5r *r;
+    int rc = gq_h5r_open(&r, path);
+    if (rc) return rc;
+    rc = check_format(r);
+    const size_t bytes = m->n_params * sizeof(float);
+    float *host = malloc(bytes);
+    if (!host) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    float *arrays[3] = {m->params_mem, m->m_mem, m->v_mem};
+    const char *groups[3] = {"/params", "/optim/m", "/optim/v"};
+    for (int a = 0; a < 3 && !rc; a++) {
+        rc = each_tensor(m, host, groups[a], get, r);
+        if (!rc) rc = m->be->upload(arrays[a], host, bytes);
+    }
+    int64_t i64;
+    uint64_t u64;
+    if (!rc) rc = gq_h5r_attr_i64(r, "/state", "step", &st->step);
+    if (!rc) rc = gq_h5r_attr_f64(r, "/state", "tokens", &st->tokens);
+    if (!rc) rc = gq_h5r_attr_u64(r, "/state", "loader_epoch", &st->loader.epoch);
+    if (!rc) rc = gq_h5r_attr_u64(r, "/state", "loader_cursor", &st->loader.cursor);
+    if (!rc) rc = gq_h5r_attr_u64(r, "/state", "loader_n_windows", &st->loader.n_windows);
+    if (!rc) rc = gq_h5r_attr_u64(r, "/state", "loader_seed", &u64);
+    st->loader.seed = u64;
+    if (!rc) rc = gq_h5r_attr_i64(r, "/state", "loader_shuffle", &i64);
+    st->loader.shuffle = (int32_t)i64;
+    if (!rc) rc = gq_h5r_attr_i64(r, "/state", "loader_T", &i64);
+    st->loader.T = (int32_t)i64;
+    free(host);
+    gq_h5r_close(r);
+    if (!rc && o) rc = gq_ckpt_load_opts(path, o);
+    return rc;
+}
+
+int gq_ckpt_latest(const char *dir, char *path, size_t size, int64_t *step) {
+    path[0] = '\0';
+    *step = -1;
+    DIR *d = opendir(dir);
+    if (!d) return gq_errf(GQ_ENOENT, "%s: no such run folder", dir);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        char tail[8];
+        /* ckpt-00000100.h5 exactly; temp files (".h5.tmp.<pid>") are incomplete by definition */
+        if (sscanf(e->d_name, "ckpt-%lld.h%1[5]%1s", &s, tail, tail + 2) == 2 && s > *step) {
+            *step = s;
+            snprintf(path, size, "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+    return *step >= 0 ? GQ_OK : gq_errf(GQ_ENOENT, "%s: no checkpoint (ckpt-*.h5) to resume from", dir);
+}

@@ -1,0 +1,377 @@
+/* train: the training loop (see train.h). One optimizer step = grad_accum micro-batches of
+ * (batch, seq) tokens, global-norm clipping as torch.nn.utils.clip_grad_norm_, AdamW. Every
+ * step appends one JSON line to <out>/train.jsonl; a resumed run first drops the lines after
+ * its checkpoint, so the log reads as one uninterrupted run. */
+#define _DEFAULT_SOURCE
+#include "train.h"
+
+#include "bpe.h"
+#include "gq_error.h"
+#include "gq_file.h"
+#include "gq_progress.h"
+#include "weights.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void openblas_set_num_threads(int num_threads);
+
+typedef struct {
+    gq_train_opts *o;
+    gq_gpt2 *m;
+    gq_loader *train, *val;
+    gq_loader_state val_start;
+    gq_bpe *bpe;
+    int32_t *inputs, *targets;
+    FILE *log;
+    int tty;
+} run;
+
+static int split_paths(const char *spec, char ***out, int *n) {
+    int cap = 1;
+    for (const char *p = spec; *p; p++) cap += *p == ',';
+    char **v = calloc((size_t)cap, sizeof *v);
+    char *copy = strdup(spec), *save = NULL;
+    *n = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) v[(*n)++] = strdup(tok);
+    free(copy);
+    *out = v;
+    return *n ? GQ_OK : gq_errf(GQ_EINVAL, "no training data: pass --data tokens.h5");
+}
+
+static void free_paths(char **v, int n) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static int open_data(run *r) {
+    char **paths;
+    int n, rc = split_paths(r->o->data, &paths, &n);
+    if (rc) return rc;
+    gq_loader_config tc = {r->o->batch, r->o->seq, r->o->shuffle, r->o->seed, "train", 0};
+    rc = gq_loader_open(&r->train, (const char *const *)paths, n, &tc);
+    if (!rc && gq_loader_vocab_size(r->train) != r->o->model.vocab_size)
+        rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", paths[0], gq_loader_vocab_size(r->train),
+                     r->o->model.vocab_size);
+    if (!rc) {
+        gq_loader_config vc = {r->o->batch, r->o->seq, 0, 0, "val", 0};
+        int vrc = gq_loader_open(&r->val, (const char *const *)paths, n, &vc);
+        if (vrc) {
+            fprintf(stderr, "gpt2q-train: note: no validation windows (%s); validation loss is skipped\n", gq_errmsg(vrc));
+            r->val = NULL;
+        } else {
+            gq_loader_get_state(r->val, &r->val_start);
+        }
+    }
+    free_paths(paths, n);
+    return rc;
+}
+
+static int evaluate(run *r, float *val_loss) {
+    *val_loss = NAN;
+    if (!r->val) return GQ_OK;
+    int rc = gq_loader_set_state(r->val, &r->val_start);
+    double sum = 0;
+    int n = r->o->eval_batches;
+    if ((uint64_t)n * r->o->batch > gq_loader_windows(r->val))
+        n = (int)(gq_loader_windows(r->val) / (uint64_t)r->o->batch);
+    if (n < 1) n = 1;
+    for (int i = 0; i < n && !rc; i++) {
+        float l;
+        rc = gq_loader_next(r->val, r->inputs, r->targets);
+        if (!rc) rc = gq_gpt2_forward(r->m, r->inputs, r->targets, r->o->batch, r->o->seq, &l);
+        sum += l;
+    }
+    *val_loss = (float)(sum / n);
+    return rc;
+}
+
+/* Greedy continuation of <|endoftext|>, printed on one line. */
+static int sample(run *r, int step) {
+    if (!r->bpe || r->o->sample_len <= 0) return GQ_OK;
+    const int V = r->m->cfg.vocab_size, T = r->o->seq;
+    int32_t *tok = r->inputs;
+    int n = 1, rc = GQ_OK;
+    tok[0] = V > GQ_GPT2_EOT ? GQ_GPT2_EOT : 0;
+    float *logits = malloc((size_t)r->m->cfg.padded_vocab_size * sizeof *logits);
+    gq_ids out = {0};
+    for (int k = 0; k < r->o->sample_len && !rc; k++) {
+        int ctx = n < T ? n : T;
+        rc = gq_gpt2_forward(r->m, tok + (n - ctx), NULL, 1, ctx, NULL);
+        if (!rc) rc = gq_gpt2_logits(r->m, 0, ctx - 1, logits);
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (logits[v] > logits[best]) best = v;
+        if (n < r->o->batch * T) tok[n++] = best;
+        gq_ids_push(&out, best);
+    }
+    gq_bytes text = {0};
+    if (!rc) rc = gq_bpe_decode(r->bpe, out.ids, out.n, &text);
+    if (!rc) {
+        if (r->tty) fputc('\n', stdout);
+        printf("sample at step %d: \"", step);
+        for (size_t i = 0; i < text.n; i++) {
+            unsigned char c = text.data[i];
+            if (c == '\n') fputs("\\n", stdout);
+            else if (c == '"' || c == '\\') printf("\\%c", c);
+            else if (c < 32) printf("\\x%02x", c);
+            else fputc(c, stdout);
+        }
+        printf("\"\n");
+        fflush(stdout);
+    }
+    gq_bytes_free(&text);
+    gq_ids_free(&out);
+    free(logits);
+    return rc;
+}
+
+/* Keep train.jsonl lines with "step" <= keep_step (for a resumed run). */
+static void truncate_log(const char *path, int64_t keep_step) {
+    uint8_t *data;
+    size_t len;
+    if (gq_read_file(path, &data, &len)) return;
+    char tmp[4400];
+    gq_temp_path(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(data);
+        return;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r((char *)data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        long long s;
+        if (sscanf(line, "{\"step\": %lld", &s) == 1 && s <= keep_step) fprintf(f, "%s\n", line);
+    }
+    fclose(f);
+    free(data);
+    gq_commit_file(tmp, path);
+}
+
+static void prune_checkpoints(const char *dir, int keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    long long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt-%lld.h%1[5]%1s", &s, tail, tail + 2) == 2) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s/ckpt-%08lld.h5", dir, steps[i]);
+            unlink(p);
+        }
+    }
+}
+
+static int save(run *r, const gq_train_state *st, char *last_path, size_t size) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/ckpt-%08lld.h5", r->o->out, (long long)st->step);
+    int rc = gq_ckpt_save(p, r->m, st, r->o);
+    if (rc) return rc;
+    snprintf(last_path, size, "%s", p);
+    prune_checkpoints(r->o->out, r->o->keep);
+    return GQ_OK;
+}
+
+static void fmt_time(char *buf, size_t size, double s) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, size, "?");
+    else if (s >= 3600) snprintf(buf, size, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, size, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, size, "%.0fs", s);
+}
+
+/* loss.svg from train.jsonl with gnuplot (a missing gnuplot is only a warning). */
+static void write_chart(const char *out) {
+    char jsonl[4400], dat[4400], vdat[4400], svg[4400], cmd[20000];
+    snprintf(jsonl, sizeof jsonl, "%s/train.jsonl", out);
+    snprintf(dat, sizeof dat, "%s/loss.dat", out);
+    snprintf(vdat, sizeof vdat, "%s/val_loss.dat", out);
+    snprintf(svg, sizeof svg, "%s/loss.svg", out);
+    FILE *in = fopen(jsonl, "r"), *ft = fopen(dat, "w"), *fv = fopen(vdat, "w");
+    char line[4096];
+    int n_val = 0;
+    while (in && ft && fv && fgets(line, sizeof line, in)) {
+        long long s;
+        double l;
+        if (sscanf(line, "{\"step\": %lld, \"loss\": %lf", &s, &l) == 2) fprintf(ft, "%lld %.6f\n", s, l);
+        char *v = strstr(line, "\"val_loss\": ");
+        if (v && sscanf(v + 12, "%lf", &l) == 1) fprintf(fv, "%lld %.6f\n", s, l), n_val++;
+    }
+    if (in) fclose(in);
+    if (ft) fclose(ft);
+    if (fv) fclose(fv);
+    snprintf(cmd, sizeof cmd,
+             "gnuplot -e \"set terminal svg size 800,480 dynamic background rgb 'white'; set output '%s';"
+             " set title 'gpt2q-train: loss'; set xlabel 'step'; set ylabel 'cross-entropy (nats)'; set grid;"
+             " plot '%s' using 1:2 with lines lw 1 lc rgb '#7aa6da' title 'train'%s%s%s\" 2>/dev/null",
+             svg, dat, n_val ? ", '" : "", n_val ? vdat : "", n_val ? "' using 1:2 with linespoints lw 2 lc rgb '#c82829' title 'validation'" : "");
+    if (system(cmd) != 0) fprintf(stderr, "gpt2q-train: warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
+}
+
+int gq_train_run(gq_train_opts *o) {
+    run r = {.o = o, .tty = isatty(fileno(stdout))};
+    int rc = GQ_OK;
+    gq_train_state st = {0};
+    char last_ckpt[4400] = "", resume_path[4400] = "";
+    if (o->threads > 0) {
+#ifdef _OPENMP
+        omp_set_num_threads(o->threads);
+#endif
+        openblas_set_num_threads(o->threads);
+    }
+    if ((rc = gq_mkdir_p(o->out))) return rc;
+    if (o->resume) {
+        int64_t s;
+        if ((rc = gq_ckpt_latest(o->out, resume_path, sizeof resume_path, &s))) return rc;
+    }
+    /* the model's architecture: the checkpoint's or init file's, else the options' */
+    gq_gpt2_config cfg = o->model;
+    const char *arch_from = o->resume ? resume_path : o->init[0] ? o->init : NULL;
+    if (arch_from && (rc = gq_weights_config(arch_from, &cfg))) return rc;
+    o->model = cfg;
+    if ((rc = gq_gpt2_config_check(&o->model))) return rc;
+    if (o->seq > o->model.block_size)
+        return gq_errf(GQ_EINVAL, "seq = %d is longer than the model's block_size = %d", o->seq, o->model.block_size);
+    if ((rc = open_data(&r))) goto done;
+    if ((rc = gq_gpt2_create(&r.m, &o->model, gq_backend_cpu(), o->batch, o->seq))) goto done;
+    if (o->resume) {
+        rc = gq_ckpt_load(resume_path, r.m, &st, NULL);
+        if (!rc) rc = gq_loader_set_state(r.train, &st.loader);
+        if (rc) goto done;
+        printf("resumed from %s at step %lld\n", resume_path, (long long)st.step);
+        snprintf(last_ckpt, sizeof last_ckpt, "%s", resume_path);
+    } else if (o->init[0]) {
+        if ((rc = gq_weights_load(o->init, r.m))) goto done;
+        printf("initialised from %s\n", o->init);
+    } else {
+        if ((rc = gq_gpt2_init(r.m, o->seed))) goto done;
+    }
+    if (o->model.vocab_size == GQ_GPT2_VOCAB_SIZE && gq_bpe_load_dir(&r.bpe, NULL)) r.bpe = NULL; /* samples only */
+    r.inputs = malloc((size_t)o->batch * o->seq * sizeof *r.inputs);
+    r.targets = malloc((size_t)o->batch * o->seq * sizeof *r.targets);
+
+    const gq_gpt2_config *c = &r.m->cfg;
+    const double mib = 1.0 / (1 << 20);
+    printf("model: L%d H%d C%d T%d V%d (padded %d): %.2fM parameters\n", c->n_layer, c->n_head, c->n_embd,
+           c->block_size, c->vocab_size, c->padded_vocab_size, r.m->n_params / 1e6);
+    printf("memory: parameters %.1f MiB, gradients %.1f MiB, AdamW state %.1f MiB, activations %.1f MiB "
+           "(of which backward scratch %.1f MiB)\n",
+           gq_gpt2_param_bytes(r.m) * mib, gq_gpt2_param_bytes(r.m) * mib, 2 * gq_gpt2_param_bytes(r.m) * mib,
+           gq_gpt2_act_bytes(r.m) * mib, r.m->n_scratch * 4 * mib);
+    printf("data: %s: %llu train windows of %d tokens%s; batch %d x %d x accum %d = %d tokens/step; %d steps\n",
+           o->data, (unsigned long long)gq_loader_windows(r.train), o->seq, r.val ? "" : " (no validation split)",
+           o->batch, o->seq, o->grad_accum, o->batch * o->seq * o->grad_accum, o->steps);
+    fflush(stdout);
+
+    char log_path[4400];
+    snprintf(log_path, sizeof log_path, "%s/train.jsonl", o->out);
+    if (o->resume) truncate_log(log_path, st.step);
+    r.log = fopen(log_path, o->resume ? "a" : "w");
+    if (!r.log) {
+        rc = gq_errf(GQ_EIO, "%s: cannot write: %s", log_path, strerror(errno));
+        goto done;
+    }
+    const int tokens_per_step = o->batch * o->seq * o->grad_accum;
+    const int first = (int)st.step + 1;
+    double t_start = gq_now(), t_train = 0;
+    int steps_run = 0;
+    float loss = NAN, val_loss = NAN;
+    for (int step = first; step <= o->steps; step++) {
+        double t0 = gq_now();
+        float lr = (float)gq_train_lr(o, step);
+        if ((rc = gq_gpt2_zero_grad(r.m))) break;
+        double step_loss = 0;
+        for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
+            float l;
+            rc = gq_loader_next(r.train, r.inputs, r.targets);
+            if (!rc) rc = gq_gpt2_forward(r.m, r.inputs, r.targets, o->batch, o->seq, &l);
+            if (!rc) rc = gq_gpt2_backward(r.m, 1.0f / o->grad_accum);
+            step_loss += l / o->grad_accum;
+        }
+        if (rc) break;
+        float norm = 0;
+        if ((rc = gq_gpt2_grad_norm(r.m, &norm))) break;
+        loss = (float)step_loss;
+        if (!isfinite(loss) || !isfinite(norm)) {
+            rc = gq_errf(GQ_ENAN, "step %d: %s is %s; training stopped, nothing saved for this step; last good checkpoint: %s",
+                         step, isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "nan" : "inf",
+                         last_ckpt[0] ? last_ckpt : "(none yet)");
+            break;
+        }
+        float scale = o->clip > 0 ? (float)(o->clip / (norm + 1e-6)) : 1.0f;
+        if ((rc = gq_gpt2_update(r.m, lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay, step,
+                                 scale < 1.0f ? scale : 1.0f)))
+            break;
+        double dt = gq_now() - t0;
+        t_train += dt;
+        steps_run++;
+        st.step = step;
+        st.tokens += tokens_per_step;
+        int last = step == o->steps || (o->stop_after && steps_run == o->stop_after);
+        int do_eval = last || (o->eval_every && step % o->eval_every == 0);
+        val_loss = NAN;
+        if (do_eval && (rc = evaluate(&r, &val_loss))) break;
+        double tok_s = tokens_per_step / dt;
+        fprintf(r.log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
+                step, loss, lr, norm, dt * 1e3, tok_s);
+        if (isfinite(val_loss)) fprintf(r.log, ", \"val_loss\": %.6f", val_loss);
+        fprintf(r.log, "}\n");
+        fflush(r.log);
+        char eta[32];
+        fmt_time(eta, sizeof eta, t_train / steps_run * (o->steps - step));
+        if (r.tty || do_eval || step % o->log_every == 0 || step == first) {
+            char vbuf[32] = "";
+            if (isfinite(val_loss)) snprintf(vbuf, sizeof vbuf, " | val %.4f", val_loss);
+            printf("%sstep %*d/%d | loss %.4f%s | lr %.2e | norm %.2f | %.0f tok/s | ETA %s%s", r.tty ? "\r" : "",
+                   (int)snprintf(NULL, 0, "%d", o->steps), step, o->steps, loss, vbuf, lr, norm, tok_s, eta,
+                   r.tty ? (do_eval ? "\033[K\n" : "\033[K") : "\n");
+            fflush(stdout);
+        }
+        if ((o->sample_every && step % o->sample_every == 0) || last) {
+            if ((rc = sample(&r, step))) break;
+        }
+        gq_loader_get_state(r.train, &st.loader);
+        if ((o->ckpt_every && step % o->ckpt_every == 0) || last) {
+            if ((rc = save(&r, &st, last_ckpt, sizeof last_ckpt))) break;
+        }
+        if (last) break;
+    }
+    if (r.tty) printf("\n");
+    if (!rc && steps_run) {
+        double wall = gq_now() - t_start;
+        printf("done: %d steps in %.1f s (%.0f tokens/s training); final loss %.4f%s; checkpoint %s\n", steps_run, wall,
+               steps_run * (double)tokens_per_step / t_train, loss, "", last_ckpt);
+        if (isfinite(val_loss)) printf("final validation loss %.4f\n", val_loss);
+    }
+    if (r.log) {
+        fclose(r.log);
+        r.log = NULL;
+        write_chart(o->out);
+    }
+done:
+    if (r.log) fclose(r.log);
+    gq_loader_close(r.train);
+    gq_loader_close(r.val);
+    gq_gpt2_free(r.m);
+    gq_bpe_free(r.bpe);
+    free(r.inputs);
+    free(r.targets);
+    return rc;
+}

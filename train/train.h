@@ -1,0 +1,60 @@
+/* train: training options (one key table shared by config files and command-line flags) and
+ * the training loop: data, schedule, accumulation, clipping, evaluation, greedy samples,
+ * checkpoints with bit-exact resume, JSONL log and loss chart. */
+#ifndef GQ_TRAIN_H
+#define GQ_TRAIN_H
+
+#include "gpt2.h"
+#include "loader.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    gq_gpt2_config model;
+    char data[4096]; /* token file, or llm.c shards separated by commas */
+    char out[4096];
+    char init[4096]; /* weights to start from (gpt2q checkpoint, HF safetensors, llm.c .bin) */
+    int resume;
+    int batch, seq, grad_accum, steps, warmup, shuffle;
+    double lr, min_lr_frac, weight_decay, beta1, beta2, eps, clip;
+    uint64_t seed;
+    int eval_every, eval_batches, sample_every, sample_len, ckpt_every, keep, log_every, stop_after, threads;
+} gq_train_opts;
+
+void gq_train_defaults(gq_train_opts *o);
+/* Set one option by key (config-file spelling: "lr", "n_layer", "grad_accum", ...).
+ * GQ_EINVAL with a message for unknown keys or bad values. */
+int gq_train_set(gq_train_opts *o, const char *key, const char *value);
+/* Parse "key = value" lines ('#' comments); errors name `name` and the line. */
+int gq_train_parse_config(gq_train_opts *o, const char *text, size_t len, const char *name);
+/* A config file path, or a name looked up as configs/<name>.cfg (beside the program, in the
+ * source tree). */
+int gq_train_load_config(gq_train_opts *o, const char *path_or_name);
+/* Print every key with its value, "key = value" per line (the format the parser reads). */
+void gq_train_print_opts(const gq_train_opts *o, FILE *f);
+
+/* The learning rate at optimizer step t (1-based): linear warmup to lr, then cosine to
+ * lr * min_lr_frac at `steps`. */
+double gq_train_lr(const gq_train_opts *o, int t);
+
+typedef struct {
+    int64_t step;           /* optimizer steps done */
+    gq_loader_state loader; /* training data position */
+    double tokens;          /* tokens trained on */
+} gq_train_state;
+
+/* Checkpoints (HDF5, atomic): config, params, AdamW m and v, /state, /train (the options). */
+int gq_ckpt_save(const char *path, const gq_gpt2 *m, const gq_train_state *st, const gq_train_opts *o);
+/* Load params + optimizer state + state + options from a checkpoint into a model created with
+ * the checkpoint's config. */
+int gq_ckpt_load(const char *path, gq_gpt2 *m, gq_train_state *st, gq_train_opts *o);
+/* Read the options stored in a checkpoint (for --resume before the model exists). */
+int gq_ckpt_load_opts(const char *path, gq_train_opts *o);
+/* Newest complete checkpoint in a run folder ("" and GQ_ENOENT if none). */
+int gq_ckpt_latest(const char *dir, char *path, size_t size, int64_t *step);
+
+/* Run training as the options say. Returns a gq code; the message names the problem. */
+int gq_train_run(gq_train_opts *o);
+
+#endif
