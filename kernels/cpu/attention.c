@@ -1,5 +1,6 @@
 /* attention (CPU): causal multi-head self-attention, one (batch, head) pair per OpenMP task,
  * its four products through sgemm (OpenBLAS runs single-threaded inside a parallel region). */
+#include "act_math.h"
 #include "cpu_ops.h"
 
 #include <cblas.h>
@@ -21,7 +22,7 @@ int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, in
                 for (int u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
                 float sum = 0.0f;
                 for (int u = 0; u <= t; u++) {
-                    row[u] = expf(row[u] - mx);
+                    row[u] = gq_exp(row[u] - mx);
                     sum += row[u];
                 }
                 float inv = 1.0f / sum;

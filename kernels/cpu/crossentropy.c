@@ -1,20 +1,17 @@
 /* crossentropy (CPU): fused softmax + cross-entropy over the real vocabulary; the backward
  * recomputes the softmax from the saved log-sum-exp and overwrites the logits in place. */
 #include "cpu_ops.h"
+#include "simd.h"
 
-#include <math.h>
 #include <string.h>
 
 int gq_cpu_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
                                 int Vp) {
+    const gq_simd_ops *simd = gq_simd();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * Vp;
-        float mx = x[0];
-        for (int i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-        double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += expf(x[i] - mx);
-        float l = mx + (float)log(sum);
+        float l = simd->logsumexp(x, V);
         lse[n] = l;
         losses[n] = targets[n] < 0 ? 0.0f : l - x[targets[n]];
     }
@@ -23,6 +20,7 @@ int gq_cpu_crossentropy_forward(float *losses, float *lse, const float *logits, 
 
 int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
                                  int Vp) {
+    const gq_simd_ops *simd = gq_simd();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *x = logits + (size_t)n * Vp;
@@ -30,8 +28,7 @@ int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t 
             memset(x, 0, (size_t)Vp * sizeof *x);
             continue;
         }
-        float l = lse[n];
-        for (int i = 0; i < V; i++) x[i] = expf(x[i] - l) * dloss;
+        simd->exp_scale(x, V, lse[n], dloss);
         x[targets[n]] -= dloss;
         for (int i = V; i < Vp; i++) x[i] = 0.0f;
     }

@@ -1,0 +1,27 @@
+/* simd: the CPU backend's row kernels, compiled once per instruction set (scalar baseline,
+ * AVX2, AVX-512) from simd_impl.h and chosen at run time from what the CPU supports. The
+ * variant can be forced with GQ_CPU_SIMD=scalar|avx2|avx512 (tests run every variant the
+ * machine has). All variants give bit-identical results. */
+#ifndef GQ_SIMD_H
+#define GQ_SIMD_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *name;
+    /* log-sum-exp of x[0..n) */
+    float (*logsumexp)(const float *x, int n);
+    /* x[i] = exp(x[i] - shift) * scale, in place */
+    void (*exp_scale)(float *x, int n, float shift, float scale);
+    void (*gelu_forward)(float *out, const float *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+} gq_simd_ops;
+
+/* Variants this build has: "scalar", and "avx2"/"avx512" on x86-64. */
+const gq_simd_ops *gq_simd_variant(const char *name);
+/* 1 if this CPU can run the named variant. */
+int gq_simd_supported(const char *name);
+/* The variant in use: GQ_CPU_SIMD if set (and supported), else the best supported. */
+const gq_simd_ops *gq_simd(void);
+
+#endif
