@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char detail[1024];
 
@@ -18,7 +19,10 @@ const char *gq_strerror(int code) {
 }
 
 int gq_verrf(int code, const char *fmt, va_list ap) {
-    vsnprintf(detail, sizeof detail, fmt, ap);
+    /* format aside first: the arguments may include gq_errmsg() itself (wrapping a message) */
+    char buf[sizeof detail];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    memcpy(detail, buf, sizeof detail);
     return code;
 }
 

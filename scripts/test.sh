@@ -2,7 +2,7 @@
 # The test command: dependencies, a warnings-as-errors build and the whole ctest suite, the
 # same suite under AddressSanitizer + UndefinedBehaviorSanitizer, and a short libFuzzer run
 # of every fuzz target. GPU tests are skipped (exit 77) on machines without a GPU.
-#   GQ_FUZZ_SECONDS=N   seconds per fuzz target (default 20; 0 skips fuzzing)
+#   GQ_FUZZ_SECONDS=N   seconds per fuzz target (default 15; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -23,13 +23,14 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
-seconds="${GQ_FUZZ_SECONDS:-20}"
+seconds="${GQ_FUZZ_SECONDS:-15}"
 if [ "$seconds" -gt 0 ]; then
   step "libFuzzer: ${seconds}s per target"
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DGQ_FUZZ=ON \
     -DGQ_CUDA=OFF -DGQ_WERROR=ON >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_bpe fuzz_shard
-  for t in bpe shard; do
+  targets=(bpe shard safetensors config)
+  cmake --build build-fuzz -j "$jobs" --target "${targets[@]/#/fuzz_}"
+  for t in "${targets[@]}"; do
     work=$(mktemp -d)
     cp tests/fuzz/corpus/$t/* "$work/"
     ./build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$seconds" -print_final_stats=0 "$work" 2>"$work.log" ||

@@ -164,7 +164,7 @@ int gq_ckpt_latest(const char *dir, char *path, size_t size, int64_t *step) {
     path[0] = '\0';
     *step = -1;
     DIR *d = opendir(dir);
-    if (!d) return gq_errf(GQ_ENOENT, "%s: no such run folder", dir);
+    if (!d) return gq_errf(GQ_ENOENT, "%s: no such run folder, so no checkpoint to resume from", dir);
     struct dirent *e;
     while ((e = readdir(d))) {
         long long s;

@@ -76,13 +76,15 @@ static int open_data(run *r) {
     return rc;
 }
 
-static int evaluate(run *r, float *val_loss) {
+/* Mean loss over the first eval_batches validation batches, or over every whole batch of
+ * the validation split when `full` (the final evaluation). */
+static int evaluate(run *r, int full, float *val_loss) {
     *val_loss = NAN;
     if (!r->val) return GQ_OK;
     int rc = gq_loader_set_state(r->val, &r->val_start);
     double sum = 0;
     int n = r->o->eval_batches;
-    if ((uint64_t)n * r->o->batch > gq_loader_windows(r->val))
+    if (full || (uint64_t)n * r->o->batch > gq_loader_windows(r->val))
         n = (int)(gq_loader_windows(r->val) / (uint64_t)r->o->batch);
     if (n < 1) n = 1;
     for (int i = 0; i < n && !rc; i++) {
@@ -327,7 +329,7 @@ int gq_train_run(gq_train_opts *o) {
         int last = step == o->steps || (o->stop_after && steps_run == o->stop_after);
         int do_eval = last || (o->eval_every && step % o->eval_every == 0);
         val_loss = NAN;
-        if (do_eval && (rc = evaluate(&r, &val_loss))) break;
+        if (do_eval && (rc = evaluate(&r, last, &val_loss))) break;
         double tok_s = tokens_per_step / dt;
         fprintf(r.log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
                 step, loss, lr, norm, dt * 1e3, tok_s);
@@ -358,12 +360,14 @@ int gq_train_run(gq_train_opts *o) {
         double wall = gq_now() - t_start;
         printf("done: %d steps in %.1f s (%.0f tokens/s training); final loss %.4f%s; checkpoint %s\n", steps_run, wall,
                steps_run * (double)tokens_per_step / t_train, loss, "", last_ckpt);
-        if (isfinite(val_loss)) printf("final validation loss %.4f\n", val_loss);
+        if (isfinite(val_loss))
+            printf("final validation loss %.4f over the whole validation split (%llu windows of %d tokens)\n", val_loss,
+                   (unsigned long long)(gq_loader_windows(r.val) / (uint64_t)o->batch * (uint64_t)o->batch), o->seq);
     }
     if (r.log) {
         fclose(r.log);
         r.log = NULL;
-        write_chart(o->out);
+        if (steps_run) write_chart(o->out);
     }
 done:
     if (r.log) fclose(r.log);
