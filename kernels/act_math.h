@@ -19,13 +19,13 @@ GQ_HD float gq_bits_to_float(int32_t b) {
     return f;
 }
 
-/* e^x for x in [-87.3, 88.3] (clamped outside). */
+/* e^x for x in [-87.3, 88.3] (clamped outside); NaN in, NaN out. */
 GQ_HD float gq_exp(float x) {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.3f ? 88.3f : x;
-    /* n = round-to-nearest-even(x / ln 2), by the 1.5 * 2^23 trick */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f;
+    float xc = x > -87.3f ? x : -87.3f; /* a NaN becomes -87.3 here ... */
+    xc = xc < 88.3f ? xc : 88.3f;
+    /* n = round-to-nearest-even(x / ln 2), by the 1.5 * 2^23 trick; n in [-126, 127] */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -34,7 +34,8 @@ GQ_HD float gq_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * (r * r) + r + 1.0f;
-    return y * gq_bits_to_float(((int32_t)n + 127) << 23);
+    float e = y * gq_bits_to_float((int32_t)((uint32_t)((int32_t)n + 127) << 23));
+    return x == x ? e : x; /* ... and comes back out as itself */
 }
 
 /* GPT-2's tanh-form GELU, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), computed

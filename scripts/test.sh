@@ -18,7 +18,7 @@ ctest --test-dir build --output-on-failure -j "$jobs"
 step "ASan + UBSan build + ctest (CPU suite)"
 # CUDA is left out here: the CUDA runtime and ASan's shadow memory do not mix; the GPU
 # tests run under compute-sanitizer on a GPU machine instead.
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGQ_WERROR=ON -DGQ_SANITIZE=ON -DGQ_CUDA=OFF >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGQ_WERROR=ON -DGQ_SANITIZE=ON -DGQ_CUDA=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"

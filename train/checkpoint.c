@@ -141,8 +141,8 @@ int gq_ckpt_load(const char *path, gq_gpt2 *m, gq_train_state *st, gq_train_opts
         rc = each_tensor(m, host, groups[a], get, r);
         if (!rc) rc = m->be->upload(arrays[a], host, bytes);
     }
-    int64_t i64;
-    uint64_t u64;
+    int64_t i64 = 0;
+    uint64_t u64 = 0;
     if (!rc) rc = gq_h5r_attr_i64(r, "/state", "step", &st->step);
     if (!rc) rc = gq_h5r_attr_f64(r, "/state", "tokens", &st->tokens);
     if (!rc) rc = gq_h5r_attr_u64(r, "/state", "loader_epoch", &st->loader.epoch);

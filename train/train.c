@@ -88,7 +88,7 @@ static int evaluate(run *r, int full, float *val_loss) {
         n = (int)(gq_loader_windows(r->val) / (uint64_t)r->o->batch);
     if (n < 1) n = 1;
     for (int i = 0; i < n && !rc; i++) {
-        float l;
+        float l = 0;
         rc = gq_loader_next(r->val, r->inputs, r->targets);
         if (!rc) rc = gq_gpt2_forward(r->m, r->inputs, r->targets, r->o->batch, r->o->seq, &l);
         sum += l;
@@ -301,7 +301,7 @@ int gq_train_run(gq_train_opts *o) {
         if ((rc = gq_gpt2_zero_grad(r.m))) break;
         double step_loss = 0;
         for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
-            float l;
+            float l = 0;
             rc = gq_loader_next(r.train, r.inputs, r.targets);
             if (!rc) rc = gq_gpt2_forward(r.m, r.inputs, r.targets, o->batch, o->seq, &l);
             if (!rc) rc = gq_gpt2_backward(r.m, 1.0f / o->grad_accum);
