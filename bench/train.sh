@@ -12,8 +12,11 @@ steps="${2:-10}"
 if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   apt-get install -y -qq python3-torch libopenblas0-openmp >/dev/null
 fi
-blas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3
-[ -e "$blas" ] && update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas" >/dev/null 2>&1 || true
+# select the OpenMP OpenBLAS for every name torch may load it by
+for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+  alt=/usr/lib/x86_64-linux-gnu/openblas-openmp/$lib
+  [ -e "$alt" ] && update-alternatives --set "$lib-x86_64-linux-gnu" "$alt" >/dev/null 2>&1 || true
+done
 data=out/tokens.h5
 if [ ! -f "$data" ]; then
   mkdir -p out && bible -l0 "gen1:1-rev22:21" >out/kjv.txt

@@ -8,7 +8,7 @@ set -u
 B="$1"
 FX="$2"
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }

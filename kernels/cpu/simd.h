@@ -15,6 +15,12 @@ typedef struct {
     void (*exp_scale)(float *x, int n, float shift, float scale);
     void (*gelu_forward)(float *out, const float *inp, size_t n);
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    /* AdamW over n values (backend.h's formula); step = lr / (1 - b1^t),
+     * bc2_sqrt = sqrt(1 - b2^t), decay = 1 - lr * wd */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2, float eps,
+                  float step, float bc2_sqrt, float decay, float grad_scale);
+    /* sum of squares in double, 4 double lanes per 16 floats summed in a fixed order */
+    double (*sum_squares)(const float *g, size_t n);
 } gq_simd_ops;
 
 /* Variants this build has: "scalar", and "avx2"/"avx512" on x86-64. */

@@ -41,10 +41,35 @@ static void FN(gelu_backward)(float *dinp, const float *inp, const float *dout, 
     for (size_t i = 0; i < n; i++) dinp[i] = gq_gelu_grad(inp[i]) * dout[i];
 }
 
+static void FN(adamw)(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2, float eps,
+                      float step, float bc2_sqrt, float decay, float grad_scale) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * grad_scale;
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step * mi / (__builtin_sqrtf(vi) / bc2_sqrt + eps);
+    }
+}
+
+static double FN(sum_squares)(const float *g, size_t n) {
+    double acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += (double)g[i + l] * (double)g[i + l];
+    double s = 0.0;
+    for (; i < n; i++) s += (double)g[i] * (double)g[i];
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
 const gq_simd_ops GQ_CAT(gq_simd_ops, GQ_SIMD_NAME) = {
     .name = GQ_SIMD_STR,
     .logsumexp = FN(logsumexp),
     .exp_scale = FN(exp_scale),
     .gelu_forward = FN(gelu_forward),
     .gelu_backward = FN(gelu_backward),
+    .adamw = FN(adamw),
+    .sum_squares = FN(sum_squares),
 };
