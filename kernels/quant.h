@@ -1,0 +1,376 @@
+/* quant: the ONE definition of every quantization format's math (DESIGN.md decision 1).
+ * Fake-quant in training, PTQ/QAT export and the inference runner's dequantization all call
+ * these functions, so a fake-quant weight and the exported-then-dequantized weight are the
+ * same bits. Group-level functions are GQ_HD (host and CUDA device); the tensor-level loops
+ * at the end are host code. No -ffast-math near this file: rounding is exact as written.
+ *
+ * Formats (docs/FORMAT.md has layouts and bits per weight):
+ *   int8     per output row, symmetric: s = amax / 127 (fp32), q = rint(x / s) in [-127, 127]
+ *   q8_0     int8 in groups of 32 with an fp16 scale: llama.cpp's Q8_0, byte for byte
+ *   int4     symmetric groups (32/64/128...), fp16 scale: llama.cpp's Q4_0 rule (the signed
+ *            value of largest magnitude maps to -8); byte-identical to Q4_0 at group 32
+ *   int4a    asymmetric groups: fp16 scale + uint8 zero point, q in [0, 15]
+ *   int3/int2  symmetric groups, the int4 rule with 8 / 4 levels (stress settings)
+ *   nf4      blocks of 64, bitsandbytes' 16-value NormalFloat codebook, fp32 absmax per block,
+ *            optionally double-quantized (int8 absmax in blocks of 256 + fp32 scale + offset)
+ *   fp4      blocks of 64, E2M1 values {0, .5, 1, 1.5, 2, 3, 4, 6} x sign, scale absmax / 6 */
+#ifndef GQ_QUANT_H
+#define GQ_QUANT_H
+
+#include "gq_hd.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef enum {
+    GQ_QF_F32 = 0, /* not quantized */
+    GQ_QF_INT8,
+    GQ_QF_Q8_0,
+    GQ_QF_INT4,
+    GQ_QF_INT4A,
+    GQ_QF_INT3,
+    GQ_QF_INT2,
+    GQ_QF_NF4,
+    GQ_QF_FP4,
+    GQ_QF_COUNT
+} gq_qformat;
+
+typedef struct {
+    gq_qformat format;
+    int group;        /* values per group/block along a row (int8: the whole row) */
+    int double_quant; /* nf4: quantize the absmax values too */
+} gq_qspec;
+
+/* ---- fp16 (IEEE binary16), round to nearest even ---- */
+
+GQ_HD uint16_t gq_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, absx = x & 0x7fffffffu;
+    if (absx > 0x7f800000u) return (uint16_t)(sign | 0x7e00u); /* NaN */
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to inf */
+    if (absx < 0x38800000u) {                                   /* fp16 subnormal or zero */
+        if (absx < 0x33000000u) return (uint16_t)sign;          /* below half the smallest subnormal */
+        uint32_t man = (absx & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)(absx >> 23); /* value = man * 2^(e - 150) = q * 2^-24 */
+        uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t e = (absx >> 23) - 112, man = absx & 0x7fffffu;
+    uint32_t q = (e << 10) | (man >> 13), rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) q++; /* carries into the exponent correctly */
+    return (uint16_t)(sign | q);
+}
+
+GQ_HD float gq_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (e == 0) {
+        if (!man) {
+            bits = sign;
+        } else { /* subnormal */
+            int k = 0;
+            while (!(man & 0x400u)) man <<= 1, k++;
+            bits = sign | (uint32_t)(113 - k) << 23 | (man & 0x3ffu) << 13;
+        }
+    } else if (e == 31) {
+        bits = sign | 0x7f800000u | man << 13;
+    } else {
+        bits = sign | (e + 112) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* ---- codebooks ---- */
+
+/* bitsandbytes' NF4 values (functional.py, get_4bit_type("nf4")), ascending */
+#define GQ_NF4_CODEBOOK                                                                                          \
+    {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,          \
+     -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,           \
+     0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,                   \
+     0.7229568362236023f, 1.0f}
+
+/* E2M1 magnitudes by code 0..7; code bit 3 is the sign */
+#define GQ_FP4_VALUES {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f}
+
+GQ_HD float gq_nf4_value(int code) {
+    const float cb[16] = GQ_NF4_CODEBOOK;
+    return cb[code & 15];
+}
+
+GQ_HD float gq_fp4_value(int code) {
+    const float v[8] = GQ_FP4_VALUES;
+    return (code & 8) ? -v[code & 7] : v[code & 7];
+}
+
+/* Nearest codebook entry to y in [-1, 1] (ties to the lower index, as bitsandbytes' midpoint tree). */
+GQ_HD int gq_nf4_code(float y) {
+    const float cb[16] = GQ_NF4_CODEBOOK;
+    int best = 0;
+    for (int k = 1; k < 16; k++)
+        if (y > 0.5f * (cb[k - 1] + cb[k])) best = k;
+    return best;
+}
+
+/* Nearest E2M1 code to y (in units of the scale, |y| <= 6); ties to the even code. */
+GQ_HD int gq_fp4_code(float y) {
+    const float v[8] = GQ_FP4_VALUES;
+    float a = y < 0 ? -y : y;
+    int best = 0;
+    for (int k = 1; k < 8; k++) {
+        float mid = 0.5f * (v[k - 1] + v[k]);
+        if (a > mid || (a == mid && (k & 1) == 0)) best = k;
+    }
+    return (y < 0 && best) ? (best | 8) : best;
+}
+
+/* ---- group-level primitives (codes are unpacked: one uint8 per value) ---- */
+
+/* int8 per row / q8_0 style symmetric: scale = amax / 127. ggml_q8 selects Q8_0's exact
+ * arithmetic (reciprocal, round half away from zero, fp16 scale); otherwise the division and
+ * round-half-to-even of the int8 per-row format. Codes are int8 stored as uint8. */
+GQ_HD float gq_q8_group(const float *x, int n, uint8_t *codes, int ggml_q8) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    float d = amax / 127.0f;
+    if (ggml_q8) {
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int i = 0; i < n; i++) codes[i] = (uint8_t)(int8_t)roundf(x[i] * id);
+        return gq_f16_to_f32(gq_f32_to_f16(d));
+    }
+    if (d == 0.0f) d = 1.0f; /* a zero row gets scale 1 */
+    for (int i = 0; i < n; i++) {
+        float q = rintf(x[i] / d);
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        codes[i] = (uint8_t)(int8_t)q;
+    }
+    return d;
+}
+
+/* Symmetric k-bit group (k = 2, 3, 4), llama.cpp's Q4_0 rule generalised: d = m / -2^(k-1)
+ * where m is the signed value of largest magnitude, q = min(2^k - 1, trunc(x / d + 2^(k-1) + 0.5))
+ * computed with the reciprocal in fp32, value = (q - 2^(k-1)) * fp16(d). Returns fp16(d). */
+GQ_HD float gq_qsym_group(const float *x, int n, int bits, uint8_t *codes) {
+    float amax = 0.0f, m = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (amax < fabsf(x[i])) amax = fabsf(x[i]), m = x[i];
+    const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
+    float d = m / -half, id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) {
+        float q = truncf(x[i] * id + (half + 0.5f));
+        q = q > top ? top : q < 0.0f ? 0.0f : q;
+        codes[i] = (uint8_t)q;
+    }
+    return gq_f16_to_f32(gq_f32_to_f16(d));
+}
+
+/* Asymmetric 4-bit group: s = (max - min) / 15 (fp16), z = clamp(rint(-min / s), 0, 15),
+ * q = clamp(rint(x / s) + z, 0, 15), value = (q - z) * s. The range always includes 0. */
+GQ_HD float gq_qasym_group(const float *x, int n, uint8_t *codes, uint8_t *zero) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    float s = gq_f16_to_f32(gq_f32_to_f16((hi - lo) / 15.0f));
+    if (s == 0.0f) s = 1.0f; /* a zero group gets scale 1 */
+    float z = rintf(-lo / s);
+    z = z > 15.0f ? 15.0f : z < 0.0f ? 0.0f : z;
+    for (int i = 0; i < n; i++) {
+        float q = rintf(x[i] / s) + z;
+        codes[i] = (uint8_t)(q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q);
+    }
+    *zero = (uint8_t)z;
+    return s;
+}
+
+/* NF4 / FP4 block: absmax scale (fp32); returns absmax (nf4) or absmax / 6 (fp4). */
+GQ_HD float gq_q4code_group(const float *x, int n, int fp4, uint8_t *codes) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    float s = fp4 ? amax / 6.0f : amax;
+    if (s == 0.0f) s = 1.0f;
+    for (int i = 0; i < n; i++) codes[i] = (uint8_t)(fp4 ? gq_fp4_code(x[i] / s) : gq_nf4_code(x[i] / s));
+    return s;
+}
+
+/* Value of one code of a group, given the group's scale (and zero point for int4a). */
+GQ_HD float gq_qvalue(gq_qformat f, int code, float scale, int zero) {
+    switch (f) {
+    case GQ_QF_INT8:
+    case GQ_QF_Q8_0: return (float)(int8_t)(uint8_t)code * scale;
+    case GQ_QF_INT4: return (float)(code - 8) * scale;
+    case GQ_QF_INT3: return (float)(code - 4) * scale;
+    case GQ_QF_INT2: return (float)(code - 2) * scale;
+    case GQ_QF_INT4A: return (float)(code - zero) * scale;
+    case GQ_QF_NF4: return gq_nf4_value(code) * scale;
+    case GQ_QF_FP4: return gq_fp4_value(code) * scale;
+    default: return 0.0f;
+    }
+}
+
+GQ_HD int gq_qbits(gq_qformat f) {
+    switch (f) {
+    case GQ_QF_INT8:
+    case GQ_QF_Q8_0: return 8;
+    case GQ_QF_INT3: return 3;
+    case GQ_QF_INT2: return 2;
+    case GQ_QF_F32: return 32;
+    default: return 4;
+    }
+}
+
+/* ---- packing: codes of one group into bytes ----
+ * 8-bit: one byte per code. 4-bit: byte j of a group holds code j (low nibble) and code
+ * j + n/2 (high nibble), as Q4_0. 3-bit: every 8 codes make 3 bytes, code k at bits 3k..3k+2
+ * (little-endian). 2-bit: byte j holds codes 4j..4j+3 at bits 0, 2, 4, 6. */
+
+GQ_HD void gq_pack_group(const uint8_t *codes, int n, int bits, uint8_t *out) {
+    if (bits == 8) {
+        for (int i = 0; i < n; i++) out[i] = codes[i];
+    } else if (bits == 4) {
+        for (int j = 0; j < n / 2; j++) out[j] = (uint8_t)(codes[j] | codes[j + n / 2] << 4);
+    } else if (bits == 3) {
+        for (int b = 0; b < n / 8; b++) {
+            uint32_t w = 0;
+            for (int k = 0; k < 8; k++) w |= (uint32_t)(codes[8 * b + k] & 7u) << (3 * k);
+            out[3 * b] = (uint8_t)w, out[3 * b + 1] = (uint8_t)(w >> 8), out[3 * b + 2] = (uint8_t)(w >> 16);
+        }
+    } else { /* 2 */
+        for (int j = 0; j < n / 4; j++)
+            out[j] = (uint8_t)(codes[4 * j] | codes[4 * j + 1] << 2 | codes[4 * j + 2] << 4 | codes[4 * j + 3] << 6);
+    }
+}
+
+/* Code i of a packed group of n codes. */
+GQ_HD int gq_unpack_code(const uint8_t *in, int n, int bits, int i) {
+    if (bits == 8) return in[i];
+    if (bits == 4) return i < n / 2 ? (in[i] & 15) : (in[i - n / 2] >> 4);
+    if (bits == 3) {
+        int b = i / 8, k = i % 8;
+        uint32_t w = (uint32_t)in[3 * b] | (uint32_t)in[3 * b + 1] << 8 | (uint32_t)in[3 * b + 2] << 16;
+        return (int)((w >> (3 * k)) & 7u);
+    }
+    return (in[i / 4] >> (2 * (i % 4))) & 3;
+}
+
+/* ---- tensor level (host) ---- */
+
+/* A quantized (rows, cols) tensor in memory. scales hold each group's effective scale as fp32
+ * (already rounded to fp16 where the format stores fp16). */
+typedef struct {
+    uint8_t *qweight;      /* packed codes, rows * cols * bits / 8 bytes */
+    float *scales;         /* one per group */
+    uint8_t *zeros;        /* int4a: one per group */
+    int8_t *absmax_q;      /* nf4 double quant: one per group */
+    float *absmax2;        /* nf4 double quant: one per 256 groups */
+    float absmax_offset;   /* nf4 double quant: mean absmax */
+} gq_qtensor;
+
+#define GQ_DQ_BLOCK 256 /* absmax values per second-level block */
+
+static inline int gq_qgroup(const gq_qspec *s, int cols) {
+    return s->format == GQ_QF_INT8 ? cols : s->format == GQ_QF_Q8_0 ? 32 : s->group;
+}
+static inline size_t gq_qn_groups(const gq_qspec *s, int rows, int cols) {
+    return (size_t)rows * (size_t)(cols / gq_qgroup(s, cols));
+}
+static inline size_t gq_qpacked_bytes(const gq_qspec *s, int rows, int cols) {
+    return (size_t)rows * (size_t)cols * (size_t)gq_qbits(s->format) / 8;
+}
+/* 1 if the format stores its scales as fp16 (else fp32) */
+static inline int gq_qscale_f16(gq_qformat f) {
+    return f == GQ_QF_Q8_0 || f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2;
+}
+/* Bits per weight of the stored tensor, scales and zero points included. */
+static inline double gq_qbits_per_weight(const gq_qspec *s, int rows, int cols) {
+    double n = (double)rows * cols, groups = (double)gq_qn_groups(s, rows, cols);
+    double bits = gq_qbits(s->format) * n;
+    if (s->format == GQ_QF_NF4 && s->double_quant)
+        bits += 8 * groups + 32 * ceil(groups / GQ_DQ_BLOCK) + 32;
+    else
+        bits += (gq_qscale_f16(s->format) ? 16 : 32) * groups;
+    if (s->format == GQ_QF_INT4A) bits += 8 * groups;
+    return bits / n;
+}
+
+/* Why a spec cannot apply to a (rows, cols) tensor, or NULL if it can. */
+static inline const char *gq_qspec_problem(const gq_qspec *s, int rows, int cols) {
+    if (s->format <= GQ_QF_F32 || s->format >= GQ_QF_COUNT) return "unknown format";
+    if (rows < 1 || cols < 1) return "empty tensor";
+    int g = gq_qgroup(s, cols);
+    if (g < 1 || cols % g) return "group size does not divide the row";
+    if (g > 16384) return "group larger than 16384";
+    if (gq_qbits(s->format) == 4 && g % 2) return "4-bit groups must be even";
+    if (gq_qbits(s->format) == 3 && g % 8) return "3-bit groups must be a multiple of 8";
+    if (gq_qbits(s->format) == 2 && g % 4) return "2-bit groups must be a multiple of 4";
+    return NULL;
+}
+
+/* Quantize w (rows, cols). Returns 0, or -1 if a value is not finite (*bad = its index). */
+static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
+    const size_t n = (size_t)rows * cols;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) {
+            if (bad) *bad = i;
+            return -1;
+        }
+    const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
+    const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
+    uint8_t codes[16384];
+    for (size_t k = 0; k < groups; k++) {
+        const float *x = w + k * g;
+        float sc;
+        switch (s->format) {
+        case GQ_QF_INT8: sc = gq_q8_group(x, g, codes, 0); break;
+        case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
+        case GQ_QF_INT4:
+        case GQ_QF_INT3:
+        case GQ_QF_INT2: sc = gq_qsym_group(x, g, bits, codes); break;
+        case GQ_QF_INT4A: sc = gq_qasym_group(x, g, codes, &q->zeros[k]); break;
+        default: sc = gq_q4code_group(x, g, s->format == GQ_QF_FP4, codes); break;
+        }
+        q->scales[k] = sc;
+        gq_pack_group(codes, g, bits, q->qweight + k * gbytes);
+    }
+    if (s->format == GQ_QF_NF4 && s->double_quant) {
+        /* absmax -> offset + int8 * absmax2 per block of 256 (the codes above used the exact
+         * absmax, the stored scale is the double-quantized one, as bitsandbytes does) */
+        double mean = 0;
+        for (size_t k = 0; k < groups; k++) mean += q->scales[k];
+        q->absmax_offset = (float)(mean / (double)groups);
+        for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) {
+            size_t lo = b * GQ_DQ_BLOCK, hi = lo + GQ_DQ_BLOCK < groups ? lo + GQ_DQ_BLOCK : groups;
+            float amax = 0.0f;
+            for (size_t k = lo; k < hi; k++) {
+                float d = fabsf(q->scales[k] - q->absmax_offset);
+                amax = d > amax ? d : amax;
+            }
+            float s2 = amax / 127.0f;
+            if (s2 == 0.0f) s2 = 1.0f;
+            q->absmax2[b] = s2;
+            for (size_t k = lo; k < hi; k++) {
+                float c = rintf((q->scales[k] - q->absmax_offset) / s2);
+                q->absmax_q[k] = (int8_t)(c > 127.0f ? 127.0f : c < -127.0f ? -127.0f : c);
+                q->scales[k] = (float)q->absmax_q[k] * s2 + q->absmax_offset;
+            }
+        }
+    }
+    return 0;
+}
+
+static inline void gq_dequantize(const gq_qspec *s, const gq_qtensor *q, int rows, int cols, float *w) {
+    const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
+    const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
+    for (size_t k = 0; k < groups; k++) {
+        const uint8_t *in = q->qweight + k * gbytes;
+        int zero = s->format == GQ_QF_INT4A ? q->zeros[k] : 0;
+        for (int i = 0; i < g; i++) w[k * g + i] = gq_qvalue(s->format, gq_unpack_code(in, g, bits, i), q->scales[k], zero);
+    }
+}
+
+#endif

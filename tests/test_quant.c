@@ -1,0 +1,246 @@
+/* kernels/quant.h against independent references and known values:
+ *   fp16: every one of the 65536 halves round-trips; 2M floats convert as GCC's _Float16;
+ *   Q4_0 / Q8_0 blocks byte-identical to the gguf Python package's reference quantizer;
+ *   NF4 codebook = bitsandbytes' table; FP4 = E2M1; all-zero groups; one large outlier;
+ *   ties half to even (int8); NaN / inf rejected with the index; reconstruction error within
+ *   half a step for every format; pack/unpack round trips; bits per weight arithmetic.
+ * usage: test_quant FIXTURE_DIR(tests/fixtures/quant) */
+#include "gq_rng.h"
+#include "gq_test.h"
+#include "quant.h"
+
+#include <stdlib.h>
+
+static uint8_t *read_all(const char *dir, const char *name, size_t *n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n);
+    if (fread(b, 1, *n, f) != *n) *n = 0;
+    fclose(f);
+    return b;
+}
+
+typedef struct {
+    gq_qtensor q;
+    uint8_t *qw, *zeros;
+    float *scales, *absmax2;
+    int8_t *aq;
+} holder;
+
+static void alloc_q(holder *h, const gq_qspec *s, int rows, int cols) {
+    size_t groups = gq_qn_groups(s, rows, cols);
+    h->qw = calloc(gq_qpacked_bytes(s, rows, cols) + 1, 1);
+    h->scales = calloc(groups, 4);
+    h->zeros = calloc(groups, 1);
+    h->aq = calloc(groups, 1);
+    h->absmax2 = calloc(groups / GQ_DQ_BLOCK + 1, 4);
+    h->q = (gq_qtensor){h->qw, h->scales, h->zeros, h->aq, h->absmax2, 0};
+}
+
+static void free_q(holder *h) { free(h->qw), free(h->scales), free(h->zeros), free(h->aq), free(h->absmax2); }
+
+static void test_fp16(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = gq_f16_to_f32((uint16_t)h);
+        uint16_t back = gq_f32_to_f16(f);
+        int is_nan = ((h >> 10) & 31) == 31 && (h & 0x3ff);
+        bad += is_nan ? !(back & 0x3ff) || ((back >> 10) & 31) != 31 : back != h;
+        _Float16 ref;
+        memcpy(&ref, &h, 2);
+        bad += !is_nan && (float)ref != f;
+    }
+    CHECKF(bad == 0, "%d fp16 values do not round-trip", bad);
+    gq_rng r;
+    gq_rng_seed(&r, 3);
+    bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t bits = (uint32_t)gq_rng_u64(&r);
+        /* bias toward the interesting exponents: subnormal, normal range, overflow */
+        bits = (bits & 0x807fffffu) | ((uint32_t)(96 + gq_rng_below(&r, 50)) << 23);
+        float f;
+        memcpy(&f, &bits, 4);
+        _Float16 ref = (_Float16)f;
+        uint16_t want;
+        memcpy(&want, &ref, 2);
+        bad += gq_f32_to_f16(f) != want;
+    }
+    CHECKF(bad == 0, "%d floats convert differently from _Float16", bad);
+}
+
+static void test_ggml_blocks(const char *dir) {
+    size_t nx, n4, n8;
+    float *x = (float *)read_all(dir, "input.f32", &nx);
+    uint8_t *q4 = read_all(dir, "q4_0.bin", &n4), *q8 = read_all(dir, "q8_0.bin", &n8);
+    CHECK(x && q4 && q8);
+    if (!x || !q4 || !q8) return;
+    const int cols = 256, rows = (int)(nx / 4 / cols), blocks = rows * cols / 32;
+    CHECK(n4 == (size_t)blocks * 18 && n8 == (size_t)blocks * 34);
+    gq_qspec s4 = {GQ_QF_INT4, 32, 0}, s8 = {GQ_QF_Q8_0, 32, 0};
+    holder h4, h8;
+    alloc_q(&h4, &s4, rows, cols);
+    alloc_q(&h8, &s8, rows, cols);
+    CHECK(gq_quantize(&s4, x, rows, cols, &h4.q, NULL) == 0);
+    CHECK(gq_quantize(&s8, x, rows, cols, &h8.q, NULL) == 0);
+    int diff4 = 0, diff8 = 0;
+    for (int b = 0; b < blocks; b++) {
+        uint8_t blk[34];
+        uint16_t d = gq_f32_to_f16(h4.scales[b]);
+        memcpy(blk, &d, 2);
+        memcpy(blk + 2, h4.qw + 16 * b, 16);
+        diff4 += memcmp(blk, q4 + 18 * b, 18) != 0;
+        d = gq_f32_to_f16(h8.scales[b]);
+        memcpy(blk, &d, 2);
+        memcpy(blk + 2, h8.qw + 32 * b, 32);
+        diff8 += memcmp(blk, q8 + 34 * b, 34) != 0;
+    }
+    printf("ggml blocks: %d/%d Q4_0 and %d/%d Q8_0 blocks differ from gguf-py\n", diff4, blocks, diff8, blocks);
+    CHECK(diff4 == 0 && diff8 == 0);
+    free_q(&h4), free_q(&h8), free(x), free(q4), free(q8);
+}
+
+static void test_codebooks(void) {
+    const float nf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                           -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                           0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                           0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+    for (int k = 0; k < 16; k++) {
+        CHECK(gq_nf4_value(k) == nf4[k]);
+        CHECK(gq_nf4_code(nf4[k]) == k);
+        if (k) CHECK(gq_nf4_code(0.5f * (nf4[k - 1] + nf4[k])) == k - 1); /* a midpoint goes down */
+    }
+    const float e2m1[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+    for (int k = 0; k < 8; k++) {
+        CHECK(gq_fp4_value(k) == e2m1[k] && gq_fp4_value(k | 8) == -e2m1[k]);
+        CHECK(gq_fp4_code(e2m1[k]) == k);
+        if (k) CHECK(gq_fp4_code(-e2m1[k]) == (k | 8));
+    }
+    CHECK(gq_fp4_code(2.5f) == 4);  /* tie between 2 (code 4) and 3 (code 5): even code */
+    CHECK(gq_fp4_code(1.75f) == 4); /* tie between 1.5 (3) and 2 (4): even */
+    CHECK(gq_fp4_code(5.0f) == 6);  /* tie between 4 (6) and 6 (7) */
+    CHECK(gq_fp4_code(9.0f) == 7);
+}
+
+static void test_known_values(void) {
+    holder h;
+    /* int8 per row: amax 127 -> scale 1; ties to even */
+    float x[8] = {127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.5f, -127.0f};
+    gq_qspec s8 = {GQ_QF_INT8, 0, 0};
+    alloc_q(&h, &s8, 1, 8);
+    CHECK(gq_quantize(&s8, x, 1, 8, &h.q, NULL) == 0);
+    int8_t want[8] = {127, 2, 4, -2, 0, 0, 2, -127};
+    CHECK(h.scales[0] == 1.0f && !memcmp(h.qw, want, 8));
+    free_q(&h);
+    /* all-zero groups: scale 1 (int8, nf4, fp4, int4a) or 0 (the Q4_0 rule), values exactly 0 */
+    float z[64] = {0}, back[64];
+    gq_qformat fmts[] = {GQ_QF_INT8, GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4A, GQ_QF_INT3, GQ_QF_INT2, GQ_QF_NF4, GQ_QF_FP4};
+    for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+        gq_qspec s = {fmts[f], 32, 0};
+        alloc_q(&h, &s, 2, 32);
+        CHECK(gq_quantize(&s, z, 2, 32, &h.q, NULL) == 0);
+        gq_dequantize(&s, &h.q, 2, 32, back);
+        int nonzero = 0;
+        for (int i = 0; i < 64; i++) nonzero += back[i] != 0.0f;
+        CHECKF(nonzero == 0, "format %d: zero group reconstructs %d non-zeros", fmts[f], nonzero);
+        CHECK(isfinite(h.scales[0]));
+        free_q(&h);
+    }
+    /* one large outlier: it is reconstructed to within its format's scale rounding, the small
+     * values of its group collapse to zero for int4 */
+    float o[32];
+    for (int i = 0; i < 32; i++) o[i] = 0.001f * (i - 16);
+    o[5] = -10.0f;
+    gq_qspec s4 = {GQ_QF_INT4, 32, 0};
+    alloc_q(&h, &s4, 1, 32);
+    gq_quantize(&s4, o, 1, 32, &h.q, NULL);
+    gq_dequantize(&s4, &h.q, 1, 32, back);
+    CHECK(fabsf(back[5] + 10.0f) <= 10.0f * 1e-3f); /* fp16 scale: 11-bit mantissa */
+    CHECK(back[0] == 0.0f && back[31] == 0.0f);
+    free_q(&h);
+    /* non-finite input is refused, naming the index */
+    float bad[32] = {0};
+    bad[17] = NAN;
+    size_t where = 0;
+    alloc_q(&h, &s4, 1, 32);
+    CHECK(gq_quantize(&s4, bad, 1, 32, &h.q, &where) == -1 && where == 17);
+    bad[17] = INFINITY;
+    CHECK(gq_quantize(&s4, bad, 1, 32, &h.q, &where) == -1 && where == 17);
+    free_q(&h);
+}
+
+static void test_error_bounds(void) {
+    gq_rng r;
+    gq_rng_seed(&r, 11);
+    enum { ROWS = 16, COLS = 512 };
+    static float x[ROWS * COLS], y[ROWS * COLS];
+    for (int i = 0; i < ROWS * COLS; i++) x[i] = (gq_rng_float(&r) - 0.5f) * (i % 97 == 0 ? 8.0f : 1.0f);
+    struct {
+        gq_qspec s;
+        double max_step_frac; /* max |y - x| / (group scale), bound by the format's half step */
+    } cases[] = {
+        {{GQ_QF_INT8, 0, 0}, 0.5},   {{GQ_QF_Q8_0, 32, 0}, 0.6}, /* codes use fp32 d, values fp16 d */   {{GQ_QF_INT4, 64, 0}, 1.0},
+        {{GQ_QF_INT4, 128, 0}, 1.0}, {{GQ_QF_INT4A, 64, 0}, 0.5},  {{GQ_QF_INT3, 64, 0}, 1.0},
+        {{GQ_QF_INT2, 64, 0}, 1.0},  {{GQ_QF_NF4, 64, 0}, 0.1},    {{GQ_QF_NF4, 64, 1}, 0.11},
+        {{GQ_QF_FP4, 64, 0}, 1.0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const gq_qspec *s = &cases[c].s;
+        CHECK(gq_qspec_problem(s, ROWS, COLS) == NULL);
+        holder h;
+        alloc_q(&h, s, ROWS, COLS);
+        CHECK(gq_quantize(s, x, ROWS, COLS, &h.q, NULL) == 0);
+        gq_dequantize(s, &h.q, ROWS, COLS, y);
+        int g = gq_qgroup(s, COLS);
+        double worst = 0, mse = 0;
+        for (int i = 0; i < ROWS * COLS; i++) {
+            double sc = fabs(h.scales[i / g]) + 1e-30;
+            /* int4/3/2 (Q4_0 rule): the top code is clipped, so up to one whole step there;
+             * nf4 / fp4: the widest codebook gap */
+            worst = fmax(worst, fabs(y[i] - x[i]) / sc);
+            mse += (y[i] - x[i]) * (y[i] - x[i]);
+        }
+        printf("format %d group %d dq %d: max error %.3f scales, rms %.4g, %.3f bits/weight\n", s->format, g,
+               s->double_quant, worst, sqrt(mse / (ROWS * COLS)), gq_qbits_per_weight(s, ROWS, COLS));
+        double bound = cases[c].max_step_frac * (s->format == GQ_QF_NF4 ? 1.7 : 1.0) + 1e-3;
+        CHECKF(worst <= bound, "format %d: error %.3f scales > %.3f", s->format, worst, bound);
+        free_q(&h);
+    }
+    gq_qspec i4 = {GQ_QF_INT4, 64, 0}, q8 = {GQ_QF_Q8_0, 32, 0}, n4 = {GQ_QF_NF4, 64, 0}, n4dq = {GQ_QF_NF4, 64, 1};
+    CHECK(gq_qbits_per_weight(&i4, 768, 768) == 4.25);
+    CHECK(gq_qbits_per_weight(&q8, 768, 768) == 8.5);
+    CHECK(gq_qbits_per_weight(&n4, 768, 768) == 4.5);
+    CHECK(gq_qbits_per_weight(&n4dq, 768, 768) < 4.13);
+    gq_qspec odd = {GQ_QF_INT4, 48, 0}, three = {GQ_QF_INT3, 12, 0};
+    CHECK(gq_qspec_problem(&odd, 4, 100) != NULL);
+    CHECK(gq_qspec_problem(&three, 4, 96) != NULL);
+}
+
+static void test_packing(void) {
+    gq_rng r;
+    gq_rng_seed(&r, 4);
+    int bits[4] = {8, 4, 3, 2};
+    for (int b = 0; b < 4; b++) {
+        uint8_t codes[64], packed[64];
+        for (int i = 0; i < 64; i++) codes[i] = (uint8_t)gq_rng_below(&r, 1u << bits[b]);
+        gq_pack_group(codes, 64, bits[b], packed);
+        int bad = 0;
+        for (int i = 0; i < 64; i++) bad += gq_unpack_code(packed, 64, bits[b], i) != codes[i];
+        CHECKF(bad == 0, "%d-bit packing: %d codes differ", bits[b], bad);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    test_fp16();
+    test_ggml_blocks(argv[1]);
+    test_codebooks();
+    test_known_values();
+    test_error_bounds();
+    test_packing();
+    return gq_test_finish("test_quant");
+}
