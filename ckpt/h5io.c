@@ -126,6 +126,13 @@ int gq_h5w_u8(gq_h5w *w, const char *path, const uint8_t *data, int ndim, const 
     return put_data(w, path, H5T_STD_U8LE, H5T_NATIVE_UINT8, data, ndim, dims);
 }
 
+int gq_h5w_u16(gq_h5w *w, const char *path, const uint16_t *data, int ndim, const size_t *dims) {
+    return put_data(w, path, H5T_STD_U16LE, H5T_NATIVE_UINT16, data, ndim, dims);
+}
+int gq_h5w_i8(gq_h5w *w, const char *path, const int8_t *data, int ndim, const size_t *dims) {
+    return put_data(w, path, H5T_STD_I8LE, H5T_NATIVE_INT8, data, ndim, dims);
+}
+
 int gq_h5w_commit(gq_h5w *w) {
     int rc = w->rc;
     if (H5Fclose(w->file) < 0 && !rc) rc = gq_errf(GQ_EIO, "%s: closing failed (disk full?)", w->final_path);
@@ -289,4 +296,39 @@ int gq_h5r_f32(gq_h5r *r, const char *path, float *dst, int ndim, const size_t *
 }
 int gq_h5r_u8(gq_h5r *r, const char *path, uint8_t *dst, int ndim, const size_t *dims) {
     return get_data(r, path, H5T_NATIVE_UINT8, H5T_INTEGER, 1, dst, ndim, dims);
+}
+
+int gq_h5r_u16(gq_h5r *r, const char *path, uint16_t *dst, int ndim, const size_t *dims) {
+    return get_data(r, path, H5T_NATIVE_UINT16, H5T_INTEGER, 2, dst, ndim, dims);
+}
+int gq_h5r_i8(gq_h5r *r, const char *path, int8_t *dst, int ndim, const size_t *dims) {
+    return get_data(r, path, H5T_NATIVE_INT8, H5T_INTEGER, 1, dst, ndim, dims);
+}
+
+int gq_h5r_list(gq_h5r *r, const char *group, char ***names, int *n) {
+    /* H5Gget_info + H5Lget_name_by_idx: the same calls in HDF5 1.10 and 1.12+ */
+    *names = NULL;
+    *n = 0;
+    if (!gq_h5r_exists(r, group)) return gq_errf(GQ_EFORMAT, "%s: no group %s", r->path, group);
+    hid_t g = H5Gopen2(r->file, group, H5P_DEFAULT);
+    if (g < 0) return gq_errf(GQ_EFORMAT, "%s: %s is not a group", r->path, group);
+    H5G_info_t gi;
+    if (H5Gget_info(g, &gi) < 0) {
+        H5Gclose(g);
+        return gq_errf(GQ_ETRUNC, "%s: cannot list %s (damaged file)", r->path, group);
+    }
+    char **v = calloc((size_t)gi.nlinks + 1, sizeof *v);
+    int count = 0;
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char buf[512];
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, buf, sizeof buf, H5P_DEFAULT) < 0) continue;
+        hid_t d = H5Dopen2(g, buf, H5P_DEFAULT);
+        if (d < 0) continue; /* a group or something else */
+        H5Dclose(d);
+        v[count++] = strdup(buf);
+    }
+    H5Gclose(g);
+    *names = v;
+    *n = count;
+    return GQ_OK;
 }

@@ -20,6 +20,8 @@ int gq_h5w_attr_str(gq_h5w *w, const char *obj, const char *name, const char *v)
 /* Dataset of float32 / uint8 with the given dims (creating parent groups). */
 int gq_h5w_f32(gq_h5w *w, const char *path, const float *data, int ndim, const size_t *dims);
 int gq_h5w_u8(gq_h5w *w, const char *path, const uint8_t *data, int ndim, const size_t *dims);
+int gq_h5w_u16(gq_h5w *w, const char *path, const uint16_t *data, int ndim, const size_t *dims);
+int gq_h5w_i8(gq_h5w *w, const char *path, const int8_t *data, int ndim, const size_t *dims);
 /* Close, fsync and rename into place. Frees w. */
 int gq_h5w_commit(gq_h5w *w);
 /* Close and delete the temp file. Frees w. */
@@ -35,10 +37,14 @@ int gq_h5r_attr_i64(gq_h5r *r, const char *obj, const char *name, int64_t *v);
 int gq_h5r_attr_u64(gq_h5r *r, const char *obj, const char *name, uint64_t *v);
 int gq_h5r_attr_f64(gq_h5r *r, const char *obj, const char *name, double *v);
 int gq_h5r_attr_str(gq_h5r *r, const char *obj, const char *name, char *buf, size_t size);
+/* Names of the datasets directly in `group`, in name order (malloc'd; free each and the array). */
+int gq_h5r_list(gq_h5r *r, const char *group, char ***names, int *n);
 /* Dims of a dataset (up to 4). */
 int gq_h5r_dims(gq_h5r *r, const char *path, int *ndim, size_t *dims);
 /* Read a float32 dataset whose shape must equal dims exactly. */
 int gq_h5r_f32(gq_h5r *r, const char *path, float *dst, int ndim, const size_t *dims);
 int gq_h5r_u8(gq_h5r *r, const char *path, uint8_t *dst, int ndim, const size_t *dims);
+int gq_h5r_u16(gq_h5r *r, const char *path, uint16_t *dst, int ndim, const size_t *dims);
+int gq_h5r_i8(gq_h5r *r, const char *path, int8_t *dst, int ndim, const size_t *dims);
 
 #endif

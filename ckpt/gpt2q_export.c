@@ -1,0 +1,122 @@
+/* gpt2q-export: post-training quantization (round to nearest) of a gpt2q checkpoint into a
+ * packed HDF5 file.
+ *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json] */
+#include "gpt2.h"
+#include "gq_error.h"
+#include "h5io.h"
+#include "qexport.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PROG "gpt2q-export"
+
+static int gpt2_shape(const char *name, int *rows, int *cols, void *ctx) {
+    const gq_gpt2_config *c = ctx;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            char n[160];
+            snprintf(n, sizeof n, gq_gpt2_tensor(i)->hf_name, l);
+            if (strcmp(n, name)) continue;
+            size_t r, cc;
+            gq_gpt2_tensor_shape(c, i, &r, &cc);
+            *rows = (int)r;
+            *cols = (int)cc;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void usage(FILE *f) {
+    fputs("usage: " PROG " CKPT.h5 --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
+          "  FORMAT: int8 (per row) | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] | nf4[-dq] | fp4,\n"
+          "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'\n"
+          "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
+          "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n",
+          f);
+}
+
+int main(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL;
+    int group = 0, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) json = 1;
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(a, "--format") && i + 1 < argc) format = argv[++i];
+        else if (!strcmp(a, "--layers") && i + 1 < argc) layers = argv[++i];
+        else if (!strcmp(a, "--group") && i + 1 < argc) {
+            group = atoi(argv[++i]);
+            if (group < 1) {
+                fprintf(stderr, PROG ": --group must be a positive integer\n");
+                return 2;
+            }
+        } else if (a[0] != '-' && !in) in = a;
+        else {
+            fprintf(stderr, PROG ": unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!in || !out || !format) {
+        usage(stderr);
+        return 2;
+    }
+    gq_h5r *r;
+    gq_gpt2_config cfg = {0};
+    int rc = gq_h5r_open(&r, in);
+    int64_t v[6] = {0};
+    static const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
+    for (int k = 0; k < 6 && !rc; k++) rc = gq_h5r_attr_i64(r, "/config", keys[k], &v[k]);
+    if (r) gq_h5r_close(r);
+    cfg = (gq_gpt2_config){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]};
+    if (!rc) rc = gq_gpt2_config_check(&cfg);
+    gq_qplan plan;
+    if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
+    gq_export_entry *e = NULL;
+    int n = 0;
+    if (!rc) rc = gq_export(in, out, &plan, gpt2_shape, &cfg, &e, &n);
+    if (rc) {
+        fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
+        return 1;
+    }
+    size_t payload = 0, fp32 = 0, qn = 0, qbytes = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = (size_t)e[i].rows * (e[i].cols ? e[i].cols : 1);
+        payload += e[i].bytes;
+        fp32 += numel * 4;
+        if (e[i].spec.format != GQ_QF_F32) qn += numel, qbytes += e[i].bytes;
+    }
+    struct stat st;
+    stat(out, &st);
+    if (json) {
+        printf("{\"out\": \"%s\", \"file_bytes\": %lld, \"payload_bytes\": %zu, \"fp32_bytes\": %zu, "
+               "\"quantized_weights\": %zu, \"quantized_bits_per_weight\": %.4f, \"tensors\": [",
+               out, (long long)st.st_size, payload, fp32, qn, qn ? 8.0 * qbytes / qn : 0.0);
+        for (int i = 0; i < n; i++)
+            printf("%s{\"name\": \"%s\", \"format\": \"%s\", \"group\": %d, \"rows\": %d, \"cols\": %d, \"bytes\": %zu}",
+                   i ? ", " : "", e[i].name, gq_qformat_name(e[i].spec.format), e[i].spec.group, e[i].rows, e[i].cols,
+                   e[i].bytes);
+        printf("]}\n");
+    } else {
+        printf("%-28s %-6s %6s %14s %12s\n", "tensor", "format", "group", "shape", "bytes");
+        for (int i = 0; i < n; i++) {
+            char shape[48];
+            snprintf(shape, sizeof shape, e[i].cols ? "[%d, %d]" : "[%d]", e[i].rows, e[i].cols);
+            printf("%-28s %-6s %6d %14s %12zu\n", e[i].name, gq_qformat_name(e[i].spec.format),
+                   e[i].spec.format == GQ_QF_F32 ? 0 : gq_qgroup(&e[i].spec, e[i].cols), shape, e[i].bytes);
+        }
+        printf("wrote %s: %lld bytes on disk = %zu payload + %lld HDF5 metadata; fp32 would be %zu (%.2fx smaller); "
+               "quantized weights at %.3f bits each\n",
+               out, (long long)st.st_size, payload, (long long)st.st_size - (long long)payload, fp32,
+               (double)fp32 / (double)st.st_size, qn ? 8.0 * qbytes / qn : 0.0);
+    }
+    free(e);
+    return 0;
+}

@@ -1,0 +1,198 @@
+/* qexport: see qexport.h. Layout of one quantized tensor, group /tensors/<name>:
+ *   qweight  uint8 [bytes]     packed codes (quant.h's packing)
+ *   scales   uint16 [groups]   fp16 bits (formats with fp16 scales) or
+ *            float32 [groups]  (int8 per row, nf4, fp4)
+ *   zeros    uint8 [groups]    int4a
+ *   absmax_q int8 [groups], absmax2 float32 [ceil(groups/256)]   nf4 with double quant
+ *   attributes: format, group, rows, cols, double_quant, absmax_offset, bits_per_weight
+ * A tensor kept in fp32: /tensors/<name>/value float32 [rows(, cols)], format "f32". */
+#define _POSIX_C_SOURCE 200809L
+#include "qexport.h"
+
+#include "gq_error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, int cols, const gq_qspec *s,
+                         gq_export_entry *e, const char *src) {
+    char base[300], path[400];
+    snprintf(base, sizeof base, "/tensors/%s", name);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->rows = rows;
+    e->cols = cols;
+    e->spec = *s;
+    if (s->format == GQ_QF_F32) {
+        size_t dims[2] = {(size_t)rows, (size_t)cols};
+        snprintf(path, sizeof path, "%s/value", base);
+        gq_h5w_f32(w, path, x, cols ? 2 : 1, dims);
+        gq_h5w_attr_str(w, base, "format", "f32");
+        e->bytes = (size_t)rows * (cols ? cols : 1) * 4;
+        return GQ_OK;
+    }
+    const char *why = gq_qspec_problem(s, rows, cols);
+    if (why) return gq_errf(GQ_ESHAPE, "%s: tensor %s [%d, %d]: %s for %s group %d", src, name, rows, cols, why,
+                            gq_qformat_name(s->format), s->group);
+    size_t groups = gq_qn_groups(s, rows, cols), bytes = gq_qpacked_bytes(s, rows, cols);
+    gq_qtensor q = {malloc(bytes), malloc(groups * 4), malloc(groups), malloc(groups), malloc((groups / GQ_DQ_BLOCK + 1) * 4), 0};
+    uint16_t *h = malloc(groups * 2);
+    size_t bad = 0;
+    int rc = GQ_OK;
+    if (!q.qweight || !q.scales || !q.zeros || !q.absmax_q || !q.absmax2 || !h) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    else if (gq_quantize(s, x, rows, cols, &q, &bad))
+        rc = gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, bad);
+    if (!rc) {
+        size_t d1 = bytes, dg = groups, d2 = groups / GQ_DQ_BLOCK + (groups % GQ_DQ_BLOCK != 0);
+        snprintf(path, sizeof path, "%s/qweight", base);
+        gq_h5w_u8(w, path, q.qweight, 1, &d1);
+        snprintf(path, sizeof path, "%s/scales", base);
+        e->bytes = bytes;
+        if (s->format == GQ_QF_NF4 && s->double_quant) {
+            snprintf(path, sizeof path, "%s/absmax_q", base);
+            gq_h5w_i8(w, path, q.absmax_q, 1, &dg);
+            snprintf(path, sizeof path, "%s/absmax2", base);
+            gq_h5w_f32(w, path, q.absmax2, 1, &d2);
+            gq_h5w_attr_f64(w, base, "absmax_offset", q.absmax_offset);
+            e->bytes += groups + 4 * d2 + 4;
+        } else if (gq_qscale_f16(s->format)) {
+            for (size_t k = 0; k < groups; k++) h[k] = gq_f32_to_f16(q.scales[k]);
+            gq_h5w_u16(w, path, h, 1, &dg);
+            e->bytes += 2 * groups;
+        } else {
+            gq_h5w_f32(w, path, q.scales, 1, &dg);
+            e->bytes += 4 * groups;
+        }
+        if (s->format == GQ_QF_INT4A) {
+            snprintf(path, sizeof path, "%s/zeros", base);
+            gq_h5w_u8(w, path, q.zeros, 1, &dg);
+            e->bytes += groups;
+        }
+        gq_h5w_attr_str(w, base, "format", gq_qformat_name(s->format));
+        gq_h5w_attr_i64(w, base, "group", gq_qgroup(s, cols));
+        gq_h5w_attr_i64(w, base, "rows", rows);
+        gq_h5w_attr_i64(w, base, "cols", cols);
+        gq_h5w_attr_i64(w, base, "double_quant", s->double_quant);
+        gq_h5w_attr_f64(w, base, "bits_per_weight", gq_qbits_per_weight(s, rows, cols));
+    }
+    free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
+    return rc;
+}
+
+int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
+              gq_export_entry **entries, int *n_entries) {
+    *entries = NULL;
+    *n_entries = 0;
+    gq_h5r *r;
+    int rc = gq_h5r_open(&r, ckpt_path);
+    if (rc) return rc;
+    char **names = NULL;
+    int n = 0;
+    rc = gq_h5r_list(r, "/params", &names, &n);
+    if (!rc && n == 0) rc = gq_errf(GQ_EFORMAT, "%s: no tensors under /params", ckpt_path);
+    gq_export_entry *ent = calloc((size_t)n + 1, sizeof *ent);
+    gq_h5w *w = NULL;
+    if (!rc) rc = gq_h5w_begin(&w, out_path);
+    int n_quant = 0;
+    static const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
+    for (int k = 0; k < 6 && !rc; k++) {
+        int64_t v;
+        rc = gq_h5r_attr_i64(r, "/config", keys[k], &v);
+        if (!rc) gq_h5w_attr_i64(w, "/config", keys[k], v);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        int rows, cols, nd;
+        size_t dims[4];
+        char path[400];
+        snprintf(path, sizeof path, "/params/%s", names[i]);
+        rc = gq_h5r_dims(r, path, &nd, dims);
+        if (rc) break;
+        if (shape(names[i], &rows, &cols, ctx)) {
+            rc = gq_errf(GQ_EFORMAT, "%s: %s is not a parameter of this model", ckpt_path, path);
+            break;
+        }
+        if (nd != (cols ? 2 : 1) || dims[0] != (size_t)rows || (cols && dims[1] != (size_t)cols)) {
+            rc = gq_errf(GQ_ESHAPE, "%s: %s has shape [%zu%s%zu], its config says [%d%s%d]", ckpt_path, path, dims[0],
+                         nd > 1 ? ", " : "", nd > 1 ? dims[1] : (size_t)0, rows, cols ? ", " : "", cols);
+            break;
+        }
+        float *x = malloc((size_t)rows * (cols ? cols : 1) * sizeof *x);
+        rc = x ? gq_h5r_f32(r, path, x, nd, dims) : gq_errf(GQ_ENOMEM, "out of memory");
+        gq_qspec s = {GQ_QF_F32, 0, 0};
+        if (!rc && gq_qplan_lookup(plan, names[i], rows, cols, &s)) n_quant++;
+        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, &ent[i], ckpt_path);
+        free(x);
+    }
+    if (!rc && n_quant == 0) rc = gq_errf(GQ_EINVAL, "%s: the layer selection matches no weight to quantize", ckpt_path);
+    if (w) {
+        gq_h5w_attr_str(w, "/", "format", "gpt2q-quantized");
+        gq_h5w_attr_i64(w, "/", "format_version", 1);
+        gq_h5w_attr_str(w, "/", "source", ckpt_path);
+        if (rc) gq_h5w_abort(w);
+        else rc = gq_h5w_commit(w);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    gq_h5r_close(r);
+    if (rc) {
+        free(ent);
+        return rc;
+    }
+    *entries = ent;
+    *n_entries = n;
+    return GQ_OK;
+}
+
+int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, int cols, gq_qspec *spec_out) {
+    char base[300], path[400], fmt[32];
+    snprintf(base, sizeof base, "/tensors/%s", name);
+    int rc = gq_h5r_attr_str(r, base, "format", fmt, sizeof fmt);
+    if (rc) return rc;
+    size_t dims[2] = {(size_t)rows, (size_t)cols};
+    if (!strcmp(fmt, "f32")) {
+        snprintf(path, sizeof path, "%s/value", base);
+        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0};
+        return gq_h5r_f32(r, path, dst, cols ? 2 : 1, dims);
+    }
+    gq_qspec s = {GQ_QF_F32, 0, 0};
+    int64_t group = 0, dq = 0;
+    rc = gq_qformat_parse(fmt, 0, &s);
+    if (!rc) rc = gq_h5r_attr_i64(r, base, "group", &group);
+    if (!rc) rc = gq_h5r_attr_i64(r, base, "double_quant", &dq);
+    if (rc) return rc;
+    s.group = (int)group;
+    s.double_quant = (int)dq;
+    const char *why = gq_qspec_problem(&s, rows, cols);
+    if (why) return gq_errf(GQ_EFORMAT, "%s: %s: %s", gq_h5r_path(r), base, why);
+    size_t groups = gq_qn_groups(&s, rows, cols), bytes = gq_qpacked_bytes(&s, rows, cols);
+    size_t d2 = groups / GQ_DQ_BLOCK + (groups % GQ_DQ_BLOCK != 0);
+    gq_qtensor q = {malloc(bytes), calloc(groups, 4), calloc(groups, 1), calloc(groups, 1), calloc(d2 + 1, 4), 0};
+    uint16_t *h = malloc(groups * 2);
+    snprintf(path, sizeof path, "%s/qweight", base);
+    rc = gq_h5r_u8(r, path, q.qweight, 1, &bytes);
+    snprintf(path, sizeof path, "%s/scales", base);
+    if (!rc && s.format == GQ_QF_NF4 && s.double_quant) {
+        double off;
+        snprintf(path, sizeof path, "%s/absmax_q", base);
+        rc = gq_h5r_i8(r, path, q.absmax_q, 1, &groups);
+        snprintf(path, sizeof path, "%s/absmax2", base);
+        if (!rc) rc = gq_h5r_f32(r, path, q.absmax2, 1, &d2);
+        if (!rc) rc = gq_h5r_attr_f64(r, base, "absmax_offset", &off);
+        q.absmax_offset = (float)off;
+        for (size_t k = 0; !rc && k < groups; k++)
+            q.scales[k] = (float)q.absmax_q[k] * q.absmax2[k / GQ_DQ_BLOCK] + q.absmax_offset;
+    } else if (!rc && gq_qscale_f16(s.format)) {
+        rc = gq_h5r_u16(r, path, h, 1, &groups);
+        for (size_t k = 0; !rc && k < groups; k++) q.scales[k] = gq_f16_to_f32(h[k]);
+    } else if (!rc) {
+        rc = gq_h5r_f32(r, path, q.scales, 1, &groups);
+    }
+    if (!rc && s.format == GQ_QF_INT4A) {
+        snprintf(path, sizeof path, "%s/zeros", base);
+        rc = gq_h5r_u8(r, path, q.zeros, 1, &groups);
+    }
+    if (!rc) gq_dequantize(&s, &q, rows, cols, dst);
+    if (!rc && spec_out) *spec_out = s;
+    free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
+    return rc;
+}

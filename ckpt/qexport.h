@@ -1,0 +1,30 @@
+/* qexport: post-training quantization of a checkpoint's parameters into a packed HDF5 file,
+ * and reading such a file back (format "gpt2q-quantized", docs/FORMAT.md). The math is
+ * kernels/quant.h's, so the dequantized weights equal fake-quant's bit for bit. */
+#ifndef GQ_QEXPORT_H
+#define GQ_QEXPORT_H
+
+#include "h5io.h"
+#include "qplan.h"
+
+typedef struct {
+    char name[160];
+    gq_qspec spec; /* format GQ_QF_F32 for tensors kept in fp32 */
+    int rows, cols; /* cols 0 for vectors */
+    size_t bytes;   /* payload bytes stored (codes, scales, zeros, second-level scales) */
+} gq_export_entry;
+
+/* Expected (rows, cols) of a parameter name under the checkpoint's config; return nonzero if
+ * the name is unknown. Supplied by the caller (the model knows its tensors). */
+typedef int (*gq_shape_fn)(const char *name, int *rows, int *cols, void *ctx);
+
+/* Quantize the /params of `ckpt_path` by `plan` into `out_path` (atomic). entries (malloc'd)
+ * describe every tensor written. Errors name the file and tensor; a plan that selects
+ * nothing is an error. */
+int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
+              gq_export_entry **entries, int *n_entries);
+
+/* Read one tensor of an exported file and dequantize it into dst (rows * max(cols,1)). */
+int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, int cols, gq_qspec *spec_out);
+
+#endif
