@@ -23,20 +23,7 @@
 #include <unistd.h>
 
 static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
-    const gq_gpt2_config *c = ctx;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
-        for (int l = 0; l < layers; l++) {
-            char n[160];
-            snprintf(n, sizeof n, gq_gpt2_tensor(i)->hf_name, l);
-            if (strcmp(n, name)) continue;
-            size_t r, cc;
-            gq_gpt2_tensor_shape(c, i, &r, &cc);
-            *rows = (int)r, *cols = (int)cc;
-            return 0;
-        }
-    }
-    return 1;
+    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
 }
 
 /* Replace the selected tensors of m by quantize+dequantize (fake-quant), host side. */

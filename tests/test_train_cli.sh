@@ -112,5 +112,21 @@ check 'grep -q "initialised from" "$T/ft.log" && [ -f "$T/ft/ckpt-00000003.h5" ]
 ft_first=$(losses "$T/ft" | cut -d' ' -f1)
 check 'awk "BEGIN{exit !($ft_first < $first - 1.0)}"' "fine-tuning starts from the trained loss ($ft_first vs fresh $first)"
 
+# -- QAT: fine-tune int4 from the trained checkpoint; export + three-row report at the end
+train --out "$T/qat" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --lr 1e-3 >"$T/qat.log" 2>&1
+check 'grep -q "QAT: .* weights" "$T/qat.log" && grep -q "QAT recovered" "$T/qat.log"' "QAT run prints its report"
+check '[ -f "$T/qat/model-int4-g32.h5" ] && [ -f "$T/qat/qat_report.json" ]' "QAT export and report written"
+check 'grep -q "\"model\": \"ptq\"" "$T/qat/qat_report.json" && grep -q "gap_recovered" "$T/qat/qat_report.json"' "qat_report.json rows"
+check 'h5dump -A -g /tensors/wte.weight "$T/qat/model-int4-g32.h5" | grep -q "int4"' "tied embedding exported as int4"
+# bit-exact resume with QAT and a delayed start (the spec is in the checkpoint)
+train --out "$T/qf" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 >/dev/null 2>&1
+train --out "$T/qp" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 --stop-after 4 >/dev/null 2>&1
+"$B/gpt2q-train" --out "$T/qp" --resume >"$T/qr.log" 2>&1
+check '[ "$(losses "$T/qf")" = "$(losses "$T/qp")" ] && h5diff "$T/qf/ckpt-00000008.h5" "$T/qp/ckpt-00000008.h5" /params >/dev/null' \
+  "QAT resume is bit-exact ($(losses "$T/qp") vs $(losses "$T/qf"))"
+check 'grep -q "QAT: " "$T/qr.log"' "resumed run keeps the QAT spec"
+expect_error "unknown QAT format" "unknown format 'int5'" train --out "$T/x" --qat int5
+expect_error "QAT selects nothing" "matches no weight" train --out "$T/x" --qat int4-g32 --qat-layers 'h.9.*'
+
 echo "test_train_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -55,6 +55,10 @@ static const opt_desc table[] = {
     {"log_every", T_INT, O(log_every), 1, 1 << 30, "steps between plain log lines when not on a terminal"},
     {"stop_after", T_INT, O(stop_after), 0, 1 << 30, "stop (with a checkpoint) after this many steps in this run"},
     {"threads", T_INT, O(threads), 0, 4096, "CPU threads (0 = all)"},
+    {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 or PATTERN=FORMAT,..."},
+    {"qat_layers", T_STR, O(qat_layers), 0, 0, "QAT selection: all|all-but-lm_head|lm_head|last4-attn|qkv or globs (h.8-11.attn.*)"},
+    {"qat_group", T_INT, O(qat_group), 0, 16384, "QAT group size (0 = the format's default)"},
+    {"qat_start_step", T_INT, O(qat_start_step), 0, 1 << 30, "first step trained with fake-quant (0 = from the start)"},
 };
 #undef O
 

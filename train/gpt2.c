@@ -121,6 +121,7 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
         return rc;
     }
     carve((float **)&m->params, m->params_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
+    m->w = m->params;
     carve((float **)&m->grads, m->grads_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     float *ptrs[N_ACTS];
     carve(ptrs, m->acts_mem, act_numel, N_ACTS);
@@ -139,6 +140,11 @@ void gq_gpt2_free(gq_gpt2 *m) {
     if (m->m_mem) m->be->free(m->m_mem);
     if (m->v_mem) m->be->free(m->v_mem);
     if (m->acts_mem) m->be->free(m->acts_mem);
+    if (m->qat_mem) m->be->free(m->qat_mem);
+    free(m->qat_mask);
+    free(m->qat);
+    free(m->qat_work.qweight), free(m->qat_work.scales), free(m->qat_work.zeros), free(m->qat_work.absmax_q);
+    free(m->qat_work.absmax2);
     free(m->host_losses);
     free(m);
 }
@@ -195,7 +201,7 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
                            targets && (targets[i] < -1 || targets[i] >= V) ? targets[i] : inputs[i], i, V);
     TRY(be->upload(m->a.inputs, inputs, BT * sizeof *inputs));
     if (targets) TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
-    const gq_gpt2_tensors *w = &m->params;
+    const gq_gpt2_tensors *w = &m->w;
     TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
     for (int l = 0; l < L; l++) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
@@ -253,7 +259,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     if (!m->n_targets) return gq_errf(GQ_EINVAL, "backward without a forward that had targets");
     const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab_size;
     const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
-    const gq_gpt2_tensors *w = &m->params, *g = &m->grads;
+    const gq_gpt2_tensors *w = &m->w, *g = &m->grads;
     float *d_res = m->a.d_res, *d_a = m->a.d_a, *d_b = m->a.d_b;
     TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT, V,
                                   Vp));
@@ -307,3 +313,102 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
 
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
 size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
+
+void gq_gpt2_tensor_name(int i, int l, char *buf, size_t size) { snprintf(buf, size, tensor_info[i].hf_name, l); }
+
+int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
+    if (strcmp(m->be->name, "cpu")) return gq_errf(GQ_EUNSUPPORTED, "QAT needs host-memory parameters (cpu backend)");
+    const gq_gpt2_config *c = &m->cfg;
+    int cap = GQ_GPT2_N_TENSORS * c->n_layer + 2;
+    m->qat = calloc((size_t)cap, sizeof *m->qat);
+    if (!m->qat) return gq_errf(GQ_ENOMEM, "out of memory");
+    size_t off = 0, max_numel = 0, max_groups = 0;
+    m->n_qat = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(c, i, &rows, &cols);
+        int layers = tensor_info[i].per_layer ? c->n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            struct gq_qat_tensor t = {off, (int)rows, (int)cols, {GQ_QF_F32, 0, 0}, ""};
+            gq_gpt2_tensor_name(i, l, t.name, sizeof t.name);
+            off += rows * (cols ? cols : 1);
+            if (!gq_qplan_lookup(plan, t.name, (int)rows, (int)cols, &t.spec)) continue;
+            const char *why = gq_qspec_problem(&t.spec, (int)rows, (int)cols);
+            if (why)
+                return gq_errf(GQ_ESHAPE, "QAT: tensor %s [%zu, %zu]: %s for %s group %d", t.name, rows, cols, why,
+                               gq_qformat_name(t.spec.format), t.spec.group);
+            size_t numel = rows * cols, groups = gq_qn_groups(&t.spec, (int)rows, (int)cols);
+            max_numel = numel > max_numel ? numel : max_numel;
+            max_groups = groups > max_groups ? groups : max_groups;
+            m->qat[m->n_qat++] = t;
+        }
+    }
+    if (!m->n_qat) return gq_errf(GQ_EINVAL, "QAT: the layer selection matches no weight");
+    int rc = m->be->alloc((void **)&m->qat_mem, m->n_params * sizeof(float));
+    if (rc) return rc;
+    m->qat_mask = malloc(m->n_params);
+    m->qat_work = (gq_qtensor){malloc(max_numel + 16), malloc(max_groups * 4), malloc(max_groups), malloc(max_groups),
+                               malloc((max_groups / GQ_DQ_BLOCK + 1) * 4), 0};
+    if (!m->qat_mask || !m->qat_work.qweight || !m->qat_work.scales || !m->qat_work.zeros || !m->qat_work.absmax_q ||
+        !m->qat_work.absmax2)
+        return gq_errf(GQ_ENOMEM, "out of memory for QAT buffers");
+    carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
+    m->qat_on = 1;
+    return gq_gpt2_qat_refresh(m);
+}
+
+int gq_gpt2_qat_refresh(gq_gpt2 *m) {
+    if (!m->qat_on) return GQ_OK;
+    memcpy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
+    memset(m->qat_mask, 1, m->n_params);
+    for (int k = 0; k < m->n_qat; k++) {
+        const struct gq_qat_tensor *t = &m->qat[k];
+        const float *x = m->params_mem + t->offset;
+        float *y = m->qat_mem + t->offset;
+        size_t bad = 0;
+        if (gq_quantize(&t->spec, x, t->rows, t->cols, &m->qat_work, &bad))
+            return gq_errf(GQ_ENAN, "QAT: weight %s value %zu is not finite", t->name, bad);
+        gq_dequantize(&t->spec, &m->qat_work, t->rows, t->cols, y);
+        /* clipped values (only the Q4_0-rule formats clip: the code past the top level) get no
+         * gradient: their error exceeds half a step */
+        gq_qformat f = t->spec.format;
+        if (f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2) {
+            int g = gq_qgroup(&t->spec, t->cols);
+            size_t n = (size_t)t->rows * t->cols;
+            for (size_t i = 0; i < n; i++) {
+                float step = fabsf(m->qat_work.scales[i / g]);
+                if (fabsf(y[i] - x[i]) > 0.51f * step) m->qat_mask[t->offset + i] = 0; /* fp16 d: +0.4% */
+            }
+        }
+    }
+    return GQ_OK;
+}
+
+int gq_gpt2_qat_mask_grads(gq_gpt2 *m) {
+    if (!m->qat_on) return GQ_OK;
+    for (int k = 0; k < m->n_qat; k++) {
+        const struct gq_qat_tensor *t = &m->qat[k];
+        size_t n = (size_t)t->rows * t->cols;
+        float *g = m->grads_mem + t->offset;
+        const uint8_t *mask = m->qat_mask + t->offset;
+        for (size_t i = 0; i < n; i++) g[i] = mask[i] ? g[i] : 0.0f;
+    }
+    return GQ_OK;
+}
+
+int gq_gpt2_shape_of(const gq_gpt2_config *cfg, const char *name, int *rows, int *cols) {
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        int layers = tensor_info[i].per_layer ? cfg->n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            char n[160];
+            gq_gpt2_tensor_name(i, l, n, sizeof n);
+            if (strcmp(n, name)) continue;
+            size_t r, c;
+            gq_gpt2_tensor_shape(cfg, i, &r, &c);
+            *rows = (int)r;
+            *cols = (int)c;
+            return 0;
+        }
+    }
+    return 1;
+}

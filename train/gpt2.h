@@ -7,6 +7,7 @@
 #define GQ_GPT2_H
 
 #include "backend.h"
+#include "qplan.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,23 @@ typedef struct gq_gpt2 {
         float *d_res, *d_a, *d_b, *d_att; /* backward scratch */
         int32_t *inputs, *targets;
     } a;
+    /* QAT: the weights the forward and backward use. Without QAT `w` is `params`; with it,
+     * `w` points into qat_mem, a copy of the parameters whose selected weights are replaced by
+     * their fake-quant (quantize + dequantize with kernels/quant.h), refreshed once per
+     * optimizer step; gradients flow to the fp32 latent weights (straight-through), except
+     * where a value was clipped (qat_mask 0). */
+    gq_gpt2_tensors w;
+    float *qat_mem;
+    uint8_t *qat_mask;
+    int qat_on;
+    int n_qat;                 /* selected tensors */
+    struct gq_qat_tensor {
+        size_t offset;         /* into the parameter array */
+        int rows, cols;
+        gq_qspec spec;
+        char name[96];
+    } *qat;
+    gq_qtensor qat_work;       /* workspace for the largest selected tensor */
     float *host_losses; /* (B_max * T_max) */
     int last_B, last_T;  /* of the last forward */
     int n_targets;       /* non-ignored targets in the last forward */
@@ -97,6 +115,18 @@ int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm);
 /* One AdamW step (t from 1) with gradients multiplied by grad_scale; decay on 2-D tensors only. */
 int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
                    float grad_scale);
+
+/* Enable QAT with a plan (host-memory backends). Selected 2-D weights are listed in m->qat;
+ * GQ_EINVAL if the plan selects nothing, GQ_ESHAPE if a spec does not fit a tensor. */
+int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan);
+/* Fake-quantize the selected weights from the current latent weights (call once per step). */
+int gq_gpt2_qat_refresh(gq_gpt2 *m);
+/* Zero the gradients of clipped values (after backward, before the norm and update). */
+int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
+/* Shape of a parameter by name under cfg (cols 0 for vectors); nonzero if no such name. */
+int gq_gpt2_shape_of(const gq_gpt2_config *cfg, const char *name, int *rows, int *cols);
+/* Name of tensor i, layer l ("h.3.attn.c_attn.weight"). */
+void gq_gpt2_tensor_name(int i, int l, char *buf, size_t size);
 
 /* Sizes in bytes, for the trainer's report. */
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m);

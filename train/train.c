@@ -9,6 +9,7 @@
 #include "gq_error.h"
 #include "gq_file.h"
 #include "gq_progress.h"
+#include "qexport.h"
 #include "weights.h"
 
 #include <dirent.h>
@@ -227,6 +228,67 @@ static void write_chart(const char *out) {
     if (system(cmd) != 0) fprintf(stderr, "gpt2q-train: warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
 }
 
+static void print_qat(const gq_gpt2 *m) {
+    size_t n = 0;
+    for (int k = 0; k < m->n_qat; k++) n += (size_t)m->qat[k].rows * m->qat[k].cols;
+    printf("QAT: %d weights (%.2fM values) trained through fake-quant, e.g. %s as %s group %d\n", m->n_qat, n / 1e6,
+           m->qat[0].name, gq_qformat_name(m->qat[0].spec.format), gq_qgroup(&m->qat[0].spec, m->qat[0].cols));
+}
+
+static int shape_of(const char *name, int *rows, int *cols, void *ctx) {
+    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
+}
+
+/* The end of a QAT run: the deployable export beside the checkpoint, and the comparison of
+ * the float starting point, its RTN PTQ in the same format, and the QAT model on the whole
+ * validation split (printed, and qat_report.json in the run folder). */
+static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_loss) {
+    gq_train_opts *o = r->o;
+    char out[4400], fmt[64];
+    snprintf(fmt, sizeof fmt, "%.40s", strchr(o->qat, '=') ? "mixed" : o->qat);
+    snprintf(out, sizeof out, "%s/model-%s.h5", o->out, fmt);
+    gq_export_entry *e = NULL;
+    int n = 0, rc = gq_export(ckpt, out, plan, shape_of, &r->m->cfg, &e, &n);
+    if (rc) return rc;
+    size_t qbytes = 0, fbytes = 0;
+    for (int i = 0; i < n; i++) qbytes += e[i].bytes, fbytes += (size_t)e[i].rows * (e[i].cols ? e[i].cols : 1) * 4;
+    free(e);
+    float start = NAN, ptq = NAN;
+    const char *start_name = o->init[0] ? o->init : "(this run's latent fp32 weights)";
+    if (o->init[0]) { /* reload the starting point into the latent weights */
+        if ((rc = gq_weights_load(o->init, r->m))) return rc;
+    }
+    gq_gpt2_tensors saved = r->m->w;
+    r->m->w = r->m->params; /* float */
+    rc = evaluate(r, 1, &start);
+    r->m->w = saved;
+    if (!rc) rc = gq_gpt2_qat_refresh(r->m); /* RTN of the starting point */
+    if (!rc) rc = evaluate(r, 1, &ptq);
+    if (rc) return rc;
+    double gap = ptq - start, recovered = gap > 0 ? (ptq - qat_loss) / gap : NAN;
+    printf("\n%-34s %10s %10s %12s\n", "model (validation split)", "loss", "perplexity", "size");
+    printf("%-34s %10.4f %10.2f %9.1f MB\n", o->init[0] ? "float start (--init)" : "float (latent weights)", start,
+           exp(start), fbytes / 1e6);
+    printf("%-34s %10.4f %10.2f %9.1f MB\n", o->init[0] ? "RTN PTQ of the start" : "RTN PTQ of the latent weights",
+           ptq, exp(ptq), qbytes / 1e6);
+    printf("%-34s %10.4f %10.2f %9.1f MB\n", "QAT", qat_loss, exp(qat_loss), qbytes / 1e6);
+    printf("QAT recovered %.1f%% of the PTQ gap (%.4f nats); export: %s\n", 100 * recovered, gap, out);
+    char jpath[4400];
+    snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
+    FILE *f = fopen(jpath, "w");
+    if (!f) return gq_errf(GQ_EIO, "%s: cannot write", jpath);
+    fprintf(f,
+            "{\"format\": \"%s\", \"layers\": \"%s\", \"export\": \"%s\", \"start\": \"%s\",\n"
+            " \"rows\": [{\"model\": \"float\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
+            "          {\"model\": \"ptq\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
+            "          {\"model\": \"qat\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu}],\n"
+            " \"ptq_gap\": %.6f, \"gap_recovered\": %.4f}\n",
+            o->qat, o->qat_layers[0] ? o->qat_layers : "all-but-lm_head", out, start_name, start, exp(start), fbytes,
+            ptq, exp(ptq), qbytes, qat_loss, exp(qat_loss), qbytes, gap, isfinite(recovered) ? recovered : -1.0);
+    fclose(f);
+    return GQ_OK;
+}
+
 int gq_train_run(gq_train_opts *o) {
     run r = {.o = o, .tty = isatty(fileno(stdout))};
     int rc = GQ_OK;
@@ -265,6 +327,12 @@ int gq_train_run(gq_train_opts *o) {
     } else {
         if ((rc = gq_gpt2_init(r.m, o->seed))) goto done;
     }
+    gq_qplan plan;
+    if (o->qat[0]) {
+        if ((rc = gq_qplan_build(&plan, o->qat, o->qat_layers, o->qat_group, r.m->cfg.n_layer))) goto done;
+        if (st.step + 1 >= o->qat_start_step && (rc = gq_gpt2_qat_enable(r.m, &plan))) goto done;
+        if (r.m->qat_on) print_qat(r.m);
+    }
     if (o->model.vocab_size == GQ_GPT2_VOCAB_SIZE && gq_bpe_load_dir(&r.bpe, NULL)) r.bpe = NULL; /* samples only */
     r.inputs = malloc((size_t)o->batch * o->seq * sizeof *r.inputs);
     r.targets = malloc((size_t)o->batch * o->seq * sizeof *r.targets);
@@ -298,6 +366,12 @@ int gq_train_run(gq_train_opts *o) {
     for (int step = first; step <= o->steps; step++) {
         double t0 = gq_now();
         float lr = (float)gq_train_lr(o, step);
+        if (o->qat[0] && !r.m->qat_on && step >= o->qat_start_step) {
+            if ((rc = gq_gpt2_qat_enable(r.m, &plan))) break;
+            printf("step %d: quantization-aware training starts\n", step);
+            print_qat(r.m);
+        }
+        if ((rc = gq_gpt2_qat_refresh(r.m))) break; /* fake-quant once per optimizer step */
         if ((rc = gq_gpt2_zero_grad(r.m))) break;
         double step_loss = 0;
         for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
@@ -308,6 +382,7 @@ int gq_train_run(gq_train_opts *o) {
             step_loss += l / o->grad_accum;
         }
         if (rc) break;
+        if ((rc = gq_gpt2_qat_mask_grads(r.m))) break;
         float norm = 0;
         if ((rc = gq_gpt2_grad_norm(r.m, &norm))) break;
         loss = (float)step_loss;
@@ -369,6 +444,7 @@ int gq_train_run(gq_train_opts *o) {
         r.log = NULL;
         if (steps_run) write_chart(o->out);
     }
+    if (!rc && steps_run && r.m->qat_on && st.step == o->steps) rc = qat_report(&r, &plan, last_ckpt, val_loss);
 done:
     if (r.log) fclose(r.log);
     gq_loader_close(r.train);

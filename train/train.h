@@ -20,6 +20,11 @@ typedef struct {
     double lr, min_lr_frac, weight_decay, beta1, beta2, eps, clip;
     uint64_t seed;
     int eval_every, eval_batches, sample_every, sample_len, ckpt_every, keep, log_every, stop_after, threads;
+    /* QAT: a format ("int4", "nf4-dq", or rules "mlp.*=int4,attn.*=int8"), the weights it
+     * applies to (qplan.h's patterns and presets), a group size override, and the first step
+     * that trains with fake-quant (0 = from the start) */
+    char qat[4096], qat_layers[4096];
+    int qat_group, qat_start_step;
 } gq_train_opts;
 
 void gq_train_defaults(gq_train_opts *o);
