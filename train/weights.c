@@ -5,6 +5,7 @@
 #include "gq_error.h"
 #include "gq_file.h"
 #include "h5io.h"
+#include "qexport.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -226,17 +227,24 @@ static int load_gpt2q(const char *path, gq_gpt2 *m, float *host) {
     gq_h5r *r;
     int rc = gq_h5r_open(&r, path);
     if (rc) return rc;
+    char fmt[64] = "";
+    gq_h5r_attr_str(r, "/", "format", fmt, sizeof fmt);
+    int quantized = !strcmp(fmt, "gpt2q-quantized"); /* an export: dequantize (quant.h) */
     size_t off = 0;
     for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
         size_t rows, cols;
         gq_gpt2_tensor_shape(&m->cfg, i, &rows, &cols);
         int layers = gq_gpt2_tensor(i)->per_layer ? m->cfg.n_layer : 1;
         for (int l = 0; l < layers && !rc; l++) {
-            char name[200];
-            int n = snprintf(name, sizeof name, "/params/");
-            snprintf(name + n, sizeof name - (size_t)n, gq_gpt2_tensor(i)->hf_name, l);
+            char base[160], name[200];
+            snprintf(base, sizeof base, gq_gpt2_tensor(i)->hf_name, l);
             size_t dims[2] = {rows, cols};
-            rc = gq_h5r_f32(r, name, host + off, cols ? 2 : 1, dims);
+            if (quantized) {
+                rc = gq_export_read_dequant(r, base, host + off, (int)rows, (int)cols, NULL);
+            } else {
+                snprintf(name, sizeof name, "/params/%s", base);
+                rc = gq_h5r_f32(r, name, host + off, cols ? 2 : 1, dims);
+            }
             off += rows * (cols ? cols : 1);
         }
     }

@@ -1,6 +1,7 @@
 /* weights: moving GPT-2 weights in and out of a gq_gpt2: Hugging Face safetensors (with or
  * without the "transformer." prefix, Conv1D (in, out) weights transposed), llm.c .bin
- * (magic 20240326, version 3, padded vocab), and gpt2q checkpoints (params only). */
+ * (magic 20240326, version 3, padded vocab), gpt2q checkpoints (params only), and gpt2q
+ * quantized exports (dequantized to fp32 by kernels/quant.h). */
 #ifndef GQ_WEIGHTS_H
 #define GQ_WEIGHTS_H
 
