@@ -3,6 +3,7 @@
 #include "safetensors.h"
 
 #include "gq_error.h"
+#include "quant.h" /* gq_f16_to_f32 */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -152,31 +153,12 @@ const gq_st_tensor *gq_st_find(const gq_safetensors *st, const char *name) {
     return NULL;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else { /* subnormal: normalize */
-            int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400));
-            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | man << 13;
-    } else {
-        bits = sign | (exp + 112) << 23 | man << 13;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 int gq_st_read_f32(const gq_safetensors *st, const gq_st_tensor *t, float *dst) {
     const uint8_t *p = st->data + t->begin;
     for (uint64_t i = 0; i < t->numel; i++) {
         switch (t->dtype) {
         case GQ_ST_F32: memcpy(&dst[i], p + 4 * i, 4); break;
-        case GQ_ST_F16: dst[i] = half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
+        case GQ_ST_F16: dst[i] = gq_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
         case GQ_ST_BF16: {
             uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
             memcpy(&dst[i], &bits, 4);

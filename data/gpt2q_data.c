@@ -8,8 +8,7 @@
 #include "gq_error.h"
 #include "gq_file.h"
 #include "gq_progress.h"
-#include "gq_sha256.h"
-#include "pretok.h"
+#include "prepare.h"
 #include "shard.h"
 #include "tokfile.h"
 
@@ -125,65 +124,14 @@ static int cmd_prepare(int argc, char **argv) {
         free(o.inputs);
         return urc ? urc : fail(rc);
     }
-    const int vocab = gq_bpe_vocab_size(bpe), eot = gq_bpe_eot(bpe);
-    gq_ids all = {0};
-    gq_token_source *src = calloc((size_t)o.n_inputs, sizeof *src);
-    double t0 = gq_now();
-    size_t total_bytes = 0;
-    double bytes_in = 0;
-    for (int i = 0; i < o.n_inputs; i++) {
-        struct stat st;
-        if (stat(o.inputs[i], &st) == 0) bytes_in += (double)st.st_size;
-    }
-    gq_progress prog;
-    gq_progress_init(&prog, stderr);
-    for (int i = 0; i < o.n_inputs && !rc; i++) {
-        uint8_t *data;
-        size_t len;
-        rc = gq_read_file(o.inputs[i], &data, &len);
-        if (rc) break;
-        src[i].name = o.inputs[i];
-        gq_sha256_hex(data, len, src[i].sha256);
-        size_t before = all.n;
-        if (gq_shard_has_magic(data, len)) {
-            uint64_t n;
-            rc = gq_shard_parse_header(data, len, len, o.inputs[i], &n);
-            const uint16_t *tok = (const uint16_t *)(data + GQ_SHARD_HEADER_BYTES);
-            if (!rc) rc = gq_shard_check_ids(tok, n, vocab, o.inputs[i], 0);
-            for (uint64_t k = 0; k < n && !rc; k++) rc = gq_ids_push(&all, tok[k]);
-        } else {
-            rc = gq_ids_push(&all, eot);
-            /* blocks of ~32 MB cut at safe points, so that progress shows on large files */
-            for (size_t pos = 0; pos < len && !rc;) {
-                size_t end = len - pos <= (32u << 20) ? len : gq_pretok_safe_cut(data, len, pos + (32u << 20));
-                rc = gq_bpe_encode_parallel(bpe, data + pos, end - pos, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0,
-                                            o.threads, &all);
-                gq_progress_update(&prog, "prepare: tokenized", (double)(total_bytes + end), bytes_in, "B");
-                pos = end;
-            }
-            if (rc) rc = gq_errf(rc, "%s: %s", o.inputs[i], gq_errmsg(rc));
-        }
-        free(data);
-        src[i].n_tokens = all.n - before;
-        total_bytes += len;
-        gq_progress_update(&prog, "prepare: tokenized", (double)total_bytes, bytes_in, "B");
-    }
-    gq_progress_finish(&prog);
-    double t_encode = gq_now() - t0;
-    uint16_t *tokens = NULL, *train = NULL, *val = NULL;
-    size_t n_val = 0, n_train = 0;
-    if (!rc) {
-        tokens = malloc(all.n * sizeof *tokens + 2);
-        train = malloc(all.n * sizeof *train + 2);
-        val = malloc(all.n * sizeof *val + 2);
-        if (!tokens || !train || !val) rc = gq_errf(GQ_ENOMEM, "out of memory");
-        for (size_t k = 0; !rc && k < all.n; k++) tokens[k] = (uint16_t)all.ids[k];
-    }
-    if (!rc) {
-        gq_split_interleaved(tokens, all.n, o.val_fraction, (size_t)o.val_block, train, &n_train, val, &n_val);
-        gq_tokfile_meta meta = {vocab, eot, o.val_fraction, (uint64_t)o.val_block, "gpt2", o.n_inputs, src};
-        rc = gq_tokfile_write(o.out, train, n_train, val, n_val, &meta);
-    }
+    gq_prepare_opts po = {(const char *const *)o.inputs, o.n_inputs, o.out, o.val_fraction, (size_t)o.val_block,
+                          o.threads, o.allow_special};
+    gq_prepare_report rep;
+    rc = gq_prepare(bpe, &po, &rep);
+    gq_token_source *src = rep.sources;
+    size_t total_bytes = rep.bytes, n_train = rep.n_train, n_val = rep.n_val;
+    double t_encode = rep.seconds;
+    struct { size_t n; } all = {rep.tokens};
     if (!rc) {
         double mbps = t_encode > 0 ? (double)total_bytes / t_encode / 1e6 : 0;
         if (o.json) {
@@ -215,12 +163,8 @@ static int cmd_prepare(int argc, char **argv) {
                    t_encode, mbps);
         }
     }
-    free(tokens);
-    free(train);
-    free(val);
     free(src);
     free(o.inputs);
-    gq_ids_free(&all);
     gq_bpe_free(bpe);
     return rc ? fail(rc) : 0;
 }

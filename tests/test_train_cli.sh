@@ -9,18 +9,7 @@ B="$1"
 FX="$2"
 T=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
-  if [ "$(grep -c . "$T/err")" -ne 1 ]; then bad "$name: expected one error line, got: $(cat "$T/err")"; return; fi
-  if ! grep -q -- "$pattern" "$T/err"; then bad "$name: message '$(cat "$T/err")' lacks '$pattern'"; return; fi
-  ok
-}
+. "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
 
 # data: the tokenizer test vectors as a corpus (~130 KB of text)
@@ -127,6 +116,12 @@ check '[ "$(losses "$T/qf")" = "$(losses "$T/qp")" ] && h5diff "$T/qf/ckpt-00000
 check 'grep -q "QAT: " "$T/qr.log"' "resumed run keeps the QAT spec"
 expect_error "unknown QAT format" "unknown format 'int5'" train --out "$T/x" --qat int5
 expect_error "QAT selects nothing" "matches no weight" train --out "$T/x" --qat int4-g32 --qat-layers 'h.9.*'
+
+# -- --data takes plain text too: tokenized once into a cached token file in the run folder
+train --data "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/txt" --steps 2 >"$T/txt.log" 2>&1
+check 'grep -q "data: tokenized .* cached in .*tokens-" "$T/txt.log" && ls "$T/txt"/tokens-*.h5 >/dev/null 2>&1' "text data tokenized and cached"
+train --data "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/txt" --steps 2 >"$T/txt2.log" 2>&1
+check 'grep -q "using the cached token file" "$T/txt2.log"' "cached token file reused"
 
 echo "test_train_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -9,6 +9,10 @@
 #include "gq_error.h"
 #include "gq_file.h"
 #include "gq_progress.h"
+#include "gq_sha256.h"
+#include "prepare.h"
+#include "shard.h"
+#include "tokfile.h"
 #include "qexport.h"
 #include "weights.h"
 
@@ -54,10 +58,64 @@ static void free_paths(char **v, int n) {
     free(v);
 }
 
+/* Plain text among the inputs: tokenize everything (text and shards) once into a token file
+ * cached in the run folder, keyed by the inputs' names, sizes and modification times. */
+static int tokenize_text_inputs(run *r, char **paths, int n, char *cache, size_t cache_size) {
+    int any_text = 0, any_h5 = 0;
+    char key[8192] = "";
+    size_t kl = 0;
+    for (int i = 0; i < n; i++) {
+        FILE *f = fopen(paths[i], "rb");
+        if (!f) return gq_errf(GQ_ENOENT, "%s: cannot open: no such file or not readable", paths[i]);
+        uint8_t head[8] = {0};
+        size_t got = fread(head, 1, 8, f);
+        fclose(f);
+        any_h5 |= gq_is_hdf5(head, got);
+        any_text |= !gq_is_hdf5(head, got) && !gq_shard_has_magic(head, got);
+        struct stat st;
+        stat(paths[i], &st);
+        kl += (size_t)snprintf(key + kl, sizeof key - (kl < sizeof key ? kl : sizeof key), "%s|%lld|%lld;", paths[i],
+                               (long long)st.st_size, (long long)st.st_mtime);
+    }
+    cache[0] = '\0';
+    if (!any_text) return GQ_OK;
+    if (any_h5) return gq_errf(GQ_EINVAL, "--data mixes text files with a token file; give one token file, or text/shards");
+    char hex[65];
+    gq_sha256_hex(key, strlen(key), hex);
+    snprintf(cache, cache_size, "%s/tokens-%.16s.h5", r->o->out, hex);
+    if (gq_file_exists(cache)) {
+        printf("data: using the cached token file %s\n", cache);
+        return GQ_OK;
+    }
+    gq_bpe *bpe;
+    int rc = gq_bpe_load_dir(&bpe, NULL);
+    if (rc) return rc;
+    gq_prepare_opts po = {(const char *const *)paths, n, cache, 0.05, 4096, r->o->threads, 0};
+    gq_prepare_report rep;
+    rc = gq_prepare(bpe, &po, &rep);
+    gq_bpe_free(bpe);
+    if (rc) return rc;
+    printf("data: tokenized %zu bytes into %zu tokens (%zu train, %zu val) in %.1f s, cached in %s\n", rep.bytes,
+           rep.tokens, rep.n_train, rep.n_val, rep.seconds, cache);
+    free(rep.sources);
+    return GQ_OK;
+}
+
 static int open_data(run *r) {
     char **paths;
     int n, rc = split_paths(r->o->data, &paths, &n);
     if (rc) return rc;
+    char cache[4400];
+    if ((rc = tokenize_text_inputs(r, paths, n, cache, sizeof cache))) {
+        free_paths(paths, n);
+        return rc;
+    }
+    if (cache[0]) {
+        free_paths(paths, n);
+        n = 1;
+        paths = calloc(1, sizeof *paths);
+        paths[0] = strdup(cache);
+    }
     gq_loader_config tc = {r->o->batch, r->o->seq, r->o->shuffle, r->o->seed, "train", 0};
     rc = gq_loader_open(&r->train, (const char *const *)paths, n, &tc);
     if (!rc && gq_loader_vocab_size(r->train) != r->o->model.vocab_size)

@@ -1,0 +1,15 @@
+# tests/lib.sh: the helpers of the shell tests (sourced). Counts passes and failures; the
+# caller prints "NAME: P passed, F failed" and exits non-zero on any failure.
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+# expect_error NAME PATTERN CMD...: non-zero exit and exactly one line on stderr matching PATTERN
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
+  if [ "$(grep -c . "$T/err")" -ne 1 ]; then bad "$name: expected one error line, got: $(cat "$T/err")"; return; fi
+  if ! grep -q -- "$pattern" "$T/err"; then bad "$name: message '$(cat "$T/err")' lacks '$pattern'"; return; fi
+  ok
+}
