@@ -107,6 +107,10 @@ check 'grep -q "QAT: .* weights" "$T/qat.log" && grep -q "QAT recovered" "$T/qat
 check '[ -f "$T/qat/model-int4-g32.h5" ] && [ -f "$T/qat/qat_report.json" ]' "QAT export and report written"
 check 'grep -q "\"model\": \"ptq\"" "$T/qat/qat_report.json" && grep -q "gap_recovered" "$T/qat/qat_report.json"' "qat_report.json rows"
 check 'h5dump -A -g /tensors/wte.weight "$T/qat/model-int4-g32.h5" | grep -q "int4"' "tied embedding exported as int4"
+qat_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/qat/qat_report.json" | grep -o '[0-9.]*$')
+exp_loss=$("$B/gpt2q-infer" eval "$T/qat/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json 2>/dev/null |
+  grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$')
+check '[ -n "$qat_loss" ] && [ "$qat_loss" = "$exp_loss" ]' "QAT loss ($qat_loss) == the export's loss in gpt2q-infer ($exp_loss)"
 # bit-exact resume with QAT and a delayed start (the spec is in the checkpoint)
 train --out "$T/qf" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 >/dev/null 2>&1
 train --out "$T/qp" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 --stop-after 4 >/dev/null 2>&1

@@ -462,7 +462,10 @@ int gq_train_run(gq_train_opts *o) {
         int last = step == o->steps || (o->stop_after && steps_run == o->stop_after);
         int do_eval = last || (o->eval_every && step % o->eval_every == 0);
         val_loss = NAN;
-        if (do_eval && (rc = evaluate(&r, last, &val_loss))) break;
+        /* evaluate what this step produced: QAT's fake-quant copy is refreshed from the updated
+         * latent weights first (the next step would do the same), so the final QAT loss is
+         * exactly the loss of the export written from this checkpoint */
+        if (do_eval && ((rc = gq_gpt2_qat_refresh(r.m)) || (rc = evaluate(&r, last, &val_loss)))) break;
         double tok_s = tokens_per_step / dt;
         fprintf(r.log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
                 step, loss, lr, norm, dt * 1e3, tok_s);
