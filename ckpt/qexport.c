@@ -172,7 +172,7 @@ int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, in
     rc = gq_h5r_u8(r, path, q.qweight, 1, &bytes);
     snprintf(path, sizeof path, "%s/scales", base);
     if (!rc && s.format == GQ_QF_NF4 && s.double_quant) {
-        double off;
+        double off = 0;
         snprintf(path, sizeof path, "%s/absmax_q", base);
         rc = gq_h5r_i8(r, path, q.absmax_q, 1, &groups);
         snprintf(path, sizeof path, "%s/absmax2", base);

@@ -51,11 +51,16 @@ static void test_fp16(void) {
         uint16_t back = gq_f32_to_f16(f);
         int is_nan = ((h >> 10) & 31) == 31 && (h & 0x3ff);
         bad += is_nan ? !(back & 0x3ff) || ((back >> 10) & 31) != 31 : back != h;
+#ifdef __FLT16_MAX__ /* the compiler's own conversion as the independent reference */
         _Float16 ref;
         memcpy(&ref, &h, 2);
         bad += !is_nan && (float)ref != f;
+#endif
     }
     CHECKF(bad == 0, "%d fp16 values do not round-trip", bad);
+#ifndef __FLT16_MAX__
+    printf("fp16: this compiler has no _Float16; float->half checked by round trips only\n");
+#else
     gq_rng r;
     gq_rng_seed(&r, 3);
     bad = 0;
@@ -71,6 +76,7 @@ static void test_fp16(void) {
         bad += gq_f32_to_f16(f) != want;
     }
     CHECKF(bad == 0, "%d floats convert differently from _Float16", bad);
+#endif
 }
 
 static void test_ggml_blocks(const char *dir) {
