@@ -2,7 +2,7 @@
  * Fake-quant in training, PTQ/QAT export and the inference runner's dequantization all call
  * these functions, so a fake-quant weight and the exported-then-dequantized weight are the
  * same bits. Group-level functions are GQ_HD (host and CUDA device); the tensor-level loops
- * at the end are host code. No -ffast-math near this file: rounding is exact as written.
+ * at the end are host code. No fast-math options near this file: rounding is exact as written.
  *
  * Formats (docs/FORMAT.md has layouts and bits per weight):
  *   int8     per output row, symmetric: s = amax / 127 (fp32), q = rint(x / s) in [-127, 127]
