@@ -196,19 +196,31 @@ int gq_h5r_exists(gq_h5r *r, const char *path) {
     }
 }
 
-static int get_attr(gq_h5r *r, const char *obj, const char *name, hid_t mtype, void *v, int want_class) {
+/* Open attribute `name` of object `obj` (both closed by close_attr); the error names both. */
+static int open_attr(gq_h5r *r, const char *obj, const char *name, hid_t *o, hid_t *a) {
     if (!gq_h5r_exists(r, obj)) return gq_errf(GQ_EFORMAT, "%s: no object %s", r->path, obj);
-    hid_t o = H5Oopen(r->file, obj, H5P_DEFAULT);
-    if (o < 0 || H5Aexists(o, name) <= 0) {
-        if (o >= 0) H5Oclose(o);
+    *o = H5Oopen(r->file, obj, H5P_DEFAULT);
+    if (*o < 0 || H5Aexists(*o, name) <= 0) {
+        if (*o >= 0) H5Oclose(*o);
         return gq_errf(GQ_EFORMAT, "%s: attribute %s of %s is missing", r->path, name, obj);
     }
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    *a = H5Aopen(*o, name, H5P_DEFAULT);
+    return GQ_OK;
+}
+
+static void close_attr(hid_t o, hid_t a) {
+    H5Aclose(a);
+    H5Oclose(o);
+}
+
+static int get_attr(gq_h5r *r, const char *obj, const char *name, hid_t mtype, void *v, int want_class) {
+    hid_t o = -1, a = -1;
+    int rc = open_attr(r, obj, name, &o, &a);
+    if (rc) return rc;
     hid_t t = H5Aget_type(a);
     int ok = H5Tget_class(t) == want_class && H5Aread(a, mtype, v) >= 0;
     H5Tclose(t);
-    H5Aclose(a);
-    H5Oclose(o);
+    close_attr(o, a);
     return ok ? GQ_OK : gq_errf(GQ_EFORMAT, "%s: attribute %s of %s has the wrong type", r->path, name, obj);
 }
 
@@ -223,13 +235,9 @@ int gq_h5r_attr_f64(gq_h5r *r, const char *obj, const char *name, double *v) {
 }
 
 int gq_h5r_attr_str(gq_h5r *r, const char *obj, const char *name, char *buf, size_t size) {
-    if (!gq_h5r_exists(r, obj)) return gq_errf(GQ_EFORMAT, "%s: no object %s", r->path, obj);
-    hid_t o = H5Oopen(r->file, obj, H5P_DEFAULT);
-    if (o < 0 || H5Aexists(o, name) <= 0) {
-        if (o >= 0) H5Oclose(o);
-        return gq_errf(GQ_EFORMAT, "%s: attribute %s of %s is missing", r->path, name, obj);
-    }
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    hid_t o = -1, a = -1;
+    int rc = open_attr(r, obj, name, &o, &a);
+    if (rc) return rc;
     hid_t t = H5Aget_type(a);
     int ok = H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) && H5Tget_size(t) < size;
     if (ok) {
@@ -237,8 +245,7 @@ int gq_h5r_attr_str(gq_h5r *r, const char *obj, const char *name, char *buf, siz
         ok = H5Aread(a, t, buf) >= 0;
     }
     H5Tclose(t);
-    H5Aclose(a);
-    H5Oclose(o);
+    close_attr(o, a);
     return ok ? GQ_OK : gq_errf(GQ_EFORMAT, "%s: attribute %s of %s is not a short string", r->path, name, obj);
 }
 

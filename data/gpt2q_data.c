@@ -131,14 +131,13 @@ static int cmd_prepare(int argc, char **argv) {
     gq_token_source *src = rep.sources;
     size_t total_bytes = rep.bytes, n_train = rep.n_train, n_val = rep.n_val;
     double t_encode = rep.seconds;
-    struct { size_t n; } all = {rep.tokens};
     if (!rc) {
         double mbps = t_encode > 0 ? (double)total_bytes / t_encode / 1e6 : 0;
         if (o.json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "out", o.out);
             cJSON_AddNumberToObject(j, "bytes", (double)total_bytes);
-            cJSON_AddNumberToObject(j, "tokens", (double)all.n);
+            cJSON_AddNumberToObject(j, "tokens", (double)rep.tokens);
             cJSON_AddNumberToObject(j, "train_tokens", (double)n_train);
             cJSON_AddNumberToObject(j, "val_tokens", (double)n_val);
             cJSON_AddNumberToObject(j, "seconds", t_encode);
@@ -159,7 +158,7 @@ static int cmd_prepare(int argc, char **argv) {
             for (int i = 0; i < o.n_inputs; i++)
                 printf("%-40s %12llu  %.16s...\n", src[i].name, (unsigned long long)src[i].n_tokens, src[i].sha256);
             printf("wrote %s: %zu train + %zu val = %zu tokens from %zu bytes (%.2f bytes/token) in %.2f s (%.1f MB/s)\n",
-                   o.out, n_train, n_val, all.n, total_bytes, all.n ? (double)total_bytes / (double)all.n : 0.0,
+                   o.out, n_train, n_val, rep.tokens, total_bytes, rep.tokens ? (double)total_bytes / (double)rep.tokens : 0.0,
                    t_encode, mbps);
         }
     }

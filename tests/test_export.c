@@ -1,6 +1,6 @@
 /* PTQ export (gpt2q-export's library path) on a random model checkpoint:
- *   - every tensor read back and dequantized equals kernels/quant.h's quantize + dequantize of
- *     the original weights (the fake-quant path) bit for bit, for every format, and fp32
+ *   - every tensor read back and dequantized equals the fake-quant weights that QAT trains
+ *     with (the model's QAT copy, kernels/quant.h's quantize + dequantize) bit for bit, for every format, and fp32
  *     tensors are unchanged;
  *   - the loss of the fake-quantized model equals the loss of the model loaded from the
  *     export, exactly (same weights, same kernels);
@@ -24,31 +24,6 @@
 
 static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
     return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
-}
-
-/* Replace the selected tensors of m by quantize+dequantize (fake-quant), host side. */
-static void fake_quant_model(gq_gpt2 *m, const gq_qplan *plan) {
-    size_t off = 0;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        size_t rows, cols;
-        gq_gpt2_tensor_shape(&m->cfg, i, &rows, &cols);
-        int layers = gq_gpt2_tensor(i)->per_layer ? m->cfg.n_layer : 1;
-        for (int l = 0; l < layers; l++) {
-            char n[160];
-            snprintf(n, sizeof n, gq_gpt2_tensor(i)->hf_name, l);
-            gq_qspec s;
-            size_t numel = rows * (cols ? cols : 1);
-            if (gq_qplan_lookup(plan, n, (int)rows, (int)cols, &s)) {
-                size_t g = gq_qn_groups(&s, (int)rows, (int)cols);
-                gq_qtensor q = {malloc(gq_qpacked_bytes(&s, (int)rows, (int)cols)), malloc(g * 4), malloc(g), malloc(g),
-                                malloc((g / GQ_DQ_BLOCK + 1) * 4), 0};
-                gq_quantize(&s, m->params_mem + off, (int)rows, (int)cols, &q, NULL);
-                gq_dequantize(&s, &q, (int)rows, (int)cols, m->params_mem + off);
-                free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2);
-            }
-            off += numel;
-        }
-    }
 }
 
 int main(void) {
@@ -86,9 +61,14 @@ int main(void) {
             int rc = gq_export(ckpt, out, &plan, shape_cb, &cfg, &e, &n);
             CHECKF(rc == 0, "export %s %s: %s", formats[f], layers[L] ? layers[L] : "(default)", gq_errmsg(rc));
             if (rc) continue;
-            /* fake-quant model vs export-loaded model */
-            memcpy(fq->params_mem, m->params_mem, m->n_params * 4);
-            fake_quant_model(fq, &plan);
+            /* fake-quant weights as training computes them (the model's QAT copy) vs the
+             * export read back and dequantized */
+            gq_gpt2 *qm = NULL;
+            CHECK_OK(gq_gpt2_create(&qm, &cfg, gq_backend_cpu(), 2, 32));
+            memcpy(qm->params_mem, m->params_mem, m->n_params * 4);
+            CHECK_OK(gq_gpt2_qat_enable(qm, &plan));
+            memcpy(fq->params_mem, qm->qat_mem, m->n_params * 4);
+            gq_gpt2_free(qm);
             gq_h5r *rd;
             CHECK_OK(gq_h5r_open(&rd, out));
             size_t off = 0, payload = 0;

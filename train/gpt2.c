@@ -352,6 +352,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     if (!m->qat_mask || !m->qat_work.qweight || !m->qat_work.scales || !m->qat_work.zeros || !m->qat_work.absmax_q ||
         !m->qat_work.absmax2)
         return gq_errf(GQ_ENOMEM, "out of memory for QAT buffers");
+    memset(m->qat_mask, 1, m->n_params); /* unselected values are never clipped */
     carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     m->qat_on = 1;
     return gq_gpt2_qat_refresh(m);
@@ -360,9 +361,9 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
 int gq_gpt2_qat_refresh(gq_gpt2 *m) {
     if (!m->qat_on) return GQ_OK;
     memcpy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
-    memset(m->qat_mask, 1, m->n_params);
     for (int k = 0; k < m->n_qat; k++) {
         const struct gq_qat_tensor *t = &m->qat[k];
+        memset(m->qat_mask + t->offset, 1, (size_t)t->rows * t->cols); /* the rest stays 1 */
         const float *x = m->params_mem + t->offset;
         float *y = m->qat_mem + t->offset;
         size_t bad = 0;
