@@ -1,7 +1,7 @@
 /* gpt2q-export: post-training quantization (round to nearest) of a gpt2q checkpoint into a
  * packed HDF5 file.
  *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json] */
-#include "gpt2.h"
+#include "gpt2_layout.h"
 #include "gq_error.h"
 #include "h5io.h"
 #include "qexport.h"

@@ -11,40 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const gq_gpt2_tensor_info tensor_info[GQ_GPT2_N_TENSORS] = {
-    {"wte.weight", 0, 1},           {"wpe.weight", 0, 1},           {"h.%d.ln_1.weight", 1, 0},
-    {"h.%d.ln_1.bias", 1, 0},       {"h.%d.attn.c_attn.weight", 1, 1}, {"h.%d.attn.c_attn.bias", 1, 0},
-    {"h.%d.attn.c_proj.weight", 1, 1}, {"h.%d.attn.c_proj.bias", 1, 0}, {"h.%d.ln_2.weight", 1, 0},
-    {"h.%d.ln_2.bias", 1, 0},       {"h.%d.mlp.c_fc.weight", 1, 1}, {"h.%d.mlp.c_fc.bias", 1, 0},
-    {"h.%d.mlp.c_proj.weight", 1, 1}, {"h.%d.mlp.c_proj.bias", 1, 0}, {"ln_f.weight", 0, 0},
-    {"ln_f.bias", 0, 0},
-};
-
-const gq_gpt2_tensor_info *gq_gpt2_tensor(int i) { return &tensor_info[i]; }
-
-void gq_gpt2_tensor_shape(const gq_gpt2_config *cfg, int i, size_t *rows, size_t *cols) {
-    size_t C = (size_t)cfg->n_embd;
-    static const int r_mul[GQ_GPT2_N_TENSORS] = {0, 0, 1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 1, 1, 1, 1};
-    static const int c_mul[GQ_GPT2_N_TENSORS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 0, 0, 0};
-    *rows = i == 0 ? (size_t)cfg->padded_vocab_size : i == 1 ? (size_t)cfg->block_size : r_mul[i] * C;
-    *cols = c_mul[i] * C;
-}
-
-int gq_gpt2_config_check(gq_gpt2_config *c) {
-    if (c->n_layer < 1 || c->n_layer > 256) return gq_errf(GQ_EINVAL, "n_layer = %d, expected 1..256", c->n_layer);
-    if (c->n_head < 1) return gq_errf(GQ_EINVAL, "n_head = %d, expected >= 1", c->n_head);
-    if (c->n_embd < 1 || c->n_embd % c->n_head)
-        return gq_errf(GQ_EINVAL, "n_embd = %d must be a positive multiple of n_head = %d", c->n_embd, c->n_head);
-    if (c->block_size < 1) return gq_errf(GQ_EINVAL, "block_size = %d, expected >= 1", c->block_size);
-    if (c->vocab_size < 2 || c->vocab_size > 65536)
-        return gq_errf(GQ_EINVAL, "vocab_size = %d, expected 2..65536 (token ids are uint16)", c->vocab_size);
-    if (!c->padded_vocab_size) c->padded_vocab_size = (c->vocab_size + 127) / 128 * 128;
-    if (c->padded_vocab_size < c->vocab_size)
-        return gq_errf(GQ_EINVAL, "padded_vocab_size = %d is below vocab_size = %d", c->padded_vocab_size,
-                       c->vocab_size);
-    return GQ_OK;
-}
-
 static void carve(float **dst_ptrs, float *base, const size_t *numel, int n) {
     for (int i = 0; i < n; i++) {
         dst_ptrs[i] = base;
@@ -69,7 +35,7 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t r, c;
         gq_gpt2_tensor_shape(&cfg, i, &r, &c);
-        m->tensor_numel[i] = r * (c ? c : 1) * (tensor_info[i].per_layer ? L : 1);
+        m->tensor_numel[i] = r * (c ? c : 1) * (gq_gpt2_tensor(i)->per_layer ? L : 1);
         m->n_params += m->tensor_numel[i];
     }
     /* activations, in the order of the struct */
@@ -305,7 +271,7 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t n = m->tensor_numel[i];
         TRY(m->be->adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, n, lr, beta1,
-                                beta2, eps, tensor_info[i].decay ? weight_decay : 0.0f, t, grad_scale));
+                                beta2, eps, gq_gpt2_tensor(i)->decay ? weight_decay : 0.0f, t, grad_scale));
         off += n;
     }
     return GQ_OK;
@@ -314,7 +280,6 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
 size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
 
-void gq_gpt2_tensor_name(int i, int l, char *buf, size_t size) { snprintf(buf, size, tensor_info[i].hf_name, l); }
 
 int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     if (strcmp(m->be->name, "cpu")) return gq_errf(GQ_EUNSUPPORTED, "QAT needs host-memory parameters (cpu backend)");
@@ -327,7 +292,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t rows, cols;
         gq_gpt2_tensor_shape(c, i, &rows, &cols);
-        int layers = tensor_info[i].per_layer ? c->n_layer : 1;
+        int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
         for (int l = 0; l < layers; l++) {
             struct gq_qat_tensor t = {off, (int)rows, (int)cols, {GQ_QF_F32, 0, 0}, ""};
             gq_gpt2_tensor_name(i, l, t.name, sizeof t.name);
@@ -397,19 +362,3 @@ int gq_gpt2_qat_mask_grads(gq_gpt2 *m) {
     return GQ_OK;
 }
 
-int gq_gpt2_shape_of(const gq_gpt2_config *cfg, const char *name, int *rows, int *cols) {
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        int layers = tensor_info[i].per_layer ? cfg->n_layer : 1;
-        for (int l = 0; l < layers; l++) {
-            char n[160];
-            gq_gpt2_tensor_name(i, l, n, sizeof n);
-            if (strcmp(n, name)) continue;
-            size_t r, c;
-            gq_gpt2_tensor_shape(cfg, i, &r, &c);
-            *rows = (int)r;
-            *cols = (int)c;
-            return 0;
-        }
-    }
-    return 1;
-}

@@ -7,17 +7,14 @@
 #define GQ_GPT2_H
 
 #include "backend.h"
+#include "gpt2_layout.h"
 #include "qplan.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    int n_layer, n_head, n_embd, block_size, vocab_size;
-    int padded_vocab_size; /* 0: vocab_size rounded up to a multiple of 128 */
-} gq_gpt2_config;
 
-enum { GQ_GPT2_N_TENSORS = 16 };
+
 
 /* One pointer per parameter tensor; per-layer tensors hold all layers, layer-major. */
 typedef struct {
@@ -39,16 +36,7 @@ typedef struct {
     float *lnfb;     /* (C) */
 } gq_gpt2_tensors;
 
-/* Static description of tensor i: HF GPT-2 name (with %d for the layer), whether it repeats
- * per layer, its per-layer shape (rows, cols; cols == 0 for vectors), and AdamW decay. */
-typedef struct {
-    const char *hf_name;
-    int per_layer;
-    int decay;
-} gq_gpt2_tensor_info;
-const gq_gpt2_tensor_info *gq_gpt2_tensor(int i);
-/* Per-layer shape of tensor i for a config: rows and cols (cols 0 = vector). */
-void gq_gpt2_tensor_shape(const gq_gpt2_config *cfg, int i, size_t *rows, size_t *cols);
+
 
 typedef struct gq_gpt2 {
     gq_gpt2_config cfg;
@@ -90,8 +78,6 @@ typedef struct gq_gpt2 {
     int n_targets;       /* non-ignored targets in the last forward */
 } gq_gpt2;
 
-/* Fill padded_vocab_size if 0 and check the config; errors say which field is wrong. */
-int gq_gpt2_config_check(gq_gpt2_config *cfg);
 
 int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg, const gq_backend *be, int B_max, int T_max);
 void gq_gpt2_free(gq_gpt2 *m);
@@ -123,10 +109,6 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan);
 int gq_gpt2_qat_refresh(gq_gpt2 *m);
 /* Zero the gradients of clipped values (after backward, before the norm and update). */
 int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
-/* Shape of a parameter by name under cfg (cols 0 for vectors); nonzero if no such name. */
-int gq_gpt2_shape_of(const gq_gpt2_config *cfg, const char *name, int *rows, int *cols);
-/* Name of tensor i, layer l ("h.3.attn.c_attn.weight"). */
-void gq_gpt2_tensor_name(int i, int l, char *buf, size_t size);
 
 /* Sizes in bytes, for the trainer's report. */
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m);

@@ -1,0 +1,20 @@
+/* gpt2_weights: reading GPT-2 weights from disk into a host parameter array in the canonical
+ * order of gpt2_layout.h: Hugging Face safetensors (with or without the "transformer." prefix,
+ * Conv1D (in, out) weights transposed, config.json beside it), llm.c .bin (magic 20240326,
+ * version 3, padded vocab), gpt2q checkpoints (/params) and gpt2q quantized exports
+ * (dequantized to fp32 by kernels/quant.h: the reference path). */
+#ifndef GQ_GPT2_WEIGHTS_H
+#define GQ_GPT2_WEIGHTS_H
+
+#include "gpt2_layout.h"
+
+enum gq_weights_kind { GQ_WEIGHTS_UNKNOWN, GQ_WEIGHTS_GPT2Q, GQ_WEIGHTS_SAFETENSORS, GQ_WEIGHTS_LLMC };
+
+int gq_weights_kind(const char *path, int *kind);
+/* The architecture stored in (or beside, for config.json) a weights file. */
+int gq_weights_config(const char *path, gq_gpt2_config *cfg);
+/* Read every parameter (gq_gpt2_n_params(cfg) floats) into host; the file's config must equal
+ * cfg. Non-finite values are an error naming the file. */
+int gq_weights_read(const char *path, const gq_gpt2_config *cfg, float *host);
+
+#endif
