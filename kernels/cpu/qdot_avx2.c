@@ -1,0 +1,176 @@
+/* qdot_avx2: the AVX2 (+FMA, F16C) row kernel of qmatmul.h. Integer-path formats multiply
+ * int8 weight values with the int8 activation blocks by maddubs (|w| times x with w's sign,
+ * llama.cpp's trick; every pair sum fits int16 because codes are in [-127, 127]) and sum the
+ * blocks in fp32; 4-bit codes become int8 values through a 16-entry byte shuffle (int4: c - 8,
+ * fp4: twice E2M1; int4a uses the codes and subtracts zero * block sum). nf4 looks its fp32
+ * codebook up with two 8-lane permutes. int3, int2 and groups that are not a multiple of 32
+ * use the scalar kernel. Results differ from the scalar reference only by fp32 summation
+ * order. */
+#if defined(__x86_64__)
+#include "qmatmul.h"
+
+#include <immintrin.h>
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float scale_of(const gq_qmat *w, size_t g) {
+    if (w->spec.format == GQ_QF_NF4 && w->spec.double_quant)
+        return (float)w->absmax_q[g] * w->absmax2[g / GQ_DQ_BLOCK] + w->absmax_offset;
+    return w->s16 ? _cvtsh_ss(w->s16[g]) : w->s32[g];
+}
+
+/* sum over 32 lanes of w * x as 8 int32 lanes (w signed int8 values, x int8 codes) */
+static inline __m256i dot32_signed(__m256i wv, __m256i x) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(x, wv));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+static float row_f32(const float *wr, const float *x, int K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= K; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= K; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < K; i++) s += wr[i] * x[i];
+    return s;
+}
+
+static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd) {
+    const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
+    const uint8_t *in = w->q + (size_t)r * K;
+    __m256 acc = _mm256_setzero_ps();
+    if (w->spec.format == GQ_QF_Q8_0) {
+        for (int b = 0; b < nb; b++) {
+            const __m256i p = dot32_signed(_mm256_loadu_si256((const __m256i *)(in + 32 * b)),
+                                           _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xd[b] * scale_of(w, (size_t)r * nb + b)), acc);
+        }
+        return hsum8(acc);
+    }
+    for (int b = 0; b < nb; b++) {
+        const __m256i p = dot32_signed(_mm256_loadu_si256((const __m256i *)(in + 32 * b)),
+                                       _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xd[b]), acc);
+    }
+    return hsum8(acc) * w->s32[r];
+}
+
+/* int4 / fp4 / int4a (integer path), G a multiple of 32 */
+static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const int32_t *bsum) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const gq_qformat f = w->spec.format;
+    const int asym = f == GQ_QF_INT4A;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i lut = f == GQ_QF_FP4 ? _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1,
+                                                          2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12)
+                                       : _mm256_setr_epi8(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7,
+                                                          -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const uint8_t *in = w->q + (size_t)r * K / 2;
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0.0f; /* int4a: sum over groups of scale * zero * sum_b xd * bsum */
+    for (int g = 0; g < ng; g++) {
+        const size_t gi = (size_t)r * ng + g;
+        float sc = scale_of(w, gi);
+        if (f == GQ_QF_FP4) sc *= 0.5f;
+        const uint8_t *p = in + (size_t)g * G / 2;
+        const int8_t *x = xq + (size_t)g * G;
+        const float *d = xd + (size_t)g * bpg;
+        __m256 gacc = _mm256_setzero_ps();
+#define GQ_Q4_BLOCK(codes, xoff, b)                                                                                    \
+    do {                                                                                                               \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                         \
+        const __m256i pr = asym ? _mm256_madd_epi16(_mm256_maddubs_epi16((codes), xv), _mm256_set1_epi16(1))          \
+                                : dot32_signed(_mm256_shuffle_epi8(lut, (codes)), xv);                                 \
+        gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_set1_ps(d[(b)]), gacc);                                  \
+    } while (0)
+        if (G == 32) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)p);
+            const __m256i c = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+            GQ_Q4_BLOCK(c, 0, 0);
+        } else {
+            for (int j = 0; j < G / 2; j += 32) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + j));
+                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                GQ_Q4_BLOCK(lo, j, j / 32);
+                GQ_Q4_BLOCK(hi, G / 2 + j, (G / 2 + j) / 32);
+            }
+        }
+#undef GQ_Q4_BLOCK
+        if (asym) {
+            float c = 0.0f;
+            for (int b = 0; b < bpg; b++) c += d[b] * (float)bsum[(size_t)g * bpg + b];
+            corr += sc * (float)w->zeros[gi] * c;
+        }
+        acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
+    }
+    return hsum8(acc) - corr;
+}
+
+/* nf4 (float path), G a multiple of 32 */
+static float row_nf4(const gq_qmat *w, int r, const float *x) {
+    static const float cb[16] = GQ_NF4_CODEBOOK;
+    const int K = w->cols, G = w->group, ng = K / G;
+    const __m256 lo8 = _mm256_loadu_ps(cb), hi8 = _mm256_loadu_ps(cb + 8);
+    const __m128i m4 = _mm_set1_epi8(15);
+    const uint8_t *in = w->q + (size_t)r * K / 2;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        const uint8_t *p = in + (size_t)g * G / 2;
+        const float *xg = x + (size_t)g * G;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int j = 0; j < G / 2; j += 16) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(p + j));
+            const __m128i cl = _mm_and_si128(v, m4), ch = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+#define GQ_NF4_8(c8, xoff, a)                                                                                          \
+    do {                                                                                                               \
+        const __m256i c = _mm256_cvtepu8_epi32(c8);                                                                    \
+        const __m256 val = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo8, c), _mm256_permutevar8x32_ps(hi8, c),       \
+                                            _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));                            \
+        a = _mm256_fmadd_ps(val, _mm256_loadu_ps(xg + (xoff)), a);                                                     \
+    } while (0)
+            GQ_NF4_8(cl, j, a0);
+            GQ_NF4_8(_mm_unpackhi_epi64(cl, cl), j + 8, a1);
+            GQ_NF4_8(ch, G / 2 + j, a0);
+            GQ_NF4_8(_mm_unpackhi_epi64(ch, ch), G / 2 + j + 8, a1);
+#undef GQ_NF4_8
+        }
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale_of(w, (size_t)r * ng + g)), acc);
+    }
+    return hsum8(acc);
+}
+
+static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy) {
+    const gq_qformat f = w->spec.format;
+    const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
+    const int q4 = (f == GQ_QF_INT4 || f == GQ_QF_FP4 || f == GQ_QF_INT4A) && gq_qmat_int_path(w);
+    const int i8 = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && gq_qmat_int_path(w);
+    const int nf = f == GQ_QF_NF4 && w->group % 32 == 0;
+    if (f != GQ_QF_F32 && !q4 && !i8 && !nf) {
+        gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
+        return;
+    }
+    for (int r = r0; r < r1; r++)
+        for (int m = 0; m < a->M; m++) {
+            const int8_t *xq = a->q + (size_t)m * K;
+            const float *xd = a->d + (size_t)m * nb;
+            float v;
+            if (f == GQ_QF_F32) v = row_f32(w->f32 + (size_t)r * K, a->x + (size_t)m * K, K);
+            else if (i8) v = row_int8(w, r, xq, xd);
+            else if (q4) v = row_q4(w, r, xq, xd, a->bsum + (size_t)m * nb);
+            else v = row_nf4(w, r, a->x + (size_t)m * K);
+            y[(size_t)m * ldy + (r - r0)] = v;
+        }
+}
+
+const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2};
+#endif

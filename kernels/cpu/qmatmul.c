@@ -1,0 +1,222 @@
+/* qmatmul: see qmatmul.h. This file holds the drivers (row path, panel path), the activation
+ * quantizer, the exact row dequantizer and the scalar reference row kernel; qdot_avx2.c holds
+ * the AVX2 row kernel. */
+#include "qmatmul.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gq_qmat_int_path(const gq_qmat *w) {
+    switch (w->spec.format) {
+    case GQ_QF_INT8:
+    case GQ_QF_Q8_0:
+    case GQ_QF_INT4:
+    case GQ_QF_INT4A:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2:
+    case GQ_QF_FP4: return w->cols % GQ_QMM_ABLOCK == 0 && w->group % GQ_QMM_ABLOCK == 0;
+    default: return 0;
+    }
+}
+
+size_t gq_qmat_bytes(const gq_qmat *w) {
+    if (w->spec.format == GQ_QF_F32) return (size_t)w->rows * w->cols * 4;
+    size_t groups = gq_qn_groups(&w->spec, w->rows, w->cols), b = gq_qpacked_bytes(&w->spec, w->rows, w->cols);
+    if (w->spec.format == GQ_QF_NF4 && w->spec.double_quant)
+        b += groups + 4 * ((groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK) + 4;
+    else
+        b += groups * (w->s16 ? 2 : 4);
+    if (w->zeros) b += groups;
+    return b;
+}
+
+void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
+    const int K = w->cols;
+    if (w->spec.format == GQ_QF_F32) {
+        memcpy(dst, w->f32 + (size_t)r0 * K, (size_t)(r1 - r0) * K * sizeof *dst);
+        return;
+    }
+    const gq_qformat f = w->spec.format;
+    const int G = w->group, bits = gq_qbits(f), ng = K / G;
+    const size_t gbytes = (size_t)G * bits / 8;
+    float lut[16];
+    for (int c = 0; c < 16; c++) lut[c] = gq_qvalue(f, c, 1.0f, 0); /* value / scale for 4-bit codes */
+    for (int r = r0; r < r1; r++)
+        for (int g = 0; g < ng; g++) {
+            const size_t gi = (size_t)r * ng + g;
+            const uint8_t *in = w->q + gi * gbytes;
+            const float sc = gq_qmat_scale(w, gi);
+            float *o = dst + (size_t)(r - r0) * K + (size_t)g * G;
+            if (bits == 8) {
+                for (int i = 0; i < G; i++) o[i] = (float)(int8_t)in[i] * sc;
+            } else if (bits == 4 && f != GQ_QF_INT4A) {
+                /* lut[c] * sc == gq_qvalue(f, c, sc, 0): the same product of the same floats */
+                for (int j = 0; j < G / 2; j++) o[j] = lut[in[j] & 15] * sc, o[j + G / 2] = lut[in[j] >> 4] * sc;
+            } else {
+                const int z = w->zeros ? w->zeros[gi] : 0;
+                for (int i = 0; i < G; i++) o[i] = gq_qvalue(f, gq_unpack_code(in, G, bits, i), sc, z);
+            }
+        }
+}
+
+void gq_qact_quantize(gq_qact *a) {
+    const int nb = a->K / GQ_QMM_ABLOCK;
+    for (int m = 0; m < a->M; m++)
+        for (int b = 0; b < nb; b++) {
+            const float *x = a->x + (size_t)m * a->K + b * GQ_QMM_ABLOCK;
+            int8_t *q = a->q + (size_t)m * a->K + b * GQ_QMM_ABLOCK;
+            float amax = 0.0f;
+            for (int i = 0; i < GQ_QMM_ABLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            int32_t s = 0;
+            for (int i = 0; i < GQ_QMM_ABLOCK; i++) {
+                float v = rintf(x[i] * id);
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                q[i] = (int8_t)v;
+                s += q[i];
+            }
+            a->d[(size_t)m * nb + b] = d;
+            a->bsum[(size_t)m * nb + b] = s;
+        }
+}
+
+/* ---- the scalar reference row kernel ---- */
+
+/* Integer value of a code in the integer path (fp4: twice the E2M1 value; its scale is halved). */
+static inline int ival(gq_qformat f, int c, int z) {
+    static const int fp4x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    switch (f) {
+    case GQ_QF_INT8:
+    case GQ_QF_Q8_0: return (int8_t)(uint8_t)c;
+    case GQ_QF_INT4: return c - 8;
+    case GQ_QF_INT3: return c - 4;
+    case GQ_QF_INT2: return c - 2;
+    case GQ_QF_INT4A: return c - z;
+    default: return fp4x2[c & 15];
+    }
+}
+
+static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy) {
+    const int K = w->cols, M = a->M;
+    const gq_qformat f = w->spec.format;
+    if (f == GQ_QF_F32) {
+        for (int r = r0; r < r1; r++)
+            for (int m = 0; m < M; m++) {
+                const float *wr = w->f32 + (size_t)r * K, *x = a->x + (size_t)m * K;
+                float acc = 0.0f;
+                for (int i = 0; i < K; i++) acc += wr[i] * x[i];
+                y[(size_t)m * ldy + (r - r0)] = acc;
+            }
+        return;
+    }
+    const int G = w->group, bits = gq_qbits(f), ng = K / G, nb = K / GQ_QMM_ABLOCK;
+    const size_t gbytes = (size_t)G * bits / 8;
+    const int ipath = gq_qmat_int_path(w);
+    for (int r = r0; r < r1; r++)
+        for (int m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int g = 0; g < ng; g++) {
+                const size_t gi = (size_t)r * ng + g;
+                const uint8_t *in = w->q + gi * gbytes;
+                const int z = w->zeros ? w->zeros[gi] : 0;
+                float sc = gq_qmat_scale(w, gi), gsum = 0.0f;
+                if (ipath) {
+                    if (f == GQ_QF_FP4) sc *= 0.5f;
+                    const int8_t *xq = a->q + (size_t)m * K + (size_t)g * G;
+                    const float *xd = a->d + (size_t)m * nb + (size_t)g * (G / GQ_QMM_ABLOCK);
+                    for (int b = 0; b < G / GQ_QMM_ABLOCK; b++) {
+                        int32_t s = 0;
+                        for (int i = b * GQ_QMM_ABLOCK; i < (b + 1) * GQ_QMM_ABLOCK; i++)
+                            s += ival(f, gq_unpack_code(in, G, bits, i), z) * xq[i];
+                        gsum += xd[b] * (float)s;
+                    }
+                } else {
+                    const float *x = a->x + (size_t)m * K + (size_t)g * G;
+                    for (int i = 0; i < G; i++) gsum += gq_qvalue(f, gq_unpack_code(in, G, bits, i), 1.0f, z) * x[i];
+                }
+                acc += sc * gsum;
+            }
+            y[(size_t)m * ldy + (r - r0)] = acc;
+        }
+}
+
+static const gq_qdot_ops qdot_scalar = {"scalar", rows_scalar};
+#if defined(__x86_64__)
+extern const gq_qdot_ops gq_qdot_avx2;
+#endif
+
+const gq_qdot_ops *gq_qdot_variant(const char *name) {
+    if (!strcmp(name, "scalar")) return &qdot_scalar;
+#if defined(__x86_64__)
+    if (!strcmp(name, "avx2")) return &gq_qdot_avx2;
+#endif
+    return NULL;
+}
+
+int gq_qdot_supported(const char *name) {
+    if (!strcmp(name, "scalar")) return 1;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#endif
+    return 0;
+}
+
+const gq_qdot_ops *gq_qdot(void) {
+    static const gq_qdot_ops *chosen; /* a race would store the same pointer twice */
+    if (chosen) return chosen;
+    const char *want = getenv("GQ_CPU_SIMD");
+    const gq_qdot_ops *ops = NULL;
+    /* GQ_CPU_SIMD=avx512 has no AVX-512 row kernel yet: it gets AVX2 */
+    if (want && !strcmp(want, "scalar")) ops = &qdot_scalar;
+    if (!ops && gq_qdot_supported("avx2")) ops = gq_qdot_variant("avx2");
+    if (!ops) ops = &qdot_scalar;
+    chosen = ops;
+    return ops;
+}
+
+/* ---- drivers ---- */
+
+void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, float *panel,
+                size_t panel_floats) {
+    const int M = a->M, K = w->cols, N = w->rows;
+    if (M >= GQ_QMM_PANEL_MIN && (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
+        if (bias) {
+#pragma omp parallel for schedule(static)
+            for (int m = 0; m < M; m++) memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof *out);
+        }
+        const float beta = bias ? 1.0f : 0.0f;
+        if (w->spec.format == GQ_QF_F32) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a->x, K, w->f32, K, beta, out, N);
+            return;
+        }
+        const int step = (int)(panel_floats / (size_t)K);
+        for (int r0 = 0; r0 < N; r0 += step) {
+            const int r1 = r0 + step < N ? r0 + step : N;
+#pragma omp parallel for schedule(static)
+            for (int r = r0; r < r1; r++) gq_qmat_dequant_rows(w, r, r + 1, panel + (size_t)(r - r0) * K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r1 - r0, K, 1.0f, a->x, K, panel, K, beta, out + r0,
+                        N);
+        }
+        return;
+    }
+    if (!a_ready && gq_qmat_int_path(w)) gq_qact_quantize(a);
+    const gq_qdot_ops *ops = gq_qdot();
+#pragma omp parallel
+    {
+        /* contiguous row ranges, multiples of 8 rows, one per thread */
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int per = ((N + nt - 1) / nt + 7) / 8 * 8;
+        const int r0 = t * per < N ? t * per : N, r1 = r0 + per < N ? r0 + per : N;
+        if (r0 < r1) {
+            ops->rows(w, r0, r1, a, out + r0, N);
+            if (bias)
+                for (int m = 0; m < M; m++)
+                    for (int r = r0; r < r1; r++) out[(size_t)m * N + r] += bias[r];
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/* qmatmul: linear layers on packed quantized weights, for the inference runner. The weights
+ * stay as exported (codes, scales, zero points, second-level scales: docs/FORMAT.md); the
+ * kernels dequantize in registers.
+ *
+ * Two paths, chosen by the number of tokens M:
+ *   - M < GQ_QMM_PANEL_MIN (decode, short prompts): one weight row at a time, its dot products
+ *     with the M activation rows, OpenMP across rows. int8, q8_0, int4 (sym and asym), int3,
+ *     int2 and fp4 multiply integer codes with int8 activations quantized in blocks of 32
+ *     (llama.cpp's Q8_0 rule: d = amax / 127, nearest code), summing exactly in integers; nf4
+ *     (whose codebook is not integer) and fp32 use float activations with a codebook lookup.
+ *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a panel of rows is dequantized exactly (quant.h's
+ *     values, as the trainer's fake-quant) into a small scratch buffer and multiplied with
+ *     float activations by sgemm; eval loss therefore equals the fake-quant loss up to matmul
+ *     round-off.
+ * Variants: a scalar reference and AVX2 (+FMA, F16C), chosen at run time (GQ_CPU_SIMD=scalar
+ * forces the reference). */
+#ifndef GQ_QMATMUL_H
+#define GQ_QMATMUL_H
+
+#include "quant.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GQ_QMM_PANEL_MIN 16
+#define GQ_QMM_ABLOCK 32 /* activation quantization block */
+
+/* One weight matrix, rows = output features, cols = input features (nn.Linear layout). */
+typedef struct {
+    gq_qspec spec; /* format GQ_QF_F32: f32 holds the matrix */
+    int rows, cols, group;
+    const float *f32;
+    const uint8_t *q;         /* packed codes, rows * cols * bits / 8 bytes */
+    const uint16_t *s16;      /* fp16 scales per group (int4, int4a, int3, int2, q8_0) */
+    const float *s32;         /* fp32 scales per group (int8 per row, nf4, fp4) */
+    const uint8_t *zeros;     /* int4a zero points per group */
+    const int8_t *absmax_q;   /* nf4 double quant: per group ... */
+    const float *absmax2;     /* ... times a per-256-group scale ... */
+    float absmax_offset;      /* ... plus this offset */
+} gq_qmat;
+
+/* M activation rows of K values and, for the integer path, their int8 blocks. */
+typedef struct {
+    const float *x;    /* (M, K) */
+    int8_t *q;         /* (M, K) */
+    float *d;          /* (M, K / 32) block scales */
+    int32_t *bsum;     /* (M, K / 32) sums of each block's codes */
+    int M, K;
+} gq_qact;
+
+/* The effective fp32 scale of group g (as gq_dequantize uses it). */
+static inline float gq_qmat_scale(const gq_qmat *w, size_t g) {
+    if (w->spec.format == GQ_QF_NF4 && w->spec.double_quant)
+        return (float)w->absmax_q[g] * w->absmax2[g / GQ_DQ_BLOCK] + w->absmax_offset;
+    return w->s16 ? gq_f16_to_f32(w->s16[g]) : w->s32[g];
+}
+
+/* 1 if the row kernels use int8 activations for this matrix. */
+int gq_qmat_int_path(const gq_qmat *w);
+/* Bytes of the packed weights, scales and zero points (what a decode step reads). */
+size_t gq_qmat_bytes(const gq_qmat *w);
+/* Dequantize rows [r0, r1) into dst ((r1 - r0) * cols), exactly as gq_dequantize. */
+void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst);
+
+/* Quantize a->x into a->q, a->d, a->bsum (K must be a multiple of 32). */
+void gq_qact_quantize(gq_qact *a);
+
+/* out (M, rows) = x (M, cols) @ W^T + bias (bias may be NULL). `a` holds x and, when the row
+ * path is taken with an integer-path matrix, buffers for its quantization (filled here unless
+ * a_ready). panel: scratch of panel_floats floats for the M >= GQ_QMM_PANEL_MIN path (at least
+ * cols floats). Allocates nothing. */
+void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, float *panel,
+                size_t panel_floats);
+
+/* Row kernels of one variant: y[m * ldy + r - r0] for rows [r0, r1) and tokens m < a->M.
+ * Exposed for the tests (scalar vs SIMD vs the dequantize path). */
+typedef struct {
+    const char *name;
+    void (*rows)(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy);
+} gq_qdot_ops;
+const gq_qdot_ops *gq_qdot_variant(const char *name); /* "scalar", "avx2"; NULL if not built */
+int gq_qdot_supported(const char *name);
+const gq_qdot_ops *gq_qdot(void); /* GQ_CPU_SIMD if set and supported, else the best */
+
+#endif

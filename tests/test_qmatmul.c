@@ -1,0 +1,190 @@
+/* The packed quantized matmul kernels (kernels/qmatmul.h) on every format and odd shapes:
+ *   - the row dequantizer equals quant.h's gq_dequantize bit for bit;
+ *   - the scalar row kernel equals a double-precision dot of the dequantized weights with the
+ *     activations it uses (float, or the int8 blocks dequantized for the integer path), and
+ *     stays within the activation-rounding bound of the float result;
+ *   - every SIMD variant this CPU runs equals the scalar kernel up to fp32 summation order;
+ *   - the driver (row path with bias, panel path with several panels and with one) equals the
+ *     dequantize-to-fp32 matmul. */
+#include "gq_error.h"
+#include "gq_rng.h"
+#include "gq_test.h"
+#include "qmatmul.h"
+#include "qplan.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    gq_qmat w;
+    gq_qtensor q;
+    uint16_t *s16;
+    float *deq; /* gq_dequantize's result */
+} mat;
+
+static float randn(gq_rng *r) {
+    float u = gq_rng_float(r) + 1e-7f, v = gq_rng_float(r);
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
+    memset(m, 0, sizeof *m);
+    float *x = malloc(sizeof(float) * rows * cols);
+    for (int i = 0; i < rows * cols; i++) x[i] = 0.02f * randn(rng);
+    x[rows * cols / 3] = 0.5f; /* an outlier */
+    if (rows > 2) memset(x + cols, 0, sizeof(float) * cols); /* a zero row */
+    m->w.spec = *s;
+    m->w.rows = rows;
+    m->w.cols = cols;
+    m->deq = malloc(sizeof(float) * rows * cols);
+    if (s->format == GQ_QF_F32) {
+        m->w.f32 = x;
+        memcpy(m->deq, x, sizeof(float) * rows * cols);
+        return;
+    }
+    m->w.group = gq_qgroup(s, cols);
+    size_t groups = gq_qn_groups(s, rows, cols);
+    m->q = (gq_qtensor){calloc(gq_qpacked_bytes(s, rows, cols) + 32, 1), calloc(groups, 4), calloc(groups, 1),
+                        calloc(groups, 1), calloc(groups / GQ_DQ_BLOCK + 1, 4), 0};
+    size_t bad;
+    CHECK(gq_quantize(s, x, rows, cols, &m->q, &bad) == 0);
+    gq_dequantize(s, &m->q, rows, cols, m->deq);
+    m->w.q = m->q.qweight;
+    if (gq_qscale_f16(s->format)) {
+        m->s16 = malloc(2 * groups);
+        for (size_t k = 0; k < groups; k++) m->s16[k] = gq_f32_to_f16(m->q.scales[k]);
+        m->w.s16 = m->s16;
+    } else {
+        m->w.s32 = m->q.scales;
+    }
+    if (s->format == GQ_QF_INT4A) m->w.zeros = m->q.zeros;
+    if (s->format == GQ_QF_NF4 && s->double_quant) {
+        m->w.absmax_q = m->q.absmax_q;
+        m->w.absmax2 = m->q.absmax2;
+        m->w.absmax_offset = m->q.absmax_offset;
+    }
+    free(x);
+}
+
+static void drop(mat *m) {
+    if (m->w.spec.format == GQ_QF_F32) free((void *)m->w.f32);
+    free(m->q.qweight), free(m->q.scales), free(m->q.zeros), free(m->q.absmax_q), free(m->q.absmax2);
+    free(m->s16), free(m->deq);
+}
+
+static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
+    gq_qspec s = {GQ_QF_F32, 0, 0};
+    if (strcmp(fmt, "f32") && gq_qformat_parse(fmt, 0, &s)) {
+        CHECKF(0, "format %s", fmt);
+        return;
+    }
+    mat m;
+    make(&m, &s, rows, cols, rng);
+    const int K = cols, N = rows, M = 3, nb = K / 32 ? K / 32 : 1;
+    /* 1. exact row dequantization */
+    float *d = malloc(sizeof(float) * N * K);
+    gq_qmat_dequant_rows(&m.w, 0, N, d);
+    CHECKF(!memcmp(d, m.deq, sizeof(float) * N * K), "%s %dx%d: row dequantizer != gq_dequantize", fmt, rows, cols);
+    /* 2. activations */
+    float *x = malloc(sizeof(float) * M * K);
+    for (int i = 0; i < M * K; i++) x[i] = randn(rng);
+    x[5] = 9.0f;
+    gq_qact a = {x, malloc(M * K), malloc(sizeof(float) * M * nb), malloc(sizeof(int32_t) * M * nb), M, K};
+    const int ip = gq_qmat_int_path(&m.w);
+    if (ip) gq_qact_quantize(&a);
+    float *ys = malloc(sizeof(float) * M * N), *yv = malloc(sizeof(float) * M * N);
+    gq_qdot_variant("scalar")->rows(&m.w, 0, N, &a, ys, N);
+    double worst_ref = 0, worst_bound = 0;
+    for (int t = 0; t < M; t++)
+        for (int r = 0; r < N; r++) {
+            double ref = 0, exact = 0, mag = 0, bound = 0;
+            for (int i = 0; i < K; i++) {
+                double w = m.deq[(size_t)r * K + i], xv = x[t * K + i];
+                double xa = ip ? (double)a.q[t * K + i] * a.d[t * nb + i / 32] : xv;
+                ref += w * xa, exact += w * xv, mag += fabs(w * xa);
+                if (ip) bound += fabs(w) * a.d[t * nb + i / 32] * 0.5;
+            }
+            double e1 = fabs(ys[t * N + r] - ref) / (mag + 1e-30), e2 = fabs(ys[t * N + r] - exact) - bound;
+            worst_ref = e1 > worst_ref ? e1 : worst_ref;
+            worst_bound = e2 > worst_bound ? e2 : worst_bound;
+        }
+    CHECKF(worst_ref < 2e-6, "%s %dx%d: scalar kernel vs double reference: %.3g (relative to sum |w x|)", fmt, rows,
+           cols, worst_ref);
+    CHECKF(worst_bound < 1e-5, "%s %dx%d: int8 activations off by %.3g beyond their rounding bound", fmt, rows, cols,
+           worst_bound);
+    /* 3. SIMD variants vs scalar */
+    const char *variants[] = {"avx2"};
+    for (int v = 0; v < 1; v++) {
+        if (!gq_qdot_variant(variants[v]) || !gq_qdot_supported(variants[v])) continue;
+        gq_qdot_variant(variants[v])->rows(&m.w, 0, N, &a, yv, N);
+        double worst = 0;
+        for (int t = 0; t < M; t++)
+            for (int r = 0; r < N; r++) {
+                double mag = 0;
+                for (int i = 0; i < K; i++) mag += fabs(m.deq[(size_t)r * K + i] * x[t * K + i]);
+                double e = fabs(yv[t * N + r] - ys[t * N + r]) / (mag + 1e-30);
+                worst = e > worst ? e : worst;
+            }
+        CHECKF(worst < 1e-5, "%s %dx%d: %s vs scalar: %.3g", fmt, rows, cols, variants[v], worst);
+        /* a row range in the middle writes only its rows */
+        if (N > 3) {
+            float *yr = malloc(sizeof(float) * M * N);
+            for (int i = 0; i < M * N; i++) yr[i] = -7.0f;
+            gq_qdot_variant(variants[v])->rows(&m.w, 1, N - 1, &a, yr + 1, N);
+            int ok = 1;
+            for (int t = 0; t < M; t++)
+                ok &= yr[t * N] == -7.0f && yr[t * N + N - 1] == -7.0f && yr[t * N + 1] == yv[t * N + 1];
+            CHECKF(ok, "%s %dx%d: %s row range", fmt, rows, cols, variants[v]);
+            free(yr);
+        }
+    }
+    /* 4. the driver: row path with bias (M = 3), panel path (M = 20) vs the fp32 matmul */
+    float *bias = malloc(sizeof(float) * N);
+    for (int r = 0; r < N; r++) bias[r] = randn(rng);
+    float *yd = malloc(sizeof(float) * M * N);
+    gq_qmatmul(yd, &a, 0, &m.w, bias, NULL, 0);
+    int ok = 1;
+    for (int t = 0; t < M; t++)
+        for (int r = 0; r < N; r++) ok &= fabsf(yd[t * N + r] - bias[r] - yv[t * N + r]) <= 1e-5f * (1 + fabsf(yv[t * N + r]));
+    if (gq_qdot() == gq_qdot_variant("avx2")) CHECKF(ok, "%s %dx%d: driver row path + bias", fmt, rows, cols);
+    const int MP = 20;
+    float *xp = malloc(sizeof(float) * MP * K), *yp = malloc(sizeof(float) * MP * N), *panel = malloc(sizeof(float) * 3 * K);
+    for (int i = 0; i < MP * K; i++) xp[i] = randn(rng);
+    gq_qact ap = {xp, NULL, NULL, NULL, MP, K};
+    for (int pass = 0; pass < 2; pass++) {
+        size_t pf = pass ? (size_t)3 * K : (size_t)N * K; /* several panels, then one */
+        float *pb = pass ? panel : malloc(sizeof(float) * pf);
+        gq_qmatmul(yp, &ap, 0, &m.w, bias, pb, pf);
+        double worst = 0;
+        for (int t = 0; t < MP; t++)
+            for (int r = 0; r < N; r++) {
+                double ref = bias[r], mag = fabs(bias[r]);
+                for (int i = 0; i < K; i++) ref += (double)m.deq[(size_t)r * K + i] * xp[t * K + i], mag += fabs((double)m.deq[(size_t)r * K + i] * xp[t * K + i]);
+                double e = fabs(yp[t * N + r] - ref) / (mag + 1e-30);
+                worst = e > worst ? e : worst;
+            }
+        CHECKF(worst < 2e-6, "%s %dx%d: panel path (%s) vs double: %.3g", fmt, rows, cols, pass ? "3-row panels" : "one panel", worst);
+        if (!pass) free(pb);
+    }
+    free(xp), free(yp), free(panel), free(bias), free(yd);
+    free(d), free(x), free(a.q), free(a.d), free(a.bsum), free(ys), free(yv);
+    drop(&m);
+}
+
+int main(void) {
+    gq_rng rng;
+    gq_rng_seed(&rng, 42);
+    printf("row kernel in use: %s\n", gq_qdot()->name);
+    const char *fmts[] = {"f32", "int8", "q8_0", "int4-g32", "int4-g64", "int4-g128", "int4a-g64", "int4a-g32",
+                          "int3-g64", "int2-g32", "nf4", "nf4-dq", "nf4-g32", "fp4", "fp4-g32", "int4-g16", "nf4-g16"};
+    const int shapes[][2] = {{1, 128}, {7, 256}, {37, 384}, {130, 768}, {300, 64 * 3}};
+    for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            int rows = shapes[k][0], cols = shapes[k][1];
+            if (strstr(fmts[f], "g128") && cols % 128) continue;
+            one(fmts[f], rows, cols, &rng);
+        }
+    /* a nf4-dq matrix with more than 256 groups per second-level block boundary */
+    one("nf4-dq", 520, 64, &rng);
+    return gq_test_finish("qmatmul");
+}
