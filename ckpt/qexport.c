@@ -143,6 +143,26 @@ int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan,
     return GQ_OK;
 }
 
+int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qspec *spec) {
+    char base[300], fmt[32];
+    snprintf(base, sizeof base, "/tensors/%s", name);
+    int rc = gq_h5r_attr_str(r, base, "format", fmt, sizeof fmt);
+    if (rc) return rc;
+    *spec = (gq_qspec){GQ_QF_F32, 0, 0};
+    if (!strcmp(fmt, "f32")) return GQ_OK;
+    int64_t group = 0, dq = 0;
+    if (gq_qformat_parse(fmt, 0, spec))
+        return gq_errf(GQ_EFORMAT, "%s: %s: unknown format attribute \"%s\"", gq_h5r_path(r), base, fmt);
+    rc = gq_h5r_attr_i64(r, base, "group", &group);
+    if (!rc) rc = gq_h5r_attr_i64(r, base, "double_quant", &dq);
+    if (rc) return rc;
+    spec->group = (int)group;
+    spec->double_quant = (int)dq;
+    const char *why = gq_qspec_problem(spec, rows, cols);
+    if (why) return gq_errf(GQ_EFORMAT, "%s: %s [%d, %d]: %s", gq_h5r_path(r), base, rows, cols, why);
+    return GQ_OK;
+}
+
 int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, int cols, gq_qspec *spec_out) {
     char base[300], path[400], fmt[32];
     snprintf(base, sizeof base, "/tensors/%s", name);
@@ -154,16 +174,8 @@ int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, in
         if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0};
         return gq_h5r_f32(r, path, dst, cols ? 2 : 1, dims);
     }
-    gq_qspec s = {GQ_QF_F32, 0, 0};
-    int64_t group = 0, dq = 0;
-    rc = gq_qformat_parse(fmt, 0, &s);
-    if (!rc) rc = gq_h5r_attr_i64(r, base, "group", &group);
-    if (!rc) rc = gq_h5r_attr_i64(r, base, "double_quant", &dq);
-    if (rc) return rc;
-    s.group = (int)group;
-    s.double_quant = (int)dq;
-    const char *why = gq_qspec_problem(&s, rows, cols);
-    if (why) return gq_errf(GQ_EFORMAT, "%s: %s: %s", gq_h5r_path(r), base, why);
+    gq_qspec s;
+    if ((rc = gq_export_tensor_spec(r, name, rows, cols, &s))) return rc;
     size_t groups = gq_qn_groups(&s, rows, cols), bytes = gq_qpacked_bytes(&s, rows, cols);
     size_t d2 = groups / GQ_DQ_BLOCK + (groups % GQ_DQ_BLOCK != 0);
     gq_qtensor q = {malloc(bytes), calloc(groups, 4), calloc(groups, 1), calloc(groups, 1), calloc(d2 + 1, 4), 0};

@@ -24,6 +24,10 @@ typedef int (*gq_shape_fn)(const char *name, int *rows, int *cols, void *ctx);
 int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
               gq_export_entry **entries, int *n_entries);
 
+/* The spec of an exported tensor (GQ_QF_F32 for a tensor kept in fp32), checked against
+ * its expected (rows, cols): an unknown format or a group that does not fit is an error. */
+int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qspec *spec);
+
 /* Read one tensor of an exported file and dequantize it into dst (rows * max(cols,1)). */
 int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, int cols, gq_qspec *spec_out);
 

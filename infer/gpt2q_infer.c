@@ -1,122 +1,547 @@
-/* gpt2q-infer: run a model on the CPU. This first version has `eval`, which computes the
- * mean loss and perplexity of a float checkpoint, an HF/llm.c import or a quantized export
- * (dequantized to fp32 by kernels/quant.h: the reference path that the packed kernels will be
- * tested against) over a token file split.
- *   gpt2q-infer eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--json]
- * Windows: non-overlapping full-context windows (T = the model's block_size unless --seq),
- * every target scored once (stride = T); whole batches only. */
-#include "gpt2.h"
+/* gpt2q-infer: run a model on the CPU with packed quantized kernels (infer/model.h).
+ *   eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]
+ *       mean loss and perplexity over non-overlapping full-context windows (stride = T: every
+ *       target is scored once, with between 0 and T-1 tokens of context; T = block_size).
+ *   generate MODEL --prompt TEXT [-n 50] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 1]
+ *       greedy unless a temperature is given; streams tokens; stops at <|endoftext|>.
+ *   bench MODEL [-n 50] [--prompt TEXT] [--prefill 128] [--json]
+ *       load time, memory (weights, KV cache, buffers, peak RSS), prefill and decode tokens/s,
+ *       the time to generate n tokens, and decode bandwidth as a share of the measured read
+ *       bandwidth.
+ *   compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]
+ *       eval + bench of each model (each in a child process, so that peak RSS is its own):
+ *       DIR/compare.json, DIR/compare.md and DIR/compare.svg. */
+#define _POSIX_C_SOURCE 200809L
+#include "bpe.h"
 #include "gq_error.h"
+#include "gq_file.h"
 #include "gq_progress.h"
-#include "h5io.h"
 #include "loader.h"
-#include "weights.h"
+#include "model.h"
+#include "sample.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define PROG "gpt2q-infer"
+#define DEFAULT_PROMPT "Once upon a time"
 
 static int fail(int rc) {
     fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
     return 1;
 }
 
+static int usage_error(const char *cmd, const char *arg) {
+    fprintf(stderr, PROG ": %s: unexpected or incomplete argument '%s' (see " PROG " --help)\n", cmd, arg);
+    return 2;
+}
+
+/* numeric option values: the whole string must parse */
+static int num_i(const char *s, long *v) {
+    char *e;
+    *v = strtol(s, &e, 10);
+    return *s && !*e;
+}
+static int num_f(const char *s, double *v) {
+    char *e;
+    *v = strtod(s, &e);
+    return *s && !*e && isfinite(*v);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+/* ---- eval ---- */
+
 static int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *split = "val";
-    long max_tokens = 0;
-    int B = 8, T = 0, json = 0;
+    long max_tokens = 0, B = 0, T = 0;
+    int json = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(a, "--split") && i + 1 < argc) split = argv[++i];
-        else if (!strcmp(a, "--max-tokens") && i + 1 < argc) max_tokens = atol(argv[++i]);
-        else if (!strcmp(a, "--batch") && i + 1 < argc) B = atoi(argv[++i]);
-        else if (!strcmp(a, "--seq") && i + 1 < argc) T = atoi(argv[++i]);
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--data") && more) data = argv[++i];
+        else if (!strcmp(a, "--split") && more) split = argv[++i];
+        else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens)) i++;
+        else if (!strcmp(a, "--batch") && more && num_i(argv[i + 1], &B) && B > 0) i++;
+        else if (!strcmp(a, "--seq") && more && num_i(argv[i + 1], &T) && T > 0) i++;
         else if (!strcmp(a, "--json")) json = 1;
         else if (a[0] != '-' && !model) model = a;
-        else {
-            fprintf(stderr, PROG ": eval: unexpected argument '%s'\n", a);
-            return 2;
-        }
+        else return usage_error("eval", a);
     }
-    if (!model || !data || B < 1 || T < 0) {
+    if (!model || !data) {
         fprintf(stderr, "usage: " PROG " eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n");
         return 2;
     }
-    gq_gpt2_config cfg;
-    gq_gpt2 *m = NULL;
+    gq_im *m = NULL;
     gq_loader *L = NULL;
-    int rc = gq_weights_config(model, &cfg);
-    if (!rc && !T) T = cfg.block_size;
-    if (!rc && T > cfg.block_size) rc = gq_errf(GQ_EINVAL, "--seq %d exceeds the model's block_size %d", T, cfg.block_size);
-    if (!rc) rc = gq_gpt2_create(&m, &cfg, gq_backend_cpu(), B, T);
-    if (!rc) rc = gq_weights_load(model, m);
-    gq_loader_config lc = {B, T, 0, 0, split, 0};
+    int rc = gq_im_load(&m, model);
+    if (!rc && !T) T = m->cfg.block_size;
+    if (!rc && T > m->cfg.block_size) rc = gq_errf(GQ_EINVAL, "--seq %ld exceeds the model's block_size %d", T, m->cfg.block_size);
+    if (!rc && T < GQ_QMM_PANEL_MIN) rc = gq_errf(GQ_EINVAL, "--seq %ld: eval needs windows of at least %d tokens", T, GQ_QMM_PANEL_MIN);
+    if (!rc && !B) B = T >= 512 ? 1 : 1024 / T; /* about 1024 tokens per forward */
+    gq_loader_config lc = {(int)B, (int)T, 0, 0, split, 0};
     if (!rc) rc = gq_loader_open(&L, &data, 1, &lc);
-    if (!rc && gq_loader_vocab_size(L) > cfg.vocab_size)
-        rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", data, gq_loader_vocab_size(L), cfg.vocab_size);
+    if (!rc && gq_loader_vocab_size(L) > m->cfg.vocab_size)
+        rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", data, gq_loader_vocab_size(L), m->cfg.vocab_size);
+    uint64_t windows = rc ? 0 : gq_loader_windows(L);
+    if (!rc && windows == 0) rc = gq_errf(GQ_EINVAL, "%s: the %s split has no window of %ld + 1 tokens", data, split, T);
+    if (!rc && max_tokens > 0 && (uint64_t)(max_tokens / T) < windows) windows = (uint64_t)(max_tokens / T) ? (uint64_t)(max_tokens / T) : 1;
+    if (!rc && (uint64_t)B > windows) B = (long)windows;
+    if (!rc) rc = gq_im_plan(m, (int)B, (int)T, (int)T);
     if (rc) {
-        gq_gpt2_free(m);
         gq_loader_close(L);
+        gq_im_free(m);
         return fail(rc);
     }
-    uint64_t batches = gq_loader_windows(L) / (uint64_t)B;
-    if (max_tokens > 0 && (uint64_t)max_tokens / ((uint64_t)B * T) < batches) batches = (uint64_t)max_tokens / ((uint64_t)B * T);
-    if (!batches) batches = 1;
+    /* the loader hands out B windows per call: read whole batches, score only the windows wanted */
     int32_t *in = malloc(sizeof(int32_t) * B * T), *tg = malloc(sizeof(int32_t) * B * T);
     double sum = 0, t0 = gq_now();
+    long scored = 0;
     gq_progress prog;
     gq_progress_init(&prog, stderr);
-    for (uint64_t b = 0; b < batches && !rc; b++) {
-        float l = 0;
+    for (uint64_t w = 0; w < windows && !rc; w += (uint64_t)B) {
+        int Bn = windows - w < (uint64_t)B ? (int)(windows - w) : (int)B;
         rc = gq_loader_next(L, in, tg);
-        if (!rc) rc = gq_gpt2_forward(m, in, tg, B, T, &l);
-        sum += l;
-        gq_progress_update(&prog, "eval: tokens", (double)(b + 1) * B * T, (double)batches * B * T, "tok");
+        if (!rc) rc = gq_im_forward(m, in, Bn, (int)T, 0, tg, &sum, &scored);
+        gq_progress_update(&prog, "eval: tokens", (double)(w + Bn) * T, (double)windows * T, "tok");
     }
     gq_progress_finish(&prog);
-    double loss = sum / (double)batches, secs = gq_now() - t0;
-    struct stat st;
-    long long size = stat(model, &st) == 0 ? (long long)st.st_size : -1;
-    /* the model's own bytes: a quantized export is all model; a checkpoint also holds the
-     * optimizer state, so count its fp32 parameters */
-    int kind = 0;
-    gq_weights_kind(model, &kind);
-    char fmt[64] = "";
-    gq_h5r *h = NULL;
-    if (kind == GQ_WEIGHTS_GPT2Q && gq_h5r_open(&h, model) == GQ_OK) {
-        gq_h5r_attr_str(h, "/", "format", fmt, sizeof fmt);
-        gq_h5r_close(h);
-    }
-    long long model_bytes = !strcmp(fmt, "gpt2q-quantized") ? size : (long long)(m->n_params * sizeof(float));
+    double secs = gq_now() - t0, loss = scored ? sum / scored : NAN;
+    if (!rc && !(loss == loss)) rc = gq_errf(GQ_ENAN, "%s: the loss is not finite", model);
     if (!rc) {
         if (json)
-            printf("{\"model\": \"%s\", \"data\": \"%s\", \"split\": \"%s\", \"loss\": %.6f, \"perplexity\": %.4f, "
-                   "\"tokens\": %llu, \"seq\": %d, \"file_bytes\": %lld, \"model_bytes\": %lld, \"seconds\": %.3f}\n",
-                   model, data, split, loss, exp(loss), (unsigned long long)batches * B * T, T, size, model_bytes, secs);
+            printf("{\"model\": \"%s\", \"kind\": \"%s\", \"formats\": \"%s\", \"data\": \"%s\", \"split\": \"%s\", "
+                   "\"loss\": %.6f, \"perplexity\": %.4f, \"tokens\": %ld, \"seq\": %ld, \"stride\": %ld, "
+                   "\"weight_bytes\": %zu, \"seconds\": %.3f, \"tokens_per_s\": %.1f}\n",
+                   model, m->kind, m->formats, data, split, loss, exp(loss), scored, T, T, m->arena_bytes, secs,
+                   scored / secs);
         else
-            printf("%s: %s split of %s: loss %.4f, perplexity %.2f over %llu tokens (windows of %d, stride %d) in %.1f s\n",
-                   model, split, data, loss, exp(loss), (unsigned long long)batches * B * T, T, T, secs);
+            printf("%s (%s): %s split of %s: loss %.4f, perplexity %.2f over %ld tokens (windows of %ld, stride %ld) "
+                   "in %.1f s (%.0f tok/s)\n",
+                   model, m->kind, split, data, loss, exp(loss), scored, T, T, secs, scored / secs);
     }
     free(in), free(tg);
     gq_loader_close(L);
-    gq_gpt2_free(m);
+    gq_im_free(m);
+    return rc ? fail(rc) : 0;
+}
+
+/* ---- generate / bench shared: prompt handling ---- */
+
+typedef struct {
+    gq_ids ids;
+    int n_new;
+} prompt_plan;
+
+/* Tokenize the prompt and fit prompt + n_new into the context: an empty prompt starts from
+ * <|endoftext|> (GPT-2's document start); a long one keeps its last tokens, with a message. */
+static int prepare_prompt(const gq_bpe *bpe, const gq_im *m, const char *text, long n_new, prompt_plan *p) {
+    memset(p, 0, sizeof *p);
+    int rc = gq_bpe_encode(bpe, (const uint8_t *)text, strlen(text), GQ_BPE_ALLOW_SPECIAL, &p->ids);
+    if (rc) return rc;
+    const int T = m->cfg.block_size;
+    if (p->ids.n == 0) {
+        fprintf(stderr, PROG ": the prompt is empty: starting from <|endoftext|>\n");
+        gq_ids_push(&p->ids, gq_bpe_eot(bpe));
+    }
+    if (n_new >= T) {
+        fprintf(stderr, PROG ": -n %ld does not fit the context of %d: generating %d tokens\n", n_new, T, T - 1);
+        n_new = T - 1;
+    }
+    if ((long)p->ids.n + n_new > T) {
+        size_t keep = (size_t)(T - n_new), drop = p->ids.n - keep;
+        fprintf(stderr, PROG ": the prompt has %zu tokens; with %ld new ones the context of %d keeps its last %zu\n",
+                p->ids.n, n_new, T, keep);
+        memmove(p->ids.ids, p->ids.ids + drop, keep * sizeof *p->ids.ids);
+        p->ids.n = keep;
+    }
+    p->n_new = (int)n_new;
+    return GQ_OK;
+}
+
+typedef struct {
+    double prefill_s, decode_s;
+    int n_prompt, n_generated;
+    int hit_eot;
+} gen_stats;
+
+/* Prefill the prompt in one pass, then decode up to n_new tokens; out (may be NULL) receives
+ * each token's bytes as soon as it exists. */
+static int run_generate(gq_im *m, const gq_bpe *bpe, const prompt_plan *p, gq_sampler *s, int stop_at_eot, FILE *out,
+                        gen_stats *st) {
+    memset(st, 0, sizeof *st);
+    const int n = (int)p->ids.n, V = m->cfg.vocab_size, eot = gq_bpe_eot(bpe);
+    st->n_prompt = n;
+    double t0 = gq_now();
+    int rc = gq_im_forward(m, p->ids.ids, 1, n, 0, NULL, NULL, NULL);
+    st->prefill_s = gq_now() - t0;
+    t0 = gq_now();
+    for (int k = 0; k < p->n_new && !rc; k++) {
+        int32_t tok = gq_sample(s, gq_im_logits(m, 0), V);
+        st->n_generated++;
+        if (tok == eot && stop_at_eot) {
+            st->hit_eot = 1;
+            break;
+        }
+        if (out) {
+            size_t len;
+            const uint8_t *b = gq_bpe_token_bytes(bpe, tok, &len);
+            fwrite(b, 1, len, out);
+            fflush(out);
+        }
+        if (k + 1 < p->n_new) rc = gq_im_forward(m, &tok, 1, 1, n + k, NULL, NULL, NULL);
+    }
+    st->decode_s = gq_now() - t0;
+    return rc;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL, *vocab = NULL;
+    long n_new = 50, top_k = 0, seed = 1;
+    double temperature = 0, top_p = 1;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--prompt") && more) prompt = argv[++i];
+        else if (!strcmp(a, "--vocab") && more) vocab = argv[++i];
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--tokens")) && more && num_i(argv[i + 1], &n_new) && n_new >= 0) i++;
+        else if (!strcmp(a, "--temperature") && more && num_f(argv[i + 1], &temperature) && temperature >= 0) i++;
+        else if (!strcmp(a, "--top-k") && more && num_i(argv[i + 1], &top_k) && top_k >= 0) i++;
+        else if (!strcmp(a, "--top-p") && more && num_f(argv[i + 1], &top_p) && top_p > 0 && top_p <= 1) i++;
+        else if (!strcmp(a, "--seed") && more && num_i(argv[i + 1], &seed)) i++;
+        else if (a[0] != '-' && !model) model = a;
+        else return usage_error("generate", a);
+    }
+    if (!model || !prompt) {
+        fprintf(stderr, "usage: " PROG " generate MODEL --prompt TEXT [-n 50] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
+        return 2;
+    }
+    gq_bpe *bpe = NULL;
+    gq_im *m = NULL;
+    prompt_plan p = {0};
+    gq_sampler s = {0};
+    gen_stats st;
+    int rc = gq_bpe_load_dir(&bpe, vocab);
+    if (!rc) rc = gq_im_load(&m, model);
+    if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
+    if (!rc && p.n_new == 0) {
+        fputs(prompt, stdout);
+        fputc('\n', stdout);
+        fprintf(stderr, PROG ": -n 0: nothing to generate\n");
+    } else if (!rc) {
+        rc = gq_im_plan(m, 1, (int)p.ids.n + p.n_new, (int)p.ids.n);
+        if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, (float)temperature, (int)top_k, (float)top_p, (uint64_t)seed);
+        if (!rc) {
+            gq_bytes pb = {0};
+            gq_bpe_decode(bpe, p.ids.ids, p.ids.n, &pb);
+            fwrite(pb.data, 1, pb.n, stdout);
+            gq_bytes_free(&pb);
+            rc = run_generate(m, bpe, &p, &s, 1, stdout, &st);
+            fputc('\n', stdout);
+        }
+        if (!rc)
+            fprintf(stderr, PROG ": %s: %d prompt tokens in %.3f s, %d generated in %.3f s (%.1f tok/s)%s\n", m->kind,
+                    st.n_prompt, st.prefill_s, st.n_generated, st.decode_s,
+                    st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.hit_eot ? ", stopped at <|endoftext|>" : "");
+    }
+    gq_sampler_free(&s);
+    gq_ids_free(&p.ids);
+    gq_im_free(m);
+    gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
+/* ---- bench ---- */
+
+/* Streaming read bandwidth of this machine with all threads (best of several passes over a
+ * buffer much larger than the caches), in bytes/s. */
+static double read_bandwidth(void) {
+    const size_t n = (size_t)256 << 20 >> 3;
+    uint64_t *buf = malloc(n * sizeof *buf);
+    if (!buf) return 0;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = i;
+    double best = 0;
+    volatile uint64_t sink = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        double t0 = gq_now();
+        uint64_t acc = 0;
+#pragma omp parallel for schedule(static) reduction(+ : acc)
+        for (size_t i = 0; i < n; i += 4) acc += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3];
+        double bw = (double)n * sizeof *buf / (gq_now() - t0);
+        sink += acc;
+        best = bw > best ? bw : best;
+    }
+    free(buf);
+    return best;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *prompt = DEFAULT_PROMPT, *vocab = NULL;
+    long n_new = 50, n_prefill = 128;
+    int json = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--prompt") && more) prompt = argv[++i];
+        else if (!strcmp(a, "--vocab") && more) vocab = argv[++i];
+        else if (!strcmp(a, "-n") && more && num_i(argv[i + 1], &n_new) && n_new > 0) i++;
+        else if (!strcmp(a, "--prefill") && more && num_i(argv[i + 1], &n_prefill) && n_prefill > 0) i++;
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (a[0] != '-' && !model) model = a;
+        else return usage_error("bench", a);
+    }
+    if (!model) {
+        fprintf(stderr, "usage: " PROG " bench MODEL [-n 50] [--prompt TEXT] [--prefill 128] [--json]\n");
+        return 2;
+    }
+    double t_start = gq_now();
+    gq_bpe *bpe = NULL;
+    gq_im *m = NULL;
+    prompt_plan p = {0};
+    gq_sampler s = {0};
+    gen_stats st = {0};
+    int rc = gq_bpe_load_dir(&bpe, vocab);
+    double t_vocab = gq_now() - t_start;
+    if (!rc) rc = gq_im_load(&m, model);
+    if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
+    if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n + p.n_new, (int)p.ids.n);
+    if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, 0, 0, 1, 1);
+    /* warm-up: one untimed run (page faults of the weights, thread start-up) would hide the
+     * cost a user pays, so the first run is the one reported; a second shows the steady state */
+    if (!rc) rc = run_generate(m, bpe, &p, &s, 0, NULL, &st);
+    double t_first = gq_now() - t_start;
+    gen_stats st2 = {0};
+    if (!rc) rc = run_generate(m, bpe, &p, &s, 0, NULL, &st2);
+    const double rss_gen = peak_rss_mb();
+    const size_t kv_gen = m ? m->kv_bytes : 0, act_gen = m ? m->act_bytes : 0;
+    /* prefill throughput: one pass over n_prefill tokens of the prompt's text repeated */
+    double prefill_tps = 0;
+    if (!rc) {
+        if (n_prefill > m->cfg.block_size) n_prefill = m->cfg.block_size;
+        int32_t *toks = malloc(sizeof(int32_t) * (size_t)n_prefill);
+        for (long i = 0; i < n_prefill; i++) toks[i] = p.ids.ids[i % (long)p.ids.n];
+        rc = gq_im_plan(m, 1, (int)n_prefill, (int)n_prefill);
+        double best = 1e30;
+        for (int r = 0; r < 3 && !rc; r++) {
+            double t0 = gq_now();
+            rc = gq_im_forward(m, toks, 1, (int)n_prefill, 0, NULL, NULL, NULL);
+            double dt = gq_now() - t0;
+            best = dt < best ? dt : best;
+        }
+        prefill_tps = n_prefill / best;
+        free(toks);
+    }
+    double bw = rc ? 0 : read_bandwidth();
+    if (!rc) {
+        const gq_gpt2_config *c = &m->cfg;
+        const double decode_tps = (st2.n_generated - 1) / st2.decode_s; /* the first token comes from the prefill */
+        /* bytes one decode step reads: every weight once, plus the KV cache up to the mean position */
+        const double kv_read = 2.0 * c->n_layer * c->n_embd * 4 * (p.ids.n + p.n_new / 2.0);
+        const double bytes_tok = (double)m->weight_bytes + kv_read, share = bytes_tok * decode_tps / bw;
+        const double gen_s = st.prefill_s + st.decode_s;
+        if (json) {
+            printf("{\"model\": \"%s\", \"kind\": \"%s\", \"formats\": \"%s\", \"threads\": %d, \"load_s\": %.4f, "
+                   "\"weight_bytes\": %zu, \"kv_bytes\": %zu, \"buffer_bytes\": %zu, \"model_memory_bytes\": %zu, "
+                   "\"peak_rss_mb\": %.1f, \"prompt_tokens\": %d, \"generated\": %d, \"generate_s\": %.4f, "
+                   "\"generate_with_load_s\": %.4f, \"prefill_tok_s\": %.1f, \"prefill_tokens\": %ld, "
+                   "\"decode_tok_s\": %.1f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbs\": %.2f, "
+                   "\"bandwidth_share\": %.3f}\n",
+                   model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, m->arena_bytes, kv_gen, act_gen,
+                   m->arena_bytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s,
+                   t_first - t_vocab, prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share);
+        } else {
+            printf("%s: %s (%s), %d threads\n", model, m->kind, m->formats, omp_get_max_threads());
+            printf("  load                 %8.3f s\n", m->load_seconds);
+            printf("  model memory         %8.1f MB  (weights %.1f MB packed, KV cache %.2f MB for %d positions, buffers %.2f MB)\n",
+                   (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6,
+                   st.n_prompt + p.n_new, act_gen / 1e6);
+            printf("  peak RSS             %8.1f MB\n", rss_gen);
+            printf("  %d tokens from \"%s\": %.3f s (%.3f s with load and vocabulary... first run)\n", st.n_generated,
+                   prompt, gen_s, t_first - t_vocab);
+            printf("  prefill              %8.1f tok/s (%ld tokens in one pass)\n", prefill_tps, n_prefill);
+            printf("  decode               %8.1f tok/s (steady state)\n", decode_tps);
+            printf("  decode bandwidth     %8.2f GB/s = %.1f MB/token x %.1f tok/s, %.0f%% of the measured %.1f GB/s read bandwidth\n",
+                   bytes_tok * decode_tps / 1e9, bytes_tok / 1e6, decode_tps, 100 * share, bw / 1e9);
+        }
+    }
+    gq_sampler_free(&s);
+    gq_ids_free(&p.ids);
+    gq_im_free(m);
+    gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
+/* ---- compare ---- */
+
+/* Run `self args` and parse the one JSON object it prints. */
+static cJSON *run_json(const char *self, const char *args) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' %s", self, args);
+    FILE *f = popen(cmd, "r");
+    if (!f) return NULL;
+    gq_bytes out = {0};
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) gq_bytes_append(&out, buf, n);
+    int status = pclose(f);
+    cJSON *j = status == 0 && out.n ? cJSON_ParseWithLength((const char *)out.data, out.n) : NULL;
+    gq_bytes_free(&out);
+    return j;
+}
+
+static double jnum(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static int cmd_compare(int argc, char **argv) {
+    const char *models[32], *data = NULL, *names = NULL, *outdir = ".";
+    int n_models = 0;
+    long max_tokens = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--data") && more) data = argv[++i];
+        else if (!strcmp(a, "--names") && more) names = argv[++i];
+        else if (!strcmp(a, "--out") && more) outdir = argv[++i];
+        else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens) && max_tokens > 0) i++;
+        else if (a[0] != '-' && n_models < 32) models[n_models++] = a;
+        else return usage_error("compare", a);
+    }
+    if (!n_models || !data) {
+        fprintf(stderr, "usage: " PROG " compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n");
+        return 2;
+    }
+    char self[4200], exe[4096];
+    gq_exe_dir(exe, sizeof exe);
+    snprintf(self, sizeof self, "%s/" PROG, exe);
+    int rc = gq_mkdir_p(outdir);
+    if (rc) return fail(rc);
+    char label[32][64];
+    for (int k = 0; k < n_models; k++) {
+        const char *base = strrchr(models[k], '/');
+        snprintf(label[k], sizeof label[k], "%s", base ? base + 1 : models[k]);
+        char *dot = strrchr(label[k], '.');
+        if (dot) *dot = 0;
+    }
+    if (names) {
+        char buf[2048];
+        snprintf(buf, sizeof buf, "%s", names);
+        int k = 0;
+        for (char *t = strtok(buf, ","); t && k < n_models; t = strtok(NULL, ","), k++) snprintf(label[k], sizeof label[k], "%s", t);
+    }
+    cJSON *all = cJSON_CreateArray();
+    for (int k = 0; k < n_models; k++) {
+        char args[6000];
+        fprintf(stderr, PROG ": compare: %s (%d/%d): eval\n", label[k], k + 1, n_models);
+        snprintf(args, sizeof args, "eval '%s' --data '%s' --json", models[k], data);
+        if (max_tokens) snprintf(args + strlen(args), sizeof args - strlen(args), " --max-tokens %ld", max_tokens);
+        cJSON *ev = run_json(self, args);
+        fprintf(stderr, PROG ": compare: %s (%d/%d): bench\n", label[k], k + 1, n_models);
+        snprintf(args, sizeof args, "bench '%s' --json", models[k]);
+        cJSON *be = run_json(self, args);
+        if (!ev || !be) {
+            cJSON_Delete(ev), cJSON_Delete(be), cJSON_Delete(all);
+            return fail(gq_errf(GQ_EINVAL, "%s: eval or bench failed (run them alone to see why)", models[k]));
+        }
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddStringToObject(row, "name", label[k]);
+        cJSON_AddItemToObject(row, "eval", ev);
+        cJSON_AddItemToObject(row, "bench", be);
+        cJSON_AddItemToArray(all, row);
+    }
+    /* table: loss and its delta to the first model (the reference), memory, speed */
+    char path[4400], tmp[4500];
+    snprintf(path, sizeof path, "%s/compare.md", outdir);
+    gq_temp_path(path, tmp, sizeof tmp);
+    FILE *md = fopen(tmp, "w");
+    if (!md) return fail(gq_errf(GQ_EIO, "%s: cannot write", tmp));
+    double ref = jnum(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "eval"), "loss");
+    fprintf(md, "| model | weights | val loss | delta | perplexity | weights MB | model memory MB | peak RSS MB | "
+                "load s | 50 tokens s | prefill tok/s | decode tok/s | bandwidth share |\n"
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int k = 0; k < n_models; k++) {
+        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"), *be = cJSON_GetObjectItem(r, "bench");
+        double loss = jnum(ev, "loss");
+        fprintf(md, "| %s | %s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
+                label[k], cJSON_GetObjectItem(be, "kind")->valuestring, loss, loss - ref, jnum(ev, "perplexity"),
+                jnum(be, "weight_bytes") / 1e6, jnum(be, "model_memory_bytes") / 1e6, jnum(be, "peak_rss_mb"),
+                jnum(be, "load_s"), jnum(be, "generate_s"), jnum(be, "prefill_tok_s"), jnum(be, "decode_tok_s"),
+                100 * jnum(be, "bandwidth_share"));
+    }
+    fclose(md);
+    if ((rc = gq_commit_file(tmp, path))) return fail(rc);
+    fputs("", stdout);
+    uint8_t *text;
+    size_t len;
+    if (!gq_read_file(path, &text, &len)) fwrite(text, 1, len, stdout), free(text);
+    /* JSON */
+    snprintf(path, sizeof path, "%s/compare.json", outdir);
+    gq_temp_path(path, tmp, sizeof tmp);
+    char *js = cJSON_Print(all);
+    FILE *jf = fopen(tmp, "w");
+    if (!jf || fputs(js, jf) < 0 || fclose(jf)) rc = gq_errf(GQ_EIO, "%s: cannot write", tmp);
+    free(js);
+    if (!rc) rc = gq_commit_file(tmp, path);
+    /* chart: memory as bars (left axis), the 50-token time as a line (right axis) */
+    char dat[4400], svg[4400], cmd[16384];
+    snprintf(dat, sizeof dat, "%s/compare.dat", outdir);
+    snprintf(svg, sizeof svg, "%s/compare.svg", outdir);
+    FILE *df = fopen(dat, "w");
+    for (int k = 0; df && k < n_models; k++) {
+        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"), *be = cJSON_GetObjectItem(r, "bench");
+        fprintf(df, "%d \"%s\" %.2f %.2f %.4f %.4f\n", k, label[k], jnum(be, "model_memory_bytes") / 1e6,
+                jnum(be, "peak_rss_mb"), jnum(be, "generate_s"), jnum(ev, "loss"));
+    }
+    if (df) fclose(df);
+    snprintf(cmd, sizeof cmd,
+             "gnuplot -e \"set terminal svg size 900,500 dynamic background rgb 'white'; set output '%s';"
+             " set title 'gpt2q-infer compare: memory (bars) and time for 50 tokens (line)';"
+             " set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1;"
+             " set boxwidth 0.9; set ylabel 'MB'; set y2label 'seconds'; set ytics nomirror; set y2tics;"
+             " set yrange [0:*]; set y2range [0:*]; set grid ytics; set xtics rotate by -20; set key top left;"
+             " plot '%s' using 3:xtic(2) title 'model memory MB' lc rgb '#4271ae',"
+             " '' using 4 title 'peak RSS MB' lc rgb '#8abeb7',"
+             " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
+             svg, dat);
+    if (system(cmd) != 0) fprintf(stderr, PROG ": warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
+    else fprintf(stderr, PROG ": wrote %s/compare.md, %s/compare.json, %s\n", outdir, outdir, svg);
+    cJSON_Delete(all);
     return rc ? fail(rc) : 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs("usage: " PROG " eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n"
-              "  MODEL: gpt2q checkpoint, quantized export (gpt2q-export), HF model.safetensors or llm.c .bin\n"
-              "  (generate, bench and compare arrive with the packed quantized kernels)\n",
+        fputs("usage: " PROG " COMMAND MODEL [options]\n"
+              "  eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n"
+              "      mean loss / perplexity over non-overlapping windows of T tokens (stride T)\n"
+              "  generate MODEL --prompt TEXT [-n 50] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 1]\n"
+              "      greedy by default; streams the text; stops at <|endoftext|>\n"
+              "  bench MODEL [-n 50] [--prompt \"" DEFAULT_PROMPT "\"] [--prefill 128] [--json]\n"
+              "      load time, memory, prefill and decode speed, decode bandwidth share\n"
+              "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
+              "      eval + bench of each: DIR/compare.md, compare.json, compare.svg\n"
+              "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"
+              "  model.safetensors (config.json beside it) or an llm.c .bin. GQ_CPU_SIMD=scalar forces\n"
+              "  the scalar kernels; OMP_NUM_THREADS sets the threads.\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
-    fprintf(stderr, PROG ": unknown command '%s' (eval)\n", argv[1]);
+    if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(argv[1], "compare")) return cmd_compare(argc, argv);
+    fprintf(stderr, PROG ": unknown command '%s' (eval, generate, bench, compare)\n", argv[1]);
     return 2;
 }

@@ -117,11 +117,16 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     for (int v = 0; v < 1; v++) {
         if (!gq_qdot_variant(variants[v]) || !gq_qdot_supported(variants[v])) continue;
         gq_qdot_variant(variants[v])->rows(&m.w, 0, N, &a, yv, N);
+        /* the SIMD kernel sums unsigned codes and subtracts offset * sum(x): its round-off is
+         * relative to sum |x| (|w| + 16 scale), not to sum |w x| */
         double worst = 0;
         for (int t = 0; t < M; t++)
             for (int r = 0; r < N; r++) {
                 double mag = 0;
-                for (int i = 0; i < K; i++) mag += fabs(m.deq[(size_t)r * K + i] * x[t * K + i]);
+                for (int i = 0; i < K; i++) {
+                    double sc = s.format == GQ_QF_F32 ? 0 : m.q.scales[((size_t)r * K + i) / m.w.group];
+                    mag += fabs(x[t * K + i]) * (fabs(m.deq[(size_t)r * K + i]) + (ip ? 16 * sc : 0));
+                }
                 double e = fabs(yv[t * N + r] - ys[t * N + r]) / (mag + 1e-30);
                 worst = e > worst ? e : worst;
             }

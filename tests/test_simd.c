@@ -59,6 +59,17 @@ int main(void) {
                     !memcmp(va, vb, (size_t)lens[k] * 4);
             double s1 = ref->sum_squares(x, (size_t)lens[k]), s2 = ops->sum_squares(x, (size_t)lens[k]);
             same &= !memcmp(&s1, &s2, sizeof s1);
+            float d1 = ref->dot(x, dy, lens[k]), d2 = ops->dot(x, dy, lens[k]);
+            double dref = 0;
+            for (int i = 0; i < lens[k]; i++) dref += (double)x[i] * dy[i];
+            same &= !memcmp(&d1, &d2, 4);
+            CHECKF(fabs(d1 - dref) <= 1e-5 * (1 + fabs(dref)), "dot over %d: %g vs double %g", lens[k], d1, dref);
+            memcpy(a, dy, sizeof dy);
+            memcpy(b, dy, sizeof dy);
+            ref->axpy(a, 0.37f, x, lens[k]);
+            ops->axpy(b, 0.37f, x, lens[k]);
+            same &= !memcmp(a, b, (size_t)lens[k] * 4);
+            for (int i = 0; i < lens[k]; i++) same &= a[i] == dy[i] + 0.37f * x[i];
         }
         printf("%s: %s\n", names[v], same ? "bit-identical to scalar" : "DIFFERS from scalar");
         CHECKF(same, "%s differs from the scalar variant", names[v]);

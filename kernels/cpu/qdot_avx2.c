@@ -65,33 +65,36 @@ static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd
     return hsum8(acc) * w->s32[r];
 }
 
-/* int4 / fp4 / int4a (integer path), G a multiple of 32 */
-static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const int32_t *bsum) {
+/* int4 / fp4 / int4a (integer path), G a multiple of 32. The codes enter maddubs as unsigned
+ * values u = v + off (int4: the code itself, off 8; int4a: the code, off = its zero point;
+ * fp4: twice the E2M1 value plus 12 through a byte shuffle), so no sign juggling is needed:
+ * sum v x = sum u x - off * sum x, and sum x of a group is gs[g] (per token, shared by all
+ * rows). */
+static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs) {
     const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
     const gq_qformat f = w->spec.format;
-    const int asym = f == GQ_QF_INT4A;
-    const __m256i m4 = _mm256_set1_epi8(15);
-    const __m256i lut = f == GQ_QF_FP4 ? _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1,
-                                                          2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12)
-                                       : _mm256_setr_epi8(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7,
-                                                          -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const int fp4 = f == GQ_QF_FP4;
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16,
+                                         18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    const float off_c = fp4 ? 12.0f : 8.0f;
     const uint8_t *in = w->q + (size_t)r * K / 2;
     __m256 acc = _mm256_setzero_ps();
-    float corr = 0.0f; /* int4a: sum over groups of scale * zero * sum_b xd * bsum */
+    float corr = 0.0f;
     for (int g = 0; g < ng; g++) {
         const size_t gi = (size_t)r * ng + g;
         float sc = scale_of(w, gi);
-        if (f == GQ_QF_FP4) sc *= 0.5f;
+        if (fp4) sc *= 0.5f;
         const uint8_t *p = in + (size_t)g * G / 2;
         const int8_t *x = xq + (size_t)g * G;
         const float *d = xd + (size_t)g * bpg;
         __m256 gacc = _mm256_setzero_ps();
 #define GQ_Q4_BLOCK(codes, xoff, b)                                                                                    \
     do {                                                                                                               \
+        const __m256i u = fp4 ? _mm256_shuffle_epi8(lut, (codes)) : (codes);                                          \
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                         \
-        const __m256i pr = asym ? _mm256_madd_epi16(_mm256_maddubs_epi16((codes), xv), _mm256_set1_epi16(1))          \
-                                : dot32_signed(_mm256_shuffle_epi8(lut, (codes)), xv);                                 \
-        gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_set1_ps(d[(b)]), gacc);                                  \
+        const __m256i pr = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);                                      \
+        gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_broadcast_ss(d + (b)), gacc);                            \
     } while (0)
         if (G == 32) {
             const __m128i v = _mm_loadu_si128((const __m128i *)p);
@@ -106,11 +109,7 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
             }
         }
 #undef GQ_Q4_BLOCK
-        if (asym) {
-            float c = 0.0f;
-            for (int b = 0; b < bpg; b++) c += d[b] * (float)bsum[(size_t)g * bpg + b];
-            corr += sc * (float)w->zeros[gi] * c;
-        }
+        corr += sc * (w->zeros ? (float)w->zeros[gi] : off_c) * gs[g];
         acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
     }
     return hsum8(acc) - corr;
@@ -159,6 +158,23 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
         return;
     }
+    /* 4-bit integer path: per token, the sum of the (dequantized) activations of each group */
+    enum { MAXG = 1024, MAXM = GQ_QMM_PANEL_MIN };
+    float gs[MAXM][MAXG];
+    if (q4) {
+        const int G = w->group, bpg = G / GQ_QMM_ABLOCK;
+        if (K / G > MAXG || a->M > MAXM) {
+            gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
+            return;
+        }
+        for (int m = 0; m < a->M; m++)
+            for (int g = 0; g < K / G; g++) {
+                float s = 0.0f;
+                for (int b = 0; b < bpg; b++)
+                    s += a->d[(size_t)m * nb + g * bpg + b] * (float)a->bsum[(size_t)m * nb + g * bpg + b];
+                gs[m][g] = s;
+            }
+    }
     for (int r = r0; r < r1; r++)
         for (int m = 0; m < a->M; m++) {
             const int8_t *xq = a->q + (size_t)m * K;
@@ -166,7 +182,7 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
             float v;
             if (f == GQ_QF_F32) v = row_f32(w->f32 + (size_t)r * K, a->x + (size_t)m * K, K);
             else if (i8) v = row_int8(w, r, xq, xd);
-            else if (q4) v = row_q4(w, r, xq, xd, a->bsum + (size_t)m * nb);
+            else if (q4) v = row_q4(w, r, xq, xd, gs[m]);
             else v = row_nf4(w, r, a->x + (size_t)m * K);
             y[(size_t)m * ldy + (r - r0)] = v;
         }

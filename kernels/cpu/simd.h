@@ -19,6 +19,9 @@ typedef struct {
      * bc2_sqrt = sqrt(1 - b2^t), decay = 1 - lr * wd */
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2, float eps,
                   float step, float bc2_sqrt, float decay, float grad_scale);
+    /* dot product in 16 fp32 lanes summed in a fixed order; y += a * x */
+    float (*dot)(const float *a, const float *b, int n);
+    void (*axpy)(float *y, float a, const float *x, int n);
     /* sum of squares in double, 4 double lanes per 16 floats summed in a fixed order */
     double (*sum_squares)(const float *g, size_t n);
 } gq_simd_ops;

@@ -53,6 +53,21 @@ static void FN(adamw)(float *p, const float *g, float *m, float *v, size_t n, fl
     }
 }
 
+static float FN(dot)(const float *a, const float *b, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += a[i + l] * b[i + l];
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void FN(axpy)(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 static double FN(sum_squares)(const float *g, size_t n) {
     double acc[LANES] = {0};
     size_t i = 0;
@@ -71,5 +86,7 @@ const gq_simd_ops GQ_CAT(gq_simd_ops, GQ_SIMD_NAME) = {
     .gelu_forward = FN(gelu_forward),
     .gelu_backward = FN(gelu_backward),
     .adamw = FN(adamw),
+    .dot = FN(dot),
+    .axpy = FN(axpy),
     .sum_squares = FN(sum_squares),
 };

@@ -1,0 +1,531 @@
+/* model (infer/): see model.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "model.h"
+
+#include "act_math.h"
+#include "cpu_ops.h"
+#include "gpt2_weights.h"
+#include "gq_error.h"
+#include "gq_progress.h"
+#include "h5io.h"
+#include "qexport.h"
+#include "qplan.h"
+#include "simd.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 64
+#define PANEL_FLOATS (512 * 1024) /* 2 MB: the prefill/eval dequantization panel */
+
+static size_t up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* ---- wiring tensors into the model ---- */
+
+/* the model's slot for tensor i of layer l: a matrix or a vector */
+static gq_qmat *mat_slot(gq_im *m, int i, int l) {
+    switch (i) {
+    case 0: return &m->wte;
+    case 4: return &m->layers[l].qkv;
+    case 6: return &m->layers[l].attproj;
+    case 10: return &m->layers[l].fc;
+    case 12: return &m->layers[l].fcproj;
+    default: return NULL;
+    }
+}
+
+static float **vec_slot(gq_im *m, int i, int l) {
+    gq_im_layer *L = &m->layers[l];
+    float **s[GQ_GPT2_N_TENSORS] = {NULL,     &m->wpe,      &L->ln1w, &L->ln1b, NULL,    &L->qkvb,
+                                    NULL,     &L->attprojb, &L->ln2w, &L->ln2b, NULL,    &L->fcb,
+                                    NULL,     &L->fcprojb,  &m->lnfw, &m->lnfb};
+    return s[i];
+}
+
+static int alloc_model(gq_im **out, const char *path, const gq_gpt2_config *cfg) {
+    gq_im *m = calloc(1, sizeof *m);
+    if (!m) return gq_errf(GQ_ENOMEM, "out of memory");
+    m->cfg = *cfg;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        return gq_errf(GQ_ENOMEM, "out of memory");
+    }
+    *out = m;
+    return GQ_OK;
+}
+
+static int load_float(gq_im *m) {
+    const gq_gpt2_config *c = &m->cfg;
+    const size_t n = gq_gpt2_n_params(c);
+    m->arena_bytes = up(n * sizeof(float));
+    m->arena = aligned_alloc(ALIGN, m->arena_bytes);
+    if (!m->arena) return gq_errf(GQ_ENOMEM, "%s: out of memory for %zu MB of weights", m->path, m->arena_bytes >> 20);
+    int rc = gq_weights_read(m->path, c, m->arena);
+    if (rc) return rc;
+    float *p = m->arena;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(c, i, &rows, &cols);
+        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            gq_qmat *q = mat_slot(m, i, l);
+            if (q) *q = (gq_qmat){.spec = {GQ_QF_F32, 0, 0}, .rows = (int)rows, .cols = (int)cols, .f32 = p};
+            else *vec_slot(m, i, l) = p;
+            p += rows * (cols ? cols : 1);
+        }
+    }
+    snprintf(m->kind, sizeof m->kind, "fp32");
+    snprintf(m->formats, sizeof m->formats, "f32 x%d", GQ_GPT2_N_TENSORS * c->n_layer);
+    return GQ_OK;
+}
+
+/* one tensor of an export: its spec and where its arrays go in the arena */
+typedef struct {
+    gq_qspec spec;
+    int rows, cols;
+    size_t off_q, off_s, off_z, off_aq, off_a2, end;
+} ex_tensor;
+
+static size_t ex_layout(ex_tensor *t, size_t off) {
+    const size_t rows = (size_t)t->rows, cols = (size_t)(t->cols ? t->cols : 1);
+    if (t->spec.format == GQ_QF_F32) {
+        t->off_q = off;
+        return t->end = off + up(rows * cols * 4);
+    }
+    const size_t groups = gq_qn_groups(&t->spec, t->rows, t->cols);
+    const int dq = t->spec.format == GQ_QF_NF4 && t->spec.double_quant;
+    t->off_q = off;
+    off += up(gq_qpacked_bytes(&t->spec, t->rows, t->cols));
+    t->off_s = off;
+    off += dq ? 0 : up(groups * (gq_qscale_f16(t->spec.format) ? 2 : 4));
+    t->off_z = off;
+    off += t->spec.format == GQ_QF_INT4A ? up(groups) : 0;
+    t->off_aq = off;
+    off += dq ? up(groups) : 0;
+    t->off_a2 = off;
+    off += dq ? up(4 * ((groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK)) : 0;
+    return t->end = off;
+}
+
+static int load_export(gq_im *m, gq_h5r *r) {
+    const gq_gpt2_config *c = &m->cfg;
+    const int n_t = GQ_GPT2_N_TENSORS * c->n_layer + 4;
+    ex_tensor *ts = calloc((size_t)n_t, sizeof *ts);
+    if (!ts) return gq_errf(GQ_ENOMEM, "out of memory");
+    int rc = GQ_OK, k = 0;
+    size_t off = 0;
+    char name[200], path[400];
+    /* pass 1: specs and the arena plan */
+    for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(c, i, &rows, &cols);
+        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
+        for (int l = 0; l < layers && !rc; l++, k++) {
+            gq_gpt2_tensor_name(i, l, name, sizeof name);
+            ex_tensor *t = &ts[k];
+            t->rows = (int)rows, t->cols = (int)cols;
+            snprintf(path, sizeof path, "/tensors/%s", name);
+            if (!gq_h5r_exists(r, path)) {
+                rc = gq_errf(GQ_EFORMAT, "%s: tensor %s is missing", m->path, path);
+                break;
+            }
+            rc = gq_export_tensor_spec(r, name, t->rows, t->cols, &t->spec);
+            if (!rc && t->spec.format != GQ_QF_F32 && !mat_slot(m, i, l))
+                rc = gq_errf(GQ_EUNSUPPORTED, "%s: %s is stored as %s; the runner expects it in fp32", m->path, path,
+                             gq_qformat_name(t->spec.format));
+            if (!rc) off = ex_layout(t, off);
+        }
+    }
+    if (!rc) {
+        m->arena_bytes = off;
+        m->arena = aligned_alloc(ALIGN, off ? off : ALIGN);
+        if (!m->arena) rc = gq_errf(GQ_ENOMEM, "%s: out of memory for %zu MB of weights", m->path, off >> 20);
+    }
+    /* pass 2: read every array into place and wire the model */
+    uint8_t *A = m->arena;
+    int counts[GQ_QF_COUNT] = {0}, groups_of[GQ_QF_COUNT] = {0};
+    size_t qvals[GQ_QF_COUNT] = {0};
+    k = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
+        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
+        for (int l = 0; l < layers && !rc; l++, k++) {
+            ex_tensor *t = &ts[k];
+            gq_gpt2_tensor_name(i, l, name, sizeof name);
+            char base[300];
+            snprintf(base, sizeof base, "/tensors/%s", name);
+            counts[t->spec.format]++;
+            qvals[t->spec.format] += (size_t)t->rows * (t->cols ? t->cols : 1);
+            if (t->spec.format == GQ_QF_F32) {
+                size_t dims[2] = {(size_t)t->rows, (size_t)t->cols};
+                snprintf(path, sizeof path, "%s/value", base);
+                rc = gq_h5r_f32(r, path, (float *)(A + t->off_q), t->cols ? 2 : 1, dims);
+                gq_qmat *q = mat_slot(m, i, l);
+                if (q) *q = (gq_qmat){.spec = t->spec, .rows = t->rows, .cols = t->cols, .f32 = (float *)(A + t->off_q)};
+                else *vec_slot(m, i, l) = (float *)(A + t->off_q);
+                continue;
+            }
+            size_t groups = gq_qn_groups(&t->spec, t->rows, t->cols), bytes = gq_qpacked_bytes(&t->spec, t->rows, t->cols);
+            gq_qmat *q = mat_slot(m, i, l);
+            *q = (gq_qmat){.spec = t->spec, .rows = t->rows, .cols = t->cols, .group = gq_qgroup(&t->spec, t->cols)};
+            groups_of[t->spec.format] = q->group;
+            snprintf(path, sizeof path, "%s/qweight", base);
+            rc = gq_h5r_u8(r, path, A + t->off_q, 1, &bytes);
+            q->q = A + t->off_q;
+            if (!rc && t->spec.format == GQ_QF_NF4 && t->spec.double_quant) {
+                size_t d2 = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
+                double offset = 0;
+                snprintf(path, sizeof path, "%s/absmax_q", base);
+                rc = gq_h5r_i8(r, path, (int8_t *)(A + t->off_aq), 1, &groups);
+                snprintf(path, sizeof path, "%s/absmax2", base);
+                if (!rc) rc = gq_h5r_f32(r, path, (float *)(A + t->off_a2), 1, &d2);
+                if (!rc) rc = gq_h5r_attr_f64(r, base, "absmax_offset", &offset);
+                q->absmax_q = (int8_t *)(A + t->off_aq);
+                q->absmax2 = (float *)(A + t->off_a2);
+                q->absmax_offset = (float)offset;
+            } else if (!rc) {
+                snprintf(path, sizeof path, "%s/scales", base);
+                if (gq_qscale_f16(t->spec.format)) {
+                    rc = gq_h5r_u16(r, path, (uint16_t *)(A + t->off_s), 1, &groups);
+                    q->s16 = (uint16_t *)(A + t->off_s);
+                } else {
+                    rc = gq_h5r_f32(r, path, (float *)(A + t->off_s), 1, &groups);
+                    q->s32 = (float *)(A + t->off_s);
+                }
+            }
+            if (!rc && t->spec.format == GQ_QF_INT4A) {
+                snprintf(path, sizeof path, "%s/zeros", base);
+                rc = gq_h5r_u8(r, path, A + t->off_z, 1, &groups);
+                q->zeros = A + t->off_z;
+            }
+        }
+    }
+    free(ts);
+    if (rc) return rc;
+    /* scales and fp32 values must be finite (a damaged file must not turn into NaN logits) */
+    int best = GQ_QF_F32;
+    size_t best_vals = 0;
+    char *f = m->formats;
+    size_t left = sizeof m->formats;
+    for (int q = 0; q < GQ_QF_COUNT; q++) {
+        if (!counts[q]) continue;
+        if (q != GQ_QF_F32) {
+            m->quantized = 1;
+            if (qvals[q] > best_vals) best_vals = qvals[q], best = q;
+        }
+        int w = snprintf(f, left, "%s%s x%d", f == m->formats ? "" : ", ", q == GQ_QF_F32 ? "f32" : gq_qformat_name(q),
+                         counts[q]);
+        if (w > 0 && (size_t)w < left) f += w, left -= (size_t)w;
+    }
+    if (best == GQ_QF_F32) snprintf(m->kind, sizeof m->kind, "fp32");
+    else if (best == GQ_QF_INT8 || best == GQ_QF_Q8_0) snprintf(m->kind, sizeof m->kind, "%s", gq_qformat_name(best));
+    else snprintf(m->kind, sizeof m->kind, "%s-g%d", gq_qformat_name(best), groups_of[best]);
+    return GQ_OK;
+}
+
+static int check_finite(gq_im *m) {
+    const gq_gpt2_config *c = &m->cfg;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(c, i, &rows, &cols);
+        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
+        for (int l = 0; l < layers; l++) {
+            gq_qmat *q = mat_slot(m, i, l);
+            const float *v = q ? q->f32 : *vec_slot(m, i, l);
+            size_t n = rows * (cols ? cols : 1);
+            if (q && q->spec.format != GQ_QF_F32) {
+                v = q->s32;
+                n = q->s32 ? gq_qn_groups(&q->spec, q->rows, q->cols) : 0;
+                if (q->absmax2) v = q->absmax2, n = (gq_qn_groups(&q->spec, q->rows, q->cols) + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
+                for (size_t g = 0; q->s16 && g < gq_qn_groups(&q->spec, q->rows, q->cols); g++)
+                    if (((q->s16[g] >> 10) & 31) == 31) {
+                        char name[200];
+                        gq_gpt2_tensor_name(i, l, name, sizeof name);
+                        return gq_errf(GQ_ENAN, "%s: tensor %s: scale %zu is not finite", m->path, name, g);
+                    }
+            }
+            for (size_t k = 0; v && k < n; k++)
+                if (!isfinite(v[k])) {
+                    char name[200];
+                    gq_gpt2_tensor_name(i, l, name, sizeof name);
+                    return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", m->path, name, k);
+                }
+        }
+    }
+    return GQ_OK;
+}
+
+static size_t read_bytes(const gq_im *m) {
+    const gq_gpt2_config *c = &m->cfg;
+    size_t b = gq_qmat_bytes(&m->wte) + (size_t)c->n_embd * 4 /* one wpe row */ + 2 * (size_t)c->n_embd * 4;
+    for (int l = 0; l < c->n_layer; l++) {
+        const gq_im_layer *L = &m->layers[l];
+        b += gq_qmat_bytes(&L->qkv) + gq_qmat_bytes(&L->attproj) + gq_qmat_bytes(&L->fc) + gq_qmat_bytes(&L->fcproj);
+        b += (size_t)c->n_embd * 4 * 13; /* ln weights/biases, the four biases */
+    }
+    return b;
+}
+
+int gq_im_load(gq_im **out, const char *path) {
+    *out = NULL;
+    const double t0 = gq_now();
+    gq_gpt2_config cfg;
+    int kind, rc = gq_weights_kind(path, &kind);
+    if (!rc) rc = gq_weights_config(path, &cfg);
+    if (rc) return rc;
+    gq_im *m = NULL;
+    if ((rc = alloc_model(&m, path, &cfg))) return rc;
+    char fmt[64] = "";
+    gq_h5r *r = NULL;
+    if (kind == GQ_WEIGHTS_GPT2Q && !(rc = gq_h5r_open(&r, path))) gq_h5r_attr_str(r, "/", "format", fmt, sizeof fmt);
+    if (!rc) rc = !strcmp(fmt, "gpt2q-quantized") ? load_export(m, r) : load_float(m);
+    if (r) gq_h5r_close(r);
+    if (!rc) rc = check_finite(m);
+    if (rc) {
+        gq_im_free(m);
+        return rc;
+    }
+    m->weight_bytes = read_bytes(m);
+    m->load_seconds = gq_now() - t0;
+    *out = m;
+    return GQ_OK;
+}
+
+void gq_im_free(gq_im *m) {
+    if (!m) return;
+    free(m->arena);
+    free(m->state);
+    free(m->layers);
+    free(m);
+}
+
+/* ---- run state ---- */
+
+int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
+    const gq_gpt2_config *c = &m->cfg;
+    if (B < 1 || chunk < 1 || n_ctx < 1 || n_ctx > c->block_size || chunk > n_ctx)
+        return gq_errf(GQ_EINVAL, "plan of %d sequences x %d positions (%d per call): positions must be in 1..%d", B,
+                       n_ctx, chunk, c->block_size);
+    free(m->state);
+    m->state = NULL;
+    const size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, M = (size_t)B * chunk, Vp = (size_t)c->padded_vocab_size;
+    const int nt = omp_get_max_threads();
+    m->B = B, m->n_ctx = n_ctx, m->chunk = chunk, m->M_max = (int)M;
+    m->panel_floats = M >= GQ_QMM_PANEL_MIN ? (PANEL_FLOATS > 4 * C ? PANEL_FLOATS : 4 * C) : 0;
+    const size_t vpanel = m->panel_floats / C; /* vocabulary rows per LM-head panel (eval) */
+    m->logits_rows = B;
+    size_t logit_floats = (size_t)B * Vp > M * vpanel ? (size_t)B * Vp : M * vpanel;
+    size_t sizes[] = {
+        L * B * n_ctx * C * 4, L * B * n_ctx * C * 4,              /* k, v */
+        M * C * 4, M * C * 4, M * 4, M * 4, M * 3 * C * 4,         /* x, ln, mean, rstd, qkv */
+        M * C * 4, M * C * 4, M * 4 * C * 4, logit_floats * 4,    /* atty, tmp, fch, logits */
+        (size_t)nt * chunk * n_ctx * 4,                            /* attention scores per thread */
+        M * 4 * C, M * 4 * C / 32 * 4, M * 4 * C / 32 * 4,         /* int8 activations */
+        m->panel_floats * 4};                                      /* panel */
+    const int n = (int)(sizeof sizes / sizeof *sizes);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += up(sizes[i]);
+    m->state = aligned_alloc(ALIGN, total);
+    if (!m->state) return gq_errf(GQ_ENOMEM, "out of memory for the run state (%zu MB)", total >> 20);
+    memset(m->state, 0, total);
+    void *p[16];
+    uint8_t *s = m->state;
+    for (int i = 0; i < n; i++) p[i] = s, s += up(sizes[i]);
+    m->kcache = p[0], m->vcache = p[1], m->x = p[2], m->ln = p[3], m->mean = p[4], m->rstd = p[5], m->qkv = p[6];
+    m->atty = p[7], m->tmp = p[8], m->fch = p[9], m->logits = p[10], m->att = p[11];
+    m->aq = p[12], m->ad = p[13], m->abs_ = p[14], m->panel = m->panel_floats ? p[15] : NULL;
+    m->kv_bytes = up(sizes[0]) * 2;
+    m->act_bytes = total - m->kv_bytes;
+    return GQ_OK;
+}
+
+const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b * m->cfg.padded_vocab_size; }
+
+/* ---- forward ---- */
+
+/* layernorm rows as kernels/cpu's (same arithmetic, so eval matches the trainer), threaded
+ * only when there are enough rows to pay for it */
+static void layernorm(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
+                      int C) {
+    if (N >= 8) {
+        gq_cpu_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float mu = 0.0f;
+        for (int c = 0; c < C; c++) mu += x[c];
+        mu /= C;
+        float var = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - mu;
+            var += d * d;
+        }
+        var /= C;
+        float s = 1.0f / sqrtf(var + 1e-5f);
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * s * w[c] + b[c];
+        mean[n] = mu, rstd[n] = s;
+    }
+}
+
+static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq_qmat *w, const float *bias) {
+    gq_qact a = {in, m->aq, m->ad, m->abs_, M, K};
+    gq_qmatmul(out, &a, 0, w, bias, m->panel, m->panel_floats);
+}
+
+/* Causal attention of the n new tokens of each sequence over the cache. Many new tokens
+ * (prefill, eval): per (sequence, head) two sgemms and a row softmax, the arithmetic of
+ * kernels/cpu's attention; one token (decode): dot products over the cached keys. */
+static void attention(gq_im *m, int l, int Bn, int n, int pos) {
+    const int C = m->cfg.n_embd, NH = m->cfg.n_head, hs = C / NH, T = m->n_ctx;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const size_t lay = (size_t)l * m->B * T * C;
+    if (n >= GQ_QMM_PANEL_MIN) {
+        const int S = pos + n; /* keys per query row, at most */
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int b = 0; b < Bn; b++)
+            for (int h = 0; h < NH; h++) {
+                float *a = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
+                const float *q = m->qkv + (size_t)b * n * 3 * C + h * hs;
+                const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs, *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hs, scale, q, 3 * C, kc, C, 0.0f, a, S);
+                for (int i = 0; i < n; i++) {
+                    float *row = a + (size_t)i * S;
+                    const int t = pos + i;
+                    float mx = row[0];
+                    for (int u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
+                    float sum = 0.0f;
+                    for (int u = 0; u <= t; u++) {
+                        row[u] = gq_exp(row[u] - mx);
+                        sum += row[u];
+                    }
+                    const float inv = 1.0f / sum;
+                    for (int u = 0; u <= t; u++) row[u] *= inv;
+                    for (int u = t + 1; u < S; u++) row[u] = 0.0f;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, S, 1.0f, a, S, vc, C, 0.0f,
+                            m->atty + (size_t)b * n * C + h * hs, C);
+            }
+        return;
+    }
+    const int total = Bn * NH * n;
+#pragma omp parallel for schedule(dynamic, 1) if (total > 1)
+    for (int job = 0; job < total; job++) {
+        const int b = job / (NH * n), h = (job / n) % NH, i = job % n, t = pos + i;
+        float *s = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
+        const float *q = m->qkv + ((size_t)b * n + i) * 3 * C + h * hs;
+        const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs, *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+        const gq_simd_ops *simd = gq_simd();
+        float mx = -3.0e38f;
+        for (int u = 0; u <= t; u++) {
+            s[u] = simd->dot(q, kc + (size_t)u * C, hs) * scale;
+            mx = s[u] > mx ? s[u] : mx;
+        }
+        float sum = 0.0f;
+        for (int u = 0; u <= t; u++) {
+            s[u] = gq_exp(s[u] - mx);
+            sum += s[u];
+        }
+        const float inv = 1.0f / sum;
+        float *o = m->atty + ((size_t)b * n + i) * C + h * hs;
+        for (int e = 0; e < hs; e++) o[e] = 0.0f;
+        for (int u = 0; u <= t; u++) simd->axpy(o, s[u] * inv, vc + (size_t)u * C, hs);
+    }
+}
+
+static void add_into(float *x, const float *y, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) x[i] = x[i] + y[i];
+}
+
+/* Cross-entropy of M rows of m->ln against targets through the tied LM head, one vocabulary
+ * panel at a time with a running log-sum-exp per row (combined in double) (the logits of all rows never exist at
+ * once). */
+static void lm_head_loss(gq_im *m, int M, const int32_t *targets, double *loss_sum, long *n_scored) {
+    const int C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    const int P = (int)(m->panel_floats / (size_t)C);
+    double *lse = (double *)(m->fch); /* fch is free now (M * 4C floats >= 2M) */
+    float *tl = m->tmp;               /* target logits */
+    const gq_simd_ops *simd = gq_simd();
+    for (int r = 0; r < M; r++) lse[r] = -INFINITY, tl[r] = 0;
+    for (int v0 = 0; v0 < V; v0 += P) {
+        const int v1 = v0 + P < V ? v0 + P : V, np = v1 - v0;
+        const float *W;
+        if (m->wte.spec.format == GQ_QF_F32) {
+            W = m->wte.f32 + (size_t)v0 * C;
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int v = v0; v < v1; v++) gq_qmat_dequant_rows(&m->wte, v, v + 1, m->panel + (size_t)(v - v0) * C);
+            W = m->panel;
+        }
+        gq_cpu_matmul_forward(m->logits, m->ln, W, NULL, M, C, np);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < M; r++) {
+            const float *z = m->logits + (size_t)r * np;
+            const double l = simd->logsumexp(z, np), hi = l > lse[r] ? l : lse[r], lo = l > lse[r] ? lse[r] : l;
+            lse[r] = hi + log1p(exp(lo - hi)); /* log(e^lse + e^l) */
+            if (targets[r] >= v0 && targets[r] < v1) tl[r] = z[targets[r] - v0];
+        }
+    }
+    for (int r = 0; r < M; r++)
+        if (targets[r] >= 0) *loss_sum += lse[r] - tl[r], (*n_scored)++;
+}
+
+int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const int32_t *targets, double *loss_sum,
+                  long *n_scored) {
+    const gq_gpt2_config *c = &m->cfg;
+    if (!m->state) return gq_errf(GQ_EINVAL, "gq_im_forward before gq_im_plan");
+    if (Bn < 1 || Bn > m->B || n < 1 || n > m->chunk || pos < 0 || pos + n > m->n_ctx)
+        return gq_errf(GQ_EINVAL, "%d sequences x %d tokens at position %d do not fit the plan (%d x %d, context %d)",
+                       Bn, n, pos, m->B, m->chunk, m->n_ctx);
+    const int M = Bn * n, C = c->n_embd, T = m->n_ctx;
+    for (int r = 0; r < M; r++)
+        if (tokens[r] < 0 || tokens[r] >= c->vocab_size)
+            return gq_errf(GQ_ERANGE, "token id %d is outside the model's vocabulary of %d", tokens[r], c->vocab_size);
+    if (targets && m->panel_floats == 0)
+        return gq_errf(GQ_EINVAL, "scoring needs a plan with at least %d tokens per call", GQ_QMM_PANEL_MIN);
+    /* token + position embedding (the embedding row dequantized exactly) */
+#pragma omp parallel for schedule(static) if (M > 16)
+    for (int r = 0; r < M; r++) {
+        float *x = m->x + (size_t)r * C;
+        const float *pe = m->wpe + (size_t)(pos + r % n) * C;
+        gq_qmat_dequant_rows(&m->wte, tokens[r], tokens[r] + 1, x);
+        for (int k = 0; k < C; k++) x[k] = x[k] + pe[k];
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        const gq_im_layer *L = &m->layers[l];
+        layernorm(m->ln, m->mean, m->rstd, m->x, L->ln1w, L->ln1b, M, C);
+        linear(m, m->qkv, m->ln, M, C, &L->qkv, L->qkvb);
+        const size_t lay = (size_t)l * m->B * T * C;
+        for (int r = 0; r < M; r++) {
+            const size_t at = lay + ((size_t)(r / n) * T + pos + r % n) * C;
+            memcpy(m->kcache + at, m->qkv + (size_t)r * 3 * C + C, (size_t)C * 4);
+            memcpy(m->vcache + at, m->qkv + (size_t)r * 3 * C + 2 * C, (size_t)C * 4);
+        }
+        attention(m, l, Bn, n, pos);
+        linear(m, m->tmp, m->atty, M, C, &L->attproj, L->attprojb);
+        add_into(m->x, m->tmp, (size_t)M * C);
+        layernorm(m->ln, m->mean, m->rstd, m->x, L->ln2w, L->ln2b, M, C);
+        linear(m, m->fch, m->ln, M, C, &L->fc, L->fcb);
+        if (M >= 8) gq_cpu_gelu_forward(m->fch, m->fch, (size_t)M * 4 * C);
+        else gq_simd()->gelu_forward(m->fch, m->fch, (size_t)M * 4 * C);
+        linear(m, m->tmp, m->fch, M, 4 * C, &L->fcproj, L->fcprojb);
+        add_into(m->x, m->tmp, (size_t)M * C);
+    }
+    if (targets) {
+        layernorm(m->ln, m->mean, m->rstd, m->x, m->lnfw, m->lnfb, M, C);
+        lm_head_loss(m, M, targets, loss_sum, n_scored);
+        return GQ_OK;
+    }
+    /* the last token of each sequence */
+    for (int b = 0; b < Bn; b++) memcpy(m->tmp + (size_t)b * C, m->x + ((size_t)b * n + n - 1) * C, (size_t)C * 4);
+    layernorm(m->ln, m->mean, m->rstd, m->tmp, m->lnfw, m->lnfb, Bn, C);
+    linear(m, m->logits, m->ln, Bn, C, &m->wte, NULL);
+    return GQ_OK;
+}

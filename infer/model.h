@@ -1,0 +1,68 @@
+/* model (infer/): GPT-2 for inference on packed weights. A quantized export is loaded as it is
+ * stored: codes, scales and zero points go straight from the file into ONE weight arena and
+ * stay packed; the matmuls dequantize in registers (kernels/qmatmul.h). A float checkpoint,
+ * an HF safetensors model or an llm.c .bin loads into the same arena as fp32. The tied token
+ * embedding / LM head is stored once.
+ *
+ * The run state (KV cache, activations, scratch) is planned once by gq_im_plan for at most B
+ * sequences of n_ctx positions and at most `chunk` new tokens per sequence per call; nothing is
+ * allocated per token. A forward call appends n tokens to each of the B sequences at
+ * position pos (prefill: n = prompt length; decode: n = 1). */
+#ifndef GQ_INFER_MODEL_H
+#define GQ_INFER_MODEL_H
+
+#include "gpt2_layout.h"
+#include "qmatmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    float *ln1w, *ln1b, *ln2w, *ln2b, *qkvb, *attprojb, *fcb, *fcprojb;
+    gq_qmat qkv, attproj, fc, fcproj;
+} gq_im_layer;
+
+typedef struct {
+    gq_gpt2_config cfg;
+    char path[1024];
+    char kind[32];        /* "fp32", or the format of the most common quantized weight */
+    char formats[256];    /* every tensor format in the file, e.g. "int4-g64 x49, f32 x100" */
+    int quantized;
+    gq_qmat wte;          /* (Vp, C): embedding and tied LM head */
+    float *wpe, *lnfw, *lnfb;
+    gq_im_layer *layers;
+    void *arena;          /* every weight */
+    size_t arena_bytes;
+    size_t weight_bytes;  /* what one decode step reads (wpe: one row) */
+    double load_seconds;
+
+    /* run state (gq_im_plan) */
+    int B, n_ctx, chunk, M_max;
+    float *kcache, *vcache; /* (L, B, n_ctx, C) */
+    float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *att;
+    int8_t *aq;
+    float *ad;
+    int32_t *abs_;
+    float *panel;
+    size_t panel_floats;
+    void *state;          /* the one run-state allocation */
+    size_t kv_bytes, act_bytes;
+    int logits_rows;      /* rows of `logits` */
+} gq_im;
+
+/* Load a model file (any of the kinds above). Errors name the file and the problem. */
+int gq_im_load(gq_im **out, const char *path);
+void gq_im_free(gq_im *m);
+
+/* Plan the run state: B sequences of up to n_ctx positions, up to chunk tokens per call. */
+int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk);
+
+/* Run n tokens (tokens[b * n + i]) of each of the B' <= B sequences at positions pos..pos+n-1
+ * (the cache must hold positions < pos). With targets (same layout, -1 = ignored): adds the
+ * summed cross-entropy to *loss_sum and the scored count to *n_scored. Without: the logits of
+ * each sequence's last token are in gq_im_logits(m, b). */
+int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const int32_t *targets, double *loss_sum,
+                  long *n_scored);
+const float *gq_im_logits(const gq_im *m, int b);
+
+#endif

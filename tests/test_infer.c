@@ -1,0 +1,173 @@
+/* The inference runner (infer/model.h) against the training model (train/, the reference):
+ *   - eval: the loss of every exported format, run packed, equals the loss of the same export
+ *     dequantized to fp32 and run by the trainer's forward (to matmul round-off), and the fp32
+ *     checkpoint's loss equals the trainer's;
+ *   - KV cache: a prefill (one pass, both attention paths) followed by one-token decode steps
+ *     gives the trainer's logits at every position (float-activation formats to 1e-4; the
+ *     int8-activation formats within a stated tolerance);
+ *   - bad input: not a model file, an unknown format attribute, a token outside the
+ *     vocabulary, a call that does not fit the plan: an error naming the problem. */
+#define _GNU_SOURCE
+#include "gpt2.h"
+#include "gq_error.h"
+#include "gq_rng.h"
+#include "gq_test.h"
+#include "h5io.h"
+#include "model.h"
+#include "qexport.h"
+#include "train.h"
+#include "weights.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { B = 2, T = 32, V = 300 };
+
+static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
+    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
+}
+
+/* max |a - b| over the real vocabulary of trainer logits at (b, t) vs runner logits */
+static double logit_diff(gq_gpt2 *ref, int b, int t, const float *got, float *buf, double *scale) {
+    gq_gpt2_logits(ref, b, t, buf);
+    double d = 0, s = 0;
+    for (int v = 0; v < V; v++) {
+        d = fmax(d, fabs(buf[v] - got[v]));
+        s = fmax(s, fabs(buf[v]));
+    }
+    if (scale) *scale = s;
+    return d;
+}
+
+static void check_model(const char *path, const char *label, const gq_gpt2_config *cfg, const int32_t *in,
+                        const int32_t *tg, double decode_tol) {
+    gq_gpt2 *ref = NULL;
+    gq_im *im = NULL;
+    CHECK_OK(gq_gpt2_create(&ref, cfg, gq_backend_cpu(), B, T));
+    CHECK_OK(gq_weights_load(path, ref));
+    CHECK_OK(gq_im_load(&im, path));
+    if (!ref || !im) return;
+    /* eval */
+    float lref = 0;
+    CHECK_OK(gq_gpt2_forward(ref, in, tg, B, T, &lref));
+    CHECK_OK(gq_im_plan(im, B, T, T));
+    double sum = 0;
+    long n = 0;
+    CHECK_OK(gq_im_forward(im, in, B, T, 0, tg, &sum, &n));
+    CHECKF(n == B * T - 1 && fabs(sum / n - lref) < 2e-5, "%s: runner loss %.7f over %ld tokens, trainer %.7f", label,
+           sum / n, n, lref);
+    /* decode: trainer logits of sequence 0 at every position */
+    CHECK_OK(gq_gpt2_forward(ref, in, NULL, B, T, NULL));
+    float *buf = malloc(sizeof(float) * cfg->padded_vocab_size);
+    const int prefills[] = {5, 20}; /* the row path and the panel path */
+    for (int k = 0; k < 2; k++) {
+        const int p = prefills[k];
+        CHECK_OK(gq_im_plan(im, 1, T, p));
+        CHECK_OK(gq_im_forward(im, in, 1, p, 0, NULL, NULL, NULL));
+        double worst = 0, sc = 0;
+        worst = logit_diff(ref, 0, p - 1, gq_im_logits(im, 0), buf, &sc);
+        for (int t = p; t < T; t++) {
+            CHECK_OK(gq_im_forward(im, in + t, 1, 1, t, NULL, NULL, NULL));
+            worst = fmax(worst, logit_diff(ref, 0, t, gq_im_logits(im, 0), buf, NULL));
+        }
+        CHECKF(worst <= decode_tol, "%s: prefill %d + decode: logits differ by %.3g (tolerance %.3g, logits up to %.2f)",
+               label, p, worst, decode_tol, sc);
+        printf("  %-10s prefill %2d + decode: max logit difference %.2e (logits up to %.2f)\n", label, p, worst, sc);
+    }
+    free(buf);
+    gq_im_free(im);
+    gq_gpt2_free(ref);
+}
+
+int main(void) {
+    char dir[] = "/tmp/gq_test_infer_XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char ckpt[256], out[256];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", dir);
+    gq_gpt2_config cfg = {2, 2, 64, T, V, 0};
+    gq_gpt2 *m = NULL;
+    CHECK_OK(gq_gpt2_create(&m, &cfg, gq_backend_cpu(), B, T));
+    if (!m) return gq_test_finish("test_infer");
+    cfg = m->cfg;
+    CHECK_OK(gq_gpt2_init(m, 5));
+    gq_train_opts o;
+    gq_train_defaults(&o);
+    gq_train_state st = {0};
+    CHECK_OK(gq_ckpt_save(ckpt, m, &st, &o));
+    gq_rng r;
+    gq_rng_seed(&r, 9);
+    int32_t in[B * T], tg[B * T];
+    for (int i = 0; i < B * T; i++) in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
+    tg[3] = -1; /* an ignored target */
+
+    const double F = 1e-5, I = 1.5e-2; /* decode tolerances on logits of magnitude < 1 */
+    check_model(ckpt, "fp32", &cfg, in, tg, F);
+    struct {
+        const char *fmt, *layers;
+        double tol;
+    } cases[] = {/* float activations (nf4; groups of 16 are not int8-block aligned) */
+                 {"nf4", "all", F},      {"nf4-dq", NULL, F},      {"int4-g16", NULL, F},
+                 /* int8 activation blocks: measured 3e-3 .. 7e-3 with logits up to 0.77 */
+                 {"int8", "all", I},     {"q8_0", NULL, I},        {"int4", "all", I},  {"int4-g32", NULL, I},
+                 {"int4a", "all", I},    {"fp4", "all", I},        {"int3", "all", I},  {"int2", NULL, I}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        gq_qplan plan;
+        snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
+        CHECK_OK(gq_qplan_build(&plan, cases[k].fmt, cases[k].layers, 0, cfg.n_layer));
+        gq_export_entry *e = NULL;
+        int n = 0;
+        CHECK_OK(gq_export(ckpt, out, &plan, shape_cb, &cfg, &e, &n));
+        free(e);
+        char label[64];
+        snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
+        check_model(out, label, &cfg, in, tg, cases[k].tol);
+        if (k) unlink(out);
+    }
+
+    /* bad input */
+    gq_im *im = NULL;
+    char bad[256];
+    snprintf(bad, sizeof bad, "%s/bad.bin", dir);
+    FILE *f = fopen(bad, "wb");
+    fputs("this is not a model at all", f);
+    fclose(f);
+    int rc = gq_im_load(&im, bad);
+    CHECKF(rc && strstr(gq_errmsg(rc), bad) && !im, "not a model: %s", gq_errmsg(rc));
+    /* an export whose tensor has an unknown format attribute */
+    snprintf(bad, sizeof bad, "%s/badfmt.h5", dir);
+    gq_h5w *w = NULL;
+    CHECK_OK(gq_h5w_begin(&w, bad));
+    const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
+    const int vals[] = {cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.vocab_size, cfg.padded_vocab_size};
+    for (int k = 0; k < 6; k++) gq_h5w_attr_i64(w, "/config", keys[k], vals[k]);
+    gq_h5w_attr_str(w, "/", "format", "gpt2q-quantized");
+    gq_h5w_group(w, "/tensors/wte.weight");
+    gq_h5w_attr_str(w, "/tensors/wte.weight", "format", "int9");
+    CHECK_OK(gq_h5w_commit(w));
+    rc = gq_im_load(&im, bad);
+    CHECKF(rc && strstr(gq_errmsg(rc), "int9") && strstr(gq_errmsg(rc), "wte.weight"), "unknown format: %s",
+           gq_errmsg(rc));
+    /* tokens and plans */
+    snprintf(out, sizeof out, "%s/q0.h5", dir);
+    CHECK_OK(gq_im_load(&im, out));
+    if (im) {
+        CHECK_OK(gq_im_plan(im, 1, 8, 4));
+        int32_t t5[5] = {1, 2, 3, 4, 5}, big = V;
+        rc = gq_im_forward(im, t5, 1, 5, 0, NULL, NULL, NULL);
+        CHECKF(rc == GQ_EINVAL, "5 tokens into a plan of 4 per call: %s", gq_errmsg(rc));
+        rc = gq_im_forward(im, t5, 1, 1, 8, NULL, NULL, NULL);
+        CHECKF(rc == GQ_EINVAL, "position 8 in a context of 8: %s", gq_errmsg(rc));
+        rc = gq_im_forward(im, &big, 1, 1, 0, NULL, NULL, NULL);
+        CHECKF(rc == GQ_ERANGE, "token %d: %s", V, gq_errmsg(rc));
+        rc = gq_im_plan(im, 1, T + 1, 1);
+        CHECKF(rc == GQ_EINVAL, "a context beyond block_size: %s", gq_errmsg(rc));
+        gq_im_free(im);
+    }
+    gq_gpt2_free(m);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) return 1;
+    return gq_test_finish("test_infer");
+}
