@@ -110,7 +110,9 @@ check 'h5dump -A -g /tensors/wte.weight "$T/qat/model-int4-g32.h5" | grep -q "in
 qat_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/qat/qat_report.json" | grep -o '[0-9.]*$')
 exp_loss=$("$B/gpt2q-infer" eval "$T/qat/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json 2>/dev/null |
   grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$')
-check '[ -n "$qat_loss" ] && [ "$qat_loss" = "$exp_loss" ]' "QAT loss ($qat_loss) == the export's loss in gpt2q-infer ($exp_loss)"
+# the trainer (fake-quant, fp32 weights) and the packed runner agree to float round-off
+check '[ -n "$qat_loss" ] && awk "BEGIN{d = $qat_loss - $exp_loss; exit !(d < 2e-5 && d > -2e-5)}"' \
+  "QAT loss ($qat_loss) == the export's loss in gpt2q-infer ($exp_loss) to 2e-5"
 # bit-exact resume with QAT and a delayed start (the spec is in the checkpoint)
 train --out "$T/qf" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 >/dev/null 2>&1
 train --out "$T/qp" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 --stop-after 4 >/dev/null 2>&1

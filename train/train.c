@@ -141,18 +141,21 @@ static int evaluate(run *r, int full, float *val_loss) {
     *val_loss = NAN;
     if (!r->val) return GQ_OK;
     int rc = gq_loader_set_state(r->val, &r->val_start);
+    const int B = r->o->batch;
+    /* windows scored: eval_batches whole batches, or (full) every window of the split, the
+     * last batch partial, as gpt2q-infer eval scores them */
+    uint64_t windows = gq_loader_windows(r->val), want = (uint64_t)r->o->eval_batches * (uint64_t)B;
+    if (!full && want < windows) windows = want;
+    if (windows < 1) windows = 1;
     double sum = 0;
-    int n = r->o->eval_batches;
-    if (full || (uint64_t)n * r->o->batch > gq_loader_windows(r->val))
-        n = (int)(gq_loader_windows(r->val) / (uint64_t)r->o->batch);
-    if (n < 1) n = 1;
-    for (int i = 0; i < n && !rc; i++) {
+    for (uint64_t w = 0; w < windows && !rc; w += (uint64_t)B) {
+        const int Bn = windows - w < (uint64_t)B ? (int)(windows - w) : B;
         float l = 0;
         rc = gq_loader_next(r->val, r->inputs, r->targets);
-        if (!rc) rc = gq_gpt2_forward(r->m, r->inputs, r->targets, r->o->batch, r->o->seq, &l);
-        sum += l;
+        if (!rc) rc = gq_gpt2_forward(r->m, r->inputs, r->targets, Bn, r->o->seq, &l);
+        sum += (double)l * Bn;
     }
-    *val_loss = (float)(sum / n);
+    *val_loss = (float)(sum / (double)windows);
     return rc;
 }
 
@@ -498,7 +501,7 @@ int gq_train_run(gq_train_opts *o) {
                steps_run * (double)tokens_per_step / t_train, loss, "", last_ckpt);
         if (isfinite(val_loss))
             printf("final validation loss %.4f over the whole validation split (%llu windows of %d tokens)\n", val_loss,
-                   (unsigned long long)(gq_loader_windows(r.val) / (uint64_t)o->batch * (uint64_t)o->batch), o->seq);
+                   (unsigned long long)gq_loader_windows(r.val), o->seq);
     }
     if (r.log) {
         fclose(r.log);
