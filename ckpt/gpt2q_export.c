@@ -1,8 +1,12 @@
 /* gpt2q-export: post-training quantization (round to nearest) of a gpt2q checkpoint into a
- * packed HDF5 file.
- *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json] */
+ * packed HDF5 file, or into a GGUF file for llama.cpp.
+ *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json]
+ *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf */
+#define _POSIX_C_SOURCE 200809L
+#include "gguf.h"
 #include "gpt2_layout.h"
 #include "gq_error.h"
+#include "gq_file.h"
 #include "h5io.h"
 #include "qexport.h"
 
@@ -17,24 +21,53 @@ static int gpt2_shape(const char *name, int *rows, int *cols, void *ctx) {
     return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
 }
 
+/* the GPT-2 vocabulary files: --vocab, $GPT2Q_VOCAB_DIR, beside the installed program, the
+ * source tree */
+static int find_vocab(const char *given, char *dir, size_t size) {
+    char exe[4096], probe[4400];
+    gq_exe_dir(exe, sizeof exe);
+    const char *env = getenv("GPT2Q_VOCAB_DIR");
+    const char *cands[6] = {given, env && *env ? env : NULL, NULL, NULL, NULL, GQ_SOURCE_DATA_DIR "/gpt2"};
+    char c2[4200], c3[4200], c4[4200];
+    snprintf(c2, sizeof c2, "%s/../share/gpt2q/gpt2", exe);
+    snprintf(c3, sizeof c3, "%s/../data/gpt2", exe);
+    snprintf(c4, sizeof c4, "%s/../../data/gpt2", exe);
+    cands[2] = exe[0] ? c2 : NULL, cands[3] = exe[0] ? c3 : NULL, cands[4] = exe[0] ? c4 : NULL;
+    for (int i = 0; i < 6; i++) {
+        if (!cands[i]) continue;
+        snprintf(probe, sizeof probe, "%s/encoder.json", cands[i]);
+        if (gq_file_exists(probe) || i == 0) {
+            snprintf(dir, size, "%s", cands[i]);
+            return GQ_OK;
+        }
+    }
+    return gq_errf(GQ_ENOENT, "GPT-2 vocabulary (encoder.json, vocab.bpe) not found: pass --vocab DIR");
+}
+
 static void usage(FILE *f) {
     fputs("usage: " PROG " CKPT.h5 --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
           "  FORMAT: int8 (per row) | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] | nf4[-dq] | fp4,\n"
           "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'\n"
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
-          "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n",
+          "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
+          "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
+          "              (--format q8_0) or Q4_0 (--format int4 --group 32), the rest F32 (F16 with --f16);\n"
+          "              --vocab DIR holds encoder.json and vocab.bpe (default: the installed GPT-2 files)\n",
           f);
 }
 
 int main(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL;
-    int group = 0, json = 0;
+    const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL, *vocab = NULL;
+    int group = 0, json = 0, gguf = 0, f16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--gguf")) gguf = 1;
+        else if (!strcmp(a, "--f16")) f16 = 1;
+        else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(a, "--format") && i + 1 < argc) format = argv[++i];
         else if (!strcmp(a, "--layers") && i + 1 < argc) layers = argv[++i];
@@ -65,6 +98,21 @@ int main(int argc, char **argv) {
     if (!rc) rc = gq_gpt2_config_check(&cfg);
     gq_qplan plan;
     if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
+    if (gguf) {
+        char dir[4200];
+        if (!rc) rc = find_vocab(vocab, dir, sizeof dir);
+        gq_gguf_opts go = {f16, dir, NULL};
+        int nq = 0;
+        size_t bytes = 0;
+        if (!rc) rc = gq_gguf_export(in, out, &plan, &go, &nq, &bytes);
+        if (rc) {
+            fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
+            return 1;
+        }
+        if (json) printf("{\"out\": \"%s\", \"gguf_bytes\": %zu, \"quantized_tensors\": %d}\n", out, bytes, nq);
+        else printf("wrote %s: GGUF v3, %zu bytes, %d quantized tensors\n", out, bytes, nq);
+        return 0;
+    }
     gq_export_entry *e = NULL;
     int n = 0;
     if (!rc) rc = gq_export(in, out, &plan, gpt2_shape, &cfg, &e, &n);
