@@ -115,6 +115,60 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
     return hsum8(acc) - corr;
 }
 
+/* The same for two rows at once with a compile-time group size (32, 64, 128): the activation
+ * loads and block scales are shared and the two rows' chains run side by side. int4 and int4a
+ * only (fp4 takes row_q4). */
+#define GQ_Q4X2(G)                                                                                                    \
+    static void row2_q4_g##G(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs, float *o0, \
+                             float *o1) {                                                                             \
+        const int K = w->cols, ng = K / (G);                                                                          \
+        const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);                                         \
+        const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;                                               \
+        const size_t g0 = (size_t)r * ng, g1 = g0 + ng;                                                               \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                                \
+        float corr0 = 0.0f, corr1 = 0.0f;                                                                             \
+        for (int g = 0; g < ng; g++) {                                                                                \
+            const int8_t *x = xq + (size_t)g * (G);                                                                   \
+            const float *d = xd + (size_t)g * ((G) / 32);                                                             \
+            __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();                                              \
+            if ((G) == 32) {                                                                                          \
+                const __m128i v0 = _mm_loadu_si128((const __m128i *)(p0 + g * 16)),                                   \
+                              v1 = _mm_loadu_si128((const __m128i *)(p1 + g * 16));                                   \
+                const __m256i c0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), m4);                 \
+                const __m256i c1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4);                 \
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)x);                                            \
+                const __m256 db = _mm256_broadcast_ss(d);                                                             \
+                ga0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(c0, xv), ones)), db);   \
+                ga1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(c1, xv), ones)), db);   \
+            } else {                                                                                                  \
+                for (int j = 0; j < (G) / 2; j += 32) {                                                               \
+                    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * (G) / 2 + j));           \
+                    const __m256i v1 = _mm256_loadu_si256((const __m256i *)(p1 + (size_t)g * (G) / 2 + j));           \
+                    const __m256i xl = _mm256_loadu_si256((const __m256i *)(x + j));                                  \
+                    const __m256i xh = _mm256_loadu_si256((const __m256i *)(x + (G) / 2 + j));                        \
+                    const __m256 dl = _mm256_broadcast_ss(d + j / 32), dh = _mm256_broadcast_ss(d + ((G) / 2 + j) / 32); \
+                    const __m256i l0 = _mm256_and_si256(v0, m4), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);  \
+                    const __m256i l1 = _mm256_and_si256(v1, m4), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);  \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xl), ones)), dl, ga0); \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xl), ones)), dl, ga1); \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(h0, xh), ones)), dh, ga0); \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(h1, xh), ones)), dh, ga1); \
+                }                                                                                                     \
+            }                                                                                                         \
+            const float s0 = _cvtsh_ss(w->s16[g0 + g]), s1 = _cvtsh_ss(w->s16[g1 + g]);                               \
+            corr0 += s0 * (w->zeros ? (float)w->zeros[g0 + g] : 8.0f) * gs[g];                                        \
+            corr1 += s1 * (w->zeros ? (float)w->zeros[g1 + g] : 8.0f) * gs[g];                                        \
+            acc0 = _mm256_fmadd_ps(ga0, _mm256_set1_ps(s0), acc0);                                                    \
+            acc1 = _mm256_fmadd_ps(ga1, _mm256_set1_ps(s1), acc1);                                                    \
+        }                                                                                                             \
+        *o0 = hsum8(acc0) - corr0;                                                                                    \
+        *o1 = hsum8(acc1) - corr1;                                                                                    \
+    }
+GQ_Q4X2(32)
+GQ_Q4X2(64)
+GQ_Q4X2(128)
+#undef GQ_Q4X2
+
 /* nf4 (float path), G a multiple of 32 */
 static float row_nf4(const gq_qmat *w, int r, const float *x) {
     static const float cb[16] = GQ_NF4_CODEBOOK;
@@ -175,7 +229,16 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
                 gs[m][g] = s;
             }
     }
-    for (int r = r0; r < r1; r++)
+    void (*q4x2)(const gq_qmat *, int, const int8_t *, const float *, const float *, float *, float *) = NULL;
+    if (q4 && f != GQ_QF_FP4 && w->s16)
+        q4x2 = w->group == 32 ? row2_q4_g32 : w->group == 64 ? row2_q4_g64 : w->group == 128 ? row2_q4_g128 : NULL;
+    int r = r0;
+    if (q4x2)
+        for (; r + 2 <= r1; r += 2)
+            for (int m = 0; m < a->M; m++)
+                q4x2(w, r, a->q + (size_t)m * K, a->d + (size_t)m * nb, gs[m], &y[(size_t)m * ldy + (r - r0)],
+                     &y[(size_t)m * ldy + (r + 1 - r0)]);
+    for (; r < r1; r++)
         for (int m = 0; m < a->M; m++) {
             const int8_t *xq = a->q + (size_t)m * K;
             const float *xd = a->d + (size_t)m * nb;
