@@ -261,6 +261,42 @@ static int cmd_generate(int argc, char **argv) {
     return rc ? fail(rc) : 0;
 }
 
+/* ---- logits (for comparisons with other engines) ---- */
+
+static int cmd_logits(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL, *vocab = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = argv[++i];
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (argv[i][0] != '-' && !model) model = argv[i];
+        else return usage_error("logits", argv[i]);
+    }
+    if (!model || !prompt) {
+        fprintf(stderr, "usage: " PROG " logits MODEL --prompt TEXT   (JSON: the prompt's ids and the last position's logits)\n");
+        return 2;
+    }
+    gq_bpe *bpe = NULL;
+    gq_im *m = NULL;
+    prompt_plan p = {0};
+    int rc = gq_bpe_load_dir(&bpe, vocab);
+    if (!rc) rc = gq_im_load(&m, model);
+    if (!rc) rc = prepare_prompt(bpe, m, prompt, 0, &p);
+    if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n, (int)p.ids.n);
+    if (!rc) rc = gq_im_forward(m, p.ids.ids, 1, (int)p.ids.n, 0, NULL, NULL, NULL);
+    if (!rc) {
+        printf("{\"model\": \"%s\", \"tokens\": [", model);
+        for (size_t i = 0; i < p.ids.n; i++) printf("%s%d", i ? ", " : "", p.ids.ids[i]);
+        printf("], \"logits\": [");
+        const float *l = gq_im_logits(m, 0);
+        for (int v = 0; v < m->cfg.vocab_size; v++) printf("%s%.6g", v ? ", " : "", l[v]);
+        printf("]}\n");
+    }
+    gq_ids_free(&p.ids);
+    gq_im_free(m);
+    gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
 /* ---- bench ---- */
 
 /* Streaming read bandwidth of this machine with all threads (best of several passes over a
@@ -532,6 +568,8 @@ int main(int argc, char **argv) {
               "      load time, memory, prefill and decode speed, decode bandwidth share\n"
               "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
               "      eval + bench of each: DIR/compare.md, compare.json, compare.svg\n"
+              "  logits MODEL --prompt TEXT\n"
+              "      JSON: the prompt's token ids and the logits after its last token\n"
               "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"
               "  model.safetensors (config.json beside it) or an llm.c .bin. GQ_CPU_SIMD=scalar forces\n"
               "  the scalar kernels; OMP_NUM_THREADS sets the threads.\n",
@@ -542,6 +580,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     if (!strcmp(argv[1], "compare")) return cmd_compare(argc, argv);
+    if (!strcmp(argv[1], "logits")) return cmd_logits(argc, argv);
     fprintf(stderr, PROG ": unknown command '%s' (eval, generate, bench, compare)\n", argv[1]);
     return 2;
 }
