@@ -374,9 +374,9 @@ static void layernorm(float *out, float *mean, float *rstd, const float *inp, co
     }
 }
 
-static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq_qmat *w, const float *bias) {
+static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq_qmat *w, const float *bias, int gelu) {
     gq_qact a = {in, m->aq, m->ad, m->abs_, M, K};
-    gq_qmatmul(out, &a, 0, w, bias, m->panel, m->panel_floats);
+    gq_qmatmul(out, &a, 0, w, bias, gelu, m->panel, m->panel_floats);
 }
 
 /* Causal attention of the n new tokens of each sequence over the cache. Many new tokens
@@ -501,7 +501,7 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
     for (int l = 0; l < c->n_layer; l++) {
         const gq_im_layer *L = &m->layers[l];
         layernorm(m->ln, m->mean, m->rstd, m->x, L->ln1w, L->ln1b, M, C);
-        linear(m, m->qkv, m->ln, M, C, &L->qkv, L->qkvb);
+        linear(m, m->qkv, m->ln, M, C, &L->qkv, L->qkvb, 0);
         const size_t lay = (size_t)l * m->B * T * C;
         for (int r = 0; r < M; r++) {
             const size_t at = lay + ((size_t)(r / n) * T + pos + r % n) * C;
@@ -509,13 +509,11 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
             memcpy(m->vcache + at, m->qkv + (size_t)r * 3 * C + 2 * C, (size_t)C * 4);
         }
         attention(m, l, Bn, n, pos);
-        linear(m, m->tmp, m->atty, M, C, &L->attproj, L->attprojb);
+        linear(m, m->tmp, m->atty, M, C, &L->attproj, L->attprojb, 0);
         add_into(m->x, m->tmp, (size_t)M * C);
         layernorm(m->ln, m->mean, m->rstd, m->x, L->ln2w, L->ln2b, M, C);
-        linear(m, m->fch, m->ln, M, C, &L->fc, L->fcb);
-        if (M >= 8) gq_cpu_gelu_forward(m->fch, m->fch, (size_t)M * 4 * C);
-        else gq_simd()->gelu_forward(m->fch, m->fch, (size_t)M * 4 * C);
-        linear(m, m->tmp, m->fch, M, 4 * C, &L->fcproj, L->fcprojb);
+        linear(m, m->fch, m->ln, M, C, &L->fc, L->fcb, 1); /* GELU as the epilogue */
+        linear(m, m->tmp, m->fch, M, 4 * C, &L->fcproj, L->fcprojb, 0);
         add_into(m->x, m->tmp, (size_t)M * C);
     }
     if (targets) {
@@ -526,6 +524,6 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
     /* the last token of each sequence */
     for (int b = 0; b < Bn; b++) memcpy(m->tmp + (size_t)b * C, m->x + ((size_t)b * n + n - 1) * C, (size_t)C * 4);
     layernorm(m->ln, m->mean, m->rstd, m->tmp, m->lnfw, m->lnfb, Bn, C);
-    linear(m, m->logits, m->ln, Bn, C, &m->wte, NULL);
+    linear(m, m->logits, m->ln, Bn, C, &m->wte, NULL, 0);
     return GQ_OK;
 }

@@ -62,14 +62,17 @@ size_t gq_qmat_bytes(const gq_qmat *w);
 /* Dequantize rows [r0, r1) into dst ((r1 - r0) * cols), exactly as gq_dequantize. */
 void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst);
 
-/* Quantize a->x into a->q, a->d, a->bsum (K must be a multiple of 32). */
+/* Quantize a->x into a->q, a->d, a->bsum (K must be a multiple of 32); the _range form does
+ * blocks [b0, b1) of the M * K / 32 blocks. */
 void gq_qact_quantize(gq_qact *a);
+void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1);
 
-/* out (M, rows) = x (M, cols) @ W^T + bias (bias may be NULL). `a` holds x and, when the row
- * path is taken with an integer-path matrix, buffers for its quantization (filled here unless
- * a_ready). panel: scratch of panel_floats floats for the M >= GQ_QMM_PANEL_MIN path (at least
- * cols floats). Allocates nothing. */
-void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, float *panel,
+/* out (M, rows) = x (M, cols) @ W^T + bias (bias may be NULL), then GELU if gelu (the epilogue
+ * runs on each thread's own rows). `a` holds x and, when the row path is taken with an
+ * integer-path matrix, buffers for its quantization (filled here, split across the threads,
+ * unless a_ready). panel: scratch of panel_floats floats for the M >= GQ_QMM_PANEL_MIN path
+ * (at least cols floats). Allocates nothing. */
+void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
                 size_t panel_floats);
 
 /* Row kernels of one variant: y[m * ldy + r - r0] for rows [r0, r1) and tokens m < a->M.

@@ -9,6 +9,7 @@
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
+#include "act_math.h"
 #include "qmatmul.h"
 #include "qplan.h"
 
@@ -147,11 +148,20 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     float *bias = malloc(sizeof(float) * N);
     for (int r = 0; r < N; r++) bias[r] = randn(rng);
     float *yd = malloc(sizeof(float) * M * N);
-    gq_qmatmul(yd, &a, 0, &m.w, bias, NULL, 0);
+    gq_qmatmul(yd, &a, 0, &m.w, bias, 0, NULL, 0);
     int ok = 1;
     for (int t = 0; t < M; t++)
         for (int r = 0; r < N; r++) ok &= fabsf(yd[t * N + r] - bias[r] - yv[t * N + r]) <= 1e-5f * (1 + fabsf(yv[t * N + r]));
     if (gq_qdot() == gq_qdot_variant("avx2")) CHECKF(ok, "%s %dx%d: driver row path + bias", fmt, rows, cols);
+    /* the GELU epilogue: the same as GELU applied afterwards, on both paths */
+    {
+        float *yg = malloc(sizeof(float) * M * N);
+        gq_qmatmul(yg, &a, 1, &m.w, bias, 1, NULL, 0);
+        int same = 1;
+        for (int i = 0; i < M * N; i++) same &= yg[i] == gq_gelu(yd[i]);
+        CHECKF(same, "%s %dx%d: GELU epilogue (row path)", fmt, rows, cols);
+        free(yg);
+    }
     const int MP = 20;
     float *xp = malloc(sizeof(float) * MP * K), *yp = malloc(sizeof(float) * MP * N), *panel = malloc(sizeof(float) * 3 * K);
     for (int i = 0; i < MP * K; i++) xp[i] = randn(rng);
@@ -159,7 +169,7 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     for (int pass = 0; pass < 2; pass++) {
         size_t pf = pass ? (size_t)3 * K : (size_t)N * K; /* several panels, then one */
         float *pb = pass ? panel : malloc(sizeof(float) * pf);
-        gq_qmatmul(yp, &ap, 0, &m.w, bias, pb, pf);
+        gq_qmatmul(yp, &ap, 0, &m.w, bias, 0, pb, pf);
         double worst = 0;
         for (int t = 0; t < MP; t++)
             for (int r = 0; r < N; r++) {
@@ -169,6 +179,14 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
                 worst = e > worst ? e : worst;
             }
         CHECKF(worst < 2e-6, "%s %dx%d: panel path (%s) vs double: %.3g", fmt, rows, cols, pass ? "3-row panels" : "one panel", worst);
+        if (pass) {
+            float *yg = malloc(sizeof(float) * MP * N);
+            gq_qmatmul(yg, &ap, 0, &m.w, bias, 1, pb, pf);
+            int same = 1;
+            for (int i = 0; i < MP * N; i++) same &= yg[i] == gq_gelu(yp[i]);
+            CHECKF(same, "%s %dx%d: GELU epilogue (panel path)", fmt, rows, cols);
+            free(yg);
+        }
         if (!pass) free(pb);
     }
     free(xp), free(yp), free(panel), free(bias), free(yd);

@@ -3,6 +3,8 @@
  * the AVX2 row kernel. */
 #include "qmatmul.h"
 
+#include "simd.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -62,26 +64,28 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
         }
 }
 
-void gq_qact_quantize(gq_qact *a) {
-    const int nb = a->K / GQ_QMM_ABLOCK;
-    for (int m = 0; m < a->M; m++)
-        for (int b = 0; b < nb; b++) {
-            const float *x = a->x + (size_t)m * a->K + b * GQ_QMM_ABLOCK;
-            int8_t *q = a->q + (size_t)m * a->K + b * GQ_QMM_ABLOCK;
-            float amax = 0.0f;
-            for (int i = 0; i < GQ_QMM_ABLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            int32_t s = 0;
-            for (int i = 0; i < GQ_QMM_ABLOCK; i++) {
-                float v = rintf(x[i] * id);
-                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                q[i] = (int8_t)v;
-                s += q[i];
-            }
-            a->d[(size_t)m * nb + b] = d;
-            a->bsum[(size_t)m * nb + b] = s;
+void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1) {
+    const size_t nb = (size_t)a->K / GQ_QMM_ABLOCK;
+    for (size_t blk = b0; blk < b1; blk++) {
+        const size_t m = blk / nb, b = blk % nb;
+        const float *x = a->x + m * a->K + b * GQ_QMM_ABLOCK;
+        int8_t *q = a->q + m * a->K + b * GQ_QMM_ABLOCK;
+        float amax = 0.0f;
+        for (int i = 0; i < GQ_QMM_ABLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t s = 0;
+        for (int i = 0; i < GQ_QMM_ABLOCK; i++) {
+            float v = rintf(x[i] * id);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q[i] = (int8_t)v;
+            s += q[i];
         }
+        a->d[blk] = d;
+        a->bsum[blk] = s;
+    }
 }
+
+void gq_qact_quantize(gq_qact *a) { gq_qact_quantize_range(a, 0, (size_t)a->M * (size_t)(a->K / GQ_QMM_ABLOCK)); }
 
 /* ---- the scalar reference row kernel ---- */
 
@@ -181,7 +185,12 @@ const gq_qdot_ops *gq_qdot(void) {
 
 /* ---- drivers ---- */
 
-void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, float *panel,
+static void gelu_rows(float *out, int M, int N, int r0, int r1) {
+    const gq_simd_ops *simd = gq_simd();
+    for (int m = 0; m < M; m++) simd->gelu_forward(out + (size_t)m * N + r0, out + (size_t)m * N + r0, (size_t)(r1 - r0));
+}
+
+void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
                 size_t panel_floats) {
     const int M = a->M, K = w->cols, N = w->rows;
     if (M >= GQ_QMM_PANEL_MIN && (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
@@ -192,24 +201,34 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
         const float beta = bias ? 1.0f : 0.0f;
         if (w->spec.format == GQ_QF_F32) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a->x, K, w->f32, K, beta, out, N);
-            return;
-        }
-        const int step = (int)(panel_floats / (size_t)K);
-        for (int r0 = 0; r0 < N; r0 += step) {
-            const int r1 = r0 + step < N ? r0 + step : N;
+        } else {
+            const int step = (int)(panel_floats / (size_t)K);
+            for (int r0 = 0; r0 < N; r0 += step) {
+                const int r1 = r0 + step < N ? r0 + step : N;
 #pragma omp parallel for schedule(static)
-            for (int r = r0; r < r1; r++) gq_qmat_dequant_rows(w, r, r + 1, panel + (size_t)(r - r0) * K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r1 - r0, K, 1.0f, a->x, K, panel, K, beta, out + r0,
-                        N);
+                for (int r = r0; r < r1; r++) gq_qmat_dequant_rows(w, r, r + 1, panel + (size_t)(r - r0) * K);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r1 - r0, K, 1.0f, a->x, K, panel, K, beta,
+                            out + r0, N);
+            }
+        }
+        if (gelu) {
+#pragma omp parallel for schedule(static)
+            for (int m = 0; m < M; m++) gelu_rows(out + (size_t)m * N, 1, N, 0, N);
         }
         return;
     }
-    if (!a_ready && gq_qmat_int_path(w)) gq_qact_quantize(a);
+    const int quant = !a_ready && gq_qmat_int_path(w);
+    const size_t blocks = quant ? (size_t)M * (size_t)(K / GQ_QMM_ABLOCK) : 0;
     const gq_qdot_ops *ops = gq_qdot();
 #pragma omp parallel
     {
-        /* contiguous row ranges, multiples of 8 rows, one per thread */
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (quant) { /* each thread quantizes a share of the activation blocks */
+            gq_qact_quantize_range(a, blocks * t / nt, blocks * (t + 1) / nt);
+#pragma omp barrier
+        }
+        /* contiguous row ranges, multiples of 8 rows, one per thread (each thread streams one
+         * contiguous stretch of the weights; dynamic chunks measured slower) */
         const int per = ((N + nt - 1) / nt + 7) / 8 * 8;
         const int r0 = t * per < N ? t * per : N, r1 = r0 + per < N ? r0 + per : N;
         if (r0 < r1) {
@@ -217,6 +236,6 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
             if (bias)
                 for (int m = 0; m < M; m++)
                     for (int r = r0; r < r1; r++) out[(size_t)m * N + r] += bias[r];
+            if (gelu) gelu_rows(out, M, N, r0, r1);
         }
-    }
-}
+    }}
