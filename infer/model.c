@@ -144,7 +144,7 @@ static int load_export(gq_im *m, gq_h5r *r) {
     }
     if (!rc) {
         m->arena_bytes = off;
-        m->arena = aligned_alloc(ALIGN, off ? off : ALIGN);
+        m->arena = aligned_alloc(ALIGN, off + ALIGN); /* slack: the int3 kernel reads a few bytes ahead */
         if (!m->arena) rc = gq_errf(GQ_ENOMEM, "%s: out of memory for %zu MB of weights", m->path, off >> 20);
     }
     /* pass 2: read every array into place and wire the model */

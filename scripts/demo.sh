@@ -5,7 +5,8 @@
 # PTQ in several formats; fine-tune it with QAT (int3, embedding included: a setting where
 # 4-bit-class rounding really costs) and, for a fair baseline, with the same budget of plain
 # float fine-tuning followed by PTQ; the selective presets; then evaluate everything on the
-# validation split into out/results.md and out/results.json.
+# validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
+# speed) into out/results.md, out/results.json and out/compare/compare.svg.
 # GQ_DEMO_STEPS / GQ_DEMO_FT_STEPS shorten the run (for a quick look).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,50 +56,76 @@ rm -rf "$out/qat-int3" "$out/ft-float"
 ./build/gpt2q-train $ft --out "$out/ft-float"
 ptq "ft-float+int3" int3 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
 
-echo "== evaluate on the validation split =="
-eval_model() { # name path
-  ./build/gpt2q-infer eval "$2" --data "$out/tokens.h5" --seq 128 --json 2>/dev/null
+cp "$out/qat-int3/model-int3.h5" "$out/models/qat-int3+emb.h5"
+cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
+
+echo "== compare: float vs PTQ vs QAT in gpt2q-infer (packed kernels): loss, memory, speed =="
+main=(float int8 int4-g64 nf4 fp4 int4-g64+emb ft-float ft-float+int3 qat-int3+emb)
+path_of() {
+  case "$1" in
+  float) echo "$base" ;;
+  ft-float) ls "$out"/ft-float/ckpt-*.h5 | tail -1 ;;
+  *) echo "$out/models/$1.h5" ;;
+  esac
 }
+paths=()
+for m in "${main[@]}"; do paths+=("$(path_of "$m")"); done
+./build/gpt2q-infer compare "${paths[@]}" --data "$out/tokens.h5" --names "$(IFS=,; echo "${main[*]}")" \
+  --out "$out/compare"
+
+echo "== evaluate the other settings on the validation split =="
 rows=()
-add_row() { # name path
+add_row() { # name path [loss weight_bytes] (measured here unless given)
   local j loss bpw size
-  j=$(eval_model "$1" "$2")
-  loss=$(echo "$j" | grep -o '"loss": [0-9.]*' | cut -d' ' -f2)
-  size=$(echo "$j" | grep -o '"model_bytes": [0-9]*' | cut -d' ' -f2)
+  if [ $# -ge 4 ]; then
+    loss=$3 size=$4
+  else
+    j=$(./build/gpt2q-infer eval "$2" --data "$out/tokens.h5" --json 2>/dev/null)
+    loss=$(echo "$j" | grep -o '"loss": [0-9.]*' | cut -d' ' -f2)
+    size=$(echo "$j" | grep -o '"weight_bytes": [0-9]*' | cut -d' ' -f2)
+  fi
   bpw=$( (grep -o '"quantized_bits_per_weight": [0-9.]*' "${2%.h5}.export.json" 2>/dev/null || true) | cut -d' ' -f2)
   rows+=("$1|$loss|$size|${bpw:-32}")
   printf '  %-22s loss %s\n' "$1" "$loss"
 }
-add_row "float" "$base"
-for m in int8 int4-g64 nf4 fp4 int4-g64+emb int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head \
-  nf4:last4-attn nf4:qkv; do
+# the compared models' losses and weight bytes come from compare.json (one line per field)
+from_compare() { # name field
+  awk -v n="\"name\":\t\"$1\"" -v f="\"$2\":" 'index($0, n) { on = 1 } on && index($0, f) { gsub(/[^0-9.]/, "", $2); print $2; exit }' \
+    "$out/compare/compare.json"
+}
+for m in "${main[@]}"; do
+  add_row "$m" "$(path_of "$m")" "$(from_compare "$m" loss)" "$(from_compare "$m" weight_bytes)"
+done
+for m in int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv; do
   add_row "$m" "$out/models/$m.h5"
 done
-add_row "ft-float" "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
-add_row "ft-float+int3" "$out/models/ft-float+int3.h5"
-cp "$out/qat-int3/model-int3.h5" "$out/models/qat-int3+emb.h5"
-grep -o '"quantized_bits_per_weight": [0-9.]*' "$out/models/int3-g64+emb.export.json" >/dev/null &&
-  cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
-add_row "qat-int3+emb" "$out/models/qat-int3+emb.h5"
 
 float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
 {
-  echo "| model | val loss | delta to float | perplexity | model MB | bits/weight (quantized weights) |"
+  echo "Validation loss of every setting (whole validation split, windows of 128 tokens, stride 128)."
+  echo "Weights MB: the model's weights as gpt2q-infer holds them in memory (packed)."
+  echo
+  echo "| model | val loss | delta to float | perplexity | weights MB | bits/weight (quantized weights) |"
   echo "|---|---|---|---|---|---|"
   for r in "${rows[@]}"; do
     IFS='|' read -r name loss size bpw <<<"$r"
     awk -v n="$name" -v l="$loss" -v f="$float_loss" -v s="$size" -v b="$bpw" \
       'BEGIN { printf "| %s | %.4f | %+.4f | %.2f | %.1f | %s |\n", n, l, l - f, exp(l), s / 1e6, b }'
   done
+  echo
+  echo "Memory and speed in gpt2q-infer (model memory = packed weights + KV cache + buffers; 50 tokens"
+  echo "from \"Once upon a time\"; chart: compare/compare.svg):"
+  echo
+  cat "$out/compare/compare.md"
 } >"$out/results.md"
 {
   echo "{\"float_loss\": $float_loss, \"models\": ["
   for i in "${!rows[@]}"; do
     IFS='|' read -r name loss size bpw <<<"${rows[$i]}"
-    printf '  {"model": "%s", "val_loss": %s, "model_bytes": %s, "bits_per_weight": %s}%s\n' "$name" "$loss" "$size" \
+    printf '  {"model": "%s", "val_loss": %s, "weight_bytes": %s, "bits_per_weight": %s}%s\n' "$name" "$loss" "$size" \
       "$bpw" "$([ "$i" -lt $((${#rows[@]} - 1)) ] && echo ,)"
   done
-  echo "]}"
+  echo "], \"compare\": \"compare/compare.json\"}"
 } >"$out/results.json"
 loss_of() { (grep -F "| $1 | " "$out/results.md" || true) | head -1 | awk -F'|' '{print $3}'; }
 ptq_gap=$(awk -v a="$(loss_of 'ft-float+int3')" -v q="$(loss_of 'qat-int3+emb')" -v f="$(loss_of 'ft-float')" \
@@ -106,4 +133,4 @@ ptq_gap=$(awk -v a="$(loss_of 'ft-float+int3')" -v q="$(loss_of 'qat-int3+emb')"
 echo
 cat "$out/results.md"
 echo "$ptq_gap"
-echo "written: $out/results.md, $out/results.json"
+echo "written: $out/results.md, $out/results.json, $out/compare/compare.svg"

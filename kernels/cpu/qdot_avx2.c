@@ -2,14 +2,15 @@
  * int8 weight values with the int8 activation blocks by maddubs (|w| times x with w's sign,
  * llama.cpp's trick; every pair sum fits int16 because codes are in [-127, 127]) and sum the
  * blocks in fp32; 4-bit codes become int8 values through a 16-entry byte shuffle (int4: c - 8,
- * fp4: twice E2M1; int4a uses the codes and subtracts zero * block sum). nf4 looks its fp32
- * codebook up with two 8-lane permutes. int3, int2 and groups that are not a multiple of 32
- * use the scalar kernel. Results differ from the scalar reference only by fp32 summation
+ * fp4: twice E2M1; int4a uses the codes and subtracts zero * block sum); int3 and int2 codes
+ * are unpacked with variable shifts / byte shuffles. nf4 looks its fp32 codebook up with two
+ * 8-lane permutes. Groups that are not a multiple of 32 use the scalar kernel. Results differ from the scalar reference only by fp32 summation
  * order. */
 #if defined(__x86_64__)
 #include "qmatmul.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -169,6 +170,65 @@ GQ_Q4X2(64)
 GQ_Q4X2(128)
 #undef GQ_Q4X2
 
+/* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
+ * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
+ * lanes, shifted by 0, 3, .., 21 and masked, and the four words' lanes packed back to bytes.
+ * int2: byte j holds codes 4j..4j+3; each byte is copied to 4 positions and the position's
+ * 2-bit field selected. Both read up to 4 bytes past the block (the callers' buffers have that
+ * slack). */
+static inline __m256i codes3(const uint8_t *p) {
+    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21), m7 = _mm256_set1_epi32(7);
+    __m256i v[4];
+    for (int q = 0; q < 4; q++) {
+        uint32_t w;
+        memcpy(&w, p + 3 * q, 4);
+        v[q] = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(w & 0xffffffu)), sh), m7);
+    }
+    const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline __m256i codes2(const uint8_t *p) {
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6,
+                                         6, 7, 7, 7, 7);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i pos = _mm256_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1,
+                                         2, 3, 0, 1, 2, 3);
+    const __m128i raw = _mm_loadl_epi64((const __m128i *)p);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set_m128i(raw, raw), idx);
+    __m256i out = _mm256_and_si256(v, m3);
+    for (int k = 1; k < 4; k++) {
+        const __m256i ck = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), m3);
+        out = _mm256_blendv_epi8(out, ck, _mm256_cmpeq_epi8(pos, _mm256_set1_epi8((char)k)));
+    }
+    return out;
+}
+
+static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const int bits = gq_qbits(w->spec.format);
+    const float off = w->spec.format == GQ_QF_INT3 ? 4.0f : 2.0f;
+    const size_t gbytes = (size_t)G * bits / 8, bbytes = (size_t)32 * bits / 8;
+    const uint8_t *in = w->q + (size_t)r * ng * gbytes;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0.0f;
+    for (int g = 0; g < ng; g++) {
+        const float sc = _cvtsh_ss(w->s16[(size_t)r * ng + g]);
+        __m256 gacc = _mm256_setzero_ps();
+        for (int b = 0; b < bpg; b++) {
+            const uint8_t *p = in + (size_t)g * gbytes + b * bbytes;
+            const __m256i u = bits == 3 ? codes3(p) : codes2(p);
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)g * G + 32 * b));
+            const __m256i pr = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
+            gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_broadcast_ss(xd + (size_t)g * bpg + b), gacc);
+        }
+        corr += sc * off * gs[g];
+        acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
+    }
+    return hsum8(acc) - corr;
+}
+
 /* nf4 (float path), G a multiple of 32 */
 static float row_nf4(const gq_qmat *w, int r, const float *x) {
     static const float cb[16] = GQ_NF4_CODEBOOK;
@@ -206,16 +266,17 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
     const gq_qformat f = w->spec.format;
     const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
     const int q4 = (f == GQ_QF_INT4 || f == GQ_QF_FP4 || f == GQ_QF_INT4A) && gq_qmat_int_path(w);
+    const int q32 = (f == GQ_QF_INT3 || f == GQ_QF_INT2) && gq_qmat_int_path(w);
     const int i8 = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && gq_qmat_int_path(w);
     const int nf = f == GQ_QF_NF4 && w->group % 32 == 0;
-    if (f != GQ_QF_F32 && !q4 && !i8 && !nf) {
+    if (f != GQ_QF_F32 && !q4 && !q32 && !i8 && !nf) {
         gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
         return;
     }
     /* 4-bit integer path: per token, the sum of the (dequantized) activations of each group */
     enum { MAXG = 1024, MAXM = GQ_QMM_PANEL_MIN };
     float gs[MAXM][MAXG];
-    if (q4) {
+    if (q4 || q32) {
         const int G = w->group, bpg = G / GQ_QMM_ABLOCK;
         if (K / G > MAXG || a->M > MAXM) {
             gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
@@ -246,6 +307,7 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
             if (f == GQ_QF_F32) v = row_f32(w->f32 + (size_t)r * K, a->x + (size_t)m * K, K);
             else if (i8) v = row_int8(w, r, xq, xd);
             else if (q4) v = row_q4(w, r, xq, xd, gs[m]);
+            else if (q32) v = row_q32(w, r, xq, xd, gs[m]);
             else v = row_nf4(w, r, a->x + (size_t)m * K);
             y[(size_t)m * ldy + (r - r0)] = v;
         }
