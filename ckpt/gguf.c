@@ -117,6 +117,7 @@ typedef struct {
     int layer;
     int rows, cols; /* our (out, in); rows = V for the token embedding */
     int type;
+    size_t src_off;  /* into the parameter array */
     size_t off, bytes;
 } gtensor;
 
@@ -183,7 +184,7 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     if (!ts || !params) rc = gq_errf(GQ_ENOMEM, "out of memory");
     if (!rc) rc = gq_weights_read(ckpt_path, &cfg, params);
     int k = 0;
-    size_t data = 0;
+    size_t data = 0, src_off = 0;
     for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
         size_t rows, cols;
         gq_gpt2_tensor_shape(&cfg, i, &rows, &cols);
@@ -191,7 +192,8 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
         for (int l = 0; l < layers && !rc; l++, k++) {
             gtensor *t = &ts[k];
             snprintf(t->name, sizeof t->name, gguf_names[i], l);
-            t->src = i, t->layer = l, t->rows = i == 0 ? V : (int)rows, t->cols = (int)cols;
+            t->src = i, t->layer = l, t->rows = i == 0 ? V : (int)rows, t->cols = (int)cols, t->src_off = src_off;
+            src_off += rows * (cols ? cols : 1);
             t->type = GQ_GGML_F32;
             char ours[160];
             gq_gpt2_tensor_name(i, l, ours, sizeof ours);
@@ -273,20 +275,12 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     for (int i = 0; i < nt && ts; i++) maxb = ts[i].bytes > maxb ? ts[i].bytes : maxb;
     uint8_t *tb = rc ? NULL : malloc(maxb + ALIGN);
     if (!rc && !tb) rc = gq_errf(GQ_ENOMEM, "out of memory");
-    const float *p = params;
-    k = 0;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
-        size_t rows, cols;
-        gq_gpt2_tensor_shape(&cfg, i, &rows, &cols);
-        const int layers = gq_gpt2_tensor(i)->per_layer ? L : 1;
-        for (int l = 0; l < layers && !rc; l++, k++) {
-            gtensor *t = &ts[k];
-            rc = encode(p, t->rows, t->cols ? t->cols : 1, t->type, tb, ckpt_path, t->name);
-            size_t padded = (t->bytes + ALIGN - 1) / ALIGN * ALIGN;
-            memset(tb + t->bytes, 0, padded - t->bytes);
-            if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
-            p += rows * (cols ? cols : 1);
-        }
+    for (int i = 0; i < nt && !rc; i++) {
+        const gtensor *t = &ts[i];
+        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, tb, ckpt_path, t->name);
+        const size_t padded = (t->bytes + ALIGN - 1) / ALIGN * ALIGN;
+        memset(tb + t->bytes, 0, padded - t->bytes);
+        if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
     }
     if (f && fclose(f) && !rc) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
     if (!rc) rc = gq_commit_file(tmp, out_path);

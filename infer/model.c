@@ -348,32 +348,6 @@ const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b 
 
 /* ---- forward ---- */
 
-/* layernorm rows as kernels/cpu's (same arithmetic, so eval matches the trainer), threaded
- * only when there are enough rows to pay for it */
-static void layernorm(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
-                      int C) {
-    if (N >= 8) {
-        gq_cpu_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
-        return;
-    }
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float mu = 0.0f;
-        for (int c = 0; c < C; c++) mu += x[c];
-        mu /= C;
-        float var = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float d = x[c] - mu;
-            var += d * d;
-        }
-        var /= C;
-        float s = 1.0f / sqrtf(var + 1e-5f);
-        float *o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * s * w[c] + b[c];
-        mean[n] = mu, rstd[n] = s;
-    }
-}
-
 static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq_qmat *w, const float *bias, int gelu) {
     gq_qact a = {in, m->aq, m->ad, m->abs_, M, K};
     gq_qmatmul(out, &a, 0, w, bias, gelu, m->panel, m->panel_floats);
@@ -395,20 +369,7 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
                 const float *q = m->qkv + (size_t)b * n * 3 * C + h * hs;
                 const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs, *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hs, scale, q, 3 * C, kc, C, 0.0f, a, S);
-                for (int i = 0; i < n; i++) {
-                    float *row = a + (size_t)i * S;
-                    const int t = pos + i;
-                    float mx = row[0];
-                    for (int u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
-                    float sum = 0.0f;
-                    for (int u = 0; u <= t; u++) {
-                        row[u] = gq_exp(row[u] - mx);
-                        sum += row[u];
-                    }
-                    const float inv = 1.0f / sum;
-                    for (int u = 0; u <= t; u++) row[u] *= inv;
-                    for (int u = t + 1; u < S; u++) row[u] = 0.0f;
-                }
+                for (int i = 0; i < n; i++) gq_cpu_softmax_causal_row(a + (size_t)i * S, pos + i, S);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, S, 1.0f, a, S, vc, C, 0.0f,
                             m->atty + (size_t)b * n * C + h * hs, C);
             }
@@ -500,7 +461,7 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
     }
     for (int l = 0; l < c->n_layer; l++) {
         const gq_im_layer *L = &m->layers[l];
-        layernorm(m->ln, m->mean, m->rstd, m->x, L->ln1w, L->ln1b, M, C);
+        gq_cpu_layernorm_forward(m->ln, m->mean, m->rstd, m->x, L->ln1w, L->ln1b, M, C);
         linear(m, m->qkv, m->ln, M, C, &L->qkv, L->qkvb, 0);
         const size_t lay = (size_t)l * m->B * T * C;
         for (int r = 0; r < M; r++) {
@@ -511,19 +472,19 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
         attention(m, l, Bn, n, pos);
         linear(m, m->tmp, m->atty, M, C, &L->attproj, L->attprojb, 0);
         add_into(m->x, m->tmp, (size_t)M * C);
-        layernorm(m->ln, m->mean, m->rstd, m->x, L->ln2w, L->ln2b, M, C);
+        gq_cpu_layernorm_forward(m->ln, m->mean, m->rstd, m->x, L->ln2w, L->ln2b, M, C);
         linear(m, m->fch, m->ln, M, C, &L->fc, L->fcb, 1); /* GELU as the epilogue */
         linear(m, m->tmp, m->fch, M, 4 * C, &L->fcproj, L->fcprojb, 0);
         add_into(m->x, m->tmp, (size_t)M * C);
     }
     if (targets) {
-        layernorm(m->ln, m->mean, m->rstd, m->x, m->lnfw, m->lnfb, M, C);
+        gq_cpu_layernorm_forward(m->ln, m->mean, m->rstd, m->x, m->lnfw, m->lnfb, M, C);
         lm_head_loss(m, M, targets, loss_sum, n_scored);
         return GQ_OK;
     }
     /* the last token of each sequence */
     for (int b = 0; b < Bn; b++) memcpy(m->tmp + (size_t)b * C, m->x + ((size_t)b * n + n - 1) * C, (size_t)C * 4);
-    layernorm(m->ln, m->mean, m->rstd, m->tmp, m->lnfw, m->lnfb, Bn, C);
+    gq_cpu_layernorm_forward(m->ln, m->mean, m->rstd, m->tmp, m->lnfw, m->lnfb, Bn, C);
     linear(m, m->logits, m->ln, Bn, C, &m->wte, NULL, 0);
     return GQ_OK;
 }

@@ -6,6 +6,19 @@
 #include <cblas.h>
 #include <math.h>
 
+void gq_cpu_softmax_causal_row(float *row, int t, int n) {
+    float mx = row[0];
+    for (int u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
+    float sum = 0.0f;
+    for (int u = 0; u <= t; u++) {
+        row[u] = gq_exp(row[u] - mx);
+        sum += row[u];
+    }
+    float inv = 1.0f / sum;
+    for (int u = 0; u <= t; u++) row[u] *= inv;
+    for (int u = t + 1; u < n; u++) row[u] = 0.0f;
+}
+
 int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -16,19 +29,7 @@ int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, in
             float *a = att + ((size_t)b * NH + h) * T * T;
             /* a = scale * q k^T, then a causal softmax per row */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T);
-            for (int t = 0; t < T; t++) {
-                float *row = a + (size_t)t * T;
-                float mx = row[0];
-                for (int u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
-                float sum = 0.0f;
-                for (int u = 0; u <= t; u++) {
-                    row[u] = gq_exp(row[u] - mx);
-                    sum += row[u];
-                }
-                float inv = 1.0f / sum;
-                for (int u = 0; u <= t; u++) row[u] *= inv;
-                for (int u = t + 1; u < T; u++) row[u] = 0.0f;
-            }
+            for (int t = 0; t < T; t++) gq_cpu_softmax_causal_row(a + (size_t)t * T, t, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f,
                         out + (size_t)b * T * C + h * hs, C);
         }

@@ -17,6 +17,8 @@ int gq_cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const f
 int gq_cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 int gq_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                            const float *weight, int N, int C, int OC);
+/* In place: the softmax of row[0..t], zeros in row[t+1..n) (a causal attention row). */
+void gq_cpu_softmax_causal_row(float *row, int t, int n);
 int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 int gq_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                               int B, int T, int C, int NH);

@@ -8,7 +8,8 @@
 
 int gq_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                              const float *bias, int N, int C) {
-#pragma omp parallel for schedule(static)
+    /* a few rows (decode) are not worth waking the threads for */
+#pragma omp parallel for schedule(static) if (N >= 8)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float m = 0.0f;

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# gpt2q-infer end to end on a small GPT-2-vocabulary model: generate (greedy is deterministic,
+# sampling follows the seed, stops and limits), eval of the float and the packed int4 model,
+# bench and compare outputs, logits JSON, and the bad inputs of the issue: a file that is not a
+# model, an export with an unknown format, a prompt longer than the context, an
+# <|endoftext|>-only prompt, -n 0.
+# usage: test_infer_cli.sh BUILD_DIR FIXTURE_DIR
+set -u
+B="$1"
+FX="$2"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=2
+
+"$B/gpt2q-data" prepare --input "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/tok.h5" --val-block 256 >/dev/null
+cat >"$T/m.cfg" <<'CFG'
+n_layer = 2
+n_head = 2
+n_embd = 64
+block_size = 32
+batch = 4
+seq = 32
+lr = 3e-3
+warmup = 2
+eval_every = 0
+sample_len = 0
+CFG
+"$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" --out "$T/r" --steps 20 >"$T/train.log" 2>&1
+C="$T/r/ckpt-00000020.h5"
+"$B/gpt2q-export" "$C" --format int4 --layers all -o "$T/q.h5" >/dev/null
+check '[ -f "$C" ] && [ -f "$T/q.h5" ]' "model and export made"
+I="$B/gpt2q-infer"
+
+# -- generate
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 >"$T/g1" 2>"$T/g1.err"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 >"$T/g2" 2>/dev/null
+check 'grep -q "^The quick brown" "$T/g1" && [ "$(wc -c <"$T/g1")" -gt 17 ]' "generate prints the prompt and continues it"
+check 'cmp -s "$T/g1" "$T/g2"' "greedy generation is deterministic"
+check 'grep -q "generated in .* tok/s" "$T/g1.err"' "generate reports its speed on stderr"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --top-k 50 --top-p 0.95 --seed 7 >"$T/s1" 2>/dev/null
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --top-k 50 --top-p 0.95 --seed 7 >"$T/s2" 2>/dev/null
+check 'cmp -s "$T/s1" "$T/s2"' "sampling with a seed is reproducible"
+differ=0
+for s in 1 2 3 4; do
+  "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --seed $s >"$T/s3" 2>/dev/null
+  cmp -s "$T/s1" "$T/s3" || differ=1
+done
+check '[ $differ = 1 ]' "other seeds give other samples"
+"$I" generate "$T/q.h5" --prompt "Hello" -n 0 >"$T/n0" 2>"$T/n0.err"
+check '[ $? -eq 0 ] && grep -q "nothing to generate" "$T/n0.err"' "-n 0: a message, exit 0"
+"$I" generate "$T/q.h5" --prompt "<|endoftext|>" -n 5 >"$T/eot" 2>"$T/eot.err"
+check '[ $? -eq 0 ]' "an <|endoftext|>-only prompt generates ($(cat "$T/eot.err"))"
+"$I" generate "$T/q.h5" --prompt "" -n 5 >/dev/null 2>"$T/empty.err"
+check '[ $? -eq 0 ] && grep -q "empty" "$T/empty.err"' "an empty prompt starts from <|endoftext|>, with a message"
+long=$(printf 'word %.0s' $(seq 1 60))
+"$I" generate "$T/q.h5" --prompt "$long" -n 8 >"$T/long" 2>"$T/long.err"
+check '[ $? -eq 0 ] && grep -q "keeps its last 24" "$T/long.err"' "a prompt longer than the context is cut, with a message"
+"$I" generate "$T/q.h5" --prompt "x" -n 500 >/dev/null 2>"$T/big.err"
+check '[ $? -eq 0 ] && grep -q "does not fit the context" "$T/big.err"' "-n beyond the context is limited, with a message"
+
+# -- eval: the packed int4 model near the float one, JSON fields
+"$I" eval "$C" --data "$T/tok.h5" --json >"$T/ef.json" 2>/dev/null
+"$I" eval "$T/q.h5" --data "$T/tok.h5" --json >"$T/eq.json" 2>/dev/null
+lf=$(grep -o '"loss": [0-9.]*' "$T/ef.json" | cut -d' ' -f2)
+lq=$(grep -o '"loss": [0-9.]*' "$T/eq.json" | cut -d' ' -f2)
+check '[ -n "$lf" ] && [ -n "$lq" ] && awk "BEGIN{d = $lq - $lf; exit !(d > -0.05 && d < 0.05)}"' "int4 loss ($lq) close to float ($lf)"
+check 'grep -q "\"stride\": 32" "$T/eq.json" && grep -q "\"kind\": \"int4-g64\"" "$T/eq.json"' "eval JSON names the stride and the format"
+
+# -- bench, logits, compare
+"$I" bench "$T/q.h5" --json >"$T/b.json" 2>/dev/null
+check 'grep -q "\"decode_tok_s\": [0-9]" "$T/b.json" && grep -q "\"model_memory_bytes\": [0-9]" "$T/b.json" && grep -q "\"bandwidth_share\"" "$T/b.json"' "bench JSON"
+"$I" logits "$T/q.h5" --prompt "Hello world" >"$T/l.json" 2>/dev/null
+check '[ "$(grep -o "\"logits\": \[.*\]" "$T/l.json" | tr "," "\n" | wc -l)" -eq 50257 ] && grep -q "\"tokens\": \[15496, 995\]" "$T/l.json"' "logits JSON: ids and 50257 logits"
+"$I" compare "$C" "$T/q.h5" --data "$T/tok.h5" --names float,int4 --out "$T/cmp" >"$T/cmp.out" 2>/dev/null
+check '[ -s "$T/cmp/compare.md" ] && [ -s "$T/cmp/compare.json" ] && grep -q "| int4 | int4-g64 |" "$T/cmp/compare.md"' "compare writes its table and JSON"
+if command -v gnuplot >/dev/null; then check 'grep -q "<svg" "$T/cmp/compare.svg"' "compare chart"; fi
+
+# -- bad input
+printf 'not a model' >"$T/junk.bin"
+expect_error "not a model" "junk.bin" "$I" eval "$T/junk.bin" --data "$T/tok.h5"
+expect_error "missing model" "missing.h5" "$I" generate "$T/missing.h5" --prompt hi
+expect_error "token file as a model" "tok.h5" "$I" bench "$T/tok.h5"
+"$I" eval "$T/q.h5" >/dev/null 2>&1
+check '[ $? -eq 2 ]' "eval without --data: usage, exit 2"
+expect_error "unknown command" "unknown command" "$I" frobnicate "$T/q.h5"
+
+echo "test_infer_cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
