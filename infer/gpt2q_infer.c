@@ -550,7 +550,7 @@ static int cmd_compare(int argc, char **argv) {
              " set title 'gpt2q-infer compare: memory (bars) and time for 50 tokens (line)';"
              " set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1;"
              " set boxwidth 0.9; set ylabel 'MB'; set y2label 'seconds'; set ytics nomirror; set y2tics;"
-             " set yrange [0:*]; set y2range [0:*]; set grid ytics; set xtics rotate by -20; set key top left;"
+             " set yrange [0:*]; set y2range [0:*]; set grid ytics; set xtics rotate by -20; set key below horizontal;"
              " plot '%s' using 3:xtic(2) title 'model memory MB' lc rgb '#4271ae',"
              " '' using 4 title 'peak RSS MB' lc rgb '#8abeb7',"
              " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
