@@ -308,7 +308,7 @@ static double read_bandwidth(void) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) buf[i] = i;
     double best = 0;
-    volatile uint64_t sink = 0;
+    uint64_t sink = 0;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = gq_now();
         uint64_t acc = 0;
@@ -319,7 +319,7 @@ static double read_bandwidth(void) {
         best = bw > best ? bw : best;
     }
     free(buf);
-    return best;
+    return sink == 42 ? best * (1 + 1e-12) : best; /* the sums are used, so the reads stay */
 }
 
 static int cmd_bench(int argc, char **argv) {

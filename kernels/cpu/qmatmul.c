@@ -6,6 +6,9 @@
 #include "simd.h"
 
 #include <cblas.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -160,12 +163,20 @@ const gq_qdot_ops *gq_qdot_variant(const char *name) {
     return NULL;
 }
 
+#if defined(__x86_64__)
+/* CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c") */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 int gq_qdot_supported(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (!strcmp(name, "avx2"))
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #endif
     return 0;
 }
