@@ -5,6 +5,9 @@
  *   - KV cache: a prefill (one pass, both attention paths) followed by one-token decode steps
  *     gives the trainer's logits at every position (float-activation formats to 1e-4; the
  *     int8-activation formats within a stated tolerance);
+ *   - PyTorch parity: the HF safetensors and llm.c fixtures (a transformers GPT2LMHeadModel)
+ *     loaded by the runner give transformers' loss and, decoding token by token through the KV
+ *     cache, its logits at every position;
  *   - bad input: not a model file, an unknown format attribute, a token outside the
  *     vocabulary, a call that does not fit the plan: an error naming the problem. */
 #define _GNU_SOURCE
@@ -17,6 +20,11 @@
 #include "qexport.h"
 #include "train.h"
 #include "weights.h"
+
+#include "gq_file.h"
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -81,7 +89,60 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
     gq_gpt2_free(ref);
 }
 
-int main(void) {
+/* the transformers fixture of test_gpt2_parity, through the runner */
+static void torch_parity(const char *dir) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/reference.json", dir);
+    uint8_t *js;
+    size_t jl;
+    CHECK_OK(gq_read_file(p, &js, &jl));
+    cJSON *rj = cJSON_ParseWithLength((const char *)js, jl);
+    free(js);
+    const int Bf = cJSON_GetObjectItem(rj, "B")->valueint, Tf = cJSON_GetObjectItem(rj, "T")->valueint;
+    const double ref_loss = cJSON_GetObjectItem(rj, "loss")->valuedouble;
+    cJSON_Delete(rj);
+    gq_safetensors *ref;
+    snprintf(p, sizeof p, "%s/reference.safetensors", dir);
+    CHECK_OK(gq_st_open(&ref, p));
+    if (!ref) return;
+    int32_t *in = malloc(sizeof(int32_t) * Bf * Tf), *tg = malloc(sizeof(int32_t) * Bf * Tf);
+    CHECK_OK(gq_st_read_i32(ref, gq_st_find(ref, "inputs"), in));
+    CHECK_OK(gq_st_read_i32(ref, gq_st_find(ref, "targets"), tg));
+    const int Vr = 96;
+    float *want = malloc(sizeof(float) * Bf * Tf * Vr);
+    CHECK_OK(gq_st_read_f32(ref, gq_st_find(ref, "logits"), want));
+    const char *files[] = {"model.safetensors", "model.bin"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[f]);
+        gq_im *im = NULL;
+        CHECK_OK(gq_im_load(&im, p));
+        if (!im) continue;
+        CHECK(im->cfg.vocab_size == Vr && !strcmp(im->kind, "fp32"));
+        double sum = 0;
+        long n = 0;
+        CHECK_OK(gq_im_plan(im, Bf, Tf, Tf));
+        CHECK_OK(gq_im_forward(im, in, Bf, Tf, 0, tg, &sum, &n));
+        CHECKF(n > 0 && fabs(sum / n - ref_loss) <= 1e-5, "%s: loss %.7f vs transformers %.7f", files[f], sum / n, ref_loss);
+        double worst = 0;
+        for (int b = 0; b < Bf; b++) {
+            CHECK_OK(gq_im_plan(im, 1, Tf, 1));
+            for (int t = 0; t < Tf; t++) {
+                CHECK_OK(gq_im_forward(im, in + b * Tf + t, 1, 1, t, NULL, NULL, NULL));
+                const float *l = gq_im_logits(im, 0);
+                for (int v = 0; v < Vr; v++) worst = fmax(worst, fabs(l[v] - want[((size_t)b * Tf + t) * Vr + v]));
+            }
+        }
+        CHECKF(worst <= 1e-5, "%s: token-by-token logits vs transformers: %.3g", files[f], worst);
+        printf("  transformers parity (%s): loss %.7f vs %.7f, decode logits within %.2e\n", files[f], sum / n,
+               ref_loss, worst);
+        gq_im_free(im);
+    }
+    gq_st_close(ref);
+    free(in), free(tg), free(want);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) torch_parity(argv[1]);
     char dir[] = "/tmp/gq_test_infer_XXXXXX";
     if (!mkdtemp(dir)) return 1;
     char ckpt[256], out[256];
