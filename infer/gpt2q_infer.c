@@ -10,7 +10,7 @@
  *       bandwidth.
  *   compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]
  *       eval + bench of each model (each in a child process, so that peak RSS is its own):
- *       DIR/compare.json, DIR/compare.md and DIR/compare.svg. */
+ *       DIR/results.json, DIR/results.md and DIR/chart.svg. */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
 #include "gq_error.h"
@@ -503,7 +503,7 @@ static int cmd_compare(int argc, char **argv) {
     }
     /* table: loss and its delta to the first model (the reference), memory, speed */
     char path[4400], tmp[4500];
-    snprintf(path, sizeof path, "%s/compare.md", outdir);
+    snprintf(path, sizeof path, "%s/results.md", outdir);
     gq_temp_path(path, tmp, sizeof tmp);
     FILE *md = fopen(tmp, "w");
     if (!md) return fail(gq_errf(GQ_EIO, "%s: cannot write", tmp));
@@ -527,7 +527,7 @@ static int cmd_compare(int argc, char **argv) {
     size_t len;
     if (!gq_read_file(path, &text, &len)) fwrite(text, 1, len, stdout), free(text);
     /* JSON */
-    snprintf(path, sizeof path, "%s/compare.json", outdir);
+    snprintf(path, sizeof path, "%s/results.json", outdir);
     gq_temp_path(path, tmp, sizeof tmp);
     char *js = cJSON_Print(all);
     FILE *jf = fopen(tmp, "w");
@@ -536,8 +536,8 @@ static int cmd_compare(int argc, char **argv) {
     if (!rc) rc = gq_commit_file(tmp, path);
     /* chart: memory as bars (left axis), the 50-token time as a line (right axis) */
     char dat[4400], svg[4400], cmd[16384];
-    snprintf(dat, sizeof dat, "%s/compare.dat", outdir);
-    snprintf(svg, sizeof svg, "%s/compare.svg", outdir);
+    snprintf(dat, sizeof dat, "%s/chart.dat", outdir);
+    snprintf(svg, sizeof svg, "%s/chart.svg", outdir);
     FILE *df = fopen(dat, "w");
     for (int k = 0; df && k < n_models; k++) {
         const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"), *be = cJSON_GetObjectItem(r, "bench");
@@ -556,7 +556,7 @@ static int cmd_compare(int argc, char **argv) {
              " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
              svg, dat);
     if (system(cmd) != 0) fprintf(stderr, PROG ": warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
-    else fprintf(stderr, PROG ": wrote %s/compare.md, %s/compare.json, %s\n", outdir, outdir, svg);
+    else fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json, %s\n", outdir, outdir, svg);
     cJSON_Delete(all);
     return rc ? fail(rc) : 0;
 }
@@ -571,7 +571,7 @@ int main(int argc, char **argv) {
               "  bench MODEL [-n 50] [--prompt \"" DEFAULT_PROMPT "\"] [--prefill 128] [--json]\n"
               "      load time, memory, prefill and decode speed, decode bandwidth share\n"
               "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
-              "      eval + bench of each: DIR/compare.md, compare.json, compare.svg\n"
+              "      eval + bench of each: DIR/results.md, results.json, chart.svg\n"
               "  logits MODEL --prompt TEXT\n"
               "      JSON: the prompt's token ids and the logits after its last token\n"
               "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"

@@ -6,7 +6,7 @@
 # 4-bit-class rounding really costs) and, for a fair baseline, with the same budget of plain
 # float fine-tuning followed by PTQ; the selective presets; then evaluate everything on the
 # validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
-# speed) into out/results.md, out/results.json and out/compare/compare.svg.
+# speed) into out/results.md, out/results.json and out/compare/chart.svg.
 # GQ_DEMO_STEPS / GQ_DEMO_FT_STEPS shorten the run (for a quick look).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,10 +88,10 @@ add_row() { # name path [loss weight_bytes] (measured here unless given)
   rows+=("$1|$loss|$size|${bpw:-32}")
   printf '  %-22s loss %s\n' "$1" "$loss"
 }
-# the compared models' losses and weight bytes come from compare.json (one line per field)
+# the compared models' losses and weight bytes come from results.json (one line per field)
 from_compare() { # name field
   awk -v n="\"name\":\t\"$1\"" -v f="\"$2\":" 'index($0, n) { on = 1 } on && index($0, f) { gsub(/[^0-9.]/, "", $2); print $2; exit }' \
-    "$out/compare/compare.json"
+    "$out/compare/results.json"
 }
 for m in "${main[@]}"; do
   add_row "$m" "$(path_of "$m")" "$(from_compare "$m" loss)" "$(from_compare "$m" weight_bytes)"
@@ -114,9 +114,9 @@ float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
   done
   echo
   echo "Memory and speed in gpt2q-infer (model memory = packed weights + KV cache + buffers; 50 tokens"
-  echo "from \"Once upon a time\"; chart: compare/compare.svg):"
+  echo "from \"Once upon a time\"; chart: compare/chart.svg):"
   echo
-  cat "$out/compare/compare.md"
+  cat "$out/compare/results.md"
 } >"$out/results.md"
 {
   echo "{\"float_loss\": $float_loss, \"models\": ["
@@ -125,7 +125,7 @@ float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
     printf '  {"model": "%s", "val_loss": %s, "weight_bytes": %s, "bits_per_weight": %s}%s\n' "$name" "$loss" "$size" \
       "$bpw" "$([ "$i" -lt $((${#rows[@]} - 1)) ] && echo ,)"
   done
-  echo "], \"compare\": \"compare/compare.json\"}"
+  echo "], \"compare\": \"compare/results.json\"}"
 } >"$out/results.json"
 loss_of() { (grep -F "| $1 | " "$out/results.md" || true) | head -1 | awk -F'|' '{print $3}'; }
 ptq_gap=$(awk -v a="$(loss_of 'ft-float+int3')" -v q="$(loss_of 'qat-int3+emb')" -v f="$(loss_of 'ft-float')" \
@@ -133,4 +133,4 @@ ptq_gap=$(awk -v a="$(loss_of 'ft-float+int3')" -v q="$(loss_of 'qat-int3+emb')"
 echo
 cat "$out/results.md"
 echo "$ptq_gap"
-echo "written: $out/results.md, $out/results.json, $out/compare/compare.svg"
+echo "written: $out/results.md, $out/results.json, $out/compare/chart.svg"

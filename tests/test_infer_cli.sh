@@ -73,8 +73,8 @@ check 'grep -q "\"decode_tok_s\": [0-9]" "$T/b.json" && grep -q "\"model_memory_
 "$I" logits "$T/q.h5" --prompt "Hello world" >"$T/l.json" 2>/dev/null
 check '[ "$(grep -o "\"logits\": \[.*\]" "$T/l.json" | tr "," "\n" | wc -l)" -eq 50257 ] && grep -q "\"tokens\": \[15496, 995\]" "$T/l.json"' "logits JSON: ids and 50257 logits"
 "$I" compare "$C" "$T/q.h5" --data "$T/tok.h5" --names float,int4 --out "$T/cmp" >"$T/cmp.out" 2>/dev/null
-check '[ -s "$T/cmp/compare.md" ] && [ -s "$T/cmp/compare.json" ] && grep -q "| int4 | int4-g64 |" "$T/cmp/compare.md"' "compare writes its table and JSON"
-if command -v gnuplot >/dev/null; then check 'grep -q "<svg" "$T/cmp/compare.svg"' "compare chart"; fi
+check '[ -s "$T/cmp/results.md" ] && [ -s "$T/cmp/results.json" ] && grep -q "| int4 | int4-g64 |" "$T/cmp/results.md"' "compare writes its table and JSON"
+if command -v gnuplot >/dev/null; then check 'grep -q "<svg" "$T/cmp/chart.svg"' "compare chart"; fi
 
 # -- bad input
 printf 'not a model' >"$T/junk.bin"
