@@ -34,12 +34,14 @@ static void make(qm *m, const char *fmt, const gq_qspec *s, int rows, int cols, 
     }
     m->w.group = gq_qgroup(s, cols);
     size_t g = gq_qn_groups(s, rows, cols);
-    m->q = (gq_qtensor){malloc(gq_qpacked_bytes(s, rows, cols)), malloc(g * 4), malloc(g), malloc(g), malloc((g / 256 + 1) * 4), 0};
+    m->q = (gq_qtensor){
+        malloc(gq_qpacked_bytes(s, rows, cols)), malloc(g * 4), malloc(g), malloc(g), malloc((g / 256 + 1) * 4), 0};
     gq_quantize(s, x, rows, cols, &m->q, NULL);
     m->w.q = m->q.qweight;
     if (gq_qscale_f16(s->format)) {
         m->s16 = malloc(g * 2);
-        for (size_t k = 0; k < g; k++) m->s16[k] = gq_f32_to_f16(m->q.scales[k]);
+        for (size_t k = 0; k < g; k++)
+            m->s16[k] = gq_f32_to_f16(m->q.scales[k]);
         m->w.s16 = m->s16;
     } else {
         m->w.s32 = m->q.scales;
@@ -55,14 +57,19 @@ static void drop(qm *m) {
 int main(int argc, char **argv) {
     int rows = 3072, cols = 768, reps = 20;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (i + 1 < argc && atoi(argv[i]) > 0) rows = atoi(argv[i]), cols = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (i + 1 < argc && atoi(argv[i]) > 0)
+            rows = atoi(argv[i]), cols = atoi(argv[++i]);
     }
     gq_rng r;
     gq_rng_seed(&r, 1);
-    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * cols), *y = malloc(sizeof(float) * rows);
-    for (int i = 0; i < rows * cols; i++) w[i] = (gq_rng_float(&r) - 0.5f) * 0.04f;
-    for (int i = 0; i < cols; i++) x[i] = gq_rng_float(&r) - 0.5f;
+    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * cols),
+          *y = malloc(sizeof(float) * rows);
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = (gq_rng_float(&r) - 0.5f) * 0.04f;
+    for (int i = 0; i < cols; i++)
+        x[i] = gq_rng_float(&r) - 0.5f;
     int8_t *aq = malloc(cols);
     float *ad = malloc(sizeof(float) * cols / 32);
     int32_t *ab = malloc(sizeof(int32_t) * cols / 32);
@@ -70,27 +77,32 @@ int main(int argc, char **argv) {
            omp_get_max_threads(), NM);
     /* the peer: OpenBLAS sgemv on fp32 */
     float *fw[NM];
-    for (int k = 0; k < NM; k++) fw[k] = malloc(sizeof(float) * rows * cols), memcpy(fw[k], w, sizeof(float) * rows * cols);
+    for (int k = 0; k < NM; k++)
+        fw[k] = malloc(sizeof(float) * rows * cols), memcpy(fw[k], w, sizeof(float) * rows * cols);
     double best_ref = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         double t0 = gq_now();
-        for (int k = 0; k < NM; k++) cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, fw[k], cols, x, 1, 0.0f, y, 1);
+        for (int k = 0; k < NM; k++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, fw[k], cols, x, 1, 0.0f, y, 1);
         double dt = (gq_now() - t0) / NM;
         best_ref = dt < best_ref ? dt : best_ref;
     }
-    for (int k = 0; k < NM; k++) free(fw[k]);
+    for (int k = 0; k < NM; k++)
+        free(fw[k]);
     const double ref_gbs = (double)rows * cols * 4 / best_ref / 1e9;
     printf("%-10s %-7s %9s %9s %9s %s\n", "format", "kernel", "us", "GB/s", "bytes/w", "vs OpenBLAS fp32 sgemv");
     printf("%-10s %-7s %9.1f %9.2f %9.2f 1.00x\n", "f32", "sgemv", best_ref * 1e6, ref_gbs, 4.0);
-    const char *fmts[] = {"f32", "int8", "q8_0", "int4-g32", "int4-g64", "int4-g128", "int4a-g64", "nf4", "fp4", "int3-g64"};
-    const gq_qformat ff[] = {GQ_QF_F32, GQ_QF_INT8, GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4, GQ_QF_INT4, GQ_QF_INT4A,
-                             GQ_QF_NF4, GQ_QF_FP4, GQ_QF_INT3};
+    const char *fmts[] = {"f32",       "int8",      "q8_0", "int4-g32", "int4-g64",
+                          "int4-g128", "int4a-g64", "nf4",  "fp4",      "int3-g64"};
+    const gq_qformat ff[] = {GQ_QF_F32,  GQ_QF_INT8,  GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4,
+                             GQ_QF_INT4, GQ_QF_INT4A, GQ_QF_NF4,  GQ_QF_FP4,  GQ_QF_INT3};
     const int gg[] = {0, 0, 32, 32, 64, 128, 64, 64, 64, 64};
     const char *variants[] = {"scalar", "avx2"};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
         gq_qspec s = {ff[f], gg[f], 0};
         qm ms[NM];
-        for (int k = 0; k < NM; k++) make(&ms[k], fmts[f], &s, rows, cols, w);
+        for (int k = 0; k < NM; k++)
+            make(&ms[k], fmts[f], &s, rows, cols, w);
         for (int v = 0; v < 2; v++) {
             const gq_qdot_ops *ops = gq_qdot_variant(variants[v]);
             if (!ops || !gq_qdot_supported(variants[v])) continue;
@@ -115,7 +127,8 @@ int main(int argc, char **argv) {
             printf("%-10s %-7s %9.1f %9.2f %9.2f %.2fx\n", fmts[f], variants[v], best * 1e6, bytes / best / 1e9,
                    bytes * 8 / ((double)rows * cols) / 8, best_ref / best);
         }
-        for (int k = 0; k < NM; k++) drop(&ms[k]);
+        for (int k = 0; k < NM; k++)
+            drop(&ms[k]);
     }
     free(w), free(x), free(y), free(aq), free(ad), free(ab);
     return 0;

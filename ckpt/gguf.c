@@ -31,7 +31,8 @@ static void put(buf *b, const void *d, size_t n) {
     if (b->oom) return;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 1 << 20;
-        while (cap < b->n + n) cap *= 2;
+        while (cap < b->n + n)
+            cap *= 2;
         uint8_t *p = realloc(b->p, cap);
         if (!p) {
             b->oom = 1;
@@ -61,7 +62,8 @@ typedef struct {
 } vocab;
 
 static void vocab_free(vocab *v) {
-    for (int i = 0; v->tok && i < v->n_tok; i++) free(v->tok[i]);
+    for (int i = 0; v->tok && i < v->n_tok; i++)
+        free(v->tok[i]);
     free(v->tok), free(v->merges_text), free(v->merge);
 }
 
@@ -113,11 +115,11 @@ static int vocab_load(vocab *v, const char *dir, int n_vocab) {
 
 typedef struct {
     char name[64];
-    int src;       /* tensor index in gpt2_layout, -1 none */
+    int src; /* tensor index in gpt2_layout, -1 none */
     int layer;
     int rows, cols; /* our (out, in); rows = V for the token embedding */
     int type;
-    size_t src_off;  /* into the parameter array */
+    size_t src_off; /* into the parameter array */
     size_t off, bytes;
 } gtensor;
 
@@ -131,10 +133,10 @@ static size_t type_bytes(int type, size_t n) {
 }
 
 static const char *gguf_names[GQ_GPT2_N_TENSORS] = {
-    "token_embd.weight",       "position_embd.weight",  "blk.%d.attn_norm.weight", "blk.%d.attn_norm.bias",
-    "blk.%d.attn_qkv.weight",  "blk.%d.attn_qkv.bias",  "blk.%d.attn_output.weight", "blk.%d.attn_output.bias",
-    "blk.%d.ffn_norm.weight",  "blk.%d.ffn_norm.bias",  "blk.%d.ffn_up.weight",    "blk.%d.ffn_up.bias",
-    "blk.%d.ffn_down.weight",  "blk.%d.ffn_down.bias",  "output_norm.weight",      "output_norm.bias"};
+    "token_embd.weight",      "position_embd.weight", "blk.%d.attn_norm.weight",   "blk.%d.attn_norm.bias",
+    "blk.%d.attn_qkv.weight", "blk.%d.attn_qkv.bias", "blk.%d.attn_output.weight", "blk.%d.attn_output.bias",
+    "blk.%d.ffn_norm.weight", "blk.%d.ffn_norm.bias", "blk.%d.ffn_up.weight",      "blk.%d.ffn_up.bias",
+    "blk.%d.ffn_down.weight", "blk.%d.ffn_down.bias", "output_norm.weight",        "output_norm.bias"};
 
 /* Encode rows x cols floats as `type` into out. */
 static int encode(const float *x, int rows, int cols, int type, uint8_t *out, const char *src, const char *name) {
@@ -154,7 +156,8 @@ static int encode(const float *x, int rows, int cols, int type, uint8_t *out, co
     for (size_t b = 0; b < n / 32; b++) {
         const float *g = x + b * 32;
         for (int i = 0; i < 32; i++)
-            if (!isfinite(g[i])) return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, b * 32 + i);
+            if (!isfinite(g[i]))
+                return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, b * 32 + i);
         float d = type == GQ_GGML_Q8_0 ? gq_q8_group(g, 32, codes, 1) : gq_qsym_group(g, 32, 4, codes);
         uint16_t h = gq_f32_to_f16(d);
         size_t bs = type == GQ_GGML_Q8_0 ? 34 : 18;
@@ -199,15 +202,19 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
             gq_gpt2_tensor_name(i, l, ours, sizeof ours);
             gq_qspec s;
             if (cols && gq_qplan_lookup(plan, ours, (int)rows, (int)cols, &s)) {
-                if (s.format == GQ_QF_Q8_0) t->type = GQ_GGML_Q8_0;
-                else if (s.format == GQ_QF_INT4 && s.group == 32) t->type = GQ_GGML_Q4_0;
+                if (s.format == GQ_QF_Q8_0)
+                    t->type = GQ_GGML_Q8_0;
+                else if (s.format == GQ_QF_INT4 && s.group == 32)
+                    t->type = GQ_GGML_Q4_0;
                 else
-                    rc = gq_errf(GQ_EUNSUPPORTED,
-                                 "%s: %s as %s group %d: GGUF export writes Q8_0 (--format q8_0) or Q4_0 (--format int4 "
-                                 "--group 32)",
-                                 ckpt_path, ours, gq_qformat_name(s.format), s.group);
+                    rc =
+                        gq_errf(GQ_EUNSUPPORTED,
+                                "%s: %s as %s group %d: GGUF export writes Q8_0 (--format q8_0) or Q4_0 (--format int4 "
+                                "--group 32)",
+                                ckpt_path, ours, gq_qformat_name(s.format), s.group);
                 if (!rc && cols % 32)
-                    rc = gq_errf(GQ_ESHAPE, "%s: %s has rows of %zu values, not a multiple of 32", ckpt_path, ours, cols);
+                    rc = gq_errf(GQ_ESHAPE, "%s: %s has rows of %zu values, not a multiple of 32", ckpt_path, ours,
+                                 cols);
                 (*n_quant)++;
             } else if (cols && o->f16 && i != 1) {
                 t->type = GQ_GGML_F16;
@@ -229,7 +236,8 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
         kv_str(&h, "general.name", o->name ? o->name : "gpt2q");
         kv_u32(&h, "general.alignment", ALIGN);
         int has[9] = {0};
-        for (int i = 0; i < nt; i++) has[ts[i].type] = 1;
+        for (int i = 0; i < nt; i++)
+            has[ts[i].type] = 1;
         const int ftype = has[GQ_GGML_Q4_0] ? 2 : has[GQ_GGML_Q8_0] ? 7 : has[GQ_GGML_F16] ? 1 : 0; /* llama_ftype */
         kv_u32(&h, "general.file_type", (uint32_t)ftype);
         kv_u32(&h, "gpt2.context_length", (uint32_t)cfg.block_size);
@@ -242,13 +250,16 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
         kv_str(&h, "tokenizer.ggml.pre", "gpt-2");
         key(&h, "tokenizer.ggml.tokens");
         u32(&h, T_ARR), u32(&h, T_STR), u64(&h, (uint64_t)V);
-        for (int i = 0; i < V; i++) str(&h, voc.tok[i], strlen(voc.tok[i]));
+        for (int i = 0; i < V; i++)
+            str(&h, voc.tok[i], strlen(voc.tok[i]));
         key(&h, "tokenizer.ggml.token_type");
         u32(&h, T_ARR), u32(&h, T_I32), u64(&h, (uint64_t)V);
-        for (int i = 0; i < V; i++) u32(&h, !strcmp(voc.tok[i], "<|endoftext|>") ? 3 : 1); /* control : normal */
+        for (int i = 0; i < V; i++)
+            u32(&h, !strcmp(voc.tok[i], "<|endoftext|>") ? 3 : 1); /* control : normal */
         key(&h, "tokenizer.ggml.merges");
         u32(&h, T_ARR), u32(&h, T_STR), u64(&h, (uint64_t)voc.n_merge);
-        for (int i = 0; i < voc.n_merge; i++) str(&h, voc.merge[i], strlen(voc.merge[i]));
+        for (int i = 0; i < voc.n_merge; i++)
+            str(&h, voc.merge[i], strlen(voc.merge[i]));
         const uint32_t eot = V > 50256 ? 50256 : (uint32_t)V - 1;
         kv_u32(&h, "tokenizer.ggml.bos_token_id", eot);
         kv_u32(&h, "tokenizer.ggml.eos_token_id", eot);
@@ -272,7 +283,8 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     if (!rc && !f) rc = gq_errf(GQ_EIO, "%s: cannot create", tmp);
     if (!rc && fwrite(h.p, 1, h.n, f) != h.n) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
     size_t maxb = 0;
-    for (int i = 0; i < nt && ts; i++) maxb = ts[i].bytes > maxb ? ts[i].bytes : maxb;
+    for (int i = 0; i < nt && ts; i++)
+        maxb = ts[i].bytes > maxb ? ts[i].bytes : maxb;
     uint8_t *tb = rc ? NULL : malloc(maxb + ALIGN);
     if (!rc && !tb) rc = gq_errf(GQ_ENOMEM, "out of memory");
     for (int i = 0; i < nt && !rc; i++) {
@@ -283,8 +295,10 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
         if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
     }
     if (f && fclose(f) && !rc) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
-    if (!rc) rc = gq_commit_file(tmp, out_path);
-    else if (f) remove(tmp);
+    if (!rc)
+        rc = gq_commit_file(tmp, out_path);
+    else if (f)
+        remove(tmp);
     if (bytes_out) *bytes_out = h.n + data;
     free(tb), free(h.p), free(ts), free(params);
     vocab_free(&voc);

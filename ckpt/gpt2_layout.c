@@ -7,11 +7,21 @@
 #include <string.h>
 
 static const gq_gpt2_tensor_info tensor_info[GQ_GPT2_N_TENSORS] = {
-    {"wte.weight", 0, 1},           {"wpe.weight", 0, 1},           {"h.%d.ln_1.weight", 1, 0},
-    {"h.%d.ln_1.bias", 1, 0},       {"h.%d.attn.c_attn.weight", 1, 1}, {"h.%d.attn.c_attn.bias", 1, 0},
-    {"h.%d.attn.c_proj.weight", 1, 1}, {"h.%d.attn.c_proj.bias", 1, 0}, {"h.%d.ln_2.weight", 1, 0},
-    {"h.%d.ln_2.bias", 1, 0},       {"h.%d.mlp.c_fc.weight", 1, 1}, {"h.%d.mlp.c_fc.bias", 1, 0},
-    {"h.%d.mlp.c_proj.weight", 1, 1}, {"h.%d.mlp.c_proj.bias", 1, 0}, {"ln_f.weight", 0, 0},
+    {"wte.weight", 0, 1},
+    {"wpe.weight", 0, 1},
+    {"h.%d.ln_1.weight", 1, 0},
+    {"h.%d.ln_1.bias", 1, 0},
+    {"h.%d.attn.c_attn.weight", 1, 1},
+    {"h.%d.attn.c_attn.bias", 1, 0},
+    {"h.%d.attn.c_proj.weight", 1, 1},
+    {"h.%d.attn.c_proj.bias", 1, 0},
+    {"h.%d.ln_2.weight", 1, 0},
+    {"h.%d.ln_2.bias", 1, 0},
+    {"h.%d.mlp.c_fc.weight", 1, 1},
+    {"h.%d.mlp.c_fc.bias", 1, 0},
+    {"h.%d.mlp.c_proj.weight", 1, 1},
+    {"h.%d.mlp.c_proj.bias", 1, 0},
+    {"ln_f.weight", 0, 0},
     {"ln_f.bias", 0, 0},
 };
 
@@ -48,9 +58,32 @@ size_t gq_gpt2_tensor_numel(const gq_gpt2_config *cfg, int i) {
     return r * (c ? c : 1) * (tensor_info[i].per_layer ? (size_t)cfg->n_layer : 1);
 }
 
+int gq_gpt2_n_tensor_refs(const gq_gpt2_config *cfg) {
+    int n = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++)
+        n += tensor_info[i].per_layer ? cfg->n_layer : 1;
+    return n;
+}
+
+void gq_gpt2_tensor_refs(const gq_gpt2_config *cfg, gq_gpt2_tensor_ref *out) {
+    size_t off = 0;
+    int k = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(cfg, i, &rows, &cols);
+        const int layers = tensor_info[i].per_layer ? cfg->n_layer : 1;
+        for (int l = 0; l < layers; l++, k++) {
+            out[k] = (gq_gpt2_tensor_ref){i, l, rows, cols, off, ""};
+            gq_gpt2_tensor_name(i, l, out[k].name, sizeof out[k].name);
+            off += rows * (cols ? cols : 1);
+        }
+    }
+}
+
 size_t gq_gpt2_n_params(const gq_gpt2_config *cfg) {
     size_t n = 0;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) n += gq_gpt2_tensor_numel(cfg, i);
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++)
+        n += gq_gpt2_tensor_numel(cfg, i);
     return n;
 }
 

@@ -32,6 +32,18 @@ int gq_gpt2_config_check(gq_gpt2_config *cfg);
 int gq_gpt2_shape_of(const gq_gpt2_config *cfg, const char *name, int *rows, int *cols);
 /* Name of tensor i, layer l ("h.3.attn.c_attn.weight"). */
 void gq_gpt2_tensor_name(int i, int l, char *buf, size_t size);
+/* One parameter tensor of one layer, in the canonical order. */
+typedef struct {
+    int i, l;          /* tensor index (the table above) and layer */
+    size_t rows, cols; /* cols 0 for vectors */
+    size_t offset;     /* of its first value in the parameter array */
+    char name[96];     /* "h.3.attn.c_attn.weight" */
+} gq_gpt2_tensor_ref;
+
+/* Number of tensors of every layer (4 + 12 n_layer), and the list of them in canonical order
+ * (out: that many entries). */
+int gq_gpt2_n_tensor_refs(const gq_gpt2_config *cfg);
+void gq_gpt2_tensor_refs(const gq_gpt2_config *cfg, gq_gpt2_tensor_ref *out);
 /* Values of tensor i over all its layers, and of the whole parameter array. */
 size_t gq_gpt2_tensor_numel(const gq_gpt2_config *cfg, int i);
 size_t gq_gpt2_n_params(const gq_gpt2_config *cfg);

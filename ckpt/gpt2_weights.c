@@ -25,10 +25,15 @@ int gq_weights_kind(const char *path, int *kind) {
     fclose(f);
     static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     int32_t magic = (int32_t)((uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24);
-    if (n >= 8 && !memcmp(h, sig, 8)) *kind = GQ_WEIGHTS_GPT2Q;
-    else if (n >= 4 && magic == LLMC_MAGIC) *kind = GQ_WEIGHTS_LLMC;
-    else if (n >= 9 && h[8] == '{') *kind = GQ_WEIGHTS_SAFETENSORS;
-    else return gq_errf(GQ_EFORMAT, "%s: not a gpt2q checkpoint (HDF5), HF safetensors or llm.c .bin (magic %d)", path, LLMC_MAGIC);
+    if (n >= 8 && !memcmp(h, sig, 8))
+        *kind = GQ_WEIGHTS_GPT2Q;
+    else if (n >= 4 && magic == LLMC_MAGIC)
+        *kind = GQ_WEIGHTS_LLMC;
+    else if (n >= 9 && h[8] == '{')
+        *kind = GQ_WEIGHTS_SAFETENSORS;
+    else
+        return gq_errf(GQ_EFORMAT, "%s: not a gpt2q checkpoint (HDF5), HF safetensors or llm.c .bin (magic %d)", path,
+                       LLMC_MAGIC);
     return GQ_OK;
 }
 
@@ -86,17 +91,22 @@ static int hf_config(const char *st_path, const gq_safetensors *st, gq_gpt2_conf
         for (int k = 0; k < 5 && !rc; k++) {
             cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
             if (!cJSON_IsNumber(v)) continue;
-            if (dst[k]) *dst[k] = v->valueint;
+            if (dst[k])
+                *dst[k] = v->valueint;
             else if (v->valueint != expect[k])
-                rc = gq_errf(GQ_ESHAPE, "%s: %s = %d but %s has %d", cfg_path, keys[k], v->valueint, st_path, expect[k]);
+                rc =
+                    gq_errf(GQ_ESHAPE, "%s: %s = %d but %s has %d", cfg_path, keys[k], v->valueint, st_path, expect[k]);
         }
         cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activation_function");
-        if (!rc && cJSON_IsString(act) && strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh"))
-            rc = gq_errf(GQ_EUNSUPPORTED, "%s: activation_function \"%s\"; gpt2q implements GPT-2's tanh GELU (gelu_new)",
-                         cfg_path, act->valuestring);
+        if (!rc && cJSON_IsString(act) && strcmp(act->valuestring, "gelu_new") &&
+            strcmp(act->valuestring, "gelu_pytorch_tanh"))
+            rc = gq_errf(GQ_EUNSUPPORTED,
+                         "%s: activation_function \"%s\"; gpt2q implements GPT-2's tanh GELU (gelu_new)", cfg_path,
+                         act->valuestring);
         cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_epsilon");
         if (!rc && cJSON_IsNumber(eps) && eps->valuedouble != 1e-5)
-            rc = gq_errf(GQ_EUNSUPPORTED, "%s: layer_norm_epsilon %g; gpt2q uses GPT-2's 1e-5", cfg_path, eps->valuedouble);
+            rc = gq_errf(GQ_EUNSUPPORTED, "%s: layer_norm_epsilon %g; gpt2q uses GPT-2's 1e-5", cfg_path,
+                         eps->valuedouble);
         cJSON_Delete(j);
         if (rc) return rc;
     }
@@ -112,7 +122,11 @@ int gq_weights_config(const char *path, gq_gpt2_config *cfg) {
         int32_t h[256];
         long size;
         if ((rc = llmc_header(path, h, &size))) return rc;
-        *cfg = (gq_gpt2_config){.block_size = h[2], .vocab_size = h[3], .n_layer = h[4], .n_head = h[5], .n_embd = h[6],
+        *cfg = (gq_gpt2_config){.block_size = h[2],
+                                .vocab_size = h[3],
+                                .n_layer = h[4],
+                                .n_head = h[5],
+                                .n_embd = h[6],
                                 .padded_vocab_size = h[7]};
         rc = gq_gpt2_config_check(cfg);
         return rc ? gq_errf(rc, "%s: %s", path, gq_errmsg(rc)) : GQ_OK;
@@ -128,7 +142,8 @@ int gq_weights_config(const char *path, gq_gpt2_config *cfg) {
     if ((rc = gq_h5r_open(&r, path))) return rc;
     int64_t v[6];
     const char *keys[6] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
-    for (int i = 0; i < 6 && !rc; i++) rc = gq_h5r_attr_i64(r, "/config", keys[i], &v[i]);
+    for (int i = 0; i < 6 && !rc; i++)
+        rc = gq_h5r_attr_i64(r, "/config", keys[i], &v[i]);
     gq_h5r_close(r);
     if (rc) return rc;
     *cfg = (gq_gpt2_config){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]};
@@ -137,12 +152,12 @@ int gq_weights_config(const char *path, gq_gpt2_config *cfg) {
 }
 
 static int same_config(const char *path, const gq_gpt2_config *a, const gq_gpt2_config *b) {
-    if (a->n_layer != b->n_layer || a->n_head != b->n_head || a->n_embd != b->n_embd || a->block_size != b->block_size ||
-        a->vocab_size != b->vocab_size || a->padded_vocab_size != b->padded_vocab_size)
-        return gq_errf(GQ_ESHAPE,
-                       "%s: model is L%d H%d C%d T%d V%d (Vp %d), expected L%d H%d C%d T%d V%d (Vp %d)", path,
-                       a->n_layer, a->n_head, a->n_embd, a->block_size, a->vocab_size, a->padded_vocab_size, b->n_layer,
-                       b->n_head, b->n_embd, b->block_size, b->vocab_size, b->padded_vocab_size);
+    if (a->n_layer != b->n_layer || a->n_head != b->n_head || a->n_embd != b->n_embd ||
+        a->block_size != b->block_size || a->vocab_size != b->vocab_size ||
+        a->padded_vocab_size != b->padded_vocab_size)
+        return gq_errf(GQ_ESHAPE, "%s: model is L%d H%d C%d T%d V%d (Vp %d), expected L%d H%d C%d T%d V%d (Vp %d)",
+                       path, a->n_layer, a->n_head, a->n_embd, a->block_size, a->vocab_size, a->padded_vocab_size,
+                       b->n_layer, b->n_head, b->n_embd, b->block_size, b->vocab_size, b->padded_vocab_size);
     return GQ_OK;
 }
 
@@ -171,15 +186,17 @@ static int load_hf(const char *path, const gq_gpt2_config *c, float *host) {
                 rc = gq_errf(GQ_EFORMAT, "%s: tensor %s is missing", path, name);
             } else if (cols ? (t->ndim != 2 || t->shape[0] != e0 || t->shape[1] != e1)
                             : (t->ndim != 1 || t->shape[0] != (int64_t)rows)) {
-                rc = gq_errf(GQ_ESHAPE, "%s: tensor %s has shape [%lld%s%lld], expected [%lld%s%lld]", path, name,
-                             (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
-                             (long long)e0, cols ? ", " : "", cols ? (long long)e1 : 0LL);
+                rc =
+                    gq_errf(GQ_ESHAPE, "%s: tensor %s has shape [%lld%s%lld], expected [%lld%s%lld]", path, name,
+                            (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
+                            (long long)e0, cols ? ", " : "", cols ? (long long)e1 : 0LL);
             } else if (conv1d) {
                 free(tmp);
                 tmp = malloc(per * sizeof *tmp);
                 rc = tmp ? gq_st_read_f32(st, t, tmp) : gq_errf(GQ_ENOMEM, "out of memory");
                 for (size_t r = 0; !rc && r < rows; r++)
-                    for (size_t k = 0; k < cols; k++) host[off + r * cols + k] = tmp[k * rows + r];
+                    for (size_t k = 0; k < cols; k++)
+                        host[off + r * cols + k] = tmp[k * rows + r];
             } else {
                 rc = gq_st_read_f32(st, t, host + off); /* wte: the first V rows; padding stays 0 */
             }
@@ -194,10 +211,12 @@ static int load_hf(const char *path, const gq_gpt2_config *c, float *host) {
             size_t n = (size_t)c->vocab_size * c->n_embd;
             free(tmp);
             tmp = malloc(n * sizeof *tmp);
-            if (lm->numel != n) rc = gq_errf(GQ_ESHAPE, "%s: lm_head.weight has %llu values, expected %zu", path, (unsigned long long)lm->numel, n);
+            if (lm->numel != n)
+                rc = gq_errf(GQ_ESHAPE, "%s: lm_head.weight has %llu values, expected %zu", path,
+                             (unsigned long long)lm->numel, n);
             else if (!(rc = gq_st_read_f32(st, lm, tmp)) && memcmp(tmp, host, n * sizeof *tmp))
-                rc = gq_errf(GQ_EUNSUPPORTED, "%s: lm_head.weight differs from wte.weight; gpt2q ties them as GPT-2 does",
-                             path);
+                rc = gq_errf(GQ_EUNSUPPORTED,
+                             "%s: lm_head.weight differs from wte.weight; gpt2q ties them as GPT-2 does", path);
         }
     }
     free(tmp);

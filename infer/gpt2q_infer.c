@@ -69,33 +69,47 @@ static int cmd_eval(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--data") && more) data = argv[++i];
-        else if (!strcmp(a, "--split") && more) split = argv[++i];
-        else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens)) i++;
-        else if (!strcmp(a, "--batch") && more && num_i(argv[i + 1], &B) && B > 0) i++;
-        else if (!strcmp(a, "--seq") && more && num_i(argv[i + 1], &T) && T > 0) i++;
-        else if (!strcmp(a, "--json")) json = 1;
-        else if (a[0] != '-' && !model) model = a;
-        else return usage_error("eval", a);
+        if (!strcmp(a, "--data") && more)
+            data = argv[++i];
+        else if (!strcmp(a, "--split") && more)
+            split = argv[++i];
+        else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens))
+            i++;
+        else if (!strcmp(a, "--batch") && more && num_i(argv[i + 1], &B) && B > 0)
+            i++;
+        else if (!strcmp(a, "--seq") && more && num_i(argv[i + 1], &T) && T > 0)
+            i++;
+        else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (a[0] != '-' && !model)
+            model = a;
+        else
+            return usage_error("eval", a);
     }
     if (!model || !data) {
-        fprintf(stderr, "usage: " PROG " eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n");
+        fprintf(stderr, "usage: " PROG
+                        " eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n");
         return 2;
     }
     gq_im *m = NULL;
     gq_loader *L = NULL;
     int rc = gq_im_load(&m, model);
     if (!rc && !T) T = m->cfg.block_size;
-    if (!rc && T > m->cfg.block_size) rc = gq_errf(GQ_EINVAL, "--seq %ld exceeds the model's block_size %d", T, m->cfg.block_size);
-    if (!rc && T < GQ_QMM_PANEL_MIN) rc = gq_errf(GQ_EINVAL, "--seq %ld: eval needs windows of at least %d tokens", T, GQ_QMM_PANEL_MIN);
+    if (!rc && T > m->cfg.block_size)
+        rc = gq_errf(GQ_EINVAL, "--seq %ld exceeds the model's block_size %d", T, m->cfg.block_size);
+    if (!rc && T < GQ_QMM_PANEL_MIN)
+        rc = gq_errf(GQ_EINVAL, "--seq %ld: eval needs windows of at least %d tokens", T, GQ_QMM_PANEL_MIN);
     if (!rc && !B) B = T >= 512 ? 1 : 1024 / T; /* about 1024 tokens per forward */
     gq_loader_config lc = {(int)B, (int)T, 0, 0, split, 0};
     if (!rc) rc = gq_loader_open(&L, &data, 1, &lc);
     if (!rc && gq_loader_vocab_size(L) > m->cfg.vocab_size)
-        rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", data, gq_loader_vocab_size(L), m->cfg.vocab_size);
+        rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", data, gq_loader_vocab_size(L),
+                     m->cfg.vocab_size);
     uint64_t windows = rc ? 0 : gq_loader_windows(L);
-    if (!rc && windows == 0) rc = gq_errf(GQ_EINVAL, "%s: the %s split has no window of %ld + 1 tokens", data, split, T);
-    if (!rc && max_tokens > 0 && (uint64_t)(max_tokens / T) < windows) windows = (uint64_t)(max_tokens / T) ? (uint64_t)(max_tokens / T) : 1;
+    if (!rc && windows == 0)
+        rc = gq_errf(GQ_EINVAL, "%s: the %s split has no window of %ld + 1 tokens", data, split, T);
+    if (!rc && max_tokens > 0 && (uint64_t)(max_tokens / T) < windows)
+        windows = (uint64_t)(max_tokens / T) ? (uint64_t)(max_tokens / T) : 1;
     if (!rc && (uint64_t)B > windows) B = (long)windows;
     if (!rc) rc = gq_im_plan(m, (int)B, (int)T, (int)T);
     if (rc) {
@@ -212,18 +226,28 @@ static int cmd_generate(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--prompt") && more) prompt = argv[++i];
-        else if (!strcmp(a, "--vocab") && more) vocab = argv[++i];
-        else if ((!strcmp(a, "-n") || !strcmp(a, "--tokens")) && more && num_i(argv[i + 1], &n_new) && n_new >= 0) i++;
-        else if (!strcmp(a, "--temperature") && more && num_f(argv[i + 1], &temperature) && temperature >= 0) i++;
-        else if (!strcmp(a, "--top-k") && more && num_i(argv[i + 1], &top_k) && top_k >= 0) i++;
-        else if (!strcmp(a, "--top-p") && more && num_f(argv[i + 1], &top_p) && top_p > 0 && top_p <= 1) i++;
-        else if (!strcmp(a, "--seed") && more && num_i(argv[i + 1], &seed)) i++;
-        else if (a[0] != '-' && !model) model = a;
-        else return usage_error("generate", a);
+        if (!strcmp(a, "--prompt") && more)
+            prompt = argv[++i];
+        else if (!strcmp(a, "--vocab") && more)
+            vocab = argv[++i];
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--tokens")) && more && num_i(argv[i + 1], &n_new) && n_new >= 0)
+            i++;
+        else if (!strcmp(a, "--temperature") && more && num_f(argv[i + 1], &temperature) && temperature >= 0)
+            i++;
+        else if (!strcmp(a, "--top-k") && more && num_i(argv[i + 1], &top_k) && top_k >= 0)
+            i++;
+        else if (!strcmp(a, "--top-p") && more && num_f(argv[i + 1], &top_p) && top_p > 0 && top_p <= 1)
+            i++;
+        else if (!strcmp(a, "--seed") && more && num_i(argv[i + 1], &seed))
+            i++;
+        else if (a[0] != '-' && !model)
+            model = a;
+        else
+            return usage_error("generate", a);
     }
     if (!model || !prompt) {
-        fprintf(stderr, "usage: " PROG " generate MODEL --prompt TEXT [-n 50] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
+        fprintf(stderr, "usage: " PROG
+                        " generate MODEL --prompt TEXT [-n 50] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
         return 2;
     }
     gq_bpe *bpe = NULL;
@@ -240,7 +264,8 @@ static int cmd_generate(int argc, char **argv) {
         fprintf(stderr, PROG ": -n 0: nothing to generate\n");
     } else if (!rc) {
         rc = gq_im_plan(m, 1, (int)p.ids.n + p.n_new, (int)p.ids.n);
-        if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, (float)temperature, (int)top_k, (float)top_p, (uint64_t)seed);
+        if (!rc)
+            rc = gq_sampler_init(&s, m->cfg.vocab_size, (float)temperature, (int)top_k, (float)top_p, (uint64_t)seed);
         if (!rc) {
             gq_bytes pb = {0};
             gq_bpe_decode(bpe, p.ids.ids, p.ids.n, &pb);
@@ -252,7 +277,8 @@ static int cmd_generate(int argc, char **argv) {
         if (!rc)
             fprintf(stderr, PROG ": %s: %d prompt tokens in %.3f s, %d generated in %.3f s (%.1f tok/s)%s\n", m->kind,
                     st.n_prompt, st.prefill_s, st.n_generated, st.decode_s,
-                    st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.hit_eot ? ", stopped at <|endoftext|>" : "");
+                    st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0,
+                    st.hit_eot ? ", stopped at <|endoftext|>" : "");
     }
     gq_sampler_free(&s);
     gq_ids_free(&p.ids);
@@ -266,13 +292,18 @@ static int cmd_generate(int argc, char **argv) {
 static int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *vocab = NULL;
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = argv[++i];
-        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
-        else if (argv[i][0] != '-' && !model) model = argv[i];
-        else return usage_error("logits", argv[i]);
+        if (!strcmp(argv[i], "--prompt") && i + 1 < argc)
+            prompt = argv[++i];
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc)
+            vocab = argv[++i];
+        else if (argv[i][0] != '-' && !model)
+            model = argv[i];
+        else
+            return usage_error("logits", argv[i]);
     }
     if (!model || !prompt) {
-        fprintf(stderr, "usage: " PROG " logits MODEL --prompt TEXT   (JSON: the prompt's ids and the last position's logits)\n");
+        fprintf(stderr, "usage: " PROG
+                        " logits MODEL --prompt TEXT   (JSON: the prompt's ids and the last position's logits)\n");
         return 2;
     }
     gq_bpe *bpe = NULL;
@@ -285,10 +316,12 @@ static int cmd_logits(int argc, char **argv) {
     if (!rc) rc = gq_im_forward(m, p.ids.ids, 1, (int)p.ids.n, 0, NULL, NULL, NULL);
     if (!rc) {
         printf("{\"model\": \"%s\", \"tokens\": [", model);
-        for (size_t i = 0; i < p.ids.n; i++) printf("%s%d", i ? ", " : "", p.ids.ids[i]);
+        for (size_t i = 0; i < p.ids.n; i++)
+            printf("%s%d", i ? ", " : "", p.ids.ids[i]);
         printf("], \"logits\": [");
         const float *l = gq_im_logits(m, 0);
-        for (int v = 0; v < m->cfg.vocab_size; v++) printf("%s%.6g", v ? ", " : "", l[v]);
+        for (int v = 0; v < m->cfg.vocab_size; v++)
+            printf("%s%.6g", v ? ", " : "", l[v]);
         printf("]}\n");
     }
     gq_ids_free(&p.ids);
@@ -306,14 +339,16 @@ static double read_bandwidth(void) {
     uint64_t *buf = malloc(n * sizeof *buf);
     if (!buf) return 0;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = i;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = i;
     double best = 0;
     uint64_t sink = 0;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = gq_now();
         uint64_t acc = 0;
 #pragma omp parallel for schedule(static) reduction(+ : acc)
-        for (size_t i = 0; i < n; i += 4) acc += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3];
+        for (size_t i = 0; i < n; i += 4)
+            acc += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3];
         double bw = (double)n * sizeof *buf / (gq_now() - t0);
         sink += acc;
         best = bw > best ? bw : best;
@@ -329,13 +364,20 @@ static int cmd_bench(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--prompt") && more) prompt = argv[++i];
-        else if (!strcmp(a, "--vocab") && more) vocab = argv[++i];
-        else if (!strcmp(a, "-n") && more && num_i(argv[i + 1], &n_new) && n_new > 0) i++;
-        else if (!strcmp(a, "--prefill") && more && num_i(argv[i + 1], &n_prefill) && n_prefill > 0) i++;
-        else if (!strcmp(a, "--json")) json = 1;
-        else if (a[0] != '-' && !model) model = a;
-        else return usage_error("bench", a);
+        if (!strcmp(a, "--prompt") && more)
+            prompt = argv[++i];
+        else if (!strcmp(a, "--vocab") && more)
+            vocab = argv[++i];
+        else if (!strcmp(a, "-n") && more && num_i(argv[i + 1], &n_new) && n_new > 0)
+            i++;
+        else if (!strcmp(a, "--prefill") && more && num_i(argv[i + 1], &n_prefill) && n_prefill > 0)
+            i++;
+        else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (a[0] != '-' && !model)
+            model = a;
+        else
+            return usage_error("bench", a);
     }
     if (!model) {
         fprintf(stderr, "usage: " PROG " bench MODEL [-n 50] [--prompt TEXT] [--prefill 128] [--json]\n");
@@ -370,7 +412,8 @@ static int cmd_bench(int argc, char **argv) {
     if (!rc) {
         if (n_prefill > m->cfg.block_size) n_prefill = m->cfg.block_size;
         int32_t *toks = malloc(sizeof(int32_t) * (size_t)n_prefill);
-        for (long i = 0; i < n_prefill; i++) toks[i] = p.ids.ids[i % (long)p.ids.n];
+        for (long i = 0; i < n_prefill; i++)
+            toks[i] = p.ids.ids[i % (long)p.ids.n];
         rc = gq_im_plan(m, 1, (int)n_prefill, (int)n_prefill);
         double best = 1e30;
         for (int r = 0; r < 3 && !rc; r++) {
@@ -398,20 +441,22 @@ static int cmd_bench(int argc, char **argv) {
                    "\"decode_tok_s\": %.1f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbs\": %.2f, "
                    "\"bandwidth_share\": %.3f}\n",
                    model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, m->arena_bytes, kv_gen, act_gen,
-                   m->arena_bytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s,
-                   t_first - t_vocab, prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share);
+                   m->arena_bytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, t_first - t_vocab,
+                   prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share);
         } else {
             printf("%s: %s (%s), %d threads\n", model, m->kind, m->formats, omp_get_max_threads());
             printf("  load                 %8.3f s\n", m->load_seconds);
-            printf("  model memory         %8.1f MB  (weights %.1f MB packed, KV cache %.2f MB for %d positions, buffers %.2f MB)\n",
-                   (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6,
-                   st.n_prompt + p.n_new, act_gen / 1e6);
+            printf("  model memory         %8.1f MB  (weights %.1f MB packed, KV cache %.2f MB for %d positions, "
+                   "buffers %.2f MB)\n",
+                   (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6, st.n_prompt + p.n_new,
+                   act_gen / 1e6);
             printf("  peak RSS             %8.1f MB\n", rss_gen);
             printf("  %d tokens from \"%s\": %.3f s (%.3f s with load and vocabulary... first run)\n", st.n_generated,
                    prompt, gen_s, t_first - t_vocab);
             printf("  prefill              %8.1f tok/s (%ld tokens in one pass)\n", prefill_tps, n_prefill);
             printf("  decode               %8.1f tok/s (steady state, best of 3)\n", decode_tps);
-            printf("  decode bandwidth     %8.2f GB/s = %.1f MB/token x %.1f tok/s, %.0f%% of the measured %.1f GB/s read bandwidth\n",
+            printf("  decode bandwidth     %8.2f GB/s = %.1f MB/token x %.1f tok/s, %.0f%% of the measured %.1f GB/s "
+                   "read bandwidth\n",
                    bytes_tok * decode_tps / 1e9, bytes_tok / 1e6, decode_tps, 100 * share, bw / 1e9);
         }
     }
@@ -433,7 +478,8 @@ static cJSON *run_json(const char *self, const char *args) {
     gq_bytes out = {0};
     char buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) gq_bytes_append(&out, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        gq_bytes_append(&out, buf, n);
     int status = pclose(f);
     cJSON *j = status == 0 && out.n ? cJSON_ParseWithLength((const char *)out.data, out.n) : NULL;
     gq_bytes_free(&out);
@@ -452,15 +498,22 @@ static int cmd_compare(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--data") && more) data = argv[++i];
-        else if (!strcmp(a, "--names") && more) names = argv[++i];
-        else if (!strcmp(a, "--out") && more) outdir = argv[++i];
-        else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens) && max_tokens > 0) i++;
-        else if (a[0] != '-' && n_models < 32) models[n_models++] = a;
-        else return usage_error("compare", a);
+        if (!strcmp(a, "--data") && more)
+            data = argv[++i];
+        else if (!strcmp(a, "--names") && more)
+            names = argv[++i];
+        else if (!strcmp(a, "--out") && more)
+            outdir = argv[++i];
+        else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens) && max_tokens > 0)
+            i++;
+        else if (a[0] != '-' && n_models < 32)
+            models[n_models++] = a;
+        else
+            return usage_error("compare", a);
     }
     if (!n_models || !data) {
-        fprintf(stderr, "usage: " PROG " compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n");
+        fprintf(stderr,
+                "usage: " PROG " compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n");
         return 2;
     }
     char self[4200], exe[4096];
@@ -479,7 +532,8 @@ static int cmd_compare(int argc, char **argv) {
         char buf[2048];
         snprintf(buf, sizeof buf, "%s", names);
         int k = 0;
-        for (char *t = strtok(buf, ","); t && k < n_models; t = strtok(NULL, ","), k++) snprintf(label[k], sizeof label[k], "%s", t);
+        for (char *t = strtok(buf, ","); t && k < n_models; t = strtok(NULL, ","), k++)
+            snprintf(label[k], sizeof label[k], "%s", t);
     }
     cJSON *all = cJSON_CreateArray();
     for (int k = 0; k < n_models; k++) {
@@ -512,7 +566,8 @@ static int cmd_compare(int argc, char **argv) {
                 "load s | 50 tokens s | prefill tok/s | decode tok/s | bandwidth share |\n"
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < n_models; k++) {
-        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"), *be = cJSON_GetObjectItem(r, "bench");
+        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"),
+                    *be = cJSON_GetObjectItem(r, "bench");
         double loss = jnum(ev, "loss");
         fprintf(md, "| %s | %s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
                 label[k], cJSON_GetObjectItem(be, "kind")->valuestring, loss, loss - ref, jnum(ev, "perplexity"),
@@ -540,7 +595,8 @@ static int cmd_compare(int argc, char **argv) {
     snprintf(svg, sizeof svg, "%s/chart.svg", outdir);
     FILE *df = fopen(dat, "w");
     for (int k = 0; df && k < n_models; k++) {
-        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"), *be = cJSON_GetObjectItem(r, "bench");
+        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"),
+                    *be = cJSON_GetObjectItem(r, "bench");
         fprintf(df, "%d \"%s\" %.2f %.2f %.4f %.4f\n", k, label[k], jnum(be, "model_memory_bytes") / 1e6,
                 jnum(be, "peak_rss_mb"), jnum(be, "generate_s"), jnum(ev, "loss"));
     }
@@ -555,8 +611,10 @@ static int cmd_compare(int argc, char **argv) {
              " '' using 4 title 'peak RSS MB' lc rgb '#8abeb7',"
              " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
              svg, dat);
-    if (system(cmd) != 0) fprintf(stderr, PROG ": warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
-    else fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json, %s\n", outdir, outdir, svg);
+    if (system(cmd) != 0)
+        fprintf(stderr, PROG ": warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
+    else
+        fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json, %s\n", outdir, outdir, svg);
     cJSON_Delete(all);
     return rc ? fail(rc) : 0;
 }

@@ -40,9 +40,8 @@ static gq_qmat *mat_slot(gq_im *m, int i, int l) {
 
 static float **vec_slot(gq_im *m, int i, int l) {
     gq_im_layer *L = &m->layers[l];
-    float **s[GQ_GPT2_N_TENSORS] = {NULL,     &m->wpe,      &L->ln1w, &L->ln1b, NULL,    &L->qkvb,
-                                    NULL,     &L->attprojb, &L->ln2w, &L->ln2b, NULL,    &L->fcb,
-                                    NULL,     &L->fcprojb,  &m->lnfw, &m->lnfb};
+    float **s[GQ_GPT2_N_TENSORS] = {NULL,     &m->wpe,  &L->ln1w, &L->ln1b, NULL, &L->qkvb,    NULL,     &L->attprojb,
+                                    &L->ln2w, &L->ln2b, NULL,     &L->fcb,  NULL, &L->fcprojb, &m->lnfw, &m->lnfb};
     return s[i];
 }
 
@@ -52,10 +51,13 @@ static int alloc_model(gq_im **out, const char *path, const gq_gpt2_config *cfg)
     m->cfg = *cfg;
     snprintf(m->path, sizeof m->path, "%s", path);
     m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        free(m);
+    m->n_refs = gq_gpt2_n_tensor_refs(cfg);
+    m->refs = calloc((size_t)m->n_refs, sizeof *m->refs);
+    if (!m->layers || !m->refs) {
+        free(m->layers), free(m->refs), free(m);
         return gq_errf(GQ_ENOMEM, "out of memory");
     }
+    gq_gpt2_tensor_refs(cfg, m->refs);
     *out = m;
     return GQ_OK;
 }
@@ -68,20 +70,17 @@ static int load_float(gq_im *m) {
     if (!m->arena) return gq_errf(GQ_ENOMEM, "%s: out of memory for %zu MB of weights", m->path, m->arena_bytes >> 20);
     int rc = gq_weights_read(m->path, c, m->arena);
     if (rc) return rc;
-    float *p = m->arena;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        size_t rows, cols;
-        gq_gpt2_tensor_shape(c, i, &rows, &cols);
-        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
-        for (int l = 0; l < layers; l++) {
-            gq_qmat *q = mat_slot(m, i, l);
-            if (q) *q = (gq_qmat){.spec = {GQ_QF_F32, 0, 0}, .rows = (int)rows, .cols = (int)cols, .f32 = p};
-            else *vec_slot(m, i, l) = p;
-            p += rows * (cols ? cols : 1);
-        }
+    for (int k = 0; k < m->n_refs; k++) {
+        const gq_gpt2_tensor_ref *t = &m->refs[k];
+        float *p = (float *)m->arena + t->offset;
+        gq_qmat *q = mat_slot(m, t->i, t->l);
+        if (q)
+            *q = (gq_qmat){.spec = {GQ_QF_F32, 0, 0}, .rows = (int)t->rows, .cols = (int)t->cols, .f32 = p};
+        else
+            *vec_slot(m, t->i, t->l) = p;
     }
     snprintf(m->kind, sizeof m->kind, "fp32");
-    snprintf(m->formats, sizeof m->formats, "f32 x%d", GQ_GPT2_N_TENSORS * c->n_layer);
+    snprintf(m->formats, sizeof m->formats, "f32 x%d", m->n_refs);
     return GQ_OK;
 }
 
@@ -114,33 +113,26 @@ static size_t ex_layout(ex_tensor *t, size_t off) {
 }
 
 static int load_export(gq_im *m, gq_h5r *r) {
-    const gq_gpt2_config *c = &m->cfg;
-    const int n_t = GQ_GPT2_N_TENSORS * c->n_layer + 4;
-    ex_tensor *ts = calloc((size_t)n_t, sizeof *ts);
+    ex_tensor *ts = calloc((size_t)m->n_refs, sizeof *ts);
     if (!ts) return gq_errf(GQ_ENOMEM, "out of memory");
-    int rc = GQ_OK, k = 0;
+    int rc = GQ_OK;
     size_t off = 0;
-    char name[200], path[400];
+    char path[400];
     /* pass 1: specs and the arena plan */
-    for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
-        size_t rows, cols;
-        gq_gpt2_tensor_shape(c, i, &rows, &cols);
-        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
-        for (int l = 0; l < layers && !rc; l++, k++) {
-            gq_gpt2_tensor_name(i, l, name, sizeof name);
-            ex_tensor *t = &ts[k];
-            t->rows = (int)rows, t->cols = (int)cols;
-            snprintf(path, sizeof path, "/tensors/%s", name);
-            if (!gq_h5r_exists(r, path)) {
-                rc = gq_errf(GQ_EFORMAT, "%s: tensor %s is missing", m->path, path);
-                break;
-            }
-            rc = gq_export_tensor_spec(r, name, t->rows, t->cols, &t->spec);
-            if (!rc && t->spec.format != GQ_QF_F32 && !mat_slot(m, i, l))
-                rc = gq_errf(GQ_EUNSUPPORTED, "%s: %s is stored as %s; the runner expects it in fp32", m->path, path,
-                             gq_qformat_name(t->spec.format));
-            if (!rc) off = ex_layout(t, off);
+    for (int k = 0; k < m->n_refs && !rc; k++) {
+        const gq_gpt2_tensor_ref *ref = &m->refs[k];
+        ex_tensor *t = &ts[k];
+        t->rows = (int)ref->rows, t->cols = (int)ref->cols;
+        snprintf(path, sizeof path, "/tensors/%s", ref->name);
+        if (!gq_h5r_exists(r, path)) {
+            rc = gq_errf(GQ_EFORMAT, "%s: tensor %s is missing", m->path, path);
+            break;
         }
+        rc = gq_export_tensor_spec(r, ref->name, t->rows, t->cols, &t->spec);
+        if (!rc && t->spec.format != GQ_QF_F32 && !mat_slot(m, ref->i, ref->l))
+            rc = gq_errf(GQ_EUNSUPPORTED, "%s: %s is stored as %s; the runner expects it in fp32", m->path, path,
+                         gq_qformat_name(t->spec.format));
+        if (!rc) off = ex_layout(t, off);
     }
     if (!rc) {
         m->arena_bytes = off;
@@ -151,58 +143,56 @@ static int load_export(gq_im *m, gq_h5r *r) {
     uint8_t *A = m->arena;
     int counts[GQ_QF_COUNT] = {0}, groups_of[GQ_QF_COUNT] = {0};
     size_t qvals[GQ_QF_COUNT] = {0};
-    k = 0;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS && !rc; i++) {
-        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
-        for (int l = 0; l < layers && !rc; l++, k++) {
-            ex_tensor *t = &ts[k];
-            gq_gpt2_tensor_name(i, l, name, sizeof name);
-            char base[300];
-            snprintf(base, sizeof base, "/tensors/%s", name);
-            counts[t->spec.format]++;
-            qvals[t->spec.format] += (size_t)t->rows * (t->cols ? t->cols : 1);
-            if (t->spec.format == GQ_QF_F32) {
-                size_t dims[2] = {(size_t)t->rows, (size_t)t->cols};
-                snprintf(path, sizeof path, "%s/value", base);
-                rc = gq_h5r_f32(r, path, (float *)(A + t->off_q), t->cols ? 2 : 1, dims);
-                gq_qmat *q = mat_slot(m, i, l);
-                if (q) *q = (gq_qmat){.spec = t->spec, .rows = t->rows, .cols = t->cols, .f32 = (float *)(A + t->off_q)};
-                else *vec_slot(m, i, l) = (float *)(A + t->off_q);
-                continue;
-            }
-            size_t groups = gq_qn_groups(&t->spec, t->rows, t->cols), bytes = gq_qpacked_bytes(&t->spec, t->rows, t->cols);
+    for (int k = 0; k < m->n_refs && !rc; k++) {
+        const int i = m->refs[k].i, l = m->refs[k].l;
+        ex_tensor *t = &ts[k];
+        char base[300];
+        snprintf(base, sizeof base, "/tensors/%s", m->refs[k].name);
+        counts[t->spec.format]++;
+        qvals[t->spec.format] += (size_t)t->rows * (t->cols ? t->cols : 1);
+        if (t->spec.format == GQ_QF_F32) {
+            size_t dims[2] = {(size_t)t->rows, (size_t)t->cols};
+            snprintf(path, sizeof path, "%s/value", base);
+            rc = gq_h5r_f32(r, path, (float *)(A + t->off_q), t->cols ? 2 : 1, dims);
             gq_qmat *q = mat_slot(m, i, l);
-            *q = (gq_qmat){.spec = t->spec, .rows = t->rows, .cols = t->cols, .group = gq_qgroup(&t->spec, t->cols)};
-            groups_of[t->spec.format] = q->group;
-            snprintf(path, sizeof path, "%s/qweight", base);
-            rc = gq_h5r_u8(r, path, A + t->off_q, 1, &bytes);
-            q->q = A + t->off_q;
-            if (!rc && t->spec.format == GQ_QF_NF4 && t->spec.double_quant) {
-                size_t d2 = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
-                double offset = 0;
-                snprintf(path, sizeof path, "%s/absmax_q", base);
-                rc = gq_h5r_i8(r, path, (int8_t *)(A + t->off_aq), 1, &groups);
-                snprintf(path, sizeof path, "%s/absmax2", base);
-                if (!rc) rc = gq_h5r_f32(r, path, (float *)(A + t->off_a2), 1, &d2);
-                if (!rc) rc = gq_h5r_attr_f64(r, base, "absmax_offset", &offset);
-                q->absmax_q = (int8_t *)(A + t->off_aq);
-                q->absmax2 = (float *)(A + t->off_a2);
-                q->absmax_offset = (float)offset;
-            } else if (!rc) {
-                snprintf(path, sizeof path, "%s/scales", base);
-                if (gq_qscale_f16(t->spec.format)) {
-                    rc = gq_h5r_u16(r, path, (uint16_t *)(A + t->off_s), 1, &groups);
-                    q->s16 = (uint16_t *)(A + t->off_s);
-                } else {
-                    rc = gq_h5r_f32(r, path, (float *)(A + t->off_s), 1, &groups);
-                    q->s32 = (float *)(A + t->off_s);
-                }
+            if (q)
+                *q = (gq_qmat){.spec = t->spec, .rows = t->rows, .cols = t->cols, .f32 = (float *)(A + t->off_q)};
+            else
+                *vec_slot(m, i, l) = (float *)(A + t->off_q);
+            continue;
+        }
+        size_t groups = gq_qn_groups(&t->spec, t->rows, t->cols), bytes = gq_qpacked_bytes(&t->spec, t->rows, t->cols);
+        gq_qmat *q = mat_slot(m, i, l);
+        *q = (gq_qmat){.spec = t->spec, .rows = t->rows, .cols = t->cols, .group = gq_qgroup(&t->spec, t->cols)};
+        groups_of[t->spec.format] = q->group;
+        snprintf(path, sizeof path, "%s/qweight", base);
+        rc = gq_h5r_u8(r, path, A + t->off_q, 1, &bytes);
+        q->q = A + t->off_q;
+        if (!rc && t->spec.format == GQ_QF_NF4 && t->spec.double_quant) {
+            size_t d2 = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
+            double offset = 0;
+            snprintf(path, sizeof path, "%s/absmax_q", base);
+            rc = gq_h5r_i8(r, path, (int8_t *)(A + t->off_aq), 1, &groups);
+            snprintf(path, sizeof path, "%s/absmax2", base);
+            if (!rc) rc = gq_h5r_f32(r, path, (float *)(A + t->off_a2), 1, &d2);
+            if (!rc) rc = gq_h5r_attr_f64(r, base, "absmax_offset", &offset);
+            q->absmax_q = (int8_t *)(A + t->off_aq);
+            q->absmax2 = (float *)(A + t->off_a2);
+            q->absmax_offset = (float)offset;
+        } else if (!rc) {
+            snprintf(path, sizeof path, "%s/scales", base);
+            if (gq_qscale_f16(t->spec.format)) {
+                rc = gq_h5r_u16(r, path, (uint16_t *)(A + t->off_s), 1, &groups);
+                q->s16 = (uint16_t *)(A + t->off_s);
+            } else {
+                rc = gq_h5r_f32(r, path, (float *)(A + t->off_s), 1, &groups);
+                q->s32 = (float *)(A + t->off_s);
             }
-            if (!rc && t->spec.format == GQ_QF_INT4A) {
-                snprintf(path, sizeof path, "%s/zeros", base);
-                rc = gq_h5r_u8(r, path, A + t->off_z, 1, &groups);
-                q->zeros = A + t->off_z;
-            }
+        }
+        if (!rc && t->spec.format == GQ_QF_INT4A) {
+            snprintf(path, sizeof path, "%s/zeros", base);
+            rc = gq_h5r_u8(r, path, A + t->off_z, 1, &groups);
+            q->zeros = A + t->off_z;
         }
     }
     free(ts);
@@ -222,40 +212,31 @@ static int load_export(gq_im *m, gq_h5r *r) {
                          counts[q]);
         if (w > 0 && (size_t)w < left) f += w, left -= (size_t)w;
     }
-    if (best == GQ_QF_F32) snprintf(m->kind, sizeof m->kind, "fp32");
-    else if (best == GQ_QF_INT8 || best == GQ_QF_Q8_0) snprintf(m->kind, sizeof m->kind, "%s", gq_qformat_name(best));
-    else snprintf(m->kind, sizeof m->kind, "%s-g%d", gq_qformat_name(best), groups_of[best]);
+    if (best == GQ_QF_F32)
+        snprintf(m->kind, sizeof m->kind, "fp32");
+    else if (best == GQ_QF_INT8 || best == GQ_QF_Q8_0)
+        snprintf(m->kind, sizeof m->kind, "%s", gq_qformat_name(best));
+    else
+        snprintf(m->kind, sizeof m->kind, "%s-g%d", gq_qformat_name(best), groups_of[best]);
     return GQ_OK;
 }
 
 static int check_finite(gq_im *m) {
-    const gq_gpt2_config *c = &m->cfg;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        size_t rows, cols;
-        gq_gpt2_tensor_shape(c, i, &rows, &cols);
-        const int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
-        for (int l = 0; l < layers; l++) {
-            gq_qmat *q = mat_slot(m, i, l);
-            const float *v = q ? q->f32 : *vec_slot(m, i, l);
-            size_t n = rows * (cols ? cols : 1);
-            if (q && q->spec.format != GQ_QF_F32) {
-                v = q->s32;
-                n = q->s32 ? gq_qn_groups(&q->spec, q->rows, q->cols) : 0;
-                if (q->absmax2) v = q->absmax2, n = (gq_qn_groups(&q->spec, q->rows, q->cols) + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
-                for (size_t g = 0; q->s16 && g < gq_qn_groups(&q->spec, q->rows, q->cols); g++)
-                    if (((q->s16[g] >> 10) & 31) == 31) {
-                        char name[200];
-                        gq_gpt2_tensor_name(i, l, name, sizeof name);
-                        return gq_errf(GQ_ENAN, "%s: tensor %s: scale %zu is not finite", m->path, name, g);
-                    }
-            }
-            for (size_t k = 0; v && k < n; k++)
-                if (!isfinite(v[k])) {
-                    char name[200];
-                    gq_gpt2_tensor_name(i, l, name, sizeof name);
-                    return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", m->path, name, k);
-                }
+    for (int k = 0; k < m->n_refs; k++) {
+        const gq_gpt2_tensor_ref *t = &m->refs[k];
+        gq_qmat *q = mat_slot(m, t->i, t->l);
+        const float *v = q ? q->f32 : *vec_slot(m, t->i, t->l);
+        size_t n = t->rows * (t->cols ? t->cols : 1);
+        if (q && q->spec.format != GQ_QF_F32) {
+            const size_t groups = gq_qn_groups(&q->spec, q->rows, q->cols);
+            v = q->absmax2 ? q->absmax2 : q->s32;
+            n = q->absmax2 ? (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK : q->s32 ? groups : 0;
+            for (size_t g = 0; q->s16 && g < groups; g++)
+                if (((q->s16[g] >> 10) & 31) == 31)
+                    return gq_errf(GQ_ENAN, "%s: tensor %s: scale %zu is not finite", m->path, t->name, g);
         }
+        for (size_t e = 0; v && e < n; e++)
+            if (!isfinite(v[e])) return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", m->path, t->name, e);
     }
     return GQ_OK;
 }
@@ -301,6 +282,7 @@ void gq_im_free(gq_im *m) {
     free(m->arena);
     free(m->state);
     free(m->layers);
+    free(m->refs);
     free(m);
 }
 
@@ -313,29 +295,41 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
                        n_ctx, chunk, c->block_size);
     free(m->state);
     m->state = NULL;
-    const size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, M = (size_t)B * chunk, Vp = (size_t)c->padded_vocab_size;
+    const size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, M = (size_t)B * chunk,
+                 Vp = (size_t)c->padded_vocab_size;
     const int nt = omp_get_max_threads();
     m->B = B, m->n_ctx = n_ctx, m->chunk = chunk, m->M_max = (int)M;
     m->panel_floats = M >= GQ_QMM_PANEL_MIN ? (PANEL_FLOATS > 4 * C ? PANEL_FLOATS : 4 * C) : 0;
     const size_t vpanel = m->panel_floats / C; /* vocabulary rows per LM-head panel (eval) */
     m->logits_rows = B;
     size_t logit_floats = (size_t)B * Vp > M * vpanel ? (size_t)B * Vp : M * vpanel;
-    size_t sizes[] = {
-        L * B * n_ctx * C * 4, L * B * n_ctx * C * 4,              /* k, v */
-        M * C * 4, M * C * 4, M * 4, M * 4, M * 3 * C * 4,         /* x, ln, mean, rstd, qkv */
-        M * C * 4, M * C * 4, M * 4 * C * 4, logit_floats * 4,    /* atty, tmp, fch, logits */
-        (size_t)nt * chunk * n_ctx * 4,                            /* attention scores per thread */
-        M * 4 * C, M * 4 * C / 32 * 4, M * 4 * C / 32 * 4,         /* int8 activations */
-        m->panel_floats * 4};                                      /* panel */
+    size_t sizes[] = {L * B * n_ctx * C * 4,
+                      L * B * n_ctx * C * 4, /* k, v */
+                      M * C * 4,
+                      M * C * 4,
+                      M * 4,
+                      M * 4,
+                      M * 3 * C * 4, /* x, ln, mean, rstd, qkv */
+                      M * C * 4,
+                      M * C * 4,
+                      M * 4 * C * 4,
+                      logit_floats * 4,               /* atty, tmp, fch, logits */
+                      (size_t)nt * chunk * n_ctx * 4, /* attention scores per thread */
+                      M * 4 * C,
+                      M * 4 * C / 32 * 4,
+                      M * 4 * C / 32 * 4,   /* int8 activations */
+                      m->panel_floats * 4}; /* panel */
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += up(sizes[i]);
+    for (int i = 0; i < n; i++)
+        total += up(sizes[i]);
     m->state = aligned_alloc(ALIGN, total);
     if (!m->state) return gq_errf(GQ_ENOMEM, "out of memory for the run state (%zu MB)", total >> 20);
     memset(m->state, 0, total);
     void *p[16];
     uint8_t *s = m->state;
-    for (int i = 0; i < n; i++) p[i] = s, s += up(sizes[i]);
+    for (int i = 0; i < n; i++)
+        p[i] = s, s += up(sizes[i]);
     m->kcache = p[0], m->vcache = p[1], m->x = p[2], m->ln = p[3], m->mean = p[4], m->rstd = p[5], m->qkv = p[6];
     m->atty = p[7], m->tmp = p[8], m->fch = p[9], m->logits = p[10], m->att = p[11];
     m->aq = p[12], m->ad = p[13], m->abs_ = p[14], m->panel = m->panel_floats ? p[15] : NULL;
@@ -367,9 +361,11 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
             for (int h = 0; h < NH; h++) {
                 float *a = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
                 const float *q = m->qkv + (size_t)b * n * 3 * C + h * hs;
-                const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs, *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+                const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs,
+                            *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hs, scale, q, 3 * C, kc, C, 0.0f, a, S);
-                for (int i = 0; i < n; i++) gq_cpu_softmax_causal_row(a + (size_t)i * S, pos + i, S);
+                for (int i = 0; i < n; i++)
+                    gq_cpu_softmax_causal_row(a + (size_t)i * S, pos + i, S);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, S, 1.0f, a, S, vc, C, 0.0f,
                             m->atty + (size_t)b * n * C + h * hs, C);
             }
@@ -381,7 +377,8 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
         const int b = job / (NH * n), h = (job / n) % NH, i = job % n, t = pos + i;
         float *s = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
         const float *q = m->qkv + ((size_t)b * n + i) * 3 * C + h * hs;
-        const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs, *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+        const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs,
+                    *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
         const gq_simd_ops *simd = gq_simd();
         float mx = -3.0e38f;
         for (int u = 0; u <= t; u++) {
@@ -395,14 +392,17 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
         }
         const float inv = 1.0f / sum;
         float *o = m->atty + ((size_t)b * n + i) * C + h * hs;
-        for (int e = 0; e < hs; e++) o[e] = 0.0f;
-        for (int u = 0; u <= t; u++) simd->axpy(o, s[u] * inv, vc + (size_t)u * C, hs);
+        for (int e = 0; e < hs; e++)
+            o[e] = 0.0f;
+        for (int u = 0; u <= t; u++)
+            simd->axpy(o, s[u] * inv, vc + (size_t)u * C, hs);
     }
 }
 
 static void add_into(float *x, const float *y, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) x[i] = x[i] + y[i];
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] + y[i];
 }
 
 /* Cross-entropy of M rows of m->ln against targets through the tied LM head, one vocabulary
@@ -414,7 +414,8 @@ static void lm_head_loss(gq_im *m, int M, const int32_t *targets, double *loss_s
     double *lse = (double *)(m->fch); /* fch is free now (M * 4C floats >= 2M) */
     float *tl = m->tmp;               /* target logits */
     const gq_simd_ops *simd = gq_simd();
-    for (int r = 0; r < M; r++) lse[r] = -INFINITY, tl[r] = 0;
+    for (int r = 0; r < M; r++)
+        lse[r] = -INFINITY, tl[r] = 0;
     for (int v0 = 0; v0 < V; v0 += P) {
         const int v1 = v0 + P < V ? v0 + P : V, np = v1 - v0;
         const float *W;
@@ -422,7 +423,8 @@ static void lm_head_loss(gq_im *m, int M, const int32_t *targets, double *loss_s
             W = m->wte.f32 + (size_t)v0 * C;
         } else {
 #pragma omp parallel for schedule(static)
-            for (int v = v0; v < v1; v++) gq_qmat_dequant_rows(&m->wte, v, v + 1, m->panel + (size_t)(v - v0) * C);
+            for (int v = v0; v < v1; v++)
+                gq_qmat_dequant_rows(&m->wte, v, v + 1, m->panel + (size_t)(v - v0) * C);
             W = m->panel;
         }
         gq_cpu_matmul_forward(m->logits, m->ln, W, NULL, M, C, np);
@@ -451,13 +453,14 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
             return gq_errf(GQ_ERANGE, "token id %d is outside the model's vocabulary of %d", tokens[r], c->vocab_size);
     if (targets && m->panel_floats == 0)
         return gq_errf(GQ_EINVAL, "scoring needs a plan with at least %d tokens per call", GQ_QMM_PANEL_MIN);
-    /* token + position embedding (the embedding row dequantized exactly) */
+        /* token + position embedding (the embedding row dequantized exactly) */
 #pragma omp parallel for schedule(static) if (M > 16)
     for (int r = 0; r < M; r++) {
         float *x = m->x + (size_t)r * C;
         const float *pe = m->wpe + (size_t)(pos + r % n) * C;
         gq_qmat_dequant_rows(&m->wte, tokens[r], tokens[r] + 1, x);
-        for (int k = 0; k < C; k++) x[k] = x[k] + pe[k];
+        for (int k = 0; k < C; k++)
+            x[k] = x[k] + pe[k];
     }
     for (int l = 0; l < c->n_layer; l++) {
         const gq_im_layer *L = &m->layers[l];
@@ -483,7 +486,8 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
         return GQ_OK;
     }
     /* the last token of each sequence */
-    for (int b = 0; b < Bn; b++) memcpy(m->tmp + (size_t)b * C, m->x + ((size_t)b * n + n - 1) * C, (size_t)C * 4);
+    for (int b = 0; b < Bn; b++)
+        memcpy(m->tmp + (size_t)b * C, m->x + ((size_t)b * n + n - 1) * C, (size_t)C * 4);
     gq_cpu_layernorm_forward(m->ln, m->mean, m->rstd, m->tmp, m->lnfw, m->lnfb, Bn, C);
     linear(m, m->logits, m->ln, Bn, C, &m->wte, NULL, 0);
     return GQ_OK;

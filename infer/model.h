@@ -25,15 +25,17 @@ typedef struct {
 typedef struct {
     gq_gpt2_config cfg;
     char path[1024];
-    char kind[32];        /* "fp32", or the format of the most common quantized weight */
-    char formats[256];    /* every tensor format in the file, e.g. "int4-g64 x49, f32 x100" */
+    char kind[32];     /* "fp32", or the format of the most common quantized weight */
+    char formats[256]; /* every tensor format in the file, e.g. "int4-g64 x49, f32 x100" */
     int quantized;
-    gq_qmat wte;          /* (Vp, C): embedding and tied LM head */
+    gq_qmat wte; /* (Vp, C): embedding and tied LM head */
     float *wpe, *lnfw, *lnfb;
     gq_im_layer *layers;
-    void *arena;          /* every weight */
+    gq_gpt2_tensor_ref *refs; /* every tensor, canonical order */
+    int n_refs;
+    void *arena; /* every weight */
     size_t arena_bytes;
-    size_t weight_bytes;  /* what one decode step reads (wpe: one row) */
+    size_t weight_bytes; /* what one decode step reads (wpe: one row) */
     double load_seconds;
 
     /* run state (gq_im_plan) */
@@ -45,9 +47,9 @@ typedef struct {
     int32_t *abs_;
     float *panel;
     size_t panel_floats;
-    void *state;          /* the one run-state allocation */
+    void *state; /* the one run-state allocation */
     size_t kv_bytes, act_bytes;
-    int logits_rows;      /* rows of `logits` */
+    int logits_rows; /* rows of `logits` */
 } gq_im;
 
 /* Load a model file (any of the kinds above). Errors name the file and the problem. */

@@ -39,7 +39,8 @@ int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
         sum += s->prob[i];
         s->idx[i] = i;
     }
-    for (int i = 0; i < V; i++) s->prob[i] = (float)(s->prob[i] / sum);
+    for (int i = 0; i < V; i++)
+        s->prob[i] = (float)(s->prob[i] / sum);
     int n = V;
     if ((s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f) {
         g_prob = s->prob; /* qsort has no context argument in C11; sampling is single-threaded */
@@ -57,7 +58,8 @@ int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
         }
     }
     double total = 0;
-    for (int i = 0; i < n; i++) total += s->prob[s->idx[i]];
+    for (int i = 0; i < n; i++)
+        total += s->prob[s->idx[i]];
     double u = (double)gq_rng_float(&s->rng) * total, c = 0;
     for (int i = 0; i < n; i++) {
         c += s->prob[s->idx[i]];

@@ -12,8 +12,8 @@ typedef struct {
     int top_k;         /* 0: all */
     float top_p;       /* 1: all */
     gq_rng rng;
-    float *prob;       /* V scratch */
-    int32_t *idx;      /* V scratch */
+    float *prob;  /* V scratch */
+    int32_t *idx; /* V scratch */
 } gq_sampler;
 
 /* scratch for a vocabulary of V (malloc'd once) */

@@ -30,21 +30,21 @@ typedef struct {
     gq_qspec spec; /* format GQ_QF_F32: f32 holds the matrix */
     int rows, cols, group;
     const float *f32;
-    const uint8_t *q;         /* packed codes, rows * cols * bits / 8 bytes */
-    const uint16_t *s16;      /* fp16 scales per group (int4, int4a, int3, int2, q8_0) */
-    const float *s32;         /* fp32 scales per group (int8 per row, nf4, fp4) */
-    const uint8_t *zeros;     /* int4a zero points per group */
-    const int8_t *absmax_q;   /* nf4 double quant: per group ... */
-    const float *absmax2;     /* ... times a per-256-group scale ... */
-    float absmax_offset;      /* ... plus this offset */
+    const uint8_t *q;       /* packed codes, rows * cols * bits / 8 bytes */
+    const uint16_t *s16;    /* fp16 scales per group (int4, int4a, int3, int2, q8_0) */
+    const float *s32;       /* fp32 scales per group (int8 per row, nf4, fp4) */
+    const uint8_t *zeros;   /* int4a zero points per group */
+    const int8_t *absmax_q; /* nf4 double quant: per group ... */
+    const float *absmax2;   /* ... times a per-256-group scale ... */
+    float absmax_offset;    /* ... plus this offset */
 } gq_qmat;
 
 /* M activation rows of K values and, for the integer path, their int8 blocks. */
 typedef struct {
-    const float *x;    /* (M, K) */
-    int8_t *q;         /* (M, K) */
-    float *d;          /* (M, K / 32) block scales */
-    int32_t *bsum;     /* (M, K / 32) sums of each block's codes */
+    const float *x; /* (M, K) */
+    int8_t *q;      /* (M, K) */
+    float *d;       /* (M, K / 32) block scales */
+    int32_t *bsum;  /* (M, K / 32) sums of each block's codes */
     int M, K;
 } gq_qact;
 

@@ -13,6 +13,7 @@
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
+#include "gq_test_model.h"
 #include "h5io.h"
 #include "qexport.h"
 #include "train.h"
@@ -33,17 +34,10 @@ int main(void) {
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", dir);
     snprintf(out, sizeof out, "%s/q.h5", dir);
     gq_gpt2_config cfg = {2, 2, 64, 32, 300, 0};
-    gq_gpt2 *m = NULL, *fq = NULL, *ld = NULL;
-    CHECK_OK(gq_gpt2_create(&m, &cfg, gq_backend_cpu(), 2, 32));
+    gq_gpt2 *m = gq_test_random_ckpt(ckpt, &cfg, 2, 32, 5), *fq = NULL, *ld = NULL; /* cfg: padded vocab filled in */
     CHECK_OK(gq_gpt2_create(&fq, &cfg, gq_backend_cpu(), 2, 32));
     CHECK_OK(gq_gpt2_create(&ld, &cfg, gq_backend_cpu(), 2, 32));
     if (!m || !fq || !ld) return gq_test_finish("test_export");
-    cfg = m->cfg; /* with the padded vocabulary filled in */
-    CHECK_OK(gq_gpt2_init(m, 5));
-    gq_train_opts o;
-    gq_train_defaults(&o);
-    gq_train_state st = {0};
-    CHECK_OK(gq_ckpt_save(ckpt, m, &st, &o));
     gq_rng r;
     gq_rng_seed(&r, 9);
     int32_t in[64], tg[64];

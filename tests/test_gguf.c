@@ -11,6 +11,7 @@
 #include "gpt2.h"
 #include "gq_error.h"
 #include "gq_test.h"
+#include "gq_test_model.h"
 #include "h5io.h"
 #include "qexport.h"
 #include "train.h"
@@ -40,21 +41,27 @@ static uint64_t rd_u(rd *r, int n) {
 static const char *rd_s(rd *r, uint64_t *len) {
     *len = rd_u(r, 8);
     const char *s = (const char *)r->p;
-    if (r->p + *len > r->end) r->bad = 1, *len = 0;
-    else r->p += *len;
+    if (r->p + *len > r->end)
+        r->bad = 1, *len = 0;
+    else
+        r->p += *len;
     return s;
 }
 static void skip_value(rd *r, uint32_t type);
 static void skip_value(rd *r, uint32_t type) {
     static const int size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
     uint64_t l;
-    if (type == 8) rd_s(r, &l);
+    if (type == 8)
+        rd_s(r, &l);
     else if (type == 9) {
         uint32_t t = (uint32_t)rd_u(r, 4);
         uint64_t n = rd_u(r, 8);
-        for (uint64_t i = 0; i < n && !r->bad; i++) skip_value(r, t);
-    } else if (type < 13) rd_u(r, size[type]);
-    else r->bad = 1;
+        for (uint64_t i = 0; i < n && !r->bad; i++)
+            skip_value(r, t);
+    } else if (type < 13)
+        rd_u(r, size[type]);
+    else
+        r->bad = 1;
 }
 
 static void check_gguf(const char *path, const char *h5, const gq_gpt2_config *cfg, int qtype) {
@@ -136,7 +143,8 @@ static void check_gguf(const char *path, const char *h5, const gq_gpt2_config *c
     /* compare with the HDF5 export: token_embd (first V rows) and blk.0.attn_qkv */
     gq_h5r *h;
     CHECK_OK(gq_h5r_open(&h, h5));
-    const char *pairs[3][2] = {{"token_embd.weight", "wte.weight"}, {"blk.0.attn_qkv.weight", "h.0.attn.c_attn.weight"},
+    const char *pairs[3][2] = {{"token_embd.weight", "wte.weight"},
+                               {"blk.0.attn_qkv.weight", "h.0.attn.c_attn.weight"},
                                {"blk.1.ffn_down.weight", "h.1.mlp.c_proj.weight"}};
     for (int p = 0; p < 3 && h; p++) {
         int t = -1;
@@ -184,15 +192,8 @@ int main(int argc, char **argv) {
     char ckpt[256], h5[256], gg[256];
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", dir);
     gq_gpt2_config cfg = {2, 2, 64, 32, 50257, 0};
-    gq_gpt2 *m = NULL;
-    CHECK_OK(gq_gpt2_create(&m, &cfg, gq_backend_cpu(), 1, 32));
+    gq_gpt2 *m = gq_test_random_ckpt(ckpt, &cfg, 1, 32, 3);
     if (!m) return gq_test_finish("test_gguf");
-    cfg = m->cfg;
-    CHECK_OK(gq_gpt2_init(m, 3));
-    gq_train_opts o;
-    gq_train_defaults(&o);
-    gq_train_state st = {0};
-    CHECK_OK(gq_ckpt_save(ckpt, m, &st, &o));
     const char *fmts[2] = {"int4-g32", "q8_0"};
     const int types[2] = {GQ_GGML_Q4_0, GQ_GGML_Q8_0};
     for (int k = 0; k < 2; k++) {

@@ -15,6 +15,7 @@
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
+#include "gq_test_model.h"
 #include "h5io.h"
 #include "model.h"
 #include "qexport.h"
@@ -80,8 +81,9 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
             CHECK_OK(gq_im_forward(im, in + t, 1, 1, t, NULL, NULL, NULL));
             worst = fmax(worst, logit_diff(ref, 0, t, gq_im_logits(im, 0), buf, NULL));
         }
-        CHECKF(worst <= decode_tol, "%s: prefill %d + decode: logits differ by %.3g (tolerance %.3g, logits up to %.2f)",
-               label, p, worst, decode_tol, sc);
+        CHECKF(worst <= decode_tol,
+               "%s: prefill %d + decode: logits differ by %.3g (tolerance %.3g, logits up to %.2f)", label, p, worst,
+               decode_tol, sc);
         printf("  %-10s prefill %2d + decode: max logit difference %.2e (logits up to %.2f)\n", label, p, worst, sc);
     }
     free(buf);
@@ -122,14 +124,16 @@ static void torch_parity(const char *dir) {
         long n = 0;
         CHECK_OK(gq_im_plan(im, Bf, Tf, Tf));
         CHECK_OK(gq_im_forward(im, in, Bf, Tf, 0, tg, &sum, &n));
-        CHECKF(n > 0 && fabs(sum / n - ref_loss) <= 1e-5, "%s: loss %.7f vs transformers %.7f", files[f], sum / n, ref_loss);
+        CHECKF(n > 0 && fabs(sum / n - ref_loss) <= 1e-5, "%s: loss %.7f vs transformers %.7f", files[f], sum / n,
+               ref_loss);
         double worst = 0;
         for (int b = 0; b < Bf; b++) {
             CHECK_OK(gq_im_plan(im, 1, Tf, 1));
             for (int t = 0; t < Tf; t++) {
                 CHECK_OK(gq_im_forward(im, in + b * Tf + t, 1, 1, t, NULL, NULL, NULL));
                 const float *l = gq_im_logits(im, 0);
-                for (int v = 0; v < Vr; v++) worst = fmax(worst, fabs(l[v] - want[((size_t)b * Tf + t) * Vr + v]));
+                for (int v = 0; v < Vr; v++)
+                    worst = fmax(worst, fabs(l[v] - want[((size_t)b * Tf + t) * Vr + v]));
             }
         }
         CHECKF(worst <= 1e-5, "%s: token-by-token logits vs transformers: %.3g", files[f], worst);
@@ -148,19 +152,13 @@ int main(int argc, char **argv) {
     char ckpt[256], out[256];
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", dir);
     gq_gpt2_config cfg = {2, 2, 64, T, V, 0};
-    gq_gpt2 *m = NULL;
-    CHECK_OK(gq_gpt2_create(&m, &cfg, gq_backend_cpu(), B, T));
+    gq_gpt2 *m = gq_test_random_ckpt(ckpt, &cfg, B, T, 5);
     if (!m) return gq_test_finish("test_infer");
-    cfg = m->cfg;
-    CHECK_OK(gq_gpt2_init(m, 5));
-    gq_train_opts o;
-    gq_train_defaults(&o);
-    gq_train_state st = {0};
-    CHECK_OK(gq_ckpt_save(ckpt, m, &st, &o));
     gq_rng r;
     gq_rng_seed(&r, 9);
     int32_t in[B * T], tg[B * T];
-    for (int i = 0; i < B * T; i++) in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
+    for (int i = 0; i < B * T; i++)
+        in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
     tg[3] = -1; /* an ignored target */
 
     const double F = 1e-5, I = 1.5e-2; /* decode tolerances on logits of magnitude < 1 */
@@ -169,10 +167,18 @@ int main(int argc, char **argv) {
         const char *fmt, *layers;
         double tol;
     } cases[] = {/* float activations (nf4; groups of 16 are not int8-block aligned) */
-                 {"nf4", "all", F},      {"nf4-dq", NULL, F},      {"int4-g16", NULL, F},
+                 {"nf4", "all", F},
+                 {"nf4-dq", NULL, F},
+                 {"int4-g16", NULL, F},
                  /* int8 activation blocks: measured 3e-3 .. 7e-3 with logits up to 0.77 */
-                 {"int8", "all", I},     {"q8_0", NULL, I},        {"int4", "all", I},  {"int4-g32", NULL, I},
-                 {"int4a", "all", I},    {"fp4", "all", I},        {"int3", "all", I},  {"int2", NULL, I}};
+                 {"int8", "all", I},
+                 {"q8_0", NULL, I},
+                 {"int4", "all", I},
+                 {"int4-g32", NULL, I},
+                 {"int4a", "all", I},
+                 {"fp4", "all", I},
+                 {"int3", "all", I},
+                 {"int2", NULL, I}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         gq_qplan plan;
         snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
@@ -202,7 +208,8 @@ int main(int argc, char **argv) {
     CHECK_OK(gq_h5w_begin(&w, bad));
     const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
     const int vals[] = {cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.vocab_size, cfg.padded_vocab_size};
-    for (int k = 0; k < 6; k++) gq_h5w_attr_i64(w, "/config", keys[k], vals[k]);
+    for (int k = 0; k < 6; k++)
+        gq_h5w_attr_i64(w, "/config", keys[k], vals[k]);
     gq_h5w_attr_str(w, "/", "format", "gpt2q-quantized");
     gq_h5w_group(w, "/tensors/wte.weight");
     gq_h5w_attr_str(w, "/tensors/wte.weight", "format", "int9");

@@ -31,8 +31,9 @@ static float randn(gq_rng *r) {
 static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
     memset(m, 0, sizeof *m);
     float *x = malloc(sizeof(float) * rows * cols);
-    for (int i = 0; i < rows * cols; i++) x[i] = 0.02f * randn(rng);
-    x[rows * cols / 3] = 0.5f; /* an outlier */
+    for (int i = 0; i < rows * cols; i++)
+        x[i] = 0.02f * randn(rng);
+    x[rows * cols / 3] = 0.5f;                               /* an outlier */
     if (rows > 2) memset(x + cols, 0, sizeof(float) * cols); /* a zero row */
     m->w.spec = *s;
     m->w.rows = rows;
@@ -45,15 +46,20 @@ static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
     }
     m->w.group = gq_qgroup(s, cols);
     size_t groups = gq_qn_groups(s, rows, cols);
-    m->q = (gq_qtensor){calloc(gq_qpacked_bytes(s, rows, cols) + 32, 1), calloc(groups, 4), calloc(groups, 1),
-                        calloc(groups, 1), calloc(groups / GQ_DQ_BLOCK + 1, 4), 0};
+    m->q = (gq_qtensor){calloc(gq_qpacked_bytes(s, rows, cols) + 32, 1),
+                        calloc(groups, 4),
+                        calloc(groups, 1),
+                        calloc(groups, 1),
+                        calloc(groups / GQ_DQ_BLOCK + 1, 4),
+                        0};
     size_t bad;
     CHECK(gq_quantize(s, x, rows, cols, &m->q, &bad) == 0);
     gq_dequantize(s, &m->q, rows, cols, m->deq);
     m->w.q = m->q.qweight;
     if (gq_qscale_f16(s->format)) {
         m->s16 = malloc(2 * groups);
-        for (size_t k = 0; k < groups; k++) m->s16[k] = gq_f32_to_f16(m->q.scales[k]);
+        for (size_t k = 0; k < groups; k++)
+            m->s16[k] = gq_f32_to_f16(m->q.scales[k]);
         m->w.s16 = m->s16;
     } else {
         m->w.s32 = m->q.scales;
@@ -88,7 +94,8 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     CHECKF(!memcmp(d, m.deq, sizeof(float) * N * K), "%s %dx%d: row dequantizer != gq_dequantize", fmt, rows, cols);
     /* 2. activations */
     float *x = malloc(sizeof(float) * M * K);
-    for (int i = 0; i < M * K; i++) x[i] = randn(rng);
+    for (int i = 0; i < M * K; i++)
+        x[i] = randn(rng);
     x[5] = 9.0f;
     gq_qact a = {x, malloc(M * K), malloc(sizeof(float) * M * nb), malloc(sizeof(int32_t) * M * nb), M, K};
     const int ip = gq_qmat_int_path(&m.w);
@@ -135,7 +142,8 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
         /* a row range in the middle writes only its rows */
         if (N > 3) {
             float *yr = malloc(sizeof(float) * M * N);
-            for (int i = 0; i < M * N; i++) yr[i] = -7.0f;
+            for (int i = 0; i < M * N; i++)
+                yr[i] = -7.0f;
             gq_qdot_variant(variants[v])->rows(&m.w, 1, N - 1, &a, yr + 1, N);
             int ok = 1;
             for (int t = 0; t < M; t++)
@@ -146,25 +154,30 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     }
     /* 4. the driver: row path with bias (M = 3), panel path (M = 20) vs the fp32 matmul */
     float *bias = malloc(sizeof(float) * N);
-    for (int r = 0; r < N; r++) bias[r] = randn(rng);
+    for (int r = 0; r < N; r++)
+        bias[r] = randn(rng);
     float *yd = malloc(sizeof(float) * M * N);
     gq_qmatmul(yd, &a, 0, &m.w, bias, 0, NULL, 0);
     int ok = 1;
     for (int t = 0; t < M; t++)
-        for (int r = 0; r < N; r++) ok &= fabsf(yd[t * N + r] - bias[r] - yv[t * N + r]) <= 1e-5f * (1 + fabsf(yv[t * N + r]));
+        for (int r = 0; r < N; r++)
+            ok &= fabsf(yd[t * N + r] - bias[r] - yv[t * N + r]) <= 1e-5f * (1 + fabsf(yv[t * N + r]));
     if (gq_qdot() == gq_qdot_variant("avx2")) CHECKF(ok, "%s %dx%d: driver row path + bias", fmt, rows, cols);
     /* the GELU epilogue: the same as GELU applied afterwards, on both paths */
     {
         float *yg = malloc(sizeof(float) * M * N);
         gq_qmatmul(yg, &a, 1, &m.w, bias, 1, NULL, 0);
         int same = 1;
-        for (int i = 0; i < M * N; i++) same &= yg[i] == gq_gelu(yd[i]);
+        for (int i = 0; i < M * N; i++)
+            same &= yg[i] == gq_gelu(yd[i]);
         CHECKF(same, "%s %dx%d: GELU epilogue (row path)", fmt, rows, cols);
         free(yg);
     }
     const int MP = 20;
-    float *xp = malloc(sizeof(float) * MP * K), *yp = malloc(sizeof(float) * MP * N), *panel = malloc(sizeof(float) * 3 * K);
-    for (int i = 0; i < MP * K; i++) xp[i] = randn(rng);
+    float *xp = malloc(sizeof(float) * MP * K), *yp = malloc(sizeof(float) * MP * N),
+          *panel = malloc(sizeof(float) * 3 * K);
+    for (int i = 0; i < MP * K; i++)
+        xp[i] = randn(rng);
     gq_qact ap = {xp, NULL, NULL, NULL, MP, K};
     for (int pass = 0; pass < 2; pass++) {
         size_t pf = pass ? (size_t)3 * K : (size_t)N * K; /* several panels, then one */
@@ -174,16 +187,20 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
         for (int t = 0; t < MP; t++)
             for (int r = 0; r < N; r++) {
                 double ref = bias[r], mag = fabs(bias[r]);
-                for (int i = 0; i < K; i++) ref += (double)m.deq[(size_t)r * K + i] * xp[t * K + i], mag += fabs((double)m.deq[(size_t)r * K + i] * xp[t * K + i]);
+                for (int i = 0; i < K; i++)
+                    ref += (double)m.deq[(size_t)r * K + i] * xp[t * K + i],
+                        mag += fabs((double)m.deq[(size_t)r * K + i] * xp[t * K + i]);
                 double e = fabs(yp[t * N + r] - ref) / (mag + 1e-30);
                 worst = e > worst ? e : worst;
             }
-        CHECKF(worst < 2e-6, "%s %dx%d: panel path (%s) vs double: %.3g", fmt, rows, cols, pass ? "3-row panels" : "one panel", worst);
+        CHECKF(worst < 2e-6, "%s %dx%d: panel path (%s) vs double: %.3g", fmt, rows, cols,
+               pass ? "3-row panels" : "one panel", worst);
         if (pass) {
             float *yg = malloc(sizeof(float) * MP * N);
             gq_qmatmul(yg, &ap, 0, &m.w, bias, 1, pb, pf);
             int same = 1;
-            for (int i = 0; i < MP * N; i++) same &= yg[i] == gq_gelu(yp[i]);
+            for (int i = 0; i < MP * N; i++)
+                same &= yg[i] == gq_gelu(yp[i]);
             CHECKF(same, "%s %dx%d: GELU epilogue (panel path)", fmt, rows, cols);
             free(yg);
         }
@@ -198,8 +215,9 @@ int main(void) {
     gq_rng rng;
     gq_rng_seed(&rng, 42);
     printf("row kernel in use: %s\n", gq_qdot()->name);
-    const char *fmts[] = {"f32", "int8", "q8_0", "int4-g32", "int4-g64", "int4-g128", "int4a-g64", "int4a-g32",
-                          "int3-g64", "int2-g32", "nf4", "nf4-dq", "nf4-g32", "fp4", "fp4-g32", "int4-g16", "nf4-g16"};
+    const char *fmts[] = {"f32",       "int8",      "q8_0",     "int4-g32", "int4-g64", "int4-g128",
+                          "int4a-g64", "int4a-g32", "int3-g64", "int2-g32", "nf4",      "nf4-dq",
+                          "nf4-g32",   "fp4",       "fp4-g32",  "int4-g16", "nf4-g16"};
     const int shapes[][2] = {{1, 128}, {7, 256}, {37, 384}, {130, 768}, {300, 64 * 3}};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
         for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {

@@ -4,8 +4,8 @@
  * blocks in fp32; 4-bit codes become int8 values through a 16-entry byte shuffle (int4: c - 8,
  * fp4: twice E2M1; int4a uses the codes and subtracts zero * block sum); int3 and int2 codes
  * are unpacked with variable shifts / byte shuffles. nf4 looks its fp32 codebook up with two
- * 8-lane permutes. Groups that are not a multiple of 32 use the scalar kernel. Results differ from the scalar reference only by fp32 summation
- * order. */
+ * 8-lane permutes. Groups that are not a multiple of 32 use the scalar kernel. Results differ from the scalar reference
+ * only by fp32 summation order. */
 #if defined(__x86_64__)
 #include "qmatmul.h"
 
@@ -40,9 +40,11 @@ static float row_f32(const float *wr, const float *x, int K) {
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 16), _mm256_loadu_ps(x + i + 16), a2);
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
-    for (; i + 8 <= K; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
+    for (; i + 8 <= K; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
     float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < K; i++) s += wr[i] * x[i];
+    for (; i < K; i++)
+        s += wr[i] * x[i];
     return s;
 }
 
@@ -92,9 +94,9 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
         __m256 gacc = _mm256_setzero_ps();
 #define GQ_Q4_BLOCK(codes, xoff, b)                                                                                    \
     do {                                                                                                               \
-        const __m256i u = fp4 ? _mm256_shuffle_epi8(lut, (codes)) : (codes);                                          \
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                         \
-        const __m256i pr = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);                                      \
+        const __m256i u = fp4 ? _mm256_shuffle_epi8(lut, (codes)) : (codes);                                           \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                          \
+        const __m256i pr = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);                                       \
         gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_broadcast_ss(d + (b)), gacc);                            \
     } while (0)
         if (G == 32) {
@@ -119,51 +121,56 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
 /* The same for two rows at once with a compile-time group size (32, 64, 128): the activation
  * loads and block scales are shared and the two rows' chains run side by side. int4 and int4a
  * only (fp4 takes row_q4). */
-#define GQ_Q4X2(G)                                                                                                    \
-    static void row2_q4_g##G(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs, float *o0, \
-                             float *o1) {                                                                             \
-        const int K = w->cols, ng = K / (G);                                                                          \
-        const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);                                         \
-        const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;                                               \
-        const size_t g0 = (size_t)r * ng, g1 = g0 + ng;                                                               \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                                \
-        float corr0 = 0.0f, corr1 = 0.0f;                                                                             \
-        for (int g = 0; g < ng; g++) {                                                                                \
-            const int8_t *x = xq + (size_t)g * (G);                                                                   \
-            const float *d = xd + (size_t)g * ((G) / 32);                                                             \
-            __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();                                              \
-            if ((G) == 32) {                                                                                          \
-                const __m128i v0 = _mm_loadu_si128((const __m128i *)(p0 + g * 16)),                                   \
-                              v1 = _mm_loadu_si128((const __m128i *)(p1 + g * 16));                                   \
-                const __m256i c0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), m4);                 \
-                const __m256i c1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4);                 \
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)x);                                            \
-                const __m256 db = _mm256_broadcast_ss(d);                                                             \
-                ga0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(c0, xv), ones)), db);   \
-                ga1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(c1, xv), ones)), db);   \
-            } else {                                                                                                  \
-                for (int j = 0; j < (G) / 2; j += 32) {                                                               \
-                    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * (G) / 2 + j));           \
-                    const __m256i v1 = _mm256_loadu_si256((const __m256i *)(p1 + (size_t)g * (G) / 2 + j));           \
-                    const __m256i xl = _mm256_loadu_si256((const __m256i *)(x + j));                                  \
-                    const __m256i xh = _mm256_loadu_si256((const __m256i *)(x + (G) / 2 + j));                        \
-                    const __m256 dl = _mm256_broadcast_ss(d + j / 32), dh = _mm256_broadcast_ss(d + ((G) / 2 + j) / 32); \
+#define GQ_Q4X2(G)                                                                                                     \
+    static void row2_q4_g##G(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs, float *o0,   \
+                             float *o1) {                                                                              \
+        const int K = w->cols, ng = K / (G);                                                                           \
+        const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);                                          \
+        const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;                                                \
+        const size_t g0 = (size_t)r * ng, g1 = g0 + ng;                                                                \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                                 \
+        float corr0 = 0.0f, corr1 = 0.0f;                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            const int8_t *x = xq + (size_t)g * (G);                                                                    \
+            const float *d = xd + (size_t)g * ((G) / 32);                                                              \
+            __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();                                               \
+            if ((G) == 32) {                                                                                           \
+                const __m128i v0 = _mm_loadu_si128((const __m128i *)(p0 + g * 16)),                                    \
+                              v1 = _mm_loadu_si128((const __m128i *)(p1 + g * 16));                                    \
+                const __m256i c0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), m4);                  \
+                const __m256i c1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4);                  \
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)x);                                             \
+                const __m256 db = _mm256_broadcast_ss(d);                                                              \
+                ga0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(c0, xv), ones)), db);    \
+                ga1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(c1, xv), ones)), db);    \
+            } else {                                                                                                   \
+                for (int j = 0; j < (G) / 2; j += 32) {                                                                \
+                    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * (G) / 2 + j));            \
+                    const __m256i v1 = _mm256_loadu_si256((const __m256i *)(p1 + (size_t)g * (G) / 2 + j));            \
+                    const __m256i xl = _mm256_loadu_si256((const __m256i *)(x + j));                                   \
+                    const __m256i xh = _mm256_loadu_si256((const __m256i *)(x + (G) / 2 + j));                         \
+                    const __m256 dl = _mm256_broadcast_ss(d + j / 32),                                                 \
+                                 dh = _mm256_broadcast_ss(d + ((G) / 2 + j) / 32);                                     \
                     const __m256i l0 = _mm256_and_si256(v0, m4), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);  \
                     const __m256i l1 = _mm256_and_si256(v1, m4), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);  \
-                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xl), ones)), dl, ga0); \
-                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xl), ones)), dl, ga1); \
-                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(h0, xh), ones)), dh, ga0); \
-                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(h1, xh), ones)), dh, ga1); \
-                }                                                                                                     \
-            }                                                                                                         \
-            const float s0 = _cvtsh_ss(w->s16[g0 + g]), s1 = _cvtsh_ss(w->s16[g1 + g]);                               \
-            corr0 += s0 * (w->zeros ? (float)w->zeros[g0 + g] : 8.0f) * gs[g];                                        \
-            corr1 += s1 * (w->zeros ? (float)w->zeros[g1 + g] : 8.0f) * gs[g];                                        \
-            acc0 = _mm256_fmadd_ps(ga0, _mm256_set1_ps(s0), acc0);                                                    \
-            acc1 = _mm256_fmadd_ps(ga1, _mm256_set1_ps(s1), acc1);                                                    \
-        }                                                                                                             \
-        *o0 = hsum8(acc0) - corr0;                                                                                    \
-        *o1 = hsum8(acc1) - corr1;                                                                                    \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xl), ones)),   \
+                                          dl, ga0);                                                                    \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xl), ones)),   \
+                                          dl, ga1);                                                                    \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(h0, xh), ones)),   \
+                                          dh, ga0);                                                                    \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(h1, xh), ones)),   \
+                                          dh, ga1);                                                                    \
+                }                                                                                                      \
+            }                                                                                                          \
+            const float s0 = _cvtsh_ss(w->s16[g0 + g]), s1 = _cvtsh_ss(w->s16[g1 + g]);                                \
+            corr0 += s0 * (w->zeros ? (float)w->zeros[g0 + g] : 8.0f) * gs[g];                                         \
+            corr1 += s1 * (w->zeros ? (float)w->zeros[g1 + g] : 8.0f) * gs[g];                                         \
+            acc0 = _mm256_fmadd_ps(ga0, _mm256_set1_ps(s0), acc0);                                                     \
+            acc1 = _mm256_fmadd_ps(ga1, _mm256_set1_ps(s1), acc1);                                                     \
+        }                                                                                                              \
+        *o0 = hsum8(acc0) - corr0;                                                                                     \
+        *o1 = hsum8(acc1) - corr1;                                                                                     \
     }
 GQ_Q4X2(32)
 GQ_Q4X2(64)
@@ -189,8 +196,8 @@ static inline __m256i codes3(const uint8_t *p) {
 }
 
 static inline __m256i codes2(const uint8_t *p) {
-    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6,
-                                         6, 7, 7, 7, 7);
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6,
+                                         6, 6, 7, 7, 7, 7);
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i pos = _mm256_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1,
                                          2, 3, 0, 1, 2, 3);
@@ -247,7 +254,7 @@ static float row_nf4(const gq_qmat *w, int r, const float *x) {
 #define GQ_NF4_8(c8, xoff, a)                                                                                          \
     do {                                                                                                               \
         const __m256i c = _mm256_cvtepu8_epi32(c8);                                                                    \
-        const __m256 val = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo8, c), _mm256_permutevar8x32_ps(hi8, c),       \
+        const __m256 val = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo8, c), _mm256_permutevar8x32_ps(hi8, c),        \
                                             _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));                            \
         a = _mm256_fmadd_ps(val, _mm256_loadu_ps(xg + (xoff)), a);                                                     \
     } while (0)
@@ -304,11 +311,16 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
             const int8_t *xq = a->q + (size_t)m * K;
             const float *xd = a->d + (size_t)m * nb;
             float v;
-            if (f == GQ_QF_F32) v = row_f32(w->f32 + (size_t)r * K, a->x + (size_t)m * K, K);
-            else if (i8) v = row_int8(w, r, xq, xd);
-            else if (q4) v = row_q4(w, r, xq, xd, gs[m]);
-            else if (q32) v = row_q32(w, r, xq, xd, gs[m]);
-            else v = row_nf4(w, r, a->x + (size_t)m * K);
+            if (f == GQ_QF_F32)
+                v = row_f32(w->f32 + (size_t)r * K, a->x + (size_t)m * K, K);
+            else if (i8)
+                v = row_int8(w, r, xq, xd);
+            else if (q4)
+                v = row_q4(w, r, xq, xd, gs[m]);
+            else if (q32)
+                v = row_q32(w, r, xq, xd, gs[m]);
+            else
+                v = row_nf4(w, r, a->x + (size_t)m * K);
             y[(size_t)m * ldy + (r - r0)] = v;
         }
 }

@@ -48,7 +48,8 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
     const int G = w->group, bits = gq_qbits(f), ng = K / G;
     const size_t gbytes = (size_t)G * bits / 8;
     float lut[16];
-    for (int c = 0; c < 16; c++) lut[c] = gq_qvalue(f, c, 1.0f, 0); /* value / scale for 4-bit codes */
+    for (int c = 0; c < 16; c++)
+        lut[c] = gq_qvalue(f, c, 1.0f, 0); /* value / scale for 4-bit codes */
     for (int r = r0; r < r1; r++)
         for (int g = 0; g < ng; g++) {
             const size_t gi = (size_t)r * ng + g;
@@ -56,13 +57,16 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
             const float sc = gq_qmat_scale(w, gi);
             float *o = dst + (size_t)(r - r0) * K + (size_t)g * G;
             if (bits == 8) {
-                for (int i = 0; i < G; i++) o[i] = (float)(int8_t)in[i] * sc;
+                for (int i = 0; i < G; i++)
+                    o[i] = (float)(int8_t)in[i] * sc;
             } else if (bits == 4 && f != GQ_QF_INT4A) {
                 /* lut[c] * sc == gq_qvalue(f, c, sc, 0): the same product of the same floats */
-                for (int j = 0; j < G / 2; j++) o[j] = lut[in[j] & 15] * sc, o[j + G / 2] = lut[in[j] >> 4] * sc;
+                for (int j = 0; j < G / 2; j++)
+                    o[j] = lut[in[j] & 15] * sc, o[j + G / 2] = lut[in[j] >> 4] * sc;
             } else {
                 const int z = w->zeros ? w->zeros[gi] : 0;
-                for (int i = 0; i < G; i++) o[i] = gq_qvalue(f, gq_unpack_code(in, G, bits, i), sc, z);
+                for (int i = 0; i < G; i++)
+                    o[i] = gq_qvalue(f, gq_unpack_code(in, G, bits, i), sc, z);
             }
         }
 }
@@ -74,7 +78,8 @@ void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1) {
         const float *x = a->x + m * a->K + b * GQ_QMM_ABLOCK;
         int8_t *q = a->q + m * a->K + b * GQ_QMM_ABLOCK;
         float amax = 0.0f;
-        for (int i = 0; i < GQ_QMM_ABLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        for (int i = 0; i < GQ_QMM_ABLOCK; i++)
+            amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
         const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int32_t s = 0;
         for (int i = 0; i < GQ_QMM_ABLOCK; i++) {
@@ -114,7 +119,8 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
             for (int m = 0; m < M; m++) {
                 const float *wr = w->f32 + (size_t)r * K, *x = a->x + (size_t)m * K;
                 float acc = 0.0f;
-                for (int i = 0; i < K; i++) acc += wr[i] * x[i];
+                for (int i = 0; i < K; i++)
+                    acc += wr[i] * x[i];
                 y[(size_t)m * ldy + (r - r0)] = acc;
             }
         return;
@@ -142,7 +148,8 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
                     }
                 } else {
                     const float *x = a->x + (size_t)m * K + (size_t)g * G;
-                    for (int i = 0; i < G; i++) gsum += gq_qvalue(f, gq_unpack_code(in, G, bits, i), 1.0f, z) * x[i];
+                    for (int i = 0; i < G; i++)
+                        gsum += gq_qvalue(f, gq_unpack_code(in, G, bits, i), 1.0f, z) * x[i];
                 }
                 acc += sc * gsum;
             }
@@ -175,8 +182,7 @@ int gq_qdot_supported(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (!strcmp(name, "avx2"))
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #endif
     return 0;
 }
@@ -198,7 +204,8 @@ const gq_qdot_ops *gq_qdot(void) {
 
 static void gelu_rows(float *out, int M, int N, int r0, int r1) {
     const gq_simd_ops *simd = gq_simd();
-    for (int m = 0; m < M; m++) simd->gelu_forward(out + (size_t)m * N + r0, out + (size_t)m * N + r0, (size_t)(r1 - r0));
+    for (int m = 0; m < M; m++)
+        simd->gelu_forward(out + (size_t)m * N + r0, out + (size_t)m * N + r0, (size_t)(r1 - r0));
 }
 
 void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
@@ -207,7 +214,8 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
     if (M >= GQ_QMM_PANEL_MIN && (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
         if (bias) {
 #pragma omp parallel for schedule(static)
-            for (int m = 0; m < M; m++) memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof *out);
+            for (int m = 0; m < M; m++)
+                memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof *out);
         }
         const float beta = bias ? 1.0f : 0.0f;
         if (w->spec.format == GQ_QF_F32) {
@@ -217,14 +225,16 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
             for (int r0 = 0; r0 < N; r0 += step) {
                 const int r1 = r0 + step < N ? r0 + step : N;
 #pragma omp parallel for schedule(static)
-                for (int r = r0; r < r1; r++) gq_qmat_dequant_rows(w, r, r + 1, panel + (size_t)(r - r0) * K);
+                for (int r = r0; r < r1; r++)
+                    gq_qmat_dequant_rows(w, r, r + 1, panel + (size_t)(r - r0) * K);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, r1 - r0, K, 1.0f, a->x, K, panel, K, beta,
                             out + r0, N);
             }
         }
         if (gelu) {
 #pragma omp parallel for schedule(static)
-            for (int m = 0; m < M; m++) gelu_rows(out + (size_t)m * N, 1, N, 0, N);
+            for (int m = 0; m < M; m++)
+                gelu_rows(out + (size_t)m * N, 1, N, 0, N);
         }
         return;
     }
@@ -246,7 +256,9 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
             ops->rows(w, r0, r1, a, out + r0, N);
             if (bias)
                 for (int m = 0; m < M; m++)
-                    for (int r = r0; r < r1; r++) out[(size_t)m * N + r] += bias[r];
+                    for (int r = r0; r < r1; r++)
+                        out[(size_t)m * N + r] += bias[r];
             if (gelu) gelu_rows(out, M, N, r0, r1);
         }
-    }}
+    }
+}
