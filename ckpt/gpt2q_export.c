@@ -3,6 +3,7 @@
  *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json]
  *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf */
 #define _POSIX_C_SOURCE 200809L
+#include "bpe.h"
 #include "gguf.h"
 #include "gpt2_layout.h"
 #include "gq_error.h"
@@ -19,29 +20,6 @@
 
 static int gpt2_shape(const char *name, int *rows, int *cols, void *ctx) {
     return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
-}
-
-/* the GPT-2 vocabulary files: --vocab, $GPT2Q_VOCAB_DIR, beside the installed program, the
- * source tree */
-static int find_vocab(const char *given, char *dir, size_t size) {
-    char exe[4096], probe[4400];
-    gq_exe_dir(exe, sizeof exe);
-    const char *env = getenv("GPT2Q_VOCAB_DIR");
-    const char *cands[6] = {given, env && *env ? env : NULL, NULL, NULL, NULL, GQ_SOURCE_DATA_DIR "/gpt2"};
-    char c2[4200], c3[4200], c4[4200];
-    snprintf(c2, sizeof c2, "%s/../share/gpt2q/gpt2", exe);
-    snprintf(c3, sizeof c3, "%s/../data/gpt2", exe);
-    snprintf(c4, sizeof c4, "%s/../../data/gpt2", exe);
-    cands[2] = exe[0] ? c2 : NULL, cands[3] = exe[0] ? c3 : NULL, cands[4] = exe[0] ? c4 : NULL;
-    for (int i = 0; i < 6; i++) {
-        if (!cands[i]) continue;
-        snprintf(probe, sizeof probe, "%s/encoder.json", cands[i]);
-        if (gq_file_exists(probe) || i == 0) {
-            snprintf(dir, size, "%s", cands[i]);
-            return GQ_OK;
-        }
-    }
-    return gq_errf(GQ_ENOENT, "GPT-2 vocabulary (encoder.json, vocab.bpe) not found: pass --vocab DIR");
 }
 
 static void usage(FILE *f) {
@@ -100,7 +78,7 @@ int main(int argc, char **argv) {
     if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
     if (gguf) {
         char dir[4200];
-        if (!rc) rc = find_vocab(vocab, dir, sizeof dir);
+        if (!rc) rc = gq_bpe_find_dir(vocab, dir, sizeof dir);
         gq_gguf_opts go = {f16, dir, NULL};
         int nq = 0;
         size_t bytes = 0;

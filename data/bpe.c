@@ -334,43 +334,51 @@ int gq_bpe_load(gq_bpe **out, const char *encoder_json_path, const char *vocab_b
     return GQ_OK;
 }
 
-static int try_dir(gq_bpe **out, const char *dir, int *found) {
+static int has_vocab(const char *dir) {
     char enc[4400], merges[4400];
     snprintf(enc, sizeof enc, "%s/encoder.json", dir);
     snprintf(merges, sizeof merges, "%s/vocab.bpe", dir);
-    *found = gq_file_exists(enc) && gq_file_exists(merges);
-    if (!*found) return GQ_ENOENT;
-    return gq_bpe_load(out, enc, merges);
+    return gq_file_exists(enc) && gq_file_exists(merges);
 }
 
-int gq_bpe_load_dir(gq_bpe **out, const char *dir) {
-    int found;
+int gq_bpe_find_dir(const char *dir, char *out, size_t size) {
     if (dir) {
-        int rc = try_dir(out, dir, &found);
-        if (!found) return gq_errf(GQ_ENOENT, "%s: no encoder.json and vocab.bpe in this directory", dir);
-        return rc;
+        if (!has_vocab(dir)) return gq_errf(GQ_ENOENT, "%s: no encoder.json and vocab.bpe in this directory", dir);
+        snprintf(out, size, "%s", dir);
+        return GQ_OK;
     }
     char exe[4096], cand[4200];
     gq_exe_dir(exe, sizeof exe);
     const char *env = getenv("GPT2Q_VOCAB_DIR");
-    const char *suffixes[] = {"/../share/gpt2q/gpt2", "/../data/gpt2", "/../../data/gpt2"};
-    if (env && *env) {
-        int rc = try_dir(out, env, &found);
-        if (found) return rc;
+    if (env && *env && has_vocab(env)) {
+        snprintf(out, size, "%s", env);
+        return GQ_OK;
     }
+    const char *suffixes[] = {"/../share/gpt2q/gpt2", "/../data/gpt2", "/../../data/gpt2"};
     for (size_t i = 0; exe[0] && i < sizeof suffixes / sizeof *suffixes; i++) {
         snprintf(cand, sizeof cand, "%s%s", exe, suffixes[i]);
-        int rc = try_dir(out, cand, &found);
-        if (found) return rc;
+        if (has_vocab(cand)) {
+            snprintf(out, size, "%s", cand);
+            return GQ_OK;
+        }
     }
 #ifdef GQ_SOURCE_DATA_DIR
-    {
-        int rc = try_dir(out, GQ_SOURCE_DATA_DIR "/gpt2", &found);
-        if (found) return rc;
+    if (has_vocab(GQ_SOURCE_DATA_DIR "/gpt2")) {
+        snprintf(out, size, "%s", GQ_SOURCE_DATA_DIR "/gpt2");
+        return GQ_OK;
     }
 #endif
     return gq_errf(GQ_ENOENT,
                    "GPT-2 vocabulary (encoder.json, vocab.bpe) not found: pass --vocab DIR or set GPT2Q_VOCAB_DIR");
+}
+
+int gq_bpe_load_dir(gq_bpe **out, const char *dir) {
+    char found[4200], enc[4400], merges[4400];
+    int rc = gq_bpe_find_dir(dir, found, sizeof found);
+    if (rc) return rc;
+    snprintf(enc, sizeof enc, "%s/encoder.json", found);
+    snprintf(merges, sizeof merges, "%s/vocab.bpe", found);
+    return gq_bpe_load(out, enc, merges);
 }
 
 void gq_bpe_free(gq_bpe *b) {

@@ -40,6 +40,8 @@ int gq_bpe_load(gq_bpe **out, const char *encoder_json_path, const char *vocab_b
 /* Load from a directory holding encoder.json and vocab.bpe; dir == NULL searches
  * $GPT2Q_VOCAB_DIR, <exe>/../share/gpt2q/gpt2, <exe>/../data/gpt2, then the source tree. */
 int gq_bpe_load_dir(gq_bpe **out, const char *dir);
+/* The directory gq_bpe_load_dir would load from (same search), into out. */
+int gq_bpe_find_dir(const char *dir, char *out, size_t size);
 void gq_bpe_free(gq_bpe *bpe);
 
 int gq_bpe_vocab_size(const gq_bpe *bpe);

@@ -76,6 +76,12 @@ check '[ "$(grep -o "\"logits\": \[.*\]" "$T/l.json" | tr "," "\n" | wc -l)" -eq
 check '[ -s "$T/cmp/results.md" ] && [ -s "$T/cmp/results.json" ] && grep -q "| int4 | int4-g64 |" "$T/cmp/results.md"' "compare writes its table and JSON"
 if command -v gnuplot >/dev/null; then check 'grep -q "<svg" "$T/cmp/chart.svg"' "compare chart"; fi
 
+# -- GGUF export from the command line (the vocabulary found beside the program)
+"$B/gpt2q-export" "$C" --gguf --format q8_0 --layers all -o "$T/m.gguf" >/dev/null 2>"$T/gguf.err"
+check '[ "$(head -c 4 "$T/m.gguf")" = GGUF ]' "gpt2q-export --gguf writes a GGUF file ($(cat "$T/gguf.err"))"
+expect_error "GGUF with int4 g64" "Q4_0" "$B/gpt2q-export" "$C" --gguf --format int4 --layers all -o "$T/bad.gguf"
+check '[ ! -e "$T/bad.gguf" ]' "a refused GGUF export leaves no file"
+
 # -- bad input
 printf 'not a model' >"$T/junk.bin"
 expect_error "not a model" "junk.bin" "$I" eval "$T/junk.bin" --data "$T/tok.h5"
