@@ -10,6 +10,8 @@
 #ifndef GQ_BACKEND_H
 #define GQ_BACKEND_H
 
+#include "quant.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,6 +76,17 @@ typedef struct gq_backend {
      * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
     int (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                         float eps, float weight_decay, int t, float grad_scale);
+
+    /* ---- QAT fake-quant (quant.h's math, bit-exact on every backend) ---- */
+    /* Bytes of backend memory fakequant_forward needs as `work` for a (rows, cols) tensor. */
+    size_t (*fakequant_workspace)(int rows, int cols, const gq_qspec *spec);
+    /* out (rows,cols) = dequantize(quantize(w)) with spec; mask (rows*cols) = 0 where the
+     * value was clipped (the straight-through estimator passes no gradient there), else 1.
+     * GQ_ENAN (message: the index) if w holds a non-finite value; out is then undefined. */
+    int (*fakequant_forward)(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                             void *work);
+    /* STE backward, in place: grad (n) = mask ? grad : 0 */
+    int (*fakequant_backward)(float *grad, const uint8_t *mask, size_t n);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

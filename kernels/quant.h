@@ -311,6 +311,18 @@ static inline const char *gq_qspec_problem(const gq_qspec *s, int rows, int cols
     return NULL;
 }
 
+/* The mean of the nf4 absmax values in double, summed per second-level block and then over
+ * blocks (an order a GPU reproduces exactly: one thread per block, then one over the blocks). */
+static inline float gq_nf4_absmax_mean(const float *absmax, size_t groups) {
+    double mean = 0;
+    for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) {
+        double part = 0;
+        for (size_t k = b * GQ_DQ_BLOCK; k < groups && k < (b + 1) * GQ_DQ_BLOCK; k++) part += absmax[k];
+        mean += part;
+    }
+    return (float)(mean / (double)groups);
+}
+
 /* Quantize w (rows, cols). Returns 0, or -1 if a value is not finite (*bad = its index). */
 static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
     const size_t n = (size_t)rows * cols;
@@ -340,9 +352,7 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
     if (s->format == GQ_QF_NF4 && s->double_quant) {
         /* absmax -> offset + int8 * absmax2 per block of 256 (the codes above used the exact
          * absmax, the stored scale is the double-quantized one, as bitsandbytes does) */
-        double mean = 0;
-        for (size_t k = 0; k < groups; k++) mean += q->scales[k];
-        q->absmax_offset = (float)(mean / (double)groups);
+        q->absmax_offset = gq_nf4_absmax_mean(q->scales, groups);
         for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) {
             size_t lo = b * GQ_DQ_BLOCK, hi = lo + GQ_DQ_BLOCK < groups ? lo + GQ_DQ_BLOCK : groups;
             float amax = 0.0f;

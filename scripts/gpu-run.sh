@@ -44,8 +44,13 @@ libpath() { export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib
 
 run_tests() {
   libpath
-  ctest --test-dir build-gpu --output-on-failure -j 4 2>&1 | tee "$out/ctest.log" | tail -25
-  for t in build-gpu/tests/test_cuda_*; do echo "== $t"; "$t" 2>&1 | tail -40; done | tee "$out/gpu_tests.log"
+  ctest --test-dir build-gpu --output-on-failure -j 8 -LE gpu 2>&1 | tee "$out/ctest.log" | tail -4
+  for t in build-gpu/tests/test_cuda_*; do
+    echo "== $t"
+    "$t" >"$out/$(basename "$t").log" 2>&1
+    echo "exit $?"
+    grep -E "FAIL|failed|checks" "$out/$(basename "$t").log" | head -30
+  done
 }
 
 sanitize() {

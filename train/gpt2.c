@@ -107,10 +107,9 @@ void gq_gpt2_free(gq_gpt2 *m) {
     if (m->v_mem) m->be->free(m->v_mem);
     if (m->acts_mem) m->be->free(m->acts_mem);
     if (m->qat_mem) m->be->free(m->qat_mem);
-    free(m->qat_mask);
+    if (m->qat_mask) m->be->free(m->qat_mask);
+    if (m->qat_work) m->be->free(m->qat_work);
     free(m->qat);
-    free(m->qat_work.qweight), free(m->qat_work.scales), free(m->qat_work.zeros), free(m->qat_work.absmax_q);
-    free(m->qat_work.absmax2);
     free(m->host_losses);
     free(m);
 }
@@ -287,7 +286,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     int cap = GQ_GPT2_N_TENSORS * c->n_layer + 2;
     m->qat = calloc((size_t)cap, sizeof *m->qat);
     if (!m->qat) return gq_errf(GQ_ENOMEM, "out of memory");
-    size_t off = 0, max_numel = 0, max_groups = 0;
+    size_t off = 0, max_work = 0;
     m->n_qat = 0;
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t rows, cols;
@@ -302,21 +301,16 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
             if (why)
                 return gq_errf(GQ_ESHAPE, "QAT: tensor %s [%zu, %zu]: %s for %s group %d", t.name, rows, cols, why,
                                gq_qformat_name(t.spec.format), t.spec.group);
-            size_t numel = rows * cols, groups = gq_qn_groups(&t.spec, (int)rows, (int)cols);
-            max_numel = numel > max_numel ? numel : max_numel;
-            max_groups = groups > max_groups ? groups : max_groups;
+            size_t work = m->be->fakequant_workspace((int)rows, (int)cols, &t.spec);
+            max_work = work > max_work ? work : max_work;
             m->qat[m->n_qat++] = t;
         }
     }
     if (!m->n_qat) return gq_errf(GQ_EINVAL, "QAT: the layer selection matches no weight");
     int rc = m->be->alloc((void **)&m->qat_mem, m->n_params * sizeof(float));
     if (rc) return rc;
-    m->qat_mask = malloc(m->n_params);
-    m->qat_work = (gq_qtensor){malloc(max_numel + 16), malloc(max_groups * 4), malloc(max_groups), malloc(max_groups),
-                               malloc((max_groups / GQ_DQ_BLOCK + 1) * 4), 0};
-    if (!m->qat_mask || !m->qat_work.qweight || !m->qat_work.scales || !m->qat_work.zeros || !m->qat_work.absmax_q ||
-        !m->qat_work.absmax2)
-        return gq_errf(GQ_ENOMEM, "out of memory for QAT buffers");
+    if ((rc = m->be->alloc((void **)&m->qat_mask, m->n_params))) return rc;
+    if ((rc = m->be->alloc(&m->qat_work, max_work))) return rc;
     memset(m->qat_mask, 1, m->n_params); /* unselected values are never clipped */
     carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     m->qat_on = 1;
@@ -328,23 +322,12 @@ int gq_gpt2_qat_refresh(gq_gpt2 *m) {
     memcpy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
     for (int k = 0; k < m->n_qat; k++) {
         const struct gq_qat_tensor *t = &m->qat[k];
-        memset(m->qat_mask + t->offset, 1, (size_t)t->rows * t->cols); /* the rest stays 1 */
-        const float *x = m->params_mem + t->offset;
-        float *y = m->qat_mem + t->offset;
-        size_t bad = 0;
-        if (gq_quantize(&t->spec, x, t->rows, t->cols, &m->qat_work, &bad))
-            return gq_errf(GQ_ENAN, "QAT: weight %s value %zu is not finite", t->name, bad);
-        gq_dequantize(&t->spec, &m->qat_work, t->rows, t->cols, y);
-        /* clipped values (only the Q4_0-rule formats clip: the code past the top level) get no
-         * gradient: their error exceeds half a step */
-        gq_qformat f = t->spec.format;
-        if (f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2) {
-            int g = gq_qgroup(&t->spec, t->cols);
-            size_t n = (size_t)t->rows * t->cols;
-            for (size_t i = 0; i < n; i++) {
-                float step = fabsf(m->qat_work.scales[i / g]);
-                if (fabsf(y[i] - x[i]) > 0.51f * step) m->qat_mask[t->offset + i] = 0; /* fp16 d: +0.4% */
-            }
+        int rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,
+                                          t->rows, t->cols, &t->spec, m->qat_work);
+        if (rc) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", gq_errmsg(rc));
+            return gq_errf(rc, "QAT: weight %s %s", t->name, why);
         }
     }
     return GQ_OK;
@@ -354,10 +337,9 @@ int gq_gpt2_qat_mask_grads(gq_gpt2 *m) {
     if (!m->qat_on) return GQ_OK;
     for (int k = 0; k < m->n_qat; k++) {
         const struct gq_qat_tensor *t = &m->qat[k];
-        size_t n = (size_t)t->rows * t->cols;
-        float *g = m->grads_mem + t->offset;
-        const uint8_t *mask = m->qat_mask + t->offset;
-        for (size_t i = 0; i < n; i++) g[i] = mask[i] ? g[i] : 0.0f;
+        int rc = m->be->fakequant_backward(m->grads_mem + t->offset, m->qat_mask + t->offset,
+                                           (size_t)t->rows * t->cols);
+        if (rc) return rc;
     }
     return GQ_OK;
 }

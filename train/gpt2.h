@@ -72,7 +72,7 @@ typedef struct gq_gpt2 {
         gq_qspec spec;
         char name[96];
     } *qat;
-    gq_qtensor qat_work;       /* workspace for the largest selected tensor */
+    void *qat_work;            /* backend fake-quant workspace for the largest selected tensor */
     float *host_losses; /* (B_max * T_max) */
     int last_B, last_T;  /* of the last forward */
     int n_targets;       /* non-ignored targets in the last forward */

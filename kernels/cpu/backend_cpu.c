@@ -50,6 +50,9 @@ static const gq_backend cpu_backend = {
     .crossentropy_backward = gq_cpu_crossentropy_backward,
     .sum_squares = gq_cpu_sum_squares,
     .adamw_update = gq_cpu_adamw_update,
+    .fakequant_workspace = gq_cpu_fakequant_workspace,
+    .fakequant_forward = gq_cpu_fakequant_forward,
+    .fakequant_backward = gq_cpu_fakequant_backward,
 };
 
 const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }

@@ -5,6 +5,8 @@
 #ifndef GQ_CPU_OPS_H
 #define GQ_CPU_OPS_H
 
+#include "quant.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +34,9 @@ int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t 
 int gq_cpu_sum_squares(double *out, const float *g, size_t n);
 int gq_cpu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                         float eps, float weight_decay, int t, float grad_scale);
+size_t gq_cpu_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
+int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                             void *work);
+int gq_cpu_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
 
 #endif

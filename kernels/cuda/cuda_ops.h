@@ -1,26 +1,61 @@
-/* cuda_ops: C entry points of the CUDA backend. Pointers named d_* are device memory.
- * Every function returns a gq error code (GQ_EDEVICE with a detail message on CUDA errors). */
+/* cuda_ops: C entry points of the CUDA backend (fp32). Pointers named d_* are device memory;
+ * shapes and semantics are backend.h's, op for op (the CPU backend is the reference). Every
+ * function returns a gq error code (GQ_EDEVICE with a detail message on CUDA errors). Work is
+ * queued on the default stream; results are ready after gq_cuda_sync or a download. */
 #ifndef GQ_CUDA_OPS_H
 #define GQ_CUDA_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "quant.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+struct gq_backend;
+/* The CUDA backend's op table (device memory, fp32). */
+const struct gq_backend *gq_backend_cuda(void);
+
 /* Number of usable CUDA devices (0 when there is no GPU or no driver). */
 int gq_cuda_device_count(void);
-int gq_cuda_alloc(void **d_ptr, size_t bytes);
+int gq_cuda_alloc(void **d_ptr, size_t bytes); /* zero-filled */
 int gq_cuda_free(void *d_ptr);
 int gq_cuda_upload(void *d_dst, const void *src, size_t bytes);
 int gq_cuda_download(void *dst, const void *d_src, size_t bytes);
+int gq_cuda_zero(void *d_ptr, size_t bytes);
 int gq_cuda_sync(void);
 
+int gq_cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
+int gq_cuda_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                              const float *bias, int N, int C);
+int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *mean, const float *rstd, int N, int C);
+int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC);
+int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int C, int NH);
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);
 /* d_dinp = gelu'(d_inp) * d_dout; all (n) fp32 */
 int gq_cuda_gelu_backward(float *d_dinp, const float *d_inp, const float *d_dout, size_t n);
+int gq_cuda_residual_forward(float *out, const float *a, const float *b, size_t n);
+int gq_cuda_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
+                                 int Vp);
+int gq_cuda_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
+                                  int Vp);
+/* *out (host) = sum of squares of d_g (n), in double */
+int gq_cuda_sum_squares(double *out, const float *g, size_t n);
+int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                         float eps, float weight_decay, int t, float grad_scale);
+size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
+int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                              void *work);
+int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
 
 #ifdef __cplusplus
 }

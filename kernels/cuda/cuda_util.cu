@@ -1,4 +1,5 @@
-/* cuda_util: device discovery and memory helpers behind cuda_ops.h. */
+/* cuda_util: device discovery, memory helpers, the cuBLAS handle, scratch memory, the row-major
+ * GEMM wrapper and the deterministic column sum behind cuda_ops.h. */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
@@ -12,7 +13,8 @@ extern "C" int gq_cuda_device_count(void) {
 }
 
 extern "C" int gq_cuda_alloc(void **d_ptr, size_t bytes) {
-    GQ_CUDA_CHECK(cudaMalloc(d_ptr, bytes));
+    GQ_CUDA_CHECK(cudaMalloc(d_ptr, bytes ? bytes : 1));
+    GQ_CUDA_CHECK(cudaMemset(*d_ptr, 0, bytes));
     return GQ_OK;
 }
 
@@ -22,16 +24,90 @@ extern "C" int gq_cuda_free(void *d_ptr) {
 }
 
 extern "C" int gq_cuda_upload(void *d_dst, const void *src, size_t bytes) {
-    GQ_CUDA_CHECK(cudaMemcpy(d_dst, src, bytes, cudaMemcpyHostToDevice));
+    if (bytes) GQ_CUDA_CHECK(cudaMemcpy(d_dst, src, bytes, cudaMemcpyHostToDevice));
     return GQ_OK;
 }
 
 extern "C" int gq_cuda_download(void *dst, const void *d_src, size_t bytes) {
-    GQ_CUDA_CHECK(cudaMemcpy(dst, d_src, bytes, cudaMemcpyDeviceToHost));
+    if (bytes) GQ_CUDA_CHECK(cudaMemcpy(dst, d_src, bytes, cudaMemcpyDeviceToHost));
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_zero(void *d_ptr, size_t bytes) {
+    if (bytes) GQ_CUDA_CHECK(cudaMemsetAsync(d_ptr, 0, bytes));
     return GQ_OK;
 }
 
 extern "C" int gq_cuda_sync(void) {
     GQ_CUDA_CHECK(cudaDeviceSynchronize());
+    return GQ_OK;
+}
+
+int gq_cuda_cublas(cublasHandle_t *h) {
+    static cublasHandle_t handle;
+    if (!handle) {
+        GQ_CUBLAS_CHECK(cublasCreate(&handle));
+        GQ_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH)); /* true fp32: no TF32 */
+    }
+    *h = handle;
+    return GQ_OK;
+}
+
+int gq_cuda_scratch(int slot, size_t bytes, void **p) {
+    static void *buf[GQ_SCRATCH_N];
+    static size_t cap[GQ_SCRATCH_N];
+    if (bytes > cap[slot]) {
+        if (buf[slot]) GQ_CUDA_CHECK(cudaFree(buf[slot]));
+        buf[slot] = NULL, cap[slot] = 0;
+        size_t want = bytes + bytes / 4; /* some headroom against regrowth */
+        GQ_CUDA_CHECK(cudaMalloc(&buf[slot], want));
+        cap[slot] = want;
+    }
+    *p = buf[slot];
+    return GQ_OK;
+}
+
+int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
+                     const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch) {
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands */
+    cublasHandle_t h = NULL;
+    GQ_TRY(gq_cuda_cublas(&h));
+    cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (batch == 1)
+        GQ_CUBLAS_CHECK(cublasSgemm(h, opB, opA, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+    else
+        GQ_CUBLAS_CHECK(
+            cublasSgemmStridedBatched(h, opB, opA, N, M, K, &alpha, B, ldb, sB, A, lda, sA, &beta, C, ldc, sC, batch));
+    return GQ_OK;
+}
+
+/* Column sums in two fixed-order passes: block (chunk, column tile) sums its rows into a
+ * partial, then one thread per column adds the partials in chunk order. */
+enum { COLSUM_CHUNKS = 64 };
+
+static __global__ void colsum_partial_kernel(float *partial, const float *in, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
+    if (c >= C) return;
+    int rows = (N + COLSUM_CHUNKS - 1) / COLSUM_CHUNKS, lo = chunk * rows, hi = min(N, lo + rows);
+    float s = 0.0f;
+    for (int n = lo; n < hi; n++) s += in[(size_t)n * C + c];
+    partial[(size_t)chunk * C + c] = s;
+}
+
+static __global__ void colsum_final_kernel(float *out, const float *partial, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int k = 0; k < COLSUM_CHUNKS; k++) s += partial[(size_t)k * C + c];
+    out[c] += s;
+}
+
+int gq_cuda_colsum_add(float *out, const float *in, int N, int C) {
+    float *partial = NULL;
+    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)COLSUM_CHUNKS * C * sizeof(float), (void **)&partial));
+    colsum_partial_kernel<<<dim3(gq_cuda_blocks(C, 128), COLSUM_CHUNKS), 128>>>(partial, in, N, C);
+    GQ_CUDA_CHECK_LAUNCH();
+    colsum_final_kernel<<<gq_cuda_blocks(C, 128), 128>>>(out, partial, C);
+    GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }

@@ -1,7 +1,9 @@
-/* cuda_util: error checking shared by the CUDA sources. */
+/* cuda_util: error checking, the cuBLAS handle and the backend's scratch memory, shared by
+ * the CUDA sources. */
 #ifndef GQ_CUDA_UTIL_CUH
 #define GQ_CUDA_UTIL_CUH
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -16,9 +18,47 @@ extern "C" {
                            cudaGetErrorString(gq_cuda_err_));                                         \
     } while (0)
 
+#define GQ_CUBLAS_CHECK(call)                                                                        \
+    do {                                                                                             \
+        cublasStatus_t gq_cublas_st_ = (call);                                                       \
+        if (gq_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                                  \
+            return gq_errf(GQ_EDEVICE, "cuBLAS error in %s (%s:%d): %s", #call, __FILE__, __LINE__,  \
+                           cublasGetStatusString(gq_cublas_st_));                                     \
+    } while (0)
+
 /* Check a kernel launch. */
 #define GQ_CUDA_CHECK_LAUNCH() GQ_CUDA_CHECK(cudaGetLastError())
 
+/* Propagate a gq error code. */
+#define GQ_TRY(call)                                                                                 \
+    do {                                                                                             \
+        int gq_rc_ = (call);                                                                         \
+        if (gq_rc_) return gq_rc_;                                                                   \
+    } while (0)
+
 static inline unsigned gq_cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
+
+/* A grid-stride launch size for n elements: at most 65535 * 8 blocks. */
+static inline unsigned gq_cuda_grid(size_t n, unsigned threads) {
+    unsigned b = gq_cuda_blocks(n, threads);
+    return b > 524280u ? 524280u : (b ? b : 1u);
+}
+
+/* The process's cuBLAS handle (created on first use, fp32 math without TF32). */
+int gq_cuda_cublas(cublasHandle_t *h);
+
+/* The backend's scratch memory: grow-only, one buffer per slot, kept until exit. Ops that need
+ * temporary device memory (attention's head-major copies, reduction partials, the encoder's
+ * token buckets) take it from here, so a training step allocates nothing once warmed up. */
+enum { GQ_SCRATCH_A = 0, GQ_SCRATCH_B, GQ_SCRATCH_REDUCE, GQ_SCRATCH_N };
+int gq_cuda_scratch(int slot, size_t bytes, void **p);
+
+/* Row-major strided-batched sgemm: C[i] = alpha op(A[i]) op(B[i]) + beta C[i], i < batch,
+ * with op(A) (M,K), op(B) (K,N), C (M,N); ta / tb = 1 for a transposed operand. */
+int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
+                     const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
+
+/* out (C) += column sums of in (N,C), summed in a fixed order (deterministic). */
+int gq_cuda_colsum_add(float *out, const float *in, int N, int C);
 
 #endif

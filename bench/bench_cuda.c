@@ -1,0 +1,172 @@
+/* bench_cuda: every CUDA op at GPT-2 124M training shapes (B=8, T=1024, C=768, 12 heads,
+ * V=50257 padded to 50304), timed with CUDA events (median of 20 after 3 warm-ups), as
+ * achieved bandwidth (the fewest bytes the op must move: inputs read once, outputs written
+ * once) against the device-to-device copy bandwidth measured here in the same process, and as
+ * FLOP/s for the GEMM-bound ops against the fp32 (non-tensor-core) datasheet rate of an
+ * H100/H200 SXM, 67 TFLOP/s. bench/attention_torch.py times PyTorch's attention on the same
+ * shape in the same device call (scripts/gpu-run.sh bench). Prints figures; never fails on time.
+ *   usage: bench_cuda [B T] */
+#include "backend.h"
+#include "cuda_ops.h"
+#include "gq_error.h"
+#include "gq_rng.h"
+
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FP32_PEAK_TFLOPS 67.0
+
+static double copy_gbs;
+static const gq_backend *G;
+
+static void die(int rc, const char *what) {
+    if (rc) {
+        fprintf(stderr, "bench_cuda: %s: %s\n", what, gq_errmsg(rc));
+        exit(1);
+    }
+}
+
+static void *dalloc(size_t bytes) {
+    void *p = NULL;
+    die(G->alloc(&p, bytes), "cudaMalloc");
+    return p;
+}
+
+static void dfill(float *d, size_t n, float lo, float hi, uint64_t seed) {
+    float *h = malloc(n * sizeof *h);
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) h[i] = lo + (hi - lo) * gq_rng_float(&r);
+    die(G->upload(d, h, n * sizeof *h), "upload");
+    free(h);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static cudaEvent_t e0, e1;
+
+#define TIME(label, bytes, flops, call)                                                                       \
+    do {                                                                                                      \
+        float ms_[20];                                                                                        \
+        for (int w_ = 0; w_ < 3; w_++) die((call), label);                                                   \
+        for (int i_ = 0; i_ < 20; i_++) {                                                                     \
+            cudaEventRecord(e0, 0);                                                                           \
+            die((call), label);                                                                               \
+            cudaEventRecord(e1, 0);                                                                           \
+            cudaEventSynchronize(e1);                                                                         \
+            cudaEventElapsedTime(&ms_[i_], e0, e1);                                                           \
+        }                                                                                                     \
+        qsort(ms_, 20, sizeof *ms_, cmp_float);                                                               \
+        double ms = ms_[10], gbs = (double)(bytes) / ms / 1e6, tf = (double)(flops) / ms / 1e9;               \
+        if ((flops) > 0)                                                                                      \
+            printf("| %-36s | %9.3f | %8.0f | %5.1f%% | %7.2f | %5.1f%% |\n", label, ms, gbs, 100 * gbs / copy_gbs, \
+                   tf, 100 * tf / FP32_PEAK_TFLOPS);                                                          \
+        else                                                                                                  \
+            printf("| %-36s | %9.3f | %8.0f | %5.1f%% |         |        |\n", label, ms, gbs, 100 * gbs / copy_gbs); \
+    } while (0)
+
+int main(int argc, char **argv) {
+    if (gq_cuda_device_count() <= 0) {
+        fprintf(stderr, "bench_cuda: no CUDA device\n");
+        return 77;
+    }
+    G = gq_backend_cuda();
+    const int B = argc > 2 ? atoi(argv[1]) : 8, T = argc > 2 ? atoi(argv[2]) : 1024;
+    const int C = 768, NH = 12, V = 50257, Vp = 50304, N = B * T;
+    const size_t NC = (size_t)N * C, P = 124475904; /* GPT-2 124M parameters (llm.c's padded count) */
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    printf("device: %s, %d SMs, %.0f MB L2; shape B=%d T=%d C=%d NH=%d V=%d\n", prop.name, prop.multiProcessorCount,
+           prop.l2CacheSize / 1e6, B, T, C, NH, V);
+
+    /* the ceiling: a large device-to-device copy, bytes read + written */
+    size_t cb = (size_t)2 << 30;
+    void *ca = dalloc(cb), *cbuf = dalloc(cb);
+    float ms_copy[10];
+    for (int i = 0; i < 12; i++) {
+        cudaEventRecord(e0, 0);
+        cudaMemcpy(cbuf, ca, cb, cudaMemcpyDeviceToDevice);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        if (i >= 2) cudaEventElapsedTime(&ms_copy[i - 2], e0, e1);
+    }
+    qsort(ms_copy, 10, sizeof *ms_copy, cmp_float);
+    copy_gbs = 2.0 * cb / ms_copy[5] / 1e6;
+    printf("device-to-device copy: %.0f GB/s (read + write)\n\n", copy_gbs);
+    G->free(ca), G->free(cbuf);
+
+    float *x = dalloc(NC * 4 * 4), *y = dalloc(NC * 4 * 4), *z = dalloc(NC * 4 * 4), *w = dalloc((size_t)4 * C * C * 4);
+    float *wte = dalloc((size_t)Vp * C * 4), *wpe = dalloc((size_t)T * C * 4), *dwte = dalloc((size_t)Vp * C * 4);
+    float *dwpe = dalloc((size_t)T * C * 4), *lnw = dalloc(C * 4), *lnb = dalloc(C * 4), *mean = dalloc(N * 4);
+    float *rstd = dalloc(N * 4), *bias = dalloc(4 * C * 4), *dbias = dalloc(4 * C * 4), *dw = dalloc((size_t)4 * C * C * 4);
+    float *logits = dalloc((size_t)N * Vp * 4), *losses = dalloc(N * 4), *lse = dalloc(N * 4);
+    float *att = dalloc((size_t)B * NH * T * T * 4), *scratch = dalloc((size_t)B * NH * T * T * 4);
+    int32_t *ids = dalloc(N * 4), *tg = dalloc(N * 4);
+    dfill(x, NC * 4, -1, 1, 1), dfill(y, NC * 4, -1, 1, 2), dfill(w, (size_t)4 * C * C, -0.05f, 0.05f, 3);
+    dfill(wte, (size_t)Vp * C, -0.1f, 0.1f, 4), dfill(wpe, (size_t)T * C, -0.1f, 0.1f, 5);
+    dfill(lnw, C, 0.5f, 1.5f, 6), dfill(logits, (size_t)N * Vp, -5, 5, 7), dfill(att, (size_t)B * NH * T * T, 0, 1e-3f, 8);
+    {
+        int32_t *h = malloc(N * 4);
+        gq_rng r;
+        gq_rng_seed(&r, 9);
+        for (int i = 0; i < N; i++) h[i] = (int32_t)gq_rng_below(&r, V);
+        die(G->upload(ids, h, N * 4), "upload"), die(G->upload(tg, h, N * 4), "upload");
+        free(h);
+    }
+
+    printf("| op (fp32) | ms | GB/s | of copy | TFLOP/s | of 67 |\n|---|---|---|---|---|---|\n");
+    TIME("encoder_forward", 3.0 * NC * 4, 0, G->encoder_forward(x, ids, wte, wpe, B, T, C));
+    TIME("encoder_backward (host buckets)", 4.0 * NC * 4, 0, G->encoder_backward(dwte, dwpe, y, ids, B, T, C));
+    TIME("layernorm_forward", 2.0 * NC * 4, 0, G->layernorm_forward(z, mean, rstd, x, lnw, lnb, N, C));
+    TIME("layernorm_backward", 4.0 * NC * 4, 0, G->layernorm_backward(z, lnw, lnb, y, x, lnw, mean, rstd, N, C));
+    TIME("matmul_forward qkv (C -> 3C, bias)", (double)(NC + 3 * NC + 3 * C * C) * 4, 2.0 * N * C * 3 * C,
+         G->matmul_forward(z, x, w, bias, N, C, 3 * C));
+    TIME("matmul_forward fc (C -> 4C, bias)", (double)(NC + 4 * NC + 4 * C * C) * 4, 2.0 * N * C * 4 * C,
+         G->matmul_forward(z, x, w, bias, N, C, 4 * C));
+    TIME("matmul_backward fc (dinp, dW, db)", (double)(4 * NC * 2 + NC * 2 + 8 * C * C) * 4, 4.0 * N * C * 4 * C,
+         G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C));
+    TIME("attention_forward (cuBLAS + softmax)", (double)(3 * NC + NC + (size_t)B * NH * T * T) * 4,
+         4.0 * B * NH * (double)T * T * (C / NH), G->attention_forward(z, att, x, B, T, C, NH));
+    TIME("attention_backward", (double)(3 * NC * 2 + NC + 2.0 * B * NH * T * T) * 4,
+         8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, att, B, T, C, NH));
+    TIME("gelu_forward (4C)", 2.0 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));
+    TIME("gelu_backward (4C)", 3.0 * 4 * NC * 4, 0, G->gelu_backward(z, x, y, 4 * NC));
+    TIME("residual_forward", 3.0 * NC * 4, 0, G->residual_forward(z, x, y, NC));
+    TIME("crossentropy_forward", (double)N * Vp * 4, 0, G->crossentropy_forward(losses, lse, logits, tg, N, V, Vp));
+    TIME("crossentropy_backward (in place)", 2.0 * N * Vp * 4, 0,
+         G->crossentropy_backward(logits, lse, tg, 1.0f / N, N, V, Vp));
+    {
+        float *p = dalloc(P * 4), *g = dalloc(P * 4), *m = dalloc(P * 4), *v = dalloc(P * 4);
+        dfill(p, P, -1, 1, 10), dfill(g, P, -1e-2f, 1e-2f, 11);
+        double ss;
+        TIME("sum_squares (124M grads)", (double)P * 4, 0, G->sum_squares(&ss, g, P));
+        TIME("adamw_update (124M params)", 7.0 * P * 4, 0,
+             G->adamw_update(p, g, m, v, P, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f));
+        G->free(p), G->free(g), G->free(m), G->free(v);
+    }
+    {
+        const int rows = 4 * C, cols = C; /* an MLP weight */
+        const size_t n = (size_t)rows * cols;
+        uint8_t *mask = dalloc(n);
+        const char *names[] = {"int8", "int4-g64", "int4-g32", "int4a-g64", "nf4-g64", "nf4-g64-dq", "fp4-g64"};
+        gq_qspec specs[] = {{GQ_QF_INT8, 0, 0}, {GQ_QF_INT4, 64, 0}, {GQ_QF_INT4, 32, 0}, {GQ_QF_INT4A, 64, 0},
+                            {GQ_QF_NF4, 64, 0}, {GQ_QF_NF4, 64, 1},  {GQ_QF_FP4, 64, 0}};
+        for (int k = 0; k < 7; k++) {
+            void *work = dalloc(G->fakequant_workspace(rows, cols, &specs[k]));
+            char label[64];
+            snprintf(label, sizeof label, "fakequant %s [3072,768]", names[k]);
+            TIME(label, (double)n * 9, 0, G->fakequant_forward(z, mask, w, rows, cols, &specs[k], work));
+            G->free(work);
+        }
+        TIME("fakequant_backward (mask)", (double)n * 9, 0, G->fakequant_backward(z, mask, n));
+        G->free(mask);
+    }
+    printf("\n(fake-quant times include the non-finite check's host round trip)\n");
+    return 0;
+}

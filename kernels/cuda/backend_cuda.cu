@@ -1,0 +1,34 @@
+/* backend_cuda: the CUDA backend's op table (device memory, fp32). */
+#include "backend.h"
+#include "cuda_ops.h"
+
+static void cuda_free_void(void *p) { gq_cuda_free(p); }
+
+static const gq_backend cuda_backend = {
+    /* .name = */ "cuda",
+    /* .alloc = */ gq_cuda_alloc,
+    /* .free = */ cuda_free_void,
+    /* .upload = */ gq_cuda_upload,
+    /* .download = */ gq_cuda_download,
+    /* .zero = */ gq_cuda_zero,
+    /* .encoder_forward = */ gq_cuda_encoder_forward,
+    /* .encoder_backward = */ gq_cuda_encoder_backward,
+    /* .layernorm_forward = */ gq_cuda_layernorm_forward,
+    /* .layernorm_backward = */ gq_cuda_layernorm_backward,
+    /* .matmul_forward = */ gq_cuda_matmul_forward,
+    /* .matmul_backward = */ gq_cuda_matmul_backward,
+    /* .attention_forward = */ gq_cuda_attention_forward,
+    /* .attention_backward = */ gq_cuda_attention_backward,
+    /* .gelu_forward = */ gq_cuda_gelu_forward,
+    /* .gelu_backward = */ gq_cuda_gelu_backward,
+    /* .residual_forward = */ gq_cuda_residual_forward,
+    /* .crossentropy_forward = */ gq_cuda_crossentropy_forward,
+    /* .crossentropy_backward = */ gq_cuda_crossentropy_backward,
+    /* .sum_squares = */ gq_cuda_sum_squares,
+    /* .adamw_update = */ gq_cuda_adamw_update,
+    /* .fakequant_workspace = */ gq_cuda_fakequant_workspace,
+    /* .fakequant_forward = */ gq_cuda_fakequant_forward,
+    /* .fakequant_backward = */ gq_cuda_fakequant_backward,
+};
+
+extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

@@ -1,0 +1,74 @@
+/* crossentropy (CUDA): fused softmax + cross-entropy over the real vocabulary, one block per
+ * row; the backward recomputes the softmax from the saved log-sum-exp in place, element for
+ * element the CPU's arithmetic (bit-identical given the same lse). */
+#include "act_math.h"
+#include "cuda_ops.h"
+#include "cuda_util.cuh"
+
+enum { CE_THREADS = 256 };
+
+static __device__ float block_reduce(float v, int is_max) {
+    __shared__ float sh[CE_THREADS / 32];
+    for (int o = 16; o > 0; o >>= 1) {
+        float w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, w) : v + w;
+    }
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads(); /* sh may still be read by a previous call */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    float r = sh[0];
+    for (int w = 1; w < CE_THREADS / 32; w++) r = is_max ? fmaxf(r, sh[w]) : r + sh[w];
+    return r;
+}
+
+static __global__ void crossentropy_forward_kernel(float *losses, float *lse, const float *logits,
+                                                   const int32_t *targets, int V, int Vp) {
+    int n = blockIdx.x;
+    const float *x = logits + (size_t)n * Vp;
+    float mx = -3.0e38f;
+    for (int i = threadIdx.x; i < V; i += CE_THREADS) mx = fmaxf(mx, x[i]);
+    mx = block_reduce(mx, 1);
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < V; i += CE_THREADS) s += gq_exp(x[i] - mx);
+    s = block_reduce(s, 0);
+    if (threadIdx.x == 0) {
+        float l = mx + (float)log((double)s);
+        lse[n] = l;
+        losses[n] = targets[n] < 0 ? 0.0f : l - x[targets[n]];
+    }
+}
+
+static __global__ void crossentropy_backward_kernel(float *logits, const float *lse, const int32_t *targets,
+                                                    float dloss, int N, int V, int Vp) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= Vp) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) { /* gridDim.y is capped at 65535 */
+        float *x = logits + (size_t)n * Vp;
+        int tg = targets[n];
+        if (tg < 0 || i >= V) {
+            x[i] = 0.0f;
+            continue;
+        }
+        float g = gq_exp(x[i] - lse[n]) * dloss;
+        if (i == tg) g -= dloss;
+        x[i] = g;
+    }
+}
+
+extern "C" int gq_cuda_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets,
+                                            int N, int V, int Vp) {
+    if (N <= 0) return GQ_OK;
+    crossentropy_forward_kernel<<<N, CE_THREADS>>>(losses, lse, logits, targets, V, Vp);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss,
+                                             int N, int V, int Vp) {
+    if (N <= 0) return GQ_OK;
+    crossentropy_backward_kernel<<<dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256>>>(logits, lse, targets,
+                                                                                               dloss, N, V, Vp);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}

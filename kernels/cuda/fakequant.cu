@@ -1,0 +1,180 @@
+/* fakequant (CUDA): QAT's quantize-dequantize with quant.h's group functions compiled for the
+ * device (one definition, DESIGN.md decision 1), bit-identical to the CPU reference: one
+ * thread per group (groups of up to 256 values), one block per row for int8 per-row, and for
+ * nf4 with double quantization the same staged order as quant.h (exact absmax per group, the
+ * mean summed per block of 256 groups in double and then over blocks, int8 absmax codes). */
+#include "cuda_ops.h"
+#include "cuda_util.cuh"
+
+#include <limits.h>
+
+enum { FQ_MAX_GROUP = 256 };
+
+struct fq_work {
+    unsigned long long bad; /* lowest index of a non-finite value, or ULLONG_MAX */
+    float offset;           /* nf4 double quant: mean absmax */
+};
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+static __global__ void fq_check_finite_kernel(struct fq_work *wk, const float *w, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        if (!isfinite(w[i])) atomicMin(&wk->bad, (unsigned long long)i);
+}
+
+static __device__ __forceinline__ uint8_t fq_keep(gq_qformat f, float y, float x, float scale) {
+    /* clipped values (the Q4_0-rule formats) get no gradient, as the CPU reference */
+    if (f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2) return fabsf(y - x) > 0.51f * fabsf(scale) ? 0 : 1;
+    return 1;
+}
+
+static __global__ void fq_group_kernel(float *out, uint8_t *mask, const float *w, size_t groups, int g,
+                                       gq_qformat f, const float *dq_scales) {
+    size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (k >= groups) return;
+    const float *x = w + k * g;
+    uint8_t codes[FQ_MAX_GROUP], zero = 0;
+    float sc;
+    switch (f) {
+    case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: sc = gq_qsym_group(x, g, gq_qbits(f), codes); break;
+    case GQ_QF_INT4A: sc = gq_qasym_group(x, g, codes, &zero); break;
+    default: sc = gq_q4code_group(x, g, f == GQ_QF_FP4, codes); break;
+    }
+    if (dq_scales) sc = dq_scales[k]; /* nf4 double quant: codes from the exact absmax, values from the stored one */
+    for (int i = 0; i < g; i++) {
+        float y = gq_qvalue(f, codes[i], sc, zero);
+        out[k * g + i] = y;
+        mask[k * g + i] = fq_keep(f, y, x[i], sc);
+    }
+}
+
+/* int8 per output row: one block per row */
+static __global__ void fq_int8_row_kernel(float *out, uint8_t *mask, const float *w, int cols) {
+    __shared__ float sh[32];
+    const float *x = w + (size_t)blockIdx.x * cols;
+    float amax = 0.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) amax = fmaxf(amax, fabsf(x[i]));
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = amax;
+    __syncthreads();
+    amax = sh[0];
+    for (int k = 1; k < (int)(blockDim.x / 32); k++) amax = fmaxf(amax, sh[k]);
+    float d = amax / 127.0f;
+    if (d == 0.0f) d = 1.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float q = rintf(x[i] / d);
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        out[(size_t)blockIdx.x * cols + i] = gq_qvalue(GQ_QF_INT8, (uint8_t)(int8_t)q, d, 0);
+        mask[(size_t)blockIdx.x * cols + i] = 1;
+    }
+}
+
+/* nf4 double quant, stage 1: the exact absmax scale of each group (1 for a zero group) */
+static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_t groups, int g) {
+    size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (k >= groups) return;
+    float amax = 0.0f;
+    for (int i = 0; i < g; i++) amax = fabsf(w[k * g + i]) > amax ? fabsf(w[k * g + i]) : amax;
+    scales[k] = amax == 0.0f ? 1.0f : amax;
+}
+
+/* stage 2: per second-level block, the double sum of its absmax values */
+static __global__ void fq_nf4_block_sum_kernel(double *bsum, const float *scales, size_t groups) {
+    size_t b = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (b * GQ_DQ_BLOCK >= groups) return;
+    double part = 0;
+    for (size_t k = b * GQ_DQ_BLOCK; k < groups && k < (b + 1) * GQ_DQ_BLOCK; k++) part += scales[k];
+    bsum[b] = part;
+}
+
+/* stage 3: the mean over blocks, in block order (quant.h's gq_nf4_absmax_mean) */
+static __global__ void fq_nf4_mean_kernel(struct fq_work *wk, const double *bsum, size_t groups) {
+    double mean = 0;
+    for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) mean += bsum[b];
+    wk->offset = (float)(mean / (double)groups);
+}
+
+/* stage 4: per block, int8 codes of (absmax - offset) and the stored scale, in place */
+static __global__ void fq_nf4_dq_kernel(float *scales, const struct fq_work *wk, size_t groups) {
+    size_t b = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    size_t lo = b * GQ_DQ_BLOCK;
+    if (lo >= groups) return;
+    size_t hi = lo + GQ_DQ_BLOCK < groups ? lo + GQ_DQ_BLOCK : groups;
+    const float off = wk->offset;
+    float amax = 0.0f;
+    for (size_t k = lo; k < hi; k++) {
+        float d = fabsf(scales[k] - off);
+        amax = d > amax ? d : amax;
+    }
+    float s2 = amax / 127.0f;
+    if (s2 == 0.0f) s2 = 1.0f;
+    for (size_t k = lo; k < hi; k++) {
+        float c = rintf((scales[k] - off) / s2);
+        int8_t q = (int8_t)(c > 127.0f ? 127.0f : c < -127.0f ? -127.0f : c);
+        scales[k] = (float)q * s2 + off;
+    }
+}
+
+extern "C" size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec) {
+    size_t groups = gq_qn_groups(spec, rows, cols);
+    return round16(sizeof(struct fq_work)) + round16(groups * sizeof(float)) +
+           (groups / GQ_DQ_BLOCK + 1) * sizeof(double);
+}
+
+extern "C" int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols,
+                                         const gq_qspec *spec, void *work) {
+    const char *why = gq_qspec_problem(spec, rows, cols);
+    if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
+    const gq_qformat f = spec->format;
+    const int g = gq_qgroup(spec, cols);
+    if (f != GQ_QF_INT8 && g > FQ_MAX_GROUP)
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA fake-quant: groups of %d values (at most %d)", g, FQ_MAX_GROUP);
+    const size_t n = (size_t)rows * cols, groups = gq_qn_groups(spec, rows, cols);
+    struct fq_work *wk = (struct fq_work *)work;
+    float *scales = (float *)((char *)work + round16(sizeof *wk));
+    double *bsum = (double *)((char *)scales + round16(groups * sizeof(float)));
+
+    GQ_CUDA_CHECK(cudaMemsetAsync(&wk->bad, 0xff, sizeof wk->bad));
+    fq_check_finite_kernel<<<gq_cuda_grid(n, 256), 256>>>(wk, w, n);
+    GQ_CUDA_CHECK_LAUNCH();
+    unsigned long long bad;
+    GQ_CUDA_CHECK(cudaMemcpy(&bad, &wk->bad, sizeof bad, cudaMemcpyDeviceToHost));
+    if (bad != ULLONG_MAX) return gq_errf(GQ_ENAN, "value %llu is not finite", bad);
+
+    if (f == GQ_QF_INT8) {
+        fq_int8_row_kernel<<<rows, 256>>>(out, mask, w, cols);
+        GQ_CUDA_CHECK_LAUNCH();
+        return GQ_OK;
+    }
+    const float *dq = NULL;
+    if (f == GQ_QF_NF4 && spec->double_quant) {
+        size_t blocks = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
+        fq_nf4_absmax_kernel<<<gq_cuda_blocks(groups, 128), 128>>>(scales, w, groups, g);
+        GQ_CUDA_CHECK_LAUNCH();
+        fq_nf4_block_sum_kernel<<<gq_cuda_blocks(blocks, 128), 128>>>(bsum, scales, groups);
+        GQ_CUDA_CHECK_LAUNCH();
+        fq_nf4_mean_kernel<<<1, 1>>>(wk, bsum, groups);
+        GQ_CUDA_CHECK_LAUNCH();
+        fq_nf4_dq_kernel<<<gq_cuda_blocks(blocks, 128), 128>>>(scales, wk, groups);
+        GQ_CUDA_CHECK_LAUNCH();
+        dq = scales;
+    }
+    fq_group_kernel<<<gq_cuda_blocks(groups, 128), 128>>>(out, mask, w, groups, g, f, dq);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+static __global__ void fq_backward_kernel(float *grad, const uint8_t *mask, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        if (!mask[i]) grad[i] = 0.0f;
+}
+
+extern "C" int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n) {
+    if (!n) return GQ_OK;
+    fq_backward_kernel<<<gq_cuda_grid(n, 256), 256>>>(grad, mask, n);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}

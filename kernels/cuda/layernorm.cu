@@ -1,0 +1,103 @@
+/* layernorm (CUDA): one warp per row for the forward and the input gradient; the weight and
+ * bias gradients are column sums in a fixed order (deterministic), as in cuda_util's colsum. */
+#include "cuda_ops.h"
+#include "cuda_util.cuh"
+
+#define LN_EPS 1e-5f
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
+                                                const float *weight, const float *bias, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C;
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) s += x[c];
+    float m = warp_sum(s) / C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float d = x[c] - m;
+        v += d * d;
+    }
+    float r = 1.0f / sqrtf(warp_sum(v) / C + LN_EPS);
+    float *o = out + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+    if (lane == 0) mean[row] = m, rstd[row] = r;
+}
+
+static __global__ void layernorm_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *weight,
+                                             const float *mean, const float *rstd, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    float m = mean[row], r = rstd[row], a = 0.0f, b = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float norm = (x[c] - m) * r, dn = weight[c] * dy[c];
+        a += dn;
+        b += dn * norm;
+    }
+    a = warp_sum(a) / C;
+    b = warp_sum(b) / C;
+    float *dx = dinp + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) {
+        float norm = (x[c] - m) * r, dn = weight[c] * dy[c];
+        dx[c] += (dn - a - norm * b) * r;
+    }
+}
+
+enum { LN_CHUNKS = 64 };
+
+static __global__ void layernorm_dparam_partial_kernel(float *partial, const float *dout, const float *inp,
+                                                       const float *mean, const float *rstd, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
+    if (c >= C) return;
+    int rows = (N + LN_CHUNKS - 1) / LN_CHUNKS, lo = chunk * rows, hi = min(N, lo + rows);
+    float dw = 0.0f, db = 0.0f;
+    for (int n = lo; n < hi; n++) {
+        float dy = dout[(size_t)n * C + c];
+        dw += (inp[(size_t)n * C + c] - mean[n]) * rstd[n] * dy;
+        db += dy;
+    }
+    partial[(size_t)chunk * 2 * C + c] = dw;
+    partial[(size_t)chunk * 2 * C + C + c] = db;
+}
+
+static __global__ void layernorm_dparam_final_kernel(float *dweight, float *dbias, const float *partial, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float dw = 0.0f, db = 0.0f;
+    for (int k = 0; k < LN_CHUNKS; k++) {
+        dw += partial[(size_t)k * 2 * C + c];
+        db += partial[(size_t)k * 2 * C + C + c];
+    }
+    dweight[c] += dw;
+    dbias[c] += db;
+}
+
+extern "C" int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                         const float *bias, int N, int C) {
+    if (N <= 0) return GQ_OK;
+    layernorm_forward_kernel<<<gq_cuda_blocks(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                          const float *inp, const float *weight, const float *mean, const float *rstd,
+                                          int N, int C) {
+    if (N <= 0) return GQ_OK;
+    layernorm_dinp_kernel<<<gq_cuda_blocks(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+    GQ_CUDA_CHECK_LAUNCH();
+    float *partial = NULL;
+    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)LN_CHUNKS * 2 * C * sizeof(float), (void **)&partial));
+    layernorm_dparam_partial_kernel<<<dim3(gq_cuda_blocks(C, 128), LN_CHUNKS), 128>>>(partial, dout, inp, mean, rstd,
+                                                                                      N, C);
+    GQ_CUDA_CHECK_LAUNCH();
+    layernorm_dparam_final_kernel<<<gq_cuda_blocks(C, 128), 128>>>(dweight, dbias, partial, C);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}

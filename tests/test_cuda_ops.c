@@ -1,0 +1,328 @@
+/* Every CUDA op against the CPU reference op, through the two backends' op tables, on random
+ * inputs and odd shapes (and one GPT-2-124M-sized shape unless GQ_TEST_SMALL=1, which the
+ * compute-sanitizer runs use). Outputs that an op overwrites are poisoned with NaN first, so
+ * an unwritten element fails; accumulated outputs start from the same random values on both
+ * sides. Tolerances (max over elements of |gpu - cpu| / (atol + rtol |cpu|) <= 1):
+ *   exact (bitwise): encoder fwd/bwd (same adds in the same order), residual, fake-quant for
+ *     every format of quant.h and its STE mask (the DESIGN's one-quant-definition promise);
+ *   gelu, adamw, crossentropy backward: 1e-6 rel (the same arithmetic; exactness reported);
+ *   layernorm: 1e-5 (row sums in another order); matmul: 1e-4 (cuBLAS vs OpenBLAS blocking);
+ *   attention: 1e-4 forward, 1e-3 backward (four products and a softmax); sum of squares:
+ *   1e-12 rel (double, another order).
+ * Exits 77 without a GPU. GQ_TEST_SELF=1 runs the harness with the CPU table on both sides
+ * (every comparison must then be bit-exact), a check of the test itself on machines without one. */
+#include "backend.h"
+#include "cuda_ops.h"
+#include "gq_error.h"
+#include "gq_rng.h"
+#include "gq_test.h"
+#include "quant.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const gq_backend *CPU, *GPU;
+static gq_rng R;
+
+/* ---- helpers ---- */
+
+static float *hrand(size_t n, float lo, float hi) {
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * gq_rng_float(&R);
+    return x;
+}
+
+static void *dev(const void *h, size_t bytes) {
+    void *d = NULL;
+    CHECK_OK(GPU->alloc(&d, bytes));
+    if (h) CHECK_OK(GPU->upload(d, h, bytes));
+    return d;
+}
+
+/* a device buffer full of NaN (0xff bytes) */
+static void *dev_poison(size_t bytes) {
+    unsigned char *h = malloc(bytes ? bytes : 1);
+    memset(h, 0xff, bytes);
+    void *d = dev(h, bytes);
+    free(h);
+    return d;
+}
+
+static float *fetch(const void *d, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    CHECK_OK(GPU->download(h, d, n * sizeof *h));
+    return h;
+}
+
+/* Compare; atol = rtol = 0 means bitwise. Returns 1 if within tolerance. */
+static int compare(const char *what, const float *gpu, const float *cpu, size_t n, double atol, double rtol) {
+    double worst = 0, max_abs = 0;
+    size_t at = 0, diff = 0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&gpu[i], &cpu[i], 4)) diff++;
+        if (isnan(gpu[i]) != isnan(cpu[i])) {
+            ok = 0, at = i;
+            break;
+        }
+        double e = fabs((double)gpu[i] - cpu[i]);
+        max_abs = e > max_abs ? e : max_abs;
+        double r = atol + rtol == 0 ? (memcmp(&gpu[i], &cpu[i], 4) ? INFINITY : 0) : e / (atol + rtol * fabs(cpu[i]));
+        if (r > worst) worst = r, at = i;
+    }
+    if (worst > 1) ok = 0;
+    printf("  %-34s n=%-9zu max|err| %.3g  %s%s\n", what, n, max_abs, diff ? "" : "bit-exact",
+           ok ? "" : "  <-- FAIL");
+    CHECKF(ok, "%s: element %zu: gpu %.9g cpu %.9g", what, at, gpu[at], cpu[at]);
+    return ok;
+}
+
+static void compare_dev(const char *what, const void *d, const float *cpu, size_t n, double atol, double rtol) {
+    float *g = fetch(d, n);
+    compare(what, g, cpu, n, atol, rtol);
+    free(g);
+}
+
+typedef struct {
+    int B, T, C, NH, OC, V, Vp;
+} shape;
+
+/* ---- cases ---- */
+
+static void case_encoder(shape s) {
+    size_t BT = (size_t)s.B * s.T, n = BT * s.C;
+    int32_t *inp = malloc(BT * sizeof *inp);
+    for (size_t i = 0; i < BT; i++) inp[i] = (int32_t)gq_rng_below(&R, i % 3 ? (uint64_t)s.V : 5); /* repeats */
+    float *wte = hrand((size_t)s.Vp * s.C, -1, 1), *wpe = hrand((size_t)s.T * s.C, -1, 1);
+    float *out = malloc(n * 4), *dout = hrand(n, -1, 1);
+    float *dwte = hrand((size_t)s.Vp * s.C, -1, 1), *dwpe = hrand((size_t)s.T * s.C, -1, 1);
+    int32_t *d_inp = dev(inp, BT * 4);
+    float *d_wte = dev(wte, (size_t)s.Vp * s.C * 4), *d_wpe = dev(wpe, (size_t)s.T * s.C * 4), *d_out = dev_poison(n * 4);
+    float *d_dout = dev(dout, n * 4), *d_dwte = dev(dwte, (size_t)s.Vp * s.C * 4), *d_dwpe = dev(dwpe, (size_t)s.T * s.C * 4);
+    CPU->encoder_forward(out, inp, wte, wpe, s.B, s.T, s.C);
+    CHECK_OK(GPU->encoder_forward(d_out, d_inp, d_wte, d_wpe, s.B, s.T, s.C));
+    compare_dev("encoder_forward out", d_out, out, n, 0, 0);
+    CPU->encoder_backward(dwte, dwpe, dout, inp, s.B, s.T, s.C);
+    CHECK_OK(GPU->encoder_backward(d_dwte, d_dwpe, d_dout, d_inp, s.B, s.T, s.C));
+    compare_dev("encoder_backward dwte", d_dwte, dwte, (size_t)s.Vp * s.C, 0, 0);
+    compare_dev("encoder_backward dwpe", d_dwpe, dwpe, (size_t)s.T * s.C, 0, 0);
+    void *bufs[] = {d_inp, d_wte, d_wpe, d_out, d_dout, d_dwte, d_dwpe};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(inp), free(wte), free(wpe), free(out), free(dout), free(dwte), free(dwpe);
+}
+
+static void case_layernorm(shape s) {
+    int N = s.B * s.T, C = s.C;
+    size_t n = (size_t)N * C;
+    float *x = hrand(n, -2, 3), *w = hrand(C, 0.5f, 1.5f), *b = hrand(C, -0.5f, 0.5f), *dy = hrand(n, -1, 1);
+    float *y = malloc(n * 4), *mean = malloc(N * 4), *rstd = malloc(N * 4);
+    float *dx = hrand(n, -1, 1), *dw = hrand(C, -1, 1), *db = hrand(C, -1, 1);
+    float *d_x = dev(x, n * 4), *d_w = dev(w, C * 4), *d_b = dev(b, C * 4), *d_dy = dev(dy, n * 4);
+    float *d_y = dev_poison(n * 4), *d_mean = dev_poison(N * 4), *d_rstd = dev_poison(N * 4);
+    float *d_dx = dev(dx, n * 4), *d_dw = dev(dw, C * 4), *d_db = dev(db, C * 4);
+    CPU->layernorm_forward(y, mean, rstd, x, w, b, N, C);
+    CHECK_OK(GPU->layernorm_forward(d_y, d_mean, d_rstd, d_x, d_w, d_b, N, C));
+    compare_dev("layernorm_forward out", d_y, y, n, 1e-5, 1e-5);
+    compare_dev("layernorm_forward mean", d_mean, mean, N, 1e-6, 1e-5);
+    compare_dev("layernorm_forward rstd", d_rstd, rstd, N, 1e-6, 1e-5);
+    /* the backward from the CPU's saved statistics on both sides */
+    CHECK_OK(GPU->upload(d_mean, mean, N * 4));
+    CHECK_OK(GPU->upload(d_rstd, rstd, N * 4));
+    CPU->layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, N, C);
+    CHECK_OK(GPU->layernorm_backward(d_dx, d_dw, d_db, d_dy, d_x, d_w, d_mean, d_rstd, N, C));
+    compare_dev("layernorm_backward dinp (+=)", d_dx, dx, n, 1e-5, 1e-5);
+    compare_dev("layernorm_backward dweight (+=)", d_dw, dw, C, 1e-4, 1e-5);
+    compare_dev("layernorm_backward dbias (+=)", d_db, db, C, 1e-4, 1e-5);
+    void *bufs[] = {d_x, d_w, d_b, d_dy, d_y, d_mean, d_rstd, d_dx, d_dw, d_db};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(x), free(w), free(b), free(dy), free(y), free(mean), free(rstd), free(dx), free(dw), free(db);
+}
+
+static void case_matmul(shape s) {
+    int N = s.B * s.T, C = s.C, OC = s.OC;
+    float *x = hrand((size_t)N * C, -1, 1), *w = hrand((size_t)OC * C, -0.1f, 0.1f), *b = hrand(OC, -1, 1);
+    float *dy = hrand((size_t)N * OC, -1, 1), *y = malloc((size_t)N * OC * 4), *dx = malloc((size_t)N * C * 4);
+    float *dw = hrand((size_t)OC * C, -1, 1), *db = hrand(OC, -1, 1);
+    float *d_x = dev(x, (size_t)N * C * 4), *d_w = dev(w, (size_t)OC * C * 4), *d_b = dev(b, OC * 4);
+    float *d_dy = dev(dy, (size_t)N * OC * 4), *d_y = dev_poison((size_t)N * OC * 4), *d_dx = dev_poison((size_t)N * C * 4);
+    float *d_dw = dev(dw, (size_t)OC * C * 4), *d_db = dev(db, OC * 4);
+    CPU->matmul_forward(y, x, w, b, N, C, OC);
+    CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, d_b, N, C, OC));
+    compare_dev("matmul_forward out (bias)", d_y, y, (size_t)N * OC, 1e-4, 1e-4);
+    CPU->matmul_forward(y, x, w, NULL, N, C, OC);
+    CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, NULL, N, C, OC));
+    compare_dev("matmul_forward out (no bias)", d_y, y, (size_t)N * OC, 1e-4, 1e-4);
+    CPU->matmul_backward(dx, dw, db, dy, x, w, N, C, OC);
+    CHECK_OK(GPU->matmul_backward(d_dx, d_dw, d_db, d_dy, d_x, d_w, N, C, OC));
+    compare_dev("matmul_backward dinp", d_dx, dx, (size_t)N * C, 1e-4, 1e-4);
+    compare_dev("matmul_backward dweight (+=)", d_dw, dw, (size_t)OC * C, 1e-4, 1e-4);
+    compare_dev("matmul_backward dbias (+=)", d_db, db, OC, 1e-4, 1e-5);
+    void *bufs[] = {d_x, d_w, d_b, d_dy, d_y, d_dx, d_dw, d_db};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
+}
+
+static void case_attention(shape s) {
+    int B = s.B, T = s.T, C = s.C, NH = s.NH;
+    size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+    float *qkv = hrand(nqkv, -1, 1), *dy = hrand(nout, -1, 1), *out = malloc(nout * 4), *att = malloc(natt * 4);
+    float *dqkv = malloc(nqkv * 4), *scratch = malloc(natt * 4);
+    float *d_qkv = dev(qkv, nqkv * 4), *d_dy = dev(dy, nout * 4), *d_out = dev_poison(nout * 4);
+    float *d_att = dev_poison(natt * 4), *d_dqkv = dev_poison(nqkv * 4), *d_scratch = dev_poison(natt * 4);
+    CPU->attention_forward(out, att, qkv, B, T, C, NH);
+    CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv, B, T, C, NH));
+    compare_dev("attention_forward out", d_out, out, nout, 1e-5, 1e-4);
+    compare_dev("attention_forward att", d_att, att, natt, 1e-6, 1e-4);
+    CHECK_OK(GPU->upload(d_att, att, natt * 4)); /* the backward from the same saved softmax */
+    CPU->attention_backward(dqkv, scratch, dy, qkv, att, B, T, C, NH);
+    CHECK_OK(GPU->attention_backward(d_dqkv, d_scratch, d_dy, d_qkv, d_att, B, T, C, NH));
+    compare_dev("attention_backward dqkv", d_dqkv, dqkv, nqkv, 1e-4, 1e-3);
+    void *bufs[] = {d_qkv, d_dy, d_out, d_att, d_dqkv, d_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(qkv), free(dy), free(out), free(att), free(dqkv), free(scratch);
+}
+
+static void case_pointwise(shape s) {
+    size_t n = (size_t)s.B * s.T * s.C * 4 + 3;
+    float *x = hrand(n, -8, 8), *y = hrand(n, -1, 1), *o = malloc(n * 4), *dx = malloc(n * 4);
+    float *d_x = dev(x, n * 4), *d_y = dev(y, n * 4), *d_o = dev_poison(n * 4), *d_dx = dev_poison(n * 4);
+    CPU->gelu_forward(o, x, n);
+    CHECK_OK(GPU->gelu_forward(d_o, d_x, n));
+    compare_dev("gelu_forward", d_o, o, n, 1e-7, 1e-6);
+    CPU->gelu_backward(dx, x, y, n);
+    CHECK_OK(GPU->gelu_backward(d_dx, d_x, d_y, n));
+    compare_dev("gelu_backward", d_dx, dx, n, 1e-7, 1e-6);
+    CPU->residual_forward(o, x, y, n);
+    CHECK_OK(GPU->residual_forward(d_o, d_x, d_y, n));
+    compare_dev("residual_forward", d_o, o, n, 0, 0);
+    GPU->free(d_x), GPU->free(d_y), GPU->free(d_o), GPU->free(d_dx);
+    free(x), free(y), free(o), free(dx);
+}
+
+static void case_crossentropy(shape s) {
+    int N = s.B * s.T, V = s.V, Vp = s.Vp;
+    size_t n = (size_t)N * Vp;
+    float *logits = hrand(n, -6, 6), *losses = malloc(N * 4), *lse = malloc(N * 4);
+    int32_t *tg = malloc(N * 4);
+    for (int i = 0; i < N; i++) tg[i] = i % 5 == 4 ? -1 : (int32_t)gq_rng_below(&R, (uint64_t)V);
+    float *d_logits = dev(logits, n * 4), *d_losses = dev_poison(N * 4), *d_lse = dev_poison(N * 4);
+    int32_t *d_tg = dev(tg, N * 4);
+    CPU->crossentropy_forward(losses, lse, logits, tg, N, V, Vp);
+    CHECK_OK(GPU->crossentropy_forward(d_losses, d_lse, d_logits, d_tg, N, V, Vp));
+    compare_dev("crossentropy_forward losses", d_losses, losses, N, 1e-5, 1e-6);
+    compare_dev("crossentropy_forward lse", d_lse, lse, N, 1e-5, 1e-6);
+    CHECK_OK(GPU->upload(d_lse, lse, N * 4));
+    CPU->crossentropy_backward(logits, lse, tg, 0.37f, N, V, Vp);
+    CHECK_OK(GPU->crossentropy_backward(d_logits, d_lse, d_tg, 0.37f, N, V, Vp));
+    compare_dev("crossentropy_backward dlogits", d_logits, logits, n, 1e-8, 1e-6);
+    GPU->free(d_logits), GPU->free(d_losses), GPU->free(d_lse), GPU->free(d_tg);
+    free(logits), free(losses), free(lse), free(tg);
+}
+
+static void case_optimizer(shape s) {
+    size_t n = (size_t)s.OC * s.C + 17;
+    float *p = hrand(n, -1, 1), *g = hrand(n, -0.1f, 0.1f), *m = hrand(n, -0.01f, 0.01f), *v = hrand(n, 0, 1e-4f);
+    float *d_p = dev(p, n * 4), *d_g = dev(g, n * 4), *d_m = dev(m, n * 4), *d_v = dev(v, n * 4);
+    double ss_cpu = 0, ss_gpu = -1;
+    CPU->sum_squares(&ss_cpu, g, n);
+    CHECK_OK(GPU->sum_squares(&ss_gpu, d_g, n));
+    printf("  %-34s n=%-9zu rel err %.3g\n", "sum_squares", n, fabs(ss_gpu - ss_cpu) / ss_cpu);
+    CHECK(fabs(ss_gpu - ss_cpu) <= 1e-12 * ss_cpu);
+    for (int t = 1; t <= 3; t++) {
+        CPU->adamw_update(p, g, m, v, n, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.8f);
+        CHECK_OK(GPU->adamw_update(d_p, d_g, d_m, d_v, n, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.8f));
+    }
+    compare_dev("adamw_update p (3 steps)", d_p, p, n, 1e-7, 1e-6);
+    compare_dev("adamw_update m", d_m, m, n, 1e-9, 1e-6);
+    compare_dev("adamw_update v", d_v, v, n, 1e-12, 1e-6);
+    GPU->free(d_p), GPU->free(d_g), GPU->free(d_m), GPU->free(d_v);
+    free(p), free(g), free(m), free(v);
+}
+
+static void fakequant_one(const char *name, gq_qspec spec, int rows, int cols) {
+    size_t n = (size_t)rows * cols;
+    float *w = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) { /* roughly normal weights, a zero group, an outlier, ties */
+        float u = gq_rng_float(&R) + gq_rng_float(&R) + gq_rng_float(&R) - 1.5f;
+        w[i] = 0.04f * u;
+    }
+    for (int i = 0; i < 64 && i < cols; i++) w[i] = 0.0f;
+    w[n / 2] = 1.5f;
+    for (int i = 0; i < 32 && n > 300; i++) w[200 + i] = 0.25f * (float)(i % 9 - 4); /* exact multiples */
+    float *y = malloc(n * 4), *gr = hrand(n, -1, 1);
+    uint8_t *mask = malloc(n);
+    void *work_h = malloc(CPU->fakequant_workspace(rows, cols, &spec));
+    float *d_w = dev(w, n * 4), *d_y = dev_poison(n * 4), *d_gr = dev(gr, n * 4);
+    uint8_t *d_mask = dev_poison(n);
+    void *d_work = dev(NULL, GPU->fakequant_workspace(rows, cols, &spec));
+    CHECK_OK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h));
+    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work));
+    char what[96];
+    snprintf(what, sizeof what, "fakequant %s [%d,%d]", name, rows, cols);
+    compare_dev(what, d_y, y, n, 0, 0);
+    uint8_t *gm = malloc(n);
+    CHECK_OK(GPU->download(gm, d_mask, n));
+    size_t clipped = 0;
+    for (size_t i = 0; i < n; i++) clipped += !mask[i];
+    CHECKF(!memcmp(gm, mask, n), "%s: STE masks differ", what);
+    CPU->fakequant_backward(gr, mask, n);
+    CHECK_OK(GPU->fakequant_backward(d_gr, d_mask, n));
+    snprintf(what, sizeof what, "fakequant_backward %s (%zu clipped)", name, clipped);
+    compare_dev(what, d_gr, gr, n, 0, 0);
+    /* a non-finite weight is refused with its index */
+    w[n - 3] = NAN;
+    CHECK_OK(GPU->upload(d_w, w, n * 4));
+    int rc = GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work);
+    CHECKF(rc == GQ_ENAN && strstr(gq_errmsg(rc), "is not finite"), "%s: NaN weight: rc %d", name, rc);
+    GPU->free(d_w), GPU->free(d_y), GPU->free(d_gr), GPU->free(d_mask), GPU->free(d_work);
+    free(w), free(y), free(gr), free(mask), free(work_h), free(gm);
+}
+
+static void case_fakequant(shape s) {
+    (void)s;
+    struct {
+        const char *name;
+        gq_qspec spec;
+    } f[] = {
+        {"int8", {GQ_QF_INT8, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0}},
+        {"int4-g64", {GQ_QF_INT4, 64, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0}},
+        {"int3-g64", {GQ_QF_INT3, 64, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0}},
+        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1}}, {"fp4-g64", {GQ_QF_FP4, 64, 0}},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        fakequant_one(f[i].name, f[i].spec, 37, 256);
+        fakequant_one(f[i].name, f[i].spec, 301, 384); /* > 256 groups: several double-quant blocks */
+    }
+}
+
+int main(void) {
+    const char *self_env = getenv("GQ_TEST_SELF");
+    int self = self_env && *self_env == '1';
+    if (!self && gq_cuda_device_count() <= 0) SKIP("no CUDA device");
+    CPU = gq_backend_cpu();
+    GPU = self ? gq_backend_cpu() : gq_backend_cuda();
+    gq_rng_seed(&R, 20261128);
+    const char *small_env = getenv("GQ_TEST_SMALL");
+    int small = small_env && *small_env == '1';
+    /* B, T, C, NH, OC, V, Vp: odd sizes, then GPT-2 124M's widths */
+    shape shapes[] = {{2, 7, 48, 3, 40, 61, 64}, {3, 33, 72, 4, 136, 301, 320}, {2, 256, 768, 12, 3072, 50257, 50304}};
+    int n_shapes = small ? 2 : 3;
+    struct {
+        const char *name;
+        void (*fn)(shape);
+    } cases[] = {{"encoder", case_encoder},     {"layernorm", case_layernorm},       {"matmul", case_matmul},
+                 {"attention", case_attention}, {"gelu/residual", case_pointwise},   {"crossentropy", case_crossentropy},
+                 {"adamw/sum_squares", case_optimizer}, {"fakequant", case_fakequant}};
+    for (int k = 0; k < n_shapes; k++) {
+        shape s = shapes[k];
+        printf("shape B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d\n", s.B, s.T, s.C, s.NH, s.OC, s.V, s.Vp);
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            if (cases[c].fn == case_fakequant && k != 0) continue; /* its shapes are its own */
+            cases[c].fn(s);
+        }
+    }
+    if (!self) CHECK_OK(gq_cuda_sync());
+    return gq_test_finish("test_cuda_ops");
+}
