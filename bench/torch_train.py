@@ -28,7 +28,7 @@ class Block(nn.Module):
         q, k, v = s.c_attn(s.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, s.H, C // s.H).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // s.H))
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf")).softmax(-1)
         x = x + s.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
         return x + s.mlp_proj(F.gelu(s.c_fc(s.ln_2(x)), approximate="tanh"))
 
@@ -42,7 +42,7 @@ class GPT(nn.Module):
         s.ln_f = nn.LayerNorm(C)
 
     def forward(s, idx, targets):
-        x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1]))
+        x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in s.h:
             x = b(x)
         logits = s.ln_f(x) @ s.wte.weight.T

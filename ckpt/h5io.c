@@ -32,7 +32,12 @@ int gq_h5w_begin(gq_h5w **out, const char *final_path) {
     if (!w) return gq_errf(GQ_ENOMEM, "out of memory");
     w->final_path = strdup(final_path);
     gq_temp_path(final_path, w->tmp, sizeof w->tmp);
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* no object timestamps: the same content gives the same bytes (bit-exact reruns compare
+     * checkpoints with cmp) */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_obj_track_times(fcpl, 0);
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    H5Pclose(fcpl);
     if (w->file < 0) {
         int rc = gq_errf(GQ_EIO, "%s: cannot create the file (directory missing or not writable?)", final_path);
         free(w->final_path);
@@ -57,7 +62,10 @@ int gq_h5w_group(gq_h5w *w, const char *path) {
             char save = *p;
             *p = '\0';
             if (H5Lexists(w->file, buf, H5P_DEFAULT) <= 0) {
-                hid_t g = H5Gcreate2(w->file, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+                hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+                H5Pset_obj_track_times(gcpl, 0);
+                hid_t g = H5Gcreate2(w->file, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+                H5Pclose(gcpl);
                 if (g < 0) return wfail(w, "group", buf);
                 H5Gclose(g);
             }
@@ -112,7 +120,10 @@ static int put_data(gq_h5w *w, const char *path, hid_t ftype, hid_t mtype, const
     hsize_t hd[8];
     for (int i = 0; i < ndim; i++) hd[i] = dims[i];
     hid_t sp = ndim ? H5Screate_simple(ndim, hd, NULL) : H5Screate(H5S_SCALAR);
-    hid_t d = H5Dcreate2(w->file, path, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(dcpl, 0);
+    hid_t d = H5Dcreate2(w->file, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
     herr_t st = d < 0 ? -1 : H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);

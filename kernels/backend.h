@@ -24,6 +24,7 @@ typedef struct gq_backend {
     int (*upload)(void *dst, const void *host_src, size_t bytes);
     int (*download)(void *host_dst, const void *src, size_t bytes);
     int (*zero)(void *ptr, size_t bytes);
+    int (*copy)(void *dst, const void *src, size_t bytes); /* within backend memory */
 
     /* ---- ops ---- */
     /* out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) ids, wte (Vp,C), wpe (maxT,C) */

@@ -12,6 +12,14 @@
 #       test    ctest over the kernels-only suite (CPU references and the `gpu` label)
 #       sanitize  compute-sanitizer memcheck and racecheck over the CUDA op test (small shapes)
 #       bench   the CUDA kernel benchmark and PyTorch's attention in the same call
+#       train   the trainer on the GPU (needs `pack` here first and .gpubin carried): the
+#               PyTorch parity fixture on the CUDA backend, 200 tiny steps against the CPU run
+#               packed beside it, same-seed determinism and bit-exact resume (cmp of
+#               checkpoints), GPU->CPU and CPU->GPU resume, QAT int4, compute-sanitizer on a
+#               short run, and GPT-2 124M training speed beside PyTorch (fp32/tf32/bf16/compile)
+#   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
+#                                   non-system shared libraries they load, the KJV token file
+#                                   and a CPU reference run, into .gpubin/ (gitignored)
 #   Logs go to $OUT when it is set (the device tool brings that folder back).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +72,74 @@ sanitize() {
   done
 }
 
+pack() {
+  cmake --build build -j "$(nproc)" >/dev/null || return 1
+  rm -rf .gpubin && mkdir -p .gpubin/bin .gpubin/lib .gpubin/data
+  cp build/gpt2q-train build/gpt2q-export build/gpt2q-infer build/gpt2q-data build/tests/test_gpt2_parity build/tests/test_qat .gpubin/bin/
+  # every shared library but glibc's, the compiler runtime's, CUDA's (the GPU machine has its
+  # own) and OpenBLAS's (carried as .gpudeps' packages, 6x smaller than the library)
+  ldd .gpubin/bin/* | awk '/=> \//{print $3}' | sort -u |
+    grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|libgcc_s|libstdc\+\+|libgomp|libcuda|libcudart|libcublas|libcublasLt|libcurand|libopenblas|libgfortran|libquadmath)\.so' |
+    while read -r lib; do cp -L "$lib" .gpubin/lib/; done
+  [ -f out/tokens.h5 ] || { echo "pack: out/tokens.h5 missing: run scripts/demo.sh once first" >&2; return 1; }
+  cp out/tokens.h5 .gpubin/data/
+  if [ ! -f .gpubin/data/cpu200.jsonl ] && [ -f "${GQ_CPU_RUN:-/tmp/cpu200}/train.jsonl" ]; then
+    cp "${GQ_CPU_RUN:-/tmp/cpu200}/train.jsonl" .gpubin/data/cpu200.jsonl
+  fi
+  du -sh .gpubin
+}
+
+train_checks() {
+  mkdir -p "$root"
+  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
+  libpath
+  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+  ldd .gpubin/bin/gpt2q-train | grep "not found"
+  local bin=.gpubin/bin w=/tmp/gq logs=/tmp/gq/logs
+  rm -rf "$w" && mkdir -p "$logs"
+  local tr="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0"
+  echo "== PyTorch parity fixture on the CUDA backend"
+  GQ_TEST_BACKEND=cuda $bin/test_gpt2_parity tests/fixtures/gpt2_tiny >"$logs/parity.log" 2>&1
+  echo "exit $?"; tail -5 "$logs/parity.log"
+  echo "== QAT's STE and export equality on the CUDA backend"
+  GQ_TEST_BACKEND=cuda $bin/test_qat >"$logs/qat_test.log" 2>&1
+  echo "exit $?"; tail -3 "$logs/qat_test.log"
+  echo "== tiny, 200 steps on the GPU (the CPU run of the same options is .gpubin/data/cpu200.jsonl)"
+  $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda >"$logs/gpu200.log" 2>&1
+  echo "exit $?"; grep -E "device|val|done" "$logs/gpu200.log" | tail -6; cp "$w/gpu200/train.jsonl" "$logs/gpu200.jsonl"
+  echo "== determinism and resume (30 steps; checkpoints compared byte for byte)"
+  for k in 1 2; do
+    rm -rf "$w/det"; $tr --steps 30 --eval-every 0 --out "$w/det" --device cuda >"$logs/det$k.log" 2>&1
+    cp "$w/det/ckpt-00000030.h5" "$w/det$k.h5"
+  done
+  cmp "$w/det1.h5" "$w/det2.h5" && echo "same seed, two GPU runs: identical checkpoints"
+  rm -rf "$w/det"; $tr --steps 30 --eval-every 0 --out "$w/det" --device cuda --stop-after 15 >"$logs/res1.log" 2>&1
+  $bin/gpt2q-train --resume --out "$w/det" --device cuda >"$logs/res2.log" 2>&1
+  cmp "$w/det/ckpt-00000030.h5" "$w/det1.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
+  rm -rf "$w/det"; $tr --steps 30 --eval-every 0 --out "$w/det" --device cuda --stop-after 15 >/dev/null 2>&1
+  $bin/gpt2q-train --resume --out "$w/det" --device cpu >"$logs/gpu2cpu.log" 2>&1; echo "GPU 15 -> CPU 15: exit $?"
+  rm -rf "$w/det2"; $tr --steps 30 --eval-every 0 --out "$w/det2" --device cpu --stop-after 15 >/dev/null 2>&1
+  $bin/gpt2q-train --resume --out "$w/det2" --device cuda >"$logs/cpu2gpu.log" 2>&1; echo "CPU 15 -> GPU 15: exit $?"
+  $tr --steps 30 --eval-every 0 --out "$w/cpu30" --device cpu >"$logs/cpu30.log" 2>&1
+  for f in det1 gpu2cpu cpu2gpu cpu30; do printf '%-8s ' $f; grep -E "^step 30/30" "$logs/$f.log" | tail -1; done
+  echo "== QAT int4 on the GPU from the 200-step checkpoint"
+  $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda \
+    >"$logs/qat.log" 2>&1
+  echo "exit $?"; tail -7 "$logs/qat.log"
+  echo "== compute-sanitizer memcheck on 3 training steps (tiny, batch 2)"
+  compute-sanitizer --tool memcheck --error-exitcode 9 $tr --steps 3 --batch 2 --seq 64 --eval-every 0 \
+    --eval-batches 1 --out "$w/san" --device cuda >"$logs/sanitize_train.log" 2>&1
+  echo "exit $?"; tail -2 "$logs/sanitize_train.log"
+  echo "== GPT-2 124M, B=8 T=1024: ours (fp32) and PyTorch"
+  $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 12 --eval-every 0 \
+    --eval-batches 1 --sample-len 0 --out "$w/124m" --device cuda >"$logs/124m.log" 2>&1
+  echo "exit $?"; grep -E "memory|step (2|6|12)/12|done" "$logs/124m.log"
+  (cd bench && PYTHONUNBUFFERED=1 timeout 200 python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
+    PYTHONUNBUFFERED=1 timeout 150 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
+    tee "$logs/torch_train.log" | grep -E '^[{]|Error'
+  tar czf "$out/gpu_train_logs.tgz" -C "$logs" .
+}
+
 bench() {
   libpath
   [ -x build-gpu/bench/bench_cuda ] && build-gpu/bench/bench_cuda 2>&1 | tee "$out/bench_cuda.log"
@@ -80,6 +156,8 @@ for step in "$@"; do
     test) run_tests ;;
     sanitize) sanitize ;;
     bench) bench ;;
+    pack) pack ;;
+    train) train_checks ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

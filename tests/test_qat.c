@@ -3,12 +3,14 @@
  *     equals the gradient of a float model whose weights ARE the fake-quant weights, bit for
  *     bit, except values that were clipped, whose gradient is 0;
  *   - after QAT steps, the loss of the fake-quant model equals the loss of its export read back
- *     through the dequantize path, exactly, for int4 (with clipping), nf4-dq and mixed rules. */
+ *     through the dequantize path, exactly, for int4 (with clipping), nf4-dq and mixed rules.
+ * On the CPU reference, or the CUDA backend with GQ_TEST_BACKEND=cuda (same claims, bit for bit). */
 #define _GNU_SOURCE
 #include "gpt2.h"
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
+#include "gq_test_backend.h"
 #include "qexport.h"
 #include "train.h"
 
@@ -29,17 +31,22 @@ int main(void) {
     for (int i = 0; i < 64; i++) in[i] = (int32_t)gq_rng_below(&r, 300), tg[i] = (int32_t)gq_rng_below(&r, 300);
     const char *formats[] = {"int4", "int2", "nf4-dq", "mlp.*=int4,attn.*=int8,lm_head=q8_0"};
     const char *layers[] = {"all", "all", NULL, NULL};
+    const gq_backend *be = gq_test_backend();
+    printf("backend: %s\n", be->name);
     for (int f = 0; f < 4; f++) {
         gq_gpt2 *q = NULL, *ref = NULL;
-        CHECK_OK(gq_gpt2_create(&q, &cfg, gq_backend_cpu(), 2, 32));
-        CHECK_OK(gq_gpt2_create(&ref, &cfg, gq_backend_cpu(), 2, 32));
+        CHECK_OK(gq_gpt2_create(&q, &cfg, be, 2, 32));
+        CHECK_OK(gq_gpt2_create(&ref, &cfg, be, 2, 32));
         if (!q || !ref) break;
+        const size_t np = q->n_params;
+        float *hq = malloc(np * 4), *hr = malloc(np * 4);
+        uint8_t *hmask = malloc(np);
         CHECK_OK(gq_gpt2_init(q, 3));
         gq_qplan plan;
         CHECK_OK(gq_qplan_build(&plan, formats[f], layers[f], 0, cfg.n_layer));
         CHECK_OK(gq_gpt2_qat_enable(q, &plan));
         /* the reference: float weights equal to the fake-quant ones */
-        memcpy(ref->params_mem, q->qat_mem, q->n_params * 4);
+        CHECK_OK(be->copy(ref->params_mem, q->qat_mem, np * 4));
         float lq, lr;
         CHECK_OK(gq_gpt2_zero_grad(q));
         CHECK_OK(gq_gpt2_forward(q, in, tg, 2, 32, &lq));
@@ -50,10 +57,16 @@ int main(void) {
         CHECK_OK(gq_gpt2_backward(ref, 1.0f));
         CHECK(lq == lr);
         size_t differ = 0, masked = 0;
-        for (size_t i = 0; i < q->n_params; i++) {
-            float want = q->qat_mask[i] ? ref->grads_mem[i] : 0.0f;
-            masked += !q->qat_mask[i];
-            differ += memcmp(&q->grads_mem[i], &want, 4) != 0;
+        CHECK_OK(be->download(hq, q->grads_mem, np * 4));
+        CHECK_OK(be->download(hr, ref->grads_mem, np * 4));
+        memset(hmask, 1, np); /* unselected weights: the mask is never read for them */
+        for (int k = 0; k < q->n_qat; k++)
+            CHECK_OK(be->download(hmask + q->qat[k].offset, q->qat_mask + q->qat[k].offset,
+                                  (size_t)q->qat[k].rows * q->qat[k].cols));
+        for (size_t i = 0; i < np; i++) {
+            float want = hmask[i] ? hr[i] : 0.0f;
+            masked += !hmask[i];
+            differ += memcmp(&hq[i], &want, 4) != 0;
         }
         printf("%-40s STE: %zu gradients differ, %zu clipped values masked\n", formats[f], differ, masked);
         CHECK(differ == 0);
@@ -92,17 +105,20 @@ int main(void) {
             for (int l = 0; l < nl; l++) {
                 char name[160];
                 gq_gpt2_tensor_name(i, l, name, sizeof name);
-                CHECK_OK(gq_export_read_dequant(rd, name, ref->params_mem + off, (int)rows, (int)cols, NULL));
+                CHECK_OK(gq_export_read_dequant(rd, name, hr + off, (int)rows, (int)cols, NULL));
                 off += rows * (cols ? cols : 1);
             }
         }
         gq_h5r_close(rd);
-        CHECK(!memcmp(ref->params_mem, q->qat_mem, q->n_params * 4));
+        CHECK_OK(be->upload(ref->params_mem, hr, np * 4));
+        CHECK_OK(be->download(hq, q->qat_mem, np * 4));
+        CHECK(!memcmp(hr, hq, np * 4));
         CHECK_OK(gq_gpt2_forward(ref, in, tg, 2, 32, &lr));
         printf("%-40s after 3 QAT steps: fake-quant loss %.7f, exported model %.7f\n", formats[f], lq, lr);
         CHECK(lq == lr);
         gq_gpt2_free(q);
         gq_gpt2_free(ref);
+        free(hq), free(hr), free(hmask);
     }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

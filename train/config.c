@@ -55,6 +55,7 @@ static const opt_desc table[] = {
     {"log_every", T_INT, O(log_every), 1, 1 << 30, "steps between plain log lines when not on a terminal"},
     {"stop_after", T_INT, O(stop_after), 0, 1 << 30, "stop (with a checkpoint) after this many steps in this run"},
     {"threads", T_INT, O(threads), 0, 4096, "CPU threads (0 = all)"},
+    {"device", T_STR, O(device), 0, 0, "cpu | cuda | auto (the GPU when there is one)"},
     {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 or PATTERN=FORMAT,..."},
     {"qat_layers", T_STR, O(qat_layers), 0, 0, "QAT selection: all|all-but-lm_head|lm_head|last4-attn|qkv or globs (h.8-11.attn.*)"},
     {"qat_group", T_INT, O(qat_group), 0, 16384, "QAT group size (0 = the format's default)"},
@@ -87,6 +88,7 @@ void gq_train_defaults(gq_train_opts *o) {
     o->keep = 3;
     o->log_every = 10;
     snprintf(o->out, sizeof o->out, "runs/default");
+    snprintf(o->device, sizeof o->device, "auto");
 }
 
 int gq_train_set(gq_train_opts *o, const char *key, const char *value) {

@@ -281,7 +281,6 @@ size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
 
 
 int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
-    if (strcmp(m->be->name, "cpu")) return gq_errf(GQ_EUNSUPPORTED, "QAT needs host-memory parameters (cpu backend)");
     const gq_gpt2_config *c = &m->cfg;
     int cap = GQ_GPT2_N_TENSORS * c->n_layer + 2;
     m->qat = calloc((size_t)cap, sizeof *m->qat);
@@ -311,7 +310,6 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     if (rc) return rc;
     if ((rc = m->be->alloc((void **)&m->qat_mask, m->n_params))) return rc;
     if ((rc = m->be->alloc(&m->qat_work, max_work))) return rc;
-    memset(m->qat_mask, 1, m->n_params); /* unselected values are never clipped */
     carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     m->qat_on = 1;
     return gq_gpt2_qat_refresh(m);
@@ -319,10 +317,11 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
 
 int gq_gpt2_qat_refresh(gq_gpt2 *m) {
     if (!m->qat_on) return GQ_OK;
-    memcpy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
+    int rc = m->be->copy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
+    if (rc) return rc;
     for (int k = 0; k < m->n_qat; k++) {
         const struct gq_qat_tensor *t = &m->qat[k];
-        int rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,
+        rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,
                                           t->rows, t->cols, &t->spec, m->qat_work);
         if (rc) {
             char why[256];

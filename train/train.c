@@ -28,7 +28,37 @@
 #include <omp.h>
 #endif
 
+#ifdef GQ_HAVE_CUDA
+#include "cuda_ops.h"
+#endif
+
 void openblas_set_num_threads(int num_threads);
+
+/* The backend --device names: cpu, cuda, or auto (cuda when this build has it and a GPU is
+ * present). *what describes it for the log. */
+static int pick_backend(const char *device, const gq_backend **be, char *what, size_t size) {
+    int want_cuda = !strcmp(device, "cuda"), is_auto = !strcmp(device, "auto");
+    if (!want_cuda && !is_auto && strcmp(device, "cpu"))
+        return gq_errf(GQ_EINVAL, "device = '%s': expected cpu, cuda or auto", device);
+#ifdef GQ_HAVE_CUDA
+    if (want_cuda || is_auto) {
+        if (gq_cuda_device_count() > 0) {
+            char name[256];
+            int rc = gq_cuda_device_name(name, sizeof name);
+            if (rc) return rc;
+            *be = gq_backend_cuda();
+            snprintf(what, size, "cuda (%s; fp32)", name);
+            return GQ_OK;
+        }
+        if (want_cuda) return gq_errf(GQ_ENODEVICE, "device = cuda: no CUDA GPU is visible (use --device cpu or auto)");
+    }
+#else
+    if (want_cuda) return gq_errf(GQ_ENODEVICE, "device = cuda: this build has no CUDA backend (nvcc was not found)");
+#endif
+    *be = gq_backend_cpu();
+    snprintf(what, size, "cpu");
+    return GQ_OK;
+}
 
 typedef struct {
     gq_train_opts *o;
@@ -375,7 +405,21 @@ int gq_train_run(gq_train_opts *o) {
     if (o->seq > o->model.block_size)
         return gq_errf(GQ_EINVAL, "seq = %d is longer than the model's block_size = %d", o->seq, o->model.block_size);
     if ((rc = open_data(&r))) goto done;
-    if ((rc = gq_gpt2_create(&r.m, &o->model, gq_backend_cpu(), o->batch, o->seq))) goto done;
+    const gq_backend *be = NULL;
+    char be_what[320];
+    if ((rc = pick_backend(o->device, &be, be_what, sizeof be_what))) goto done;
+    if ((rc = gq_gpt2_create(&r.m, &o->model, be, o->batch, o->seq))) goto done;
+    printf("device: %s\n", be_what);
+#ifdef GQ_HAVE_CUDA
+    if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
+        size_t fb = 0, tb = 0;
+        if (!gq_cuda_mem_info(&fb, &tb))
+            printf("GPU memory: planned %.2f GiB (parameters, gradients, AdamW state, activations); "
+                   "device %.2f GiB used of %.2f GiB\n",
+                   (4.0 * gq_gpt2_param_bytes(r.m) + gq_gpt2_act_bytes(r.m)) / 1073741824.0, (tb - fb) / 1073741824.0,
+                   tb / 1073741824.0);
+    }
+#endif
     if (o->resume) {
         rc = gq_ckpt_load(resume_path, r.m, &st, NULL);
         if (!rc) rc = gq_loader_set_state(r.train, &st.loader);

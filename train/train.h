@@ -25,6 +25,7 @@ typedef struct {
      * that trains with fake-quant (0 = from the start) */
     char qat[4096], qat_layers[4096];
     int qat_group, qat_start_step;
+    char device[4096]; /* cpu | cuda | auto (the GPU when there is one) */
 } gq_train_opts;
 
 void gq_train_defaults(gq_train_opts *o);

@@ -35,6 +35,7 @@ static const gq_backend cpu_backend = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .zero = cpu_zero,
+    .copy = cpu_copy,
     .encoder_forward = gq_cpu_encoder_forward,
     .encoder_backward = gq_cpu_encoder_backward,
     .layernorm_forward = gq_cpu_layernorm_forward,

@@ -11,6 +11,7 @@ static const gq_backend cuda_backend = {
     /* .upload = */ gq_cuda_upload,
     /* .download = */ gq_cuda_download,
     /* .zero = */ gq_cuda_zero,
+    /* .copy = */ gq_cuda_copy,
     /* .encoder_forward = */ gq_cuda_encoder_forward,
     /* .encoder_backward = */ gq_cuda_encoder_backward,
     /* .layernorm_forward = */ gq_cuda_layernorm_forward,

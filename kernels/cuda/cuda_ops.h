@@ -25,6 +25,11 @@ int gq_cuda_free(void *d_ptr);
 int gq_cuda_upload(void *d_dst, const void *src, size_t bytes);
 int gq_cuda_download(void *dst, const void *d_src, size_t bytes);
 int gq_cuda_zero(void *d_ptr, size_t bytes);
+int gq_cuda_copy(void *d_dst, const void *d_src, size_t bytes);
+/* "NVIDIA H200, 132 SMs, 139.8 GiB" for device 0 */
+int gq_cuda_device_name(char *buf, size_t size);
+/* cudaMemGetInfo: free and total bytes on device 0 */
+int gq_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 int gq_cuda_sync(void);
 
 int gq_cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);

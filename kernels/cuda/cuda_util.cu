@@ -3,6 +3,8 @@
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
+#include <stdio.h>
+
 extern "C" int gq_cuda_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -35,6 +37,23 @@ extern "C" int gq_cuda_download(void *dst, const void *d_src, size_t bytes) {
 
 extern "C" int gq_cuda_zero(void *d_ptr, size_t bytes) {
     if (bytes) GQ_CUDA_CHECK(cudaMemsetAsync(d_ptr, 0, bytes));
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_copy(void *d_dst, const void *d_src, size_t bytes) {
+    if (bytes) GQ_CUDA_CHECK(cudaMemcpyAsync(d_dst, d_src, bytes, cudaMemcpyDeviceToDevice));
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_device_name(char *buf, size_t size) {
+    cudaDeviceProp p;
+    GQ_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+    snprintf(buf, size, "%s, %d SMs, %.1f GiB", p.name, p.multiProcessorCount, p.totalGlobalMem / 1073741824.0);
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    GQ_CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
     return GQ_OK;
 }
 
