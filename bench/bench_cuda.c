@@ -135,6 +135,14 @@ int main(int argc, char **argv) {
          4.0 * B * NH * (double)T * T * (C / NH), G->attention_forward(z, att, x, B, T, C, NH));
     TIME("attention_backward", (double)(3 * NC * 2 + NC + 2.0 * B * NH * T * T) * 4,
          8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, att, B, T, C, NH));
+    {
+        float *lse = dalloc((size_t)B * NH * T * 4);
+        TIME("attention_forward_flash", (double)(3 * NC + NC) * 4, 4.0 * B * NH * (double)T * T * (C / NH),
+             gq_cuda_attention_forward_flash(z, lse, x, B, T, C, NH));
+        TIME("attention_backward_flash", (double)(3 * NC * 2 + 2 * NC) * 4, 8.0 * B * NH * (double)T * T * (C / NH),
+             gq_cuda_attention_backward_flash(y, z, x, z, lse, B, T, C, NH));
+        G->free(lse);
+    }
     TIME("gelu_forward (4C)", 2.0 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));
     TIME("gelu_backward (4C)", 3.0 * 4 * NC * 4, 0, G->gelu_backward(z, x, y, 4 * NC));
     TIME("residual_forward", 3.0 * NC * 4, 0, G->residual_forward(z, x, y, NC));

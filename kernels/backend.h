@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum { GQ_MATMUL_FP32 = 0, GQ_MATMUL_TF32 = 1, GQ_MATMUL_BF16 = 2 };
+
 typedef struct gq_backend {
     const char *name;
 
@@ -88,6 +90,15 @@ typedef struct gq_backend {
                              void *work);
     /* STE backward, in place: grad (n) = mask ? grad : 0 */
     int (*fakequant_backward)(float *grad, const uint8_t *mask, size_t n);
+
+    /* ---- mixed precision ---- */
+    /* out[i] = in[i] stochastically rounded to bf16 (sround.h), element i drawing the random
+     * bits of index base + i in stream seed; identical bits on every backend */
+    int (*round_bf16_sr)(float *out, const float *in, size_t n, uint64_t seed, uint64_t base);
+    /* The arithmetic of matrix products (matmul and attention): GQ_MATMUL_FP32 (IEEE fp32),
+     * GQ_MATMUL_TF32 or GQ_MATMUL_BF16 (operands rounded to tf32 / bf16 in tensor cores, fp32
+     * accumulation and storage). GQ_EUNSUPPORTED where the backend has only fp32. */
+    int (*set_matmul)(int mode);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

@@ -17,6 +17,9 @@
 #               packed beside it, same-seed determinism and bit-exact resume (cmp of
 #               checkpoints), GPU->CPU and CPU->GPU resume, QAT int4, compute-sanitizer on a
 #               short run, and GPT-2 124M training speed beside PyTorch (fp32/tf32/bf16/compile)
+#       speed   the trainer's precisions on the GPU: tiny 200 steps in tf32 and bf16 (loss curves
+#               against the CPU run), GPT-2 124M tokens/s in fp32 / tf32 / bf16, each plain and
+#               with --qat int4, and PyTorch eager fp32 / tf32 / bf16 and compiled bf16 (needs pack)
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
 #                                   and a CPU reference run, into .gpubin/ (gitignored)
@@ -140,6 +143,34 @@ train_checks() {
   tar czf "$out/gpu_train_logs.tgz" -C "$logs" .
 }
 
+speed_checks() {
+  mkdir -p "$root"
+  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
+  libpath
+  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+  local bin=.gpubin/bin w=/tmp/gq2 logs=/tmp/gq2/logs
+  rm -rf "$w" && mkdir -p "$logs"
+  for p in tf32 bf16; do
+    $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 --steps 200 --eval-every 50 \
+      --out "$w/tiny-$p" --device cuda --precision $p >"$logs/tiny-$p.log" 2>&1
+    echo "tiny $p: exit $?"; grep -E "val" "$logs/tiny-$p.log" | tail -4; cp "$w/tiny-$p/train.jsonl" "$logs/tiny-$p.jsonl"
+  done
+  echo "== GPT-2 124M, B=8 T=1024, 12 steps (tokens/s of the last steps)"
+  for p in fp32 tf32 bf16; do
+    for q in "" int4; do
+      $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 12 --eval-every 0 \
+        --eval-batches 1 --sample-len 0 --out "$w/124m" --device cuda --precision $p ${q:+--qat $q} \
+        >"$logs/124m-$p${q:+-qat$q}.log" 2>&1
+      printf '%-5s %-5s exit %d  ' $p "${q:-plain}" $?; grep -E "^step 12/12" "$logs/124m-$p${q:+-qat$q}.log" | tail -1
+      rm -rf "$w/124m"
+    done
+  done
+  (cd bench && PYTHONUNBUFFERED=1 timeout 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
+    PYTHONUNBUFFERED=1 timeout 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
+    tee "$logs/torch_train.log" | grep -E '^[{]|Error'
+  tar czf "$out/gpu_speed_logs.tgz" -C "$logs" .
+}
+
 bench() {
   libpath
   [ -x build-gpu/bench/bench_cuda ] && build-gpu/bench/bench_cuda 2>&1 | tee "$out/bench_cuda.log"
@@ -158,6 +189,7 @@ for step in "$@"; do
     bench) bench ;;
     pack) pack ;;
     train) train_checks ;;
+    speed) speed_checks ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

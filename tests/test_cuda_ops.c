@@ -184,6 +184,30 @@ static void case_attention(shape s) {
     free(qkv), free(dy), free(out), free(att), free(dqkv), free(scratch);
 }
 
+static void case_flash(shape s) {
+    if (GPU == CPU) return; /* a CUDA-only entry point */
+    int B = s.B, T = s.T, C = s.C, NH = s.NH;
+    size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+    float *qkv = hrand(nqkv, -1, 1), *dy = hrand(nout, -1, 1), *out = malloc(nout * 4), *att = malloc(natt * 4);
+    float *dqkv = malloc(nqkv * 4), *scratch = malloc(natt * 4);
+    float *d_qkv = dev(qkv, nqkv * 4), *d_dy = dev(dy, nout * 4), *d_out = dev_poison(nout * 4);
+    float *d_lse = dev_poison((size_t)B * NH * T * 4), *d_dqkv = dev_poison(nqkv * 4);
+    CPU->attention_forward(out, att, qkv, B, T, C, NH);
+    CHECK_OK(gq_cuda_attention_forward_flash(d_out, d_lse, d_qkv, B, T, C, NH));
+    compare_dev("attention_forward_flash out", d_out, out, nout, 1e-5, 1e-4);
+    CPU->attention_backward(dqkv, scratch, dy, qkv, att, B, T, C, NH);
+    CHECK_OK(gq_cuda_attention_backward_flash(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
+    compare_dev("attention_backward_flash dqkv", d_dqkv, dqkv, nqkv, 1e-4, 1e-3);
+    /* deterministic: the same inputs give the same bits */
+    float *first = fetch(d_dqkv, nqkv);
+    CHECK_OK(gq_cuda_attention_backward_flash(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
+    float *second = fetch(d_dqkv, nqkv);
+    CHECK(!memcmp(first, second, nqkv * 4));
+    void *bufs[] = {d_qkv, d_dy, d_out, d_lse, d_dqkv};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(qkv), free(dy), free(out), free(att), free(dqkv), free(scratch), free(first), free(second);
+}
+
 static void case_pointwise(shape s) {
     size_t n = (size_t)s.B * s.T * s.C * 4 + 3;
     float *x = hrand(n, -8, 8), *y = hrand(n, -1, 1), *o = malloc(n * 4), *dx = malloc(n * 4);
@@ -280,6 +304,70 @@ static void fakequant_one(const char *name, gq_qspec spec, int rows, int cols) {
     free(w), free(y), free(gr), free(mask), free(work_h), free(gm);
 }
 
+static void case_precision(shape s) {
+    /* stochastic bf16 rounding: the same bits on both backends; on the CPU side, every output
+     * is one of the two bf16 neighbours of its input and the mean over many streams is unbiased */
+    size_t n = (size_t)s.OC * s.C + 5;
+    float *x = hrand(n, -3, 3), *y = malloc(n * 4);
+    x[0] = INFINITY, x[1] = -0.0f, x[2] = 1.0f; /* special values pass through / stay exact */
+    float *d_x = dev(x, n * 4), *d_y = dev_poison(n * 4);
+    CPU->round_bf16_sr(y, x, n, 42, 1000);
+    CHECK_OK(GPU->round_bf16_sr(d_y, d_x, n, 42, 1000));
+    compare_dev("round_bf16_sr", d_y, y, n, 0, 0);
+    CHECK(isinf(y[0]) && y[1] == 0.0f && y[2] == 1.0f);
+    size_t bad = 0;
+    for (size_t i = 3; i < n; i++) {
+        uint32_t b, lo, hi;
+        memcpy(&b, &x[i], 4);
+        lo = b & 0xffff0000u, hi = lo + 0x10000u;
+        uint32_t got;
+        memcpy(&got, &y[i], 4);
+        bad += got != lo && got != hi;
+    }
+    CHECKF(bad == 0, "%zu values not rounded to a bf16 neighbour", bad);
+    double worst_bias = 0;
+    for (int k = 3; k < 8; k++) { /* E[sr(x)] = x: 4096 streams, the bias within 5 standard errors */
+        double sum = 0;
+        for (uint64_t seed = 0; seed < 4096; seed++) {
+            float one;
+            CPU->round_bf16_sr(&one, &x[k], 1, seed, (uint64_t)k);
+            sum += one;
+        }
+        uint32_t lo_bits, hi_bits;
+        memcpy(&lo_bits, &x[k], 4);
+        lo_bits &= 0xffff0000u, hi_bits = lo_bits + 0x10000u;
+        float lo, hi;
+        memcpy(&lo, &lo_bits, 4), memcpy(&hi, &hi_bits, 4);
+        double bias = fabs(sum / 4096 - x[k]) / fabs((double)hi - lo); /* in bf16 steps */
+        worst_bias = bias > worst_bias ? bias : worst_bias;
+    }
+    printf("  %-34s worst |mean - x| over 4096 streams: %.4f bf16 steps\n", "round_bf16_sr bias", worst_bias);
+    CHECK(worst_bias < 5 * 0.5 / 64); /* 5 standard errors, each at most step/2 / sqrt(4096) */
+    GPU->free(d_x), GPU->free(d_y);
+    free(x), free(y);
+    /* matrix products with tensor-core rounding: normalized error against the fp32 reference */
+    if (GPU->set_matmul(GQ_MATMUL_TF32) == GQ_EUNSUPPORTED) return; /* the harness on the CPU */
+    int N = s.B * s.T, C = s.C, OC = s.OC;
+    float *a = hrand((size_t)N * C, -1, 1), *w = hrand((size_t)OC * C, -0.1f, 0.1f), *o = malloc((size_t)N * OC * 4);
+    float *d_a = dev(a, (size_t)N * C * 4), *d_w = dev(w, (size_t)OC * C * 4), *d_o = dev_poison((size_t)N * OC * 4);
+    CPU->matmul_forward(o, a, w, NULL, N, C, OC);
+    const int modes[2] = {GQ_MATMUL_TF32, GQ_MATMUL_BF16};
+    const double tol[2] = {2e-3, 1.5e-2};
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(GPU->set_matmul(modes[k]));
+        CHECK_OK(GPU->matmul_forward(d_o, d_a, d_w, NULL, N, C, OC));
+        float *g = fetch(d_o, (size_t)N * OC);
+        double e = 0, r = 0;
+        for (size_t i = 0; i < (size_t)N * OC; i++) e = fmax(e, fabs(g[i] - o[i])), r = fmax(r, fabs(o[i]));
+        printf("  matmul_forward %-19s max|err| / max|ref| %.3g (bound %.3g)\n", k ? "bf16" : "tf32", e / r, tol[k]);
+        CHECK(e / r <= tol[k] && e > 0); /* e > 0: the mode did change the arithmetic */
+        free(g);
+    }
+    CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+    GPU->free(d_a), GPU->free(d_w), GPU->free(d_o);
+    free(a), free(w), free(o);
+}
+
 static void case_fakequant(shape s) {
     (void)s;
     struct {
@@ -307,19 +395,21 @@ int main(void) {
     const char *small_env = getenv("GQ_TEST_SMALL");
     int small = small_env && *small_env == '1';
     /* B, T, C, NH, OC, V, Vp: odd sizes, then GPT-2 124M's widths */
-    shape shapes[] = {{2, 7, 48, 3, 40, 61, 64}, {3, 33, 72, 4, 136, 301, 320}, {2, 256, 768, 12, 3072, 50257, 50304}};
-    int n_shapes = small ? 2 : 3;
+    /* head sizes 16, 18, 64, 100 (the flash kernel's 1-, 2- and 4-lane-dimension variants) */
+    shape shapes[] = {{2, 7, 48, 3, 40, 61, 64}, {3, 33, 72, 4, 136, 301, 320}, {2, 70, 200, 2, 96, 61, 64},
+                      {2, 256, 768, 12, 3072, 50257, 50304}};
+    int n_shapes = small ? 3 : 4;
     struct {
         const char *name;
         void (*fn)(shape);
     } cases[] = {{"encoder", case_encoder},     {"layernorm", case_layernorm},       {"matmul", case_matmul},
-                 {"attention", case_attention}, {"gelu/residual", case_pointwise},   {"crossentropy", case_crossentropy},
-                 {"adamw/sum_squares", case_optimizer}, {"fakequant", case_fakequant}};
+                 {"attention", case_attention}, {"flash attention", case_flash}, {"gelu/residual", case_pointwise},   {"crossentropy", case_crossentropy},
+                 {"adamw/sum_squares", case_optimizer}, {"precision", case_precision}, {"fakequant", case_fakequant}};
     for (int k = 0; k < n_shapes; k++) {
         shape s = shapes[k];
         printf("shape B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d\n", s.B, s.T, s.C, s.NH, s.OC, s.V, s.Vp);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-            if (cases[c].fn == case_fakequant && k != 0) continue; /* its shapes are its own */
+            if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision) && k != 0) continue; /* own shapes */
             cases[c].fn(s);
         }
     }

@@ -74,7 +74,7 @@ int main(void) {
         /* a few QAT steps, then export and compare losses */
         for (int t = 1; t <= 3; t++) {
             float norm;
-            CHECK_OK(gq_gpt2_qat_refresh(q));
+            CHECK_OK(gq_gpt2_refresh_weights(q, t));
             CHECK_OK(gq_gpt2_zero_grad(q));
             CHECK_OK(gq_gpt2_forward(q, in, tg, 2, 32, &lq));
             CHECK_OK(gq_gpt2_backward(q, 1.0f));
@@ -82,7 +82,7 @@ int main(void) {
             CHECK_OK(gq_gpt2_grad_norm(q, &norm));
             CHECK_OK(gq_gpt2_update(q, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 1.0f));
         }
-        CHECK_OK(gq_gpt2_qat_refresh(q));
+        CHECK_OK(gq_gpt2_refresh_weights(q, 4));
         CHECK_OK(gq_gpt2_forward(q, in, tg, 2, 32, &lq));
         char ckpt[256], out[256];
         snprintf(ckpt, sizeof ckpt, "%s/c.h5", dir);

@@ -56,6 +56,8 @@ static const opt_desc table[] = {
     {"stop_after", T_INT, O(stop_after), 0, 1 << 30, "stop (with a checkpoint) after this many steps in this run"},
     {"threads", T_INT, O(threads), 0, 4096, "CPU threads (0 = all)"},
     {"device", T_STR, O(device), 0, 0, "cpu | cuda | auto (the GPU when there is one)"},
+    {"precision", T_STR, O(precision), 0, 0,
+     "fp32 | tf32 | bf16: matrix products on the GPU (bf16: weights stochastically rounded each step)"},
     {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 or PATTERN=FORMAT,..."},
     {"qat_layers", T_STR, O(qat_layers), 0, 0, "QAT selection: all|all-but-lm_head|lm_head|last4-attn|qkv or globs (h.8-11.attn.*)"},
     {"qat_group", T_INT, O(qat_group), 0, 16384, "QAT group size (0 = the format's default)"},
@@ -89,6 +91,7 @@ void gq_train_defaults(gq_train_opts *o) {
     o->log_every = 10;
     snprintf(o->out, sizeof o->out, "runs/default");
     snprintf(o->device, sizeof o->device, "auto");
+    snprintf(o->precision, sizeof o->precision, "fp32");
 }
 
 int gq_train_set(gq_train_opts *o, const char *key, const char *value) {

@@ -280,6 +280,16 @@ size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float
 size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
 
 
+/* The working copy of the weights (QAT's fake-quant, bf16's rounded matrices): allocated once,
+ * and `w` points into it from then on. */
+static int work_copy(gq_gpt2 *m) {
+    if (m->qat_mem) return GQ_OK;
+    int rc = m->be->alloc((void **)&m->qat_mem, m->n_params * sizeof(float));
+    if (rc) return rc;
+    carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
+    return GQ_OK;
+}
+
 int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     const gq_gpt2_config *c = &m->cfg;
     int cap = GQ_GPT2_N_TENSORS * c->n_layer + 2;
@@ -306,19 +316,41 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
         }
     }
     if (!m->n_qat) return gq_errf(GQ_EINVAL, "QAT: the layer selection matches no weight");
-    int rc = m->be->alloc((void **)&m->qat_mem, m->n_params * sizeof(float));
+    int rc = work_copy(m);
     if (rc) return rc;
     if ((rc = m->be->alloc((void **)&m->qat_mask, m->n_params))) return rc;
     if ((rc = m->be->alloc(&m->qat_work, max_work))) return rc;
-    carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     m->qat_on = 1;
-    return gq_gpt2_qat_refresh(m);
+    return gq_gpt2_refresh_weights(m, m->sr_step);
 }
 
-int gq_gpt2_qat_refresh(gq_gpt2 *m) {
-    if (!m->qat_on) return GQ_OK;
+int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed) {
+    int rc = m->be->set_matmul(matmul);
+    if (rc) return rc;
+    m->matmul = matmul;
+    m->sr_seed = seed;
+    if (matmul == GQ_MATMUL_BF16 && (rc = work_copy(m))) return rc;
+    return gq_gpt2_refresh_weights(m, m->sr_step);
+}
+
+int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step) {
+    m->sr_step = step;
+    const int bf16 = m->matmul == GQ_MATMUL_BF16;
+    if (!m->qat_on && !bf16) return GQ_OK;
     int rc = m->be->copy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
     if (rc) return rc;
+    if (bf16) { /* the matrices (the decayed tensors), stochastically rounded; one stream per step */
+        uint64_t seed = m->sr_seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(step + 1));
+        size_t off = 0;
+        for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+            size_t n = m->tensor_numel[i];
+            if (gq_gpt2_tensor(i)->decay &&
+                (rc = m->be->round_bf16_sr(m->qat_mem + off, m->params_mem + off, n, seed, off)))
+                return rc;
+            off += n;
+        }
+    }
+    if (!m->qat_on) return GQ_OK;
     for (int k = 0; k < m->n_qat; k++) {
         const struct gq_qat_tensor *t = &m->qat[k];
         rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,

@@ -65,6 +65,9 @@ typedef struct gq_gpt2 {
     float *qat_mem;
     uint8_t *qat_mask;
     int qat_on;
+    int matmul;          /* GQ_MATMUL_* */
+    uint64_t sr_seed;    /* bf16 stochastic rounding stream */
+    int64_t sr_step;     /* step of the last refresh */
     int n_qat;                 /* selected tensors */
     struct gq_qat_tensor {
         size_t offset;         /* into the parameter array */
@@ -102,11 +105,19 @@ int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm);
 int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
                    float grad_scale);
 
-/* Enable QAT with a plan (host-memory backends). Selected 2-D weights are listed in m->qat;
- * GQ_EINVAL if the plan selects nothing, GQ_ESHAPE if a spec does not fit a tensor. */
+/* Enable QAT with a plan. Selected 2-D weights are listed in m->qat; GQ_EINVAL if the plan
+ * selects nothing, GQ_ESHAPE if a spec does not fit a tensor. */
 int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan);
-/* Fake-quantize the selected weights from the current latent weights (call once per step). */
-int gq_gpt2_qat_refresh(gq_gpt2 *m);
+/* Mixed precision: GQ_MATMUL_FP32 | TF32 | BF16 (backend.h) for every matrix product. With
+ * BF16 the forward and backward also use a working copy of the weights whose 2-D matrices are
+ * stochastically rounded to bf16 from the fp32 master weights once per step (seeded by seed
+ * and the step, so a resumed run repeats the same bits); QAT-selected weights hold their
+ * fake-quant values instead. GQ_EUNSUPPORTED where the backend has no such products. */
+int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed);
+/* Make the working weights of optimizer step `step` from the master weights: fake-quant of the
+ * QAT-selected weights, bf16 stochastic rounding of the other matrices (see above). A no-op
+ * without QAT or bf16. Call once per step before the forward. */
+int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step);
 /* Zero the gradients of clipped values (after backward, before the norm and update). */
 int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
 

@@ -47,7 +47,7 @@ static int pick_backend(const char *device, const gq_backend **be, char *what, s
             int rc = gq_cuda_device_name(name, sizeof name);
             if (rc) return rc;
             *be = gq_backend_cuda();
-            snprintf(what, size, "cuda (%s; fp32)", name);
+            snprintf(what, size, "cuda (%s)", name);
             return GQ_OK;
         }
         if (want_cuda) return gq_errf(GQ_ENODEVICE, "device = cuda: no CUDA GPU is visible (use --device cpu or auto)");
@@ -353,7 +353,7 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     r->m->w = r->m->params; /* float */
     rc = evaluate(r, 1, &start);
     r->m->w = saved;
-    if (!rc) rc = gq_gpt2_qat_refresh(r->m); /* RTN of the starting point */
+    if (!rc) rc = gq_gpt2_refresh_weights(r->m, r->m->sr_step); /* RTN of the starting point */
     if (!rc) rc = evaluate(r, 1, &ptq);
     if (rc) return rc;
     double gap = ptq - start, recovered = gap > 0 ? (ptq - qat_loss) / gap : NAN;
@@ -409,7 +409,26 @@ int gq_train_run(gq_train_opts *o) {
     char be_what[320];
     if ((rc = pick_backend(o->device, &be, be_what, sizeof be_what))) goto done;
     if ((rc = gq_gpt2_create(&r.m, &o->model, be, o->batch, o->seq))) goto done;
-    printf("device: %s\n", be_what);
+    {
+        const char *p = o->precision;
+        int mode = !strcmp(p, "fp32") ? GQ_MATMUL_FP32 : !strcmp(p, "tf32") ? GQ_MATMUL_TF32
+                   : !strcmp(p, "bf16")   ? GQ_MATMUL_BF16
+                                          : -1;
+        if (mode < 0) {
+            rc = gq_errf(GQ_EINVAL, "precision = '%s': expected fp32, tf32 or bf16", p);
+            goto done;
+        }
+        if ((rc = gq_gpt2_set_precision(r.m, mode, o->seed))) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", gq_errmsg(rc));
+            rc = gq_errf(rc, "precision = %s on device %s: %s", p, be->name, why);
+            goto done;
+        }
+    }
+    printf("device: %s; matrix products in %s%s\n", be_what, o->precision,
+           !strcmp(o->precision, "bf16") ? " (weights stochastically rounded to bf16 each step; fp32 master weights, "
+                                            "AdamW state and activations)"
+                                          : "");
 #ifdef GQ_HAVE_CUDA
     if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
         size_t fb = 0, tb = 0;
@@ -476,7 +495,7 @@ int gq_train_run(gq_train_opts *o) {
             printf("step %d: quantization-aware training starts\n", step);
             print_qat(r.m);
         }
-        if ((rc = gq_gpt2_qat_refresh(r.m))) break; /* fake-quant once per optimizer step */
+        if ((rc = gq_gpt2_refresh_weights(r.m, step))) break; /* fake-quant, bf16 rounding: once per step */
         if ((rc = gq_gpt2_zero_grad(r.m))) break;
         double step_loss = 0;
         for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
@@ -512,7 +531,7 @@ int gq_train_run(gq_train_opts *o) {
         /* evaluate what this step produced: QAT's fake-quant copy is refreshed from the updated
          * latent weights first (the next step would do the same), so the final QAT loss is
          * exactly the loss of the export written from this checkpoint */
-        if (do_eval && ((rc = gq_gpt2_qat_refresh(r.m)) || (rc = evaluate(&r, last, &val_loss)))) break;
+        if (do_eval && ((rc = gq_gpt2_refresh_weights(r.m, step + 1)) || (rc = evaluate(&r, last, &val_loss)))) break;
         double tok_s = tokens_per_step / dt;
         fprintf(r.log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
                 step, loss, lr, norm, dt * 1e3, tok_s);

@@ -25,7 +25,8 @@ typedef struct {
      * that trains with fake-quant (0 = from the start) */
     char qat[4096], qat_layers[4096];
     int qat_group, qat_start_step;
-    char device[4096]; /* cpu | cuda | auto (the GPU when there is one) */
+    char device[4096];    /* cpu | cuda | auto (the GPU when there is one) */
+    char precision[4096]; /* fp32 | tf32 | bf16 (matrix products; bf16 adds stochastic rounding) */
 } gq_train_opts;
 
 void gq_train_defaults(gq_train_opts *o);

@@ -28,6 +28,11 @@ static int cpu_zero(void *ptr, size_t bytes) {
     return GQ_OK;
 }
 
+static int cpu_set_matmul(int mode) {
+    if (mode != GQ_MATMUL_FP32) return gq_errf(GQ_EUNSUPPORTED, "the CPU backend computes matrix products in fp32 only");
+    return GQ_OK;
+}
+
 static const gq_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -54,6 +59,8 @@ static const gq_backend cpu_backend = {
     .fakequant_workspace = gq_cpu_fakequant_workspace,
     .fakequant_forward = gq_cpu_fakequant_forward,
     .fakequant_backward = gq_cpu_fakequant_backward,
+    .round_bf16_sr = gq_cpu_round_bf16_sr,
+    .set_matmul = cpu_set_matmul,
 };
 
 const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }

@@ -1,8 +1,10 @@
-/* fakequant (CPU): QAT's quantize-dequantize through quant.h (the reference for every backend)
- * and the straight-through estimator's gradient mask. */
+/* fakequant (CPU): QAT's quantize-dequantize through quant.h (the reference for every backend),
+ * the straight-through estimator's gradient mask, and the stochastic bf16 rounding of the
+ * mixed-precision weight copy (sround.h). */
 #include "cpu_ops.h"
 #include "gq_error.h"
 #include "quant.h"
+#include "sround.h"
 
 #include <math.h>
 #include <string.h>
@@ -42,6 +44,12 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
         for (size_t i = 0; i < n; i++)
             if (fabsf(out[i] - w[i]) > 0.51f * fabsf(q.scales[i / g])) mask[i] = 0;
     }
+    return GQ_OK;
+}
+
+int gq_cpu_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) out[i] = gq_bf16_sr(in[i], gq_sr_bits(seed, base + i));
     return GQ_OK;
 }
 

@@ -30,6 +30,8 @@ static const gq_backend cuda_backend = {
     /* .fakequant_workspace = */ gq_cuda_fakequant_workspace,
     /* .fakequant_forward = */ gq_cuda_fakequant_forward,
     /* .fakequant_backward = */ gq_cuda_fakequant_backward,
+    /* .round_bf16_sr = */ gq_cuda_round_bf16_sr,
+    /* .set_matmul = */ gq_cuda_set_matmul,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

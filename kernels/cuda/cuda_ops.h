@@ -44,6 +44,12 @@ int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const flo
 int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                                int B, int T, int C, int NH);
+/* Flash-style attention (no (T,T) matrix): lse (B,NH,T) saves the log-sum-exp of the scaled
+ * scores; the backward recomputes the probabilities (out is the forward's output). Head size
+ * at most 128. Same results as the op-table attention to fp32 round-off. */
+int gq_cuda_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                     const float *lse, int B, int T, int C, int NH);
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);
 /* d_dinp = gelu'(d_inp) * d_dout; all (n) fp32 */
@@ -61,6 +67,9 @@ size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
 int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
                               void *work);
 int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
+int gq_cuda_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base);
+/* GQ_MATMUL_FP32 | TF32 | BF16 (backend.h) for every cuBLAS product from now on */
+int gq_cuda_set_matmul(int mode);
 
 #ifdef __cplusplus
 }

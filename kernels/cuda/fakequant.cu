@@ -5,6 +5,7 @@
  * mean summed per block of 256 groups in double and then over blocks, int8 absmax codes). */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
+#include "sround.h"
 
 #include <limits.h>
 
@@ -163,6 +164,18 @@ extern "C" int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float 
         dq = scales;
     }
     fq_group_kernel<<<gq_cuda_blocks(groups, 128), 128>>>(out, mask, w, groups, g, f, dq);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+static __global__ void round_bf16_sr_kernel(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = gq_bf16_sr(in[i], gq_sr_bits(seed, base + i));
+}
+
+extern "C" int gq_cuda_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
+    if (!n) return GQ_OK;
+    round_bf16_sr_kernel<<<gq_cuda_grid(n, 256), 256>>>(out, in, n, seed, base);
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
