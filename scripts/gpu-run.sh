@@ -23,12 +23,15 @@
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
 #                                   and a CPU reference run, into .gpubin/ (gitignored)
-#   Logs go to $OUT when it is set (the device tool brings that folder back).
+#   Logs go to /tmp/gq-gpu-logs, and as $OUT/gpu_logs.tgz when $OUT is set (the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD/.gpudeps/root"
-out="${OUT:-$PWD/build-gpu/out}"
+# logs collect in one folder; with $OUT set (the device tool), they come back as one archive
+# (the tool returns at most 8 files)
+out=/tmp/gq-gpu-logs
 mkdir -p "$out"
+if [ -n "${OUT:-}" ]; then trap 'tar czf "$OUT/gpu_logs.tgz" -C "$out" .' EXIT; fi
 
 fetch() {
   mkdir -p .gpudeps
@@ -140,7 +143,7 @@ train_checks() {
   (cd bench && PYTHONUNBUFFERED=1 timeout 200 python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
     PYTHONUNBUFFERED=1 timeout 150 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
     tee "$logs/torch_train.log" | grep -E '^[{]|Error'
-  tar czf "$out/gpu_train_logs.tgz" -C "$logs" .
+  cp -r "$logs" "$out/train"
 }
 
 speed_checks() {
@@ -168,7 +171,7 @@ speed_checks() {
   (cd bench && PYTHONUNBUFFERED=1 timeout 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
     PYTHONUNBUFFERED=1 timeout 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
     tee "$logs/torch_train.log" | grep -E '^[{]|Error'
-  tar czf "$out/gpu_speed_logs.tgz" -C "$logs" .
+  cp -r "$logs" "$out/speed"
 }
 
 bench() {

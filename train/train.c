@@ -429,16 +429,6 @@ int gq_train_run(gq_train_opts *o) {
            !strcmp(o->precision, "bf16") ? " (weights stochastically rounded to bf16 each step; fp32 master weights, "
                                             "AdamW state and activations)"
                                           : "");
-#ifdef GQ_HAVE_CUDA
-    if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
-        size_t fb = 0, tb = 0;
-        if (!gq_cuda_mem_info(&fb, &tb))
-            printf("GPU memory: planned %.2f GiB (parameters, gradients, AdamW state, activations); "
-                   "device %.2f GiB used of %.2f GiB\n",
-                   (4.0 * gq_gpt2_param_bytes(r.m) + gq_gpt2_act_bytes(r.m)) / 1073741824.0, (tb - fb) / 1073741824.0,
-                   tb / 1073741824.0);
-    }
-#endif
     if (o->resume) {
         rc = gq_ckpt_load(resume_path, r.m, &st, NULL);
         if (!rc) rc = gq_loader_set_state(r.train, &st.loader);
@@ -457,6 +447,16 @@ int gq_train_run(gq_train_opts *o) {
         if (st.step + 1 >= o->qat_start_step && (rc = gq_gpt2_qat_enable(r.m, &plan))) goto done;
         if (r.m->qat_on) print_qat(r.m);
     }
+#ifdef GQ_HAVE_CUDA
+    if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
+        size_t fb = 0, tb = 0, work = (r.m->qat_mem ? gq_gpt2_param_bytes(r.m) : 0) + (r.m->qat_mask ? r.m->n_params : 0);
+        if (!gq_cuda_mem_info(&fb, &tb))
+            printf("GPU memory: planned %.2f GiB (parameters, gradients, AdamW state, activations%s); "
+                   "device %.2f GiB used of %.2f GiB\n",
+                   (4.0 * gq_gpt2_param_bytes(r.m) + gq_gpt2_act_bytes(r.m) + work) / 1073741824.0,
+                   work ? ", working weights" : "", (tb - fb) / 1073741824.0, tb / 1073741824.0);
+    }
+#endif
     if (o->model.vocab_size == GQ_GPT2_VOCAB_SIZE && gq_bpe_load_dir(&r.bpe, NULL)) r.bpe = NULL; /* samples only */
     r.inputs = malloc((size_t)o->batch * o->seq * sizeof *r.inputs);
     r.targets = malloc((size_t)o->batch * o->seq * sizeof *r.targets);
