@@ -10,6 +10,8 @@
 #include "cuda_ops.h"
 #include "gq_error.h"
 #include "gq_rng.h"
+#include "qmatmul.h"
+#include "quant.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -69,6 +71,82 @@ static cudaEvent_t e0, e1;
         else                                                                                                  \
             printf("| %-36s | %9.3f | %8.0f | %5.1f%% |         |        |\n", label, ms, gbs, 100 * gbs / copy_gbs); \
     } while (0)
+
+/* a (rows, cols) weight quantized on the host and uploaded as packed (qmatmul.h's layout) */
+static gq_qmat upload_qmat(gq_qspec spec, int rows, int cols, uint64_t seed) {
+    size_t n = (size_t)rows * cols;
+    float *w = malloc(n * 4);
+    gq_rng r;
+    gq_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) w[i] = 0.04f * (gq_rng_float(&r) - 0.5f);
+    gq_qmat m = {spec, rows, cols, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0.0f};
+    if (spec.format == GQ_QF_F32) {
+        float *d = dalloc(n * 4);
+        die(G->upload(d, w, n * 4), "upload");
+        m.f32 = d;
+        free(w);
+        return m;
+    }
+    m.group = gq_qgroup(&spec, cols);
+    size_t groups = gq_qn_groups(&spec, rows, cols), pb = gq_qpacked_bytes(&spec, rows, cols);
+    gq_qtensor q = {malloc(pb), malloc(groups * 4), malloc(groups), malloc(groups), malloc((groups / 256 + 1) * 4), 0};
+    size_t bad;
+    gq_quantize(&spec, w, rows, cols, &q, &bad);
+    void *d = dalloc(pb);
+    die(G->upload(d, q.qweight, pb), "upload");
+    m.q = d;
+    if (gq_qscale_f16(spec.format)) {
+        uint16_t *h = malloc(groups * 2);
+        for (size_t k = 0; k < groups; k++) h[k] = gq_f32_to_f16(q.scales[k]);
+        uint16_t *ds = dalloc(groups * 2);
+        die(G->upload(ds, h, groups * 2), "upload");
+        m.s16 = ds;
+        free(h);
+    } else {
+        float *ds = dalloc(groups * 4);
+        die(G->upload(ds, q.scales, groups * 4), "upload");
+        m.s32 = ds;
+    }
+    free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(w);
+    return m;
+}
+
+/* decode products (M = 1) on GPT-2 124M's matrices, as bandwidth of the packed bytes */
+static void bench_qmatmul(void) {
+    printf("\n| decode product y = W x (M = 1) | ms | packed MB | GB/s | of copy |\n|---|---|---|---|---|\n");
+    const struct {
+        const char *name;
+        gq_qspec s;
+    } f[] = {{"fp32", {GQ_QF_F32, 0, 0}}, {"int8", {GQ_QF_INT8, 0, 0}}, {"q8_0", {GQ_QF_Q8_0, 32, 0}},
+             {"int4-g64", {GQ_QF_INT4, 64, 0}}, {"int4-g32", {GQ_QF_INT4, 32, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0}},
+             {"nf4-g64", {GQ_QF_NF4, 64, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0}}};
+    const int shapes[][2] = {{3072, 768}, {768, 3072}, {50304, 768}};
+    float *x = dalloc(3072 * 4 * 8), *y = dalloc(50304 * 4 * 8);
+    dfill(x, 3072 * 8, -1, 1, 12);
+    for (size_t k = 0; k < sizeof f / sizeof *f; k++)
+        for (int s = 0; s < 3; s++) {
+            gq_qmat m = upload_qmat(f[k].s, shapes[s][0], shapes[s][1], 13);
+            double bytes = (double)gq_qmat_bytes(&m) + shapes[s][1] * 4.0;
+            char label[64];
+            snprintf(label, sizeof label, "%s [%d,%d]", f[k].name, shapes[s][0], shapes[s][1]);
+            float ms_[20];
+            for (int w_ = 0; w_ < 3; w_++) die(gq_cuda_qmatmul(y, x, 1, &m, NULL), label);
+            for (int i_ = 0; i_ < 20; i_++) {
+                cudaEventRecord(e0, 0);
+                die(gq_cuda_qmatmul(y, x, 1, &m, NULL), label);
+                cudaEventRecord(e1, 0);
+                cudaEventSynchronize(e1);
+                cudaEventElapsedTime(&ms_[i_], e0, e1);
+            }
+            qsort(ms_, 20, sizeof *ms_, cmp_float);
+            double ms = ms_[10], gbs = bytes / ms / 1e6;
+            printf("| %-30s | %7.4f | %8.2f | %6.0f | %5.1f%% |\n", label, ms, bytes / 1e6, gbs, 100 * gbs / copy_gbs);
+            const void *bufs[] = {m.f32, m.q, m.s16, m.s32};
+            for (int i = 0; i < 4; i++)
+                if (bufs[i]) G->free((void *)bufs[i]);
+        }
+    G->free(x), G->free(y);
+}
 
 int main(int argc, char **argv) {
     if (gq_cuda_device_count() <= 0) {
@@ -176,5 +254,6 @@ int main(int argc, char **argv) {
         G->free(mask);
     }
     printf("\n(fake-quant times include the non-finite check's host round trip)\n");
+    bench_qmatmul();
     return 0;
 }

@@ -1,0 +1,136 @@
+/* qmatmul (CUDA): decode-time products with packed quantized weights, y (M, rows) = x (M, cols)
+ * W^T + bias for a few tokens (M <= 8 per pass), the weights read as exported (qmatmul.h's
+ * gq_qmat, device pointers) and dequantized in registers with quant.h's values. One warp per
+ * output row; the fast paths read 16 bytes per lane per step (4-bit formats with groups of 32+,
+ * 8-bit formats, fp32), a generic path takes any other layout (int3, int2, small groups). */
+#include "cuda_ops.h"
+#include "cuda_util.cuh"
+#include "qmatmul.h"
+
+enum { QMV_WARPS = 8, QMV_MAXM = 8 };
+
+#define FULL 0xffffffffu
+
+static __device__ __forceinline__ float qscale(const gq_qmat &w, size_t g) {
+    if (w.spec.format == GQ_QF_NF4 && w.spec.double_quant)
+        return (float)w.absmax_q[g] * w.absmax2[g / GQ_DQ_BLOCK] + w.absmax_offset;
+    return w.s16 ? gq_f16_to_f32(w.s16[g]) : w.s32[g];
+}
+
+static __global__ void __launch_bounds__(QMV_WARPS * 32)
+    qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast) {
+    __shared__ float lut[16];
+    const gq_qformat f = w.spec.format;
+    if (threadIdx.x < 16) lut[threadIdx.x] = gq_qvalue(f, threadIdx.x, 1.0f, 0); /* nf4 / fp4 value per code */
+    __syncthreads();
+    const int row = blockIdx.x * QMV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= w.rows) return;
+    const int K = w.cols, G = w.group, bits = gq_qbits(f), ng = f == GQ_QF_F32 ? 1 : K / G;
+    float acc[QMV_MAXM];
+#pragma unroll
+    for (int m = 0; m < QMV_MAXM; m++) acc[m] = 0.0f;
+
+    if (f == GQ_QF_F32) {
+        const float *wr = w.f32 + (size_t)row * K;
+        for (int c = lane * 4; c < K; c += 128) {
+            float4 v = *(const float4 *)(wr + c);
+#pragma unroll
+            for (int m = 0; m < QMV_MAXM; m++)
+                if (m < M) {
+                    const float *xm = x + (size_t)m * K + c;
+                    acc[m] += v.x * xm[0] + v.y * xm[1] + v.z * xm[2] + v.w * xm[3];
+                }
+        }
+    } else if (fast && bits == 4) {
+        const size_t rbytes = (size_t)K / 2;
+        const uint8_t *qr = w.q + (size_t)row * rbytes;
+        const int half = G / 2;
+        for (size_t o = (size_t)lane * 16; o < rbytes; o += 32 * 16) {
+            const uint4 raw = *(const uint4 *)(qr + o);
+            const int k = (int)(o / half), j = (int)(o % half);
+            const size_t gi = (size_t)row * ng + k;
+            const float s = qscale(w, gi);
+            const int z = f == GQ_QF_INT4A ? w.zeros[gi] : 8;
+            const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+            float lo[16], hi[16];
+#pragma unroll
+            for (int b = 0; b < 16; b++) {
+                const int byte = (words[b / 4] >> (8 * (b % 4))) & 0xff, cl = byte & 15, ch = byte >> 4;
+                if (f == GQ_QF_INT4 || f == GQ_QF_INT4A)
+                    lo[b] = (float)(cl - z) * s, hi[b] = (float)(ch - z) * s;
+                else
+                    lo[b] = lut[cl] * s, hi[b] = lut[ch] * s;
+            }
+            const size_t x0 = (size_t)k * G + j;
+#pragma unroll
+            for (int m = 0; m < QMV_MAXM; m++)
+                if (m < M) {
+                    const float *xm = x + (size_t)m * K + x0;
+                    float a = 0.0f;
+#pragma unroll
+                    for (int b = 0; b < 16; b++) a += lo[b] * xm[b] + hi[b] * xm[half + b];
+                    acc[m] += a;
+                }
+        }
+    } else if (fast && bits == 8) {
+        const uint8_t *qr = w.q + (size_t)row * K;
+        for (int o = lane * 16; o < K; o += 32 * 16) {
+            const uint4 raw = *(const uint4 *)(qr + o);
+            const size_t gi = (size_t)row * ng + o / G;
+            const float s = qscale(w, gi);
+            const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+            float v[16];
+#pragma unroll
+            for (int b = 0; b < 16; b++) v[b] = (float)(int8_t)((words[b / 4] >> (8 * (b % 4))) & 0xff) * s;
+#pragma unroll
+            for (int m = 0; m < QMV_MAXM; m++)
+                if (m < M) {
+                    const float *xm = x + (size_t)m * K + o;
+                    float a = 0.0f;
+#pragma unroll
+                    for (int b = 0; b < 16; b++) a += v[b] * xm[b];
+                    acc[m] += a;
+                }
+        }
+    } else { /* any layout: one value at a time through quant.h */
+        const size_t gbytes = (size_t)G * bits / 8;
+        for (int c = lane; c < K; c += 32) {
+            const int k = c / G, i = c % G;
+            const size_t gi = (size_t)row * ng + k;
+            const int code = gq_unpack_code(w.q + gi * gbytes, G, bits, i);
+            const float v = gq_qvalue(f, code, qscale(w, gi), f == GQ_QF_INT4A ? w.zeros[gi] : 0);
+#pragma unroll
+            for (int m = 0; m < QMV_MAXM; m++)
+                if (m < M) acc[m] += v * x[(size_t)m * K + c];
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < QMV_MAXM; m++) {
+        if (m >= M) break;
+        float a = acc[m];
+        for (int s = 16; s > 0; s >>= 1) a += __shfl_xor_sync(FULL, a, s);
+        if (lane == 0) y[(size_t)m * w.rows + row] = a + (bias ? bias[row] : 0.0f);
+    }
+}
+
+extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
+    if (M <= 0) return GQ_OK;
+    const gq_qformat f = w->spec.format;
+    const int bits = gq_qbits(f);
+    const uintptr_t align = (uintptr_t)(f == GQ_QF_F32 ? (const void *)w->f32 : (const void *)w->q) | (uintptr_t)x;
+    int fast = 0;
+    if (f == GQ_QF_F32)
+        fast = w->cols % 4 == 0 && (align & 15) == 0;
+    else if (bits == 4)
+        fast = w->group % 32 == 0 && (align & 15) == 0; /* 16-byte loads within one half group */
+    else if (bits == 8)
+        fast = w->cols % 16 == 0 && w->group % 16 == 0 && (align & 15) == 0;
+    if (f == GQ_QF_F32 && !fast) return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: fp32 rows must be 16-byte aligned");
+    for (int m0 = 0; m0 < M; m0 += QMV_MAXM) {
+        int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
+        qmatmul_kernel<<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
+            y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast);
+        GQ_CUDA_CHECK_LAUNCH();
+    }
+    return GQ_OK;
+}
