@@ -5,7 +5,7 @@
  * FLOP/s for the GEMM-bound ops against the fp32 (non-tensor-core) datasheet rate of an
  * H100/H200 SXM, 67 TFLOP/s. bench/attention_torch.py times PyTorch's attention on the same
  * shape in the same device call (scripts/gpu-run.sh bench). Prints figures; never fails on time.
- *   usage: bench_cuda [B T] */
+ *   usage: bench_cuda [B T] | bench_cuda decode (the decode products only) */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
@@ -107,6 +107,19 @@ static gq_qmat upload_qmat(gq_qspec spec, int rows, int cols, uint64_t seed) {
         die(G->upload(ds, q.scales, groups * 4), "upload");
         m.s32 = ds;
     }
+    if (spec.format == GQ_QF_INT4A) {
+        uint8_t *dz = dalloc(groups);
+        die(G->upload(dz, q.zeros, groups), "upload");
+        m.zeros = dz;
+    }
+    if (spec.format == GQ_QF_NF4 && spec.double_quant) {
+        size_t nb = groups / 256 + 1;
+        int8_t *da = dalloc(groups);
+        float *d2 = dalloc(nb * 4);
+        die(G->upload(da, q.absmax_q, groups), "upload");
+        die(G->upload(d2, q.absmax2, nb * 4), "upload");
+        m.absmax_q = da, m.absmax2 = d2, m.absmax_offset = q.absmax_offset;
+    }
     free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(w);
     return m;
 }
@@ -119,7 +132,7 @@ static void bench_qmatmul(void) {
         gq_qspec s;
     } f[] = {{"fp32", {GQ_QF_F32, 0, 0}}, {"int8", {GQ_QF_INT8, 0, 0}}, {"q8_0", {GQ_QF_Q8_0, 32, 0}},
              {"int4-g64", {GQ_QF_INT4, 64, 0}}, {"int4-g32", {GQ_QF_INT4, 32, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0}},
-             {"nf4-g64", {GQ_QF_NF4, 64, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0}}};
+             {"nf4-g64", {GQ_QF_NF4, 64, 0}}, {"nf4-g64-dq", {GQ_QF_NF4, 64, 1}}, {"fp4-g64", {GQ_QF_FP4, 64, 0}}};
     const int shapes[][2] = {{3072, 768}, {768, 3072}, {50304, 768}};
     float *x = dalloc(3072 * 4 * 8), *y = dalloc(50304 * 4 * 8);
     dfill(x, 3072 * 8, -1, 1, 12);
@@ -141,8 +154,8 @@ static void bench_qmatmul(void) {
             qsort(ms_, 20, sizeof *ms_, cmp_float);
             double ms = ms_[10], gbs = bytes / ms / 1e6;
             printf("| %-30s | %7.4f | %8.2f | %6.0f | %5.1f%% |\n", label, ms, bytes / 1e6, gbs, 100 * gbs / copy_gbs);
-            const void *bufs[] = {m.f32, m.q, m.s16, m.s32};
-            for (int i = 0; i < 4; i++)
+            const void *bufs[] = {m.f32, m.q, m.s16, m.s32, m.zeros, m.absmax_q, m.absmax2};
+            for (int i = 0; i < 7; i++)
                 if (bufs[i]) G->free((void *)bufs[i]);
         }
     G->free(x), G->free(y);
@@ -154,6 +167,7 @@ int main(int argc, char **argv) {
         return 77;
     }
     G = gq_backend_cuda();
+    const int only_decode = argc > 1 && !strcmp(argv[1], "decode");
     const int B = argc > 2 ? atoi(argv[1]) : 8, T = argc > 2 ? atoi(argv[2]) : 1024;
     const int C = 768, NH = 12, V = 50257, Vp = 50304, N = B * T;
     const size_t NC = (size_t)N * C, P = 124475904; /* GPT-2 124M parameters (llm.c's padded count) */
@@ -178,6 +192,10 @@ int main(int argc, char **argv) {
     copy_gbs = 2.0 * cb / ms_copy[5] / 1e6;
     printf("device-to-device copy: %.0f GB/s (read + write)\n\n", copy_gbs);
     G->free(ca), G->free(cbuf);
+    if (only_decode) {
+        bench_qmatmul();
+        return 0;
+    }
 
     float *x = dalloc(NC * 4 * 4), *y = dalloc(NC * 4 * 4), *z = dalloc(NC * 4 * 4), *w = dalloc((size_t)4 * C * C * 4);
     float *wte = dalloc((size_t)Vp * C * 4), *wpe = dalloc((size_t)T * C * 4), *dwte = dalloc((size_t)Vp * C * 4);

@@ -12,6 +12,7 @@
 #       test    ctest over the kernels-only suite (CPU references and the `gpu` label)
 #       sanitize  compute-sanitizer memcheck and racecheck over the CUDA op test (small shapes)
 #       bench   the CUDA kernel benchmark and PyTorch's attention in the same call
+#       decode  the decode products on packed weights alone: test, memcheck, bandwidth
 #       train   the trainer on the GPU (needs `pack` here first and .gpubin carried): the
 #               PyTorch parity fixture on the CUDA backend, 200 tiny steps against the CPU run
 #               packed beside it, same-seed determinism and bit-exact resume (cmp of
@@ -190,6 +191,12 @@ for step in "$@"; do
     test) run_tests ;;
     sanitize) sanitize ;;
     bench) bench ;;
+    decode) # the decode products alone: their test, memcheck, and bandwidth
+      libpath
+      build-gpu/tests/test_cuda_qmatmul >"$out/test_cuda_qmatmul.log" 2>&1; echo "test exit $?"; tail -1 "$out/test_cuda_qmatmul.log"
+      compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_cuda_qmatmul >"$out/san_qmm.log" 2>&1
+      echo "memcheck exit $?"
+      build-gpu/bench/bench_cuda decode 2>&1 | tee "$out/bench_decode.log" ;;
     pack) pack ;;
     train) train_checks ;;
     speed) speed_checks ;;

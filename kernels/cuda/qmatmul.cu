@@ -65,10 +65,14 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
 #pragma unroll
             for (int m = 0; m < QMV_MAXM; m++)
                 if (m < M) {
-                    const float *xm = x + (size_t)m * K + x0;
+                    const float4 *xl = (const float4 *)(x + (size_t)m * K + x0), *xh = xl + half / 4;
                     float a = 0.0f;
 #pragma unroll
-                    for (int b = 0; b < 16; b++) a += lo[b] * xm[b] + hi[b] * xm[half + b];
+                    for (int b = 0; b < 4; b++) {
+                        const float4 u = xl[b], v = xh[b];
+                        a += lo[4 * b] * u.x + lo[4 * b + 1] * u.y + lo[4 * b + 2] * u.z + lo[4 * b + 3] * u.w;
+                        a += hi[4 * b] * v.x + hi[4 * b + 1] * v.y + hi[4 * b + 2] * v.z + hi[4 * b + 3] * v.w;
+                    }
                     acc[m] += a;
                 }
         }
@@ -85,10 +89,13 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
 #pragma unroll
             for (int m = 0; m < QMV_MAXM; m++)
                 if (m < M) {
-                    const float *xm = x + (size_t)m * K + o;
+                    const float4 *xm = (const float4 *)(x + (size_t)m * K + o);
                     float a = 0.0f;
 #pragma unroll
-                    for (int b = 0; b < 16; b++) a += v[b] * xm[b];
+                    for (int b = 0; b < 4; b++) {
+                        const float4 u = xm[b];
+                        a += v[4 * b] * u.x + v[4 * b + 1] * u.y + v[4 * b + 2] * u.z + v[4 * b + 3] * u.w;
+                    }
                     acc[m] += a;
                 }
         }
@@ -117,7 +124,9 @@ extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w
     if (M <= 0) return GQ_OK;
     const gq_qformat f = w->spec.format;
     const int bits = gq_qbits(f);
-    const uintptr_t align = (uintptr_t)(f == GQ_QF_F32 ? (const void *)w->f32 : (const void *)w->q) | (uintptr_t)x;
+    /* 16-byte loads of weights and activations: aligned bases, and rows of whole 16-byte steps */
+    const uintptr_t align = (uintptr_t)(f == GQ_QF_F32 ? (const void *)w->f32 : (const void *)w->q) | (uintptr_t)x |
+                            (uintptr_t)(w->cols % 4 ? 1 : 0);
     int fast = 0;
     if (f == GQ_QF_F32)
         fast = w->cols % 4 == 0 && (align & 15) == 0;
