@@ -3,6 +3,7 @@
  * target of that file: fixed-width lane accumulators instead of reductions (whose order
  * would otherwise be unspecified), branch-free math from act_math.h. */
 #include "act_math.h"
+#include "optim_math.h"
 #include "simd.h"
 
 #define GQ_CAT2(a, b) a##_##b
@@ -43,14 +44,8 @@ static void FN(gelu_backward)(float *dinp, const float *inp, const float *dout, 
 
 static void FN(adamw)(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2, float eps,
                       float step, float bc2_sqrt, float decay, float grad_scale) {
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * grad_scale;
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (__builtin_sqrtf(vi) / bc2_sqrt + eps);
-    }
+    for (size_t i = 0; i < n; i++)
+        gq_adamw_elem(&p[i], &m[i], &v[i], g[i], beta1, beta2, eps, step, bc2_sqrt, decay, grad_scale);
 }
 
 static float FN(dot)(const float *a, const float *b, int n) {

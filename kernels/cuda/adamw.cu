@@ -3,19 +3,14 @@
  * squared norm for global-norm clipping, reduced in double in a fixed order. */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
+#include "optim_math.h"
 
 #include <math.h>
 
 static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2,
                                     float eps, float step, float bc2_sqrt, float decay, float grad_scale) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float gi = g[i] * grad_scale;
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2_sqrt + eps);
-    }
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        gq_adamw_elem(&p[i], &m[i], &v[i], g[i], beta1, beta2, eps, step, bc2_sqrt, decay, grad_scale);
 }
 
 extern "C" int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
