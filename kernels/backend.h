@@ -71,6 +71,11 @@ typedef struct gq_backend {
      * ignored rows become 0. */
     int (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
                                  int Vp);
+    /* Distillation: as crossentropy_backward, but against the target distribution
+     * (1 - w) onehot(target) + w softmax(tlogits) (the teacher's logits, with its log-sum-exp
+     * tlse): dlogits = (softmax - that) * dloss. w = 0 is crossentropy_backward. */
+    int (*crossentropy_distill_backward)(float *logits, const float *lse, const float *tlogits, const float *tlse,
+                                         const int32_t *targets, float w, float dloss, int N, int V, int Vp);
 
     /* sum of squares of g (n), accumulated in double */
     int (*sum_squares)(double *out, const float *g, size_t n);

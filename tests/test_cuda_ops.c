@@ -241,6 +241,18 @@ static void case_crossentropy(shape s) {
     CPU->crossentropy_backward(logits, lse, tg, 0.37f, N, V, Vp);
     CHECK_OK(GPU->crossentropy_backward(d_logits, d_lse, d_tg, 0.37f, N, V, Vp));
     compare_dev("crossentropy_backward dlogits", d_logits, logits, n, 1e-8, 1e-6);
+    /* distillation against a teacher's logits (same lse on both sides) */
+    float *student = hrand(n, -6, 6), *teacher = hrand(n, -6, 6), *tlse = malloc(N * 4), *tloss = malloc(N * 4);
+    CPU->crossentropy_forward(losses, lse, student, tg, N, V, Vp);
+    CPU->crossentropy_forward(tloss, tlse, teacher, tg, N, V, Vp);
+    float *d_teacher = dev(teacher, n * 4), *d_tlse = dev(tlse, N * 4);
+    CHECK_OK(GPU->upload(d_logits, student, n * 4));
+    CHECK_OK(GPU->upload(d_lse, lse, N * 4));
+    CPU->crossentropy_distill_backward(student, lse, teacher, tlse, tg, 0.6f, 0.37f, N, V, Vp);
+    CHECK_OK(GPU->crossentropy_distill_backward(d_logits, d_lse, d_teacher, d_tlse, d_tg, 0.6f, 0.37f, N, V, Vp));
+    compare_dev("crossentropy_distill_backward", d_logits, student, n, 1e-8, 1e-6);
+    GPU->free(d_teacher), GPU->free(d_tlse);
+    free(student), free(teacher), free(tlse), free(tloss);
     GPU->free(d_logits), GPU->free(d_losses), GPU->free(d_lse), GPU->free(d_tg);
     free(logits), free(losses), free(lse), free(tg);
 }

@@ -29,6 +29,7 @@ typedef struct {
 } opcase;
 
 static const gq_backend *be;
+#define DISTILL_W 0.6
 
 /* ---- double references: return sum(out * P) ---- */
 
@@ -99,6 +100,24 @@ static double ref_loss(const opcase *k, double **in, const double *P) {
             count++;
         }
         loss /= count;
+    } else if (!strcmp(k->name, "distill")) {
+        /* mean over non-ignored rows of -sum_i target_i log softmax(x)_i, target = (1 - w) onehot
+         * + w softmax(teacher); the teacher (in[1]) is a constant */
+        int count = 0;
+        for (int n = 0; n < k->N; n++) {
+            if (k->ids[n] < 0) continue;
+            const double *x = in[0] + (size_t)n * k->Vp, *t = in[1] + (size_t)n * k->Vp;
+            double mx = -1e300, sum = 0, tm = -1e300, ts = 0;
+            for (int i = 0; i < k->V; i++) mx = fmax(mx, x[i]), tm = fmax(tm, t[i]);
+            for (int i = 0; i < k->V; i++) sum += exp(x[i] - mx), ts += exp(t[i] - tm);
+            double lse = mx + log(sum);
+            for (int i = 0; i < k->V; i++) {
+                double target = DISTILL_W * exp(t[i] - tm) / ts + (i == k->ids[n] ? 1 - DISTILL_W : 0);
+                loss += target * (lse - x[i]);
+            }
+            count++;
+        }
+        loss /= count;
     }
     return loss;
 }
@@ -133,6 +152,22 @@ static double run_op(const opcase *k, float **in, float **g, const float *P, flo
         memcpy(g[0], in[0], k->size[0] * sizeof(float));
         be->crossentropy_backward(g[0], scr1, k->ids, 1.0f / count, k->N, k->V, k->Vp);
         return loss / count;
+    } else if (!strcmp(k->name, "distill")) {
+        int count = 0;
+        for (int n = 0; n < k->N; n++) count += k->ids[n] >= 0;
+        be->crossentropy_forward(out, scr1, in[0], k->ids, k->N, k->V, k->Vp);       /* student lse */
+        be->crossentropy_forward(scr2 + k->N, scr2, in[1], k->ids, k->N, k->V, k->Vp); /* teacher lse */
+        for (int n = 0; n < k->N; n++) {
+            if (k->ids[n] < 0) continue;
+            const float *x = in[0] + (size_t)n * k->Vp, *t = in[1] + (size_t)n * k->Vp;
+            for (int i = 0; i < k->V; i++)
+                loss += (DISTILL_W * exp((double)t[i] - scr2[n]) + (i == k->ids[n] ? 1 - DISTILL_W : 0)) *
+                        ((double)scr1[n] - x[i]);
+        }
+        memcpy(g[0], in[0], k->size[0] * sizeof(float));
+        be->crossentropy_distill_backward(g[0], scr1, in[1], scr2, k->ids, (float)DISTILL_W, 1.0f / count, k->N, k->V,
+                                          k->Vp);
+        return loss / count;
     }
     for (size_t i = 0; i < k->out_size; i++) loss += (double)out[i] * P[i];
     return loss;
@@ -151,7 +186,8 @@ static void check_case(opcase *k, gq_rng *r) {
         pre[t] = malloc(k->size[t] * 4);
         din[t] = malloc(k->size[t] * 8);
         for (size_t i = 0; i < k->size[t]; i++) {
-            in[t][i] = (gq_rng_float(r) * 2 - 1) * (strcmp(k->name, "crossentropy") ? 1.0f : 3.0f);
+            in[t][i] = (gq_rng_float(r) * 2 - 1) *
+                       (strcmp(k->name, "crossentropy") && strcmp(k->name, "distill") ? 1.0f : 3.0f);
             din[t][i] = in[t][i];
             pre[t][i] = g[t][i] = gq_rng_float(r) - 0.5f; /* garbage or prior accumulation */
         }
@@ -231,6 +267,7 @@ int main(void) {
         {.name = "gelu", .n_in = 1, .size = {257}, .grad = {1}, .out_size = 257},
         {.name = "residual", .n_in = 2, .size = {33, 33}, .grad = {1, 1}, .out_size = 33},
         {.name = "crossentropy", .n_in = 1, .size = {24 * 16}, .grad = {1}, .out_size = 24, .N = 24, .V = 13, .Vp = 16, .ids = targets},
+        {.name = "distill", .n_in = 2, .size = {24 * 16, 24 * 16}, .grad = {1, 0}, .out_size = 24, .N = 24, .V = 13, .Vp = 16, .ids = targets},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) check_case(&cases[c], &r);
     check_adamw(&r);

@@ -226,8 +226,12 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
     const gq_gpt2_tensors *w = &m->w, *g = &m->grads;
     float *d_res = m->a.d_res, *d_a = m->a.d_a, *d_b = m->a.d_b;
-    TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT, V,
-                                  Vp));
+    if (m->distill_w > 0.0f)
+        TRY(be->crossentropy_distill_backward(m->a.logits, m->a.lse, m->distill_logits, m->distill_lse, m->a.targets,
+                                              m->distill_w, loss_scale / (float)m->n_targets, (int)BT, V, Vp));
+    else
+        TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT,
+                                      V, Vp));
     TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp));
     TRY(be->zero(d_res, BT * C * sizeof(float)));
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;

@@ -66,6 +66,10 @@ typedef struct gq_gpt2 {
     uint8_t *qat_mask;
     int qat_on;
     int matmul;          /* GQ_MATMUL_* */
+    /* distillation: when distill_w > 0 the backward's target distribution is (1 - w) one-hot +
+     * w softmax(teacher logits) (a teacher model's a.logits / a.lse of the same batch) */
+    float distill_w;
+    const float *distill_logits, *distill_lse;
     uint64_t sr_seed;    /* bf16 stochastic rounding stream */
     int64_t sr_step;     /* step of the last refresh */
     int n_qat;                 /* selected tensors */

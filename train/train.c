@@ -63,6 +63,7 @@ static int pick_backend(const char *device, const gq_backend **be, char *what, s
 typedef struct {
     gq_train_opts *o;
     gq_gpt2 *m;
+    gq_gpt2 *teacher; /* distillation (forward only) */
     gq_loader *train, *val;
     gq_loader_state val_start;
     gq_bpe *bpe;
@@ -457,6 +458,30 @@ int gq_train_run(gq_train_opts *o) {
                    work ? ", working weights" : "", (tb - fb) / 1073741824.0, tb / 1073741824.0);
     }
 #endif
+    if (o->distill > 0) { /* the teacher: a forward-only model of the same shape on the same device */
+        const char *tpath = o->teacher[0] ? o->teacher : o->init;
+        if (!tpath[0]) {
+            rc = gq_errf(GQ_EINVAL, "distill = %g needs a teacher: --teacher FILE or --init FILE", o->distill);
+            goto done;
+        }
+        gq_gpt2_config tc;
+        if ((rc = gq_weights_config(tpath, &tc))) goto done;
+        const gq_gpt2_config *c0 = &r.m->cfg;
+        if (tc.n_layer != c0->n_layer || tc.n_embd != c0->n_embd || tc.n_head != c0->n_head ||
+            tc.vocab_size != c0->vocab_size) {
+            rc = gq_errf(GQ_ESHAPE, "%s: the teacher's architecture (L%d H%d C%d V%d) differs from the model's", tpath,
+                         tc.n_layer, tc.n_head, tc.n_embd, tc.vocab_size);
+            goto done;
+        }
+        tc.block_size = c0->block_size;
+        if ((rc = gq_gpt2_create(&r.teacher, &tc, be, o->batch, o->seq)) || (rc = gq_weights_load(tpath, r.teacher)) ||
+            (rc = gq_gpt2_set_precision(r.teacher, r.m->matmul, o->seed)))
+            goto done;
+        r.m->distill_w = (float)o->distill;
+        r.m->distill_logits = r.teacher->a.logits;
+        r.m->distill_lse = r.teacher->a.lse;
+        printf("distillation: targets = %.2f x data + %.2f x the softmax of %s\n", 1 - o->distill, o->distill, tpath);
+    }
     if (o->model.vocab_size == GQ_GPT2_VOCAB_SIZE && gq_bpe_load_dir(&r.bpe, NULL)) r.bpe = NULL; /* samples only */
     r.inputs = malloc((size_t)o->batch * o->seq * sizeof *r.inputs);
     r.targets = malloc((size_t)o->batch * o->seq * sizeof *r.targets);
@@ -501,6 +526,7 @@ int gq_train_run(gq_train_opts *o) {
         for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
             float l = 0;
             rc = gq_loader_next(r.train, r.inputs, r.targets);
+            if (!rc && r.teacher) rc = gq_gpt2_forward(r.teacher, r.inputs, r.targets, o->batch, o->seq, NULL);
             if (!rc) rc = gq_gpt2_forward(r.m, r.inputs, r.targets, o->batch, o->seq, &l);
             if (!rc) rc = gq_gpt2_backward(r.m, 1.0f / o->grad_accum);
             step_loss += l / o->grad_accum;
@@ -577,6 +603,7 @@ done:
     gq_loader_close(r.train);
     gq_loader_close(r.val);
     gq_gpt2_free(r.m);
+    gq_gpt2_free(r.teacher);
     gq_bpe_free(r.bpe);
     free(r.inputs);
     free(r.targets);

@@ -27,6 +27,10 @@ typedef struct {
     int qat_group, qat_start_step;
     char device[4096];    /* cpu | cuda | auto (the GPU when there is one) */
     char precision[4096]; /* fp32 | tf32 | bf16 (matrix products; bf16 adds stochastic rounding) */
+    /* knowledge distillation: the weight w of a teacher's soft targets (0 = off) and the
+     * teacher's weights (default: --init) */
+    double distill;
+    char teacher[4096];
 } gq_train_opts;
 
 void gq_train_defaults(gq_train_opts *o);

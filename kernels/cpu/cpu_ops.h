@@ -31,6 +31,8 @@ int gq_cpu_crossentropy_forward(float *losses, float *lse, const float *logits, 
                                 int Vp);
 int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
                                  int Vp);
+int gq_cpu_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
+                                         const int32_t *targets, float w, float dloss, int N, int V, int Vp);
 int gq_cpu_sum_squares(double *out, const float *g, size_t n);
 int gq_cpu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                         float eps, float weight_decay, int t, float grad_scale);

@@ -1,5 +1,6 @@
 /* crossentropy (CPU): fused softmax + cross-entropy over the real vocabulary; the backward
  * recomputes the softmax from the saved log-sum-exp and overwrites the logits in place. */
+#include "act_math.h"
 #include "cpu_ops.h"
 #include "simd.h"
 
@@ -30,6 +31,24 @@ int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t 
         }
         simd->exp_scale(x, V, lse[n], dloss);
         x[targets[n]] -= dloss;
+        for (int i = V; i < Vp; i++) x[i] = 0.0f;
+    }
+    return 0;
+}
+
+int gq_cpu_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
+                                         const int32_t *targets, float w, float dloss, int N, int V, int Vp) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *x = logits + (size_t)n * Vp;
+        const float *t = tlogits + (size_t)n * Vp;
+        if (targets[n] < 0) {
+            memset(x, 0, (size_t)Vp * sizeof *x);
+            continue;
+        }
+        const float ls = lse[n], lt = tlse[n], soft = w * dloss, hard = (1.0f - w) * dloss;
+        for (int i = 0; i < V; i++) x[i] = gq_exp(x[i] - ls) * dloss - gq_exp(t[i] - lt) * soft;
+        x[targets[n]] -= hard;
         for (int i = V; i < Vp; i++) x[i] = 0.0f;
     }
     return 0;

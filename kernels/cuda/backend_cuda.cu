@@ -25,6 +25,7 @@ static const gq_backend cuda_backend = {
     /* .residual_forward = */ gq_cuda_residual_forward,
     /* .crossentropy_forward = */ gq_cuda_crossentropy_forward,
     /* .crossentropy_backward = */ gq_cuda_crossentropy_backward,
+    /* .crossentropy_distill_backward = */ gq_cuda_crossentropy_distill_backward,
     /* .sum_squares = */ gq_cuda_sum_squares,
     /* .adamw_update = */ gq_cuda_adamw_update,
     /* .fakequant_workspace = */ gq_cuda_fakequant_workspace,

@@ -72,3 +72,31 @@ extern "C" int gq_cuda_crossentropy_backward(float *logits, const float *lse, co
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
+
+static __global__ void crossentropy_distill_backward_kernel(float *logits, const float *lse, const float *tlogits,
+                                                            const float *tlse, const int32_t *targets, float w,
+                                                            float dloss, int N, int V, int Vp) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= Vp) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        float *x = logits + (size_t)n * Vp;
+        int tg = targets[n];
+        if (tg < 0 || i >= V) {
+            x[i] = 0.0f;
+            continue;
+        }
+        float g = gq_exp(x[i] - lse[n]) * dloss - gq_exp(tlogits[(size_t)n * Vp + i] - tlse[n]) * (w * dloss);
+        if (i == tg) g -= (1.0f - w) * dloss;
+        x[i] = g;
+    }
+}
+
+extern "C" int gq_cuda_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits,
+                                                     const float *tlse, const int32_t *targets, float w, float dloss,
+                                                     int N, int V, int Vp) {
+    if (N <= 0) return GQ_OK;
+    crossentropy_distill_backward_kernel<<<dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256>>>(
+        logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
