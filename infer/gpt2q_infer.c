@@ -37,6 +37,8 @@ static int fail(int rc) {
     return 1;
 }
 
+static int g_kv_f16 = 1; /* --kv */
+
 static int usage_error(const char *cmd, const char *arg) {
     fprintf(stderr, PROG ": %s: unexpected or incomplete argument '%s' (see " PROG " --help)\n", cmd, arg);
     return 2;
@@ -94,6 +96,7 @@ static int cmd_eval(int argc, char **argv) {
     gq_im *m = NULL;
     gq_loader *L = NULL;
     int rc = gq_im_load(&m, model);
+    if (m) m->kv_f16 = g_kv_f16;
     if (!rc && !T) T = m->cfg.block_size;
     if (!rc && T > m->cfg.block_size)
         rc = gq_errf(GQ_EINVAL, "--seq %ld exceeds the model's block_size %d", T, m->cfg.block_size);
@@ -257,6 +260,7 @@ static int cmd_generate(int argc, char **argv) {
     gen_stats st;
     int rc = gq_bpe_load_dir(&bpe, vocab);
     if (!rc) rc = gq_im_load(&m, model);
+    if (m) m->kv_f16 = g_kv_f16;
     if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
     if (!rc && p.n_new == 0) {
         fputs(prompt, stdout);
@@ -311,6 +315,7 @@ static int cmd_logits(int argc, char **argv) {
     prompt_plan p = {0};
     int rc = gq_bpe_load_dir(&bpe, vocab);
     if (!rc) rc = gq_im_load(&m, model);
+    if (m) m->kv_f16 = g_kv_f16;
     if (!rc) rc = prepare_prompt(bpe, m, prompt, 0, &p);
     if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n, (int)p.ids.n);
     if (!rc) rc = gq_im_forward(m, p.ids.ids, 1, (int)p.ids.n, 0, NULL, NULL, NULL);
@@ -392,6 +397,7 @@ static int cmd_bench(int argc, char **argv) {
     int rc = gq_bpe_load_dir(&bpe, vocab);
     double t_vocab = gq_now() - t_start;
     if (!rc) rc = gq_im_load(&m, model);
+    if (m) m->kv_f16 = g_kv_f16;
     if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
     if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n + p.n_new, (int)p.ids.n);
     if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, 0, 0, 1, 1);
@@ -430,7 +436,7 @@ static int cmd_bench(int argc, char **argv) {
         const gq_gpt2_config *c = &m->cfg;
         const double decode_tps = (st2.n_generated - 1) / st2.decode_s; /* the first token comes from the prefill */
         /* bytes one decode step reads: every weight once, plus the KV cache up to the mean position */
-        const double kv_read = 2.0 * c->n_layer * c->n_embd * 4 * (p.ids.n + p.n_new / 2.0);
+        const double kv_read = 2.0 * c->n_layer * c->n_embd * (m->kv_f16 ? 2 : 4) * (p.ids.n + p.n_new / 2.0);
         const double bytes_tok = (double)m->weight_bytes + kv_read, share = bytes_tok * decode_tps / bw;
         const double gen_s = st.prefill_s + st.decode_s;
         if (json) {
@@ -439,17 +445,17 @@ static int cmd_bench(int argc, char **argv) {
                    "\"peak_rss_mb\": %.1f, \"prompt_tokens\": %d, \"generated\": %d, \"generate_s\": %.4f, "
                    "\"generate_with_load_s\": %.4f, \"prefill_tok_s\": %.1f, \"prefill_tokens\": %ld, "
                    "\"decode_tok_s\": %.1f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbs\": %.2f, "
-                   "\"bandwidth_share\": %.3f}\n",
+                   "\"bandwidth_share\": %.3f, \"kv\": \"%s\"}\n",
                    model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, m->arena_bytes, kv_gen, act_gen,
                    m->arena_bytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, t_first - t_vocab,
-                   prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share);
+                   prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share, m->kv_f16 ? "f16" : "f32");
         } else {
             printf("%s: %s (%s), %d threads\n", model, m->kind, m->formats, omp_get_max_threads());
             printf("  load                 %8.3f s\n", m->load_seconds);
-            printf("  model memory         %8.1f MB  (weights %.1f MB packed, KV cache %.2f MB for %d positions, "
+            printf("  model memory         %8.1f MB  (weights %.1f MB packed, KV cache %.2f MB %s for %d positions, "
                    "buffers %.2f MB)\n",
-                   (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6, st.n_prompt + p.n_new,
-                   act_gen / 1e6);
+                   (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6,
+                   m->kv_f16 ? "fp16" : "fp32", st.n_prompt + p.n_new, act_gen / 1e6);
             printf("  peak RSS             %8.1f MB\n", rss_gen);
             printf("  %d tokens from \"%s\": %.3f s (%.3f s with load and vocabulary... first run)\n", st.n_generated,
                    prompt, gen_s, t_first - t_vocab);
@@ -620,6 +626,18 @@ static int cmd_compare(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* --kv f16|f32 applies to every command: take it out before the command's own options */
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--kv")) continue;
+        if (i + 1 >= argc || (strcmp(argv[i + 1], "f16") && strcmp(argv[i + 1], "f32"))) {
+            fprintf(stderr, PROG ": --kv takes f16 or f32\n");
+            return 2;
+        }
+        g_kv_f16 = !strcmp(argv[i + 1], "f16");
+        for (int j = i; j + 2 <= argc; j++) argv[j] = argv[j + 2];
+        argc -= 2;
+        break;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs("usage: " PROG " COMMAND MODEL [options]\n"
               "  eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n"
@@ -634,7 +652,8 @@ int main(int argc, char **argv) {
               "      JSON: the prompt's token ids and the logits after its last token\n"
               "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"
               "  model.safetensors (config.json beside it) or an llm.c .bin. GQ_CPU_SIMD=scalar forces\n"
-              "  the scalar kernels; OMP_NUM_THREADS sets the threads.\n",
+              "  the scalar kernels; OMP_NUM_THREADS sets the threads. --kv f16 (default) or f32: the\n"
+              "  KV cache's precision for generate, bench and logits (eval windows never read it).\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

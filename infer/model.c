@@ -49,6 +49,7 @@ static int alloc_model(gq_im **out, const char *path, const gq_gpt2_config *cfg)
     gq_im *m = calloc(1, sizeof *m);
     if (!m) return gq_errf(GQ_ENOMEM, "out of memory");
     m->cfg = *cfg;
+    m->kv_f16 = 1;
     snprintf(m->path, sizeof m->path, "%s", path);
     m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
     m->n_refs = gq_gpt2_n_tensor_refs(cfg);
@@ -259,6 +260,8 @@ int gq_im_load(gq_im **out, const char *path) {
     int kind, rc = gq_weights_kind(path, &kind);
     if (!rc) rc = gq_weights_config(path, &cfg);
     if (rc) return rc;
+    if (cfg.n_embd / cfg.n_head > 256)
+        return gq_errf(GQ_EUNSUPPORTED, "%s: head size %d (the runner takes at most 256)", path, cfg.n_embd / cfg.n_head);
     gq_im *m = NULL;
     if ((rc = alloc_model(&m, path, &cfg))) return rc;
     char fmt[64] = "";
@@ -303,8 +306,10 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     const size_t vpanel = m->panel_floats / C; /* vocabulary rows per LM-head panel (eval) */
     m->logits_rows = B;
     size_t logit_floats = (size_t)B * Vp > M * vpanel ? (size_t)B * Vp : M * vpanel;
-    size_t sizes[] = {L * B * n_ctx * C * 4,
-                      L * B * n_ctx * C * 4, /* k, v */
+    const size_t kv_elem = m->kv_f16 ? 2 : 4, hs = C / (size_t)c->n_head;
+    const size_t kvconv = m->kv_f16 && chunk >= GQ_QMM_PANEL_MIN ? (size_t)nt * n_ctx * hs * 2 * 4 : 0;
+    size_t sizes[] = {L * B * n_ctx * C * kv_elem,
+                      L * B * n_ctx * C * kv_elem, /* k, v */
                       M * C * 4,
                       M * C * 4,
                       M * 4,
@@ -318,7 +323,8 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
                       M * 4 * C,
                       M * 4 * C / 32 * 4,
                       M * 4 * C / 32 * 4,   /* int8 activations */
-                      m->panel_floats * 4}; /* panel */
+                      m->panel_floats * 4, /* panel */
+                      kvconv};
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -326,11 +332,14 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     m->state = aligned_alloc(ALIGN, total);
     if (!m->state) return gq_errf(GQ_ENOMEM, "out of memory for the run state (%zu MB)", total >> 20);
     memset(m->state, 0, total);
-    void *p[16];
+    void *p[17];
     uint8_t *s = m->state;
     for (int i = 0; i < n; i++)
         p[i] = s, s += up(sizes[i]);
-    m->kcache = p[0], m->vcache = p[1], m->x = p[2], m->ln = p[3], m->mean = p[4], m->rstd = p[5], m->qkv = p[6];
+    m->kcache = m->kv_f16 ? NULL : p[0], m->vcache = m->kv_f16 ? NULL : p[1];
+    m->kcache16 = m->kv_f16 ? p[0] : NULL, m->vcache16 = m->kv_f16 ? p[1] : NULL;
+    m->kvconv = kvconv ? p[16] : NULL;
+    m->x = p[2], m->ln = p[3], m->mean = p[4], m->rstd = p[5], m->qkv = p[6];
     m->atty = p[7], m->tmp = p[8], m->fch = p[9], m->logits = p[10], m->att = p[11];
     m->aq = p[12], m->ad = p[13], m->abs_ = p[14], m->panel = m->panel_floats ? p[15] : NULL;
     m->kv_bytes = up(sizes[0]) * 2;
@@ -354,19 +363,36 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
     const int C = m->cfg.n_embd, NH = m->cfg.n_head, hs = C / NH, T = m->n_ctx;
     const float scale = 1.0f / sqrtf((float)hs);
     const size_t lay = (size_t)l * m->B * T * C;
+    const gq_qdot_ops *qd = gq_qdot();
     if (n >= GQ_QMM_PANEL_MIN) {
         const int S = pos + n; /* keys per query row, at most */
 #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < Bn; b++)
             for (int h = 0; h < NH; h++) {
-                float *a = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
+                const int th = omp_get_thread_num();
+                float *a = m->att + (size_t)th * m->chunk * T;
                 const float *q = m->qkv + (size_t)b * n * 3 * C + h * hs;
-                const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs,
-                            *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hs, scale, q, 3 * C, kc, C, 0.0f, a, S);
+                const float *kc, *vc;
+                int ld;
+                if (pos == 0) { /* a pass from the start: this pass's own fp32 keys and values */
+                    kc = q + C, vc = q + 2 * C, ld = 3 * C;
+                } else if (!m->kv_f16) {
+                    kc = m->kcache + lay + (size_t)b * T * C + h * hs, vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+                    ld = C;
+                } else { /* fp16 cache: this head's S keys and values as fp32 rows */
+                    float *kf = m->kvconv + (size_t)th * T * hs * 2, *vf = kf + (size_t)T * hs;
+                    const uint16_t *k16 = m->kcache16 + lay + (size_t)b * T * C + h * hs,
+                                   *v16 = m->vcache16 + lay + (size_t)b * T * C + h * hs;
+                    for (int u = 0; u < S; u++) {
+                        qd->from_f16(kf + (size_t)u * hs, k16 + (size_t)u * C, hs);
+                        qd->from_f16(vf + (size_t)u * hs, v16 + (size_t)u * C, hs);
+                    }
+                    kc = kf, vc = vf, ld = hs;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hs, scale, q, 3 * C, kc, ld, 0.0f, a, S);
                 for (int i = 0; i < n; i++)
                     gq_cpu_softmax_causal_row(a + (size_t)i * S, pos + i, S);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, S, 1.0f, a, S, vc, C, 0.0f,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, S, 1.0f, a, S, vc, ld, 0.0f,
                             m->atty + (size_t)b * n * C + h * hs, C);
             }
         return;
@@ -377,12 +403,17 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
         const int b = job / (NH * n), h = (job / n) % NH, i = job % n, t = pos + i;
         float *s = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
         const float *q = m->qkv + ((size_t)b * n + i) * 3 * C + h * hs;
-        const float *kc = m->kcache + lay + (size_t)b * T * C + h * hs,
-                    *vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+        const size_t base = lay + (size_t)b * T * C + h * hs;
         const gq_simd_ops *simd = gq_simd();
+        float row[256]; /* one fp16 key or value row as fp32 (hs <= 256: checked at load) */
         float mx = -3.0e38f;
         for (int u = 0; u <= t; u++) {
-            s[u] = simd->dot(q, kc + (size_t)u * C, hs) * scale;
+            const float *k = row;
+            if (m->kv_f16)
+                qd->from_f16(row, m->kcache16 + base + (size_t)u * C, hs);
+            else
+                k = m->kcache + base + (size_t)u * C;
+            s[u] = simd->dot(q, k, hs) * scale;
             mx = s[u] > mx ? s[u] : mx;
         }
         float sum = 0.0f;
@@ -394,8 +425,14 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
         float *o = m->atty + ((size_t)b * n + i) * C + h * hs;
         for (int e = 0; e < hs; e++)
             o[e] = 0.0f;
-        for (int u = 0; u <= t; u++)
-            simd->axpy(o, s[u] * inv, vc + (size_t)u * C, hs);
+        for (int u = 0; u <= t; u++) {
+            const float *v = row;
+            if (m->kv_f16)
+                qd->from_f16(row, m->vcache16 + base + (size_t)u * C, hs);
+            else
+                v = m->vcache + base + (size_t)u * C;
+            simd->axpy(o, s[u] * inv, v, hs);
+        }
     }
 }
 
@@ -448,6 +485,7 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
         return gq_errf(GQ_EINVAL, "%d sequences x %d tokens at position %d do not fit the plan (%d x %d, context %d)",
                        Bn, n, pos, m->B, m->chunk, m->n_ctx);
     const int M = Bn * n, C = c->n_embd, T = m->n_ctx;
+    const gq_qdot_ops *qd = gq_qdot();
     for (int r = 0; r < M; r++)
         if (tokens[r] < 0 || tokens[r] >= c->vocab_size)
             return gq_errf(GQ_ERANGE, "token id %d is outside the model's vocabulary of %d", tokens[r], c->vocab_size);
@@ -469,8 +507,13 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
         const size_t lay = (size_t)l * m->B * T * C;
         for (int r = 0; r < M; r++) {
             const size_t at = lay + ((size_t)(r / n) * T + pos + r % n) * C;
-            memcpy(m->kcache + at, m->qkv + (size_t)r * 3 * C + C, (size_t)C * 4);
-            memcpy(m->vcache + at, m->qkv + (size_t)r * 3 * C + 2 * C, (size_t)C * 4);
+            if (m->kv_f16) {
+                qd->to_f16(m->kcache16 + at, m->qkv + (size_t)r * 3 * C + C, C);
+                qd->to_f16(m->vcache16 + at, m->qkv + (size_t)r * 3 * C + 2 * C, C);
+            } else {
+                memcpy(m->kcache + at, m->qkv + (size_t)r * 3 * C + C, (size_t)C * 4);
+                memcpy(m->vcache + at, m->qkv + (size_t)r * 3 * C + 2 * C, (size_t)C * 4);
+            }
         }
         attention(m, l, Bn, n, pos);
         linear(m, m->tmp, m->atty, M, C, &L->attproj, L->attprojb, 0);

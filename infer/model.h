@@ -39,8 +39,11 @@ typedef struct {
     double load_seconds;
 
     /* run state (gq_im_plan) */
+    int kv_f16; /* the KV cache in fp16 (default) or fp32: set before gq_im_plan */
     int B, n_ctx, chunk, M_max;
-    float *kcache, *vcache; /* (L, B, n_ctx, C) */
+    float *kcache, *vcache;       /* (L, B, n_ctx, C), fp32 cache */
+    uint16_t *kcache16, *vcache16; /* the same, fp16 cache */
+    float *kvconv;                /* fp16 cache, chunked prefill: per thread, K and V of one head as fp32 */
     float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *att;
     int8_t *aq;
     float *ad;
@@ -56,7 +59,10 @@ typedef struct {
 int gq_im_load(gq_im **out, const char *path);
 void gq_im_free(gq_im *m);
 
-/* Plan the run state: B sequences of up to n_ctx positions, up to chunk tokens per call. */
+/* Plan the run state: B sequences of up to n_ctx positions, up to chunk tokens per call. The
+ * KV cache is fp16 unless m->kv_f16 was set to 0 first (fp32: the trainer's numbers exactly).
+ * A pass from position 0 (prefill, eval windows) attends over its own fp32 keys and values
+ * either way; only later tokens read the cache. */
 int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk);
 
 /* Run n tokens (tokens[b * n + i]) of each of the B' <= B sequences at positions pos..pos+n-1

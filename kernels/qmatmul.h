@@ -80,6 +80,10 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
 typedef struct {
     const char *name;
     void (*rows)(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy);
+    /* fp16 rows (the runner's KV cache): IEEE round-to-nearest-even, the same bits in every
+     * variant (quant.h's gq_f32_to_f16 / gq_f16_to_f32 in the scalar one, F16C in AVX2) */
+    void (*to_f16)(uint16_t *dst, const float *src, int n);
+    void (*from_f16)(float *dst, const uint16_t *src, int n);
 } gq_qdot_ops;
 const gq_qdot_ops *gq_qdot_variant(const char *name); /* "scalar", "avx2"; NULL if not built */
 int gq_qdot_supported(const char *name);

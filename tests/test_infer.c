@@ -70,22 +70,35 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
     /* decode: trainer logits of sequence 0 at every position */
     CHECK_OK(gq_gpt2_forward(ref, in, NULL, B, T, NULL));
     float *buf = malloc(sizeof(float) * cfg->padded_vocab_size);
-    const int prefills[] = {5, 20}; /* the row path and the panel path */
-    for (int k = 0; k < 2; k++) {
-        const int p = prefills[k];
-        CHECK_OK(gq_im_plan(im, 1, T, p));
-        CHECK_OK(gq_im_forward(im, in, 1, p, 0, NULL, NULL, NULL));
-        double worst = 0, sc = 0;
-        worst = logit_diff(ref, 0, p - 1, gq_im_logits(im, 0), buf, &sc);
-        for (int t = p; t < T; t++) {
-            CHECK_OK(gq_im_forward(im, in + t, 1, 1, t, NULL, NULL, NULL));
-            worst = fmax(worst, logit_diff(ref, 0, t, gq_im_logits(im, 0), buf, NULL));
+    /* prefill 5 (row path), prefill 20 (panel path), prefill 8 + a chunk of 16 at position 8 (the
+     * panel path over the cache); the KV cache in fp32 (the trainer's numbers: decode_tol) and in
+     * fp16 (each key and value rounded by up to 2^-11 relative: 2e-3, logits here are < 1) */
+    const int prefills[] = {5, 20, 8};
+    for (int kv = 0; kv < 2; kv++)
+        for (int k = 0; k < 3; k++) {
+            const int p = prefills[k], chunk = k == 2 ? 16 : p;
+            const double tol = kv ? fmax(decode_tol, 2e-3) : decode_tol;
+            im->kv_f16 = kv;
+            CHECK_OK(gq_im_plan(im, 1, T, chunk));
+            CHECK_OK(gq_im_forward(im, in, 1, p, 0, NULL, NULL, NULL));
+            double worst = 0, sc = 0;
+            worst = logit_diff(ref, 0, p - 1, gq_im_logits(im, 0), buf, &sc);
+            int t = p;
+            if (k == 2) { /* a second chunk, attending over the cached first one */
+                CHECK_OK(gq_im_forward(im, in + p, 1, 16, p, NULL, NULL, NULL));
+                t = p + 16;
+                worst = fmax(worst, logit_diff(ref, 0, t - 1, gq_im_logits(im, 0), buf, NULL));
+            }
+            for (; t < T; t++) {
+                CHECK_OK(gq_im_forward(im, in + t, 1, 1, t, NULL, NULL, NULL));
+                worst = fmax(worst, logit_diff(ref, 0, t, gq_im_logits(im, 0), buf, NULL));
+            }
+            CHECKF(worst <= tol,
+                   "%s: KV %s, prefill %d%s + decode: logits differ by %.3g (tolerance %.3g, logits up to %.2f)", label,
+                   kv ? "fp16" : "fp32", p, k == 2 ? " + chunk 16" : "", worst, tol, sc);
+            printf("  %-10s KV %s prefill %2d%s + decode: max logit difference %.2e (logits up to %.2f)\n", label,
+                   kv ? "fp16" : "fp32", p, k == 2 ? " + chunk 16" : "", worst, sc);
         }
-        CHECKF(worst <= decode_tol,
-               "%s: prefill %d + decode: logits differ by %.3g (tolerance %.3g, logits up to %.2f)", label, p, worst,
-               decode_tol, sc);
-        printf("  %-10s prefill %2d + decode: max logit difference %.2e (logits up to %.2f)\n", label, p, worst, sc);
-    }
     free(buf);
     gq_im_free(im);
     gq_gpt2_free(ref);
@@ -127,6 +140,7 @@ static void torch_parity(const char *dir) {
         CHECKF(n > 0 && fabs(sum / n - ref_loss) <= 1e-5, "%s: loss %.7f vs transformers %.7f", files[f], sum / n,
                ref_loss);
         double worst = 0;
+        im->kv_f16 = 0; /* the fp32 cache: transformers' numbers to round-off */
         for (int b = 0; b < Bf; b++) {
             CHECK_OK(gq_im_plan(im, 1, Tf, 1));
             for (int t = 0; t < Tf; t++) {

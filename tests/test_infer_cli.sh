@@ -38,6 +38,11 @@ I="$B/gpt2q-infer"
 check 'grep -q "^The quick brown" "$T/g1" && [ "$(wc -c <"$T/g1")" -gt 17 ]' "generate prints the prompt and continues it"
 check 'cmp -s "$T/g1" "$T/g2"' "greedy generation is deterministic"
 check 'grep -q "generated in .* tok/s" "$T/g1.err"' "generate reports its speed on stderr"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --kv f32 >"$T/g3" 2>/dev/null
+check 'cmp -s "$T/g1" "$T/g3"' "the fp16 KV cache (default) and --kv f32 generate the same greedy text"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --kv f8 >/dev/null 2>"$T/kv.err"
+kv_rc=$?
+check '[ $kv_rc -eq 2 ] && grep -q -- "--kv takes f16 or f32" "$T/kv.err"' "--kv with a bad value: exit 2 and one clear line"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --top-k 50 --top-p 0.95 --seed 7 >"$T/s1" 2>/dev/null
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --top-k 50 --top-p 0.95 --seed 7 >"$T/s2" 2>/dev/null
 check 'cmp -s "$T/s1" "$T/s2"' "sampling with a seed is reproducible"

@@ -149,6 +149,35 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     drop(&m);
 }
 
+/* fp16 row conversions: every variant gives quant.h's bits (normal, subnormal, overflow,
+ * ties, odd lengths) */
+static void check_f16(gq_rng *rng) {
+    enum { N = 1003 };
+    float x[N], back[N];
+    uint16_t h[N];
+    for (int i = 0; i < N; i++) {
+        float u = gq_rng_float(rng) - 0.5f;
+        x[i] = i % 5 == 0 ? u * 1e-6f : i % 5 == 1 ? u * 1.5e5f : u * 8.0f; /* subnormal, overflow, normal */
+    }
+    x[3] = 1.0f + 1.0f / 2048; /* a tie: rounds to even (1.0) */
+    x[4] = -0.0f;
+    const char *names[] = {"scalar", "avx2"};
+    for (int v = 0; v < 2; v++) {
+        const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
+        if (!ops || !gq_qdot_supported(names[v])) continue;
+        ops->to_f16(h, x, N);
+        ops->from_f16(back, h, N);
+        size_t bad = 0;
+        for (int i = 0; i < N; i++) {
+            uint16_t want = gq_f32_to_f16(x[i]);
+            float wb = gq_f16_to_f32(want);
+            bad += h[i] != want || memcmp(&back[i], &wb, 4) != 0;
+        }
+        printf("fp16 rows (%s): %zu of %d differ from quant.h\n", names[v], bad, N);
+        CHECK(bad == 0);
+    }
+}
+
 int main(void) {
     gq_rng rng;
     gq_rng_seed(&rng, 42);
@@ -165,5 +194,6 @@ int main(void) {
         }
     /* a nf4-dq matrix with more than 256 groups per second-level block boundary */
     one("nf4-dq", 520, 64, &rng);
+    check_f16(&rng);
     return gq_test_finish("qmatmul");
 }

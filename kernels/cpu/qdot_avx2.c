@@ -325,5 +325,18 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         }
 }
 
-const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2};
+static void to_f16_avx2(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = gq_f32_to_f16(src[i]);
+}
+
+static void from_f16_avx2(float *dst, const uint16_t *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = gq_f16_to_f32(src[i]);
+}
+
+const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2};
 #endif

@@ -157,7 +157,15 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
         }
 }
 
-static const gq_qdot_ops qdot_scalar = {"scalar", rows_scalar};
+static void to_f16_scalar(uint16_t *dst, const float *src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = gq_f32_to_f16(src[i]);
+}
+
+static void from_f16_scalar(float *dst, const uint16_t *src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = gq_f16_to_f32(src[i]);
+}
+
+static const gq_qdot_ops qdot_scalar = {"scalar", rows_scalar, to_f16_scalar, from_f16_scalar};
 #if defined(__x86_64__)
 extern const gq_qdot_ops gq_qdot_avx2;
 #endif
