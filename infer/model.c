@@ -306,6 +306,10 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     const size_t vpanel = m->panel_floats / C; /* vocabulary rows per LM-head panel (eval) */
     m->logits_rows = B;
     size_t logit_floats = (size_t)B * Vp > M * vpanel ? (size_t)B * Vp : M * vpanel;
+    /* qkv, fch and logits are never live together (qkv dies in attention before fch is made,
+     * fch in the MLP before the LM head; the logits live from the LM head to the next call):
+     * one region holds all three */
+    size_t shared = M * 4 * C > logit_floats ? M * 4 * C : logit_floats;
     const size_t kv_elem = m->kv_f16 ? 2 : 4, hs = C / (size_t)c->n_head;
     const size_t kvconv = m->kv_f16 && chunk >= GQ_QMM_PANEL_MIN ? (size_t)nt * n_ctx * hs * 2 * 4 : 0;
     size_t sizes[] = {L * B * n_ctx * C * kv_elem,
@@ -314,11 +318,11 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
                       M * C * 4,
                       M * 4,
                       M * 4,
-                      M * 3 * C * 4, /* x, ln, mean, rstd, qkv */
+                      shared * 4, /* x, ln, mean, rstd, qkv = fch = logits */
                       M * C * 4,
-                      M * C * 4,
-                      M * 4 * C * 4,
-                      logit_floats * 4,               /* atty, tmp, fch, logits */
+                      M * C * 4, /* atty, tmp */
+                      0,
+                      0,
                       (size_t)nt * chunk * n_ctx * 4, /* attention scores per thread */
                       M * 4 * C,
                       M * 4 * C / 32 * 4,
@@ -340,7 +344,7 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     m->kcache16 = m->kv_f16 ? p[0] : NULL, m->vcache16 = m->kv_f16 ? p[1] : NULL;
     m->kvconv = kvconv ? p[16] : NULL;
     m->x = p[2], m->ln = p[3], m->mean = p[4], m->rstd = p[5], m->qkv = p[6];
-    m->atty = p[7], m->tmp = p[8], m->fch = p[9], m->logits = p[10], m->att = p[11];
+    m->atty = p[7], m->tmp = p[8], m->fch = p[6], m->logits = p[6], m->att = p[11];
     m->aq = p[12], m->ad = p[13], m->abs_ = p[14], m->panel = m->panel_floats ? p[15] : NULL;
     m->kv_bytes = up(sizes[0]) * 2;
     m->act_bytes = total - m->kv_bytes;
@@ -448,8 +452,8 @@ static void add_into(float *x, const float *y, size_t n) {
 static void lm_head_loss(gq_im *m, int M, const int32_t *targets, double *loss_sum, long *n_scored) {
     const int C = m->cfg.n_embd, V = m->cfg.vocab_size;
     const int P = (int)(m->panel_floats / (size_t)C);
-    double *lse = (double *)(m->fch); /* fch is free now (M * 4C floats >= 2M) */
-    float *tl = m->tmp;               /* target logits */
+    double *lse = (double *)m->tmp; /* tmp is free now: M doubles, then M target logits (3M <= M * C floats) */
+    float *tl = m->tmp + 2 * (size_t)M;
     const gq_simd_ops *simd = gq_simd();
     for (int r = 0; r < M; r++)
         lse[r] = -INFINITY, tl[r] = 0;
