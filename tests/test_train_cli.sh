@@ -123,6 +123,14 @@ check 'grep -q "QAT: " "$T/qr.log"' "resumed run keeps the QAT spec"
 expect_error "unknown QAT format" "unknown format 'int5'" train --out "$T/x" --qat int5
 expect_error "QAT selects nothing" "matches no weight" train --out "$T/x" --qat int4-g32 --qat-layers 'h.9.*'
 
+# -- distillation: a teacher is needed; with one, QAT trains and the report is written
+expect_error "distillation without a teacher" "needs a teacher" train --out "$T/x" --distill 0.5
+train --out "$T/kd" --steps 3 --init "$T/a/ckpt-00000030.h5" --qat int4 --distill 0.5 >"$T/kd.log" 2>&1
+check 'grep -q "^distillation: targets = 0.50 x data" "$T/kd.log" && [ -f "$T/kd/qat_report.json" ]' "QAT with distillation runs"
+# -- devices and precisions: clear errors where they cannot apply
+expect_error "unknown device" "expected cpu, cuda or auto" train --out "$T/x" --device tpu
+expect_error "bf16 on the CPU" "fp32 only" train --out "$T/x" --device cpu --precision bf16
+
 # -- --data takes plain text too: tokenized once into a cached token file in the run folder
 train --data "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/txt" --steps 2 >"$T/txt.log" 2>&1
 check 'grep -q "data: tokenized .* cached in .*tokens-" "$T/txt.log" && ls "$T/txt"/tokens-*.h5 >/dev/null 2>&1' "text data tokenized and cached"
