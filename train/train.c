@@ -364,7 +364,11 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     printf("%-34s %10.4f %10.2f %9.1f MB\n", o->init[0] ? "RTN PTQ of the start" : "RTN PTQ of the latent weights",
            ptq, exp(ptq), qbytes / 1e6);
     printf("%-34s %10.4f %10.2f %9.1f MB\n", "QAT", qat_loss, exp(qat_loss), qbytes / 1e6);
-    printf("QAT recovered %.1f%% of the PTQ gap (%.4f nats); export: %s\n", 100 * recovered, gap, out);
+    if (gap > 0)
+        printf("QAT recovered %.1f%% of the PTQ gap (%.4f nats); export: %s\n", 100 * recovered, gap, out);
+    else
+        printf("RTN PTQ cost nothing measurable here (gap %.4f nats), so there was no gap to recover; export: %s\n",
+               gap, out);
     char jpath[4400];
     snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
     FILE *f = fopen(jpath, "w");
