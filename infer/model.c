@@ -360,6 +360,15 @@ static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq
     gq_qmatmul(out, &a, 0, w, bias, gelu, m->panel, m->panel_floats);
 }
 
+/* One cached key or value row of hs values at offset off: the fp32 cache's row itself, or the
+ * fp16 cache's row converted into `row`. */
+static inline const float *kv_row(const float *c32, const uint16_t *c16, size_t off, float *row, int hs,
+                                  const gq_qdot_ops *qd) {
+    if (!c16) return c32 + off;
+    qd->from_f16(row, c16 + off, hs);
+    return row;
+}
+
 /* Causal attention of the n new tokens of each sequence over the cache. Many new tokens
  * (prefill, eval): per (sequence, head) two sgemms and a row softmax, the arithmetic of
  * kernels/cpu's attention; one token (decode): dot products over the cached keys. */
@@ -412,11 +421,7 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
         float row[256]; /* one fp16 key or value row as fp32 (hs <= 256: checked at load) */
         float mx = -3.0e38f;
         for (int u = 0; u <= t; u++) {
-            const float *k = row;
-            if (m->kv_f16)
-                qd->from_f16(row, m->kcache16 + base + (size_t)u * C, hs);
-            else
-                k = m->kcache + base + (size_t)u * C;
+            const float *k = kv_row(m->kcache, m->kcache16, base + (size_t)u * C, row, hs, qd);
             s[u] = simd->dot(q, k, hs) * scale;
             mx = s[u] > mx ? s[u] : mx;
         }
@@ -429,14 +434,8 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
         float *o = m->atty + ((size_t)b * n + i) * C + h * hs;
         for (int e = 0; e < hs; e++)
             o[e] = 0.0f;
-        for (int u = 0; u <= t; u++) {
-            const float *v = row;
-            if (m->kv_f16)
-                qd->from_f16(row, m->vcache16 + base + (size_t)u * C, hs);
-            else
-                v = m->vcache + base + (size_t)u * C;
-            simd->axpy(o, s[u] * inv, v, hs);
-        }
+        for (int u = 0; u <= t; u++)
+            simd->axpy(o, s[u] * inv, kv_row(m->vcache, m->vcache16, base + (size_t)u * C, row, hs, qd), hs);
     }
 }
 
