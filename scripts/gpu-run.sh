@@ -129,8 +129,8 @@ train_checks() {
   $bin/gpt2q-train --resume --out "$w/det2" --device cuda >"$logs/cpu2gpu.log" 2>&1; echo "CPU 15 -> GPU 15: exit $?"
   $tr --steps 30 --eval-every 0 --out "$w/cpu30" --device cpu >"$logs/cpu30.log" 2>&1
   for f in det1 gpu2cpu cpu2gpu cpu30; do printf '%-8s ' $f; grep -E "^step 30/30" "$logs/$f.log" | tail -1; done
-  echo "== QAT int4 on the GPU from the 200-step checkpoint"
-  $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda \
+  echo "== QAT int4 with distillation on the GPU from the 200-step checkpoint"
+  $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda --distill 0.5 \
     >"$logs/qat.log" 2>&1
   echo "exit $?"; tail -7 "$logs/qat.log"
   echo "== compute-sanitizer memcheck on 3 training steps (tiny, batch 2)"
