@@ -321,8 +321,6 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
                       shared * 4, /* x, ln, mean, rstd, qkv = fch = logits */
                       M * C * 4,
                       M * C * 4, /* atty, tmp */
-                      0,
-                      0,
                       (size_t)nt * chunk * n_ctx * 4, /* attention scores per thread */
                       M * 4 * C,
                       M * 4 * C / 32 * 4,
@@ -336,16 +334,16 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     m->state = aligned_alloc(ALIGN, total);
     if (!m->state) return gq_errf(GQ_ENOMEM, "out of memory for the run state (%zu MB)", total >> 20);
     memset(m->state, 0, total);
-    void *p[17];
+    void *p[sizeof sizes / sizeof *sizes];
     uint8_t *s = m->state;
     for (int i = 0; i < n; i++)
         p[i] = s, s += up(sizes[i]);
     m->kcache = m->kv_f16 ? NULL : p[0], m->vcache = m->kv_f16 ? NULL : p[1];
     m->kcache16 = m->kv_f16 ? p[0] : NULL, m->vcache16 = m->kv_f16 ? p[1] : NULL;
-    m->kvconv = kvconv ? p[16] : NULL;
+    m->kvconv = kvconv ? p[14] : NULL;
     m->x = p[2], m->ln = p[3], m->mean = p[4], m->rstd = p[5], m->qkv = p[6];
-    m->atty = p[7], m->tmp = p[8], m->fch = p[6], m->logits = p[6], m->att = p[11];
-    m->aq = p[12], m->ad = p[13], m->abs_ = p[14], m->panel = m->panel_floats ? p[15] : NULL;
+    m->atty = p[7], m->tmp = p[8], m->fch = p[6], m->logits = p[6], m->att = p[9];
+    m->aq = p[10], m->ad = p[11], m->abs_ = p[12], m->panel = m->panel_floats ? p[13] : NULL;
     m->kv_bytes = up(sizes[0]) * 2;
     m->act_bytes = total - m->kv_bytes;
     return GQ_OK;

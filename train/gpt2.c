@@ -197,13 +197,13 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
     m->n_targets = 0;
     if (targets) {
         TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
-        TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
-        double sum = 0;
-        for (size_t i = 0; i < BT; i++) {
-            sum += m->host_losses[i];
-            m->n_targets += targets[i] >= 0;
+        for (size_t i = 0; i < BT; i++) m->n_targets += targets[i] >= 0;
+        if (loss) { /* (a distillation teacher wants only the logits and log-sum-exp: no round trip) */
+            TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
+            double sum = 0;
+            for (size_t i = 0; i < BT; i++) sum += m->host_losses[i];
+            *loss = m->n_targets ? (float)(sum / m->n_targets) : 0.0f;
         }
-        if (loss) *loss = m->n_targets ? (float)(sum / m->n_targets) : 0.0f;
     } else if (loss) {
         *loss = 0.0f;
     }

@@ -67,8 +67,14 @@ extern "C" int gq_cuda_encoder_backward(float *dwte, float *dwpe, const float *d
         if (ids[i] < 0) return gq_errf(GQ_ERANGE, "encoder backward: negative token id %d", ids[i]);
         max_id = ids[i] > max_id ? ids[i] : max_id;
     }
-    int32_t *count = (int32_t *)calloc((size_t)max_id + 2, sizeof *count);
-    if (!count) return gq_errf(GQ_ENOMEM, "out of memory for the encoder backward's buckets");
+    static int32_t *count = NULL;
+    static size_t count_cap = 0;
+    if ((size_t)max_id + 2 > count_cap) {
+        int32_t *nc = (int32_t *)realloc(count, ((size_t)max_id + 2) * sizeof *count);
+        if (!nc) return gq_errf(GQ_ENOMEM, "out of memory for the encoder backward's buckets");
+        count = nc, count_cap = (size_t)max_id + 2;
+    }
+    memset(count, 0, ((size_t)max_id + 2) * sizeof *count);
     for (int i = 0; i < BT; i++) count[ids[i] + 1]++;
     int U = 0;
     for (int32_t v = 0; v <= max_id; v++) {
@@ -81,7 +87,6 @@ extern "C" int gq_cuda_encoder_backward(float *dwte, float *dwpe, const float *d
         while (j < BT && ids[pos[j]] == tok[u]) j++;
     }
     off[U] = BT;
-    free(count);
     int32_t *d = NULL;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_A, need * sizeof *d, (void **)&d));
     GQ_CUDA_CHECK(cudaMemcpy(d, h, need * sizeof *d, cudaMemcpyHostToDevice));
