@@ -323,6 +323,29 @@ static inline float gq_nf4_absmax_mean(const float *absmax, size_t groups) {
     return (float)(mean / (double)groups);
 }
 
+/* nf4 double quantization: the exact absmax values in q->scales -> offset + int8 * absmax2 per
+ * block of 256 (the codes were made with the exact absmax; the stored scale is the
+ * double-quantized one, as bitsandbytes does). q->scales then hold the effective scales. */
+static inline void gq_nf4_double_quant(gq_qtensor *q, size_t groups) {
+    q->absmax_offset = gq_nf4_absmax_mean(q->scales, groups);
+    for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) {
+        size_t lo = b * GQ_DQ_BLOCK, hi = lo + GQ_DQ_BLOCK < groups ? lo + GQ_DQ_BLOCK : groups;
+        float amax = 0.0f;
+        for (size_t k = lo; k < hi; k++) {
+            float d = fabsf(q->scales[k] - q->absmax_offset);
+            amax = d > amax ? d : amax;
+        }
+        float s2 = amax / 127.0f;
+        if (s2 == 0.0f) s2 = 1.0f;
+        q->absmax2[b] = s2;
+        for (size_t k = lo; k < hi; k++) {
+            float c = rintf((q->scales[k] - q->absmax_offset) / s2);
+            q->absmax_q[k] = (int8_t)(c > 127.0f ? 127.0f : c < -127.0f ? -127.0f : c);
+            q->scales[k] = (float)q->absmax_q[k] * s2 + q->absmax_offset;
+        }
+    }
+}
+
 /* Quantize w (rows, cols). Returns 0, or -1 if a value is not finite (*bad = its index). */
 static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
     const size_t n = (size_t)rows * cols;
@@ -349,27 +372,7 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
         q->scales[k] = sc;
         gq_pack_group(codes, g, bits, q->qweight + k * gbytes);
     }
-    if (s->format == GQ_QF_NF4 && s->double_quant) {
-        /* absmax -> offset + int8 * absmax2 per block of 256 (the codes above used the exact
-         * absmax, the stored scale is the double-quantized one, as bitsandbytes does) */
-        q->absmax_offset = gq_nf4_absmax_mean(q->scales, groups);
-        for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) {
-            size_t lo = b * GQ_DQ_BLOCK, hi = lo + GQ_DQ_BLOCK < groups ? lo + GQ_DQ_BLOCK : groups;
-            float amax = 0.0f;
-            for (size_t k = lo; k < hi; k++) {
-                float d = fabsf(q->scales[k] - q->absmax_offset);
-                amax = d > amax ? d : amax;
-            }
-            float s2 = amax / 127.0f;
-            if (s2 == 0.0f) s2 = 1.0f;
-            q->absmax2[b] = s2;
-            for (size_t k = lo; k < hi; k++) {
-                float c = rintf((q->scales[k] - q->absmax_offset) / s2);
-                q->absmax_q[k] = (int8_t)(c > 127.0f ? 127.0f : c < -127.0f ? -127.0f : c);
-                q->scales[k] = (float)q->absmax_q[k] * s2 + q->absmax_offset;
-            }
-        }
-    }
+    if (s->format == GQ_QF_NF4 && s->double_quant) gq_nf4_double_quant(q, groups);
     return 0;
 }
 

@@ -3,8 +3,11 @@
  *   Q4_0 / Q8_0 blocks byte-identical to the gguf Python package's reference quantizer;
  *   NF4 codebook = bitsandbytes' table; FP4 = E2M1; all-zero groups; one large outlier;
  *   ties half to even (int8); NaN / inf rejected with the index; reconstruction error within
- *   half a step for every format; pack/unpack round trips; bits per weight arithmetic.
+ *   half a step for every format; pack/unpack round trips; bits per weight arithmetic; the CPU
+ *   fake-quant op (threaded over row chunks) equal to one whole-tensor quantize + dequantize.
  * usage: test_quant FIXTURE_DIR(tests/fixtures/quant) */
+#include "cpu_ops.h"
+#include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
 #include "quant.h"
@@ -240,6 +243,47 @@ static void test_packing(void) {
     }
 }
 
+/* gq_cpu_fakequant_forward splits a tensor into row chunks across threads and double-quantizes
+ * nf4 scales after: its output must be the whole-tensor reference's, bit for bit, and its STE
+ * mask must clear exactly the values whose error exceeds 0.51 of their group's step. */
+static void test_fakequant_chunks(void) {
+    enum { ROWS = 301, COLS = 768 }; /* 231k values: several chunks of 85 rows, a short last one */
+    static float w[ROWS * COLS], out[ROWS * COLS], ref[ROWS * COLS];
+    static uint8_t mask[ROWS * COLS];
+    gq_rng r;
+    gq_rng_seed(&r, 9);
+    for (int i = 0; i < ROWS * COLS; i++) w[i] = (gq_rng_float(&r) - 0.5f) * (i % 977 == 0 ? 9.0f : 0.1f);
+    const gq_qspec specs[] = {{GQ_QF_INT8, 0, 0}, {GQ_QF_Q8_0, 32, 0}, {GQ_QF_INT4, 64, 0}, {GQ_QF_INT4A, 128, 0},
+                              {GQ_QF_INT3, 64, 0}, {GQ_QF_INT2, 32, 0},  {GQ_QF_NF4, 64, 0},  {GQ_QF_NF4, 64, 1},
+                              {GQ_QF_FP4, 64, 0}};
+    for (size_t c = 0; c < sizeof specs / sizeof *specs; c++) {
+        const gq_qspec *s = &specs[c];
+        void *work = malloc(gq_cpu_fakequant_workspace(ROWS, COLS, s));
+        CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, s, work) == 0);
+        holder h;
+        alloc_q(&h, s, ROWS, COLS);
+        CHECK(gq_quantize(s, w, ROWS, COLS, &h.q, NULL) == 0);
+        gq_dequantize(s, &h.q, ROWS, COLS, ref);
+        int g = gq_qgroup(s, COLS), clips = s->format == GQ_QF_INT4 || s->format == GQ_QF_INT3 || s->format == GQ_QF_INT2;
+        size_t masked = 0, wrong = 0;
+        for (int i = 0; i < ROWS * COLS; i++) {
+            int want = !(clips && fabsf(ref[i] - w[i]) > 0.51f * fabsf(h.scales[i / g]));
+            wrong += mask[i] != want;
+            masked += !mask[i];
+        }
+        CHECKF(!memcmp(out, ref, sizeof out), "format %d group %d dq %d: chunked fake-quant differs", s->format, g,
+               s->double_quant);
+        CHECKF(wrong == 0, "format %d: %zu mask entries wrong (%zu masked)", s->format, wrong, masked);
+        if (clips) CHECKF(masked > 0, "format %d: the outliers clip nothing", s->format);
+        free_q(&h);
+        free(work);
+    }
+    w[ROWS * COLS - 5] = NAN;
+    void *work = malloc(gq_cpu_fakequant_workspace(ROWS, COLS, &specs[2]));
+    CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, &specs[2], work) == GQ_ENAN);
+    free(work);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     test_fp16();
@@ -248,5 +292,6 @@ int main(int argc, char **argv) {
     test_known_values();
     test_error_bounds();
     test_packing();
+    test_fakequant_chunks();
     return gq_test_finish("test_quant");
 }

@@ -45,6 +45,13 @@ int main(void) {
             ref->exp_scale(a, lens[k], l1, 0.25f);
             ops->exp_scale(b, lens[k], l1, 0.25f);
             same &= !memcmp(a, b, (size_t)lens[k] * 4);
+            memcpy(a, x, sizeof x);
+            memcpy(b, x, sizeof x);
+            float lt = ref->logsumexp(dy, lens[k]);
+            ref->distill_grad(a, dy, lens[k], l1, lt, 0.25f, 0.125f);
+            ops->distill_grad(b, dy, lens[k], l1, lt, 0.25f, 0.125f);
+            same &= !memcmp(a, b, (size_t)lens[k] * 4);
+            for (int i = 0; i < lens[k]; i++) same &= a[i] == gq_exp(x[i] - l1) * 0.25f - gq_exp(dy[i] - lt) * 0.125f;
             ref->gelu_forward(a, x, (size_t)lens[k]);
             ops->gelu_forward(b, x, (size_t)lens[k]);
             same &= !memcmp(a, b, (size_t)lens[k] * 4);

@@ -38,6 +38,7 @@ int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t 
 
 int gq_cpu_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                          const int32_t *targets, float w, float dloss, int N, int V, int Vp) {
+    const gq_simd_ops *simd = gq_simd();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *x = logits + (size_t)n * Vp;
@@ -47,7 +48,7 @@ int gq_cpu_crossentropy_distill_backward(float *logits, const float *lse, const 
             continue;
         }
         const float ls = lse[n], lt = tlse[n], soft = w * dloss, hard = (1.0f - w) * dloss;
-        for (int i = 0; i < V; i++) x[i] = gq_exp(x[i] - ls) * dloss - gq_exp(t[i] - lt) * soft;
+        simd->distill_grad(x, t, V, ls, lt, dloss, soft);
         x[targets[n]] -= hard;
         for (int i = V; i < Vp; i++) x[i] = 0.0f;
     }

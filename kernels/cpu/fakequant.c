@@ -27,22 +27,58 @@ size_t gq_cpu_fakequant_workspace(int rows, int cols, const gq_qspec *spec) {
     return packed + groups * 4 + (groups * 2 + 15) / 16 * 16 + (groups / GQ_DQ_BLOCK + 1) * 4;
 }
 
+/* The rows [r0, r1) of q as a tensor of their own (level-one fields only). */
+static gq_qtensor row_slice(const gq_qtensor *q, const gq_qspec *spec, int r0, int cols) {
+    size_t gpr = gq_qn_groups(spec, 1, cols);
+    gq_qtensor s = *q;
+    s.qweight = q->qweight + gq_qpacked_bytes(spec, r0, cols);
+    s.scales = q->scales + (size_t)r0 * gpr;
+    s.zeros = q->zeros + (size_t)r0 * gpr;
+    return s;
+}
+
+/* Row chunks for the threads: independent groups, so the result does not depend on the split. */
+enum { FQ_CHUNK_VALUES = 1 << 16 };
+
 int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
                              void *work) {
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
     gq_qtensor q = carve_work(work, rows, cols, spec);
-    size_t bad = 0, n = (size_t)rows * cols;
-    if (gq_quantize(spec, w, rows, cols, &q, &bad)) return gq_errf(GQ_ENAN, "value %zu is not finite", bad);
-    gq_dequantize(spec, &q, rows, cols, out);
-    memset(mask, 1, n);
-    /* clipped values (only the Q4_0-rule formats clip: the code past the top level) get no
-     * gradient: their error exceeds half a step (0.51: the fp16 scale rounds by up to 0.05 %) */
-    gq_qformat f = spec->format;
-    if (f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2) {
-        int g = gq_qgroup(spec, cols);
-        for (size_t i = 0; i < n; i++)
-            if (fabsf(out[i] - w[i]) > 0.51f * fabsf(q.scales[i / g])) mask[i] = 0;
+    gq_qspec level1 = *spec; /* nf4's double quantization spans the whole tensor: done after */
+    level1.double_quant = 0;
+    const int chunk = cols >= FQ_CHUNK_VALUES ? 1 : FQ_CHUNK_VALUES / cols, nchunks = (rows + chunk - 1) / chunk;
+    const int g = gq_qgroup(spec, cols);
+    const gq_qformat f = spec->format;
+    const int clips = f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2;
+    size_t bad = (size_t)-1;
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int c = 0; c < nchunks; c++) {
+        int r0 = c * chunk, nr = r0 + chunk <= rows ? chunk : rows - r0;
+        gq_qtensor sub = row_slice(&q, spec, r0, cols);
+        size_t at;
+        if (gq_quantize(&level1, w + (size_t)r0 * cols, nr, cols, &sub, &at)) {
+#pragma omp critical(gq_fq_bad)
+            bad = at + (size_t)r0 * cols < bad ? at + (size_t)r0 * cols : bad;
+        }
+    }
+    if (bad != (size_t)-1) return gq_errf(GQ_ENAN, "value %zu is not finite", bad);
+    if (f == GQ_QF_NF4 && spec->double_quant) gq_nf4_double_quant(&q, gq_qn_groups(spec, rows, cols));
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int c = 0; c < nchunks; c++) {
+        int r0 = c * chunk, nr = r0 + chunk <= rows ? chunk : rows - r0;
+        gq_qtensor sub = row_slice(&q, spec, r0, cols);
+        size_t o = (size_t)r0 * cols, n = (size_t)nr * cols;
+        gq_dequantize(&level1, &sub, nr, cols, out + o);
+        memset(mask + o, 1, n);
+        /* clipped values (only the Q4_0-rule formats clip: the code past the top level) get no
+         * gradient: their error exceeds half a step (0.51: the fp16 scale rounds by up to 0.05 %) */
+        if (clips)
+            for (size_t k = 0; k < n / g; k++) {
+                float lim = 0.51f * fabsf(sub.scales[k]);
+                for (int i = 0; i < g; i++)
+                    if (fabsf(out[o + k * g + i] - w[o + k * g + i]) > lim) mask[o + k * g + i] = 0;
+            }
     }
     return GQ_OK;
 }

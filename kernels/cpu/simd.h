@@ -13,6 +13,8 @@ typedef struct {
     float (*logsumexp)(const float *x, int n);
     /* x[i] = exp(x[i] - shift) * scale, in place */
     void (*exp_scale)(float *x, int n, float shift, float scale);
+    /* distillation gradient row: x[i] = exp(x[i] - ls) * hard_scale - exp(t[i] - lt) * soft, in place */
+    void (*distill_grad)(float *x, const float *t, int n, float ls, float lt, float scale, float soft);
     void (*gelu_forward)(float *out, const float *inp, size_t n);
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
     /* AdamW over n values (backend.h's formula); step = lr / (1 - b1^t),

@@ -34,6 +34,10 @@ static void FN(exp_scale)(float *x, int n, float shift, float scale) {
     for (int i = 0; i < n; i++) x[i] = gq_exp(x[i] - shift) * scale;
 }
 
+static void FN(distill_grad)(float *x, const float *t, int n, float ls, float lt, float scale, float soft) {
+    for (int i = 0; i < n; i++) x[i] = gq_exp(x[i] - ls) * scale - gq_exp(t[i] - lt) * soft;
+}
+
 static void FN(gelu_forward)(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = gq_gelu(inp[i]);
 }
@@ -78,6 +82,7 @@ const gq_simd_ops GQ_CAT(gq_simd_ops, GQ_SIMD_NAME) = {
     .name = GQ_SIMD_STR,
     .logsumexp = FN(logsumexp),
     .exp_scale = FN(exp_scale),
+    .distill_grad = FN(distill_grad),
     .gelu_forward = FN(gelu_forward),
     .gelu_backward = FN(gelu_backward),
     .adamw = FN(adamw),
