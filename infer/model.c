@@ -358,15 +358,6 @@ static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq
     gq_qmatmul(out, &a, 0, w, bias, gelu, m->panel, m->panel_floats);
 }
 
-/* One cached key or value row of hs values at offset off: the fp32 cache's row itself, or the
- * fp16 cache's row converted into `row`. */
-static inline const float *kv_row(const float *c32, const uint16_t *c16, size_t off, float *row, int hs,
-                                  const gq_qdot_ops *qd) {
-    if (!c16) return c32 + off;
-    qd->from_f16(row, c16 + off, hs);
-    return row;
-}
-
 /* Causal attention of the n new tokens of each sequence over the cache. Many new tokens
  * (prefill, eval): per (sequence, head) two sgemms and a row softmax, the arithmetic of
  * kernels/cpu's attention; one token (decode): dot products over the cached keys. */
@@ -413,27 +404,11 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
     for (int job = 0; job < total; job++) {
         const int b = job / (NH * n), h = (job / n) % NH, i = job % n, t = pos + i;
         float *s = m->att + (size_t)omp_get_thread_num() * m->chunk * T;
-        const float *q = m->qkv + ((size_t)b * n + i) * 3 * C + h * hs;
         const size_t base = lay + (size_t)b * T * C + h * hs;
-        const gq_simd_ops *simd = gq_simd();
-        float row[256]; /* one fp16 key or value row as fp32 (hs <= 256: checked at load) */
-        float mx = -3.0e38f;
-        for (int u = 0; u <= t; u++) {
-            const float *k = kv_row(m->kcache, m->kcache16, base + (size_t)u * C, row, hs, qd);
-            s[u] = simd->dot(q, k, hs) * scale;
-            mx = s[u] > mx ? s[u] : mx;
-        }
-        float sum = 0.0f;
-        for (int u = 0; u <= t; u++) {
-            s[u] = gq_exp(s[u] - mx);
-            sum += s[u];
-        }
-        const float inv = 1.0f / sum;
-        float *o = m->atty + ((size_t)b * n + i) * C + h * hs;
-        for (int e = 0; e < hs; e++)
-            o[e] = 0.0f;
-        for (int u = 0; u <= t; u++)
-            simd->axpy(o, s[u] * inv, kv_row(m->vcache, m->vcache16, base + (size_t)u * C, row, hs, qd), hs);
+        qd->attend(m->atty + ((size_t)b * n + i) * C + h * hs, m->qkv + ((size_t)b * n + i) * 3 * C + h * hs,
+                   m->kv_f16 ? m->kcache16 + base : NULL, m->kv_f16 ? m->vcache16 + base : NULL,
+                   m->kv_f16 ? NULL : m->kcache + base, m->kv_f16 ? NULL : m->vcache + base, (size_t)C, t + 1, hs,
+                   scale, s);
     }
 }
 

@@ -84,7 +84,20 @@ typedef struct {
      * variant (quant.h's gq_f32_to_f16 / gq_f16_to_f32 in the scalar one, F16C in AVX2) */
     void (*to_f16)(uint16_t *dst, const float *src, int n);
     void (*from_f16)(float *dst, const uint16_t *src, int n);
+    /* One query's attention over n cached positions of one head (the decode step): keys and
+     * values are rows of hs values at a stride of ld elements, fp16 (k16/v16) or fp32 (k32/v32,
+     * when k16 is NULL); s: n floats of scratch; out: hs floats. The arithmetic, the same bits
+     * in every variant: score u = (q . k_u in 16 lanes, lane i % 16, lanes summed as a tree
+     * 8+8, 4+4, 2+2, 1+1, then the tail in order) * scale; p_u = exp(score - max) / sum, with
+     * gq_exp and the sum in position order; out = sum over u in order of p_u * v_u (multiply,
+     * then add). */
+    void (*attend)(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
+                   const float *v32, size_t ld, int n, int hs, float scale, float *s);
 } gq_qdot_ops;
+/* The scalar pieces of the attend op (the SIMD variants use them for odd head sizes and for
+ * the softmax): one score's dot product, and the softmax of n scores in place (*inv = 1 / sum). */
+float gq_qdot_attend_dot(const float *q, const uint16_t *k16, const float *k32, size_t off, int hs);
+void gq_qdot_attend_softmax(float *s, int n, float *inv);
 const gq_qdot_ops *gq_qdot_variant(const char *name); /* "scalar", "avx2"; NULL if not built */
 int gq_qdot_supported(const char *name);
 const gq_qdot_ops *gq_qdot(void); /* GQ_CPU_SIMD if set and supported, else the best */

@@ -52,10 +52,13 @@ for preset in all all-but-lm_head lm_head last4-attn qkv; do ptq "nf4:$preset" n
 
 echo "== QAT int3 (+embedding, distilled from the float model) vs plain fine-tuning + PTQ, $ft_steps steps each, lr 1e-4 =="
 ft="--data $out/tokens.h5 --init $base --steps $ft_steps --lr 1e-4 --warmup 10 --eval-every 0 --sample-len 0 --log-every 25"
-rm -rf "$out/qat-int3" "$out/ft-float"
+rm -rf "$out/qat-int3" "$out/ft-float" "$out/ft-float-seed2"
 ./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3 --qat-layers all --distill 0.5
 ./build/gpt2q-train $ft --out "$out/ft-float"
 ptq "ft-float+int3" int3 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
+echo "== run-to-run noise: the plain fine-tune again with --seed 2 (another data order) =="
+./build/gpt2q-train $ft --out "$out/ft-float-seed2" --seed 2
+ptq "ft-float-seed2+int3" int3 all "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
 
 cp "$out/qat-int3/model-int3.h5" "$out/models/qat-int3+emb.h5"
 cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
@@ -97,9 +100,10 @@ from_compare() { # name field
 for m in "${main[@]}"; do
   add_row "$m" "$(path_of "$m")" "$(from_compare "$m" loss)" "$(from_compare "$m" weight_bytes)"
 done
-for m in int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv; do
+for m in int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv ft-float-seed2+int3; do
   add_row "$m" "$out/models/$m.h5"
 done
+add_row ft-float-seed2 "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
 
 float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
 {
@@ -119,6 +123,18 @@ float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
   echo
   cat "$out/compare/results.md"
 } >"$out/results.md"
+loss_of() { for r in "${rows[@]}"; do [ "${r%%|*}" = "$1" ] && { echo "$r" | cut -d'|' -f2; return; }; done; }
+# the fair comparison: QAT vs the same steps of plain fine-tuning + PTQ, and its seed-to-seed noise
+read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of ft-float+int3)" \
+  -v q="$(loss_of qat-int3+emb)" -v f2="$(loss_of ft-float-seed2)" -v a2="$(loss_of ft-float-seed2+int3)" \
+  'function abs(x) { return x < 0 ? -x : x }
+  BEGIN { g = a1 - f1; nf = abs(f1 - f2); na = abs(a1 - a2); n = nf > na ? nf : na
+    printf "%.4f %.1f %.4f %.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0), nf, na, (n > 0 ? g / n : 0) }')
+{
+  echo
+  echo "QAT recovered ${share}% of the gap that plain fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model)."
+  echo "Run-to-run noise (the plain fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
+} >>"$out/results.md"
 {
   echo "{\"float_loss\": $float_loss, \"models\": ["
   for i in "${!rows[@]}"; do
@@ -126,12 +142,9 @@ float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
     printf '  {"model": "%s", "val_loss": %s, "weight_bytes": %s, "bits_per_weight": %s}%s\n' "$name" "$loss" "$size" \
       "$bpw" "$([ "$i" -lt $((${#rows[@]} - 1)) ] && echo ,)"
   done
-  echo "], \"compare\": \"compare/results.json\"}"
+  echo "], \"qat_fair_gap\": $gap, \"qat_recovered_percent\": $share, \"noise_float\": $noise_f, \"noise_ptq\": $noise_a,"
+  echo " \"gap_over_noise\": $ratio, \"compare\": \"compare/results.json\"}"
 } >"$out/results.json"
-loss_of() { (grep -F "| $1 | " "$out/results.md" || true) | head -1 | awk -F'|' '{print $3}'; }
-ptq_gap=$(awk -v a="$(loss_of 'ft-float+int3')" -v q="$(loss_of 'qat-int3+emb')" -v f="$(loss_of 'ft-float')" \
-  'BEGIN { if (a - f > 0) printf "QAT recovered %.0f%% of the gap that plain fine-tuning + PTQ leaves (%.4f nats over the fine-tuned float model)", 100 * (a - q) / (a - f), a - f }')
 echo
 cat "$out/results.md"
-echo "$ptq_gap"
 echo "written: $out/results.md, $out/results.json, $out/compare/chart.svg"

@@ -5,7 +5,8 @@
  *     stays within the activation-rounding bound of the float result;
  *   - every SIMD variant this CPU runs equals the scalar kernel up to fp32 summation order;
  *   - the driver (row path with bias, panel path with several panels and with one) equals the
- *     dequantize-to-fp32 matmul. */
+ *     dequantize-to-fp32 matmul;
+ *   - fp16 row conversions and the decode attention op: every variant gives the scalar bits. */
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
@@ -178,6 +179,55 @@ static void check_f16(gq_rng *rng) {
     }
 }
 
+/* The decode attention op: for fp16 and fp32 caches and several head sizes (SIMD path, odd
+ * sizes, sizes past the register budget), every variant equals the scalar one bit for bit and
+ * the scalar one equals a double-precision softmax attention over the same (fp16-rounded)
+ * values to 1e-5. */
+static void check_attend(gq_rng *rng) {
+    enum { N = 77, LD = 300 };
+    static float q[256], k32[N * LD], v32[N * LD], s[N], out[256], want[256];
+    static uint16_t k16[N * LD], v16[N * LD];
+    const int sizes[] = {64, 16, 24, 80, 128, 256};
+    for (int i = 0; i < N * LD; i++) {
+        k32[i] = (gq_rng_float(rng) - 0.5f) * 4.0f, v32[i] = gq_rng_float(rng) - 0.5f;
+        k16[i] = gq_f32_to_f16(k32[i]), v16[i] = gq_f32_to_f16(v32[i]);
+    }
+    for (int i = 0; i < 256; i++) q[i] = gq_rng_float(rng) - 0.5f;
+    const char *names[] = {"scalar", "avx2"};
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+        for (int f16 = 0; f16 < 2; f16++)
+            for (int n = 1; n <= N; n += 19) {
+                const int hs = sizes[z];
+                const size_t ld = hs <= LD / 2 ? LD / 2 : LD; /* rows at a stride, as in the cache */
+                const float scale = 1.0f / sqrtf((float)hs);
+                double sc[N], mx = -1e300, sum = 0, worst = 0;
+                for (int u = 0; u < n; u++) {
+                    double d = 0;
+                    for (int e = 0; e < hs; e++)
+                        d += (double)q[e] * (f16 ? gq_f16_to_f32(k16[u * ld + e]) : k32[u * ld + e]);
+                    sc[u] = d * scale;
+                    mx = fmax(mx, sc[u]);
+                }
+                for (int u = 0; u < n; u++) sum += sc[u] = exp(sc[u] - mx);
+                gq_qdot_variant("scalar")->attend(want, q, f16 ? k16 : NULL, f16 ? v16 : NULL, k32, v32, ld, n, hs,
+                                                  scale, s);
+                for (int e = 0; e < hs; e++) {
+                    double o = 0;
+                    for (int u = 0; u < n; u++)
+                        o += sc[u] / sum * (f16 ? gq_f16_to_f32(v16[u * ld + e]) : v32[u * ld + e]);
+                    worst = fmax(worst, fabs(o - want[e]));
+                }
+                CHECKF(worst <= 1e-5, "attend hs %d n %d fp16 %d: %g from the double reference", hs, n, f16, worst);
+                for (int v = 1; v < 2; v++) {
+                    const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
+                    if (!ops || !gq_qdot_supported(names[v])) continue;
+                    ops->attend(out, q, f16 ? k16 : NULL, f16 ? v16 : NULL, k32, v32, ld, n, hs, scale, s);
+                    CHECKF(!memcmp(out, want, (size_t)hs * 4), "attend (%s) hs %d n %d fp16 %d differs from scalar",
+                           names[v], hs, n, f16);
+                }
+            }
+}
+
 int main(void) {
     gq_rng rng;
     gq_rng_seed(&rng, 42);
@@ -195,5 +245,6 @@ int main(void) {
     /* a nf4-dq matrix with more than 256 groups per second-level block boundary */
     one("nf4-dq", 520, 64, &rng);
     check_f16(&rng);
+    check_attend(&rng);
     return gq_test_finish("qmatmul");
 }

@@ -338,5 +338,46 @@ static void from_f16_avx2(float *dst, const uint16_t *src, int n) {
     for (; i < n; i++) dst[i] = gq_f16_to_f32(src[i]);
 }
 
-const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2};
+/* 8 cached values as fp32 */
+static inline __m256 kv8(const uint16_t *c16, const float *c32, size_t i) {
+    return c16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(c16 + i))) : _mm256_loadu_ps(c32 + i);
+}
+
+/* hs a multiple of 16 and at most 128: the value accumulator stays in registers; otherwise the
+ * scalar reference. Multiply then add (no FMA): the scalar variant's bits. */
+static void attend_avx2(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
+                        const float *v32, size_t ld, int n, int hs, float scale, float *s) {
+    if (hs % 16 || hs > 128) {
+        gq_qdot_variant("scalar")->attend(out, q, k16, v16, k32, v32, ld, n, hs, scale, s);
+        return;
+    }
+    const int nv = hs / 8;
+    __m256 qv[16];
+    for (int j = 0; j < nv; j++) qv[j] = _mm256_loadu_ps(q + 8 * j);
+    for (int u = 0; u < n; u++) {
+        const size_t off = (size_t)u * ld;
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int j = 0; j < nv; j += 2) {
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(qv[j], kv8(k16, k32, off + 8 * j)));
+            hi = _mm256_add_ps(hi, _mm256_mul_ps(qv[j + 1], kv8(k16, k32, off + 8 * j + 8)));
+        }
+        const __m256 t8 = _mm256_add_ps(lo, hi);
+        const __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
+        const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        const __m128 t1 = _mm_add_ss(t2, _mm_movehdup_ps(t2));
+        s[u] = _mm_cvtss_f32(t1) * scale;
+    }
+    float inv;
+    gq_qdot_attend_softmax(s, n, &inv);
+    __m256 o[16];
+    for (int j = 0; j < nv; j++) o[j] = _mm256_setzero_ps();
+    for (int u = 0; u < n; u++) {
+        const __m256 p = _mm256_set1_ps(s[u] * inv);
+        const size_t off = (size_t)u * ld;
+        for (int j = 0; j < nv; j++) o[j] = _mm256_add_ps(o[j], _mm256_mul_ps(p, kv8(v16, v32, off + 8 * j)));
+    }
+    for (int j = 0; j < nv; j++) _mm256_storeu_ps(out + 8 * j, o[j]);
+}
+
+const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2, attend_avx2};
 #endif

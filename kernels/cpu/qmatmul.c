@@ -2,6 +2,7 @@
  * quantizer, the exact row dequantizer and the scalar reference row kernel; qdot_avx2.c holds
  * the AVX2 row kernel. */
 #include "qmatmul.h"
+#include "act_math.h"
 
 #include "simd.h"
 
@@ -165,7 +166,46 @@ static void from_f16_scalar(float *dst, const uint16_t *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = gq_f16_to_f32(src[i]);
 }
 
-static const gq_qdot_ops qdot_scalar = {"scalar", rows_scalar, to_f16_scalar, from_f16_scalar};
+static inline float kv_at(const uint16_t *c16, const float *c32, size_t i) {
+    return c16 ? gq_f16_to_f32(c16[i]) : c32[i];
+}
+
+void gq_qdot_attend_softmax(float *s, int n, float *inv) {
+    float mx = -3.0e38f;
+    for (int u = 0; u < n; u++) mx = s[u] > mx ? s[u] : mx;
+    float sum = 0.0f;
+    for (int u = 0; u < n; u++) {
+        s[u] = gq_exp(s[u] - mx);
+        sum += s[u];
+    }
+    *inv = 1.0f / sum;
+}
+
+float gq_qdot_attend_dot(const float *q, const uint16_t *k16, const float *k32, size_t off, int hs) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= hs; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] = acc[l] + q[i + l] * kv_at(k16, k32, off + i + l);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] = acc[l] + acc[l + w];
+    float d = acc[0];
+    for (; i < hs; i++) d = d + q[i] * kv_at(k16, k32, off + i);
+    return d;
+}
+
+static void attend_scalar(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
+                          const float *v32, size_t ld, int n, int hs, float scale, float *s) {
+    for (int u = 0; u < n; u++) s[u] = gq_qdot_attend_dot(q, k16, k32, (size_t)u * ld, hs) * scale;
+    float inv;
+    gq_qdot_attend_softmax(s, n, &inv);
+    for (int e = 0; e < hs; e++) out[e] = 0.0f;
+    for (int u = 0; u < n; u++) {
+        const float p = s[u] * inv;
+        for (int e = 0; e < hs; e++) out[e] = out[e] + p * kv_at(v16, v32, (size_t)u * ld + e);
+    }
+}
+
+static const gq_qdot_ops qdot_scalar = {"scalar", rows_scalar, to_f16_scalar, from_f16_scalar, attend_scalar};
 #if defined(__x86_64__)
 extern const gq_qdot_ops gq_qdot_avx2;
 #endif
