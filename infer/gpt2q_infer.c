@@ -18,6 +18,7 @@
 #include "gq_progress.h"
 #include "loader.h"
 #include "model.h"
+#include "model_cuda.h"
 #include "sample.h"
 
 #include <cjson/cJSON.h>
@@ -37,7 +38,9 @@ static int fail(int rc) {
     return 1;
 }
 
-static int g_kv_f16 = 1; /* --kv */
+static int g_kv_f16 = 1;          /* --kv */
+static int g_device = GQ_IM_CPU;   /* --device */
+static const char *g_device_name = "cpu";
 
 static int usage_error(const char *cmd, const char *arg) {
     fprintf(stderr, PROG ": %s: unexpected or incomplete argument '%s' (see " PROG " --help)\n", cmd, arg);
@@ -96,13 +99,14 @@ static int cmd_eval(int argc, char **argv) {
     gq_im *m = NULL;
     gq_loader *L = NULL;
     int rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16;
+    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
     if (!rc && !T) T = m->cfg.block_size;
     if (!rc && T > m->cfg.block_size)
         rc = gq_errf(GQ_EINVAL, "--seq %ld exceeds the model's block_size %d", T, m->cfg.block_size);
     if (!rc && T < GQ_QMM_PANEL_MIN)
         rc = gq_errf(GQ_EINVAL, "--seq %ld: eval needs windows of at least %d tokens", T, GQ_QMM_PANEL_MIN);
     if (!rc && !B) B = T >= 512 ? 1 : 1024 / T; /* about 1024 tokens per forward */
+    if (!rc && g_device == GQ_IM_CUDA) B = 1; /* the GPU runs one window at a time */
     gq_loader_config lc = {(int)B, (int)T, 0, 0, split, 0};
     if (!rc) rc = gq_loader_open(&L, &data, 1, &lc);
     if (!rc && gq_loader_vocab_size(L) > m->cfg.vocab_size)
@@ -260,7 +264,7 @@ static int cmd_generate(int argc, char **argv) {
     gen_stats st;
     int rc = gq_bpe_load_dir(&bpe, vocab);
     if (!rc) rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16;
+    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
     if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
     if (!rc && p.n_new == 0) {
         fputs(prompt, stdout);
@@ -315,7 +319,7 @@ static int cmd_logits(int argc, char **argv) {
     prompt_plan p = {0};
     int rc = gq_bpe_load_dir(&bpe, vocab);
     if (!rc) rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16;
+    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
     if (!rc) rc = prepare_prompt(bpe, m, prompt, 0, &p);
     if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n, (int)p.ids.n);
     if (!rc) rc = gq_im_forward(m, p.ids.ids, 1, (int)p.ids.n, 0, NULL, NULL, NULL);
@@ -388,6 +392,10 @@ static int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "usage: " PROG " bench MODEL [-n 50] [--prompt TEXT] [--prefill 128] [--json]\n");
         return 2;
     }
+    /* the device memory in use before the model (this also creates the CUDA context, which the
+     * load time should not include: PyTorch's figures start from an initialised device too) */
+    size_t gpu_before = 0;
+    if (g_device == GQ_IM_CUDA) gq_imc_mem_used(&gpu_before);
     double t_start = gq_now();
     gq_bpe *bpe = NULL;
     gq_im *m = NULL;
@@ -397,7 +405,7 @@ static int cmd_bench(int argc, char **argv) {
     int rc = gq_bpe_load_dir(&bpe, vocab);
     double t_vocab = gq_now() - t_start;
     if (!rc) rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16;
+    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
     if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
     if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n + p.n_new, (int)p.ids.n);
     if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, 0, 0, 1, 1);
@@ -412,7 +420,11 @@ static int cmd_bench(int argc, char **argv) {
         if (!k || t.decode_s < st2.decode_s) st2 = t;
     }
     const double rss_gen = peak_rss_mb();
-    const size_t kv_gen = m ? m->kv_bytes : 0, act_gen = m ? m->act_bytes : 0;
+    const int cuda = m && m->device == GQ_IM_CUDA;
+    const size_t kv_gen = !m ? 0 : cuda ? m->dev_kv_bytes : m->kv_bytes,
+                 act_gen = !m ? 0 : cuda ? m->dev_state_bytes - m->dev_kv_bytes : m->act_bytes;
+    size_t gpu_used = 0; /* cudaMemGetInfo: the device memory in use now, against before the load */
+    if (cuda) gq_imc_mem_used(&gpu_used);
     /* prefill throughput: one pass over n_prefill tokens of the prompt's text repeated */
     double prefill_tps = 0;
     if (!rc) {
@@ -431,7 +443,9 @@ static int cmd_bench(int argc, char **argv) {
         prefill_tps = n_prefill / best;
         free(toks);
     }
-    double bw = rc ? 0 : read_bandwidth();
+    double bw = 0;
+    if (!rc && cuda) rc = gq_imc_copy_bandwidth(&bw); /* device copy: bytes read + written per second */
+    else if (!rc) bw = read_bandwidth();
     if (!rc) {
         const gq_gpt2_config *c = &m->cfg;
         const double decode_tps = (st2.n_generated - 1) / st2.decode_s; /* the first token comes from the prefill */
@@ -445,10 +459,12 @@ static int cmd_bench(int argc, char **argv) {
                    "\"peak_rss_mb\": %.1f, \"prompt_tokens\": %d, \"generated\": %d, \"generate_s\": %.4f, "
                    "\"generate_with_load_s\": %.4f, \"prefill_tok_s\": %.1f, \"prefill_tokens\": %ld, "
                    "\"decode_tok_s\": %.1f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbs\": %.2f, "
-                   "\"bandwidth_share\": %.3f, \"kv\": \"%s\"}\n",
+                   "\"bandwidth_share\": %.3f, \"kv\": \"%s\", \"device\": \"%s\", \"gpu_used_bytes\": %zu, "
+                   "\"gpu_used_before_bytes\": %zu}\n",
                    model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, m->arena_bytes, kv_gen, act_gen,
                    m->arena_bytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, t_first - t_vocab,
-                   prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share, m->kv_f16 ? "f16" : "f32");
+                   prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share, m->kv_f16 ? "f16" : "f32",
+                   g_device_name, gpu_used, gpu_before);
         } else {
             printf("%s: %s (%s), %d threads\n", model, m->kind, m->formats, omp_get_max_threads());
             printf("  load                 %8.3f s\n", m->load_seconds);
@@ -457,13 +473,18 @@ static int cmd_bench(int argc, char **argv) {
                    (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6,
                    m->kv_f16 ? "fp16" : "fp32", st.n_prompt + p.n_new, act_gen / 1e6);
             printf("  peak RSS             %8.1f MB\n", rss_gen);
+            if (cuda)
+                printf("  GPU memory           %8.1f MB in use (cudaMemGetInfo), %.1f MB before the model; weights, KV "
+                       "cache and buffers above are device memory\n",
+                       gpu_used / 1e6, gpu_before / 1e6);
             printf("  %d tokens from \"%s\": %.3f s (%.3f s with load and vocabulary... first run)\n", st.n_generated,
                    prompt, gen_s, t_first - t_vocab);
             printf("  prefill              %8.1f tok/s (%ld tokens in one pass)\n", prefill_tps, n_prefill);
             printf("  decode               %8.1f tok/s (steady state, best of 3)\n", decode_tps);
             printf("  decode bandwidth     %8.2f GB/s = %.1f MB/token x %.1f tok/s, %.0f%% of the measured %.1f GB/s "
-                   "read bandwidth\n",
-                   bytes_tok * decode_tps / 1e9, bytes_tok / 1e6, decode_tps, 100 * share, bw / 1e9);
+                   "%s bandwidth\n",
+                   bytes_tok * decode_tps / 1e9, bytes_tok / 1e6, decode_tps, 100 * share, bw / 1e9,
+                   cuda ? "device copy (read + write)" : "read");
         }
     }
     gq_sampler_free(&s);
@@ -478,7 +499,7 @@ static int cmd_bench(int argc, char **argv) {
 /* Run `self args` and parse the one JSON object it prints. */
 static cJSON *run_json(const char *self, const char *args) {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s", self, args);
+    snprintf(cmd, sizeof cmd, "'%s' %s --kv %s --device %s", self, args, g_kv_f16 ? "f16" : "f32", g_device_name);
     FILE *f = popen(cmd, "r");
     if (!f) return NULL;
     gq_bytes out = {0};
@@ -626,17 +647,30 @@ static int cmd_compare(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    /* --kv f16|f32 applies to every command: take it out before the command's own options */
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--kv")) continue;
-        if (i + 1 >= argc || (strcmp(argv[i + 1], "f16") && strcmp(argv[i + 1], "f32"))) {
+    /* --kv f16|f32 and --device cpu|cuda|auto apply to every command: take them out before the
+     * command's own options */
+    for (int i = 2; i < argc;) {
+        const int kv = !strcmp(argv[i], "--kv"), devopt = !strcmp(argv[i], "--device");
+        if (!kv && !devopt) {
+            i++;
+            continue;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : "";
+        if (kv && strcmp(v, "f16") && strcmp(v, "f32")) {
             fprintf(stderr, PROG ": --kv takes f16 or f32\n");
             return 2;
         }
-        g_kv_f16 = !strcmp(argv[i + 1], "f16");
+        if (devopt && strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {
+            fprintf(stderr, PROG ": --device takes cpu, cuda or auto\n");
+            return 2;
+        }
+        if (kv) g_kv_f16 = !strcmp(v, "f16");
+        if (devopt) {
+            g_device = !strcmp(v, "cuda") || (!strcmp(v, "auto") && gq_imc_available()) ? GQ_IM_CUDA : GQ_IM_CPU;
+            g_device_name = g_device == GQ_IM_CUDA ? "cuda" : "cpu";
+        }
         for (int j = i; j + 2 <= argc; j++) argv[j] = argv[j + 2];
         argc -= 2;
-        break;
     }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs("usage: " PROG " COMMAND MODEL [options]\n"
@@ -653,7 +687,9 @@ int main(int argc, char **argv) {
               "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"
               "  model.safetensors (config.json beside it) or an llm.c .bin. GQ_CPU_SIMD=scalar forces\n"
               "  the scalar kernels; OMP_NUM_THREADS sets the threads. --kv f16 (default) or f32: the\n"
-              "  KV cache's precision for generate, bench and logits (eval windows never read it).\n",
+              "  KV cache's precision for generate, bench and logits (eval windows never read it).\n"
+              "  --device cpu (default), cuda or auto (cuda when a GPU is present): where the model runs;\n"
+              "  on the GPU the packed weights are uploaded as they are, one sequence at a time.\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

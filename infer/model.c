@@ -1,6 +1,7 @@
 /* model (infer/): see model.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "model.h"
+#include "model_cuda.h"
 
 #include "act_math.h"
 #include "cpu_ops.h"
@@ -282,6 +283,7 @@ int gq_im_load(gq_im **out, const char *path) {
 
 void gq_im_free(gq_im *m) {
     if (!m) return;
+    gq_imc_free(m->cuda);
     free(m->arena);
     free(m->state);
     free(m->layers);
@@ -328,6 +330,10 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
                       m->panel_floats * 4, /* panel */
                       kvconv};
     const int n = (int)(sizeof sizes / sizeof *sizes);
+    if (m->device == GQ_IM_CUDA) { /* the GPU holds the cache and the work: the host keeps logits and losses */
+        sizes[0] = sizes[1] = sizes[9] = sizes[10] = sizes[11] = sizes[12] = sizes[13] = sizes[14] = 0;
+        m->panel_floats = 0;
+    }
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += up(sizes[i]);
@@ -346,7 +352,7 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     m->aq = p[10], m->ad = p[11], m->abs_ = p[12], m->panel = m->panel_floats ? p[13] : NULL;
     m->kv_bytes = up(sizes[0]) * 2;
     m->act_bytes = total - m->kv_bytes;
-    return GQ_OK;
+    return m->device == GQ_IM_CUDA ? gq_imc_plan(m) : GQ_OK;
 }
 
 const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b * m->cfg.padded_vocab_size; }
@@ -465,6 +471,7 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
     for (int r = 0; r < M; r++)
         if (tokens[r] < 0 || tokens[r] >= c->vocab_size)
             return gq_errf(GQ_ERANGE, "token id %d is outside the model's vocabulary of %d", tokens[r], c->vocab_size);
+    if (m->device == GQ_IM_CUDA) return gq_imc_forward(m, tokens, n, pos, targets, loss_sum, n_scored);
     if (targets && m->panel_floats == 0)
         return gq_errf(GQ_EINVAL, "scoring needs a plan with at least %d tokens per call", GQ_QMM_PANEL_MIN);
         /* token + position embedding (the embedding row dequantized exactly) */

@@ -53,7 +53,15 @@ typedef struct {
     void *state; /* the one run-state allocation */
     size_t kv_bytes, act_bytes;
     int logits_rows; /* rows of `logits` */
+
+    /* --device cuda (model_cuda.c): set device before gq_im_plan */
+    int device;                 /* GQ_IM_CPU or GQ_IM_CUDA */
+    struct gq_im_cuda *cuda;    /* device weights and run state */
+    int32_t next_token;         /* CUDA: the greedy pick of the last forward, made on the GPU */
+    size_t dev_weight_bytes, dev_kv_bytes, dev_state_bytes; /* device memory: weights; KV cache; run state (KV included) */
 } gq_im;
+
+enum { GQ_IM_CPU = 0, GQ_IM_CUDA = 1 };
 
 /* Load a model file (any of the kinds above). Errors name the file and the problem. */
 int gq_im_load(gq_im **out, const char *path);

@@ -21,6 +21,11 @@
 #       speed   the trainer's precisions on the GPU: tiny 200 steps in tf32 and bf16 (loss curves
 #               against the CPU run), GPT-2 124M tokens/s in fp32 / tf32 / bf16, each plain and
 #               with --qat int4, and PyTorch eager fp32 / tf32 / bf16 and compiled bf16 (needs pack)
+#       infer   the runner on the GPU (needs pack): test_infer_cuda (GPU vs CPU runner and
+#               trainer, every format; greedy identity) and its memcheck; a GPT-2 124M-shaped
+#               model exported to int8 / int4 g64 / nf4: `gpt2q-infer bench --device cuda` (GPU
+#               memory, 50 tokens from "Once upon a time", decode bandwidth vs device copy) and
+#               transformers fp32 / fp16 / bitsandbytes 8-bit / NF4 in the same call
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
 #                                   and a CPU reference run, into .gpubin/ (gitignored)
@@ -82,7 +87,8 @@ sanitize() {
 pack() {
   cmake --build build -j "$(nproc)" >/dev/null || return 1
   rm -rf .gpubin && mkdir -p .gpubin/bin .gpubin/lib .gpubin/data
-  cp build/gpt2q-train build/gpt2q-export build/gpt2q-infer build/gpt2q-data build/tests/test_gpt2_parity build/tests/test_qat .gpubin/bin/
+  cp build/gpt2q-train build/gpt2q-export build/gpt2q-infer build/gpt2q-data build/tests/test_gpt2_parity build/tests/test_qat \
+    build/tests/test_infer_cuda .gpubin/bin/
   # every shared library but glibc's, the compiler runtime's, CUDA's (the GPU machine has its
   # own) and OpenBLAS's (carried as .gpudeps' packages, 6x smaller than the library)
   ldd .gpubin/bin/* | awk '/=> \//{print $3}' | sort -u |
@@ -175,6 +181,37 @@ speed_checks() {
   cp -r "$logs" "$out/speed"
 }
 
+infer_checks() {
+  mkdir -p "$root"
+  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
+  libpath
+  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+  local bin=.gpubin/bin w=/tmp/gq3 logs=/tmp/gq3/logs
+  rm -rf "$w" && mkdir -p "$logs"
+  echo "== the runner on the GPU against the CPU runner and the trainer"
+  $bin/test_infer_cuda >"$logs/test_infer_cuda.log" 2>&1
+  echo "exit $?"; grep -E "FAIL|greedy|checks" "$logs/test_infer_cuda.log" | head -20
+  compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda >"$logs/san_infer.log" 2>&1
+  echo "memcheck exit $?"; tail -2 "$logs/san_infer.log"
+  echo "== GPT-2 124M-shaped model: one step on the GPU, then exports"
+  $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --steps 1 --batch 1 --seq 64 --eval-every 0 \
+    --eval-batches 1 --sample-len 0 --out "$w/m" --device cuda >"$logs/m124.log" 2>&1 || tail -3 "$logs/m124.log"
+  local c="$w/m/ckpt-00000001.h5"
+  $bin/gpt2q-export "$c" --format int8 --layers all -o "$w/int8.h5" >/dev/null
+  $bin/gpt2q-export "$c" --format int4 --group 64 --layers all -o "$w/int4-g64.h5" >/dev/null
+  $bin/gpt2q-export "$c" --format nf4 --layers all -o "$w/nf4.h5" >/dev/null
+  for m in "$c" "$w/int8.h5" "$w/int4-g64.h5" "$w/nf4.h5"; do
+    timeout 120 $bin/gpt2q-infer bench "$m" --device cuda --json | tee -a "$logs/bench_infer_cuda.jsonl"
+  done
+  timeout 60 $bin/gpt2q-infer bench "$w/int4-g64.h5" --device cuda | tee "$logs/bench_int4.txt"
+  for d in cpu cuda; do
+    timeout 60 $bin/gpt2q-infer generate "$w/int4-g64.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
+  done
+  cmp "$logs/gen_cpu.txt" "$logs/gen_cuda.txt" && echo "greedy int4 text: GPU == CPU" || echo "greedy int4 text differs (int8 activations on the CPU)"
+  PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_generate_gpu.py 2>&1 | tee "$logs/hf.log" | grep -E '^[{]|Error'
+  cp -r "$logs" "$out/infer"
+}
+
 bench() {
   libpath
   [ -x build-gpu/bench/bench_cuda ] && build-gpu/bench/bench_cuda 2>&1 | tee "$out/bench_cuda.log"
@@ -200,6 +237,7 @@ for step in "$@"; do
     pack) pack ;;
     train) train_checks ;;
     speed) speed_checks ;;
+    infer) infer_checks ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -43,6 +43,19 @@ check 'cmp -s "$T/g1" "$T/g3"' "the fp16 KV cache (default) and --kv f32 generat
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --kv f8 >/dev/null 2>"$T/kv.err"
 kv_rc=$?
 check '[ $kv_rc -eq 2 ] && grep -q -- "--kv takes f16 or f32" "$T/kv.err"' "--kv with a bad value: exit 2 and one clear line"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --device cpu >"$T/g4" 2>/dev/null
+check 'cmp -s "$T/g1" "$T/g4"' "--device cpu is the default"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --device tpu >/dev/null 2>"$T/dev.err"
+dev_rc=$?
+check '[ $dev_rc -eq 2 ] && grep -q -- "--device takes cpu, cuda or auto" "$T/dev.err"' "--device with a bad value: exit 2"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --device cuda >"$T/g5" 2>"$T/cuda.err"
+cuda_rc=$?
+if [ $cuda_rc -eq 0 ]; then # a GPU: it runs and continues the prompt
+  check 'grep -q "^The quick brown" "$T/g5" && [ "$(wc -c <"$T/g5")" -gt 17 ]' "--device cuda generates on the GPU"
+else # none (or no CUDA in this build): one line that says so
+  check '[ $cuda_rc -eq 1 ] && [ "$(wc -l <"$T/cuda.err")" -eq 1 ] && grep -q "device cuda.*no CUDA" "$T/cuda.err"' \
+    "--device cuda without a GPU: exit 1 and one clear line ($(cat "$T/cuda.err"))"
+fi
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --top-k 50 --top-p 0.95 --seed 7 >"$T/s1" 2>/dev/null
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --temperature 1.5 --top-k 50 --top-p 0.95 --seed 7 >"$T/s2" 2>/dev/null
 check 'cmp -s "$T/s1" "$T/s2"' "sampling with a seed is reproducible"

@@ -78,6 +78,31 @@ int gq_cuda_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, 
 /* GQ_MATMUL_FP32 | TF32 | BF16 (backend.h) for every cuBLAS product from now on */
 int gq_cuda_set_matmul(int mode);
 
+/* CUDA graphs: ops called between begin and end are recorded, not run; launch replays them
+ * (their arguments fixed at capture: pass what changes through device memory). end returns an
+ * error (and no graph) if the capture failed; the caller then runs the ops directly. */
+int gq_cuda_graph_begin(void);
+int gq_cuda_graph_end(void **exec);
+int gq_cuda_graph_launch(void *exec);
+void gq_cuda_graph_free(void *exec);
+/* Device-to-device copy bandwidth, bytes read + written per second (best of 5 x 1 GiB). */
+int gq_cuda_copy_bandwidth(double *bytes_per_s);
+
+/* ---- the inference runner's kernels (infer.cu); one sequence, positions from device memory ---- */
+/* x (M, C) = wte row d_tokens[m] (dequantized with quant.h's values) + wpe row (*d_pos + m) */
+int gq_cuda_embed(float *x, const gq_qmat *wte, const float *wpe, const int32_t *d_tokens, const int32_t *d_pos, int M,
+                  int C);
+/* the keys and values of qkv (M, 3C) into rows *d_pos + m of the caches kc, vc (T, C): fp16
+ * (quant.h's rounding) if f16, else fp32 */
+int gq_cuda_kv_store(void *kc, void *vc, int f16, const float *qkv, const int32_t *d_pos, int M, int C);
+/* out (M, C): query m (at position *d_pos + m) attends to positions 0..*d_pos + m of the cache,
+ * or, with own_pass (a pass from position 0), to this pass's own fp32 qkv rows; T: the cache's
+ * positions (at most 12288) */
+int gq_cuda_attend(float *out, const float *qkv, const void *kc, const void *vc, int f16, const int32_t *d_pos,
+                   int own_pass, int M, int NH, int C, int T);
+/* *d_out = the index of the largest of x[0..n) (the first of equal values) */
+int gq_cuda_argmax(int32_t *d_out, const float *x, int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -63,11 +63,74 @@ extern "C" int gq_cuda_sync(void) {
     return GQ_OK;
 }
 
+/* ---- CUDA graphs: every op launches on the per-thread default stream (the CUDA sources are
+ * built with --default-stream per-thread), which can be captured ---- */
+
+extern "C" int gq_cuda_graph_begin(void) {
+    GQ_CUDA_CHECK(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed));
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_graph_end(void **exec) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t e = NULL;
+    *exec = NULL;
+    cudaError_t err = cudaStreamEndCapture(cudaStreamPerThread, &g);
+    if (err == cudaSuccess) err = cudaGraphInstantiate(&e, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (err != cudaSuccess) {
+        cudaGetLastError(); /* a failed capture leaves nothing behind: the caller runs the ops directly */
+        return gq_errf(GQ_EDEVICE, "CUDA graph capture: %s", cudaGetErrorString(err));
+    }
+    *exec = e;
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_graph_launch(void *exec) {
+    GQ_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)exec, cudaStreamPerThread));
+    return GQ_OK;
+}
+
+extern "C" void gq_cuda_graph_free(void *exec) {
+    if (exec) cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}
+
+/* Device-to-device copy bandwidth (read + write bytes per second), the best of a few passes over
+ * 1 GiB: the ceiling a memory-bound kernel is compared with. */
+extern "C" int gq_cuda_copy_bandwidth(double *bytes_per_s) {
+    const size_t n = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0, e1;
+    *bytes_per_s = 0;
+    GQ_CUDA_CHECK(cudaMalloc(&a, n));
+    if (cudaMalloc(&b, n) != cudaSuccess) {
+        cudaFree(a);
+        return gq_errf(GQ_EDEVICE, "CUDA: no room for the 2 GiB of the bandwidth measurement");
+    }
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    cudaMemsetAsync(a, 1, n, cudaStreamPerThread);
+    for (int pass = 0; pass < 5; pass++) {
+        cudaEventRecord(e0, cudaStreamPerThread);
+        cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, cudaStreamPerThread);
+        cudaEventRecord(e1, cudaStreamPerThread);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (ms > 0 && 2.0 * n / (ms * 1e-3) > *bytes_per_s) *bytes_per_s = 2.0 * n / (ms * 1e-3);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    cudaFree(a), cudaFree(b);
+    GQ_CUDA_CHECK(cudaGetLastError());
+    return GQ_OK;
+}
+
 int gq_cuda_cublas(cublasHandle_t *h) {
     static cublasHandle_t handle;
     if (!handle) {
         GQ_CUBLAS_CHECK(cublasCreate(&handle));
         GQ_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH)); /* each product names its compute type */
+        /* the stream every kernel of ours uses (built with --default-stream per-thread) */
+        GQ_CUBLAS_CHECK(cublasSetStream(handle, cudaStreamPerThread));
     }
     *h = handle;
     return GQ_OK;

@@ -1,0 +1,246 @@
+/* model_cuda (infer/): the runner on the GPU (--device cuda). The weight arena is uploaded as it
+ * was loaded (packed codes, scales, zero points: the same bytes), the matrices are the host
+ * gq_qmat with their pointers moved into the device arena, and the forward pass is the CPU
+ * runner's, op for op, on kernels/cuda: gq_cuda_qmatmul (dequantize in registers) for every
+ * linear, the op table's layernorm / GELU / residual / cross-entropy, and infer.cu's
+ * embedding, KV-cache store and attention. The KV cache (fp16 or fp32, as m->kv_f16) and the
+ * activations are allocated once by gq_im_plan; one sequence (B = 1). A decode step (one
+ * token, position > 0, no targets) is captured once as a CUDA graph and replayed with the
+ * token and position in device memory; if capture fails the ops run directly. */
+#include "model_cuda.h"
+
+#include "gq_error.h"
+
+#ifndef GQ_HAVE_CUDA
+
+int gq_imc_plan(gq_im *m) {
+    (void)m;
+    return gq_errf(GQ_EUNSUPPORTED, "--device cuda: this build has no CUDA backend (nvcc was not found at build time)");
+}
+int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_t *targets, double *loss_sum,
+                   long *n_scored) {
+    (void)m, (void)tokens, (void)n, (void)pos, (void)targets, (void)loss_sum, (void)n_scored;
+    return gq_errf(GQ_EUNSUPPORTED, "--device cuda: this build has no CUDA backend");
+}
+void gq_imc_free(struct gq_im_cuda *c) { (void)c; }
+int gq_imc_available(void) { return 0; }
+int gq_imc_copy_bandwidth(double *bytes_per_s) {
+    *bytes_per_s = 0;
+    return gq_errf(GQ_EUNSUPPORTED, "no CUDA backend in this build");
+}
+int gq_imc_mem_used(size_t *bytes) {
+    *bytes = 0;
+    return gq_errf(GQ_EUNSUPPORTED, "no CUDA backend in this build");
+}
+
+#else
+
+#include "cuda_ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gq_im_cuda {
+    void *arena; /* the weights, as in host memory */
+    gq_qmat wte;
+    float *wpe, *lnfw, *lnfb;
+    gq_im_layer *layers;
+    /* run state: one allocation */
+    void *state;
+    void *kc, *vc; /* (L, T, C) each, fp16 or fp32 */
+    float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *losses, *lse;
+    int32_t *tokens, *targets, *pos, *next;
+    int T, chunk, f16;
+    void *graph; /* the decode step */
+    int graph_tried;
+};
+
+int gq_imc_available(void) { return gq_cuda_device_count() > 0; }
+
+int gq_imc_copy_bandwidth(double *bytes_per_s) { return gq_cuda_copy_bandwidth(bytes_per_s); }
+
+int gq_imc_mem_used(size_t *bytes) {
+    size_t free_b = 0, total = 0;
+    int rc = gq_cuda_mem_info(&free_b, &total);
+    *bytes = total - free_b;
+    return rc;
+}
+
+/* a host pointer into m->arena, moved to the same offset of the device arena */
+static const void *dev(const gq_im *m, const struct gq_im_cuda *c, const void *p) {
+    return p ? (const uint8_t *)c->arena + ((const uint8_t *)p - (const uint8_t *)m->arena) : NULL;
+}
+
+static gq_qmat dev_mat(const gq_im *m, const struct gq_im_cuda *c, const gq_qmat *w) {
+    gq_qmat d = *w;
+    d.f32 = dev(m, c, w->f32), d.q = dev(m, c, w->q), d.s16 = dev(m, c, w->s16), d.s32 = dev(m, c, w->s32);
+    d.zeros = dev(m, c, w->zeros), d.absmax_q = dev(m, c, w->absmax_q), d.absmax2 = dev(m, c, w->absmax2);
+    return d;
+}
+
+static float *dev_vec(const gq_im *m, const struct gq_im_cuda *c, const float *p) { return (float *)dev(m, c, p); }
+
+static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
+    const int L = m->cfg.n_layer;
+    int rc = gq_cuda_alloc(&c->arena, m->arena_bytes + 64);
+    if (!rc) rc = gq_cuda_upload(c->arena, m->arena, m->arena_bytes);
+    if (rc) return rc;
+    c->layers = calloc((size_t)L, sizeof *c->layers);
+    if (!c->layers) return gq_errf(GQ_ENOMEM, "out of memory");
+    c->wte = dev_mat(m, c, &m->wte);
+    c->wpe = dev_vec(m, c, m->wpe), c->lnfw = dev_vec(m, c, m->lnfw), c->lnfb = dev_vec(m, c, m->lnfb);
+    for (int l = 0; l < L; l++) {
+        const gq_im_layer *h = &m->layers[l];
+        gq_im_layer *d = &c->layers[l];
+        d->ln1w = dev_vec(m, c, h->ln1w), d->ln1b = dev_vec(m, c, h->ln1b);
+        d->ln2w = dev_vec(m, c, h->ln2w), d->ln2b = dev_vec(m, c, h->ln2b);
+        d->qkvb = dev_vec(m, c, h->qkvb), d->attprojb = dev_vec(m, c, h->attprojb);
+        d->fcb = dev_vec(m, c, h->fcb), d->fcprojb = dev_vec(m, c, h->fcprojb);
+        d->qkv = dev_mat(m, c, &h->qkv), d->attproj = dev_mat(m, c, &h->attproj);
+        d->fc = dev_mat(m, c, &h->fc), d->fcproj = dev_mat(m, c, &h->fcproj);
+    }
+    m->dev_weight_bytes = m->arena_bytes;
+    return GQ_OK;
+}
+
+static void free_state(struct gq_im_cuda *c) {
+    gq_cuda_graph_free(c->graph);
+    c->graph = NULL, c->graph_tried = 0;
+    if (c->state) gq_cuda_free(c->state);
+    c->state = NULL;
+}
+
+void gq_imc_free(struct gq_im_cuda *c) {
+    if (!c) return;
+    free_state(c);
+    if (c->arena) gq_cuda_free(c->arena);
+    free(c->layers);
+    free(c);
+}
+
+static size_t up(size_t n) { return (n + 255) / 256 * 256; }
+
+int gq_imc_plan(gq_im *m) {
+    if (m->B != 1) return gq_errf(GQ_EUNSUPPORTED, "--device cuda runs one sequence at a time (the plan asks for %d)", m->B);
+    if (!gq_imc_available()) return gq_errf(GQ_EDEVICE, "--device cuda: no CUDA device found");
+    struct gq_im_cuda *c = m->cuda;
+    int rc;
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return gq_errf(GQ_ENOMEM, "out of memory");
+        m->cuda = c;
+        if ((rc = upload_weights(m, c))) return rc;
+    }
+    free_state(c);
+    const gq_gpt2_config *g = &m->cfg;
+    const size_t C = (size_t)g->n_embd, L = (size_t)g->n_layer, T = (size_t)m->n_ctx, M = (size_t)m->chunk,
+                 Vp = (size_t)g->padded_vocab_size;
+    c->T = m->n_ctx, c->chunk = m->chunk, c->f16 = m->kv_f16;
+    const size_t kv = L * T * C * (c->f16 ? 2 : 4);
+    size_t sizes[] = {kv,          kv,          M * C * 4, M * C * 4, M * 4, M * 4, M * 3 * C * 4, M * C * 4,
+                      M * C * 4,   M * 4 * C * 4, M * Vp * 4, M * 4,    M * 4, M * 4, M * 4,         4,
+                      4};
+    const int n = (int)(sizeof sizes / sizeof *sizes);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += up(sizes[i]);
+    if ((rc = gq_cuda_alloc(&c->state, total)))
+        return gq_errf(rc, "--device cuda: no room for the run state (%zu MB): %s", total >> 20, gq_errmsg(rc));
+    void *p[sizeof sizes / sizeof *sizes];
+    uint8_t *s = c->state;
+    for (int i = 0; i < n; i++) p[i] = s, s += up(sizes[i]);
+    c->kc = p[0], c->vc = p[1], c->x = p[2], c->ln = p[3], c->mean = p[4], c->rstd = p[5], c->qkv = p[6];
+    c->atty = p[7], c->tmp = p[8], c->fch = p[9], c->logits = p[10], c->losses = p[11], c->lse = p[12];
+    c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16];
+    m->dev_kv_bytes = 2 * up(kv);
+    m->dev_state_bytes = total;
+    return GQ_OK;
+}
+
+#define TRY(call)                                                                                                      \
+    do {                                                                                                               \
+        int rc_ = (call);                                                                                              \
+        if (rc_) return rc_;                                                                                           \
+    } while (0)
+
+/* The layers on M tokens whose ids and first position are already in device memory. */
+static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
+    const gq_gpt2_config *g = &m->cfg;
+    const int C = g->n_embd, NH = g->n_head;
+    const size_t lay = (size_t)c->T * C * (c->f16 ? 2 : 4);
+    TRY(gq_cuda_embed(c->x, &c->wte, c->wpe, c->tokens, c->pos, M, C));
+    for (int l = 0; l < g->n_layer; l++) {
+        const gq_im_layer *L = &c->layers[l];
+        void *kc = (uint8_t *)c->kc + l * lay, *vc = (uint8_t *)c->vc + l * lay;
+        TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln1w, L->ln1b, M, C));
+        TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
+        TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
+        TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
+        TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
+        TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
+        TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln2w, L->ln2b, M, C));
+        TRY(gq_cuda_qmatmul(c->fch, c->ln, M, &L->fc, L->fcb));
+        TRY(gq_cuda_gelu_forward(c->fch, c->fch, (size_t)M * 4 * C));
+        TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
+        TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
+    }
+    return GQ_OK;
+}
+
+/* The last token's logits (and greedy pick) after the layers. */
+static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
+    const int C = m->cfg.n_embd;
+    TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(M - 1) * C, c->lnfw, c->lnfb, 1, C));
+    TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
+    return gq_cuda_argmax(c->next, c->logits, m->cfg.vocab_size);
+}
+
+static int decode_step(gq_im *m, struct gq_im_cuda *c) {
+    TRY(layers(m, c, 1, 0));
+    return head_last(m, c, 1);
+}
+
+int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_t *targets, double *loss_sum,
+                   long *n_scored) {
+    struct gq_im_cuda *c = m->cuda;
+    if (!c || !c->state) return gq_errf(GQ_EINVAL, "--device cuda: forward before the plan");
+    const gq_gpt2_config *g = &m->cfg;
+    const int C = g->n_embd, V = g->vocab_size, Vp = g->padded_vocab_size;
+    const int32_t p32 = pos;
+    TRY(gq_cuda_upload(c->tokens, tokens, (size_t)n * sizeof *tokens));
+    TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
+    /* the CPU runner's rule: a pass of GQ_QMM_PANEL_MIN+ tokens from position 0 attends over its
+     * own fp32 keys and values, every other pass over the cache */
+    const int own_pass = pos == 0 && n >= GQ_QMM_PANEL_MIN;
+    if (targets) {
+        TRY(gq_cuda_upload(c->targets, targets, (size_t)n * sizeof *targets));
+        TRY(layers(m, c, n, own_pass));
+        TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, c->lnfw, c->lnfb, n, C));
+        TRY(gq_cuda_qmatmul(c->logits, c->ln, n, &c->wte, NULL));
+        TRY(gq_cuda_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, n, V, Vp));
+        float *host = m->tmp; /* the host plan's (chunk, C) scratch holds n losses */
+        TRY(gq_cuda_download(host, c->losses, (size_t)n * sizeof *host));
+        for (int r = 0; r < n; r++)
+            if (targets[r] >= 0) *loss_sum += host[r], (*n_scored)++;
+        return GQ_OK;
+    }
+    if (n == 1 && pos > 0) {
+        if (!c->graph_tried) { /* capture the decode step once; replay it at every position */
+            c->graph_tried = 1;
+            if (gq_cuda_graph_begin() == GQ_OK) {
+                int rc = decode_step(m, c);
+                void *exec = NULL;
+                int rc2 = gq_cuda_graph_end(&exec);
+                if (!rc && !rc2) c->graph = exec;
+                else gq_cuda_graph_free(exec);
+            }
+        }
+        if (c->graph) TRY(gq_cuda_graph_launch(c->graph));
+        else TRY(decode_step(m, c));
+    } else {
+        TRY(layers(m, c, n, own_pass));
+        TRY(head_last(m, c, n));
+    }
+    TRY(gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits));
+    return gq_cuda_download(&m->next_token, c->next, sizeof m->next_token);
+}
+
+#endif

@@ -1,0 +1,156 @@
+/* The runner on the GPU (gq_im with device GQ_IM_CUDA) against the references on the CPU, for a
+ * float checkpoint and exports in every format (exits 77 without a GPU):
+ *   - eval: the loss of windows of T tokens equals the CPU runner's (both dequantize exactly
+ *     and use float activations there) to 2e-5;
+ *   - KV cache: prefill (4 tokens: the cache path; 20 tokens from 0: the pass's own keys) and
+ *     one-token decode steps (a CUDA graph after the first) give the trainer's logits at every
+ *     position: 1e-4 with the fp32 cache for every format (the GPU keeps float activations),
+ *     2e-3 with the fp16 cache;
+ *   - greedy: 50 tokens generated on the GPU (its own argmax) equal the CPU runner's, for the
+ *     float-activation models (fp32, nf4), and the GPU's pick is the argmax of the logits it
+ *     returns. */
+#define _GNU_SOURCE
+#include "cuda_ops.h"
+#include "gpt2.h"
+#include "gq_error.h"
+#include "gq_rng.h"
+#include "gq_test.h"
+#include "gq_test_model.h"
+#include "model.h"
+#include "qexport.h"
+#include "qplan.h"
+#include "weights.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { T = 64, V = 300, W = 2 };
+
+static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
+    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static void check_model(const char *path, const char *label, const gq_gpt2_config *cfg, const int32_t *in,
+                        const int32_t *tg, int greedy) {
+    gq_gpt2 *ref = NULL;
+    gq_im *cpu = NULL, *gpu = NULL;
+    CHECK_OK(gq_gpt2_create(&ref, cfg, gq_backend_cpu(), 1, T));
+    CHECK_OK(gq_weights_load(path, ref));
+    CHECK_OK(gq_im_load(&cpu, path));
+    CHECK_OK(gq_im_load(&gpu, path));
+    if (!ref || !cpu || !gpu) return;
+    gpu->device = GQ_IM_CUDA;
+    /* eval: W windows, one per call */
+    CHECK_OK(gq_im_plan(cpu, 1, T, T));
+    CHECK_OK(gq_im_plan(gpu, 1, T, T));
+    double sc = 0, sg = 0;
+    long nc = 0, ng = 0;
+    for (int w = 0; w < W; w++) {
+        CHECK_OK(gq_im_forward(cpu, in + w * T, 1, T, 0, tg + w * T, &sc, &nc));
+        CHECK_OK(gq_im_forward(gpu, in + w * T, 1, T, 0, tg + w * T, &sg, &ng));
+    }
+    CHECKF(nc == ng && nc > 0 && fabs(sc / nc - sg / ng) <= 2e-5, "%s: GPU eval loss %.7f (%ld) vs CPU %.7f (%ld)",
+           label, sg / ng, ng, sc / nc, nc);
+    /* decode vs the trainer */
+    CHECK_OK(gq_gpt2_forward(ref, in, NULL, 1, T, NULL));
+    float *buf = malloc(sizeof(float) * cfg->padded_vocab_size);
+    const int prefills[] = {4, 20};
+    for (int kv = 0; kv < 2; kv++)
+        for (int k = 0; k < 2; k++) {
+            const int p = prefills[k];
+            const double tol = kv ? 2e-3 : 1e-4;
+            gpu->kv_f16 = kv;
+            CHECK_OK(gq_im_plan(gpu, 1, T, p));
+            double worst = 0, scale = 0;
+            for (int t = p - 1; t < T; t++) {
+                if (t == p - 1)
+                    CHECK_OK(gq_im_forward(gpu, in, 1, p, 0, NULL, NULL, NULL));
+                else
+                    CHECK_OK(gq_im_forward(gpu, in + t, 1, 1, t, NULL, NULL, NULL));
+                const float *l = gq_im_logits(gpu, 0);
+                gq_gpt2_logits(ref, 0, t, buf);
+                for (int v = 0; v < V; v++) worst = fmax(worst, fabs(l[v] - buf[v])), scale = fmax(scale, fabs(buf[v]));
+                CHECKF(gpu->next_token == argmax(l, V), "%s: the GPU's pick %d is not the argmax %d of its logits",
+                       label, gpu->next_token, argmax(l, V));
+            }
+            CHECKF(worst <= tol, "%s: GPU KV %s prefill %d + decode: logits differ from the trainer by %.3g (tol %.3g)",
+                   label, kv ? "fp16" : "fp32", p, worst, tol);
+            printf("  %-10s GPU KV %s prefill %2d + decode: max logit difference %.2e (logits up to %.2f)\n", label,
+                   kv ? "fp16" : "fp32", p, worst, scale);
+        }
+    /* greedy generation: 50 tokens from a 4-token prompt, fp32 caches on both sides */
+    if (greedy) {
+        int32_t a[4 + 50], b[4 + 50];
+        memcpy(a, in, 4 * sizeof *a), memcpy(b, in, 4 * sizeof *b);
+        cpu->kv_f16 = gpu->kv_f16 = 0;
+        CHECK_OK(gq_im_plan(cpu, 1, T, 4));
+        CHECK_OK(gq_im_plan(gpu, 1, T, 4));
+        int same = 1;
+        for (int t = 4; t < 4 + 50; t++) {
+            const int n = t == 4 ? 4 : 1, at = t == 4 ? 0 : t - 1;
+            CHECK_OK(gq_im_forward(cpu, a + at, 1, n, at, NULL, NULL, NULL));
+            CHECK_OK(gq_im_forward(gpu, b + at, 1, n, at, NULL, NULL, NULL));
+            a[t] = argmax(gq_im_logits(cpu, 0), V);
+            b[t] = gpu->next_token;
+            same &= a[t] == b[t];
+        }
+        CHECKF(same, "%s: 50 greedy tokens on the GPU differ from the CPU runner's", label);
+        printf("  %-10s greedy 50 tokens: %s\n", label, same ? "identical to the CPU runner" : "DIFFER");
+    }
+    free(buf);
+    gq_im_free(cpu);
+    gq_im_free(gpu);
+    gq_gpt2_free(ref);
+}
+
+int main(void) {
+    if (gq_cuda_device_count() < 1) {
+        printf("test_infer_cuda: no CUDA device: skipped\n");
+        return 77;
+    }
+    char dir[] = "/tmp/gq_test_infer_cuda_XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char ckpt[256], out[256];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.h5", dir);
+    gq_gpt2_config cfg = {2, 2, 64, T, V, 0};
+    gq_gpt2 *m = gq_test_random_ckpt(ckpt, &cfg, 1, T, 5);
+    if (!m) return gq_test_finish("test_infer_cuda");
+    gq_gpt2_free(m);
+    gq_rng r;
+    gq_rng_seed(&r, 9);
+    int32_t in[W * T], tg[W * T];
+    for (int i = 0; i < W * T; i++) in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
+    tg[3] = -1;
+    check_model(ckpt, "fp32", &cfg, in, tg, 1);
+    struct {
+        const char *fmt, *layers;
+        int greedy;
+    } cases[] = {{"nf4", "all", 1}, {"nf4-dq", NULL, 0}, {"int4-g16", NULL, 0}, {"int8", "all", 0},
+                 {"q8_0", NULL, 0},  {"int4", "all", 0},    {"int4-g32", NULL, 0}, {"int4a", "all", 0},
+                 {"fp4", "all", 0},  {"int3", "all", 0},    {"int2", NULL, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        gq_qplan plan;
+        snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
+        CHECK_OK(gq_qplan_build(&plan, cases[k].fmt, cases[k].layers, 0, cfg.n_layer));
+        gq_export_entry *e = NULL;
+        int n = 0;
+        CHECK_OK(gq_export(ckpt, out, &plan, shape_cb, &cfg, &e, &n));
+        free(e);
+        char label[64];
+        snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
+        check_model(out, label, &cfg, in, tg, cases[k].greedy);
+        unlink(out);
+    }
+    unlink(ckpt);
+    rmdir(dir);
+    return gq_test_finish("test_infer_cuda");
+}
