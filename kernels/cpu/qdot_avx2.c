@@ -12,6 +12,13 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* Software prefetch of the weights PF_ROWS rows ahead: decode streams the whole model from DRAM
+ * once per token, and the hardware prefetchers alone left the kernels at 55-70 % of the read
+ * bandwidth (measured in a 124M decode: the LM head and MLP matrices ran 20-40 % faster with
+ * it; 2-4 rows ahead were best, 8+ no better). Prefetches never fault past the end. */
+enum { PF_ROWS = 4 };
+static inline void pf(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -35,6 +42,7 @@ static float row_f32(const float *wr, const float *x, int K) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 32 <= K; i += 32) {
+        pf(wr + (size_t)PF_ROWS * K + i), pf(wr + (size_t)PF_ROWS * K + i + 16);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -54,6 +62,7 @@ static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd
     __m256 acc = _mm256_setzero_ps();
     if (w->spec.format == GQ_QF_Q8_0) {
         for (int b = 0; b < nb; b++) {
+            pf(in + (size_t)PF_ROWS * K + 32 * b);
             const __m256i p = dot32_signed(_mm256_loadu_si256((const __m256i *)(in + 32 * b)),
                                            _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xd[b] * scale_of(w, (size_t)r * nb + b)), acc);
@@ -61,6 +70,7 @@ static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd
         return hsum8(acc);
     }
     for (int b = 0; b < nb; b++) {
+        pf(in + (size_t)PF_ROWS * K + 32 * b);
         const __m256i p = dot32_signed(_mm256_loadu_si256((const __m256i *)(in + 32 * b)),
                                        _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xd[b]), acc);
@@ -91,6 +101,7 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
         const uint8_t *p = in + (size_t)g * G / 2;
         const int8_t *x = xq + (size_t)g * G;
         const float *d = xd + (size_t)g * bpg;
+        for (int j = 0; j < G / 2; j += 64) pf(p + (size_t)PF_ROWS * K / 2 + j);
         __m256 gacc = _mm256_setzero_ps();
 #define GQ_Q4_BLOCK(codes, xoff, b)                                                                                    \
     do {                                                                                                               \
@@ -132,6 +143,8 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
         float corr0 = 0.0f, corr1 = 0.0f;                                                                              \
         for (int g = 0; g < ng; g++) {                                                                                 \
             const int8_t *x = xq + (size_t)g * (G);                                                                    \
+            pf(p0 + (size_t)PF_ROWS * K / 2 + (size_t)g * (G) / 2);                                                    \
+            pf(p1 + (size_t)PF_ROWS * K / 2 + (size_t)g * (G) / 2);                                                    \
             const float *d = xd + (size_t)g * ((G) / 32);                                                              \
             __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();                                               \
             if ((G) == 32) {                                                                                           \
@@ -223,6 +236,7 @@ static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd,
     for (int g = 0; g < ng; g++) {
         const float sc = _cvtsh_ss(w->s16[(size_t)r * ng + g]);
         __m256 gacc = _mm256_setzero_ps();
+        pf(in + (size_t)PF_ROWS * ng * gbytes + (size_t)g * gbytes);
         for (int b = 0; b < bpg; b++) {
             const uint8_t *p = in + (size_t)g * gbytes + b * bbytes;
             const __m256i u = bits == 3 ? codes3(p) : codes2(p);
@@ -247,6 +261,7 @@ static float row_nf4(const gq_qmat *w, int r, const float *x) {
     for (int g = 0; g < ng; g++) {
         const uint8_t *p = in + (size_t)g * G / 2;
         const float *xg = x + (size_t)g * G;
+        for (int j = 0; j < G / 2; j += 64) pf(p + (size_t)PF_ROWS * K / 2 + j);
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         for (int j = 0; j < G / 2; j += 16) {
             const __m128i v = _mm_loadu_si128((const __m128i *)(p + j));
