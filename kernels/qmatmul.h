@@ -6,8 +6,8 @@
  *   - M < GQ_QMM_PANEL_MIN (decode, short prompts): one weight row at a time, its dot products
  *     with the M activation rows, OpenMP across rows. int8, q8_0, int4 (sym and asym), int3,
  *     int2 and fp4 multiply integer codes with int8 activations quantized in blocks of 32
- *     (llama.cpp's Q8_0 rule: d = amax / 127, nearest code), summing exactly in integers; nf4
- *     (whose codebook is not integer) and fp32 use float activations with a codebook lookup.
+ *     (llama.cpp's Q8_0 rule: d = amax / 127, nearest code), summing exactly in integers (nf4
+ *     through its codebook in units of 2^-14: gq_nf4_i16); fp32 uses float activations.
  *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a panel of rows is dequantized exactly (quant.h's
  *     values, as the trainer's fake-quant) into a small scratch buffer and multiplied with
  *     float activations by sgemm; eval loss therefore equals the fake-quant loss up to matmul
@@ -19,6 +19,7 @@
 
 #include "quant.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,13 @@ static inline float gq_qmat_scale(const gq_qmat *w, size_t g) {
 
 /* 1 if the row kernels use int8 activations for this matrix. */
 int gq_qmat_int_path(const gq_qmat *w);
+
+/* nf4 in the integer path: each codebook value as an integer in units of 2^-14 (|v| <= 16384),
+ * multiplied exactly with the int8 activation codes; the group scale carries the 2^-14. The
+ * codebook is thereby rounded by at most 2^-15 of the scale (0.003 % of the largest value), far
+ * below the int8 activations' own rounding. */
+#define GQ_NF4_I16_SHIFT 14
+static inline int gq_nf4_i16(int code) { return (int)lrintf(gq_nf4_value(code) * (float)(1 << GQ_NF4_I16_SHIFT)); }
 /* Bytes of the packed weights, scales and zero points (what a decode step reads). */
 size_t gq_qmat_bytes(const gq_qmat *w);
 /* Dequantize rows [r0, r1) into dst ((r1 - r0) * cols), exactly as gq_dequantize. */

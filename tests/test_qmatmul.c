@@ -46,10 +46,17 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
         for (int r = 0; r < N; r++) {
             double ref = 0, exact = 0, mag = 0, bound = 0;
             for (int i = 0; i < K; i++) {
-                double w = m.deq[(size_t)r * K + i], xv = x[t * K + i];
+                double w = m.deq[(size_t)r * K + i], xv = x[t * K + i], wk = w;
                 double xa = ip ? (double)a.q[t * K + i] * a.d[t * nb + i / 32] : xv;
-                ref += w * xa, exact += w * xv, mag += fabs(w * xa);
-                if (ip) bound += fabs(w) * a.d[t * nb + i / 32] * 0.5;
+                if (ip && s.format == GQ_QF_NF4) { /* the kernel's codebook: gq_nf4_i16 * 2^-14 * scale */
+                    const double sc = m.q.scales[((size_t)r * K + i) / m.w.group];
+                    int c = 0;
+                    while (c < 15 && gq_nf4_value(c) * (float)sc != (float)w) c++;
+                    wk = gq_nf4_i16(c) / 16384.0 * sc;
+                    bound += fabs(xv) * fabs(sc) / 32768.0; /* codebook rounding: half a unit of 2^-14 */
+                }
+                ref += wk * xa, exact += w * xv, mag += fabs(wk * xa);
+                if (ip) bound += fabs(wk) * a.d[t * nb + i / 32] * 0.5;
             }
             double e1 = fabs(ys[t * N + r] - ref) / (mag + 1e-30), e2 = fabs(ys[t * N + r] - exact) - bound;
             worst_ref = e1 > worst_ref ? e1 : worst_ref;

@@ -3,9 +3,10 @@
  * llama.cpp's trick; every pair sum fits int16 because codes are in [-127, 127]) and sum the
  * blocks in fp32; 4-bit codes become int8 values through a 16-entry byte shuffle (int4: c - 8,
  * fp4: twice E2M1; int4a uses the codes and subtracts zero * block sum); int3 and int2 codes
- * are unpacked with variable shifts / byte shuffles. nf4 looks its fp32 codebook up with two
- * 8-lane permutes. Groups that are not a multiple of 32 use the scalar kernel. Results differ from the scalar reference
- * only by fp32 summation order. */
+ * are unpacked with variable shifts / byte shuffles; nf4 codes become int16 codebook values
+ * (units of 2^-14) through two byte shuffles and multiply the sign-extended activations by madd.
+ * Groups that are not a multiple of 32 use the scalar kernel. Results differ from the scalar
+ * reference only by fp32 summation order. */
 #if defined(__x86_64__)
 #include "qmatmul.h"
 
@@ -250,36 +251,44 @@ static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd,
     return hsum8(acc) - corr;
 }
 
-/* nf4 (float path), G a multiple of 32 */
-static float row_nf4(const gq_qmat *w, int r, const float *x) {
-    static const float cb[16] = GQ_NF4_CODEBOOK;
-    const int K = w->cols, G = w->group, ng = K / G;
-    const __m256 lo8 = _mm256_loadu_ps(cb), hi8 = _mm256_loadu_ps(cb + 8);
-    const __m128i m4 = _mm_set1_epi8(15);
+/* nf4 (integer path), G a multiple of 32: the codes index two 16-byte tables (low and high
+ * bytes of gq_nf4_i16), interleaved into int16 values and multiplied with the sign-extended
+ * activation codes by madd; per block of 32 the int32 sum is exact (|sum| < 2^27). */
+static float row_nf4i(const gq_qmat *w, int r, const int8_t *xq, const float *xd, __m256i tlo, __m256i thi) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const __m256i m4 = _mm256_set1_epi8(15), zero = _mm256_setzero_si256();
     const uint8_t *in = w->q + (size_t)r * K / 2;
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < ng; g++) {
         const uint8_t *p = in + (size_t)g * G / 2;
-        const float *xg = x + (size_t)g * G;
+        const int8_t *x = xq + (size_t)g * G;
+        const float *d = xd + (size_t)g * bpg;
         for (int j = 0; j < G / 2; j += 64) pf(p + (size_t)PF_ROWS * K / 2 + j);
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        for (int j = 0; j < G / 2; j += 16) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)(p + j));
-            const __m128i cl = _mm_and_si128(v, m4), ch = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-#define GQ_NF4_8(c8, xoff, a)                                                                                          \
+        __m256 gacc = _mm256_setzero_ps();
+#define GQ_NF4I_BLOCK(codes, xoff, b)                                                                                  \
     do {                                                                                                               \
-        const __m256i c = _mm256_cvtepu8_epi32(c8);                                                                    \
-        const __m256 val = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo8, c), _mm256_permutevar8x32_ps(hi8, c),        \
-                                            _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));                            \
-        a = _mm256_fmadd_ps(val, _mm256_loadu_ps(xg + (xoff)), a);                                                     \
+        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));               \
+        const __m256i xv_ = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                        \
+        const __m256i xs_ = _mm256_cmpgt_epi8(zero, xv_);                                                              \
+        const __m256i pr_ = _mm256_add_epi32(                                                                          \
+            _mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), _mm256_unpacklo_epi8(xv_, xs_)),                         \
+            _mm256_madd_epi16(_mm256_unpackhi_epi8(lo_, hi_), _mm256_unpackhi_epi8(xv_, xs_)));                        \
+        gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), _mm256_broadcast_ss(d + (b)), gacc);                           \
     } while (0)
-            GQ_NF4_8(cl, j, a0);
-            GQ_NF4_8(_mm_unpackhi_epi64(cl, cl), j + 8, a1);
-            GQ_NF4_8(ch, G / 2 + j, a0);
-            GQ_NF4_8(_mm_unpackhi_epi64(ch, ch), G / 2 + j + 8, a1);
-#undef GQ_NF4_8
+        if (G == 32) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)p);
+            const __m256i c = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+            GQ_NF4I_BLOCK(c, 0, 0);
+        } else {
+            for (int j = 0; j < G / 2; j += 32) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + j));
+                GQ_NF4I_BLOCK(_mm256_and_si256(v, m4), j, j / 32);
+                GQ_NF4I_BLOCK(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), G / 2 + j, (G / 2 + j) / 32);
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale_of(w, (size_t)r * ng + g)), acc);
+#undef GQ_NF4I_BLOCK
+        const float sc = scale_of(w, (size_t)r * ng + g) * (1.0f / (float)(1 << GQ_NF4_I16_SHIFT));
+        acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
     }
     return hsum8(acc);
 }
@@ -290,7 +299,7 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
     const int q4 = (f == GQ_QF_INT4 || f == GQ_QF_FP4 || f == GQ_QF_INT4A) && gq_qmat_int_path(w);
     const int q32 = (f == GQ_QF_INT3 || f == GQ_QF_INT2) && gq_qmat_int_path(w);
     const int i8 = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && gq_qmat_int_path(w);
-    const int nf = f == GQ_QF_NF4 && w->group % 32 == 0;
+    const int nf = f == GQ_QF_NF4 && gq_qmat_int_path(w);
     if (f != GQ_QF_F32 && !q4 && !q32 && !i8 && !nf) {
         gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
         return;
@@ -315,6 +324,15 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
     void (*q4x2)(const gq_qmat *, int, const int8_t *, const float *, const float *, float *, float *) = NULL;
     if (q4 && f != GQ_QF_FP4 && w->s16)
         q4x2 = w->group == 32 ? row2_q4_g32 : w->group == 64 ? row2_q4_g64 : w->group == 128 ? row2_q4_g128 : NULL;
+    __m256i tlo = _mm256_setzero_si256(), thi = tlo; /* nf4: the int16 codebook's low and high bytes */
+    if (nf) {
+        uint8_t lo[32], hi[32];
+        for (int c = 0; c < 32; c++) {
+            const int v = gq_nf4_i16(c & 15);
+            lo[c] = (uint8_t)(v & 0xff), hi[c] = (uint8_t)((v >> 8) & 0xff);
+        }
+        tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
+    }
     int r = r0;
     if (q4x2)
         for (; r + 2 <= r1; r += 2)
@@ -335,7 +353,7 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
             else if (q32)
                 v = row_q32(w, r, xq, xd, gs[m]);
             else
-                v = row_nf4(w, r, a->x + (size_t)m * K);
+                v = row_nf4i(w, r, xq, xd, tlo, thi);
             y[(size_t)m * ldy + (r - r0)] = v;
         }
 }

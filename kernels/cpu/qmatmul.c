@@ -23,7 +23,8 @@ int gq_qmat_int_path(const gq_qmat *w) {
     case GQ_QF_INT4A:
     case GQ_QF_INT3:
     case GQ_QF_INT2:
-    case GQ_QF_FP4: return w->cols % GQ_QMM_ABLOCK == 0 && w->group % GQ_QMM_ABLOCK == 0;
+    case GQ_QF_FP4:
+    case GQ_QF_NF4: return w->cols % GQ_QMM_ABLOCK == 0 && w->group % GQ_QMM_ABLOCK == 0;
     default: return 0;
     }
 }
@@ -98,10 +99,12 @@ void gq_qact_quantize(gq_qact *a) { gq_qact_quantize_range(a, 0, (size_t)a->M * 
 
 /* ---- the scalar reference row kernel ---- */
 
-/* Integer value of a code in the integer path (fp4: twice the E2M1 value; its scale is halved). */
+/* Integer value of a code in the integer path (fp4: twice the E2M1 value, its scale halved;
+ * nf4: the value in units of 2^-14, its scale times 2^-14). */
 static inline int ival(gq_qformat f, int c, int z) {
     static const int fp4x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
     switch (f) {
+    case GQ_QF_NF4: return gq_nf4_i16(c & 15);
     case GQ_QF_INT8:
     case GQ_QF_Q8_0: return (int8_t)(uint8_t)c;
     case GQ_QF_INT4: return c - 8;
@@ -139,6 +142,7 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
                 float sc = gq_qmat_scale(w, gi), gsum = 0.0f;
                 if (ipath) {
                     if (f == GQ_QF_FP4) sc *= 0.5f;
+                    if (f == GQ_QF_NF4) sc *= 1.0f / (float)(1 << GQ_NF4_I16_SHIFT);
                     const int8_t *xq = a->q + (size_t)m * K + (size_t)g * G;
                     const float *xd = a->d + (size_t)m * nb + (size_t)g * (G / GQ_QMM_ABLOCK);
                     for (int b = 0; b < G / GQ_QMM_ABLOCK; b++) {
