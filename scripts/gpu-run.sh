@@ -60,6 +60,14 @@ build() {
   cmake --build build-gpu -j "$(nproc)" 2>&1 | tail -5
 }
 
+# the full build's programs (.gpubin) with their libraries and the unpacked OpenBLAS
+gpubin_env() {
+  mkdir -p "$root"
+  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
+  libpath
+  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+}
+
 libpath() { export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; }
 
 run_tests() {
@@ -103,10 +111,7 @@ pack() {
 }
 
 train_checks() {
-  mkdir -p "$root"
-  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
-  libpath
-  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+  gpubin_env
   ldd .gpubin/bin/gpt2q-train | grep "not found"
   local bin=.gpubin/bin w=/tmp/gq logs=/tmp/gq/logs
   rm -rf "$w" && mkdir -p "$logs"
@@ -154,10 +159,7 @@ train_checks() {
 }
 
 speed_checks() {
-  mkdir -p "$root"
-  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
-  libpath
-  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+  gpubin_env
   local bin=.gpubin/bin w=/tmp/gq2 logs=/tmp/gq2/logs
   rm -rf "$w" && mkdir -p "$logs"
   for p in tf32 bf16; do
@@ -182,10 +184,7 @@ speed_checks() {
 }
 
 infer_checks() {
-  mkdir -p "$root"
-  for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
-  libpath
-  export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
+  gpubin_env
   local bin=.gpubin/bin w=/tmp/gq3 logs=/tmp/gq3/logs
   rm -rf "$w" && mkdir -p "$logs"
   echo "== the runner on the GPU against the CPU runner and the trainer"

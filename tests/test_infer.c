@@ -34,10 +34,6 @@
 
 enum { B = 2, T = 32, V = 300 };
 
-static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
-    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
-}
-
 /* max |a - b| over the real vocabulary of trainer logits at (b, t) vs runner logits */
 static double logit_diff(gq_gpt2 *ref, int b, int t, const float *got, float *buf, double *scale) {
     gq_gpt2_logits(ref, b, t, buf);
@@ -195,13 +191,8 @@ int main(int argc, char **argv) {
                  {"int3", "all", I},
                  {"int2", NULL, I}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        gq_qplan plan;
         snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
-        CHECK_OK(gq_qplan_build(&plan, cases[k].fmt, cases[k].layers, 0, cfg.n_layer));
-        gq_export_entry *e = NULL;
-        int n = 0;
-        CHECK_OK(gq_export(ckpt, out, &plan, shape_cb, &cfg, &e, &n));
-        free(e);
+        gq_test_export(ckpt, out, cases[k].fmt, cases[k].layers, &cfg);
         char label[64];
         snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
         check_model(out, label, &cfg, in, tg, cases[k].tol);

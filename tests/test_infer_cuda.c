@@ -28,10 +28,6 @@
 
 enum { T = 64, V = 300, W = 2 };
 
-static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
-    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
-}
-
 static int argmax(const float *x, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
@@ -138,13 +134,8 @@ int main(void) {
                  {"q8_0", NULL, 0},  {"int4", "all", 0},    {"int4-g32", NULL, 0}, {"int4a", "all", 0},
                  {"fp4", "all", 0},  {"int3", "all", 0},    {"int2", NULL, 0}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        gq_qplan plan;
         snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
-        CHECK_OK(gq_qplan_build(&plan, cases[k].fmt, cases[k].layers, 0, cfg.n_layer));
-        gq_export_entry *e = NULL;
-        int n = 0;
-        CHECK_OK(gq_export(ckpt, out, &plan, shape_cb, &cfg, &e, &n));
-        free(e);
+        gq_test_export(ckpt, out, cases[k].fmt, cases[k].layers, &cfg);
         char label[64];
         snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
         check_model(out, label, &cfg, in, tg, cases[k].greedy);

@@ -337,33 +337,43 @@ int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed) {
     return gq_gpt2_refresh_weights(m, m->sr_step);
 }
 
+/* The working weights from the fp32 masters in one pass over them (each value read and written
+ * once): QAT-selected tensors through fake-quant (from the masters: never the rounded copy),
+ * the other matrices stochastically rounded to bf16 in bf16 precision (one stream per step; an
+ * element's random bits depend on its index only), everything else copied. */
 int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step) {
     m->sr_step = step;
     const int bf16 = m->matmul == GQ_MATMUL_BF16;
     if (!m->qat_on && !bf16) return GQ_OK;
-    int rc = m->be->copy(m->qat_mem, m->params_mem, m->n_params * sizeof(float));
-    if (rc) return rc;
-    if (bf16) { /* the matrices (the decayed tensors), stochastically rounded; one stream per step */
-        uint64_t seed = m->sr_seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(step + 1));
-        size_t off = 0;
-        for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-            size_t n = m->tensor_numel[i];
-            if (gq_gpt2_tensor(i)->decay &&
-                (rc = m->be->round_bf16_sr(m->qat_mem + off, m->params_mem + off, n, seed, off)))
-                return rc;
-            off += n;
+    const uint64_t seed = m->sr_seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(step + 1));
+    const int nq = m->qat_on ? m->n_qat : 0;
+    size_t off = 0;
+    int k = 0, rc;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        const size_t end = off + m->tensor_numel[i];
+        const int sr = bf16 && gq_gpt2_tensor(i)->decay;
+        for (size_t at = off; at < end;) {
+            /* the QAT entries are in parameter order: the next one starts at or after `at` */
+            const size_t qa = k < nq && m->qat[k].offset < end ? m->qat[k].offset : end;
+            if (qa > at) {
+                rc = sr ? m->be->round_bf16_sr(m->qat_mem + at, m->params_mem + at, qa - at, seed, at)
+                        : m->be->copy(m->qat_mem + at, m->params_mem + at, (qa - at) * sizeof(float));
+                if (rc) return rc;
+                at = qa;
+            }
+            if (qa < end) {
+                const struct gq_qat_tensor *t = &m->qat[k++];
+                rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,
+                                              t->rows, t->cols, &t->spec, m->qat_work);
+                if (rc) {
+                    char why[256];
+                    snprintf(why, sizeof why, "%s", gq_errmsg(rc));
+                    return gq_errf(rc, "QAT: weight %s %s", t->name, why);
+                }
+                at = qa + (size_t)t->rows * (size_t)t->cols;
+            }
         }
-    }
-    if (!m->qat_on) return GQ_OK;
-    for (int k = 0; k < m->n_qat; k++) {
-        const struct gq_qat_tensor *t = &m->qat[k];
-        rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,
-                                          t->rows, t->cols, &t->spec, m->qat_work);
-        if (rc) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", gq_errmsg(rc));
-            return gq_errf(rc, "QAT: weight %s %s", t->name, why);
-        }
+        off = end;
     }
     return GQ_OK;
 }
