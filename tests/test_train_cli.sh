@@ -60,13 +60,15 @@ for delay in 0.3 0.7 1.1; do
   "$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" --out "$T/kill" --steps 100000 --ckpt-every 1 --keep 3 \
     >/dev/null 2>&1 & # the program itself, so that kill -9 reaches it
   pid=$!
-  for _ in $(seq 600); do ls "$T/kill"/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.1; done # first checkpoint
+  # the first complete checkpoint (up to 5 minutes: a loaded machine starts slowly)
+  for _ in $(seq 3000); do ls "$T/kill" 2>/dev/null | grep -qE '^ckpt-[0-9]+\.h5$' && break; sleep 0.1; done
   sleep "$delay"
   kill -9 "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   latest=$(ls "$T/kill" | grep -E '^ckpt-[0-9]+\.h5$' | sort | tail -1) # temp files are not candidates
   n=$(basename "$latest" .h5 | sed 's/ckpt-0*//')
   if [ -n "$latest" ] && "$B/gpt2q-train" --out "$T/kill" --resume --steps $((n + 1)) --eval-every 0 >"$T/k.log" 2>&1; then ok
+  elif [ -z "$latest" ]; then bad "killed after ${delay}s: no complete checkpoint in $T/kill: $(ls "$T/kill" 2>&1)"
   else bad "killed after ${delay}s: newest checkpoint $latest did not resume: $(tail -2 "$T/k.log")"; fi
 done
 
