@@ -85,6 +85,16 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
                 worst = e > worst ? e : worst;
             }
         CHECKF(worst < 1e-5, "%s %dx%d: %s vs scalar: %.3g", fmt, rows, cols, variants[v], worst);
+        /* one token alone (decode; some kernels take a one-token path): token 0's results, bit for bit */
+        {
+            gq_qact a1 = a;
+            a1.M = 1;
+            float *y1 = malloc(sizeof(float) * N);
+            gq_qdot_variant(variants[v])->rows(&m.w, 0, N, &a1, y1, N);
+            CHECKF(!memcmp(y1, yv, sizeof(float) * N), "%s %dx%d: %s, one token differs from token 0 of three", fmt,
+                   rows, cols, variants[v]);
+            free(y1);
+        }
         /* a row range in the middle writes only its rows */
         if (N > 3) {
             float *yr = malloc(sizeof(float) * M * N);

@@ -293,6 +293,58 @@ static float row_nf4i(const gq_qmat *w, int r, const int8_t *xq, const float *xd
     return hsum8(acc);
 }
 
+/* The same for two rows and one token, with the activations already sign-extended to int16 in
+ * the unpack order (xw: two vectors per block of 32, shared by every row): per row and block,
+ * two shuffles, two unpacks, two madd, one add, one conversion and one FMA. */
+static void row2_nf4i(const gq_qmat *w, int r, const __m256i *xw, const float *xd, __m256i tlo, __m256i thi, float *o0,
+                      float *o1) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        const uint8_t *q0 = p0 + (size_t)g * G / 2, *q1 = p1 + (size_t)g * G / 2;
+        const float *d = xd + (size_t)g * bpg;
+        const __m256i *xg = xw + (size_t)2 * g * bpg;
+        for (int j = 0; j < G / 2; j += 64) pf(q0 + (size_t)PF_ROWS * K / 2 + j), pf(q1 + (size_t)PF_ROWS * K / 2 + j);
+        __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();
+#define GQ_NF4I_ROW(codes, xa, xb, db, ga)                                                                             \
+    do {                                                                                                               \
+        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));               \
+        const __m256i pr_ = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), xa),                    \
+                                             _mm256_madd_epi16(_mm256_unpackhi_epi8(lo_, hi_), xb));                   \
+        ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), db, ga);                                                         \
+    } while (0)
+#define GQ_NF4I_BLOCK2(c0, c1, b)                                                                                      \
+    do {                                                                                                               \
+        const __m256i xa_ = _mm256_loadu_si256(xg + 2 * (b)), xb_ = _mm256_loadu_si256(xg + 2 * (b) + 1);             \
+        const __m256 db_ = _mm256_broadcast_ss(d + (b));                                                               \
+        GQ_NF4I_ROW(c0, xa_, xb_, db_, ga0);                                                                           \
+        GQ_NF4I_ROW(c1, xa_, xb_, db_, ga1);                                                                           \
+    } while (0)
+        if (G == 32) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)q0), v1 = _mm_loadu_si128((const __m128i *)q1);
+            GQ_NF4I_BLOCK2(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), m4),
+                           _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4), 0);
+        } else {
+            for (int j = 0; j < G / 2; j += 32) {
+                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(q0 + j)),
+                              v1 = _mm256_loadu_si256((const __m256i *)(q1 + j));
+                GQ_NF4I_BLOCK2(_mm256_and_si256(v0, m4), _mm256_and_si256(v1, m4), j / 32);
+                GQ_NF4I_BLOCK2(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), (G / 2 + j) / 32);
+            }
+        }
+#undef GQ_NF4I_BLOCK2
+#undef GQ_NF4I_ROW
+        const float k = 1.0f / (float)(1 << GQ_NF4_I16_SHIFT);
+        acc0 = _mm256_fmadd_ps(ga0, _mm256_set1_ps(scale_of(w, (size_t)r * ng + g) * k), acc0);
+        acc1 = _mm256_fmadd_ps(ga1, _mm256_set1_ps(scale_of(w, (size_t)(r + 1) * ng + g) * k), acc1);
+    }
+    *o0 = hsum8(acc0);
+    *o1 = hsum8(acc1);
+}
+
 static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy) {
     const gq_qformat f = w->spec.format;
     const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
@@ -334,6 +386,16 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
+    enum { NF_MAXK = 16384 };
+    if (nf && a->M == 1 && K <= NF_MAXK) { /* one token: its int16 activations once, two rows at a time */
+        __m256i xw[2 * NF_MAXK / 32];
+        const __m256i zero = _mm256_setzero_si256();
+        for (int b = 0; b < K / 32; b++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b)), xs = _mm256_cmpgt_epi8(zero, xv);
+            xw[2 * b] = _mm256_unpacklo_epi8(xv, xs), xw[2 * b + 1] = _mm256_unpackhi_epi8(xv, xs);
+        }
+        for (; r + 2 <= r1; r += 2) row2_nf4i(w, r, xw, a->d, tlo, thi, &y[r - r0], &y[r + 1 - r0]);
+    }
     if (q4x2)
         for (; r + 2 <= r1; r += 2)
             for (int m = 0; m < a->M; m++)
