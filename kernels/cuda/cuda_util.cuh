@@ -50,11 +50,13 @@ int gq_cuda_cublas(cublasHandle_t *h);
 /* The backend's scratch memory: grow-only, one buffer per slot, kept until exit. Ops that need
  * temporary device memory (attention's head-major copies, reduction partials, the encoder's
  * token buckets) take it from here, so a training step allocates nothing once warmed up. */
-enum { GQ_SCRATCH_A = 0, GQ_SCRATCH_B, GQ_SCRATCH_REDUCE, GQ_SCRATCH_N };
+enum { GQ_SCRATCH_A = 0, GQ_SCRATCH_B, GQ_SCRATCH_REDUCE, GQ_SCRATCH_BF16_A, GQ_SCRATCH_BF16_B, GQ_SCRATCH_N };
 int gq_cuda_scratch(int slot, size_t bytes, void **p);
 
 /* Row-major strided-batched sgemm: C[i] = alpha op(A[i]) op(B[i]) + beta C[i], i < batch,
- * with op(A) (M,K), op(B) (K,N), C (M,N); ta / tb = 1 for a transposed operand. */
+ * with op(A) (M,K), op(B) (K,N), C (M,N); ta / tb = 1 for a transposed operand. fp32 storage;
+ * in GQ_MATMUL_BF16 mode the operands are rounded to bf16 (to nearest) into scratch copies and
+ * multiplied on the bf16 tensor cores with fp32 accumulation. */
 int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
                      const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
 
