@@ -261,8 +261,6 @@ int gq_im_load(gq_im **out, const char *path) {
     int kind, rc = gq_weights_kind(path, &kind);
     if (!rc) rc = gq_weights_config(path, &cfg);
     if (rc) return rc;
-    if (cfg.n_embd / cfg.n_head > 256)
-        return gq_errf(GQ_EUNSUPPORTED, "%s: head size %d (the runner takes at most 256)", path, cfg.n_embd / cfg.n_head);
     gq_im *m = NULL;
     if ((rc = alloc_model(&m, path, &cfg))) return rc;
     char fmt[64] = "";

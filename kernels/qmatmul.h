@@ -102,9 +102,7 @@ typedef struct {
     void (*attend)(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
                    const float *v32, size_t ld, int n, int hs, float scale, float *s);
 } gq_qdot_ops;
-/* The scalar pieces of the attend op (the SIMD variants use them for odd head sizes and for
- * the softmax): one score's dot product, and the softmax of n scores in place (*inv = 1 / sum). */
-float gq_qdot_attend_dot(const float *q, const uint16_t *k16, const float *k32, size_t off, int hs);
+/* The attend op's softmax of n scores in place (*inv = 1 / sum), shared by its variants. */
 void gq_qdot_attend_softmax(float *s, int n, float *inv);
 const gq_qdot_ops *gq_qdot_variant(const char *name); /* "scalar", "avx2"; NULL if not built */
 int gq_qdot_supported(const char *name);

@@ -185,7 +185,7 @@ void gq_qdot_attend_softmax(float *s, int n, float *inv) {
     *inv = 1.0f / sum;
 }
 
-float gq_qdot_attend_dot(const float *q, const uint16_t *k16, const float *k32, size_t off, int hs) {
+static float attend_dot(const float *q, const uint16_t *k16, const float *k32, size_t off, int hs) {
     float acc[16] = {0};
     int i = 0;
     for (; i + 16 <= hs; i += 16)
@@ -199,7 +199,7 @@ float gq_qdot_attend_dot(const float *q, const uint16_t *k16, const float *k32, 
 
 static void attend_scalar(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
                           const float *v32, size_t ld, int n, int hs, float scale, float *s) {
-    for (int u = 0; u < n; u++) s[u] = gq_qdot_attend_dot(q, k16, k32, (size_t)u * ld, hs) * scale;
+    for (int u = 0; u < n; u++) s[u] = attend_dot(q, k16, k32, (size_t)u * ld, hs) * scale;
     float inv;
     gq_qdot_attend_softmax(s, n, &inv);
     for (int e = 0; e < hs; e++) out[e] = 0.0f;
