@@ -29,6 +29,13 @@ enum gq_error {
 #undef GQ_ERROR_ENUM
 };
 
+/* Propagate a gq error code: return it from the calling function if it is not GQ_OK. */
+#define GQ_TRY(call)                                                                                                   \
+    do {                                                                                                               \
+        int gq_rc_ = (call);                                                                                           \
+        if (gq_rc_) return gq_rc_;                                                                                     \
+    } while (0)
+
 /* Text of a code ("unknown error" for codes outside the list). */
 const char *gq_strerror(int code);
 

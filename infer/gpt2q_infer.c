@@ -42,6 +42,13 @@ static int g_kv_f16 = 1;          /* --kv */
 static int g_device = GQ_IM_CPU;   /* --device */
 static const char *g_device_name = "cpu";
 
+/* Load a model with the global flags (--kv, --device) applied before its first plan. */
+static int load_model(gq_im **m, const char *path) {
+    int rc = gq_im_load(m, path);
+    if (!rc) (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device;
+    return rc;
+}
+
 static int usage_error(const char *cmd, const char *arg) {
     fprintf(stderr, PROG ": %s: unexpected or incomplete argument '%s' (see " PROG " --help)\n", cmd, arg);
     return 2;
@@ -98,8 +105,7 @@ static int cmd_eval(int argc, char **argv) {
     }
     gq_im *m = NULL;
     gq_loader *L = NULL;
-    int rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
+    int rc = load_model(&m, model);
     if (!rc && !T) T = m->cfg.block_size;
     if (!rc && T > m->cfg.block_size)
         rc = gq_errf(GQ_EINVAL, "--seq %ld exceeds the model's block_size %d", T, m->cfg.block_size);
@@ -263,8 +269,7 @@ static int cmd_generate(int argc, char **argv) {
     gq_sampler s = {0};
     gen_stats st;
     int rc = gq_bpe_load_dir(&bpe, vocab);
-    if (!rc) rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
+    if (!rc) rc = load_model(&m, model);
     if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
     if (!rc && p.n_new == 0) {
         fputs(prompt, stdout);
@@ -318,8 +323,7 @@ static int cmd_logits(int argc, char **argv) {
     gq_im *m = NULL;
     prompt_plan p = {0};
     int rc = gq_bpe_load_dir(&bpe, vocab);
-    if (!rc) rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
+    if (!rc) rc = load_model(&m, model);
     if (!rc) rc = prepare_prompt(bpe, m, prompt, 0, &p);
     if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n, (int)p.ids.n);
     if (!rc) rc = gq_im_forward(m, p.ids.ids, 1, (int)p.ids.n, 0, NULL, NULL, NULL);
@@ -404,8 +408,7 @@ static int cmd_bench(int argc, char **argv) {
     gen_stats st = {0};
     int rc = gq_bpe_load_dir(&bpe, vocab);
     double t_vocab = gq_now() - t_start;
-    if (!rc) rc = gq_im_load(&m, model);
-    if (m) m->kv_f16 = g_kv_f16, m->device = g_device;
+    if (!rc) rc = load_model(&m, model);
     if (!rc) rc = prepare_prompt(bpe, m, prompt, n_new, &p);
     if (!rc) rc = gq_im_plan(m, 1, (int)p.ids.n + p.n_new, (int)p.ids.n);
     if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, 0, 0, 1, 1);

@@ -155,32 +155,26 @@ int gq_imc_plan(gq_im *m) {
     return GQ_OK;
 }
 
-#define TRY(call)                                                                                                      \
-    do {                                                                                                               \
-        int rc_ = (call);                                                                                              \
-        if (rc_) return rc_;                                                                                           \
-    } while (0)
-
 /* The layers on M tokens whose ids and first position are already in device memory. */
 static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, NH = g->n_head;
     const size_t lay = (size_t)c->T * C * (c->f16 ? 2 : 4);
-    TRY(gq_cuda_embed(c->x, &c->wte, c->wpe, c->tokens, c->pos, M, C));
+    GQ_TRY(gq_cuda_embed(c->x, &c->wte, c->wpe, c->tokens, c->pos, M, C));
     for (int l = 0; l < g->n_layer; l++) {
         const gq_im_layer *L = &c->layers[l];
         void *kc = (uint8_t *)c->kc + l * lay, *vc = (uint8_t *)c->vc + l * lay;
-        TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln1w, L->ln1b, M, C));
-        TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
-        TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
-        TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
-        TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
-        TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
-        TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln2w, L->ln2b, M, C));
-        TRY(gq_cuda_qmatmul(c->fch, c->ln, M, &L->fc, L->fcb));
-        TRY(gq_cuda_gelu_forward(c->fch, c->fch, (size_t)M * 4 * C));
-        TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
-        TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
+        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln1w, L->ln1b, M, C));
+        GQ_TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
+        GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
+        GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
+        GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
+        GQ_TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
+        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln2w, L->ln2b, M, C));
+        GQ_TRY(gq_cuda_qmatmul(c->fch, c->ln, M, &L->fc, L->fcb));
+        GQ_TRY(gq_cuda_gelu_forward(c->fch, c->fch, (size_t)M * 4 * C));
+        GQ_TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
+        GQ_TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
     }
     return GQ_OK;
 }
@@ -188,13 +182,13 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
 /* The last token's logits (and greedy pick) after the layers. */
 static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     const int C = m->cfg.n_embd;
-    TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(M - 1) * C, c->lnfw, c->lnfb, 1, C));
-    TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
+    GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(M - 1) * C, c->lnfw, c->lnfb, 1, C));
+    GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
     return gq_cuda_argmax(c->next, c->logits, m->cfg.vocab_size);
 }
 
 static int decode_step(gq_im *m, struct gq_im_cuda *c) {
-    TRY(layers(m, c, 1, 0));
+    GQ_TRY(layers(m, c, 1, 0));
     return head_last(m, c, 1);
 }
 
@@ -205,19 +199,19 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, V = g->vocab_size, Vp = g->padded_vocab_size;
     const int32_t p32 = pos;
-    TRY(gq_cuda_upload(c->tokens, tokens, (size_t)n * sizeof *tokens));
-    TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
+    GQ_TRY(gq_cuda_upload(c->tokens, tokens, (size_t)n * sizeof *tokens));
+    GQ_TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
     /* the CPU runner's rule: a pass of GQ_QMM_PANEL_MIN+ tokens from position 0 attends over its
      * own fp32 keys and values, every other pass over the cache */
     const int own_pass = pos == 0 && n >= GQ_QMM_PANEL_MIN;
     if (targets) {
-        TRY(gq_cuda_upload(c->targets, targets, (size_t)n * sizeof *targets));
-        TRY(layers(m, c, n, own_pass));
-        TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, c->lnfw, c->lnfb, n, C));
-        TRY(gq_cuda_qmatmul(c->logits, c->ln, n, &c->wte, NULL));
-        TRY(gq_cuda_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, n, V, Vp));
+        GQ_TRY(gq_cuda_upload(c->targets, targets, (size_t)n * sizeof *targets));
+        GQ_TRY(layers(m, c, n, own_pass));
+        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, c->lnfw, c->lnfb, n, C));
+        GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, n, &c->wte, NULL));
+        GQ_TRY(gq_cuda_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, n, V, Vp));
         float *host = m->tmp; /* the host plan's (chunk, C) scratch holds n losses */
-        TRY(gq_cuda_download(host, c->losses, (size_t)n * sizeof *host));
+        GQ_TRY(gq_cuda_download(host, c->losses, (size_t)n * sizeof *host));
         for (int r = 0; r < n; r++)
             if (targets[r] >= 0) *loss_sum += host[r], (*n_scored)++;
         return GQ_OK;
@@ -233,13 +227,13 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
                 else gq_cuda_graph_free(exec);
             }
         }
-        if (c->graph) TRY(gq_cuda_graph_launch(c->graph));
-        else TRY(decode_step(m, c));
+        if (c->graph) GQ_TRY(gq_cuda_graph_launch(c->graph));
+        else GQ_TRY(decode_step(m, c));
     } else {
-        TRY(layers(m, c, n, own_pass));
-        TRY(head_last(m, c, n));
+        GQ_TRY(layers(m, c, n, own_pass));
+        GQ_TRY(head_last(m, c, n));
     }
-    TRY(gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits));
+    GQ_TRY(gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits));
     return gq_cuda_download(&m->next_token, c->next, sizeof m->next_token);
 }
 

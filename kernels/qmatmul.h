@@ -49,11 +49,20 @@ typedef struct {
     int M, K;
 } gq_qact;
 
-/* The effective fp32 scale of group g (as gq_dequantize uses it). */
-static inline float gq_qmat_scale(const gq_qmat *w, size_t g) {
+/* The effective fp32 scale of group g (as gq_dequantize uses it); host and CUDA device. */
+GQ_HD float gq_qmat_scale(const gq_qmat *w, size_t g) {
     if (w->spec.format == GQ_QF_NF4 && w->spec.double_quant)
         return (float)w->absmax_q[g] * w->absmax2[g / GQ_DQ_BLOCK] + w->absmax_offset;
     return w->s16 ? gq_f16_to_f32(w->s16[g]) : w->s32[g];
+}
+
+/* Element i of row r, dequantized (quant.h's value; fp32 matrices: the value itself). */
+GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
+    if (w->spec.format == GQ_QF_F32) return w->f32[(size_t)r * w->cols + i];
+    const int G = w->group, bits = gq_qbits(w->spec.format);
+    const size_t gi = (size_t)r * (size_t)(w->cols / G) + (size_t)(i / G);
+    return gq_qvalue(w->spec.format, gq_unpack_code(w->q + gi * (size_t)G * bits / 8, G, bits, i % G),
+                     gq_qmat_scale(w, gi), w->spec.format == GQ_QF_INT4A ? w->zeros[gi] : 0);
 }
 
 /* 1 if the row kernels use int8 activations for this matrix. */

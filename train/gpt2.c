@@ -146,12 +146,6 @@ int gq_gpt2_init(gq_gpt2 *m, uint64_t seed) {
     return rc;
 }
 
-#define TRY(call)               \
-    do {                        \
-        int rc_ = (call);       \
-        if (rc_) return rc_;    \
-    } while (0)
-
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
@@ -164,10 +158,10 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         if (inputs[i] < 0 || inputs[i] >= V || (targets && (targets[i] < -1 || targets[i] >= V)))
             return gq_errf(GQ_ERANGE, "token id %d at position %zu is outside the model's vocabulary (%d)",
                            targets && (targets[i] < -1 || targets[i] >= V) ? targets[i] : inputs[i], i, V);
-    TRY(be->upload(m->a.inputs, inputs, BT * sizeof *inputs));
-    if (targets) TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
+    GQ_TRY(be->upload(m->a.inputs, inputs, BT * sizeof *inputs));
+    if (targets) GQ_TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
     const gq_gpt2_tensors *w = &m->w;
-    TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
+    GQ_TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
     for (int l = 0; l < L; l++) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
@@ -176,30 +170,30 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + la;
         float *fch = m->a.fch + 4 * la, *fchg = m->a.fch_gelu + 4 * la, *fcproj = m->a.fcproj + la;
         float *res3 = m->a.residual3 + la;
-        TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
+        GQ_TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
                                   (int)BT, C));
-        TRY(be->matmul_forward(qkv, ln1, w->qkvw + 3 * lc * C, w->qkvb + 3 * lc, (int)BT, C, 3 * C));
-        TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
-        TRY(be->matmul_forward(attproj, atty, w->attprojw + lc * C, w->attprojb + lc, (int)BT, C, C));
-        TRY(be->residual_forward(res2, residual, attproj, BT * C));
-        TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
+        GQ_TRY(be->matmul_forward(qkv, ln1, w->qkvw + 3 * lc * C, w->qkvb + 3 * lc, (int)BT, C, 3 * C));
+        GQ_TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
+        GQ_TRY(be->matmul_forward(attproj, atty, w->attprojw + lc * C, w->attprojb + lc, (int)BT, C, C));
+        GQ_TRY(be->residual_forward(res2, residual, attproj, BT * C));
+        GQ_TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
                                   (int)BT, C));
-        TRY(be->matmul_forward(fch, ln2, w->fcw + 4 * lc * C, w->fcb + 4 * lc, (int)BT, C, 4 * C));
-        TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
-        TRY(be->matmul_forward(fcproj, fchg, w->fcprojw + 4 * lc * C, w->fcprojb + lc, (int)BT, 4 * C, C));
-        TRY(be->residual_forward(res3, res2, fcproj, BT * C));
+        GQ_TRY(be->matmul_forward(fch, ln2, w->fcw + 4 * lc * C, w->fcb + 4 * lc, (int)BT, C, 4 * C));
+        GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
+        GQ_TRY(be->matmul_forward(fcproj, fchg, w->fcprojw + 4 * lc * C, w->fcprojb + lc, (int)BT, 4 * C, C));
+        GQ_TRY(be->residual_forward(res3, res2, fcproj, BT * C));
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
-    TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
-    TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp));
+    GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
+    GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp));
     m->last_B = B;
     m->last_T = T;
     m->n_targets = 0;
     if (targets) {
-        TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
+        GQ_TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
         for (size_t i = 0; i < BT; i++) m->n_targets += targets[i] >= 0;
         if (loss) { /* (a distillation teacher wants only the logits and log-sum-exp: no round trip) */
-            TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
+            GQ_TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
             double sum = 0;
             for (size_t i = 0; i < BT; i++) sum += m->host_losses[i];
             *loss = m->n_targets ? (float)(sum / m->n_targets) : 0.0f;
@@ -227,43 +221,43 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     const gq_gpt2_tensors *w = &m->w, *g = &m->grads;
     float *d_res = m->a.d_res, *d_a = m->a.d_a, *d_b = m->a.d_b;
     if (m->distill_w > 0.0f)
-        TRY(be->crossentropy_distill_backward(m->a.logits, m->a.lse, m->distill_logits, m->distill_lse, m->a.targets,
+        GQ_TRY(be->crossentropy_distill_backward(m->a.logits, m->a.lse, m->distill_logits, m->distill_lse, m->a.targets,
                                               m->distill_w, loss_scale / (float)m->n_targets, (int)BT, V, Vp));
     else
-        TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT,
+        GQ_TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT,
                                       V, Vp));
-    TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp));
-    TRY(be->zero(d_res, BT * C * sizeof(float)));
+    GQ_TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp));
+    GQ_TRY(be->zero(d_res, BT * C * sizeof(float)));
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
-    TRY(be->layernorm_backward(d_res, g->lnfw, g->lnfb, d_a, last, w->lnfw, m->a.lnf_mean, m->a.lnf_rstd, (int)BT, C));
+    GQ_TRY(be->layernorm_backward(d_res, g->lnfw, g->lnfb, d_a, last, w->lnfw, m->a.lnf_mean, m->a.lnf_rstd, (int)BT, C));
     for (int l = L - 1; l >= 0; l--) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         const float *att = m->a.att + (size_t)l * m->B_max * NH * m->T_max * m->T_max;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
-        TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + 4 * la,
+        GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + 4 * la,
                                 w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
-        TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
-        TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + la, w->fcw + 4 * lc * C,
+        GQ_TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
+        GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + la, w->fcw + 4 * lc * C,
                                 (int)BT, C, 4 * C));
-        TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
+        GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
                                    m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
-        TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + la,
+        GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + la,
                                 w->attprojw + lc * C, (int)BT, C, C));
-        TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, att, B, T, C, NH));
-        TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + la, w->qkvw + 3 * lc * C,
+        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, att, B, T, C, NH));
+        GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + la, w->qkvw + 3 * lc * C,
                                 (int)BT, C, 3 * C));
-        TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc, m->a.ln1_mean + lm,
+        GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc, m->a.ln1_mean + lm,
                                    m->a.ln1_rstd + lm, (int)BT, C));
     }
-    TRY(be->encoder_backward(g->wte, g->wpe, d_res, m->a.inputs, B, T, C));
+    GQ_TRY(be->encoder_backward(g->wte, g->wpe, d_res, m->a.inputs, B, T, C));
     return GQ_OK;
 }
 
 int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm) {
     double ss;
-    TRY(m->be->sum_squares(&ss, m->grads_mem, m->n_params));
+    GQ_TRY(m->be->sum_squares(&ss, m->grads_mem, m->n_params));
     *norm = (float)sqrt(ss);
     return GQ_OK;
 }
@@ -273,7 +267,7 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
     size_t off = 0;
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t n = m->tensor_numel[i];
-        TRY(m->be->adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, n, lr, beta1,
+        GQ_TRY(m->be->adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, n, lr, beta1,
                                 beta2, eps, gq_gpt2_tensor(i)->decay ? weight_decay : 0.0f, t, grad_scale));
         off += n;
     }

@@ -29,13 +29,6 @@ extern "C" {
 /* Check a kernel launch. */
 #define GQ_CUDA_CHECK_LAUNCH() GQ_CUDA_CHECK(cudaGetLastError())
 
-/* Propagate a gq error code. */
-#define GQ_TRY(call)                                                                                 \
-    do {                                                                                             \
-        int gq_rc_ = (call);                                                                         \
-        if (gq_rc_) return gq_rc_;                                                                   \
-    } while (0)
-
 static inline unsigned gq_cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 /* A grid-stride launch size for n elements: at most 65535 * 8 blocks. */

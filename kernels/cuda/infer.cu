@@ -10,28 +10,11 @@
 
 #define FULL 0xffffffffu
 
-/* The effective scale of group g and the value of element i of row r (quant.h's values). */
-static __device__ __forceinline__ float qm_scale(const gq_qmat &w, size_t g) {
-    if (w.spec.format == GQ_QF_NF4 && w.spec.double_quant)
-        return (float)w.absmax_q[g] * w.absmax2[g / GQ_DQ_BLOCK] + w.absmax_offset;
-    return w.s16 ? gq_f16_to_f32(w.s16[g]) : w.s32[g];
-}
-
-static __device__ float qm_value(const gq_qmat &w, int r, int i) {
-    const gq_qformat f = w.spec.format;
-    if (f == GQ_QF_F32) return w.f32[(size_t)r * w.cols + i];
-    const int G = w.group, bits = gq_qbits(f), ng = w.cols / G, k = i / G;
-    const size_t gi = (size_t)r * ng + k;
-    const uint8_t *in = w.q + gi * (size_t)G * bits / 8;
-    const int zero = f == GQ_QF_INT4A ? w.zeros[gi] : 0;
-    return gq_qvalue(f, gq_unpack_code(in, G, bits, i % G), qm_scale(w, gi), zero);
-}
-
 static __global__ void embed_kernel(float *x, gq_qmat wte, const float *wpe, const int32_t *tokens, const int32_t *d_pos,
                                     int M, int C) {
     const int m = blockIdx.y, pos = *d_pos + m;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
-        x[(size_t)m * C + c] = qm_value(wte, tokens[m], c) + wpe[(size_t)pos * C + c];
+        x[(size_t)m * C + c] = gq_qmat_value(&wte, tokens[m], c) + wpe[(size_t)pos * C + c];
 }
 
 extern "C" int gq_cuda_embed(float *x, const gq_qmat *wte, const float *wpe, const int32_t *d_tokens,

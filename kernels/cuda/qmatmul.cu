@@ -11,12 +11,6 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
 
 #define FULL 0xffffffffu
 
-static __device__ __forceinline__ float qscale(const gq_qmat &w, size_t g) {
-    if (w.spec.format == GQ_QF_NF4 && w.spec.double_quant)
-        return (float)w.absmax_q[g] * w.absmax2[g / GQ_DQ_BLOCK] + w.absmax_offset;
-    return w.s16 ? gq_f16_to_f32(w.s16[g]) : w.s32[g];
-}
-
 static __global__ void __launch_bounds__(QMV_WARPS * 32)
     qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast) {
     __shared__ float lut[16];
@@ -49,7 +43,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
             const uint4 raw = *(const uint4 *)(qr + o);
             const int k = (int)(o / half), j = (int)(o % half);
             const size_t gi = (size_t)row * ng + k;
-            const float s = qscale(w, gi);
+            const float s = gq_qmat_scale(&w, gi);
             const int z = f == GQ_QF_INT4A ? w.zeros[gi] : 8;
             const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
             float lo[16], hi[16];
@@ -81,7 +75,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
         for (int o = lane * 16; o < K; o += 32 * 16) {
             const uint4 raw = *(const uint4 *)(qr + o);
             const size_t gi = (size_t)row * ng + o / G;
-            const float s = qscale(w, gi);
+            const float s = gq_qmat_scale(&w, gi);
             const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
             float v[16];
 #pragma unroll
@@ -100,12 +94,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
                 }
         }
     } else { /* any layout: one value at a time through quant.h */
-        const size_t gbytes = (size_t)G * bits / 8;
         for (int c = lane; c < K; c += 32) {
-            const int k = c / G, i = c % G;
-            const size_t gi = (size_t)row * ng + k;
-            const int code = gq_unpack_code(w.q + gi * gbytes, G, bits, i);
-            const float v = gq_qvalue(f, code, qscale(w, gi), f == GQ_QF_INT4A ? w.zeros[gi] : 0);
+            const float v = gq_qmat_value(&w, row, c);
 #pragma unroll
             for (int m = 0; m < QMV_MAXM; m++)
                 if (m < M) acc[m] += v * x[(size_t)m * K + c];
