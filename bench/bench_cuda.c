@@ -79,7 +79,7 @@ static gq_qmat upload_qmat(gq_qspec spec, int rows, int cols, uint64_t seed) {
     gq_rng r;
     gq_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) w[i] = 0.04f * (gq_rng_float(&r) - 0.5f);
-    gq_qmat m = {spec, rows, cols, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0.0f};
+    gq_qmat m = {.spec = spec, .rows = rows, .cols = cols};
     if (spec.format == GQ_QF_F32) {
         float *d = dalloc(n * 4);
         die(G->upload(d, w, n * 4), "upload");

@@ -2,6 +2,7 @@
  * kernel variant, for GPT-2 124M shapes: GB/s of weight bytes streamed and the ratio to the
  * fp32 sgemv of the same shape run in the same process. Matrices are allocated 8 at a time
  * (about 30-300 MB) so that the weights come from memory as in a real decode step.
+ * int4 and int4a run again in the CPU runner's 8-row layout ("-x8" rows).
  *   bench_qmatmul [ROWS COLS] [--reps N] */
 #include "gq_progress.h"
 #include "gq_rng.h"
@@ -54,6 +55,30 @@ static void drop(qm *m) {
     free(m->q.absmax2), free(m->s16);
 }
 
+/* Best time per matrix of one-token products over the NM matrices (threads split the rows as
+ * gq_qmatmul does: multiples of 8). */
+static double time_rows(const gq_qdot_ops *ops, qm *ms, int reps, const float *x, int8_t *aq, float *ad, int32_t *ab,
+                        float *y, int rows, int cols) {
+    gq_qact a = {x, aq, ad, ab, 1, cols};
+    double best = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = gq_now();
+        for (int k = 0; k < NM; k++) {
+            if (gq_qmat_int_path(&ms[k].w)) gq_qact_quantize(&a);
+#pragma omp parallel
+            {
+                const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+                const int per = ((rows + nt - 1) / nt + 7) / 8 * 8;
+                const int r0 = t * per < rows ? t * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
+                if (r0 < r1) ops->rows(&ms[k].w, r0, r1, &a, y + r0, rows);
+            }
+        }
+        double dt = (gq_now() - t0) / NM;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
 int main(int argc, char **argv) {
     int rows = 3072, cols = 768, reps = 20;
     for (int i = 1; i < argc; i++) {
@@ -90,8 +115,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < NM; k++)
         free(fw[k]);
     const double ref_gbs = (double)rows * cols * 4 / best_ref / 1e9;
-    printf("%-10s %-7s %9s %9s %9s %s\n", "format", "kernel", "us", "GB/s", "bytes/w", "vs OpenBLAS fp32 sgemv");
-    printf("%-10s %-7s %9.1f %9.2f %9.2f 1.00x\n", "f32", "sgemv", best_ref * 1e6, ref_gbs, 4.0);
+    printf("%-10s %-10s %9s %9s %9s %s\n", "format", "kernel", "us", "GB/s", "bytes/w", "vs OpenBLAS fp32 sgemv");
+    printf("%-10s %-10s %9.1f %9.2f %9.2f 1.00x\n", "f32", "sgemv", best_ref * 1e6, ref_gbs, 4.0);
     const char *fmts[] = {"f32",       "int8",      "q8_0", "int4-g32", "int4-g64",
                           "int4-g128", "int4a-g64", "nf4",  "fp4",      "int3-g64"};
     const gq_qformat ff[] = {GQ_QF_F32,  GQ_QF_INT8,  GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4,
@@ -103,29 +128,23 @@ int main(int argc, char **argv) {
         qm ms[NM];
         for (int k = 0; k < NM; k++)
             make(&ms[k], fmts[f], &s, rows, cols, w);
-        for (int v = 0; v < 2; v++) {
-            const gq_qdot_ops *ops = gq_qdot_variant(variants[v]);
-            if (!ops || !gq_qdot_supported(variants[v])) continue;
-            gq_qact a = {x, aq, ad, ab, 1, cols};
-            double best = 1e30;
-            for (int rep = 0; rep < (v ? reps : 2); rep++) {
-                double t0 = gq_now();
-                for (int k = 0; k < NM; k++) {
-                    if (gq_qmat_int_path(&ms[k].w)) gq_qact_quantize(&a);
-#pragma omp parallel
-                    {
-                        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-                        const int per = ((rows + nt - 1) / nt + 7) / 8 * 8;
-                        const int r0 = t * per < rows ? t * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
-                        if (r0 < r1) ops->rows(&ms[k].w, r0, r1, &a, y + r0, rows);
-                    }
-                }
-                double dt = (gq_now() - t0) / NM;
-                best = dt < best ? dt : best;
+        /* then int4 / int4a again in the CPU runner's 8-row layout */
+        for (int x8 = 0; x8 < 2; x8++) {
+            if (x8) {
+                if (!gq_qmat_x8_able(&ms[0].w)) break;
+                for (int k = 0; k < NM; k++)
+                    gq_qmat_to_x8(&ms[k].w);
             }
-            const double bytes = (double)gq_qmat_bytes(&ms[0].w);
-            printf("%-10s %-7s %9.1f %9.2f %9.2f %.2fx\n", fmts[f], variants[v], best * 1e6, bytes / best / 1e9,
-                   bytes * 8 / ((double)rows * cols) / 8, best_ref / best);
+            for (int v = 0; v < 2; v++) {
+                const gq_qdot_ops *ops = gq_qdot_variant(variants[v]);
+                if (!ops || !gq_qdot_supported(variants[v])) continue;
+                const double best = time_rows(ops, ms, v ? reps : 2, x, aq, ad, ab, y, rows, cols);
+                const double bytes = (double)gq_qmat_bytes(&ms[0].w);
+                char name[32];
+                snprintf(name, sizeof name, "%s%s", variants[v], x8 ? "-x8" : "");
+                printf("%-10s %-10s %9.1f %9.2f %9.2f %.2fx\n", fmts[f], name, best * 1e6, bytes / best / 1e9,
+                       bytes * 8 / ((double)rows * cols) / 8, best_ref / best);
+            }
         }
         for (int k = 0; k < NM; k++)
             drop(&ms[k]);

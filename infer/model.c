@@ -320,11 +320,11 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
                       M * 4,
                       shared * 4, /* x, ln, mean, rstd, qkv = fch = logits */
                       M * C * 4,
-                      M * C * 4, /* atty, tmp */
+                      M * C * 4,                      /* atty, tmp */
                       (size_t)nt * chunk * n_ctx * 4, /* attention scores per thread */
                       M * 4 * C,
                       M * 4 * C / 32 * 4,
-                      M * 4 * C / 32 * 4,   /* int8 activations */
+                      M * 4 * C / 32 * 4,  /* int8 activations */
                       m->panel_floats * 4, /* panel */
                       kvconv};
     const int n = (int)(sizeof sizes / sizeof *sizes);
@@ -350,7 +350,15 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     m->aq = p[10], m->ad = p[11], m->abs_ = p[12], m->panel = m->panel_floats ? p[13] : NULL;
     m->kv_bytes = up(sizes[0]) * 2;
     m->act_bytes = total - m->kv_bytes;
-    return m->device == GQ_IM_CUDA ? gq_imc_plan(m) : GQ_OK;
+    if (m->device == GQ_IM_CUDA) return gq_imc_plan(m);
+    /* the CPU kernels' 8-row layout for int4 matrices (once; the same bytes, rearranged) */
+    int bad = gq_qmat_to_x8(&m->wte);
+    for (int l = 0; l < c->n_layer; l++) {
+        gq_im_layer *Lw = &m->layers[l];
+        bad |=
+            gq_qmat_to_x8(&Lw->qkv) | gq_qmat_to_x8(&Lw->attproj) | gq_qmat_to_x8(&Lw->fc) | gq_qmat_to_x8(&Lw->fcproj);
+    }
+    return bad ? gq_errf(GQ_ENOMEM, "%s: out of memory rearranging the int4 weights", m->path) : GQ_OK;
 }
 
 const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b * m->cfg.padded_vocab_size; }
@@ -383,7 +391,8 @@ static void attention(gq_im *m, int l, int Bn, int n, int pos) {
                 if (pos == 0) { /* a pass from the start: this pass's own fp32 keys and values */
                     kc = q + C, vc = q + 2 * C, ld = 3 * C;
                 } else if (!m->kv_f16) {
-                    kc = m->kcache + lay + (size_t)b * T * C + h * hs, vc = m->vcache + lay + (size_t)b * T * C + h * hs;
+                    kc = m->kcache + lay + (size_t)b * T * C + h * hs,
+                    vc = m->vcache + lay + (size_t)b * T * C + h * hs;
                     ld = C;
                 } else { /* fp16 cache: this head's S keys and values as fp32 rows */
                     float *kf = m->kvconv + (size_t)th * T * hs * 2, *vf = kf + (size_t)T * hs;

@@ -123,6 +123,9 @@ static size_t up(size_t n) { return (n + 255) / 256 * 256; }
 int gq_imc_plan(gq_im *m) {
     if (m->B != 1) return gq_errf(GQ_EUNSUPPORTED, "--device cuda runs one sequence at a time (the plan asks for %d)", m->B);
     if (!gq_imc_available()) return gq_errf(GQ_EDEVICE, "--device cuda: no CUDA device found");
+    if (m->wte.x8 || (m->cfg.n_layer > 0 && m->layers[0].fc.x8)) /* the GPU kernels read the exported layout */
+        return gq_errf(GQ_EINVAL, "%s: already planned for the CPU (8-row layout); load it again for --device cuda",
+                       m->path);
     struct gq_im_cuda *c = m->cuda;
     int rc;
     if (!c) {

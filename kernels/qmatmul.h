@@ -38,7 +38,42 @@ typedef struct {
     const int8_t *absmax_q; /* nf4 double quant: per group ... */
     const float *absmax2;   /* ... times a per-256-group scale ... */
     float absmax_offset;    /* ... plus this offset */
+    int x8;                 /* rows [0, rows & ~7) are in the 8-row layout (below) */
 } gq_qmat;
+
+/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a matrices whose groups are a
+ * multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the last
+ * rows % 8 rows stay as exported). Rows are taken 8 at a time; the 8 rows keep the same
+ * 8 * cols / 2 bytes, now in blocks of 32 columns of 128 bytes each: byte 32k + 4j + e
+ * (k < 4, j < 8, e < 4) of a block holds row j's codes of columns 4k + e (low nibble) and
+ * 16 + 4k + e (high nibble). Scales and int4a zero points of the 8 rows are interleaved:
+ * group g of row 8R + j is entry (R * groups_per_row + g) * 8 + j. A kernel multiplies one
+ * 32-byte load (8 rows x 4 codes, twice) by 4 activation codes broadcast to every lane, so the
+ * 8 rows' sums build up in 8 lanes with no horizontal sums (the layout of llama.cpp's repacked
+ * Q4_0 "x8" kernels). */
+#define GQ_X8_ROWS 8
+static inline int gq_qmat_x8_rows(const gq_qmat *w) { return w->x8 ? w->rows & ~(GQ_X8_ROWS - 1) : 0; }
+
+/* Where the scale (and zero point) of group g of row r is stored. */
+GQ_HD size_t gq_qmat_gidx(const gq_qmat *w, int r, int g) {
+    const size_t ng = (size_t)(w->cols / w->group);
+    if (w->x8 && r < (w->rows & ~(GQ_X8_ROWS - 1)))
+        return ((size_t)(r / GQ_X8_ROWS) * ng + (size_t)g) * GQ_X8_ROWS + (size_t)(r % GQ_X8_ROWS);
+    return (size_t)r * ng + (size_t)g;
+}
+
+/* Code of element i of row r, in either layout. */
+GQ_HD int gq_qmat_code(const gq_qmat *w, int r, int i) {
+    const int G = w->group, bits = gq_qbits(w->spec.format);
+    if (w->x8 && r < (w->rows & ~(GQ_X8_ROWS - 1))) {
+        const int e = i % 32;
+        const uint8_t b = w->q[(size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (GQ_X8_ROWS / 2) + (size_t)(i / 32) * 128 +
+                               32 * ((e % 16) / 4) + 4 * (r % GQ_X8_ROWS) + e % 4];
+        return e < 16 ? b & 15 : b >> 4;
+    }
+    const size_t gi = (size_t)r * (size_t)(w->cols / G) + (size_t)(i / G);
+    return gq_unpack_code(w->q + gi * (size_t)G * bits / 8, G, bits, i % G);
+}
 
 /* M activation rows of K values and, for the integer path, their int8 blocks. */
 typedef struct {
@@ -59,11 +94,18 @@ GQ_HD float gq_qmat_scale(const gq_qmat *w, size_t g) {
 /* Element i of row r, dequantized (quant.h's value; fp32 matrices: the value itself). */
 GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
     if (w->spec.format == GQ_QF_F32) return w->f32[(size_t)r * w->cols + i];
-    const int G = w->group, bits = gq_qbits(w->spec.format);
-    const size_t gi = (size_t)r * (size_t)(w->cols / G) + (size_t)(i / G);
-    return gq_qvalue(w->spec.format, gq_unpack_code(w->q + gi * (size_t)G * bits / 8, G, bits, i % G),
-                     gq_qmat_scale(w, gi), w->spec.format == GQ_QF_INT4A ? w->zeros[gi] : 0);
+    const size_t gi = gq_qmat_gidx(w, r, i / w->group);
+    return gq_qvalue(w->spec.format, gq_qmat_code(w, r, i), gq_qmat_scale(w, gi),
+                     w->spec.format == GQ_QF_INT4A ? w->zeros[gi] : 0);
 }
+
+/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a, fp16 scales, groups a multiple of 32, at
+ * least 8 rows). */
+int gq_qmat_x8_able(const gq_qmat *w);
+/* Rearrange w's codes, scales and zero points into the 8-row layout, in place (w's arrays must
+ * be writable: the runner's own copy); nothing happens unless gq_qmat_x8_able and not yet done.
+ * Returns 0, or -1 if a 8-row scratch buffer could not be allocated (w unchanged). */
+int gq_qmat_to_x8(gq_qmat *w);
 
 /* 1 if the row kernels use int8 activations for this matrix. */
 int gq_qmat_int_path(const gq_qmat *w);

@@ -6,7 +6,9 @@
  *   - every SIMD variant this CPU runs equals the scalar kernel up to fp32 summation order;
  *   - the driver (row path with bias, panel path with several panels and with one) equals the
  *     dequantize-to-fp32 matmul;
- *   - fp16 row conversions and the decode attention op: every variant gives the scalar bits. */
+ *   - fp16 row conversions and the decode attention op: every variant gives the scalar bits.
+ * int4 and int4a matrices are checked again after gq_qmat_to_x8 (the CPU runner's 8-row
+ * layout), including row ranges that cut an 8-row block. */
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
@@ -18,14 +20,11 @@
 #include <math.h>
 #include <string.h>
 
-static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
-    gq_qspec s = {GQ_QF_F32, 0, 0};
-    if (strcmp(fmt, "f32") && gq_qformat_parse(fmt, 0, &s)) {
-        CHECKF(0, "format %s", fmt);
-        return;
-    }
-    mat m;
-    make(&m, &s, rows, cols, rng);
+/* Every check on one matrix in its present layout (fmt names the format and the layout). */
+static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
+    const gq_qspec s = *sp;
+    mat m = *mp;
+    const int rows = m.w.rows, cols = m.w.cols;
     const int K = cols, N = rows, M = 3, nb = K / 32 ? K / 32 : 1;
     /* 1. exact row dequantization */
     float *d = malloc(sizeof(float) * N * K);
@@ -51,7 +50,8 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
                 if (ip && s.format == GQ_QF_NF4) { /* the kernel's codebook: gq_nf4_i16 * 2^-14 * scale */
                     const double sc = m.q.scales[((size_t)r * K + i) / m.w.group];
                     int c = 0;
-                    while (c < 15 && gq_nf4_value(c) * (float)sc != (float)w) c++;
+                    while (c < 15 && gq_nf4_value(c) * (float)sc != (float)w)
+                        c++;
                     wk = gq_nf4_i16(c) / 16384.0 * sc;
                     bound += fabs(xv) * fabs(sc) / 32768.0; /* codebook rounding: half a unit of 2^-14 */
                 }
@@ -79,7 +79,8 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
                 double mag = 0;
                 for (int i = 0; i < K; i++) {
                     double sc = s.format == GQ_QF_F32 ? 0 : m.q.scales[((size_t)r * K + i) / m.w.group];
-                    mag += fabs(x[t * K + i]) * (fabs(m.deq[(size_t)r * K + i]) + (ip ? 16 * sc : 0));
+                    mag += fabs(x[t * K + i]) *
+                           (fabs(m.deq[(size_t)r * K + i]) + (ip ? 16 * fabs(sc) : 0)); /* (int4 scales carry a sign) */
                 }
                 double e = fabs(yv[t * N + r] - ys[t * N + r]) / (mag + 1e-30);
                 worst = e > worst ? e : worst;
@@ -102,8 +103,11 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
                 yr[i] = -7.0f;
             gq_qdot_variant(variants[v])->rows(&m.w, 1, N - 1, &a, yr + 1, N);
             int ok = 1;
-            for (int t = 0; t < M; t++)
-                ok &= yr[t * N] == -7.0f && yr[t * N + N - 1] == -7.0f && yr[t * N + 1] == yv[t * N + 1];
+            for (int t = 0; t < M; t++) {
+                ok &= yr[t * N] == -7.0f && yr[t * N + N - 1] == -7.0f;
+                for (int r = 1; r < N - 1; r++)
+                    ok &= yr[t * N + r] == yv[t * N + r];
+            }
             CHECKF(ok, "%s %dx%d: %s row range", fmt, rows, cols, variants[v]);
             free(yr);
         }
@@ -164,6 +168,24 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
     }
     free(xp), free(yp), free(panel), free(bias), free(yd);
     free(d), free(x), free(a.q), free(a.d), free(a.bsum), free(ys), free(yv);
+}
+
+static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
+    gq_qspec s = {GQ_QF_F32, 0, 0};
+    if (strcmp(fmt, "f32") && gq_qformat_parse(fmt, 0, &s)) {
+        CHECKF(0, "format %s", fmt);
+        return;
+    }
+    mat m;
+    make(&m, &s, rows, cols, rng);
+    check(fmt, &s, &m, rng);
+    /* the CPU runner's 8-row layout (int4, int4a): the same checks on the rearranged matrix */
+    if (gq_qmat_x8_able(&m.w)) {
+        char label[64];
+        snprintf(label, sizeof label, "%s (x8)", fmt);
+        CHECKF(gq_qmat_to_x8(&m.w) == 0 && m.w.x8, "%s %dx%d: to_x8", fmt, rows, cols);
+        check(label, &s, &m, rng);
+    }
     drop(&m);
 }
 
@@ -209,7 +231,8 @@ static void check_attend(gq_rng *rng) {
         k32[i] = (gq_rng_float(rng) - 0.5f) * 4.0f, v32[i] = gq_rng_float(rng) - 0.5f;
         k16[i] = gq_f32_to_f16(k32[i]), v16[i] = gq_f32_to_f16(v32[i]);
     }
-    for (int i = 0; i < 256; i++) q[i] = gq_rng_float(rng) - 0.5f;
+    for (int i = 0; i < 256; i++)
+        q[i] = gq_rng_float(rng) - 0.5f;
     const char *names[] = {"scalar", "avx2"};
     for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
         for (int f16 = 0; f16 < 2; f16++)
@@ -225,7 +248,8 @@ static void check_attend(gq_rng *rng) {
                     sc[u] = d * scale;
                     mx = fmax(mx, sc[u]);
                 }
-                for (int u = 0; u < n; u++) sum += sc[u] = exp(sc[u] - mx);
+                for (int u = 0; u < n; u++)
+                    sum += sc[u] = exp(sc[u] - mx);
                 gq_qdot_variant("scalar")->attend(want, q, f16 ? k16 : NULL, f16 ? v16 : NULL, k32, v32, ld, n, hs,
                                                   scale, s);
                 for (int e = 0; e < hs; e++) {

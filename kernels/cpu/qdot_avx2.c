@@ -102,7 +102,8 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
         const uint8_t *p = in + (size_t)g * G / 2;
         const int8_t *x = xq + (size_t)g * G;
         const float *d = xd + (size_t)g * bpg;
-        for (int j = 0; j < G / 2; j += 64) pf(p + (size_t)PF_ROWS * K / 2 + j);
+        for (int j = 0; j < G / 2; j += 64)
+            pf(p + (size_t)PF_ROWS * K / 2 + j);
         __m256 gacc = _mm256_setzero_ps();
 #define GQ_Q4_BLOCK(codes, xoff, b)                                                                                    \
     do {                                                                                                               \
@@ -191,6 +192,49 @@ GQ_Q4X2(64)
 GQ_Q4X2(128)
 #undef GQ_Q4X2
 
+/* int4 / int4a in the 8-row layout (qmatmul.h): rows 8R..8R+7 for one token, the 8 results in
+ * out. Per block of 32 columns: four 32-byte loads, each giving two code vectors (low and high
+ * nibbles: 8 rows x 4 columns each), multiplied by maddubs with 4 activation codes broadcast to
+ * every lane and summed in int16 (8 products of at most 2 x 15 x 127 each: |sum| <= 30480,
+ * no saturation); one madd to int32, one conversion and one FMA by the block's activation
+ * scale per block; per group one FMA by the 8 rows' scales, and the offset correction
+ * (8, or int4a's zero points) times the group's activation sum, for 8 rows at once. */
+enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one sequential stream) */
+static void rows8_q4(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, float *out) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
+    const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;
+    const uint8_t *z = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;
+    __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m256 ga = _mm256_setzero_ps();
+        for (int b = 0; b < bpg; b++) {
+            const int blk = g * bpg + b;
+            const uint8_t *pb = p + (size_t)blk * 128;
+            const int8_t *x = xq + 32 * blk;
+            pf(pb + X8_PF), pf(pb + X8_PF + 64);
+            __m256i s = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                int32_t a0, a1;
+                memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_set1_epi32(a0)));
+                s = _mm256_add_epi16(
+                    s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_set1_epi32(a1)));
+            }
+            ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s, ones)), _mm256_broadcast_ss(xd + blk), ga);
+        }
+        const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));
+        const __m256 off =
+            z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(z + (size_t)g * GQ_X8_ROWS))))
+              : _mm256_set1_ps(8.0f);
+        acc = _mm256_fmadd_ps(ga, sc, acc);
+        corr = _mm256_fmadd_ps(_mm256_mul_ps(sc, off), _mm256_set1_ps(gs[g]), corr);
+    }
+    _mm256_storeu_ps(out, _mm256_sub_ps(acc, corr));
+}
+
 /* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
  * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
  * lanes, shifted by 0, 3, .., 21 and masked, and the four words' lanes packed back to bytes.
@@ -263,16 +307,17 @@ static float row_nf4i(const gq_qmat *w, int r, const int8_t *xq, const float *xd
         const uint8_t *p = in + (size_t)g * G / 2;
         const int8_t *x = xq + (size_t)g * G;
         const float *d = xd + (size_t)g * bpg;
-        for (int j = 0; j < G / 2; j += 64) pf(p + (size_t)PF_ROWS * K / 2 + j);
+        for (int j = 0; j < G / 2; j += 64)
+            pf(p + (size_t)PF_ROWS * K / 2 + j);
         __m256 gacc = _mm256_setzero_ps();
 #define GQ_NF4I_BLOCK(codes, xoff, b)                                                                                  \
     do {                                                                                                               \
-        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));               \
-        const __m256i xv_ = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                        \
+        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));                \
+        const __m256i xv_ = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                         \
         const __m256i xs_ = _mm256_cmpgt_epi8(zero, xv_);                                                              \
-        const __m256i pr_ = _mm256_add_epi32(                                                                          \
-            _mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), _mm256_unpacklo_epi8(xv_, xs_)),                         \
-            _mm256_madd_epi16(_mm256_unpackhi_epi8(lo_, hi_), _mm256_unpackhi_epi8(xv_, xs_)));                        \
+        const __m256i pr_ =                                                                                            \
+            _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), _mm256_unpacklo_epi8(xv_, xs_)),        \
+                             _mm256_madd_epi16(_mm256_unpackhi_epi8(lo_, hi_), _mm256_unpackhi_epi8(xv_, xs_)));       \
         gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), _mm256_broadcast_ss(d + (b)), gacc);                           \
     } while (0)
         if (G == 32) {
@@ -306,18 +351,19 @@ static void row2_nf4i(const gq_qmat *w, int r, const __m256i *xw, const float *x
         const uint8_t *q0 = p0 + (size_t)g * G / 2, *q1 = p1 + (size_t)g * G / 2;
         const float *d = xd + (size_t)g * bpg;
         const __m256i *xg = xw + (size_t)2 * g * bpg;
-        for (int j = 0; j < G / 2; j += 64) pf(q0 + (size_t)PF_ROWS * K / 2 + j), pf(q1 + (size_t)PF_ROWS * K / 2 + j);
+        for (int j = 0; j < G / 2; j += 64)
+            pf(q0 + (size_t)PF_ROWS * K / 2 + j), pf(q1 + (size_t)PF_ROWS * K / 2 + j);
         __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();
 #define GQ_NF4I_ROW(codes, xa, xb, db, ga)                                                                             \
     do {                                                                                                               \
-        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));               \
+        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));                \
         const __m256i pr_ = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), xa),                    \
                                              _mm256_madd_epi16(_mm256_unpackhi_epi8(lo_, hi_), xb));                   \
         ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), db, ga);                                                         \
     } while (0)
 #define GQ_NF4I_BLOCK2(c0, c1, b)                                                                                      \
     do {                                                                                                               \
-        const __m256i xa_ = _mm256_loadu_si256(xg + 2 * (b)), xb_ = _mm256_loadu_si256(xg + 2 * (b) + 1);             \
+        const __m256i xa_ = _mm256_loadu_si256(xg + 2 * (b)), xb_ = _mm256_loadu_si256(xg + 2 * (b) + 1);              \
         const __m256 db_ = _mm256_broadcast_ss(d + (b));                                                               \
         GQ_NF4I_ROW(c0, xa_, xb_, db_, ga0);                                                                           \
         GQ_NF4I_ROW(c1, xa_, xb_, db_, ga1);                                                                           \
@@ -386,6 +432,19 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
+    if (q4 && w->x8) { /* rows in the 8-row layout; a block cut by the range is computed whole and copied */
+        const int n8 = gq_qmat_x8_rows(w);
+        for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
+            for (int m = 0; m < a->M; m++) {
+                float o[GQ_X8_ROWS];
+                rows8_q4(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, gs[m], o);
+                for (int j = 0; j < GQ_X8_ROWS; j++) {
+                    const int rr = R * GQ_X8_ROWS + j;
+                    if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
+                }
+            }
+        r = r0 > n8 ? r0 : n8;
+    }
     enum { NF_MAXK = 16384 };
     if (nf && a->M == 1 && K <= NF_MAXK) { /* one token: its int16 activations once, two rows at a time */
         __m256i xw[2 * NF_MAXK / 32];
@@ -394,7 +453,8 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b)), xs = _mm256_cmpgt_epi8(zero, xv);
             xw[2 * b] = _mm256_unpacklo_epi8(xv, xs), xw[2 * b + 1] = _mm256_unpackhi_epi8(xv, xs);
         }
-        for (; r + 2 <= r1; r += 2) row2_nf4i(w, r, xw, a->d, tlo, thi, &y[r - r0], &y[r + 1 - r0]);
+        for (; r + 2 <= r1; r += 2)
+            row2_nf4i(w, r, xw, a->d, tlo, thi, &y[r - r0], &y[r + 1 - r0]);
     }
     if (q4x2)
         for (; r + 2 <= r1; r += 2)
@@ -424,13 +484,16 @@ static void to_f16_avx2(uint16_t *dst, const float *src, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) dst[i] = gq_f32_to_f16(src[i]);
+    for (; i < n; i++)
+        dst[i] = gq_f32_to_f16(src[i]);
 }
 
 static void from_f16_avx2(float *dst, const uint16_t *src, int n) {
     int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    for (; i < n; i++) dst[i] = gq_f16_to_f32(src[i]);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++)
+        dst[i] = gq_f16_to_f32(src[i]);
 }
 
 /* 8 cached values as fp32 */
@@ -448,7 +511,8 @@ static void attend_avx2(float *out, const float *q, const uint16_t *k16, const u
     }
     const int nv = hs / 8;
     __m256 qv[16];
-    for (int j = 0; j < nv; j++) qv[j] = _mm256_loadu_ps(q + 8 * j);
+    for (int j = 0; j < nv; j++)
+        qv[j] = _mm256_loadu_ps(q + 8 * j);
     for (int u = 0; u < n; u++) {
         const size_t off = (size_t)u * ld;
         __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
@@ -465,13 +529,16 @@ static void attend_avx2(float *out, const float *q, const uint16_t *k16, const u
     float inv;
     gq_qdot_attend_softmax(s, n, &inv);
     __m256 o[16];
-    for (int j = 0; j < nv; j++) o[j] = _mm256_setzero_ps();
+    for (int j = 0; j < nv; j++)
+        o[j] = _mm256_setzero_ps();
     for (int u = 0; u < n; u++) {
         const __m256 p = _mm256_set1_ps(s[u] * inv);
         const size_t off = (size_t)u * ld;
-        for (int j = 0; j < nv; j++) o[j] = _mm256_add_ps(o[j], _mm256_mul_ps(p, kv8(v16, v32, off + 8 * j)));
+        for (int j = 0; j < nv; j++)
+            o[j] = _mm256_add_ps(o[j], _mm256_mul_ps(p, kv8(v16, v32, off + 8 * j)));
     }
-    for (int j = 0; j < nv; j++) _mm256_storeu_ps(out + 8 * j, o[j]);
+    for (int j = 0; j < nv; j++)
+        _mm256_storeu_ps(out + 8 * j, o[j]);
 }
 
 const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2, attend_avx2};

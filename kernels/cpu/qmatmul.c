@@ -40,6 +40,17 @@ size_t gq_qmat_bytes(const gq_qmat *w) {
     return b;
 }
 
+/* The 32 codes of block blk (columns 32 blk ..) of row r of an x8 matrix (r < gq_qmat_x8_rows). */
+static void x8_block_codes(const gq_qmat *w, int r, int blk, uint8_t *c) {
+    const uint8_t *p =
+        w->q + (size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (GQ_X8_ROWS / 2) + (size_t)blk * 128 + 4 * (r % GQ_X8_ROWS);
+    for (int k = 0; k < 4; k++)
+        for (int e = 0; e < 4; e++) {
+            const uint8_t b = p[32 * k + e];
+            c[4 * k + e] = b & 15, c[16 + 4 * k + e] = (uint8_t)(b >> 4);
+        }
+}
+
 void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
     const int K = w->cols;
     if (w->spec.format == GQ_QF_F32) {
@@ -54,11 +65,19 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
         lut[c] = gq_qvalue(f, c, 1.0f, 0); /* value / scale for 4-bit codes */
     for (int r = r0; r < r1; r++)
         for (int g = 0; g < ng; g++) {
-            const size_t gi = (size_t)r * ng + g;
+            const size_t gi = (size_t)r * ng + g, si = gq_qmat_gidx(w, r, g);
             const uint8_t *in = w->q + gi * gbytes;
-            const float sc = gq_qmat_scale(w, gi);
+            const float sc = gq_qmat_scale(w, si);
             float *o = dst + (size_t)(r - r0) * K + (size_t)g * G;
-            if (bits == 8) {
+            if (r < gq_qmat_x8_rows(w)) { /* int4 / int4a in the 8-row layout */
+                const int z = w->zeros ? w->zeros[si] : 0;
+                for (int b = 0; b < G / 32; b++) {
+                    uint8_t c[32];
+                    x8_block_codes(w, r, g * (G / 32) + b, c);
+                    for (int i = 0; i < 32; i++)
+                        o[32 * b + i] = f == GQ_QF_INT4A ? gq_qvalue(f, c[i], sc, z) : lut[c[i]] * sc;
+                }
+            } else if (bits == 8) {
                 for (int i = 0; i < G; i++)
                     o[i] = (float)(int8_t)in[i] * sc;
             } else if (bits == 4 && f != GQ_QF_INT4A) {
@@ -66,11 +85,59 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
                 for (int j = 0; j < G / 2; j++)
                     o[j] = lut[in[j] & 15] * sc, o[j + G / 2] = lut[in[j] >> 4] * sc;
             } else {
-                const int z = w->zeros ? w->zeros[gi] : 0;
+                const int z = w->zeros ? w->zeros[si] : 0;
                 for (int i = 0; i < G; i++)
                     o[i] = gq_qvalue(f, gq_unpack_code(in, G, bits, i), sc, z);
             }
         }
+}
+
+int gq_qmat_x8_able(const gq_qmat *w) {
+    return (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A) && w->s16 && w->group % 32 == 0 &&
+           w->cols % w->group == 0 && w->rows >= GQ_X8_ROWS;
+}
+
+int gq_qmat_to_x8(gq_qmat *w) {
+    if (w->x8 || !gq_qmat_x8_able(w)) return 0;
+    const int K = w->cols, G = w->group, ng = K / G, n8 = w->rows / GQ_X8_ROWS, nt = omp_get_max_threads();
+    const size_t bytes = (size_t)K * (GQ_X8_ROWS / 2), groups = (size_t)ng * GQ_X8_ROWS;
+    const size_t per = (size_t)GQ_X8_ROWS * K + bytes + groups * 3; /* codes, packed copy, scales, zeros */
+    uint8_t *tmp = malloc(per * (size_t)nt);
+    if (!tmp) return -1;
+    uint8_t *q = (uint8_t *)(uintptr_t)w->q, *z = (uint8_t *)(uintptr_t)w->zeros; /* writable: see the header */
+    uint16_t *s16 = (uint16_t *)(uintptr_t)w->s16;
+#pragma omp parallel for schedule(static)
+    for (int R = 0; R < n8; R++) {
+        uint8_t *c = tmp + per * (size_t)omp_get_thread_num(), *t = c + (size_t)GQ_X8_ROWS * K;
+        uint16_t *ts = (uint16_t *)(t + bytes);
+        uint8_t *tz = t + bytes + 2 * groups, *blk = q + (size_t)R * bytes;
+        memcpy(t, blk, bytes);
+        for (int j = 0; j < GQ_X8_ROWS;
+             j++) /* the 8 rows' codes (quant.h's packing: code i and i + G/2 share byte i) */
+            for (int g = 0; g < ng; g++) {
+                const uint8_t *in = t + ((size_t)j * ng + g) * (G / 2);
+                uint8_t *o = c + (size_t)j * K + (size_t)g * G;
+                for (int i = 0; i < G / 2; i++)
+                    o[i] = in[i] & 15, o[i + G / 2] = (uint8_t)(in[i] >> 4);
+            }
+        for (int b = 0; b < K / 32; b++)
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < GQ_X8_ROWS; j++)
+                    for (int e = 0; e < 4; e++) {
+                        const uint8_t *cj = c + (size_t)j * K + 32 * b + 4 * k + e;
+                        blk[(size_t)b * 128 + 32 * k + 4 * j + e] = (uint8_t)(cj[0] | cj[16] << 4);
+                    }
+        memcpy(ts, s16 + (size_t)R * groups, groups * 2);
+        if (z) memcpy(tz, z + (size_t)R * groups, groups);
+        for (int j = 0; j < GQ_X8_ROWS; j++)
+            for (int g = 0; g < ng; g++) {
+                s16[(size_t)R * groups + (size_t)g * GQ_X8_ROWS + j] = ts[(size_t)j * ng + g];
+                if (z) z[(size_t)R * groups + (size_t)g * GQ_X8_ROWS + j] = tz[(size_t)j * ng + g];
+            }
+    }
+    free(tmp);
+    w->x8 = 1;
+    return 0;
 }
 
 void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1) {
@@ -136,10 +203,10 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
         for (int m = 0; m < M; m++) {
             float acc = 0.0f;
             for (int g = 0; g < ng; g++) {
-                const size_t gi = (size_t)r * ng + g;
+                const size_t gi = (size_t)r * ng + g, si = gq_qmat_gidx(w, r, g);
                 const uint8_t *in = w->q + gi * gbytes;
-                const int z = w->zeros ? w->zeros[gi] : 0;
-                float sc = gq_qmat_scale(w, gi), gsum = 0.0f;
+                const int z = w->zeros ? w->zeros[si] : 0, x8 = r < gq_qmat_x8_rows(w);
+                float sc = gq_qmat_scale(w, si), gsum = 0.0f;
                 if (ipath) {
                     if (f == GQ_QF_FP4) sc *= 0.5f;
                     if (f == GQ_QF_NF4) sc *= 1.0f / (float)(1 << GQ_NF4_I16_SHIFT);
@@ -148,13 +215,16 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
                     for (int b = 0; b < G / GQ_QMM_ABLOCK; b++) {
                         int32_t s = 0;
                         for (int i = b * GQ_QMM_ABLOCK; i < (b + 1) * GQ_QMM_ABLOCK; i++)
-                            s += ival(f, gq_unpack_code(in, G, bits, i), z) * xq[i];
+                            s +=
+                                ival(f, x8 ? gq_qmat_code(w, r, g * G + i) : gq_unpack_code(in, G, bits, i), z) * xq[i];
                         gsum += xd[b] * (float)s;
                     }
                 } else {
                     const float *x = a->x + (size_t)m * K + (size_t)g * G;
                     for (int i = 0; i < G; i++)
-                        gsum += gq_qvalue(f, gq_unpack_code(in, G, bits, i), 1.0f, z) * x[i];
+                        gsum +=
+                            gq_qvalue(f, x8 ? gq_qmat_code(w, r, g * G + i) : gq_unpack_code(in, G, bits, i), 1.0f, z) *
+                            x[i];
                 }
                 acc += sc * gsum;
             }
@@ -163,11 +233,13 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
 }
 
 static void to_f16_scalar(uint16_t *dst, const float *src, int n) {
-    for (int i = 0; i < n; i++) dst[i] = gq_f32_to_f16(src[i]);
+    for (int i = 0; i < n; i++)
+        dst[i] = gq_f32_to_f16(src[i]);
 }
 
 static void from_f16_scalar(float *dst, const uint16_t *src, int n) {
-    for (int i = 0; i < n; i++) dst[i] = gq_f16_to_f32(src[i]);
+    for (int i = 0; i < n; i++)
+        dst[i] = gq_f16_to_f32(src[i]);
 }
 
 static inline float kv_at(const uint16_t *c16, const float *c32, size_t i) {
@@ -176,7 +248,8 @@ static inline float kv_at(const uint16_t *c16, const float *c32, size_t i) {
 
 void gq_qdot_attend_softmax(float *s, int n, float *inv) {
     float mx = -3.0e38f;
-    for (int u = 0; u < n; u++) mx = s[u] > mx ? s[u] : mx;
+    for (int u = 0; u < n; u++)
+        mx = s[u] > mx ? s[u] : mx;
     float sum = 0.0f;
     for (int u = 0; u < n; u++) {
         s[u] = gq_exp(s[u] - mx);
@@ -189,23 +262,29 @@ static float attend_dot(const float *q, const uint16_t *k16, const float *k32, s
     float acc[16] = {0};
     int i = 0;
     for (; i + 16 <= hs; i += 16)
-        for (int l = 0; l < 16; l++) acc[l] = acc[l] + q[i + l] * kv_at(k16, k32, off + i + l);
+        for (int l = 0; l < 16; l++)
+            acc[l] = acc[l] + q[i + l] * kv_at(k16, k32, off + i + l);
     for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] = acc[l] + acc[l + w];
+        for (int l = 0; l < w; l++)
+            acc[l] = acc[l] + acc[l + w];
     float d = acc[0];
-    for (; i < hs; i++) d = d + q[i] * kv_at(k16, k32, off + i);
+    for (; i < hs; i++)
+        d = d + q[i] * kv_at(k16, k32, off + i);
     return d;
 }
 
 static void attend_scalar(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
                           const float *v32, size_t ld, int n, int hs, float scale, float *s) {
-    for (int u = 0; u < n; u++) s[u] = attend_dot(q, k16, k32, (size_t)u * ld, hs) * scale;
+    for (int u = 0; u < n; u++)
+        s[u] = attend_dot(q, k16, k32, (size_t)u * ld, hs) * scale;
     float inv;
     gq_qdot_attend_softmax(s, n, &inv);
-    for (int e = 0; e < hs; e++) out[e] = 0.0f;
+    for (int e = 0; e < hs; e++)
+        out[e] = 0.0f;
     for (int u = 0; u < n; u++) {
         const float p = s[u] * inv;
-        for (int e = 0; e < hs; e++) out[e] = out[e] + p * kv_at(v16, v32, (size_t)u * ld + e);
+        for (int e = 0; e < hs; e++)
+            out[e] = out[e] + p * kv_at(v16, v32, (size_t)u * ld + e);
     }
 }
 
