@@ -41,12 +41,13 @@ typedef struct {
     int x8;                 /* rows [0, rows & ~7) are in the 8-row layout (below) */
 } gq_qmat;
 
-/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a matrices whose groups are a
+/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 matrices whose groups are a
  * multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the last
  * rows % 8 rows stay as exported). Rows are taken 8 at a time; the 8 rows keep the same
  * 8 * cols / 2 bytes, now in blocks of 32 columns of 128 bytes each: byte 32k + 4j + e
  * (k < 4, j < 8, e < 4) of a block holds row j's codes of columns 4k + e (low nibble) and
- * 16 + 4k + e (high nibble). Scales and int4a zero points of the 8 rows are interleaved:
+ * 16 + 4k + e (high nibble). Scales (fp16, fp32, or nf4's int8 absmax codes; nf4's
+ * second-level scales stay as they are) and int4a zero points of the 8 rows are interleaved:
  * group g of row 8R + j is entry (R * groups_per_row + g) * 8 + j. A kernel multiplies one
  * 32-byte load (8 rows x 4 codes, twice) by 4 activation codes broadcast to every lane, so the
  * 8 rows' sums build up in 8 lanes with no horizontal sums (the layout of llama.cpp's repacked
@@ -84,23 +85,26 @@ typedef struct {
     int M, K;
 } gq_qact;
 
-/* The effective fp32 scale of group g (as gq_dequantize uses it); host and CUDA device. */
-GQ_HD float gq_qmat_scale(const gq_qmat *w, size_t g) {
+/* The effective fp32 scale of group g of row r (as gq_dequantize uses it; either layout; nf4's
+ * second-level scales go by the exported group order); host and CUDA device. */
+GQ_HD float gq_qmat_scale(const gq_qmat *w, int r, int g) {
+    const size_t si = gq_qmat_gidx(w, r, g);
     if (w->spec.format == GQ_QF_NF4 && w->spec.double_quant)
-        return (float)w->absmax_q[g] * w->absmax2[g / GQ_DQ_BLOCK] + w->absmax_offset;
-    return w->s16 ? gq_f16_to_f32(w->s16[g]) : w->s32[g];
+        return (float)w->absmax_q[si] *
+                   w->absmax2[((size_t)r * (size_t)(w->cols / w->group) + (size_t)g) / GQ_DQ_BLOCK] +
+               w->absmax_offset;
+    return w->s16 ? gq_f16_to_f32(w->s16[si]) : w->s32[si];
 }
 
 /* Element i of row r, dequantized (quant.h's value; fp32 matrices: the value itself). */
 GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
     if (w->spec.format == GQ_QF_F32) return w->f32[(size_t)r * w->cols + i];
-    const size_t gi = gq_qmat_gidx(w, r, i / w->group);
-    return gq_qvalue(w->spec.format, gq_qmat_code(w, r, i), gq_qmat_scale(w, gi),
-                     w->spec.format == GQ_QF_INT4A ? w->zeros[gi] : 0);
+    return gq_qvalue(w->spec.format, gq_qmat_code(w, r, i), gq_qmat_scale(w, r, i / w->group),
+                     w->spec.format == GQ_QF_INT4A ? w->zeros[gq_qmat_gidx(w, r, i / w->group)] : 0);
 }
 
-/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a, fp16 scales, groups a multiple of 32, at
- * least 8 rows). */
+/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a with fp16 scales, nf4; groups a multiple of
+ * 32; at least 8 rows). */
 int gq_qmat_x8_able(const gq_qmat *w);
 /* Rearrange w's codes, scales and zero points into the 8-row layout, in place (w's arrays must
  * be writable: the runner's own copy); nothing happens unless gq_qmat_x8_able and not yet done.

@@ -17,6 +17,7 @@ typedef struct {
     gq_qmat w;
     gq_qtensor q;
     uint16_t *s16;
+    float *s32; /* a copy of q.scales for w (w's arrays may be rearranged; q stays as quantized) */
     float *deq; /* gq_dequantize's result */
 } mat;
 
@@ -59,7 +60,9 @@ static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
             m->s16[k] = gq_f32_to_f16(m->q.scales[k]);
         m->w.s16 = m->s16;
     } else {
-        m->w.s32 = m->q.scales;
+        m->s32 = malloc(4 * groups);
+        memcpy(m->s32, m->q.scales, 4 * groups);
+        m->w.s32 = m->s32;
     }
     if (s->format == GQ_QF_INT4A) m->w.zeros = m->q.zeros;
     if (s->format == GQ_QF_NF4 && s->double_quant) {
@@ -73,7 +76,7 @@ static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
 static void drop(mat *m) {
     if (m->w.spec.format == GQ_QF_F32) free((void *)m->w.f32);
     free(m->q.qweight), free(m->q.scales), free(m->q.zeros), free(m->q.absmax_q), free(m->q.absmax2);
-    free(m->s16), free(m->deq);
+    free(m->s16), free(m->s32), free(m->deq);
 }
 
 #endif

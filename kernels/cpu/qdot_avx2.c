@@ -235,6 +235,61 @@ static void rows8_q4(const gq_qmat *w, int R, const int8_t *xq, const float *xd,
     _mm256_storeu_ps(out, _mm256_sub_ps(acc, corr));
 }
 
+/* nf4 in the 8-row layout: rows 8R..8R+7 for one token whose activation codes x16 are int16.
+ * Each code vector (8 rows x 4 codes) becomes int16 codebook values through two byte shuffles
+ * and two unpacks (rows 0, 1, 4, 5 and rows 2, 3, 6, 7), multiplied by madd with the 4
+ * activations broadcast; int32 sums per block (|sum| < 2^26), then one hadd puts the 8 rows in
+ * order in the 8 lanes. Scales per group for 8 rows: fp32, or the int8 absmax codes times the
+ * second-level scales (gathered: they go by the exported group order) plus the offset. */
+_Static_assert(GQ_DQ_BLOCK == 256, "rows8_nf4 divides by shifting");
+static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *xd, __m256i tlo, __m256i thi,
+                      float *out) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
+    const size_t g0 = (size_t)R * ng * GQ_X8_ROWS;
+    const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
+    const __m256 k14 = _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT));
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m256 ga = _mm256_setzero_ps();
+        for (int b = 0; b < bpg; b++) {
+            const int blk = g * bpg + b;
+            const uint8_t *pb = p + (size_t)blk * 128;
+            const int16_t *x = x16 + 32 * blk;
+            pf(pb + X8_PF), pf(pb + X8_PF + 64);
+            __m256i alo = _mm256_setzero_si256(), ahi = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                int64_t a0, a1;
+                memcpy(&a0, x + 4 * k, 8), memcpy(&a1, x + 16 + 4 * k, 8);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+                const __m256i x0 = _mm256_set1_epi64x(a0), x1 = _mm256_set1_epi64x(a1);
+                const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                __m256i lo = _mm256_shuffle_epi8(tlo, c0), hi = _mm256_shuffle_epi8(thi, c0);
+                alo = _mm256_add_epi32(alo, _mm256_madd_epi16(_mm256_unpacklo_epi8(lo, hi), x0));
+                ahi = _mm256_add_epi32(ahi, _mm256_madd_epi16(_mm256_unpackhi_epi8(lo, hi), x0));
+                lo = _mm256_shuffle_epi8(tlo, c1), hi = _mm256_shuffle_epi8(thi, c1);
+                alo = _mm256_add_epi32(alo, _mm256_madd_epi16(_mm256_unpacklo_epi8(lo, hi), x1));
+                ahi = _mm256_add_epi32(ahi, _mm256_madd_epi16(_mm256_unpackhi_epi8(lo, hi), x1));
+            }
+            ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(alo, ahi)), _mm256_broadcast_ss(xd + blk), ga);
+        }
+        const size_t si = g0 + (size_t)g * GQ_X8_ROWS;
+        __m256 sc;
+        if (w->spec.double_quant) {
+            const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
+            const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
+            const __m256 aq =
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
+            sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
+        } else {
+            sc = _mm256_loadu_ps(w->s32 + si);
+        }
+        acc = _mm256_fmadd_ps(ga, _mm256_mul_ps(sc, k14), acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
 /* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
  * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
  * lanes, shifted by 0, 3, .., 21 and masked, and the four words' lanes packed back to bytes.
@@ -446,6 +501,25 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         r = r0 > n8 ? r0 : n8;
     }
     enum { NF_MAXK = 16384 };
+    if (nf && w->x8 && K <= NF_MAXK) { /* nf4, 8-row layout: int16 activations of as many tokens as fit */
+        int16_t x16[NF_MAXK];
+        const int n8 = gq_qmat_x8_rows(w), per = NF_MAXK / K;
+        for (int m0 = 0; m0 < a->M; m0 += per) {
+            const int m1 = m0 + per < a->M ? m0 + per : a->M;
+            for (int i = 0; i < (m1 - m0) * K; i++)
+                x16[i] = a->q[(size_t)m0 * K + i];
+            for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
+                for (int m = m0; m < m1; m++) {
+                    float o[GQ_X8_ROWS];
+                    rows8_nf4(w, R, x16 + (size_t)(m - m0) * K, a->d + (size_t)m * nb, tlo, thi, o);
+                    for (int j = 0; j < GQ_X8_ROWS; j++) {
+                        const int rr = R * GQ_X8_ROWS + j;
+                        if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
+                    }
+                }
+        }
+        r = r0 > n8 ? r0 : n8;
+    }
     if (nf && a->M == 1 && K <= NF_MAXK) { /* one token: its int16 activations once, two rows at a time */
         __m256i xw[2 * NF_MAXK / 32];
         const __m256i zero = _mm256_setzero_si256();

@@ -67,9 +67,9 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
         for (int g = 0; g < ng; g++) {
             const size_t gi = (size_t)r * ng + g, si = gq_qmat_gidx(w, r, g);
             const uint8_t *in = w->q + gi * gbytes;
-            const float sc = gq_qmat_scale(w, si);
+            const float sc = gq_qmat_scale(w, r, g);
             float *o = dst + (size_t)(r - r0) * K + (size_t)g * G;
-            if (r < gq_qmat_x8_rows(w)) { /* int4 / int4a in the 8-row layout */
+            if (r < gq_qmat_x8_rows(w)) { /* int4 / int4a / nf4 in the 8-row layout */
                 const int z = w->zeros ? w->zeros[si] : 0;
                 for (int b = 0; b < G / 32; b++) {
                     uint8_t c[32];
@@ -93,24 +93,38 @@ void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
 }
 
 int gq_qmat_x8_able(const gq_qmat *w) {
-    return (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A) && w->s16 && w->group % 32 == 0 &&
+    const gq_qformat f = w->spec.format;
+    return ((f == GQ_QF_INT4 || f == GQ_QF_INT4A) && w->s16 ? 1 : f == GQ_QF_NF4) && w->group % 32 == 0 &&
            w->cols % w->group == 0 && w->rows >= GQ_X8_ROWS;
+}
+
+/* Interleave one per-group array of 8 rows (groups values of esz bytes per row, row after row)
+ * into the x8 order: group g of row j at g * 8 + j. */
+static void x8_interleave(uint8_t *a, uint8_t *tmp, int ng, size_t esz) {
+    memcpy(tmp, a, (size_t)ng * GQ_X8_ROWS * esz);
+    for (int j = 0; j < GQ_X8_ROWS; j++)
+        for (int g = 0; g < ng; g++)
+            memcpy(a + ((size_t)g * GQ_X8_ROWS + j) * esz, tmp + ((size_t)j * ng + g) * esz, esz);
 }
 
 int gq_qmat_to_x8(gq_qmat *w) {
     if (w->x8 || !gq_qmat_x8_able(w)) return 0;
     const int K = w->cols, G = w->group, ng = K / G, n8 = w->rows / GQ_X8_ROWS, nt = omp_get_max_threads();
     const size_t bytes = (size_t)K * (GQ_X8_ROWS / 2), groups = (size_t)ng * GQ_X8_ROWS;
-    const size_t per = (size_t)GQ_X8_ROWS * K + bytes + groups * 3; /* codes, packed copy, scales, zeros */
+    const size_t per = (size_t)GQ_X8_ROWS * K + bytes + groups * 4; /* codes, packed copy, one per-group array */
     uint8_t *tmp = malloc(per * (size_t)nt);
     if (!tmp) return -1;
-    uint8_t *q = (uint8_t *)(uintptr_t)w->q, *z = (uint8_t *)(uintptr_t)w->zeros; /* writable: see the header */
-    uint16_t *s16 = (uint16_t *)(uintptr_t)w->s16;
+    /* the arrays are writable: see the header. Per group: fp16 or fp32 scales or nf4's int8
+     * absmax codes, and int4a's zero points */
+    uint8_t *q = (uint8_t *)(uintptr_t)w->q, *z = (uint8_t *)(uintptr_t)w->zeros;
+    uint8_t *sc = w->s16                                ? (uint8_t *)(uintptr_t)w->s16
+                  : w->absmax_q && w->spec.double_quant ? (uint8_t *)(uintptr_t)w->absmax_q
+                                                        : (uint8_t *)(uintptr_t)w->s32;
+    const size_t ssz = w->s16 ? 2 : w->absmax_q && w->spec.double_quant ? 1 : 4;
 #pragma omp parallel for schedule(static)
     for (int R = 0; R < n8; R++) {
         uint8_t *c = tmp + per * (size_t)omp_get_thread_num(), *t = c + (size_t)GQ_X8_ROWS * K;
-        uint16_t *ts = (uint16_t *)(t + bytes);
-        uint8_t *tz = t + bytes + 2 * groups, *blk = q + (size_t)R * bytes;
+        uint8_t *blk = q + (size_t)R * bytes;
         memcpy(t, blk, bytes);
         for (int j = 0; j < GQ_X8_ROWS;
              j++) /* the 8 rows' codes (quant.h's packing: code i and i + G/2 share byte i) */
@@ -127,13 +141,8 @@ int gq_qmat_to_x8(gq_qmat *w) {
                         const uint8_t *cj = c + (size_t)j * K + 32 * b + 4 * k + e;
                         blk[(size_t)b * 128 + 32 * k + 4 * j + e] = (uint8_t)(cj[0] | cj[16] << 4);
                     }
-        memcpy(ts, s16 + (size_t)R * groups, groups * 2);
-        if (z) memcpy(tz, z + (size_t)R * groups, groups);
-        for (int j = 0; j < GQ_X8_ROWS; j++)
-            for (int g = 0; g < ng; g++) {
-                s16[(size_t)R * groups + (size_t)g * GQ_X8_ROWS + j] = ts[(size_t)j * ng + g];
-                if (z) z[(size_t)R * groups + (size_t)g * GQ_X8_ROWS + j] = tz[(size_t)j * ng + g];
-            }
+        x8_interleave(sc + (size_t)R * groups * ssz, t, ng, ssz);
+        if (z) x8_interleave(z + (size_t)R * groups, t, ng, 1);
     }
     free(tmp);
     w->x8 = 1;
@@ -206,7 +215,7 @@ static void rows_scalar(const gq_qmat *w, int r0, int r1, const gq_qact *a, floa
                 const size_t gi = (size_t)r * ng + g, si = gq_qmat_gidx(w, r, g);
                 const uint8_t *in = w->q + gi * gbytes;
                 const int z = w->zeros ? w->zeros[si] : 0, x8 = r < gq_qmat_x8_rows(w);
-                float sc = gq_qmat_scale(w, si), gsum = 0.0f;
+                float sc = gq_qmat_scale(w, r, g), gsum = 0.0f;
                 if (ipath) {
                     if (f == GQ_QF_FP4) sc *= 0.5f;
                     if (f == GQ_QF_NF4) sc *= 1.0f / (float)(1 << GQ_NF4_I16_SHIFT);

@@ -43,7 +43,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
             const uint4 raw = *(const uint4 *)(qr + o);
             const int k = (int)(o / half), j = (int)(o % half);
             const size_t gi = (size_t)row * ng + k;
-            const float s = gq_qmat_scale(&w, gi);
+            const float s = gq_qmat_scale(&w, row, k);
             const int z = f == GQ_QF_INT4A ? w.zeros[gi] : 8;
             const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
             float lo[16], hi[16];
@@ -74,8 +74,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
         const uint8_t *qr = w.q + (size_t)row * K;
         for (int o = lane * 16; o < K; o += 32 * 16) {
             const uint4 raw = *(const uint4 *)(qr + o);
-            const size_t gi = (size_t)row * ng + o / G;
-            const float s = gq_qmat_scale(&w, gi);
+            const float s = gq_qmat_scale(&w, row, o / G);
             const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
             float v[16];
 #pragma unroll
