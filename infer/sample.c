@@ -2,9 +2,11 @@
 #include "sample.h"
 
 #include "gq_error.h"
+#include "simd.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int gq_sampler_init(gq_sampler *s, int V, float temperature, int top_k, float top_p, uint64_t seed) {
     s->temperature = temperature;
@@ -13,12 +15,18 @@ int gq_sampler_init(gq_sampler *s, int V, float temperature, int top_k, float to
     gq_rng_seed(&s->rng, seed);
     s->prob = malloc(sizeof(float) * (size_t)V);
     s->idx = malloc(sizeof(int32_t) * (size_t)V);
-    return s->prob && s->idx ? GQ_OK : gq_errf(GQ_ENOMEM, "out of memory");
+    s->cnt = malloc(sizeof(uint32_t) * GQ_SAMPLE_BUCKETS);
+    s->mass = malloc(sizeof(double) * GQ_SAMPLE_BUCKETS);
+    return s->prob && s->idx && s->cnt && s->mass ? GQ_OK : gq_errf(GQ_ENOMEM, "out of memory");
 }
 
-void gq_sampler_free(gq_sampler *s) {
-    free(s->prob);
-    free(s->idx);
+void gq_sampler_free(gq_sampler *s) { free(s->prob), free(s->idx), free(s->cnt), free(s->mass); }
+
+void gq_sample_probs(float *p, const float *logits, int V, float max, float temperature) {
+    const float inv = 1.0f / temperature;
+    for (int i = 0; i < V; i++)
+        p[i] = (logits[i] - max) * inv;
+    gq_simd()->exp_scale(p, V, 0.0f, 1.0f);
 }
 
 static const float *g_prob;
@@ -28,23 +36,56 @@ static int by_prob_desc(const void *a, const void *b) {
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
+/* Probability buckets: the top 11 bits of a non-negative float (8 exponent bits and 3 mantissa
+ * bits), in the same order as the values. */
+static inline int bucket(float p) {
+    uint32_t b;
+    memcpy(&b, &p, 4);
+    return (int)(b >> 20);
+}
+
+/* The candidates that can make the top-k / top-p prefix of the tokens sorted by probability:
+ * the buckets from the top down until they hold top_k tokens or top_p of the mass (plus a
+ * margin of 1e-6 over the rounding of the sums), all their tokens, sorted. Returns how many. */
+static int candidates(gq_sampler *s, int V) {
+    uint32_t *cnt = s->cnt;
+    double *mass = s->mass;
+    memset(cnt, 0, sizeof *cnt * GQ_SAMPLE_BUCKETS), memset(mass, 0, sizeof *mass * GQ_SAMPLE_BUCKETS);
+    for (int i = 0; i < V; i++) {
+        const int b = bucket(s->prob[i]);
+        cnt[b]++, mass[b] += s->prob[i];
+    }
+    const long want = s->top_k > 0 && s->top_k < V ? s->top_k : V;
+    long c = 0;
+    double m = 0;
+    int lo = GQ_SAMPLE_BUCKETS - 1;
+    for (; lo > 0; lo--) {
+        c += cnt[lo], m += mass[lo];
+        if (c >= want || (s->top_p < 1.0f && m >= (double)s->top_p + 1e-6)) break;
+    }
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        if (bucket(s->prob[i]) >= lo) s->idx[n++] = i;
+    g_prob = s->prob; /* qsort has no context argument in C11; sampling is single-threaded */
+    qsort(s->idx, (size_t)n, sizeof *s->idx, by_prob_desc);
+    return n;
+}
+
 int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
     int32_t best = 0;
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
     if (s->temperature <= 0.0f) return best;
+    gq_sample_probs(s->prob, logits, V, logits[best], s->temperature);
     double sum = 0;
-    for (int i = 0; i < V; i++) {
-        s->prob[i] = expf((logits[i] - logits[best]) / s->temperature);
-        sum += s->prob[i];
-        s->idx[i] = i;
-    }
     for (int i = 0; i < V; i++)
-        s->prob[i] = (float)(s->prob[i] / sum);
+        sum += s->prob[i];
+    const double inv = 1.0 / sum;
+    for (int i = 0; i < V; i++)
+        s->prob[i] = (float)(s->prob[i] * inv);
     int n = V;
     if ((s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f) {
-        g_prob = s->prob; /* qsort has no context argument in C11; sampling is single-threaded */
-        qsort(s->idx, (size_t)V, sizeof *s->idx, by_prob_desc);
+        n = candidates(s, V);
         if (s->top_k > 0 && s->top_k < n) n = s->top_k;
         if (s->top_p < 1.0f) {
             double c = 0;
@@ -56,6 +97,9 @@ int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
                 }
             }
         }
+    } else {
+        for (int i = 0; i < V; i++)
+            s->idx[i] = i;
     }
     double total = 0;
     for (int i = 0; i < n; i++)

@@ -1,5 +1,9 @@
 /* sample: the next token from logits: greedy (temperature 0), or temperature + top-k + top-p
- * (nucleus) sampling with a seeded splitmix64 stream. */
+ * (nucleus) sampling with a seeded splitmix64 stream. The rule: probabilities softmax(logits /
+ * T) (exp of the row kernels' SIMD table); tokens sorted by probability (descending, ties by id); keep the first top_k,
+ * then the shortest prefix of those whose cumulative probability reaches top_p; draw u in [0, 1) times the kept mass
+ * and return the first kept token whose cumulative mass exceeds it. Only the tokens that can be kept are sorted (a
+ * one-pass histogram of the probabilities finds them), not the whole vocabulary. */
 #ifndef GQ_INFER_SAMPLE_H
 #define GQ_INFER_SAMPLE_H
 
@@ -12,13 +16,19 @@ typedef struct {
     int top_k;         /* 0: all */
     float top_p;       /* 1: all */
     gq_rng rng;
-    float *prob;  /* V scratch */
-    int32_t *idx; /* V scratch */
+    float *prob;   /* V scratch */
+    int32_t *idx;  /* V scratch */
+    uint32_t *cnt; /* GQ_SAMPLE_BUCKETS scratch: the histogram */
+    double *mass;
 } gq_sampler;
+
+#define GQ_SAMPLE_BUCKETS 2048
 
 /* scratch for a vocabulary of V (malloc'd once) */
 int gq_sampler_init(gq_sampler *s, int V, float temperature, int top_k, float top_p, uint64_t seed);
 void gq_sampler_free(gq_sampler *s);
 int32_t gq_sample(gq_sampler *s, const float *logits, int V);
+/* p[i] = exp((logits[i] - max) / T), unnormalized (the SIMD exp of kernels/cpu/simd.h) */
+void gq_sample_probs(float *p, const float *logits, int V, float max, float temperature);
 
 #endif
