@@ -38,8 +38,8 @@ static int fail(int rc) {
     return 1;
 }
 
-static int g_kv_f16 = 1;          /* --kv */
-static int g_device = GQ_IM_CPU;   /* --device */
+static int g_kv_f16 = 1;         /* --kv */
+static int g_device = GQ_IM_CPU; /* --device */
 static const char *g_device_name = "cpu";
 
 /* Load a model with the global flags (--kv, --device) applied before its first plan. */
@@ -112,7 +112,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!rc && T < GQ_QMM_PANEL_MIN)
         rc = gq_errf(GQ_EINVAL, "--seq %ld: eval needs windows of at least %d tokens", T, GQ_QMM_PANEL_MIN);
     if (!rc && !B) B = T >= 512 ? 1 : 1024 / T; /* about 1024 tokens per forward */
-    if (!rc && g_device == GQ_IM_CUDA) B = 1; /* the GPU runs one window at a time */
+    if (!rc && g_device == GQ_IM_CUDA) B = 1;   /* the GPU runs one window at a time */
     gq_loader_config lc = {(int)B, (int)T, 0, 0, split, 0};
     if (!rc) rc = gq_loader_open(&L, &data, 1, &lc);
     if (!rc && gq_loader_vocab_size(L) > m->cfg.vocab_size)
@@ -209,12 +209,22 @@ static int run_generate(gq_im *m, const gq_bpe *bpe, const prompt_plan *p, gq_sa
     memset(st, 0, sizeof *st);
     const int n = (int)p->ids.n, V = m->cfg.vocab_size, eot = gq_bpe_eot(bpe);
     st->n_prompt = n;
+    /* on the GPU the device picks each token (greedy or sampled from this sampler's stream of
+     * draws, the same rule) and only the pick comes back */
+    const int gpu = m->device == GQ_IM_CUDA;
+    if (gpu) {
+        m->temperature = s->temperature, m->top_k = s->top_k, m->top_p = s->top_p, m->skip_logits = 1;
+        if (s->temperature > 0) m->sample_u = gq_rng_float(&s->rng);
+    }
     double t0 = gq_now();
     int rc = gq_im_forward(m, p->ids.ids, 1, n, 0, NULL, NULL, NULL);
     st->prefill_s = gq_now() - t0;
     t0 = gq_now();
     for (int k = 0; k < p->n_new && !rc; k++) {
-        int32_t tok = gq_sample(s, gq_im_logits(m, 0), V);
+        int32_t tok = !gpu                 ? gq_sample(s, gq_im_logits(m, 0), V)
+                      : m->next_token >= 0 ? m->next_token
+                                           : gq_sample_u(s, gq_im_logits(m, 0), V, m->sample_u);
+        if (gpu && s->temperature > 0) m->sample_u = gq_rng_float(&s->rng); /* for the next pick */
         st->n_generated++;
         if (tok == eot && stop_at_eot) {
             st->hit_eot = 1;
@@ -229,6 +239,7 @@ static int run_generate(gq_im *m, const gq_bpe *bpe, const prompt_plan *p, gq_sa
         if (k + 1 < p->n_new) rc = gq_im_forward(m, &tok, 1, 1, n + k, NULL, NULL, NULL);
     }
     st->decode_s = gq_now() - t0;
+    m->skip_logits = 0;
     return rc;
 }
 
@@ -424,8 +435,12 @@ static int cmd_bench(int argc, char **argv) {
     }
     const double rss_gen = peak_rss_mb();
     const int cuda = m && m->device == GQ_IM_CUDA;
-    const size_t kv_gen = !m ? 0 : cuda ? m->dev_kv_bytes : m->kv_bytes,
-                 act_gen = !m ? 0 : cuda ? m->dev_state_bytes - m->dev_kv_bytes : m->act_bytes;
+    const size_t kv_gen = !m     ? 0
+                          : cuda ? m->dev_kv_bytes
+                                 : m->kv_bytes,
+                 act_gen = !m     ? 0
+                           : cuda ? m->dev_state_bytes - m->dev_kv_bytes
+                                  : m->act_bytes;
     size_t gpu_used = 0; /* cudaMemGetInfo: the device memory in use now, against before the load */
     if (cuda) gq_imc_mem_used(&gpu_used);
     /* prefill throughput: one pass over n_prefill tokens of the prompt's text repeated */
@@ -447,8 +462,10 @@ static int cmd_bench(int argc, char **argv) {
         free(toks);
     }
     double bw = 0;
-    if (!rc && cuda) rc = gq_imc_copy_bandwidth(&bw); /* device copy: bytes read + written per second */
-    else if (!rc) bw = read_bandwidth();
+    if (!rc && cuda)
+        rc = gq_imc_copy_bandwidth(&bw); /* device copy: bytes read + written per second */
+    else if (!rc)
+        bw = read_bandwidth();
     if (!rc) {
         const gq_gpt2_config *c = &m->cfg;
         const double decode_tps = (st2.n_generated - 1) / st2.decode_s; /* the first token comes from the prefill */
@@ -672,7 +689,8 @@ int main(int argc, char **argv) {
             g_device = !strcmp(v, "cuda") || (!strcmp(v, "auto") && gq_imc_available()) ? GQ_IM_CUDA : GQ_IM_CPU;
             g_device_name = g_device == GQ_IM_CUDA ? "cuda" : "cpu";
         }
-        for (int j = i; j + 2 <= argc; j++) argv[j] = argv[j + 2];
+        for (int j = i; j + 2 <= argc; j++)
+            argv[j] = argv[j + 2];
         argc -= 2;
     }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

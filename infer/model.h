@@ -57,7 +57,11 @@ typedef struct {
     /* --device cuda (model_cuda.c): set device before gq_im_plan */
     int device;                 /* GQ_IM_CPU or GQ_IM_CUDA */
     struct gq_im_cuda *cuda;    /* device weights and run state */
-    int32_t next_token;         /* CUDA: the greedy pick of the last forward, made on the GPU */
+    int32_t next_token;         /* CUDA: the pick of the last forward made on the GPU (-1: sample on the host) */
+    float temperature, top_p;   /* CUDA: the device's sampler (infer/sample.h's rule; temperature 0: greedy) */
+    int top_k;
+    float sample_u;             /* CUDA: the uniform draw for the next forward's pick */
+    int skip_logits;            /* CUDA: do not download the logits when the device picked the token */
     size_t dev_weight_bytes, dev_kv_bytes, dev_state_bytes; /* device memory: weights; KV cache; run state (KV included) */
 } gq_im;
 

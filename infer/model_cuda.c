@@ -6,7 +6,9 @@
  * embedding, KV-cache store and attention. The KV cache (fp16 or fp32, as m->kv_f16) and the
  * activations are allocated once by gq_im_plan; one sequence (B = 1). A decode step (one
  * token, position > 0, no targets) is captured once as a CUDA graph and replayed with the
- * token and position in device memory; if capture fails the ops run directly. */
+ * token and position in device memory; if capture fails the ops run directly. The next token
+ * is picked on the device (greedy, or infer/sample.h's sampler with m->sample_u), so a decode
+ * step downloads 4 bytes unless the caller wants the logits. */
 #include "model_cuda.h"
 
 #include "gq_error.h"
@@ -48,11 +50,13 @@ struct gq_im_cuda {
     /* run state: one allocation */
     void *state;
     void *kc, *vc; /* (L, T, C) each, fp16 or fp32 */
-    float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *losses, *lse;
+    float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *losses, *lse, *prob, *u;
     int32_t *tokens, *targets, *pos, *next;
     int T, chunk, f16;
     void *graph; /* the decode step */
     int graph_tried;
+    float g_temperature, g_top_p; /* the sampler settings the graph was captured with */
+    int g_top_k;
 };
 
 int gq_imc_available(void) { return gq_cuda_device_count() > 0; }
@@ -141,7 +145,7 @@ int gq_imc_plan(gq_im *m) {
     const size_t kv = L * T * C * (c->f16 ? 2 : 4);
     size_t sizes[] = {kv,          kv,          M * C * 4, M * C * 4, M * 4, M * 4, M * 3 * C * 4, M * C * 4,
                       M * C * 4,   M * 4 * C * 4, M * Vp * 4, M * 4,    M * 4, M * 4, M * 4,         4,
-                      4};
+                      4,           Vp * 4,      4};
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = 0;
     for (int i = 0; i < n; i++) total += up(sizes[i]);
@@ -152,7 +156,7 @@ int gq_imc_plan(gq_im *m) {
     for (int i = 0; i < n; i++) p[i] = s, s += up(sizes[i]);
     c->kc = p[0], c->vc = p[1], c->x = p[2], c->ln = p[3], c->mean = p[4], c->rstd = p[5], c->qkv = p[6];
     c->atty = p[7], c->tmp = p[8], c->fch = p[9], c->logits = p[10], c->losses = p[11], c->lse = p[12];
-    c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16];
+    c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16], c->prob = p[17], c->u = p[18];
     m->dev_kv_bytes = 2 * up(kv);
     m->dev_state_bytes = total;
     return GQ_OK;
@@ -187,7 +191,7 @@ static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     const int C = m->cfg.n_embd;
     GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(M - 1) * C, c->lnfw, c->lnfb, 1, C));
     GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
-    return gq_cuda_argmax(c->next, c->logits, m->cfg.vocab_size);
+    return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->u, c->prob);
 }
 
 static int decode_step(gq_im *m, struct gq_im_cuda *c) {
@@ -204,6 +208,7 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
     const int32_t p32 = pos;
     GQ_TRY(gq_cuda_upload(c->tokens, tokens, (size_t)n * sizeof *tokens));
     GQ_TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
+    if (m->temperature > 0) GQ_TRY(gq_cuda_upload(c->u, &m->sample_u, sizeof m->sample_u));
     /* the CPU runner's rule: a pass of GQ_QMM_PANEL_MIN+ tokens from position 0 attends over its
      * own fp32 keys and values, every other pass over the cache */
     const int own_pass = pos == 0 && n >= GQ_QMM_PANEL_MIN;
@@ -220,8 +225,13 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         return GQ_OK;
     }
     if (n == 1 && pos > 0) {
+        if (c->graph_tried && (c->g_temperature != m->temperature || c->g_top_k != m->top_k || c->g_top_p != m->top_p)) {
+            gq_cuda_graph_free(c->graph); /* the sampler's settings are part of the graph: capture again */
+            c->graph = NULL, c->graph_tried = 0;
+        }
         if (!c->graph_tried) { /* capture the decode step once; replay it at every position */
             c->graph_tried = 1;
+            c->g_temperature = m->temperature, c->g_top_k = m->top_k, c->g_top_p = m->top_p;
             if (gq_cuda_graph_begin() == GQ_OK) {
                 int rc = decode_step(m, c);
                 void *exec = NULL;
@@ -236,8 +246,9 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         GQ_TRY(layers(m, c, n, own_pass));
         GQ_TRY(head_last(m, c, n));
     }
-    GQ_TRY(gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits));
-    return gq_cuda_download(&m->next_token, c->next, sizeof m->next_token);
+    GQ_TRY(gq_cuda_download(&m->next_token, c->next, sizeof m->next_token));
+    if (m->skip_logits && m->next_token >= 0) return GQ_OK; /* the pick is all the caller needs */
+    return gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits);
 }
 
 #endif

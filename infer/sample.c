@@ -72,6 +72,11 @@ static int candidates(gq_sampler *s, int V) {
 }
 
 int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
+    return s->temperature <= 0.0f ? gq_sample_u(s, logits, V, 0.0f) : gq_sample_u(s, logits, V, gq_rng_float(&s->rng));
+}
+
+/* The greedy pick; with a temperature, also the normalized probabilities in s->prob. */
+static int32_t probs(gq_sampler *s, const float *logits, int V) {
     int32_t best = 0;
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
@@ -83,6 +88,18 @@ int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
     const double inv = 1.0 / sum;
     for (int i = 0; i < V; i++)
         s->prob[i] = (float)(s->prob[i] * inv);
+    return best;
+}
+
+int gq_sample_candidates(gq_sampler *s, const float *logits, int V) {
+    if (s->temperature <= 0.0f) return 1;
+    probs(s, logits, V);
+    return (s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f ? candidates(s, V) : V;
+}
+
+int32_t gq_sample_u(gq_sampler *s, const float *logits, int V, float u01) {
+    const int32_t best = probs(s, logits, V);
+    if (s->temperature <= 0.0f) return best;
     int n = V;
     if ((s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f) {
         n = candidates(s, V);
@@ -104,7 +121,7 @@ int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
     double total = 0;
     for (int i = 0; i < n; i++)
         total += s->prob[s->idx[i]];
-    double u = (double)gq_rng_float(&s->rng) * total, c = 0;
+    double u = (double)u01 * total, c = 0;
     for (int i = 0; i < n; i++) {
         c += s->prob[s->idx[i]];
         if (u < c) return s->idx[i];

@@ -28,6 +28,11 @@ typedef struct {
 int gq_sampler_init(gq_sampler *s, int V, float temperature, int top_k, float top_p, uint64_t seed);
 void gq_sampler_free(gq_sampler *s);
 int32_t gq_sample(gq_sampler *s, const float *logits, int V);
+/* The same with the uniform draw u01 in [0, 1) given (gq_sample draws it from s->rng, one per
+ * sampled token; the GPU's sampler takes the same stream's draws). */
+int32_t gq_sample_u(gq_sampler *s, const float *logits, int V, float u01);
+/* How many tokens the rule sorts for these logits (the candidates; V without top-k / top-p). */
+int gq_sample_candidates(gq_sampler *s, const float *logits, int V);
 /* p[i] = exp((logits[i] - max) / T), unnormalized (the SIMD exp of kernels/cpu/simd.h) */
 void gq_sample_probs(float *p, const float *logits, int V, float max, float temperature);
 

@@ -8,7 +8,12 @@
  *     2e-3 with the fp16 cache;
  *   - greedy: 50 tokens generated on the GPU (its own argmax) equal the CPU runner's, for the
  *     models the CPU runs with float activations too (fp32; int4 in groups of 16, which the int8
- *     activation blocks do not fit), and the GPU's pick is the argmax of the logits it returns. */
+ *     activation blocks do not fit), and the GPU's pick is the argmax of the logits it returns;
+ *   - sampling on the device (gq_cuda_sample): on GPT-2-sized logits (peaked and flat), for a
+ *     grid of temperature / top-k / top-p and spread uniform draws, the token equals the host
+ *     sampler's (infer/sample.h, same u) wherever the host's pick does not change within
+ *     u +- 1e-4 (the two sum in different orders); the pick is handed to the host (-1) exactly
+ *     when more than 2048 tokens are candidates. */
 #define _GNU_SOURCE
 #include "cuda_ops.h"
 #include "gpt2.h"
@@ -19,6 +24,7 @@
 #include "model.h"
 #include "qexport.h"
 #include "qplan.h"
+#include "sample.h"
 #include "weights.h"
 
 #include <math.h>
@@ -74,7 +80,8 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
                     CHECK_OK(gq_im_forward(gpu, in + t, 1, 1, t, NULL, NULL, NULL));
                 const float *l = gq_im_logits(gpu, 0);
                 gq_gpt2_logits(ref, 0, t, buf);
-                for (int v = 0; v < V; v++) worst = fmax(worst, fabs(l[v] - buf[v])), scale = fmax(scale, fabs(buf[v]));
+                for (int v = 0; v < V; v++)
+                    worst = fmax(worst, fabs(l[v] - buf[v])), scale = fmax(scale, fabs(buf[v]));
                 CHECKF(gpu->next_token == argmax(l, V), "%s: the GPU's pick %d is not the argmax %d of its logits",
                        label, gpu->next_token, argmax(l, V));
             }
@@ -108,6 +115,67 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
     gq_gpt2_free(ref);
 }
 
+static void check_sampler(void) {
+    enum { NV = 50257, DRAWS = 20 };
+    float *x = malloc(sizeof(float) * NV), *dx = NULL, *dprob = NULL, *du = NULL;
+    int32_t *dout = NULL;
+    CHECK_OK(gq_cuda_alloc((void **)&dx, sizeof(float) * NV));
+    CHECK_OK(gq_cuda_alloc((void **)&dprob, sizeof(float) * NV));
+    CHECK_OK(gq_cuda_alloc((void **)&du, sizeof(float)));
+    CHECK_OK(gq_cuda_alloc((void **)&dout, sizeof(int32_t)));
+    const struct {
+        float t;
+        int k;
+        float p;
+    } set[] = {{0, 0, 1},       {0.8f, 0, 1}, {0.8f, 40, 1},     {1.0f, 0, 0.9f}, {0.7f, 20, 0.95f},
+               {1.2f, 5, 0.5f}, {1.0f, 1, 1}, {0.9f, 0, 0.999f}, {1.5f, 3000, 1}};
+    gq_rng r;
+    gq_rng_seed(&r, 5);
+    long compared = 0, skipped = 0, handed = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        for (int i = 0; i < NV; i++) { /* 0: LM-like, a broad body and a few strong candidates; 1: nearly flat */
+            const float z = gq_rng_float(&r) + gq_rng_float(&r) + gq_rng_float(&r) - 1.5f;
+            x[i] = kind == 0 ? 3.0f * z + (i % 1009 == 0 ? 9.0f : 0.0f) : 0.05f * z;
+        }
+        CHECK_OK(gq_cuda_upload(dx, x, sizeof(float) * NV));
+        for (size_t c = 0; c < sizeof set / sizeof *set; c++) {
+            gq_sampler s = {0};
+            CHECK_OK(gq_sampler_init(&s, NV, set[c].t, set[c].k, set[c].p, 1));
+            for (int d = 0; d < DRAWS; d++) {
+                const float u = ((float)d + 0.5f) / DRAWS;
+                int32_t got = -2;
+                CHECK_OK(gq_cuda_upload(du, &u, sizeof u));
+                CHECK_OK(gq_cuda_sample(dout, dx, NV, set[c].t, set[c].k, set[c].p, du, dprob));
+                CHECK_OK(gq_cuda_download(&got, dout, sizeof got));
+                const int32_t want = gq_sample_u(&s, x, NV, u), lo = gq_sample_u(&s, x, NV, u - 1e-4f),
+                              hi = gq_sample_u(&s, x, NV, u + 1e-4f);
+                const int cand = gq_sample_candidates(&s, x, NV);
+                if (got == -1) { /* handed to the host: only when more than 2048 tokens are candidates */
+                    handed++;
+                    CHECKF(cand > 2048, "sampler: kind %d T %g k %d p %g handed %d candidates to the host", kind,
+                           set[c].t, set[c].k, set[c].p, cand);
+                } else if (cand > 2048 && set[c].t > 0 && ((set[c].k > 0 && set[c].k < NV) || set[c].p < 1.0f)) {
+                    CHECKF(0, "sampler: kind %d T %g k %d p %g: %d candidates, yet the GPU picked", kind, set[c].t,
+                           set[c].k, set[c].p, cand);
+                } else if (lo == want && hi == want) {
+                    compared++;
+                    CHECKF(got == want, "sampler: kind %d T %g k %d p %g u %.3f: GPU %d, host %d", kind, set[c].t,
+                           set[c].k, set[c].p, u, got, want);
+                } else {
+                    skipped++;
+                }
+            }
+            gq_sampler_free(&s);
+        }
+    }
+    printf(
+        "  device sampler vs host sampler: %ld draws compared, %ld near a boundary skipped, %ld handed to the host\n",
+        compared, skipped, handed);
+    CHECK(compared >= 200);
+    gq_cuda_free(dx), gq_cuda_free(dprob), gq_cuda_free(du), gq_cuda_free(dout);
+    free(x);
+}
+
 int main(void) {
     if (gq_cuda_device_count() < 1) {
         printf("test_infer_cuda: no CUDA device: skipped\n");
@@ -124,15 +192,17 @@ int main(void) {
     gq_rng r;
     gq_rng_seed(&r, 9);
     int32_t in[W * T], tg[W * T];
-    for (int i = 0; i < W * T; i++) in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
+    for (int i = 0; i < W * T; i++)
+        in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
     tg[3] = -1;
+    check_sampler();
     check_model(ckpt, "fp32", &cfg, in, tg, 1);
     struct {
         const char *fmt, *layers;
         int greedy;
     } cases[] = {{"nf4", "all", 0}, {"nf4-dq", NULL, 0}, {"int4-g16", NULL, 1}, {"int8", "all", 0},
-                 {"q8_0", NULL, 0},  {"int4", "all", 0},    {"int4-g32", NULL, 0}, {"int4a", "all", 0},
-                 {"fp4", "all", 0},  {"int3", "all", 0},    {"int2", NULL, 0}};
+                 {"q8_0", NULL, 0}, {"int4", "all", 0},  {"int4-g32", NULL, 0}, {"int4a", "all", 0},
+                 {"fp4", "all", 0}, {"int3", "all", 0},  {"int2", NULL, 0}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
         gq_test_export(ckpt, out, cases[k].fmt, cases[k].layers, &cfg);

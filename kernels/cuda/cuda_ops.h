@@ -102,6 +102,11 @@ int gq_cuda_attend(float *out, const float *qkv, const void *kc, const void *vc,
                    int own_pass, int M, int NH, int C, int T);
 /* *d_out = the index of the largest of x[0..n) (the first of equal values) */
 int gq_cuda_argmax(int32_t *d_out, const float *x, int n);
+/* *d_out = the token infer/sample.h's rule picks from logits x[0..V) with the uniform *d_u
+ * (temperature 0: the argmax); d_prob: V floats of scratch. *d_out = -1 when more than 2048
+ * tokens could be kept (the host then samples from the logits with the same u). */
+int gq_cuda_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k, float top_p, const float *d_u,
+                   float *d_prob);
 
 #ifdef __cplusplus
 }

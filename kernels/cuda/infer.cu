@@ -2,7 +2,9 @@
  * read from packed weights, the KV cache store (fp16 with quant.h's rounding, or fp32),
  * attention of new tokens over the cache, and a greedy argmax. Positions come from device
  * memory (d_pos), so that a decode step captured once as a CUDA graph replays for every
- * position. One sequence per call (the runner's plan on the GPU has B = 1). */
+ * position. One sequence per call (the runner's plan on the GPU has B = 1). Also the sampler of
+ * infer/sample.h on the device (temperature, top-k, top-p with the same rule, the uniform draw
+ * from device memory). */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 #include "act_math.h"
@@ -144,6 +146,195 @@ static __global__ void argmax_kernel(int32_t *out, const float *x, int n) {
 
 extern "C" int gq_cuda_argmax(int32_t *d_out, const float *x, int n) {
     argmax_kernel<<<1, 1024>>>(d_out, x, n);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+/* ---- sampling: infer/sample.h's rule in one block ---- */
+
+enum { SAMPLE_THREADS = 1024, SAMPLE_BUCKETS = 2048, SAMPLE_SORT = 2048 };
+
+static __device__ __forceinline__ int sample_bucket(float p) { return (int)(__float_as_uint(p) >> 20); }
+
+/* block sums of a double and of a float max (every thread gets the result) */
+static __device__ double block_sum(double v, double *red) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    double t = 0;
+    for (int w = 0; w < SAMPLE_THREADS / 32; w++) t += red[w];
+    return t;
+}
+
+static __device__ float block_max(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    float t = red[0];
+    for (int w = 1; w < SAMPLE_THREADS / 32; w++) t = fmaxf(t, red[w]);
+    return t;
+}
+
+/* probabilities p[i] = exp((x[i] - max) / T) / sum into prob; then: with neither top-k nor top-p,
+ * the token whose cumulative mass (in id order) first exceeds u * total; else the candidates
+ * (the histogram buckets from the top that hold top_k tokens / top_p of the mass + 1e-6) sorted
+ * by probability (descending, ties by id) in shared memory, top-k, the top-p prefix, and the
+ * draw along that order. More than SAMPLE_SORT candidates: *out = -1 (the host samples). */
+static __global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_kernel(int32_t *out, const float *x, int V, float T, int top_k, float top_p, const float *d_u,
+                  float *prob) {
+    __shared__ unsigned cnt[SAMPLE_BUCKETS];
+    __shared__ double mass[SAMPLE_BUCKETS];
+    __shared__ float key[SAMPLE_SORT];
+    __shared__ int id[SAMPLE_SORT];
+    __shared__ double redd[SAMPLE_THREADS / 32];
+    __shared__ float redf[SAMPLE_THREADS / 32];
+    __shared__ int s_lo, s_n, s_pick;
+    const int tid = threadIdx.x;
+    float mx = -INFINITY;
+    for (int i = tid; i < V; i += SAMPLE_THREADS) mx = fmaxf(mx, x[i]);
+    mx = block_max(mx, redf);
+    const float inv = 1.0f / T;
+    double part = 0;
+    for (int i = tid; i < V; i += SAMPLE_THREADS) {
+        const float e = gq_exp((x[i] - mx) * inv);
+        prob[i] = e;
+        part += e;
+    }
+    const double rsum = 1.0 / block_sum(part, redd);
+    __syncthreads(); /* prob[] written by every thread */
+    const int chunk = (V + SAMPLE_THREADS - 1) / SAMPLE_THREADS, c0 = tid * chunk, c1 = min(V, c0 + chunk);
+    for (int i = c0; i < c1; i++) prob[i] = (float)(prob[i] * rsum); /* each thread its own chunk from here */
+    const float u = *d_u;
+    if (!(top_k > 0 && top_k < V) && !(top_p < 1.0f)) {
+        /* every token, in id order: chunk sums, an exclusive scan over the threads, then the one
+         * thread whose chunk holds the target scans it */
+        double cs = 0;
+        for (int i = c0; i < c1; i++) cs += prob[i];
+        if (tid == 0) s_pick = V - 1;
+        double incl = cs; /* inclusive scan over the block: within warps, then the warp totals */
+        for (int o = 1; o < 32; o <<= 1) {
+            const double t = __shfl_up_sync(FULL, incl, o);
+            if (tid % 32 >= o) incl += t;
+        }
+        __syncthreads();
+        if (tid % 32 == 31) redd[tid / 32] = incl;
+        __syncthreads();
+        double base = 0, total = 0; /* base: the warps before this one, added in order */
+        for (int w = 0; w < SAMPLE_THREADS / 32; w++) {
+            if (w < tid / 32) base += redd[w];
+            total += redd[w];
+        }
+        incl += base;
+        /* the previous thread's inclusive sum, the very same double (lane 0: base, which equals
+         * the previous warp's last inclusive sum bit for bit), so the chunks tile [0, total) */
+        double prev = __shfl_up_sync(FULL, incl, 1);
+        if (tid % 32 == 0) prev = base;
+        const double target = (double)u * total;
+        if (c0 < c1 && target >= prev && target < incl) {
+            double c = prev;
+            int pick = c1 - 1;
+            for (int i = c0; i < c1; i++) {
+                c += prob[i];
+                if (target < c) {
+                    pick = i;
+                    break;
+                }
+            }
+            s_pick = pick;
+        }
+        __syncthreads();
+        if (tid == 0) *out = s_pick;
+        return;
+    }
+    for (int b = tid; b < SAMPLE_BUCKETS; b += SAMPLE_THREADS) cnt[b] = 0, mass[b] = 0;
+    if (tid == 0) s_n = 0;
+    __syncthreads();
+    for (int i = c0; i < c1; i++) {
+        const int b = sample_bucket(prob[i]);
+        atomicAdd(&cnt[b], 1u);
+        atomicAdd(&mass[b], (double)prob[i]);
+    }
+    __syncthreads();
+    if (tid == 0) {
+        const long want = top_k > 0 && top_k < V ? top_k : V;
+        long c = 0;
+        double m = 0;
+        int lo = SAMPLE_BUCKETS - 1;
+        for (; lo > 0; lo--) {
+            c += cnt[lo], m += mass[lo];
+            if (c >= want || (top_p < 1.0f && m >= (double)top_p + 1e-6)) break;
+        }
+        s_lo = lo;
+    }
+    __syncthreads();
+    for (int i = c0; i < c1; i++)
+        if (sample_bucket(prob[i]) >= s_lo) {
+            const int at = atomicAdd(&s_n, 1);
+            if (at < SAMPLE_SORT) key[at] = prob[i], id[at] = i;
+        }
+    __syncthreads();
+    const int n = s_n;
+    if (n > SAMPLE_SORT) {
+        if (tid == 0) *out = -1;
+        return;
+    }
+    int np = 1;
+    while (np < n) np <<= 1;
+    for (int i = n + tid; i < np; i += SAMPLE_THREADS) key[i] = -1.0f, id[i] = 0x7fffffff;
+    __syncthreads();
+    /* bitonic sort of np entries: "before" = larger probability, then smaller id */
+    for (int k = 2; k <= np; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = tid; i < np; i += SAMPLE_THREADS) {
+                const int l = i ^ j;
+                if (l > i) {
+                    const int first = (i & k) == 0; /* this pair ends in "before" order */
+                    const bool l_before = key[l] > key[i] || (key[l] == key[i] && id[l] < id[i]);
+                    if (l_before == (bool)first) {
+                        const float tk = key[i];
+                        const int ti = id[i];
+                        key[i] = key[l], id[i] = id[l], key[l] = tk, id[l] = ti;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    if (tid == 0) {
+        int keep = n;
+        if (top_k > 0 && top_k < keep) keep = top_k;
+        if (top_p < 1.0f) {
+            double c = 0;
+            for (int i = 0; i < keep; i++) {
+                c += key[i];
+                if (c >= top_p) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        double total = 0;
+        for (int i = 0; i < keep; i++) total += key[i];
+        const double target = (double)u * total;
+        double c = 0;
+        int pick = id[keep - 1];
+        for (int i = 0; i < keep; i++) {
+            c += key[i];
+            if (target < c) {
+                pick = id[i];
+                break;
+            }
+        }
+        *out = pick;
+    }
+}
+
+extern "C" int gq_cuda_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k, float top_p,
+                              const float *d_u, float *d_prob) {
+    if (!(temperature > 0.0f)) return gq_cuda_argmax(d_out, x, V);
+    sample_kernel<<<1, SAMPLE_THREADS>>>(d_out, x, V, temperature, top_k, top_p, d_u, d_prob);
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
