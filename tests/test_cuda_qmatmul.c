@@ -2,7 +2,8 @@
  * format and odd shapes, y = x W^T + bias with W uploaded exactly as packed on the host, compared
  * with a double-precision product of gq_dequantize's weights. Bound: |gpu - ref| <= 1e-5 *
  * sum_k |w x| + 1e-7 (fp32 accumulation of at most a few thousand terms). Token counts 1, 3 and
- * 11 (two passes of at most 8). Exits 77 without a GPU. */
+ * 11 (two passes of at most 8) in registers, and 20 (dequantized panels and fp32 GEMMs; a
+ * 4200 x 1024 matrix takes two panels). Exits 77 without a GPU. */
 #include "cuda_ops.h"
 #include "gq_error.h"
 #include "gq_rng.h"
@@ -30,12 +31,14 @@ static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng)
     d.zeros = up(m.w.zeros, groups);
     d.absmax_q = up(m.w.absmax_q, groups);
     d.absmax2 = up(m.w.absmax2, (groups / GQ_DQ_BLOCK + 1) * 4);
-    const int Ms[3] = {1, 3, 11};
-    for (int t = 0; t < 3; t++) {
+    const int Ms[4] = {1, 3, 11, 20};
+    for (int t = 0; t < 4; t++) {
         int M = Ms[t];
         float *x = malloc((size_t)M * cols * 4), *bias = malloc((size_t)rows * 4), *y = malloc((size_t)M * rows * 4);
-        for (int i = 0; i < M * cols; i++) x[i] = 2.0f * gq_rng_float(rng) - 1.0f;
-        for (int r = 0; r < rows; r++) bias[r] = gq_rng_float(rng) - 0.5f;
+        for (int i = 0; i < M * cols; i++)
+            x[i] = 2.0f * gq_rng_float(rng) - 1.0f;
+        for (int r = 0; r < rows; r++)
+            bias[r] = gq_rng_float(rng) - 0.5f;
         float *dx = up(x, (size_t)M * cols * 4), *db = up(bias, (size_t)rows * 4), *dy = NULL;
         CHECK_OK(gq_cuda_alloc((void **)&dy, (size_t)M * rows * 4));
         CHECK_OK(gq_cuda_qmatmul(dy, dx, M, &d, t == 1 ? NULL : db));
@@ -52,7 +55,9 @@ static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng)
                 worst = e > worst ? e : worst;
             }
         CHECKF(worst <= 1.0, "%s g%d [%d,%d] M=%d: error %.3g of the bound", fmt, m.w.group, rows, cols, M, worst);
-        if (t == 0) printf("%-8s g%-5d [%4d,%4d] M=1,3,11: worst error %.3f of the bound\n", fmt, m.w.group, rows, cols, worst);
+        if (t == 0)
+            printf("%-8s g%-5d [%4d,%4d] M=1,3,11,20: worst error %.3f of the bound\n", fmt, m.w.group, rows, cols,
+                   worst);
         gq_cuda_free(dx), gq_cuda_free(db), gq_cuda_free(dy);
         free(x), free(bias), free(y);
     }
@@ -70,15 +75,17 @@ int main(void) {
         const char *name;
         gq_qformat f;
         int dq;
-    } fmts[] = {{"f32", GQ_QF_F32, 0},  {"int8", GQ_QF_INT8, 0}, {"q8_0", GQ_QF_Q8_0, 0}, {"int4", GQ_QF_INT4, 0},
+    } fmts[] = {{"f32", GQ_QF_F32, 0},     {"int8", GQ_QF_INT8, 0}, {"q8_0", GQ_QF_Q8_0, 0}, {"int4", GQ_QF_INT4, 0},
                 {"int4a", GQ_QF_INT4A, 0}, {"int3", GQ_QF_INT3, 0}, {"int2", GQ_QF_INT2, 0}, {"nf4", GQ_QF_NF4, 0},
                 {"nf4-dq", GQ_QF_NF4, 1},  {"fp4", GQ_QF_FP4, 0}};
     const int groups[] = {32, 64, 128, 8, 16}; /* 8 and 16: the generic path */
-    const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}};
+    /* 4200 x 1024: more than one 16 MB panel on the GEMM path (int4 g64 and fp32 only) */
+    const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {4200, 1024}};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
         for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
                 if (f < 3 && g) continue; /* f32, int8 per row, q8_0: fixed groups */
+                if (shapes[s][0] > 1000 && f != 0 && !(fmts[f].f == GQ_QF_INT4 && groups[g] == 64)) continue;
                 gq_qspec spec = {fmts[f].f, fmts[f].f == GQ_QF_Q8_0 ? 32 : groups[g], fmts[f].dq};
                 one(fmts[f].name, spec, shapes[s][0], shapes[s][1], &rng);
             }

@@ -51,9 +51,10 @@ int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, c
 int gq_cuda_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
                                      const float *lse, int B, int T, int C, int NH);
-/* Decode products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
- * y (M, rows) = x (M, cols) W^T + bias (may be NULL), dequantized in registers with quant.h's
- * values. Any format and group; the fast paths need 16-byte-aligned rows. */
+/* Products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
+ * y (M, rows) = x (M, cols) W^T + bias (may be NULL) with quant.h's values. M < 16: dequantized
+ * in registers (the fast paths need 16-byte-aligned rows); M >= 16: dequantized panels of rows
+ * (grow-only scratch, at most 16 MB) and fp32 GEMMs. Any format and group. */
 int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);

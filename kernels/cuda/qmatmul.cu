@@ -1,8 +1,12 @@
-/* qmatmul (CUDA): decode-time products with packed quantized weights, y (M, rows) = x (M, cols)
- * W^T + bias for a few tokens (M <= 8 per pass), the weights read as exported (qmatmul.h's
- * gq_qmat, device pointers) and dequantized in registers with quant.h's values. One warp per
- * output row; the fast paths read 16 bytes per lane per step (4-bit formats with groups of 32+,
- * 8-bit formats, fp32), a generic path takes any other layout (int3, int2, small groups). */
+/* qmatmul (CUDA): products with packed quantized weights, y (M, rows) = x (M, cols) W^T + bias,
+ * the weights read as exported (qmatmul.h's gq_qmat, device pointers).
+ *   - M < GQ_QMM_PANEL_MIN (decode, short prompts): the weights dequantized in registers with
+ *     quant.h's values, a few tokens (M <= 8) per pass. One warp per output row; the fast paths
+ *     read 16 bytes per lane per step (4-bit formats with groups of 32+, 8-bit formats, fp32), a
+ *     generic path takes any other layout (int3, int2, small groups).
+ *   - M >= GQ_QMM_PANEL_MIN (prefill, eval), as the CPU runner: a panel of rows dequantized
+ *     exactly into a grow-only scratch (at most 16 MB), then an fp32 GEMM through cuBLAS (IEEE
+ *     products unless TF32 was chosen); fp32 weights go to the GEMM directly. */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 #include "qmatmul.h"
@@ -22,7 +26,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
     const int K = w.cols, G = w.group, bits = gq_qbits(f), ng = f == GQ_QF_F32 ? 1 : K / G;
     float acc[QMV_MAXM];
 #pragma unroll
-    for (int m = 0; m < QMV_MAXM; m++) acc[m] = 0.0f;
+    for (int m = 0; m < QMV_MAXM; m++)
+        acc[m] = 0.0f;
 
     if (f == GQ_QF_F32) {
         const float *wr = w.f32 + (size_t)row * K;
@@ -78,7 +83,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
             const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
             float v[16];
 #pragma unroll
-            for (int b = 0; b < 16; b++) v[b] = (float)(int8_t)((words[b / 4] >> (8 * (b % 4))) & 0xff) * s;
+            for (int b = 0; b < 16; b++)
+                v[b] = (float)(int8_t)((words[b / 4] >> (8 * (b % 4))) & 0xff) * s;
 #pragma unroll
             for (int m = 0; m < QMV_MAXM; m++)
                 if (m < M) {
@@ -104,13 +110,53 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
     for (int m = 0; m < QMV_MAXM; m++) {
         if (m >= M) break;
         float a = acc[m];
-        for (int s = 16; s > 0; s >>= 1) a += __shfl_xor_sync(FULL, a, s);
+        for (int s = 16; s > 0; s >>= 1)
+            a += __shfl_xor_sync(FULL, a, s);
         if (lane == 0) y[(size_t)m * w.rows + row] = a + (bias ? bias[row] : 0.0f);
     }
 }
 
+enum { QMM_PANEL_BYTES = 16 << 20 };
+
+static __global__ void dequant_rows_kernel(float *panel, gq_qmat w, int r0, int np) {
+    const size_t n = (size_t)np * (size_t)w.cols;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
+        panel[e] = gq_qmat_value(&w, r0 + (int)(e / (size_t)w.cols), (int)(e % (size_t)w.cols));
+}
+
+static __global__ void bias_rows_kernel(float *y, const float *bias, int M, int N) {
+    const size_t n = (size_t)M * N;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
+        y[e] = bias[e % (size_t)N];
+}
+
+/* y (M, rows) = x W^T + bias through fp32 GEMMs, one dequantized panel of rows at a time */
+static int qmatmul_gemm(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
+    const int K = w->cols, N = w->rows;
+    const float beta = bias ? 1.0f : 0.0f;
+    if (bias) {
+        bias_rows_kernel<<<gq_cuda_grid((size_t)M * N, 256), 256>>>(y, bias, M, N);
+        GQ_CUDA_CHECK_LAUNCH();
+    }
+    if (w->spec.format == GQ_QF_F32)
+        return gq_cuda_sgemm_rm(0, 1, M, N, K, 1.0f, x, K, 0, w->f32, K, 0, beta, y, N, 0, 1);
+    int per = (int)(QMM_PANEL_BYTES / ((size_t)K * sizeof(float)));
+    per = per < 1 ? 1 : per > N ? N : per;
+    void *p = NULL;
+    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_QPANEL, (size_t)per * K * sizeof(float), &p));
+    float *panel = (float *)p;
+    for (int r0 = 0; r0 < N; r0 += per) {
+        const int np = N - r0 < per ? N - r0 : per;
+        dequant_rows_kernel<<<gq_cuda_grid((size_t)np * K, 256), 256>>>(panel, *w, r0, np);
+        GQ_CUDA_CHECK_LAUNCH();
+        GQ_TRY(gq_cuda_sgemm_rm(0, 1, M, np, K, 1.0f, x, K, 0, panel, K, 0, beta, y + r0, N, 0, 1));
+    }
+    return GQ_OK;
+}
+
 extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
     if (M <= 0) return GQ_OK;
+    if (M >= GQ_QMM_PANEL_MIN) return qmatmul_gemm(y, x, M, w, bias);
     const gq_qformat f = w->spec.format;
     const int bits = gq_qbits(f);
     /* 16-byte loads of weights and activations: aligned bases, and rows of whole 16-byte steps */
