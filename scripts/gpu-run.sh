@@ -207,6 +207,12 @@ infer_checks() {
     timeout 60 $bin/gpt2q-infer generate "$w/int4-g64.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
   done
   cmp "$logs/gen_cpu.txt" "$logs/gen_cuda.txt" && echo "greedy int4 text: GPU == CPU" || echo "greedy int4 text differs (int8 activations on the CPU)"
+  for d in cpu cuda; do # sampled: the device's sampler takes the host's draws (fp32 model: the same logits to ~1e-5)
+    timeout 60 $bin/gpt2q-infer generate "$c" --device $d --prompt "Once upon a time" -n 50 --temperature 0.8 \
+      --top-k 40 --top-p 0.95 --seed 7 >"$logs/sam_$d.txt" 2>"$logs/sam_$d.err"
+  done
+  cmp "$logs/sam_cpu.txt" "$logs/sam_cuda.txt" && echo "sampled fp32 text: GPU == CPU" || echo "sampled fp32 text differs"
+  tail -1 "$logs/sam_cuda.err"
   PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_generate_gpu.py 2>&1 | tee "$logs/hf.log" | grep -E '^[{]|Error'
   cp -r "$logs" "$out/infer"
 }
