@@ -41,11 +41,13 @@ static int fail(int rc) {
 static int g_kv_f16 = 1;         /* --kv */
 static int g_device = GQ_IM_CPU; /* --device */
 static const char *g_device_name = "cpu";
+static int g_dev_half = 0; /* --gpu-weights: 0 f32, 1 f16, 2 bf16 */
+static const char *const g_half_names[] = {"f32", "f16", "bf16"};
 
-/* Load a model with the global flags (--kv, --device) applied before its first plan. */
+/* Load a model with the global flags (--kv, --device, --gpu-weights) applied before its first plan. */
 static int load_model(gq_im **m, const char *path) {
     int rc = gq_im_load(m, path);
-    if (!rc) (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device;
+    if (!rc) (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device, (*m)->dev_half = g_dev_half;
     return rc;
 }
 
@@ -441,6 +443,7 @@ static int cmd_bench(int argc, char **argv) {
                  act_gen = !m     ? 0
                            : cuda ? m->dev_state_bytes - m->dev_kv_bytes
                                   : m->act_bytes;
+    const size_t wbytes = !m ? 0 : cuda ? m->dev_weight_bytes : m->arena_bytes; /* the weights where they run */
     size_t gpu_used = 0; /* cudaMemGetInfo: the device memory in use now, against before the load */
     if (cuda) gq_imc_mem_used(&gpu_used);
     /* prefill throughput: one pass over n_prefill tokens of the prompt's text repeated */
@@ -471,7 +474,8 @@ static int cmd_bench(int argc, char **argv) {
         const double decode_tps = (st2.n_generated - 1) / st2.decode_s; /* the first token comes from the prefill */
         /* bytes one decode step reads: every weight once, plus the KV cache up to the mean position */
         const double kv_read = 2.0 * c->n_layer * c->n_embd * (m->kv_f16 ? 2 : 4) * (p.ids.n + p.n_new / 2.0);
-        const double bytes_tok = (double)m->weight_bytes + kv_read, share = bytes_tok * decode_tps / bw;
+        const double bytes_tok = (double)(cuda ? m->dev_read_bytes : m->weight_bytes) + kv_read,
+                     share = bytes_tok * decode_tps / bw;
         const double gen_s = st.prefill_s + st.decode_s;
         if (json) {
             printf("{\"model\": \"%s\", \"kind\": \"%s\", \"formats\": \"%s\", \"threads\": %d, \"load_s\": %.4f, "
@@ -480,18 +484,18 @@ static int cmd_bench(int argc, char **argv) {
                    "\"generate_with_load_s\": %.4f, \"prefill_tok_s\": %.1f, \"prefill_tokens\": %ld, "
                    "\"decode_tok_s\": %.1f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbs\": %.2f, "
                    "\"bandwidth_share\": %.3f, \"kv\": \"%s\", \"device\": \"%s\", \"gpu_used_bytes\": %zu, "
-                   "\"gpu_used_before_bytes\": %zu}\n",
-                   model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, m->arena_bytes, kv_gen, act_gen,
-                   m->arena_bytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, t_first - t_vocab,
+                   "\"gpu_used_before_bytes\": %zu, \"gpu_weights\": \"%s\"}\n",
+                   model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, wbytes, kv_gen, act_gen,
+                   wbytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, t_first - t_vocab,
                    prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share, m->kv_f16 ? "f16" : "f32",
-                   g_device_name, gpu_used, gpu_before);
+                   g_device_name, gpu_used, gpu_before, g_half_names[cuda ? g_dev_half : 0]);
         } else {
             printf("%s: %s (%s), %d threads\n", model, m->kind, m->formats, omp_get_max_threads());
             printf("  load                 %8.3f s\n", m->load_seconds);
             printf("  model memory         %8.1f MB  (weights %.1f MB packed, KV cache %.2f MB %s for %d positions, "
                    "buffers %.2f MB)\n",
-                   (m->arena_bytes + kv_gen + act_gen) / 1e6, m->arena_bytes / 1e6, kv_gen / 1e6,
-                   m->kv_f16 ? "fp16" : "fp32", st.n_prompt + p.n_new, act_gen / 1e6);
+                   (wbytes + kv_gen + act_gen) / 1e6, wbytes / 1e6, kv_gen / 1e6, m->kv_f16 ? "fp16" : "fp32",
+                   st.n_prompt + p.n_new, act_gen / 1e6);
             printf("  peak RSS             %8.1f MB\n", rss_gen);
             if (cuda)
                 printf("  GPU memory           %8.1f MB in use (cudaMemGetInfo), %.1f MB before the model; weights, KV "
@@ -519,7 +523,8 @@ static int cmd_bench(int argc, char **argv) {
 /* Run `self args` and parse the one JSON object it prints. */
 static cJSON *run_json(const char *self, const char *args) {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s --kv %s --device %s", self, args, g_kv_f16 ? "f16" : "f32", g_device_name);
+    snprintf(cmd, sizeof cmd, "'%s' %s --kv %s --device %s --gpu-weights %s", self, args, g_kv_f16 ? "f16" : "f32",
+             g_device_name, g_half_names[g_dev_half]);
     FILE *f = popen(cmd, "r");
     if (!f) return NULL;
     gq_bytes out = {0};
@@ -667,11 +672,12 @@ static int cmd_compare(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    /* --kv f16|f32 and --device cpu|cuda|auto apply to every command: take them out before the
-     * command's own options */
+    /* --kv f16|f32, --device cpu|cuda|auto and --gpu-weights f32|f16|bf16 apply to every command:
+     * take them out before the command's own options */
     for (int i = 2; i < argc;) {
-        const int kv = !strcmp(argv[i], "--kv"), devopt = !strcmp(argv[i], "--device");
-        if (!kv && !devopt) {
+        const int kv = !strcmp(argv[i], "--kv"), devopt = !strcmp(argv[i], "--device"),
+                  half = !strcmp(argv[i], "--gpu-weights");
+        if (!kv && !devopt && !half) {
             i++;
             continue;
         }
@@ -684,6 +690,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, PROG ": --device takes cpu, cuda or auto\n");
             return 2;
         }
+        if (half && strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16")) {
+            fprintf(stderr, PROG ": --gpu-weights takes f32, f16 or bf16\n");
+            return 2;
+        }
+        if (half) g_dev_half = !strcmp(v, "f16") ? 1 : !strcmp(v, "bf16") ? 2 : 0;
         if (kv) g_kv_f16 = !strcmp(v, "f16");
         if (devopt) {
             g_device = !strcmp(v, "cuda") || (!strcmp(v, "auto") && gq_imc_available()) ? GQ_IM_CUDA : GQ_IM_CPU;
@@ -710,7 +721,9 @@ int main(int argc, char **argv) {
               "  the scalar kernels; OMP_NUM_THREADS sets the threads. --kv f16 (default) or f32: the\n"
               "  KV cache's precision for generate, bench and logits (eval windows never read it).\n"
               "  --device cpu (default), cuda or auto (cuda when a GPU is present): where the model runs;\n"
-              "  on the GPU the packed weights are uploaded as they are, one sequence at a time.\n",
+              "  on the GPU the packed weights are uploaded as they are, one sequence at a time.\n"
+              "  --gpu-weights f32 (default), f16 or bf16: how the GPU holds the unquantized weight\n"
+              "  matrices (the linears and the embedding of a float model or a selective export).\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

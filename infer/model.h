@@ -62,7 +62,10 @@ typedef struct {
     int top_k;
     float sample_u;             /* CUDA: the uniform draw for the next forward's pick */
     int skip_logits;            /* CUDA: do not download the logits when the device picked the token */
+    int dev_half;               /* CUDA, set before gq_im_plan: fp32 weight matrices (the linears and the
+                                   embedding) stored on the device as 0 fp32, 1 fp16, 2 bf16 */
     size_t dev_weight_bytes, dev_kv_bytes, dev_state_bytes; /* device memory: weights; KV cache; run state (KV included) */
+    size_t dev_read_bytes; /* what one decode step reads on the device (weight_bytes, fp32 matrices halved by dev_half) */
 } gq_im;
 
 enum { GQ_IM_CPU = 0, GQ_IM_CUDA = 1 };

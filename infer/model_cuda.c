@@ -42,8 +42,18 @@ int gq_imc_mem_used(size_t *bytes) {
 #include <stdlib.h>
 #include <string.h>
 
+/* The device arena: the host arena's bytes in order, except the fp32 weight matrices that
+ * m->dev_half stores as fp16 / bf16 (half the bytes). Each region keeps its host offset's
+ * alignment mod 256 on the device. */
+typedef struct {
+    size_t host, dev, len; /* host offset, device offset, host bytes */
+    int half;              /* a converted matrix: device bytes = len / 2 */
+} region;
+
 struct gq_im_cuda {
-    void *arena; /* the weights, as in host memory */
+    void *arena; /* the weights (host layout, fp32 matrices halved when asked) */
+    region *reg;
+    int n_reg;
     gq_qmat wte;
     float *wpe, *lnfw, *lnfb;
     gq_im_layer *layers;
@@ -70,24 +80,99 @@ int gq_imc_mem_used(size_t *bytes) {
     return rc;
 }
 
-/* a host pointer into m->arena, moved to the same offset of the device arena */
+/* a host pointer into m->arena, moved to where its bytes are in the device arena */
 static const void *dev(const gq_im *m, const struct gq_im_cuda *c, const void *p) {
-    return p ? (const uint8_t *)c->arena + ((const uint8_t *)p - (const uint8_t *)m->arena) : NULL;
+    if (!p) return NULL;
+    const size_t off = (size_t)((const uint8_t *)p - (const uint8_t *)m->arena);
+    for (int k = 0; k < c->n_reg; k++)
+        if (off >= c->reg[k].host && off < c->reg[k].host + c->reg[k].len)
+            return (const uint8_t *)c->arena + c->reg[k].dev + (off - c->reg[k].host) / (c->reg[k].half ? 2 : 1);
+    return NULL;
 }
 
 static gq_qmat dev_mat(const gq_im *m, const struct gq_im_cuda *c, const gq_qmat *w) {
     gq_qmat d = *w;
     d.f32 = dev(m, c, w->f32), d.q = dev(m, c, w->q), d.s16 = dev(m, c, w->s16), d.s32 = dev(m, c, w->s32);
     d.zeros = dev(m, c, w->zeros), d.absmax_q = dev(m, c, w->absmax_q), d.absmax2 = dev(m, c, w->absmax2);
+    if (w->spec.format == GQ_QF_F32 && m->dev_half) /* held as fp16 / bf16 */
+        d.h16 = (const uint16_t *)d.f32, d.h16_bf16 = m->dev_half == 2, d.f32 = NULL;
     return d;
 }
 
 static float *dev_vec(const gq_im *m, const struct gq_im_cuda *c, const float *p) { return (float *)dev(m, c, p); }
 
+static int by_host(const void *a, const void *b) {
+    const region *x = a, *y = b;
+    return x->host < y->host ? -1 : x->host > y->host;
+}
+
+/* The regions of the device arena: the fp32 matrices to halve (if any), the bytes between them
+ * as they are. Returns the device arena's size. */
+static size_t plan_regions(const gq_im *m, struct gq_im_cuda *c) {
+    const int L = m->cfg.n_layer;
+    int n = 0;
+    c->n_reg = 0;
+    if (m->dev_half) {
+        const gq_qmat *mats[1 + 4 * 1024];
+        int nm = 0;
+        mats[nm++] = &m->wte;
+        for (int l = 0; l < L && nm + 4 <= (int)(sizeof mats / sizeof *mats); l++) {
+            const gq_im_layer *h = &m->layers[l];
+            mats[nm++] = &h->qkv, mats[nm++] = &h->attproj, mats[nm++] = &h->fc, mats[nm++] = &h->fcproj;
+        }
+        for (int k = 0; k < nm; k++)
+            if (mats[k]->spec.format == GQ_QF_F32 && mats[k]->f32)
+                c->reg[n++] = (region){(size_t)((const uint8_t *)mats[k]->f32 - (const uint8_t *)m->arena), 0,
+                                       (size_t)mats[k]->rows * (size_t)mats[k]->cols * 4, 1};
+        qsort(c->reg, (size_t)n, sizeof *c->reg, by_host);
+    }
+    /* fill the gaps (and the tail) with plain regions, then place every region */
+    const int nh = n;
+    size_t at = 0;
+    for (int k = 0; k < nh; k++) {
+        if (c->reg[k].host > at) c->reg[n++] = (region){at, 0, c->reg[k].host - at, 0};
+        at = c->reg[k].host + c->reg[k].len;
+    }
+    if (at < m->arena_bytes) c->reg[n++] = (region){at, 0, m->arena_bytes - at, 0};
+    qsort(c->reg, (size_t)n, sizeof *c->reg, by_host);
+    size_t d = 0;
+    for (int k = 0; k < n; k++) {
+        const size_t mod = c->reg[k].host % 256; /* the host offset's alignment, kept */
+        d = (d + 255) / 256 * 256 + (c->reg[k].half ? 0 : mod);
+        c->reg[k].dev = d;
+        d += c->reg[k].half ? c->reg[k].len / 2 : c->reg[k].len;
+    }
+    c->n_reg = n;
+    return d;
+}
+
 static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
     const int L = m->cfg.n_layer;
-    int rc = gq_cuda_alloc(&c->arena, m->arena_bytes + 64);
-    if (!rc) rc = gq_cuda_upload(c->arena, m->arena, m->arena_bytes);
+    c->reg = calloc(2 * (size_t)(1 + 4 * L) + 2, sizeof *c->reg);
+    if (!c->reg) return gq_errf(GQ_ENOMEM, "out of memory");
+    const size_t bytes = plan_regions(m, c);
+    int rc = gq_cuda_alloc(&c->arena, bytes + 64);
+    for (int k = 0; k < c->n_reg && !rc; k++) {
+        const region *g = &c->reg[k];
+        uint8_t *d = (uint8_t *)c->arena + g->dev;
+        const uint8_t *h = (const uint8_t *)m->arena + g->host;
+        if (!g->half) {
+            rc = gq_cuda_upload(d, h, g->len);
+            continue;
+        }
+        enum { CHUNK = 1 << 20 }; /* fp32 -> fp16 / bf16 on the host, a chunk at a time */
+        uint16_t *tmp = malloc(CHUNK * sizeof *tmp);
+        if (!tmp) return gq_errf(GQ_ENOMEM, "out of memory");
+        const float *src = (const float *)h;
+        const size_t n = g->len / 4;
+        for (size_t i0 = 0; i0 < n && !rc; i0 += CHUNK) {
+            const size_t k1 = n - i0 < CHUNK ? n - i0 : CHUNK;
+            for (size_t i = 0; i < k1; i++)
+                tmp[i] = m->dev_half == 2 ? gq_f32_to_bf16(src[i0 + i]) : gq_f32_to_f16(src[i0 + i]);
+            rc = gq_cuda_upload(d + 2 * i0, tmp, k1 * sizeof *tmp);
+        }
+        free(tmp);
+    }
     if (rc) return rc;
     c->layers = calloc((size_t)L, sizeof *c->layers);
     if (!c->layers) return gq_errf(GQ_ENOMEM, "out of memory");
@@ -103,7 +188,10 @@ static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
         d->qkv = dev_mat(m, c, &h->qkv), d->attproj = dev_mat(m, c, &h->attproj);
         d->fc = dev_mat(m, c, &h->fc), d->fcproj = dev_mat(m, c, &h->fcproj);
     }
-    m->dev_weight_bytes = m->arena_bytes;
+    m->dev_weight_bytes = bytes;
+    m->dev_read_bytes = m->weight_bytes;
+    for (int k = 0; k < c->n_reg; k++)
+        if (c->reg[k].half) m->dev_read_bytes -= c->reg[k].len / 2;
     return GQ_OK;
 }
 
@@ -119,13 +207,15 @@ void gq_imc_free(struct gq_im_cuda *c) {
     free_state(c);
     if (c->arena) gq_cuda_free(c->arena);
     free(c->layers);
+    free(c->reg);
     free(c);
 }
 
 static size_t up(size_t n) { return (n + 255) / 256 * 256; }
 
 int gq_imc_plan(gq_im *m) {
-    if (m->B != 1) return gq_errf(GQ_EUNSUPPORTED, "--device cuda runs one sequence at a time (the plan asks for %d)", m->B);
+    if (m->B != 1)
+        return gq_errf(GQ_EUNSUPPORTED, "--device cuda runs one sequence at a time (the plan asks for %d)", m->B);
     if (!gq_imc_available()) return gq_errf(GQ_EDEVICE, "--device cuda: no CUDA device found");
     if (m->wte.x8 || (m->cfg.n_layer > 0 && m->layers[0].fc.x8)) /* the GPU kernels read the exported layout */
         return gq_errf(GQ_EINVAL, "%s: already planned for the CPU (8-row layout); load it again for --device cuda",
@@ -143,17 +233,35 @@ int gq_imc_plan(gq_im *m) {
                  Vp = (size_t)g->padded_vocab_size;
     c->T = m->n_ctx, c->chunk = m->chunk, c->f16 = m->kv_f16;
     const size_t kv = L * T * C * (c->f16 ? 2 : 4);
-    size_t sizes[] = {kv,          kv,          M * C * 4, M * C * 4, M * 4, M * 4, M * 3 * C * 4, M * C * 4,
-                      M * C * 4,   M * 4 * C * 4, M * Vp * 4, M * 4,    M * 4, M * 4, M * 4,         4,
-                      4,           Vp * 4,      4};
+    size_t sizes[] = {kv,
+                      kv,
+                      M * C * 4,
+                      M * C * 4,
+                      M * 4,
+                      M * 4,
+                      M * 3 * C * 4,
+                      M * C * 4,
+                      M * C * 4,
+                      M * 4 * C * 4,
+                      M * Vp * 4,
+                      M * 4,
+                      M * 4,
+                      M * 4,
+                      M * 4,
+                      4,
+                      4,
+                      Vp * 4,
+                      4};
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += up(sizes[i]);
+    for (int i = 0; i < n; i++)
+        total += up(sizes[i]);
     if ((rc = gq_cuda_alloc(&c->state, total)))
         return gq_errf(rc, "--device cuda: no room for the run state (%zu MB): %s", total >> 20, gq_errmsg(rc));
     void *p[sizeof sizes / sizeof *sizes];
     uint8_t *s = c->state;
-    for (int i = 0; i < n; i++) p[i] = s, s += up(sizes[i]);
+    for (int i = 0; i < n; i++)
+        p[i] = s, s += up(sizes[i]);
     c->kc = p[0], c->vc = p[1], c->x = p[2], c->ln = p[3], c->mean = p[4], c->rstd = p[5], c->qkv = p[6];
     c->atty = p[7], c->tmp = p[8], c->fch = p[9], c->logits = p[10], c->losses = p[11], c->lse = p[12];
     c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16], c->prob = p[17], c->u = p[18];
@@ -225,7 +333,8 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         return GQ_OK;
     }
     if (n == 1 && pos > 0) {
-        if (c->graph_tried && (c->g_temperature != m->temperature || c->g_top_k != m->top_k || c->g_top_p != m->top_p)) {
+        if (c->graph_tried &&
+            (c->g_temperature != m->temperature || c->g_top_k != m->top_k || c->g_top_p != m->top_p)) {
             gq_cuda_graph_free(c->graph); /* the sampler's settings are part of the graph: capture again */
             c->graph = NULL, c->graph_tried = 0;
         }
@@ -236,12 +345,16 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
                 int rc = decode_step(m, c);
                 void *exec = NULL;
                 int rc2 = gq_cuda_graph_end(&exec);
-                if (!rc && !rc2) c->graph = exec;
-                else gq_cuda_graph_free(exec);
+                if (!rc && !rc2)
+                    c->graph = exec;
+                else
+                    gq_cuda_graph_free(exec);
             }
         }
-        if (c->graph) GQ_TRY(gq_cuda_graph_launch(c->graph));
-        else GQ_TRY(decode_step(m, c));
+        if (c->graph)
+            GQ_TRY(gq_cuda_graph_launch(c->graph));
+        else
+            GQ_TRY(decode_step(m, c));
     } else {
         GQ_TRY(layers(m, c, n, own_pass));
         GQ_TRY(head_last(m, c, n));

@@ -39,6 +39,8 @@ typedef struct {
     const float *absmax2;   /* ... times a per-256-group scale ... */
     float absmax_offset;    /* ... plus this offset */
     int x8;                 /* rows [0, rows & ~7) are in the 8-row layout (below) */
+    const uint16_t *h16;    /* GPU runner: format GQ_QF_F32 held as fp16 (h16_bf16 0) or bf16 (1) */
+    int h16_bf16;
 } gq_qmat;
 
 /* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 matrices whose groups are a
@@ -98,6 +100,10 @@ GQ_HD float gq_qmat_scale(const gq_qmat *w, int r, int g) {
 
 /* Element i of row r, dequantized (quant.h's value; fp32 matrices: the value itself). */
 GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
+    if (w->spec.format == GQ_QF_F32 && w->h16) {
+        const uint16_t h = w->h16[(size_t)r * w->cols + i];
+        return w->h16_bf16 ? gq_bf16_to_f32(h) : gq_f16_to_f32(h);
+    }
     if (w->spec.format == GQ_QF_F32) return w->f32[(size_t)r * w->cols + i];
     return gq_qvalue(w->spec.format, gq_qmat_code(w, r, i), gq_qmat_scale(w, r, i / w->group),
                      w->spec.format == GQ_QF_INT4A ? w->zeros[gq_qmat_gidx(w, r, i / w->group)] : 0);

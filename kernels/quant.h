@@ -85,6 +85,22 @@ GQ_HD float gq_f16_to_f32(uint16_t h) {
     return f;
 }
 
+/* ---- bf16: the top 16 bits of an fp32; round to nearest even (NaN stays NaN) ---- */
+
+GQ_HD uint16_t gq_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+GQ_HD float gq_bf16_to_f32(uint16_t h) {
+    const uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
 /* ---- codebooks ---- */
 
 /* bitsandbytes' NF4 values (functional.py, get_4bit_type("nf4")), ascending */

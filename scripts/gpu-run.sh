@@ -202,6 +202,9 @@ infer_checks() {
   for m in "$c" "$w/int8.h5" "$w/int4-g64.h5" "$w/nf4.h5"; do
     timeout 120 $bin/gpt2q-infer bench "$m" --device cuda --json | tee -a "$logs/bench_infer_cuda.jsonl"
   done
+  for h in f16 bf16; do # the float model held in halves (transformers' fp16 row)
+    timeout 120 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json | tee -a "$logs/bench_infer_cuda.jsonl"
+  done
   timeout 60 $bin/gpt2q-infer bench "$w/int4-g64.h5" --device cuda | tee "$logs/bench_int4.txt"
   for d in cpu cuda; do
     timeout 60 $bin/gpt2q-infer generate "$w/int4-g64.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"

@@ -13,7 +13,9 @@
  *     grid of temperature / top-k / top-p and spread uniform draws, the token equals the host
  *     sampler's (infer/sample.h, same u) wherever the host's pick does not change within
  *     u +- 1e-4 (the two sum in different orders); the pick is handed to the host (-1) exactly
- *     when more than 2048 tokens are candidates. */
+ *     when more than 2048 tokens are candidates;
+ *   - a float model held in fp16 / bf16 on the GPU (--gpu-weights): its logits within the
+ *     halves' rounding, in about half the device memory. */
 #define _GNU_SOURCE
 #include "cuda_ops.h"
 #include "gpt2.h"
@@ -115,6 +117,46 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
     gq_gpt2_free(ref);
 }
 
+/* A float model held on the GPU in fp16 / bf16 (--gpu-weights): about half the device bytes,
+ * and prefill + decode logits within the halves' rounding of the trainer's (fp16 1e-2, bf16 5e-2
+ * absolute on these logits, which reach a few units). */
+static void check_half(const char *path, const gq_gpt2_config *cfg, const int32_t *in) {
+    gq_gpt2 *ref = NULL;
+    CHECK_OK(gq_gpt2_create(&ref, cfg, gq_backend_cpu(), 1, T));
+    CHECK_OK(gq_weights_load(path, ref));
+    if (!ref) return;
+    CHECK_OK(gq_gpt2_forward(ref, in, NULL, 1, T, NULL));
+    float *buf = malloc(sizeof(float) * cfg->padded_vocab_size);
+    for (int half = 1; half <= 2; half++) {
+        gq_im *g = NULL;
+        CHECK_OK(gq_im_load(&g, path));
+        if (!g) break;
+        g->device = GQ_IM_CUDA, g->dev_half = half, g->kv_f16 = 0;
+        CHECK_OK(gq_im_plan(g, 1, T, 20));
+        double worst = 0;
+        for (int t = 19; t < T; t++) {
+            if (t == 19)
+                CHECK_OK(gq_im_forward(g, in, 1, 20, 0, NULL, NULL, NULL));
+            else
+                CHECK_OK(gq_im_forward(g, in + t, 1, 1, t, NULL, NULL, NULL));
+            const float *l = gq_im_logits(g, 0);
+            gq_gpt2_logits(ref, 0, t, buf);
+            for (int v = 0; v < V; v++)
+                worst = fmax(worst, fabs(l[v] - buf[v]));
+        }
+        const double tol = half == 1 ? 1e-2 : 5e-2;
+        CHECKF(worst <= tol, "%s weights on the GPU: logits differ from the trainer by %.3g (tol %.3g)",
+               half == 1 ? "fp16" : "bf16", worst, tol);
+        CHECKF(g->dev_weight_bytes < 0.6 * (double)g->arena_bytes, "%s weights: %zu device bytes for %zu host bytes",
+               half == 1 ? "fp16" : "bf16", g->dev_weight_bytes, g->arena_bytes);
+        printf("  fp32 model, %s weights on the GPU: %.2f of the bytes, max logit difference %.2e\n",
+               half == 1 ? "fp16" : "bf16", (double)g->dev_weight_bytes / (double)g->arena_bytes, worst);
+        gq_im_free(g);
+    }
+    free(buf);
+    gq_gpt2_free(ref);
+}
+
 static void check_sampler(void) {
     enum { NV = 50257, DRAWS = 20 };
     float *x = malloc(sizeof(float) * NV), *dx = NULL, *dprob = NULL, *du = NULL;
@@ -197,6 +239,7 @@ int main(void) {
     tg[3] = -1;
     check_sampler();
     check_model(ckpt, "fp32", &cfg, in, tg, 1);
+    check_half(ckpt, &cfg, in);
     struct {
         const char *fmt, *layers;
         int greedy;

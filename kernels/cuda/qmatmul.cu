@@ -29,7 +29,28 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
     for (int m = 0; m < QMV_MAXM; m++)
         acc[m] = 0.0f;
 
-    if (f == GQ_QF_F32) {
+    if (f == GQ_QF_F32 && w.h16) { /* fp16 / bf16 rows: 8 values per 16-byte load */
+        const uint16_t *wr = w.h16 + (size_t)row * K;
+        for (int c = lane * 8; c < K; c += 256) {
+            const uint4 raw = *(const uint4 *)(wr + c);
+            const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+            float v[8];
+#pragma unroll
+            for (int b = 0; b < 8; b++) {
+                const uint16_t h = (uint16_t)(words[b / 2] >> (16 * (b % 2)));
+                v[b] = w.h16_bf16 ? gq_bf16_to_f32(h) : gq_f16_to_f32(h);
+            }
+#pragma unroll
+            for (int m = 0; m < QMV_MAXM; m++)
+                if (m < M) {
+                    const float *xm = x + (size_t)m * K + c;
+                    float a = 0.0f;
+#pragma unroll
+                    for (int b = 0; b < 8; b++) a += v[b] * xm[b];
+                    acc[m] += a;
+                }
+        }
+    } else if (f == GQ_QF_F32) {
         const float *wr = w.f32 + (size_t)row * K;
         for (int c = lane * 4; c < K; c += 128) {
             float4 v = *(const float4 *)(wr + c);
@@ -138,7 +159,7 @@ static int qmatmul_gemm(float *y, const float *x, int M, const gq_qmat *w, const
         bias_rows_kernel<<<gq_cuda_grid((size_t)M * N, 256), 256>>>(y, bias, M, N);
         GQ_CUDA_CHECK_LAUNCH();
     }
-    if (w->spec.format == GQ_QF_F32)
+    if (w->spec.format == GQ_QF_F32 && !w->h16) /* fp32 weights: the GEMM directly (fp16 / bf16: panels) */
         return gq_cuda_sgemm_rm(0, 1, M, N, K, 1.0f, x, K, 0, w->f32, K, 0, beta, y, N, 0, 1);
     int per = (int)(QMM_PANEL_BYTES / ((size_t)K * sizeof(float)));
     per = per < 1 ? 1 : per > N ? N : per;
@@ -160,16 +181,17 @@ extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w
     const gq_qformat f = w->spec.format;
     const int bits = gq_qbits(f);
     /* 16-byte loads of weights and activations: aligned bases, and rows of whole 16-byte steps */
-    const uintptr_t align = (uintptr_t)(f == GQ_QF_F32 ? (const void *)w->f32 : (const void *)w->q) | (uintptr_t)x |
-                            (uintptr_t)(w->cols % 4 ? 1 : 0);
+    const void *wbase = f != GQ_QF_F32 ? (const void *)w->q : w->h16 ? (const void *)w->h16 : (const void *)w->f32;
+    const uintptr_t align = (uintptr_t)wbase | (uintptr_t)x | (uintptr_t)(w->cols % (w->h16 ? 8 : 4) ? 1 : 0);
     int fast = 0;
     if (f == GQ_QF_F32)
-        fast = w->cols % 4 == 0 && (align & 15) == 0;
+        fast = (align & 15) == 0;
     else if (bits == 4)
         fast = w->group % 32 == 0 && (align & 15) == 0; /* 16-byte loads within one half group */
     else if (bits == 8)
         fast = w->cols % 16 == 0 && w->group % 16 == 0 && (align & 15) == 0;
-    if (f == GQ_QF_F32 && !fast) return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: fp32 rows must be 16-byte aligned");
+    if (f == GQ_QF_F32 && !fast)
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: fp32 / fp16 rows must be 16-byte aligned (whole 16-byte steps)");
     for (int m0 = 0; m0 < M; m0 += QMV_MAXM) {
         int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
         qmatmul_kernel<<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
