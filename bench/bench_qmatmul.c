@@ -59,7 +59,7 @@ static void drop(qm *m) {
  * gq_qmatmul does: multiples of 8). */
 static double time_rows(const gq_qdot_ops *ops, qm *ms, int reps, const float *x, int8_t *aq, float *ad, int32_t *ab,
                         float *y, int rows, int cols) {
-    gq_qact a = {x, aq, ad, ab, 1, cols};
+    gq_qact a = {x, aq, ad, ab, 1, cols, 0};
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         double t0 = gq_now();

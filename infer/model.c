@@ -366,7 +366,7 @@ const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b 
 /* ---- forward ---- */
 
 static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq_qmat *w, const float *bias, int gelu) {
-    gq_qact a = {in, m->aq, m->ad, m->abs_, M, K};
+    gq_qact a = {in, m->aq, m->ad, m->abs_, M, K, !m->scoring};
     gq_qmatmul(out, &a, 0, w, bias, gelu, m->panel, m->panel_floats);
 }
 
@@ -481,7 +481,8 @@ int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const
     if (m->device == GQ_IM_CUDA) return gq_imc_forward(m, tokens, n, pos, targets, loss_sum, n_scored);
     if (targets && m->panel_floats == 0)
         return gq_errf(GQ_EINVAL, "scoring needs a plan with at least %d tokens per call", GQ_QMM_PANEL_MIN);
-        /* token + position embedding (the embedding row dequantized exactly) */
+    m->scoring = targets != NULL;
+    /* token + position embedding (the embedding row dequantized exactly) */
 #pragma omp parallel for schedule(static) if (M > 16)
     for (int r = 0; r < M; r++) {
         float *x = m->x + (size_t)r * C;

@@ -41,9 +41,9 @@ typedef struct {
     /* run state (gq_im_plan) */
     int kv_f16; /* the KV cache in fp16 (default) or fp32: set before gq_im_plan */
     int B, n_ctx, chunk, M_max;
-    float *kcache, *vcache;       /* (L, B, n_ctx, C), fp32 cache */
+    float *kcache, *vcache;        /* (L, B, n_ctx, C), fp32 cache */
     uint16_t *kcache16, *vcache16; /* the same, fp16 cache */
-    float *kvconv;                /* fp16 cache, chunked prefill: per thread, K and V of one head as fp32 */
+    float *kvconv;                 /* fp16 cache, chunked prefill: per thread, K and V of one head as fp32 */
     float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *att;
     int8_t *aq;
     float *ad;
@@ -53,19 +53,22 @@ typedef struct {
     void *state; /* the one run-state allocation */
     size_t kv_bytes, act_bytes;
     int logits_rows; /* rows of `logits` */
+    int scoring;     /* the forward in progress scores targets (exact products: no int8 activations on 16+ tokens) */
 
     /* --device cuda (model_cuda.c): set device before gq_im_plan */
-    int device;                 /* GQ_IM_CPU or GQ_IM_CUDA */
-    struct gq_im_cuda *cuda;    /* device weights and run state */
-    int32_t next_token;         /* CUDA: the pick of the last forward made on the GPU (-1: sample on the host) */
-    float temperature, top_p;   /* CUDA: the device's sampler (infer/sample.h's rule; temperature 0: greedy) */
+    int device;               /* GQ_IM_CPU or GQ_IM_CUDA */
+    struct gq_im_cuda *cuda;  /* device weights and run state */
+    int32_t next_token;       /* CUDA: the pick of the last forward made on the GPU (-1: sample on the host) */
+    float temperature, top_p; /* CUDA: the device's sampler (infer/sample.h's rule; temperature 0: greedy) */
     int top_k;
-    float sample_u;             /* CUDA: the uniform draw for the next forward's pick */
-    int skip_logits;            /* CUDA: do not download the logits when the device picked the token */
-    int dev_half;               /* CUDA, set before gq_im_plan: fp32 weight matrices (the linears and the
-                                   embedding) stored on the device as 0 fp32, 1 fp16, 2 bf16 */
-    size_t dev_weight_bytes, dev_kv_bytes, dev_state_bytes; /* device memory: weights; KV cache; run state (KV included) */
-    size_t dev_read_bytes; /* what one decode step reads on the device (weight_bytes, fp32 matrices halved by dev_half) */
+    float sample_u;  /* CUDA: the uniform draw for the next forward's pick */
+    int skip_logits; /* CUDA: do not download the logits when the device picked the token */
+    int dev_half;    /* CUDA, set before gq_im_plan: fp32 weight matrices (the linears and the
+                        embedding) stored on the device as 0 fp32, 1 fp16, 2 bf16 */
+    size_t dev_weight_bytes, dev_kv_bytes,
+        dev_state_bytes; /* device memory: weights; KV cache; run state (KV included) */
+    size_t
+        dev_read_bytes; /* what one decode step reads on the device (weight_bytes, fp32 matrices halved by dev_half) */
 } gq_im;
 
 enum { GQ_IM_CPU = 0, GQ_IM_CUDA = 1 };

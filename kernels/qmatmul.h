@@ -11,7 +11,8 @@
  *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a panel of rows is dequantized exactly (quant.h's
  *     values, as the trainer's fake-quant) into a small scratch buffer and multiplied with
  *     float activations by sgemm; eval loss therefore equals the fake-quant loss up to matmul
- *     round-off.
+ *     round-off. With a->int_rows (the runner's prompts, not its scoring), matrices in the
+ *     8-row layout take the row path at any M instead: 4 tokens per pass over each 8 rows.
  * Variants: a scalar reference and AVX2 (+FMA, F16C), chosen at run time (GQ_CPU_SIMD=scalar
  * forces the reference). */
 #ifndef GQ_QMATMUL_H
@@ -85,6 +86,8 @@ typedef struct {
     float *d;       /* (M, K / 32) block scales */
     int32_t *bsum;  /* (M, K / 32) sums of each block's codes */
     int M, K;
+    int int_rows; /* 1: M >= GQ_QMM_PANEL_MIN also takes the row path (int8 activations) on
+                     8-row-layout matrices, whose row kernel beats dequantizing + sgemm */
 } gq_qact;
 
 /* The effective fp32 scale of group g of row r (as gq_dequantize uses it; either layout; nf4's
@@ -128,7 +131,8 @@ int gq_qmat_int_path(const gq_qmat *w);
 static inline int gq_nf4_i16(int code) { return (int)lrintf(gq_nf4_value(code) * (float)(1 << GQ_NF4_I16_SHIFT)); }
 /* Bytes of the packed weights, scales and zero points (what a decode step reads). */
 size_t gq_qmat_bytes(const gq_qmat *w);
-/* Dequantize rows [r0, r1) into dst ((r1 - r0) * cols), exactly as gq_dequantize. */
+/* Dequantize rows [r0, r1) into dst ((r1 - r0) * cols), exactly as gq_dequantize (the variant
+ * in use: gq_qdot()->dequant). */
 void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst);
 
 /* Quantize a->x into a->q, a->d, a->bsum (K must be a multiple of 32); the _range form does
@@ -162,6 +166,8 @@ typedef struct {
      * then add). */
     void (*attend)(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
                    const float *v32, size_t ld, int n, int hs, float scale, float *s);
+    /* gq_qmat_dequant_rows: rows [r0, r1) as quant.h's values, bit for bit in every variant */
+    void (*dequant)(const gq_qmat *w, int r0, int r1, float *dst);
 } gq_qdot_ops;
 /* The attend op's softmax of n scores in place (*inv = 1 / sum), shared by its variants. */
 void gq_qdot_attend_softmax(float *s, int n, float *inv);

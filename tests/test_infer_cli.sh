@@ -48,6 +48,11 @@ check 'cmp -s "$T/g1" "$T/g4"' "--device cpu is the default"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --device tpu >/dev/null 2>"$T/dev.err"
 dev_rc=$?
 check '[ $dev_rc -eq 2 ] && grep -q -- "--device takes cpu, cuda or auto" "$T/dev.err"' "--device with a bad value: exit 2"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --gpu-weights f8 >/dev/null 2>"$T/gw.err"
+gw_rc=$?
+check '[ $gw_rc -eq 2 ] && grep -q -- "--gpu-weights takes f32, f16 or bf16" "$T/gw.err"' "--gpu-weights with a bad value: exit 2"
+"$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --gpu-weights bf16 >"$T/g6" 2>/dev/null
+check 'cmp -s "$T/g1" "$T/g6"' "--gpu-weights changes nothing on the CPU"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --device cuda >"$T/g5" 2>"$T/cuda.err"
 cuda_rc=$?
 if [ $cuda_rc -eq 0 ]; then # a GPU: it runs and continues the prompt

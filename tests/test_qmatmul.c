@@ -1,5 +1,5 @@
 /* The packed quantized matmul kernels (kernels/qmatmul.h) on every format and odd shapes:
- *   - the row dequantizer equals quant.h's gq_dequantize bit for bit;
+ *   - the row dequantizer (every variant) equals quant.h's gq_dequantize bit for bit;
  *   - the scalar row kernel equals a double-precision dot of the dequantized weights with the
  *     activations it uses (float, or the int8 blocks dequantized for the integer path), and
  *     stays within the activation-rounding bound of the float result;
@@ -30,12 +30,21 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     float *d = malloc(sizeof(float) * N * K);
     gq_qmat_dequant_rows(&m.w, 0, N, d);
     CHECKF(!memcmp(d, m.deq, sizeof(float) * N * K), "%s %dx%d: row dequantizer != gq_dequantize", fmt, rows, cols);
+    for (int v = 0; v < 2; v++) { /* every variant, and a range that starts past row 0 */
+        const char *names[] = {"scalar", "avx2"};
+        const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
+        if (!ops || !gq_qdot_supported(names[v]) || N < 2) continue;
+        memset(d, 0, sizeof(float) * N * K);
+        ops->dequant(&m.w, 1, N, d);
+        CHECKF(!memcmp(d, m.deq + K, sizeof(float) * (N - 1) * K), "%s %dx%d: %s dequant of rows 1.. != gq_dequantize",
+               fmt, rows, cols, names[v]);
+    }
     /* 2. activations */
     float *x = malloc(sizeof(float) * M * K);
     for (int i = 0; i < M * K; i++)
         x[i] = randn(rng);
     x[5] = 9.0f;
-    gq_qact a = {x, malloc(M * K), malloc(sizeof(float) * M * nb), malloc(sizeof(int32_t) * M * nb), M, K};
+    gq_qact a = {x, malloc(M * K), malloc(sizeof(float) * M * nb), malloc(sizeof(int32_t) * M * nb), M, K, 0};
     const int ip = gq_qmat_int_path(&m.w);
     if (ip) gq_qact_quantize(&a);
     float *ys = malloc(sizeof(float) * M * N), *yv = malloc(sizeof(float) * M * N);
@@ -138,7 +147,7 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
           *panel = malloc(sizeof(float) * 3 * K);
     for (int i = 0; i < MP * K; i++)
         xp[i] = randn(rng);
-    gq_qact ap = {xp, NULL, NULL, NULL, MP, K};
+    gq_qact ap = {xp, NULL, NULL, NULL, MP, K, 0};
     for (int pass = 0; pass < 2; pass++) {
         size_t pf = pass ? (size_t)3 * K : (size_t)N * K; /* several panels, then one */
         float *pb = pass ? panel : malloc(sizeof(float) * pf);
@@ -165,6 +174,30 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
             free(yg);
         }
         if (!pass) free(pb);
+    }
+    /* 8-row layout, prompts (int_rows): 20 tokens and, on a small matrix, more tokens than the
+     * kernel's 16384-float buffer of group sums holds at once, through the row path: every
+     * token's results are the bits it gets alone (the one-token kernel) plus the bias */
+    if (m.w.x8 && ip) {
+        const int ngs = K / m.w.group, MC = rows <= 64 ? 16384 / ngs + 5 : MP;
+        float *xc = malloc(sizeof(float) * MC * K), *yc = malloc(sizeof(float) * MC * N),
+              *y1 = malloc(sizeof(float) * N);
+        for (int i = 0; i < MC * K; i++)
+            xc[i] = randn(rng);
+        gq_qact ai = {
+            xc, malloc((size_t)MC * K), malloc(sizeof(float) * MC * nb), malloc(sizeof(int32_t) * MC * nb), MC, K, 1};
+        gq_qmatmul(yc, &ai, 0, &m.w, bias, 0, panel, (size_t)3 * K);
+        int same = 1;
+        for (int t = 0; t < MC; t++) {
+            gq_qact a1 = {
+                xc + (size_t)t * K, ai.q + (size_t)t * K, ai.d + (size_t)t * nb, ai.bsum + (size_t)t * nb, 1, K, 0};
+            gq_qdot()->rows(&m.w, 0, N, &a1, y1, N);
+            for (int r = 0; r < N; r++)
+                same &= yc[(size_t)t * N + r] == y1[r] + bias[r];
+        }
+        CHECKF(same, "%s %dx%d: %d tokens on the 8-row integer path differ from one token at a time", fmt, rows, cols,
+               MC);
+        free(xc), free(yc), free(y1), free(ai.q), free(ai.d), free(ai.bsum);
     }
     free(xp), free(yp), free(panel), free(bias), free(yd);
     free(d), free(x), free(a.q), free(a.d), free(a.bsum), free(ys), free(yv);

@@ -192,48 +192,67 @@ GQ_Q4X2(64)
 GQ_Q4X2(128)
 #undef GQ_Q4X2
 
-/* int4 / int4a in the 8-row layout (qmatmul.h): rows 8R..8R+7 for one token, the 8 results in
- * out. Per block of 32 columns: four 32-byte loads, each giving two code vectors (low and high
- * nibbles: 8 rows x 4 columns each), multiplied by maddubs with 4 activation codes broadcast to
- * every lane and summed in int16 (8 products of at most 2 x 15 x 127 each: |sum| <= 30480,
- * no saturation); one madd to int32, one conversion and one FMA by the block's activation
- * scale per block; per group one FMA by the 8 rows' scales, and the offset correction
- * (8, or int4a's zero points) times the group's activation sum, for 8 rows at once. */
+/* int4 / int4a in the 8-row layout (qmatmul.h): rows 8R..8R+7 for TT tokens at once (the
+ * weights unpacked once, used by every token), the results in out[t][0..8). Per block of 32
+ * columns: four 32-byte loads, each giving two code vectors (low and high nibbles: 8 rows x 4
+ * columns each), multiplied by maddubs with a token's 4 activation codes broadcast to every lane
+ * and summed in int16 (8 products of at most 2 x 15 x 127 each: |sum| <= 30480, no saturation);
+ * one madd to int32, one conversion and one FMA by the block's activation scale per block and
+ * token; per group, the offset (8, or int4a's zero points) times the group's activation sum is
+ * taken off and the 8 rows' scales applied in one FMA. Every token's arithmetic is the same
+ * whatever TT is (so one token alone gives the bits it gets among others). */
 enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one sequential stream) */
-static void rows8_q4(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, float *out) {
-    const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
-    const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;
-    const uint8_t *z = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;
-    __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
-    for (int g = 0; g < ng; g++) {
-        __m256 ga = _mm256_setzero_ps();
-        for (int b = 0; b < bpg; b++) {
-            const int blk = g * bpg + b;
-            const uint8_t *pb = p + (size_t)blk * 128;
-            const int8_t *x = xq + 32 * blk;
-            pf(pb + X8_PF), pf(pb + X8_PF + 64);
-            __m256i s = _mm256_setzero_si256();
-            for (int k = 0; k < 4; k++) {
-                int32_t a0, a1;
-                memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
-                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_set1_epi32(a0)));
-                s = _mm256_add_epi16(
-                    s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_set1_epi32(a1)));
-            }
-            ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s, ones)), _mm256_broadcast_ss(xd + blk), ga);
-        }
-        const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));
-        const __m256 off =
-            z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(z + (size_t)g * GQ_X8_ROWS))))
-              : _mm256_set1_ps(8.0f);
-        acc = _mm256_fmadd_ps(ga, sc, acc);
-        corr = _mm256_fmadd_ps(_mm256_mul_ps(sc, off), _mm256_set1_ps(gs[g]), corr);
+#define GQ_ROWS8_Q4(TT)                                                                                                \
+    static void rows8_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,    \
+                              int ldd, int ldg, float(*out)[GQ_X8_ROWS]) {                                             \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);                                          \
+        const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);                                                    \
+        const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                    \
+        const uint8_t *z = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;                                   \
+        __m256 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm256_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m256 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm256_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb = p + (size_t)blk * 128;                                                             \
+                pf(pb + X8_PF), pf(pb + X8_PF + 64);                                                                   \
+                __m256i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm256_setzero_si256();                                                                    \
+                for (int k = 0; k < 4; k++) {                                                                          \
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));                              \
+                    const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);    \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        const int8_t *x = xq + (size_t)t * ldq + 32 * blk;                                             \
+                        int32_t a0, a1;                                                                                \
+                        memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);                                     \
+                        sm[t] = _mm256_add_epi16(sm[t], _mm256_maddubs_epi16(c0, _mm256_set1_epi32(a0)));              \
+                        sm[t] = _mm256_add_epi16(sm[t], _mm256_maddubs_epi16(c1, _mm256_set1_epi32(a1)));              \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sm[t], ones)),                        \
+                                            _mm256_broadcast_ss(xd + (size_t)t * ldd + blk), ga[t]);                   \
+            }                                                                                                          \
+            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));       \
+            const __m256 off = z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(                                            \
+                                       _mm_loadl_epi64((const __m128i *)(z + (size_t)g * GQ_X8_ROWS))))                \
+                                 : _mm256_set1_ps(8.0f);                                                               \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm256_fmadd_ps(_mm256_fnmadd_ps(off, _mm256_set1_ps(gs[(size_t)t * ldg + g]), ga[t]), sc,    \
+                                         acc[t]);                                                                      \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm256_storeu_ps(out[t], acc[t]);                                                                          \
     }
-    _mm256_storeu_ps(out, _mm256_sub_ps(acc, corr));
-}
+GQ_ROWS8_Q4(1)
+GQ_ROWS8_Q4(4)
+#undef GQ_ROWS8_Q4
 
 /* nf4 in the 8-row layout: rows 8R..8R+7 for one token whose activation codes x16 are int16.
  * Each code vector (8 rows x 4 codes) becomes int16 codebook values through two byte shuffles
@@ -457,23 +476,37 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
         return;
     }
-    /* 4-bit integer path: per token, the sum of the (dequantized) activations of each group */
-    enum { MAXG = 1024, MAXM = GQ_QMM_PANEL_MIN };
-    float gs[MAXM][MAXG];
-    if (q4 || q32) {
-        const int G = w->group, bpg = G / GQ_QMM_ABLOCK;
-        if (K / G > MAXG || a->M > MAXM) {
-            gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
-            return;
+    /* 4-bit integer path: per token, the sum of the (dequantized) activations of each group, for
+     * as many tokens as GS_MAX floats hold (more tokens: taken that many at a time) */
+    enum { GS_MAX = 16384 };
+    float gs_buf[GS_MAX];
+    const int ngs = q4 || q32 ? K / w->group : 0;
+    if (ngs > GS_MAX) {
+        gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
+        return;
+    }
+    if (ngs && a->M * ngs > GS_MAX) {
+        const int per = GS_MAX / ngs;
+        for (int m0 = 0; m0 < a->M; m0 += per) {
+            gq_qact c = *a;
+            c.M = a->M - m0 < per ? a->M - m0 : per;
+            c.q += (size_t)m0 * K, c.d += (size_t)m0 * nb, c.bsum += (size_t)m0 * nb;
+            if (c.x) c.x += (size_t)m0 * K;
+            rows_avx2(w, r0, r1, &c, y + (size_t)m0 * ldy, ldy);
         }
+        return;
+    }
+    if (ngs) {
+        const int bpg = w->group / GQ_QMM_ABLOCK;
         for (int m = 0; m < a->M; m++)
-            for (int g = 0; g < K / G; g++) {
+            for (int g = 0; g < ngs; g++) {
                 float s = 0.0f;
                 for (int b = 0; b < bpg; b++)
                     s += a->d[(size_t)m * nb + g * bpg + b] * (float)a->bsum[(size_t)m * nb + g * bpg + b];
-                gs[m][g] = s;
+                gs_buf[m * ngs + g] = s;
             }
     }
+#define GS(m) (gs_buf + (size_t)(m)*ngs)
     void (*q4x2)(const gq_qmat *, int, const int8_t *, const float *, const float *, float *, float *) = NULL;
     if (q4 && f != GQ_QF_FP4 && w->s16)
         q4x2 = w->group == 32 ? row2_q4_g32 : w->group == 64 ? row2_q4_g64 : w->group == 128 ? row2_q4_g128 : NULL;
@@ -487,16 +520,21 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
-    if (q4 && w->x8) { /* rows in the 8-row layout; a block cut by the range is computed whole and copied */
+    if (q4 && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the range is
+                        * computed whole and copied */
         const int n8 = gq_qmat_x8_rows(w);
         for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
-            for (int m = 0; m < a->M; m++) {
-                float o[GQ_X8_ROWS];
-                rows8_q4(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, gs[m], o);
-                for (int j = 0; j < GQ_X8_ROWS; j++) {
-                    const int rr = R * GQ_X8_ROWS + j;
-                    if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
-                }
+            for (int m = 0; m < a->M;) {
+                float o[4][GQ_X8_ROWS];
+                const int tt = a->M - m >= 4 ? 4 : 1;
+                (tt == 4 ? rows8_q4_4 : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
+                                                    ngs, o);
+                for (int t = 0; t < tt; t++)
+                    for (int j = 0; j < GQ_X8_ROWS; j++) {
+                        const int rr = R * GQ_X8_ROWS + j;
+                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t][j];
+                    }
+                m += tt;
             }
         r = r0 > n8 ? r0 : n8;
     }
@@ -533,7 +571,7 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
     if (q4x2)
         for (; r + 2 <= r1; r += 2)
             for (int m = 0; m < a->M; m++)
-                q4x2(w, r, a->q + (size_t)m * K, a->d + (size_t)m * nb, gs[m], &y[(size_t)m * ldy + (r - r0)],
+                q4x2(w, r, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), &y[(size_t)m * ldy + (r - r0)],
                      &y[(size_t)m * ldy + (r + 1 - r0)]);
     for (; r < r1; r++)
         for (int m = 0; m < a->M; m++) {
@@ -545,13 +583,14 @@ static void rows_avx2(const gq_qmat *w, int r0, int r1, const gq_qact *a, float 
             else if (i8)
                 v = row_int8(w, r, xq, xd);
             else if (q4)
-                v = row_q4(w, r, xq, xd, gs[m]);
+                v = row_q4(w, r, xq, xd, GS(m));
             else if (q32)
-                v = row_q32(w, r, xq, xd, gs[m]);
+                v = row_q32(w, r, xq, xd, GS(m));
             else
                 v = row_nf4i(w, r, xq, xd, tlo, thi);
             y[(size_t)m * ldy + (r - r0)] = v;
         }
+#undef GS
 }
 
 static void to_f16_avx2(uint16_t *dst, const float *src, int n) {
@@ -615,5 +654,74 @@ static void attend_avx2(float *out, const float *q, const uint16_t *k16, const u
         _mm256_storeu_ps(out + 8 * j, o[j]);
 }
 
-const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2, attend_avx2};
+/* ---- exact dequantization (the panel path of prefill and eval, embedding rows) ---- */
+
+/* 16 4-bit codes (one per byte) to 16 floats: the value table (16 entries in two vectors,
+ * picked by permutes and a blend on bit 3) or, for int4a, code - zero; times the scale. The
+ * products are quant.h's: table entries are its values at scale 1, exact. */
+static inline void put16(float *o, __m128i c16, __m256 lo8, __m256 hi8, int za, int z, __m256 sc) {
+    for (int h = 0; h < 2; h++) {
+        const __m256i ci = _mm256_cvtepu8_epi32(h ? _mm_srli_si128(c16, 8) : c16);
+        __m256 v;
+        if (za) {
+            v = _mm256_cvtepi32_ps(_mm256_sub_epi32(ci, _mm256_set1_epi32(z)));
+        } else {
+            const __m256 a = _mm256_permutevar8x32_ps(lo8, ci), b = _mm256_permutevar8x32_ps(hi8, ci);
+            v = _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(ci, 28)));
+        }
+        _mm256_storeu_ps(o + 8 * h, _mm256_mul_ps(v, sc));
+    }
+}
+
+static void dequant_avx2(const gq_qmat *w, int r0, int r1, float *dst) {
+    const gq_qformat f = w->spec.format;
+    const int K = w->cols, G = w->group;
+    const int four = (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_NF4 || f == GQ_QF_FP4) && G % 32 == 0;
+    const int eight = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && G % 8 == 0;
+    if (!four && !eight) {
+        gq_qdot_variant("scalar")->dequant(w, r0, r1, dst);
+        return;
+    }
+    float lut[16];
+    for (int c = 0; c < 16; c++)
+        lut[c] = four ? gq_qvalue(f, c, 1.0f, 0) : 0.0f;
+    const __m256 lo8 = _mm256_loadu_ps(lut), hi8 = _mm256_loadu_ps(lut + 8);
+    const __m128i m4 = _mm_set1_epi8(15);
+    const int ng = K / G, za = f == GQ_QF_INT4A, n8 = gq_qmat_x8_rows(w);
+    for (int r = r0; r < r1; r++) {
+        float *o = dst + (size_t)(r - r0) * K;
+        for (int g = 0; g < ng; g++) {
+            const __m256 sc = _mm256_set1_ps(gq_qmat_scale(w, r, g));
+            const int z = za ? w->zeros[gq_qmat_gidx(w, r, g)] : 0;
+            float *og = o + (size_t)g * G;
+            if (eight) {
+                const int8_t *in = (const int8_t *)w->q + (size_t)r * K + (size_t)g * G;
+                for (int i = 0; i < G; i += 8)
+                    _mm256_storeu_ps(og + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                               _mm_loadl_epi64((const __m128i *)(in + i)))),
+                                                           sc));
+            } else if (r < n8) { /* 8-row layout: a block's 4-byte pieces of this row, 32 bytes apart */
+                for (int b = 0; b < G / 32; b++) {
+                    const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * (GQ_X8_ROWS / 2) +
+                                       (size_t)(g * (G / 32) + b) * 128 + 4 * (r % GQ_X8_ROWS);
+                    int32_t e[4];
+                    for (int k = 0; k < 4; k++)
+                        memcpy(&e[k], p + 32 * k, 4);
+                    const __m128i v = _mm_setr_epi32(e[0], e[1], e[2], e[3]);
+                    put16(og + 32 * b, _mm_and_si128(v, m4), lo8, hi8, za, z, sc);
+                    put16(og + 32 * b + 16, _mm_and_si128(_mm_srli_epi16(v, 4), m4), lo8, hi8, za, z, sc);
+                }
+            } else { /* byte j of a group: codes j (low nibble) and j + G/2 (high) */
+                const uint8_t *in = w->q + ((size_t)r * ng + g) * (size_t)(G / 2);
+                for (int j = 0; j < G / 2; j += 16) {
+                    const __m128i v = _mm_loadu_si128((const __m128i *)(in + j));
+                    put16(og + j, _mm_and_si128(v, m4), lo8, hi8, za, z, sc);
+                    put16(og + G / 2 + j, _mm_and_si128(_mm_srli_epi16(v, 4), m4), lo8, hi8, za, z, sc);
+                }
+            }
+        }
+    }
+}
+
+const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2, attend_avx2, dequant_avx2};
 #endif

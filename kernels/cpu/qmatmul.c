@@ -51,7 +51,9 @@ static void x8_block_codes(const gq_qmat *w, int r, int blk, uint8_t *c) {
         }
 }
 
-void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) {
+void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) { gq_qdot()->dequant(w, r0, r1, dst); }
+
+static void dequant_scalar(const gq_qmat *w, int r0, int r1, float *dst) {
     const int K = w->cols;
     if (w->spec.format == GQ_QF_F32) {
         memcpy(dst, w->f32 + (size_t)r0 * K, (size_t)(r1 - r0) * K * sizeof *dst);
@@ -297,7 +299,8 @@ static void attend_scalar(float *out, const float *q, const uint16_t *k16, const
     }
 }
 
-static const gq_qdot_ops qdot_scalar = {"scalar", rows_scalar, to_f16_scalar, from_f16_scalar, attend_scalar};
+static const gq_qdot_ops qdot_scalar = {"scalar",        rows_scalar,   to_f16_scalar,
+                                        from_f16_scalar, attend_scalar, dequant_scalar};
 #if defined(__x86_64__)
 extern const gq_qdot_ops gq_qdot_avx2;
 #endif
@@ -351,7 +354,9 @@ static void gelu_rows(float *out, int M, int N, int r0, int r1) {
 void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
                 size_t panel_floats) {
     const int M = a->M, K = w->cols, N = w->rows;
-    if (M >= GQ_QMM_PANEL_MIN && (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
+    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w);
+    if (M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
+        (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
         if (bias) {
 #pragma omp parallel for schedule(static)
             for (int m = 0; m < M; m++)
