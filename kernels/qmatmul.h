@@ -11,8 +11,9 @@
  *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a panel of rows is dequantized exactly (quant.h's
  *     values, as the trainer's fake-quant) into a small scratch buffer and multiplied with
  *     float activations by sgemm; eval loss therefore equals the fake-quant loss up to matmul
- *     round-off. With a->int_rows (the runner's prompts, not its scoring), matrices in the
- *     8-row layout take the row path at any M instead: 4 tokens per pass over each 8 rows.
+ *     round-off. With a->int_rows (the runner's prompts, not its scoring), int4 / int4a
+ *     matrices in the 8-row layout take the row path at any M instead: 4 tokens per pass over
+ *     each 8 rows.
  * Variants: a scalar reference and AVX2 (+FMA, F16C), chosen at run time (GQ_CPU_SIMD=scalar
  * forces the reference). */
 #ifndef GQ_QMATMUL_H
@@ -87,7 +88,8 @@ typedef struct {
     int32_t *bsum;  /* (M, K / 32) sums of each block's codes */
     int M, K;
     int int_rows; /* 1: M >= GQ_QMM_PANEL_MIN also takes the row path (int8 activations) on
-                     8-row-layout matrices, whose row kernel beats dequantizing + sgemm */
+                     int4 / int4a matrices in the 8-row layout, whose row kernel beats
+                     dequantizing + sgemm */
 } gq_qact;
 
 /* The effective fp32 scale of group g of row r (as gq_dequantize uses it; either layout; nf4's

@@ -354,7 +354,10 @@ static void gelu_rows(float *out, int M, int N, int r0, int r1) {
 void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
                 size_t panel_floats) {
     const int M = a->M, K = w->cols, N = w->rows;
-    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w);
+    /* int4 / int4a in the 8-row layout: the row kernel (4 tokens per pass) beats dequantizing +
+     * sgemm; nf4's codebook lookups do not (measured: 124M prefill 513-605 -> 282-335 tok/s) */
+    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w) &&
+                            (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A);
     if (M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
         (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
         if (bias) {
