@@ -2,8 +2,8 @@
  * format and odd shapes, y = x W^T + bias with W uploaded exactly as packed on the host, compared
  * with a double-precision product of gq_dequantize's weights. Bound: |gpu - ref| <= 1e-5 *
  * sum_k |w x| + 1e-7 (fp32 accumulation of at most a few thousand terms). Token counts 1, 3 and
- * 11 (two passes of at most 8) in registers, and 20 (dequantized panels and fp32 GEMMs; a
- * 4200 x 1024 matrix takes two panels). Exits 77 without a GPU. */
+ * 11 (two passes of at most 8) in registers, and 20 (the tiled GEMM that dequantizes its weight
+ * tiles; a 4200 x 1024 matrix spans many tiles). Exits 77 without a GPU. */
 #include "cuda_ops.h"
 #include "gq_error.h"
 #include "gq_rng.h"
@@ -79,7 +79,7 @@ int main(void) {
                 {"int4a", GQ_QF_INT4A, 0}, {"int3", GQ_QF_INT3, 0}, {"int2", GQ_QF_INT2, 0}, {"nf4", GQ_QF_NF4, 0},
                 {"nf4-dq", GQ_QF_NF4, 1},  {"fp4", GQ_QF_FP4, 0}};
     const int groups[] = {32, 64, 128, 8, 16}; /* 8 and 16: the generic path */
-    /* 4200 x 1024: more than one 16 MB panel on the GEMM path (int4 g64 and fp32 only) */
+    /* 4200 x 1024: many GEMM tiles (int4 g64 and fp32 only) */
     const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {4200, 1024}};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
         for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)

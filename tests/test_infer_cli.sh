@@ -30,6 +30,8 @@ CFG
 C="$T/r/ckpt-00000020.h5"
 "$B/gpt2q-export" "$C" --format int4 --layers all -o "$T/q.h5" >/dev/null
 check '[ -f "$C" ] && [ -f "$T/q.h5" ]' "model and export made"
+# cuBLAS costs ~150 MB of RSS at start-up: the runner must not link it (its GPU path has no cuBLAS)
+check '! (ldd "$B/gpt2q-infer" 2>/dev/null | grep -qi cublas)' "gpt2q-infer does not load cuBLAS"
 I="$B/gpt2q-infer"
 
 # -- generate

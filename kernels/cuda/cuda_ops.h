@@ -53,8 +53,8 @@ int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float
                                      const float *lse, int B, int T, int C, int NH);
 /* Products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
  * y (M, rows) = x (M, cols) W^T + bias (may be NULL) with quant.h's values. M < 16: dequantized
- * in registers (the fast paths need 16-byte-aligned rows); M >= 16: dequantized panels of rows
- * (grow-only scratch, at most 16 MB) and fp32 GEMMs. Any format and group. */
+ * in registers (the fast paths need 16-byte-aligned rows); M >= 16: a tiled fp32 GEMM whose
+ * weight tiles are dequantized as they load. Any format and group; nothing allocated. */
 int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);

@@ -43,7 +43,7 @@ int gq_cuda_cublas(cublasHandle_t *h);
 /* The backend's scratch memory: grow-only, one buffer per slot, kept until exit. Ops that need
  * temporary device memory (attention's head-major copies, reduction partials, the encoder's
  * token buckets) take it from here, so a training step allocates nothing once warmed up. */
-enum { GQ_SCRATCH_A = 0, GQ_SCRATCH_B, GQ_SCRATCH_REDUCE, GQ_SCRATCH_BF16_A, GQ_SCRATCH_BF16_B, GQ_SCRATCH_QPANEL, GQ_SCRATCH_N };
+enum { GQ_SCRATCH_A = 0, GQ_SCRATCH_B, GQ_SCRATCH_REDUCE, GQ_SCRATCH_BF16_A, GQ_SCRATCH_BF16_B, GQ_SCRATCH_N };
 int gq_cuda_scratch(int slot, size_t bytes, void **p);
 
 /* Row-major strided-batched sgemm: C[i] = alpha op(A[i]) op(B[i]) + beta C[i], i < batch,

@@ -4,9 +4,9 @@
  *     quant.h's values, a few tokens (M <= 8) per pass. One warp per output row; the fast paths
  *     read 16 bytes per lane per step (4-bit formats with groups of 32+, 8-bit formats, fp32), a
  *     generic path takes any other layout (int3, int2, small groups).
- *   - M >= GQ_QMM_PANEL_MIN (prefill, eval), as the CPU runner: a panel of rows dequantized
- *     exactly into a grow-only scratch (at most 16 MB), then an fp32 GEMM through cuBLAS (IEEE
- *     products unless TF32 was chosen); fp32 weights go to the GEMM directly. */
+ *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a tiled fp32 GEMM of our own whose weight tiles
+ *     are dequantized as they are loaded into shared memory (quant.h's exact values, as the
+ *     CPU runner's panels). No cuBLAS here, so that gpt2q-infer does not load it. */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 #include "qmatmul.h"
@@ -137,41 +137,58 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
     }
 }
 
-enum { QMM_PANEL_BYTES = 16 << 20 };
+/* The GEMM of 16+ tokens: 64 x 64 outputs per block of 256 threads (4 x 4 each), K in steps of
+ * 16 through shared memory; the weight tile is dequantized as it is loaded (quant.h's values
+ * through gq_qmat_value: any format and layout), so nothing else is read or allocated, and
+ * every weight is decoded once per 64 tokens. fp32 products and sums (no cuBLAS: the runner
+ * does not load it). */
+enum { QG_TM = 64, QG_TN = 64, QG_TK = 16, QG_THREADS = 256 };
 
-static __global__ void dequant_rows_kernel(float *panel, gq_qmat w, int r0, int np) {
-    const size_t n = (size_t)np * (size_t)w.cols;
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
-        panel[e] = gq_qmat_value(&w, r0 + (int)(e / (size_t)w.cols), (int)(e % (size_t)w.cols));
+static __global__ void __launch_bounds__(QG_THREADS)
+    qgemm_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias) {
+    __shared__ float as[QG_TK][QG_TM + 4], bs[QG_TK][QG_TN + 4];
+    const int K = w.cols, N = w.rows, tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int m0 = blockIdx.y * QG_TM, n0 = blockIdx.x * QG_TN;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += QG_TK) {
+        for (int e = threadIdx.x; e < QG_TM * QG_TK; e += QG_THREADS) {
+            const int r = e / QG_TK, c = e % QG_TK, gm = m0 + r, gk = k0 + c;
+            as[c][r] = gm < M && gk < K ? x[(size_t)gm * K + gk] : 0.0f;
+        }
+        for (int e = threadIdx.x; e < QG_TN * QG_TK; e += QG_THREADS) {
+            const int r = e / QG_TK, c = e % QG_TK, gn = n0 + r, gk = k0 + c;
+            bs[c][r] = gn < N && gk < K ? gq_qmat_value(&w, gn, gk) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < QG_TK; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = as[kk][ty * 4 + i], b[i] = bs[kk][tx * 4 + i];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int gm = m0 + ty * 4 + i, gn = n0 + tx * 4 + j;
+            if (gm < M && gn < N) y[(size_t)gm * N + gn] = acc[i][j] + (bias ? bias[gn] : 0.0f);
+        }
 }
 
-static __global__ void bias_rows_kernel(float *y, const float *bias, int M, int N) {
-    const size_t n = (size_t)M * N;
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
-        y[e] = bias[e % (size_t)N];
-}
-
-/* y (M, rows) = x W^T + bias through fp32 GEMMs, one dequantized panel of rows at a time */
 static int qmatmul_gemm(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
-    const int K = w->cols, N = w->rows;
-    const float beta = bias ? 1.0f : 0.0f;
-    if (bias) {
-        bias_rows_kernel<<<gq_cuda_grid((size_t)M * N, 256), 256>>>(y, bias, M, N);
-        GQ_CUDA_CHECK_LAUNCH();
-    }
-    if (w->spec.format == GQ_QF_F32 && !w->h16) /* fp32 weights: the GEMM directly (fp16 / bf16: panels) */
-        return gq_cuda_sgemm_rm(0, 1, M, N, K, 1.0f, x, K, 0, w->f32, K, 0, beta, y, N, 0, 1);
-    int per = (int)(QMM_PANEL_BYTES / ((size_t)K * sizeof(float)));
-    per = per < 1 ? 1 : per > N ? N : per;
-    void *p = NULL;
-    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_QPANEL, (size_t)per * K * sizeof(float), &p));
-    float *panel = (float *)p;
-    for (int r0 = 0; r0 < N; r0 += per) {
-        const int np = N - r0 < per ? N - r0 : per;
-        dequant_rows_kernel<<<gq_cuda_grid((size_t)np * K, 256), 256>>>(panel, *w, r0, np);
-        GQ_CUDA_CHECK_LAUNCH();
-        GQ_TRY(gq_cuda_sgemm_rm(0, 1, M, np, K, 1.0f, x, K, 0, panel, K, 0, beta, y + r0, N, 0, 1));
-    }
+    const dim3 grid((unsigned)((w->rows + QG_TN - 1) / QG_TN), (unsigned)((M + QG_TM - 1) / QG_TM));
+    qgemm_kernel<<<grid, QG_THREADS>>>(y, x, M, *w, bias);
+    GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
 
