@@ -170,6 +170,8 @@ typedef struct {
                    const float *v32, size_t ld, int n, int hs, float scale, float *s);
     /* gq_qmat_dequant_rows: rows [r0, r1) as quant.h's values, bit for bit in every variant */
     void (*dequant)(const gq_qmat *w, int r0, int r1, float *dst);
+    /* gq_qact_quantize_range: the same codes, scales and sums in every variant */
+    void (*quantize)(gq_qact *a, size_t b0, size_t b1);
 } gq_qdot_ops;
 /* The attend op's softmax of n scores in place (*inv = 1 / sum), shared by its variants. */
 void gq_qdot_attend_softmax(float *s, int n, float *inv);

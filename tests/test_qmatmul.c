@@ -47,6 +47,18 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     gq_qact a = {x, malloc(M * K), malloc(sizeof(float) * M * nb), malloc(sizeof(int32_t) * M * nb), M, K, 0};
     const int ip = gq_qmat_int_path(&m.w);
     if (ip) gq_qact_quantize(&a);
+    for (int v = 0; v < 2 && ip; v++) { /* every variant's activation quantizer: the same bytes */
+        const char *names[] = {"scalar", "avx2"};
+        const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
+        if (!ops || !gq_qdot_supported(names[v])) continue;
+        gq_qact b = a;
+        b.q = malloc(M * K), b.d = malloc(sizeof(float) * M * nb), b.bsum = malloc(sizeof(int32_t) * M * nb);
+        ops->quantize(&b, 0, (size_t)M * nb);
+        CHECKF(!memcmp(b.q, a.q, (size_t)M * K) && !memcmp(b.d, a.d, sizeof(float) * M * nb) &&
+                   !memcmp(b.bsum, a.bsum, sizeof(int32_t) * M * nb),
+               "%s %dx%d: %s activation quantizer differs", fmt, rows, cols, names[v]);
+        free(b.q), free(b.d), free(b.bsum);
+    }
     float *ys = malloc(sizeof(float) * M * N), *yv = malloc(sizeof(float) * M * N);
     gq_qdot_variant("scalar")->rows(&m.w, 0, N, &a, ys, N);
     double worst_ref = 0, worst_bound = 0;

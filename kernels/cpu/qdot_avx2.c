@@ -723,5 +723,45 @@ static void dequant_avx2(const gq_qmat *w, int r0, int r1, float *dst) {
     }
 }
 
-const gq_qdot_ops gq_qdot_avx2 = {"avx2", rows_avx2, to_f16_avx2, from_f16_avx2, attend_avx2, dequant_avx2};
+/* Activation blocks of 32 to int8 (qmatmul.h's rule: d = amax / 127, codes rint(x / d) in
+ * [-127, 127], their sum): the scalar variant's bits (|x| max is exact, the same reciprocal and
+ * product, round-half-even). */
+static void quantize_avx2(gq_qact *a, size_t b0, size_t b1) {
+    const size_t nb = (size_t)a->K / GQ_QMM_ABLOCK;
+    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    for (size_t blk = b0; blk < b1; blk++) {
+        const size_t m = blk / nb, b = blk % nb;
+        const float *x = a->x + m * a->K + b * GQ_QMM_ABLOCK;
+        int8_t *q = a->q + m * a->K + b * GQ_QMM_ABLOCK;
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            mx = _mm256_max_ps(_mm256_andnot_ps(sign, v[i]), mx); /* a NaN is passed over, as in the scalar code */
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i c[4];
+        for (int i = 0; i < 4; i++) {
+            const __m256 r =
+                _mm256_round_ps(_mm256_mul_ps(v[i], _mm256_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            c[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, nlim), lim));
+        }
+        /* int32 -> int8 in order: pack pairs to int16 and to int8, then undo the lane interleave */
+        const __m256i p16a = _mm256_packs_epi32(c[0], c[1]), p16b = _mm256_packs_epi32(c[2], c[3]);
+        const __m256i p8 =
+            _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)q, p8);
+        const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(c[0], c[1]), _mm256_add_epi32(c[2], c[3]));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        a->d[blk] = d;
+        a->bsum[blk] = _mm_cvtsi128_si32(t);
+    }
+}
+
+const gq_qdot_ops gq_qdot_avx2 = {"avx2",      rows_avx2,    to_f16_avx2,  from_f16_avx2,
+                                  attend_avx2, dequant_avx2, quantize_avx2};
 #endif

@@ -151,7 +151,9 @@ int gq_qmat_to_x8(gq_qmat *w) {
     return 0;
 }
 
-void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1) {
+void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1) { gq_qdot()->quantize(a, b0, b1); }
+
+static void quantize_scalar(gq_qact *a, size_t b0, size_t b1) {
     const size_t nb = (size_t)a->K / GQ_QMM_ABLOCK;
     for (size_t blk = b0; blk < b1; blk++) {
         const size_t m = blk / nb, b = blk % nb;
@@ -299,8 +301,8 @@ static void attend_scalar(float *out, const float *q, const uint16_t *k16, const
     }
 }
 
-static const gq_qdot_ops qdot_scalar = {"scalar",        rows_scalar,   to_f16_scalar,
-                                        from_f16_scalar, attend_scalar, dequant_scalar};
+static const gq_qdot_ops qdot_scalar = {"scalar",      rows_scalar,    to_f16_scalar,  from_f16_scalar,
+                                        attend_scalar, dequant_scalar, quantize_scalar};
 #if defined(__x86_64__)
 extern const gq_qdot_ops gq_qdot_avx2;
 #endif
@@ -356,8 +358,8 @@ void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const flo
     const int M = a->M, K = w->cols, N = w->rows;
     /* int4 / int4a in the 8-row layout: the row kernel (4 tokens per pass) beats dequantizing +
      * sgemm; nf4's codebook lookups do not (measured: 124M prefill 513-605 -> 282-335 tok/s) */
-    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w) &&
-                            (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A);
+    const int rows_anyway =
+        a->int_rows && w->x8 && gq_qmat_int_path(w) && (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A);
     if (M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
         (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
         if (bias) {
