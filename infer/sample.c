@@ -75,6 +75,9 @@ int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
     return s->temperature <= 0.0f ? gq_sample_u(s, logits, V, 0.0f) : gq_sample_u(s, logits, V, gq_rng_float(&s->rng));
 }
 
+/* 1 if top-k or top-p cuts the vocabulary (the tokens are then ranked) */
+static int truncates(const gq_sampler *s, int V) { return (s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f; }
+
 /* The greedy pick; with a temperature, also the normalized probabilities in s->prob. */
 static int32_t probs(gq_sampler *s, const float *logits, int V) {
     int32_t best = 0;
@@ -94,14 +97,14 @@ static int32_t probs(gq_sampler *s, const float *logits, int V) {
 int gq_sample_candidates(gq_sampler *s, const float *logits, int V) {
     if (s->temperature <= 0.0f) return 1;
     probs(s, logits, V);
-    return (s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f ? candidates(s, V) : V;
+    return truncates(s, V) ? candidates(s, V) : V;
 }
 
 int32_t gq_sample_u(gq_sampler *s, const float *logits, int V, float u01) {
     const int32_t best = probs(s, logits, V);
     if (s->temperature <= 0.0f) return best;
     int n = V;
-    if ((s->top_k > 0 && s->top_k < V) || s->top_p < 1.0f) {
+    if (truncates(s, V)) {
         n = candidates(s, V);
         if (s->top_k > 0 && s->top_k < n) n = s->top_k;
         if (s->top_p < 1.0f) {
