@@ -106,24 +106,24 @@ static int by_host(const void *a, const void *b) {
     return x->host < y->host ? -1 : x->host > y->host;
 }
 
+/* an fp32 matrix to hold in halves: one region */
+static void add_half(const gq_im *m, struct gq_im_cuda *c, const gq_qmat *w, int *n) {
+    if (w->spec.format == GQ_QF_F32 && w->f32)
+        c->reg[(*n)++] = (region){(size_t)((const uint8_t *)w->f32 - (const uint8_t *)m->arena), 0,
+                                  (size_t)w->rows * (size_t)w->cols * 4, 1};
+}
+
 /* The regions of the device arena: the fp32 matrices to halve (if any), the bytes between them
  * as they are. Returns the device arena's size. */
 static size_t plan_regions(const gq_im *m, struct gq_im_cuda *c) {
-    const int L = m->cfg.n_layer;
     int n = 0;
-    c->n_reg = 0;
     if (m->dev_half) {
-        const gq_qmat *mats[1 + 4 * 1024];
-        int nm = 0;
-        mats[nm++] = &m->wte;
-        for (int l = 0; l < L && nm + 4 <= (int)(sizeof mats / sizeof *mats); l++) {
+        add_half(m, c, &m->wte, &n);
+        for (int l = 0; l < m->cfg.n_layer; l++) {
             const gq_im_layer *h = &m->layers[l];
-            mats[nm++] = &h->qkv, mats[nm++] = &h->attproj, mats[nm++] = &h->fc, mats[nm++] = &h->fcproj;
+            add_half(m, c, &h->qkv, &n), add_half(m, c, &h->attproj, &n);
+            add_half(m, c, &h->fc, &n), add_half(m, c, &h->fcproj, &n);
         }
-        for (int k = 0; k < nm; k++)
-            if (mats[k]->spec.format == GQ_QF_F32 && mats[k]->f32)
-                c->reg[n++] = (region){(size_t)((const uint8_t *)mats[k]->f32 - (const uint8_t *)m->arena), 0,
-                                       (size_t)mats[k]->rows * (size_t)mats[k]->cols * 4, 1};
         qsort(c->reg, (size_t)n, sizeof *c->reg, by_host);
     }
     /* fill the gaps (and the tail) with plain regions, then place every region */
