@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     const gq_qformat ff[] = {GQ_QF_F32,  GQ_QF_INT8,  GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4,
                              GQ_QF_INT4, GQ_QF_INT4A, GQ_QF_NF4,  GQ_QF_FP4,  GQ_QF_INT3};
     const int gg[] = {0, 0, 32, 32, 64, 128, 64, 64, 64, 64};
-    const char *variants[] = {"scalar", "avx2"};
+    const char *const *variants = gq_qdot_names; /* every variant this CPU runs */
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
         gq_qspec s = {ff[f], gg[f], 0};
         qm ms[NM];
@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
                 for (int k = 0; k < NM; k++)
                     gq_qmat_to_x8(&ms[k].w);
             }
-            for (int v = 0; v < 2; v++) {
+            for (int v = 0; variants[v]; v++) {
                 const gq_qdot_ops *ops = gq_qdot_variant(variants[v]);
                 if (!ops || !gq_qdot_supported(variants[v])) continue;
                 const double best = time_rows(ops, ms, v ? reps : 2, x, aq, ad, ab, y, rows, cols);

@@ -14,8 +14,8 @@
  *     round-off. With a->int_rows (the runner's prompts, not its scoring), int4 / int4a
  *     matrices in the 8-row layout take the row path at any M instead: 4 tokens per pass over
  *     each 8 rows.
- * Variants: a scalar reference and AVX2 (+FMA, F16C), chosen at run time (GQ_CPU_SIMD=scalar
- * forces the reference). */
+ * Variants: a scalar reference, AVX2 (+FMA, F16C), and the same with VNNI dot products (AVX-VNNI,
+ * AVX512-VNNI; qdot_x86.h), chosen at run time: the best the CPU runs, or GQ_CPU_SIMD's. */
 #ifndef GQ_QMATMUL_H
 #define GQ_QMATMUL_H
 
@@ -175,7 +175,8 @@ typedef struct {
 } gq_qdot_ops;
 /* The attend op's softmax of n scores in place (*inv = 1 / sum), shared by its variants. */
 void gq_qdot_attend_softmax(float *s, int n, float *inv);
-const gq_qdot_ops *gq_qdot_variant(const char *name); /* "scalar", "avx2"; NULL if not built */
+const gq_qdot_ops *gq_qdot_variant(const char *name); /* a name of gq_qdot_names; NULL if not built */
+extern const char *const gq_qdot_names[]; /* "scalar", "avx2", "avxvnni", "avx512vnni", NULL */
 int gq_qdot_supported(const char *name);
 const gq_qdot_ops *gq_qdot(void); /* GQ_CPU_SIMD if set and supported, else the best */
 

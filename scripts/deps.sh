@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libhdf5-dev hdf5-tools
   libopenblas-openmp-dev libopenblas0-openmp
-  libcjson-dev libutf8proc-dev
+  libcjson-dev libutf8proc-dev libsimde-dev
   clang libclang-rt-14-dev libomp-dev
   gnuplot-nox bible-kjv
 )

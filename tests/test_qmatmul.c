@@ -3,7 +3,11 @@
  *   - the scalar row kernel equals a double-precision dot of the dequantized weights with the
  *     activations it uses (float, or the int8 blocks dequantized for the integer path), and
  *     stays within the activation-rounding bound of the float result;
- *   - every SIMD variant this CPU runs equals the scalar kernel up to fp32 summation order;
+ *   - every SIMD variant this CPU runs equals the scalar kernel up to fp32 summation order, and
+ *     every VNNI variant equals the AVX2 one bit for bit (the same integer sums); the VNNI
+ *     kernels also run here through SIMDe's portable versions of their instructions
+ *     ("vnni_emu", tests/qdot_emu.c) when SIMDe's headers are installed, so they are checked
+ *     on CPUs without VNNI too;
  *   - the driver (row path with bias, panel path with several panels and with one) equals the
  *     dequantize-to-fp32 matmul;
  *   - fp16 row conversions and the decode attention op: every variant gives the scalar bits.
@@ -20,6 +24,25 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef GQ_TEST_VNNI_EMU
+extern const gq_qdot_ops gq_qdot_vnni_emu;
+#endif
+/* The variants to check: scalar first, then every one this CPU runs. */
+static const gq_qdot_ops *vars[8];
+static int nvars;
+static void find_variants(void) {
+    for (int i = 0; gq_qdot_names[i]; i++)
+        if (gq_qdot_variant(gq_qdot_names[i]) && gq_qdot_supported(gq_qdot_names[i]))
+            vars[nvars++] = gq_qdot_variant(gq_qdot_names[i]);
+#ifdef GQ_TEST_VNNI_EMU
+    if (gq_qdot_supported("avx2")) vars[nvars++] = &gq_qdot_vnni_emu; /* built with AVX2 underneath */
+#endif
+    printf("variants checked:");
+    for (int v = 0; v < nvars; v++)
+        printf(" %s", vars[v]->name);
+    printf("\n");
+}
+
 /* Every check on one matrix in its present layout (fmt names the format and the layout). */
 static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     const gq_qspec s = *sp;
@@ -30,14 +53,12 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     float *d = malloc(sizeof(float) * N * K);
     gq_qmat_dequant_rows(&m.w, 0, N, d);
     CHECKF(!memcmp(d, m.deq, sizeof(float) * N * K), "%s %dx%d: row dequantizer != gq_dequantize", fmt, rows, cols);
-    for (int v = 0; v < 2; v++) { /* every variant, and a range that starts past row 0 */
-        const char *names[] = {"scalar", "avx2"};
-        const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
-        if (!ops || !gq_qdot_supported(names[v]) || N < 2) continue;
+    for (int v = 0; v < nvars && N >= 2; v++) { /* every variant, and a range that starts past row 0 */
+        const gq_qdot_ops *ops = vars[v];
         memset(d, 0, sizeof(float) * N * K);
         ops->dequant(&m.w, 1, N, d);
         CHECKF(!memcmp(d, m.deq + K, sizeof(float) * (N - 1) * K), "%s %dx%d: %s dequant of rows 1.. != gq_dequantize",
-               fmt, rows, cols, names[v]);
+               fmt, rows, cols, ops->name);
     }
     /* 2. activations */
     float *x = malloc(sizeof(float) * M * K);
@@ -47,16 +68,14 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     gq_qact a = {x, malloc(M * K), malloc(sizeof(float) * M * nb), malloc(sizeof(int32_t) * M * nb), M, K, 0};
     const int ip = gq_qmat_int_path(&m.w);
     if (ip) gq_qact_quantize(&a);
-    for (int v = 0; v < 2 && ip; v++) { /* every variant's activation quantizer: the same bytes */
-        const char *names[] = {"scalar", "avx2"};
-        const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
-        if (!ops || !gq_qdot_supported(names[v])) continue;
+    for (int v = 0; v < nvars && ip; v++) { /* every variant's activation quantizer: the same bytes */
+        const gq_qdot_ops *ops = vars[v];
         gq_qact b = a;
         b.q = malloc(M * K), b.d = malloc(sizeof(float) * M * nb), b.bsum = malloc(sizeof(int32_t) * M * nb);
         ops->quantize(&b, 0, (size_t)M * nb);
         CHECKF(!memcmp(b.q, a.q, (size_t)M * K) && !memcmp(b.d, a.d, sizeof(float) * M * nb) &&
                    !memcmp(b.bsum, a.bsum, sizeof(int32_t) * M * nb),
-               "%s %dx%d: %s activation quantizer differs", fmt, rows, cols, names[v]);
+               "%s %dx%d: %s activation quantizer differs", fmt, rows, cols, ops->name);
         free(b.q), free(b.d), free(b.bsum);
     }
     float *ys = malloc(sizeof(float) * M * N), *yv = malloc(sizeof(float) * M * N);
@@ -88,10 +107,17 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     CHECKF(worst_bound < 1e-5, "%s %dx%d: int8 activations off by %.3g beyond their rounding bound", fmt, rows, cols,
            worst_bound);
     /* 3. SIMD variants vs scalar */
-    const char *variants[] = {"avx2"};
-    for (int v = 0; v < 1; v++) {
-        if (!gq_qdot_variant(variants[v]) || !gq_qdot_supported(variants[v])) continue;
-        gq_qdot_variant(variants[v])->rows(&m.w, 0, N, &a, yv, N);
+    float *y2 = NULL; /* the AVX2 variant's results */
+    for (int v = 1; v < nvars; v++) {
+        const gq_qdot_ops *ops = vars[v];
+        ops->rows(&m.w, 0, N, &a, yv, N);
+        if (!strcmp(ops->name, "avx2")) {
+            y2 = malloc(sizeof(float) * M * N);
+            memcpy(y2, yv, sizeof(float) * M * N);
+        } else if (y2) { /* VNNI: the same integer sums in the same order */
+            CHECKF(!memcmp(y2, yv, sizeof(float) * M * N), "%s %dx%d: %s differs from avx2", fmt, rows, cols,
+                   ops->name);
+        }
         /* the SIMD kernel sums unsigned codes and subtracts offset * sum(x): its round-off is
          * relative to sum |x| (|w| + 16 scale), not to sum |w x| */
         double worst = 0;
@@ -106,15 +132,15 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
                 double e = fabs(yv[t * N + r] - ys[t * N + r]) / (mag + 1e-30);
                 worst = e > worst ? e : worst;
             }
-        CHECKF(worst < 1e-5, "%s %dx%d: %s vs scalar: %.3g", fmt, rows, cols, variants[v], worst);
+        CHECKF(worst < 1e-5, "%s %dx%d: %s vs scalar: %.3g", fmt, rows, cols, ops->name, worst);
         /* one token alone (decode; some kernels take a one-token path): token 0's results, bit for bit */
         {
             gq_qact a1 = a;
             a1.M = 1;
             float *y1 = malloc(sizeof(float) * N);
-            gq_qdot_variant(variants[v])->rows(&m.w, 0, N, &a1, y1, N);
+            ops->rows(&m.w, 0, N, &a1, y1, N);
             CHECKF(!memcmp(y1, yv, sizeof(float) * N), "%s %dx%d: %s, one token differs from token 0 of three", fmt,
-                   rows, cols, variants[v]);
+                   rows, cols, ops->name);
             free(y1);
         }
         /* a row range in the middle writes only its rows */
@@ -122,14 +148,14 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
             float *yr = malloc(sizeof(float) * M * N);
             for (int i = 0; i < M * N; i++)
                 yr[i] = -7.0f;
-            gq_qdot_variant(variants[v])->rows(&m.w, 1, N - 1, &a, yr + 1, N);
+            ops->rows(&m.w, 1, N - 1, &a, yr + 1, N);
             int ok = 1;
             for (int t = 0; t < M; t++) {
                 ok &= yr[t * N] == -7.0f && yr[t * N + N - 1] == -7.0f;
                 for (int r = 1; r < N - 1; r++)
                     ok &= yr[t * N + r] == yv[t * N + r];
             }
-            CHECKF(ok, "%s %dx%d: %s row range", fmt, rows, cols, variants[v]);
+            CHECKF(ok, "%s %dx%d: %s row range", fmt, rows, cols, ops->name);
             free(yr);
         }
     }
@@ -138,12 +164,13 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     for (int r = 0; r < N; r++)
         bias[r] = randn(rng);
     float *yd = malloc(sizeof(float) * M * N);
+    gq_qdot()->rows(&m.w, 0, N, &a, yv, N); /* the variant the driver uses */
     gq_qmatmul(yd, &a, 0, &m.w, bias, 0, NULL, 0);
     int ok = 1;
     for (int t = 0; t < M; t++)
         for (int r = 0; r < N; r++)
             ok &= fabsf(yd[t * N + r] - bias[r] - yv[t * N + r]) <= 1e-5f * (1 + fabsf(yv[t * N + r]));
-    if (gq_qdot() == gq_qdot_variant("avx2")) CHECKF(ok, "%s %dx%d: driver row path + bias", fmt, rows, cols);
+    CHECKF(ok, "%s %dx%d: driver row path + bias", fmt, rows, cols);
     /* the GELU epilogue: the same as GELU applied afterwards, on both paths */
     {
         float *yg = malloc(sizeof(float) * M * N);
@@ -212,7 +239,7 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
         free(xc), free(yc), free(y1), free(ai.q), free(ai.d), free(ai.bsum);
     }
     free(xp), free(yp), free(panel), free(bias), free(yd);
-    free(d), free(x), free(a.q), free(a.d), free(a.bsum), free(ys), free(yv);
+    free(d), free(x), free(a.q), free(a.d), free(a.bsum), free(ys), free(yv), free(y2);
 }
 
 static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
@@ -246,10 +273,8 @@ static void check_f16(gq_rng *rng) {
     }
     x[3] = 1.0f + 1.0f / 2048; /* a tie: rounds to even (1.0) */
     x[4] = -0.0f;
-    const char *names[] = {"scalar", "avx2"};
-    for (int v = 0; v < 2; v++) {
-        const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
-        if (!ops || !gq_qdot_supported(names[v])) continue;
+    for (int v = 0; v < nvars; v++) {
+        const gq_qdot_ops *ops = vars[v];
         ops->to_f16(h, x, N);
         ops->from_f16(back, h, N);
         size_t bad = 0;
@@ -258,7 +283,7 @@ static void check_f16(gq_rng *rng) {
             float wb = gq_f16_to_f32(want);
             bad += h[i] != want || memcmp(&back[i], &wb, 4) != 0;
         }
-        printf("fp16 rows (%s): %zu of %d differ from quant.h\n", names[v], bad, N);
+        printf("fp16 rows (%s): %zu of %d differ from quant.h\n", ops->name, bad, N);
         CHECK(bad == 0);
     }
 }
@@ -278,7 +303,6 @@ static void check_attend(gq_rng *rng) {
     }
     for (int i = 0; i < 256; i++)
         q[i] = gq_rng_float(rng) - 0.5f;
-    const char *names[] = {"scalar", "avx2"};
     for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
         for (int f16 = 0; f16 < 2; f16++)
             for (int n = 1; n <= N; n += 19) {
@@ -304,12 +328,11 @@ static void check_attend(gq_rng *rng) {
                     worst = fmax(worst, fabs(o - want[e]));
                 }
                 CHECKF(worst <= 1e-5, "attend hs %d n %d fp16 %d: %g from the double reference", hs, n, f16, worst);
-                for (int v = 1; v < 2; v++) {
-                    const gq_qdot_ops *ops = gq_qdot_variant(names[v]);
-                    if (!ops || !gq_qdot_supported(names[v])) continue;
+                for (int v = 1; v < nvars; v++) {
+                    const gq_qdot_ops *ops = vars[v];
                     ops->attend(out, q, f16 ? k16 : NULL, f16 ? v16 : NULL, k32, v32, ld, n, hs, scale, s);
                     CHECKF(!memcmp(out, want, (size_t)hs * 4), "attend (%s) hs %d n %d fp16 %d differs from scalar",
-                           names[v], hs, n, f16);
+                           ops->name, hs, n, f16);
                 }
             }
 }
@@ -318,6 +341,7 @@ int main(void) {
     gq_rng rng;
     gq_rng_seed(&rng, 42);
     printf("row kernel in use: %s\n", gq_qdot()->name);
+    find_variants();
     const char *fmts[] = {"f32",       "int8",      "q8_0",     "int4-g32", "int4-g64", "int4-g128",
                           "int4a-g64", "int4a-g32", "int3-g64", "int2-g32", "nf4",      "nf4-dq",
                           "nf4-g32",   "fp4",       "fp4-g32",  "int4-g16", "nf4-g16"};

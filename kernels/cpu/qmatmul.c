@@ -304,13 +304,15 @@ static void attend_scalar(float *out, const float *q, const uint16_t *k16, const
 static const gq_qdot_ops qdot_scalar = {"scalar",      rows_scalar,    to_f16_scalar,  from_f16_scalar,
                                         attend_scalar, dequant_scalar, quantize_scalar};
 #if defined(__x86_64__)
-extern const gq_qdot_ops gq_qdot_avx2;
+extern const gq_qdot_ops gq_qdot_avx2, gq_qdot_avxvnni, gq_qdot_avx512vnni;
 #endif
 
 const gq_qdot_ops *gq_qdot_variant(const char *name) {
     if (!strcmp(name, "scalar")) return &qdot_scalar;
 #if defined(__x86_64__)
     if (!strcmp(name, "avx2")) return &gq_qdot_avx2;
+    if (!strcmp(name, "avxvnni")) return &gq_qdot_avxvnni;
+    if (!strcmp(name, "avx512vnni")) return &gq_qdot_avx512vnni;
 #endif
     return NULL;
 }
@@ -327,20 +329,29 @@ int gq_qdot_supported(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+    if (!strcmp(name, "avx2")) return avx2;
+    if (!strcmp(name, "avxvnni")) return avx2 && __builtin_cpu_supports("avxvnni");
+    if (!strcmp(name, "avx512vnni"))
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
 #endif
     return 0;
 }
+
+const char *const gq_qdot_names[] = {"scalar", "avx2", "avxvnni", "avx512vnni", NULL};
 
 const gq_qdot_ops *gq_qdot(void) {
     static const gq_qdot_ops *chosen; /* a race would store the same pointer twice */
     if (chosen) return chosen;
     const char *want = getenv("GQ_CPU_SIMD");
     const gq_qdot_ops *ops = NULL;
-    /* GQ_CPU_SIMD=avx512 has no AVX-512 row kernel yet: it gets AVX2 */
-    if (want && !strcmp(want, "scalar")) ops = &qdot_scalar;
-    if (!ops && gq_qdot_supported("avx2")) ops = gq_qdot_variant("avx2");
-    if (!ops) ops = &qdot_scalar;
+    /* GQ_CPU_SIMD names a variant (the training ops' "avx512" means avx512vnni here); when it
+     * is not supported, or not set, the best one this CPU runs */
+    if (want && !strcmp(want, "avx512")) want = "avx512vnni";
+    if (want && gq_qdot_variant(want) && gq_qdot_supported(want)) ops = gq_qdot_variant(want);
+    for (int i = 3; i >= 0 && !ops; i--)
+        if (gq_qdot_supported(gq_qdot_names[i])) ops = gq_qdot_variant(gq_qdot_names[i]);
     chosen = ops;
     return ops;
 }

@@ -1,0 +1,806 @@
+/* qdot_x86.h: the x86 row kernels of qmatmul.h, one source for several variants. A file
+ * defines GQ_QDOT_VAR (the variant's name, a bare word), GQ_QDOT_VNNI (0: AVX2 + FMA + F16C;
+ * 1: the same with AVX-VNNI's VEX dot products; 2: with AVX512-VNNI's on 256-bit registers
+ * (AVX512VL); 3: as 2, compiled against SIMDe's portable versions of those instructions: the
+ * tests' way to run the VNNI kernels on a CPU without VNNI) and includes this file, compiled with
+ * the matching -m flags (CMakeLists.txt).
+ *
+ * Integer-path formats multiply int8 weight values with the int8 activation blocks by
+ * maddubs (|w| times x with w's sign, llama.cpp's trick; every pair sum fits int16 because codes
+ * are in [-127, 127]) and sum the blocks in fp32; 4-bit codes become int8 values through a
+ * 16-entry byte shuffle (int4: c - 8, fp4: twice E2M1; int4a uses the codes and subtracts
+ * zero * block sum); int3 and int2 codes are unpacked with variable shifts / byte shuffles; nf4
+ * codes become int16 codebook values (units of 2^-14) through two byte shuffles and multiply the
+ * sign-extended activations by madd. With VNNI, vpdpbusd does maddubs + madd + add in one
+ * instruction and vpdpwssd madd + add: the integer sums are the same (no sum here ever
+ * saturates int16), so a VNNI variant gives the AVX2 variant's bits exactly. Groups that are
+ * not a multiple of 32 use the scalar kernel. Results differ from the scalar reference only by
+ * fp32 summation order. */
+#if defined(__x86_64__)
+#include "qmatmul.h"
+
+#if GQ_QDOT_VNNI == 3
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
+#include <immintrin.h>
+#endif
+#include <string.h>
+
+#if GQ_QDOT_VNNI == 1
+#define GQ_DPBUSD _mm256_dpbusd_avx_epi32
+#define GQ_DPWSSD _mm256_dpwssd_avx_epi32
+#elif GQ_QDOT_VNNI >= 2
+#define GQ_DPBUSD _mm256_dpbusd_epi32
+#define GQ_DPWSSD _mm256_dpwssd_epi32
+#endif
+#if GQ_QDOT_VNNI
+/* sum over each 4 lanes of u (unsigned bytes) * s (signed bytes), as 8 int32 lanes */
+#define DOT_US(u, s) GQ_DPBUSD(_mm256_setzero_si256(), (u), (s))
+/* acc + pairwise sums of int16 products */
+#define DPWSSD(acc, a, b) GQ_DPWSSD((acc), (a), (b))
+/* rows8_q4's per-block sums: int32 lanes straight away */
+#define Q4_ACC(sm, c, x) ((sm) = GQ_DPBUSD((sm), (c), (x)))
+#define Q4_FIN(sm) (sm)
+#else
+#define DOT_US(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define DPWSSD(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
+/* int16 sums of 8 maddubs products (|sum| <= 30480), one madd to int32 per block */
+#define Q4_ACC(sm, c, x) ((sm) = _mm256_add_epi16((sm), _mm256_maddubs_epi16((c), (x))))
+#define Q4_FIN(sm) _mm256_madd_epi16((sm), _mm256_set1_epi16(1))
+#endif
+#define GQ_QDOT_CAT2(a, b) a##b
+#define GQ_QDOT_CAT(a, b) GQ_QDOT_CAT2(a, b)
+#define GQ_QDOT_STR2(a) #a
+#define GQ_QDOT_STR(a) GQ_QDOT_STR2(a)
+
+/* Software prefetch of the weights PF_ROWS rows ahead: decode streams the whole model from DRAM
+ * once per token, and the hardware prefetchers alone left the kernels at 55-70 % of the read
+ * bandwidth (measured in a 124M decode: the LM head and MLP matrices ran 20-40 % faster with
+ * it; 2-4 rows ahead were best, 8+ no better). Prefetches never fault past the end. */
+enum { PF_ROWS = 4 };
+static inline void pf(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float scale_of(const gq_qmat *w, size_t g) {
+    if (w->spec.format == GQ_QF_NF4 && w->spec.double_quant)
+        return (float)w->absmax_q[g] * w->absmax2[g / GQ_DQ_BLOCK] + w->absmax_offset;
+    return w->s16 ? _cvtsh_ss(w->s16[g]) : w->s32[g];
+}
+
+/* sum over 32 lanes of w * x as 8 int32 lanes (w signed int8 values, x int8 codes) */
+static inline __m256i dot32_signed(__m256i wv, __m256i x) {
+    return DOT_US(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(x, wv));
+}
+
+static float row_f32(const float *wr, const float *x, int K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= K; i += 32) {
+        pf(wr + (size_t)PF_ROWS * K + i), pf(wr + (size_t)PF_ROWS * K + i + 16);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= K; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < K; i++)
+        s += wr[i] * x[i];
+    return s;
+}
+
+static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd) {
+    const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
+    const uint8_t *in = w->q + (size_t)r * K;
+    __m256 acc = _mm256_setzero_ps();
+    if (w->spec.format == GQ_QF_Q8_0) {
+        for (int b = 0; b < nb; b++) {
+            pf(in + (size_t)PF_ROWS * K + 32 * b);
+            const __m256i p = dot32_signed(_mm256_loadu_si256((const __m256i *)(in + 32 * b)),
+                                           _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xd[b] * scale_of(w, (size_t)r * nb + b)), acc);
+        }
+        return hsum8(acc);
+    }
+    for (int b = 0; b < nb; b++) {
+        pf(in + (size_t)PF_ROWS * K + 32 * b);
+        const __m256i p = dot32_signed(_mm256_loadu_si256((const __m256i *)(in + 32 * b)),
+                                       _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(xd[b]), acc);
+    }
+    return hsum8(acc) * w->s32[r];
+}
+
+/* int4 / fp4 / int4a (integer path), G a multiple of 32. The codes enter maddubs as unsigned
+ * values u = v + off (int4: the code itself, off 8; int4a: the code, off = its zero point;
+ * fp4: twice the E2M1 value plus 12 through a byte shuffle), so no sign juggling is needed:
+ * sum v x = sum u x - off * sum x, and sum x of a group is gs[g] (per token, shared by all
+ * rows). */
+static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const gq_qformat f = w->spec.format;
+    const int fp4 = f == GQ_QF_FP4;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16,
+                                         18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    const float off_c = fp4 ? 12.0f : 8.0f;
+    const uint8_t *in = w->q + (size_t)r * K / 2;
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0.0f;
+    for (int g = 0; g < ng; g++) {
+        const size_t gi = (size_t)r * ng + g;
+        float sc = scale_of(w, gi);
+        if (fp4) sc *= 0.5f;
+        const uint8_t *p = in + (size_t)g * G / 2;
+        const int8_t *x = xq + (size_t)g * G;
+        const float *d = xd + (size_t)g * bpg;
+        for (int j = 0; j < G / 2; j += 64)
+            pf(p + (size_t)PF_ROWS * K / 2 + j);
+        __m256 gacc = _mm256_setzero_ps();
+#define GQ_Q4_BLOCK(codes, xoff, b)                                                                                    \
+    do {                                                                                                               \
+        const __m256i u = fp4 ? _mm256_shuffle_epi8(lut, (codes)) : (codes);                                           \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                          \
+        const __m256i pr = DOT_US(u, xv);                                       \
+        gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_broadcast_ss(d + (b)), gacc);                            \
+    } while (0)
+        if (G == 32) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)p);
+            const __m256i c = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+            GQ_Q4_BLOCK(c, 0, 0);
+        } else {
+            for (int j = 0; j < G / 2; j += 32) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + j));
+                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                GQ_Q4_BLOCK(lo, j, j / 32);
+                GQ_Q4_BLOCK(hi, G / 2 + j, (G / 2 + j) / 32);
+            }
+        }
+#undef GQ_Q4_BLOCK
+        corr += sc * (w->zeros ? (float)w->zeros[gi] : off_c) * gs[g];
+        acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
+    }
+    return hsum8(acc) - corr;
+}
+
+/* The same for two rows at once with a compile-time group size (32, 64, 128): the activation
+ * loads and block scales are shared and the two rows' chains run side by side. int4 and int4a
+ * only (fp4 takes row_q4). */
+#define GQ_Q4X2(G)                                                                                                     \
+    static void row2_q4_g##G(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs, float *o0,   \
+                             float *o1) {                                                                              \
+        const int K = w->cols, ng = K / (G);                                                                           \
+        const __m256i m4 = _mm256_set1_epi8(15);                                          \
+        const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;                                                \
+        const size_t g0 = (size_t)r * ng, g1 = g0 + ng;                                                                \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                                 \
+        float corr0 = 0.0f, corr1 = 0.0f;                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            const int8_t *x = xq + (size_t)g * (G);                                                                    \
+            pf(p0 + (size_t)PF_ROWS * K / 2 + (size_t)g * (G) / 2);                                                    \
+            pf(p1 + (size_t)PF_ROWS * K / 2 + (size_t)g * (G) / 2);                                                    \
+            const float *d = xd + (size_t)g * ((G) / 32);                                                              \
+            __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();                                               \
+            if ((G) == 32) {                                                                                           \
+                const __m128i v0 = _mm_loadu_si128((const __m128i *)(p0 + g * 16)),                                    \
+                              v1 = _mm_loadu_si128((const __m128i *)(p1 + g * 16));                                    \
+                const __m256i c0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), m4);                  \
+                const __m256i c1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4);                  \
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)x);                                             \
+                const __m256 db = _mm256_broadcast_ss(d);                                                              \
+                ga0 = _mm256_mul_ps(_mm256_cvtepi32_ps(DOT_US(c0, xv)), db);    \
+                ga1 = _mm256_mul_ps(_mm256_cvtepi32_ps(DOT_US(c1, xv)), db);    \
+            } else {                                                                                                   \
+                for (int j = 0; j < (G) / 2; j += 32) {                                                                \
+                    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * (G) / 2 + j));            \
+                    const __m256i v1 = _mm256_loadu_si256((const __m256i *)(p1 + (size_t)g * (G) / 2 + j));            \
+                    const __m256i xl = _mm256_loadu_si256((const __m256i *)(x + j));                                   \
+                    const __m256i xh = _mm256_loadu_si256((const __m256i *)(x + (G) / 2 + j));                         \
+                    const __m256 dl = _mm256_broadcast_ss(d + j / 32),                                                 \
+                                 dh = _mm256_broadcast_ss(d + ((G) / 2 + j) / 32);                                     \
+                    const __m256i l0 = _mm256_and_si256(v0, m4), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);  \
+                    const __m256i l1 = _mm256_and_si256(v1, m4), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);  \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(l0, xl)),   \
+                                          dl, ga0);                                                                    \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(l1, xl)),   \
+                                          dl, ga1);                                                                    \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(h0, xh)),   \
+                                          dh, ga0);                                                                    \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(h1, xh)),   \
+                                          dh, ga1);                                                                    \
+                }                                                                                                      \
+            }                                                                                                          \
+            const float s0 = _cvtsh_ss(w->s16[g0 + g]), s1 = _cvtsh_ss(w->s16[g1 + g]);                                \
+            corr0 += s0 * (w->zeros ? (float)w->zeros[g0 + g] : 8.0f) * gs[g];                                         \
+            corr1 += s1 * (w->zeros ? (float)w->zeros[g1 + g] : 8.0f) * gs[g];                                         \
+            acc0 = _mm256_fmadd_ps(ga0, _mm256_set1_ps(s0), acc0);                                                     \
+            acc1 = _mm256_fmadd_ps(ga1, _mm256_set1_ps(s1), acc1);                                                     \
+        }                                                                                                              \
+        *o0 = hsum8(acc0) - corr0;                                                                                     \
+        *o1 = hsum8(acc1) - corr1;                                                                                     \
+    }
+GQ_Q4X2(32)
+GQ_Q4X2(64)
+GQ_Q4X2(128)
+#undef GQ_Q4X2
+
+/* int4 / int4a in the 8-row layout (qmatmul.h): rows 8R..8R+7 for TT tokens at once (the
+ * weights unpacked once, used by every token), the results in out[t][0..8). Per block of 32
+ * columns: four 32-byte loads, each giving two code vectors (low and high nibbles: 8 rows x 4
+ * columns each), multiplied by maddubs with a token's 4 activation codes broadcast to every lane
+ * and summed in int16 (8 products of at most 2 x 15 x 127 each: |sum| <= 30480, no saturation);
+ * one madd to int32, one conversion and one FMA by the block's activation scale per block and
+ * token; per group, the offset (8, or int4a's zero points) times the group's activation sum is
+ * taken off and the 8 rows' scales applied in one FMA. Every token's arithmetic is the same
+ * whatever TT is (so one token alone gives the bits it gets among others). */
+enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one sequential stream) */
+#define GQ_ROWS8_Q4(TT)                                                                                                \
+    static void rows8_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,    \
+                              int ldd, int ldg, float(*out)[GQ_X8_ROWS]) {                                             \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const __m256i m4 = _mm256_set1_epi8(15);                                          \
+        const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);                                                    \
+        const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                    \
+        const uint8_t *z = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;                                   \
+        __m256 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm256_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m256 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm256_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb = p + (size_t)blk * 128;                                                             \
+                pf(pb + X8_PF), pf(pb + X8_PF + 64);                                                                   \
+                __m256i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm256_setzero_si256();                                                                    \
+                for (int k = 0; k < 4; k++) {                                                                          \
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));                              \
+                    const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);    \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        const int8_t *x = xq + (size_t)t * ldq + 32 * blk;                                             \
+                        int32_t a0, a1;                                                                                \
+                        memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);                                     \
+                        Q4_ACC(sm[t], c0, _mm256_set1_epi32(a0));              \
+                        Q4_ACC(sm[t], c1, _mm256_set1_epi32(a1));              \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Q4_FIN(sm[t])),                        \
+                                            _mm256_broadcast_ss(xd + (size_t)t * ldd + blk), ga[t]);                   \
+            }                                                                                                          \
+            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));       \
+            const __m256 off = z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(                                            \
+                                       _mm_loadl_epi64((const __m128i *)(z + (size_t)g * GQ_X8_ROWS))))                \
+                                 : _mm256_set1_ps(8.0f);                                                               \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm256_fmadd_ps(_mm256_fnmadd_ps(off, _mm256_set1_ps(gs[(size_t)t * ldg + g]), ga[t]), sc,    \
+                                         acc[t]);                                                                      \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm256_storeu_ps(out[t], acc[t]);                                                                          \
+    }
+GQ_ROWS8_Q4(1)
+GQ_ROWS8_Q4(4)
+#undef GQ_ROWS8_Q4
+
+/* nf4 in the 8-row layout: rows 8R..8R+7 for one token whose activation codes x16 are int16.
+ * Each code vector (8 rows x 4 codes) becomes int16 codebook values through two byte shuffles
+ * and two unpacks (rows 0, 1, 4, 5 and rows 2, 3, 6, 7), multiplied by madd with the 4
+ * activations broadcast; int32 sums per block (|sum| < 2^26), then one hadd puts the 8 rows in
+ * order in the 8 lanes. Scales per group for 8 rows: fp32, or the int8 absmax codes times the
+ * second-level scales (gathered: they go by the exported group order) plus the offset. */
+_Static_assert(GQ_DQ_BLOCK == 256, "rows8_nf4 divides by shifting");
+static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *xd, __m256i tlo, __m256i thi,
+                      float *out) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
+    const size_t g0 = (size_t)R * ng * GQ_X8_ROWS;
+    const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
+    const __m256 k14 = _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT));
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m256 ga = _mm256_setzero_ps();
+        for (int b = 0; b < bpg; b++) {
+            const int blk = g * bpg + b;
+            const uint8_t *pb = p + (size_t)blk * 128;
+            const int16_t *x = x16 + 32 * blk;
+            pf(pb + X8_PF), pf(pb + X8_PF + 64);
+            __m256i alo = _mm256_setzero_si256(), ahi = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                int64_t a0, a1;
+                memcpy(&a0, x + 4 * k, 8), memcpy(&a1, x + 16 + 4 * k, 8);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+                const __m256i x0 = _mm256_set1_epi64x(a0), x1 = _mm256_set1_epi64x(a1);
+                const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                __m256i lo = _mm256_shuffle_epi8(tlo, c0), hi = _mm256_shuffle_epi8(thi, c0);
+                alo = DPWSSD(alo, _mm256_unpacklo_epi8(lo, hi), x0);
+                ahi = DPWSSD(ahi, _mm256_unpackhi_epi8(lo, hi), x0);
+                lo = _mm256_shuffle_epi8(tlo, c1), hi = _mm256_shuffle_epi8(thi, c1);
+                alo = DPWSSD(alo, _mm256_unpacklo_epi8(lo, hi), x1);
+                ahi = DPWSSD(ahi, _mm256_unpackhi_epi8(lo, hi), x1);
+            }
+            ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(alo, ahi)), _mm256_broadcast_ss(xd + blk), ga);
+        }
+        const size_t si = g0 + (size_t)g * GQ_X8_ROWS;
+        __m256 sc;
+        if (w->spec.double_quant) {
+            const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
+            const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
+            const __m256 aq =
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
+            sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
+        } else {
+            sc = _mm256_loadu_ps(w->s32 + si);
+        }
+        acc = _mm256_fmadd_ps(ga, _mm256_mul_ps(sc, k14), acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+/* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
+ * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
+ * lanes, shifted by 0, 3, .., 21 and masked, and the four words' lanes packed back to bytes.
+ * int2: byte j holds codes 4j..4j+3; each byte is copied to 4 positions and the position's
+ * 2-bit field selected. Both read up to 4 bytes past the block (the callers' buffers have that
+ * slack). */
+static inline __m256i codes3(const uint8_t *p) {
+    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21), m7 = _mm256_set1_epi32(7);
+    __m256i v[4];
+    for (int q = 0; q < 4; q++) {
+        uint32_t w;
+        memcpy(&w, p + 3 * q, 4);
+        v[q] = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(w & 0xffffffu)), sh), m7);
+    }
+    const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline __m256i codes2(const uint8_t *p) {
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6,
+                                         6, 6, 7, 7, 7, 7);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i pos = _mm256_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1,
+                                         2, 3, 0, 1, 2, 3);
+    const __m128i raw = _mm_loadl_epi64((const __m128i *)p);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set_m128i(raw, raw), idx);
+    __m256i out = _mm256_and_si256(v, m3);
+    for (int k = 1; k < 4; k++) {
+        const __m256i ck = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), m3);
+        out = _mm256_blendv_epi8(out, ck, _mm256_cmpeq_epi8(pos, _mm256_set1_epi8((char)k)));
+    }
+    return out;
+}
+
+static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const int bits = gq_qbits(w->spec.format);
+    const float off = w->spec.format == GQ_QF_INT3 ? 4.0f : 2.0f;
+    const size_t gbytes = (size_t)G * bits / 8, bbytes = (size_t)32 * bits / 8;
+    const uint8_t *in = w->q + (size_t)r * ng * gbytes;
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0.0f;
+    for (int g = 0; g < ng; g++) {
+        const float sc = _cvtsh_ss(w->s16[(size_t)r * ng + g]);
+        __m256 gacc = _mm256_setzero_ps();
+        pf(in + (size_t)PF_ROWS * ng * gbytes + (size_t)g * gbytes);
+        for (int b = 0; b < bpg; b++) {
+            const uint8_t *p = in + (size_t)g * gbytes + b * bbytes;
+            const __m256i u = bits == 3 ? codes3(p) : codes2(p);
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)g * G + 32 * b));
+            const __m256i pr = DOT_US(u, xv);
+            gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_broadcast_ss(xd + (size_t)g * bpg + b), gacc);
+        }
+        corr += sc * off * gs[g];
+        acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
+    }
+    return hsum8(acc) - corr;
+}
+
+/* nf4 (integer path), G a multiple of 32: the codes index two 16-byte tables (low and high
+ * bytes of gq_nf4_i16), interleaved into int16 values and multiplied with the sign-extended
+ * activation codes by madd; per block of 32 the int32 sum is exact (|sum| < 2^27). */
+static float row_nf4i(const gq_qmat *w, int r, const int8_t *xq, const float *xd, __m256i tlo, __m256i thi) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const __m256i m4 = _mm256_set1_epi8(15), zero = _mm256_setzero_si256();
+    const uint8_t *in = w->q + (size_t)r * K / 2;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        const uint8_t *p = in + (size_t)g * G / 2;
+        const int8_t *x = xq + (size_t)g * G;
+        const float *d = xd + (size_t)g * bpg;
+        for (int j = 0; j < G / 2; j += 64)
+            pf(p + (size_t)PF_ROWS * K / 2 + j);
+        __m256 gacc = _mm256_setzero_ps();
+#define GQ_NF4I_BLOCK(codes, xoff, b)                                                                                  \
+    do {                                                                                                               \
+        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));                \
+        const __m256i xv_ = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                         \
+        const __m256i xs_ = _mm256_cmpgt_epi8(zero, xv_);                                                              \
+        const __m256i pr_ =                                                                                            \
+            DPWSSD(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), _mm256_unpacklo_epi8(xv_, xs_)),                  \
+                   _mm256_unpackhi_epi8(lo_, hi_), _mm256_unpackhi_epi8(xv_, xs_));       \
+        gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), _mm256_broadcast_ss(d + (b)), gacc);                           \
+    } while (0)
+        if (G == 32) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)p);
+            const __m256i c = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+            GQ_NF4I_BLOCK(c, 0, 0);
+        } else {
+            for (int j = 0; j < G / 2; j += 32) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + j));
+                GQ_NF4I_BLOCK(_mm256_and_si256(v, m4), j, j / 32);
+                GQ_NF4I_BLOCK(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), G / 2 + j, (G / 2 + j) / 32);
+            }
+        }
+#undef GQ_NF4I_BLOCK
+        const float sc = scale_of(w, (size_t)r * ng + g) * (1.0f / (float)(1 << GQ_NF4_I16_SHIFT));
+        acc = _mm256_fmadd_ps(gacc, _mm256_set1_ps(sc), acc);
+    }
+    return hsum8(acc);
+}
+
+/* The same for two rows and one token, with the activations already sign-extended to int16 in
+ * the unpack order (xw: two vectors per block of 32, shared by every row): per row and block,
+ * two shuffles, two unpacks, two madd, one add, one conversion and one FMA. */
+static void row2_nf4i(const gq_qmat *w, int r, const __m256i *xw, const float *xd, __m256i tlo, __m256i thi, float *o0,
+                      float *o1) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / GQ_QMM_ABLOCK;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        const uint8_t *q0 = p0 + (size_t)g * G / 2, *q1 = p1 + (size_t)g * G / 2;
+        const float *d = xd + (size_t)g * bpg;
+        const __m256i *xg = xw + (size_t)2 * g * bpg;
+        for (int j = 0; j < G / 2; j += 64)
+            pf(q0 + (size_t)PF_ROWS * K / 2 + j), pf(q1 + (size_t)PF_ROWS * K / 2 + j);
+        __m256 ga0 = _mm256_setzero_ps(), ga1 = _mm256_setzero_ps();
+#define GQ_NF4I_ROW(codes, xa, xb, db, ga)                                                                             \
+    do {                                                                                                               \
+        const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));                \
+        const __m256i pr_ = DPWSSD(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), xa), _mm256_unpackhi_epi8(lo_, hi_), xb);                   \
+        ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), db, ga);                                                         \
+    } while (0)
+#define GQ_NF4I_BLOCK2(c0, c1, b)                                                                                      \
+    do {                                                                                                               \
+        const __m256i xa_ = _mm256_loadu_si256(xg + 2 * (b)), xb_ = _mm256_loadu_si256(xg + 2 * (b) + 1);              \
+        const __m256 db_ = _mm256_broadcast_ss(d + (b));                                                               \
+        GQ_NF4I_ROW(c0, xa_, xb_, db_, ga0);                                                                           \
+        GQ_NF4I_ROW(c1, xa_, xb_, db_, ga1);                                                                           \
+    } while (0)
+        if (G == 32) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)q0), v1 = _mm_loadu_si128((const __m128i *)q1);
+            GQ_NF4I_BLOCK2(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), m4),
+                           _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4), 0);
+        } else {
+            for (int j = 0; j < G / 2; j += 32) {
+                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(q0 + j)),
+                              v1 = _mm256_loadu_si256((const __m256i *)(q1 + j));
+                GQ_NF4I_BLOCK2(_mm256_and_si256(v0, m4), _mm256_and_si256(v1, m4), j / 32);
+                GQ_NF4I_BLOCK2(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), (G / 2 + j) / 32);
+            }
+        }
+#undef GQ_NF4I_BLOCK2
+#undef GQ_NF4I_ROW
+        const float k = 1.0f / (float)(1 << GQ_NF4_I16_SHIFT);
+        acc0 = _mm256_fmadd_ps(ga0, _mm256_set1_ps(scale_of(w, (size_t)r * ng + g) * k), acc0);
+        acc1 = _mm256_fmadd_ps(ga1, _mm256_set1_ps(scale_of(w, (size_t)(r + 1) * ng + g) * k), acc1);
+    }
+    *o0 = hsum8(acc0);
+    *o1 = hsum8(acc1);
+}
+
+static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy) {
+    const gq_qformat f = w->spec.format;
+    const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
+    const int q4 = (f == GQ_QF_INT4 || f == GQ_QF_FP4 || f == GQ_QF_INT4A) && gq_qmat_int_path(w);
+    const int q32 = (f == GQ_QF_INT3 || f == GQ_QF_INT2) && gq_qmat_int_path(w);
+    const int i8 = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && gq_qmat_int_path(w);
+    const int nf = f == GQ_QF_NF4 && gq_qmat_int_path(w);
+    if (f != GQ_QF_F32 && !q4 && !q32 && !i8 && !nf) {
+        gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
+        return;
+    }
+    /* 4-bit integer path: per token, the sum of the (dequantized) activations of each group, for
+     * as many tokens as GS_MAX floats hold (more tokens: taken that many at a time) */
+    enum { GS_MAX = 16384 };
+    float gs_buf[GS_MAX];
+    const int ngs = q4 || q32 ? K / w->group : 0;
+    if (ngs > GS_MAX) {
+        gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
+        return;
+    }
+    if (ngs && a->M * ngs > GS_MAX) {
+        const int per = GS_MAX / ngs;
+        for (int m0 = 0; m0 < a->M; m0 += per) {
+            gq_qact c = *a;
+            c.M = a->M - m0 < per ? a->M - m0 : per;
+            c.q += (size_t)m0 * K, c.d += (size_t)m0 * nb, c.bsum += (size_t)m0 * nb;
+            if (c.x) c.x += (size_t)m0 * K;
+            rows_x86(w, r0, r1, &c, y + (size_t)m0 * ldy, ldy);
+        }
+        return;
+    }
+    if (ngs) {
+        const int bpg = w->group / GQ_QMM_ABLOCK;
+        for (int m = 0; m < a->M; m++)
+            for (int g = 0; g < ngs; g++) {
+                float s = 0.0f;
+                for (int b = 0; b < bpg; b++)
+                    s += a->d[(size_t)m * nb + g * bpg + b] * (float)a->bsum[(size_t)m * nb + g * bpg + b];
+                gs_buf[m * ngs + g] = s;
+            }
+    }
+#define GS(m) (gs_buf + (size_t)(m)*ngs)
+    void (*q4x2)(const gq_qmat *, int, const int8_t *, const float *, const float *, float *, float *) = NULL;
+    if (q4 && f != GQ_QF_FP4 && w->s16)
+        q4x2 = w->group == 32 ? row2_q4_g32 : w->group == 64 ? row2_q4_g64 : w->group == 128 ? row2_q4_g128 : NULL;
+    __m256i tlo = _mm256_setzero_si256(), thi = tlo; /* nf4: the int16 codebook's low and high bytes */
+    if (nf) {
+        uint8_t lo[32], hi[32];
+        for (int c = 0; c < 32; c++) {
+            const int v = gq_nf4_i16(c & 15);
+            lo[c] = (uint8_t)(v & 0xff), hi[c] = (uint8_t)((v >> 8) & 0xff);
+        }
+        tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
+    }
+    int r = r0;
+    if (q4 && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the range is
+                        * computed whole and copied */
+        const int n8 = gq_qmat_x8_rows(w);
+        for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
+            for (int m = 0; m < a->M;) {
+                float o[4][GQ_X8_ROWS];
+                const int tt = a->M - m >= 4 ? 4 : 1;
+                (tt == 4 ? rows8_q4_4 : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
+                                                    ngs, o);
+                for (int t = 0; t < tt; t++)
+                    for (int j = 0; j < GQ_X8_ROWS; j++) {
+                        const int rr = R * GQ_X8_ROWS + j;
+                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t][j];
+                    }
+                m += tt;
+            }
+        r = r0 > n8 ? r0 : n8;
+    }
+    enum { NF_MAXK = 16384 };
+    if (nf && w->x8 && K <= NF_MAXK) { /* nf4, 8-row layout: int16 activations of as many tokens as fit */
+        int16_t x16[NF_MAXK];
+        const int n8 = gq_qmat_x8_rows(w), per = NF_MAXK / K;
+        for (int m0 = 0; m0 < a->M; m0 += per) {
+            const int m1 = m0 + per < a->M ? m0 + per : a->M;
+            for (int i = 0; i < (m1 - m0) * K; i++)
+                x16[i] = a->q[(size_t)m0 * K + i];
+            for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
+                for (int m = m0; m < m1; m++) {
+                    float o[GQ_X8_ROWS];
+                    rows8_nf4(w, R, x16 + (size_t)(m - m0) * K, a->d + (size_t)m * nb, tlo, thi, o);
+                    for (int j = 0; j < GQ_X8_ROWS; j++) {
+                        const int rr = R * GQ_X8_ROWS + j;
+                        if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
+                    }
+                }
+        }
+        r = r0 > n8 ? r0 : n8;
+    }
+    if (nf && a->M == 1 && K <= NF_MAXK) { /* one token: its int16 activations once, two rows at a time */
+        __m256i xw[2 * NF_MAXK / 32];
+        const __m256i zero = _mm256_setzero_si256();
+        for (int b = 0; b < K / 32; b++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b)), xs = _mm256_cmpgt_epi8(zero, xv);
+            xw[2 * b] = _mm256_unpacklo_epi8(xv, xs), xw[2 * b + 1] = _mm256_unpackhi_epi8(xv, xs);
+        }
+        for (; r + 2 <= r1; r += 2)
+            row2_nf4i(w, r, xw, a->d, tlo, thi, &y[r - r0], &y[r + 1 - r0]);
+    }
+    if (q4x2)
+        for (; r + 2 <= r1; r += 2)
+            for (int m = 0; m < a->M; m++)
+                q4x2(w, r, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), &y[(size_t)m * ldy + (r - r0)],
+                     &y[(size_t)m * ldy + (r + 1 - r0)]);
+    for (; r < r1; r++)
+        for (int m = 0; m < a->M; m++) {
+            const int8_t *xq = a->q + (size_t)m * K;
+            const float *xd = a->d + (size_t)m * nb;
+            float v;
+            if (f == GQ_QF_F32)
+                v = row_f32(w->f32 + (size_t)r * K, a->x + (size_t)m * K, K);
+            else if (i8)
+                v = row_int8(w, r, xq, xd);
+            else if (q4)
+                v = row_q4(w, r, xq, xd, GS(m));
+            else if (q32)
+                v = row_q32(w, r, xq, xd, GS(m));
+            else
+                v = row_nf4i(w, r, xq, xd, tlo, thi);
+            y[(size_t)m * ldy + (r - r0)] = v;
+        }
+#undef GS
+}
+
+static void to_f16_x86(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        dst[i] = gq_f32_to_f16(src[i]);
+}
+
+static void from_f16_x86(float *dst, const uint16_t *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++)
+        dst[i] = gq_f16_to_f32(src[i]);
+}
+
+/* 8 cached values as fp32 */
+static inline __m256 kv8(const uint16_t *c16, const float *c32, size_t i) {
+    return c16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(c16 + i))) : _mm256_loadu_ps(c32 + i);
+}
+
+/* hs a multiple of 16 and at most 128: the value accumulator stays in registers; otherwise the
+ * scalar reference. Multiply then add (no FMA): the scalar variant's bits. */
+static void attend_x86(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
+                        const float *v32, size_t ld, int n, int hs, float scale, float *s) {
+    if (hs % 16 || hs > 128) {
+        gq_qdot_variant("scalar")->attend(out, q, k16, v16, k32, v32, ld, n, hs, scale, s);
+        return;
+    }
+    const int nv = hs / 8;
+    __m256 qv[16];
+    for (int j = 0; j < nv; j++)
+        qv[j] = _mm256_loadu_ps(q + 8 * j);
+    for (int u = 0; u < n; u++) {
+        const size_t off = (size_t)u * ld;
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int j = 0; j < nv; j += 2) {
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(qv[j], kv8(k16, k32, off + 8 * j)));
+            hi = _mm256_add_ps(hi, _mm256_mul_ps(qv[j + 1], kv8(k16, k32, off + 8 * j + 8)));
+        }
+        const __m256 t8 = _mm256_add_ps(lo, hi);
+        const __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
+        const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        const __m128 t1 = _mm_add_ss(t2, _mm_movehdup_ps(t2));
+        s[u] = _mm_cvtss_f32(t1) * scale;
+    }
+    float inv;
+    gq_qdot_attend_softmax(s, n, &inv);
+    __m256 o[16];
+    for (int j = 0; j < nv; j++)
+        o[j] = _mm256_setzero_ps();
+    for (int u = 0; u < n; u++) {
+        const __m256 p = _mm256_set1_ps(s[u] * inv);
+        const size_t off = (size_t)u * ld;
+        for (int j = 0; j < nv; j++)
+            o[j] = _mm256_add_ps(o[j], _mm256_mul_ps(p, kv8(v16, v32, off + 8 * j)));
+    }
+    for (int j = 0; j < nv; j++)
+        _mm256_storeu_ps(out + 8 * j, o[j]);
+}
+
+/* ---- exact dequantization (the panel path of prefill and eval, embedding rows) ---- */
+
+/* 16 4-bit codes (one per byte) to 16 floats: the value table (16 entries in two vectors,
+ * picked by permutes and a blend on bit 3) or, for int4a, code - zero; times the scale. The
+ * products are quant.h's: table entries are its values at scale 1, exact. */
+static inline void put16(float *o, __m128i c16, __m256 lo8, __m256 hi8, int za, int z, __m256 sc) {
+    for (int h = 0; h < 2; h++) {
+        const __m256i ci = _mm256_cvtepu8_epi32(h ? _mm_srli_si128(c16, 8) : c16);
+        __m256 v;
+        if (za) {
+            v = _mm256_cvtepi32_ps(_mm256_sub_epi32(ci, _mm256_set1_epi32(z)));
+        } else {
+            const __m256 a = _mm256_permutevar8x32_ps(lo8, ci), b = _mm256_permutevar8x32_ps(hi8, ci);
+            v = _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(ci, 28)));
+        }
+        _mm256_storeu_ps(o + 8 * h, _mm256_mul_ps(v, sc));
+    }
+}
+
+static void dequant_x86(const gq_qmat *w, int r0, int r1, float *dst) {
+    const gq_qformat f = w->spec.format;
+    const int K = w->cols, G = w->group;
+    const int four = (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_NF4 || f == GQ_QF_FP4) && G % 32 == 0;
+    const int eight = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && G % 8 == 0;
+    if (!four && !eight) {
+        gq_qdot_variant("scalar")->dequant(w, r0, r1, dst);
+        return;
+    }
+    float lut[16];
+    for (int c = 0; c < 16; c++)
+        lut[c] = four ? gq_qvalue(f, c, 1.0f, 0) : 0.0f;
+    const __m256 lo8 = _mm256_loadu_ps(lut), hi8 = _mm256_loadu_ps(lut + 8);
+    const __m128i m4 = _mm_set1_epi8(15);
+    const int ng = K / G, za = f == GQ_QF_INT4A, n8 = gq_qmat_x8_rows(w);
+    for (int r = r0; r < r1; r++) {
+        float *o = dst + (size_t)(r - r0) * K;
+        for (int g = 0; g < ng; g++) {
+            const __m256 sc = _mm256_set1_ps(gq_qmat_scale(w, r, g));
+            const int z = za ? w->zeros[gq_qmat_gidx(w, r, g)] : 0;
+            float *og = o + (size_t)g * G;
+            if (eight) {
+                const int8_t *in = (const int8_t *)w->q + (size_t)r * K + (size_t)g * G;
+                for (int i = 0; i < G; i += 8)
+                    _mm256_storeu_ps(og + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                               _mm_loadl_epi64((const __m128i *)(in + i)))),
+                                                           sc));
+            } else if (r < n8) { /* 8-row layout: a block's 4-byte pieces of this row, 32 bytes apart */
+                for (int b = 0; b < G / 32; b++) {
+                    const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * (GQ_X8_ROWS / 2) +
+                                       (size_t)(g * (G / 32) + b) * 128 + 4 * (r % GQ_X8_ROWS);
+                    int32_t e[4];
+                    for (int k = 0; k < 4; k++)
+                        memcpy(&e[k], p + 32 * k, 4);
+                    const __m128i v = _mm_setr_epi32(e[0], e[1], e[2], e[3]);
+                    put16(og + 32 * b, _mm_and_si128(v, m4), lo8, hi8, za, z, sc);
+                    put16(og + 32 * b + 16, _mm_and_si128(_mm_srli_epi16(v, 4), m4), lo8, hi8, za, z, sc);
+                }
+            } else { /* byte j of a group: codes j (low nibble) and j + G/2 (high) */
+                const uint8_t *in = w->q + ((size_t)r * ng + g) * (size_t)(G / 2);
+                for (int j = 0; j < G / 2; j += 16) {
+                    const __m128i v = _mm_loadu_si128((const __m128i *)(in + j));
+                    put16(og + j, _mm_and_si128(v, m4), lo8, hi8, za, z, sc);
+                    put16(og + G / 2 + j, _mm_and_si128(_mm_srli_epi16(v, 4), m4), lo8, hi8, za, z, sc);
+                }
+            }
+        }
+    }
+}
+
+/* Activation blocks of 32 to int8 (qmatmul.h's rule: d = amax / 127, codes rint(x / d) in
+ * [-127, 127], their sum): the scalar variant's bits (|x| max is exact, the same reciprocal and
+ * product, round-half-even). */
+static void quantize_x86(gq_qact *a, size_t b0, size_t b1) {
+    const size_t nb = (size_t)a->K / GQ_QMM_ABLOCK;
+    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    for (size_t blk = b0; blk < b1; blk++) {
+        const size_t m = blk / nb, b = blk % nb;
+        const float *x = a->x + m * a->K + b * GQ_QMM_ABLOCK;
+        int8_t *q = a->q + m * a->K + b * GQ_QMM_ABLOCK;
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            mx = _mm256_max_ps(_mm256_andnot_ps(sign, v[i]), mx); /* a NaN is passed over, as in the scalar code */
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i c[4];
+        for (int i = 0; i < 4; i++) {
+            const __m256 r =
+                _mm256_round_ps(_mm256_mul_ps(v[i], _mm256_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            c[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, nlim), lim));
+        }
+        /* int32 -> int8 in order: pack pairs to int16 and to int8, then undo the lane interleave */
+        const __m256i p16a = _mm256_packs_epi32(c[0], c[1]), p16b = _mm256_packs_epi32(c[2], c[3]);
+        const __m256i p8 =
+            _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)q, p8);
+        const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(c[0], c[1]), _mm256_add_epi32(c[2], c[3]));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        a->d[blk] = d;
+        a->bsum[blk] = _mm_cvtsi128_si32(t);
+    }
+}
+
+const gq_qdot_ops GQ_QDOT_CAT(gq_qdot_, GQ_QDOT_VAR) = {GQ_QDOT_STR(GQ_QDOT_VAR), rows_x86,    to_f16_x86,
+                                                      from_f16_x86,             attend_x86, dequant_x86,
+                                                      quantize_x86};
+#endif
