@@ -307,11 +307,22 @@ static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *
     const __m256i m4 = _mm256_set1_epi8(15);
     const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
     const size_t g0 = (size_t)R * ng * GQ_X8_ROWS;
-    const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
-    const __m256 k14 = _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT));
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < ng; g++) {
-        __m256 ga = _mm256_setzero_ps();
+        /* the 8 rows' scales of this group, times 2^-14 */
+        const size_t si = g0 + (size_t)g * GQ_X8_ROWS;
+        __m256 sc;
+        if (w->spec.double_quant) {
+            const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
+            const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
+            const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
+            const __m256 aq =
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
+            sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
+        } else {
+            sc = _mm256_loadu_ps(w->s32 + si);
+        }
+        sc = _mm256_mul_ps(sc, _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT)));
         for (int b = 0; b < bpg; b++) {
             const int blk = g * bpg + b;
             const uint8_t *pb = p + (size_t)blk * 128;
@@ -331,20 +342,11 @@ static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *
                 alo = DPWSSD(alo, _mm256_unpacklo_epi8(lo, hi), x1);
                 ahi = DPWSSD(ahi, _mm256_unpackhi_epi8(lo, hi), x1);
             }
-            ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(alo, ahi)), _mm256_broadcast_ss(xd + blk), ga);
+            /* one FMA per block by scale x activation scale: no per-group accumulator in the
+             * dependency chain (it spilled to the stack) */
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(alo, ahi)),
+                                  _mm256_mul_ps(sc, _mm256_broadcast_ss(xd + blk)), acc);
         }
-        const size_t si = g0 + (size_t)g * GQ_X8_ROWS;
-        __m256 sc;
-        if (w->spec.double_quant) {
-            const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
-            const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
-            const __m256 aq =
-                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
-            sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
-        } else {
-            sc = _mm256_loadu_ps(w->s32 + si);
-        }
-        acc = _mm256_fmadd_ps(ga, _mm256_mul_ps(sc, k14), acc);
     }
     _mm256_storeu_ps(out, acc);
 }
