@@ -294,6 +294,26 @@ GQ_ROWS8_Q4(1)
 GQ_ROWS8_Q4(4)
 #undef GQ_ROWS8_Q4
 
+/* The scales of group g of rows 8R..8R+7 of an nf4 matrix in the 8-row layout, times 2^-14:
+ * fp32, or the int8 absmax codes times the second-level scales (gathered: they go by the
+ * exported group order) plus the offset. */
+static inline __m256 nf4_scales8(const gq_qmat *w, int R, int g) {
+    const int ng = w->cols / w->group;
+    const size_t si = ((size_t)R * ng + (size_t)g) * GQ_X8_ROWS;
+    __m256 sc;
+    if (w->spec.double_quant) {
+        const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
+        const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
+        const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
+        const __m256 aq = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
+        sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
+    } else {
+        sc = _mm256_loadu_ps(w->s32 + si);
+    }
+    return _mm256_mul_ps(sc, _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT)));
+}
+
+#if !GQ_QDOT_VNNI
 /* nf4 in the 8-row layout: rows 8R..8R+7 for one token whose activation codes x16 are int16.
  * Each code vector (8 rows x 4 codes) becomes int16 codebook values through two byte shuffles
  * and two unpacks (rows 0, 1, 4, 5 and rows 2, 3, 6, 7), multiplied by madd with the 4
@@ -306,23 +326,9 @@ static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *
     const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
     const __m256i m4 = _mm256_set1_epi8(15);
     const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
-    const size_t g0 = (size_t)R * ng * GQ_X8_ROWS;
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < ng; g++) {
-        /* the 8 rows' scales of this group, times 2^-14 */
-        const size_t si = g0 + (size_t)g * GQ_X8_ROWS;
-        __m256 sc;
-        if (w->spec.double_quant) {
-            const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
-            const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
-            const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
-            const __m256 aq =
-                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
-            sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
-        } else {
-            sc = _mm256_loadu_ps(w->s32 + si);
-        }
-        sc = _mm256_mul_ps(sc, _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT)));
+        const __m256 sc = nf4_scales8(w, R, g);
         for (int b = 0; b < bpg; b++) {
             const int blk = g * bpg + b;
             const uint8_t *pb = p + (size_t)blk * 128;
@@ -350,6 +356,47 @@ static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *
     }
     _mm256_storeu_ps(out, acc);
 }
+#endif
+
+#if GQ_QDOT_VNNI
+/* The same with VNNI, on the int8 activation codes x (no int16 copy): each codebook value
+ * v + 16384 (in [0, 32768]) is split into bytes H * 256 + L, looked up by two byte shuffles, and
+ * vpdpbusd multiplies both with the 4 broadcast activation codes into int32 lanes, one lane per
+ * row (no saturation: vpdpbusd has no int16 step). Per block, 256 * sum(H x) + sum(L x) -
+ * 16384 * sum(x) is exactly rows8_nf4's sum of v x, so the results are its bits. */
+static void rows8_nf4_vnni(const gq_qmat *w, int R, const int8_t *xq, const int32_t *bsum, const float *xd,
+                           __m256i th, __m256i tl, float *out) {
+    const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        const __m256 sc = nf4_scales8(w, R, g);
+        for (int b = 0; b < bpg; b++) {
+            const int blk = g * bpg + b;
+            const uint8_t *pb = p + (size_t)blk * 128;
+            const int8_t *x = xq + 32 * blk;
+            pf(pb + X8_PF), pf(pb + X8_PF + 64);
+            __m256i ah = _mm256_setzero_si256(), al = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                int32_t a0, a1;
+                memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+                const __m256i x0 = _mm256_set1_epi32(a0), x1 = _mm256_set1_epi32(a1);
+                const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                ah = GQ_DPBUSD(ah, _mm256_shuffle_epi8(th, c0), x0);
+                al = GQ_DPBUSD(al, _mm256_shuffle_epi8(tl, c0), x0);
+                ah = GQ_DPBUSD(ah, _mm256_shuffle_epi8(th, c1), x1);
+                al = GQ_DPBUSD(al, _mm256_shuffle_epi8(tl, c1), x1);
+            }
+            const __m256i sum = _mm256_add_epi32(_mm256_slli_epi32(ah, 8),
+                                                 _mm256_sub_epi32(al, _mm256_set1_epi32(16384 * bsum[blk])));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(sc, _mm256_broadcast_ss(xd + blk)), acc);
+        }
+    }
+    _mm256_storeu_ps(out, acc);
+}
+#endif
 
 /* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
  * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
@@ -560,6 +607,28 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
+#if GQ_QDOT_VNNI
+    if (nf && w->x8) { /* nf4 in the 8-row layout: rows8_nf4_vnni on the int8 codes */
+        _Static_assert(GQ_NF4_I16_SHIFT == 14, "rows8_nf4_vnni's offset is 2^14");
+        uint8_t hb[32], lb[32];
+        for (int c = 0; c < 32; c++) {
+            const int v = gq_nf4_i16(c & 15) + 16384;
+            hb[c] = (uint8_t)(v >> 8), lb[c] = (uint8_t)(v & 0xff);
+        }
+        const __m256i th = _mm256_loadu_si256((const __m256i *)hb), tl = _mm256_loadu_si256((const __m256i *)lb);
+        const int n8 = gq_qmat_x8_rows(w);
+        for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
+            for (int m = 0; m < a->M; m++) {
+                float o[GQ_X8_ROWS];
+                rows8_nf4_vnni(w, R, a->q + (size_t)m * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, th, tl, o);
+                for (int j = 0; j < GQ_X8_ROWS; j++) {
+                    const int rr = R * GQ_X8_ROWS + j;
+                    if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
+                }
+            }
+        r = r0 > n8 ? r0 : n8; /* the rows left (the last rows % 8) go the usual way */
+    }
+#endif
     if (q4 && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the range is
                         * computed whole and copied */
         const int n8 = gq_qmat_x8_rows(w);
@@ -579,6 +648,7 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         r = r0 > n8 ? r0 : n8;
     }
     enum { NF_MAXK = 16384 };
+#if !GQ_QDOT_VNNI
     if (nf && w->x8 && K <= NF_MAXK) { /* nf4, 8-row layout: int16 activations of as many tokens as fit */
         int16_t x16[NF_MAXK];
         const int n8 = gq_qmat_x8_rows(w), per = NF_MAXK / K;
@@ -598,6 +668,7 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         }
         r = r0 > n8 ? r0 : n8;
     }
+#endif
     if (nf && a->M == 1 && K <= NF_MAXK) { /* one token: its int16 activations once, two rows at a time */
         __m256i xw[2 * NF_MAXK / 32];
         const __m256i zero = _mm256_setzero_si256();
