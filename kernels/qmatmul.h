@@ -15,7 +15,8 @@
  *     matrices in the 8-row layout take the row path at any M instead: 4 tokens per pass over
  *     each 8 rows.
  * Variants: a scalar reference, AVX2 (+FMA, F16C), and the same with VNNI dot products (AVX-VNNI,
- * AVX512-VNNI; qdot_x86.h), chosen at run time: the best the CPU runs, or GQ_CPU_SIMD's. */
+ * AVX512-VNNI, the latter also with 16-row int4 kernels in 512-bit registers; qdot_x86.h), chosen
+ * at run time: the best the CPU runs, or GQ_CPU_SIMD's. The VNNI variants give the AVX2 bits. */
 #ifndef GQ_QMATMUL_H
 #define GQ_QMATMUL_H
 

@@ -143,6 +143,28 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
                    rows, cols, ops->name);
             free(y1);
         }
+        /* five tokens (the 8-row kernels take 4 at a time, then 1): each token's results are the
+         * bits it gets alone */
+        if (ip) {
+            enum { M5 = 5 };
+            float *x5 = malloc(sizeof(float) * M5 * K), *y5 = malloc(sizeof(float) * M5 * N),
+                  *y1 = malloc(sizeof(float) * N);
+            for (int i = 0; i < M5 * K; i++)
+                x5[i] = randn(rng);
+            gq_qact a5 = {x5,         malloc((size_t)M5 * K), malloc(sizeof(float) * M5 * nb),
+                          malloc(sizeof(int32_t) * M5 * nb), M5, K, 0};
+            gq_qact_quantize(&a5);
+            ops->rows(&m.w, 0, N, &a5, y5, N);
+            int same = 1;
+            for (int t = 0; t < M5; t++) {
+                gq_qact a1 = {x5 + (size_t)t * K, a5.q + (size_t)t * K, a5.d + (size_t)t * nb, a5.bsum + (size_t)t * nb,
+                              1, K, 0};
+                ops->rows(&m.w, 0, N, &a1, y1, N);
+                same &= !memcmp(y1, y5 + (size_t)t * N, sizeof(float) * N);
+            }
+            CHECKF(same, "%s %dx%d: %s, five tokens differ from one at a time", fmt, rows, cols, ops->name);
+            free(x5), free(y5), free(y1), free(a5.q), free(a5.d), free(a5.bsum);
+        }
         /* a row range in the middle writes only its rows */
         if (N > 3) {
             float *yr = malloc(sizeof(float) * M * N);

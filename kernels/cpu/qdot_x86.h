@@ -294,6 +294,89 @@ GQ_ROWS8_Q4(1)
 GQ_ROWS8_Q4(4)
 #undef GQ_ROWS8_Q4
 
+#if GQ_QDOT_VNNI >= 2
+/* two 256-bit halves as one 512-bit float register */
+static inline __m512 join_ps(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
+#if GQ_QDOT_VNNI == 3 /* SIMDe 0.7 has no portable version of these two: built from their halves */
+static inline __m512 cvt512_i32_ps(__m512i v) {
+    return join_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(v)), _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(v, 1)));
+}
+static inline __m512i cvt512_u8_i32(__m128i v) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepu8_epi32(v)), _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)),
+                              1);
+}
+#else
+#define cvt512_i32_ps _mm512_cvtepi32_ps
+#define cvt512_u8_i32 _mm512_cvtepu8_epi32
+#endif
+/* AVX-512: two 8-row blocks (R and R + 1: 16 rows) at once in 512-bit registers, lanes 0-7
+ * block R's rows, lanes 8-15 block R + 1's; each step joins the two blocks' 32-byte loads into
+ * one register, so the 4 activation codes still go to every lane by one broadcast and one
+ * vpdpbusd serves 16 rows. Every lane's arithmetic is rows8_q4's, in the same order: the same
+ * bits. */
+#define GQ_ROWS16_Q4(TT)                                                                                               \
+    static void rows16_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,  \
+                               int ldd, int ldg, float(*out)[2 * GQ_X8_ROWS]) {                                        \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const __m512i m4 = _mm512_set1_epi8(15);                                                                       \
+        const uint8_t *p0 = w->q + (size_t)R * K * (GQ_X8_ROWS / 2), *p1 = p0 + (size_t)K * (GQ_X8_ROWS / 2);          \
+        const uint16_t *s0 = w->s16 + (size_t)R * ng * GQ_X8_ROWS, *s1 = s0 + (size_t)ng * GQ_X8_ROWS;                 \
+        const uint8_t *z0 = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;                                  \
+        __m512 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm512_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m512 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm512_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb0 = p0 + (size_t)blk * 128, *pb1 = p1 + (size_t)blk * 128;                            \
+                pf(pb0 + X8_PF), pf(pb0 + X8_PF + 64), pf(pb1 + X8_PF), pf(pb1 + X8_PF + 64);                          \
+                __m512i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm512_setzero_si512();                                                                    \
+                for (int k = 0; k < 4; k++) {                                                                          \
+                    const __m512i v = _mm512_inserti64x4(                                                              \
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pb0 + 32 * k))),                   \
+                        _mm256_loadu_si256((const __m256i *)(pb1 + 32 * k)), 1);                                       \
+                    const __m512i c0 = _mm512_and_si512(v, m4), c1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);    \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        const int8_t *x = xq + (size_t)t * ldq + 32 * blk;                                             \
+                        int32_t a0, a1;                                                                                \
+                        memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);                                     \
+                        sm[t] = _mm512_dpbusd_epi32(sm[t], c0, _mm512_set1_epi32(a0));                                 \
+                        sm[t] = _mm512_dpbusd_epi32(sm[t], c1, _mm512_set1_epi32(a1));                                 \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm512_fmadd_ps(cvt512_i32_ps(sm[t]),     _mm512_set1_ps(xd[(size_t)t * ldd + blk]),      \
+                                            ga[t]);                                                                    \
+            }                                                                                                          \
+            const __m512 sc =                                                                                          \
+                join_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s0 + (size_t)g * GQ_X8_ROWS))),              \
+                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s1 + (size_t)g * GQ_X8_ROWS))));                                                                                                   \
+            __m512 off = _mm512_set1_ps(8.0f);                                                                         \
+            if (z0) {                                                                                                  \
+                const uint8_t *za = z0 + (size_t)g * GQ_X8_ROWS, *zb = za + (size_t)ng * GQ_X8_ROWS;                   \
+                const __m128i zz = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)za),                            \
+                                                      _mm_loadl_epi64((const __m128i *)zb));                           \
+                off = cvt512_i32_ps(cvt512_u8_i32(zz));                                                                \
+            }                                                                                                          \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm512_fmadd_ps(_mm512_fnmadd_ps(off, _mm512_set1_ps(gs[(size_t)t * ldg + g]), ga[t]), sc,    \
+                                         acc[t]);                                                                      \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm512_storeu_ps(out[t], acc[t]);                                                                          \
+    }
+GQ_ROWS16_Q4(1)
+GQ_ROWS16_Q4(4)
+#undef GQ_ROWS16_Q4
+#endif
+
 /* The scales of group g of rows 8R..8R+7 of an nf4 matrix in the 8-row layout, times 2^-14:
  * fp32, or the int8 absmax codes times the second-level scales (gathered: they go by the
  * exported group order) plus the offset. */
@@ -313,59 +396,29 @@ static inline __m256 nf4_scales8(const gq_qmat *w, int R, int g) {
     return _mm256_mul_ps(sc, _mm256_set1_ps(1.0f / (float)(1 << GQ_NF4_I16_SHIFT)));
 }
 
-#if !GQ_QDOT_VNNI
-/* nf4 in the 8-row layout: rows 8R..8R+7 for one token whose activation codes x16 are int16.
- * Each code vector (8 rows x 4 codes) becomes int16 codebook values through two byte shuffles
- * and two unpacks (rows 0, 1, 4, 5 and rows 2, 3, 6, 7), multiplied by madd with the 4
- * activations broadcast; int32 sums per block (|sum| < 2^26), then one hadd puts the 8 rows in
- * order in the 8 lanes. Scales per group for 8 rows: fp32, or the int8 absmax codes times the
- * second-level scales (gathered: they go by the exported group order) plus the offset. */
-_Static_assert(GQ_DQ_BLOCK == 256, "rows8_nf4 divides by shifting");
-static void rows8_nf4(const gq_qmat *w, int R, const int16_t *x16, const float *xd, __m256i tlo, __m256i thi,
-                      float *out) {
-    const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
-    const __m256i m4 = _mm256_set1_epi8(15);
-    const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
-    __m256 acc = _mm256_setzero_ps();
-    for (int g = 0; g < ng; g++) {
-        const __m256 sc = nf4_scales8(w, R, g);
-        for (int b = 0; b < bpg; b++) {
-            const int blk = g * bpg + b;
-            const uint8_t *pb = p + (size_t)blk * 128;
-            const int16_t *x = x16 + 32 * blk;
-            pf(pb + X8_PF), pf(pb + X8_PF + 64);
-            __m256i alo = _mm256_setzero_si256(), ahi = _mm256_setzero_si256();
-            for (int k = 0; k < 4; k++) {
-                int64_t a0, a1;
-                memcpy(&a0, x + 4 * k, 8), memcpy(&a1, x + 16 + 4 * k, 8);
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
-                const __m256i x0 = _mm256_set1_epi64x(a0), x1 = _mm256_set1_epi64x(a1);
-                const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                __m256i lo = _mm256_shuffle_epi8(tlo, c0), hi = _mm256_shuffle_epi8(thi, c0);
-                alo = DPWSSD(alo, _mm256_unpacklo_epi8(lo, hi), x0);
-                ahi = DPWSSD(ahi, _mm256_unpackhi_epi8(lo, hi), x0);
-                lo = _mm256_shuffle_epi8(tlo, c1), hi = _mm256_shuffle_epi8(thi, c1);
-                alo = DPWSSD(alo, _mm256_unpacklo_epi8(lo, hi), x1);
-                ahi = DPWSSD(ahi, _mm256_unpackhi_epi8(lo, hi), x1);
-            }
-            /* one FMA per block by scale x activation scale: no per-group accumulator in the
-             * dependency chain (it spilled to the stack) */
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(alo, ahi)),
-                                  _mm256_mul_ps(sc, _mm256_broadcast_ss(xd + blk)), acc);
-        }
-    }
-    _mm256_storeu_ps(out, acc);
-}
-#endif
-
+/* nf4 in the 8-row layout: rows 8R..8R+7 for one token; scales per group for 8 rows as
+ * nf4_scales8, applied per block with the activation scale (one FMA: a per-group accumulator
+ * spilled to the stack inside the dependency chain). Per block of 32 columns and 8 rows, the
+ * exact integer sums of codebook value (units of 2^-14) x activation code:
+ *   - AVX2 (x: the activation codes as int16): each code vector (8 rows x 4 codes) becomes int16
+ *     codebook values through two byte shuffles and two unpacks (rows 0, 1, 4, 5 and 2, 3, 6, 7),
+ *     multiplied by madd with the 4 activations broadcast; int32 sums (|sum| < 2^26), then one
+ *     hadd puts the 8 rows in order in the 8 lanes.
+ *   - VNNI (x: the int8 codes themselves, no int16 copy): each codebook value + 16384 (in
+ *     [0, 32768]) is split into bytes H * 256 + L, looked up by two byte shuffles, and vpdpbusd
+ *     multiplies both with the 4 broadcast activation codes into int32 lanes, one lane per row
+ *     (vpdpbusd has no int16 step to saturate); 256 * sum(H x) + sum(L x) - 16384 * sum(x)
+ *     (bsum: the block's code sum) is the same sum, so the results are the AVX2 bits.
+ * t0, t1: the two byte tables (AVX2: low and high bytes of the values; VNNI: H and L). */
+_Static_assert(GQ_DQ_BLOCK == 256, "nf4_scales8 divides by shifting");
+_Static_assert(GQ_NF4_I16_SHIFT == 14, "rows8_nf4's VNNI offset is 2^14");
 #if GQ_QDOT_VNNI
-/* The same with VNNI, on the int8 activation codes x (no int16 copy): each codebook value
- * v + 16384 (in [0, 32768]) is split into bytes H * 256 + L, looked up by two byte shuffles, and
- * vpdpbusd multiplies both with the 4 broadcast activation codes into int32 lanes, one lane per
- * row (no saturation: vpdpbusd has no int16 step). Per block, 256 * sum(H x) + sum(L x) -
- * 16384 * sum(x) is exactly rows8_nf4's sum of v x, so the results are its bits. */
-static void rows8_nf4_vnni(const gq_qmat *w, int R, const int8_t *xq, const int32_t *bsum, const float *xd,
-                           __m256i th, __m256i tl, float *out) {
+typedef int8_t nf4_x;
+#else
+typedef int16_t nf4_x;
+#endif
+static void rows8_nf4(const gq_qmat *w, int R, const nf4_x *xs, const int32_t *bsum, const float *xd, __m256i t0,
+                      __m256i t1, float *out) {
     const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;
     const __m256i m4 = _mm256_set1_epi8(15);
     const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);
@@ -375,28 +428,43 @@ static void rows8_nf4_vnni(const gq_qmat *w, int R, const int8_t *xq, const int3
         for (int b = 0; b < bpg; b++) {
             const int blk = g * bpg + b;
             const uint8_t *pb = p + (size_t)blk * 128;
-            const int8_t *x = xq + 32 * blk;
+            const nf4_x *x = xs + 32 * blk;
             pf(pb + X8_PF), pf(pb + X8_PF + 64);
-            __m256i ah = _mm256_setzero_si256(), al = _mm256_setzero_si256();
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256(), sum;
             for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+                const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+#if GQ_QDOT_VNNI
                 int32_t a0, a1;
                 memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
                 const __m256i x0 = _mm256_set1_epi32(a0), x1 = _mm256_set1_epi32(a1);
-                const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                ah = GQ_DPBUSD(ah, _mm256_shuffle_epi8(th, c0), x0);
-                al = GQ_DPBUSD(al, _mm256_shuffle_epi8(tl, c0), x0);
-                ah = GQ_DPBUSD(ah, _mm256_shuffle_epi8(th, c1), x1);
-                al = GQ_DPBUSD(al, _mm256_shuffle_epi8(tl, c1), x1);
+                s0 = GQ_DPBUSD(s0, _mm256_shuffle_epi8(t0, c0), x0);
+                s1 = GQ_DPBUSD(s1, _mm256_shuffle_epi8(t1, c0), x0);
+                s0 = GQ_DPBUSD(s0, _mm256_shuffle_epi8(t0, c1), x1);
+                s1 = GQ_DPBUSD(s1, _mm256_shuffle_epi8(t1, c1), x1);
+#else
+                int64_t a0, a1;
+                memcpy(&a0, x + 4 * k, 8), memcpy(&a1, x + 16 + 4 * k, 8);
+                const __m256i x0 = _mm256_set1_epi64x(a0), x1 = _mm256_set1_epi64x(a1);
+                __m256i lo = _mm256_shuffle_epi8(t0, c0), hi = _mm256_shuffle_epi8(t1, c0);
+                s0 = DPWSSD(s0, _mm256_unpacklo_epi8(lo, hi), x0);
+                s1 = DPWSSD(s1, _mm256_unpackhi_epi8(lo, hi), x0);
+                lo = _mm256_shuffle_epi8(t0, c1), hi = _mm256_shuffle_epi8(t1, c1);
+                s0 = DPWSSD(s0, _mm256_unpacklo_epi8(lo, hi), x1);
+                s1 = DPWSSD(s1, _mm256_unpackhi_epi8(lo, hi), x1);
+#endif
             }
-            const __m256i sum = _mm256_add_epi32(_mm256_slli_epi32(ah, 8),
-                                                 _mm256_sub_epi32(al, _mm256_set1_epi32(16384 * bsum[blk])));
+#if GQ_QDOT_VNNI
+            sum = _mm256_add_epi32(_mm256_slli_epi32(s0, 8), _mm256_sub_epi32(s1, _mm256_set1_epi32(16384 * bsum[blk])));
+#else
+            (void)bsum;
+            sum = _mm256_hadd_epi32(s0, s1);
+#endif
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(sc, _mm256_broadcast_ss(xd + blk)), acc);
         }
     }
     _mm256_storeu_ps(out, acc);
 }
-#endif
 
 /* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
  * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
@@ -607,32 +675,26 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
-#if GQ_QDOT_VNNI
-    if (nf && w->x8) { /* nf4 in the 8-row layout: rows8_nf4_vnni on the int8 codes */
-        _Static_assert(GQ_NF4_I16_SHIFT == 14, "rows8_nf4_vnni's offset is 2^14");
-        uint8_t hb[32], lb[32];
-        for (int c = 0; c < 32; c++) {
-            const int v = gq_nf4_i16(c & 15) + 16384;
-            hb[c] = (uint8_t)(v >> 8), lb[c] = (uint8_t)(v & 0xff);
-        }
-        const __m256i th = _mm256_loadu_si256((const __m256i *)hb), tl = _mm256_loadu_si256((const __m256i *)lb);
-        const int n8 = gq_qmat_x8_rows(w);
-        for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
-            for (int m = 0; m < a->M; m++) {
-                float o[GQ_X8_ROWS];
-                rows8_nf4_vnni(w, R, a->q + (size_t)m * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, th, tl, o);
-                for (int j = 0; j < GQ_X8_ROWS; j++) {
-                    const int rr = R * GQ_X8_ROWS + j;
-                    if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
-                }
-            }
-        r = r0 > n8 ? r0 : n8; /* the rows left (the last rows % 8) go the usual way */
-    }
-#endif
     if (q4 && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the range is
                         * computed whole and copied */
         const int n8 = gq_qmat_x8_rows(w);
-        for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
+        int R = r0 / GQ_X8_ROWS;
+#if GQ_QDOT_VNNI >= 2
+        for (; (R + 2) * GQ_X8_ROWS <= n8 && (R + 1) * GQ_X8_ROWS < r1; R += 2) /* two blocks, both in range */
+            for (int m = 0; m < a->M;) {
+                float o[4][2 * GQ_X8_ROWS];
+                const int tt = a->M - m >= 4 ? 4 : 1;
+                (tt == 4 ? rows16_q4_4 : rows16_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
+                                                      ngs, o);
+                for (int t = 0; t < tt; t++)
+                    for (int j = 0; j < 2 * GQ_X8_ROWS; j++) {
+                        const int rr = R * GQ_X8_ROWS + j;
+                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t][j];
+                    }
+                m += tt;
+            }
+#endif
+        for (; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
             for (int m = 0; m < a->M;) {
                 float o[4][GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1;
@@ -648,18 +710,33 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         r = r0 > n8 ? r0 : n8;
     }
     enum { NF_MAXK = 16384 };
-#if !GQ_QDOT_VNNI
-    if (nf && w->x8 && K <= NF_MAXK) { /* nf4, 8-row layout: int16 activations of as many tokens as fit */
-        int16_t x16[NF_MAXK];
-        const int n8 = gq_qmat_x8_rows(w), per = NF_MAXK / K;
+    if (nf && w->x8 && K <= NF_MAXK) { /* nf4, 8-row layout (AVX2: int16 activations of as many tokens as fit) */
+        const int n8 = gq_qmat_x8_rows(w);
+        __m256i t0 = tlo, t1 = thi;
+#if GQ_QDOT_VNNI
+        const int per = a->M;
+        const int8_t *xs = a->q;
+        uint8_t hb[32], lb[32]; /* the tables: codebook value + 2^14 as H * 256 + L */
+        for (int c = 0; c < 32; c++) {
+            const int v = gq_nf4_i16(c & 15) + 16384;
+            hb[c] = (uint8_t)(v >> 8), lb[c] = (uint8_t)(v & 0xff);
+        }
+        t0 = _mm256_loadu_si256((const __m256i *)hb), t1 = _mm256_loadu_si256((const __m256i *)lb);
+#else
+        const int per = NF_MAXK / K;
+        int16_t xs[NF_MAXK];
+#endif
         for (int m0 = 0; m0 < a->M; m0 += per) {
             const int m1 = m0 + per < a->M ? m0 + per : a->M;
+#if !GQ_QDOT_VNNI
             for (int i = 0; i < (m1 - m0) * K; i++)
-                x16[i] = a->q[(size_t)m0 * K + i];
+                xs[i] = a->q[(size_t)m0 * K + i];
+#endif
             for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
                 for (int m = m0; m < m1; m++) {
                     float o[GQ_X8_ROWS];
-                    rows8_nf4(w, R, x16 + (size_t)(m - m0) * K, a->d + (size_t)m * nb, tlo, thi, o);
+                    rows8_nf4(w, R, xs + (size_t)(m - m0) * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, t0,
+                              t1, o);
                     for (int j = 0; j < GQ_X8_ROWS; j++) {
                         const int rr = R * GQ_X8_ROWS + j;
                         if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
@@ -668,7 +745,6 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         }
         r = r0 > n8 ? r0 : n8;
     }
-#endif
     if (nf && a->M == 1 && K <= NF_MAXK) { /* one token: its int16 activations once, two rows at a time */
         __m256i xw[2 * NF_MAXK / 32];
         const __m256i zero = _mm256_setzero_si256();
