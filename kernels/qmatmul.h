@@ -177,7 +177,7 @@ typedef struct {
 /* The attend op's softmax of n scores in place (*inv = 1 / sum), shared by its variants. */
 void gq_qdot_attend_softmax(float *s, int n, float *inv);
 const gq_qdot_ops *gq_qdot_variant(const char *name); /* a name of gq_qdot_names; NULL if not built */
-extern const char *const gq_qdot_names[]; /* "scalar", "avx2", "avxvnni", "avx512vnni", NULL */
+extern const char *const gq_qdot_names[];             /* "scalar", "avx2", "avxvnni", "avx512vnni", NULL */
 int gq_qdot_supported(const char *name);
 const gq_qdot_ops *gq_qdot(void); /* GQ_CPU_SIMD if set and supported, else the best */
 

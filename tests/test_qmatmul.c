@@ -151,14 +151,15 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
                   *y1 = malloc(sizeof(float) * N);
             for (int i = 0; i < M5 * K; i++)
                 x5[i] = randn(rng);
-            gq_qact a5 = {x5,         malloc((size_t)M5 * K), malloc(sizeof(float) * M5 * nb),
-                          malloc(sizeof(int32_t) * M5 * nb), M5, K, 0};
+            gq_qact a5 = {
+                x5, malloc((size_t)M5 * K), malloc(sizeof(float) * M5 * nb), malloc(sizeof(int32_t) * M5 * nb), M5, K,
+                0};
             gq_qact_quantize(&a5);
             ops->rows(&m.w, 0, N, &a5, y5, N);
             int same = 1;
             for (int t = 0; t < M5; t++) {
-                gq_qact a1 = {x5 + (size_t)t * K, a5.q + (size_t)t * K, a5.d + (size_t)t * nb, a5.bsum + (size_t)t * nb,
-                              1, K, 0};
+                gq_qact a1 = {
+                    x5 + (size_t)t * K, a5.q + (size_t)t * K, a5.d + (size_t)t * nb, a5.bsum + (size_t)t * nb, 1, K, 0};
                 ops->rows(&m.w, 0, N, &a1, y1, N);
                 same &= !memcmp(y1, y5 + (size_t)t * N, sizeof(float) * N);
             }

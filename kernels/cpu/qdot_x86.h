@@ -149,7 +149,7 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
     do {                                                                                                               \
         const __m256i u = fp4 ? _mm256_shuffle_epi8(lut, (codes)) : (codes);                                           \
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                          \
-        const __m256i pr = DOT_US(u, xv);                                       \
+        const __m256i pr = DOT_US(u, xv);                                                                              \
         gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_broadcast_ss(d + (b)), gacc);                            \
     } while (0)
         if (G == 32) {
@@ -178,7 +178,7 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
     static void row2_q4_g##G(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs, float *o0,   \
                              float *o1) {                                                                              \
         const int K = w->cols, ng = K / (G);                                                                           \
-        const __m256i m4 = _mm256_set1_epi8(15);                                          \
+        const __m256i m4 = _mm256_set1_epi8(15);                                                                       \
         const uint8_t *p0 = w->q + (size_t)r * K / 2, *p1 = p0 + K / 2;                                                \
         const size_t g0 = (size_t)r * ng, g1 = g0 + ng;                                                                \
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                                 \
@@ -196,8 +196,8 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
                 const __m256i c1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), m4);                  \
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)x);                                             \
                 const __m256 db = _mm256_broadcast_ss(d);                                                              \
-                ga0 = _mm256_mul_ps(_mm256_cvtepi32_ps(DOT_US(c0, xv)), db);    \
-                ga1 = _mm256_mul_ps(_mm256_cvtepi32_ps(DOT_US(c1, xv)), db);    \
+                ga0 = _mm256_mul_ps(_mm256_cvtepi32_ps(DOT_US(c0, xv)), db);                                           \
+                ga1 = _mm256_mul_ps(_mm256_cvtepi32_ps(DOT_US(c1, xv)), db);                                           \
             } else {                                                                                                   \
                 for (int j = 0; j < (G) / 2; j += 32) {                                                                \
                     const __m256i v0 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * (G) / 2 + j));            \
@@ -208,14 +208,10 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
                                  dh = _mm256_broadcast_ss(d + ((G) / 2 + j) / 32);                                     \
                     const __m256i l0 = _mm256_and_si256(v0, m4), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);  \
                     const __m256i l1 = _mm256_and_si256(v1, m4), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);  \
-                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(l0, xl)),   \
-                                          dl, ga0);                                                                    \
-                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(l1, xl)),   \
-                                          dl, ga1);                                                                    \
-                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(h0, xh)),   \
-                                          dh, ga0);                                                                    \
-                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(h1, xh)),   \
-                                          dh, ga1);                                                                    \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(l0, xl)), dl, ga0);                                \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(l1, xl)), dl, ga1);                                \
+                    ga0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(h0, xh)), dh, ga0);                                \
+                    ga1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT_US(h1, xh)), dh, ga1);                                \
                 }                                                                                                      \
             }                                                                                                          \
             const float s0 = _cvtsh_ss(w->s16[g0 + g]), s1 = _cvtsh_ss(w->s16[g1 + g]);                                \
@@ -246,7 +242,7 @@ enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one s
     static void rows8_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,    \
                               int ldd, int ldg, float(*out)[GQ_X8_ROWS]) {                                             \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
-        const __m256i m4 = _mm256_set1_epi8(15);                                          \
+        const __m256i m4 = _mm256_set1_epi8(15);                                                                       \
         const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);                                                    \
         const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                    \
         const uint8_t *z = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;                                   \
@@ -271,12 +267,12 @@ enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one s
                         const int8_t *x = xq + (size_t)t * ldq + 32 * blk;                                             \
                         int32_t a0, a1;                                                                                \
                         memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);                                     \
-                        Q4_ACC(sm[t], c0, _mm256_set1_epi32(a0));              \
-                        Q4_ACC(sm[t], c1, _mm256_set1_epi32(a1));              \
+                        Q4_ACC(sm[t], c0, _mm256_set1_epi32(a0));                                                      \
+                        Q4_ACC(sm[t], c1, _mm256_set1_epi32(a1));                                                      \
                     }                                                                                                  \
                 }                                                                                                      \
                 for (int t = 0; t < (TT); t++)                                                                         \
-                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Q4_FIN(sm[t])),                        \
+                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Q4_FIN(sm[t])),                                         \
                                             _mm256_broadcast_ss(xd + (size_t)t * ldd + blk), ga[t]);                   \
             }                                                                                                          \
             const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));       \
@@ -304,8 +300,8 @@ static inline __m512 cvt512_i32_ps(__m512i v) {
     return join_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(v)), _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(v, 1)));
 }
 static inline __m512i cvt512_u8_i32(__m128i v) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepu8_epi32(v)), _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)),
-                              1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepu8_epi32(v)),
+                              _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)), 1);
 }
 #else
 #define cvt512_i32_ps _mm512_cvtepi32_ps
@@ -317,7 +313,7 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
  * vpdpbusd serves 16 rows. Every lane's arithmetic is rows8_q4's, in the same order: the same
  * bits. */
 #define GQ_ROWS16_Q4(TT)                                                                                               \
-    static void rows16_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,  \
+    static void rows16_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,   \
                                int ldd, int ldg, float(*out)[2 * GQ_X8_ROWS]) {                                        \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m512i m4 = _mm512_set1_epi8(15);                                                                       \
@@ -352,17 +348,16 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
                     }                                                                                                  \
                 }                                                                                                      \
                 for (int t = 0; t < (TT); t++)                                                                         \
-                    ga[t] = _mm512_fmadd_ps(cvt512_i32_ps(sm[t]),     _mm512_set1_ps(xd[(size_t)t * ldd + blk]),      \
-                                            ga[t]);                                                                    \
+                    ga[t] = _mm512_fmadd_ps(cvt512_i32_ps(sm[t]), _mm512_set1_ps(xd[(size_t)t * ldd + blk]), ga[t]);   \
             }                                                                                                          \
             const __m512 sc =                                                                                          \
                 join_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s0 + (size_t)g * GQ_X8_ROWS))),              \
-                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s1 + (size_t)g * GQ_X8_ROWS))));                                                                                                   \
+                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s1 + (size_t)g * GQ_X8_ROWS))));             \
             __m512 off = _mm512_set1_ps(8.0f);                                                                         \
             if (z0) {                                                                                                  \
                 const uint8_t *za = z0 + (size_t)g * GQ_X8_ROWS, *zb = za + (size_t)ng * GQ_X8_ROWS;                   \
-                const __m128i zz = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)za),                            \
-                                                      _mm_loadl_epi64((const __m128i *)zb));                           \
+                const __m128i zz =                                                                                     \
+                    _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)za), _mm_loadl_epi64((const __m128i *)zb));    \
                 off = cvt512_i32_ps(cvt512_u8_i32(zz));                                                                \
             }                                                                                                          \
             for (int t = 0; t < (TT); t++)                                                                             \
@@ -388,7 +383,8 @@ static inline __m256 nf4_scales8(const gq_qmat *w, int R, int g) {
         const __m256i rowg = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(ng));
         const __m256i gi = _mm256_add_epi32(_mm256_set1_epi32((int)((size_t)R * GQ_X8_ROWS * ng + g)), rowg);
         const __m256 a2 = _mm256_i32gather_ps(w->absmax2, _mm256_srli_epi32(gi, 8), 4); /* GQ_DQ_BLOCK 256 */
-        const __m256 aq = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
+        const __m256 aq =
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w->absmax_q + si))));
         sc = _mm256_fmadd_ps(aq, a2, _mm256_set1_ps(w->absmax_offset));
     } else {
         sc = _mm256_loadu_ps(w->s32 + si);
@@ -455,7 +451,8 @@ static void rows8_nf4(const gq_qmat *w, int R, const nf4_x *xs, const int32_t *b
 #endif
             }
 #if GQ_QDOT_VNNI
-            sum = _mm256_add_epi32(_mm256_slli_epi32(s0, 8), _mm256_sub_epi32(s1, _mm256_set1_epi32(16384 * bsum[blk])));
+            sum =
+                _mm256_add_epi32(_mm256_slli_epi32(s0, 8), _mm256_sub_epi32(s1, _mm256_set1_epi32(16384 * bsum[blk])));
 #else
             (void)bsum;
             sum = _mm256_hadd_epi32(s0, s1);
@@ -545,9 +542,8 @@ static float row_nf4i(const gq_qmat *w, int r, const int8_t *xq, const float *xd
         const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));                \
         const __m256i xv_ = _mm256_loadu_si256((const __m256i *)(x + (xoff)));                                         \
         const __m256i xs_ = _mm256_cmpgt_epi8(zero, xv_);                                                              \
-        const __m256i pr_ =                                                                                            \
-            DPWSSD(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), _mm256_unpacklo_epi8(xv_, xs_)),                  \
-                   _mm256_unpackhi_epi8(lo_, hi_), _mm256_unpackhi_epi8(xv_, xs_));       \
+        const __m256i pr_ = DPWSSD(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), _mm256_unpacklo_epi8(xv_, xs_)),  \
+                                   _mm256_unpackhi_epi8(lo_, hi_), _mm256_unpackhi_epi8(xv_, xs_));                    \
         gacc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), _mm256_broadcast_ss(d + (b)), gacc);                           \
     } while (0)
         if (G == 32) {
@@ -587,7 +583,8 @@ static void row2_nf4i(const gq_qmat *w, int r, const __m256i *xw, const float *x
 #define GQ_NF4I_ROW(codes, xa, xb, db, ga)                                                                             \
     do {                                                                                                               \
         const __m256i lo_ = _mm256_shuffle_epi8(tlo, (codes)), hi_ = _mm256_shuffle_epi8(thi, (codes));                \
-        const __m256i pr_ = DPWSSD(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), xa), _mm256_unpackhi_epi8(lo_, hi_), xb);                   \
+        const __m256i pr_ =                                                                                            \
+            DPWSSD(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo_, hi_), xa), _mm256_unpackhi_epi8(lo_, hi_), xb);         \
         ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr_), db, ga);                                                         \
     } while (0)
 #define GQ_NF4I_BLOCK2(c0, c1, b)                                                                                      \
@@ -735,8 +732,8 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
             for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
                 for (int m = m0; m < m1; m++) {
                     float o[GQ_X8_ROWS];
-                    rows8_nf4(w, R, xs + (size_t)(m - m0) * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, t0,
-                              t1, o);
+                    rows8_nf4(w, R, xs + (size_t)(m - m0) * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, t0, t1,
+                              o);
                     for (int j = 0; j < GQ_X8_ROWS; j++) {
                         const int rr = R * GQ_X8_ROWS + j;
                         if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
@@ -804,7 +801,7 @@ static inline __m256 kv8(const uint16_t *c16, const float *c32, size_t i) {
 /* hs a multiple of 16 and at most 128: the value accumulator stays in registers; otherwise the
  * scalar reference. Multiply then add (no FMA): the scalar variant's bits. */
 static void attend_x86(float *out, const float *q, const uint16_t *k16, const uint16_t *v16, const float *k32,
-                        const float *v32, size_t ld, int n, int hs, float scale, float *s) {
+                       const float *v32, size_t ld, int n, int hs, float scale, float *s) {
     if (hs % 16 || hs > 128) {
         gq_qdot_variant("scalar")->attend(out, q, k16, v16, k32, v32, ld, n, hs, scale, s);
         return;
@@ -949,7 +946,6 @@ static void quantize_x86(gq_qact *a, size_t b0, size_t b1) {
     }
 }
 
-const gq_qdot_ops GQ_QDOT_CAT(gq_qdot_, GQ_QDOT_VAR) = {GQ_QDOT_STR(GQ_QDOT_VAR), rows_x86,    to_f16_x86,
-                                                      from_f16_x86,             attend_x86, dequant_x86,
-                                                      quantize_x86};
+const gq_qdot_ops GQ_QDOT_CAT(gq_qdot_, GQ_QDOT_VAR) = {
+    GQ_QDOT_STR(GQ_QDOT_VAR), rows_x86, to_f16_x86, from_f16_x86, attend_x86, dequant_x86, quantize_x86};
 #endif
