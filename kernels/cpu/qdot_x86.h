@@ -240,7 +240,7 @@ GQ_Q4X2(128)
 enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one sequential stream) */
 #define GQ_ROWS8_Q4(TT)                                                                                                \
     static void rows8_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,    \
-                              int ldd, int ldg, float(*out)[GQ_X8_ROWS]) {                                             \
+                              int ldd, int ldg, float *out, int ldo) {                                                 \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m256i m4 = _mm256_set1_epi8(15);                                                                       \
         const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);                                                    \
@@ -284,7 +284,7 @@ enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one s
                                          acc[t]);                                                                      \
         }                                                                                                              \
         for (int t = 0; t < (TT); t++)                                                                                 \
-            _mm256_storeu_ps(out[t], acc[t]);                                                                          \
+            _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
     }
 GQ_ROWS8_Q4(1)
 GQ_ROWS8_Q4(4)
@@ -314,7 +314,7 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
  * bits. */
 #define GQ_ROWS16_Q4(TT)                                                                                               \
     static void rows16_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,   \
-                               int ldd, int ldg, float(*out)[2 * GQ_X8_ROWS]) {                                        \
+                               int ldd, int ldg, float *out, int ldo) {                                                \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m512i m4 = _mm512_set1_epi8(15);                                                                       \
         const uint8_t *p0 = w->q + (size_t)R * K * (GQ_X8_ROWS / 2), *p1 = p0 + (size_t)K * (GQ_X8_ROWS / 2);          \
@@ -365,7 +365,7 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
                                          acc[t]);                                                                      \
         }                                                                                                              \
         for (int t = 0; t < (TT); t++)                                                                                 \
-            _mm512_storeu_ps(out[t], acc[t]);                                                                          \
+            _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
     }
 GQ_ROWS16_Q4(1)
 GQ_ROWS16_Q4(4)
@@ -679,28 +679,30 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
 #if GQ_QDOT_VNNI >= 2
         for (; (R + 2) * GQ_X8_ROWS <= n8 && (R + 1) * GQ_X8_ROWS < r1; R += 2) /* two blocks, both in range */
             for (int m = 0; m < a->M;) {
-                float o[4][2 * GQ_X8_ROWS];
-                const int tt = a->M - m >= 4 ? 4 : 1;
+                float o[4 * 2 * GQ_X8_ROWS];
+                const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 2) * GQ_X8_ROWS <= r1;
                 (tt == 4 ? rows16_q4_4 : rows16_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
-                                                      ngs, o);
-                for (int t = 0; t < tt; t++)
+                                                      ngs, inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                                                      inside ? ldy : 2 * GQ_X8_ROWS);
+                for (int t = 0; t < tt && !inside; t++) /* a block cut by the range: its rows in range */
                     for (int j = 0; j < 2 * GQ_X8_ROWS; j++) {
                         const int rr = R * GQ_X8_ROWS + j;
-                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t][j];
+                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t * 2 * GQ_X8_ROWS + j];
                     }
                 m += tt;
             }
 #endif
         for (; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
             for (int m = 0; m < a->M;) {
-                float o[4][GQ_X8_ROWS];
-                const int tt = a->M - m >= 4 ? 4 : 1;
+                float o[4 * GQ_X8_ROWS];
+                const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 1) * GQ_X8_ROWS <= r1;
                 (tt == 4 ? rows8_q4_4 : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
-                                                    ngs, o);
-                for (int t = 0; t < tt; t++)
+                                                    ngs, inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                                                    inside ? ldy : GQ_X8_ROWS);
+                for (int t = 0; t < tt && !inside; t++) /* a block cut by the range: its rows in range */
                     for (int j = 0; j < GQ_X8_ROWS; j++) {
                         const int rr = R * GQ_X8_ROWS + j;
-                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t][j];
+                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t * GQ_X8_ROWS + j];
                     }
                 m += tt;
             }
