@@ -734,9 +734,10 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
             for (int R = r0 / GQ_X8_ROWS; R * GQ_X8_ROWS < (r1 < n8 ? r1 : n8); R++)
                 for (int m = m0; m < m1; m++) {
                     float o[GQ_X8_ROWS];
+                    const int inside = R * GQ_X8_ROWS >= r0 && (R + 1) * GQ_X8_ROWS <= r1;
                     rows8_nf4(w, R, xs + (size_t)(m - m0) * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, t0, t1,
-                              o);
-                    for (int j = 0; j < GQ_X8_ROWS; j++) {
+                              inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o);
+                    for (int j = 0; j < GQ_X8_ROWS && !inside; j++) { /* a block cut by the range */
                         const int rr = R * GQ_X8_ROWS + j;
                         if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
                     }
