@@ -46,12 +46,12 @@ typedef struct {
     int h16_bf16;
 } gq_qmat;
 
-/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 matrices whose groups are a
+/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 / fp4 matrices whose groups are a
  * multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the last
  * rows % 8 rows stay as exported). Rows are taken 8 at a time; the 8 rows keep the same
  * 8 * cols / 2 bytes, now in blocks of 32 columns of 128 bytes each: byte 32k + 4j + e
  * (k < 4, j < 8, e < 4) of a block holds row j's codes of columns 4k + e (low nibble) and
- * 16 + 4k + e (high nibble). Scales (fp16, fp32, or nf4's int8 absmax codes; nf4's
+ * 16 + 4k + e (high nibble). Scales (fp16, fp32 (nf4, fp4), or nf4's int8 absmax codes; nf4's
  * second-level scales stay as they are) and int4a zero points of the 8 rows are interleaved:
  * group g of row 8R + j is entry (R * groups_per_row + g) * 8 + j. A kernel multiplies one
  * 32-byte load (8 rows x 4 codes, twice) by 4 activation codes broadcast to every lane, so the
@@ -115,8 +115,8 @@ GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
                      w->spec.format == GQ_QF_INT4A ? w->zeros[gq_qmat_gidx(w, r, i / w->group)] : 0);
 }
 
-/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a with fp16 scales, nf4; groups a multiple of
- * 32; at least 8 rows). */
+/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a with fp16 scales, nf4, fp4; groups a multiple
+ * of 32; at least 8 rows). */
 int gq_qmat_x8_able(const gq_qmat *w);
 /* Rearrange w's codes, scales and zero points into the 8-row layout, in place (w's arrays must
  * be writable: the runner's own copy); nothing happens unless gq_qmat_x8_able and not yet done.

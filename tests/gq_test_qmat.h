@@ -26,13 +26,9 @@ static float randn(gq_rng *r) {
     return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
 }
 
-static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
+/* m from the weights x (rows * cols floats, malloc'ed; m takes them over) */
+static void make_from(mat *m, const gq_qspec *s, int rows, int cols, float *x) {
     memset(m, 0, sizeof *m);
-    float *x = malloc(sizeof(float) * rows * cols);
-    for (int i = 0; i < rows * cols; i++)
-        x[i] = 0.02f * randn(rng);
-    x[rows * cols / 3] = 0.5f;                               /* an outlier */
-    if (rows > 2) memset(x + cols, 0, sizeof(float) * cols); /* a zero row */
     m->w.spec = *s;
     m->w.rows = rows;
     m->w.cols = cols;
@@ -71,6 +67,15 @@ static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
         m->w.absmax_offset = m->q.absmax_offset;
     }
     free(x);
+}
+
+static void make(mat *m, const gq_qspec *s, int rows, int cols, gq_rng *rng) {
+    float *x = malloc(sizeof(float) * rows * cols);
+    for (int i = 0; i < rows * cols; i++)
+        x[i] = 0.02f * randn(rng);
+    x[rows * cols / 3] = 0.5f;                               /* an outlier */
+    if (rows > 2) memset(x + cols, 0, sizeof(float) * cols); /* a zero row */
+    make_from(m, s, rows, cols, x);
 }
 
 static void drop(mat *m) {

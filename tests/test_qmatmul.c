@@ -11,7 +11,7 @@
  *   - the driver (row path with bias, panel path with several panels and with one) equals the
  *     dequantize-to-fp32 matmul;
  *   - fp16 row conversions and the decode attention op: every variant gives the scalar bits.
- * int4 and int4a matrices are checked again after gq_qmat_to_x8 (the CPU runner's 8-row
+ * int4, int4a, nf4 and fp4 matrices are checked again after gq_qmat_to_x8 (the CPU runner's 8-row
  * layout), including row ranges that cut an 8-row block. */
 #include "gq_error.h"
 #include "gq_rng.h"
@@ -240,7 +240,7 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     /* 8-row layout, prompts (int_rows): 20 tokens and, on a small matrix, more tokens than the
      * kernel's 16384-float buffer of group sums holds at once, through the row path: every
      * token's results are the bits it gets alone (the one-token kernel) plus the bias */
-    if (m.w.x8 && ip && s.format != GQ_QF_NF4) {
+    if (m.w.x8 && ip && (s.format == GQ_QF_INT4 || s.format == GQ_QF_INT4A)) { /* the driver's rows_anyway */
         const int ngs = K / m.w.group, MC = rows <= 64 ? 16384 / ngs + 5 : MP;
         float *xc = malloc(sizeof(float) * MC * K), *yc = malloc(sizeof(float) * MC * N),
               *y1 = malloc(sizeof(float) * N);
@@ -282,6 +282,49 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
         check(label, &s, &m, rng);
     }
     drop(&m);
+}
+
+/* The integer kernels' sums at their largest: every weight at its format's largest code (rows
+ * alternately positive and negative) times activations all at +-127, so that an int16 partial
+ * sum that could overflow would (e.g. 8 products of fp4's 24 x 127 pairs): every variant,
+ * both layouts, against the scalar kernel (exact int32 sums) within fp32 round-off. */
+static void check_extremes(void) {
+    const char *fmts[] = {"int8", "q8_0", "int4-g32", "int4-g64", "int4a-g64", "nf4", "fp4", "fp4-g32", "int3-g64"};
+    enum { R = 32, K = 256, M = 5 };
+    for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+        gq_qspec s;
+        CHECKF(gq_qformat_parse(fmts[f], 0, &s) == 0, "format %s", fmts[f]);
+        for (int sign = 0; sign < 2; sign++)
+            for (int x8 = 0; x8 < 2; x8++) {
+                float *wt = malloc(sizeof(float) * R * K), x[M * K], ys[M * R], yv[M * R];
+                for (int r = 0; r < R; r++)
+                    for (int i = 0; i < K; i++)
+                        wt[r * K + i] = r % 2 ? -1.0f : 1.0f;
+                for (int i = 0; i < M * K; i++)
+                    x[i] = sign ? -1.0f : 1.0f;
+                mat m;
+                make_from(&m, &s, R, K, wt);
+                if (x8 && (!gq_qmat_x8_able(&m.w) || gq_qmat_to_x8(&m.w))) {
+                    drop(&m);
+                    continue;
+                }
+                int8_t q[M * K];
+                float d[M * K / 32];
+                int32_t bs[M * K / 32];
+                gq_qact a = {x, q, d, bs, M, K, 0};
+                gq_qact_quantize(&a);
+                gq_qdot_variant("scalar")->rows(&m.w, 0, R, &a, ys, R);
+                for (int v = 1; v < nvars; v++) {
+                    vars[v]->rows(&m.w, 0, R, &a, yv, R);
+                    double worst = 0;
+                    for (int i = 0; i < M * R; i++)
+                        worst = fmax(worst, fabs(yv[i] - ys[i]) / (fabs(ys[i]) + 1e-30));
+                    CHECKF(worst < 1e-5, "%s%s extremes (x %s): %s vs scalar: %.3g", fmts[f], x8 ? " (x8)" : "",
+                           sign ? "-127" : "+127", vars[v]->name, worst);
+                }
+                drop(&m);
+            }
+    }
 }
 
 /* fp16 row conversions: every variant gives quant.h's bits (normal, subnormal, overflow,
@@ -377,6 +420,7 @@ int main(void) {
         }
     /* a nf4-dq matrix with more than 256 groups per second-level block boundary */
     one("nf4-dq", 520, 64, &rng);
+    check_extremes();
     check_f16(&rng);
     check_attend(&rng);
     return gq_test_finish("qmatmul");

@@ -42,12 +42,19 @@
 /* rows8_q4's per-block sums: int32 lanes straight away */
 #define Q4_ACC(sm, c, x) ((sm) = GQ_DPBUSD((sm), (c), (x)))
 #define Q4_FIN(sm) (sm)
+/* fp4's larger values (up to 24) in int32 too */
+#define Q4_ACC_W(sm, c, x) Q4_ACC(sm, c, x)
+#define Q4_FIN_W(sm) (sm)
 #else
 #define DOT_US(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
 #define DPWSSD(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
 /* int16 sums of 8 maddubs products (|sum| <= 30480), one madd to int32 per block */
 #define Q4_ACC(sm, c, x) ((sm) = _mm256_add_epi16((sm), _mm256_maddubs_epi16((c), (x))))
 #define Q4_FIN(sm) _mm256_madd_epi16((sm), _mm256_set1_epi16(1))
+/* fp4's codes map to up to 24: 8 products of 2 x 24 x 127 overflow int16, so each maddubs
+ * result is widened to int32 at once */
+#define Q4_ACC_W(sm, c, x) ((sm) = _mm256_add_epi32((sm), DOT_US((c), (x))))
+#define Q4_FIN_W(sm) (sm)
 #endif
 #define GQ_QDOT_CAT2(a, b) a##b
 #define GQ_QDOT_CAT(a, b) GQ_QDOT_CAT2(a, b)
@@ -119,6 +126,12 @@ static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd
     return hsum8(acc) * w->s32[r];
 }
 
+/* fp4 codes to 2 x E2M1 value + 12 (in [0, 24]), by a byte shuffle */
+static inline __m256i fp4_lut(void) {
+    return _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16, 18, 20, 24,
+                            12, 11, 10, 9, 8, 6, 4, 0);
+}
+
 /* int4 / fp4 / int4a (integer path), G a multiple of 32. The codes enter maddubs as unsigned
  * values u = v + off (int4: the code itself, off 8; int4a: the code, off = its zero point;
  * fp4: twice the E2M1 value plus 12 through a byte shuffle), so no sign juggling is needed:
@@ -129,8 +142,7 @@ static float row_q4(const gq_qmat *w, int r, const int8_t *xq, const float *xd, 
     const gq_qformat f = w->spec.format;
     const int fp4 = f == GQ_QF_FP4;
     const __m256i m4 = _mm256_set1_epi8(15);
-    const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16,
-                                         18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    const __m256i lut = fp4_lut();
     const float off_c = fp4 ? 12.0f : 8.0f;
     const uint8_t *in = w->q + (size_t)r * K / 2;
     __m256 acc = _mm256_setzero_ps();
@@ -228,24 +240,29 @@ GQ_Q4X2(64)
 GQ_Q4X2(128)
 #undef GQ_Q4X2
 
-/* int4 / int4a in the 8-row layout (qmatmul.h): rows 8R..8R+7 for TT tokens at once (the
- * weights unpacked once, used by every token), the results in out[t][0..8). Per block of 32
+/* int4 / int4a / fp4 in the 8-row layout (qmatmul.h): rows 8R..8R+7 for TT tokens at once (the
+ * weights unpacked once, used by every token), the results in out + t * ldo. Per block of 32
  * columns: four 32-byte loads, each giving two code vectors (low and high nibbles: 8 rows x 4
  * columns each), multiplied by maddubs with a token's 4 activation codes broadcast to every lane
  * and summed in int16 (8 products of at most 2 x 15 x 127 each: |sum| <= 30480, no saturation);
  * one madd to int32, one conversion and one FMA by the block's activation scale per block and
  * token; per group, the offset (8, or int4a's zero points) times the group's activation sum is
- * taken off and the 8 rows' scales applied in one FMA. Every token's arithmetic is the same
- * whatever TT is (so one token alone gives the bits it gets among others). */
+ * taken off and the 8 rows' scales applied in one FMA. fp4 (FP4 = 1): the codes go through
+ * fp4_lut to 2 x value + 12 (at most 24, so the sums are widened to int32 at every step: 8
+ * products of 2 x 24 x 127 would overflow int16), the offset is 12 and the fp32 scales are
+ * halved. Every token's arithmetic is the same whatever TT is (so one token
+ * alone gives the bits it gets among others). */
 enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one sequential stream) */
-#define GQ_ROWS8_Q4(TT)                                                                                                \
-    static void rows8_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,    \
-                              int ldd, int ldg, float *out, int ldo) {                                                 \
+#define GQ_ROWS8_Q4(TT, FP4, NAME)                                                                                     \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
+                     int ldg, float *out, int ldo) {                                                                   \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m256i m4 = _mm256_set1_epi8(15);                                                                       \
         const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);                                                    \
-        const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                    \
+        const uint16_t *s16 = FP4 ? NULL : w->s16 + (size_t)R * ng * GQ_X8_ROWS; /* fp4: fp32 scales */                \
+        const float *s32 = FP4 ? w->s32 + (size_t)R * ng * GQ_X8_ROWS : NULL;                                          \
         const uint8_t *z = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;                                   \
+        const __m256i lut = fp4_lut();                                                                                 \
         __m256 acc[TT];                                                                                                \
         for (int t = 0; t < (TT); t++)                                                                                 \
             acc[t] = _mm256_setzero_ps();                                                                              \
@@ -262,23 +279,28 @@ enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one s
                     sm[t] = _mm256_setzero_si256();                                                                    \
                 for (int k = 0; k < 4; k++) {                                                                          \
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));                              \
-                    const __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);    \
+                    __m256i c0 = _mm256_and_si256(v, m4), c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);          \
+                    if (FP4) c0 = _mm256_shuffle_epi8(lut, c0), c1 = _mm256_shuffle_epi8(lut, c1);                     \
                     for (int t = 0; t < (TT); t++) {                                                                   \
                         const int8_t *x = xq + (size_t)t * ldq + 32 * blk;                                             \
                         int32_t a0, a1;                                                                                \
                         memcpy(&a0, x + 4 * k, 4), memcpy(&a1, x + 16 + 4 * k, 4);                                     \
-                        Q4_ACC(sm[t], c0, _mm256_set1_epi32(a0));                                                      \
-                        Q4_ACC(sm[t], c1, _mm256_set1_epi32(a1));                                                      \
+                        if (FP4)                                                                                       \
+                            Q4_ACC_W(sm[t], c0, _mm256_set1_epi32(a0)), Q4_ACC_W(sm[t], c1, _mm256_set1_epi32(a1));    \
+                        else                                                                                           \
+                            Q4_ACC(sm[t], c0, _mm256_set1_epi32(a0)), Q4_ACC(sm[t], c1, _mm256_set1_epi32(a1));        \
                     }                                                                                                  \
                 }                                                                                                      \
                 for (int t = 0; t < (TT); t++)                                                                         \
-                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Q4_FIN(sm[t])),                                         \
+                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(FP4 ? Q4_FIN_W(sm[t]) : Q4_FIN(sm[t])),                 \
                                             _mm256_broadcast_ss(xd + (size_t)t * ldd + blk), ga[t]);                   \
             }                                                                                                          \
-            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));       \
-            const __m256 off = z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(                                            \
-                                       _mm_loadl_epi64((const __m128i *)(z + (size_t)g * GQ_X8_ROWS))))                \
-                                 : _mm256_set1_ps(8.0f);                                                               \
+            const __m256 sc = FP4 ? _mm256_mul_ps(_mm256_loadu_ps(s32 + (size_t)g * GQ_X8_ROWS), _mm256_set1_ps(0.5f)) \
+                                  : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS))); \
+            const __m256 off = FP4 ? _mm256_set1_ps(12.0f)                                                             \
+                               : z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(                                          \
+                                         _mm_loadl_epi64((const __m128i *)(z + (size_t)g * GQ_X8_ROWS))))              \
+                                   : _mm256_set1_ps(8.0f);                                                             \
             for (int t = 0; t < (TT); t++)                                                                             \
                 acc[t] = _mm256_fmadd_ps(_mm256_fnmadd_ps(off, _mm256_set1_ps(gs[(size_t)t * ldg + g]), ga[t]), sc,    \
                                          acc[t]);                                                                      \
@@ -286,8 +308,10 @@ enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one s
         for (int t = 0; t < (TT); t++)                                                                                 \
             _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
     }
-GQ_ROWS8_Q4(1)
-GQ_ROWS8_Q4(4)
+GQ_ROWS8_Q4(1, 0, rows8_q4_1)
+GQ_ROWS8_Q4(4, 0, rows8_q4_4)
+GQ_ROWS8_Q4(1, 1, rows8_fp4_1)
+GQ_ROWS8_Q4(4, 1, rows8_fp4_4)
 #undef GQ_ROWS8_Q4
 
 #if GQ_QDOT_VNNI >= 2
@@ -312,13 +336,15 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
  * one register, so the 4 activation codes still go to every lane by one broadcast and one
  * vpdpbusd serves 16 rows. Every lane's arithmetic is rows8_q4's, in the same order: the same
  * bits. */
-#define GQ_ROWS16_Q4(TT)                                                                                               \
-    static void rows16_q4_##TT(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq,   \
-                               int ldd, int ldg, float *out, int ldo) {                                                \
+#define GQ_ROWS16_Q4(TT, FP4, NAME)                                                                                    \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
+                     int ldg, float *out, int ldo) {                                                                   \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m512i m4 = _mm512_set1_epi8(15);                                                                       \
         const uint8_t *p0 = w->q + (size_t)R * K * (GQ_X8_ROWS / 2), *p1 = p0 + (size_t)K * (GQ_X8_ROWS / 2);          \
-        const uint16_t *s0 = w->s16 + (size_t)R * ng * GQ_X8_ROWS, *s1 = s0 + (size_t)ng * GQ_X8_ROWS;                 \
+        const uint16_t *s0 = FP4 ? NULL : w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                        \
+        const float *f0 = FP4 ? w->s32 + (size_t)R * ng * GQ_X8_ROWS : NULL;                                           \
+        const __m512i lut = _mm512_broadcast_i64x4(fp4_lut());                                                         \
         const uint8_t *z0 = w->zeros ? w->zeros + (size_t)R * ng * GQ_X8_ROWS : NULL;                                  \
         __m512 acc[TT];                                                                                                \
         for (int t = 0; t < (TT); t++)                                                                                 \
@@ -338,7 +364,8 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
                     const __m512i v = _mm512_inserti64x4(                                                              \
                         _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pb0 + 32 * k))),                   \
                         _mm256_loadu_si256((const __m256i *)(pb1 + 32 * k)), 1);                                       \
-                    const __m512i c0 = _mm512_and_si512(v, m4), c1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);    \
+                    __m512i c0 = _mm512_and_si512(v, m4), c1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);          \
+                    if (FP4) c0 = _mm512_shuffle_epi8(lut, c0), c1 = _mm512_shuffle_epi8(lut, c1);                     \
                     for (int t = 0; t < (TT); t++) {                                                                   \
                         const int8_t *x = xq + (size_t)t * ldq + 32 * blk;                                             \
                         int32_t a0, a1;                                                                                \
@@ -351,9 +378,13 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
                     ga[t] = _mm512_fmadd_ps(cvt512_i32_ps(sm[t]), _mm512_set1_ps(xd[(size_t)t * ldd + blk]), ga[t]);   \
             }                                                                                                          \
             const __m512 sc =                                                                                          \
-                join_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s0 + (size_t)g * GQ_X8_ROWS))),              \
-                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s1 + (size_t)g * GQ_X8_ROWS))));             \
-            __m512 off = _mm512_set1_ps(8.0f);                                                                         \
+                FP4 ? _mm512_mul_ps(join_ps(_mm256_loadu_ps(f0 + (size_t)g * GQ_X8_ROWS),                              \
+                                            _mm256_loadu_ps(f0 + (size_t)ng * GQ_X8_ROWS + (size_t)g * GQ_X8_ROWS)),   \
+                                    _mm512_set1_ps(0.5f))                                                              \
+                    : join_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s0 + (size_t)g * GQ_X8_ROWS))),        \
+                              _mm256_cvtph_ps(_mm_loadu_si128(                                                         \
+                                  (const __m128i *)(s0 + (size_t)ng * GQ_X8_ROWS + (size_t)g * GQ_X8_ROWS))));         \
+            __m512 off = _mm512_set1_ps(FP4 ? 12.0f : 8.0f);                                                           \
             if (z0) {                                                                                                  \
                 const uint8_t *za = z0 + (size_t)g * GQ_X8_ROWS, *zb = za + (size_t)ng * GQ_X8_ROWS;                   \
                 const __m128i zz =                                                                                     \
@@ -367,8 +398,10 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
         for (int t = 0; t < (TT); t++)                                                                                 \
             _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
     }
-GQ_ROWS16_Q4(1)
-GQ_ROWS16_Q4(4)
+GQ_ROWS16_Q4(1, 0, rows16_q4_1)
+GQ_ROWS16_Q4(4, 0, rows16_q4_4)
+GQ_ROWS16_Q4(1, 1, rows16_fp4_1)
+GQ_ROWS16_Q4(4, 1, rows16_fp4_4)
 #undef GQ_ROWS16_Q4
 #endif
 
@@ -621,6 +654,7 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
     const gq_qformat f = w->spec.format;
     const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
     const int q4 = (f == GQ_QF_INT4 || f == GQ_QF_FP4 || f == GQ_QF_INT4A) && gq_qmat_int_path(w);
+    const int fp4 = f == GQ_QF_FP4;
     const int q32 = (f == GQ_QF_INT3 || f == GQ_QF_INT2) && gq_qmat_int_path(w);
     const int i8 = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && gq_qmat_int_path(w);
     const int nf = f == GQ_QF_NF4 && gq_qmat_int_path(w);
@@ -681,9 +715,11 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
             for (int m = 0; m < a->M;) {
                 float o[4 * 2 * GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 2) * GQ_X8_ROWS <= r1;
-                (tt == 4 ? rows16_q4_4 : rows16_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
-                                                      ngs, inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
-                                                      inside ? ldy : 2 * GQ_X8_ROWS);
+                (fp4       ? (tt == 4 ? rows16_fp4_4 : rows16_fp4_1)
+                 : tt == 4 ? rows16_q4_4
+                           : rows16_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
+                                          inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                                          inside ? ldy : 2 * GQ_X8_ROWS);
                 for (int t = 0; t < tt && !inside; t++) /* a block cut by the range: its rows in range */
                     for (int j = 0; j < 2 * GQ_X8_ROWS; j++) {
                         const int rr = R * GQ_X8_ROWS + j;
@@ -696,9 +732,11 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
             for (int m = 0; m < a->M;) {
                 float o[4 * GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 1) * GQ_X8_ROWS <= r1;
-                (tt == 4 ? rows8_q4_4 : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb,
-                                                    ngs, inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
-                                                    inside ? ldy : GQ_X8_ROWS);
+                (fp4       ? (tt == 4 ? rows8_fp4_4 : rows8_fp4_1)
+                 : tt == 4 ? rows8_q4_4
+                           : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
+                                         inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                                         inside ? ldy : GQ_X8_ROWS);
                 for (int t = 0; t < tt && !inside; t++) /* a block cut by the range: its rows in range */
                     for (int j = 0; j < GQ_X8_ROWS; j++) {
                         const int rr = R * GQ_X8_ROWS + j;

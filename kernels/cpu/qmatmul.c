@@ -96,8 +96,8 @@ static void dequant_scalar(const gq_qmat *w, int r0, int r1, float *dst) {
 
 int gq_qmat_x8_able(const gq_qmat *w) {
     const gq_qformat f = w->spec.format;
-    return ((f == GQ_QF_INT4 || f == GQ_QF_INT4A) && w->s16 ? 1 : f == GQ_QF_NF4) && w->group % 32 == 0 &&
-           w->cols % w->group == 0 && w->rows >= GQ_X8_ROWS;
+    return ((f == GQ_QF_INT4 || f == GQ_QF_INT4A) && w->s16 ? 1 : f == GQ_QF_NF4 || (f == GQ_QF_FP4 && w->s32)) &&
+           w->group % 32 == 0 && w->cols % w->group == 0 && w->rows >= GQ_X8_ROWS;
 }
 
 /* Interleave one per-group array of 8 rows (groups values of esz bytes per row, row after row)
