@@ -650,6 +650,15 @@ static void row2_nf4i(const gq_qmat *w, int r, const __m256i *xw, const float *x
     *o1 = hsum8(acc1);
 }
 
+/* Results of rows b0 .. b0 + nb - 1 for tt tokens (o: nb per token) into y, only the rows in
+ * [r0, r1): a block of the 8-row layout that the thread's range cuts (blocks inside the range
+ * are stored straight into y by the kernels). */
+static void put_cut_rows(float *y, int ldy, int r0, int r1, int b0, int nb, const float *o, int tt) {
+    for (int t = 0; t < tt; t++)
+        for (int j = 0; j < nb; j++)
+            if (b0 + j >= r0 && b0 + j < r1) y[(size_t)t * ldy + (b0 + j - r0)] = o[t * nb + j];
+}
+
 static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *y, int ldy) {
     const gq_qformat f = w->spec.format;
     const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
@@ -658,7 +667,10 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
     const int q32 = (f == GQ_QF_INT3 || f == GQ_QF_INT2) && gq_qmat_int_path(w);
     const int i8 = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && gq_qmat_int_path(w);
     const int nf = f == GQ_QF_NF4 && gq_qmat_int_path(w);
-    if (f != GQ_QF_F32 && !q4 && !q32 && !i8 && !nf) {
+    enum { NF_MAXK = 16384 }; /* nf4: the int16 activation buffers hold this many columns */
+    /* no kernel here for these; nf4 in the 8-row layout with more columns than the buffers hold
+     * has none either (its row kernels read the exported layout): the scalar kernel reads both */
+    if ((f != GQ_QF_F32 && !q4 && !q32 && !i8 && !nf) || (nf && w->x8 && K > NF_MAXK)) {
         gq_qdot_variant("scalar")->rows(w, r0, r1, a, y, ldy);
         return;
     }
@@ -720,11 +732,7 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
                            : rows16_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
                                           inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
                                           inside ? ldy : 2 * GQ_X8_ROWS);
-                for (int t = 0; t < tt && !inside; t++) /* a block cut by the range: its rows in range */
-                    for (int j = 0; j < 2 * GQ_X8_ROWS; j++) {
-                        const int rr = R * GQ_X8_ROWS + j;
-                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t * 2 * GQ_X8_ROWS + j];
-                    }
+                if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, 2 * GQ_X8_ROWS, o, tt);
                 m += tt;
             }
 #endif
@@ -737,17 +745,12 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
                            : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
                                          inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
                                          inside ? ldy : GQ_X8_ROWS);
-                for (int t = 0; t < tt && !inside; t++) /* a block cut by the range: its rows in range */
-                    for (int j = 0; j < GQ_X8_ROWS; j++) {
-                        const int rr = R * GQ_X8_ROWS + j;
-                        if (rr >= r0 && rr < r1) y[(size_t)(m + t) * ldy + (rr - r0)] = o[t * GQ_X8_ROWS + j];
-                    }
+                if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, GQ_X8_ROWS, o, tt);
                 m += tt;
             }
         r = r0 > n8 ? r0 : n8;
     }
-    enum { NF_MAXK = 16384 };
-    if (nf && w->x8 && K <= NF_MAXK) { /* nf4, 8-row layout (AVX2: int16 activations of as many tokens as fit) */
+    if (nf && w->x8) { /* nf4, 8-row layout (AVX2: int16 activations of as many tokens as fit) */
         const int n8 = gq_qmat_x8_rows(w);
         __m256i t0 = tlo, t1 = thi;
 #if GQ_QDOT_VNNI
@@ -775,10 +778,7 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
                     const int inside = R * GQ_X8_ROWS >= r0 && (R + 1) * GQ_X8_ROWS <= r1;
                     rows8_nf4(w, R, xs + (size_t)(m - m0) * K, a->bsum + (size_t)m * nb, a->d + (size_t)m * nb, t0, t1,
                               inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o);
-                    for (int j = 0; j < GQ_X8_ROWS && !inside; j++) { /* a block cut by the range */
-                        const int rr = R * GQ_X8_ROWS + j;
-                        if (rr >= r0 && rr < r1) y[(size_t)m * ldy + (rr - r0)] = o[j];
-                    }
+                    if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, GQ_X8_ROWS, o, 1);
                 }
         }
         r = r0 > n8 ? r0 : n8;
