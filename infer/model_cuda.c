@@ -279,19 +279,20 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
     for (int l = 0; l < g->n_layer; l++) {
         const gq_im_layer *L = &c->layers[l];
         void *kc = (uint8_t *)c->kc + l * lay, *vc = (uint8_t *)c->vc + l * lay;
-        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln1w, L->ln1b, M, C));
+        if (l == 0) /* later layers: the previous layer's residual add comes with this layernorm */
+            GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln1w, L->ln1b, M, C));
+        else
+            GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln1w, L->ln1b, M, C));
         GQ_TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
         GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
         GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
-        GQ_TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
-        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln2w, L->ln2b, M, C));
+        GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln2w, L->ln2b, M, C));
         GQ_TRY(gq_cuda_qmatmul(c->fch, c->ln, M, &L->fc, L->fcb));
         GQ_TRY(gq_cuda_gelu_forward(c->fch, c->fch, (size_t)M * 4 * C));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
-        GQ_TRY(gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C));
     }
-    return GQ_OK;
+    return g->n_layer ? gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C) : GQ_OK;
 }
 
 /* The last token's logits (and greedy pick) after the layers. */
@@ -340,8 +341,10 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         }
         if (!c->graph_tried) { /* capture the decode step once; replay it at every position */
             c->graph_tried = 1;
+            const char *env = getenv("GQ_CUDA_GRAPH"); /* 0: launch the ops one by one (for comparison) */
+            if (env && !strcmp(env, "0")) c->graph_tried = 2;
             c->g_temperature = m->temperature, c->g_top_k = m->top_k, c->g_top_p = m->top_p;
-            if (gq_cuda_graph_begin() == GQ_OK) {
+            if (c->graph_tried == 1 && gq_cuda_graph_begin() == GQ_OK) {
                 int rc = decode_step(m, c);
                 void *exec = NULL;
                 int rc2 = gq_cuda_graph_end(&exec);
@@ -351,6 +354,7 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
                     gq_cuda_graph_free(exec);
             }
         }
+        m->dev_graph = c->graph != NULL;
         if (c->graph)
             GQ_TRY(gq_cuda_graph_launch(c->graph));
         else

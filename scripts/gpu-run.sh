@@ -96,7 +96,8 @@ pack() {
   cmake --build build -j "$(nproc)" >/dev/null || return 1
   rm -rf .gpubin && mkdir -p .gpubin/bin .gpubin/lib .gpubin/data
   cp build/gpt2q-train build/gpt2q-export build/gpt2q-infer build/gpt2q-data build/tests/test_gpt2_parity build/tests/test_qat \
-    build/tests/test_infer_cuda .gpubin/bin/
+    build/tests/test_infer_cuda build/tests/test_cuda_ops build/tests/test_cuda_gelu build/tests/test_cuda_qmatmul \
+    build/bench/bench_cuda .gpubin/bin/
   # every shared library but glibc's, the compiler runtime's, CUDA's (the GPU machine has its
   # own) and OpenBLAS's (carried as .gpudeps' packages, 6x smaller than the library)
   ldd .gpubin/bin/* | awk '/=> \//{print $3}' | sort -u |
@@ -220,6 +221,111 @@ infer_checks() {
   cp -r "$logs" "$out/infer"
 }
 
+# the first call of a session, from .gpubin alone (no build there): every CUDA test, the
+# trainer's GPU checks, sanitizers on small shapes, then the benchmarks; each part time-boxed so
+# that one hang costs only its own box
+first() {
+  gpubin_env
+  local bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/first
+  rm -rf "$w" && mkdir -p "$w" "$logs"
+  t() { local n=$1 s=$2; shift 2; local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
+    printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0)); grep -E "FAIL|checks|passed|failed" "$logs/$n.log" | tail -2 | tr '\n' ' '; echo; }
+  for x in gelu ops qmatmul; do t "test_cuda_$x" 90 $bin/test_cuda_$x; done
+  t test_infer_cuda 90 $bin/test_infer_cuda
+  GQ_TEST_BACKEND=cuda t parity_cuda 60 $bin/test_gpt2_parity tests/fixtures/gpt2_tiny
+  GQ_TEST_BACKEND=cuda t qat_cuda 60 $bin/test_qat
+  local tr="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0"
+  t gpu200 90 $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda
+  grep -E "val" "$logs/gpu200.log" | tail -4; cp "$w/gpu200/train.jsonl" "$logs/gpu200.jsonl" 2>/dev/null
+  for k in 1 2; do t det$k 40 $tr --steps 30 --eval-every 0 --out "$w/det$k" --device cuda; done
+  cmp "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical checkpoints"
+  t res1 40 $tr --steps 30 --eval-every 0 --out "$w/res" --device cuda --stop-after 15
+  t res2 40 $bin/gpt2q-train --resume --out "$w/res" --device cuda
+  cmp "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
+  GQ_TEST_SMALL=1 t san_ops 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
+  t san_qmm 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_qmatmul
+  t san_infer 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda
+  t bench_cuda 90 $bin/bench_cuda
+  cat "$logs/bench_cuda.log"
+}
+
+# the second call: what the first left open (checkpoints compared dataset by dataset with h5py,
+# GPU <-> CPU resume, QAT, a sanitized training run) and where the decode step's time goes
+# (graph on / off, every kernel's duration under ncu)
+second() {
+  gpubin_env
+  local bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/second
+  rm -rf "$w" && mkdir -p "$w" "$logs"
+  t() { local n=$1 s=$2; shift 2; local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
+    printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0)); grep -E "FAIL|checks|passed|failed|^step [0-9]+/[0-9]+ " "$logs/$n.log" | tail -1 | tr '\n' ' '; echo; }
+  t test_infer_cuda 90 $bin/test_infer_cuda
+  local tr="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0"
+  t gpu200 60 $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda
+  for k in 1 2; do t det$k 40 $tr --steps 30 --eval-every 0 --out "$w/det$k" --device cuda; done
+  python3 scripts/h5same.py "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical parameters and AdamW state"
+  t res1 40 $tr --steps 30 --eval-every 0 --out "$w/res" --device cuda --stop-after 15
+  t res2 40 $bin/gpt2q-train --resume --out "$w/res" --device cuda
+  python3 scripts/h5same.py "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
+  t g2c1 40 $tr --steps 30 --eval-every 0 --out "$w/g2c" --device cuda --stop-after 15
+  t g2c2 60 $bin/gpt2q-train --resume --out "$w/g2c" --device cpu
+  t c2g1 60 $tr --steps 30 --eval-every 0 --out "$w/c2g" --device cpu --stop-after 15
+  t c2g2 40 $bin/gpt2q-train --resume --out "$w/c2g" --device cuda
+  t cpu30 90 $tr --steps 30 --eval-every 0 --out "$w/cpu30" --device cpu
+  t qat 60 $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda --distill 0.5
+  tail -4 "$logs/qat.log"
+  t san_train 120 compute-sanitizer --tool memcheck --error-exitcode 9 $tr --steps 3 --batch 2 --seq 64 --eval-every 0 \
+    --eval-batches 1 --out "$w/san" --device cuda
+  tail -2 "$logs/san_train.log"
+  t m124 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --steps 1 --batch 1 --seq 64 --eval-every 0 \
+    --eval-batches 1 --sample-len 0 --out "$w/m" --device cuda
+  $bin/gpt2q-export "$w/m/ckpt-00000001.h5" --format int4 --group 64 --layers all -o "$w/int4.h5" >/dev/null
+  for g in 1 0 1 0; do GQ_CUDA_GRAPH=$g timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json; done | tee "$logs/graph.jsonl"
+  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/ncu.csv" \
+    $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4 >"$logs/ncu_run.log" 2>&1
+  echo "ncu exit $?"; wc -l "$logs/ncu.csv"
+}
+
+# the third call: the decode kernels reworked after the second's ncu profile (tests, sanitizers,
+# the 124M bench in every format, CPU == GPU text, ncu again)
+third() {
+  gpubin_env
+  local bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/third
+  rm -rf "$w" && mkdir -p "$w" "$logs"
+  t() { local n=$1 s=$2; shift 2; local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
+    printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0)); grep -E "FAIL|checks|passed|failed|ERROR SUMMARY" "$logs/$n.log" | tail -2 | tr '\n' ' '; echo; }
+  for x in gelu ops qmatmul; do t "test_cuda_$x" 90 $bin/test_cuda_$x; done
+  t test_infer_cuda 90 $bin/test_infer_cuda
+  grep -E "FAIL" "$logs/test_infer_cuda.log" "$logs/test_cuda_ops.log" | head -20
+  GQ_TEST_BACKEND=cuda t parity_cuda 60 $bin/test_gpt2_parity tests/fixtures/gpt2_tiny
+  GQ_TEST_BACKEND=cuda t qat_cuda 60 $bin/test_qat
+  t m124 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --steps 1 --batch 1 --seq 64 --eval-every 0 \
+    --eval-batches 1 --sample-len 0 --out "$w/m" --device cuda
+  local c="$w/m/ckpt-00000001.h5"
+  for f in int8 "int4 --group 64" nf4 fp4; do
+    $bin/gpt2q-export "$c" --format $f --layers all -o "$w/${f%% *}.h5" >/dev/null
+  done
+  for m in "$c" "$w/int8.h5" "$w/int4.h5" "$w/nf4.h5" "$w/fp4.h5"; do
+    timeout 60 $bin/gpt2q-infer bench "$m" --device cuda --json
+  done | tee "$logs/bench.jsonl"
+  for h in f16 bf16; do timeout 60 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json; done | tee -a "$logs/bench.jsonl"
+  for g in 0 1; do GQ_CUDA_GRAPH=$g timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json; done | tee -a "$logs/bench.jsonl"
+  timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda | tee "$logs/bench_int4.txt"
+  for d in cpu cuda; do
+    timeout 60 $bin/gpt2q-infer generate "$w/int4.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
+    timeout 60 $bin/gpt2q-infer generate "$c" --device $d --prompt "Once upon a time" -n 50 --temperature 0.8 \
+      --top-k 40 --top-p 0.95 --seed 7 >"$logs/sam_$d.txt" 2>"$logs/sam_$d.err"
+  done
+  cmp "$logs/gen_cpu.txt" "$logs/gen_cuda.txt" && echo "greedy int4 text: GPU == CPU"
+  cmp "$logs/sam_cpu.txt" "$logs/sam_cuda.txt" && echo "sampled fp32 text: GPU == CPU"
+  t san_infer 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda
+  GQ_TEST_SMALL=1 t san_ops 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
+  t bench_decode 60 $bin/bench_cuda decode
+  timeout 90 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/ncu.csv" \
+    $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4 >"$logs/ncu_run.log" 2>&1
+  echo "ncu exit $?"
+  t race_infer 120 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_infer_cuda
+}
+
 bench() {
   libpath
   [ -x build-gpu/bench/bench_cuda ] && build-gpu/bench/bench_cuda 2>&1 | tee "$out/bench_cuda.log"
@@ -246,6 +352,9 @@ for step in "$@"; do
     train) train_checks ;;
     speed) speed_checks ;;
     infer) infer_checks ;;
+    first) first ;;
+    second) second ;;
+    third) third ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -397,6 +397,26 @@ static void case_fakequant(shape s) {
     }
 }
 
+/* the runner's fused x += r; layernorm(x) against the CPU's residual then layernorm */
+static void case_residual_layernorm(shape s) {
+    const int N = s.B * s.T, C = s.C;
+    const size_t n = (size_t)N * C;
+    float *x = hrand(n, -2, 3), *r = hrand(n, -1, 1), *w = hrand(C, 0.5f, 1.5f), *b = hrand(C, -0.5f, 0.5f);
+    float *xs = malloc(n * 4), *y = malloc(n * 4), *mean = malloc(N * 4), *rstd = malloc(N * 4);
+    float *d_x = dev(x, n * 4), *d_r = dev(r, n * 4), *d_w = dev(w, C * 4), *d_b = dev(b, C * 4);
+    float *d_y = dev_poison(n * 4), *d_mean = dev_poison(N * 4), *d_rstd = dev_poison(N * 4);
+    CPU->residual_forward(xs, x, r, n);
+    CPU->layernorm_forward(y, mean, rstd, xs, w, b, N, C);
+    CHECK_OK(gq_cuda_residual_layernorm(d_x, d_r, d_y, d_mean, d_rstd, d_w, d_b, N, C));
+    compare_dev("residual_layernorm x", d_x, xs, n, 0, 0);
+    compare_dev("residual_layernorm out", d_y, y, n, 1e-5, 1e-5);
+    compare_dev("residual_layernorm mean", d_mean, mean, N, 1e-6, 1e-5);
+    compare_dev("residual_layernorm rstd", d_rstd, rstd, N, 1e-6, 1e-5);
+    void *bufs[] = {d_x, d_r, d_w, d_b, d_y, d_mean, d_rstd};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(x), free(r), free(w), free(b), free(xs), free(y), free(mean), free(rstd);
+}
+
 int main(void) {
     const char *self_env = getenv("GQ_TEST_SELF");
     int self = self_env && *self_env == '1';
@@ -424,6 +444,14 @@ int main(void) {
             if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision) && k != 0) continue; /* own shapes */
             cases[c].fn(s);
         }
+    }
+    /* the runner's few-row layernorm (a block per row, N <= 64): one row of GPT-2 small, and 64
+     * rows of GPT-2 XL's width */
+    const shape few[] = {{1, 1, 768, 12, 64, 61, 64}, {1, 64, 1600, 25, 64, 61, 64}, {1, 65, 1600, 25, 64, 61, 64}};
+    for (size_t k = 0; k < sizeof few / sizeof *few; k++) {
+        printf("layernorm N=%d C=%d\n", few[k].B * few[k].T, few[k].C);
+        case_layernorm(few[k]);
+        if (!self) case_residual_layernorm(few[k]);
     }
     if (!self) CHECK_OK(gq_cuda_sync());
     return gq_test_finish("test_cuda_ops");

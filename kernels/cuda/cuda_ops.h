@@ -61,6 +61,9 @@ int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);
 /* d_dinp = gelu'(d_inp) * d_dout; all (n) fp32 */
 int gq_cuda_gelu_backward(float *d_dinp, const float *d_inp, const float *d_dout, size_t n);
 int gq_cuda_residual_forward(float *out, const float *a, const float *b, size_t n);
+/* x += r (N x C), then out = layernorm(x) with its mean and rstd: one kernel when N <= 64 */
+int gq_cuda_residual_layernorm(float *x, const float *r, float *out, float *mean, float *rstd, const float *weight,
+                               const float *bias, int N, int C);
 int gq_cuda_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
                                  int Vp);
 int gq_cuda_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,

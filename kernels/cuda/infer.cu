@@ -70,6 +70,7 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     const float scale = 1.0f / sqrtf((float)hs);
     const float *q = qkv + (size_t)m * 3 * C + h * hs;
     const float *pass = qkv; /* own_pass: position u is this pass's row u (the pass started at 0) */
+#pragma unroll 4
     for (int u = warp; u < n; u += nw) {
         float d = 0.0f;
         for (int e = lane; e < hs; e += 32) {
@@ -100,8 +101,32 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     sum = 0.0f;
     for (int w = 0; w < nw; w++) sum += red[w];
     const float inv = 1.0f / sum;
+    /* the weighted sum of values: ATT_THREADS / hs groups of hs threads, each group over every
+     * groups-th position (all threads busy when hs < ATT_THREADS), then the groups' sums in order */
+    const int groups = hs <= ATT_THREADS ? ATT_THREADS / hs : 1;
+    if (groups > 1) {
+        __shared__ float part[ATT_THREADS];
+        const int g = threadIdx.x / hs, e = threadIdx.x % hs;
+        float acc = 0.0f;
+        if (g < groups) {
+#pragma unroll 4
+            for (int u = g; u < n; u += groups) {
+                const float v = own_pass ? pass[(size_t)u * 3 * C + 2 * C + h * hs + e] : kv_get(vc, f16, (size_t)u * C + h * hs + e);
+                acc += s[u] * v;
+            }
+        }
+        part[threadIdx.x] = acc;
+        __syncthreads();
+        if (threadIdx.x < hs) {
+            float t = 0.0f;
+            for (int k = 0; k < groups; k++) t += part[k * hs + threadIdx.x];
+            out[(size_t)m * C + h * hs + threadIdx.x] = t * inv;
+        }
+        return;
+    }
     for (int e = threadIdx.x; e < hs; e += ATT_THREADS) {
         float acc = 0.0f;
+#pragma unroll 4
         for (int u = 0; u < n; u++) {
             const float v = own_pass ? pass[(size_t)u * 3 * C + 2 * C + h * hs + e] : kv_get(vc, f16, (size_t)u * C + h * hs + e);
             acc += s[u] * v;
@@ -114,38 +139,64 @@ extern "C" int gq_cuda_attend(float *out, const float *qkv, const void *kc, cons
                               const int32_t *d_pos, int own_pass, int M, int NH, int C, int T) {
     if (M <= 0) return GQ_OK;
     const size_t smem = (size_t)T * sizeof(float);
-    if (smem > 48 * 1024) return gq_errf(GQ_EUNSUPPORTED, "CUDA attention: a context of %d positions (at most 12288)", T);
+    if (smem > 47 * 1024) /* 48 KiB of shared memory, less the block's own arrays */
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA attention: a context of %d positions (at most 12032)", T);
     attend_kernel<<<dim3((unsigned)NH, (unsigned)M), ATT_THREADS, smem>>>(out, qkv, kc, vc, f16, d_pos, own_pass, NH,
                                                                           C);
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
 
-/* The index of the largest of x[0..n) (the first on ties, as the CPU sampler's greedy pick). */
-static __global__ void argmax_kernel(int32_t *out, const float *x, int n) {
+/* The index of the largest of x[0..n) (the first on ties, as the CPU sampler's greedy pick; NaN
+ * never wins). Two passes: ARGMAX_BLOCKS blocks each pick within their share, then one block
+ * picks among theirs. (One block of 1024 threads over the 50257 logits took 22 us on the H200,
+ * each thread's 49 loads one after another; the partials live in device globals, one picker at a
+ * time on the stream.) */
+enum { ARGMAX_BLOCKS = 128, ARGMAX_THREADS = 256 };
+static __device__ float g_argmax_v[ARGMAX_BLOCKS];
+static __device__ int g_argmax_i[ARGMAX_BLOCKS];
+
+static __device__ __forceinline__ void argmax_merge(float &v, int &idx, float ov, int oi) {
+    if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+}
+
+/* the block's pick of (v, idx) across its threads, in thread 0 */
+static __device__ void argmax_block(float &v, int &idx) {
     __shared__ float bv[32];
     __shared__ int bi[32];
-    float v = -INFINITY;
-    int idx = 0x7fffffff;
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
-        if (x[i] > v) v = x[i], idx = i; /* ascending i per thread: the first of equal values */
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(FULL, v, o);
         const int oi = __shfl_xor_sync(FULL, idx, o);
-        if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+        argmax_merge(v, idx, ov, oi);
     }
     if (threadIdx.x % 32 == 0) bv[threadIdx.x / 32] = v, bi[threadIdx.x / 32] = idx;
     __syncthreads();
     if (threadIdx.x == 0) {
         v = bv[0], idx = bi[0];
-        for (int w = 1; w < (int)blockDim.x / 32; w++)
-            if (bv[w] > v || (bv[w] == v && bi[w] < idx)) v = bv[w], idx = bi[w];
-        *out = idx;
+        for (int w = 1; w < (int)blockDim.x / 32; w++) argmax_merge(v, idx, bv[w], bi[w]);
     }
 }
 
+static __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_part_kernel(const float *x, int n) {
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = blockIdx.x * ARGMAX_THREADS + threadIdx.x; i < n; i += ARGMAX_BLOCKS * ARGMAX_THREADS)
+        if (x[i] > v) v = x[i], idx = i; /* ascending i per thread: the first of equal values */
+    argmax_block(v, idx);
+    if (threadIdx.x == 0) g_argmax_v[blockIdx.x] = v, g_argmax_i[blockIdx.x] = idx;
+}
+
+static __global__ void __launch_bounds__(ARGMAX_BLOCKS) argmax_final_kernel(int32_t *out) {
+    float v = g_argmax_v[threadIdx.x];
+    int idx = g_argmax_i[threadIdx.x];
+    argmax_block(v, idx);
+    if (threadIdx.x == 0) *out = idx;
+}
+
 extern "C" int gq_cuda_argmax(int32_t *d_out, const float *x, int n) {
-    argmax_kernel<<<1, 1024>>>(d_out, x, n);
+    argmax_part_kernel<<<ARGMAX_BLOCKS, ARGMAX_THREADS>>>(x, n);
+    GQ_CUDA_CHECK_LAUNCH();
+    argmax_final_kernel<<<1, ARGMAX_BLOCKS>>>(d_out);
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }

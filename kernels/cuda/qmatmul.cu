@@ -15,18 +15,24 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
 
 #define FULL 0xffffffffu
 
-static __global__ void __launch_bounds__(QMV_WARPS * 32)
+/* MM: the most tokens one pass takes. The decode step (M = 1) has its own instance: with room for
+ * 8 tokens' sums the kernel holds 80 registers a thread, 3 blocks an SM, and the 50257-row
+ * embedding product ran in 16 waves of one memory round trip each (ncu on the H200: 50 us for
+ * its 20 MB in int4). */
+template <int MM>
+static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
     qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast) {
     __shared__ float lut[16];
     const gq_qformat f = w.spec.format;
-    if (threadIdx.x < 16) lut[threadIdx.x] = gq_qvalue(f, threadIdx.x, 1.0f, 0); /* nf4 / fp4 value per code */
+    if (threadIdx.x < 16 && (f == GQ_QF_NF4 || f == GQ_QF_FP4))
+        lut[threadIdx.x] = gq_qvalue(f, threadIdx.x, 1.0f, 0); /* nf4 / fp4 value per code */
     __syncthreads();
     const int row = blockIdx.x * QMV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= w.rows) return;
     const int K = w.cols, G = w.group, bits = gq_qbits(f), ng = f == GQ_QF_F32 ? 1 : K / G;
-    float acc[QMV_MAXM];
+    float acc[MM];
 #pragma unroll
-    for (int m = 0; m < QMV_MAXM; m++)
+    for (int m = 0; m < MM; m++)
         acc[m] = 0.0f;
 
     if (f == GQ_QF_F32 && w.h16) { /* fp16 / bf16 rows: 8 values per 16-byte load */
@@ -41,8 +47,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
                 v[b] = w.h16_bf16 ? gq_bf16_to_f32(h) : gq_f16_to_f32(h);
             }
 #pragma unroll
-            for (int m = 0; m < QMV_MAXM; m++)
-                if (m < M) {
+            for (int m = 0; m < MM; m++)
+                if (MM == 1 || m < M) /* one token: the loads need no guard, so they issue at once */ {
                     const float *xm = x + (size_t)m * K + c;
                     float a = 0.0f;
 #pragma unroll
@@ -55,8 +61,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
         for (int c = lane * 4; c < K; c += 128) {
             float4 v = *(const float4 *)(wr + c);
 #pragma unroll
-            for (int m = 0; m < QMV_MAXM; m++)
-                if (m < M) {
+            for (int m = 0; m < MM; m++)
+                if (MM == 1 || m < M) {
                     const float *xm = x + (size_t)m * K + c;
                     acc[m] += v.x * xm[0] + v.y * xm[1] + v.z * xm[2] + v.w * xm[3];
                 }
@@ -83,8 +89,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
             }
             const size_t x0 = (size_t)k * G + j;
 #pragma unroll
-            for (int m = 0; m < QMV_MAXM; m++)
-                if (m < M) {
+            for (int m = 0; m < MM; m++)
+                if (MM == 1 || m < M) {
                     const float4 *xl = (const float4 *)(x + (size_t)m * K + x0), *xh = xl + half / 4;
                     float a = 0.0f;
 #pragma unroll
@@ -107,8 +113,8 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
             for (int b = 0; b < 16; b++)
                 v[b] = (float)(int8_t)((words[b / 4] >> (8 * (b % 4))) & 0xff) * s;
 #pragma unroll
-            for (int m = 0; m < QMV_MAXM; m++)
-                if (m < M) {
+            for (int m = 0; m < MM; m++)
+                if (MM == 1 || m < M) {
                     const float4 *xm = (const float4 *)(x + (size_t)m * K + o);
                     float a = 0.0f;
 #pragma unroll
@@ -123,12 +129,12 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32)
         for (int c = lane; c < K; c += 32) {
             const float v = gq_qmat_value(&w, row, c);
 #pragma unroll
-            for (int m = 0; m < QMV_MAXM; m++)
-                if (m < M) acc[m] += v * x[(size_t)m * K + c];
+            for (int m = 0; m < MM; m++)
+                if (MM == 1 || m < M) acc[m] += v * x[(size_t)m * K + c];
         }
     }
 #pragma unroll
-    for (int m = 0; m < QMV_MAXM; m++) {
+    for (int m = 0; m < MM; m++) {
         if (m >= M) break;
         float a = acc[m];
         for (int s = 16; s > 0; s >>= 1)
@@ -211,8 +217,12 @@ extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w
         return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: fp32 / fp16 rows must be 16-byte aligned (whole 16-byte steps)");
     for (int m0 = 0; m0 < M; m0 += QMV_MAXM) {
         int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
-        qmatmul_kernel<<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
-            y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast);
+        if (mm == 1)
+            qmatmul_kernel<1><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast);
+        else
+            qmatmul_kernel<QMV_MAXM><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast);
         GQ_CUDA_CHECK_LAUNCH();
     }
     return GQ_OK;
