@@ -26,6 +26,14 @@
 #               model exported to int8 / int4 g64 / nf4: `gpt2q-infer bench --device cuda` (GPU
 #               memory, 50 tokens from "Once upon a time", decode bandwidth vs device copy) and
 #               transformers fp32 / fp16 / bitsandbytes 8-bit / NF4 in the same call
+#   scripts/gpu-run.sh fetch-bnb    here: the bitsandbytes wheel into .whl/ (gitignored); then on the GPU
+#                                   machine `bnb`, carrying .whl alone: transformers fp32 / fp16 and
+#                                   bitsandbytes 8-bit / NF4, 50 tokens and memory (bench/hf_generate_gpu.py)
+#   From .gpubin alone (no build on the GPU machine; session 7's calls, each time-boxed per part):
+#       first   every CUDA test, the trainer's GPU checks (determinism, resume), sanitizers, bench_cuda
+#       second  GPU <-> CPU resume, QAT, a sanitized training run, decode with / without the CUDA
+#               graph and every decode kernel's time under ncu
+#       third   the runner's tests and sanitizers, the 124M bench in every format, CPU == GPU text, ncu
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
 #                                   and a CPU reference run, into .gpubin/ (gitignored)
@@ -38,6 +46,20 @@ root="$PWD/.gpudeps/root"
 out=/tmp/gq-gpu-logs
 mkdir -p "$out"
 if [ -n "${OUT:-}" ]; then trap 'tar czf "$OUT/gpu_logs.tgz" -C "$out" .' EXIT; fi
+
+# bitsandbytes is not in the GPU image: its wheel travels in .whl/ (43 MB: a call of its own,
+# without .gpudeps / .gpubin)
+fetch_bnb() {
+  mkdir -p .whl
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl bitsandbytes
+  du -sh .whl
+}
+
+bnb() {
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
+  PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 300 python3 bench/hf_generate_gpu.py 2>&1 | tee "$out/hf_bnb.log" | grep -E '^[{]|Error'
+}
 
 fetch() {
   mkdir -p .gpudeps
@@ -238,10 +260,10 @@ first() {
   t gpu200 90 $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda
   grep -E "val" "$logs/gpu200.log" | tail -4; cp "$w/gpu200/train.jsonl" "$logs/gpu200.jsonl" 2>/dev/null
   for k in 1 2; do t det$k 40 $tr --steps 30 --eval-every 0 --out "$w/det$k" --device cuda; done
-  cmp "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical checkpoints"
+  python3 scripts/h5same.py "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical parameters and AdamW state"
   t res1 40 $tr --steps 30 --eval-every 0 --out "$w/res" --device cuda --stop-after 15
   t res2 40 $bin/gpt2q-train --resume --out "$w/res" --device cuda
-  cmp "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
+  python3 scripts/h5same.py "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
   GQ_TEST_SMALL=1 t san_ops 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
   t san_qmm 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_qmatmul
   t san_infer 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda
@@ -337,6 +359,8 @@ for step in "$@"; do
   echo "#### $step"
   case "$step" in
     fetch) fetch ;;
+    fetch-bnb) fetch_bnb ;;
+    bnb) bnb ;;
     env) env_report ;;
     build) build || exit 1 ;;
     test) run_tests ;;
