@@ -67,6 +67,7 @@ struct gq_im_cuda {
     int graph_tried;
     float g_temperature, g_top_p; /* the sampler settings the graph was captured with */
     int g_top_k;
+    int32_t dev_pos, dev_tok; /* what c->pos and c->tokens hold after a decode step (-1: unknown) */
 };
 
 int gq_imc_available(void) { return gq_cuda_device_count() > 0; }
@@ -198,6 +199,7 @@ static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
 static void free_state(struct gq_im_cuda *c) {
     gq_cuda_graph_free(c->graph);
     c->graph = NULL, c->graph_tried = 0;
+    c->dev_pos = c->dev_tok = -1;
     if (c->state) gq_cuda_free(c->state);
     c->state = NULL;
 }
@@ -284,12 +286,15 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
         else
             GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln1w, L->ln1b, M, C));
         GQ_TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
-        GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
-        GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
+        if (M == 1 && !own_pass) { /* the decode step: the KV store inside the attention launch */
+            GQ_TRY(gq_cuda_store_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, NH, C, c->T));
+        } else {
+            GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
+            GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
+        }
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
         GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln2w, L->ln2b, M, C));
-        GQ_TRY(gq_cuda_qmatmul(c->fch, c->ln, M, &L->fc, L->fcb));
-        GQ_TRY(gq_cuda_gelu_forward(c->fch, c->fch, (size_t)M * 4 * C));
+        GQ_TRY(gq_cuda_qmatmul_gelu(c->fch, c->ln, M, &L->fc, L->fcb));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
     }
     return g->n_layer ? gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C) : GQ_OK;
@@ -303,9 +308,12 @@ static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->u, c->prob);
 }
 
+/* One token after the prompt; it ends by setting the next step's token (this step's pick) and
+ * position in device memory, so that a generation loop uploads nothing before its next step. */
 static int decode_step(gq_im *m, struct gq_im_cuda *c) {
     GQ_TRY(layers(m, c, 1, 0));
-    return head_last(m, c, 1);
+    GQ_TRY(head_last(m, c, 1));
+    return gq_cuda_decode_advance(c->tokens, c->pos, c->next);
 }
 
 int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_t *targets, double *loss_sum,
@@ -315,8 +323,12 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, V = g->vocab_size, Vp = g->padded_vocab_size;
     const int32_t p32 = pos;
-    GQ_TRY(gq_cuda_upload(c->tokens, tokens, (size_t)n * sizeof *tokens));
-    GQ_TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
+    const int decode = n == 1 && pos > 0 && !targets;
+    if (!(decode && c->dev_pos == pos && c->dev_tok == tokens[0])) { /* else the last step left them there */
+        GQ_TRY(gq_cuda_upload(c->tokens, tokens, (size_t)n * sizeof *tokens));
+        GQ_TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
+    }
+    c->dev_pos = c->dev_tok = -1;
     if (m->temperature > 0) GQ_TRY(gq_cuda_upload(c->u, &m->sample_u, sizeof m->sample_u));
     /* the CPU runner's rule: a pass of GQ_QMM_PANEL_MIN+ tokens from position 0 attends over its
      * own fp32 keys and values, every other pass over the cache */
@@ -333,7 +345,7 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
             if (targets[r] >= 0) *loss_sum += host[r], (*n_scored)++;
         return GQ_OK;
     }
-    if (n == 1 && pos > 0) {
+    if (decode) {
         if (c->graph_tried &&
             (c->g_temperature != m->temperature || c->g_top_k != m->top_k || c->g_top_p != m->top_p)) {
             gq_cuda_graph_free(c->graph); /* the sampler's settings are part of the graph: capture again */
@@ -364,6 +376,8 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         GQ_TRY(head_last(m, c, n));
     }
     GQ_TRY(gq_cuda_download(&m->next_token, c->next, sizeof m->next_token));
+    if (decode) /* -1 (the host samples) never matches a token */
+        c->dev_pos = pos + 1, c->dev_tok = m->next_token;
     if (m->skip_logits && m->next_token >= 0) return GQ_OK; /* the pick is all the caller needs */
     return gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits);
 }

@@ -4,6 +4,7 @@
  * sum_k |w x| + 1e-7 (fp32 accumulation of at most a few thousand terms). Token counts 1, 3 and
  * 11 (two passes of at most 8) in registers, and 20 (the tiled GEMM that dequantizes its weight
  * tiles; a 4200 x 1024 matrix spans many tiles). Exits 77 without a GPU. */
+#include "act_math.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
 #include "gq_rng.h"
@@ -58,6 +59,17 @@ static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng)
         if (t == 0)
             printf("%-8s g%-5d [%4d,%4d] M=1,3,11,20: worst error %.3f of the bound\n", fmt, m.w.group, rows, cols,
                    worst);
+        /* the GELU epilogue: act_math.h's GELU of the same products, bit for bit (the runner's
+         * MLP, one launch instead of product + gelu kernel) */
+        float *y2 = malloc((size_t)M * rows * 4);
+        CHECK_OK(gq_cuda_qmatmul_gelu(dy, dx, M, &d, t == 1 ? NULL : db));
+        CHECK_OK(gq_cuda_download(y2, dy, (size_t)M * rows * 4));
+        long bad = 0;
+        for (long i = 0; i < (long)M * rows; i++)
+            bad += memcmp(&y2[i], &(float){gq_gelu(y[i])}, 4) != 0;
+        CHECKF(bad == 0, "%s g%d [%d,%d] M=%d: %ld GELU outputs differ from gelu(product)", fmt, m.w.group, rows, cols,
+               M, bad);
+        free(y2);
         gq_cuda_free(dx), gq_cuda_free(db), gq_cuda_free(dy);
         free(x), free(bias), free(y);
     }

@@ -192,6 +192,61 @@ static void check_argmax(void) {
     free(x);
 }
 
+/* The decode step's fused KV store + attention against the two launches it replaces: the same
+ * output and the same cache bytes, for fp16 and fp32 caches and head sizes 16, 64, 100. */
+static void check_store_attend(void) {
+    const struct {
+        int NH, C, t;
+    } set[] = {{4, 64, 0}, {12, 768, 37}, {2, 200, 300}};
+    enum { T = 512 };
+    gq_rng r;
+    gq_rng_seed(&r, 17);
+    for (size_t k = 0; k < sizeof set / sizeof *set; k++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            const int NH = set[k].NH, C = set[k].C;
+            const int32_t t = set[k].t;
+            const size_t es = f16 ? 2 : 4, cache = (size_t)T * C * es;
+            float *qkv = malloc(sizeof(float) * 3 * C), *o1 = malloc(sizeof(float) * C), *o2 = malloc(sizeof(float) * C);
+            uint8_t *kv = malloc(cache), *k1 = malloc(cache), *k2 = malloc(cache), *v1 = malloc(cache), *v2 = malloc(cache);
+            for (int i = 0; i < 3 * C; i++)
+                qkv[i] = 2.0f * gq_rng_float(&r) - 1.0f;
+            for (size_t i = 0; i < (size_t)T * C; i++) { /* earlier positions */
+                const float v = gq_rng_float(&r) - 0.5f;
+                if (f16)
+                    ((uint16_t *)kv)[i] = gq_f32_to_f16(v);
+                else
+                    ((float *)kv)[i] = v;
+            }
+            void *dq = NULL, *dk1 = NULL, *dv1 = NULL, *dk2 = NULL, *dv2 = NULL, *do1 = NULL, *do2 = NULL, *dp = NULL;
+            CHECK_OK(gq_cuda_alloc(&dq, sizeof(float) * 3 * C));
+            CHECK_OK(gq_cuda_alloc(&dp, sizeof t));
+            CHECK_OK(gq_cuda_alloc(&do1, sizeof(float) * C));
+            CHECK_OK(gq_cuda_alloc(&do2, sizeof(float) * C));
+            void **bufs[] = {&dk1, &dv1, &dk2, &dv2};
+            for (int b = 0; b < 4; b++) {
+                CHECK_OK(gq_cuda_alloc(bufs[b], cache));
+                CHECK_OK(gq_cuda_upload(*bufs[b], kv, cache));
+            }
+            CHECK_OK(gq_cuda_upload(dq, qkv, sizeof(float) * 3 * C));
+            CHECK_OK(gq_cuda_upload(dp, &t, sizeof t));
+            CHECK_OK(gq_cuda_kv_store(dk1, dv1, f16, dq, dp, 1, C));
+            CHECK_OK(gq_cuda_attend(do1, dq, dk1, dv1, f16, dp, 0, 1, NH, C, T));
+            CHECK_OK(gq_cuda_store_attend(do2, dq, dk2, dv2, f16, dp, NH, C, T));
+            CHECK_OK(gq_cuda_download(o1, do1, sizeof(float) * C));
+            CHECK_OK(gq_cuda_download(o2, do2, sizeof(float) * C));
+            CHECK_OK(gq_cuda_download(k1, dk1, cache));
+            CHECK_OK(gq_cuda_download(k2, dk2, cache));
+            CHECK_OK(gq_cuda_download(v1, dv1, cache));
+            CHECK_OK(gq_cuda_download(v2, dv2, cache));
+            CHECKF(!memcmp(o1, o2, sizeof(float) * C) && !memcmp(k1, k2, cache) && !memcmp(v1, v2, cache),
+                   "store_attend NH %d C %d t %d f16 %d: differs from kv_store + attend", NH, C, t, f16);
+            CHECKF(memcmp(k1, kv, cache) != 0, "store_attend NH %d C %d: kv_store wrote nothing", NH, C);
+            void *all[] = {dq, dk1, dv1, dk2, dv2, do1, do2, dp};
+            for (int b = 0; b < 8; b++) gq_cuda_free(all[b]);
+            free(qkv), free(o1), free(o2), free(kv), free(k1), free(k2), free(v1), free(v2);
+        }
+}
+
 static void check_sampler(void) {
     enum { NV = 50257, DRAWS = 20 };
     float *x = malloc(sizeof(float) * NV), *dx = NULL, *dprob = NULL, *du = NULL;
@@ -275,6 +330,7 @@ int main(void) {
         in[i] = (int32_t)gq_rng_below(&r, V), tg[i] = (int32_t)gq_rng_below(&r, V);
     tg[3] = -1;
     check_argmax();
+    check_store_attend();
     check_sampler();
     check_model(ckpt, "fp32", &cfg, in, tg, 1);
     check_half(ckpt, &cfg, in);

@@ -56,6 +56,8 @@ int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float
  * in registers (the fast paths need 16-byte-aligned rows); M >= 16: a tiled fp32 GEMM whose
  * weight tiles are dequantized as they load. Any format and group; nothing allocated. */
 int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
+/* the same, then act_math.h's GELU on every output (the MLP's first product, one launch) */
+int gq_cuda_qmatmul_gelu(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);
 /* d_dinp = gelu'(d_inp) * d_dout; all (n) fp32 */
@@ -101,9 +103,15 @@ int gq_cuda_embed(float *x, const gq_qmat *wte, const float *wpe, const int32_t 
 int gq_cuda_kv_store(void *kc, void *vc, int f16, const float *qkv, const int32_t *d_pos, int M, int C);
 /* out (M, C): query m (at position *d_pos + m) attends to positions 0..*d_pos + m of the cache,
  * or, with own_pass (a pass from position 0), to this pass's own fp32 qkv rows; T: the cache's
- * positions (at most 12288) */
+ * positions (at most 12032) */
 int gq_cuda_attend(float *out, const float *qkv, const void *kc, const void *vc, int f16, const int32_t *d_pos,
                    int own_pass, int M, int NH, int C, int T);
+/* one query (the decode step): gq_cuda_kv_store of its key and value, then gq_cuda_attend
+ * (own_pass 0), in one launch */
+int gq_cuda_store_attend(float *out, const float *qkv, void *kc, void *vc, int f16, const int32_t *d_pos, int NH,
+                         int C, int T);
+/* d_tokens[0] = d_next[0], d_pos[0] += 1: the runner's decode step leaves its successor's input */
+int gq_cuda_decode_advance(int32_t *d_tokens, int32_t *d_pos, const int32_t *d_next);
 /* *d_out = the index of the largest of x[0..n) (the first of equal values) */
 int gq_cuda_argmax(int32_t *d_out, const float *x, int n);
 /* *d_out = the token infer/sample.h's rule picks from logits x[0..V) with the uniform *d_u

@@ -7,6 +7,7 @@
  *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a tiled fp32 GEMM of our own whose weight tiles
  *     are dequantized as they are loaded into shared memory (quant.h's exact values, as the
  *     CPU runner's panels). No cuBLAS here, so that gpt2q-infer does not load it. */
+#include "act_math.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 #include "qmatmul.h"
@@ -21,7 +22,7 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
  * its 20 MB in int4). */
 template <int MM>
 static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
-    qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast) {
+    qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast, int gelu) {
     __shared__ float lut[16];
     const gq_qformat f = w.spec.format;
     if (threadIdx.x < 16 && (f == GQ_QF_NF4 || f == GQ_QF_FP4))
@@ -71,6 +72,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
         const size_t rbytes = (size_t)K / 2;
         const uint8_t *qr = w.q + (size_t)row * rbytes;
         const int half = G / 2;
+#pragma unroll(MM == 1 ? 4 : 1) /* one token: several 16-byte loads in flight per lane on long rows (K = 3072: 3 steps) */
         for (size_t o = (size_t)lane * 16; o < rbytes; o += 32 * 16) {
             const uint4 raw = *(const uint4 *)(qr + o);
             const int k = (int)(o / half), j = (int)(o % half);
@@ -104,6 +106,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
         }
     } else if (fast && bits == 8) {
         const uint8_t *qr = w.q + (size_t)row * K;
+#pragma unroll(MM == 1 ? 4 : 1)
         for (int o = lane * 16; o < K; o += 32 * 16) {
             const uint4 raw = *(const uint4 *)(qr + o);
             const float s = gq_qmat_scale(&w, row, o / G);
@@ -139,7 +142,10 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
         float a = acc[m];
         for (int s = 16; s > 0; s >>= 1)
             a += __shfl_xor_sync(FULL, a, s);
-        if (lane == 0) y[(size_t)m * w.rows + row] = a + (bias ? bias[row] : 0.0f);
+        if (lane == 0) {
+            const float r = a + (bias ? bias[row] : 0.0f);
+            y[(size_t)m * w.rows + row] = gelu ? gq_gelu(r) : r; /* act_math.h's GELU: the gelu kernel's bits */
+        }
     }
 }
 
@@ -150,6 +156,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
  * does not load it). */
 enum { QG_TM = 64, QG_TN = 64, QG_TK = 16, QG_THREADS = 256 };
 
+template <int GELU> /* a template argument: the GELU's registers only where it is used */
 static __global__ void __launch_bounds__(QG_THREADS)
     qgemm_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias) {
     __shared__ float as[QG_TK][QG_TM + 4], bs[QG_TK][QG_TN + 4];
@@ -187,20 +194,26 @@ static __global__ void __launch_bounds__(QG_THREADS)
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int gm = m0 + ty * 4 + i, gn = n0 + tx * 4 + j;
-            if (gm < M && gn < N) y[(size_t)gm * N + gn] = acc[i][j] + (bias ? bias[gn] : 0.0f);
+            if (gm < M && gn < N) {
+                const float r = acc[i][j] + (bias ? bias[gn] : 0.0f);
+                y[(size_t)gm * N + gn] = GELU ? gq_gelu(r) : r;
+            }
         }
 }
 
-static int qmatmul_gemm(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
+static int qmatmul_gemm(float *y, const float *x, int M, const gq_qmat *w, const float *bias, int gelu) {
     const dim3 grid((unsigned)((w->rows + QG_TN - 1) / QG_TN), (unsigned)((M + QG_TM - 1) / QG_TM));
-    qgemm_kernel<<<grid, QG_THREADS>>>(y, x, M, *w, bias);
+    if (gelu)
+        qgemm_kernel<1><<<grid, QG_THREADS>>>(y, x, M, *w, bias);
+    else
+        qgemm_kernel<0><<<grid, QG_THREADS>>>(y, x, M, *w, bias);
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
 
-extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
+static int qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias, int gelu) {
     if (M <= 0) return GQ_OK;
-    if (M >= GQ_QMM_PANEL_MIN) return qmatmul_gemm(y, x, M, w, bias);
+    if (M >= GQ_QMM_PANEL_MIN) return qmatmul_gemm(y, x, M, w, bias, gelu);
     const gq_qformat f = w->spec.format;
     const int bits = gq_qbits(f);
     /* 16-byte loads of weights and activations: aligned bases, and rows of whole 16-byte steps */
@@ -219,11 +232,19 @@ extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w
         int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
         if (mm == 1)
             qmatmul_kernel<1><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
-                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast);
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, gelu);
         else
             qmatmul_kernel<QMV_MAXM><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
-                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast);
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, gelu);
         GQ_CUDA_CHECK_LAUNCH();
     }
     return GQ_OK;
+}
+
+extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
+    return qmatmul(y, x, M, w, bias, 0);
+}
+
+extern "C" int gq_cuda_qmatmul_gelu(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
+    return qmatmul(y, x, M, w, bias, 1);
 }
