@@ -29,11 +29,11 @@
 #   scripts/gpu-run.sh fetch-bnb    here: the bitsandbytes wheel into .whl/ (gitignored); then on the GPU
 #                                   machine `bnb`, carrying .whl alone: transformers fp32 / fp16 and
 #                                   bitsandbytes 8-bit / NF4, 50 tokens and memory (bench/hf_generate_gpu.py)
-#   From .gpubin alone (no build on the GPU machine; session 7's calls, each time-boxed per part):
-#       first   every CUDA test, the trainer's GPU checks (determinism, resume), sanitizers, bench_cuda
-#       second  GPU <-> CPU resume, QAT, a sanitized training run, decode with / without the CUDA
-#               graph and every decode kernel's time under ncu
-#       third   the runner's tests and sanitizers, the 124M bench in every format, CPU == GPU text, ncu
+#   From .gpubin alone (no build on the GPU machine; each part time-boxed):
+#       first   every CUDA test, the trainer's GPU checks (determinism, resume on and across
+#               devices, QAT), sanitizers, bench_cuda (about 2 minutes on the H200)
+#       next    the next session's first call: what session 7 wrote after its device calls, then
+#               the 124M bench + ncu, compare --device cuda, 124M training tf32 / bf16 + ncu
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
 #                                   and a CPU reference run, into .gpubin/ (gitignored)
@@ -243,27 +243,78 @@ infer_checks() {
   cp -r "$logs" "$out/infer"
 }
 
-# the first call of a session, from .gpubin alone (no build there): every CUDA test, the
-# trainer's GPU checks, sanitizers on small shapes, then the benchmarks; each part time-boxed so
-# that one hang costs only its own box
-first() {
+# ---- calls from .gpubin alone (no build on the GPU machine), each part time-boxed ----
+# t NAME SECONDS CMD...: run CMD into $logs/NAME.log; one line: exit code, seconds, its verdict
+t() {
+  local n=$1 s=$2; shift 2
+  local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
+  printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0))
+  grep -E "FAIL|checks|ERROR SUMMARY|RACECHECK SUMMARY|^step [0-9]+/[0-9]+ " "$logs/$n.log" | tail -2 | tr '\n' ' '; echo
+}
+
+# the libraries, and fresh folders: work in $w, logs in /tmp/gq-gpu-logs/NAME
+call_setup() {
   gpubin_env
-  local bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/first
+  bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/$1
   rm -rf "$w" && mkdir -p "$w" "$logs"
-  t() { local n=$1 s=$2; shift 2; local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
-    printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0)); grep -E "FAIL|checks|passed|failed" "$logs/$n.log" | tail -2 | tr '\n' ' '; echo; }
+}
+
+# every CUDA test binary, and the trainer's tests on the CUDA backend
+cuda_tests() {
   for x in gelu ops qmatmul; do t "test_cuda_$x" 90 $bin/test_cuda_$x; done
   t test_infer_cuda 90 $bin/test_infer_cuda
+  grep -h -E "FAIL" "$logs"/test_*.log | head -20
   GQ_TEST_BACKEND=cuda t parity_cuda 60 $bin/test_gpt2_parity tests/fixtures/gpt2_tiny
   GQ_TEST_BACKEND=cuda t qat_cuda 60 $bin/test_qat
+}
+
+# a GPT-2 124M-shaped model (one GPU step) and its exports: $w/m/ckpt-00000001.h5, $w/{int8,int4,nf4,fp4}.h5
+model124() {
+  t m124 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --steps 1 --batch 1 --seq 64 --eval-every 0 \
+    --eval-batches 1 --sample-len 0 --out "$w/m" --device cuda
+  for f in int8 "int4 --group 64" nf4 fp4; do
+    $bin/gpt2q-export "$w/m/ckpt-00000001.h5" --format $f --layers all -o "$w/${f%% *}.h5" >/dev/null
+  done
+}
+
+# greedy int4 and sampled fp32 text, CPU runner vs GPU runner, byte for byte
+same_text() {
+  for d in cpu cuda; do
+    timeout 60 $bin/gpt2q-infer generate "$w/int4.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
+    timeout 60 $bin/gpt2q-infer generate "$w/m/ckpt-00000001.h5" --device $d --prompt "Once upon a time" -n 50 \
+      --temperature 0.8 --top-k 40 --top-p 0.95 --seed 7 >"$logs/sam_$d.txt" 2>"$logs/sam_$d.err"
+  done
+  cmp "$logs/gen_cpu.txt" "$logs/gen_cuda.txt" && echo "greedy int4 text: GPU == CPU"
+  cmp "$logs/sam_cpu.txt" "$logs/sam_cuda.txt" && echo "sampled fp32 text: GPU == CPU"
+}
+
+# every kernel's time under ncu (one metric: a single pass each) into $logs/NAME.csv
+ncu_times() {
+  local n=$1; shift
+  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/$n.csv" "$@" >/dev/null 2>&1
+  echo "ncu $n: exit $?"
+}
+
+# A session's first call (session 7): every CUDA test, the trainer's determinism and resume on
+# the GPU (checkpoints compared with h5py: byte cmp differs with the output folder, which
+# /train/options records), GPU <-> CPU resume, QAT, memcheck, bench_cuda.
+first() {
+  call_setup first
+  cuda_tests
   local tr="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0"
-  t gpu200 90 $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda
-  grep -E "val" "$logs/gpu200.log" | tail -4; cp "$w/gpu200/train.jsonl" "$logs/gpu200.jsonl" 2>/dev/null
+  t gpu200 60 $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda
   for k in 1 2; do t det$k 40 $tr --steps 30 --eval-every 0 --out "$w/det$k" --device cuda; done
-  python3 scripts/h5same.py "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical parameters and AdamW state"
+  python3 scripts/h5same.py "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical"
   t res1 40 $tr --steps 30 --eval-every 0 --out "$w/res" --device cuda --stop-after 15
   t res2 40 $bin/gpt2q-train --resume --out "$w/res" --device cuda
-  python3 scripts/h5same.py "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
+  python3 scripts/h5same.py "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15: identical to 30 straight"
+  t g2c1 40 $tr --steps 30 --eval-every 0 --out "$w/g2c" --device cuda --stop-after 15
+  t g2c2 60 $bin/gpt2q-train --resume --out "$w/g2c" --device cpu
+  t c2g1 60 $tr --steps 30 --eval-every 0 --out "$w/c2g" --device cpu --stop-after 15
+  t c2g2 40 $bin/gpt2q-train --resume --out "$w/c2g" --device cuda
+  t qat 60 $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda --distill 0.5
+  t san_train 120 compute-sanitizer --tool memcheck --error-exitcode 9 $tr --steps 3 --batch 2 --seq 64 --eval-every 0 \
+    --eval-batches 1 --out "$w/san" --device cuda
   GQ_TEST_SMALL=1 t san_ops 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
   t san_qmm 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_qmatmul
   t san_infer 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda
@@ -271,81 +322,41 @@ first() {
   cat "$logs/bench_cuda.log"
 }
 
-# the second call: what the first left open (checkpoints compared dataset by dataset with h5py,
-# GPU <-> CPU resume, QAT, a sanitized training run) and where the decode step's time goes
-# (graph on / off, every kernel's duration under ncu)
-second() {
-  gpubin_env
-  local bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/second
-  rm -rf "$w" && mkdir -p "$w" "$logs"
-  t() { local n=$1 s=$2; shift 2; local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
-    printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0)); grep -E "FAIL|checks|passed|failed|^step [0-9]+/[0-9]+ " "$logs/$n.log" | tail -1 | tr '\n' ' '; echo; }
-  t test_infer_cuda 90 $bin/test_infer_cuda
-  local tr="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0"
-  t gpu200 60 $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda
-  for k in 1 2; do t det$k 40 $tr --steps 30 --eval-every 0 --out "$w/det$k" --device cuda; done
-  python3 scripts/h5same.py "$w/det1/ckpt-00000030.h5" "$w/det2/ckpt-00000030.h5" && echo "same seed, two GPU runs: identical parameters and AdamW state"
-  t res1 40 $tr --steps 30 --eval-every 0 --out "$w/res" --device cuda --stop-after 15
-  t res2 40 $bin/gpt2q-train --resume --out "$w/res" --device cuda
-  python3 scripts/h5same.py "$w/res/ckpt-00000030.h5" "$w/det1/ckpt-00000030.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
-  t g2c1 40 $tr --steps 30 --eval-every 0 --out "$w/g2c" --device cuda --stop-after 15
-  t g2c2 60 $bin/gpt2q-train --resume --out "$w/g2c" --device cpu
-  t c2g1 60 $tr --steps 30 --eval-every 0 --out "$w/c2g" --device cpu --stop-after 15
-  t c2g2 40 $bin/gpt2q-train --resume --out "$w/c2g" --device cuda
-  t cpu30 90 $tr --steps 30 --eval-every 0 --out "$w/cpu30" --device cpu
-  t qat 60 $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda --distill 0.5
-  tail -4 "$logs/qat.log"
-  t san_train 120 compute-sanitizer --tool memcheck --error-exitcode 9 $tr --steps 3 --batch 2 --seq 64 --eval-every 0 \
-    --eval-batches 1 --out "$w/san" --device cuda
-  tail -2 "$logs/san_train.log"
-  t m124 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --steps 1 --batch 1 --seq 64 --eval-every 0 \
-    --eval-batches 1 --sample-len 0 --out "$w/m" --device cuda
-  $bin/gpt2q-export "$w/m/ckpt-00000001.h5" --format int4 --group 64 --layers all -o "$w/int4.h5" >/dev/null
-  for g in 1 0 1 0; do GQ_CUDA_GRAPH=$g timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json; done | tee "$logs/graph.jsonl"
-  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/ncu.csv" \
-    $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4 >"$logs/ncu_run.log" 2>&1
-  echo "ncu exit $?"; wc -l "$logs/ncu.csv"
-}
-
-# the third call: the decode kernels reworked after the second's ncu profile (tests, sanitizers,
-# the 124M bench in every format, CPU == GPU text, ncu again)
-third() {
-  gpubin_env
-  local bin=.gpubin/bin w=/tmp/gq1 logs=/tmp/gq-gpu-logs/third
-  rm -rf "$w" && mkdir -p "$w" "$logs"
-  t() { local n=$1 s=$2; shift 2; local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
-    printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0)); grep -E "FAIL|checks|passed|failed|ERROR SUMMARY" "$logs/$n.log" | tail -2 | tr '\n' ' '; echo; }
-  for x in gelu ops qmatmul; do t "test_cuda_$x" 90 $bin/test_cuda_$x; done
-  t test_infer_cuda 90 $bin/test_infer_cuda
-  grep -E "FAIL" "$logs/test_infer_cuda.log" "$logs/test_cuda_ops.log" | head -20
-  GQ_TEST_BACKEND=cuda t parity_cuda 60 $bin/test_gpt2_parity tests/fixtures/gpt2_tiny
-  GQ_TEST_BACKEND=cuda t qat_cuda 60 $bin/test_qat
-  t m124 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --steps 1 --batch 1 --seq 64 --eval-every 0 \
-    --eval-batches 1 --sample-len 0 --out "$w/m" --device cuda
-  local c="$w/m/ckpt-00000001.h5"
-  for f in int8 "int4 --group 64" nf4 fp4; do
-    $bin/gpt2q-export "$c" --format $f --layers all -o "$w/${f%% *}.h5" >/dev/null
-  done
-  for m in "$c" "$w/int8.h5" "$w/int4.h5" "$w/nf4.h5" "$w/fp4.h5"; do
-    timeout 60 $bin/gpt2q-infer bench "$m" --device cuda --json
-  done | tee "$logs/bench.jsonl"
-  for h in f16 bf16; do timeout 60 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json; done | tee -a "$logs/bench.jsonl"
-  for g in 0 1; do GQ_CUDA_GRAPH=$g timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json; done | tee -a "$logs/bench.jsonl"
-  timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda | tee "$logs/bench_int4.txt"
-  for d in cpu cuda; do
-    timeout 60 $bin/gpt2q-infer generate "$w/int4.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
-    timeout 60 $bin/gpt2q-infer generate "$c" --device $d --prompt "Once upon a time" -n 50 --temperature 0.8 \
-      --top-k 40 --top-p 0.95 --seed 7 >"$logs/sam_$d.txt" 2>"$logs/sam_$d.err"
-  done
-  cmp "$logs/gen_cpu.txt" "$logs/gen_cuda.txt" && echo "greedy int4 text: GPU == CPU"
-  cmp "$logs/sam_cpu.txt" "$logs/sam_cuda.txt" && echo "sampled fp32 text: GPU == CPU"
+# The next GPU session's first call (about 5 minutes): what session 7 wrote after its device
+# calls (GELU epilogue, fused KV store + attention, 256-thread attention, unrolled 1-token loads,
+# no uploads between tokens; bf16 with TF32 attention products), then what issues 8 and 9 still
+# lack: the 124M bench of every format (graph on / off) with ncu's decode profile, `compare
+# --device cuda` (its chart is drawn here from the returned data: no gnuplot there), GPT-2 124M
+# training in tf32 / bf16 (plain and QAT int4) and a bf16 training step's kernels under ncu.
+next() {
+  call_setup next
+  cuda_tests
   t san_infer 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda
-  GQ_TEST_SMALL=1 t san_ops 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
-  t bench_decode 60 $bin/bench_cuda decode
-  timeout 90 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/ncu.csv" \
-    $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4 >"$logs/ncu_run.log" 2>&1
-  echo "ncu exit $?"
-  t race_infer 120 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_infer_cuda
+  t san_qmm 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_qmatmul
+  for p in tf32 bf16; do
+    t tiny-$p 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 --steps 200 --eval-every 50 \
+      --out "$w/tiny-$p" --device cuda --precision $p
+  done
+  model124
+  local c="$w/m/ckpt-00000001.h5"
+  for m in "$c" "$w/int8.h5" "$w/int4.h5" "$w/nf4.h5" "$w/fp4.h5"; do
+    for g in 1 0; do GQ_CUDA_GRAPH=$g timeout 60 $bin/gpt2q-infer bench "$m" --device cuda --json; done
+  done | tee "$logs/bench.jsonl" | cut -c1-400
+  for h in f16 bf16; do timeout 60 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json; done | tee -a "$logs/bench.jsonl"
+  same_text
+  ncu_times ncu_decode $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4
+  t compare 120 $bin/gpt2q-infer compare "$c" "$w/int8.h5" "$w/int4.h5" "$w/nf4.h5" --names fp32,int8,int4-g64,nf4 \
+    --data .gpubin/data/tokens.h5 --max-tokens 65536 --device cuda --out "$logs/compare"
+  head -20 "$logs/compare/results.md" 2>/dev/null
+  for p in tf32 bf16; do
+    for q in "" int4; do
+      t "124m-$p${q:+-qat}" 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 \
+        --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/t124" --device cuda --precision $p ${q:+--qat $q}
+      rm -rf "$w/t124"
+    done
+  done
+  ncu_times ncu_train $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 2 \
+    --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/n124" --device cuda --precision bf16
 }
 
 bench() {
@@ -377,8 +388,7 @@ for step in "$@"; do
     speed) speed_checks ;;
     infer) infer_checks ;;
     first) first ;;
-    second) second ;;
-    third) third ;;
+    next) next ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -431,8 +431,9 @@ int gq_train_run(gq_train_opts *o) {
         }
     }
     printf("device: %s; matrix products in %s%s\n", be_what, o->precision,
-           !strcmp(o->precision, "bf16") ? " (weights stochastically rounded to bf16 each step; fp32 master weights, "
-                                            "AdamW state and activations)"
+           !strcmp(o->precision, "bf16") ? " (weights stochastically rounded to bf16 each step, bf16 operands in the "
+                                            "linear layers, TF32 in attention; fp32 master weights, AdamW state and "
+                                            "activations)"
                                           : "");
     if (o->resume) {
         rc = gq_ckpt_load(resume_path, r.m, &st, NULL);
