@@ -54,8 +54,8 @@ struct gq_im_cuda {
     void *arena; /* the weights (host layout, fp32 matrices halved when asked) */
     region *reg;
     int n_reg;
-    gq_qmat wte;
-    float *wpe, *lnfw, *lnfb;
+    gq_qmat wte, wpe; /* wpe as an fp32 matrix (block_size, C): halved with the others when asked */
+    float *lnfw, *lnfb;
     gq_im_layer *layers;
     /* run state: one allocation */
     void *state;
@@ -114,11 +114,20 @@ static void add_half(const gq_im *m, struct gq_im_cuda *c, const gq_qmat *w, int
                                   (size_t)w->rows * (size_t)w->cols * 4, 1};
 }
 
-/* The regions of the device arena: the fp32 matrices to halve (if any), the bytes between them
- * as they are. Returns the device arena's size. */
+/* the position embedding as a matrix, so that it can be held and read as the others */
+static gq_qmat wpe_mat(const gq_im *m) {
+    gq_qmat w = {0};
+    w.spec.format = GQ_QF_F32, w.rows = m->cfg.block_size, w.cols = m->cfg.n_embd, w.f32 = m->wpe;
+    return w;
+}
+
+/* The regions of the device arena: the fp32 matrices to halve (if any; wpe too), the bytes
+ * between them as they are. Returns the device arena's size. */
 static size_t plan_regions(const gq_im *m, struct gq_im_cuda *c) {
     int n = 0;
     if (m->dev_half) {
+        const gq_qmat wpe = wpe_mat(m);
+        add_half(m, c, &wpe, &n);
         add_half(m, c, &m->wte, &n);
         for (int l = 0; l < m->cfg.n_layer; l++) {
             const gq_im_layer *h = &m->layers[l];
@@ -149,7 +158,7 @@ static size_t plan_regions(const gq_im *m, struct gq_im_cuda *c) {
 
 static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
     const int L = m->cfg.n_layer;
-    c->reg = calloc(2 * (size_t)(1 + 4 * L) + 2, sizeof *c->reg);
+    c->reg = calloc(2 * (size_t)(2 + 4 * L) + 2, sizeof *c->reg);
     if (!c->reg) return gq_errf(GQ_ENOMEM, "out of memory");
     const size_t bytes = plan_regions(m, c);
     int rc = gq_cuda_alloc(&c->arena, bytes + 64);
@@ -178,7 +187,8 @@ static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
     c->layers = calloc((size_t)L, sizeof *c->layers);
     if (!c->layers) return gq_errf(GQ_ENOMEM, "out of memory");
     c->wte = dev_mat(m, c, &m->wte);
-    c->wpe = dev_vec(m, c, m->wpe), c->lnfw = dev_vec(m, c, m->lnfw), c->lnfb = dev_vec(m, c, m->lnfb);
+    const gq_qmat wpe = wpe_mat(m);
+    c->wpe = dev_mat(m, c, &wpe), c->lnfw = dev_vec(m, c, m->lnfw), c->lnfb = dev_vec(m, c, m->lnfb);
     for (int l = 0; l < L; l++) {
         const gq_im_layer *h = &m->layers[l];
         gq_im_layer *d = &c->layers[l];
@@ -190,9 +200,11 @@ static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
         d->fc = dev_mat(m, c, &h->fc), d->fcproj = dev_mat(m, c, &h->fcproj);
     }
     m->dev_weight_bytes = bytes;
-    m->dev_read_bytes = m->weight_bytes;
+    m->dev_read_bytes = m->weight_bytes; /* a decode step reads every matrix and one row of wpe */
+    const size_t wpe_at = (size_t)((const uint8_t *)m->wpe - (const uint8_t *)m->arena);
     for (int k = 0; k < c->n_reg; k++)
-        if (c->reg[k].half) m->dev_read_bytes -= c->reg[k].len / 2;
+        if (c->reg[k].half)
+            m->dev_read_bytes -= c->reg[k].host == wpe_at ? (size_t)m->cfg.n_embd * 2 : c->reg[k].len / 2;
     return GQ_OK;
 }
 
@@ -277,7 +289,7 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, NH = g->n_head;
     const size_t lay = (size_t)c->T * C * (c->f16 ? 2 : 4);
-    GQ_TRY(gq_cuda_embed(c->x, &c->wte, c->wpe, c->tokens, c->pos, M, C));
+    GQ_TRY(gq_cuda_embed(c->x, &c->wte, &c->wpe, c->tokens, c->pos, M, C));
     for (int l = 0; l < g->n_layer; l++) {
         const gq_im_layer *L = &c->layers[l];
         void *kc = (uint8_t *)c->kc + l * lay, *vc = (uint8_t *)c->vc + l * lay;

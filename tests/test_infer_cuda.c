@@ -149,6 +149,17 @@ static void check_half(const char *path, const gq_gpt2_config *cfg, const int32_
                half == 1 ? "fp16" : "bf16", worst, tol);
         CHECKF(g->dev_weight_bytes < 0.6 * (double)g->arena_bytes, "%s weights: %zu device bytes for %zu host bytes",
                half == 1 ? "fp16" : "bf16", g->dev_weight_bytes, g->arena_bytes);
+        /* every fp32 matrix halved, the position embedding too: at most the alignment of the
+         * regions (256 bytes each, at most 2 x (2 + 4 L) + 2 of them) above that */
+        size_t halved = (size_t)cfg->block_size * cfg->n_embd * 4 + (size_t)g->wte.rows * g->wte.cols * 4;
+        for (int l = 0; l < cfg->n_layer; l++) {
+            const gq_im_layer *h = &g->layers[l];
+            halved += 4 * ((size_t)h->qkv.rows * h->qkv.cols + (size_t)h->attproj.rows * h->attproj.cols +
+                           (size_t)h->fc.rows * h->fc.cols + (size_t)h->fcproj.rows * h->fcproj.cols);
+        }
+        const size_t bound = g->arena_bytes - halved / 2 + 256 * (size_t)(2 * (2 + 4 * cfg->n_layer) + 2) + 64;
+        CHECKF(g->dev_weight_bytes <= bound, "%s weights: %zu device bytes, more than the %zu of every matrix and wpe halved",
+               half == 1 ? "fp16" : "bf16", g->dev_weight_bytes, bound);
         printf("  fp32 model, %s weights on the GPU: %.2f of the bytes, max logit difference %.2e\n",
                half == 1 ? "fp16" : "bf16", (double)g->dev_weight_bytes / (double)g->arena_bytes, worst);
         gq_im_free(g);

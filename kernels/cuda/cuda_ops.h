@@ -95,8 +95,9 @@ void gq_cuda_graph_free(void *exec);
 int gq_cuda_copy_bandwidth(double *bytes_per_s);
 
 /* ---- the inference runner's kernels (infer.cu); one sequence, positions from device memory ---- */
-/* x (M, C) = wte row d_tokens[m] (dequantized with quant.h's values) + wpe row (*d_pos + m) */
-int gq_cuda_embed(float *x, const gq_qmat *wte, const float *wpe, const int32_t *d_tokens, const int32_t *d_pos, int M,
+/* x (M, C) = wte row d_tokens[m] + wpe row (*d_pos + m), both read with quant.h's values (wpe: an
+ * fp32 matrix, or fp16 / bf16 through h16) */
+int gq_cuda_embed(float *x, const gq_qmat *wte, const gq_qmat *wpe, const int32_t *d_tokens, const int32_t *d_pos, int M,
                   int C);
 /* the keys and values of qkv (M, 3C) into rows *d_pos + m of the caches kc, vc (T, C): fp16
  * (quant.h's rounding) if f16, else fp32 */

@@ -12,17 +12,17 @@
 
 #define FULL 0xffffffffu
 
-static __global__ void embed_kernel(float *x, gq_qmat wte, const float *wpe, const int32_t *tokens, const int32_t *d_pos,
+static __global__ void embed_kernel(float *x, gq_qmat wte, gq_qmat wpe, const int32_t *tokens, const int32_t *d_pos,
                                     int M, int C) {
     const int m = blockIdx.y, pos = *d_pos + m;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
-        x[(size_t)m * C + c] = gq_qmat_value(&wte, tokens[m], c) + wpe[(size_t)pos * C + c];
+        x[(size_t)m * C + c] = gq_qmat_value(&wte, tokens[m], c) + gq_qmat_value(&wpe, pos, c);
 }
 
-extern "C" int gq_cuda_embed(float *x, const gq_qmat *wte, const float *wpe, const int32_t *d_tokens,
+extern "C" int gq_cuda_embed(float *x, const gq_qmat *wte, const gq_qmat *wpe, const int32_t *d_tokens,
                              const int32_t *d_pos, int M, int C) {
     if (M <= 0) return GQ_OK;
-    embed_kernel<<<dim3(gq_cuda_blocks((size_t)C, 256), (unsigned)M), 256>>>(x, *wte, wpe, d_tokens, d_pos, M, C);
+    embed_kernel<<<dim3(gq_cuda_blocks((size_t)C, 256), (unsigned)M), 256>>>(x, *wte, *wpe, d_tokens, d_pos, M, C);
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
