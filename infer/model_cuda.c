@@ -81,6 +81,8 @@ int gq_imc_mem_used(size_t *bytes) {
     return rc;
 }
 
+enum { GQ_IM_FUSED_MAX_C = 2048 }; /* gq_qmm_ep's layernorm prologue: rows of at most 2048 */
+
 /* a host pointer into m->arena, moved to where its bytes are in the device arena */
 static const void *dev(const gq_im *m, const struct gq_im_cuda *c, const void *p) {
     if (!p) return NULL;
@@ -284,10 +286,31 @@ int gq_imc_plan(gq_im *m) {
     return GQ_OK;
 }
 
+/* A decode step's layers (one token): 5 launches a layer, the layernorms and residual adds inside
+ * the products (gq_qmm_ep), the KV store inside the attention. */
+static int layers_one(gq_im *m, struct gq_im_cuda *c) {
+    const gq_gpt2_config *g = &m->cfg;
+    const int C = g->n_embd, NH = g->n_head;
+    const size_t lay = (size_t)c->T * C * (c->f16 ? 2 : 4);
+    GQ_TRY(gq_cuda_embed(c->x, &c->wte, &c->wpe, c->tokens, c->pos, 1, C));
+    for (int l = 0; l < g->n_layer; l++) {
+        const gq_im_layer *L = &c->layers[l];
+        void *kc = (uint8_t *)c->kc + l * lay, *vc = (uint8_t *)c->vc + l * lay;
+        const gq_qmm_ep ln1 = {L->ln1w, L->ln1b, 0, 0}, ln2 = {L->ln2w, L->ln2b, 1, 0}, res = {NULL, NULL, 0, 1};
+        GQ_TRY(gq_cuda_qmatmul_ep(c->qkv, c->x, 1, &L->qkv, L->qkvb, &ln1));
+        GQ_TRY(gq_cuda_store_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, NH, C, c->T));
+        GQ_TRY(gq_cuda_qmatmul_ep(c->x, c->atty, 1, &L->attproj, L->attprojb, &res));
+        GQ_TRY(gq_cuda_qmatmul_ep(c->fch, c->x, 1, &L->fc, L->fcb, &ln2)); /* layernorm, product, GELU */
+        GQ_TRY(gq_cuda_qmatmul_ep(c->x, c->fch, 1, &L->fcproj, L->fcprojb, &res));
+    }
+    return GQ_OK;
+}
+
 /* The layers on M tokens whose ids and first position are already in device memory. */
 static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, NH = g->n_head;
+    if (M == 1 && !own_pass && C <= GQ_IM_FUSED_MAX_C) return layers_one(m, c);
     const size_t lay = (size_t)c->T * C * (c->f16 ? 2 : 4);
     GQ_TRY(gq_cuda_embed(c->x, &c->wte, &c->wpe, c->tokens, c->pos, M, C));
     for (int l = 0; l < g->n_layer; l++) {
@@ -298,12 +321,8 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
         else
             GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln1w, L->ln1b, M, C));
         GQ_TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
-        if (M == 1 && !own_pass) { /* the decode step: the KV store inside the attention launch */
-            GQ_TRY(gq_cuda_store_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, NH, C, c->T));
-        } else {
-            GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
-            GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
-        }
+        GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
+        GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
         GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln2w, L->ln2b, M, C));
         GQ_TRY(gq_cuda_qmatmul_gelu(c->fch, c->ln, M, &L->fc, L->fcb));
@@ -315,8 +334,14 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
 /* The last token's logits (and greedy pick) after the layers. */
 static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     const int C = m->cfg.n_embd;
-    GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(M - 1) * C, c->lnfw, c->lnfb, 1, C));
-    GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
+    const float *last = c->x + (size_t)(M - 1) * C;
+    if (C <= GQ_IM_FUSED_MAX_C) { /* the final layernorm inside the LM-head product */
+        const gq_qmm_ep lnf = {c->lnfw, c->lnfb, 0, 0};
+        GQ_TRY(gq_cuda_qmatmul_ep(c->logits, last, 1, &c->wte, NULL, &lnf));
+    } else {
+        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, last, c->lnfw, c->lnfb, 1, C));
+        GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
+    }
     return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->u, c->prob);
 }
 

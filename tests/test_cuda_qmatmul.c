@@ -3,7 +3,9 @@
  * with a double-precision product of gq_dequantize's weights. Bound: |gpu - ref| <= 1e-5 *
  * sum_k |w x| + 1e-7 (fp32 accumulation of at most a few thousand terms). Token counts 1, 3 and
  * 11 (two passes of at most 8) in registers, and 20 (the tiled GEMM that dequantizes its weight
- * tiles; a 4200 x 1024 matrix spans many tiles). Exits 77 without a GPU. */
+ * tiles; a 4200 x 1024 matrix spans many tiles). The runner's fused forms against the launches
+ * they replace, bit for bit: the GELU epilogue (every M), and on one token the layernorm
+ * prologue (+ GELU) and the residual epilogue (check_ep). Exits 77 without a GPU. */
 #include "act_math.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
@@ -17,6 +19,57 @@ static void *up(const void *h, size_t bytes) {
     CHECK_OK(gq_cuda_alloc(&d, bytes));
     CHECK_OK(gq_cuda_upload(d, h, bytes));
     return d;
+}
+
+/* gq_cuda_qmatmul_ep on one token against the separate launches it replaces, bit for bit: the
+ * layernorm prologue (vs gq_cuda_layernorm_forward, then the product), with GELU, and the
+ * residual epilogue (vs y0 + the product); more than 2048 columns or tokens is refused. y: the
+ * plain product of dx (downloaded). */
+static void check_ep(const char *fmt, const gq_qmat *d, int cols, const float *dx, const float *db, const float *y,
+                     gq_rng *rng) {
+    const int rows = d->rows;
+    float *w = malloc((size_t)cols * 4), *b = malloc((size_t)cols * 4), *y0 = malloc((size_t)rows * 4);
+    float *ref = malloc((size_t)rows * 4), *got = malloc((size_t)rows * 4);
+    for (int c = 0; c < cols; c++)
+        w[c] = 0.5f + gq_rng_float(rng), b[c] = gq_rng_float(rng) - 0.5f;
+    for (int r = 0; r < rows; r++)
+        y0[r] = 4.0f * gq_rng_float(rng) - 2.0f;
+    float *dw = up(w, (size_t)cols * 4), *dbn = up(b, (size_t)cols * 4), *dy = NULL, *dln = NULL, *dstat = NULL;
+    CHECK_OK(gq_cuda_alloc((void **)&dy, (size_t)rows * 4));
+    CHECK_OK(gq_cuda_alloc((void **)&dln, (size_t)cols * 4));
+    CHECK_OK(gq_cuda_alloc((void **)&dstat, 8));
+    /* residual: y = y0 + product */
+    const gq_qmm_ep res = {NULL, NULL, 0, 1};
+    CHECK_OK(gq_cuda_upload(dy, y0, (size_t)rows * 4));
+    CHECK_OK(gq_cuda_qmatmul_ep(dy, dx, 1, d, db, &res));
+    CHECK_OK(gq_cuda_download(got, dy, (size_t)rows * 4));
+    long bad = 0;
+    for (int r = 0; r < rows; r++)
+        bad += memcmp(&got[r], &(float){y0[r] + y[r]}, 4) != 0;
+    CHECKF(bad == 0, "%s [%d,%d]: %ld residual outputs differ from y0 + product", fmt, rows, cols, bad);
+    /* the layernorm prologue, without and with GELU */
+    for (int gelu = 0; gelu < 2; gelu++) {
+        const gq_qmm_ep ln = {dw, dbn, gelu, 0};
+        const int rc = gq_cuda_qmatmul_ep(dy, dx, 1, d, db, &ln);
+        if (cols > 2048) {
+            CHECKF(rc == GQ_EUNSUPPORTED, "%s [%d,%d]: a layernorm prologue over %d columns was not refused", fmt, rows,
+                   cols, cols);
+            break;
+        }
+        CHECK_OK(rc);
+        CHECK_OK(gq_cuda_download(got, dy, (size_t)rows * 4));
+        CHECK_OK(gq_cuda_layernorm_forward(dln, dstat, dstat + 1, dx, dw, dbn, 1, cols));
+        CHECK_OK(gq_cuda_qmatmul(dy, dln, 1, d, db));
+        CHECK_OK(gq_cuda_download(ref, dy, (size_t)rows * 4));
+        bad = 0;
+        for (int r = 0; r < rows; r++)
+            bad += memcmp(&got[r], &(float){gelu ? gq_gelu(ref[r]) : ref[r]}, 4) != 0;
+        CHECKF(bad == 0, "%s [%d,%d] gelu %d: %ld outputs of the layernorm prologue differ from layernorm + product",
+               fmt, rows, cols, gelu, bad);
+    }
+    CHECKF(gq_cuda_qmatmul_ep(dy, dx, 3, d, db, &res) == GQ_EUNSUPPORTED, "%s: a residual epilogue on 3 tokens", fmt);
+    gq_cuda_free(dw), gq_cuda_free(dbn), gq_cuda_free(dy), gq_cuda_free(dln), gq_cuda_free(dstat);
+    free(w), free(b), free(y0), free(ref), free(got);
 }
 
 static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng) {
@@ -70,6 +123,7 @@ static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng)
         CHECKF(bad == 0, "%s g%d [%d,%d] M=%d: %ld GELU outputs differ from gelu(product)", fmt, m.w.group, rows, cols,
                M, bad);
         free(y2);
+        if (M == 1) check_ep(fmt, &d, cols, dx, t == 1 ? NULL : db, y, rng);
         gq_cuda_free(dx), gq_cuda_free(db), gq_cuda_free(dy);
         free(x), free(bias), free(y);
     }
@@ -92,7 +146,7 @@ int main(void) {
                 {"nf4-dq", GQ_QF_NF4, 1},  {"fp4", GQ_QF_FP4, 0}};
     const int groups[] = {32, 64, 128, 8, 16}; /* 8 and 16: the generic path */
     /* 4200 x 1024: many GEMM tiles (int4 g64 and fp32 only) */
-    const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {4200, 1024}};
+    const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}, {4200, 1024}};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
         for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {

@@ -58,6 +58,15 @@ int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float
 int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
 /* the same, then act_math.h's GELU on every output (the MLP's first product, one launch) */
 int gq_cuda_qmatmul_gelu(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
+/* What a decode product does around the product, so that a transformer layer's decode step is 5
+ * launches: ln_w / ln_b: x is first layer-normalized with these (M = 1, cols <= 2048; the bits of
+ * gq_cuda_layernorm_forward on one row); gelu: act_math.h's GELU of each output; residual: the
+ * output is added to y's old value (M = 1; y = the residual stream, x another buffer). */
+typedef struct {
+    const float *ln_w, *ln_b;
+    int gelu, residual;
+} gq_qmm_ep;
+int gq_cuda_qmatmul_ep(float *y, const float *x, int M, const gq_qmat *w, const float *bias, const gq_qmm_ep *ep);
 /* d_out, d_inp: (n) fp32 */
 int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n);
 /* d_dinp = gelu'(d_inp) * d_dout; all (n) fp32 */

@@ -2,6 +2,7 @@
  * bias gradients are column sums in a fixed order (deterministic), as in cuda_util's colsum. */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
+#include "ln_row.cuh"
 
 #define LN_EPS 1e-5f
 
@@ -29,48 +30,29 @@ static __global__ void layernorm_forward_kernel(float *out, float *mean, float *
     if (lane == 0) mean[row] = m, rstd[row] = r;
 }
 
-/* A few rows (the runner's decode step, N = 1): one block of LN_ROW_THREADS per row, the row
- * held in registers (C <= LN_ROW_THREADS * LN_ROW_PER). The warp-per-row kernel walks a row in
- * 3 x C/32 dependent loads: 13 us for one row of 768 on the H200 (ncu), a third of a decode
- * step's time in 25 launches. */
-enum { LN_ROW_THREADS = 256, LN_ROW_PER = 8 };
-
-static __device__ float ln_block_sum(float v, float *red) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    v = warp_sum(v);
-    __syncthreads(); /* red is reused by the next call */
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    float t = 0.0f;
-    for (int w = 0; w < LN_ROW_THREADS / 32; w++) t += red[w]; /* the same order in every thread */
-    return t;
-}
-
-/* res != NULL: the row is inp + res, written back to inp first (the residual add fused) */
-static __global__ void __launch_bounds__(LN_ROW_THREADS)
+/* A few rows (the runner's decode step, N = 1): one block per row (ln_row.cuh). The warp-per-row
+ * kernel walks a row in 3 x C/32 dependent loads: 13 us for one row of 768 on the H200 (ncu), a
+ * third of a decode step's time in 25 launches.
+ * res != NULL: the row is inp + res, written back to inp first (the residual add fused). */
+static __global__ void __launch_bounds__(GQ_LN_ROW_THREADS)
     layernorm_row_kernel(float *out, float *mean, float *rstd, float *inp, const float *res, const float *weight,
                          const float *bias, int C) {
-    __shared__ float red[LN_ROW_THREADS / 32];
+    __shared__ float red[GQ_LN_ROW_THREADS / 32];
     const int row = blockIdx.x;
     float *x = inp + (size_t)row * C;
-    float v[LN_ROW_PER], s = 0.0f;
+    float v[GQ_LN_ROW_PER];
 #pragma unroll
-    for (int i = 0; i < LN_ROW_PER; i++) {
-        const int c = threadIdx.x + i * LN_ROW_THREADS;
+    for (int i = 0; i < GQ_LN_ROW_PER; i++) {
+        const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
         v[i] = c < C ? x[c] : 0.0f;
         if (res && c < C) x[c] = v[i] = v[i] + res[(size_t)row * C + c];
-        s += v[i];
     }
-    const float m = ln_block_sum(s, red) / C;
-    float q = 0.0f;
-#pragma unroll
-    for (int i = 0; i < LN_ROW_PER; i++)
-        if (threadIdx.x + i * LN_ROW_THREADS < C) q += (v[i] - m) * (v[i] - m);
-    const float r = 1.0f / sqrtf(ln_block_sum(q, red) / C + LN_EPS);
+    float m, r;
+    gq_ln_row_stats(v, C, red, &m, &r);
     float *o = out + (size_t)row * C;
 #pragma unroll
-    for (int i = 0; i < LN_ROW_PER; i++) {
-        const int c = threadIdx.x + i * LN_ROW_THREADS;
+    for (int i = 0; i < GQ_LN_ROW_PER; i++) {
+        const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
         if (c < C) o[c] = (v[i] - m) * r * weight[c] + bias[c];
     }
     if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
@@ -128,8 +110,8 @@ static __global__ void layernorm_dparam_final_kernel(float *dweight, float *dbia
 extern "C" int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                          const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
-    if (N <= 64 && C <= LN_ROW_THREADS * LN_ROW_PER) /* a few rows: a block each */
-        layernorm_row_kernel<<<N, LN_ROW_THREADS>>>(out, mean, rstd, (float *)inp, NULL, weight, bias, C);
+    if (N <= 64 && C <= GQ_LN_ROW_THREADS * GQ_LN_ROW_PER) /* a few rows: a block each */
+        layernorm_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, (float *)inp, NULL, weight, bias, C);
     else
         layernorm_forward_kernel<<<gq_cuda_blocks(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
     GQ_CUDA_CHECK_LAUNCH();
@@ -157,8 +139,8 @@ extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *db
 extern "C" int gq_cuda_residual_layernorm(float *x, const float *r, float *out, float *mean, float *rstd,
                                           const float *weight, const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
-    if (N <= 64 && C <= LN_ROW_THREADS * LN_ROW_PER) {
-        layernorm_row_kernel<<<N, LN_ROW_THREADS>>>(out, mean, rstd, x, r, weight, bias, C);
+    if (N <= 64 && C <= GQ_LN_ROW_THREADS * GQ_LN_ROW_PER) {
+        layernorm_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, x, r, weight, bias, C);
         GQ_CUDA_CHECK_LAUNCH();
         return GQ_OK;
     }

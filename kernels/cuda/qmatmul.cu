@@ -10,6 +10,7 @@
 #include "act_math.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
+#include "ln_row.cuh"
 #include "qmatmul.h"
 
 enum { QMV_WARPS = 8, QMV_MAXM = 8 };
@@ -20,13 +21,35 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
  * 8 tokens' sums the kernel holds 80 registers a thread, 3 blocks an SM, and the 50257-row
  * embedding product ran in 16 waves of one memory round trip each (ncu on the H200: 50 us for
  * its 20 MB in int4). */
-template <int MM>
-static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
-    qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast, int gelu) {
+static_assert(QMV_WARPS * 32 == GQ_LN_ROW_THREADS, "the layernorm prologue runs on the product's block");
+
+/* ep (gq_qmm_ep): with ln_w, the one token's row is first normalized by the whole block into
+ * shared memory (ln_row.cuh: the few-row layernorm kernel's bits); gelu: act_math.h's GELU of
+ * every output; residual: y += the output (y's old value is the residual stream). */
+template <int MM, int LN> /* LN: the layernorm prologue's instance (MM = 1), apart for its registers */
+static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
+    qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast, gq_qmm_ep ep) {
+    extern __shared__ float xs[]; /* the normalized row (layernorm prologue): w.cols floats */
     __shared__ float lut[16];
     const gq_qformat f = w.spec.format;
     if (threadIdx.x < 16 && (f == GQ_QF_NF4 || f == GQ_QF_FP4))
         lut[threadIdx.x] = gq_qvalue(f, threadIdx.x, 1.0f, 0); /* nf4 / fp4 value per code */
+    if (LN) {
+        __shared__ float red[GQ_LN_ROW_THREADS / 32];
+        float v[GQ_LN_ROW_PER], mean, rstd;
+#pragma unroll
+        for (int i = 0; i < GQ_LN_ROW_PER; i++) {
+            const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
+            v[i] = c < w.cols ? x[c] : 0.0f;
+        }
+        gq_ln_row_stats(v, w.cols, red, &mean, &rstd);
+#pragma unroll
+        for (int i = 0; i < GQ_LN_ROW_PER; i++) {
+            const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
+            if (c < w.cols) xs[c] = (v[i] - mean) * rstd * ep.ln_w[c] + ep.ln_b[c];
+        }
+        x = xs;
+    }
     __syncthreads();
     const int row = blockIdx.x * QMV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= w.rows) return;
@@ -143,8 +166,10 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 ? 4 : 3)
         for (int s = 16; s > 0; s >>= 1)
             a += __shfl_xor_sync(FULL, a, s);
         if (lane == 0) {
-            const float r = a + (bias ? bias[row] : 0.0f);
-            y[(size_t)m * w.rows + row] = gelu ? gq_gelu(r) : r; /* act_math.h's GELU: the gelu kernel's bits */
+            float r = a + (bias ? bias[row] : 0.0f);
+            if (ep.gelu) r = gq_gelu(r); /* act_math.h's GELU: the gelu kernel's bits */
+            float *out = y + (size_t)m * w.rows + row;
+            *out = ep.residual ? *out + r : r; /* the residual kernel's sum */
         }
     }
 }
@@ -211,14 +236,21 @@ static int qmatmul_gemm(float *y, const float *x, int M, const gq_qmat *w, const
     return GQ_OK;
 }
 
-static int qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias, int gelu) {
+static int qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias, const gq_qmm_ep *ep_in) {
+    const gq_qmm_ep ep = ep_in ? *ep_in : gq_qmm_ep{};
     if (M <= 0) return GQ_OK;
-    if (M >= GQ_QMM_PANEL_MIN) return qmatmul_gemm(y, x, M, w, bias, gelu);
+    if ((ep.ln_w || ep.residual) && M != 1)
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: a layernorm prologue or a residual epilogue takes one token");
+    if (ep.ln_w && (!ep.ln_b || w->cols > GQ_LN_ROW_THREADS * GQ_LN_ROW_PER))
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: the layernorm prologue needs a bias and at most %d columns",
+                       GQ_LN_ROW_THREADS * GQ_LN_ROW_PER);
+    if (M >= GQ_QMM_PANEL_MIN) return qmatmul_gemm(y, x, M, w, bias, ep.gelu);
     const gq_qformat f = w->spec.format;
     const int bits = gq_qbits(f);
     /* 16-byte loads of weights and activations: aligned bases, and rows of whole 16-byte steps */
     const void *wbase = f != GQ_QF_F32 ? (const void *)w->q : w->h16 ? (const void *)w->h16 : (const void *)w->f32;
-    const uintptr_t align = (uintptr_t)wbase | (uintptr_t)x | (uintptr_t)(w->cols % (w->h16 ? 8 : 4) ? 1 : 0);
+    /* (with the layernorm prologue the kernel reads its own aligned copy of x) */
+    const uintptr_t align = (uintptr_t)wbase | (ep.ln_w ? 0 : (uintptr_t)x) | (uintptr_t)(w->cols % (w->h16 ? 8 : 4) ? 1 : 0);
     int fast = 0;
     if (f == GQ_QF_F32)
         fast = (align & 15) == 0;
@@ -228,23 +260,34 @@ static int qmatmul(float *y, const float *x, int M, const gq_qmat *w, const floa
         fast = w->cols % 16 == 0 && w->group % 16 == 0 && (align & 15) == 0;
     if (f == GQ_QF_F32 && !fast)
         return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: fp32 / fp16 rows must be 16-byte aligned (whole 16-byte steps)");
+    const size_t smem = ep.ln_w ? (size_t)w->cols * sizeof(float) : 0;
     for (int m0 = 0; m0 < M; m0 += QMV_MAXM) {
         int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
-        if (mm == 1)
-            qmatmul_kernel<1><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
-                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, gelu);
+        if (mm == 1 && ep.ln_w)
+            qmatmul_kernel<1, 1><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32, smem>>>(
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, ep);
+        else if (mm == 1)
+            qmatmul_kernel<1, 0><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, ep);
         else
-            qmatmul_kernel<QMV_MAXM><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
-                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, gelu);
+            qmatmul_kernel<QMV_MAXM, 0><<<gq_cuda_blocks(w->rows, QMV_WARPS), QMV_WARPS * 32>>>(
+                y + (size_t)m0 * w->rows, x + (size_t)m0 * w->cols, mm, *w, bias, fast, ep);
         GQ_CUDA_CHECK_LAUNCH();
     }
     return GQ_OK;
 }
 
 extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
-    return qmatmul(y, x, M, w, bias, 0);
+    return qmatmul(y, x, M, w, bias, NULL);
 }
 
 extern "C" int gq_cuda_qmatmul_gelu(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
-    return qmatmul(y, x, M, w, bias, 1);
+    gq_qmm_ep ep = {};
+    ep.gelu = 1;
+    return qmatmul(y, x, M, w, bias, &ep);
+}
+
+extern "C" int gq_cuda_qmatmul_ep(float *y, const float *x, int M, const gq_qmat *w, const float *bias,
+                                  const gq_qmm_ep *ep) {
+    return qmatmul(y, x, M, w, bias, ep);
 }
