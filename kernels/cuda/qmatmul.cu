@@ -17,16 +17,16 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
 
 #define FULL 0xffffffffu
 
+static_assert(QMV_WARPS * 32 == GQ_LN_ROW_THREADS, "the layernorm prologue runs on the product's block");
+
 /* MM: the most tokens one pass takes. The decode step (M = 1) has its own instance: with room for
  * 8 tokens' sums the kernel holds 80 registers a thread, 3 blocks an SM, and the 50257-row
  * embedding product ran in 16 waves of one memory round trip each (ncu on the H200: 50 us for
- * its 20 MB in int4). */
-static_assert(QMV_WARPS * 32 == GQ_LN_ROW_THREADS, "the layernorm prologue runs on the product's block");
-
-/* ep (gq_qmm_ep): with ln_w, the one token's row is first normalized by the whole block into
+ * its 20 MB in int4). LN: the layernorm prologue's instance (MM = 1), apart for its registers.
+ * ep (gq_qmm_ep): with ln_w, the one token's row is first normalized by the whole block into
  * shared memory (ln_row.cuh: the few-row layernorm kernel's bits); gelu: act_math.h's GELU of
  * every output; residual: y += the output (y's old value is the residual stream). */
-template <int MM, int LN> /* LN: the layernorm prologue's instance (MM = 1), apart for its registers */
+template <int MM, int LN>
 static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
     qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast, gq_qmm_ep ep) {
     extern __shared__ float xs[]; /* the normalized row (layernorm prologue): w.cols floats */
