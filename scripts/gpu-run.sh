@@ -133,6 +133,13 @@ pack() {
   du -sh .gpubin
 }
 
+# PyTorch on GPT-2 124M, B = 8, T = 1024: eager fp32 / tf32 / bf16, then compiled bf16 (SECONDS each)
+torch_train() {
+  (cd bench && PYTHONUNBUFFERED=1 timeout "$1" python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
+    PYTHONUNBUFFERED=1 timeout "$1" python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
+    tee "$logs/torch_train.log" | grep -E '^[{]|Error'
+}
+
 train_checks() {
   gpubin_env
   ldd .gpubin/bin/gpt2q-train | grep "not found"
@@ -175,9 +182,7 @@ train_checks() {
   $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 12 --eval-every 0 \
     --eval-batches 1 --sample-len 0 --out "$w/124m" --device cuda >"$logs/124m.log" 2>&1
   echo "exit $?"; grep -E "memory|step (2|6|12)/12|done" "$logs/124m.log"
-  (cd bench && PYTHONUNBUFFERED=1 timeout 200 python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
-    PYTHONUNBUFFERED=1 timeout 150 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
-    tee "$logs/torch_train.log" | grep -E '^[{]|Error'
+  torch_train 200
   cp -r "$logs" "$out/train"
 }
 
@@ -200,9 +205,7 @@ speed_checks() {
       rm -rf "$w/124m"
     done
   done
-  (cd bench && PYTHONUNBUFFERED=1 timeout 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 fp32,tf32,bf16 &&
-    PYTHONUNBUFFERED=1 timeout 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16-compile) 2>&1 |
-    tee "$logs/torch_train.log" | grep -E '^[{]|Error'
+  torch_train 120
   cp -r "$logs" "$out/speed"
 }
 
