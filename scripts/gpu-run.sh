@@ -13,11 +13,7 @@
 #       sanitize  compute-sanitizer memcheck and racecheck over the CUDA op test (small shapes)
 #       bench   the CUDA kernel benchmark and PyTorch's attention in the same call
 #       decode  the decode products on packed weights alone: test, memcheck, bandwidth
-#       train   the trainer on the GPU (needs `pack` here first and .gpubin carried): the
-#               PyTorch parity fixture on the CUDA backend, 200 tiny steps against the CPU run
-#               packed beside it, same-seed determinism and bit-exact resume (cmp of
-#               checkpoints), GPU->CPU and CPU->GPU resume, QAT int4, compute-sanitizer on a
-#               short run, and GPT-2 124M training speed beside PyTorch (fp32/tf32/bf16/compile)
+#       train   the older name of the trainer's checks: now `first`
 #       speed   the trainer's precisions on the GPU: tiny 200 steps in tf32 and bf16 (loss curves
 #               against the CPU run), GPT-2 124M tokens/s in fp32 / tf32 / bf16, each plain and
 #               with --qat int4, and PyTorch eager fp32 / tf32 / bf16 and compiled bf16 (needs pack)
@@ -140,56 +136,8 @@ torch_train() {
     tee "$logs/torch_train.log" | grep -E '^[{]|Error'
 }
 
-train_checks() {
-  gpubin_env
-  ldd .gpubin/bin/gpt2q-train | grep "not found"
-  local bin=.gpubin/bin w=/tmp/gq logs=/tmp/gq/logs
-  rm -rf "$w" && mkdir -p "$logs"
-  local tr="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0"
-  echo "== PyTorch parity fixture on the CUDA backend"
-  GQ_TEST_BACKEND=cuda $bin/test_gpt2_parity tests/fixtures/gpt2_tiny >"$logs/parity.log" 2>&1
-  echo "exit $?"; tail -5 "$logs/parity.log"
-  echo "== QAT's STE and export equality on the CUDA backend"
-  GQ_TEST_BACKEND=cuda $bin/test_qat >"$logs/qat_test.log" 2>&1
-  echo "exit $?"; tail -3 "$logs/qat_test.log"
-  echo "== tiny, 200 steps on the GPU (the CPU run of the same options is .gpubin/data/cpu200.jsonl)"
-  $tr --steps 200 --eval-every 50 --out "$w/gpu200" --device cuda >"$logs/gpu200.log" 2>&1
-  echo "exit $?"; grep -E "device|val|done" "$logs/gpu200.log" | tail -6; cp "$w/gpu200/train.jsonl" "$logs/gpu200.jsonl"
-  echo "== determinism and resume (30 steps; checkpoints compared byte for byte)"
-  for k in 1 2; do
-    rm -rf "$w/det"; $tr --steps 30 --eval-every 0 --out "$w/det" --device cuda >"$logs/det$k.log" 2>&1
-    cp "$w/det/ckpt-00000030.h5" "$w/det$k.h5"
-  done
-  cmp "$w/det1.h5" "$w/det2.h5" && echo "same seed, two GPU runs: identical checkpoints"
-  rm -rf "$w/det"; $tr --steps 30 --eval-every 0 --out "$w/det" --device cuda --stop-after 15 >"$logs/res1.log" 2>&1
-  $bin/gpt2q-train --resume --out "$w/det" --device cuda >"$logs/res2.log" 2>&1
-  cmp "$w/det/ckpt-00000030.h5" "$w/det1.h5" && echo "GPU 15 + resume 15 on the GPU: identical to 30 straight"
-  rm -rf "$w/det"; $tr --steps 30 --eval-every 0 --out "$w/det" --device cuda --stop-after 15 >/dev/null 2>&1
-  $bin/gpt2q-train --resume --out "$w/det" --device cpu >"$logs/gpu2cpu.log" 2>&1; echo "GPU 15 -> CPU 15: exit $?"
-  rm -rf "$w/det2"; $tr --steps 30 --eval-every 0 --out "$w/det2" --device cpu --stop-after 15 >/dev/null 2>&1
-  $bin/gpt2q-train --resume --out "$w/det2" --device cuda >"$logs/cpu2gpu.log" 2>&1; echo "CPU 15 -> GPU 15: exit $?"
-  $tr --steps 30 --eval-every 0 --out "$w/cpu30" --device cpu >"$logs/cpu30.log" 2>&1
-  for f in det1 gpu2cpu cpu2gpu cpu30; do printf '%-8s ' $f; grep -E "^step 30/30" "$logs/$f.log" | tail -1; done
-  echo "== QAT int4 with distillation on the GPU from the 200-step checkpoint"
-  $tr --init "$w/gpu200/ckpt-00000200.h5" --qat int4 --steps 40 --eval-every 0 --out "$w/qat" --device cuda --distill 0.5 \
-    >"$logs/qat.log" 2>&1
-  echo "exit $?"; tail -7 "$logs/qat.log"
-  echo "== compute-sanitizer memcheck on 3 training steps (tiny, batch 2)"
-  compute-sanitizer --tool memcheck --error-exitcode 9 $tr --steps 3 --batch 2 --seq 64 --eval-every 0 \
-    --eval-batches 1 --out "$w/san" --device cuda >"$logs/sanitize_train.log" 2>&1
-  echo "exit $?"; tail -2 "$logs/sanitize_train.log"
-  echo "== GPT-2 124M, B=8 T=1024: ours (fp32) and PyTorch"
-  $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 12 --eval-every 0 \
-    --eval-batches 1 --sample-len 0 --out "$w/124m" --device cuda >"$logs/124m.log" 2>&1
-  echo "exit $?"; grep -E "memory|step (2|6|12)/12|done" "$logs/124m.log"
-  torch_train 200
-  cp -r "$logs" "$out/train"
-}
-
 speed_checks() {
-  gpubin_env
-  local bin=.gpubin/bin w=/tmp/gq2 logs=/tmp/gq2/logs
-  rm -rf "$w" && mkdir -p "$logs"
+  call_setup speed
   for p in tf32 bf16; do
     $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 --steps 200 --eval-every 50 \
       --out "$w/tiny-$p" --device cuda --precision $p >"$logs/tiny-$p.log" 2>&1
@@ -206,13 +154,10 @@ speed_checks() {
     done
   done
   torch_train 120
-  cp -r "$logs" "$out/speed"
 }
 
 infer_checks() {
-  gpubin_env
-  local bin=.gpubin/bin w=/tmp/gq3 logs=/tmp/gq3/logs
-  rm -rf "$w" && mkdir -p "$logs"
+  call_setup infer
   echo "== the runner on the GPU against the CPU runner and the trainer"
   $bin/test_infer_cuda >"$logs/test_infer_cuda.log" 2>&1
   echo "exit $?"; grep -E "FAIL|greedy|checks" "$logs/test_infer_cuda.log" | head -20
@@ -243,7 +188,6 @@ infer_checks() {
   cmp "$logs/sam_cpu.txt" "$logs/sam_cuda.txt" && echo "sampled fp32 text: GPU == CPU" || echo "sampled fp32 text differs"
   tail -1 "$logs/sam_cuda.err"
   PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_generate_gpu.py 2>&1 | tee "$logs/hf.log" | grep -E '^[{]|Error'
-  cp -r "$logs" "$out/infer"
 }
 
 # ---- calls from .gpubin alone (no build on the GPU machine), each part time-boxed ----
@@ -387,7 +331,7 @@ for step in "$@"; do
       echo "memcheck exit $?"
       build-gpu/bench/bench_cuda decode 2>&1 | tee "$out/bench_decode.log" ;;
     pack) pack ;;
-    train) train_checks ;;
+    train) first ;; # (the older name of the trainer's checks, now part of first)
     speed) speed_checks ;;
     infer) infer_checks ;;
     first) first ;;
