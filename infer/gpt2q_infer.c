@@ -485,11 +485,11 @@ static int cmd_bench(int argc, char **argv) {
                    "\"generate_with_load_s\": %.4f, \"prefill_tok_s\": %.1f, \"prefill_tokens\": %ld, "
                    "\"decode_tok_s\": %.1f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbs\": %.2f, "
                    "\"bandwidth_share\": %.3f, \"kv\": \"%s\", \"device\": \"%s\", \"gpu_used_bytes\": %zu, "
-                   "\"gpu_used_before_bytes\": %zu, \"gpu_weights\": \"%s\", \"cuda_graph\": %d, \"cpu_kernels\": \"%s\"}\n",
+                   "\"gpu_used_before_bytes\": %zu, \"gpu_weights\": \"%s\", \"cuda_graph\": %d, \"cuda_fused\": %d, \"cpu_kernels\": \"%s\"}\n",
                    model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, wbytes, kv_gen, act_gen,
                    wbytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, t_first - t_vocab,
                    prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share, m->kv_f16 ? "f16" : "f32",
-                   g_device_name, gpu_used, gpu_before, g_half_names[cuda ? g_dev_half : 0], m->dev_graph, gq_qdot()->name);
+                   g_device_name, gpu_used, gpu_before, g_half_names[cuda ? g_dev_half : 0], m->dev_graph, m->dev_fused, gq_qdot()->name);
         } else {
             printf("%s: %s (%s), %d threads, %s kernels\n", model, m->kind, m->formats, omp_get_max_threads(),
                    gq_qdot()->name);

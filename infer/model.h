@@ -64,6 +64,7 @@ typedef struct {
     float sample_u;  /* CUDA: the uniform draw for the next forward's pick */
     int skip_logits; /* CUDA: do not download the logits when the device picked the token */
     int dev_graph;   /* CUDA: 1 when the decode step replays as a captured CUDA graph (GQ_CUDA_GRAPH=0: never) */
+    int dev_fused;   /* CUDA: 1 when layernorms and residual adds run inside the products (GQ_CUDA_FUSED=0: never) */
     int dev_half;    /* CUDA, set before gq_im_plan: fp32 weight matrices (the linears and the
                         embedding) stored on the device as 0 fp32, 1 fp16, 2 bf16 */
     size_t dev_weight_bytes, dev_kv_bytes,

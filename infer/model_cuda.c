@@ -68,6 +68,7 @@ struct gq_im_cuda {
     float g_temperature, g_top_p; /* the sampler settings the graph was captured with */
     int g_top_k;
     int32_t dev_pos, dev_tok; /* what c->pos and c->tokens hold after a decode step (-1: unknown) */
+    int fused; /* 1: the decode step's 5 launches a layer (gq_qmm_ep); GQ_CUDA_FUSED=0: the 11 of before */
 };
 
 int gq_imc_available(void) { return gq_cuda_device_count() > 0; }
@@ -248,6 +249,9 @@ int gq_imc_plan(gq_im *m) {
     const size_t C = (size_t)g->n_embd, L = (size_t)g->n_layer, T = (size_t)m->n_ctx, M = (size_t)m->chunk,
                  Vp = (size_t)g->padded_vocab_size;
     c->T = m->n_ctx, c->chunk = m->chunk, c->f16 = m->kv_f16;
+    const char *fenv = getenv("GQ_CUDA_FUSED"); /* 0: the unfused decode step, for comparison */
+    c->fused = g->n_embd <= GQ_IM_FUSED_MAX_C && !(fenv && !strcmp(fenv, "0"));
+    m->dev_fused = c->fused;
     const size_t kv = L * T * C * (c->f16 ? 2 : 4);
     size_t sizes[] = {kv,
                       kv,
@@ -310,7 +314,7 @@ static int layers_one(gq_im *m, struct gq_im_cuda *c) {
 static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, NH = g->n_head;
-    if (M == 1 && !own_pass && C <= GQ_IM_FUSED_MAX_C) return layers_one(m, c);
+    if (M == 1 && !own_pass && c->fused) return layers_one(m, c);
     const size_t lay = (size_t)c->T * C * (c->f16 ? 2 : 4);
     GQ_TRY(gq_cuda_embed(c->x, &c->wte, &c->wpe, c->tokens, c->pos, M, C));
     for (int l = 0; l < g->n_layer; l++) {
@@ -335,7 +339,7 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
 static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     const int C = m->cfg.n_embd;
     const float *last = c->x + (size_t)(M - 1) * C;
-    if (C <= GQ_IM_FUSED_MAX_C) { /* the final layernorm inside the LM-head product */
+    if (c->fused) { /* the final layernorm inside the LM-head product */
         const gq_qmm_ep lnf = {c->lnfw, c->lnfb, 0, 0};
         GQ_TRY(gq_cuda_qmatmul_ep(c->logits, last, 1, &c->wte, NULL, &lnf));
     } else {

@@ -287,8 +287,12 @@ next() {
   model124
   local c="$w/m/ckpt-00000001.h5"
   for m in "$c" "$w/int8.h5" "$w/int4.h5" "$w/nf4.h5" "$w/fp4.h5"; do
-    for g in 1 0; do GQ_CUDA_GRAPH=$g timeout 60 $bin/gpt2q-infer bench "$m" --device cuda --json; done
+    timeout 60 $bin/gpt2q-infer bench "$m" --device cuda --json
   done | tee "$logs/bench.jsonl" | cut -c1-400
+  for v in "GQ_CUDA_GRAPH=0" "GQ_CUDA_FUSED=0" "GQ_CUDA_FUSED=1"; do # graph off, the session-7 launches, again
+    env $v timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json
+  done | tee -a "$logs/bench.jsonl" | cut -c1-400
+  GQ_CUDA_FUSED=0 t test_infer_unfused 90 $bin/test_infer_cuda
   for h in f16 bf16; do timeout 60 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json; done | tee -a "$logs/bench.jsonl"
   same_text
   ncu_times ncu_decode $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4

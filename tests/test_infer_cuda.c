@@ -258,6 +258,36 @@ static void check_store_attend(void) {
         }
 }
 
+/* The fused decode step (5 launches a layer: layernorms and residual adds inside the products)
+ * against the unfused one (GQ_CUDA_FUSED=0, read at gq_im_plan): the same logits bit for bit at
+ * every position, fp16 and fp32 caches. */
+static void check_fused(const char *path, const char *label, const int32_t *in) {
+    for (int f16 = 0; f16 < 2; f16++) {
+        gq_im *g[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            setenv("GQ_CUDA_FUSED", k ? "0" : "1", 1);
+            CHECK_OK(gq_im_load(&g[k], path));
+            if (!g[k]) return;
+            g[k]->device = GQ_IM_CUDA, g[k]->kv_f16 = f16;
+            CHECK_OK(gq_im_plan(g[k], 1, T, 4));
+            CHECKF(g[k]->dev_fused == !k, "%s: GQ_CUDA_FUSED=%d gave dev_fused %d", label, !k, g[k]->dev_fused);
+        }
+        unsetenv("GQ_CUDA_FUSED");
+        const int V_ = g[0]->cfg.vocab_size;
+        long differ = 0;
+        for (int t = 4; t < T; t++) {
+            const int n = t == 4 ? 4 : 1, at = t == 4 ? 0 : t - 1;
+            for (int k = 0; k < 2; k++)
+                CHECK_OK(gq_im_forward(g[k], in + at, 1, n, at, NULL, NULL, NULL));
+            differ += memcmp(gq_im_logits(g[0], 0), gq_im_logits(g[1], 0), sizeof(float) * (size_t)V_) != 0;
+        }
+        CHECKF(differ == 0, "%s KV %s: fused decode logits differ from the unfused at %ld of %d positions", label,
+               f16 ? "fp16" : "fp32", differ, T - 4);
+        gq_im_free(g[0]);
+        gq_im_free(g[1]);
+    }
+}
+
 static void check_sampler(void) {
     enum { NV = 50257, DRAWS = 20 };
     float *x = malloc(sizeof(float) * NV), *dx = NULL, *dprob = NULL, *du = NULL;
@@ -345,6 +375,7 @@ int main(void) {
     check_sampler();
     check_model(ckpt, "fp32", &cfg, in, tg, 1);
     check_half(ckpt, &cfg, in);
+    check_fused(ckpt, "fp32", in);
     struct {
         const char *fmt, *layers;
         int greedy;
@@ -357,6 +388,7 @@ int main(void) {
         char label[64];
         snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
         check_model(out, label, &cfg, in, tg, cases[k].greedy);
+        if (k == 0 || k == 2 || k == 3) check_fused(out, label, in); /* nf4+emb, int4-g16, int8+emb */
         unlink(out);
     }
     unlink(ckpt);
