@@ -53,7 +53,7 @@ extern "C" int gq_cuda_kv_store(void *kc, void *vc, int f16, const float *qkv, c
 enum { ATT_THREADS = 256 }; /* 8 warps over the positions of a decode step (128: 8.4 us a layer on the H200) */
 
 static __device__ __forceinline__ float kv_get(const void *c, int f16, size_t i) {
-    return f16 ? gq_f16_to_f32(((const uint16_t *)c)[i]) : ((const float *)c)[i];
+    return f16 ? gq_cuda_f16_value(((const uint16_t *)c)[i]) : ((const float *)c)[i];
 }
 
 /* One block per (head, query). Query m sits at position t = *d_pos + m and attends to positions

@@ -17,6 +17,7 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
 
 #define FULL 0xffffffffu
 
+
 static_assert(QMV_WARPS * 32 == GQ_LN_ROW_THREADS, "the layernorm prologue runs on the product's block");
 
 /* MM: the most tokens one pass takes. The decode step (M = 1) has its own instance: with room for
@@ -68,7 +69,7 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
 #pragma unroll
             for (int b = 0; b < 8; b++) {
                 const uint16_t h = (uint16_t)(words[b / 2] >> (16 * (b % 2)));
-                v[b] = w.h16_bf16 ? gq_bf16_to_f32(h) : gq_f16_to_f32(h);
+                v[b] = w.h16_bf16 ? gq_bf16_to_f32(h) : gq_cuda_f16_value(h);
             }
 #pragma unroll
             for (int m = 0; m < MM; m++)
