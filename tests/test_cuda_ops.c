@@ -375,6 +375,39 @@ static void case_precision(shape s) {
         CHECK(e / r <= tol[k] && e > 0); /* e > 0: the mode did change the arithmetic */
         free(g);
     }
+    /* attention in bf16 mode: its (T, T) matrices and every operand in bf16, fp32 accumulation;
+     * forward and backward (from the GPU's own bf16 probabilities) against the fp32 CPU op */
+    const shape as[2] = {s, {1, 64, 128, 2, 0, 0, 0}};
+    for (int k = 0; k < 2; k++) {
+        const int B = as[k].B, T = as[k].T, Ca = as[k].C, NH = as[k].NH;
+        const size_t nqkv = (size_t)B * T * 3 * Ca, nout = (size_t)B * T * Ca, natt = (size_t)B * NH * T * T;
+        float *qkv = hrand(nqkv, -1, 1), *dy = hrand(nout, -1, 1), *out = malloc(nout * 4), *att = malloc(natt * 4);
+        float *dqkv = malloc(nqkv * 4), *scr = malloc(natt * 4);
+        float *d_qkv = dev(qkv, nqkv * 4), *d_dy = dev(dy, nout * 4), *d_out = dev_poison(nout * 4);
+        float *d_att = dev_poison(natt * 4), *d_dqkv = dev_poison(nqkv * 4), *d_scr = dev_poison(natt * 4);
+        CPU->attention_forward(out, att, qkv, B, T, Ca, NH);
+        CPU->attention_backward(dqkv, scr, dy, qkv, att, B, T, Ca, NH);
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
+        CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv, B, T, Ca, NH));
+        CHECK_OK(GPU->attention_backward(d_dqkv, d_scr, d_dy, d_qkv, d_att, B, T, Ca, NH));
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+        const float *ref[2] = {out, dqkv};
+        const float *dptr[2] = {d_out, d_dqkv};
+        const size_t cnt[2] = {nout, nqkv};
+        const double bound[2] = {3e-2, 6e-2};
+        for (int j = 0; j < 2; j++) {
+            float *g = fetch(dptr[j], cnt[j]);
+            double e = 0, r = 0;
+            for (size_t i = 0; i < cnt[j]; i++) e = fmax(e, fabs(g[i] - ref[j][i])), r = fmax(r, fabs(ref[j][i]));
+            printf("  attention %-8s bf16 T=%-3d max|err| / max|ref| %.3g (bound %.3g)\n", j ? "backward" : "forward",
+                   T, e / r, bound[j]);
+            CHECK(e / r <= bound[j] && e > 0);
+            free(g);
+        }
+        void *bufs[] = {d_qkv, d_dy, d_out, d_att, d_dqkv, d_scr};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+        free(qkv), free(dy), free(out), free(att), free(dqkv), free(scr);
+    }
     CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
     GPU->free(d_a), GPU->free(d_w), GPU->free(d_o);
     free(a), free(w), free(o);

@@ -1,12 +1,19 @@
 /* attention (CUDA): causal multi-head self-attention, the reference version: per batch row,
  * strided-batched cuBLAS products over the heads (q, k, v are read in place from qkv: head h
  * starts hs floats after head h-1, rows 3C apart) and one warp per row for the causal softmax
- * and its backward. The attention matrix is saved for the backward, as on the CPU. */
+ * and its backward. The attention matrix is saved for the backward, as on the CPU.
+ * In GQ_MATMUL_BF16 mode the (T, T) matrices are bf16 (the first half of the att and scratch
+ * buffers) and every product takes bf16 operands (q, k, v and the output gradient copied to
+ * bf16 once per call): half the bytes of the T x T traffic, which is most of this op's time. */
 #include "act_math.h"
+#include "backend.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
+#include <cuda_bf16.h>
 #include <math.h>
+
+typedef __nv_bfloat16 bf16;
 
 /* row r of the (rows, T) matrix holds query position t = r % T: softmax of [0, t], zeros after */
 static __global__ void softmax_causal_kernel(float *att, int rows, int T) {
@@ -41,8 +48,107 @@ static __global__ void softmax_causal_backward_kernel(float *d, const float *a, 
     for (int u = lane; u < T; u += 32) dr[u] = u <= t ? ar[u] * (dr[u] - dot) : 0.0f;
 }
 
+/* bf16 rows: softmax of [0, t] in fp32 from the stored scores, each probability rounded once */
+static __global__ void softmax_causal_bf16_kernel(bf16 *att, int rows, int T) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    int t = r % T;
+    bf16 *x = att + (size_t)r * T;
+    float mx = -3.0e38f;
+    for (int u = lane; u <= t; u += 32) mx = fmaxf(mx, __bfloat162float(x[u]));
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float s = 0.0f;
+    for (int u = lane; u <= t; u += 32) s += gq_exp(__bfloat162float(x[u]) - mx);
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float inv = 1.0f / s;
+    for (int u = lane; u < T; u += 32)
+        x[u] = __float2bfloat16_rn(u <= t ? gq_exp(__bfloat162float(x[u]) - mx) * inv : 0.0f);
+}
+
+/* bf16 rows, in place: d <- a * (d - sum(a * d)) on [0, t] in fp32, zeros after */
+static __global__ void softmax_causal_backward_bf16_kernel(bf16 *d, const bf16 *a, int rows, int T) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    int t = r % T;
+    bf16 *dr = d + (size_t)r * T;
+    const bf16 *ar = a + (size_t)r * T;
+    float dot = 0.0f;
+    for (int u = lane; u <= t; u += 32) dot += __bfloat162float(ar[u]) * __bfloat162float(dr[u]);
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    for (int u = lane; u < T; u += 32)
+        dr[u] = __float2bfloat16_rn(u <= t ? __bfloat162float(ar[u]) * (__bfloat162float(dr[u]) - dot) : 0.0f);
+}
+
+/* qkv (B, T, 3C) as bf16 in a scratch slot */
+static int qkv_bf16(const float *qkv, int B, int T, int C, const bf16 **q16) {
+    void *p = NULL;
+    const size_t n = (size_t)B * T * 3 * C;
+    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_ATT_QKV16, n * sizeof(bf16), &p));
+    GQ_TRY(gq_cuda_to_bf16(p, qkv, n));
+    *q16 = (const bf16 *)p;
+    return GQ_OK;
+}
+
+static int attention_forward_bf16(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    const int hs = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const long long TT = (long long)T * T;
+    const bf16 *q16 = NULL;
+    GQ_TRY(qkv_bf16(qkv, B, T, C, &q16));
+    bf16 *a16 = (bf16 *)att;
+    for (int b = 0; b < B; b++) { /* a[h] = scale q_h k_h^T, stored in bf16 */
+        const bf16 *q = q16 + (size_t)b * T * C3, *k = q + C;
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, T, T, hs, scale, q, C3, hs, k, C3, hs, 0.0f, a16 + (size_t)b * NH * TT, 1, T,
+                                    TT, NH));
+    }
+    const int rows = B * NH * T;
+    softmax_causal_bf16_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(a16, rows, T);
+    GQ_CUDA_CHECK_LAUNCH();
+    for (int b = 0; b < B; b++) { /* out_h = a[h] v_h, fp32 */
+        const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C;
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, v, C3, hs, 0.0f,
+                                    out + (size_t)b * T * C, 0, C, hs, NH));
+    }
+    return GQ_OK;
+}
+
+static int attention_backward_bf16(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                                   int B, int T, int C, int NH) {
+    const int hs = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const long long TT = (long long)T * T;
+    const bf16 *q16 = NULL, *a16 = (const bf16 *)att;
+    GQ_TRY(qkv_bf16(qkv, B, T, C, &q16));
+    void *p = NULL;
+    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_ATT_DY16, (size_t)B * T * C * sizeof(bf16), &p));
+    GQ_TRY(gq_cuda_to_bf16(p, dout, (size_t)B * T * C));
+    const bf16 *dy16 = (const bf16 *)p;
+    bf16 *da16 = (bf16 *)scratch;
+    for (int b = 0; b < B; b++) {
+        const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C, *dy = dy16 + (size_t)b * T * C;
+        bf16 *da = da16 + (size_t)b * NH * TT;
+        float *dv = dqkv + (size_t)b * T * C3 + 2 * C;
+        /* da = dy v^T (bf16) ; dv = a^T dy (fp32) */
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, T, T, hs, 1.0f, dy, C, hs, v, C3, hs, 0.0f, da, 1, T, TT, NH));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, dy, C, hs, 0.0f, dv, 0, C3,
+                                    hs, NH));
+    }
+    const int rows = B * NH * T;
+    softmax_causal_backward_bf16_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(da16, a16, rows, T);
+    GQ_CUDA_CHECK_LAUNCH();
+    for (int b = 0; b < B; b++) {
+        const bf16 *q = q16 + (size_t)b * T * C3, *k = q + C, *da = da16 + (size_t)b * NH * TT;
+        float *dq = dqkv + (size_t)b * T * C3, *dk = dq + C;
+        /* dq = scale da k ; dk = scale da^T q (fp32) */
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, scale, da, T, TT, k, C3, hs, 0.0f, dq, 0, C3, hs, NH));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, T, hs, T, scale, da, T, TT, q, C3, hs, 0.0f, dk, 0, C3, hs, NH));
+    }
+    return GQ_OK;
+}
+
 extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
+    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16) return attention_forward_bf16(out, att, qkv, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;
@@ -67,6 +173,8 @@ extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qk
 extern "C" int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                           const float *att, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
+    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
+        return attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;

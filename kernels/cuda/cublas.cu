@@ -28,9 +28,18 @@ extern "C" int gq_cuda_set_matmul(int mode) {
     return GQ_OK;
 }
 
+int gq_cuda_matmul_mode(void) { return g_matmul; }
+
 static __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         out[i] = __float2bfloat16_rn(in[i]);
+}
+
+int gq_cuda_to_bf16(void *out, const float *in, size_t n) {
+    if (!n) return GQ_OK;
+    to_bf16_kernel<<<gq_cuda_grid(n, 256), 256>>>((__nv_bfloat16 *)out, in, n);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
 }
 
 /* A bf16 copy of the elements a strided batch of row-major (rows, cols) matrices spans. */
@@ -51,11 +60,10 @@ int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const flo
     cublasHandle_t h = NULL;
     GQ_TRY(gq_cuda_cublas(&h));
     cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    /* bf16 operands for the linear layers' products (batch 1). The attention's batched products
-     * stay on fp32 operands with TF32 arithmetic: their bf16 copies would be of the T x T score
-     * matrices, four passes over 50 MB per sequence and layer at GPT-2 124M's T = 1024 (bf16 ran
-     * at 123k tokens/s against TF32's 145k on the H200 with every product copied) */
-    if (g_matmul == GQ_MATMUL_BF16 && batch == 1 && M > 0 && N > 0 && K > 0) {
+    /* bf16 operands: rounded copies. (The attention does not come here in bf16 mode: it keeps its
+     * T x T matrices in bf16 itself, attention.cu; copying them per product made bf16 slower
+     * than TF32 on the H200, 123k vs 145k tokens/s on GPT-2 124M.) */
+    if (g_matmul == GQ_MATMUL_BF16 && M > 0 && N > 0 && K > 0 && batch > 0) {
         /* stored shapes: op(A) is (M, K), so A is (K, M) when transposed; likewise B */
         const __nv_bfloat16 *a16 = NULL, *b16 = NULL;
         GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, A, ta ? K : M, ta ? M : K, lda, sA, batch, &a16));
@@ -66,9 +74,20 @@ int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const flo
         return GQ_OK;
     }
     /* fp32 operands: IEEE products, or TF32 tensor cores when allowed */
-    cublasComputeType_t ct = g_matmul != GQ_MATMUL_FP32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC;
+    cublasComputeType_t ct = g_matmul == GQ_MATMUL_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC;
     GQ_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, sB, A, CUDA_R_32F, lda,
                                                sA, &beta, C, CUDA_R_32F, ldc, sC, batch, ct, CUBLAS_GEMM_DEFAULT));
     return GQ_OK;
 }
 
+int gq_cuda_gemm_bf16_rm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, long long sA,
+                         const void *B, int ldb, long long sB, float beta, void *C, int c_bf16, int ldc, long long sC,
+                         int batch) {
+    cublasHandle_t h = NULL;
+    GQ_TRY(gq_cuda_cublas(&h));
+    cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    GQ_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, sB, A, CUDA_R_16BF,
+                                               lda, sA, &beta, C, c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, sC, batch,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return GQ_OK;
+}

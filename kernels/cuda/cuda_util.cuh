@@ -54,7 +54,16 @@ int gq_cuda_cublas(cublasHandle_t *h);
 /* The backend's scratch memory: grow-only, one buffer per slot, kept until exit. Ops that need
  * temporary device memory (attention's head-major copies, reduction partials, the encoder's
  * token buckets) take it from here, so a training step allocates nothing once warmed up. */
-enum { GQ_SCRATCH_A = 0, GQ_SCRATCH_B, GQ_SCRATCH_REDUCE, GQ_SCRATCH_BF16_A, GQ_SCRATCH_BF16_B, GQ_SCRATCH_N };
+enum {
+    GQ_SCRATCH_A = 0,
+    GQ_SCRATCH_B,
+    GQ_SCRATCH_REDUCE,
+    GQ_SCRATCH_BF16_A,
+    GQ_SCRATCH_BF16_B,
+    GQ_SCRATCH_ATT_QKV16, /* bf16 attention: a bf16 copy of qkv */
+    GQ_SCRATCH_ATT_DY16,  /* bf16 attention backward: a bf16 copy of the output gradient */
+    GQ_SCRATCH_N
+};
 int gq_cuda_scratch(int slot, size_t bytes, void **p);
 
 /* Row-major strided-batched sgemm: C[i] = alpha op(A[i]) op(B[i]) + beta C[i], i < batch,
@@ -63,6 +72,15 @@ int gq_cuda_scratch(int slot, size_t bytes, void **p);
  * multiplied on the bf16 tensor cores with fp32 accumulation. */
 int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
                      const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
+/* The same with bf16 operands as stored (A, B: __nv_bfloat16), fp32 accumulation, C in bf16
+ * (c_bf16) or fp32; whatever the mode. */
+int gq_cuda_gemm_bf16_rm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, long long sA,
+                         const void *B, int ldb, long long sB, float beta, void *C, int c_bf16, int ldc, long long sC,
+                         int batch);
+/* out (bf16, n) = in (fp32) rounded to nearest */
+int gq_cuda_to_bf16(void *out, const float *in, size_t n);
+/* GQ_MATMUL_FP32 | TF32 | BF16: the mode gq_cuda_set_matmul set */
+int gq_cuda_matmul_mode(void);
 
 /* out (C) += column sums of in (N,C), summed in a fixed order (deterministic). */
 int gq_cuda_colsum_add(float *out, const float *in, int N, int C);
