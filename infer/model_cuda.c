@@ -291,7 +291,9 @@ int gq_imc_plan(gq_im *m) {
 }
 
 /* A decode step's layers (one token): 5 launches a layer, the layernorms and residual adds inside
- * the products (gq_qmm_ep), the KV store inside the attention. */
+ * the products (gq_qmm_ep), the KV store inside the attention. The layernorm prologue is
+ * repeated by every block of the product, which pays where the product is one wave of blocks
+ * (qkv and fc: 288 and 384 blocks for GPT-2 124M). */
 static int layers_one(gq_im *m, struct gq_im_cuda *c) {
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, NH = g->n_head;
@@ -339,13 +341,10 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
 static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     const int C = m->cfg.n_embd;
     const float *last = c->x + (size_t)(M - 1) * C;
-    if (c->fused) { /* the final layernorm inside the LM-head product */
-        const gq_qmm_ep lnf = {c->lnfw, c->lnfb, 0, 0};
-        GQ_TRY(gq_cuda_qmatmul_ep(c->logits, last, 1, &c->wte, NULL, &lnf));
-    } else {
-        GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, last, c->lnfw, c->lnfb, 1, C));
-        GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
-    }
+    /* the final layernorm in a launch of its own: inside the LM-head product each of its ~6300
+     * blocks would normalize the row again, over ~16 waves */
+    GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, last, c->lnfw, c->lnfb, 1, C));
+    GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
     return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->u, c->prob);
 }
 
