@@ -15,68 +15,40 @@
 
 typedef __nv_bfloat16 bf16;
 
-/* row r of the (rows, T) matrix holds query position t = r % T: softmax of [0, t], zeros after */
-static __global__ void softmax_causal_kernel(float *att, int rows, int T) {
+/* the (T, T) matrices' elements: fp32, or bf16 (bf16 mode) read and written through fp32 */
+static __device__ __forceinline__ float ld(const float *p) { return *p; }
+static __device__ __forceinline__ float ld(const bf16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void st(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* row r of the (rows, T) matrix holds query position t = r % T: softmax of [0, t] in fp32 (each
+ * exponential computed again for the output, so that a bf16 row is rounded once), zeros after */
+template <typename E> static __global__ void softmax_causal_kernel(E *att, int rows, int T) {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows) return;
     int t = r % T;
-    float *x = att + (size_t)r * T;
+    E *x = att + (size_t)r * T;
     float mx = -3.0e38f;
-    for (int u = lane; u <= t; u += 32) mx = fmaxf(mx, x[u]);
+    for (int u = lane; u <= t; u += 32) mx = fmaxf(mx, ld(x + u));
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     float s = 0.0f;
-    for (int u = lane; u <= t; u += 32) {
-        float e = gq_exp(x[u] - mx);
-        x[u] = e;
-        s += e;
-    }
+    for (int u = lane; u <= t; u += 32) s += gq_exp(ld(x + u) - mx);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     float inv = 1.0f / s;
-    for (int u = lane; u < T; u += 32) x[u] = u <= t ? x[u] * inv : 0.0f;
+    for (int u = lane; u < T; u += 32) st(x + u, u <= t ? gq_exp(ld(x + u) - mx) * inv : 0.0f);
 }
 
 /* in place: d <- a * (d - sum(a * d)) on [0, t], zeros after */
-static __global__ void softmax_causal_backward_kernel(float *d, const float *a, int rows, int T) {
+template <typename E> static __global__ void softmax_causal_backward_kernel(E *d, const E *a, int rows, int T) {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows) return;
     int t = r % T;
-    float *dr = d + (size_t)r * T;
-    const float *ar = a + (size_t)r * T;
+    E *dr = d + (size_t)r * T;
+    const E *ar = a + (size_t)r * T;
     float dot = 0.0f;
-    for (int u = lane; u <= t; u += 32) dot += ar[u] * dr[u];
+    for (int u = lane; u <= t; u += 32) dot += ld(ar + u) * ld(dr + u);
     for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    for (int u = lane; u < T; u += 32) dr[u] = u <= t ? ar[u] * (dr[u] - dot) : 0.0f;
-}
-
-/* bf16 rows: softmax of [0, t] in fp32 from the stored scores, each probability rounded once */
-static __global__ void softmax_causal_bf16_kernel(bf16 *att, int rows, int T) {
-    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows) return;
-    int t = r % T;
-    bf16 *x = att + (size_t)r * T;
-    float mx = -3.0e38f;
-    for (int u = lane; u <= t; u += 32) mx = fmaxf(mx, __bfloat162float(x[u]));
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float s = 0.0f;
-    for (int u = lane; u <= t; u += 32) s += gq_exp(__bfloat162float(x[u]) - mx);
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    float inv = 1.0f / s;
-    for (int u = lane; u < T; u += 32)
-        x[u] = __float2bfloat16_rn(u <= t ? gq_exp(__bfloat162float(x[u]) - mx) * inv : 0.0f);
-}
-
-/* bf16 rows, in place: d <- a * (d - sum(a * d)) on [0, t] in fp32, zeros after */
-static __global__ void softmax_causal_backward_bf16_kernel(bf16 *d, const bf16 *a, int rows, int T) {
-    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows) return;
-    int t = r % T;
-    bf16 *dr = d + (size_t)r * T;
-    const bf16 *ar = a + (size_t)r * T;
-    float dot = 0.0f;
-    for (int u = lane; u <= t; u += 32) dot += __bfloat162float(ar[u]) * __bfloat162float(dr[u]);
-    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    for (int u = lane; u < T; u += 32)
-        dr[u] = __float2bfloat16_rn(u <= t ? __bfloat162float(ar[u]) * (__bfloat162float(dr[u]) - dot) : 0.0f);
+    for (int u = lane; u < T; u += 32) st(dr + u, u <= t ? ld(ar + u) * (ld(dr + u) - dot) : 0.0f);
 }
 
 /* qkv (B, T, 3C) as bf16 in a scratch slot */
@@ -102,7 +74,7 @@ static int attention_forward_bf16(float *out, float *att, const float *qkv, int 
                                     TT, NH));
     }
     const int rows = B * NH * T;
-    softmax_causal_bf16_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(a16, rows, T);
+    softmax_causal_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(a16, rows, T);
     GQ_CUDA_CHECK_LAUNCH();
     for (int b = 0; b < B; b++) { /* out_h = a[h] v_h, fp32 */
         const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C;
@@ -134,7 +106,7 @@ static int attention_backward_bf16(float *dqkv, float *scratch, const float *dou
                                     hs, NH));
     }
     const int rows = B * NH * T;
-    softmax_causal_backward_bf16_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(da16, a16, rows, T);
+    softmax_causal_backward_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(da16, a16, rows, T);
     GQ_CUDA_CHECK_LAUNCH();
     for (int b = 0; b < B; b++) {
         const bf16 *q = q16 + (size_t)b * T * C3, *k = q + C, *da = da16 + (size_t)b * NH * TT;
