@@ -48,8 +48,7 @@ static int bf16_copy(int slot, const float *src, int rows, int cols, int ld, lon
     const size_t n = (size_t)(batch - 1) * (size_t)stride + (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
     void *p = NULL;
     GQ_TRY(gq_cuda_scratch(slot, n * sizeof(__nv_bfloat16), &p));
-    to_bf16_kernel<<<gq_cuda_grid(n, 256), 256>>>((__nv_bfloat16 *)p, src, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_cuda_to_bf16(p, src, n));
     *dst = (const __nv_bfloat16 *)p;
     return GQ_OK;
 }
