@@ -10,7 +10,9 @@
  *       bandwidth.
  *   compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]
  *       eval + bench of each model (each in a child process, so that peak RSS is its own):
- *       DIR/results.json, DIR/results.md and DIR/chart.svg. */
+ *       DIR/results.json, DIR/results.md and DIR/chart.svg.
+ *   chart DIR
+ *       DIR/chart.svg again from compare's DIR/chart.dat (a run where gnuplot was missing). */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
 #include "gq_error.h"
@@ -545,6 +547,42 @@ static double jnum(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* DIR/chart.svg from DIR/chart.dat (compare's data: index, name, model MB, peak RSS MB, seconds
+ * for the tokens, loss) with gnuplot: 0, or 1 if gnuplot failed. */
+static int draw_chart(const char *dir) {
+    char dat[4400], svg[4400], cmd[16384];
+    snprintf(dat, sizeof dat, "%s/chart.dat", dir);
+    snprintf(svg, sizeof svg, "%s/chart.svg", dir);
+    snprintf(cmd, sizeof cmd,
+             "gnuplot -e \"set terminal svg size 900,500 dynamic background rgb 'white'; set output '%s';"
+             " set title 'gpt2q-infer compare: memory (bars) and time for 50 tokens (line)';"
+             " set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1;"
+             " set boxwidth 0.9; set ylabel 'MB'; set y2label 'seconds'; set ytics nomirror; set y2tics;"
+             " set yrange [0:*]; set y2range [0:*]; set grid ytics; set xtics rotate by -20; set key below horizontal;"
+             " plot '%s' using 3:xtic(2) title 'model memory MB' lc rgb '#4271ae',"
+             " '' using 4 title 'peak RSS MB' lc rgb '#8abeb7',"
+             " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
+             svg, dat);
+    return system(cmd) != 0;
+}
+
+/* chart DIR: draw DIR/chart.svg again from DIR/chart.dat (a compare run where gnuplot was missing,
+ * such as the GPU machine) */
+static int cmd_chart(int argc, char **argv) {
+    if (argc != 3 || argv[2][0] == '-') {
+        fprintf(stderr, "usage: " PROG " chart DIR   (DIR: a compare --out folder holding chart.dat)\n");
+        return 2;
+    }
+    char dat[4400];
+    snprintf(dat, sizeof dat, "%s/chart.dat", argv[2]);
+    FILE *f = fopen(dat, "r");
+    if (!f) return fail(gq_errf(GQ_EIO, "%s: cannot open: no such file or not readable", dat));
+    fclose(f);
+    if (draw_chart(argv[2])) return fail(gq_errf(GQ_EIO, "%s/chart.svg: gnuplot failed (is it installed?)", argv[2]));
+    fprintf(stderr, PROG ": wrote %s/chart.svg\n", argv[2]);
+    return 0;
+}
+
 static int cmd_compare(int argc, char **argv) {
     const char *models[32], *data = NULL, *names = NULL, *outdir = ".";
     int n_models = 0;
@@ -643,10 +681,9 @@ static int cmd_compare(int argc, char **argv) {
     if (!jf || fputs(js, jf) < 0 || fclose(jf)) rc = gq_errf(GQ_EIO, "%s: cannot write", tmp);
     free(js);
     if (!rc) rc = gq_commit_file(tmp, path);
-    /* chart: memory as bars (left axis), the 50-token time as a line (right axis) */
-    char dat[4400], svg[4400], cmd[16384];
+    /* chart data: memory as bars (left axis), the 50-token time as a line (right axis) */
+    char dat[4400];
     snprintf(dat, sizeof dat, "%s/chart.dat", outdir);
-    snprintf(svg, sizeof svg, "%s/chart.svg", outdir);
     FILE *df = fopen(dat, "w");
     for (int k = 0; df && k < n_models; k++) {
         const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"),
@@ -655,20 +692,12 @@ static int cmd_compare(int argc, char **argv) {
                 jnum(be, "peak_rss_mb"), jnum(be, "generate_s"), jnum(ev, "loss"));
     }
     if (df) fclose(df);
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal svg size 900,500 dynamic background rgb 'white'; set output '%s';"
-             " set title 'gpt2q-infer compare: memory (bars) and time for 50 tokens (line)';"
-             " set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1;"
-             " set boxwidth 0.9; set ylabel 'MB'; set y2label 'seconds'; set ytics nomirror; set y2tics;"
-             " set yrange [0:*]; set y2range [0:*]; set grid ytics; set xtics rotate by -20; set key below horizontal;"
-             " plot '%s' using 3:xtic(2) title 'model memory MB' lc rgb '#4271ae',"
-             " '' using 4 title 'peak RSS MB' lc rgb '#8abeb7',"
-             " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
-             svg, dat);
-    if (system(cmd) != 0)
-        fprintf(stderr, PROG ": warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
+    if (draw_chart(outdir))
+        fprintf(stderr, PROG ": warning: gnuplot failed; no %s/chart.svg (the data is in %s; `" PROG
+                        " chart %s` draws it where gnuplot is installed)\n",
+                outdir, dat, outdir);
     else
-        fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json, %s\n", outdir, outdir, svg);
+        fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json, %s/chart.svg\n", outdir, outdir, outdir);
     cJSON_Delete(all);
     return rc ? fail(rc) : 0;
 }
@@ -716,6 +745,8 @@ int main(int argc, char **argv) {
               "      load time, memory, prefill and decode speed, decode bandwidth share\n"
               "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
               "      eval + bench of each: DIR/results.md, results.json, chart.svg\n"
+              "  chart DIR\n"
+              "      draw DIR/chart.svg again from compare's DIR/chart.dat (where gnuplot was missing)\n"
               "  logits MODEL --prompt TEXT\n"
               "      JSON: the prompt's token ids and the logits after its last token\n"
               "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"
@@ -734,6 +765,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     if (!strcmp(argv[1], "compare")) return cmd_compare(argc, argv);
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc, argv);
-    fprintf(stderr, PROG ": unknown command '%s' (eval, generate, bench, compare)\n", argv[1]);
+    if (!strcmp(argv[1], "chart")) return cmd_chart(argc, argv);
+    fprintf(stderr, PROG ": unknown command '%s' (eval, generate, bench, compare, logits, chart)\n", argv[1]);
     return 2;
 }

@@ -99,7 +99,12 @@ check 'grep -q "\"decode_tok_s\": [0-9]" "$T/b.json" && grep -q "\"model_memory_
 check '[ "$(grep -o "\"logits\": \[.*\]" "$T/l.json" | tr "," "\n" | wc -l)" -eq 50257 ] && grep -q "\"tokens\": \[15496, 995\]" "$T/l.json"' "logits JSON: ids and 50257 logits"
 "$I" compare "$C" "$T/q.h5" --data "$T/tok.h5" --names float,int4 --out "$T/cmp" >"$T/cmp.out" 2>/dev/null
 check '[ -s "$T/cmp/results.md" ] && [ -s "$T/cmp/results.json" ] && grep -q "| int4 | int4-g64 |" "$T/cmp/results.md"' "compare writes its table and JSON"
-if command -v gnuplot >/dev/null; then check 'grep -q "<svg" "$T/cmp/chart.svg"' "compare chart"; fi
+if command -v gnuplot >/dev/null; then
+  check 'grep -q "<svg" "$T/cmp/chart.svg"' "compare chart"
+  rm -f "$T/cmp/chart.svg"
+  check '"$I" chart "$T/cmp" 2>/dev/null && grep -q "<svg" "$T/cmp/chart.svg"' "chart draws compare's chart again from chart.dat"
+fi
+expect_error "chart without chart.dat" "nowhere/chart.dat: cannot open" "$I" chart "$T/nowhere"
 
 # -- GGUF export from the command line (the vocabulary found beside the program)
 "$B/gpt2q-export" "$C" --gguf --format q8_0 --layers all -o "$T/m.gguf" >/dev/null 2>"$T/gguf.err"
