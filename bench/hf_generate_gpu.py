@@ -14,6 +14,7 @@ import sys
 import time
 
 import torch
+import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 # "Once upon a time" in GPT-2's BPE (our tokenizer's test vectors check the same encoding)
@@ -70,7 +71,7 @@ def main():
         with torch.no_grad():
             first = generate(m)
             best = min(generate(m) for _ in range(3))
-        print(json.dumps({"engine": "transformers " + torch.__version__.split("+")[0], "mode": mode,
+        print(json.dumps({"engine": "transformers " + transformers.__version__, "torch": torch.__version__, "mode": mode,
                           "model_allocated_bytes": alloc, "gpu_used_before_bytes": before,
                           "gpu_used_after_load_bytes": after, "generate_50_s": best, "first_generate_50_s": first,
                           "device": torch.cuda.get_device_name(0)}), flush=True)
