@@ -231,8 +231,10 @@ same_text() {
     timeout 60 $bin/gpt2q-infer generate "$w/m/ckpt-00000001.h5" --device $d --prompt "Once upon a time" -n 50 \
       --temperature 0.8 --top-k 40 --top-p 0.95 --seed 7 >"$logs/sam_$d.txt" 2>"$logs/sam_$d.err"
   done
-  cmp "$logs/gen_cpu.txt" "$logs/gen_cuda.txt" && echo "greedy int4 text: GPU == CPU"
-  cmp "$logs/sam_cpu.txt" "$logs/sam_cuda.txt" && echo "sampled fp32 text: GPU == CPU"
+  for k in gen sam; do # (two failed runs would compare equal: the text must be there)
+    if [ -s "$logs/${k}_cpu.txt" ] && cmp -s "$logs/${k}_cpu.txt" "$logs/${k}_cuda.txt"; then echo "$k text: GPU == CPU"
+    else echo "$k text: DIFFERS or missing (see ${k}_*.err)"; fi
+  done
 }
 
 # every kernel's time under ncu (one metric: a single pass each) into $logs/NAME.csv
