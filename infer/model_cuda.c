@@ -82,8 +82,6 @@ int gq_imc_mem_used(size_t *bytes) {
     return rc;
 }
 
-enum { GQ_IM_FUSED_MAX_C = 2048 }; /* gq_qmm_ep's layernorm prologue: rows of at most 2048 */
-
 /* a host pointer into m->arena, moved to where its bytes are in the device arena */
 static const void *dev(const gq_im *m, const struct gq_im_cuda *c, const void *p) {
     if (!p) return NULL;
@@ -250,7 +248,7 @@ int gq_imc_plan(gq_im *m) {
                  Vp = (size_t)g->padded_vocab_size;
     c->T = m->n_ctx, c->chunk = m->chunk, c->f16 = m->kv_f16;
     const char *fenv = getenv("GQ_CUDA_FUSED"); /* 0: the unfused decode step, for comparison */
-    c->fused = g->n_embd <= GQ_IM_FUSED_MAX_C && !(fenv && !strcmp(fenv, "0"));
+    c->fused = g->n_embd <= GQ_CUDA_LN_ROW_MAX && !(fenv && !strcmp(fenv, "0"));
     m->dev_fused = c->fused;
     const size_t kv = L * T * C * (c->f16 ? 2 : 4);
     size_t sizes[] = {kv,
@@ -331,7 +329,8 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
         GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
         GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln2w, L->ln2b, M, C));
-        GQ_TRY(gq_cuda_qmatmul_gelu(c->fch, c->ln, M, &L->fc, L->fcb));
+        const gq_qmm_ep gelu = {NULL, NULL, 1, 0};
+        GQ_TRY(gq_cuda_qmatmul_ep(c->fch, c->ln, M, &L->fc, L->fcb, &gelu));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
     }
     return g->n_layer ? gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C) : GQ_OK;

@@ -115,7 +115,8 @@ static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng)
         /* the GELU epilogue: act_math.h's GELU of the same products, bit for bit (the runner's
          * MLP, one launch instead of product + gelu kernel) */
         float *y2 = malloc((size_t)M * rows * 4);
-        CHECK_OK(gq_cuda_qmatmul_gelu(dy, dx, M, &d, t == 1 ? NULL : db));
+        const gq_qmm_ep gelu = {NULL, NULL, 1, 0};
+        CHECK_OK(gq_cuda_qmatmul_ep(dy, dx, M, &d, t == 1 ? NULL : db, &gelu));
         CHECK_OK(gq_cuda_download(y2, dy, (size_t)M * rows * 4));
         long bad = 0;
         for (long i = 0; i < (long)M * rows; i++)

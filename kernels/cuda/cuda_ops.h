@@ -56,11 +56,12 @@ int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float
  * in registers (the fast paths need 16-byte-aligned rows); M >= 16: a tiled fp32 GEMM whose
  * weight tiles are dequantized as they load. Any format and group; nothing allocated. */
 int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
-/* the same, then act_math.h's GELU on every output (the MLP's first product, one launch) */
-int gq_cuda_qmatmul_gelu(float *y, const float *x, int M, const gq_qmat *w, const float *bias);
+/* the widest row the few-row layernorm and the decode product's layernorm prologue take */
+enum { GQ_CUDA_LN_ROW_MAX = 2048 };
 /* What a decode product does around the product, so that a transformer layer's decode step is 5
  * launches: ln_w / ln_b: x is first layer-normalized with these (M = 1, cols <= 2048; the bits of
- * gq_cuda_layernorm_forward on one row); gelu: act_math.h's GELU of each output; residual: the
+ * gq_cuda_layernorm_forward on one row); gelu: act_math.h's GELU of each output (any M; the MLP's
+ * first product); residual: the
  * output is added to y's old value (M = 1; y = the residual stream, x another buffer). */
 typedef struct {
     const float *ln_w, *ln_b;

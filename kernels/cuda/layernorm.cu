@@ -110,7 +110,7 @@ static __global__ void layernorm_dparam_final_kernel(float *dweight, float *dbia
 extern "C" int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                          const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
-    if (N <= 64 && C <= GQ_LN_ROW_THREADS * GQ_LN_ROW_PER) /* a few rows: a block each */
+    if (N <= 64 && C <= GQ_CUDA_LN_ROW_MAX) /* a few rows: a block each */
         layernorm_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, (float *)inp, NULL, weight, bias, C);
     else
         layernorm_forward_kernel<<<gq_cuda_blocks(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
@@ -139,7 +139,7 @@ extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *db
 extern "C" int gq_cuda_residual_layernorm(float *x, const float *r, float *out, float *mean, float *rstd,
                                           const float *weight, const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
-    if (N <= 64 && C <= GQ_LN_ROW_THREADS * GQ_LN_ROW_PER) {
+    if (N <= 64 && C <= GQ_CUDA_LN_ROW_MAX) {
         layernorm_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, x, r, weight, bias, C);
         GQ_CUDA_CHECK_LAUNCH();
         return GQ_OK;

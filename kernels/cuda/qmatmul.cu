@@ -19,6 +19,7 @@ enum { QMV_WARPS = 8, QMV_MAXM = 8 };
 
 
 static_assert(QMV_WARPS * 32 == GQ_LN_ROW_THREADS, "the layernorm prologue runs on the product's block");
+static_assert(GQ_LN_ROW_THREADS * GQ_LN_ROW_PER == GQ_CUDA_LN_ROW_MAX, "cuda_ops.h's widest layernorm row");
 
 /* MM: the most tokens one pass takes. The decode step (M = 1) has its own instance: with room for
  * 8 tokens' sums the kernel holds 80 registers a thread, 3 blocks an SM, and the 50257-row
@@ -242,9 +243,9 @@ static int qmatmul(float *y, const float *x, int M, const gq_qmat *w, const floa
     if (M <= 0) return GQ_OK;
     if ((ep.ln_w || ep.residual) && M != 1)
         return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: a layernorm prologue or a residual epilogue takes one token");
-    if (ep.ln_w && (!ep.ln_b || w->cols > GQ_LN_ROW_THREADS * GQ_LN_ROW_PER))
+    if (ep.ln_w && (!ep.ln_b || w->cols > GQ_CUDA_LN_ROW_MAX))
         return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: the layernorm prologue needs a bias and at most %d columns",
-                       GQ_LN_ROW_THREADS * GQ_LN_ROW_PER);
+                       GQ_CUDA_LN_ROW_MAX);
     if (M >= GQ_QMM_PANEL_MIN) return qmatmul_gemm(y, x, M, w, bias, ep.gelu);
     const gq_qformat f = w->spec.format;
     const int bits = gq_qbits(f);
@@ -280,12 +281,6 @@ static int qmatmul(float *y, const float *x, int M, const gq_qmat *w, const floa
 
 extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
     return qmatmul(y, x, M, w, bias, NULL);
-}
-
-extern "C" int gq_cuda_qmatmul_gelu(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
-    gq_qmm_ep ep = {};
-    ep.gelu = 1;
-    return qmatmul(y, x, M, w, bias, &ep);
 }
 
 extern "C" int gq_cuda_qmatmul_ep(float *y, const float *x, int M, const gq_qmat *w, const float *bias,
