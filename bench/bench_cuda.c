@@ -230,7 +230,7 @@ int main(int argc, char **argv) {
     TIME("attention_forward (cuBLAS + softmax)", (double)(3 * NC + NC + (size_t)B * NH * T * T) * 4,
          4.0 * B * NH * (double)T * T * (C / NH), G->attention_forward(z, att, x, B, T, C, NH));
     TIME("attention_backward", (double)(3 * NC * 2 + NC + 2.0 * B * NH * T * T) * 4,
-         8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, att, B, T, C, NH));
+         8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, z, att, B, T, C, NH));
     {
         float *lse = dalloc((size_t)B * NH * T * 4);
         TIME("attention_forward_flash", (double)(3 * NC + NC) * 4, 4.0 * B * NH * (double)T * T * (C / NH),

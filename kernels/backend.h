@@ -49,11 +49,13 @@ typedef struct gq_backend {
                            const float *weight, int N, int C, int OC);
 
     /* Causal self-attention. qkv (B,T,3C) = [q | k | v], heads of size C/NH; out (B,T,C);
-     * att (B,NH,T,T) saves the softmax (zero above the diagonal). */
+     * att (B,NH,T,T) saves what the backward needs: the softmax (zero above the diagonal), or,
+     * where a backend recomputes it (CUDA in bf16 mode), less (a log-sum-exp per row). */
     int (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-    /* dqkv (B,T,3C) =; scratch (B,NH,T,T) is overwritten */
-    int (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                              int B, int T, int C, int NH);
+    /* dqkv (B,T,3C) =; scratch (B,NH,T,T) is overwritten; out: the forward's output (read by
+     * backends that recompute the softmax) */
+    int (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
+                              const float *att, int B, int T, int C, int NH);
 
     /* tanh-form GELU over n values; backward: dinp = gelu'(inp) * dout */
     int (*gelu_forward)(float *out, const float *inp, size_t n);

@@ -8,7 +8,8 @@
  *   gelu, adamw, crossentropy backward: 1e-6 rel (the same arithmetic; exactness reported);
  *   layernorm: 1e-5 (row sums in another order); matmul: 1e-4 (cuBLAS vs OpenBLAS blocking);
  *   attention: 1e-4 forward, 1e-3 backward (four products and a softmax); sum of squares:
- *   1e-12 rel (double, another order).
+ *   1e-12 rel (double, another order); bf16 products and the tensor-core attention: bounds on
+ *   max error / max |reference|, stated where they are checked.
  * Exits 77 without a GPU. GQ_TEST_SELF=1 runs the harness with the CPU table on both sides
  * (every comparison must then be bit-exact), a check of the test itself on machines without one. */
 #include "backend.h"
@@ -16,6 +17,7 @@
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
+#include "gq_test_attention.h"
 #include "quant.h"
 
 #include <math.h>
@@ -176,8 +178,8 @@ static void case_attention(shape s) {
     compare_dev("attention_forward out", d_out, out, nout, 1e-5, 1e-4);
     compare_dev("attention_forward att", d_att, att, natt, 1e-6, 1e-4);
     CHECK_OK(GPU->upload(d_att, att, natt * 4)); /* the backward from the same saved softmax */
-    CPU->attention_backward(dqkv, scratch, dy, qkv, att, B, T, C, NH);
-    CHECK_OK(GPU->attention_backward(d_dqkv, d_scratch, d_dy, d_qkv, d_att, B, T, C, NH));
+    CPU->attention_backward(dqkv, scratch, dy, qkv, out, att, B, T, C, NH);
+    CHECK_OK(GPU->attention_backward(d_dqkv, d_scratch, d_dy, d_qkv, d_out, d_att, B, T, C, NH));
     compare_dev("attention_backward dqkv", d_dqkv, dqkv, nqkv, 1e-4, 1e-3);
     void *bufs[] = {d_qkv, d_dy, d_out, d_att, d_dqkv, d_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
@@ -195,7 +197,7 @@ static void case_flash(shape s) {
     CPU->attention_forward(out, att, qkv, B, T, C, NH);
     CHECK_OK(gq_cuda_attention_forward_flash(d_out, d_lse, d_qkv, B, T, C, NH));
     compare_dev("attention_forward_flash out", d_out, out, nout, 1e-5, 1e-4);
-    CPU->attention_backward(dqkv, scratch, dy, qkv, att, B, T, C, NH);
+    CPU->attention_backward(dqkv, scratch, dy, qkv, out, att, B, T, C, NH);
     CHECK_OK(gq_cuda_attention_backward_flash(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
     compare_dev("attention_backward_flash dqkv", d_dqkv, dqkv, nqkv, 1e-4, 1e-3);
     /* deterministic: the same inputs give the same bits */
@@ -206,6 +208,48 @@ static void case_flash(shape s) {
     void *bufs[] = {d_qkv, d_dy, d_out, d_lse, d_dqkv};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
     free(qkv), free(dy), free(out), free(att), free(dqkv), free(scratch), free(first), free(second);
+}
+
+/* The tensor-core flash attention (bf16 operands) against the fp32 CPU op, on its own shapes
+ * (head sizes 16, 48, 64, 80, 128; one tile, a partial last tile, several tiles, T = 1024),
+ * with gq_test_attention.h's bounds; outputs start NaN; deterministic. */
+static void case_tc(shape s0) {
+    (void)s0;
+    if (GPU == CPU) return; /* a CUDA-only entry point */
+    const char *small_env = getenv("GQ_TEST_SMALL");
+    const int small = small_env && *small_env == '1';
+    const shape shapes[] = {{2, 7, 48, 3, 0, 0, 0},   {1, 64, 128, 2, 0, 0, 0},  {2, 100, 256, 2, 0, 0, 0},
+                            {3, 130, 192, 4, 0, 0, 0}, {1, 65, 160, 2, 0, 0, 0},  {2, 256, 768, 12, 0, 0, 0},
+                            {1, 1024, 768, 12, 0, 0, 0}};
+    const int n_shapes = small ? 5 : 7;
+    CHECK(!gq_cuda_attention_tc_supported(72, 4) && !gq_cuda_attention_tc_supported(2304, 9));
+    CHECK(gq_cuda_attention_forward_tc(NULL, NULL, NULL, 1, 8, 72, 4) == GQ_EUNSUPPORTED);
+    CHECK(gq_cuda_attention_backward_tc(NULL, NULL, NULL, NULL, NULL, 1, 8, 72, 4) == GQ_EUNSUPPORTED);
+    for (int k = 0; k < n_shapes; k++) {
+        const int B = shapes[k].B, T = shapes[k].T, C = shapes[k].C, NH = shapes[k].NH;
+        CHECK(gq_cuda_attention_tc_supported(C, NH));
+        const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+        float *qkv = hrand(nqkv, -1, 1), *dy = hrand(nout, -1, 1), *out = malloc(nout * 4), *att = malloc(natt * 4);
+        float *dqkv = malloc(nqkv * 4), *scr = malloc(natt * 4);
+        float *d_qkv = dev(qkv, nqkv * 4), *d_dy = dev(dy, nout * 4), *d_out = dev_poison(nout * 4);
+        float *d_lse = dev_poison((size_t)B * NH * T * 4), *d_dqkv = dev_poison(nqkv * 4);
+        CPU->attention_forward(out, att, qkv, B, T, C, NH);
+        CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, C, NH);
+        CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
+        CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
+        float *g_out = fetch(d_out, nout), *g_lse = fetch(d_lse, (size_t)B * NH * T), *g_dqkv = fetch(d_dqkv, nqkv);
+        CHECKF(gq_attn_tc_verdict("attention tc", g_out, g_lse, g_dqkv, out, dqkv, qkv, B, T, C, NH),
+               "tensor-core attention B=%d T=%d C=%d NH=%d beyond its bounds", B, T, C, NH);
+        /* deterministic: the same inputs give the same bits */
+        CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
+        CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
+        float *g2_out = fetch(d_out, nout), *g2_dqkv = fetch(d_dqkv, nqkv);
+        CHECK(!memcmp(g_out, g2_out, nout * 4) && !memcmp(g_dqkv, g2_dqkv, nqkv * 4));
+        void *bufs[] = {d_qkv, d_dy, d_out, d_lse, d_dqkv};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+        free(qkv), free(dy), free(out), free(att), free(dqkv), free(scr);
+        free(g_out), free(g_lse), free(g_dqkv), free(g2_out), free(g2_dqkv);
+    }
 }
 
 static void case_pointwise(shape s) {
@@ -375,10 +419,11 @@ static void case_precision(shape s) {
         CHECK(e / r <= tol[k] && e > 0); /* e > 0: the mode did change the arithmetic */
         free(g);
     }
-    /* attention in bf16 mode: its (T, T) matrices and every operand in bf16, fp32 accumulation;
-     * forward and backward (from the GPU's own bf16 probabilities) against the fp32 CPU op */
-    const shape as[2] = {s, {1, 64, 128, 2, 0, 0, 0}};
-    for (int k = 0; k < 2; k++) {
+    /* the attention op in bf16 mode, forward and backward (from what the GPU's own forward saved)
+     * against the fp32 CPU op: the tensor-core flash kernels (head sizes 16 and 64), and the bf16
+     * cuBLAS form with (T, T) matrices in bf16 for a head size they do not take (18) */
+    const shape as[3] = {s, {1, 64, 128, 2, 0, 0, 0}, {3, 33, 72, 4, 0, 0, 0}};
+    for (int k = 0; k < 3; k++) {
         const int B = as[k].B, T = as[k].T, Ca = as[k].C, NH = as[k].NH;
         const size_t nqkv = (size_t)B * T * 3 * Ca, nout = (size_t)B * T * Ca, natt = (size_t)B * NH * T * T;
         float *qkv = hrand(nqkv, -1, 1), *dy = hrand(nout, -1, 1), *out = malloc(nout * 4), *att = malloc(natt * 4);
@@ -386,10 +431,10 @@ static void case_precision(shape s) {
         float *d_qkv = dev(qkv, nqkv * 4), *d_dy = dev(dy, nout * 4), *d_out = dev_poison(nout * 4);
         float *d_att = dev_poison(natt * 4), *d_dqkv = dev_poison(nqkv * 4), *d_scr = dev_poison(natt * 4);
         CPU->attention_forward(out, att, qkv, B, T, Ca, NH);
-        CPU->attention_backward(dqkv, scr, dy, qkv, att, B, T, Ca, NH);
+        CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, Ca, NH);
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
         CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv, B, T, Ca, NH));
-        CHECK_OK(GPU->attention_backward(d_dqkv, d_scr, d_dy, d_qkv, d_att, B, T, Ca, NH));
+        CHECK_OK(GPU->attention_backward(d_dqkv, d_scr, d_dy, d_qkv, d_out, d_att, B, T, Ca, NH));
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
         const float *ref[2] = {out, dqkv};
         const float *dptr[2] = {d_out, d_dqkv};
@@ -468,13 +513,15 @@ int main(void) {
         const char *name;
         void (*fn)(shape);
     } cases[] = {{"encoder", case_encoder},     {"layernorm", case_layernorm},       {"matmul", case_matmul},
-                 {"attention", case_attention}, {"flash attention", case_flash}, {"gelu/residual", case_pointwise},   {"crossentropy", case_crossentropy},
+                 {"attention", case_attention}, {"flash attention", case_flash}, {"tensor-core attention", case_tc},
+                 {"gelu/residual", case_pointwise}, {"crossentropy", case_crossentropy},
                  {"adamw/sum_squares", case_optimizer}, {"precision", case_precision}, {"fakequant", case_fakequant}};
     for (int k = 0; k < n_shapes; k++) {
         shape s = shapes[k];
         printf("shape B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d\n", s.B, s.T, s.C, s.NH, s.OC, s.V, s.Vp);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-            if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision) && k != 0) continue; /* own shapes */
+            if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision || cases[c].fn == case_tc) && k != 0)
+                continue; /* own shapes */
             cases[c].fn(s);
         }
     }

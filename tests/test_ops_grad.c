@@ -137,7 +137,7 @@ static double run_op(const opcase *k, float **in, float **g, const float *P, flo
         be->matmul_backward(g[0], g[1], g[2], P, in[0], in[1], k->N, k->C, k->OC);
     } else if (!strcmp(k->name, "attention")) {
         be->attention_forward(out, scr1, in[0], k->B, k->T, k->C, k->NH);
-        be->attention_backward(g[0], scr2, P, in[0], scr1, k->B, k->T, k->C, k->NH);
+        be->attention_backward(g[0], scr2, P, in[0], out, scr1, k->B, k->T, k->C, k->NH);
     } else if (!strcmp(k->name, "gelu")) {
         be->gelu_forward(out, in[0], k->size[0]);
         be->gelu_backward(g[0], in[0], P, k->size[0]);

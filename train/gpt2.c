@@ -245,7 +245,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
         GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + la,
                                 w->attprojw + lc * C, (int)BT, C, C));
-        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, att, B, T, C, NH));
+        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + la, att, B, T, C, NH));
         GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + la, w->qkvw + 3 * lc * C,
                                 (int)BT, C, 3 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc, m->a.ln1_mean + lm,

@@ -36,8 +36,9 @@ int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, in
     return 0;
 }
 
-int gq_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                              int B, int T, int C, int NH) {
+int gq_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
+                              const float *att, int B, int T, int C, int NH) {
+    (void)out; /* the saved softmax is enough */
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static)

@@ -2,9 +2,11 @@
  * strided-batched cuBLAS products over the heads (q, k, v are read in place from qkv: head h
  * starts hs floats after head h-1, rows 3C apart) and one warp per row for the causal softmax
  * and its backward. The attention matrix is saved for the backward, as on the CPU.
- * In GQ_MATMUL_BF16 mode the (T, T) matrices are bf16 (the first half of the att and scratch
- * buffers) and every product takes bf16 operands (q, k, v and the output gradient copied to
- * bf16 once per call): half the bytes of the T x T traffic, which is most of this op's time. */
+ * In GQ_MATMUL_BF16 mode the op is the tensor-core flash attention (attention_tc.cu; att saves
+ * only its log-sum-exp per row) where the head size allows (16..128 in steps of 16, GPT-2's 64),
+ * unless GQ_CUDA_ATTN=cublas. Otherwise bf16 mode keeps this file's form with the (T, T)
+ * matrices in bf16 (the first half of the att and scratch buffers) and bf16 operands for every
+ * product (q, k, v and the output gradient copied to bf16 once per call). */
 #include "act_math.h"
 #include "backend.h"
 #include "cuda_ops.h"
@@ -12,6 +14,8 @@
 
 #include <cuda_bf16.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef __nv_bfloat16 bf16;
 
@@ -118,9 +122,22 @@ static int attention_backward_bf16(float *dqkv, float *scratch, const float *dou
     return GQ_OK;
 }
 
+/* bf16 mode: the tensor-core flash kernels, or this file's bf16 products (GQ_CUDA_ATTN=cublas,
+ * or a head size they do not take); the forward and the backward decide alike */
+static int use_tc(int C, int NH) {
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("GQ_CUDA_ATTN");
+        forced = e && !strcmp(e, "cublas");
+    }
+    return !forced && gq_cuda_attention_tc_supported(C, NH);
+}
+
 extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
-    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16) return attention_forward_bf16(out, att, qkv, B, T, C, NH);
+    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
+        return use_tc(C, NH) ? gq_cuda_attention_forward_tc(out, att, qkv, B, T, C, NH)
+                             : attention_forward_bf16(out, att, qkv, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;
@@ -143,10 +160,11 @@ extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qk
 }
 
 extern "C" int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                                          const float *att, int B, int T, int C, int NH) {
+                                          const float *out, const float *att, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
     if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
-        return attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
+        return use_tc(C, NH) ? gq_cuda_attention_backward_tc(dqkv, dout, qkv, out, att, B, T, C, NH)
+                             : attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;

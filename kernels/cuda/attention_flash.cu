@@ -284,6 +284,14 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
     }
 }
 
+int gq_cuda_attention_delta(float **D, const float *dout, const float *out, int B, int T, int C, int NH) {
+    const size_t rows = (size_t)B * NH * T;
+    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_B, rows * sizeof(float), (void **)D));
+    flash_delta_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(*D, dout, out, B, T, C, NH);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
 template <int KD>
 static int flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     const int hs = C / NH;
@@ -328,10 +336,7 @@ extern "C" int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, 
     const int hs = C / NH;
     if (hs > 128) return gq_errf(GQ_EUNSUPPORTED, "flash attention: head size %d (at most 128)", hs);
     float *D = NULL;
-    const size_t rows = (size_t)B * NH * T;
-    GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_B, rows * sizeof(float), (void **)&D));
-    flash_delta_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(D, dout, out, B, T, C, NH);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_cuda_attention_delta(&D, dout, out, B, T, C, NH));
     if (hs <= 32) return flash_backward<1>(dqkv, dout, qkv, lse, D, B, T, C, NH);
     if (hs <= 64) return flash_backward<2>(dqkv, dout, qkv, lse, D, B, T, C, NH);
     return flash_backward<4>(dqkv, dout, qkv, lse, D, B, T, C, NH);

@@ -43,14 +43,23 @@ int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, co
 int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, int N, int C, int OC);
 int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int C, int NH);
+int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
+                               const float *att, int B, int T, int C, int NH);
 /* Flash-style attention (no (T,T) matrix): lse (B,NH,T) saves the log-sum-exp of the scaled
  * scores; the backward recomputes the probabilities (out is the forward's output). Head size
  * at most 128. Same results as the op-table attention to fp32 round-off. */
 int gq_cuda_attention_forward_flash(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float *qkv, const float *out,
                                      const float *lse, int B, int T, int C, int NH);
+/* Tensor-core flash attention (attention_tc.cu): bf16 operands (q, k, v, the output gradient,
+ * the probabilities and score gradients rounded to bf16 on the way into WMMA products), fp32
+ * accumulation, softmax statistics and outputs; lse as above. Head sizes 16..128 in steps of 16
+ * (gq_cuda_attention_tc_supported; GQ_EUNSUPPORTED otherwise). The bf16 training mode's
+ * attention op; deterministic. */
+int gq_cuda_attention_tc_supported(int C, int NH);
+int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
+                                  int B, int T, int C, int NH);
 /* Products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
  * y (M, rows) = x (M, cols) W^T + bias (may be NULL) with quant.h's values. M < 16: dequantized
  * in registers (the fast paths need 16-byte-aligned rows); M >= 16: a tiled fp32 GEMM whose

@@ -82,6 +82,10 @@ int gq_cuda_to_bf16(void *out, const float *in, size_t n);
 /* GQ_MATMUL_FP32 | TF32 | BF16: the mode gq_cuda_set_matmul set */
 int gq_cuda_matmul_mode(void);
 
+/* The flash attention backwards' row term D (B, NH, T) = dO . O per head row, in scratch slot B
+ * (*D points there) */
+int gq_cuda_attention_delta(float **D, const float *dout, const float *out, int B, int T, int C, int NH);
+
 /* out (C) += column sums of in (N,C), summed in a fixed order (deterministic). */
 int gq_cuda_colsum_add(float *out, const float *in, int N, int C);
 

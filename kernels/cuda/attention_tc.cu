@@ -1,0 +1,90 @@
+/* attention_tc (CUDA): causal multi-head attention on the bf16 tensor cores, flash-style: no
+ * (T, T) matrix in memory; the backward recomputes the probabilities from the log-sum-exp the
+ * forward saved. The bf16 training mode's attention (attention.cu calls it).
+ *
+ * Arithmetic: WMMA 16x16x16 bf16 products with fp32 accumulation. q, k, v and the output
+ * gradient are rounded to bf16 as their tiles load (they stay fp32 in global memory, as every
+ * activation), and so are the probabilities and the score gradients before their products, as
+ * FlashAttention-2 does; the softmax statistics, the running output and the gradients stay
+ * fp32. Exponentials are base 2 with the softmax scale folded into log2(e).
+ *
+ * Work: a block is 4 warps x 16 rows = 64 queries (forward, dQ) or 64 keys (dK, dV) and walks
+ * tiles of 64 keys (queries) through shared memory, skipping 16 x 16 blocks wholly above the
+ * diagonal. The accumulator fragments' element layout is unspecified, so each score tile goes
+ * through shared memory for the row-wise softmax steps (two lanes a row), and the forward keeps
+ * its running output there too (it is rescaled row by row). Deterministic: dK and dV are summed
+ * by the key block's warps, dQ by the query block's, each over the tiles in a fixed order, no
+ * atomics. Layout as backend.h: qkv (B,T,3C), out (B,T,C), lse (B,NH,T); head sizes 16 to 128
+ * in steps of 16 (GPT-2's are 64). */
+#include "cuda_ops.h"
+#include "cuda_util.cuh"
+
+#include <cuda_bf16.h>
+#include <math.h>
+#include <mma.h>
+
+#include "attention_tc.cuh"
+
+template <int HS> static int tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+    const size_t smem = tc_dims<HS>::FORWARD;
+    GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const float sl2 = tc_sl2(HS);
+    tc_forward_kernel<HS><<<dim3(gq_cuda_blocks(T, TC_ROWS), B * NH), TC_THREADS, smem>>>(out, lse, qkv, T, C, NH, sl2);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+template <int HS>
+static int tc_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int B, int T,
+                       int C, int NH) {
+    const size_t s_kv = tc_dims<HS>::DKDV, s_q = tc_dims<HS>::DQ;
+    GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dkdv_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_kv));
+    GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_q));
+    const float scale = tc_scale(HS), sl2 = tc_sl2(HS);
+    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
+    tc_dkdv_kernel<HS><<<grid, TC_THREADS, s_kv>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
+    GQ_CUDA_CHECK_LAUNCH();
+    tc_dq_kernel<HS><<<grid, TC_THREADS, s_q>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
+    GQ_CUDA_CHECK_LAUNCH();
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_attention_tc_supported(int C, int NH) {
+    return NH > 0 && C % NH == 0 && (C / NH) % 16 == 0 && C / NH <= 128;
+}
+
+static int tc_refuse(int C, int NH) {
+    return gq_errf(GQ_EUNSUPPORTED, "tensor-core attention: head size %d x %d heads (head sizes 16..128 in steps of 16)",
+                   NH > 0 ? C / NH : 0, NH);
+}
+
+#define TC_SIZES(X) X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128)
+
+extern "C" int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+    if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
+    if (B <= 0 || T <= 0) return GQ_OK;
+    switch (C / NH) {
+#define TC_FWD(hs)                                                                                                     \
+    case hs:                                                                                                           \
+        return tc_forward<hs>(out, lse, qkv, B, T, C, NH);
+        TC_SIZES(TC_FWD)
+#undef TC_FWD
+    }
+    return tc_refuse(C, NH);
+}
+
+extern "C" int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                             const float *lse, int B, int T, int C, int NH) {
+    if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
+    if (B <= 0 || T <= 0) return GQ_OK;
+    float *Dv = NULL;
+    GQ_TRY(gq_cuda_attention_delta(&Dv, dout, out, B, T, C, NH));
+    switch (C / NH) {
+#define TC_BWD(hs)                                                                                                     \
+    case hs:                                                                                                           \
+        return tc_backward<hs>(dqkv, dout, qkv, lse, Dv, B, T, C, NH);
+        TC_SIZES(TC_BWD)
+#undef TC_BWD
+    }
+    return tc_refuse(C, NH);
+}

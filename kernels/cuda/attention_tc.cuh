@@ -1,0 +1,346 @@
+/* attention_tc.cuh: the tensor-core flash attention's kernels (see attention_tc.cu, which
+ * launches them). Device code only, written against CUDA's names (threadIdx, __syncthreads,
+ * __shfl_xor_sync, nvcuda::wmma, __nv_bfloat16), which the includer provides: nvcc's headers
+ * in attention_tc.cu, or tests/cuda_emu.h, which runs these kernels on the CPU (a thread per
+ * CUDA thread) for tests/test_attention_tc_emu.cpp. */
+#ifndef GQ_ATTENTION_TC_CUH
+#define GQ_ATTENTION_TC_CUH
+
+using namespace nvcuda;
+typedef __nv_bfloat16 bf16;
+
+enum {
+    TC_ROWS = 64,                /* queries or keys of a block, and of a tile */
+    TC_WARPS = 4,                /* 16 rows each */
+    TC_THREADS = TC_WARPS * 32,
+    TC_LDS = TC_ROWS + 4,        /* fp32 score rows (floats) */
+    TC_LDP = TC_ROWS + 8         /* bf16 probability rows (elements; 16 bytes of skew) */
+};
+#define TC_FULL 0xffffffffu
+#define TC_LOG2E 1.4426950408889634f
+#define TC_LN2 0.6931471805599453f
+
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_acc;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> frag_a;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> frag_bt; /* a transposed row-major tile */
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> frag_b;
+
+/* the softmax scale 1 / sqrt(HS) and the same times log2(e) (the kernels' base-2 exponentials),
+ * computed once for the forward and the backward alike */
+static __host__ inline float tc_scale(int hs) { return 1.0f / sqrtf((float)hs); }
+static __host__ inline float tc_sl2(int hs) { return TC_LOG2E * tc_scale(hs); }
+
+/* Shared memory, carved in 128-byte pieces (WMMA wants 32-byte-aligned fragment rows); the
+ * host adds the same sizes up with tc_bytes. */
+static __host__ __device__ constexpr size_t tc_bytes(size_t n) { return (n + 127) / 128 * 128; }
+struct tc_carve {
+    unsigned char *p;
+    template <typename E> __device__ E *take(size_t n) {
+        E *r = (E *)p;
+        p += tc_bytes(n * sizeof(E));
+        return r;
+    }
+};
+
+template <int HS> struct tc_dims {
+    static constexpr int LDH = HS + 8; /* bf16 rows of a head (elements) */
+    static constexpr int LDO = HS + 4; /* fp32 rows of a head (floats) */
+    static constexpr int NF = HS / 16; /* 16-column fragments across a head */
+    /* fp32 region: two score tiles, or (at the end) a 64 x HS staging of the result */
+    static constexpr size_t REGION = 2 * TC_ROWS * TC_LDS > TC_ROWS * LDO ? 2 * TC_ROWS * TC_LDS : TC_ROWS * LDO;
+    static constexpr size_t TILE = tc_bytes(TC_ROWS * LDH * sizeof(bf16));
+    static constexpr size_t PTILE = tc_bytes(TC_ROWS * TC_LDP * sizeof(bf16));
+    static constexpr size_t VEC = tc_bytes(TC_ROWS * sizeof(float));
+    static constexpr size_t FORWARD = 3 * TILE + tc_bytes(TC_ROWS * TC_LDS * sizeof(float)) + PTILE +
+                                      tc_bytes(TC_ROWS * LDO * sizeof(float)) + 2 * VEC;
+    static constexpr size_t DKDV = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + 2 * PTILE;
+    static constexpr size_t DQ = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + PTILE;
+};
+
+/* rows [r0, r0 + 64) of one head of an fp32 activation (rows `stride` floats apart, the head's
+ * first column at `head`) into a bf16 tile; rows at or past T are zero */
+template <int HS> static __device__ void load_tile(bf16 *s, const float *head, size_t stride, int r0, int T) {
+    for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
+        const int r = i / HS, d = i % HS, t = r0 + r;
+        s[r * tc_dims<HS>::LDH + d] = __float2bfloat16_rn(t < T ? head[(size_t)t * stride + d] : 0.0f);
+    }
+}
+
+/* Forward. Block: 64 queries from q0 (the last query tiles, which see the most keys, first);
+ * warp w owns queries q0 + 16w ... Per key tile: S = q k^T (16 x 64 per warp) into shared
+ * memory; two lanes a row take the online softmax step (new maximum, probabilities in bf16,
+ * rescaled running sum and output); then O += P v on the tensor cores. */
+template <int HS>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_forward_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
+    typedef tc_dims<HS> D;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16;
+    const int r = lane / 2, half = lane % 2, row = warp * 16 + r, t = w0 + r; /* softmax: this lane's row */
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    tc_carve sm{tc_smem};
+    bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *ks = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *vs = sm.take<bf16>(TC_ROWS * D::LDH);
+    float *ss = sm.take<float>(TC_ROWS * TC_LDS);
+    bf16 *ps = sm.take<bf16>(TC_ROWS * TC_LDP);
+    float *os = sm.take<float>(TC_ROWS * D::LDO), *ms = sm.take<float>(TC_ROWS), *ls = sm.take<float>(TC_ROWS);
+    const float *head = qkv + (size_t)b * T * C3 + h * HS;
+    load_tile<HS>(qs, head, C3, q0, T);
+    for (int i = threadIdx.x; i < TC_ROWS * D::LDO; i += TC_THREADS) os[i] = 0.0f;
+    for (int i = threadIdx.x; i < TC_ROWS; i += TC_THREADS) ms[i] = -3.0e38f, ls[i] = 0.0f;
+    const int kend = min(T, q0 + TC_ROWS);
+    for (int k0 = 0; k0 < kend; k0 += TC_ROWS) {
+        __syncthreads();
+        load_tile<HS>(ks, head + C, C3, k0, T);
+        load_tile<HS>(vs, head + 2 * C, C3, k0, T);
+        __syncthreads();
+        if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform: the warp sees nothing of this tile */
+        for (int n = 0; n < 4 && k0 + 16 * n <= w0 + 15; n++) {
+            frag_acc acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < D::NF; kk++) {
+                frag_a fa;
+                frag_bt fb;
+                wmma::load_matrix_sync(fa, qs + warp * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::load_matrix_sync(fb, ks + n * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(ss + warp * 16 * TC_LDS + n * 16, acc, TC_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* the lane's half of row t (columns 2i + half), log2 domain; scores of blocks the
+         * loop above skipped are never read (they are masked) */
+        const float *srow = ss + row * TC_LDS;
+        bf16 *prow = ps + row * TC_LDP;
+        float mx = -3.0e38f;
+        for (int i = 0; i < 32; i++) {
+            const int j = 2 * i + half;
+            if (k0 + j <= t && t < T) mx = fmaxf(mx, srow[j] * sl2);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(TC_FULL, mx, 1));
+        const float mold = ms[row], mnew = fmaxf(mold, mx), alpha = exp2f(mold - mnew);
+        float sum = 0.0f;
+        for (int i = 0; i < 32; i++) {
+            const int j = 2 * i + half;
+            const bf16 p = __float2bfloat16_rn(k0 + j <= t && t < T ? exp2f(srow[j] * sl2 - mnew) : 0.0f);
+            prow[j] = p;
+            sum += __bfloat162float(p); /* the probabilities as the product sees them */
+        }
+        sum += __shfl_xor_sync(TC_FULL, sum, 1);
+        float *orow = os + row * D::LDO;
+        for (int i = 0; i < HS / 2; i++) orow[2 * i + half] *= alpha;
+        __syncwarp();
+        if (half == 0) ms[row] = mnew, ls[row] = ls[row] * alpha + sum;
+        __syncwarp();
+#pragma unroll
+        for (int n = 0; n < D::NF; n++) {
+            frag_acc acc;
+            wmma::load_matrix_sync(acc, os + warp * 16 * D::LDO + n * 16, D::LDO, wmma::mem_row_major);
+            for (int kk = 0; kk < 4 && k0 + 16 * kk <= w0 + 15; kk++) {
+                frag_a fa;
+                frag_b fb;
+                wmma::load_matrix_sync(fa, ps + warp * 16 * TC_LDP + kk * 16, TC_LDP);
+                wmma::load_matrix_sync(fb, vs + kk * 16 * D::LDH + n * 16, D::LDH);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(os + warp * 16 * D::LDO + n * 16, acc, D::LDO, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if (t < T) {
+        const float inv = 1.0f / ls[row];
+        float *o = out + ((size_t)b * T + t) * C + h * HS;
+        for (int i = 0; i < HS / 2; i++) o[2 * i + half] = os[row * D::LDO + 2 * i + half] * inv;
+        if (half == 0) lse[(size_t)bh * T + t] = (ms[row] + log2f(ls[row])) * TC_LN2;
+    }
+}
+
+/* the row statistics of a tile of 64 rows from r0: lse (as log2) and D (the softmax backward's
+ * dO . O), zero past T */
+static __device__ void load_stats(float *l2, float *dl, const float *lse, const float *Dv, size_t bhT, int r0, int T) {
+    for (int i = threadIdx.x; i < TC_ROWS; i += TC_THREADS) {
+        const int t = r0 + i;
+        l2[i] = t < T ? lse[bhT + t] * TC_LOG2E : 0.0f;
+        dl[i] = t < T ? Dv[bhT + t] : 0.0f;
+    }
+}
+
+/* 16 x HS accumulators of a warp, times `mul`, into columns [col, col + HS) of rows
+ * row0 + 0..15 (rows at or past T skipped) of a (., ld) fp32 matrix, through the warp's rows of
+ * the fp32 staging area (row stride LDO) */
+template <int HS>
+static __device__ void store_rows(float *dst, size_t ld, int col, int row0, int T, frag_acc (&acc)[HS / 16], float mul,
+                                  float *stage) {
+    typedef tc_dims<HS> D;
+    const int lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
+#pragma unroll
+    for (int n = 0; n < D::NF; n++) wmma::store_matrix_sync(stage + n * 16, acc[n], D::LDO, wmma::mem_row_major);
+    __syncwarp();
+    if (row0 + r < T) {
+        float *o = dst + (size_t)(row0 + r) * ld + col;
+        for (int i = 0; i < HS / 2; i++) o[2 * i + half] = stage[r * D::LDO + 2 * i + half] * mul;
+    }
+    __syncwarp();
+}
+
+/* dK and dV. Block: 64 keys from k0 (the first key tiles, which most queries see, first); warp
+ * w owns keys k0 + 16w ... Per query tile from k0 on: S^T = k q^T and dP^T = v dO^T (16 x 64 per
+ * warp) into shared memory; two lanes a key row form P^T = exp(S^T - lse) and
+ * dS^T = P^T (dP^T - D) in bf16; then dV += P^T dO and dK += dS^T q in accumulator fragments. */
+template <int HS>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+                   int NH, float scale, float sl2) {
+    typedef tc_dims<HS> D;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16;
+    const int r = lane / 2, half = lane % 2, row = warp * 16 + r, key = w0 + r;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    tc_carve sm{tc_smem};
+    bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
+    float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
+    float *region = sm.take<float>(D::REGION), *st = region, *dpt = region + TC_ROWS * TC_LDS;
+    bf16 *pt = sm.take<bf16>(TC_ROWS * TC_LDP), *dst = sm.take<bf16>(TC_ROWS * TC_LDP);
+    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    load_tile<HS>(ks, head + C, C3, k0, T);
+    load_tile<HS>(vs, head + 2 * C, C3, k0, T);
+    frag_acc dk[D::NF], dv[D::NF];
+#pragma unroll
+    for (int n = 0; n < D::NF; n++) wmma::fill_fragment(dk[n], 0.0f), wmma::fill_fragment(dv[n], 0.0f);
+    for (int q0 = k0; q0 < T; q0 += TC_ROWS) {
+        __syncthreads();
+        load_tile<HS>(qs, head, C3, q0, T);
+        load_tile<HS>(dos, dhead, C, q0, T);
+        load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
+        __syncthreads();
+        if (w0 >= T) continue; /* warp-uniform */
+        for (int n = 0; n < 4; n++) {
+            if (q0 + 16 * n + 15 < w0) continue; /* these queries come before all of the warp's keys */
+            frag_acc s, dp;
+            wmma::fill_fragment(s, 0.0f);
+            wmma::fill_fragment(dp, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < D::NF; kk++) {
+                frag_a fa;
+                frag_bt fb;
+                wmma::load_matrix_sync(fa, ks + warp * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::load_matrix_sync(fb, qs + n * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::mma_sync(s, fa, fb, s);
+                wmma::load_matrix_sync(fa, vs + warp * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::load_matrix_sync(fb, dos + n * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::mma_sync(dp, fa, fb, dp);
+            }
+            wmma::store_matrix_sync(st + warp * 16 * TC_LDS + n * 16, s, TC_LDS, wmma::mem_row_major);
+            wmma::store_matrix_sync(dpt + warp * 16 * TC_LDS + n * 16, dp, TC_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int i = 0; i < 32; i++) {
+            const int j = 2 * i + half, tq = q0 + j;
+            float p = 0.0f, ds = 0.0f;
+            if (key < T && tq < T && tq >= key) {
+                p = exp2f(st[row * TC_LDS + j] * sl2 - l2[j]);
+                ds = p * (dpt[row * TC_LDS + j] - dl[j]);
+            }
+            pt[row * TC_LDP + j] = __float2bfloat16_rn(p);
+            dst[row * TC_LDP + j] = __float2bfloat16_rn(ds);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int n = 0; n < D::NF; n++)
+            for (int kk = 0; kk < 4; kk++) {
+                if (q0 + 16 * kk + 15 < w0) continue; /* P^T and dS^T are zero there */
+                frag_a fa;
+                frag_b fb;
+                wmma::load_matrix_sync(fa, pt + warp * 16 * TC_LDP + kk * 16, TC_LDP);
+                wmma::load_matrix_sync(fb, dos + kk * 16 * D::LDH + n * 16, D::LDH);
+                wmma::mma_sync(dv[n], fa, fb, dv[n]);
+                wmma::load_matrix_sync(fa, dst + warp * 16 * TC_LDP + kk * 16, TC_LDP);
+                wmma::load_matrix_sync(fb, qs + kk * 16 * D::LDH + n * 16, D::LDH);
+                wmma::mma_sync(dk[n], fa, fb, dk[n]);
+            }
+    }
+    __syncthreads(); /* the region becomes the staging area, whose rows span other warps' tiles */
+    float *stage = region + warp * 16 * D::LDO;
+    float *base = dqkv + (size_t)b * T * C3 + h * HS;
+    store_rows<HS>(base, C3, C, w0, T, dk, scale, stage);
+    store_rows<HS>(base, C3, 2 * C, w0, T, dv, 1.0f, stage);
+}
+
+/* dQ. Block: 64 queries from q0 (longest rows first); warp w owns queries q0 + 16w ... Per key
+ * tile: S = q k^T and dP = dO v^T, dS = P (dP - D) in bf16 (two lanes a row), dQ += dS k. */
+template <int HS>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+                 int NH, float scale, float sl2) {
+    typedef tc_dims<HS> D;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16;
+    const int r = lane / 2, half = lane % 2, row = warp * 16 + r, t = w0 + r;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    tc_carve sm{tc_smem};
+    bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
+    float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
+    float *region = sm.take<float>(D::REGION), *ss = region, *dps = region + TC_ROWS * TC_LDS;
+    bf16 *dss = sm.take<bf16>(TC_ROWS * TC_LDP);
+    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    load_tile<HS>(qs, head, C3, q0, T);
+    load_tile<HS>(dos, dhead, C, q0, T);
+    load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
+    frag_acc dq[D::NF];
+#pragma unroll
+    for (int n = 0; n < D::NF; n++) wmma::fill_fragment(dq[n], 0.0f);
+    const int kend = min(T, q0 + TC_ROWS);
+    for (int k0 = 0; k0 < kend; k0 += TC_ROWS) {
+        __syncthreads();
+        load_tile<HS>(ks, head + C, C3, k0, T);
+        load_tile<HS>(vs, head + 2 * C, C3, k0, T);
+        __syncthreads();
+        if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform */
+        for (int n = 0; n < 4 && k0 + 16 * n <= w0 + 15; n++) {
+            frag_acc s, dp;
+            wmma::fill_fragment(s, 0.0f);
+            wmma::fill_fragment(dp, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < D::NF; kk++) {
+                frag_a fa;
+                frag_bt fb;
+                wmma::load_matrix_sync(fa, qs + warp * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::load_matrix_sync(fb, ks + n * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::mma_sync(s, fa, fb, s);
+                wmma::load_matrix_sync(fa, dos + warp * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::load_matrix_sync(fb, vs + n * 16 * D::LDH + kk * 16, D::LDH);
+                wmma::mma_sync(dp, fa, fb, dp);
+            }
+            wmma::store_matrix_sync(ss + warp * 16 * TC_LDS + n * 16, s, TC_LDS, wmma::mem_row_major);
+            wmma::store_matrix_sync(dps + warp * 16 * TC_LDS + n * 16, dp, TC_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int i = 0; i < 32; i++) {
+            const int j = 2 * i + half;
+            float ds = 0.0f;
+            if (k0 + j <= t && t < T)
+                ds = exp2f(ss[row * TC_LDS + j] * sl2 - l2[row]) * (dps[row * TC_LDS + j] - dl[row]);
+            dss[row * TC_LDP + j] = __float2bfloat16_rn(ds);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int n = 0; n < D::NF; n++)
+            for (int kk = 0; kk < 4 && k0 + 16 * kk <= w0 + 15; kk++) {
+                frag_a fa;
+                frag_b fb;
+                wmma::load_matrix_sync(fa, dss + warp * 16 * TC_LDP + kk * 16, TC_LDP);
+                wmma::load_matrix_sync(fb, ks + kk * 16 * D::LDH + n * 16, D::LDH);
+                wmma::mma_sync(dq[n], fa, fb, dq[n]);
+            }
+    }
+    __syncthreads();
+    store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, 0, w0, T, dq, scale, region + warp * 16 * D::LDO);
+}
+
+#endif

@@ -1,0 +1,253 @@
+/* cuda_emu: enough of CUDA's device model to run kernels written for nvcc on the CPU, so that
+ * their logic (indexing, masking, tile loops, barriers, shared-memory layout) is tested on
+ * machines without a GPU. C++17, host compiler only; for the kernels in kernels/cuda/ (.cuh files).
+ *
+ *   - Each CUDA thread of a block is a fiber (ucontext) on the calling thread; the blocks of a
+ *     grid run one after another (1-D blocks, a multiple of 32 threads). A fiber runs until it
+ *     waits at __syncthreads or __syncwarp, then the next one runs; when no fiber can go on
+ *     (threads waiting at different barriers: a barrier in divergent code) the launch stops and
+ *     says so. __shfl_xor_sync goes through a per-warp exchange between two warp barriers.
+ *   - Dynamic shared memory is a global array the test defines under the kernel's name; every
+ *     launch fills it with 0xff bytes (NaN as fp32 and bf16, so a read of an unwritten element
+ *     shows) and checks 4 KiB of guard bytes past the launch's size afterwards.
+ *   - nvcuda::wmma's 16x16x16 fragments (bf16 / fp32) hold whole tiles in each lane: loads and
+ *     stores are collective as the API documents them (every lane arrives, then the warp loads
+ *     or stores; one lane writes), products are computed in each lane in fp32. The API's rules
+ *     are checked on every call: a 32-byte-aligned pointer and ldm a multiple of 16 bytes.
+ *   - __nv_bfloat16 with round-to-nearest-even conversion.
+ * Not modelled: memory ordering between lanes without a barrier (fibers switch only at
+ * barriers, so a missing one is not found), warp divergence, bank conflicts, resource limits,
+ * timing. A violation found is counted in gq_emu::violations and the first one printed. */
+#ifndef GQ_CUDA_EMU_H
+#define GQ_CUDA_EMU_H
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <math.h>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+
+namespace gq_emu {
+inline dim3 grid, block, block_index, thread_index;
+inline float exchange[32][32];
+inline int violations;
+
+inline void violation(const char *what) {
+    if (!violations++) fprintf(stderr, "cuda_emu: %s\n", what);
+}
+
+enum { RUNNABLE, WAITING, DONE };
+struct fiber {
+    ucontext_t ctx;
+    int state, waits_on;
+    std::vector<char> stack;
+};
+inline std::vector<fiber> fibers;
+inline ucontext_t scheduler;
+inline unsigned current;
+inline unsigned arrived[33], expected[33]; /* barriers: 0..31 the warps', 32 the block's */
+
+inline void barrier(unsigned id) {
+    if (++arrived[id] == expected[id]) { /* the last to arrive releases the others and goes on */
+        arrived[id] = 0;
+        for (fiber &f : fibers)
+            if (f.state == WAITING && (unsigned)f.waits_on == id) f.state = RUNNABLE;
+        return;
+    }
+    fiber &me = fibers[current];
+    me.state = WAITING, me.waits_on = (int)id;
+    swapcontext(&me.ctx, &scheduler);
+}
+} // namespace gq_emu
+
+#define threadIdx gq_emu::thread_index
+#define blockIdx gq_emu::block_index
+#define blockDim gq_emu::block
+#define gridDim gq_emu::grid
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__
+#define __align__(n) __attribute__((aligned(n)))
+
+using std::max;
+using std::min;
+
+inline void __syncthreads() { gq_emu::barrier(32); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) gq_emu::violation("__syncwarp with a partial mask is not modelled");
+    gq_emu::barrier(threadIdx.x / 32);
+}
+inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
+    if (mask != 0xffffffffu) gq_emu::violation("__shfl_xor_sync with a partial mask is not modelled");
+    const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
+    gq_emu::exchange[w][l] = v;
+    __syncwarp();
+    const float r = gq_emu::exchange[w][(l ^ (unsigned)lane_mask) % 32];
+    __syncwarp();
+    return r;
+}
+
+struct __nv_bfloat16 {
+    uint16_t bits;
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if (std::isnan(f)) return {(uint16_t)((u >> 16) | 0x40)};
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return {(uint16_t)(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 b) {
+    uint32_t u = (uint32_t)b.bits << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+namespace nvcuda {
+namespace wmma {
+struct row_major {};
+struct col_major {};
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+enum layout_t { mem_row_major, mem_col_major };
+
+/* element (i, j) of the fragment's matrix at v[16 i + j]: (m, k) for matrix_a, (k, n) for
+ * matrix_b, (m, n) for the accumulator */
+template <class Use, int M, int N, int K, class E, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "cuda_emu: 16x16x16 fragments only");
+    float v[256];
+};
+
+inline float emu_value(float x) { return x; }
+inline float emu_value(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class E> inline void emu_rules(const E *p, unsigned ldm) {
+    if ((uintptr_t)p % 32) gq_emu::violation("wmma: pointer not 32-byte aligned");
+    if (ldm * sizeof(E) % 16) gq_emu::violation("wmma: ldm not a multiple of 16 bytes");
+}
+
+template <class Use, class E, class Layout> inline void fill_fragment(fragment<Use, 16, 16, 16, E, Layout> &f, float x) {
+    for (float &e : f.v) e = x;
+}
+
+/* (i, j) of a 16 x 16 matrix at p: row-major p[i ldm + j], else p[j ldm + i] */
+template <class E> inline void emu_load(float *v, const E *p, unsigned ldm, bool row_major_) {
+    emu_rules(p, ldm);
+    __syncwarp();
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) v[16 * i + j] = emu_value(row_major_ ? p[i * ldm + j] : p[j * ldm + i]);
+    __syncwarp();
+}
+
+template <class Use, class E, class Layout>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, E, Layout> &f, const E *p, unsigned ldm) {
+    static_assert(!std::is_same<Use, accumulator>::value, "cuda_emu: an accumulator load needs a layout");
+    /* matrix_a row-major: (m, k) at p[m ldm + k]; matrix_b row-major: (k, n) at p[k ldm + n] */
+    emu_load(f.v, p, ldm, std::is_same<Layout, row_major>::value);
+}
+
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l) {
+    emu_load(f.v, p, ldm, l == mem_row_major);
+}
+
+inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
+    emu_rules(p, ldm);
+    __syncwarp();
+    if (threadIdx.x % 32 == 0)
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 16; j++) (l == mem_row_major ? p[i * ldm + j] : p[j * ldm + i]) = f.v[16 * i + j];
+    __syncwarp();
+}
+
+template <class E, class LA, class LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, E, LA> &a,
+                     const fragment<matrix_b, 16, 16, 16, E, LB> &b, const fragment<accumulator, 16, 16, 16, float> &c) {
+    float out[256];
+    for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 16; n++) {
+            float s = c.v[16 * m + n];
+            for (int k = 0; k < 16; k++) s += a.v[16 * m + k] * b.v[16 * k + n];
+            out[16 * m + n] = s;
+        }
+    memcpy(d.v, out, sizeof out);
+}
+} // namespace wmma
+} // namespace nvcuda
+
+namespace gq_emu {
+inline void (*fiber_body)(void *);
+inline void *fiber_arg;
+inline void fiber_entry() {
+    fiber_body(fiber_arg);
+    fibers[current].state = DONE; /* then uc_link: back to the scheduler */
+}
+
+/* Run body() as every thread of every block of grid g x block b, shared memory smem (of cap
+ * bytes, the kernel's dynamic shared array) sized `bytes` for the launch. */
+template <class F> inline void launch(dim3 g, dim3 b, unsigned char *smem, size_t cap, size_t bytes, F body) {
+    const size_t guard = 4096, stack = 256 * 1024;
+    if (b.x % 32 || b.x > 1024 || b.y != 1 || b.z != 1 || bytes + guard > cap) {
+        violation("launch: block must be 1-D, a multiple of 32 threads; shared memory too large for the emulator");
+        return;
+    }
+    grid = g, block = b;
+    fiber_body = [](void *p) { (*(F *)p)(); };
+    fiber_arg = &body;
+    fibers.resize(b.x);
+    for (unsigned w = 0; w < 32; w++) expected[w] = 32;
+    expected[32] = b.x;
+    for (unsigned z = 0; z < g.z; z++)
+        for (unsigned y = 0; y < g.y; y++)
+            for (unsigned x = 0; x < g.x; x++) {
+                block_index = dim3(x, y, z);
+                memset(smem, 0xff, bytes + guard);
+                memset(arrived, 0, sizeof arrived);
+                for (fiber &f : fibers) {
+                    f.stack.resize(stack);
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = f.stack.data();
+                    f.ctx.uc_stack.ss_size = stack;
+                    f.ctx.uc_link = &scheduler;
+                    makecontext(&f.ctx, fiber_entry, 0);
+                    f.state = RUNNABLE;
+                }
+                for (;;) {
+                    unsigned done = 0, ran = 0;
+                    for (unsigned t = 0; t < b.x; t++) {
+                        if (fibers[t].state == RUNNABLE) {
+                            current = t, thread_index = dim3(t, 0, 0), ran++;
+                            swapcontext(&scheduler, &fibers[t].ctx);
+                        }
+                        done += fibers[t].state == DONE;
+                    }
+                    if (done == b.x) break;
+                    if (!ran) {
+                        violation("deadlock: threads wait at different barriers (a barrier in divergent code?)");
+                        return;
+                    }
+                }
+                for (size_t i = bytes; i < bytes + guard; i++)
+                    if (smem[i] != 0xff) {
+                        violation("shared memory written past the launch's size");
+                        break;
+                    }
+            }
+}
+} // namespace gq_emu
+
+#endif
