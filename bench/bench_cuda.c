@@ -6,6 +6,7 @@
  * H100/H200 SXM, 67 TFLOP/s. bench/attention_torch.py times PyTorch's attention on the same
  * shape in the same device call (scripts/gpu-run.sh bench). Prints figures; never fails on time.
  *   usage: bench_cuda [B T] | bench_cuda decode (the decode products only) */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
@@ -237,6 +238,22 @@ int main(int argc, char **argv) {
              gq_cuda_attention_forward_flash(z, lse, x, B, T, C, NH));
         TIME("attention_backward_flash", (double)(3 * NC * 2 + 2 * NC) * 4, 8.0 * B * NH * (double)T * T * (C / NH),
              gq_cuda_attention_backward_flash(y, z, x, z, lse, B, T, C, NH));
+        /* bf16 mode's two forms: the tensor-core flash kernels, and cuBLAS on bf16 copies with
+         * bf16 (T, T) matrices (GQ_CUDA_ATTN=cublas); TFLOP/s on the same full-T x T basis (the
+         * causal half is the work done; PyTorch's rows use the same basis) */
+        TIME("attention_forward_tc (bf16 WMMA)", (double)(3 * NC + NC) * 4, 4.0 * B * NH * (double)T * T * (C / NH),
+             gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
+        TIME("attention_backward_tc (bf16 WMMA)", (double)(3 * NC * 2 + 2 * NC) * 4,
+             8.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_backward_tc(y, z, x, z, lse, B, T, C, NH));
+        if (!gq_cuda_set_matmul(GQ_MATMUL_BF16)) {
+            setenv("GQ_CUDA_ATTN", "cublas", 1);
+            TIME("attention_forward bf16 cuBLAS", (double)(3 * NC + NC + (size_t)B * NH * T * T / 2) * 4,
+                 4.0 * B * NH * (double)T * T * (C / NH), G->attention_forward(z, att, x, B, T, C, NH));
+            TIME("attention_backward bf16 cuBLAS", (double)(3 * NC * 2 + NC + 1.0 * B * NH * T * T) * 4,
+                 8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, z, att, B, T, C, NH));
+            unsetenv("GQ_CUDA_ATTN");
+            die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
+        }
         G->free(lse);
     }
     TIME("gelu_forward (4C)", 2.0 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));

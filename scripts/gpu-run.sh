@@ -28,6 +28,10 @@
 #   From .gpubin alone (no build on the GPU machine; each part time-boxed):
 #       first   every CUDA test, the trainer's GPU checks (determinism, resume on and across
 #               devices, QAT), sanitizers, bench_cuda (about 2 minutes on the H200)
+#       attn    session 8's tensor-core flash attention (about 3 minutes): test_cuda_ops (its
+#               own case and bf16 mode's op), memcheck and racecheck on the small shapes, its
+#               kernels under ncu, bench_cuda beside PyTorch's attention, GPT-2 124M bf16
+#               training with it and with GQ_CUDA_ATTN=cublas (the session-7 bf16 form)
 #       next    the next session's first call: what session 7 wrote after its device calls, then
 #               the 124M bench + ncu, compare --device cuda, 124M training tf32 / bf16 + ncu
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
@@ -258,6 +262,35 @@ first() {
   cat "$logs/bench_cuda.log"
 }
 
+# The tensor-core flash attention (attention_tc.cu, written in session 8 without a GPU; its
+# kernels' logic passed test_attention_tc_emu on the CPU): correctness and sanitizers first,
+# then its speed beside cuBLAS and PyTorch, then what it does to a 124M bf16 training step.
+attn() {
+  call_setup attn
+  t test_cuda_ops 120 $bin/test_cuda_ops
+  grep -E "attention (tc|forward|backward) |FAIL" "$logs/test_cuda_ops.log" | head -24
+  GQ_TEST_SMALL=1 t san_ops 120 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
+  GQ_TEST_SMALL=1 t race_ops 150 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_ops
+  for a in tc cublas; do # the tiny model's 200 bf16 steps (session 7, cublas: validation 4.8484; CPU fp32 4.8460)
+    GQ_CUDA_ATTN=$a t tiny-bf16-$a 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 \
+      --steps 200 --eval-every 50 --out "$w/tiny-$a" --device cuda --precision bf16
+    grep -E "val" "$logs/tiny-bf16-$a.log" | tail -1
+  done
+  t bench_cuda 120 $bin/bench_cuda
+  grep -E "attention|copy" "$logs/bench_cuda.log"
+  PYTHONUNBUFFERED=1 timeout 90 python3 bench/attention_torch.py 2>&1 | tee "$logs/attention_torch.log" | grep -E "sdpa|Error"
+  for a in tc cublas; do
+    for q in "" int4; do
+      GQ_CUDA_ATTN=$a t "124m-bf16-$a${q:+-qat}" 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
+        --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
+        --precision bf16 ${q:+--qat $q}
+      rm -rf "$w/a124"
+    done
+  done
+  ncu_times ncu_attn $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 1 \
+    --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/n124" --device cuda --precision bf16
+}
+
 # The next GPU session's first call (about 5 minutes): what session 7 wrote after its device
 # calls (GELU epilogue, fused KV store + attention, 256-thread attention, unrolled 1-token loads,
 # no uploads between tokens; bf16 with TF32 attention products), then what issues 8 and 9 still
@@ -329,6 +362,7 @@ for step in "$@"; do
     infer) infer_checks ;;
     first) first ;;
     next) next ;;
+    attn) attn ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -125,12 +125,8 @@ static int attention_backward_bf16(float *dqkv, float *scratch, const float *dou
 /* bf16 mode: the tensor-core flash kernels, or this file's bf16 products (GQ_CUDA_ATTN=cublas,
  * or a head size they do not take); the forward and the backward decide alike */
 static int use_tc(int C, int NH) {
-    static int forced = -1;
-    if (forced < 0) {
-        const char *e = getenv("GQ_CUDA_ATTN");
-        forced = e && !strcmp(e, "cublas");
-    }
-    return !forced && gq_cuda_attention_tc_supported(C, NH);
+    const char *e = getenv("GQ_CUDA_ATTN");
+    return !(e && !strcmp(e, "cublas")) && gq_cuda_attention_tc_supported(C, NH);
 }
 
 extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
