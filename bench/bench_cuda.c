@@ -6,7 +6,6 @@
  * H100/H200 SXM, 67 TFLOP/s. bench/attention_torch.py times PyTorch's attention on the same
  * shape in the same device call (scripts/gpu-run.sh bench). Prints figures; never fails on time.
  *   usage: bench_cuda [B T] | bench_cuda decode (the decode products only) */
-#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
@@ -246,12 +245,12 @@ int main(int argc, char **argv) {
         TIME("attention_backward_tc (bf16 WMMA)", (double)(3 * NC * 2 + 2 * NC) * 4,
              8.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_backward_tc(y, z, x, z, lse, B, T, C, NH));
         if (!gq_cuda_set_matmul(GQ_MATMUL_BF16)) {
-            setenv("GQ_CUDA_ATTN", "cublas", 1);
+            gq_cuda_set_attention_tc(0);
             TIME("attention_forward bf16 cuBLAS", (double)(3 * NC + NC + (size_t)B * NH * T * T / 2) * 4,
                  4.0 * B * NH * (double)T * T * (C / NH), G->attention_forward(z, att, x, B, T, C, NH));
             TIME("attention_backward bf16 cuBLAS", (double)(3 * NC * 2 + NC + 1.0 * B * NH * T * T) * 4,
                  8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, z, att, B, T, C, NH));
-            unsetenv("GQ_CUDA_ATTN");
+            gq_cuda_set_attention_tc(1);
             die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
         }
         G->free(lse);

@@ -106,6 +106,10 @@ typedef struct gq_backend {
      * GQ_MATMUL_TF32 or GQ_MATMUL_BF16 (operands rounded to tf32 / bf16 in tensor cores, fp32
      * accumulation and storage). GQ_EUNSUPPORTED where the backend has only fp32. */
     int (*set_matmul)(int mode);
+    /* The floats attention_forward saves in att (*saved) and attention_backward uses of scratch
+     * (*scratch) for this shape in the current set_matmul mode: B*NH*T*T each, less where the
+     * backend recomputes the softmax (a model plans its activations with this). */
+    void (*attention_floats)(int B, int T, int C, int NH, size_t *saved, size_t *scratch);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

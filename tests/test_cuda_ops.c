@@ -422,6 +422,22 @@ static void case_precision(shape s) {
     /* the attention op in bf16 mode, forward and backward (from what the GPU's own forward saved)
      * against the fp32 CPU op: the tensor-core flash kernels (head sizes 16 and 64), and the bf16
      * cuBLAS form with (T, T) matrices in bf16 for a head size they do not take (18) */
+    {   /* what a model plans for the attention in each mode and form */
+        size_t sv = 0, sc = 0;
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
+        gq_cuda_set_attention_tc(1);
+        GPU->attention_floats(2, 64, 128, 2, &sv, &sc);
+        CHECK(sv == 2 * 2 * 64 && sc == 0); /* a log-sum-exp per row, no scratch */
+        GPU->attention_floats(2, 64, 72, 4, &sv, &sc);
+        CHECK(sv == 2 * 4 * 64 * 64 && sc == sv); /* head size 18: the cuBLAS form */
+        gq_cuda_set_attention_tc(0);
+        GPU->attention_floats(2, 64, 128, 2, &sv, &sc);
+        CHECK(sv == 2 * 2 * 64 * 64 && sc == sv);
+        gq_cuda_set_attention_tc(1);
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+        GPU->attention_floats(2, 64, 128, 2, &sv, &sc);
+        CHECK(sv == 2 * 2 * 64 * 64 && sc == sv);
+    }
     const shape as[3] = {s, {1, 64, 128, 2, 0, 0, 0}, {3, 33, 72, 4, 0, 0, 0}};
     for (int k = 0; k < 3; k++) {
         const int B = as[k].B, T = as[k].T, Ca = as[k].C, NH = as[k].NH;

@@ -18,6 +18,78 @@ static void carve(float **dst_ptrs, float *base, const size_t *numel, int n) {
     }
 }
 
+/* The activations, planned for (B_max, T_max) and the backend's attention in its current
+ * precision mode (attention_floats: the (T, T) softmax, or a log-sum-exp per row where the
+ * backend recomputes it): one allocation, carved in the order of the struct. Again after a
+ * precision change that changes the plan (the contents need not survive: every forward
+ * writes them). */
+static int plan_acts(gq_gpt2 *m) {
+    const gq_backend *be = m->be;
+    const size_t L = (size_t)m->cfg.n_layer, B = (size_t)m->B_max, T = (size_t)m->T_max;
+    const size_t BT = B * T, C = (size_t)m->cfg.n_embd, Vp = (size_t)m->cfg.padded_vocab_size;
+    size_t att_saved = 0, att_scratch = 0;
+    be->attention_floats((int)B, (int)T, (int)C, m->cfg.n_head, &att_saved, &att_scratch);
+    size_t act_numel[] = {
+        BT * C,          /* encoded */
+        L * BT * C,      /* ln1 */
+        L * BT,          /* ln1_mean */
+        L * BT,          /* ln1_rstd */
+        L * BT * 3 * C,  /* qkv */
+        L * BT * C,      /* atty */
+        L * att_saved,   /* att */
+        L * BT * C,      /* attproj */
+        L * BT * C,      /* residual2 */
+        L * BT * C,      /* ln2 */
+        L * BT,          /* ln2_mean */
+        L * BT,          /* ln2_rstd */
+        L * BT * 4 * C,  /* fch */
+        L * BT * 4 * C,  /* fch_gelu */
+        L * BT * C,      /* fcproj */
+        L * BT * C,      /* residual3 */
+        BT * C,          /* lnf */
+        BT,              /* lnf_mean */
+        BT,              /* lnf_rstd */
+        BT * Vp,         /* logits */
+        BT,              /* lse */
+        BT,              /* losses */
+        BT * C,          /* d_res */
+        BT * 4 * C,      /* d_a */
+        BT * 4 * C,      /* d_b */
+        att_scratch,     /* d_att */
+        BT,              /* inputs (int32) */
+        BT,              /* targets (int32) */
+    };
+    enum { N_ACTS = sizeof act_numel / sizeof *act_numel };
+    size_t n = 0;
+    for (int i = 0; i < N_ACTS; i++) n += act_numel[i];
+    if (m->acts_mem && n == m->n_acts && att_saved == m->att_stride && att_scratch == m->att_scratch) return GQ_OK;
+    if (m->acts_mem) be->free(m->acts_mem);
+    m->acts_mem = NULL;
+    int rc = be->alloc((void **)&m->acts_mem, n * sizeof(float));
+    if (rc) return rc;
+    m->n_acts = n, m->att_stride = att_saved, m->att_scratch = att_scratch;
+    m->n_scratch = act_numel[22] + act_numel[23] + act_numel[24] + act_numel[25];
+    float *ptrs[N_ACTS];
+    carve(ptrs, m->acts_mem, act_numel, N_ACTS);
+    float **dst = &m->a.encoded;
+    for (int i = 0; i < N_ACTS - 2; i++) dst[i] = ptrs[i];
+    m->a.inputs = (int32_t *)ptrs[N_ACTS - 2];
+    m->a.targets = (int32_t *)ptrs[N_ACTS - 1];
+    return GQ_OK;
+}
+
+/* The backend's attention must fit the plan: its precision mode is the backend's, so another
+ * model (or a direct set_matmul) may have changed it since (a bf16 plan, with a log-sum-exp
+ * per row, in fp32 mode would overflow). */
+static int check_plan(const gq_gpt2 *m) {
+    size_t saved = 0, scratch = 0;
+    m->be->attention_floats(m->B_max, m->T_max, m->cfg.n_embd, m->cfg.n_head, &saved, &scratch);
+    if (saved > m->att_stride || scratch > m->att_scratch)
+        return gq_errf(GQ_EINVAL, "the %s backend's precision mode changed since this model planned its activations "
+                                  "(set it with gq_gpt2_set_precision)", m->be->name);
+    return GQ_OK;
+}
+
 int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend *be, int B, int T) {
     *out = NULL;
     gq_gpt2_config cfg = *cfg_in;
@@ -38,48 +110,13 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
         m->tensor_numel[i] = r * (c ? c : 1) * (gq_gpt2_tensor(i)->per_layer ? L : 1);
         m->n_params += m->tensor_numel[i];
     }
-    /* activations, in the order of the struct */
-    const size_t BT = (size_t)B * T, C = (size_t)cfg.n_embd, NH = (size_t)cfg.n_head, Vp = (size_t)cfg.padded_vocab_size;
-    size_t act_numel[] = {
-        BT * C,          /* encoded */
-        L * BT * C,      /* ln1 */
-        L * BT,          /* ln1_mean */
-        L * BT,          /* ln1_rstd */
-        L * BT * 3 * C,  /* qkv */
-        L * BT * C,      /* atty */
-        L * B * NH * T * T, /* att */
-        L * BT * C,      /* attproj */
-        L * BT * C,      /* residual2 */
-        L * BT * C,      /* ln2 */
-        L * BT,          /* ln2_mean */
-        L * BT,          /* ln2_rstd */
-        L * BT * 4 * C,  /* fch */
-        L * BT * 4 * C,  /* fch_gelu */
-        L * BT * C,      /* fcproj */
-        L * BT * C,      /* residual3 */
-        BT * C,          /* lnf */
-        BT,              /* lnf_mean */
-        BT,              /* lnf_rstd */
-        BT * Vp,         /* logits */
-        BT,              /* lse */
-        BT,              /* losses */
-        BT * C,          /* d_res */
-        BT * 4 * C,      /* d_a */
-        BT * 4 * C,      /* d_b */
-        B * NH * T * T,  /* d_att */
-        BT,              /* inputs (int32) */
-        BT,              /* targets (int32) */
-    };
-    enum { N_ACTS = sizeof act_numel / sizeof *act_numel };
-    m->n_acts = 0;
-    for (int i = 0; i < N_ACTS; i++) m->n_acts += act_numel[i];
-    m->n_scratch = act_numel[22] + act_numel[23] + act_numel[24] + act_numel[25];
     const size_t pbytes = m->n_params * sizeof(float);
     rc = be->alloc((void **)&m->params_mem, pbytes);
     if (!rc) rc = be->alloc((void **)&m->grads_mem, pbytes);
     if (!rc) rc = be->alloc((void **)&m->m_mem, pbytes);
     if (!rc) rc = be->alloc((void **)&m->v_mem, pbytes);
-    if (!rc) rc = be->alloc((void **)&m->acts_mem, m->n_acts * sizeof(float));
+    if (!rc) rc = plan_acts(m);
+    const size_t BT = (size_t)B * T;
     m->host_losses = malloc(BT * sizeof(float));
     if (!rc && !m->host_losses) rc = gq_errf(GQ_ENOMEM, "out of memory");
     if (rc) {
@@ -89,12 +126,6 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
     carve((float **)&m->params, m->params_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     m->w = m->params;
     carve((float **)&m->grads, m->grads_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
-    float *ptrs[N_ACTS];
-    carve(ptrs, m->acts_mem, act_numel, N_ACTS);
-    float **dst = &m->a.encoded;
-    for (int i = 0; i < N_ACTS - 2; i++) dst[i] = ptrs[i];
-    m->a.inputs = (int32_t *)ptrs[N_ACTS - 2];
-    m->a.targets = (int32_t *)ptrs[N_ACTS - 1];
     *out = m;
     return GQ_OK;
 }
@@ -152,6 +183,7 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
     if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
         return gq_errf(GQ_ESHAPE, "forward with B=%d T=%d, the model was planned for B<=%d T<=%d", B, T, m->B_max,
                        m->T_max);
+    GQ_TRY(check_plan(m));
     const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab_size;
     const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
     for (size_t i = 0; i < BT; i++)
@@ -166,7 +198,7 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         float *ln1 = m->a.ln1 + la, *qkv = m->a.qkv + 3 * la, *atty = m->a.atty + la;
-        float *att = m->a.att + (size_t)l * m->B_max * NH * m->T_max * m->T_max;
+        float *att = m->a.att + (size_t)l * m->att_stride;
         float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + la;
         float *fch = m->a.fch + 4 * la, *fchg = m->a.fch_gelu + 4 * la, *fcproj = m->a.fcproj + la;
         float *res3 = m->a.residual3 + la;
@@ -216,6 +248,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     const gq_gpt2_config *c = &m->cfg;
     const int B = m->last_B, T = m->last_T;
     if (!m->n_targets) return gq_errf(GQ_EINVAL, "backward without a forward that had targets");
+    GQ_TRY(check_plan(m));
     const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab_size;
     const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
     const gq_gpt2_tensors *w = &m->w, *g = &m->grads;
@@ -233,7 +266,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     for (int l = L - 1; l >= 0; l--) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
-        const float *att = m->a.att + (size_t)l * m->B_max * NH * m->T_max * m->T_max;
+        const float *att = m->a.att + (size_t)l * m->att_stride;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
         GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + 4 * la,
                                 w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
@@ -325,6 +358,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
 int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed) {
     int rc = m->be->set_matmul(matmul);
     if (rc) return rc;
+    if ((rc = plan_acts(m))) return rc; /* the attention may save less in this mode */
     m->matmul = matmul;
     m->sr_seed = seed;
     if (matmul == GQ_MATMUL_BF16 && (rc = work_copy(m))) return rc;

@@ -49,6 +49,7 @@ typedef struct gq_gpt2 {
     float *acts_mem;
     size_t n_acts;
     size_t n_scratch;
+    size_t att_stride, att_scratch; /* floats of a.att per layer and of a.d_att (attention_floats) */
     /* activations, laid out for (B_max, T_max); see gpt2.c */
     struct {
         float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *residual2, *ln2, *ln2_mean,

@@ -413,7 +413,6 @@ int gq_train_run(gq_train_opts *o) {
     const gq_backend *be = NULL;
     char be_what[320];
     if ((rc = pick_backend(o->device, &be, be_what, sizeof be_what))) goto done;
-    if ((rc = gq_gpt2_create(&r.m, &o->model, be, o->batch, o->seq))) goto done;
     {
         const char *p = o->precision;
         int mode = !strcmp(p, "fp32") ? GQ_MATMUL_FP32 : !strcmp(p, "tf32") ? GQ_MATMUL_TF32
@@ -423,16 +422,20 @@ int gq_train_run(gq_train_opts *o) {
             rc = gq_errf(GQ_EINVAL, "precision = '%s': expected fp32, tf32 or bf16", p);
             goto done;
         }
-        if ((rc = gq_gpt2_set_precision(r.m, mode, o->seed))) {
+        /* the mode first: the model plans its activations for it (bf16's attention saves a
+         * log-sum-exp per row instead of the (T, T) softmax) */
+        if (!(rc = be->set_matmul(mode)) && !(rc = gq_gpt2_create(&r.m, &o->model, be, o->batch, o->seq)))
+            rc = gq_gpt2_set_precision(r.m, mode, o->seed);
+        if (rc == GQ_EUNSUPPORTED) {
             char why[256];
             snprintf(why, sizeof why, "%s", gq_errmsg(rc));
             rc = gq_errf(rc, "precision = %s on device %s: %s", p, be->name, why);
-            goto done;
         }
+        if (rc) goto done;
     }
     printf("device: %s; matrix products in %s%s\n", be_what, o->precision,
            !strcmp(o->precision, "bf16") ? " (weights stochastically rounded to bf16 each step, bf16 operands in the "
-                                            "linear layers, TF32 in attention; fp32 master weights, AdamW state and "
+                                            "linear layers and attention; fp32 master weights, AdamW state and "
                                             "activations)"
                                           : "");
     if (o->resume) {

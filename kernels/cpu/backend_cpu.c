@@ -62,6 +62,7 @@ static const gq_backend cpu_backend = {
     .fakequant_backward = gq_cpu_fakequant_backward,
     .round_bf16_sr = gq_cpu_round_bf16_sr,
     .set_matmul = cpu_set_matmul,
+    .attention_floats = gq_cpu_attention_floats,
 };
 
 const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }

@@ -22,6 +22,7 @@ int gq_cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const floa
 /* In place: the softmax of row[0..t], zeros in row[t+1..n) (a causal attention row). */
 void gq_cpu_softmax_causal_row(float *row, int t, int n);
 int gq_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+void gq_cpu_attention_floats(int B, int T, int C, int NH, size_t *saved, size_t *scratch);
 int gq_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                               const float *att, int B, int T, int C, int NH);
 int gq_cpu_gelu_forward(float *out, const float *inp, size_t n);

@@ -123,10 +123,26 @@ static int attention_backward_bf16(float *dqkv, float *scratch, const float *dou
 }
 
 /* bf16 mode: the tensor-core flash kernels, or this file's bf16 products (GQ_CUDA_ATTN=cublas,
- * or a head size they do not take); the forward and the backward decide alike */
+ * or a head size they do not take); the forward, the backward and the memory plan decide alike */
+static int tc_form = -1;
+
+extern "C" void gq_cuda_set_attention_tc(int on) { tc_form = on != 0; }
+
 static int use_tc(int C, int NH) {
-    const char *e = getenv("GQ_CUDA_ATTN");
-    return !(e && !strcmp(e, "cublas")) && gq_cuda_attention_tc_supported(C, NH);
+    if (tc_form < 0) {
+        const char *e = getenv("GQ_CUDA_ATTN");
+        tc_form = !(e && !strcmp(e, "cublas"));
+    }
+    return tc_form && gq_cuda_attention_tc_supported(C, NH);
+}
+
+extern "C" void gq_cuda_attention_floats(int B, int T, int C, int NH, size_t *saved, size_t *scratch) {
+    const size_t rows = (size_t)B * NH * T;
+    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16 && use_tc(C, NH)) {
+        *saved = rows, *scratch = 0;
+    } else {
+        *saved = *scratch = rows * T;
+    }
 }
 
 extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {

@@ -33,6 +33,7 @@ static const gq_backend cuda_backend = {
     /* .fakequant_backward = */ gq_cuda_fakequant_backward,
     /* .round_bf16_sr = */ gq_cuda_round_bf16_sr,
     /* .set_matmul = */ gq_cuda_set_matmul,
+    /* .attention_floats = */ gq_cuda_attention_floats,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

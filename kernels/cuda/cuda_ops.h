@@ -45,6 +45,14 @@ int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const flo
 int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                                const float *att, int B, int T, int C, int NH);
+/* backend.h's attention_floats: in bf16 mode with the tensor-core kernels, B*NH*T (the
+ * log-sum-exp) saved and no scratch; B*NH*T*T each otherwise */
+void gq_cuda_attention_floats(int B, int T, int C, int NH, size_t *saved, size_t *scratch);
+/* bf16 mode's attention form for this process: 1 the tensor-core flash kernels (where the head
+ * size allows), 0 the cuBLAS products on bf16 copies with bf16 (T, T) matrices. Unset, the
+ * environment decides at the first use (GQ_CUDA_ATTN=cublas: 0; else 1). Change it only between
+ * models: a model plans its activations for the form (attention_floats). */
+void gq_cuda_set_attention_tc(int on);
 /* Flash-style attention (no (T,T) matrix): lse (B,NH,T) saves the log-sum-exp of the scaled
  * scores; the backward recomputes the probabilities (out is the forward's output). Head size
  * at most 128. Same results as the op-table attention to fp32 round-off. */
