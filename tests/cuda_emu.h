@@ -14,12 +14,16 @@
  *     stores are collective as the API documents them (every lane arrives, then the warp loads
  *     or stores; one lane writes), products are computed in each lane in fp32. The API's rules
  *     are checked on every call: a 32-byte-aligned pointer and ldm a multiple of 16 bytes.
+ *   - mma.sync m16n8k16 with bf16 inputs and fp32 accumulation (gq_emu::mma_m16n8k16_bf16, for
+ *     kernels that write it as inline PTX): each lane's registers are laid out as the PTX ISA's
+ *     figures for that shape give them; the warp's fragments meet in a per-warp exchange.
  *   - __nv_bfloat16 with round-to-nearest-even conversion.
  * Not modelled: memory ordering between lanes without a barrier (fibers switch only at
  * barriers, so a missing one is not found), warp divergence, bank conflicts, resource limits,
  * timing. A violation found is counted in gq_emu::violations and the first one printed. */
 #ifndef GQ_CUDA_EMU_H
 #define GQ_CUDA_EMU_H
+#define GQ_CUDA_EMU 1 /* for kernels that pick their emulated form of a PTX instruction */
 
 #include <ucontext.h>
 
@@ -116,6 +120,36 @@ inline float __bfloat162float(__nv_bfloat16 b) {
     memcpy(&f, &u, 4);
     return f;
 }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return {u}; }
+
+namespace gq_emu {
+inline uint32_t mma_a[32][32][4], mma_b[32][32][2];
+/* d (16 x 8, fp32) += a (16 x 16, bf16) b (16 x 8, bf16), warp-collective; lane = 4 g + c holds
+ * a[0] = A(g, 2c..2c+1), a[1] = A(g+8, 2c..2c+1), a[2] = A(g, 2c+8..2c+9), a[3] = A(g+8, 2c+8..),
+ * b0 = B(2c..2c+1, g), b1 = B(2c+8..2c+9, g), d[0..1] = D(g, 2c..2c+1), d[2..3] = D(g+8, 2c..);
+ * the lower index of a pair in the low 16 bits */
+inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
+    memcpy(mma_a[w][l], a, sizeof a);
+    mma_b[w][l][0] = b0, mma_b[w][l][1] = b1;
+    __syncwarp();
+    auto half = [](uint32_t v, int k) { return __bfloat162float(__nv_bfloat16{(uint16_t)(k ? v >> 16 : v & 0xffff)}); };
+    auto A = [&](int r, int k) { /* element (r, k) from the lane and register that hold it */
+        const int lane = 4 * (r % 8) + (k % 8) / 2, reg = (r >= 8) + 2 * (k >= 8);
+        return half(mma_a[w][lane][reg], k % 2);
+    };
+    auto B = [&](int k, int n) { return half(mma_b[w][4 * n + (k % 8) / 2][k >= 8], k % 2); };
+    const int g = l / 4, c = l % 4;
+    for (int e = 0; e < 4; e++) {
+        const int r = g + 8 * (e >= 2), n = 2 * c + (e & 1);
+        float s = d[e];
+        for (int k = 0; k < 16; k++) s += A(r, k) * B(k, n);
+        d[e] = s;
+    }
+    __syncwarp();
+}
+} // namespace gq_emu
 
 namespace nvcuda {
 namespace wmma {

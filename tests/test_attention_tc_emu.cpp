@@ -1,6 +1,7 @@
 /* test_attention_tc_emu: the tensor-core flash attention's kernels (kernels/cuda/attention_tc.cuh,
- * the source nvcc builds for the GPU) run on the CPU through cuda_emu.h, against the fp32 CPU
- * attention op, with the bounds the GPU test uses (gq_test_attention.h). It checks the kernels'
+ * the source nvcc builds for the GPU: both forwards, mma.sync and WMMA, and the backward) run on
+ * the CPU through cuda_emu.h, against the fp32 CPU attention op, with the bounds the GPU test
+ * uses (gq_test_attention.h). It checks the kernels'
  * logic where there is no GPU: tile loops, causal masking, the online softmax, the recomputed
  * backward, shared-memory carving (NaN-poisoned, guarded) and WMMA's alignment rules, for every
  * head size the kernels are built for (16..128 in steps of 16) and partial tiles. What it cannot
@@ -45,8 +46,8 @@ template <int HS> static void check(int B, int T, int NH) {
         const float *x = qkv.data(), *g = dy.data();
         const dim3 grid((T + TC_ROWS - 1) / TC_ROWS, B * NH), block(TC_THREADS);
         const float scale = tc_scale(HS), sl2 = tc_sl2(HS);
-        gq_emu::launch(grid, block, tc_smem, sizeof tc_smem, D::FORWARD,
-                       [&] { tc_forward_kernel<HS>(o, l, x, T, C, NH, sl2); });
+        gq_emu::launch(grid, block, tc_smem, sizeof tc_smem, D::FORWARD2,
+                       [&] { tc_forward2_kernel<HS>(o, l, x, T, C, NH, sl2); });
         std::vector<float> Dv((size_t)B * NH * T); /* dO . O per head row, as gq_cuda_attention_delta */
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++)
@@ -68,6 +69,18 @@ template <int HS> static void check(int B, int T, int NH) {
                               dqkv_ref.data(), qkv.data(), B, T, C, NH),
            "B=%d T=%d hs=%d NH=%d beyond the bounds", B, T, HS, NH);
     CHECK(out[0] == out[1] && dqkv[0] == dqkv[1]); /* the same bits again (no order depends on timing) */
+    { /* the forward's WMMA form (GQ_CUDA_TC_FWD=wmma), with the same bounds */
+        std::vector<float> o(nout, NAN), l((size_t)B * NH * T, NAN);
+        float *op = o.data(), *lp = l.data();
+        const float *x = qkv.data(), sl2 = tc_sl2(HS);
+        gq_emu::launch(dim3((T + TC_ROWS - 1) / TC_ROWS, B * NH), dim3(TC_THREADS), tc_smem, sizeof tc_smem, D::FORWARD,
+                       [&] { tc_forward_kernel<HS>(op, lp, x, T, C, NH, sl2); });
+        const double e_out = gq_attn_norm_err(op, out_ref.data(), (size_t)B * T, C, 1, 0);
+        const double e_lse = gq_attn_lse_err(lp, x, B, T, C, NH);
+        printf("  emulated tc (WMMA forward) B=%d T=%-4d hs=%-3d out %.2e lse %.2e%s\n", B, T, HS, e_out, e_lse,
+               e_out <= 1e-2 && e_lse <= 2e-2 ? "" : "  <-- FAIL");
+        CHECK(e_out <= 1e-2 && e_lse <= 2e-2);
+    }
     CHECKF(gq_emu::violations == 0, "%d violations of CUDA's rules", gq_emu::violations);
 }
 

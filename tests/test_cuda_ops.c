@@ -235,11 +235,18 @@ static void case_tc(shape s0) {
         float *d_lse = dev_poison((size_t)B * NH * T * 4), *d_dqkv = dev_poison(nqkv * 4);
         CPU->attention_forward(out, att, qkv, B, T, C, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, C, NH);
-        CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
-        CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
-        float *g_out = fetch(d_out, nout), *g_lse = fetch(d_lse, (size_t)B * NH * T), *g_dqkv = fetch(d_dqkv, nqkv);
-        CHECKF(gq_attn_tc_verdict("attention tc", g_out, g_lse, g_dqkv, out, dqkv, qkv, B, T, C, NH),
-               "tensor-core attention B=%d T=%d C=%d NH=%d beyond its bounds", B, T, C, NH);
+        float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL;
+        for (int wmma = 1; wmma >= 0; wmma--) { /* the forward's WMMA form, then the default (mma.sync) */
+            free(g_out), free(g_lse), free(g_dqkv);
+            gq_cuda_set_attention_tc_forward(wmma);
+            CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
+            CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
+            g_out = fetch(d_out, nout), g_lse = fetch(d_lse, (size_t)B * NH * T), g_dqkv = fetch(d_dqkv, nqkv);
+            CHECKF(gq_attn_tc_verdict(wmma ? "attention tc (WMMA fwd)" : "attention tc", g_out, g_lse, g_dqkv, out, dqkv,
+                                      qkv, B, T, C, NH),
+                   "tensor-core attention (%s forward) B=%d T=%d C=%d NH=%d beyond its bounds", wmma ? "WMMA" : "mma",
+                   B, T, C, NH);
+        }
         /* deterministic: the same inputs give the same bits */
         CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
         CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));

@@ -2,17 +2,19 @@
  * (T, T) matrix in memory; the backward recomputes the probabilities from the log-sum-exp the
  * forward saved. The bf16 training mode's attention (attention.cu calls it).
  *
- * Arithmetic: WMMA 16x16x16 bf16 products with fp32 accumulation. q, k, v and the output
+ * Arithmetic: bf16 tensor-core products (mma.sync m16n8k16 or WMMA 16x16x16) with fp32
+ * accumulation. q, k, v and the output
  * gradient are rounded to bf16 as their tiles load (they stay fp32 in global memory, as every
  * activation), and so are the probabilities and the score gradients before their products, as
  * FlashAttention-2 does; the softmax statistics, the running output and the gradients stay
  * fp32. Exponentials are base 2 with the softmax scale folded into log2(e).
  *
  * Work: a block is 4 warps x 16 rows = 64 queries (forward, dQ) or 64 keys (dK, dV) and walks
- * tiles of 64 keys (queries) through shared memory, skipping 16 x 16 blocks wholly above the
- * diagonal. The accumulator fragments' element layout is unspecified, so each score tile goes
- * through shared memory for the row-wise softmax steps (two lanes a row), and the forward keeps
- * its running output there too (it is rescaled row by row). Deterministic: dK and dV are summed
+ * tiles of 64 keys (queries) through shared memory, skipping blocks wholly above the diagonal.
+ * The forward keeps a warp's scores, probabilities and running output in registers (mma.sync,
+ * whose register layout the PTX ISA specifies); its WMMA form (GQ_CUDA_TC_FWD=wmma) and the
+ * backward's kernels stage each score tile through shared memory for the row-wise steps (two
+ * lanes a row), since WMMA's accumulator layout is unspecified. Deterministic: dK and dV are summed
  * by the key block's warps, dQ by the query block's, each over the tiles in a fixed order, no
  * atomics. Layout as backend.h: qkv (B,T,3C), out (B,T,C), lse (B,NH,T); head sizes 16 to 128
  * in steps of 16 (GPT-2's are 64). */
@@ -22,14 +24,34 @@
 #include <cuda_bf16.h>
 #include <math.h>
 #include <mma.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "attention_tc.cuh"
 
+/* the forward's kernel: 1 the register-level one (mma.sync), 0 the WMMA one; unset, the
+ * environment decides at the first call (GQ_CUDA_TC_FWD=wmma: 0) */
+static int fwd_mma = -1;
+
+extern "C" void gq_cuda_set_attention_tc_forward(int wmma) { fwd_mma = !wmma; }
+
 template <int HS> static int tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
-    const size_t smem = tc_dims<HS>::FORWARD;
-    GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    if (fwd_mma < 0) {
+        const char *e = getenv("GQ_CUDA_TC_FWD");
+        fwd_mma = !(e && !strcmp(e, "wmma"));
+    }
+    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const float sl2 = tc_sl2(HS);
-    tc_forward_kernel<HS><<<dim3(gq_cuda_blocks(T, TC_ROWS), B * NH), TC_THREADS, smem>>>(out, lse, qkv, T, C, NH, sl2);
+    if (fwd_mma) {
+        const size_t smem = tc_dims<HS>::FORWARD2;
+        GQ_CUDA_CHECK(
+            cudaFuncSetAttribute(tc_forward2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        tc_forward2_kernel<HS><<<grid, TC_THREADS, smem>>>(out, lse, qkv, T, C, NH, sl2);
+    } else {
+        const size_t smem = tc_dims<HS>::FORWARD;
+        GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        tc_forward_kernel<HS><<<grid, TC_THREADS, smem>>>(out, lse, qkv, T, C, NH, sl2);
+    }
     GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }

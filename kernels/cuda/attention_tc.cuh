@@ -20,6 +20,36 @@ enum {
 #define TC_LOG2E 1.4426950408889634f
 #define TC_LN2 0.6931471805599453f
 
+/* mma.sync m16n8k16 (bf16 in, fp32 accumulate) on registers as the PTX ISA lays them out
+ * (g = lane / 4, c = lane % 4): A (16 x 16, row-major) a[0] = (g, 2c..2c+1), a[1] = (g+8, same),
+ * a[2] = (g, 2c+8..2c+9), a[3] = (g+8, same), the lower column in the low half; B (16 x 8)
+ * b0 = rows 2c..2c+1 of column g, b1 = rows 2c+8..2c+9; C / D (16 x 8) d[0..1] = (g, 2c..2c+1),
+ * d[2..3] = (g+8, 2c..2c+1). cuda_emu.h models the same layout. */
+#ifdef GQ_CUDA_EMU
+#define tc_mma gq_emu::mma_m16n8k16_bf16
+static inline uint32_t tc_ld32(const bf16 *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#else
+static __device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* two adjacent bf16 of shared memory (4-byte aligned) as one register */
+static __device__ __forceinline__ uint32_t tc_ld32(const bf16 *p) { return *(const uint32_t *)p; }
+#endif
+/* two floats as a bf16 pair, lo in the low half */
+static __device__ __forceinline__ uint32_t tc_pack(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
+}
+static __device__ __forceinline__ float tc_lo(uint32_t v) { return __bfloat162float(__ushort_as_bfloat16((unsigned short)(v & 0xffffu))); }
+static __device__ __forceinline__ float tc_hi(uint32_t v) { return __bfloat162float(__ushort_as_bfloat16((unsigned short)(v >> 16))); }
+
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_acc;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> frag_a;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> frag_bt; /* a transposed row-major tile */
@@ -53,6 +83,8 @@ template <int HS> struct tc_dims {
     static constexpr size_t VEC = tc_bytes(TC_ROWS * sizeof(float));
     static constexpr size_t FORWARD = 3 * TILE + tc_bytes(TC_ROWS * TC_LDS * sizeof(float)) + PTILE +
                                       tc_bytes(TC_ROWS * LDO * sizeof(float)) + 2 * VEC;
+    /* the register-level forward: q and k tiles, and v transposed (HS rows of 64 keys) */
+    static constexpr size_t FORWARD2 = 2 * TILE + tc_bytes(HS * TC_LDP * sizeof(bf16));
     static constexpr size_t DKDV = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + 2 * PTILE;
     static constexpr size_t DQ = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + PTILE;
 };
@@ -341,6 +373,118 @@ static __global__ void __launch_bounds__(TC_THREADS)
     }
     __syncthreads();
     store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, 0, w0, T, dq, scale, region + warp * 16 * D::LDO);
+}
+
+/* Forward, register-level (FlashAttention-2's form on mma.sync): the same blocks and tiles as
+ * tc_forward_kernel, but a warp's scores, probabilities and running output stay in registers
+ * (layout above): S for 64 keys is 8 accumulator tiles of 16 x 8, a lane holding rows g and g+8,
+ * whose maxima and sums need two shuffles among the 4 lanes of a group; the probabilities,
+ * packed to bf16, are the A operand of P v as they lie (tiles 2j and 2j+1 of S are k-step j).
+ * v is stored transposed in shared memory so that its B fragments are 32-bit loads. */
+template <int HS>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_forward2_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
+    typedef tc_dims<HS> D;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16;
+    const int t0 = w0 + g, t1 = t0 + 8; /* this lane's two query rows */
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    tc_carve sm{tc_smem};
+    bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *ks = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *vt = sm.take<bf16>(HS * TC_LDP); /* vt[d][key] */
+    const float *head = qkv + (size_t)b * T * C3 + h * HS;
+    load_tile<HS>(qs, head, C3, q0, T);
+    __syncthreads();
+    uint32_t qa[D::NF][4]; /* this warp's 16 queries as A fragments, k-step kk = dims 16kk.. */
+#pragma unroll
+    for (int kk = 0; kk < D::NF; kk++) {
+        const bf16 *r0 = qs + (warp * 16 + g) * D::LDH + kk * 16 + 2 * c, *r1 = r0 + 8 * D::LDH;
+        qa[kk][0] = tc_ld32(r0), qa[kk][1] = tc_ld32(r1), qa[kk][2] = tc_ld32(r0 + 8), qa[kk][3] = tc_ld32(r1 + 8);
+    }
+    float o[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m0 = -3.0e38f, m1 = -3.0e38f, l0 = 0.0f, l1 = 0.0f;
+    const int kend = min(T, q0 + TC_ROWS);
+    for (int k0 = 0; k0 < kend; k0 += TC_ROWS) {
+        __syncthreads();
+        load_tile<HS>(ks, head + C, C3, k0, T);
+        for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
+            const int r = i / HS, d = i % HS, t = k0 + r;
+            vt[d * TC_LDP + r] = __float2bfloat16_rn(t < T ? head[(size_t)t * C3 + 2 * C + d] : 0.0f);
+        }
+        __syncthreads();
+        if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform */
+        float s[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            if (k0 + 8 * j > w0 + 15) continue; /* keys after every query of the warp (warp-uniform) */
+#pragma unroll
+            for (int kk = 0; kk < D::NF; kk++) {
+                const bf16 *kr = ks + (8 * j + g) * D::LDH + kk * 16 + 2 * c;
+                tc_mma(s[j], qa[kk], tc_ld32(kr), tc_ld32(kr + 8));
+            }
+        }
+        /* mask, scale to log2 units, row maxima (rows t0: s[j][0..1], t1: s[j][2..3]) */
+        float mx0 = -3.0e38f, mx1 = -3.0e38f;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
+                const bool vis = key <= t && t < T;
+                s[j][e] = vis ? s[j][e] * sl2 : -3.0e38f;
+                if (e < 2) mx0 = fmaxf(mx0, s[j][e]);
+                else mx1 = fmaxf(mx1, s[j][e]);
+            }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 1)), mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 1)), mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 2));
+        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1), a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+        m0 = n0, m1 = n1;
+        /* probabilities in bf16 (masked ones 0), as P v's A fragments; sums of what it multiplies */
+        uint32_t pa[4][4];
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float p0 = s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
+            const float p1 = s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
+            const float p2 = s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
+            const float p3 = s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
+            const uint32_t top = tc_pack(p0, p1), bottom = tc_pack(p2, p3);
+            sum0 += tc_lo(top) + tc_hi(top), sum1 += tc_lo(bottom) + tc_hi(bottom);
+            pa[j / 2][(j % 2) * 2] = top, pa[j / 2][(j % 2) * 2 + 1] = bottom;
+        }
+        sum0 += __shfl_xor_sync(TC_FULL, sum0, 1), sum0 += __shfl_xor_sync(TC_FULL, sum0, 2);
+        sum1 += __shfl_xor_sync(TC_FULL, sum1, 1), sum1 += __shfl_xor_sync(TC_FULL, sum1, 2);
+        l0 = l0 * a0 + sum0, l1 = l1 * a1 + sum1;
+#pragma unroll
+        for (int j = 0; j < HS / 8; j++) {
+            o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (k0 + 16 * kk > w0 + 15) break; /* P is zero there (warp-uniform) */
+                const bf16 *vr = vt + (8 * j + g) * TC_LDP + kk * 16 + 2 * c;
+                tc_mma(o[j], pa[kk], tc_ld32(vr), tc_ld32(vr + 8));
+            }
+        }
+    }
+    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (t0 < T) {
+            float *p = out + ((size_t)b * T + t0) * C + h * HS + d;
+            p[0] = o[j][0] * i0, p[1] = o[j][1] * i0;
+        }
+        if (t1 < T) {
+            float *p = out + ((size_t)b * T + t1) * C + h * HS + d;
+            p[0] = o[j][2] * i1, p[1] = o[j][3] * i1;
+        }
+    }
+    if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;
+    if (c == 0 && t1 < T) lse[(size_t)bh * T + t1] = (m1 + log2f(l1)) * TC_LN2;
 }
 
 #endif
