@@ -240,14 +240,15 @@ int main(int argc, char **argv) {
         /* bf16 mode's two forms: the tensor-core flash kernels, and cuBLAS on bf16 copies with
          * bf16 (T, T) matrices (GQ_CUDA_ATTN=cublas); TFLOP/s on the same full-T x T basis (the
          * causal half is the work done; PyTorch's rows use the same basis) */
-        gq_cuda_set_attention_tc_forward(1);
-        TIME("attention_forward_tc (bf16 WMMA)", (double)(3 * NC + NC) * 4, 4.0 * B * NH * (double)T * T * (C / NH),
-             gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
-        gq_cuda_set_attention_tc_forward(0);
-        TIME("attention_forward_tc (bf16 mma.sync)", (double)(3 * NC + NC) * 4,
-             4.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
-        TIME("attention_backward_tc (bf16 WMMA)", (double)(3 * NC * 2 + 2 * NC) * 4,
-             8.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_backward_tc(y, z, x, z, lse, B, T, C, NH));
+        for (int wmma = 1; wmma >= 0; wmma--) { /* the WMMA kernels, then the register (mma.sync) ones */
+            gq_cuda_set_attention_tc_wmma(wmma);
+            TIME(wmma ? "attention_forward_tc (bf16 WMMA)" : "attention_forward_tc (bf16 mma.sync)",
+                 (double)(3 * NC + NC) * 4, 4.0 * B * NH * (double)T * T * (C / NH),
+                 gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
+            TIME(wmma ? "attention_backward_tc (bf16 WMMA)" : "attention_backward_tc (bf16 mma.sync)",
+                 (double)(3 * NC * 2 + 2 * NC) * 4, 8.0 * B * NH * (double)T * T * (C / NH),
+                 gq_cuda_attention_backward_tc(y, z, x, z, lse, B, T, C, NH));
+        }
         if (!gq_cuda_set_matmul(GQ_MATMUL_BF16)) {
             gq_cuda_set_attention_tc(0);
             TIME("attention_forward bf16 cuBLAS", (double)(3 * NC + NC + (size_t)B * NH * T * T / 2) * 4,

@@ -279,7 +279,7 @@ attn() {
   t bench_cuda 120 $bin/bench_cuda
   grep -E "attention|copy" "$logs/bench_cuda.log"
   PYTHONUNBUFFERED=1 timeout 90 python3 bench/attention_torch.py 2>&1 | tee "$logs/attention_torch.log" | grep -E "sdpa|Error"
-  GQ_CUDA_TC_FWD=wmma t 124m-bf16-tc-wmmafwd 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
+  GQ_CUDA_TC=wmma t 124m-bf16-tc-wmma 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
     --precision bf16
   rm -rf "$w/a124"

@@ -238,7 +238,7 @@ static void case_tc(shape s0) {
         float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL;
         for (int wmma = 1; wmma >= 0; wmma--) { /* the forward's WMMA form, then the default (mma.sync) */
             free(g_out), free(g_lse), free(g_dqkv);
-            gq_cuda_set_attention_tc_forward(wmma);
+            gq_cuda_set_attention_tc_wmma(wmma);
             CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
             CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
             g_out = fetch(d_out, nout), g_lse = fetch(d_lse, (size_t)B * NH * T), g_dqkv = fetch(d_dqkv, nqkv);

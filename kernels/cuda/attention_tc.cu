@@ -12,7 +12,7 @@
  * Work: a block is 4 warps x 16 rows = 64 queries (forward, dQ) or 64 keys (dK, dV) and walks
  * tiles of 64 keys (queries) through shared memory, skipping blocks wholly above the diagonal.
  * The forward keeps a warp's scores, probabilities and running output in registers (mma.sync,
- * whose register layout the PTX ISA specifies); its WMMA form (GQ_CUDA_TC_FWD=wmma) and the
+ * whose register layout the PTX ISA specifies); its WMMA form (GQ_CUDA_TC=wmma) and the
  * backward's kernels stage each score tile through shared memory for the row-wise steps (two
  * lanes a row), since WMMA's accumulator layout is unspecified. Deterministic: dK and dV are summed
  * by the key block's warps, dQ by the query block's, each over the tiles in a fixed order, no
@@ -29,20 +29,25 @@
 
 #include "attention_tc.cuh"
 
-/* the forward's kernel: 1 the register-level one (mma.sync), 0 the WMMA one; unset, the
- * environment decides at the first call (GQ_CUDA_TC_FWD=wmma: 0) */
-static int fwd_mma = -1;
+/* the kernels: 1 the register-level ones (mma.sync), 0 the WMMA ones; unset, the environment
+ * decides at the first call (GQ_CUDA_TC=wmma: 0). Head sizes over 64 take WMMA's backward (the
+ * register kernels' accumulators would not fit: ptxas spills). */
+static int tc_mma_form = -1;
 
-extern "C" void gq_cuda_set_attention_tc_forward(int wmma) { fwd_mma = !wmma; }
+extern "C" void gq_cuda_set_attention_tc_wmma(int wmma) { tc_mma_form = !wmma; }
+
+static int mma_form(void) {
+    if (tc_mma_form < 0) {
+        const char *e = getenv("GQ_CUDA_TC");
+        tc_mma_form = !(e && !strcmp(e, "wmma"));
+    }
+    return tc_mma_form;
+}
 
 template <int HS> static int tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
-    if (fwd_mma < 0) {
-        const char *e = getenv("GQ_CUDA_TC_FWD");
-        fwd_mma = !(e && !strcmp(e, "wmma"));
-    }
     const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const float sl2 = tc_sl2(HS);
-    if (fwd_mma) {
+    if (mma_form()) {
         const size_t smem = tc_dims<HS>::FORWARD2;
         GQ_CUDA_CHECK(
             cudaFuncSetAttribute(tc_forward2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -59,11 +64,24 @@ template <int HS> static int tc_forward(float *out, float *lse, const float *qkv
 template <int HS>
 static int tc_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int B, int T,
                        int C, int NH) {
+    const float scale = tc_scale(HS), sl2 = tc_sl2(HS);
+    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
+    if constexpr (HS <= 64) { /* (instantiated only where the register kernels fit) */
+        if (mma_form()) {
+            const size_t s_kv = tc_dims<HS>::DKDV2, s_q = tc_dims<HS>::DQ2;
+            GQ_CUDA_CHECK(
+                cudaFuncSetAttribute(tc_dkdv2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_kv));
+            GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_q));
+            tc_dkdv2_kernel<HS><<<grid, TC_THREADS, s_kv>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
+            GQ_CUDA_CHECK_LAUNCH();
+            tc_dq2_kernel<HS><<<grid, TC_THREADS, s_q>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
+            GQ_CUDA_CHECK_LAUNCH();
+            return GQ_OK;
+        }
+    }
     const size_t s_kv = tc_dims<HS>::DKDV, s_q = tc_dims<HS>::DQ;
     GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dkdv_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_kv));
     GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_q));
-    const float scale = tc_scale(HS), sl2 = tc_sl2(HS);
-    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     tc_dkdv_kernel<HS><<<grid, TC_THREADS, s_kv>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
     GQ_CUDA_CHECK_LAUNCH();
     tc_dq_kernel<HS><<<grid, TC_THREADS, s_q>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);

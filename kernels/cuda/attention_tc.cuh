@@ -83,8 +83,11 @@ template <int HS> struct tc_dims {
     static constexpr size_t VEC = tc_bytes(TC_ROWS * sizeof(float));
     static constexpr size_t FORWARD = 3 * TILE + tc_bytes(TC_ROWS * TC_LDS * sizeof(float)) + PTILE +
                                       tc_bytes(TC_ROWS * LDO * sizeof(float)) + 2 * VEC;
-    /* the register-level forward: q and k tiles, and v transposed (HS rows of 64 keys) */
-    static constexpr size_t FORWARD2 = 2 * TILE + tc_bytes(HS * TC_LDP * sizeof(bf16));
+    /* the register-level kernels: row-major tiles, and transposed ones (HS rows of 64) */
+    static constexpr size_t TTILE = tc_bytes(HS * TC_LDP * sizeof(bf16));
+    static constexpr size_t FORWARD2 = 2 * TILE + TTILE;
+    static constexpr size_t DKDV2 = 4 * TILE + 2 * TTILE + 2 * VEC;
+    static constexpr size_t DQ2 = 4 * TILE + TTILE + 2 * VEC;
     static constexpr size_t DKDV = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + 2 * PTILE;
     static constexpr size_t DQ = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + PTILE;
 };
@@ -95,6 +98,15 @@ template <int HS> static __device__ void load_tile(bf16 *s, const float *head, s
     for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
         const int r = i / HS, d = i % HS, t = r0 + r;
         s[r * tc_dims<HS>::LDH + d] = __float2bfloat16_rn(t < T ? head[(size_t)t * stride + d] : 0.0f);
+    }
+}
+
+/* the same rows transposed: s[d * TC_LDP + r] (HS rows of 64), for B operands that run along
+ * the tile's rows */
+template <int HS> static __device__ void load_tile_t(bf16 *s, const float *head, size_t stride, int r0, int T) {
+    for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
+        const int r = i / HS, d = i % HS, t = r0 + r;
+        s[d * TC_LDP + r] = __float2bfloat16_rn(t < T ? head[(size_t)t * stride + d] : 0.0f);
     }
 }
 
@@ -410,10 +422,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     for (int k0 = 0; k0 < kend; k0 += TC_ROWS) {
         __syncthreads();
         load_tile<HS>(ks, head + C, C3, k0, T);
-        for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
-            const int r = i / HS, d = i % HS, t = k0 + r;
-            vt[d * TC_LDP + r] = __float2bfloat16_rn(t < T ? head[(size_t)t * C3 + 2 * C + d] : 0.0f);
-        }
+        load_tile_t<HS>(vt, head + 2 * C, C3, k0, T);
         __syncthreads();
         if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform */
         float s[8][4];
@@ -485,6 +494,186 @@ static __global__ void __launch_bounds__(TC_THREADS)
     }
     if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;
     if (c == 0 && t1 < T) lse[(size_t)bh * T + t1] = (m1 + log2f(l1)) * TC_LN2;
+}
+
+/* A fragment (k-step kk) of rows row0..row0+15 of a row-major bf16 tile (stride ld) */
+static __device__ __forceinline__ void tc_frag_a(uint32_t (&a)[4], const bf16 *tile, int ld, int row0, int kk) {
+    const int g = threadIdx.x % 32 / 4, c = threadIdx.x % 4;
+    const bf16 *r0 = tile + (row0 + g) * ld + kk * 16 + 2 * c, *r1 = r0 + 8 * ld;
+    a[0] = tc_ld32(r0), a[1] = tc_ld32(r1), a[2] = tc_ld32(r0 + 8), a[3] = tc_ld32(r1 + 8);
+}
+
+/* acc[j] (j < 8: columns 8j.. of a 16 x 64 product) = rows row0.. of a (16 x HS) times the
+ * transpose of the 64 rows of b (both row-major, stride LDH); tiles j with skip(j) stay zero */
+template <int HS, class Skip>
+static __device__ __forceinline__ void tc_rows_bt(float (&acc)[8][4], const bf16 *a, int row0, const bf16 *b, Skip skip) {
+    typedef tc_dims<HS> D;
+    const int g = threadIdx.x % 32 / 4, c = threadIdx.x % 4;
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D::NF; kk++) {
+        uint32_t fa[4];
+        tc_frag_a(fa, a, D::LDH, row0, kk);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            if (skip(j)) continue;
+            const bf16 *br = b + (8 * j + g) * D::LDH + kk * 16 + 2 * c;
+            tc_mma(acc[j], fa, tc_ld32(br), tc_ld32(br + 8));
+        }
+    }
+}
+
+/* out[j] (HS / 8 tiles of 16 x 8) += P (16 x 64, as 8 accumulator tiles p, packed to bf16 here)
+ * times the 64 x HS matrix whose transpose is bt (HS rows of 64, stride TC_LDP); k-steps kk with
+ * skip(kk) add nothing */
+template <int HS, class Skip>
+static __device__ __forceinline__ void tc_p_times(float (&out)[HS / 8][4], const float (&p)[8][4], const bf16 *bt, Skip skip) {
+    const int g = threadIdx.x % 32 / 4, c = threadIdx.x % 4;
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        pa[j / 2][(j % 2) * 2] = tc_pack(p[j][0], p[j][1]);
+        pa[j / 2][(j % 2) * 2 + 1] = tc_pack(p[j][2], p[j][3]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        if (skip(kk)) continue;
+#pragma unroll
+        for (int j = 0; j < HS / 8; j++) {
+            const bf16 *br = bt + (8 * j + g) * TC_LDP + kk * 16 + 2 * c;
+            tc_mma(out[j], pa[kk], tc_ld32(br), tc_ld32(br + 8));
+        }
+    }
+}
+
+/* dK and dV, register-level: tc_dkdv_kernel's blocks and tiles, the warp's S^T = k q^T and
+ * dP^T = v dO^T as accumulator tiles (rows: its keys g, g+8; columns: queries), P^T and dS^T
+ * formed there, then dV += P^T dO and dK += dS^T q with dO and q transposed in shared memory. */
+template <int HS>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_dkdv2_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+                    int NH, float scale, float sl2) {
+    typedef tc_dims<HS> D;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16, key0 = w0 + g, key1 = key0 + 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    tc_carve sm{tc_smem};
+    bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *qt = sm.take<bf16>(HS * TC_LDP), *dot = sm.take<bf16>(HS * TC_LDP);
+    float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
+    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    load_tile<HS>(ks, head + C, C3, k0, T);
+    load_tile<HS>(vs, head + 2 * C, C3, k0, T);
+    float dk[HS / 8][4], dv[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.0f;
+    for (int q0 = k0; q0 < T; q0 += TC_ROWS) {
+        __syncthreads();
+        load_tile<HS>(qs, head, C3, q0, T);
+        load_tile_t<HS>(qt, head, C3, q0, T);
+        load_tile<HS>(dos, dhead, C, q0, T);
+        load_tile_t<HS>(dot, dhead, C, q0, T);
+        load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
+        __syncthreads();
+        if (w0 >= T) continue; /* warp-uniform */
+        /* query tiles before every key of the warp stay zero, and are masked below */
+        auto before = [&](int j) { return q0 + 8 * j + 7 < w0; };
+        float s[8][4], dp[8][4];
+        tc_rows_bt<HS>(s, ks, warp * 16, qs, before);
+        tc_rows_bt<HS>(dp, vs, warp * 16, dos, before);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int col = 8 * j + 2 * c + (e & 1), tq = q0 + col, key = e < 2 ? key0 : key1;
+                float p = 0.0f, ds = 0.0f;
+                if (key < T && tq < T && tq >= key) {
+                    p = exp2f(s[j][e] * sl2 - l2[col]);
+                    ds = p * (dp[j][e] - dl[col]);
+                }
+                s[j][e] = p, dp[j][e] = ds;
+            }
+        auto none = [&](int kk) { return q0 + 16 * kk + 15 < w0; };
+        tc_p_times<HS>(dv, s, dot, none);
+        tc_p_times<HS>(dk, dp, qt, none);
+    }
+    float *base = dqkv + (size_t)b * T * C3 + h * HS;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (key0 < T) {
+            float *r = base + (size_t)key0 * C3 + d;
+            r[C] = dk[j][0] * scale, r[C + 1] = dk[j][1] * scale, r[2 * C] = dv[j][0], r[2 * C + 1] = dv[j][1];
+        }
+        if (key1 < T) {
+            float *r = base + (size_t)key1 * C3 + d;
+            r[C] = dk[j][2] * scale, r[C + 1] = dk[j][3] * scale, r[2 * C] = dv[j][2], r[2 * C + 1] = dv[j][3];
+        }
+    }
+}
+
+/* dQ, register-level: tc_dq_kernel's blocks and tiles; S = q k^T and dP = dO v^T as accumulator
+ * tiles (rows: the lane's queries g, g+8), dS = P (dP - D) there, dQ += dS k with k transposed
+ * in shared memory. */
+template <int HS>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_dq2_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+                  int NH, float scale, float sl2) {
+    typedef tc_dims<HS> D;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16, t0 = w0 + g, t1 = t0 + 8;
+    extern __shared__ __align__(128) unsigned char tc_smem[];
+    tc_carve sm{tc_smem};
+    bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
+    bf16 *kt = sm.take<bf16>(HS * TC_LDP);
+    float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
+    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    load_tile<HS>(qs, head, C3, q0, T);
+    load_tile<HS>(dos, dhead, C, q0, T);
+    load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
+    float dq[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.0f;
+    const int kend = min(T, q0 + TC_ROWS);
+    for (int k0 = 0; k0 < kend; k0 += TC_ROWS) {
+        __syncthreads();
+        load_tile<HS>(ks, head + C, C3, k0, T);
+        load_tile_t<HS>(kt, head + C, C3, k0, T);
+        load_tile<HS>(vs, head + 2 * C, C3, k0, T);
+        __syncthreads();
+        if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform */
+        const float l20 = l2[warp * 16 + g], l21 = l2[warp * 16 + g + 8];
+        const float dl0 = dl[warp * 16 + g], dl1 = dl[warp * 16 + g + 8];
+        auto after = [&](int j) { return k0 + 8 * j > w0 + 15; }; /* keys after every query of the warp */
+        float s[8][4], dp[8][4];
+        tc_rows_bt<HS>(s, qs, warp * 16, ks, after);
+        tc_rows_bt<HS>(dp, dos, warp * 16, vs, after);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
+                float ds = 0.0f;
+                if (key <= t && t < T)
+                    ds = exp2f(s[j][e] * sl2 - (e < 2 ? l20 : l21)) * (dp[j][e] - (e < 2 ? dl0 : dl1));
+                s[j][e] = ds;
+            }
+        tc_p_times<HS>(dq, s, kt, [&](int kk) { return k0 + 16 * kk > w0 + 15; });
+    }
+    float *base = dqkv + (size_t)b * T * C3 + h * HS;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (t0 < T) base[(size_t)t0 * C3 + d] = dq[j][0] * scale, base[(size_t)t0 * C3 + d + 1] = dq[j][1] * scale;
+        if (t1 < T) base[(size_t)t1 * C3 + d] = dq[j][2] * scale, base[(size_t)t1 * C3 + d + 1] = dq[j][3] * scale;
+    }
 }
 
 #endif

@@ -65,10 +65,11 @@ int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float
  * (gq_cuda_attention_tc_supported; GQ_EUNSUPPORTED otherwise). The bf16 training mode's
  * attention op; deterministic. */
 int gq_cuda_attention_tc_supported(int C, int NH);
-/* the forward's kernel: registers and mma.sync (FlashAttention-2's form; the default), or with
- * wmma = 1 score tiles staged through shared memory for WMMA (GQ_CUDA_TC_FWD=wmma in the
- * environment, read at the first call, when this was not called) */
-void gq_cuda_set_attention_tc_forward(int wmma);
+/* the kernels: registers and mma.sync (FlashAttention-2's form; the default for head sizes up
+ * to 64, GPT-2's), or with wmma = 1 score tiles staged through shared memory for WMMA (always
+ * for head sizes over 64); GQ_CUDA_TC=wmma in the environment, read at the first call, when
+ * this was not called */
+void gq_cuda_set_attention_tc_wmma(int wmma);
 int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                   int B, int T, int C, int NH);
