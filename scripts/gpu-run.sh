@@ -269,8 +269,12 @@ attn() {
   call_setup attn
   t test_cuda_ops 120 $bin/test_cuda_ops
   grep -E "attention (tc|forward|backward) |FAIL" "$logs/test_cuda_ops.log" | head -24
-  GQ_TEST_SMALL=1 t san_ops 120 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
-  GQ_TEST_SMALL=1 t race_ops 150 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_ops
+  for c in "tensor-core attention" precision; do # (the other cases' sanitizer runs: session 7, clean)
+    for tool in memcheck racecheck; do
+      GQ_TEST_SMALL=1 GQ_TEST_ONLY="$c" t "${tool}_${c%% *}" 90 compute-sanitizer --tool $tool --error-exitcode 9 \
+        $bin/test_cuda_ops
+    done
+  done
   for a in tc cublas; do # the tiny model's 200 bf16 steps (session 7, cublas: validation 4.8484; CPU fp32 4.8460)
     GQ_CUDA_ATTN=$a t tiny-bf16-$a 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 \
       --steps 200 --eval-every 50 --out "$w/tiny-$a" --device cuda --precision bf16

@@ -527,6 +527,8 @@ int main(void) {
     gq_rng_seed(&R, 20261128);
     const char *small_env = getenv("GQ_TEST_SMALL");
     int small = small_env && *small_env == '1';
+    /* GQ_TEST_ONLY=name: only the cases named so (e.g. "tensor-core attention", for a sanitizer) */
+    const char *only = getenv("GQ_TEST_ONLY");
     /* B, T, C, NH, OC, V, Vp: odd sizes, then GPT-2 124M's widths */
     /* head sizes 16, 18, 64, 100 (the flash kernel's 1-, 2- and 4-lane-dimension variants) */
     shape shapes[] = {{2, 7, 48, 3, 40, 61, 64}, {3, 33, 72, 4, 136, 301, 320}, {2, 70, 200, 2, 96, 61, 64},
@@ -545,13 +547,14 @@ int main(void) {
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
             if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision || cases[c].fn == case_tc) && k != 0)
                 continue; /* own shapes */
+            if (only && strcmp(only, cases[c].name)) continue;
             cases[c].fn(s);
         }
     }
     /* the runner's few-row layernorm (a block per row, N <= 64): one row of GPT-2 small, and 64
      * rows of GPT-2 XL's width */
     const shape few[] = {{1, 1, 768, 12, 64, 61, 64}, {1, 64, 1600, 25, 64, 61, 64}, {1, 65, 1600, 25, 64, 61, 64}};
-    for (size_t k = 0; k < sizeof few / sizeof *few; k++) {
+    for (size_t k = 0; k < sizeof few / sizeof *few && !only; k++) {
         printf("layernorm N=%d C=%d\n", few[k].B * few[k].T, few[k].C);
         case_layernorm(few[k]);
         if (!self) case_residual_layernorm(few[k]);
