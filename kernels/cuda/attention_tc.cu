@@ -61,32 +61,35 @@ template <int HS> static int tc_forward(float *out, float *lse, const float *qkv
     return GQ_OK;
 }
 
+/* a backward kernel's signature (dK/dV and dQ kernels of both forms) */
+typedef void (*tc_bwd_kernel)(float *, const float *, const float *, const float *, const float *, int, int, int, float,
+                              float);
+
+/* the dK/dV kernel, then the dQ kernel, each with its shared memory */
+static int tc_launch_backward(tc_bwd_kernel kv, size_t s_kv, tc_bwd_kernel q, size_t s_q, int hs, float *dqkv,
+                              const float *dout, const float *qkv, const float *lse, const float *Dv, int B, int T, int C,
+                              int NH) {
+    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
+    const tc_bwd_kernel k[2] = {kv, q};
+    const size_t smem[2] = {s_kv, s_q};
+    for (int i = 0; i < 2; i++) {
+        GQ_CUDA_CHECK(cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem[i]));
+        k[i]<<<grid, TC_THREADS, smem[i]>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, tc_scale(hs), tc_sl2(hs));
+        GQ_CUDA_CHECK_LAUNCH();
+    }
+    return GQ_OK;
+}
+
 template <int HS>
 static int tc_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int B, int T,
                        int C, int NH) {
-    const float scale = tc_scale(HS), sl2 = tc_sl2(HS);
-    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
-    if constexpr (HS <= 64) { /* (instantiated only where the register kernels fit) */
-        if (mma_form()) {
-            const size_t s_kv = tc_dims<HS>::DKDV2, s_q = tc_dims<HS>::DQ2;
-            GQ_CUDA_CHECK(
-                cudaFuncSetAttribute(tc_dkdv2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_kv));
-            GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_q));
-            tc_dkdv2_kernel<HS><<<grid, TC_THREADS, s_kv>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
-            GQ_CUDA_CHECK_LAUNCH();
-            tc_dq2_kernel<HS><<<grid, TC_THREADS, s_q>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
-            GQ_CUDA_CHECK_LAUNCH();
-            return GQ_OK;
-        }
-    }
-    const size_t s_kv = tc_dims<HS>::DKDV, s_q = tc_dims<HS>::DQ;
-    GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dkdv_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_kv));
-    GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s_q));
-    tc_dkdv_kernel<HS><<<grid, TC_THREADS, s_kv>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
-    GQ_CUDA_CHECK_LAUNCH();
-    tc_dq_kernel<HS><<<grid, TC_THREADS, s_q>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, scale, sl2);
-    GQ_CUDA_CHECK_LAUNCH();
-    return GQ_OK;
+    typedef tc_dims<HS> D;
+    if constexpr (HS <= 64) /* (instantiated only where the register kernels fit) */
+        if (mma_form())
+            return tc_launch_backward(tc_dkdv2_kernel<HS>, D::DKDV2, tc_dq2_kernel<HS>, D::DQ2, HS, dqkv, dout, qkv, lse,
+                                      Dv, B, T, C, NH);
+    return tc_launch_backward(tc_dkdv_kernel<HS>, D::DKDV, tc_dq_kernel<HS>, D::DQ, HS, dqkv, dout, qkv, lse, Dv, B, T,
+                              C, NH);
 }
 
 extern "C" int gq_cuda_attention_tc_supported(int C, int NH) {

@@ -110,6 +110,24 @@ template <int HS> static __device__ void load_tile_t(bf16 *s, const float *head,
     }
 }
 
+/* WMMA: the 16 x 16 block (the warp's rows, column block n) of a b^T into a fp32 score tile
+ * (stride TC_LDS): a's 16 rows of the warp and b's rows 16n..16n+15, row-major bf16 tiles of HS
+ * columns */
+template <int HS> static __device__ void tc_wmma_bt(float *out, const bf16 *a, const bf16 *b, int warp, int n) {
+    typedef tc_dims<HS> D;
+    frag_acc acc;
+    wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < D::NF; kk++) {
+        frag_a fa;
+        frag_bt fb;
+        wmma::load_matrix_sync(fa, a + warp * 16 * D::LDH + kk * 16, D::LDH);
+        wmma::load_matrix_sync(fb, b + n * 16 * D::LDH + kk * 16, D::LDH);
+        wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(out + warp * 16 * TC_LDS + n * 16, acc, TC_LDS, wmma::mem_row_major);
+}
+
 /* Forward. Block: 64 queries from q0 (the last query tiles, which see the most keys, first);
  * warp w owns queries q0 + 16w ... Per key tile: S = q k^T (16 x 64 per warp) into shared
  * memory; two lanes a row take the online softmax step (new maximum, probabilities in bf16,
@@ -141,17 +159,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
         __syncthreads();
         if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform: the warp sees nothing of this tile */
         for (int n = 0; n < 4 && k0 + 16 * n <= w0 + 15; n++) {
-            frag_acc acc;
-            wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < D::NF; kk++) {
-                frag_a fa;
-                frag_bt fb;
-                wmma::load_matrix_sync(fa, qs + warp * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::load_matrix_sync(fb, ks + n * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(ss + warp * 16 * TC_LDS + n * 16, acc, TC_LDS, wmma::mem_row_major);
+            tc_wmma_bt<HS>(ss, qs, ks, warp, n);
         }
         __syncwarp();
         /* the lane's half of row t (columns 2i + half), log2 domain; scores of blocks the
@@ -264,22 +272,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
         if (w0 >= T) continue; /* warp-uniform */
         for (int n = 0; n < 4; n++) {
             if (q0 + 16 * n + 15 < w0) continue; /* these queries come before all of the warp's keys */
-            frag_acc s, dp;
-            wmma::fill_fragment(s, 0.0f);
-            wmma::fill_fragment(dp, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < D::NF; kk++) {
-                frag_a fa;
-                frag_bt fb;
-                wmma::load_matrix_sync(fa, ks + warp * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::load_matrix_sync(fb, qs + n * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::mma_sync(s, fa, fb, s);
-                wmma::load_matrix_sync(fa, vs + warp * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::load_matrix_sync(fb, dos + n * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::mma_sync(dp, fa, fb, dp);
-            }
-            wmma::store_matrix_sync(st + warp * 16 * TC_LDS + n * 16, s, TC_LDS, wmma::mem_row_major);
-            wmma::store_matrix_sync(dpt + warp * 16 * TC_LDS + n * 16, dp, TC_LDS, wmma::mem_row_major);
+            tc_wmma_bt<HS>(st, ks, qs, warp, n);
+            tc_wmma_bt<HS>(dpt, vs, dos, warp, n);
         }
         __syncwarp();
         for (int i = 0; i < 32; i++) {
@@ -347,22 +341,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
         __syncthreads();
         if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform */
         for (int n = 0; n < 4 && k0 + 16 * n <= w0 + 15; n++) {
-            frag_acc s, dp;
-            wmma::fill_fragment(s, 0.0f);
-            wmma::fill_fragment(dp, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < D::NF; kk++) {
-                frag_a fa;
-                frag_bt fb;
-                wmma::load_matrix_sync(fa, qs + warp * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::load_matrix_sync(fb, ks + n * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::mma_sync(s, fa, fb, s);
-                wmma::load_matrix_sync(fa, dos + warp * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::load_matrix_sync(fb, vs + n * 16 * D::LDH + kk * 16, D::LDH);
-                wmma::mma_sync(dp, fa, fb, dp);
-            }
-            wmma::store_matrix_sync(ss + warp * 16 * TC_LDS + n * 16, s, TC_LDS, wmma::mem_row_major);
-            wmma::store_matrix_sync(dps + warp * 16 * TC_LDS + n * 16, dp, TC_LDS, wmma::mem_row_major);
+            tc_wmma_bt<HS>(ss, qs, ks, warp, n);
+            tc_wmma_bt<HS>(dps, dos, vs, warp, n);
         }
         __syncwarp();
         for (int i = 0; i < 32; i++) {
