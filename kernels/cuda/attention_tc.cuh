@@ -1,8 +1,9 @@
 /* attention_tc.cuh: the tensor-core flash attention's kernels (see attention_tc.cu, which
  * launches them). Device code only, written against CUDA's names (threadIdx, __syncthreads,
  * __shfl_xor_sync, nvcuda::wmma, __nv_bfloat16), which the includer provides: nvcc's headers
- * in attention_tc.cu, or tests/cuda_emu.h, which runs these kernels on the CPU (a thread per
- * CUDA thread) for tests/test_attention_tc_emu.cpp. */
+ * in attention_tc.cu, or tests/cuda_emu.h, which runs these kernels on the CPU (a fiber per
+ * CUDA thread) for tests/test_attention_tc_emu.cpp; mma.sync, inline PTX here, is the one
+ * instruction the emulator supplies in its own form (GQ_CUDA_EMU). */
 #ifndef GQ_ATTENTION_TC_CUH
 #define GQ_ATTENTION_TC_CUH
 
@@ -47,8 +48,12 @@ static __device__ __forceinline__ uint32_t tc_pack(float lo, float hi) {
     return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
            (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
 }
-static __device__ __forceinline__ float tc_lo(uint32_t v) { return __bfloat162float(__ushort_as_bfloat16((unsigned short)(v & 0xffffu))); }
-static __device__ __forceinline__ float tc_hi(uint32_t v) { return __bfloat162float(__ushort_as_bfloat16((unsigned short)(v >> 16))); }
+static __device__ __forceinline__ float tc_lo(uint32_t v) {
+    return __bfloat162float(__ushort_as_bfloat16((unsigned short)(v & 0xffffu)));
+}
+static __device__ __forceinline__ float tc_hi(uint32_t v) {
+    return __bfloat162float(__ushort_as_bfloat16((unsigned short)(v >> 16)));
+}
 
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_acc;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> frag_a;
