@@ -9,7 +9,10 @@
  *     says so. __shfl_xor_sync goes through a per-warp exchange between two warp barriers.
  *   - Dynamic shared memory is a global array the test defines under the kernel's name; every
  *     launch fills it with 0xff bytes (NaN as fp32 and bf16, so a read of an unwritten element
- *     shows) and checks 4 KiB of guard bytes past the launch's size afterwards.
+ *     shows) and checks 4 KiB of guard bytes past the launch's size afterwards. Block-scope
+ *     shared arrays must be declared `static __shared__` (the same to nvcc): one array then
+ *     serves every thread of the block, as on the GPU (blocks run one after another).
+ *   - float4 / uint4 (16-byte aligned), for kernels that load 16 bytes at a time.
  *   - nvcuda::wmma's 16x16x16 fragments (bf16 / fp32) hold whole tiles in each lane: loads and
  *     stores are collective as the API documents them (every lane arrives, then the warp loads
  *     or stores; one lane writes), products are computed in each lane in fp32. The API's rules
@@ -39,6 +42,12 @@
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
 };
 
 namespace gq_emu {

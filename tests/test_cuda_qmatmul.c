@@ -5,7 +5,9 @@
  * 11 (two passes of at most 8) in registers, and 20 (the tiled GEMM that dequantizes its weight
  * tiles; a 4200 x 1024 matrix spans many tiles). The runner's fused forms against the launches
  * they replace, bit for bit: the GELU epilogue (every M), and on one token the layernorm
- * prologue (+ GELU) and the residual epilogue (check_ep). Exits 77 without a GPU. */
+ * prologue (+ GELU) and the residual epilogue (check_ep). Exits 77 without a GPU.
+ * The same source builds test_qmatmul_emu (GQ_TEST_EMU): its CUDA entry points are then
+ * tests/cuda_emu_ops.cpp, the kernels' source run on the CPU, on fewer groups and shapes. */
 #include "act_math.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
@@ -145,9 +147,14 @@ int main(void) {
     } fmts[] = {{"f32", GQ_QF_F32, 0},     {"int8", GQ_QF_INT8, 0}, {"q8_0", GQ_QF_Q8_0, 0}, {"int4", GQ_QF_INT4, 0},
                 {"int4a", GQ_QF_INT4A, 0}, {"int3", GQ_QF_INT3, 0}, {"int2", GQ_QF_INT2, 0}, {"nf4", GQ_QF_NF4, 0},
                 {"nf4-dq", GQ_QF_NF4, 1},  {"fp4", GQ_QF_FP4, 0}};
+#ifdef GQ_TEST_EMU /* on the CPU emulator (test_qmatmul_emu): every path, fewer repeats of it */
+    const int groups[] = {32, 64, 8}; /* 8: the generic path */
+    const int shapes[][2] = {{37, 256}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}};
+#else
     const int groups[] = {32, 64, 128, 8, 16}; /* 8 and 16: the generic path */
     /* 4200 x 1024: many GEMM tiles (int4 g64 and fp32 only) */
     const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}, {4200, 1024}};
+#endif
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
         for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {

@@ -26,16 +26,7 @@ extern "C" {
                            cublasGetStatusString(gq_cublas_st_));                                     \
     } while (0)
 
-/* An fp16 value in the hot loops (fp16 weights, the fp16 KV cache): the GPU's conversion, exact
- * for every finite value and inf as quant.h's gq_f16_to_f32; only a NaN's payload may differ.
- * quant.h's portable code (branches, a loop for subnormals) was the one difference between the
- * fp16- and bf16-weight decode paths, which took 40.9 and 31.6 ms for 50 tokens of GPT-2 124M on
- * the H200. */
-static __device__ __forceinline__ float gq_cuda_f16_value(uint16_t h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
+#include "f16_value.cuh"
 
 /* Check a kernel launch. */
 #define GQ_CUDA_CHECK_LAUNCH() GQ_CUDA_CHECK(cudaGetLastError())

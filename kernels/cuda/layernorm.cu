@@ -30,34 +30,6 @@ static __global__ void layernorm_forward_kernel(float *out, float *mean, float *
     if (lane == 0) mean[row] = m, rstd[row] = r;
 }
 
-/* A few rows (the runner's decode step, N = 1): one block per row (ln_row.cuh). The warp-per-row
- * kernel walks a row in 3 x C/32 dependent loads: 13 us for one row of 768 on the H200 (ncu), a
- * third of a decode step's time in 25 launches.
- * res != NULL: the row is inp + res, written back to inp first (the residual add fused). */
-static __global__ void __launch_bounds__(GQ_LN_ROW_THREADS)
-    layernorm_row_kernel(float *out, float *mean, float *rstd, float *inp, const float *res, const float *weight,
-                         const float *bias, int C) {
-    __shared__ float red[GQ_LN_ROW_THREADS / 32];
-    const int row = blockIdx.x;
-    float *x = inp + (size_t)row * C;
-    float v[GQ_LN_ROW_PER];
-#pragma unroll
-    for (int i = 0; i < GQ_LN_ROW_PER; i++) {
-        const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-        v[i] = c < C ? x[c] : 0.0f;
-        if (res && c < C) x[c] = v[i] = v[i] + res[(size_t)row * C + c];
-    }
-    float m, r;
-    gq_ln_row_stats(v, C, red, &m, &r);
-    float *o = out + (size_t)row * C;
-#pragma unroll
-    for (int i = 0; i < GQ_LN_ROW_PER; i++) {
-        const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-        if (c < C) o[c] = (v[i] - m) * r * weight[c] + bias[c];
-    }
-    if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
-}
-
 static __global__ void layernorm_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *weight,
                                              const float *mean, const float *rstd, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -111,7 +83,7 @@ extern "C" int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, c
                                          const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
     if (N <= 64 && C <= GQ_CUDA_LN_ROW_MAX) /* a few rows: a block each */
-        layernorm_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, (float *)inp, NULL, weight, bias, C);
+        gq_ln_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, (float *)inp, NULL, weight, bias, C);
     else
         layernorm_forward_kernel<<<gq_cuda_blocks(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
     GQ_CUDA_CHECK_LAUNCH();
@@ -140,7 +112,7 @@ extern "C" int gq_cuda_residual_layernorm(float *x, const float *r, float *out, 
                                           const float *weight, const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
     if (N <= 64 && C <= GQ_CUDA_LN_ROW_MAX) {
-        layernorm_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, x, r, weight, bias, C);
+        gq_ln_row_kernel<<<N, GQ_LN_ROW_THREADS>>>(out, mean, rstd, x, r, weight, bias, C);
         GQ_CUDA_CHECK_LAUNCH();
         return GQ_OK;
     }
