@@ -2,11 +2,13 @@
  * their logic (indexing, masking, tile loops, barriers, shared-memory layout) is tested on
  * machines without a GPU. C++17, host compiler only; for the kernels in kernels/cuda/ (.cuh files).
  *
- *   - Each CUDA thread of a block is a fiber (ucontext) on the calling thread; the blocks of a
- *     grid run one after another (1-D blocks, a multiple of 32 threads). A fiber runs until it
+ *   - Each CUDA thread of a block is a fiber on the calling thread; the blocks of a
+ *     grid run one after another (1-D blocks of up to 1024 threads). A fiber runs until it
  *     waits at __syncthreads or __syncwarp, then the next one runs; when no fiber can go on
  *     (threads waiting at different barriers: a barrier in divergent code) the launch stops and
- *     says so. __shfl_xor_sync goes through a per-warp exchange between two warp barriers.
+ *     says so. __shfl_xor_sync / __shfl_up_sync (values of up to 8 bytes) go through a per-warp
+ *     exchange between two warp barriers; atomicAdd is a plain add (fibers switch only at
+ *     barriers).
  *   - Dynamic shared memory is a global array the test defines under the kernel's name; every
  *     launch fills it with 0xff bytes (NaN as fp32 and bf16, so a read of an unwritten element
  *     shows) and checks 4 KiB of guard bytes past the launch's size afterwards. Block-scope
@@ -52,7 +54,7 @@ struct alignas(16) uint4 {
 
 namespace gq_emu {
 inline dim3 grid, block, block_index, thread_index;
-inline float exchange[32][32];
+inline double exchange[32][32]; /* a lane's shuffled value (up to 8 bytes) */
 inline int violations;
 
 inline void violation(const char *what) {
@@ -60,26 +62,57 @@ inline void violation(const char *what) {
 }
 
 enum { RUNNABLE, WAITING, DONE };
+/* Context switches: on x86-64 a few instructions of our own (callee-saved registers and the
+ * stack pointer: glibc's swapcontext makes a system call a switch, which was most of the
+ * emulator's time, 6-12x slower); elsewhere ucontext. (The ASan build runs the same switch and
+ * reports nothing on the emulated tests.) */
+#if defined(__x86_64__)
+#define GQ_EMU_ASM_SWITCH 1
+extern "C" void gq_emu_switch(void **save_sp, void *load_sp);
+asm(".text\n.weak gq_emu_switch\n.type gq_emu_switch,@function\ngq_emu_switch:\n"
+    "pushq %rbp\npushq %rbx\npushq %r12\npushq %r13\npushq %r14\npushq %r15\n"
+    "movq %rsp, (%rdi)\nmovq %rsi, %rsp\n"
+    "popq %r15\npopq %r14\npopq %r13\npopq %r12\npopq %rbx\npopq %rbp\nret\n"
+    ".size gq_emu_switch, .-gq_emu_switch\n");
+#endif
 struct fiber {
+#ifdef GQ_EMU_ASM_SWITCH
+    void *sp;
+#else
     ucontext_t ctx;
+#endif
     int state, waits_on;
     std::vector<char> stack;
 };
 inline std::vector<fiber> fibers;
+#ifdef GQ_EMU_ASM_SWITCH
+inline void *scheduler_sp;
+#else
 inline ucontext_t scheduler;
+#endif
 inline unsigned current;
+
+/* from the running fiber back to the scheduler */
+inline void to_scheduler() {
+#ifdef GQ_EMU_ASM_SWITCH
+    gq_emu_switch(&fibers[current].sp, scheduler_sp);
+#else
+    swapcontext(&fibers[current].ctx, &scheduler);
+#endif
+}
 inline unsigned arrived[33], expected[33]; /* barriers: 0..31 the warps', 32 the block's */
 
 inline void barrier(unsigned id) {
     if (++arrived[id] == expected[id]) { /* the last to arrive releases the others and goes on */
         arrived[id] = 0;
-        for (fiber &f : fibers)
-            if (f.state == WAITING && (unsigned)f.waits_on == id) f.state = RUNNABLE;
+        const size_t lo = id < 32 ? 32 * id : 0, hi = id < 32 ? std::min(fibers.size(), lo + 32) : fibers.size();
+        for (size_t i = lo; i < hi; i++)
+            if (fibers[i].state == WAITING && (unsigned)fibers[i].waits_on == id) fibers[i].state = RUNNABLE;
         return;
     }
     fiber &me = fibers[current];
     me.state = WAITING, me.waits_on = (int)id;
-    swapcontext(&me.ctx, &scheduler);
+    to_scheduler();
 }
 } // namespace gq_emu
 
@@ -103,14 +136,37 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
     if (mask != 0xffffffffu) gq_emu::violation("__syncwarp with a partial mask is not modelled");
     gq_emu::barrier(threadIdx.x / 32);
 }
-inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
-    if (mask != 0xffffffffu) gq_emu::violation("__shfl_xor_sync with a partial mask is not modelled");
+namespace gq_emu {
+/* lane src(l)'s v for every lane l of the warp (src out of range: the lane's own v) */
+template <class T, class Src> inline T shuffle(unsigned mask, T v, Src src) {
+    static_assert(sizeof(T) <= 8, "cuda_emu: shuffles of up to 8 bytes");
+    if (mask != 0xffffffffu) violation("shuffles with a partial mask are not modelled");
     const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
-    gq_emu::exchange[w][l] = v;
+    memcpy(&exchange[w][l], &v, sizeof v);
     __syncwarp();
-    const float r = gq_emu::exchange[w][(l ^ (unsigned)lane_mask) % 32];
+    const int from = src((int)l);
+    T r = v;
+    if (from >= 0 && from < 32) memcpy(&r, &exchange[w][from], sizeof r);
     __syncwarp();
     return r;
+}
+} // namespace gq_emu
+template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    return gq_emu::shuffle(mask, v, [&](int l) { return (l ^ lane_mask) % 32; });
+}
+template <class T> inline T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
+    return gq_emu::shuffle(mask, v, [&](int l) { return l - (int)delta; });
+}
+/* fibers switch only at barriers, so a read-modify-write is atomic as it stands */
+template <class T> inline T atomicAdd(T *p, T v) {
+    const T old = *p;
+    *p = old + v;
+    return old;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, 4);
+    return u;
 }
 
 struct __nv_bfloat16 {
@@ -237,22 +293,30 @@ inline void (*fiber_body)(void *);
 inline void *fiber_arg;
 inline void fiber_entry() {
     fiber_body(fiber_arg);
-    fibers[current].state = DONE; /* then uc_link: back to the scheduler */
+    fibers[current].state = DONE;
+#ifdef GQ_EMU_ASM_SWITCH
+    to_scheduler(); /* never resumed */
+    __builtin_unreachable();
+#endif /* (ucontext: uc_link returns to the scheduler) */
 }
 
 /* Run body() as every thread of every block of grid g x block b, shared memory smem (of cap
  * bytes, the kernel's dynamic shared array) sized `bytes` for the launch. */
 template <class F> inline void launch(dim3 g, dim3 b, unsigned char *smem, size_t cap, size_t bytes, F body) {
     const size_t guard = 4096, stack = 256 * 1024;
-    if (b.x % 32 || b.x > 1024 || b.y != 1 || b.z != 1 || bytes + guard > cap) {
-        violation("launch: block must be 1-D, a multiple of 32 threads; shared memory too large for the emulator");
+    if (b.x < 1 || b.x > 1024 || b.y != 1 || b.z != 1) {
+        violation("launch: the emulator takes 1-D blocks of 1 to 1024 threads");
+        return;
+    }
+    if (bytes + guard > cap) {
+        violation("launch: more dynamic shared memory than the test's array holds");
         return;
     }
     grid = g, block = b;
     fiber_body = [](void *p) { (*(F *)p)(); };
     fiber_arg = &body;
     fibers.resize(b.x);
-    for (unsigned w = 0; w < 32; w++) expected[w] = 32;
+    for (unsigned w = 0; w < 32; w++) expected[w] = w * 32 < b.x ? std::min(32u, b.x - w * 32) : 32; /* a last, partial warp */
     expected[32] = b.x;
     for (unsigned z = 0; z < g.z; z++)
         for (unsigned y = 0; y < g.y; y++)
@@ -262,11 +326,21 @@ template <class F> inline void launch(dim3 g, dim3 b, unsigned char *smem, size_
                 memset(arrived, 0, sizeof arrived);
                 for (fiber &f : fibers) {
                     f.stack.resize(stack);
+#ifdef GQ_EMU_ASM_SWITCH
+                    /* a frame gq_emu_switch "returns" from into fiber_entry: six registers, the
+                     * entry, a dummy return address (so that the entry sees a call's alignment) */
+                    void **sp = (void **)((uintptr_t)(f.stack.data() + stack) & ~(uintptr_t)15);
+                    *--sp = NULL;
+                    *--sp = (void *)fiber_entry;
+                    for (int r = 0; r < 6; r++) *--sp = NULL;
+                    f.sp = sp;
+#else
                     getcontext(&f.ctx);
                     f.ctx.uc_stack.ss_sp = f.stack.data();
                     f.ctx.uc_stack.ss_size = stack;
                     f.ctx.uc_link = &scheduler;
                     makecontext(&f.ctx, fiber_entry, 0);
+#endif
                     f.state = RUNNABLE;
                 }
                 for (;;) {
@@ -274,7 +348,11 @@ template <class F> inline void launch(dim3 g, dim3 b, unsigned char *smem, size_
                     for (unsigned t = 0; t < b.x; t++) {
                         if (fibers[t].state == RUNNABLE) {
                             current = t, thread_index = dim3(t, 0, 0), ran++;
+#ifdef GQ_EMU_ASM_SWITCH
+                            gq_emu_switch(&scheduler_sp, fibers[t].sp);
+#else
                             swapcontext(&scheduler, &fibers[t].ctx);
+#endif
                         }
                         done += fibers[t].state == DONE;
                     }

@@ -31,6 +31,18 @@ extern "C" {
 /* Check a kernel launch. */
 #define GQ_CUDA_CHECK_LAUNCH() GQ_CUDA_CHECK(cudaGetLastError())
 
+/* A kernel launch for the dispatchers written as templates over their launch (qmatmul.cuh,
+ * infer.cuh; tests/cuda_emu_ops.cpp runs them on the CPU emulator): <<<>>> on the per-thread
+ * default stream, then the launch checked. */
+struct gq_gpu_launch {
+    template <class... P, class... A>
+    int operator()(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... a) const {
+        kernel<<<grid, block, smem>>>(a...);
+        GQ_CUDA_CHECK_LAUNCH();
+        return GQ_OK;
+    }
+};
+
 static inline unsigned gq_cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 /* A grid-stride launch size for n elements: at most 65535 * 8 blocks. */

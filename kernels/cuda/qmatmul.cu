@@ -15,20 +15,11 @@
 
 #include "qmatmul.cuh"
 
-/* a kernel launch for gq_qmm_run: <<<>>> on the per-thread default stream */
-struct gpu_launch {
-    template <class... P, class... A> int operator()(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... a) const {
-        kernel<<<grid, block, smem>>>(a...);
-        GQ_CUDA_CHECK_LAUNCH();
-        return GQ_OK;
-    }
-};
-
 extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
-    return gq_qmm_run(gpu_launch{}, y, x, M, w, bias, NULL);
+    return gq_qmm_run(gq_gpu_launch{}, y, x, M, w, bias, NULL);
 }
 
 extern "C" int gq_cuda_qmatmul_ep(float *y, const float *x, int M, const gq_qmat *w, const float *bias,
                                   const gq_qmm_ep *ep) {
-    return gq_qmm_run(gpu_launch{}, y, x, M, w, bias, ep);
+    return gq_qmm_run(gq_gpu_launch{}, y, x, M, w, bias, ep);
 }
