@@ -115,6 +115,15 @@ template <int HS> static __device__ void load_tile_t(bf16 *s, const float *head,
     }
 }
 
+/* t (HS rows of 64, stride TC_LDP) = the transpose of the bf16 tile s (64 rows, stride LDH),
+ * within shared memory: a tile the kernel has loaded already is not read from global memory again */
+template <int HS> static __device__ void transpose_tile(bf16 *t, const bf16 *s) {
+    for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
+        const int r = i % TC_ROWS, d = i / TC_ROWS;
+        t[d * TC_LDP + r] = s[r * tc_dims<HS>::LDH + d];
+    }
+}
+
 /* WMMA: the 16 x 16 block (the warp's rows, column block n) of a b^T into a fp32 score tile
  * (stride TC_LDS): a's 16 rows of the warp and b's rows 16n..16n+15, row-major bf16 tiles of HS
  * columns */
@@ -560,10 +569,11 @@ static __global__ void __launch_bounds__(TC_THREADS)
     for (int q0 = k0; q0 < T; q0 += TC_ROWS) {
         __syncthreads();
         load_tile<HS>(qs, head, C3, q0, T);
-        load_tile_t<HS>(qt, head, C3, q0, T);
         load_tile<HS>(dos, dhead, C, q0, T);
-        load_tile_t<HS>(dot, dhead, C, q0, T);
         load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
+        __syncthreads();
+        transpose_tile<HS>(qt, qs);
+        transpose_tile<HS>(dot, dos);
         __syncthreads();
         if (w0 >= T) continue; /* warp-uniform */
         /* query tiles before every key of the warp stay zero, and are masked below */
@@ -630,8 +640,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
     for (int k0 = 0; k0 < kend; k0 += TC_ROWS) {
         __syncthreads();
         load_tile<HS>(ks, head + C, C3, k0, T);
-        load_tile_t<HS>(kt, head + C, C3, k0, T);
         load_tile<HS>(vs, head + 2 * C, C3, k0, T);
+        __syncthreads();
+        transpose_tile<HS>(kt, ks);
         __syncthreads();
         if (w0 >= T || k0 > w0 + 15) continue; /* warp-uniform */
         const float l20 = l2[warp * 16 + g], l21 = l2[warp * 16 + g + 8];
