@@ -9,7 +9,7 @@
  *     says so. __shfl_xor_sync / __shfl_up_sync (values of up to 8 bytes) go through a per-warp
  *     exchange between two warp barriers; atomicAdd is a plain add (fibers switch only at
  *     barriers).
- *   - Dynamic shared memory is a global array the test defines under the kernel's name; every
+ *   - Dynamic shared memory (a kernel declares it with GQ_DYN_SMEM) is one global array; every
  *     launch fills it with 0xff bytes (NaN as fp32 and bf16, so a read of an unwritten element
  *     shows) and checks 4 KiB of guard bytes past the launch's size afterwards. Block-scope
  *     shared arrays must be declared `static __shared__` (the same to nvcc): one array then
@@ -56,6 +56,9 @@ namespace gq_emu {
 inline dim3 grid, block, block_index, thread_index;
 inline double exchange[32][32]; /* a lane's shuffled value (up to 8 bytes) */
 inline int violations;
+/* every kernel's dynamic shared memory (GQ_DYN_SMEM): the H100's 227 KiB and a guard */
+enum : size_t { DYN_SMEM_MAX = 227 * 1024, DYN_SMEM_GUARD = 4096 };
+alignas(128) inline unsigned char dyn_smem[DYN_SMEM_MAX + DYN_SMEM_GUARD];
 
 inline void violation(const char *what) {
     if (!violations++) fprintf(stderr, "cuda_emu: %s\n", what);
@@ -127,9 +130,15 @@ inline void barrier(unsigned id) {
 #define __launch_bounds__(...)
 #define __shared__
 #define __align__(n) __attribute__((aligned(n)))
+/* a kernel's dynamic shared array (extern __shared__ T name[] on the GPU, cuda_util.cuh) */
+#define GQ_DYN_SMEM(T, name) T *name = (T *)gq_emu::dyn_smem
 
+/* CUDA's min / max: std's for two of a type, and the int overloads for mixed integer kinds
+ * (an enum constant and an int) */
 using std::max;
 using std::min;
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
 
 inline void __syncthreads() { gq_emu::barrier(32); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
@@ -157,10 +166,21 @@ template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
 template <class T> inline T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
     return gq_emu::shuffle(mask, v, [&](int l) { return l - (int)delta; });
 }
+template <class T> inline T __shfl_down_sync(unsigned mask, T v, unsigned delta) {
+    return gq_emu::shuffle(mask, v, [&](int l) { return l + (int)delta; });
+}
+template <class T> inline T __shfl_sync(unsigned mask, T v, int src_lane) {
+    return gq_emu::shuffle(mask, v, [&](int) { return src_lane % 32; });
+}
 /* fibers switch only at barriers, so a read-modify-write is atomic as it stands */
 template <class T> inline T atomicAdd(T *p, T v) {
     const T old = *p;
     *p = old + v;
+    return old;
+}
+template <class T> inline T atomicMin(T *p, T v) {
+    const T old = *p;
+    *p = v < old ? v : old;
     return old;
 }
 inline unsigned __float_as_uint(float f) {
@@ -300,16 +320,17 @@ inline void fiber_entry() {
 #endif /* (ucontext: uc_link returns to the scheduler) */
 }
 
-/* Run body() as every thread of every block of grid g x block b, shared memory smem (of cap
- * bytes, the kernel's dynamic shared array) sized `bytes` for the launch. */
-template <class F> inline void launch(dim3 g, dim3 b, unsigned char *smem, size_t cap, size_t bytes, F body) {
-    const size_t guard = 4096, stack = 256 * 1024;
+/* Run body() as every thread of every block of grid g x block b, with `bytes` of dynamic shared
+ * memory (dyn_smem). */
+template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
+    unsigned char *smem = dyn_smem;
+    const size_t guard = DYN_SMEM_GUARD, stack = 256 * 1024;
     if (b.x < 1 || b.x > 1024 || b.y != 1 || b.z != 1) {
         violation("launch: the emulator takes 1-D blocks of 1 to 1024 threads");
         return;
     }
-    if (bytes + guard > cap) {
-        violation("launch: more dynamic shared memory than the test's array holds");
+    if (bytes > DYN_SMEM_MAX) {
+        violation("launch: more dynamic shared memory than an H100 block has (227 KiB)");
         return;
     }
     grid = g, block = b;

@@ -11,7 +11,9 @@
  *   1e-12 rel (double, another order); bf16 products and the tensor-core attention: bounds on
  *   max error / max |reference|, stated where they are checked.
  * Exits 77 without a GPU. GQ_TEST_SELF=1 runs the harness with the CPU table on both sides
- * (every comparison must then be bit-exact), a check of the test itself on machines without one. */
+ * (every comparison must then be bit-exact), a check of the test itself on machines without one.
+ * The same source builds test_cuda_ops_emu: the CUDA backend's sources run on the CPU emulator
+ * (gq_kernels_emu, docs/GPU.md; cuBLAS a reference product there), with GQ_TEST_SMALL=1. */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "gq_error.h"

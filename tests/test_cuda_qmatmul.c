@@ -6,8 +6,8 @@
  * tiles; a 4200 x 1024 matrix spans many tiles). The runner's fused forms against the launches
  * they replace, bit for bit: the GELU epilogue (every M), and on one token the layernorm
  * prologue (+ GELU) and the residual epilogue (check_ep). Exits 77 without a GPU.
- * The same source builds test_qmatmul_emu (GQ_TEST_EMU): its CUDA entry points are then
- * tests/cuda_emu_ops.cpp, the kernels' source run on the CPU, on fewer groups and shapes. */
+ * The same source builds test_qmatmul_emu (GQ_TEST_EMU): the CUDA backend's sources run on the
+ * CPU emulator (gq_kernels_emu, docs/GPU.md), on fewer groups and shapes. */
 #include "act_math.h"
 #include "cuda_ops.h"
 #include "gq_error.h"

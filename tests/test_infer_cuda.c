@@ -16,9 +16,9 @@
  *     when more than 2048 tokens are candidates;
  *   - a float model held in fp16 / bf16 on the GPU (--gpu-weights): its logits within the
  *     halves' rounding, in about half the device memory.
- * The same source builds test_infer_emu (GQ_TEST_EMU): the runner's CUDA path with its kernels
- * run on the CPU (tests/cuda_emu_ops.cpp; no CUDA graphs there, so the steps' ops run one by
- * one), on three of the quantized formats. */
+ * The same source builds test_infer_emu (GQ_TEST_EMU): the runner's CUDA path with the CUDA
+ * backend's sources run on the CPU emulator (gq_kernels_emu; no CUDA graphs there, so the steps'
+ * ops run one by one), on three of the quantized formats. */
 #define _GNU_SOURCE
 #include "cuda_ops.h"
 #include "gpt2.h"

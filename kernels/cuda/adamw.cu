@@ -18,15 +18,15 @@ extern "C" int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v
     if (!n) return GQ_OK;
     const float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     const float step = lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - lr * weight_decay;
-    adamw_kernel<<<gq_cuda_grid(n, 256), 256>>>(p, g, m, v, n, beta1, beta2, eps, step, bc2_sqrt, decay, grad_scale);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(adamw_kernel, gq_cuda_grid(n, 256), 256, 0, p, g, m, v, n, beta1, beta2, eps, step, bc2_sqrt,
+                     decay, grad_scale));
     return GQ_OK;
 }
 
 enum { SS_THREADS = 256, SS_BLOCKS = 1024 };
 
 static __global__ void sum_squares_partial_kernel(double *partial, const float *g, size_t n) {
-    __shared__ double sh[SS_THREADS];
+    static __shared__ double sh[SS_THREADS];
     double s = 0.0;
     for (size_t i = blockIdx.x * (size_t)SS_THREADS + threadIdx.x; i < n; i += (size_t)SS_BLOCKS * SS_THREADS)
         s += (double)g[i] * (double)g[i];
@@ -40,7 +40,7 @@ static __global__ void sum_squares_partial_kernel(double *partial, const float *
 }
 
 static __global__ void sum_squares_final_kernel(double *partial) {
-    __shared__ double sh[SS_THREADS];
+    static __shared__ double sh[SS_THREADS];
     double s = 0.0;
     for (int i = threadIdx.x; i < SS_BLOCKS; i += SS_THREADS) s += partial[i];
     sh[threadIdx.x] = s;
@@ -55,10 +55,8 @@ static __global__ void sum_squares_final_kernel(double *partial) {
 extern "C" int gq_cuda_sum_squares(double *out, const float *g, size_t n) {
     double *partial = NULL;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (SS_BLOCKS + 1) * sizeof(double), (void **)&partial));
-    sum_squares_partial_kernel<<<SS_BLOCKS, SS_THREADS>>>(partial, g, n);
-    GQ_CUDA_CHECK_LAUNCH();
-    sum_squares_final_kernel<<<1, SS_THREADS>>>(partial);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(sum_squares_partial_kernel, SS_BLOCKS, SS_THREADS, 0, partial, g, n));
+    GQ_TRY(gq_launch(sum_squares_final_kernel, 1, SS_THREADS, 0, partial));
     GQ_CUDA_CHECK(cudaMemcpy(out, partial + SS_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost));
     return GQ_OK;
 }

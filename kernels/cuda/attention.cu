@@ -78,8 +78,7 @@ static int attention_forward_bf16(float *out, float *att, const float *qkv, int 
                                     TT, NH));
     }
     const int rows = B * NH * T;
-    softmax_causal_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(a16, rows, T);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(softmax_causal_kernel<bf16>, gq_cuda_blocks(rows, 8), 256, 0, a16, rows, T));
     for (int b = 0; b < B; b++) { /* out_h = a[h] v_h, fp32 */
         const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C;
         GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, v, C3, hs, 0.0f,
@@ -110,8 +109,7 @@ static int attention_backward_bf16(float *dqkv, float *scratch, const float *dou
                                     hs, NH));
     }
     const int rows = B * NH * T;
-    softmax_causal_backward_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(da16, a16, rows, T);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(softmax_causal_backward_kernel<bf16>, gq_cuda_blocks(rows, 8), 256, 0, da16, a16, rows, T));
     for (int b = 0; b < B; b++) {
         const bf16 *q = q16 + (size_t)b * T * C3, *k = q + C, *da = da16 + (size_t)b * NH * TT;
         float *dq = dqkv + (size_t)b * T * C3, *dk = dq + C;
@@ -160,8 +158,7 @@ extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qk
         GQ_TRY(gq_cuda_sgemm_rm(0, 1, T, T, hs, scale, q, C3, hs, k, C3, hs, 0.0f, a, T, TT, NH));
     }
     int rows = B * NH * T;
-    softmax_causal_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(att, rows, T);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(softmax_causal_kernel<float>, gq_cuda_blocks(rows, 8), 256, 0, att, rows, T));
     for (int b = 0; b < B; b++) {
         const float *v = qkv + (size_t)b * T * C3 + 2 * C;
         /* out_h = a[h] v_h */
@@ -189,8 +186,7 @@ extern "C" int gq_cuda_attention_backward(float *dqkv, float *scratch, const flo
         GQ_TRY(gq_cuda_sgemm_rm(1, 0, T, hs, T, 1.0f, a, T, TT, dy, C, hs, 0.0f, dv, C3, hs, NH));
     }
     int rows = B * NH * T;
-    softmax_causal_backward_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(scratch, att, rows, T);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(softmax_causal_backward_kernel<float>, gq_cuda_blocks(rows, 8), 256, 0, scratch, att, rows, T));
     for (int b = 0; b < B; b++) {
         const float *q = qkv + (size_t)b * T * C3, *k = q + C;
         const float *da = scratch + (size_t)b * NH * TT;

@@ -44,7 +44,7 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
     const int hs = C / NH, bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int q0 = blockIdx.x * FA_WARPS * FA_R, wq = q0 + warp * FA_R; /* this warp's first query */
-    extern __shared__ float sm[];
+    GQ_DYN_SMEM(float, sm);
     float *qs = sm, *ks = qs + FA_WARPS * FA_R * hs, *vs = ks + FA_TILE * (hs + 1);
     const float *head = qkv + (size_t)b * T * 3 * C + h * hs;
     load_rows(qs, hs, head, 0, q0, FA_WARPS * FA_R, T, hs, C, scale);
@@ -136,7 +136,7 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
     const int hs = C / NH, bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int k0 = blockIdx.x * FA_WARPS * FA_R, wk = k0 + warp * FA_R; /* this warp's first key */
-    extern __shared__ float sm[];
+    GQ_DYN_SMEM(float, sm);
     float *kvs = sm;                                 /* (8*4 keys) x hs: k, then v */
     float *vvs = kvs + FA_WARPS * FA_R * hs;
     float *qs = vvs + FA_WARPS * FA_R * hs;          /* 32 x (hs+1) */
@@ -214,7 +214,7 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
     const int hs = C / NH, bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int q0 = blockIdx.x * FA_WARPS * FA_R, wq = q0 + warp * FA_R;
-    extern __shared__ float sm[];
+    GQ_DYN_SMEM(float, sm);
     float *qs = sm, *dos = qs + FA_WARPS * FA_R * hs, *ks = dos + FA_WARPS * FA_R * hs, *vs = ks + FA_TILE * (hs + 1);
     const float *head = qkv + (size_t)b * T * C3 + h * hs;
     const float *dhead = dout + (size_t)b * T * C + h * hs;
@@ -287,8 +287,7 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
 int gq_cuda_attention_delta(float **D, const float *dout, const float *out, int B, int T, int C, int NH) {
     const size_t rows = (size_t)B * NH * T;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_B, rows * sizeof(float), (void **)D));
-    flash_delta_kernel<<<gq_cuda_blocks(rows, 8), 256>>>(*D, dout, out, B, T, C, NH);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(flash_delta_kernel, gq_cuda_blocks(rows, 8), 256, 0, *D, dout, out, B, T, C, NH));
     return GQ_OK;
 }
 
@@ -299,8 +298,7 @@ static int flash_forward(float *out, float *lse, const float *qkv, int B, int T,
     size_t smem = (size_t)(FA_WARPS * FA_R * hs + FA_TILE * (hs + 1) + FA_TILE * hs) * sizeof(float);
     GQ_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<KD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(gq_cuda_blocks(T, FA_WARPS * FA_R), B * NH);
-    flash_forward_kernel<KD><<<grid, FA_WARPS * 32, smem>>>(out, lse, qkv, T, C, NH, scale);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(flash_forward_kernel<KD>, grid, FA_WARPS * 32, smem, out, lse, qkv, T, C, NH, scale));
     return GQ_OK;
 }
 
@@ -314,10 +312,8 @@ static int flash_backward(float *dqkv, const float *dout, const float *qkv, cons
     GQ_CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<KD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
     GQ_CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<KD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
     dim3 grid(gq_cuda_blocks(T, FA_WARPS * FA_R), B * NH);
-    flash_dkdv_kernel<KD><<<grid, FA_WARPS * 32, smem_kv>>>(dqkv, dout, qkv, lse, D, T, C, NH, scale);
-    GQ_CUDA_CHECK_LAUNCH();
-    flash_dq_kernel<KD><<<grid, FA_WARPS * 32, smem_q>>>(dqkv, dout, qkv, lse, D, T, C, NH, scale);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(flash_dkdv_kernel<KD>, grid, FA_WARPS * 32, smem_kv, dqkv, dout, qkv, lse, D, T, C, NH, scale));
+    GQ_TRY(gq_launch(flash_dq_kernel<KD>, grid, FA_WARPS * 32, smem_q, dqkv, dout, qkv, lse, D, T, C, NH, scale));
     return GQ_OK;
 }
 

@@ -51,13 +51,12 @@ template <int HS> static int tc_forward(float *out, float *lse, const float *qkv
         const size_t smem = tc_dims<HS>::FORWARD2;
         GQ_CUDA_CHECK(
             cudaFuncSetAttribute(tc_forward2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        tc_forward2_kernel<HS><<<grid, TC_THREADS, smem>>>(out, lse, qkv, T, C, NH, sl2);
+        GQ_TRY(gq_launch(tc_forward2_kernel<HS>, grid, TC_THREADS, smem, out, lse, qkv, T, C, NH, sl2));
     } else {
         const size_t smem = tc_dims<HS>::FORWARD;
         GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        tc_forward_kernel<HS><<<grid, TC_THREADS, smem>>>(out, lse, qkv, T, C, NH, sl2);
+        GQ_TRY(gq_launch(tc_forward_kernel<HS>, grid, TC_THREADS, smem, out, lse, qkv, T, C, NH, sl2));
     }
-    GQ_CUDA_CHECK_LAUNCH();
     return GQ_OK;
 }
 
@@ -74,8 +73,8 @@ static int tc_launch_backward(tc_bwd_kernel kv, size_t s_kv, tc_bwd_kernel q, si
     const size_t smem[2] = {s_kv, s_q};
     for (int i = 0; i < 2; i++) {
         GQ_CUDA_CHECK(cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem[i]));
-        k[i]<<<grid, TC_THREADS, smem[i]>>>(dqkv, dout, qkv, lse, Dv, T, C, NH, tc_scale(hs), tc_sl2(hs));
-        GQ_CUDA_CHECK_LAUNCH();
+        GQ_TRY(
+            gq_launch(k[i], grid, TC_THREADS, smem[i], dqkv, dout, qkv, lse, Dv, T, C, NH, tc_scale(hs), tc_sl2(hs)));
     }
     return GQ_OK;
 }

@@ -154,7 +154,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16;
     const int r = lane / 2, half = lane % 2, row = warp * 16 + r, t = w0 + r; /* softmax: this lane's row */
-    extern __shared__ __align__(128) unsigned char tc_smem[];
+    GQ_DYN_SMEM(unsigned char, tc_smem);
     tc_carve sm{tc_smem};
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *ks = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *vs = sm.take<bf16>(TC_ROWS * D::LDH);
@@ -264,7 +264,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16;
     const int r = lane / 2, half = lane % 2, row = warp * 16 + r, key = w0 + r;
-    extern __shared__ __align__(128) unsigned char tc_smem[];
+    GQ_DYN_SMEM(unsigned char, tc_smem);
     tc_carve sm{tc_smem};
     bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
@@ -333,7 +333,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16;
     const int r = lane / 2, half = lane % 2, row = warp * 16 + r, t = w0 + r;
-    extern __shared__ __align__(128) unsigned char tc_smem[];
+    GQ_DYN_SMEM(unsigned char, tc_smem);
     tc_carve sm{tc_smem};
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
@@ -395,7 +395,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16;
     const int t0 = w0 + g, t1 = t0 + 8; /* this lane's two query rows */
-    extern __shared__ __align__(128) unsigned char tc_smem[];
+    GQ_DYN_SMEM(unsigned char, tc_smem);
     tc_carve sm{tc_smem};
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *ks = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *vt = sm.take<bf16>(HS * TC_LDP); /* vt[d][key] */
@@ -552,7 +552,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16, key0 = w0 + g, key1 = key0 + 8;
-    extern __shared__ __align__(128) unsigned char tc_smem[];
+    GQ_DYN_SMEM(unsigned char, tc_smem);
     tc_carve sm{tc_smem};
     bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
@@ -623,7 +623,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16, t0 = w0 + g, t1 = t0 + 8;
-    extern __shared__ __align__(128) unsigned char tc_smem[];
+    GQ_DYN_SMEM(unsigned char, tc_smem);
     tc_carve sm{tc_smem};
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);

@@ -8,7 +8,7 @@
 enum { CE_THREADS = 256 };
 
 static __device__ float block_reduce(float v, int is_max) {
-    __shared__ float sh[CE_THREADS / 32];
+    static __shared__ float sh[CE_THREADS / 32];
     for (int o = 16; o > 0; o >>= 1) {
         float w = __shfl_xor_sync(0xffffffffu, v, o);
         v = is_max ? fmaxf(v, w) : v + w;
@@ -59,17 +59,15 @@ static __global__ void crossentropy_backward_kernel(float *logits, const float *
 extern "C" int gq_cuda_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets,
                                             int N, int V, int Vp) {
     if (N <= 0) return GQ_OK;
-    crossentropy_forward_kernel<<<N, CE_THREADS>>>(losses, lse, logits, targets, V, Vp);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(crossentropy_forward_kernel, N, CE_THREADS, 0, losses, lse, logits, targets, V, Vp));
     return GQ_OK;
 }
 
 extern "C" int gq_cuda_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss,
                                              int N, int V, int Vp) {
     if (N <= 0) return GQ_OK;
-    crossentropy_backward_kernel<<<dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256>>>(logits, lse, targets,
-                                                                                               dloss, N, V, Vp);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(crossentropy_backward_kernel, dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256, 0, logits,
+                     lse, targets, dloss, N, V, Vp));
     return GQ_OK;
 }
 
@@ -95,8 +93,7 @@ extern "C" int gq_cuda_crossentropy_distill_backward(float *logits, const float 
                                                      const float *tlse, const int32_t *targets, float w, float dloss,
                                                      int N, int V, int Vp) {
     if (N <= 0) return GQ_OK;
-    crossentropy_distill_backward_kernel<<<dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256>>>(
-        logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(crossentropy_distill_backward_kernel, dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256, 0,
+                     logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp));
     return GQ_OK;
 }

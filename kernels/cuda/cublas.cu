@@ -37,8 +37,7 @@ static __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_
 
 int gq_cuda_to_bf16(void *out, const float *in, size_t n) {
     if (!n) return GQ_OK;
-    to_bf16_kernel<<<gq_cuda_grid(n, 256), 256>>>((__nv_bfloat16 *)out, in, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(to_bf16_kernel, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)out, in, n));
     return GQ_OK;
 }
 

@@ -163,9 +163,7 @@ static __global__ void colsum_final_kernel(float *out, const float *partial, int
 int gq_cuda_colsum_add(float *out, const float *in, int N, int C) {
     float *partial = NULL;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)COLSUM_CHUNKS * C * sizeof(float), (void **)&partial));
-    colsum_partial_kernel<<<dim3(gq_cuda_blocks(C, 128), COLSUM_CHUNKS), 128>>>(partial, in, N, C);
-    GQ_CUDA_CHECK_LAUNCH();
-    colsum_final_kernel<<<gq_cuda_blocks(C, 128), 128>>>(out, partial, C);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(colsum_partial_kernel, dim3(gq_cuda_blocks(C, 128), COLSUM_CHUNKS), 128, 0, partial, in, N, C));
+    GQ_TRY(gq_launch(colsum_final_kernel, gq_cuda_blocks(C, 128), 128, 0, out, partial, C));
     return GQ_OK;
 }

@@ -31,9 +31,21 @@ extern "C" {
 /* Check a kernel launch. */
 #define GQ_CUDA_CHECK_LAUNCH() GQ_CUDA_CHECK(cudaGetLastError())
 
-/* A kernel launch for the dispatchers written as templates over their launch (qmatmul.cuh,
- * infer.cuh; tests/cuda_emu_ops.cpp runs them on the CPU emulator): <<<>>> on the per-thread
- * default stream, then the launch checked. */
+/* Every kernel launch of kernels/cuda: gq_launch(kernel, grid, block, dynamic shared bytes,
+ * arguments...) returns a gq error code. On the GPU: <<<>>> on the per-thread default stream, then
+ * the launch checked. Built against tests/cuda_emu.h (GQ_CUDA_EMU; the CPU emulator that runs
+ * these sources in the tests), the kernel runs there and a broken CUDA rule fails the launch.
+ * A kernel's dynamic shared array is declared GQ_DYN_SMEM(type, name). */
+#ifdef GQ_CUDA_EMU
+struct gq_gpu_launch {
+    template <class... P, class... A>
+    int operator()(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... a) const {
+        const int before = gq_emu::violations;
+        gq_emu::launch(grid, block, smem, [&] { kernel(a...); });
+        return gq_emu::violations == before ? GQ_OK : gq_errf(GQ_EDEVICE, "cuda_emu: the kernel broke a CUDA rule");
+    }
+};
+#else
 struct gq_gpu_launch {
     template <class... P, class... A>
     int operator()(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... a) const {
@@ -42,6 +54,12 @@ struct gq_gpu_launch {
         return GQ_OK;
     }
 };
+#define GQ_DYN_SMEM(T, name) extern __shared__ __align__(128) T name[]
+#endif
+template <class... P, class... A>
+static inline int gq_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... a) {
+    return gq_gpu_launch{}(kernel, grid, block, smem, a...);
+}
 
 static inline unsigned gq_cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 

@@ -41,8 +41,7 @@ extern "C" int gq_cuda_encoder_forward(float *out, const int32_t *inp, const flo
                                        int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return GQ_OK;
-    encoder_forward_kernel<<<gq_cuda_grid(n, 256), 256>>>(out, inp, wte, wpe, B * T, T, C);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(encoder_forward_kernel, gq_cuda_grid(n, 256), 256, 0, out, inp, wte, wpe, B * T, T, C));
     return GQ_OK;
 }
 
@@ -90,9 +89,8 @@ extern "C" int gq_cuda_encoder_backward(float *dwte, float *dwpe, const float *d
     int32_t *d = NULL;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_A, need * sizeof *d, (void **)&d));
     GQ_CUDA_CHECK(cudaMemcpy(d, h, need * sizeof *d, cudaMemcpyHostToDevice));
-    encoder_dwte_kernel<<<dim3(U, gq_cuda_blocks(C, 128)), 128>>>(dwte, dout, d + BT, d + 2 * BT, d + 3 * BT + 1, C);
-    GQ_CUDA_CHECK_LAUNCH();
-    encoder_dwpe_kernel<<<gq_cuda_blocks((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(encoder_dwte_kernel, dim3(U, gq_cuda_blocks(C, 128)), 128, 0, dwte, dout, d + BT, d + 2 * BT,
+                     d + 3 * BT + 1, C));
+    GQ_TRY(gq_launch(encoder_dwpe_kernel, gq_cuda_blocks((size_t)T * C, 256), 256, 0, dwpe, dout, B, T, C));
     return GQ_OK;
 }

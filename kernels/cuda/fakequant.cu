@@ -54,7 +54,7 @@ static __global__ void fq_group_kernel(float *out, uint8_t *mask, const float *w
 
 /* int8 per output row: one block per row */
 static __global__ void fq_int8_row_kernel(float *out, uint8_t *mask, const float *w, int cols) {
-    __shared__ float sh[32];
+    static __shared__ float sh[32];
     const float *x = w + (size_t)blockIdx.x * cols;
     float amax = 0.0f;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) amax = fmaxf(amax, fabsf(x[i]));
@@ -139,32 +139,25 @@ extern "C" int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float 
     double *bsum = (double *)((char *)scales + round16(groups * sizeof(float)));
 
     GQ_CUDA_CHECK(cudaMemsetAsync(&wk->bad, 0xff, sizeof wk->bad));
-    fq_check_finite_kernel<<<gq_cuda_grid(n, 256), 256>>>(wk, w, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(fq_check_finite_kernel, gq_cuda_grid(n, 256), 256, 0, wk, w, n));
     unsigned long long bad;
     GQ_CUDA_CHECK(cudaMemcpy(&bad, &wk->bad, sizeof bad, cudaMemcpyDeviceToHost));
     if (bad != ULLONG_MAX) return gq_errf(GQ_ENAN, "value %llu is not finite", bad);
 
     if (f == GQ_QF_INT8) {
-        fq_int8_row_kernel<<<rows, 256>>>(out, mask, w, cols);
-        GQ_CUDA_CHECK_LAUNCH();
+        GQ_TRY(gq_launch(fq_int8_row_kernel, rows, 256, 0, out, mask, w, cols));
         return GQ_OK;
     }
     const float *dq = NULL;
     if (f == GQ_QF_NF4 && spec->double_quant) {
         size_t blocks = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
-        fq_nf4_absmax_kernel<<<gq_cuda_blocks(groups, 128), 128>>>(scales, w, groups, g);
-        GQ_CUDA_CHECK_LAUNCH();
-        fq_nf4_block_sum_kernel<<<gq_cuda_blocks(blocks, 128), 128>>>(bsum, scales, groups);
-        GQ_CUDA_CHECK_LAUNCH();
-        fq_nf4_mean_kernel<<<1, 1>>>(wk, bsum, groups);
-        GQ_CUDA_CHECK_LAUNCH();
-        fq_nf4_dq_kernel<<<gq_cuda_blocks(blocks, 128), 128>>>(scales, wk, groups);
-        GQ_CUDA_CHECK_LAUNCH();
+        GQ_TRY(gq_launch(fq_nf4_absmax_kernel, gq_cuda_blocks(groups, 128), 128, 0, scales, w, groups, g));
+        GQ_TRY(gq_launch(fq_nf4_block_sum_kernel, gq_cuda_blocks(blocks, 128), 128, 0, bsum, scales, groups));
+        GQ_TRY(gq_launch(fq_nf4_mean_kernel, 1, 1, 0, wk, bsum, groups));
+        GQ_TRY(gq_launch(fq_nf4_dq_kernel, gq_cuda_blocks(blocks, 128), 128, 0, scales, wk, groups));
         dq = scales;
     }
-    fq_group_kernel<<<gq_cuda_blocks(groups, 128), 128>>>(out, mask, w, groups, g, f, dq);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(fq_group_kernel, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, dq));
     return GQ_OK;
 }
 
@@ -175,8 +168,7 @@ static __global__ void round_bf16_sr_kernel(float *out, const float *in, size_t 
 
 extern "C" int gq_cuda_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
     if (!n) return GQ_OK;
-    round_bf16_sr_kernel<<<gq_cuda_grid(n, 256), 256>>>(out, in, n, seed, base);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(round_bf16_sr_kernel, gq_cuda_grid(n, 256), 256, 0, out, in, n, seed, base));
     return GQ_OK;
 }
 
@@ -187,7 +179,6 @@ static __global__ void fq_backward_kernel(float *grad, const uint8_t *mask, size
 
 extern "C" int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n) {
     if (!n) return GQ_OK;
-    fq_backward_kernel<<<gq_cuda_grid(n, 256), 256>>>(grad, mask, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(fq_backward_kernel, gq_cuda_grid(n, 256), 256, 0, grad, mask, n));
     return GQ_OK;
 }

@@ -21,21 +21,18 @@ static __global__ void residual_kernel(float *out, const float *a, const float *
 
 extern "C" int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n) {
     if (!n) return GQ_OK;
-    gelu_forward_kernel<<<gq_cuda_grid(n, 256), 256>>>(d_out, d_inp, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(gelu_forward_kernel, gq_cuda_grid(n, 256), 256, 0, d_out, d_inp, n));
     return GQ_OK;
 }
 
 extern "C" int gq_cuda_gelu_backward(float *d_dinp, const float *d_inp, const float *d_dout, size_t n) {
     if (!n) return GQ_OK;
-    gelu_backward_kernel<<<gq_cuda_grid(n, 256), 256>>>(d_dinp, d_inp, d_dout, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(gelu_backward_kernel, gq_cuda_grid(n, 256), 256, 0, d_dinp, d_inp, d_dout, n));
     return GQ_OK;
 }
 
 extern "C" int gq_cuda_residual_forward(float *out, const float *a, const float *b, size_t n) {
     if (!n) return GQ_OK;
-    residual_kernel<<<gq_cuda_grid(n, 256), 256>>>(out, a, b, n);
-    GQ_CUDA_CHECK_LAUNCH();
+    GQ_TRY(gq_launch(residual_kernel, gq_cuda_grid(n, 256), 256, 0, out, a, b, n));
     return GQ_OK;
 }

@@ -1,8 +1,8 @@
 /* infer.cuh: the inference runner's kernels (see infer.cu) and the launches behind their
- * cuda_ops.h entry points, as templates over launch(kernel, grid, block, shared bytes, args...):
- * <<<>>> in infer.cu, the CPU emulator in tests/cuda_emu_ops.cpp. Device code written against
- * CUDA's names; block-scope shared arrays are `static __shared__` (see cuda_emu.h). The includer
- * provides cuda_ops.h, act_math.h, qmatmul.h, quant.h and gq_error.h. */
+ * cuda_ops.h entry points (gq_inf_*). Device code written against CUDA's names (tests/cuda_emu.h
+ * also compiles it, with infer.cu, for the CPU); block-scope shared arrays are
+ * `static __shared__`. The includer provides cuda_util.cuh, cuda_ops.h, act_math.h, qmatmul.h,
+ * quant.h and gq_error.h. */
 #ifndef GQ_INFER_CUH
 #define GQ_INFER_CUH
 
@@ -16,11 +16,10 @@ static __global__ void embed_kernel(float *x, gq_qmat wte, gq_qmat wpe, const in
         x[(size_t)m * C + c] = gq_qmat_value(&wte, tokens[m], c) + gq_qmat_value(&wpe, pos, c);
 }
 
-template <class L>
-static int gq_inf_embed(const L &launch, float *x, const gq_qmat *wte, const gq_qmat *wpe, const int32_t *d_tokens,
+static int gq_inf_embed(float *x, const gq_qmat *wte, const gq_qmat *wpe, const int32_t *d_tokens,
                         const int32_t *d_pos, int M, int C) {
     if (M <= 0) return GQ_OK;
-    return launch(embed_kernel, dim3((unsigned)((C + 255) / 256), (unsigned)M), dim3(256), 0, x, *wte, *wpe, d_tokens,
+    return gq_launch(embed_kernel, dim3((unsigned)((C + 255) / 256), (unsigned)M), dim3(256), 0, x, *wte, *wpe, d_tokens,
                   d_pos, M, C);
 }
 
@@ -40,11 +39,10 @@ static __global__ void kv_store_kernel(void *kc, void *vc, int f16, const float 
     }
 }
 
-template <class L>
-static int gq_inf_kv_store(const L &launch, void *kc, void *vc, int f16, const float *qkv, const int32_t *d_pos, int M,
+static int gq_inf_kv_store(void *kc, void *vc, int f16, const float *qkv, const int32_t *d_pos, int M,
                            int C) {
     if (M <= 0) return GQ_OK;
-    return launch(kv_store_kernel, dim3((unsigned)((C + 255) / 256), (unsigned)M), dim3(256), 0, kc, vc, f16, qkv,
+    return gq_launch(kv_store_kernel, dim3((unsigned)((C + 255) / 256), (unsigned)M), dim3(256), 0, kc, vc, f16, qkv,
                   d_pos, M, C);
 }
 
@@ -61,7 +59,7 @@ static __device__ __forceinline__ float kv_get(const void *c, int f16, size_t i)
 static __global__ void __launch_bounds__(ATT_THREADS)
     attend_kernel(float *out, const float *qkv, void *kc, void *vc, int f16, const int32_t *d_pos, int own_pass,
                   int store, int NH, int C) {
-    extern __shared__ float att_scores[];
+    GQ_DYN_SMEM(float, att_scores);
     float *s = att_scores;
     static __shared__ float red[ATT_THREADS / 32];
     const int h = blockIdx.x, m = blockIdx.y, hs = C / NH, t = *d_pos + m, n = t + 1;
@@ -146,14 +144,13 @@ static __global__ void __launch_bounds__(ATT_THREADS)
 }
 
 /* gq_cuda_attend (store 0) and gq_cuda_store_attend (store 1, M = 1, own_pass 0) */
-template <class L>
-static int gq_inf_attend(const L &launch, float *out, const float *qkv, void *kc, void *vc, int f16,
+static int gq_inf_attend(float *out, const float *qkv, void *kc, void *vc, int f16,
                          const int32_t *d_pos, int own_pass, int store, int M, int NH, int C, int T) {
     if (M <= 0) return GQ_OK;
     const size_t smem = (size_t)T * sizeof(float);
     if (smem > 47 * 1024) /* 48 KiB of shared memory, less the block's own arrays */
         return gq_errf(GQ_EUNSUPPORTED, "CUDA attention: a context of %d positions (at most 12032)", T);
-    return launch(attend_kernel, dim3((unsigned)NH, (unsigned)M), dim3(ATT_THREADS), smem, out, qkv, kc, vc, f16, d_pos,
+    return gq_launch(attend_kernel, dim3((unsigned)NH, (unsigned)M), dim3(ATT_THREADS), smem, out, qkv, kc, vc, f16, d_pos,
                   own_pass, store, NH, C);
 }
 
@@ -203,9 +200,9 @@ static __global__ void __launch_bounds__(ARGMAX_BLOCKS) argmax_final_kernel(int3
     if (threadIdx.x == 0) *out = idx;
 }
 
-template <class L> static int gq_inf_argmax(const L &launch, int32_t *d_out, const float *x, int n) {
-    GQ_TRY(launch(argmax_part_kernel, dim3(ARGMAX_BLOCKS), dim3(ARGMAX_THREADS), 0, x, n));
-    return launch(argmax_final_kernel, dim3(1), dim3(ARGMAX_BLOCKS), 0, d_out);
+static int gq_inf_argmax(int32_t *d_out, const float *x, int n) {
+    GQ_TRY(gq_launch(argmax_part_kernel, dim3(ARGMAX_BLOCKS), dim3(ARGMAX_THREADS), 0, x, n));
+    return gq_launch(argmax_final_kernel, dim3(1), dim3(ARGMAX_BLOCKS), 0, d_out);
 }
 
 /* The end of a decode step: the next step's token is this step's pick, one position on. */
@@ -214,8 +211,8 @@ static __global__ void decode_advance_kernel(int32_t *d_tokens, int32_t *d_pos, 
     d_pos[0] += 1;
 }
 
-template <class L> static int gq_inf_decode_advance(const L &launch, int32_t *d_tokens, int32_t *d_pos, const int32_t *d_next) {
-    return launch(decode_advance_kernel, dim3(1), dim3(1), 0, d_tokens, d_pos, d_next);
+static int gq_inf_decode_advance(int32_t *d_tokens, int32_t *d_pos, const int32_t *d_next) {
+    return gq_launch(decode_advance_kernel, dim3(1), dim3(1), 0, d_tokens, d_pos, d_next);
 }
 
 /* ---- sampling: infer/sample.h's rule in one block ---- */
@@ -399,11 +396,10 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
     }
 }
 
-template <class L>
-static int gq_inf_sample(const L &launch, int32_t *d_out, const float *x, int V, float temperature, int top_k,
+static int gq_inf_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k,
                          float top_p, const float *d_u, float *d_prob) {
-    if (!(temperature > 0.0f)) return gq_inf_argmax(launch, d_out, x, V);
-    return launch(sample_kernel, dim3(1), dim3(SAMPLE_THREADS), 0, d_out, x, V, temperature, top_k, top_p, d_u, d_prob);
+    if (!(temperature > 0.0f)) return gq_inf_argmax(d_out, x, V);
+    return gq_launch(sample_kernel, dim3(1), dim3(SAMPLE_THREADS), 0, d_out, x, V, temperature, top_k, top_p, d_u, d_prob);
 }
 
 #endif

@@ -1,7 +1,7 @@
 /* ln_row: the layernorm of one row by one block of GQ_LN_ROW_THREADS threads, the row held in
  * registers (C <= GQ_LN_ROW_THREADS * GQ_LN_ROW_PER). Shared by the few-row layernorm kernel
- * (here) and the decode product's layernorm prologue (qmatmul.cuh), so that both give the same
- * bits. Device code only; tests/cuda_emu.h also compiles it for the CPU. */
+ * (layernorm.cu) and the decode product's layernorm prologue (qmatmul.cuh), so that both give
+ * the same bits. Device code only. */
 #ifndef GQ_LN_ROW_CUH
 #define GQ_LN_ROW_CUH
 
@@ -32,35 +32,6 @@ static __device__ void gq_ln_row_stats(const float *v, int C, float *red, float 
         if (threadIdx.x + i * GQ_LN_ROW_THREADS < C) q += (v[i] - mean) * (v[i] - mean);
     *m = mean;
     *r = 1.0f / sqrtf(gq_ln_block_sum(q, red) / C + 1e-5f);
-}
-
-/* A few rows (the runner's decode step, N = 1): one block per row (gq_cuda_layernorm_forward and
- * gq_cuda_residual_layernorm launch it for N <= 64). The warp-per-row kernel walks a row in
- * 3 x C/32 dependent loads: 13 us for one row of 768 on the H200 (ncu), a third of a decode
- * step's time in 25 launches. res != NULL: the row is inp + res, written back to inp first (the
- * residual add fused). */
-static __global__ void __launch_bounds__(GQ_LN_ROW_THREADS)
-    gq_ln_row_kernel(float *out, float *mean, float *rstd, float *inp, const float *res, const float *weight,
-                     const float *bias, int C) {
-    static __shared__ float red[GQ_LN_ROW_THREADS / 32];
-    const int row = blockIdx.x;
-    float *x = inp + (size_t)row * C;
-    float v[GQ_LN_ROW_PER];
-#pragma unroll
-    for (int i = 0; i < GQ_LN_ROW_PER; i++) {
-        const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-        v[i] = c < C ? x[c] : 0.0f;
-        if (res && c < C) x[c] = v[i] = v[i] + res[(size_t)row * C + c];
-    }
-    float m, r;
-    gq_ln_row_stats(v, C, red, &m, &r);
-    float *o = out + (size_t)row * C;
-#pragma unroll
-    for (int i = 0; i < GQ_LN_ROW_PER; i++) {
-        const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-        if (c < C) o[c] = (v[i] - m) * r * weight[c] + bias[c];
-    }
-    if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
 }
 
 #endif

@@ -15,8 +15,7 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
     GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, OC, 0, 1));
     if (bias) {
         size_t n = (size_t)N * OC;
-        add_bias_kernel<<<gq_cuda_grid(n, 256), 256>>>(out, bias, n, OC);
-        GQ_CUDA_CHECK_LAUNCH();
+        GQ_TRY(gq_launch(add_bias_kernel, gq_cuda_grid(n, 256), 256, 0, out, bias, n, OC));
     }
     return GQ_OK;
 }

@@ -16,10 +16,10 @@
 #include "qmatmul.cuh"
 
 extern "C" int gq_cuda_qmatmul(float *y, const float *x, int M, const gq_qmat *w, const float *bias) {
-    return gq_qmm_run(gq_gpu_launch{}, y, x, M, w, bias, NULL);
+    return gq_qmm_run(y, x, M, w, bias, NULL);
 }
 
 extern "C" int gq_cuda_qmatmul_ep(float *y, const float *x, int M, const gq_qmat *w, const float *bias,
                                   const gq_qmm_ep *ep) {
-    return gq_qmm_run(gq_gpu_launch{}, y, x, M, w, bias, ep);
+    return gq_qmm_run(y, x, M, w, bias, ep);
 }

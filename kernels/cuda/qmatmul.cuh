@@ -1,8 +1,9 @@
 /* qmatmul.cuh: the decode products' and the panel GEMM's kernels (qmatmul.cu launches them;
- * see there). Device code only, written against CUDA's names; tests/cuda_emu.h also compiles it
- * for the CPU (tests/test_qmatmul_emu.cpp). Block-scope shared arrays are `static __shared__`,
- * which means the same to nvcc and lets the emulator share them across a block's threads. The
- * includer provides gq_qmat (qmatmul.h), gq_qmm_ep (cuda_ops.h), ln_row.cuh, act_math.h. */
+ * see there) and their dispatch gq_qmm_run. Device code written against CUDA's names
+ * (tests/cuda_emu.h also compiles it, with qmatmul.cu, for the CPU). Block-scope shared arrays
+ * are `static __shared__`, which means the same to nvcc and lets the emulator share them across
+ * a block's threads. The includer provides cuda_util.cuh, gq_qmat (qmatmul.h), gq_qmm_ep
+ * (cuda_ops.h), ln_row.cuh, act_math.h. */
 #ifndef GQ_QMATMUL_CUH
 #define GQ_QMATMUL_CUH
 
@@ -23,7 +24,7 @@ static_assert(GQ_LN_ROW_THREADS * GQ_LN_ROW_PER == GQ_CUDA_LN_ROW_MAX, "cuda_ops
 template <int MM, int LN>
 static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
     qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast, gq_qmm_ep ep) {
-    extern __shared__ float xs[]; /* the normalized row (layernorm prologue): w.cols floats */
+    GQ_DYN_SMEM(float, xs); /* the normalized row (layernorm prologue): w.cols floats */
     static __shared__ float lut[16];
     const gq_qformat f = w.spec.format;
     if (threadIdx.x < 16 && (f == GQ_QF_NF4 || f == GQ_QF_FP4))
@@ -234,11 +235,8 @@ static inline int gq_qmm_fast(const gq_qmat *w, const float *x, int ln) {
     return 0;
 }
 
-/* The launches behind gq_cuda_qmatmul / gq_cuda_qmatmul_ep, through launch(kernel, grid, block,
- * shared bytes, arguments...): <<<>>> in qmatmul.cu, the emulator in tests/cuda_emu_ops.cpp, so
- * that both run this one dispatch. Returns a gq error code. */
-template <class Launch>
-static int gq_qmm_run(const Launch &launch, float *y, const float *x, int M, const gq_qmat *w, const float *bias,
+/* The launches behind gq_cuda_qmatmul / gq_cuda_qmatmul_ep. Returns a gq error code. */
+static int gq_qmm_run(float *y, const float *x, int M, const gq_qmat *w, const float *bias,
                       const gq_qmm_ep *ep_in) {
     const gq_qmm_ep ep = ep_in ? *ep_in : gq_qmm_ep{};
     if (M <= 0) return GQ_OK;
@@ -249,8 +247,8 @@ static int gq_qmm_run(const Launch &launch, float *y, const float *x, int M, con
                        GQ_CUDA_LN_ROW_MAX);
     if (M >= GQ_QMM_PANEL_MIN) {
         const dim3 grid((unsigned)((w->rows + QG_TN - 1) / QG_TN), (unsigned)((M + QG_TM - 1) / QG_TM));
-        return ep.gelu ? launch(qgemm_kernel<1>, grid, dim3(QG_THREADS), 0, y, x, M, *w, bias)
-                       : launch(qgemm_kernel<0>, grid, dim3(QG_THREADS), 0, y, x, M, *w, bias);
+        return ep.gelu ? gq_launch(qgemm_kernel<1>, grid, dim3(QG_THREADS), 0, y, x, M, *w, bias)
+                       : gq_launch(qgemm_kernel<0>, grid, dim3(QG_THREADS), 0, y, x, M, *w, bias);
     }
     const int fast = gq_qmm_fast(w, x, ep.ln_w != NULL);
     if (fast < 0)
@@ -261,9 +259,9 @@ static int gq_qmm_run(const Launch &launch, float *y, const float *x, int M, con
         const int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
         float *ym = y + (size_t)m0 * w->rows;
         const float *xm = x + (size_t)m0 * w->cols;
-        const int rc = mm == 1 && ep.ln_w ? launch(qmatmul_kernel<1, 1>, grid, block, smem, ym, xm, mm, *w, bias, fast, ep)
-                       : mm == 1          ? launch(qmatmul_kernel<1, 0>, grid, block, 0, ym, xm, mm, *w, bias, fast, ep)
-                                          : launch(qmatmul_kernel<QMV_MAXM, 0>, grid, block, 0, ym, xm, mm, *w, bias, fast, ep);
+        const int rc = mm == 1 && ep.ln_w ? gq_launch(qmatmul_kernel<1, 1>, grid, block, smem, ym, xm, mm, *w, bias, fast, ep)
+                       : mm == 1          ? gq_launch(qmatmul_kernel<1, 0>, grid, block, 0, ym, xm, mm, *w, bias, fast, ep)
+                                          : gq_launch(qmatmul_kernel<QMV_MAXM, 0>, grid, block, 0, ym, xm, mm, *w, bias, fast, ep);
         if (rc) return rc;
     }
     return GQ_OK;

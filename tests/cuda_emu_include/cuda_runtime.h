@@ -1,0 +1,2 @@
+/* cuda_runtime.h for kernels/cuda compiled against the CPU emulator (cuda_emu_runtime.h) */
+#include "cuda_emu_runtime.h"
