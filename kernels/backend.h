@@ -110,6 +110,12 @@ typedef struct gq_backend {
      * (*scratch) for this shape in the current set_matmul mode: B*NH*T*T each, less where the
      * backend recomputes the softmax (a model plans its activations with this). */
     void (*attention_floats)(int B, int T, int C, int NH, size_t *saved, size_t *scratch);
+    /* 1 when, in the current set_matmul mode, the activations that only feed matrix products are
+     * bf16 arrays (behind the float pointers: n elements in (n + 1) / 2 floats): the outputs of
+     * layernorm_forward, gelu_forward and attention_forward (out), and so the inp of
+     * matmul_forward / matmul_backward and the out of attention_backward; 0 (fp32) otherwise,
+     * and always on the CPU. A model plans and addresses those activations with it. */
+    int (*bf16_acts)(void);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

@@ -83,6 +83,33 @@ static int compare(const char *what, const float *gpu, const float *cpu, size_t 
     return ok;
 }
 
+/* a device copy of h rounded to bf16 (quant.h's rounding, the kernels' too), and a bf16 device
+ * array read back as floats */
+static void *dev_bf16(const float *h, size_t n) {
+    uint16_t *b = malloc(n * 2 + 2);
+    for (size_t i = 0; i < n; i++) b[i] = gq_f32_to_bf16(h[i]);
+    void *d = dev(b, n * 2);
+    free(b);
+    return d;
+}
+
+static float *fetch_bf16(const void *d, size_t n) {
+    uint16_t *b = malloc(n * 2 + 2);
+    CHECK_OK(GPU->download(b, d, n * 2));
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = gq_bf16_to_f32(b[i]);
+    free(b);
+    return h;
+}
+
+/* every element of the bf16 array d equals the rounding of ref (bitwise) */
+static void compare_dev_bf16(const char *what, const void *d, const float *ref, size_t n) {
+    float *g = fetch_bf16(d, n), *r = malloc(n * sizeof *r);
+    for (size_t i = 0; i < n; i++) r[i] = gq_bf16_to_f32(gq_f32_to_bf16(ref[i]));
+    compare(what, g, r, n, 0, 0);
+    free(g), free(r);
+}
+
 static void compare_dev(const char *what, const void *d, const float *cpu, size_t n, double atol, double rtol) {
     float *g = fetch(d, n);
     compare(what, g, cpu, n, atol, rtol);
@@ -249,6 +276,20 @@ static void case_tc(shape s0) {
                    "tensor-core attention (%s forward) B=%d T=%d C=%d NH=%d beyond its bounds", wmma ? "WMMA" : "mma",
                    B, T, C, NH);
         }
+        /* the bf16-output form (the bf16 mode's op): the same outputs rounded to bf16, and the
+         * same gradients from them (D = dO . O from the bf16 output) within the bounds */
+        {
+            void *d_o16 = dev_poison(nout * 2);
+            CHECK_OK(gq_cuda_attention_forward_tc16(d_o16, d_lse, d_qkv, B, T, C, NH));
+            compare_dev_bf16("attention tc16 out == bf16(tc out)", d_o16, g_out, nout);
+            CHECK_OK(gq_cuda_attention_backward_tc16(d_dqkv, d_dy, d_qkv, d_o16, d_lse, B, T, C, NH));
+            float *g16 = fetch(d_dqkv, nqkv);
+            const double er = gq_attn_norm_err(g16, dqkv, (size_t)B * T, 3 * C, 1, 0);
+            printf("  attention tc16 dqkv (bf16 out in D) max|err| / max|ref| %.3g (bound 2e-2)\n", er);
+            CHECK(er <= 2e-2);
+            free(g16);
+            GPU->free(d_o16);
+        }
         /* deterministic: the same inputs give the same bits */
         CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
         CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
@@ -414,19 +455,68 @@ static void case_precision(shape s) {
     if (GPU->set_matmul(GQ_MATMUL_TF32) == GQ_EUNSUPPORTED) return; /* the harness on the CPU */
     int N = s.B * s.T, C = s.C, OC = s.OC;
     float *a = hrand((size_t)N * C, -1, 1), *w = hrand((size_t)OC * C, -0.1f, 0.1f), *o = malloc((size_t)N * OC * 4);
+    float *dy = hrand((size_t)N * OC, -1, 1), *da = malloc((size_t)N * C * 4), *dw = hrand((size_t)OC * C, -1, 1);
+    float *db = hrand(OC, -1, 1);
     float *d_a = dev(a, (size_t)N * C * 4), *d_w = dev(w, (size_t)OC * C * 4), *d_o = dev_poison((size_t)N * OC * 4);
+    void *d_a16 = dev_bf16(a, (size_t)N * C); /* bf16 mode: the input as its producer stores it */
+    float *d_dy = dev(dy, (size_t)N * OC * 4), *d_da = dev_poison((size_t)N * C * 4);
+    float *d_dw = dev(dw, (size_t)OC * C * 4), *d_db = dev(db, (size_t)OC * 4);
     CPU->matmul_forward(o, a, w, NULL, N, C, OC);
+    CPU->matmul_backward(da, dw, db, dy, a, w, N, C, OC);
     const int modes[2] = {GQ_MATMUL_TF32, GQ_MATMUL_BF16};
     const double tol[2] = {2e-3, 1.5e-2};
     for (int k = 0; k < 2; k++) {
         CHECK_OK(GPU->set_matmul(modes[k]));
-        CHECK_OK(GPU->matmul_forward(d_o, d_a, d_w, NULL, N, C, OC));
+        CHECK(GPU->bf16_acts() == (modes[k] == GQ_MATMUL_BF16));
+        CHECK_OK(GPU->matmul_forward(d_o, k ? d_a16 : d_a, d_w, NULL, N, C, OC));
         float *g = fetch(d_o, (size_t)N * OC);
         /* (a NaN output counts as infinite error: fmax alone would pass over it) */
         const double er = gq_attn_norm_err(g, o, (size_t)N * OC, 1, 1, 0);
         printf("  matmul_forward %-19s max|err| / max|ref| %.3g (bound %.3g)\n", k ? "bf16" : "tf32", er, tol[k]);
         CHECK(er <= tol[k] && er > 0); /* > 0: the mode did change the arithmetic */
         free(g);
+    }
+    {   /* bf16 mode's backward: input gradient and accumulated weight and bias gradients */
+        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy, d_a16, d_w, N, C, OC));
+        const float *ref[3] = {da, dw, db};
+        const float *dptr[3] = {d_da, d_dw, d_db};
+        const size_t cnt[3] = {(size_t)N * C, (size_t)OC * C, (size_t)OC};
+        const char *nm[3] = {"dinp", "dweight (+=)", "dbias (+=)"};
+        for (int j = 0; j < 3; j++) {
+            float *g = fetch(dptr[j], cnt[j]);
+            const double er = gq_attn_norm_err(g, ref[j], cnt[j], 1, 1, 0);
+            printf("  matmul_backward bf16 %-13s max|err| / max|ref| %.3g (bound %.3g)\n", nm[j], er, tol[1]);
+            CHECK(er <= tol[1] && (j == 2 || er > 0)); /* (dbias: fp32 column sums in any mode) */
+            free(g);
+        }
+    }
+    {   /* bf16 mode's layernorm and GELU outputs: the fp32 mode's values rounded to bf16, bit for bit */
+        const int NL = 70; /* rows: more than the few-row kernel takes (64) */
+        const size_t n = (size_t)NL * C;
+        float *lx = hrand(n, -2, 3), *lw = hrand(C, 0.5f, 1.5f), *lb = hrand(C, -0.5f, 0.5f);
+        float *d_lx = dev(lx, n * 4), *d_lw = dev(lw, C * 4), *d_lb = dev(lb, C * 4), *d_y = dev_poison(n * 4);
+        float *d_m = dev_poison(NL * 4), *d_r = dev_poison(NL * 4);
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+        for (int few = 0; few < 2; few++) { /* the warp-per-row kernel's 70 rows, the few-row kernel's 5 */
+            const int rows = few ? 5 : NL;
+            CHECK_OK(GPU->layernorm_forward(d_y, d_m, d_r, d_lx, d_lw, d_lb, rows, C));
+            float *y = fetch(d_y, (size_t)rows * C), *mm = fetch(d_m, rows);
+            CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
+            CHECK_OK(GPU->layernorm_forward(d_y, d_m, d_r, d_lx, d_lw, d_lb, rows, C));
+            compare_dev_bf16(few ? "layernorm_forward bf16 out (5 rows)" : "layernorm_forward bf16 out", d_y, y,
+                             (size_t)rows * C);
+            compare_dev("layernorm_forward bf16 mode: mean", d_m, mm, rows, 0, 0);
+            CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+            free(y), free(mm);
+        }
+        CHECK_OK(GPU->gelu_forward(d_y, d_lx, n));
+        float *gl = fetch(d_y, n);
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
+        CHECK_OK(GPU->gelu_forward(d_y, d_lx, n));
+        compare_dev_bf16("gelu_forward bf16 out", d_y, gl, n);
+        free(gl), free(lx), free(lw), free(lb);
+        void *lbufs[] = {d_lx, d_lw, d_lb, d_y, d_m, d_r};
+        for (size_t i = 0; i < sizeof lbufs / sizeof *lbufs; i++) GPU->free(lbufs[i]);
     }
     /* the attention op in bf16 mode, forward and backward (from what the GPU's own forward saved)
      * against the fp32 CPU op: the tensor-core flash kernels (head sizes 16 and 64), and the bf16
@@ -458,7 +548,7 @@ static void case_precision(shape s) {
         CPU->attention_forward(out, att, qkv, B, T, Ca, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, Ca, NH);
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
-        CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv, B, T, Ca, NH));
+        CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv, B, T, Ca, NH)); /* out: bf16 in this mode */
         CHECK_OK(GPU->attention_backward(d_dqkv, d_scr, d_dy, d_qkv, d_out, d_att, B, T, Ca, NH));
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
         const float *ref[2] = {out, dqkv};
@@ -466,7 +556,7 @@ static void case_precision(shape s) {
         const size_t cnt[2] = {nout, nqkv};
         const double bound[2] = {3e-2, 6e-2};
         for (int j = 0; j < 2; j++) {
-            float *g = fetch(dptr[j], cnt[j]);
+            float *g = j ? fetch(dptr[j], cnt[j]) : fetch_bf16(dptr[j], cnt[j]);
             const double er = gq_attn_norm_err(g, ref[j], cnt[j], 1, 1, 0);
             printf("  attention %-8s bf16 T=%-3d max|err| / max|ref| %.3g (bound %.3g)\n", j ? "backward" : "forward",
                    T, er, bound[j]);
@@ -478,8 +568,9 @@ static void case_precision(shape s) {
         free(qkv), free(dy), free(out), free(att), free(dqkv), free(scr);
     }
     CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
-    GPU->free(d_a), GPU->free(d_w), GPU->free(d_o);
-    free(a), free(w), free(o);
+    void *bufs[] = {d_a, d_w, d_o, d_a16, d_dy, d_da, d_dw, d_db};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+    free(a), free(w), free(o), free(dy), free(da), free(dw), free(db);
 }
 
 static void case_fakequant(shape s) {

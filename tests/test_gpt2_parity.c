@@ -84,7 +84,8 @@ static double grads_vs(gq_gpt2 *m, gq_safetensors *ref, double bound) {
  * 8 wide, so the attention is bf16 mode's cuBLAS form) against torch's fp32 loss and gradients:
  * |loss - torch| <= 2e-2 (the loss is about 4.6), gradients max error / max |torch| <= 0.1 per
  * tensor; (2) the same weights read as 2 heads of 16 (a head size the tensor-core flash
- * attention takes), bf16 on this backend against fp32 on the CPU, the same bounds. */
+ * attention takes), bf16 on this backend against fp32 on the CPU, the same bounds. In bf16 the
+ * layernorm, attention and GELU outputs are stored in bf16 (backend.h's bf16_acts). */
 static void bf16_checks(gq_gpt2 *fp32_model, gq_safetensors *ref, const int32_t *inputs, const int32_t *targets,
                         double ref_loss, int B, int T) {
     const gq_backend *be = fp32_model->be;
@@ -96,6 +97,10 @@ static void bf16_checks(gq_gpt2 *fp32_model, gq_safetensors *ref, const int32_t 
     if (!m) return;
     float loss;
     CHECK_OK(gq_gpt2_set_precision(m, GQ_MATMUL_BF16, 7));
+    /* the product inputs (layernorm, attention and GELU outputs) planned in bf16 */
+    printf("bf16: activations %zu floats (fp32 plan: %zu), product inputs in bf16: %d\n", m->n_acts,
+           fp32_model->n_acts, m->act16);
+    CHECK(m->act16 && m->n_acts < fp32_model->n_acts);
     CHECK_OK(gq_gpt2_forward(m, inputs, targets, B, T, &loss));
     CHECK_OK(gq_gpt2_zero_grad(m));
     CHECK_OK(gq_gpt2_backward(m, 1.0f));

@@ -4,8 +4,9 @@
 # is a reference product there). Issue 8's trainer claims, on a small model (2 layers, 2 heads
 # of 16): fp32 on the backend follows the CPU trainer step for step; the same seed gives the same
 # bytes; N steps + resume + M steps on the backend == N+M steps; a checkpoint written on it
-# resumes on the CPU and the CPU's on it; bf16 (stochastic rounding, tensor-core attention) and
-# TF32 track the CPU's fp32 losses within a stated band and are deterministic; QAT runs.
+# resumes on the CPU and the CPU's on it; bf16 (stochastic rounding, tensor-core attention, bf16
+# product inputs) and TF32 track the CPU's fp32 losses within a stated band; bf16 is
+# deterministic and resumes bit-exactly; QAT runs.
 # usage: test_train_emu.sh BUILD_DIR FIXTURE_DIR
 set -u
 B="$1"
@@ -79,6 +80,10 @@ for p in bf16 tf32; do
 done
 train --out "$T/bf16b" --steps $N --device cuda --precision bf16 >/dev/null 2>&1
 check 'same "$T/bf16/$CK" "$T/bf16b/$CK"' "bf16: the same seed gives the same bytes"
+train --out "$T/bf16r" --steps $N --device cuda --precision bf16 --stop-after 3 >/dev/null 2>&1
+"$E" --out "$T/bf16r" --resume --device cuda >"$T/bf16r.log" 2>&1
+check '[ "$(losses "$T/bf16r")" = "$(losses "$T/bf16")" ] && same "$T/bf16r/$CK" "$T/bf16/$CK"' \
+  "bf16: 3 steps + resume == $N straight (the precision and rounding stream from the checkpoint)"
 
 # -- QAT on the backend: fake-quant forward, STE backward, export and report
 train --out "$T/qat" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --device cuda >"$T/qat.log" 2>&1

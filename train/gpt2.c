@@ -29,24 +29,27 @@ static int plan_acts(gq_gpt2 *m) {
     const size_t BT = B * T, C = (size_t)m->cfg.n_embd, Vp = (size_t)m->cfg.padded_vocab_size;
     size_t att_saved = 0, att_scratch = 0;
     be->attention_floats((int)B, (int)T, (int)C, m->cfg.n_head, &att_saved, &att_scratch);
+    /* the product inputs: bf16 (two to a float) where the backend's mode stores them so */
+    const int act16 = be->bf16_acts();
+    const size_t act_c = act16 ? (BT * C + 1) / 2 : BT * C, act_4c = act16 ? BT * 2 * C : BT * 4 * C;
     size_t act_numel[] = {
         BT * C,          /* encoded */
-        L * BT * C,      /* ln1 */
+        L * act_c,       /* ln1 */
         L * BT,          /* ln1_mean */
         L * BT,          /* ln1_rstd */
         L * BT * 3 * C,  /* qkv */
-        L * BT * C,      /* atty */
+        L * act_c,       /* atty */
         L * att_saved,   /* att */
         L * BT * C,      /* attproj */
         L * BT * C,      /* residual2 */
-        L * BT * C,      /* ln2 */
+        L * act_c,       /* ln2 */
         L * BT,          /* ln2_mean */
         L * BT,          /* ln2_rstd */
         L * BT * 4 * C,  /* fch */
-        L * BT * 4 * C,  /* fch_gelu */
+        L * act_4c,      /* fch_gelu */
         L * BT * C,      /* fcproj */
         L * BT * C,      /* residual3 */
-        BT * C,          /* lnf */
+        act_c,           /* lnf */
         BT,              /* lnf_mean */
         BT,              /* lnf_rstd */
         BT * Vp,         /* logits */
@@ -62,12 +65,15 @@ static int plan_acts(gq_gpt2 *m) {
     enum { N_ACTS = sizeof act_numel / sizeof *act_numel };
     size_t n = 0;
     for (int i = 0; i < N_ACTS; i++) n += act_numel[i];
-    if (m->acts_mem && n == m->n_acts && att_saved == m->att_stride && att_scratch == m->att_scratch) return GQ_OK;
+    if (m->acts_mem && n == m->n_acts && att_saved == m->att_stride && att_scratch == m->att_scratch &&
+        act16 == m->act16)
+        return GQ_OK;
     if (m->acts_mem) be->free(m->acts_mem);
     m->acts_mem = NULL;
     int rc = be->alloc((void **)&m->acts_mem, n * sizeof(float));
     if (rc) return rc;
     m->n_acts = n, m->att_stride = att_saved, m->att_scratch = att_scratch;
+    m->act16 = act16, m->act_c = act_c, m->act_4c = act_4c;
     m->n_scratch = act_numel[22] + act_numel[23] + act_numel[24] + act_numel[25];
     float *ptrs[N_ACTS];
     carve(ptrs, m->acts_mem, act_numel, N_ACTS);
@@ -84,7 +90,7 @@ static int plan_acts(gq_gpt2 *m) {
 static int check_plan(const gq_gpt2 *m) {
     size_t saved = 0, scratch = 0;
     m->be->attention_floats(m->B_max, m->T_max, m->cfg.n_embd, m->cfg.n_head, &saved, &scratch);
-    if (saved > m->att_stride || scratch > m->att_scratch)
+    if (saved > m->att_stride || scratch > m->att_scratch || m->be->bf16_acts() != m->act16)
         return gq_errf(GQ_EINVAL, "the %s backend's precision mode changed since this model planned its activations "
                                   "(set it with gq_gpt2_set_precision)", m->be->name);
     return GQ_OK;
@@ -197,10 +203,10 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
     for (int l = 0; l < L; l++) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
-        float *ln1 = m->a.ln1 + la, *qkv = m->a.qkv + 3 * la, *atty = m->a.atty + la;
+        float *ln1 = m->a.ln1 + l * m->act_c, *qkv = m->a.qkv + 3 * la, *atty = m->a.atty + l * m->act_c;
         float *att = m->a.att + (size_t)l * m->att_stride;
-        float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + la;
-        float *fch = m->a.fch + 4 * la, *fchg = m->a.fch_gelu + 4 * la, *fcproj = m->a.fcproj + la;
+        float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + l * m->act_c;
+        float *fch = m->a.fch + 4 * la, *fchg = m->a.fch_gelu + l * m->act_4c, *fcproj = m->a.fcproj + la;
         float *res3 = m->a.residual3 + la;
         GQ_TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
                                   (int)BT, C));
@@ -268,18 +274,18 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         const float *att = m->a.att + (size_t)l * m->att_stride;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
-        GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + 4 * la,
+        GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + l * m->act_4c,
                                 w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
         GQ_TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
-        GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + la, w->fcw + 4 * lc * C,
+        GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c, w->fcw + 4 * lc * C,
                                 (int)BT, C, 4 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
                                    m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
-        GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + la,
+        GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + l * m->act_c,
                                 w->attprojw + lc * C, (int)BT, C, C));
-        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + la, att, B, T, C, NH));
-        GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + la, w->qkvw + 3 * lc * C,
+        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + l * m->act_c, att, B, T, C, NH));
+        GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c, w->qkvw + 3 * lc * C,
                                 (int)BT, C, 3 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc, m->a.ln1_mean + lm,
                                    m->a.ln1_rstd + lm, (int)BT, C));

@@ -33,6 +33,9 @@ static int cpu_set_matmul(int mode) {
     return GQ_OK;
 }
 
+/* fp32 activations only (set_matmul takes fp32 only) */
+static int cpu_bf16_acts(void) { return 0; }
+
 static const gq_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -63,6 +66,7 @@ static const gq_backend cpu_backend = {
     .round_bf16_sr = gq_cpu_round_bf16_sr,
     .set_matmul = cpu_set_matmul,
     .attention_floats = gq_cpu_attention_floats,
+    .bf16_acts = cpu_bf16_acts,
 };
 
 const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }

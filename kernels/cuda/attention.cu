@@ -6,7 +6,8 @@
  * only its log-sum-exp per row) where the head size allows (16..128 in steps of 16, GPT-2's 64),
  * unless GQ_CUDA_ATTN=cublas. Otherwise bf16 mode keeps this file's form with the (T, T)
  * matrices in bf16 (the first half of the att and scratch buffers) and bf16 operands for every
- * product (q, k, v and the output gradient copied to bf16 once per call). */
+ * product (q, k, v and the output gradient copied to bf16 once per call). Either way the output
+ * (out) is bf16 in bf16 mode, a product input (gq_cuda_bf16_acts), and so is the backward's. */
 #include "act_math.h"
 #include "backend.h"
 #include "cuda_ops.h"
@@ -19,11 +20,6 @@
 
 typedef __nv_bfloat16 bf16;
 
-/* the (T, T) matrices' elements: fp32, or bf16 (bf16 mode) read and written through fp32 */
-static __device__ __forceinline__ float ld(const float *p) { return *p; }
-static __device__ __forceinline__ float ld(const bf16 *p) { return __bfloat162float(*p); }
-static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void st(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
 /* row r of the (rows, T) matrix holds query position t = r % T: softmax of [0, t] in fp32 (each
  * exponential computed again for the output, so that a bf16 row is rounded once), zeros after */
@@ -33,13 +29,13 @@ template <typename E> static __global__ void softmax_causal_kernel(E *att, int r
     int t = r % T;
     E *x = att + (size_t)r * T;
     float mx = -3.0e38f;
-    for (int u = lane; u <= t; u += 32) mx = fmaxf(mx, ld(x + u));
+    for (int u = lane; u <= t; u += 32) mx = fmaxf(mx, gq_ld(x + u));
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     float s = 0.0f;
-    for (int u = lane; u <= t; u += 32) s += gq_exp(ld(x + u) - mx);
+    for (int u = lane; u <= t; u += 32) s += gq_exp(gq_ld(x + u) - mx);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     float inv = 1.0f / s;
-    for (int u = lane; u < T; u += 32) st(x + u, u <= t ? gq_exp(ld(x + u) - mx) * inv : 0.0f);
+    for (int u = lane; u < T; u += 32) gq_st(x + u, u <= t ? gq_exp(gq_ld(x + u) - mx) * inv : 0.0f);
 }
 
 /* in place: d <- a * (d - sum(a * d)) on [0, t], zeros after */
@@ -50,9 +46,9 @@ template <typename E> static __global__ void softmax_causal_backward_kernel(E *d
     E *dr = d + (size_t)r * T;
     const E *ar = a + (size_t)r * T;
     float dot = 0.0f;
-    for (int u = lane; u <= t; u += 32) dot += ld(ar + u) * ld(dr + u);
+    for (int u = lane; u <= t; u += 32) dot += gq_ld(ar + u) * gq_ld(dr + u);
     for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    for (int u = lane; u < T; u += 32) st(dr + u, u <= t ? ld(ar + u) * (ld(dr + u) - dot) : 0.0f);
+    for (int u = lane; u < T; u += 32) gq_st(dr + u, u <= t ? gq_ld(ar + u) * (gq_ld(dr + u) - dot) : 0.0f);
 }
 
 /* qkv (B, T, 3C) as bf16 in a scratch slot */
@@ -65,7 +61,7 @@ static int qkv_bf16(const float *qkv, int B, int T, int C, const bf16 **q16) {
     return GQ_OK;
 }
 
-static int attention_forward_bf16(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+static int attention_forward_bf16(void *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;
@@ -79,10 +75,10 @@ static int attention_forward_bf16(float *out, float *att, const float *qkv, int 
     }
     const int rows = B * NH * T;
     GQ_TRY(gq_launch(softmax_causal_kernel<bf16>, gq_cuda_blocks(rows, 8), 256, 0, a16, rows, T));
-    for (int b = 0; b < B; b++) { /* out_h = a[h] v_h, fp32 */
+    for (int b = 0; b < B; b++) { /* out_h = a[h] v_h, bf16 (a product input in bf16 mode) */
         const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C;
         GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, v, C3, hs, 0.0f,
-                                    out + (size_t)b * T * C, 0, C, hs, NH));
+                                    (bf16 *)out + (size_t)b * T * C, 1, C, hs, NH));
     }
     return GQ_OK;
 }
@@ -146,7 +142,7 @@ extern "C" void gq_cuda_attention_floats(int B, int T, int C, int NH, size_t *sa
 extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
     if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
-        return use_tc(C, NH) ? gq_cuda_attention_forward_tc(out, att, qkv, B, T, C, NH)
+        return use_tc(C, NH) ? gq_cuda_attention_forward_tc16(out, att, qkv, B, T, C, NH)
                              : attention_forward_bf16(out, att, qkv, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -172,7 +168,7 @@ extern "C" int gq_cuda_attention_backward(float *dqkv, float *scratch, const flo
                                           const float *out, const float *att, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
     if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
-        return use_tc(C, NH) ? gq_cuda_attention_backward_tc(dqkv, dout, qkv, out, att, B, T, C, NH)
+        return use_tc(C, NH) ? gq_cuda_attention_backward_tc16(dqkv, dout, qkv, out, att, B, T, C, NH)
                              : attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);

@@ -114,7 +114,8 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
 }
 
 /* D[bh, t] = dO[t] . O[t] (the softmax backward's row term); one warp per row */
-static __global__ void flash_delta_kernel(float *D, const float *dout, const float *out, int B, int T, int C, int NH) {
+template <class OT>
+static __global__ void flash_delta_kernel(float *D, const float *dout, const OT *out, int B, int T, int C, int NH) {
     const int hs = C / NH;
     const size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
@@ -122,7 +123,7 @@ static __global__ void flash_delta_kernel(float *D, const float *dout, const flo
     const int t = (int)(row % T), bh = (int)(row / T), b = bh / NH, h = bh % NH;
     const size_t off = ((size_t)b * T + t) * C + h * hs;
     float s = 0.0f;
-    for (int d = lane; d < hs; d += 32) s += dout[off + d] * out[off + d];
+    for (int d = lane; d < hs; d += 32) s += dout[off + d] * gq_ld(out + off + d);
     s = warp_sum(s);
     if (lane == 0) D[row] = s;
 }
@@ -284,11 +285,14 @@ static __global__ void __launch_bounds__(FA_WARPS * 32)
     }
 }
 
-int gq_cuda_attention_delta(float **D, const float *dout, const float *out, int B, int T, int C, int NH) {
+int gq_cuda_attention_delta(float **D, const float *dout, const void *out, int out_bf16, int B, int T, int C, int NH) {
     const size_t rows = (size_t)B * NH * T;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_B, rows * sizeof(float), (void **)D));
-    GQ_TRY(gq_launch(flash_delta_kernel, gq_cuda_blocks(rows, 8), 256, 0, *D, dout, out, B, T, C, NH));
-    return GQ_OK;
+    if (out_bf16)
+        return gq_launch(flash_delta_kernel<__nv_bfloat16>, gq_cuda_blocks(rows, 8), 256, 0, *D, dout,
+                         (const __nv_bfloat16 *)out, B, T, C, NH);
+    return gq_launch(flash_delta_kernel<float>, gq_cuda_blocks(rows, 8), 256, 0, *D, dout, (const float *)out, B, T, C,
+                     NH);
 }
 
 template <int KD>
@@ -332,7 +336,7 @@ extern "C" int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, 
     const int hs = C / NH;
     if (hs > 128) return gq_errf(GQ_EUNSUPPORTED, "flash attention: head size %d (at most 128)", hs);
     float *D = NULL;
-    GQ_TRY(gq_cuda_attention_delta(&D, dout, out, B, T, C, NH));
+    GQ_TRY(gq_cuda_attention_delta(&D, dout, out, 0, B, T, C, NH));
     if (hs <= 32) return flash_backward<1>(dqkv, dout, qkv, lse, D, B, T, C, NH);
     if (hs <= 64) return flash_backward<2>(dqkv, dout, qkv, lse, D, B, T, C, NH);
     return flash_backward<4>(dqkv, dout, qkv, lse, D, B, T, C, NH);

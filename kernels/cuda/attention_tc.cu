@@ -44,18 +44,18 @@ static int mma_form(void) {
     return tc_mma_form;
 }
 
-template <int HS> static int tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+template <int HS, class OT> static int tc_forward(OT *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const float sl2 = tc_sl2(HS);
     if (mma_form()) {
         const size_t smem = tc_dims<HS>::FORWARD2;
         GQ_CUDA_CHECK(
-            cudaFuncSetAttribute(tc_forward2_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        GQ_TRY(gq_launch(tc_forward2_kernel<HS>, grid, TC_THREADS, smem, out, lse, qkv, T, C, NH, sl2));
+            cudaFuncSetAttribute(tc_forward2_kernel<HS, OT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        GQ_TRY(gq_launch(tc_forward2_kernel<HS, OT>, grid, TC_THREADS, smem, out, lse, qkv, T, C, NH, sl2));
     } else {
         const size_t smem = tc_dims<HS>::FORWARD;
-        GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        GQ_TRY(gq_launch(tc_forward_kernel<HS>, grid, TC_THREADS, smem, out, lse, qkv, T, C, NH, sl2));
+        GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward_kernel<HS, OT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        GQ_TRY(gq_launch(tc_forward_kernel<HS, OT>, grid, TC_THREADS, smem, out, lse, qkv, T, C, NH, sl2));
     }
     return GQ_OK;
 }
@@ -102,7 +102,8 @@ static int tc_refuse(int C, int NH) {
 
 #define TC_SIZES(X) X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128)
 
-extern "C" int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+/* out: fp32 (OT float) or bf16 (the bf16 mode's product inputs) */
+template <class OT> static int tc_forward_any(OT *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
     if (B <= 0 || T <= 0) return GQ_OK;
     switch (C / NH) {
@@ -115,12 +116,12 @@ extern "C" int gq_cuda_attention_forward_tc(float *out, float *lse, const float 
     return tc_refuse(C, NH);
 }
 
-extern "C" int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                             const float *lse, int B, int T, int C, int NH) {
+static int tc_backward_any(float *dqkv, const float *dout, const float *qkv, const void *out, int out_bf16,
+                           const float *lse, int B, int T, int C, int NH) {
     if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
     if (B <= 0 || T <= 0) return GQ_OK;
     float *Dv = NULL;
-    GQ_TRY(gq_cuda_attention_delta(&Dv, dout, out, B, T, C, NH));
+    GQ_TRY(gq_cuda_attention_delta(&Dv, dout, out, out_bf16, B, T, C, NH));
     switch (C / NH) {
 #define TC_BWD(hs)                                                                                                     \
     case hs:                                                                                                           \
@@ -129,4 +130,22 @@ extern "C" int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, con
 #undef TC_BWD
     }
     return tc_refuse(C, NH);
+}
+
+extern "C" int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+    return tc_forward_any(out, lse, qkv, B, T, C, NH);
+}
+
+extern "C" int gq_cuda_attention_forward_tc16(void *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+    return tc_forward_any((__nv_bfloat16 *)out, lse, qkv, B, T, C, NH);
+}
+
+extern "C" int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                             const float *lse, int B, int T, int C, int NH) {
+    return tc_backward_any(dqkv, dout, qkv, out, 0, lse, B, T, C, NH);
+}
+
+extern "C" int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const float *qkv, const void *out,
+                                               const float *lse, int B, int T, int C, int NH) {
+    return tc_backward_any(dqkv, dout, qkv, out, 1, lse, B, T, C, NH);
 }

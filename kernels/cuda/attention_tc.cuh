@@ -146,9 +146,9 @@ template <int HS> static __device__ void tc_wmma_bt(float *out, const bf16 *a, c
  * warp w owns queries q0 + 16w ... Per key tile: S = q k^T (16 x 64 per warp) into shared
  * memory; two lanes a row take the online softmax step (new maximum, probabilities in bf16,
  * rescaled running sum and output); then O += P v on the tensor cores. */
-template <int HS>
+template <int HS, class OT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_forward_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
+    tc_forward_kernel(OT *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -217,8 +217,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
     }
     if (t < T) {
         const float inv = 1.0f / ls[row];
-        float *o = out + ((size_t)b * T + t) * C + h * HS;
-        for (int i = 0; i < HS / 2; i++) o[2 * i + half] = os[row * D::LDO + 2 * i + half] * inv;
+        OT *o = out + ((size_t)b * T + t) * C + h * HS;
+        for (int i = 0; i < HS / 2; i++) gq_st(o + 2 * i + half, os[row * D::LDO + 2 * i + half] * inv);
         if (half == 0) lse[(size_t)bh * T + t] = (ms[row] + log2f(ls[row])) * TC_LN2;
     }
 }
@@ -387,9 +387,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
  * whose maxima and sums need two shuffles among the 4 lanes of a group; the probabilities,
  * packed to bf16, are the A operand of P v as they lie (tiles 2j and 2j+1 of S are k-step j).
  * v is stored transposed in shared memory so that its B fragments are 32-bit loads. */
-template <int HS>
+template <int HS, class OT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_forward2_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
+    tc_forward2_kernel(OT *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
@@ -478,12 +478,12 @@ static __global__ void __launch_bounds__(TC_THREADS)
     for (int j = 0; j < HS / 8; j++) {
         const int d = 8 * j + 2 * c;
         if (t0 < T) {
-            float *p = out + ((size_t)b * T + t0) * C + h * HS + d;
-            p[0] = o[j][0] * i0, p[1] = o[j][1] * i0;
+            OT *p = out + ((size_t)b * T + t0) * C + h * HS + d;
+            gq_st(p, o[j][0] * i0), gq_st(p + 1, o[j][1] * i0);
         }
         if (t1 < T) {
-            float *p = out + ((size_t)b * T + t1) * C + h * HS + d;
-            p[0] = o[j][2] * i1, p[1] = o[j][3] * i1;
+            OT *p = out + ((size_t)b * T + t1) * C + h * HS + d;
+            gq_st(p, o[j][2] * i1), gq_st(p + 1, o[j][3] * i1);
         }
     }
     if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;

@@ -4,6 +4,17 @@
 
 static void cuda_free_void(void *p) { gq_cuda_free(p); }
 
+/* the table's layernorm and GELU forwards: bf16 outputs in bf16 mode (they only feed products) */
+static int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                  const float *bias, int N, int C) {
+    return gq_cuda_bf16_acts() ? gq_cuda_layernorm_forward_bf16(out, mean, rstd, inp, weight, bias, N, C)
+                               : gq_cuda_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+static int cuda_gelu_forward(float *out, const float *inp, size_t n) {
+    return gq_cuda_bf16_acts() ? gq_cuda_gelu_forward_bf16(out, inp, n) : gq_cuda_gelu_forward(out, inp, n);
+}
+
 static const gq_backend cuda_backend = {
     /* .name = */ "cuda",
     /* .alloc = */ gq_cuda_alloc,
@@ -14,13 +25,13 @@ static const gq_backend cuda_backend = {
     /* .copy = */ gq_cuda_copy,
     /* .encoder_forward = */ gq_cuda_encoder_forward,
     /* .encoder_backward = */ gq_cuda_encoder_backward,
-    /* .layernorm_forward = */ gq_cuda_layernorm_forward,
+    /* .layernorm_forward = */ cuda_layernorm_forward,
     /* .layernorm_backward = */ gq_cuda_layernorm_backward,
     /* .matmul_forward = */ gq_cuda_matmul_forward,
     /* .matmul_backward = */ gq_cuda_matmul_backward,
     /* .attention_forward = */ gq_cuda_attention_forward,
     /* .attention_backward = */ gq_cuda_attention_backward,
-    /* .gelu_forward = */ gq_cuda_gelu_forward,
+    /* .gelu_forward = */ cuda_gelu_forward,
     /* .gelu_backward = */ gq_cuda_gelu_backward,
     /* .residual_forward = */ gq_cuda_residual_forward,
     /* .crossentropy_forward = */ gq_cuda_crossentropy_forward,
@@ -34,6 +45,7 @@ static const gq_backend cuda_backend = {
     /* .round_bf16_sr = */ gq_cuda_round_bf16_sr,
     /* .set_matmul = */ gq_cuda_set_matmul,
     /* .attention_floats = */ gq_cuda_attention_floats,
+    /* .bf16_acts = */ gq_cuda_bf16_acts,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

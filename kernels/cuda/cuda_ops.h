@@ -37,6 +37,15 @@ int gq_cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, co
 int gq_cuda_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
 int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                               const float *bias, int N, int C);
+/* The bf16 mode's product inputs (backend.h's bf16_acts; 1 in GQ_MATMUL_BF16 mode): the
+ * op table's layernorm_forward and gelu_forward then write bf16 outputs (these two functions,
+ * the same values rounded to nearest even), attention_forward a bf16 output, and matmul_forward /
+ * matmul_backward and attention_backward read their inp / out as bf16. The gq_cuda_* functions
+ * above and below keep fp32 outputs whatever the mode (the inference runner calls them). */
+int gq_cuda_bf16_acts(void);
+int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                   const float *bias, int N, int C);
+int gq_cuda_gelu_forward_bf16(void *d_out, const float *d_inp, size_t n);
 int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, const float *mean, const float *rstd, int N, int C);
 int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
@@ -73,6 +82,10 @@ void gq_cuda_set_attention_tc_wmma(int wmma);
 int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                   int B, int T, int C, int NH);
+/* the same with the output (out) in bf16: the bf16 mode's op */
+int gq_cuda_attention_forward_tc16(void *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const float *qkv, const void *out,
+                                    const float *lse, int B, int T, int C, int NH);
 /* Products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
  * y (M, rows) = x (M, cols) W^T + bias (may be NULL) with quant.h's values. M < 16: dequantized
  * in registers (the fast paths need 16-byte-aligned rows); M >= 16: a tiled fp32 GEMM whose

@@ -4,6 +4,7 @@
 #define GQ_CUDA_UTIL_CUH
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -61,6 +62,13 @@ static inline int gq_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t 
     return gq_gpu_launch{}(kernel, grid, block, smem, a...);
 }
 
+/* An element of an fp32 or bf16 array read / written as fp32 (bf16: rounded to nearest even):
+ * the kernels whose activations are bf16 in bf16 mode (gq_cuda_bf16_acts) are templates over it. */
+static __device__ __forceinline__ float gq_ld(const float *p) { return *p; }
+static __device__ __forceinline__ float gq_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void gq_st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void gq_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
 static inline unsigned gq_cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 /* A grid-stride launch size for n elements: at most 65535 * 8 blocks. */
@@ -104,8 +112,8 @@ int gq_cuda_to_bf16(void *out, const float *in, size_t n);
 int gq_cuda_matmul_mode(void);
 
 /* The flash attention backwards' row term D (B, NH, T) = dO . O per head row, in scratch slot B
- * (*D points there) */
-int gq_cuda_attention_delta(float **D, const float *dout, const float *out, int B, int T, int C, int NH);
+ * (*D points there); out: fp32, or bf16 if out_bf16 */
+int gq_cuda_attention_delta(float **D, const float *dout, const void *out, int out_bf16, int B, int T, int C, int NH);
 
 /* out (C) += column sums of in (N,C), summed in a fixed order (deterministic). */
 int gq_cuda_colsum_add(float *out, const float *in, int N, int C);

@@ -4,9 +4,10 @@
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
-static __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+/* out: fp32, or bf16 (the bf16 mode's product inputs, gq_cuda_bf16_acts) */
+template <class OT> static __global__ void gelu_forward_kernel(OT *out, const float *inp, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = gq_gelu(inp[i]);
+        gq_st(out + i, gq_gelu(inp[i]));
 }
 
 static __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
@@ -21,8 +22,12 @@ static __global__ void residual_kernel(float *out, const float *a, const float *
 
 extern "C" int gq_cuda_gelu_forward(float *d_out, const float *d_inp, size_t n) {
     if (!n) return GQ_OK;
-    GQ_TRY(gq_launch(gelu_forward_kernel, gq_cuda_grid(n, 256), 256, 0, d_out, d_inp, n));
-    return GQ_OK;
+    return gq_launch(gelu_forward_kernel<float>, gq_cuda_grid(n, 256), 256, 0, d_out, d_inp, n);
+}
+
+extern "C" int gq_cuda_gelu_forward_bf16(void *d_out, const float *d_inp, size_t n) {
+    if (!n) return GQ_OK;
+    return gq_launch(gelu_forward_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)d_out, d_inp, n);
 }
 
 extern "C" int gq_cuda_gelu_backward(float *d_dinp, const float *d_inp, const float *d_dout, size_t n) {

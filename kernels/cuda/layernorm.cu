@@ -11,7 +11,9 @@ static __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-static __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
+/* out: fp32, or bf16 (the bf16 mode's product inputs, gq_cuda_bf16_acts) */
+template <class OT>
+static __global__ void layernorm_forward_kernel(OT *out, float *mean, float *rstd, const float *inp,
                                                 const float *weight, const float *bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -25,8 +27,8 @@ static __global__ void layernorm_forward_kernel(float *out, float *mean, float *
         v += d * d;
     }
     float r = 1.0f / sqrtf(warp_sum(v) / C + LN_EPS);
-    float *o = out + (size_t)row * C;
-    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+    OT *o = out + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) gq_st(o + c, (x[c] - m) * r * weight[c] + bias[c]);
     if (lane == 0) mean[row] = m, rstd[row] = r;
 }
 
@@ -84,8 +86,9 @@ static __global__ void layernorm_dparam_final_kernel(float *dweight, float *dbia
  * 3 x C/32 dependent loads: 13 us for one row of 768 on the H200 (ncu), a third of a decode
  * step's time in 25 launches. res != NULL: the row is inp + res, written back to inp first (the
  * residual add fused). */
+template <class OT>
 static __global__ void __launch_bounds__(GQ_LN_ROW_THREADS)
-    gq_ln_row_kernel(float *out, float *mean, float *rstd, float *inp, const float *res, const float *weight,
+    gq_ln_row_kernel(OT *out, float *mean, float *rstd, float *inp, const float *res, const float *weight,
                      const float *bias, int C) {
     static __shared__ float red[GQ_LN_ROW_THREADS / 32];
     const int row = blockIdx.x;
@@ -99,25 +102,34 @@ static __global__ void __launch_bounds__(GQ_LN_ROW_THREADS)
     }
     float m, r;
     gq_ln_row_stats(v, C, red, &m, &r);
-    float *o = out + (size_t)row * C;
+    OT *o = out + (size_t)row * C;
 #pragma unroll
     for (int i = 0; i < GQ_LN_ROW_PER; i++) {
         const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-        if (c < C) o[c] = (v[i] - m) * r * weight[c] + bias[c];
+        if (c < C) gq_st(o + c, (v[i] - m) * r * weight[c] + bias[c]);
     }
     if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
 }
 
-extern "C" int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                                         const float *bias, int N, int C) {
+template <class OT>
+static int layernorm_forward(OT *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
+                             int N, int C) {
     if (N <= 0) return GQ_OK;
     if (N <= 64 && C <= GQ_CUDA_LN_ROW_MAX) /* a few rows: a block each */
-        GQ_TRY(gq_launch(gq_ln_row_kernel, N, GQ_LN_ROW_THREADS, 0, out, mean, rstd, (float *)inp, (const float *)NULL,
-                         weight, bias, C));
-    else
-        GQ_TRY(gq_launch(layernorm_forward_kernel, gq_cuda_blocks(N, 8), 256, 0, out, mean, rstd, inp, weight, bias, N,
-                         C));
-    return GQ_OK;
+        return gq_launch(gq_ln_row_kernel<OT>, N, GQ_LN_ROW_THREADS, 0, out, mean, rstd, (float *)inp,
+                         (const float *)NULL, weight, bias, C);
+    return gq_launch(layernorm_forward_kernel<OT>, gq_cuda_blocks(N, 8), 256, 0, out, mean, rstd, inp, weight, bias, N,
+                     C);
+}
+
+extern "C" int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                         const float *bias, int N, int C) {
+    return layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+extern "C" int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rstd, const float *inp,
+                                              const float *weight, const float *bias, int N, int C) {
+    return layernorm_forward((__nv_bfloat16 *)out, mean, rstd, inp, weight, bias, N, C);
 }
 
 extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -139,7 +151,7 @@ extern "C" int gq_cuda_residual_layernorm(float *x, const float *r, float *out, 
                                           const float *weight, const float *bias, int N, int C) {
     if (N <= 0) return GQ_OK;
     if (N <= 64 && C <= GQ_CUDA_LN_ROW_MAX) {
-        GQ_TRY(gq_launch(gq_ln_row_kernel, N, GQ_LN_ROW_THREADS, 0, out, mean, rstd, x, r, weight, bias, C));
+        GQ_TRY(gq_launch(gq_ln_row_kernel<float>, N, GQ_LN_ROW_THREADS, 0, out, mean, rstd, x, r, weight, bias, C));
         return GQ_OK;
     }
     GQ_TRY(gq_cuda_residual_forward(x, x, r, (size_t)N * C));

@@ -1,5 +1,10 @@
-/* matmul (CUDA): the linear layer through cuBLAS (fp32, no TF32), with a bias kernel and the
- * deterministic column sum for the bias gradient. */
+/* matmul (CUDA): the linear layer through cuBLAS (fp32, TF32 or bf16 products per
+ * gq_cuda_set_matmul), with a bias kernel and the deterministic column sum for the bias
+ * gradient. In bf16 mode the input (inp) is bf16 as its producer stored it (a product input,
+ * gq_cuda_bf16_acts): the forward and the weight gradient multiply it as it lies; the weights
+ * and the output gradient are rounded to bf16 copies, the output gradient once for both of the
+ * backward's products. */
+#include "backend.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
@@ -8,11 +13,28 @@ static __global__ void add_bias_kernel(float *out, const float *bias, size_t n, 
         out[i] += bias[i % OC];
 }
 
+/* a bf16 copy of n floats in a scratch slot */
+static int bf16_copy(int slot, const float *src, size_t n, const void **dst) {
+    void *p = NULL;
+    GQ_TRY(gq_cuda_scratch(slot, n * 2, &p));
+    GQ_TRY(gq_cuda_to_bf16(p, src, n));
+    *dst = p;
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_bf16_acts(void) { return gq_cuda_matmul_mode() == GQ_MATMUL_BF16; }
+
 extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                                       int C, int OC) {
     if (N <= 0) return GQ_OK;
     /* out (N,OC) = inp (N,C) weight (OC,C)^T */
-    GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, OC, 0, 1));
+    if (gq_cuda_bf16_acts()) {
+        const void *w16 = NULL;
+        GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_B, weight, (size_t)OC * C, &w16));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, w16, C, 0, 0.0f, out, 0, OC, 0, 1));
+    } else {
+        GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, OC, 0, 1));
+    }
     if (bias) {
         size_t n = (size_t)N * OC;
         GQ_TRY(gq_launch(add_bias_kernel, gq_cuda_grid(n, 256), 256, 0, out, bias, n, OC));
@@ -23,10 +45,20 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
 extern "C" int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                        const float *weight, int N, int C, int OC) {
     if (N <= 0) return GQ_OK;
-    /* dinp (N,C) = dout (N,OC) weight (OC,C) */
-    if (dinp) GQ_TRY(gq_cuda_sgemm_rm(0, 0, N, C, OC, 1.0f, dout, OC, 0, weight, C, 0, 0.0f, dinp, C, 0, 1));
-    /* dweight (OC,C) += dout^T (OC,N) inp (N,C) */
-    GQ_TRY(gq_cuda_sgemm_rm(1, 0, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dweight, C, 0, 1));
+    if (gq_cuda_bf16_acts()) {
+        const void *dy16 = NULL, *w16 = NULL;
+        GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
+        if (dinp) {
+            GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_B, weight, (size_t)OC * C, &w16));
+            GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, OC, 0, w16, C, 0, 0.0f, dinp, 0, C, 0, 1));
+        }
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, OC, C, N, 1.0f, dy16, OC, 0, inp, C, 0, 1.0f, dweight, 0, C, 0, 1));
+    } else {
+        /* dinp (N,C) = dout (N,OC) weight (OC,C) */
+        if (dinp) GQ_TRY(gq_cuda_sgemm_rm(0, 0, N, C, OC, 1.0f, dout, OC, 0, weight, C, 0, 0.0f, dinp, C, 0, 1));
+        /* dweight (OC,C) += dout^T (OC,N) inp (N,C) */
+        GQ_TRY(gq_cuda_sgemm_rm(1, 0, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dweight, C, 0, 1));
+    }
     if (dbias) GQ_TRY(gq_cuda_colsum_add(dbias, dout, N, OC));
     return GQ_OK;
 }
