@@ -434,10 +434,13 @@ int gq_train_run(gq_train_opts *o) {
         if (rc) goto done;
     }
     printf("device: %s; matrix products in %s%s\n", be_what, o->precision,
-           !strcmp(o->precision, "bf16") ? " (weights stochastically rounded to bf16 each step, bf16 operands in the "
-                                            "linear layers and attention; fp32 master weights, AdamW state and "
-                                            "activations)"
-                                          : "");
+           !strcmp(o->precision, "bf16")
+               ? (r.m->act16 ? " (weights stochastically rounded to bf16 each step, bf16 operands in the linear layers "
+                               "and attention, layernorm / attention / GELU outputs stored in bf16; fp32 master "
+                               "weights, AdamW state, residual stream and gradients)"
+                             : " (weights stochastically rounded to bf16 each step, bf16 operands in the linear layers "
+                               "and attention; fp32 master weights, AdamW state, activations and gradients)")
+               : "");
     if (o->resume) {
         rc = gq_ckpt_load(resume_path, r.m, &st, NULL);
         if (!rc) rc = gq_loader_set_state(r.train, &st.loader);

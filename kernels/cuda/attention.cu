@@ -75,10 +75,12 @@ static int attention_forward_bf16(void *out, float *att, const float *qkv, int B
     }
     const int rows = B * NH * T;
     GQ_TRY(gq_launch(softmax_causal_kernel<bf16>, gq_cuda_blocks(rows, 8), 256, 0, a16, rows, T));
-    for (int b = 0; b < B; b++) { /* out_h = a[h] v_h, bf16 (a product input in bf16 mode) */
+    const int o16 = gq_cuda_bf16_acts(); /* out_h = a[h] v_h: bf16 where it is a bf16 product input */
+    for (int b = 0; b < B; b++) {
         const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C;
-        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, v, C3, hs, 0.0f,
-                                    (bf16 *)out + (size_t)b * T * C, 1, C, hs, NH));
+        void *o = o16 ? (void *)((bf16 *)out + (size_t)b * T * C) : (void *)((float *)out + (size_t)b * T * C);
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, v, C3, hs, 0.0f, o, o16, C,
+                                    hs, NH));
     }
     return GQ_OK;
 }
@@ -142,8 +144,9 @@ extern "C" void gq_cuda_attention_floats(int B, int T, int C, int NH, size_t *sa
 extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
     if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
-        return use_tc(C, NH) ? gq_cuda_attention_forward_tc16(out, att, qkv, B, T, C, NH)
-                             : attention_forward_bf16(out, att, qkv, B, T, C, NH);
+        return !use_tc(C, NH)        ? attention_forward_bf16(out, att, qkv, B, T, C, NH)
+               : gq_cuda_bf16_acts() ? gq_cuda_attention_forward_tc16(out, att, qkv, B, T, C, NH)
+                                     : gq_cuda_attention_forward_tc(out, att, qkv, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;
@@ -167,9 +170,11 @@ extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qk
 extern "C" int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                           const float *out, const float *att, int B, int T, int C, int NH) {
     if (B <= 0 || T <= 0) return GQ_OK;
-    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
-        return use_tc(C, NH) ? gq_cuda_attention_backward_tc16(dqkv, dout, qkv, out, att, B, T, C, NH)
-                             : attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
+    if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16) {
+        if (!use_tc(C, NH)) return attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
+        return gq_cuda_bf16_acts() ? gq_cuda_attention_backward_tc16(dqkv, dout, qkv, out, att, B, T, C, NH)
+                                   : gq_cuda_attention_backward_tc(dqkv, dout, qkv, out, att, B, T, C, NH);
+    }
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;

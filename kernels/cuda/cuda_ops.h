@@ -41,7 +41,8 @@ int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float 
  * op table's layernorm_forward and gelu_forward then write bf16 outputs (these two functions,
  * the same values rounded to nearest even), attention_forward a bf16 output, and matmul_forward /
  * matmul_backward and attention_backward read their inp / out as bf16. The gq_cuda_* functions
- * above and below keep fp32 outputs whatever the mode (the inference runner calls them). */
+ * above and below keep fp32 outputs whatever the mode (the inference runner calls them).
+ * GQ_CUDA_BF16_ACTS=0 in the environment: 0 in every mode (fp32 activations, as before). */
 int gq_cuda_bf16_acts(void);
 int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rstd, const float *inp, const float *weight,
                                    const float *bias, int N, int C);

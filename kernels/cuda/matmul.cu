@@ -8,6 +8,9 @@
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
+#include <stdlib.h>
+#include <string.h>
+
 static __global__ void add_bias_kernel(float *out, const float *bias, size_t n, int OC) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         out[i] += bias[i % OC];
@@ -22,7 +25,16 @@ static int bf16_copy(int slot, const float *src, size_t n, const void **dst) {
     return GQ_OK;
 }
 
-extern "C" int gq_cuda_bf16_acts(void) { return gq_cuda_matmul_mode() == GQ_MATMUL_BF16; }
+/* GQ_CUDA_BF16_ACTS=0 in the environment (read once) keeps bf16 mode's product inputs in fp32,
+ * rounded into scratch copies per product as before session 9: for measuring the difference */
+extern "C" int gq_cuda_bf16_acts(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GQ_CUDA_BF16_ACTS");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on && gq_cuda_matmul_mode() == GQ_MATMUL_BF16;
+}
 
 extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                                       int C, int OC) {
