@@ -13,3 +13,12 @@ expect_error() {
   if ! grep -q -- "$pattern" "$T/err"; then bad "$name: message '$(cat "$T/err")' lacks '$pattern'"; return; fi
   ok
 }
+# small_setup EMBD [prepare args...]: the shell tests' corpus and model in $T (B, FX, T set by
+# the caller): tok.h5 from the tokenizer test vectors (~130 KB of text) and m.cfg, a 2-layer,
+# 2-head model of EMBD channels on 4 x 32 tokens a step; append more `key = value` lines to m.cfg
+small_setup() {
+  local embd=$1; shift
+  "$B/gpt2q-data" prepare --input "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/tok.h5" --val-block 256 "$@" >/dev/null
+  printf 'n_layer = 2\nn_head = 2\nn_embd = %d\nblock_size = 32\nbatch = 4\nseq = 32\nlr = 3e-3\nwarmup = 2\n' \
+    "$embd" >"$T/m.cfg"
+}

@@ -13,19 +13,8 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
 
-"$B/gpt2q-data" prepare --input "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/tok.h5" --val-block 256 >/dev/null
-cat >"$T/m.cfg" <<'CFG'
-n_layer = 2
-n_head = 2
-n_embd = 64
-block_size = 32
-batch = 4
-seq = 32
-lr = 3e-3
-warmup = 2
-eval_every = 0
-sample_len = 0
-CFG
+small_setup 64
+printf 'eval_every = 0\nsample_len = 0\n' >>"$T/m.cfg"
 "$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" --out "$T/r" --steps 20 >"$T/train.log" 2>&1
 C="$T/r/ckpt-00000020.h5"
 "$B/gpt2q-export" "$C" --format int4 --layers all -o "$T/q.h5" >/dev/null

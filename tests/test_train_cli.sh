@@ -12,21 +12,8 @@ trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
 
-# data: the tokenizer test vectors as a corpus (~130 KB of text)
-"$B/gpt2q-data" prepare --input "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/tok.h5" --val-block 256 >/dev/null
-cat >"$T/m.cfg" <<'CFG'
-n_layer = 2
-n_head = 2
-n_embd = 32
-block_size = 32
-batch = 4
-seq = 32
-lr = 3e-3
-warmup = 2
-eval_every = 4
-eval_batches = 2
-sample_len = 4
-CFG
+small_setup 32
+printf 'eval_every = 4\neval_batches = 2\nsample_len = 4\n' >>"$T/m.cfg"
 train() { "$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" "$@"; }
 losses() { grep -o '"loss": [0-9.e+-]*' "$1/train.jsonl" | cut -d' ' -f2 | tr '\n' ' '; }
 

@@ -16,19 +16,8 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
 
-"$B/gpt2q-data" prepare --input "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/tok.h5" --val-block 256 --val-fraction 0.01 >/dev/null
-cat >"$T/m.cfg" <<'CFG'
-n_layer = 2
-n_head = 2
-n_embd = 32
-block_size = 32
-batch = 4
-seq = 32
-lr = 3e-3
-warmup = 2
-eval_every = 0
-sample_len = 0
-CFG
+small_setup 32 --val-fraction 0.01 # (a small validation split: the emulator is slow)
+printf 'eval_every = 0\nsample_len = 0\n' >>"$T/m.cfg"
 E="$B/tests/gpt2q-train-emu"
 train() { "$E" --data "$T/tok.h5" --config "$T/m.cfg" "$@"; }
 losses() { grep -o '"loss": [0-9.e+-]*' "$1/train.jsonl" | cut -d' ' -f2 | tr '\n' ' '; }
