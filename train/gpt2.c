@@ -268,27 +268,29 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     GQ_TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp));
     GQ_TRY(be->zero(d_res, BT * C * sizeof(float)));
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
-    GQ_TRY(be->layernorm_backward(d_res, g->lnfw, g->lnfb, d_a, last, w->lnfw, m->a.lnf_mean, m->a.lnf_rstd, (int)BT, C));
+    GQ_TRY(
+        be->layernorm_backward(d_res, g->lnfw, g->lnfb, d_a, last, w->lnfw, m->a.lnf_mean, m->a.lnf_rstd, (int)BT, C));
     for (int l = L - 1; l >= 0; l--) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         const float *att = m->a.att + (size_t)l * m->att_stride;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
         GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + l * m->act_4c,
-                                w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
+                                   w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
         GQ_TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
-        GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c, w->fcw + 4 * lc * C,
-                                (int)BT, C, 4 * C));
+        GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c,
+                                   w->fcw + 4 * lc * C, (int)BT, C, 4 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
-                                   m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
+                                      m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
         GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + l * m->act_c,
-                                w->attprojw + lc * C, (int)BT, C, C));
-        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + l * m->act_c, att, B, T, C, NH));
-        GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c, w->qkvw + 3 * lc * C,
-                                (int)BT, C, 3 * C));
-        GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc, m->a.ln1_mean + lm,
-                                   m->a.ln1_rstd + lm, (int)BT, C));
+                                   w->attprojw + lc * C, (int)BT, C, C));
+        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + l * m->act_c, att, B, T, C,
+                                      NH));
+        GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c,
+                                   w->qkvw + 3 * lc * C, (int)BT, C, 3 * C));
+        GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc,
+                                      m->a.ln1_mean + lm, m->a.ln1_rstd + lm, (int)BT, C));
     }
     GQ_TRY(be->encoder_backward(g->wte, g->wpe, d_res, m->a.inputs, B, T, C));
     return GQ_OK;
