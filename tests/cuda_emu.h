@@ -24,8 +24,9 @@
  *     figures for that shape give them; the warp's fragments meet in a per-warp exchange.
  *   - __nv_bfloat16 with round-to-nearest-even conversion.
  * Not modelled: memory ordering between lanes without a barrier (fibers switch only at
- * barriers, so a missing one is not found), warp divergence, bank conflicts, resource limits,
- * timing. A violation found is counted in gq_emu::violations and the first one printed. */
+ * barriers: a missing one shows only as a wrong result in one of the two thread orders,
+ * GQ_EMU_ORDER=reverse, which the tests run both), warp divergence, bank conflicts, resource
+ * limits, timing. A violation found is counted in gq_emu::violations and the first one printed. */
 #ifndef GQ_CUDA_EMU_H
 #define GQ_CUDA_EMU_H
 #define GQ_CUDA_EMU 1 /* for kernels that pick their emulated form of a PTX instruction */
@@ -36,6 +37,7 @@
 #include <cmath>
 #include <math.h>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -59,6 +61,11 @@ inline int violations;
 /* every kernel's dynamic shared memory (GQ_DYN_SMEM): the H100's 227 KiB and a guard */
 enum : size_t { DYN_SMEM_MAX = 227 * 1024, DYN_SMEM_GUARD = 4096 };
 alignas(128) inline unsigned char dyn_smem[DYN_SMEM_MAX + DYN_SMEM_GUARD];
+
+/* GQ_EMU_ORDER=reverse: a block's threads run from the last to the first between barriers (a
+ * read that a missing barrier leaves racing with another thread's write then sees the other
+ * side: the tests run both ways) */
+inline int reverse = -1;
 
 inline void violation(const char *what) {
     if (!violations++) fprintf(stderr, "cuda_emu: %s\n", what);
@@ -364,9 +371,14 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
 #endif
                     f.state = RUNNABLE;
                 }
+                if (reverse < 0) {
+                    const char *e = getenv("GQ_EMU_ORDER");
+                    reverse = e && !strcmp(e, "reverse");
+                }
                 for (;;) {
                     unsigned done = 0, ran = 0;
-                    for (unsigned t = 0; t < b.x; t++) {
+                    for (unsigned i = 0; i < b.x; i++) {
+                        const unsigned t = reverse ? b.x - 1 - i : i;
                         if (fibers[t].state == RUNNABLE) {
                             current = t, thread_index = dim3(t, 0, 0), ran++;
 #ifdef GQ_EMU_ASM_SWITCH
