@@ -119,6 +119,8 @@ check 'grep -q "^distillation: targets = 0.50 x data" "$T/kd.log" && [ -f "$T/kd
 # -- devices and precisions: clear errors where they cannot apply
 expect_error "unknown device" "expected cpu, cuda or auto" train --out "$T/x" --device tpu
 expect_error "bf16 on the CPU" "fp32 only" train --out "$T/x" --device cpu --precision bf16
+expect_error "batch = max on the CPU" "batch = max needs the GPU" train --out "$T/x" --device cpu --batch max
+expect_error "batch = nonsense" "batch = 'lots': expected an integer" train --out "$T/x" --batch lots
 
 # -- --data takes plain text too: tokenized once into a cached token file in the run folder
 train --data "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/txt" --steps 2 >"$T/txt.log" 2>&1

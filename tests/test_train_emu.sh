@@ -78,6 +78,13 @@ train --out "$T/bf16r" --steps $N --device cuda --precision bf16 --stop-after 3 
 check '[ "$(losses "$T/bf16r")" = "$(losses "$T/bf16")" ] && same "$T/bf16r/$CK" "$T/bf16/$CK"' \
   "bf16: 3 steps + resume == $N straight (the precision and rounding stream from the checkpoint)"
 
+# -- batch = max: the largest micro-batch whose plan fits the free memory the device reports
+GQ_EMU_FREE_MIB=1300 train --out "$T/bmax" --steps 1 --device cuda --batch max >"$T/bmax.log" 2>&1
+bl=$(grep -o "^batch = max: [0-9]* sequences .*" "$T/bmax.log")
+echo "1300 MiB free: $bl"
+check 'echo "$bl" | awk "{b = \$4; p = \$(NF-7); f = \$(NF-2); exit !(b >= 8 && b <= 40 && p <= 0.9 * f - 1)}" && [ -f "$T/bmax/$(printf ckpt-%08d.h5 1)" ]' \
+  "batch = max picks a batch whose plan fits 90 % of 1300 MiB less 1 GiB, and trains ($bl)"
+
 # -- QAT on the backend: fake-quant forward, STE backward, export and report
 train --out "$T/qat" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --device cuda >"$T/qat.log" 2>&1
 check 'grep -q "QAT: .* weights" "$T/qat.log" && [ -f "$T/qat/qat_report.json" ] && [ -f "$T/qat/model-int4-g32.h5" ]' "QAT int4 on the backend: report and export"

@@ -32,7 +32,7 @@ static const opt_desc table[] = {
     {"data", T_STR, O(data), 0, 0, "token file (gpt2q-data prepare) or llm.c shards a.bin,b.bin"},
     {"out", T_STR, O(out), 0, 0, "run folder: checkpoints, train.jsonl, loss.svg"},
     {"init", T_STR, O(init), 0, 0, "start from weights: gpt2q checkpoint, HF model.safetensors, llm.c .bin"},
-    {"batch", T_INT, O(batch), 1, 1 << 20, "sequences per micro-batch (B)"},
+    {"batch", T_INT, O(batch), 1, 1 << 20, "sequences per micro-batch (B); max: the most that fit the GPU's free memory"},
     {"seq", T_INT, O(seq), 1, 65536, "tokens per sequence (T)"},
     {"grad_accum", T_INT, O(grad_accum), 1, 1 << 20, "micro-batches per optimizer step"},
     {"steps", T_INT, O(steps), 1, 1 << 30, "optimizer steps in total"},
@@ -122,6 +122,10 @@ int gq_train_set(gq_train_opts *o, const char *key, const char *value) {
             return GQ_OK;
         }
         default: {
+            if (d->offset == offsetof(gq_train_opts, batch) && !strcmp(value, "max")) { /* resolved by the trainer */
+                o->batch = 0;
+                return GQ_OK;
+            }
             long v = strtol(value, &end, 10);
             if (!*value || *end || errno || v < d->min || v > d->max)
                 return gq_errf(GQ_EINVAL, "%s = '%s': expected an integer in [%.0f, %.0f]", key, value, d->min, d->max);

@@ -18,51 +18,62 @@ static void carve(float **dst_ptrs, float *base, const size_t *numel, int n) {
     }
 }
 
+enum { N_ACTS = 28 }; /* the float * fields of gq_gpt2's activations (a), then inputs and targets */
+_Static_assert(sizeof(((gq_gpt2 *)0)->a) == (N_ACTS - 2) * sizeof(float *) + 2 * sizeof(int32_t *),
+               "N_ACTS: one size per field of gq_gpt2's activations");
+
+/* The activations' sizes in floats for (B, T) and the backend's current precision mode, in the
+ * order of gq_gpt2's activations: the attention's per layer (*att_saved) and scratch (attention_floats:
+ * the (T, T) softmax, or a log-sum-exp per row where the backend recomputes it), and the
+ * product inputs' per layer (bf16_acts: bf16, two to a float) */
+static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B, size_t T, size_t numel[N_ACTS],
+                      size_t *att_saved, size_t *att_scratch, int *act16, size_t *act_c, size_t *act_4c) {
+    const size_t L = (size_t)cfg->n_layer, BT = B * T, C = (size_t)cfg->n_embd, Vp = (size_t)cfg->padded_vocab_size;
+    be->attention_floats((int)B, (int)T, (int)C, cfg->n_head, att_saved, att_scratch);
+    *act16 = be->bf16_acts();
+    *act_c = *act16 ? (BT * C + 1) / 2 : BT * C, *act_4c = *act16 ? BT * 2 * C : BT * 4 * C;
+    const size_t sizes[N_ACTS] = {
+        BT * C,           /* encoded */
+        L * *act_c,       /* ln1 */
+        L * BT,           /* ln1_mean */
+        L * BT,           /* ln1_rstd */
+        L * BT * 3 * C,   /* qkv */
+        L * *act_c,       /* atty */
+        L * *att_saved,   /* att */
+        L * BT * C,       /* attproj */
+        L * BT * C,       /* residual2 */
+        L * *act_c,       /* ln2 */
+        L * BT,           /* ln2_mean */
+        L * BT,           /* ln2_rstd */
+        L * BT * 4 * C,   /* fch */
+        L * *act_4c,      /* fch_gelu */
+        L * BT * C,       /* fcproj */
+        L * BT * C,       /* residual3 */
+        *act_c,           /* lnf */
+        BT,               /* lnf_mean */
+        BT,               /* lnf_rstd */
+        BT * Vp,          /* logits */
+        BT,               /* lse */
+        BT,               /* losses */
+        BT * C,           /* d_res */
+        BT * 4 * C,       /* d_a */
+        BT * 4 * C,       /* d_b */
+        *att_scratch,     /* d_att */
+        BT,               /* inputs (int32) */
+        BT,               /* targets (int32) */
+    };
+    memcpy(numel, sizes, sizeof sizes);
+}
+
 /* The activations, planned for (B_max, T_max) and the backend's attention in its current
- * precision mode (attention_floats: the (T, T) softmax, or a log-sum-exp per row where the
- * backend recomputes it): one allocation, carved in the order of the struct. Again after a
- * precision change that changes the plan (the contents need not survive: every forward
- * writes them). */
+ * precision mode: one allocation, carved in the order of the struct. Again after a precision
+ * change that changes the plan (the contents need not survive: every forward writes them). */
 static int plan_acts(gq_gpt2 *m) {
     const gq_backend *be = m->be;
-    const size_t L = (size_t)m->cfg.n_layer, B = (size_t)m->B_max, T = (size_t)m->T_max;
-    const size_t BT = B * T, C = (size_t)m->cfg.n_embd, Vp = (size_t)m->cfg.padded_vocab_size;
-    size_t att_saved = 0, att_scratch = 0;
-    be->attention_floats((int)B, (int)T, (int)C, m->cfg.n_head, &att_saved, &att_scratch);
-    /* the product inputs: bf16 (two to a float) where the backend's mode stores them so */
-    const int act16 = be->bf16_acts();
-    const size_t act_c = act16 ? (BT * C + 1) / 2 : BT * C, act_4c = act16 ? BT * 2 * C : BT * 4 * C;
-    size_t act_numel[] = {
-        BT * C,          /* encoded */
-        L * act_c,       /* ln1 */
-        L * BT,          /* ln1_mean */
-        L * BT,          /* ln1_rstd */
-        L * BT * 3 * C,  /* qkv */
-        L * act_c,       /* atty */
-        L * att_saved,   /* att */
-        L * BT * C,      /* attproj */
-        L * BT * C,      /* residual2 */
-        L * act_c,       /* ln2 */
-        L * BT,          /* ln2_mean */
-        L * BT,          /* ln2_rstd */
-        L * BT * 4 * C,  /* fch */
-        L * act_4c,      /* fch_gelu */
-        L * BT * C,      /* fcproj */
-        L * BT * C,      /* residual3 */
-        act_c,           /* lnf */
-        BT,              /* lnf_mean */
-        BT,              /* lnf_rstd */
-        BT * Vp,         /* logits */
-        BT,              /* lse */
-        BT,              /* losses */
-        BT * C,          /* d_res */
-        BT * 4 * C,      /* d_a */
-        BT * 4 * C,      /* d_b */
-        att_scratch,     /* d_att */
-        BT,              /* inputs (int32) */
-        BT,              /* targets (int32) */
-    };
-    enum { N_ACTS = sizeof act_numel / sizeof *act_numel };
+    size_t act_numel[N_ACTS], att_saved = 0, att_scratch = 0, act_c = 0, act_4c = 0;
+    int act16 = 0;
+    act_sizes(&m->cfg, be, (size_t)m->B_max, (size_t)m->T_max, act_numel, &att_saved, &att_scratch, &act16, &act_c,
+              &act_4c);
     size_t n = 0;
     for (int i = 0; i < N_ACTS; i++) n += act_numel[i];
     if (m->acts_mem && n == m->n_acts && att_saved == m->att_stride && att_scratch == m->att_scratch &&
@@ -316,6 +327,21 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
 }
 
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
+
+size_t gq_gpt2_plan_bytes(const gq_gpt2_config *cfg, const gq_backend *be, int B, int T, int working_copy) {
+    size_t params = 0, numel[N_ACTS], saved, scratch, c, c4, acts = 0;
+    int act16;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t r, k;
+        gq_gpt2_tensor_shape(cfg, i, &r, &k);
+        params += r * (k ? k : 1) * (gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1);
+    }
+    act_sizes(cfg, be, (size_t)B, (size_t)T, numel, &saved, &scratch, &act16, &c, &c4);
+    for (int i = 0; i < N_ACTS; i++) acts += numel[i];
+    /* parameters, gradients and AdamW's two moments (a model allocates all four), activations,
+     * and the working copy (bf16 / QAT) with its QAT mask */
+    return sizeof(float) * (4 * params + acts) + (working_copy ? params * (sizeof(float) + 1) : 0);
+}
 size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
 
 

@@ -132,6 +132,10 @@ int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
 
 /* Sizes in bytes, for the trainer's report. */
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m);
+/* The device bytes a model of this shape would allocate on backend `be` for (B, T) in the
+ * backend's current precision mode (what gq_gpt2_create and, with working_copy, bf16 precision
+ * or QAT add): for choosing a batch before creating the model */
+size_t gq_gpt2_plan_bytes(const gq_gpt2_config *cfg, const gq_backend *be, int B, int T, int working_copy);
 size_t gq_gpt2_act_bytes(const gq_gpt2 *m);
 
 #endif

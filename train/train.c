@@ -60,6 +60,44 @@ static int pick_backend(const char *device, const gq_backend **be, char *what, s
     return GQ_OK;
 }
 
+/* batch = max (o->batch 0): the largest micro-batch whose planned device memory (the model,
+ * a distillation teacher, the working weights of bf16 or QAT, and the bf16 copies of the logits'
+ * gradient and the tied embedding that the products make) fits 90 % of what the device reports
+ * free, less 1 GiB for cuBLAS and the backend's other scratch; at most 4096. GPU only. */
+static int resolve_max_batch(gq_train_opts *o, const gq_backend *be, int mode) {
+    if (o->batch) return GQ_OK;
+#ifdef GQ_HAVE_CUDA
+    size_t free_b = 0, total_b = 0;
+    if (strcmp(be->name, "cuda"))
+        return gq_errf(GQ_EINVAL, "batch = max needs the GPU (device %s): give a number", be->name);
+    int rc = gq_cuda_mem_info(&free_b, &total_b);
+    if (rc) return rc;
+    const double budget = 0.9 * (double)free_b - 1073741824.0;
+    const int work = mode == GQ_MATMUL_BF16 || o->qat[0], teacher = o->distill > 0;
+    const size_t Vp = (size_t)o->model.padded_vocab_size, C = (size_t)o->model.n_embd;
+    int best = 0; /* (the plan grows with the batch; a plan is arithmetic, no allocation) */
+    for (int b = 1; b <= 4096; b++) {
+        const double need = (double)gq_gpt2_plan_bytes(&o->model, be, b, o->seq, work) +
+                            (teacher ? (double)gq_gpt2_plan_bytes(&o->model, be, b, o->seq, 0) : 0) +
+                            (mode == GQ_MATMUL_BF16 ? 2.0 * ((double)b * o->seq + C) * Vp : 0);
+        if (need > budget) break;
+        best = b;
+    }
+    if (!best)
+        return gq_errf(GQ_ENOMEM, "batch = max: not even one sequence of %d tokens fits the GPU's %.2f GiB free",
+                       o->seq, free_b / 1073741824.0);
+    o->batch = best;
+    printf("batch = max: %d sequences of %d tokens (planned %.2f GiB of the GPU's %.2f GiB free)\n", best, o->seq,
+           ((double)gq_gpt2_plan_bytes(&o->model, be, best, o->seq, work) +
+            (teacher ? (double)gq_gpt2_plan_bytes(&o->model, be, best, o->seq, 0) : 0)) / 1073741824.0,
+           free_b / 1073741824.0);
+    return GQ_OK;
+#else
+    (void)mode;
+    return gq_errf(GQ_EINVAL, "batch = max needs the GPU (device %s): give a number", be->name);
+#endif
+}
+
 typedef struct {
     gq_train_opts *o;
     gq_gpt2 *m;
@@ -409,7 +447,6 @@ int gq_train_run(gq_train_opts *o) {
     if ((rc = gq_gpt2_config_check(&o->model))) return rc;
     if (o->seq > o->model.block_size)
         return gq_errf(GQ_EINVAL, "seq = %d is longer than the model's block_size = %d", o->seq, o->model.block_size);
-    if ((rc = open_data(&r))) goto done;
     const gq_backend *be = NULL;
     char be_what[320];
     if ((rc = pick_backend(o->device, &be, be_what, sizeof be_what))) goto done;
@@ -423,8 +460,9 @@ int gq_train_run(gq_train_opts *o) {
             goto done;
         }
         /* the mode first: the model plans its activations for it (bf16's attention saves a
-         * log-sum-exp per row instead of the (T, T) softmax) */
-        if (!(rc = be->set_matmul(mode)) && !(rc = gq_gpt2_create(&r.m, &o->model, be, o->batch, o->seq)))
+         * log-sum-exp per row instead of the (T, T) softmax), and so does batch = max */
+        if (!(rc = be->set_matmul(mode)) && !(rc = resolve_max_batch(o, be, mode)) && !(rc = open_data(&r)) &&
+            !(rc = gq_gpt2_create(&r.m, &o->model, be, o->batch, o->seq)))
             rc = gq_gpt2_set_precision(r.m, mode, o->seed);
         if (rc == GQ_EUNSUPPORTED) {
             char why[256];
