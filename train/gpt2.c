@@ -65,6 +65,13 @@ static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B,
     memcpy(numel, sizes, sizeof sizes);
 }
 
+/* the floats of parameter tensor i (all layers of a per-layer tensor) */
+static size_t tensor_numel(const gq_gpt2_config *cfg, int i) {
+    size_t r, c;
+    gq_gpt2_tensor_shape(cfg, i, &r, &c);
+    return r * (c ? c : 1) * (gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1);
+}
+
 /* The activations, planned for (B_max, T_max) and the backend's attention in its current
  * precision mode: one allocation, carved in the order of the struct. Again after a precision
  * change that changes the plan (the contents need not survive: every forward writes them). */
@@ -120,11 +127,8 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
     m->be = be;
     m->B_max = B;
     m->T_max = T;
-    const size_t L = (size_t)cfg.n_layer;
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        size_t r, c;
-        gq_gpt2_tensor_shape(&cfg, i, &r, &c);
-        m->tensor_numel[i] = r * (c ? c : 1) * (gq_gpt2_tensor(i)->per_layer ? L : 1);
+        m->tensor_numel[i] = tensor_numel(&cfg, i);
         m->n_params += m->tensor_numel[i];
     }
     const size_t pbytes = m->n_params * sizeof(float);
@@ -331,11 +335,7 @@ size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float
 size_t gq_gpt2_plan_bytes(const gq_gpt2_config *cfg, const gq_backend *be, int B, int T, int working_copy) {
     size_t params = 0, numel[N_ACTS], saved, scratch, c, c4, acts = 0;
     int act16;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        size_t r, k;
-        gq_gpt2_tensor_shape(cfg, i, &r, &k);
-        params += r * (k ? k : 1) * (gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1);
-    }
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) params += tensor_numel(cfg, i);
     act_sizes(cfg, be, (size_t)B, (size_t)T, numel, &saved, &scratch, &act16, &c, &c4);
     for (int i = 0; i < N_ACTS; i++) acts += numel[i];
     /* parameters, gradients and AdamW's two moments (a model allocates all four), activations,
