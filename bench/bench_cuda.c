@@ -256,13 +256,15 @@ int main(int argc, char **argv) {
             TIME("attention_backward bf16 cuBLAS", (double)(3 * NC * 2 + NC + 1.0 * B * NH * T * T) * 4,
                  8.0 * B * NH * (double)T * T * (C / NH), G->attention_backward(y, scratch, z, x, z, att, B, T, C, NH));
             gq_cuda_set_attention_tc(1);
-            /* bf16 mode's product inputs (the table's ops there): bf16 outputs of layernorm and
-             * GELU, products reading a bf16 input as it lies (x read as bf16: speed only) */
+            /* bf16 mode's product operands (the table's ops there): bf16 outputs of layernorm and
+             * GELU, products reading a bf16 input and bf16 weights as they lie (x and w read as
+             * bf16: speed only) */
             TIME("layernorm_forward (bf16 out)", 1.5 * NC * 4, 0, G->layernorm_forward(z, mean, rstd, x, lnw, lnb, N, C));
             TIME("gelu_forward (4C, bf16 out)", 1.5 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));
-            TIME("matmul_forward fc bf16 (bf16 input)", (double)NC * 2 + (4.0 * NC + 4 * C * C * 1.5) * 4,
+            TIME("matmul_forward fc bf16 (bf16 operands)", (double)NC * 2 + 4.0 * NC * 4 + 4.0 * C * C * 2,
                  2.0 * N * C * 4 * C, G->matmul_forward(z, x, w, bias, N, C, 4 * C));
-            TIME("matmul_backward fc bf16 (bf16 input)", (double)(4 * NC * 1.5 + NC + 8 * C * C) * 4 + NC * 2,
+            TIME("matmul_backward fc bf16 (bf16 operands)",
+                 (double)(4 * NC * 1.5 + NC + 8 * C * C) * 4 + NC * 2 + 4.0 * C * C * 2,
                  4.0 * N * C * 4 * C, G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C));
             die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
         }
@@ -294,7 +296,7 @@ int main(int argc, char **argv) {
             void *work = dalloc(G->fakequant_workspace(rows, cols, &specs[k]));
             char label[64];
             snprintf(label, sizeof label, "fakequant %s [3072,768]", names[k]);
-            TIME(label, (double)n * 9, 0, G->fakequant_forward(z, mask, w, rows, cols, &specs[k], work));
+            TIME(label, (double)n * 9, 0, G->fakequant_forward(z, mask, w, rows, cols, &specs[k], work, 0));
             G->free(work);
         }
         TIME("fakequant_backward (mask)", (double)n * 9, 0, G->fakequant_backward(z, mask, n));

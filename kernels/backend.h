@@ -29,7 +29,8 @@ typedef struct gq_backend {
     int (*copy)(void *dst, const void *src, size_t bytes); /* within backend memory */
 
     /* ---- ops ---- */
-    /* out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) ids, wte (Vp,C), wpe (maxT,C) */
+    /* out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) ids, wte (Vp,C), wpe (maxT,C) (bf16 where
+     * bf16_operands, below) */
     int (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
     /* dwte, dwpe += from dout (B,T,C) */
     int (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
@@ -41,7 +42,8 @@ typedef struct gq_backend {
     int (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                               const float *weight, const float *mean, const float *rstd, int N, int C);
 
-    /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) (bias may be NULL) */
+    /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) (bias may be NULL); inp and weight
+     * bf16 where bf16_operands (below) */
     int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
     /* dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout)
      * (dinp, dbias may be NULL) */
@@ -92,16 +94,20 @@ typedef struct gq_backend {
     size_t (*fakequant_workspace)(int rows, int cols, const gq_qspec *spec);
     /* out (rows,cols) = dequantize(quantize(w)) with spec; mask (rows*cols) = 0 where the
      * value was clipped (the straight-through estimator passes no gradient there), else 1.
+     * out_bf16: out is a bf16 array (the values rounded to nearest; a bf16 working copy of the
+     * weights, bf16_operands); GQ_EUNSUPPORTED on a backend without bf16 arrays.
      * GQ_ENAN (message: the index) if w holds a non-finite value; out is then undefined. */
-    int (*fakequant_forward)(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                             void *work);
+    int (*fakequant_forward)(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                             void *work, int out_bf16);
     /* STE backward, in place: grad (n) = mask ? grad : 0 */
     int (*fakequant_backward)(float *grad, const uint8_t *mask, size_t n);
 
     /* ---- mixed precision ---- */
     /* out[i] = in[i] stochastically rounded to bf16 (sround.h), element i drawing the random
-     * bits of index base + i in stream seed; identical bits on every backend */
-    int (*round_bf16_sr)(float *out, const float *in, size_t n, uint64_t seed, uint64_t base);
+     * bits of index base + i in stream seed; identical bits on every backend. out_bf16: out is
+     * a bf16 array (the same values, half the bytes; GQ_EUNSUPPORTED where the backend has no
+     * bf16 arrays), else floats. */
+    int (*round_bf16_sr)(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16);
     /* The arithmetic of matrix products (matmul and attention): GQ_MATMUL_FP32 (IEEE fp32),
      * GQ_MATMUL_TF32 or GQ_MATMUL_BF16 (operands rounded to tf32 / bf16 in tensor cores, fp32
      * accumulation and storage). GQ_EUNSUPPORTED where the backend has only fp32. */
@@ -110,12 +116,15 @@ typedef struct gq_backend {
      * (*scratch) for this shape in the current set_matmul mode: B*NH*T*T each, less where the
      * backend recomputes the softmax (a model plans its activations with this). */
     void (*attention_floats)(int B, int T, int C, int NH, size_t *saved, size_t *scratch);
-    /* 1 when, in the current set_matmul mode, the activations that only feed matrix products are
-     * bf16 arrays (behind the float pointers: n elements in (n + 1) / 2 floats): the outputs of
-     * layernorm_forward, gelu_forward and attention_forward (out), and so the inp of
-     * matmul_forward / matmul_backward and the out of attention_backward; 0 (fp32) otherwise,
-     * and always on the CPU. A model plans and addresses those activations with it. */
-    int (*bf16_acts)(void);
+    /* 1 when, in the current set_matmul mode, the operands of matrix products are bf16 arrays
+     * (behind the float pointers: n elements in (n + 1) / 2 floats): the activations that only
+     * feed products, i.e. the outputs of layernorm_forward, gelu_forward and attention_forward
+     * (out), and so the inp of matmul_forward / matmul_backward and the out of
+     * attention_backward; and the weights, i.e. matmul's weight and encoder_forward's wte and
+     * wpe (a model keeps a bf16 working copy of its matrices, round_bf16_sr / fakequant_forward
+     * with out_bf16). 0 (fp32) otherwise, and always on the CPU. A model plans and addresses
+     * those arrays with it. */
+    int (*bf16_operands)(void);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

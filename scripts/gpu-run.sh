@@ -296,7 +296,7 @@ attn() {
     done
   done
   # session 9's bf16 product inputs against the fp32 activations they replaced (same operands)
-  GQ_CUDA_BF16_ACTS=0 t 124m-bf16-acts32 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
+  GQ_CUDA_BF16_OPERANDS=0 t 124m-bf16-acts32 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
     --precision bf16
   rm -rf "$w/a124"

@@ -135,6 +135,18 @@ static void case_encoder(shape s) {
     CPU->encoder_forward(out, inp, wte, wpe, s.B, s.T, s.C);
     CHECK_OK(GPU->encoder_forward(d_out, d_inp, d_wte, d_wpe, s.B, s.T, s.C));
     compare_dev("encoder_forward out", d_out, out, n, 0, 0);
+    if (GPU->set_matmul(GQ_MATMUL_BF16) == GQ_OK) { /* bf16 operands: wte and wpe as bf16 arrays */
+        void *d_wte16 = dev_bf16(wte, (size_t)s.Vp * s.C), *d_wpe16 = dev_bf16(wpe, (size_t)s.T * s.C);
+        float *rte = malloc((size_t)s.Vp * s.C * 4), *rpe = malloc((size_t)s.T * s.C * 4);
+        for (size_t i = 0; i < (size_t)s.Vp * s.C; i++) rte[i] = gq_bf16_to_f32(gq_f32_to_bf16(wte[i]));
+        for (size_t i = 0; i < (size_t)s.T * s.C; i++) rpe[i] = gq_bf16_to_f32(gq_f32_to_bf16(wpe[i]));
+        CPU->encoder_forward(out, inp, rte, rpe, s.B, s.T, s.C); /* the same values as floats */
+        CHECK_OK(GPU->encoder_forward(d_out, d_inp, d_wte16, d_wpe16, s.B, s.T, s.C));
+        compare_dev("encoder_forward bf16 weights", d_out, out, n, 0, 0);
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+        GPU->free(d_wte16), GPU->free(d_wpe16);
+        free(rte), free(rpe);
+    }
     CPU->encoder_backward(dwte, dwpe, dout, inp, s.B, s.T, s.C);
     CHECK_OK(GPU->encoder_backward(d_dwte, d_dwpe, d_dout, d_inp, s.B, s.T, s.C));
     compare_dev("encoder_backward dwte", d_dwte, dwte, (size_t)s.Vp * s.C, 0, 0);
@@ -387,12 +399,22 @@ static void fakequant_one(const char *name, gq_qspec spec, int rows, int cols) {
     float *d_w = dev(w, n * 4), *d_y = dev_poison(n * 4), *d_gr = dev(gr, n * 4);
     uint8_t *d_mask = dev_poison(n);
     void *d_work = dev(NULL, GPU->fakequant_workspace(rows, cols, &spec));
-    CHECK_OK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h));
-    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work));
+    CHECK_OK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 0));
+    CHECK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 1) == GQ_EUNSUPPORTED);
+    uint8_t *gm = malloc(n);
     char what[96];
+    if (strcmp(GPU->name, "cpu")) { /* bf16 output (a bf16 working copy): the values rounded to nearest */
+        void *d_y16 = dev_poison(n * 2);
+        CHECK_OK(GPU->fakequant_forward(d_y16, d_mask, d_w, rows, cols, &spec, d_work, 1));
+        snprintf(what, sizeof what, "fakequant %s [%d,%d] bf16 out", name, rows, cols);
+        compare_dev_bf16(what, d_y16, y, n);
+        CHECK_OK(GPU->download(gm, d_mask, n));
+        CHECKF(!memcmp(gm, mask, n), "%s: STE masks differ", what);
+        GPU->free(d_y16);
+    }
+    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0));
     snprintf(what, sizeof what, "fakequant %s [%d,%d]", name, rows, cols);
     compare_dev(what, d_y, y, n, 0, 0);
-    uint8_t *gm = malloc(n);
     CHECK_OK(GPU->download(gm, d_mask, n));
     size_t clipped = 0;
     for (size_t i = 0; i < n; i++) clipped += !mask[i];
@@ -404,7 +426,7 @@ static void fakequant_one(const char *name, gq_qspec spec, int rows, int cols) {
     /* a non-finite weight is refused with its index */
     w[n - 3] = NAN;
     CHECK_OK(GPU->upload(d_w, w, n * 4));
-    int rc = GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work);
+    int rc = GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0);
     CHECKF(rc == GQ_ENAN && strstr(gq_errmsg(rc), "is not finite"), "%s: NaN weight: rc %d", name, rc);
     GPU->free(d_w), GPU->free(d_y), GPU->free(d_gr), GPU->free(d_mask), GPU->free(d_work);
     free(w), free(y), free(gr), free(mask), free(work_h), free(gm);
@@ -417,9 +439,16 @@ static void case_precision(shape s) {
     float *x = hrand(n, -3, 3), *y = malloc(n * 4);
     x[0] = INFINITY, x[1] = -0.0f, x[2] = 1.0f; /* special values pass through / stay exact */
     float *d_x = dev(x, n * 4), *d_y = dev_poison(n * 4);
-    CPU->round_bf16_sr(y, x, n, 42, 1000);
-    CHECK_OK(GPU->round_bf16_sr(d_y, d_x, n, 42, 1000));
+    CPU->round_bf16_sr(y, x, n, 42, 1000, 0);
+    CHECK_OK(GPU->round_bf16_sr(d_y, d_x, n, 42, 1000, 0));
     compare_dev("round_bf16_sr", d_y, y, n, 0, 0);
+    CHECK(CPU->round_bf16_sr(y, x, n, 42, 1000, 1) == GQ_EUNSUPPORTED);
+    if (strcmp(GPU->name, "cpu")) { /* into a bf16 array: the same values */
+        void *d_y16 = dev_poison(n * 2);
+        CHECK_OK(GPU->round_bf16_sr(d_y16, d_x, n, 42, 1000, 1));
+        compare_dev_bf16("round_bf16_sr bf16 out", d_y16, y, n);
+        GPU->free(d_y16);
+    }
     CHECK(isinf(y[0]) && y[1] == 0.0f && y[2] == 1.0f);
     size_t bad = 0;
     for (size_t i = 3; i < n; i++) {
@@ -436,7 +465,7 @@ static void case_precision(shape s) {
         double sum = 0;
         for (uint64_t seed = 0; seed < 4096; seed++) {
             float one;
-            CPU->round_bf16_sr(&one, &x[k], 1, seed, (uint64_t)k);
+            CPU->round_bf16_sr(&one, &x[k], 1, seed, (uint64_t)k, 0);
             sum += one;
         }
         uint32_t lo_bits, hi_bits;
@@ -459,6 +488,7 @@ static void case_precision(shape s) {
     float *db = hrand(OC, -1, 1);
     float *d_a = dev(a, (size_t)N * C * 4), *d_w = dev(w, (size_t)OC * C * 4), *d_o = dev_poison((size_t)N * OC * 4);
     void *d_a16 = dev_bf16(a, (size_t)N * C); /* bf16 mode: the input as its producer stores it */
+    void *d_w16 = dev_bf16(w, (size_t)OC * C); /* and the weight as the model's bf16 working copy */
     float *d_dy = dev(dy, (size_t)N * OC * 4), *d_da = dev_poison((size_t)N * C * 4);
     float *d_dw = dev(dw, (size_t)OC * C * 4), *d_db = dev(db, (size_t)OC * 4);
     CPU->matmul_forward(o, a, w, NULL, N, C, OC);
@@ -467,8 +497,8 @@ static void case_precision(shape s) {
     const double tol[2] = {2e-3, 1.5e-2};
     for (int k = 0; k < 2; k++) {
         CHECK_OK(GPU->set_matmul(modes[k]));
-        CHECK(GPU->bf16_acts() == (modes[k] == GQ_MATMUL_BF16));
-        CHECK_OK(GPU->matmul_forward(d_o, k ? d_a16 : d_a, d_w, NULL, N, C, OC));
+        CHECK(GPU->bf16_operands() == (modes[k] == GQ_MATMUL_BF16));
+        CHECK_OK(GPU->matmul_forward(d_o, k ? d_a16 : d_a, k ? d_w16 : d_w, NULL, N, C, OC));
         float *g = fetch(d_o, (size_t)N * OC);
         /* (a NaN output counts as infinite error: fmax alone would pass over it) */
         const double er = gq_attn_norm_err(g, o, (size_t)N * OC, 1, 1, 0);
@@ -477,7 +507,7 @@ static void case_precision(shape s) {
         free(g);
     }
     {   /* bf16 mode's backward: input gradient and accumulated weight and bias gradients */
-        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy, d_a16, d_w, N, C, OC));
+        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy, d_a16, d_w16, N, C, OC));
         const float *ref[3] = {da, dw, db};
         const float *dptr[3] = {d_da, d_dw, d_db};
         const size_t cnt[3] = {(size_t)N * C, (size_t)OC * C, (size_t)OC};
@@ -568,7 +598,7 @@ static void case_precision(shape s) {
         free(qkv), free(dy), free(out), free(att), free(dqkv), free(scr);
     }
     CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
-    void *bufs[] = {d_a, d_w, d_o, d_a16, d_dy, d_da, d_dw, d_db};
+    void *bufs[] = {d_a, d_w, d_o, d_a16, d_w16, d_dy, d_da, d_dw, d_db};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
     free(a), free(w), free(o), free(dy), free(da), free(dw), free(db);
 }

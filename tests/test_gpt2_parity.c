@@ -85,7 +85,7 @@ static double grads_vs(gq_gpt2 *m, gq_safetensors *ref, double bound) {
  * |loss - torch| <= 2e-2 (the loss is about 4.6), gradients max error / max |torch| <= 0.1 per
  * tensor; (2) the same weights read as 2 heads of 16 (a head size the tensor-core flash
  * attention takes), bf16 on this backend against fp32 on the CPU, the same bounds. In bf16 the
- * layernorm, attention and GELU outputs are stored in bf16 (backend.h's bf16_acts). */
+ * layernorm, attention and GELU outputs are stored in bf16 (backend.h's bf16_operands). */
 static void bf16_checks(gq_gpt2 *fp32_model, gq_safetensors *ref, const int32_t *inputs, const int32_t *targets,
                         double ref_loss, int B, int T) {
     const gq_backend *be = fp32_model->be;

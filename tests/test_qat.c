@@ -4,6 +4,13 @@
  *     bit, except values that were clipped, whose gradient is 0;
  *   - after QAT steps, the loss of the fake-quant model equals the loss of its export read back
  *     through the dequantize path, exactly, for int4 (with clipping), nf4-dq and mixed rules.
+ *   - bf16 precision on a backend with bf16 operands (CUDA): the working copy holds the
+ *     matrices as bf16 arrays, each value the stochastic rounding of its master (the stream's
+ *     bits of its index) or, where selected, the fake-quant rounded to nearest, the rest the
+ *     masters, on a model whose layers have an odd number of values (a bf16 layer padded to a
+ *     float); with fake-quant off the selected weights are rounded as the rest; and forward and
+ *     backward read that layout: the loss and gradients of a float model on the CPU whose
+ *     weights are the working values, within bf16 tolerances.
  * On the CPU reference, or the CUDA backend with GQ_TEST_BACKEND=cuda (same claims, bit for bit). */
 #define _GNU_SOURCE
 #include "gpt2.h"
@@ -12,13 +19,118 @@
 #include "gq_test.h"
 #include "gq_test_backend.h"
 #include "qexport.h"
+#include "sround.h"
 #include "train.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int shape_cb(const char *name, int *rows, int *cols, void *ctx) {
     return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
+}
+
+/* The working copy's values of model q as floats in the masters' layout (bf16 arrays widened),
+ * with its expected values in want: fake-quant (rounded to bf16) where selected and `fq`, the
+ * stochastic rounding of step `step` for the other matrices, the masters elsewhere. Returns the
+ * number of values that differ. */
+static size_t work_vs_expected(gq_gpt2 *q, int64_t step, int fq, float *got, float *want) {
+    const gq_backend *be = q->be, *cpu = gq_backend_cpu();
+    const size_t np = q->n_params;
+    float *master = malloc(np * 4), *raw = malloc(q->work_floats * 4);
+    CHECK_OK(be->download(master, q->params_mem, np * 4));
+    CHECK_OK(be->download(raw, q->qat_mem, q->work_floats * 4));
+    const uint64_t stream = gq_gpt2_sr_stream(q, step);
+    size_t off = 0, differ = 0;
+    int k = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        const int layers = gq_gpt2_tensor(i)->per_layer ? q->cfg.n_layer : 1, decay = gq_gpt2_tensor(i)->decay;
+        const size_t n = q->tensor_numel[i] / (size_t)layers;
+        CHECK(q->wl[i] == (decay ? (n + 1) / 2 : n));
+        const float *base = raw + (((float **)&q->work)[i] - q->qat_mem);
+        for (int l = 0; l < layers; l++, off += n) {
+            const float *src = base + (size_t)l * q->wl[i];
+            for (size_t j = 0; j < n; j++)
+                got[off + j] = decay ? gq_bf16_to_f32(((const uint16_t *)src)[j]) : src[j];
+            const int sel = k < q->n_qat && q->qat[k].offset == off;
+            if (sel) {
+                const struct gq_qat_tensor *t = &q->qat[k++];
+                void *work = malloc(cpu->fakequant_workspace(t->rows, t->cols, &t->spec));
+                uint8_t *mask = malloc(n);
+                CHECK_OK(cpu->fakequant_forward(want + off, mask, master + off, t->rows, t->cols, &t->spec, work, 0));
+                free(work), free(mask);
+            }
+            for (size_t j = 0; j < n; j++)
+                want[off + j] = sel && fq  ? gq_bf16_to_f32(gq_f32_to_bf16(want[off + j]))
+                                : decay    ? gq_bf16_sr(master[off + j], gq_sr_bits(stream, off + j))
+                                           : master[off + j];
+            for (size_t j = 0; j < n; j++) differ += memcmp(&got[off + j], &want[off + j], 4) != 0;
+        }
+    }
+    free(master), free(raw);
+    return differ;
+}
+
+/* bf16 precision's working copy (see the top); skipped where the backend has no bf16 products */
+static void bf16_working_copy(void) {
+    const gq_backend *be = gq_test_backend(), *cpu = gq_backend_cpu();
+    gq_gpt2_config cfg = {2, 3, 9, 7, 300, 0}; /* 3 heads of 3: layers of 243 and 324 values, wpe 63 */
+    gq_gpt2 *q = NULL, *ref = NULL;
+    CHECK_OK(gq_gpt2_create(&q, &cfg, be, 2, 7));
+    if (!q) return;
+    CHECK_OK(gq_gpt2_init(q, 5));
+    if (gq_gpt2_set_precision(q, GQ_MATMUL_BF16, 11) == GQ_EUNSUPPORTED) {
+        printf("bf16 working copy: the %s backend has no bf16 products (skipped)\n", be->name);
+        gq_gpt2_free(q);
+        return;
+    }
+    gq_qplan plan;
+    CHECK_OK(gq_qplan_build(&plan, "int8", "h.1.attn.c_attn,lm_head", 0, cfg.n_layer));
+    CHECK_OK(gq_gpt2_qat_enable(q, &plan));
+    CHECK(q->w16 == 1 && q->n_qat == 2);
+    const size_t np = q->n_params;
+    float *got = malloc(np * 4), *want = malloc(np * 4);
+    CHECK_OK(gq_gpt2_refresh_weights(q, 3));
+    size_t d = work_vs_expected(q, 3, 1, got, want);
+    printf("bf16 working copy (%zu floats for %zu parameters): %zu values differ from the expected\n", q->work_floats,
+           np, d);
+    CHECK(d == 0 && q->work_floats < np * 3 / 4);
+    CHECK_OK(gq_gpt2_set_fakequant(q, 0));
+    d = work_vs_expected(q, 3, 0, got, want);
+    printf("bf16 working copy, fake-quant off: %zu values differ\n", d);
+    CHECK(d == 0);
+    CHECK_OK(gq_gpt2_set_fakequant(q, 1));
+    CHECK(work_vs_expected(q, 3, 1, got, want) == 0);
+    /* forward and backward on that layout against a float model of the working values */
+    CHECK_OK(gq_gpt2_create(&ref, &cfg, cpu, 2, 7));
+    if (!ref) return;
+    CHECK_OK(cpu->upload(ref->params_mem, got, np * 4));
+    int32_t in[14], tg[14];
+    for (int i = 0; i < 14; i++) in[i] = (i * 37) % 300, tg[i] = (i * 53 + 7) % 300;
+    float lq, lr;
+    CHECK_OK(gq_gpt2_zero_grad(q));
+    CHECK_OK(gq_gpt2_forward(q, in, tg, 2, 7, &lq));
+    CHECK_OK(gq_gpt2_backward(q, 1.0f));
+    CHECK_OK(gq_gpt2_zero_grad(ref));
+    CHECK_OK(gq_gpt2_forward(ref, in, tg, 2, 7, &lr));
+    CHECK_OK(gq_gpt2_backward(ref, 1.0f));
+    float *gq = malloc(np * 4), *gr = malloc(np * 4);
+    CHECK_OK(be->download(gq, q->grads_mem, np * 4));
+    CHECK_OK(cpu->download(gr, ref->grads_mem, np * 4));
+    double worst = 0;
+    for (size_t i = 0, off = 0; i < GQ_GPT2_N_TENSORS; off += q->tensor_numel[i++]) {
+        double e = 0, mx = 0;
+        for (size_t j = off; j < off + q->tensor_numel[i]; j++) {
+            e = fmax(e, isfinite(gq[j]) ? fabs((double)gq[j] - gr[j]) : INFINITY);
+            mx = fmax(mx, fabs((double)gr[j]));
+        }
+        worst = fmax(worst, mx > 0 ? e / mx : e);
+    }
+    printf("bf16 forward/backward on the working copy vs float on the CPU: loss %.5f vs %.5f, gradients worst "
+           "normalized error %.3g\n", lq, lr, worst);
+    CHECK(fabs(lq - lr) < 2e-2 && worst < 0.1);
+    gq_gpt2_free(q), gq_gpt2_free(ref);
+    free(got), free(want), free(gq), free(gr);
 }
 
 int main(void) {
@@ -120,6 +232,7 @@ int main(void) {
         gq_gpt2_free(ref);
         free(hq), free(hr), free(hmask);
     }
+    bf16_working_copy();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) return 1;

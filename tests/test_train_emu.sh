@@ -67,9 +67,9 @@ for p in bf16 tf32; do
   echo "$p on the backend vs the CPU's fp32: $d (band $band)"
   check '[ -f "$T/$p/$CK" ] && awk "BEGIN{exit !($d < $band)}"' "$p: losses within $band of the CPU's fp32 (max diff $d)"
 done
-GQ_CUDA_BF16_ACTS=0 train --out "$T/bf16f" --steps $N --device cuda --precision bf16 >/dev/null 2>&1
+GQ_CUDA_BF16_OPERANDS=0 train --out "$T/bf16f" --steps $N --device cuda --precision bf16 >/dev/null 2>&1
 d=$(maxdiff "$(losses "$T/bf16f")" "$(losses "$T/bf16")")
-echo "bf16 with fp32 activations (GQ_CUDA_BF16_ACTS=0) vs bf16 product inputs: $d"
+echo "bf16 with fp32 activations (GQ_CUDA_BF16_OPERANDS=0) vs bf16 product inputs: $d"
 check 'awk "BEGIN{exit !($d < 1e-3)}"' "bf16 product inputs give the fp32-activation run's losses within 1e-3 (max diff $d)"
 train --out "$T/bf16b" --steps $N --device cuda --precision bf16 >/dev/null 2>&1
 check 'same "$T/bf16/$CK" "$T/bf16b/$CK"' "bf16: the same seed gives the same bytes"

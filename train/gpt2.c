@@ -25,12 +25,12 @@ _Static_assert(sizeof(((gq_gpt2 *)0)->a) == (N_ACTS - 2) * sizeof(float *) + 2 *
 /* The activations' sizes in floats for (B, T) and the backend's current precision mode, in the
  * order of gq_gpt2's activations: the attention's per layer (*att_saved) and scratch (attention_floats:
  * the (T, T) softmax, or a log-sum-exp per row where the backend recomputes it), and the
- * product inputs' per layer (bf16_acts: bf16, two to a float) */
+ * product inputs' per layer (bf16_operands: bf16, two to a float) */
 static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B, size_t T, size_t numel[N_ACTS],
                       size_t *att_saved, size_t *att_scratch, int *act16, size_t *act_c, size_t *act_4c) {
     const size_t L = (size_t)cfg->n_layer, BT = B * T, C = (size_t)cfg->n_embd, Vp = (size_t)cfg->padded_vocab_size;
     be->attention_floats((int)B, (int)T, (int)C, cfg->n_head, att_saved, att_scratch);
-    *act16 = be->bf16_acts();
+    *act16 = be->bf16_operands();
     *act_c = *act16 ? (BT * C + 1) / 2 : BT * C, *act_4c = *act16 ? BT * 2 * C : BT * 4 * C;
     const size_t sizes[N_ACTS] = {
         BT * C,           /* encoded */
@@ -72,6 +72,14 @@ static size_t tensor_numel(const gq_gpt2_config *cfg, int i) {
     return r * (c ? c : 1) * (gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1);
 }
 
+/* the parameter tensors the forward addresses per layer in the working copy (gpt2_layout.c's order) */
+enum { T_QKVW = 4, T_ATTPROJW = 6, T_FCW = 10, T_FCPROJW = 12 };
+
+/* layer l of tensor i of the weights the forward and backward use (m->w, wl floats per layer) */
+static const float *wt(const gq_gpt2 *m, int i, int l) {
+    return ((float *const *)&m->w)[i] + (size_t)l * m->wl[i];
+}
+
 /* The activations, planned for (B_max, T_max) and the backend's attention in its current
  * precision mode: one allocation, carved in the order of the struct. Again after a precision
  * change that changes the plan (the contents need not survive: every forward writes them). */
@@ -108,10 +116,34 @@ static int plan_acts(gq_gpt2 *m) {
 static int check_plan(const gq_gpt2 *m) {
     size_t saved = 0, scratch = 0;
     m->be->attention_floats(m->B_max, m->T_max, m->cfg.n_embd, m->cfg.n_head, &saved, &scratch);
-    if (saved > m->att_stride || scratch > m->att_scratch || m->be->bf16_acts() != m->act16)
+    if (saved > m->att_stride || scratch > m->att_scratch || m->be->bf16_operands() != m->act16)
         return gq_errf(GQ_EINVAL, "the %s backend's precision mode changed since this model planned its activations "
                                   "(set it with gq_gpt2_set_precision)", m->be->name);
     return GQ_OK;
+}
+
+/* Tensor i's floats per layer in the working copy when `b16` (bf16 operands: the matrices as
+ * bf16 arrays, each layer's starting on a float) or as floats. */
+static size_t work_layer_floats(const gq_gpt2 *m, int i, int b16) {
+    const size_t n = m->tensor_numel[i] / (gq_gpt2_tensor(i)->per_layer ? (size_t)m->cfg.n_layer : 1);
+    return b16 && gq_gpt2_tensor(i)->decay ? (n + 1) / 2 : n;
+}
+
+/* The weights the forward and backward use: the working copy (QAT's fake-quant, bf16's rounded
+ * matrices) where there is one in use, else the masters; wl their floats per layer. */
+static void point_weights(gq_gpt2 *m) {
+    const int work = m->qat_mem && (m->qat_on || m->matmul == GQ_MATMUL_BF16);
+    float *base = m->qat_mem, **dst = (float **)&m->work;
+    m->w16 = work && m->act16;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t layers = gq_gpt2_tensor(i)->per_layer ? (size_t)m->cfg.n_layer : 1;
+        m->wl[i] = work_layer_floats(m, i, m->w16);
+        dst[i] = base;
+        if (base) base += layers * m->wl[i];
+    }
+    m->w = work ? m->work : m->params;
+    if (!work) /* the masters are floats */
+        for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) m->wl[i] = work_layer_floats(m, i, 0);
 }
 
 int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend *be, int B, int T) {
@@ -145,7 +177,7 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
         return rc;
     }
     carve((float **)&m->params, m->params_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
-    m->w = m->params;
+    point_weights(m);
     carve((float **)&m->grads, m->grads_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
     *out = m;
     return GQ_OK;
@@ -225,15 +257,15 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         float *res3 = m->a.residual3 + la;
         GQ_TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
                                   (int)BT, C));
-        GQ_TRY(be->matmul_forward(qkv, ln1, w->qkvw + 3 * lc * C, w->qkvb + 3 * lc, (int)BT, C, 3 * C));
+        GQ_TRY(be->matmul_forward(qkv, ln1, wt(m, T_QKVW, l), w->qkvb + 3 * lc, (int)BT, C, 3 * C));
         GQ_TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
-        GQ_TRY(be->matmul_forward(attproj, atty, w->attprojw + lc * C, w->attprojb + lc, (int)BT, C, C));
+        GQ_TRY(be->matmul_forward(attproj, atty, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C));
         GQ_TRY(be->residual_forward(res2, residual, attproj, BT * C));
         GQ_TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
                                   (int)BT, C));
-        GQ_TRY(be->matmul_forward(fch, ln2, w->fcw + 4 * lc * C, w->fcb + 4 * lc, (int)BT, C, 4 * C));
+        GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C));
         GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
-        GQ_TRY(be->matmul_forward(fcproj, fchg, w->fcprojw + 4 * lc * C, w->fcprojb + lc, (int)BT, 4 * C, C));
+        GQ_TRY(be->matmul_forward(fcproj, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C));
         GQ_TRY(be->residual_forward(res3, res2, fcproj, BT * C));
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
@@ -291,19 +323,19 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         const float *att = m->a.att + (size_t)l * m->att_stride;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
         GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + l * m->act_4c,
-                                   w->fcprojw + 4 * lc * C, (int)BT, 4 * C, C));
+                                   wt(m, T_FCPROJW, l), (int)BT, 4 * C, C));
         GQ_TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
         GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c,
-                                   w->fcw + 4 * lc * C, (int)BT, C, 4 * C));
+                                   wt(m, T_FCW, l), (int)BT, C, 4 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
                                       m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
         GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + l * m->act_c,
-                                   w->attprojw + lc * C, (int)BT, C, C));
+                                   wt(m, T_ATTPROJW, l), (int)BT, C, C));
         GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + l * m->act_c, att, B, T, C,
                                       NH));
         GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c,
-                                   w->qkvw + 3 * lc * C, (int)BT, C, 3 * C));
+                                   wt(m, T_QKVW, l), (int)BT, C, 3 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc,
                                       m->a.ln1_mean + lm, m->a.ln1_rstd + lm, (int)BT, C));
     }
@@ -333,25 +365,34 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
 
 size_t gq_gpt2_plan_bytes(const gq_gpt2_config *cfg, const gq_backend *be, int B, int T, int working_copy) {
-    size_t params = 0, numel[N_ACTS], saved, scratch, c, c4, acts = 0;
+    size_t params = 0, work = 0, numel[N_ACTS], saved, scratch, c, c4, acts = 0;
     int act16;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) params += tensor_numel(cfg, i);
     act_sizes(cfg, be, (size_t)B, (size_t)T, numel, &saved, &scratch, &act16, &c, &c4);
     for (int i = 0; i < N_ACTS; i++) acts += numel[i];
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
+        size_t n = tensor_numel(cfg, i), layers = gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1;
+        params += n;
+        work += act16 && gq_gpt2_tensor(i)->decay ? layers * ((n / layers + 1) / 2) : n; /* work_copy's */
+    }
     /* parameters, gradients and AdamW's two moments (a model allocates all four), activations,
-     * and the working copy (bf16 / QAT) with its QAT mask */
-    return sizeof(float) * (4 * params + acts) + (working_copy ? params * (sizeof(float) + 1) : 0);
+     * and the working copy (bf16 / QAT; bf16 matrices with bf16 operands) with its QAT mask */
+    return sizeof(float) * (4 * params + acts) + (working_copy ? work * sizeof(float) + params : 0);
 }
 size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
 
 
-/* The working copy of the weights (QAT's fake-quant, bf16's rounded matrices): allocated once,
- * and `w` points into it from then on. */
+/* The working copy for the current mode: allocated when first needed, again when a mode needs
+ * more (bf16 matrices take half the floats); its contents are the next refresh's. */
 static int work_copy(gq_gpt2 *m) {
-    if (m->qat_mem) return GQ_OK;
-    int rc = m->be->alloc((void **)&m->qat_mem, m->n_params * sizeof(float));
+    size_t need = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++)
+        need += work_layer_floats(m, i, m->act16) * (gq_gpt2_tensor(i)->per_layer ? (size_t)m->cfg.n_layer : 1);
+    if (m->qat_mem && need <= m->work_floats) return GQ_OK;
+    if (m->qat_mem) m->be->free(m->qat_mem);
+    m->qat_mem = NULL, m->work_floats = 0;
+    int rc = m->be->alloc((void **)&m->qat_mem, need * sizeof(float));
     if (rc) return rc;
-    carve((float **)&m->w, m->qat_mem, m->tensor_numel, GQ_GPT2_N_TENSORS);
+    m->work_floats = need;
     return GQ_OK;
 }
 
@@ -386,6 +427,14 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     if ((rc = m->be->alloc((void **)&m->qat_mask, m->n_params))) return rc;
     if ((rc = m->be->alloc(&m->qat_work, max_work))) return rc;
     m->qat_on = 1;
+    point_weights(m);
+    return gq_gpt2_refresh_weights(m, m->sr_step);
+}
+
+int gq_gpt2_set_fakequant(gq_gpt2 *m, int on) {
+    if (!m->n_qat) return GQ_OK;
+    m->qat_on = on;
+    point_weights(m);
     return gq_gpt2_refresh_weights(m, m->sr_step);
 }
 
@@ -395,47 +444,58 @@ int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed) {
     if ((rc = plan_acts(m))) return rc; /* the attention may save less in this mode */
     m->matmul = matmul;
     m->sr_seed = seed;
-    if (matmul == GQ_MATMUL_BF16 && (rc = work_copy(m))) return rc;
+    if ((matmul == GQ_MATMUL_BF16 || m->qat_on) && (rc = work_copy(m))) return rc;
+    point_weights(m);
     return gq_gpt2_refresh_weights(m, m->sr_step);
 }
 
 /* The working weights from the fp32 masters in one pass over them (each value read and written
  * once): QAT-selected tensors through fake-quant (from the masters: never the rounded copy),
  * the other matrices stochastically rounded to bf16 in bf16 precision (one stream per step; an
- * element's random bits depend on its index only), everything else copied. */
+ * element's random bits depend on its index in the masters only), everything else copied. With
+ * bf16 operands the matrices are written as bf16 arrays. Runs of layers go in one call where
+ * they lie back to back in both arrays. */
+uint64_t gq_gpt2_sr_stream(const gq_gpt2 *m, int64_t step) {
+    return m->sr_seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(step + 1));
+}
+
 int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step) {
     m->sr_step = step;
     const int bf16 = m->matmul == GQ_MATMUL_BF16;
     if (!m->qat_on && !bf16) return GQ_OK;
-    const uint64_t seed = m->sr_seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(step + 1));
+    const uint64_t seed = gq_gpt2_sr_stream(m, step);
     const int nq = m->qat_on ? m->n_qat : 0;
     size_t off = 0;
     int k = 0, rc;
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        const size_t end = off + m->tensor_numel[i];
-        const int sr = bf16 && gq_gpt2_tensor(i)->decay;
-        for (size_t at = off; at < end;) {
-            /* the QAT entries are in parameter order: the next one starts at or after `at` */
-            const size_t qa = k < nq && m->qat[k].offset < end ? m->qat[k].offset : end;
-            if (qa > at) {
-                rc = sr ? m->be->round_bf16_sr(m->qat_mem + at, m->params_mem + at, qa - at, seed, at)
-                        : m->be->copy(m->qat_mem + at, m->params_mem + at, (qa - at) * sizeof(float));
-                if (rc) return rc;
-                at = qa;
-            }
-            if (qa < end) {
+        const int layers = gq_gpt2_tensor(i)->per_layer ? m->cfg.n_layer : 1;
+        const size_t n = m->tensor_numel[i] / (size_t)layers, wl = m->wl[i];
+        const int sr = bf16 && gq_gpt2_tensor(i)->decay, b16 = m->w16 && gq_gpt2_tensor(i)->decay;
+        float *dst = ((float **)&m->w)[i];
+        /* the QAT entries are in parameter order, one per selected layer of a tensor */
+        for (int l = 0; l < layers;) {
+            const size_t at = off + (size_t)l * n;
+            if (k < nq && m->qat[k].offset == at) {
                 const struct gq_qat_tensor *t = &m->qat[k++];
-                rc = m->be->fakequant_forward(m->qat_mem + t->offset, m->qat_mask + t->offset, m->params_mem + t->offset,
-                                              t->rows, t->cols, &t->spec, m->qat_work);
+                rc = m->be->fakequant_forward(dst + (size_t)l * wl, m->qat_mask + at, m->params_mem + at, t->rows,
+                                              t->cols, &t->spec, m->qat_work, b16);
                 if (rc) {
                     char why[256];
                     snprintf(why, sizeof why, "%s", gq_errmsg(rc));
                     return gq_errf(rc, "QAT: weight %s %s", t->name, why);
                 }
-                at = qa + (size_t)t->rows * (size_t)t->cols;
+                l++;
+                continue;
             }
+            int l2 = l + 1; /* the run up to the next selected layer (one layer: an odd-sized bf16 one) */
+            while (l2 < layers && !(k < nq && m->qat[k].offset == off + (size_t)l2 * n) && !(b16 && n % 2)) l2++;
+            const size_t cnt = (size_t)(l2 - l) * n;
+            rc = sr ? m->be->round_bf16_sr(dst + (size_t)l * wl, m->params_mem + at, cnt, seed, at, b16)
+                    : m->be->copy(dst + (size_t)l * wl, m->params_mem + at, cnt * sizeof(float));
+            if (rc) return rc;
+            l = l2;
         }
-        off = end;
+        off += m->tensor_numel[i];
     }
     return GQ_OK;
 }

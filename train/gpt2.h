@@ -50,7 +50,7 @@ typedef struct gq_gpt2 {
     size_t n_acts;
     size_t n_scratch;
     size_t att_stride, att_scratch; /* floats of a.att per layer and of a.d_att (attention_floats) */
-    /* bf16_acts at planning: ln1, atty, ln2, fch_gelu and lnf hold bf16 (backend.h); their
+    /* bf16_operands at planning: ln1, atty, ln2, fch_gelu and lnf hold bf16 (backend.h); their
      * floats per layer (B_max T_max C values, and 4C for fch_gelu) */
     int act16;
     size_t act_c, act_4c;
@@ -61,12 +61,17 @@ typedef struct gq_gpt2 {
         float *d_res, *d_a, *d_b, *d_att; /* backward scratch */
         int32_t *inputs, *targets;
     } a;
-    /* QAT: the weights the forward and backward use. Without QAT `w` is `params`; with it,
-     * `w` points into qat_mem, a copy of the parameters whose selected weights are replaced by
-     * their fake-quant (quantize + dequantize with kernels/quant.h), refreshed once per
-     * optimizer step; gradients flow to the fp32 latent weights (straight-through), except
-     * where a value was clipped (qat_mask 0). */
-    gq_gpt2_tensors w;
+    /* The weights the forward and backward use: `w` is `params` (the fp32 masters) unless a
+     * working copy is in use, then `w` is `work`, carved from qat_mem: with QAT, a copy of the
+     * parameters whose selected weights are replaced by their fake-quant (quantize + dequantize
+     * with kernels/quant.h); in bf16 precision, the matrices stochastically rounded to bf16, as
+     * bf16 arrays (w16) where the backend takes bf16 operands; refreshed once per optimizer
+     * step. Layer l of tensor i starts wl[i] floats after layer l-1. Gradients flow to the fp32
+     * latent weights (straight-through), except where a value was clipped (qat_mask 0). */
+    gq_gpt2_tensors w, work;
+    size_t wl[GQ_GPT2_N_TENSORS];
+    int w16;
+    size_t work_floats; /* allocated in qat_mem */
     float *qat_mem;
     uint8_t *qat_mask;
     int qat_on;
@@ -127,6 +132,12 @@ int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed);
  * QAT-selected weights, bf16 stochastic rounding of the other matrices (see above). A no-op
  * without QAT or bf16. Call once per step before the forward. */
 int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step);
+/* The stochastic-rounding stream of step `step`: parameter element i draws gq_sr_bits(stream, i) */
+uint64_t gq_gpt2_sr_stream(const gq_gpt2 *m, int64_t step);
+/* Fake-quant of the QAT-selected weights on (1, the default once enabled) or off (0: the
+ * forward uses the latent weights, in bf16 precision rounded to bf16 as the rest); refreshes
+ * the working weights. A no-op without QAT. */
+int gq_gpt2_set_fakequant(gq_gpt2 *m, int on);
 /* Zero the gradients of clipped values (after backward, before the norm and update). */
 int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
 

@@ -388,11 +388,9 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     if (o->init[0]) { /* reload the starting point into the latent weights */
         if ((rc = gq_weights_load(o->init, r->m))) return rc;
     }
-    gq_gpt2_tensors saved = r->m->w;
-    r->m->w = r->m->params; /* float */
-    rc = evaluate(r, 1, &start);
-    r->m->w = saved;
-    if (!rc) rc = gq_gpt2_refresh_weights(r->m, r->m->sr_step); /* RTN of the starting point */
+    rc = gq_gpt2_set_fakequant(r->m, 0); /* the latent weights */
+    if (!rc) rc = evaluate(r, 1, &start);
+    if (!rc) rc = gq_gpt2_set_fakequant(r->m, 1); /* RTN of the starting point */
     if (!rc) rc = evaluate(r, 1, &ptq);
     if (rc) return rc;
     double gap = ptq - start, recovered = gap > 0 ? (ptq - qat_loss) / gap : NAN;
@@ -473,9 +471,9 @@ int gq_train_run(gq_train_opts *o) {
     }
     printf("device: %s; matrix products in %s%s\n", be_what, o->precision,
            !strcmp(o->precision, "bf16")
-               ? (r.m->act16 ? " (weights stochastically rounded to bf16 each step, bf16 operands in the linear layers "
-                               "and attention, layernorm / attention / GELU outputs stored in bf16; fp32 master "
-                               "weights, AdamW state, residual stream and gradients)"
+               ? (r.m->act16 ? " (weights stochastically rounded to a bf16 working copy each step, bf16 operands in "
+                               "the linear layers and attention, layernorm / attention / GELU outputs stored in bf16; "
+                               "fp32 master weights, AdamW state, residual stream and gradients)"
                              : " (weights stochastically rounded to bf16 each step, bf16 operands in the linear layers "
                                "and attention; fp32 master weights, AdamW state, activations and gradients)")
                : "");
@@ -499,7 +497,7 @@ int gq_train_run(gq_train_opts *o) {
     }
 #ifdef GQ_HAVE_CUDA
     if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
-        size_t fb = 0, tb = 0, work = (r.m->qat_mem ? gq_gpt2_param_bytes(r.m) : 0) + (r.m->qat_mask ? r.m->n_params : 0);
+        size_t fb = 0, tb = 0, work = r.m->work_floats * sizeof(float) + (r.m->qat_mask ? r.m->n_params : 0);
         if (!gq_cuda_mem_info(&fb, &tb))
             printf("GPU memory: planned %.2f GiB (parameters, gradients, AdamW state, activations%s); "
                    "device %.2f GiB used of %.2f GiB\n",

@@ -33,8 +33,21 @@ static int cpu_set_matmul(int mode) {
     return GQ_OK;
 }
 
-/* fp32 activations only (set_matmul takes fp32 only) */
-static int cpu_bf16_acts(void) { return 0; }
+/* fp32 operands only (set_matmul takes fp32 only), and so no bf16 arrays */
+static int cpu_bf16_operands(void) { return 0; }
+
+static int no_bf16_arrays(const char *op) {
+    return gq_errf(GQ_EUNSUPPORTED, "%s: the CPU backend has no bf16 arrays", op);
+}
+
+static int cpu_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                                 void *work, int out_bf16) {
+    return out_bf16 ? no_bf16_arrays("fake-quant") : gq_cpu_fakequant_forward(out, mask, w, rows, cols, spec, work);
+}
+
+static int cpu_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16) {
+    return out_bf16 ? no_bf16_arrays("bf16 rounding") : gq_cpu_round_bf16_sr(out, in, n, seed, base);
+}
 
 static const gq_backend cpu_backend = {
     .name = "cpu",
@@ -61,12 +74,12 @@ static const gq_backend cpu_backend = {
     .sum_squares = gq_cpu_sum_squares,
     .adamw_update = gq_cpu_adamw_update,
     .fakequant_workspace = gq_cpu_fakequant_workspace,
-    .fakequant_forward = gq_cpu_fakequant_forward,
+    .fakequant_forward = cpu_fakequant_forward,
     .fakequant_backward = gq_cpu_fakequant_backward,
-    .round_bf16_sr = gq_cpu_round_bf16_sr,
+    .round_bf16_sr = cpu_round_bf16_sr,
     .set_matmul = cpu_set_matmul,
     .attention_floats = gq_cpu_attention_floats,
-    .bf16_acts = cpu_bf16_acts,
+    .bf16_operands = cpu_bf16_operands,
 };
 
 const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }

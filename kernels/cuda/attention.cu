@@ -7,7 +7,7 @@
  * unless GQ_CUDA_ATTN=cublas. Otherwise bf16 mode keeps this file's form with the (T, T)
  * matrices in bf16 (the first half of the att and scratch buffers) and bf16 operands for every
  * product (q, k, v and the output gradient copied to bf16 once per call). Either way the output
- * (out) is bf16 in bf16 mode, a product input (gq_cuda_bf16_acts), and so is the backward's. */
+ * (out) is bf16 in bf16 mode, a product input (gq_cuda_bf16_operands), and so is the backward's. */
 #include "act_math.h"
 #include "backend.h"
 #include "cuda_ops.h"
@@ -75,7 +75,7 @@ static int attention_forward_bf16(void *out, float *att, const float *qkv, int B
     }
     const int rows = B * NH * T;
     GQ_TRY(gq_launch(softmax_causal_kernel<bf16>, gq_cuda_blocks(rows, 8), 256, 0, a16, rows, T));
-    const int o16 = gq_cuda_bf16_acts(); /* out_h = a[h] v_h: bf16 where it is a bf16 product input */
+    const int o16 = gq_cuda_bf16_operands(); /* out_h = a[h] v_h: bf16 where it is a bf16 product input */
     for (int b = 0; b < B; b++) {
         const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C;
         void *o = o16 ? (void *)((bf16 *)out + (size_t)b * T * C) : (void *)((float *)out + (size_t)b * T * C);
@@ -145,7 +145,7 @@ extern "C" int gq_cuda_attention_forward(float *out, float *att, const float *qk
     if (B <= 0 || T <= 0) return GQ_OK;
     if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16)
         return !use_tc(C, NH)        ? attention_forward_bf16(out, att, qkv, B, T, C, NH)
-               : gq_cuda_bf16_acts() ? gq_cuda_attention_forward_tc16(out, att, qkv, B, T, C, NH)
+               : gq_cuda_bf16_operands() ? gq_cuda_attention_forward_tc16(out, att, qkv, B, T, C, NH)
                                      : gq_cuda_attention_forward_tc(out, att, qkv, B, T, C, NH);
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -172,7 +172,7 @@ extern "C" int gq_cuda_attention_backward(float *dqkv, float *scratch, const flo
     if (B <= 0 || T <= 0) return GQ_OK;
     if (gq_cuda_matmul_mode() == GQ_MATMUL_BF16) {
         if (!use_tc(C, NH)) return attention_backward_bf16(dqkv, scratch, dout, qkv, att, B, T, C, NH);
-        return gq_cuda_bf16_acts() ? gq_cuda_attention_backward_tc16(dqkv, dout, qkv, out, att, B, T, C, NH)
+        return gq_cuda_bf16_operands() ? gq_cuda_attention_backward_tc16(dqkv, dout, qkv, out, att, B, T, C, NH)
                                    : gq_cuda_attention_backward_tc(dqkv, dout, qkv, out, att, B, T, C, NH);
     }
     const int hs = C / NH, C3 = 3 * C;

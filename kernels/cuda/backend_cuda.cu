@@ -4,15 +4,22 @@
 
 static void cuda_free_void(void *p) { gq_cuda_free(p); }
 
+/* the table's encoder forward: bf16 working weights in bf16 mode */
+static int cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T,
+                                int C) {
+    return gq_cuda_bf16_operands() ? gq_cuda_encoder_forward_bf16(out, inp, wte, wpe, B, T, C)
+                                   : gq_cuda_encoder_forward(out, inp, wte, wpe, B, T, C);
+}
+
 /* the table's layernorm and GELU forwards: bf16 outputs in bf16 mode (they only feed products) */
 static int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                   const float *bias, int N, int C) {
-    return gq_cuda_bf16_acts() ? gq_cuda_layernorm_forward_bf16(out, mean, rstd, inp, weight, bias, N, C)
+    return gq_cuda_bf16_operands() ? gq_cuda_layernorm_forward_bf16(out, mean, rstd, inp, weight, bias, N, C)
                                : gq_cuda_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
 }
 
 static int cuda_gelu_forward(float *out, const float *inp, size_t n) {
-    return gq_cuda_bf16_acts() ? gq_cuda_gelu_forward_bf16(out, inp, n) : gq_cuda_gelu_forward(out, inp, n);
+    return gq_cuda_bf16_operands() ? gq_cuda_gelu_forward_bf16(out, inp, n) : gq_cuda_gelu_forward(out, inp, n);
 }
 
 static const gq_backend cuda_backend = {
@@ -23,7 +30,7 @@ static const gq_backend cuda_backend = {
     /* .download = */ gq_cuda_download,
     /* .zero = */ gq_cuda_zero,
     /* .copy = */ gq_cuda_copy,
-    /* .encoder_forward = */ gq_cuda_encoder_forward,
+    /* .encoder_forward = */ cuda_encoder_forward,
     /* .encoder_backward = */ gq_cuda_encoder_backward,
     /* .layernorm_forward = */ cuda_layernorm_forward,
     /* .layernorm_backward = */ gq_cuda_layernorm_backward,
@@ -45,7 +52,7 @@ static const gq_backend cuda_backend = {
     /* .round_bf16_sr = */ gq_cuda_round_bf16_sr,
     /* .set_matmul = */ gq_cuda_set_matmul,
     /* .attention_floats = */ gq_cuda_attention_floats,
-    /* .bf16_acts = */ gq_cuda_bf16_acts,
+    /* .bf16_operands = */ gq_cuda_bf16_operands,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

@@ -37,16 +37,20 @@ int gq_cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, co
 int gq_cuda_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
 int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                               const float *bias, int N, int C);
-/* The bf16 mode's product inputs (backend.h's bf16_acts; 1 in GQ_MATMUL_BF16 mode): the
+/* The bf16 mode's product operands (backend.h's bf16_operands; 1 in GQ_MATMUL_BF16 mode): the
  * op table's layernorm_forward and gelu_forward then write bf16 outputs (these two functions,
- * the same values rounded to nearest even), attention_forward a bf16 output, and matmul_forward /
- * matmul_backward and attention_backward read their inp / out as bf16. The gq_cuda_* functions
+ * the same values rounded to nearest even), attention_forward a bf16 output, matmul_forward /
+ * matmul_backward and attention_backward read their inp / out as bf16, matmul its weight and
+ * the encoder its wte / wpe as bf16 arrays (the model's bf16 working weights). The gq_cuda_* functions
  * above and below keep fp32 outputs whatever the mode (the inference runner calls them).
- * GQ_CUDA_BF16_ACTS=0 in the environment: 0 in every mode (fp32 activations, as before). */
-int gq_cuda_bf16_acts(void);
+ * GQ_CUDA_BF16_OPERANDS=0 in the environment: 0 in every mode (fp32 operands copied to bf16 per
+ * product, as before session 9). */
+int gq_cuda_bf16_operands(void);
 int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rstd, const float *inp, const float *weight,
                                    const float *bias, int N, int C);
 int gq_cuda_gelu_forward_bf16(void *d_out, const float *d_inp, size_t n);
+int gq_cuda_encoder_forward_bf16(float *out, const int32_t *inp, const void *wte, const void *wpe, int B, int T,
+                                 int C);
 int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, const float *mean, const float *rstd, int N, int C);
 int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
@@ -123,10 +127,11 @@ int gq_cuda_sum_squares(double *out, const float *g, size_t n);
 int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                          float eps, float weight_decay, int t, float grad_scale);
 size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
-int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                              void *work);
+/* out: floats, or bf16 (out_bf16: the values rounded to nearest even) */
+int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                              void *work, int out_bf16);
 int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
-int gq_cuda_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base);
+int gq_cuda_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16);
 /* GQ_MATMUL_FP32 | TF32 | BF16 (backend.h) for every cuBLAS product from now on */
 int gq_cuda_set_matmul(int mode);
 

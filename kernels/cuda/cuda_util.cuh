@@ -63,7 +63,7 @@ static inline int gq_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t 
 }
 
 /* An element of an fp32 or bf16 array read / written as fp32 (bf16: rounded to nearest even):
- * the kernels whose activations are bf16 in bf16 mode (gq_cuda_bf16_acts) are templates over it. */
+ * the kernels whose activations are bf16 in bf16 mode (gq_cuda_bf16_operands) are templates over it. */
 static __device__ __forceinline__ float gq_ld(const float *p) { return *p; }
 static __device__ __forceinline__ float gq_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 static __device__ __forceinline__ void gq_st(float *p, float v) { *p = v; }

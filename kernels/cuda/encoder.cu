@@ -8,13 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static __global__ void encoder_forward_kernel(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                                              int BT, int T, int C) {
+/* wte, wpe: fp32, or bf16 (the bf16 mode's working weights, gq_cuda_bf16_operands) */
+template <class W>
+static __global__ void encoder_forward_kernel(float *out, const int32_t *inp, const W *wte, const W *wpe, int BT,
+                                              int T, int C) {
     size_t n = (size_t)BT * C;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         size_t bt = i / C;
         int c = (int)(i % C), t = (int)(bt % T);
-        out[i] = wte[(size_t)inp[bt] * C + c] + wpe[(size_t)t * C + c];
+        out[i] = gq_ld(&wte[(size_t)inp[bt] * C + c]) + gq_ld(&wpe[(size_t)t * C + c]);
     }
 }
 
@@ -41,7 +43,16 @@ extern "C" int gq_cuda_encoder_forward(float *out, const int32_t *inp, const flo
                                        int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return GQ_OK;
-    GQ_TRY(gq_launch(encoder_forward_kernel, gq_cuda_grid(n, 256), 256, 0, out, inp, wte, wpe, B * T, T, C));
+    GQ_TRY(gq_launch(encoder_forward_kernel<float>, gq_cuda_grid(n, 256), 256, 0, out, inp, wte, wpe, B * T, T, C));
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_encoder_forward_bf16(float *out, const int32_t *inp, const void *wte, const void *wpe, int B,
+                                            int T, int C) {
+    size_t n = (size_t)B * T * C;
+    if (!n) return GQ_OK;
+    GQ_TRY(gq_launch(encoder_forward_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, out, inp,
+                     (const __nv_bfloat16 *)wte, (const __nv_bfloat16 *)wpe, B * T, T, C));
     return GQ_OK;
 }
 

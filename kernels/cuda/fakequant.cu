@@ -29,7 +29,8 @@ static __device__ __forceinline__ uint8_t fq_keep(gq_qformat f, float y, float x
     return 1;
 }
 
-static __global__ void fq_group_kernel(float *out, uint8_t *mask, const float *w, size_t groups, int g,
+template <class O>
+static __global__ void fq_group_kernel(O *out, uint8_t *mask, const float *w, size_t groups, int g,
                                        gq_qformat f, const float *dq_scales) {
     size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (k >= groups) return;
@@ -47,13 +48,14 @@ static __global__ void fq_group_kernel(float *out, uint8_t *mask, const float *w
     if (dq_scales) sc = dq_scales[k]; /* nf4 double quant: codes from the exact absmax, values from the stored one */
     for (int i = 0; i < g; i++) {
         float y = gq_qvalue(f, codes[i], sc, zero);
-        out[k * g + i] = y;
+        gq_st(&out[k * g + i], y);
         mask[k * g + i] = fq_keep(f, y, x[i], sc);
     }
 }
 
 /* int8 per output row: one block per row */
-static __global__ void fq_int8_row_kernel(float *out, uint8_t *mask, const float *w, int cols) {
+template <class O>
+static __global__ void fq_int8_row_kernel(O *out, uint8_t *mask, const float *w, int cols) {
     static __shared__ float sh[32];
     const float *x = w + (size_t)blockIdx.x * cols;
     float amax = 0.0f;
@@ -68,7 +70,7 @@ static __global__ void fq_int8_row_kernel(float *out, uint8_t *mask, const float
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {
         float q = rintf(x[i] / d);
         q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-        out[(size_t)blockIdx.x * cols + i] = gq_qvalue(GQ_QF_INT8, (uint8_t)(int8_t)q, d, 0);
+        gq_st(&out[(size_t)blockIdx.x * cols + i], gq_qvalue(GQ_QF_INT8, (uint8_t)(int8_t)q, d, 0));
         mask[(size_t)blockIdx.x * cols + i] = 1;
     }
 }
@@ -125,8 +127,9 @@ extern "C" size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec
            (groups / GQ_DQ_BLOCK + 1) * sizeof(double);
 }
 
-extern "C" int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols,
-                                         const gq_qspec *spec, void *work) {
+template <class O>
+static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                             void *work) {
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
     const gq_qformat f = spec->format;
@@ -145,7 +148,7 @@ extern "C" int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float 
     if (bad != ULLONG_MAX) return gq_errf(GQ_ENAN, "value %llu is not finite", bad);
 
     if (f == GQ_QF_INT8) {
-        GQ_TRY(gq_launch(fq_int8_row_kernel, rows, 256, 0, out, mask, w, cols));
+        GQ_TRY(gq_launch(fq_int8_row_kernel<O>, rows, 256, 0, out, mask, w, cols));
         return GQ_OK;
     }
     const float *dq = NULL;
@@ -157,18 +160,32 @@ extern "C" int gq_cuda_fakequant_forward(float *out, uint8_t *mask, const float 
         GQ_TRY(gq_launch(fq_nf4_dq_kernel, gq_cuda_blocks(blocks, 128), 128, 0, scales, wk, groups));
         dq = scales;
     }
-    GQ_TRY(gq_launch(fq_group_kernel, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, dq));
+    GQ_TRY(gq_launch(fq_group_kernel<O>, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, dq));
     return GQ_OK;
 }
 
-static __global__ void round_bf16_sr_kernel(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = gq_bf16_sr(in[i], gq_sr_bits(seed, base + i));
+extern "C" int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols,
+                                         const gq_qspec *spec, void *work, int out_bf16) {
+    return out_bf16 ? fakequant_forward((__nv_bfloat16 *)out, mask, w, rows, cols, spec, work)
+                    : fakequant_forward((float *)out, mask, w, rows, cols, spec, work);
 }
 
-extern "C" int gq_cuda_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
+/* (a bf16 output holds the same value: gq_bf16_sr's result is a bf16 value, which gq_st's
+ * round to nearest keeps as it is) */
+template <class O>
+static __global__ void round_bf16_sr_kernel(O *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        gq_st(&out[i], gq_bf16_sr(in[i], gq_sr_bits(seed, base + i)));
+}
+
+extern "C" int gq_cuda_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base,
+                                     int out_bf16) {
     if (!n) return GQ_OK;
-    GQ_TRY(gq_launch(round_bf16_sr_kernel, gq_cuda_grid(n, 256), 256, 0, out, in, n, seed, base));
+    if (out_bf16)
+        GQ_TRY(gq_launch(round_bf16_sr_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)out, in,
+                         n, seed, base));
+    else
+        GQ_TRY(gq_launch(round_bf16_sr_kernel<float>, gq_cuda_grid(n, 256), 256, 0, (float *)out, in, n, seed, base));
     return GQ_OK;
 }
 

@@ -4,7 +4,7 @@
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 
-/* out: fp32, or bf16 (the bf16 mode's product inputs, gq_cuda_bf16_acts) */
+/* out: fp32, or bf16 (the bf16 mode's product inputs, gq_cuda_bf16_operands) */
 template <class OT> static __global__ void gelu_forward_kernel(OT *out, const float *inp, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         gq_st(out + i, gq_gelu(inp[i]));

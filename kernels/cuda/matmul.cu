@@ -1,9 +1,9 @@
 /* matmul (CUDA): the linear layer through cuBLAS (fp32, TF32 or bf16 products per
  * gq_cuda_set_matmul), with a bias kernel and the deterministic column sum for the bias
- * gradient. In bf16 mode the input (inp) is bf16 as its producer stored it (a product input,
- * gq_cuda_bf16_acts): the forward and the weight gradient multiply it as it lies; the weights
- * and the output gradient are rounded to bf16 copies, the output gradient once for both of the
- * backward's products. */
+ * gradient. In bf16 mode the input (inp) and the weight are bf16 arrays as their producers
+ * stored them (the layer before; the model's bf16 working weights: gq_cuda_bf16_operands), and
+ * the products multiply them as they lie; the output gradient is rounded to a bf16 copy once
+ * for both of the backward's products. */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
@@ -25,12 +25,12 @@ static int bf16_copy(int slot, const float *src, size_t n, const void **dst) {
     return GQ_OK;
 }
 
-/* GQ_CUDA_BF16_ACTS=0 in the environment (read once) keeps bf16 mode's product inputs in fp32,
+/* GQ_CUDA_BF16_OPERANDS=0 in the environment (read once) keeps bf16 mode's product inputs in fp32,
  * rounded into scratch copies per product as before session 9: for measuring the difference */
-extern "C" int gq_cuda_bf16_acts(void) {
+extern "C" int gq_cuda_bf16_operands(void) {
     static int on = -1;
     if (on < 0) {
-        const char *e = getenv("GQ_CUDA_BF16_ACTS");
+        const char *e = getenv("GQ_CUDA_BF16_OPERANDS");
         on = !(e && !strcmp(e, "0"));
     }
     return on && gq_cuda_matmul_mode() == GQ_MATMUL_BF16;
@@ -40,10 +40,8 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
                                       int C, int OC) {
     if (N <= 0) return GQ_OK;
     /* out (N,OC) = inp (N,C) weight (OC,C)^T */
-    if (gq_cuda_bf16_acts()) {
-        const void *w16 = NULL;
-        GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_B, weight, (size_t)OC * C, &w16));
-        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, w16, C, 0, 0.0f, out, 0, OC, 0, 1));
+    if (gq_cuda_bf16_operands()) {
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, 0, OC, 0, 1));
     } else {
         GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, OC, 0, 1));
     }
@@ -57,13 +55,10 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
 extern "C" int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                        const float *weight, int N, int C, int OC) {
     if (N <= 0) return GQ_OK;
-    if (gq_cuda_bf16_acts()) {
-        const void *dy16 = NULL, *w16 = NULL;
+    if (gq_cuda_bf16_operands()) {
+        const void *dy16 = NULL;
         GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
-        if (dinp) {
-            GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_B, weight, (size_t)OC * C, &w16));
-            GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, OC, 0, w16, C, 0, 0.0f, dinp, 0, C, 0, 1));
-        }
+        if (dinp) GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, OC, 0, weight, C, 0, 0.0f, dinp, 0, C, 0, 1));
         GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, OC, C, N, 1.0f, dy16, OC, 0, inp, C, 0, 1.0f, dweight, 0, C, 0, 1));
     } else {
         /* dinp (N,C) = dout (N,OC) weight (OC,C) */
