@@ -2,7 +2,8 @@
  *   gpt2q-data prepare --input FILE... --out tokens.h5 [--val-fraction 0.05]
  *   gpt2q-data encode [--json]      (all of stdin -> one line of ids)
  *   gpt2q-data decode               (ids on stdin -> exact bytes on stdout)
- *   gpt2q-data info FILE [--json] [--check] */
+ *   gpt2q-data info FILE [--json] [--check]
+ *   gpt2q-data export FILE --out PREFIX   (-> PREFIX_train.bin, PREFIX_val.bin: llm.c shards) */
 #define _GNU_SOURCE
 #include "bpe.h"
 #include "gq_error.h"
@@ -51,6 +52,9 @@ static void print_help(FILE *out) {
           "      Ids on stdin (whitespace/comma separated, or a JSON array) to the exact bytes.\n"
           "  " PROG " info FILE [--json] [--check]\n"
           "      What a token file or llm.c shard holds; --check verifies every id.\n"
+          "  " PROG " export FILE --out PREFIX\n"
+          "      A token file's splits as llm.c token shards PREFIX_train.bin and PREFIX_val.bin (to\n"
+          "      train llm.c, or any tool that reads them, on the same tokens).\n"
           "\n"
           "The GPT-2 vocabulary is found via --vocab DIR, $GPT2Q_VOCAB_DIR, or next to the program.\n",
           out);
@@ -343,6 +347,43 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+/* ---- export ---- */
+
+static int cmd_export(int argc, char **argv) {
+    options o = {0};
+    int urc = parse(argc, argv, &o);
+    free(o.inputs);
+    if (urc) return urc;
+    if (optind + 1 != argc) return usage_error("export takes exactly one FILE");
+    if (!o.out) return usage_error("export needs --out PREFIX");
+    const char *path = argv[optind];
+    gq_tokfile *tf;
+    int rc = gq_tokfile_open(path, &tf);
+    if (rc) return fail(rc);
+    const char *splits[2] = {"train", "val"};
+    char names[2][4200];
+    uint64_t counts[2] = {0, 0};
+    for (int s = 0; s < 2 && !rc; s++) {
+        snprintf(names[s], sizeof names[s], "%s_%s.bin", o.out, splits[s]);
+        uint16_t *tok = NULL;
+        rc = gq_tokfile_split_len(tf, splits[s], &counts[s]);
+        if (!rc && !(tok = malloc(counts[s] ? counts[s] * sizeof *tok : 1)))
+            rc = gq_errf(GQ_ENOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)counts[s]);
+        if (!rc) rc = gq_tokfile_read(tf, splits[s], 0, (size_t)counts[s], tok);
+        if (!rc) rc = gq_shard_write(names[s], tok, (size_t)counts[s]);
+        free(tok);
+    }
+    gq_tokfile_close(tf);
+    if (rc) return fail(rc);
+    if (o.json)
+        printf("{\"train\": {\"file\": \"%s\", \"tokens\": %llu}, \"val\": {\"file\": \"%s\", \"tokens\": %llu}}\n",
+               names[0], (unsigned long long)counts[0], names[1], (unsigned long long)counts[1]);
+    else
+        printf("%s: %llu train tokens -> %s, %llu val tokens -> %s (llm.c shards)\n", path,
+               (unsigned long long)counts[0], names[0], (unsigned long long)counts[1], names[1]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         print_help(argc < 2 ? stderr : stdout);
@@ -353,6 +394,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "encode")) return cmd_encode(argc, argv);
     if (!strcmp(cmd, "decode")) return cmd_decode(argc, argv);
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
-    fprintf(stderr, PROG ": unknown command '%s' (prepare, encode, decode, info)\n", cmd);
+    if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
+    fprintf(stderr, PROG ": unknown command '%s' (prepare, encode, decode, info, export)\n", cmd);
     return 2;
 }

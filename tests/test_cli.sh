@@ -44,6 +44,17 @@ check '[ $((tr + va)) -eq "$total" ] && [ "$va" -gt 0 ]' "train + val = tokens"
 check 'h5dump -H "$T/tok.h5" | grep -q "DATASET \"train\""' "h5dump reads it"
 check '"$BIN" info "$T/s.bin" | grep -q "4 tokens"' "info on a shard"
 sha_before=$(sha256sum "$T/tok.h5")
+# export: the splits as llm.c shards, the same tokens (read back by prepare, one shard per split)
+"$BIN" export "$T/tok.h5" --out "$T/ex" >"$T/export.out"
+check '"$BIN" info "$T/ex_train.bin" | grep -q " $tr tokens" && "$BIN" info "$T/ex_val.bin" | grep -q " $va tokens"' \
+  "export writes train ($tr) and val ($va) shards"
+"$BIN" prepare --input "$T/ex_train.bin" --out "$T/re.h5" --val-fraction 0 >/dev/null 2>&1
+check 'diff <(h5dump -d /train -y -w 0 "$T/tok.h5" | grep -v "^HDF5\|tok.h5") <(h5dump -d /train -y -w 0 "$T/re.h5" | grep -v "^HDF5\|re.h5")' \
+  "the exported train shard holds the train split's tokens"
+expect_error "export without --out" "needs --out" "$BIN" export "$T/tok.h5"
+expect_error "export of a missing file" "nope.h5" "$BIN" export "$T/nope.h5" --out "$T/ex2"
+check '[ ! -e "$T/ex2_train.bin" ]' "no shard after a failed export"
+expect_error "export to a missing dir" "/no/such/dir" "$BIN" export "$T/tok.h5" --out /no/such/dir/x
 
 expect_error "missing input" "nope.txt" "$BIN" prepare --input "$T/nope.txt" --out "$T/tok.h5"
 head -c 1030 "$T/s.bin" >"$T/short.bin"
