@@ -222,9 +222,9 @@ int main(int argc, char **argv) {
     TIME("layernorm_forward", 2.0 * NC * 4, 0, G->layernorm_forward(z, mean, rstd, x, lnw, lnb, N, C));
     TIME("layernorm_backward", 4.0 * NC * 4, 0, G->layernorm_backward(z, lnw, lnb, y, x, lnw, mean, rstd, N, C));
     TIME("matmul_forward qkv (C -> 3C, bias)", (double)(NC + 3 * NC + 3 * C * C) * 4, 2.0 * N * C * 3 * C,
-         G->matmul_forward(z, x, w, bias, N, C, 3 * C));
+         G->matmul_forward(z, x, w, bias, N, C, 3 * C, 0));
     TIME("matmul_forward fc (C -> 4C, bias)", (double)(NC + 4 * NC + 4 * C * C) * 4, 2.0 * N * C * 4 * C,
-         G->matmul_forward(z, x, w, bias, N, C, 4 * C));
+         G->matmul_forward(z, x, w, bias, N, C, 4 * C, 0));
     TIME("matmul_backward fc (dinp, dW, db)", (double)(4 * NC * 2 + NC * 2 + 8 * C * C) * 4, 4.0 * N * C * 4 * C,
          G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C));
     TIME("attention_forward (cuBLAS + softmax)", (double)(3 * NC + NC + (size_t)B * NH * T * T) * 4,
@@ -260,9 +260,12 @@ int main(int argc, char **argv) {
              * GELU, products reading a bf16 input and bf16 weights as they lie (x and w read as
              * bf16: speed only) */
             TIME("layernorm_forward (bf16 out)", 1.5 * NC * 4, 0, G->layernorm_forward(z, mean, rstd, x, lnw, lnb, N, C));
-            TIME("gelu_forward (4C, bf16 out)", 1.5 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));
+            TIME("gelu_forward (4C, bf16 in and out)", 2.0 * 4 * NC * 2, 0, G->gelu_forward(z, x, 4 * NC));
+            TIME("gelu_backward (4C, bf16 in)", 10.0 * 4 * NC, 0, G->gelu_backward(z, x, y, 4 * NC));
+            TIME("matmul_forward fc bf16 (bf16 out, bias)", (double)NC * 2 + 4.0 * C * C * 2 + 4.0 * NC * 10,
+                 2.0 * N * C * 4 * C, G->matmul_forward(z, x, w, bias, N, C, 4 * C, 1));
             TIME("matmul_forward fc bf16 (bf16 operands)", (double)NC * 2 + 4.0 * NC * 4 + 4.0 * C * C * 2,
-                 2.0 * N * C * 4 * C, G->matmul_forward(z, x, w, bias, N, C, 4 * C));
+                 2.0 * N * C * 4 * C, G->matmul_forward(z, x, w, bias, N, C, 4 * C, 0));
             TIME("matmul_backward fc bf16 (bf16 operands)",
                  (double)(4 * NC * 1.5 + NC + 8 * C * C) * 4 + NC * 2 + 4.0 * C * C * 2,
                  4.0 * N * C * 4 * C, G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C));

@@ -43,14 +43,19 @@ typedef struct gq_backend {
                               const float *weight, const float *mean, const float *rstd, int N, int C);
 
     /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) (bias may be NULL); inp and weight
-     * bf16 where bf16_operands (below) */
-    int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+     * bf16 where bf16_operands (below). out_bf16: out is a bf16 array, the fp32 result (bias
+     * included) rounded to nearest once (a model asks for it where bf16_operands, for the
+     * outputs that feed only the attention or GELU); GQ_EUNSUPPORTED on a backend without bf16
+     * arrays. */
+    int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
+                          int out_bf16);
     /* dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout)
      * (dinp, dbias may be NULL) */
     int (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                            const float *weight, int N, int C, int OC);
 
-    /* Causal self-attention. qkv (B,T,3C) = [q | k | v], heads of size C/NH; out (B,T,C);
+    /* Causal self-attention. qkv (B,T,3C) = [q | k | v] (bf16 where bf16_operands), heads of size
+     * C/NH; out (B,T,C);
      * att (B,NH,T,T) saves what the backward needs: the softmax (zero above the diagonal), or,
      * where a backend recomputes it (CUDA in bf16 mode), less (a log-sum-exp per row). */
     int (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
@@ -59,7 +64,8 @@ typedef struct gq_backend {
     int (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                               const float *att, int B, int T, int C, int NH);
 
-    /* tanh-form GELU over n values; backward: dinp = gelu'(inp) * dout */
+    /* tanh-form GELU over n values; backward: dinp = gelu'(inp) * dout (inp, and the forward's
+     * out, bf16 where bf16_operands) */
     int (*gelu_forward)(float *out, const float *inp, size_t n);
     int (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
 
@@ -120,7 +126,9 @@ typedef struct gq_backend {
      * (behind the float pointers: n elements in (n + 1) / 2 floats): the activations that only
      * feed products, i.e. the outputs of layernorm_forward, gelu_forward and attention_forward
      * (out), and so the inp of matmul_forward / matmul_backward and the out of
-     * attention_backward; and the weights, i.e. matmul's weight and encoder_forward's wte and
+     * attention_backward; the products' outputs that feed only the attention or GELU (qkv and
+     * the MLP's pre-activation: matmul_forward with out_bf16), and so attention's qkv and
+     * GELU's inp (forward and backward); and the weights, i.e. matmul's weight and encoder_forward's wte and
      * wpe (a model keeps a bf16 working copy of its matrices, round_bf16_sr / fakequant_forward
      * with out_bf16). 0 (fp32) otherwise, and always on the CPU. A model plans and addresses
      * those arrays with it. */

@@ -295,7 +295,7 @@ attn() {
       rm -rf "$w/a124"
     done
   done
-  # session 9's bf16 product inputs against the fp32 activations they replaced (same operands)
+  # sessions 9-10's bf16 operands (activations, qkv / pre-activation, working weights) against fp32 ones
   GQ_CUDA_BF16_OPERANDS=0 t 124m-bf16-acts32 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
     --precision bf16

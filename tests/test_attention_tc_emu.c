@@ -1,12 +1,3 @@
-/* test_attention_tc_emu: the tensor-core flash attention's kernels (kernels/cuda/attention_tc.cuh,
- * the source nvcc builds for the GPU: the mma.sync and the WMMA kernels) run on
- * the CPU through cuda_emu.h, against the fp32 CPU attention op, with the bounds the GPU test
- * uses (gq_test_attention.h). It checks the kernels'
- * logic where there is no GPU: tile loops, causal masking, the online softmax, the recomputed
- * backward, shared-memory carving (NaN-poisoned, guarded) and WMMA's alignment rules, for every
- * head size the kernels are built for (16..128 in steps of 16) and partial tiles. What it cannot
- * check (timing, bank conflicts, the hardware's own WMMA and bf16 units) is test_cuda_ops' job
- * on a GPU. The launch geometry below is attention_tc.cu's. */
 /* test_attention_tc_emu: the tensor-core flash attention (kernels/cuda/attention_tc.cu, the
  * source nvcc builds for the GPU: the mma.sync and the WMMA kernels, their launches and the
  * D = dO . O kernel) run on the CPU through cuda_emu.h (the gq_kernels_emu library), against the
@@ -15,13 +6,16 @@
  * recomputed backward, shared-memory carving (NaN-poisoned, guarded) and WMMA's alignment rules,
  * for every head size the kernels are built for (16..128 in steps of 16) and partial tiles. What
  * it cannot check (timing, bank conflicts, the hardware's own WMMA and bf16 units) is
- * test_cuda_ops' job on a GPU. */
+ * test_cuda_ops' job on a GPU. The tiles load 16 bytes at a time where a head's rows allow it and
+ * one element at a time elsewhere; both ways, from fp32 and from bf16 (the bf16 mode's qkv), give
+ * the same bits. */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
 #include "gq_test_attention.h"
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -65,6 +59,32 @@ static void check(int HS, int B, int T, int NH) {
                "%s kernels, B=%d T=%d hs=%d NH=%d beyond the bounds", k ? "WMMA" : "default", B, T, HS, NH);
     }
     CHECK(!memcmp(out[0], out[1], nout * 4) && !memcmp(dqkv[0], dqkv[1], nqkv * 4));
+    /* the element-wise loads: qkv and dy one float off 16-byte alignment, the same bits */
+    float *qkv1 = nans(nqkv + 1), *dy1 = nans(nout + 1), *o1 = nans(nout), *l1 = nans(nlse), *d1 = nans(nqkv);
+    memcpy(qkv1 + 1, qkv, nqkv * 4), memcpy(dy1 + 1, dy, nout * 4);
+    gq_cuda_set_attention_tc_wmma(0);
+    CHECK_OK(gq_cuda_attention_forward_tc(o1, l1, qkv1 + 1, B, T, C, NH));
+    CHECK_OK(gq_cuda_attention_backward_tc(d1, dy1 + 1, qkv1 + 1, o1, l1, B, T, C, NH));
+    CHECKF(!memcmp(o1, out[0], nout * 4) && !memcmp(d1, dqkv[0], nqkv * 4),
+           "hs=%d T=%d: element-wise loads give other bits than 16-byte loads", HS, T);
+    /* from a bf16 qkv (the bf16 mode's form, bf16 output), aligned and one element off: the
+     * fp32 path's output rounded, and the same gradients both ways */
+    uint16_t *q16 = (uint16_t *)malloc((nqkv + 1) * 2), *o16 = (uint16_t *)malloc(nout * 2);
+    uint16_t *o16b = (uint16_t *)malloc(nout * 2);
+    for (size_t i = 0; i < nqkv; i++) q16[i] = q16[i + 1] = 0;
+    for (size_t i = nqkv; i-- > 0;) q16[i] = gq_f32_to_bf16(qkv[i]);
+    float *d16 = nans(nqkv), *d16b = nans(nqkv);
+    CHECK_OK(gq_cuda_attention_forward_tc16(o16, l1, q16, B, T, C, NH));
+    CHECK_OK(gq_cuda_attention_backward_tc16(d16, dy, q16, o16, l1, B, T, C, NH));
+    size_t off = 0;
+    for (size_t i = 0; i < nout; i++) off += o16[i] != gq_f32_to_bf16(out[0][i]);
+    memmove(q16 + 1, q16, nqkv * 2);
+    CHECK_OK(gq_cuda_attention_forward_tc16(o16b, l1, q16 + 1, B, T, C, NH));
+    CHECK_OK(gq_cuda_attention_backward_tc16(d16b, dy, q16 + 1, o16b, l1, B, T, C, NH));
+    const double e16 = gq_attn_norm_err(d16, dqkv_ref, (size_t)B * T, 3 * C, 1, 0);
+    CHECKF(off == 0 && !memcmp(o16, o16b, nout * 2) && !memcmp(d16, d16b, nqkv * 4) && e16 <= 2e-2,
+           "hs=%d T=%d: bf16 qkv: %zu outputs differ from the fp32 path's rounded, dqkv %.3g", HS, T, off, e16);
+    free(qkv1), free(dy1), free(o1), free(l1), free(d1), free(q16), free(o16), free(o16b), free(d16), free(d16b);
     for (int k = 0; k < 3; k++)
         free(out[k]), free(lse[k]), free(dqkv[k]);
     free(qkv), free(dy), free(out_ref), free(att), free(scr), free(dqkv_ref);

@@ -191,11 +191,20 @@ static void case_matmul(shape s) {
     float *d_x = dev(x, (size_t)N * C * 4), *d_w = dev(w, (size_t)OC * C * 4), *d_b = dev(b, OC * 4);
     float *d_dy = dev(dy, (size_t)N * OC * 4), *d_y = dev_poison((size_t)N * OC * 4), *d_dx = dev_poison((size_t)N * C * 4);
     float *d_dw = dev(dw, (size_t)OC * C * 4), *d_db = dev(db, OC * 4);
-    CPU->matmul_forward(y, x, w, b, N, C, OC);
-    CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, d_b, N, C, OC));
+    CPU->matmul_forward(y, x, w, b, N, C, OC, 0);
+    CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, d_b, N, C, OC, 0));
     compare_dev("matmul_forward out (bias)", d_y, y, (size_t)N * OC, 1e-4, 1e-4);
-    CPU->matmul_forward(y, x, w, NULL, N, C, OC);
-    CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, NULL, N, C, OC));
+    CHECK(CPU->matmul_forward(y, x, w, b, N, C, OC, 1) == GQ_EUNSUPPORTED);
+    if (strcmp(GPU->name, "cpu")) { /* a bf16 output: the backend's own fp32 result (bias included) rounded once */
+        float *g = fetch(d_y, (size_t)N * OC);
+        void *d_y16 = dev_poison((size_t)N * OC * 2);
+        CHECK_OK(GPU->matmul_forward(d_y16, d_x, d_w, d_b, N, C, OC, 1));
+        compare_dev_bf16("matmul_forward bf16 out (bias)", d_y16, g, (size_t)N * OC);
+        GPU->free(d_y16);
+        free(g);
+    }
+    CPU->matmul_forward(y, x, w, NULL, N, C, OC, 0);
+    CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, NULL, N, C, OC, 0));
     compare_dev("matmul_forward out (no bias)", d_y, y, (size_t)N * OC, 1e-4, 1e-4);
     CPU->matmul_backward(dx, dw, db, dy, x, w, N, C, OC);
     CHECK_OK(GPU->matmul_backward(d_dx, d_dw, d_db, d_dy, d_x, d_w, N, C, OC));
@@ -288,19 +297,20 @@ static void case_tc(shape s0) {
                    "tensor-core attention (%s forward) B=%d T=%d C=%d NH=%d beyond its bounds", wmma ? "WMMA" : "mma",
                    B, T, C, NH);
         }
-        /* the bf16-output form (the bf16 mode's op): the same outputs rounded to bf16, and the
-         * same gradients from them (D = dO . O from the bf16 output) within the bounds */
+        /* the bf16 form (the bf16 mode's op with bf16 operands): qkv as a bf16 array gives the same
+         * tiles, so the outputs rounded to bf16, and the same gradients from them (D = dO . O from
+         * the bf16 output) within the bounds */
         {
-            void *d_o16 = dev_poison(nout * 2);
-            CHECK_OK(gq_cuda_attention_forward_tc16(d_o16, d_lse, d_qkv, B, T, C, NH));
+            void *d_o16 = dev_poison(nout * 2), *d_qkv16 = dev_bf16(qkv, nqkv);
+            CHECK_OK(gq_cuda_attention_forward_tc16(d_o16, d_lse, d_qkv16, B, T, C, NH));
             compare_dev_bf16("attention tc16 out == bf16(tc out)", d_o16, g_out, nout);
-            CHECK_OK(gq_cuda_attention_backward_tc16(d_dqkv, d_dy, d_qkv, d_o16, d_lse, B, T, C, NH));
+            CHECK_OK(gq_cuda_attention_backward_tc16(d_dqkv, d_dy, d_qkv16, d_o16, d_lse, B, T, C, NH));
             float *g16 = fetch(d_dqkv, nqkv);
             const double er = gq_attn_norm_err(g16, dqkv, (size_t)B * T, 3 * C, 1, 0);
             printf("  attention tc16 dqkv (bf16 out in D) max|err| / max|ref| %.3g (bound 2e-2)\n", er);
             CHECK(er <= 2e-2);
             free(g16);
-            GPU->free(d_o16);
+            GPU->free(d_o16), GPU->free(d_qkv16);
         }
         /* deterministic: the same inputs give the same bits */
         CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
@@ -491,19 +501,29 @@ static void case_precision(shape s) {
     void *d_w16 = dev_bf16(w, (size_t)OC * C); /* and the weight as the model's bf16 working copy */
     float *d_dy = dev(dy, (size_t)N * OC * 4), *d_da = dev_poison((size_t)N * C * 4);
     float *d_dw = dev(dw, (size_t)OC * C * 4), *d_db = dev(db, (size_t)OC * 4);
-    CPU->matmul_forward(o, a, w, NULL, N, C, OC);
+    CPU->matmul_forward(o, a, w, NULL, N, C, OC, 0);
     CPU->matmul_backward(da, dw, db, dy, a, w, N, C, OC);
     const int modes[2] = {GQ_MATMUL_TF32, GQ_MATMUL_BF16};
     const double tol[2] = {2e-3, 1.5e-2};
     for (int k = 0; k < 2; k++) {
         CHECK_OK(GPU->set_matmul(modes[k]));
         CHECK(GPU->bf16_operands() == (modes[k] == GQ_MATMUL_BF16));
-        CHECK_OK(GPU->matmul_forward(d_o, k ? d_a16 : d_a, k ? d_w16 : d_w, NULL, N, C, OC));
+        CHECK_OK(GPU->matmul_forward(d_o, k ? d_a16 : d_a, k ? d_w16 : d_w, NULL, N, C, OC, 0));
         float *g = fetch(d_o, (size_t)N * OC);
         /* (a NaN output counts as infinite error: fmax alone would pass over it) */
         const double er = gq_attn_norm_err(g, o, (size_t)N * OC, 1, 1, 0);
         printf("  matmul_forward %-19s max|err| / max|ref| %.3g (bound %.3g)\n", k ? "bf16" : "tf32", er, tol[k]);
         CHECK(er <= tol[k] && er > 0); /* > 0: the mode did change the arithmetic */
+        if (k) { /* and a bf16 output (qkv, the MLP's pre-activation) with a bias: that result rounded once */
+            float *gb = NULL;
+            void *d_o16 = dev_poison((size_t)N * OC * 2);
+            CHECK_OK(GPU->matmul_forward(d_o, d_a16, d_w16, d_db, N, C, OC, 0));
+            gb = fetch(d_o, (size_t)N * OC);
+            CHECK_OK(GPU->matmul_forward(d_o16, d_a16, d_w16, d_db, N, C, OC, 1));
+            compare_dev_bf16("matmul_forward bf16 out (bf16 mode)", d_o16, gb, (size_t)N * OC);
+            GPU->free(d_o16);
+            free(gb);
+        }
         free(g);
     }
     {   /* bf16 mode's backward: input gradient and accumulated weight and bias gradients */
@@ -539,12 +559,23 @@ static void case_precision(shape s) {
             CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
             free(y), free(mm);
         }
-        CHECK_OK(GPU->gelu_forward(d_y, d_lx, n));
+        /* GELU reads a bf16 pre-activation there: the fp32 op on the same values, rounded; its
+         * backward the fp32 op's bits */
+        float *lr = malloc(n * 4), *gd = hrand(n, -1, 1);
+        for (size_t i = 0; i < n; i++) lr[i] = gq_bf16_to_f32(gq_f32_to_bf16(lx[i]));
+        float *d_lr = dev(lr, n * 4), *d_gd = dev(gd, n * 4), *d_gx = dev_poison(n * 4);
+        void *d_l16 = dev_bf16(lx, n);
+        CHECK_OK(GPU->gelu_forward(d_y, d_lr, n));
         float *gl = fetch(d_y, n);
+        CHECK_OK(GPU->gelu_backward(d_gx, d_lr, d_gd, n));
+        float *gb = fetch(d_gx, n);
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
-        CHECK_OK(GPU->gelu_forward(d_y, d_lx, n));
-        compare_dev_bf16("gelu_forward bf16 out", d_y, gl, n);
-        free(gl), free(lx), free(lw), free(lb);
+        CHECK_OK(GPU->gelu_forward(d_y, d_l16, n));
+        compare_dev_bf16("gelu_forward bf16 in and out", d_y, gl, n);
+        CHECK_OK(GPU->gelu_backward(d_gx, d_l16, d_gd, n));
+        compare_dev("gelu_backward bf16 in", d_gx, gb, n, 0, 0);
+        free(gl), free(gb), free(lr), free(gd), free(lx), free(lw), free(lb);
+        GPU->free(d_lr), GPU->free(d_gd), GPU->free(d_gx), GPU->free(d_l16);
         void *lbufs[] = {d_lx, d_lw, d_lb, d_y, d_m, d_r};
         for (size_t i = 0; i < sizeof lbufs / sizeof *lbufs; i++) GPU->free(lbufs[i]);
     }
@@ -578,8 +609,10 @@ static void case_precision(shape s) {
         CPU->attention_forward(out, att, qkv, B, T, Ca, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, Ca, NH);
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
-        CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv, B, T, Ca, NH)); /* out: bf16 in this mode */
-        CHECK_OK(GPU->attention_backward(d_dqkv, d_scr, d_dy, d_qkv, d_out, d_att, B, T, Ca, NH));
+        float *d_qkv16 = dev_bf16(qkv, nqkv); /* qkv and out: bf16 in this mode */
+        CHECK_OK(GPU->attention_forward(d_out, d_att, d_qkv16, B, T, Ca, NH));
+        CHECK_OK(GPU->attention_backward(d_dqkv, d_scr, d_dy, d_qkv16, d_out, d_att, B, T, Ca, NH));
+        GPU->free(d_qkv16);
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
         const float *ref[2] = {out, dqkv};
         const float *dptr[2] = {d_out, d_dqkv};

@@ -97,8 +97,9 @@ static void bf16_checks(gq_gpt2 *fp32_model, gq_safetensors *ref, const int32_t 
     if (!m) return;
     float loss;
     CHECK_OK(gq_gpt2_set_precision(m, GQ_MATMUL_BF16, 7));
-    /* the product inputs (layernorm, attention and GELU outputs) planned in bf16 */
-    printf("bf16: activations %zu floats (fp32 plan: %zu), product inputs in bf16: %d\n", m->n_acts,
+    /* the products' operands (layernorm, attention and GELU outputs, qkv and the MLP's
+     * pre-activation) planned in bf16 */
+    printf("bf16: activations %zu floats (fp32 plan: %zu), bf16 operands: %d\n", m->n_acts,
            fp32_model->n_acts, m->act16);
     CHECK(m->act16 && m->n_acts < fp32_model->n_acts);
     CHECK_OK(gq_gpt2_forward(m, inputs, targets, B, T, &loss));

@@ -5,7 +5,7 @@
 # of 16): fp32 on the backend follows the CPU trainer step for step; the same seed gives the same
 # bytes; N steps + resume + M steps on the backend == N+M steps; a checkpoint written on it
 # resumes on the CPU and the CPU's on it; bf16 (stochastic rounding, tensor-core attention, bf16
-# product inputs) and TF32 track the CPU's fp32 losses within a stated band; bf16 is
+# operands: working weights and activations) and TF32 track the CPU's fp32 losses within a stated band; bf16 is
 # deterministic and resumes bit-exactly; QAT runs.
 # usage: test_train_emu.sh BUILD_DIR FIXTURE_DIR
 set -u
@@ -69,8 +69,8 @@ for p in bf16 tf32; do
 done
 GQ_CUDA_BF16_OPERANDS=0 train --out "$T/bf16f" --steps $N --device cuda --precision bf16 >/dev/null 2>&1
 d=$(maxdiff "$(losses "$T/bf16f")" "$(losses "$T/bf16")")
-echo "bf16 with fp32 activations (GQ_CUDA_BF16_OPERANDS=0) vs bf16 product inputs: $d"
-check 'awk "BEGIN{exit !($d < 1e-3)}"' "bf16 product inputs give the fp32-activation run's losses within 1e-3 (max diff $d)"
+echo "bf16 with fp32 operands (GQ_CUDA_BF16_OPERANDS=0) vs bf16 operands: $d"
+check 'awk "BEGIN{exit !($d < 1e-3)}"' "bf16 operands give the fp32-operand run's losses within 1e-3 (max diff $d)"
 train --out "$T/bf16b" --steps $N --device cuda --precision bf16 >/dev/null 2>&1
 check 'same "$T/bf16/$CK" "$T/bf16b/$CK"' "bf16: the same seed gives the same bytes"
 train --out "$T/bf16r" --steps $N --device cuda --precision bf16 --stop-after 3 >/dev/null 2>&1
@@ -88,6 +88,12 @@ check 'echo "$bl" | awk "{b = \$4; p = \$(NF-7); f = \$(NF-2); exit !(b >= 8 && 
 # -- QAT on the backend: fake-quant forward, STE backward, export and report
 train --out "$T/qat" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --device cuda >"$T/qat.log" 2>&1
 check 'grep -q "QAT: .* weights" "$T/qat.log" && [ -f "$T/qat/qat_report.json" ] && [ -f "$T/qat/model-int4-g32.h5" ]' "QAT int4 on the backend: report and export"
+# in bf16: the fake-quant fused into the bf16 working copy's refresh; the same curve within bf16's band
+train --out "$T/qatb" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --device cuda --precision bf16 >"$T/qatb.log" 2>&1
+d=$(N=3 maxdiff "$(losses "$T/qatb")" "$(losses "$T/qat")")
+echo "QAT int4 in bf16 vs in fp32 on the backend: $d"
+check '[ -f "$T/qatb/qat_report.json" ] && [ -f "$T/qatb/model-int4-g32.h5" ] && awk "BEGIN{exit !($d < 0.01)}"' \
+  "QAT int4 in bf16: report, export, losses within 0.01 of fp32 QAT's (max diff $d)"
 
 echo "test_train_emu: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -25,19 +25,22 @@ _Static_assert(sizeof(((gq_gpt2 *)0)->a) == (N_ACTS - 2) * sizeof(float *) + 2 *
 /* The activations' sizes in floats for (B, T) and the backend's current precision mode, in the
  * order of gq_gpt2's activations: the attention's per layer (*att_saved) and scratch (attention_floats:
  * the (T, T) softmax, or a log-sum-exp per row where the backend recomputes it), and the
- * product inputs' per layer (bf16_operands: bf16, two to a float) */
+ * per-layer floats of the activations that are bf16 with bf16 operands (two to a float): the
+ * products' inputs of C and 4C channels and the outputs qkv (3C) and fch (4C) */
 static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B, size_t T, size_t numel[N_ACTS],
-                      size_t *att_saved, size_t *att_scratch, int *act16, size_t *act_c, size_t *act_4c) {
+                      size_t *att_saved, size_t *att_scratch, int *act16, size_t *act_c, size_t *act_3c,
+                      size_t *act_4c) {
     const size_t L = (size_t)cfg->n_layer, BT = B * T, C = (size_t)cfg->n_embd, Vp = (size_t)cfg->padded_vocab_size;
     be->attention_floats((int)B, (int)T, (int)C, cfg->n_head, att_saved, att_scratch);
     *act16 = be->bf16_operands();
     *act_c = *act16 ? (BT * C + 1) / 2 : BT * C, *act_4c = *act16 ? BT * 2 * C : BT * 4 * C;
+    *act_3c = *act16 ? (BT * 3 * C + 1) / 2 : BT * 3 * C;
     const size_t sizes[N_ACTS] = {
         BT * C,           /* encoded */
         L * *act_c,       /* ln1 */
         L * BT,           /* ln1_mean */
         L * BT,           /* ln1_rstd */
-        L * BT * 3 * C,   /* qkv */
+        L * *act_3c,      /* qkv */
         L * *act_c,       /* atty */
         L * *att_saved,   /* att */
         L * BT * C,       /* attproj */
@@ -45,7 +48,7 @@ static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B,
         L * *act_c,       /* ln2 */
         L * BT,           /* ln2_mean */
         L * BT,           /* ln2_rstd */
-        L * BT * 4 * C,   /* fch */
+        L * *act_4c,      /* fch */
         L * *act_4c,      /* fch_gelu */
         L * BT * C,       /* fcproj */
         L * BT * C,       /* residual3 */
@@ -85,10 +88,10 @@ static const float *wt(const gq_gpt2 *m, int i, int l) {
  * change that changes the plan (the contents need not survive: every forward writes them). */
 static int plan_acts(gq_gpt2 *m) {
     const gq_backend *be = m->be;
-    size_t act_numel[N_ACTS], att_saved = 0, att_scratch = 0, act_c = 0, act_4c = 0;
+    size_t act_numel[N_ACTS], att_saved = 0, att_scratch = 0, act_c = 0, act_3c = 0, act_4c = 0;
     int act16 = 0;
     act_sizes(&m->cfg, be, (size_t)m->B_max, (size_t)m->T_max, act_numel, &att_saved, &att_scratch, &act16, &act_c,
-              &act_4c);
+              &act_3c, &act_4c);
     size_t n = 0;
     for (int i = 0; i < N_ACTS; i++) n += act_numel[i];
     if (m->acts_mem && n == m->n_acts && att_saved == m->att_stride && att_scratch == m->att_scratch &&
@@ -99,7 +102,7 @@ static int plan_acts(gq_gpt2 *m) {
     int rc = be->alloc((void **)&m->acts_mem, n * sizeof(float));
     if (rc) return rc;
     m->n_acts = n, m->att_stride = att_saved, m->att_scratch = att_scratch;
-    m->act16 = act16, m->act_c = act_c, m->act_4c = act_4c;
+    m->act16 = act16, m->act_c = act_c, m->act_3c = act_3c, m->act_4c = act_4c;
     m->n_scratch = act_numel[22] + act_numel[23] + act_numel[24] + act_numel[25];
     float *ptrs[N_ACTS];
     carve(ptrs, m->acts_mem, act_numel, N_ACTS);
@@ -250,27 +253,27 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
     for (int l = 0; l < L; l++) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
-        float *ln1 = m->a.ln1 + l * m->act_c, *qkv = m->a.qkv + 3 * la, *atty = m->a.atty + l * m->act_c;
+        float *ln1 = m->a.ln1 + l * m->act_c, *qkv = m->a.qkv + l * m->act_3c, *atty = m->a.atty + l * m->act_c;
         float *att = m->a.att + (size_t)l * m->att_stride;
         float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + l * m->act_c;
-        float *fch = m->a.fch + 4 * la, *fchg = m->a.fch_gelu + l * m->act_4c, *fcproj = m->a.fcproj + la;
+        float *fch = m->a.fch + l * m->act_4c, *fchg = m->a.fch_gelu + l * m->act_4c, *fcproj = m->a.fcproj + la;
         float *res3 = m->a.residual3 + la;
         GQ_TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
                                   (int)BT, C));
-        GQ_TRY(be->matmul_forward(qkv, ln1, wt(m, T_QKVW, l), w->qkvb + 3 * lc, (int)BT, C, 3 * C));
+        GQ_TRY(be->matmul_forward(qkv, ln1, wt(m, T_QKVW, l), w->qkvb + 3 * lc, (int)BT, C, 3 * C, m->act16));
         GQ_TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
-        GQ_TRY(be->matmul_forward(attproj, atty, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C));
+        GQ_TRY(be->matmul_forward(attproj, atty, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C, 0));
         GQ_TRY(be->residual_forward(res2, residual, attproj, BT * C));
         GQ_TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
                                   (int)BT, C));
-        GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C));
+        GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C, m->act16));
         GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
-        GQ_TRY(be->matmul_forward(fcproj, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C));
+        GQ_TRY(be->matmul_forward(fcproj, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C, 0));
         GQ_TRY(be->residual_forward(res3, res2, fcproj, BT * C));
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
-    GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp));
+    GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp, 0));
     m->last_B = B;
     m->last_T = T;
     m->n_targets = 0;
@@ -324,7 +327,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
         GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + l * m->act_4c,
                                    wt(m, T_FCPROJW, l), (int)BT, 4 * C, C));
-        GQ_TRY(be->gelu_backward(d_b, m->a.fch + 4 * la, d_a, BT * 4 * C));
+        GQ_TRY(be->gelu_backward(d_b, m->a.fch + l * m->act_4c, d_a, BT * 4 * C));
         GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c,
                                    wt(m, T_FCW, l), (int)BT, C, 4 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
@@ -332,8 +335,8 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
         GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + l * m->act_c,
                                    wt(m, T_ATTPROJW, l), (int)BT, C, C));
-        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + 3 * la, m->a.atty + l * m->act_c, att, B, T, C,
-                                      NH));
+        GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + l * m->act_3c, m->a.atty + l * m->act_c, att, B,
+                                      T, C, NH));
         GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c,
                                    wt(m, T_QKVW, l), (int)BT, C, 3 * C));
         GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc,
@@ -365,9 +368,9 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
 
 size_t gq_gpt2_plan_bytes(const gq_gpt2_config *cfg, const gq_backend *be, int B, int T, int working_copy) {
-    size_t params = 0, work = 0, numel[N_ACTS], saved, scratch, c, c4, acts = 0;
+    size_t params = 0, work = 0, numel[N_ACTS], saved, scratch, c, c3, c4, acts = 0;
     int act16;
-    act_sizes(cfg, be, (size_t)B, (size_t)T, numel, &saved, &scratch, &act16, &c, &c4);
+    act_sizes(cfg, be, (size_t)B, (size_t)T, numel, &saved, &scratch, &act16, &c, &c3, &c4);
     for (int i = 0; i < N_ACTS; i++) acts += numel[i];
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t n = tensor_numel(cfg, i), layers = gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1;

@@ -50,10 +50,11 @@ typedef struct gq_gpt2 {
     size_t n_acts;
     size_t n_scratch;
     size_t att_stride, att_scratch; /* floats of a.att per layer and of a.d_att (attention_floats) */
-    /* bf16_operands at planning: ln1, atty, ln2, fch_gelu and lnf hold bf16 (backend.h); their
-     * floats per layer (B_max T_max C values, and 4C for fch_gelu) */
+    /* bf16_operands at planning: ln1, qkv, atty, ln2, fch, fch_gelu and lnf hold bf16
+     * (backend.h); their floats per layer (B_max T_max values of C channels, 3C for qkv, 4C for
+     * fch and fch_gelu) */
     int act16;
-    size_t act_c, act_4c;
+    size_t act_c, act_3c, act_4c;
     /* activations, laid out for (B_max, T_max); see gpt2.c */
     struct {
         float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *residual2, *ln2, *ln2_mean,

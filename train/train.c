@@ -472,8 +472,9 @@ int gq_train_run(gq_train_opts *o) {
     printf("device: %s; matrix products in %s%s\n", be_what, o->precision,
            !strcmp(o->precision, "bf16")
                ? (r.m->act16 ? " (weights stochastically rounded to a bf16 working copy each step, bf16 operands in "
-                               "the linear layers and attention, layernorm / attention / GELU outputs stored in bf16; "
-                               "fp32 master weights, AdamW state, residual stream and gradients)"
+                               "the linear layers and attention; layernorm, qkv, attention, MLP pre-activation and "
+                               "GELU outputs stored in bf16; fp32 master weights, AdamW state, residual stream and "
+                               "gradients)"
                              : " (weights stochastically rounded to bf16 each step, bf16 operands in the linear layers "
                                "and attention; fp32 master weights, AdamW state, activations and gradients)")
                : "");

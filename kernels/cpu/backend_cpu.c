@@ -45,6 +45,11 @@ static int cpu_fakequant_forward(void *out, uint8_t *mask, const float *w, int r
     return out_bf16 ? no_bf16_arrays("fake-quant") : gq_cpu_fakequant_forward(out, mask, w, rows, cols, spec, work);
 }
 
+static int cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                              int OC, int out_bf16) {
+    return out_bf16 ? no_bf16_arrays("matmul") : gq_cpu_matmul_forward(out, inp, weight, bias, N, C, OC);
+}
+
 static int cpu_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16) {
     return out_bf16 ? no_bf16_arrays("bf16 rounding") : gq_cpu_round_bf16_sr(out, in, n, seed, base);
 }
@@ -61,7 +66,7 @@ static const gq_backend cpu_backend = {
     .encoder_backward = gq_cpu_encoder_backward,
     .layernorm_forward = gq_cpu_layernorm_forward,
     .layernorm_backward = gq_cpu_layernorm_backward,
-    .matmul_forward = gq_cpu_matmul_forward,
+    .matmul_forward = cpu_matmul_forward,
     .matmul_backward = gq_cpu_matmul_backward,
     .attention_forward = gq_cpu_attention_forward,
     .attention_backward = gq_cpu_attention_backward,

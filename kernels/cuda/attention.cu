@@ -6,8 +6,9 @@
  * only its log-sum-exp per row) where the head size allows (16..128 in steps of 16, GPT-2's 64),
  * unless GQ_CUDA_ATTN=cublas. Otherwise bf16 mode keeps this file's form with the (T, T)
  * matrices in bf16 (the first half of the att and scratch buffers) and bf16 operands for every
- * product (q, k, v and the output gradient copied to bf16 once per call). Either way the output
- * (out) is bf16 in bf16 mode, a product input (gq_cuda_bf16_operands), and so is the backward's. */
+ * product (q, k, v and the output gradient copied to bf16 once per call). With bf16 operands
+ * (gq_cuda_bf16_operands) qkv is bf16 as its product stored it and the output (out) bf16, a
+ * product input, both here and in the backward. */
 #include "act_math.h"
 #include "backend.h"
 #include "cuda_ops.h"
@@ -51,8 +52,13 @@ template <typename E> static __global__ void softmax_causal_backward_kernel(E *d
     for (int u = lane; u < T; u += 32) gq_st(dr + u, u <= t ? gq_ld(ar + u) * (gq_ld(dr + u) - dot) : 0.0f);
 }
 
-/* qkv (B, T, 3C) as bf16 in a scratch slot */
+/* qkv (B, T, 3C) as bf16: as it lies with bf16 operands (the qkv product stored it so), else a
+ * copy in a scratch slot */
 static int qkv_bf16(const float *qkv, int B, int T, int C, const bf16 **q16) {
+    if (gq_cuda_bf16_operands()) {
+        *q16 = (const bf16 *)qkv;
+        return GQ_OK;
+    }
     void *p = NULL;
     const size_t n = (size_t)B * T * 3 * C;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_ATT_QKV16, n * sizeof(bf16), &p));

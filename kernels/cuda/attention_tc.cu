@@ -4,8 +4,9 @@
  *
  * Arithmetic: bf16 tensor-core products (mma.sync m16n8k16 or WMMA 16x16x16) with fp32
  * accumulation. q, k, v and the output
- * gradient are rounded to bf16 as their tiles load (they stay fp32 in global memory, as every
- * activation), and so are the probabilities and the score gradients before their products, as
+ * gradient are rounded to bf16 as their tiles load (fp32 in global memory; in the bf16 mode's
+ * form with bf16 operands, the *_tc16 functions, q, k, v are bf16 there already and load as they
+ * lie), and so are the probabilities and the score gradients before their products, as
  * FlashAttention-2 does; the softmax statistics, the running output and the gradients stay
  * fp32. Exponentials are base 2 with the softmax scale folded into log2(e).
  *
@@ -44,7 +45,7 @@ static int mma_form(void) {
     return tc_mma_form;
 }
 
-template <int HS, class OT> static int tc_forward(OT *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+template <int HS, class OT> static int tc_forward(OT *out, float *lse, const OT *qkv, int B, int T, int C, int NH) {
     const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const float sl2 = tc_sl2(HS);
     if (mma_form()) {
@@ -60,14 +61,17 @@ template <int HS, class OT> static int tc_forward(OT *out, float *lse, const flo
     return GQ_OK;
 }
 
-/* a backward kernel's signature (dK/dV and dQ kernels of both forms) */
-typedef void (*tc_bwd_kernel)(float *, const float *, const float *, const float *, const float *, int, int, int, float,
-                              float);
-
-/* the dK/dV kernel, then the dQ kernel, each with its shared memory */
-static int tc_launch_backward(tc_bwd_kernel kv, size_t s_kv, tc_bwd_kernel q, size_t s_q, int hs, float *dqkv,
-                              const float *dout, const float *qkv, const float *lse, const float *Dv, int B, int T, int C,
-                              int NH) {
+/* the dK/dV kernel, then the dQ kernel (either form; qkv of type QT), each with its shared memory */
+template <class QT>
+static int tc_launch_backward(void (*kv)(float *, const float *, const QT *, const float *, const float *, int, int, int,
+                                         float, float),
+                              size_t s_kv,
+                              void (*q)(float *, const float *, const QT *, const float *, const float *, int, int, int,
+                                        float, float),
+                              size_t s_q, int hs, float *dqkv, const float *dout, const QT *qkv, const float *lse,
+                              const float *Dv, int B, int T, int C, int NH) {
+    typedef void (*tc_bwd_kernel)(float *, const float *, const QT *, const float *, const float *, int, int, int, float,
+                                  float);
     const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const tc_bwd_kernel k[2] = {kv, q};
     const size_t smem[2] = {s_kv, s_q};
@@ -79,16 +83,16 @@ static int tc_launch_backward(tc_bwd_kernel kv, size_t s_kv, tc_bwd_kernel q, si
     return GQ_OK;
 }
 
-template <int HS>
-static int tc_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int B, int T,
+template <int HS, class QT>
+static int tc_backward(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int B, int T,
                        int C, int NH) {
     typedef tc_dims<HS> D;
     if constexpr (HS <= 64) /* (instantiated only where the register kernels fit) */
         if (mma_form())
-            return tc_launch_backward(tc_dkdv2_kernel<HS>, D::DKDV2, tc_dq2_kernel<HS>, D::DQ2, HS, dqkv, dout, qkv, lse,
-                                      Dv, B, T, C, NH);
-    return tc_launch_backward(tc_dkdv_kernel<HS>, D::DKDV, tc_dq_kernel<HS>, D::DQ, HS, dqkv, dout, qkv, lse, Dv, B, T,
-                              C, NH);
+            return tc_launch_backward<QT>(tc_dkdv2_kernel<HS, QT>, D::DKDV2, tc_dq2_kernel<HS, QT>, D::DQ2, HS, dqkv,
+                                          dout, qkv, lse, Dv, B, T, C, NH);
+    return tc_launch_backward<QT>(tc_dkdv_kernel<HS, QT>, D::DKDV, tc_dq_kernel<HS, QT>, D::DQ, HS, dqkv, dout, qkv,
+                                  lse, Dv, B, T, C, NH);
 }
 
 extern "C" int gq_cuda_attention_tc_supported(int C, int NH) {
@@ -102,8 +106,8 @@ static int tc_refuse(int C, int NH) {
 
 #define TC_SIZES(X) X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128)
 
-/* out: fp32 (OT float) or bf16 (the bf16 mode's product inputs) */
-template <class OT> static int tc_forward_any(OT *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+/* qkv and out: fp32 (OT float) or bf16 (the bf16 mode's operands) */
+template <class OT> static int tc_forward_any(OT *out, float *lse, const OT *qkv, int B, int T, int C, int NH) {
     if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
     if (B <= 0 || T <= 0) return GQ_OK;
     switch (C / NH) {
@@ -116,12 +120,14 @@ template <class OT> static int tc_forward_any(OT *out, float *lse, const float *
     return tc_refuse(C, NH);
 }
 
-static int tc_backward_any(float *dqkv, const float *dout, const float *qkv, const void *out, int out_bf16,
-                           const float *lse, int B, int T, int C, int NH) {
+/* qkv and out: fp32 (QT float) or bf16 (the bf16 mode's operands) */
+template <class QT>
+static int tc_backward_any(float *dqkv, const float *dout, const QT *qkv, const QT *out, const float *lse, int B, int T,
+                           int C, int NH) {
     if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
     if (B <= 0 || T <= 0) return GQ_OK;
     float *Dv = NULL;
-    GQ_TRY(gq_cuda_attention_delta(&Dv, dout, out, out_bf16, B, T, C, NH));
+    GQ_TRY(gq_cuda_attention_delta(&Dv, dout, out, sizeof(QT) == 2, B, T, C, NH));
     switch (C / NH) {
 #define TC_BWD(hs)                                                                                                     \
     case hs:                                                                                                           \
@@ -136,16 +142,16 @@ extern "C" int gq_cuda_attention_forward_tc(float *out, float *lse, const float 
     return tc_forward_any(out, lse, qkv, B, T, C, NH);
 }
 
-extern "C" int gq_cuda_attention_forward_tc16(void *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
-    return tc_forward_any((__nv_bfloat16 *)out, lse, qkv, B, T, C, NH);
+extern "C" int gq_cuda_attention_forward_tc16(void *out, float *lse, const void *qkv, int B, int T, int C, int NH) {
+    return tc_forward_any((__nv_bfloat16 *)out, lse, (const __nv_bfloat16 *)qkv, B, T, C, NH);
 }
 
 extern "C" int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out,
                                              const float *lse, int B, int T, int C, int NH) {
-    return tc_backward_any(dqkv, dout, qkv, out, 0, lse, B, T, C, NH);
+    return tc_backward_any(dqkv, dout, qkv, out, lse, B, T, C, NH);
 }
 
-extern "C" int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const float *qkv, const void *out,
+extern "C" int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const void *qkv, const void *out,
                                                const float *lse, int B, int T, int C, int NH) {
-    return tc_backward_any(dqkv, dout, qkv, out, 1, lse, B, T, C, NH);
+    return tc_backward_any(dqkv, dout, (const __nv_bfloat16 *)qkv, (const __nv_bfloat16 *)out, lse, B, T, C, NH);
 }

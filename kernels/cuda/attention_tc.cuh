@@ -97,21 +97,72 @@ template <int HS> struct tc_dims {
     static constexpr size_t DQ = 4 * TILE + 2 * VEC + tc_bytes(REGION * sizeof(float)) + PTILE;
 };
 
-/* rows [r0, r0 + 64) of one head of an fp32 activation (rows `stride` floats apart, the head's
- * first column at `head`) into a bf16 tile; rows at or past T are zero */
-template <int HS> static __device__ void load_tile(bf16 *s, const float *head, size_t stride, int r0, int T) {
+/* an activation's element as a tile holds it: fp32 rounded to nearest, bf16 as it is */
+static __device__ __forceinline__ bf16 tc_bf16(float x) { return __float2bfloat16_rn(x); }
+static __device__ __forceinline__ bf16 tc_bf16(bf16 x) { return x; }
+
+/* Whether a head's rows load 16 bytes at a time: the head 16-byte aligned and its rows a
+ * multiple of 16 bytes apart (bf16 rows: 8 elements a load, fp32 rows: 4). Block-uniform. */
+template <class ST> static __device__ __forceinline__ bool tc_vec_ok(const ST *head, size_t stride) {
+    return (((uintptr_t)head | (uintptr_t)(stride * sizeof(ST))) & 15u) == 0;
+}
+
+/* 16 bytes of row t of a head from column c (zeros past T), as bf16: a bf16 source as it lies,
+ * an fp32 one (two loads, 8 values) rounded to nearest; e(k) is column c + k */
+struct tc_chunk {
+    uint4 v;
+    __device__ bf16 e(int k) const {
+        const unsigned w = k < 2 ? v.x : k < 4 ? v.y : k < 6 ? v.z : v.w;
+        return __ushort_as_bfloat16((unsigned short)(k % 2 ? w >> 16 : w & 0xffffu));
+    }
+};
+static __device__ __forceinline__ tc_chunk tc_load8(const bf16 *p, bool in) {
+    tc_chunk r;
+    r.v = in ? *(const uint4 *)p : uint4{0u, 0u, 0u, 0u};
+    return r;
+}
+static __device__ __forceinline__ tc_chunk tc_load8(const float *p, bool in) {
+    tc_chunk r;
+    const float4 a = in ? *(const float4 *)p : float4{0.0f, 0.0f, 0.0f, 0.0f};
+    const float4 b = in ? *(const float4 *)(p + 4) : float4{0.0f, 0.0f, 0.0f, 0.0f};
+    r.v = uint4{tc_pack(a.x, a.y), tc_pack(a.z, a.w), tc_pack(b.x, b.y), tc_pack(b.z, b.w)};
+    return r;
+}
+
+/* rows [r0, r0 + 64) of one head of an fp32 or bf16 activation (rows `stride` elements apart, the
+ * head's first column at `head`) into a bf16 tile; rows at or past T are zero. 16-byte loads and
+ * stores where tc_vec_ok, else one element per thread. */
+template <int HS, class ST> static __device__ void load_tile(bf16 *s, const ST *head, size_t stride, int r0, int T) {
+    if (tc_vec_ok(head, stride)) {
+        constexpr int V = HS / 8; /* 8-element chunks a row (tile rows are 16-byte multiples: LDH) */
+        for (int i = threadIdx.x; i < TC_ROWS * V; i += TC_THREADS) {
+            const int r = i / V, c = i % V * 8, t = r0 + r;
+            *(uint4 *)(s + r * tc_dims<HS>::LDH + c) = tc_load8(head + (size_t)(t < T ? t : 0) * stride + c, t < T).v;
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
         const int r = i / HS, d = i % HS, t = r0 + r;
-        s[r * tc_dims<HS>::LDH + d] = __float2bfloat16_rn(t < T ? head[(size_t)t * stride + d] : 0.0f);
+        s[r * tc_dims<HS>::LDH + d] = t < T ? tc_bf16(head[(size_t)t * stride + d]) : tc_bf16(0.0f);
     }
 }
 
 /* the same rows transposed: s[d * TC_LDP + r] (HS rows of 64), for B operands that run along
- * the tile's rows */
-template <int HS> static __device__ void load_tile_t(bf16 *s, const float *head, size_t stride, int r0, int T) {
+ * the tile's rows (16-byte loads where tc_vec_ok, each scattered to 8 rows of the tile) */
+template <int HS, class ST> static __device__ void load_tile_t(bf16 *s, const ST *head, size_t stride, int r0, int T) {
+    if (tc_vec_ok(head, stride)) {
+        constexpr int V = HS / 8;
+        for (int i = threadIdx.x; i < TC_ROWS * V; i += TC_THREADS) {
+            const int r = i % TC_ROWS, c = i / TC_ROWS * 8, t = r0 + r; /* lanes along r: conflict-free stores */
+            const tc_chunk ch = tc_load8(head + (size_t)(t < T ? t : 0) * stride + c, t < T);
+#pragma unroll
+            for (int k = 0; k < 8; k++) s[(c + k) * TC_LDP + r] = ch.e(k);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < TC_ROWS * HS; i += TC_THREADS) {
         const int r = i / HS, d = i % HS, t = r0 + r;
-        s[d * TC_LDP + r] = __float2bfloat16_rn(t < T ? head[(size_t)t * stride + d] : 0.0f);
+        s[d * TC_LDP + r] = t < T ? tc_bf16(head[(size_t)t * stride + d]) : tc_bf16(0.0f);
     }
 }
 
@@ -148,7 +199,7 @@ template <int HS> static __device__ void tc_wmma_bt(float *out, const bf16 *a, c
  * rescaled running sum and output); then O += P v on the tensor cores. */
 template <int HS, class OT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_forward_kernel(OT *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
+    tc_forward_kernel(OT *out, float *lse, const OT *qkv, int T, int C, int NH, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -161,7 +212,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     float *ss = sm.take<float>(TC_ROWS * TC_LDS);
     bf16 *ps = sm.take<bf16>(TC_ROWS * TC_LDP);
     float *os = sm.take<float>(TC_ROWS * D::LDO), *ms = sm.take<float>(TC_ROWS), *ls = sm.take<float>(TC_ROWS);
-    const float *head = qkv + (size_t)b * T * C3 + h * HS;
+    const OT *head = qkv + (size_t)b * T * C3 + h * HS;
     load_tile<HS>(qs, head, C3, q0, T);
     for (int i = threadIdx.x; i < TC_ROWS * D::LDO; i += TC_THREADS) os[i] = 0.0f;
     for (int i = threadIdx.x; i < TC_ROWS; i += TC_THREADS) ms[i] = -3.0e38f, ls[i] = 0.0f;
@@ -255,9 +306,9 @@ static __device__ void store_rows(float *dst, size_t ld, int col, int row0, int 
  * w owns keys k0 + 16w ... Per query tile from k0 on: S^T = k q^T and dP^T = v dO^T (16 x 64 per
  * warp) into shared memory; two lanes a key row form P^T = exp(S^T - lse) and
  * dS^T = P^T (dP^T - D) in bf16; then dV += P^T dO and dK += dS^T q in accumulator fragments. */
-template <int HS>
+template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dkdv_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                    int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -271,7 +322,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
     float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
     float *region = sm.take<float>(D::REGION), *st = region, *dpt = region + TC_ROWS * TC_LDS;
     bf16 *pt = sm.take<bf16>(TC_ROWS * TC_LDP), *dst = sm.take<bf16>(TC_ROWS * TC_LDP);
-    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    const QT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const float *dhead = dout + (size_t)b * T * C + h * HS;
     load_tile<HS>(ks, head + C, C3, k0, T);
     load_tile<HS>(vs, head + 2 * C, C3, k0, T);
     frag_acc dk[D::NF], dv[D::NF];
@@ -324,9 +376,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
 
 /* dQ. Block: 64 queries from q0 (longest rows first); warp w owns queries q0 + 16w ... Per key
  * tile: S = q k^T and dP = dO v^T, dS = P (dP - D) in bf16 (two lanes a row), dQ += dS k. */
-template <int HS>
+template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dq_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                  int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -340,7 +392,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
     float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
     float *region = sm.take<float>(D::REGION), *ss = region, *dps = region + TC_ROWS * TC_LDS;
     bf16 *dss = sm.take<bf16>(TC_ROWS * TC_LDP);
-    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    const QT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const float *dhead = dout + (size_t)b * T * C + h * HS;
     load_tile<HS>(qs, head, C3, q0, T);
     load_tile<HS>(dos, dhead, C, q0, T);
     load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
@@ -389,7 +442,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
  * v is stored transposed in shared memory so that its B fragments are 32-bit loads. */
 template <int HS, class OT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_forward2_kernel(OT *out, float *lse, const float *qkv, int T, int C, int NH, float sl2) {
+    tc_forward2_kernel(OT *out, float *lse, const OT *qkv, int T, int C, int NH, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
@@ -399,7 +452,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     tc_carve sm{tc_smem};
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *ks = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *vt = sm.take<bf16>(HS * TC_LDP); /* vt[d][key] */
-    const float *head = qkv + (size_t)b * T * C3 + h * HS;
+    const OT *head = qkv + (size_t)b * T * C3 + h * HS;
     load_tile<HS>(qs, head, C3, q0, T);
     __syncthreads();
     uint32_t qa[D::NF][4]; /* this warp's 16 queries as A fragments, k-step kk = dims 16kk.. */
@@ -544,9 +597,9 @@ static __device__ __forceinline__ void tc_p_times(float (&out)[HS / 8][4], const
 /* dK and dV, register-level: tc_dkdv_kernel's blocks and tiles, the warp's S^T = k q^T and
  * dP^T = v dO^T as accumulator tiles (rows: its keys g, g+8; columns: queries), P^T and dS^T
  * formed there, then dV += P^T dO and dK += dS^T q with dO and q transposed in shared memory. */
-template <int HS>
+template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dkdv2_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dkdv2_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                     int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -558,7 +611,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
     bf16 *qs = sm.take<bf16>(TC_ROWS * D::LDH), *dos = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *qt = sm.take<bf16>(HS * TC_LDP), *dot = sm.take<bf16>(HS * TC_LDP);
     float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
-    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    const QT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const float *dhead = dout + (size_t)b * T * C + h * HS;
     load_tile<HS>(ks, head + C, C3, k0, T);
     load_tile<HS>(vs, head + 2 * C, C3, k0, T);
     float dk[HS / 8][4], dv[HS / 8][4];
@@ -615,9 +669,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
 /* dQ, register-level: tc_dq_kernel's blocks and tiles; S = q k^T and dP = dO v^T as accumulator
  * tiles (rows: the lane's queries g, g+8), dS = P (dP - D) there, dQ += dS k with k transposed
  * in shared memory. */
-template <int HS>
+template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dq2_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dq2_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                   int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -629,7 +683,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
     bf16 *ks = sm.take<bf16>(TC_ROWS * D::LDH), *vs = sm.take<bf16>(TC_ROWS * D::LDH);
     bf16 *kt = sm.take<bf16>(HS * TC_LDP);
     float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
-    const float *head = qkv + (size_t)b * T * C3 + h * HS, *dhead = dout + (size_t)b * T * C + h * HS;
+    const QT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const float *dhead = dout + (size_t)b * T * C + h * HS;
     load_tile<HS>(qs, head, C3, q0, T);
     load_tile<HS>(dos, dhead, C, q0, T);
     load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);

@@ -11,7 +11,8 @@ static int cuda_encoder_forward(float *out, const int32_t *inp, const float *wte
                                    : gq_cuda_encoder_forward(out, inp, wte, wpe, B, T, C);
 }
 
-/* the table's layernorm and GELU forwards: bf16 outputs in bf16 mode (they only feed products) */
+/* the table's layernorm and GELU forwards: bf16 outputs in bf16 mode (they only feed products);
+ * GELU's input is bf16 too there */
 static int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                   const float *bias, int N, int C) {
     return gq_cuda_bf16_operands() ? gq_cuda_layernorm_forward_bf16(out, mean, rstd, inp, weight, bias, N, C)
@@ -20,6 +21,12 @@ static int cuda_layernorm_forward(float *out, float *mean, float *rstd, const fl
 
 static int cuda_gelu_forward(float *out, const float *inp, size_t n) {
     return gq_cuda_bf16_operands() ? gq_cuda_gelu_forward_bf16(out, inp, n) : gq_cuda_gelu_forward(out, inp, n);
+}
+
+/* (the pre-activation is bf16 in bf16 mode: the fc product's output) */
+static int cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    return gq_cuda_bf16_operands() ? gq_cuda_gelu_backward_bf16(dinp, inp, dout, n)
+                                   : gq_cuda_gelu_backward(dinp, inp, dout, n);
 }
 
 static const gq_backend cuda_backend = {
@@ -39,7 +46,7 @@ static const gq_backend cuda_backend = {
     /* .attention_forward = */ gq_cuda_attention_forward,
     /* .attention_backward = */ gq_cuda_attention_backward,
     /* .gelu_forward = */ cuda_gelu_forward,
-    /* .gelu_backward = */ gq_cuda_gelu_backward,
+    /* .gelu_backward = */ cuda_gelu_backward,
     /* .residual_forward = */ gq_cuda_residual_forward,
     /* .crossentropy_forward = */ gq_cuda_crossentropy_forward,
     /* .crossentropy_backward = */ gq_cuda_crossentropy_backward,

@@ -48,12 +48,17 @@ int gq_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float 
 int gq_cuda_bf16_operands(void);
 int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rstd, const float *inp, const float *weight,
                                    const float *bias, int N, int C);
-int gq_cuda_gelu_forward_bf16(void *d_out, const float *d_inp, size_t n);
+/* bf16 operands: the GELU of a bf16 pre-activation (the MLP's product output) into bf16, and
+ * its backward reading that pre-activation (dinp, dout fp32) */
+int gq_cuda_gelu_forward_bf16(void *d_out, const void *d_inp, size_t n);
+int gq_cuda_gelu_backward_bf16(float *d_dinp, const void *d_inp, const float *d_dout, size_t n);
 int gq_cuda_encoder_forward_bf16(float *out, const int32_t *inp, const void *wte, const void *wpe, int B, int T,
                                  int C);
 int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, const float *mean, const float *rstd, int N, int C);
-int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+/* out_bf16: out is bf16, the fp32 result with its bias rounded once (backend.h) */
+int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
+                           int out_bf16);
 int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, int N, int C, int OC);
 int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
@@ -87,9 +92,9 @@ void gq_cuda_set_attention_tc_wmma(int wmma);
 int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                   int B, int T, int C, int NH);
-/* the same with the output (out) in bf16: the bf16 mode's op */
-int gq_cuda_attention_forward_tc16(void *out, float *lse, const float *qkv, int B, int T, int C, int NH);
-int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const float *qkv, const void *out,
+/* the same with qkv and the output (out) in bf16: the bf16 mode's op with bf16 operands */
+int gq_cuda_attention_forward_tc16(void *out, float *lse, const void *qkv, int B, int T, int C, int NH);
+int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const void *qkv, const void *out,
                                     const float *lse, int B, int T, int C, int NH);
 /* Products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
  * y (M, rows) = x (M, cols) W^T + bias (may be NULL) with quant.h's values. M < 16: dequantized

@@ -91,6 +91,7 @@ enum {
     GQ_SCRATCH_BF16_B,
     GQ_SCRATCH_ATT_QKV16, /* bf16 attention: a bf16 copy of qkv */
     GQ_SCRATCH_ATT_DY16,  /* bf16 attention backward: a bf16 copy of the output gradient */
+    GQ_SCRATCH_OUT32,     /* a product's fp32 result before its bias and rounding to a bf16 output */
     GQ_SCRATCH_N
 };
 int gq_cuda_scratch(int slot, size_t bytes, void **p);

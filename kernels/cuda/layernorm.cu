@@ -11,7 +11,7 @@ static __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-/* out: fp32, or bf16 (the bf16 mode's product inputs, gq_cuda_bf16_operands) */
+/* out: fp32, or bf16 (a bf16 mode's product input, gq_cuda_bf16_operands) */
 template <class OT>
 static __global__ void layernorm_forward_kernel(OT *out, float *mean, float *rstd, const float *inp,
                                                 const float *weight, const float *bias, int N, int C) {

@@ -3,7 +3,9 @@
  * gradient. In bf16 mode the input (inp) and the weight are bf16 arrays as their producers
  * stored them (the layer before; the model's bf16 working weights: gq_cuda_bf16_operands), and
  * the products multiply them as they lie; the output gradient is rounded to a bf16 copy once
- * for both of the backward's products. */
+ * for both of the backward's products. A bf16 output (out_bf16: qkv and the MLP's
+ * pre-activation in bf16 mode) is the fp32 product in scratch, then its bias added and the sum
+ * rounded once, in one kernel. */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
@@ -16,6 +18,11 @@ static __global__ void add_bias_kernel(float *out, const float *bias, size_t n, 
         out[i] += bias[i % OC];
 }
 
+static __global__ void bias_round_kernel(__nv_bfloat16 *out, const float *in, const float *bias, size_t n, int OC) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(bias ? in[i] + bias[i % OC] : in[i]);
+}
+
 /* a bf16 copy of n floats in a scratch slot */
 static int bf16_copy(int slot, const float *src, size_t n, const void **dst) {
     void *p = NULL;
@@ -25,8 +32,9 @@ static int bf16_copy(int slot, const float *src, size_t n, const void **dst) {
     return GQ_OK;
 }
 
-/* GQ_CUDA_BF16_OPERANDS=0 in the environment (read once) keeps bf16 mode's product inputs in fp32,
- * rounded into scratch copies per product as before session 9: for measuring the difference */
+/* GQ_CUDA_BF16_OPERANDS=0 in the environment (read once) keeps bf16 mode's activations and
+ * working weights in fp32, rounded into scratch copies per product as before session 9: for
+ * measuring the difference */
 extern "C" int gq_cuda_bf16_operands(void) {
     static int on = -1;
     if (on < 0) {
@@ -37,18 +45,22 @@ extern "C" int gq_cuda_bf16_operands(void) {
 }
 
 extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
-                                      int C, int OC) {
+                                      int C, int OC, int out_bf16) {
     if (N <= 0) return GQ_OK;
-    /* out (N,OC) = inp (N,C) weight (OC,C)^T */
+    const size_t n = (size_t)N * OC;
+    float *dst = out;
+    if (out_bf16) GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_OUT32, n * sizeof(float), (void **)&dst));
+    /* dst (N,OC) = inp (N,C) weight (OC,C)^T */
     if (gq_cuda_bf16_operands()) {
-        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, 0, OC, 0, 1));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, dst, 0, OC, 0, 1));
     } else {
-        GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, out, OC, 0, 1));
+        GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, dst, OC, 0, 1));
     }
-    if (bias) {
-        size_t n = (size_t)N * OC;
+    if (out_bf16)
+        GQ_TRY(gq_launch(bias_round_kernel, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)out, (const float *)dst,
+                         bias, n, OC));
+    else if (bias)
         GQ_TRY(gq_launch(add_bias_kernel, gq_cuda_grid(n, 256), 256, 0, out, bias, n, OC));
-    }
     return GQ_OK;
 }
 
