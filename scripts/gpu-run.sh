@@ -34,9 +34,19 @@
 #               training with it and with GQ_CUDA_ATTN=cublas (the session-7 bf16 form)
 #       next    the next session's first call: what session 7 wrote after its device calls, then
 #               the 124M bench + ncu, compare --device cuda, 124M training tf32 / bf16 + ncu
+#       llmc    llm.c's GPT-2 124M trainer (train_gpt2cu, built here by llmc-build) on the same
+#               KJV tokens and the same H200, beside ours at the same batch: tokens/s both (issue
+#               8's "at llm.c's level", measured instead of quoted)
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
-#                                   and a CPU reference run, into .gpubin/ (gitignored)
+#                                   (and as llm.c shards), a CPU reference run, and llm.c's
+#                                   trainer when llmc-build made it, into .gpubin/ (gitignored)
+#   scripts/gpu-run.sh llmc-build [DIR]  here: llm.c's train_gpt2cu for sm_90 from a checkout of
+#                                   karpathy/llm.c (DIR, default $GQ_LLMC_DIR or /tmp/llmc; the
+#                                   device tool's `fetch` brings one), with two build changes for
+#                                   this toolkit: CUDA 13's cudaMemAdvise takes a cudaMemLocation,
+#                                   and NVML (GPU clock/power readouts only) is left out. Not part
+#                                   of our code: a peer, built and run beside ours
 #   Logs go to /tmp/gq-gpu-logs, and as $OUT/gpu_logs.tgz when $OUT is set (the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +96,12 @@ build() {
 gpubin_env() {
   mkdir -p "$root"
   for f in .gpudeps/*.deb; do dpkg -x "$f" "$root"; done
+  # the programs and libraries travel as one xz archive (pack); unpacked once per machine, by
+  # tar or, without xz there, by Python's lzma
+  if [ ! -d .gpubin/bin ] && [ -f .gpubin/bin_lib.tar.xz ]; then
+    tar xJf .gpubin/bin_lib.tar.xz -C .gpubin 2>/dev/null ||
+      python3 -c 'import tarfile; tarfile.open(".gpubin/bin_lib.tar.xz").extractall(".gpubin")' || return 1
+  fi
   libpath
   export LD_LIBRARY_PATH="$PWD/.gpubin/lib:$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
 }
@@ -127,9 +143,16 @@ pack() {
     while read -r lib; do cp -L "$lib" .gpubin/lib/; done
   [ -f out/tokens.h5 ] || { echo "pack: out/tokens.h5 missing: run scripts/demo.sh once first" >&2; return 1; }
   cp out/tokens.h5 .gpubin/data/
+  build/gpt2q-data export out/tokens.h5 --out .gpubin/data/kjv >/dev/null || return 1 # for llm.c
+  local llmc="${GQ_LLMC_DIR:-/tmp/llmc}/train_gpt2cu"
+  if [ -x "$llmc" ]; then mkdir -p .gpubin/llmc && cp "$llmc" .gpubin/llmc/; else echo "pack: no $llmc (llmc-build)"; fi
   if [ ! -f .gpubin/data/cpu200.jsonl ] && [ -f "${GQ_CPU_RUN:-/tmp/cpu200}/train.jsonl" ]; then
     cp "${GQ_CPU_RUN:-/tmp/cpu200}/train.jsonl" .gpubin/data/cpu200.jsonl
   fi
+  # every binary holds every kernel (sm_90 code + PTX): 5x smaller as one xz archive, which
+  # keeps .gpubin and .gpudeps within the device tool's 64 MiB a call
+  strip --strip-unneeded .gpubin/bin/* 2>/dev/null
+  tar cJf .gpubin/bin_lib.tar.xz -C .gpubin bin lib && rm -rf .gpubin/bin .gpubin/lib || return 1
   du -sh .gpubin
 }
 
@@ -179,6 +202,19 @@ infer_checks() {
   timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda | tee "$logs/bench_int4.txt"
   same_text
   PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_generate_gpu.py 2>&1 | tee "$logs/hf.log" | grep -E '^[{]|Error'
+}
+
+# llm.c's trainer from a checkout (see the header): a peer for the speed comparison
+llmc_build() {
+  local src="${1:-${GQ_LLMC_DIR:-/tmp/llmc}}"
+  [ -f "$src/train_gpt2.cu" ] || { echo "llmc-build: no llm.c checkout at $src" >&2; return 1; }
+  sed -i 's/cudaMemAdvise(\*out, bytes, cudaMemAdviseSetPreferredLocation, cudaCpuDeviceId)/cudaMemAdvise(*out, bytes, cudaMemAdviseSetPreferredLocation, cudaMemLocation{cudaMemLocationTypeHost, 0})/' \
+    "$src/llmc/cuda_utils.cuh"
+  sed -i 's/^#if __has_include(<nvml.h>)$/#if 0 \/* no NVML library to link *\//' "$src/llmc/mfu.h"
+  (cd "$src" && nvcc --threads=0 -t=0 --use_fast_math -std=c++17 -O3 \
+    --generate-code 'arch=compute_90,code=[compute_90,sm_90]' -DENABLE_BF16 train_gpt2.cu -lcublas -lcublasLt \
+    -o train_gpt2cu) || return 1
+  ls -la "$src/train_gpt2cu"
 }
 
 # ---- calls from .gpubin alone (no build on the GPU machine), each part time-boxed ----
@@ -316,6 +352,29 @@ attn() {
 # lack: the 124M bench of every format (graph on / off) with ncu's decode profile, `compare
 # --device cuda` (its chart is drawn here from the returned data: no gnuplot there), GPT-2 124M
 # training in tf32 / bf16 (plain and QAT int4) and a bf16 training step's kernels under ncu.
+# llm.c's GPT-2 124M trainer (train_gpt2cu, randomly initialised: -e d12) and ours on the same
+# KJV tokens, T = 1024, at the same micro-batch, bf16 with fp32 master weights both; tokens/s of
+# the steady steps. llm.c runs without its GELU recomputation (-r 0; ours keeps every
+# activation) and with its default (-r 1).
+llmc() {
+  call_setup llmc
+  local x=.gpubin/llmc/train_gpt2cu d=.gpubin/data
+  [ -x "$x" ] || { echo "llmc: $x missing (llmc-build, then pack)"; return 1; }
+  for b in 8 16 32; do
+    for r in 0 1; do
+      (cd "$w" && timeout 90 "$OLDPWD/$x" -i "$OLDPWD/$d/kjv_train.bin" -j "$OLDPWD/$d/kjv_val.bin" -e d12 -b $b -t 1024 \
+        -x 30 -v 0 -s 0 -h 0 -n 0 -y 0 -r $r -l 6e-4 -u 10 -c 0.1) >"$logs/llmc-b$b-r$r.log" 2>&1
+      printf 'llm.c  B=%-3s -r %s exit %3d  ' $b $r $?
+      grep -E "^step +[0-9]+/" "$logs/llmc-b$b-r$r.log" | tail -10 |
+        awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "tok/s") {s += $i; n++}} END {if (n) printf "%.0f tok/s (mean of the last %d steps)\n", s / n, n; else print "no steps"}'
+    done
+    t "ours-b$b" 120 $bin/gpt2q-train --data $d/tokens.h5 --config gpt2-124m --batch $b --seq 1024 --steps 15 \
+      --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/o$b" --device cuda --precision bf16
+    grep -E "^done" "$logs/ours-b$b.log"
+    rm -rf "$w/o$b"
+  done
+}
+
 next() {
   call_setup next
   cuda_tests
@@ -382,6 +441,8 @@ for step in "$@"; do
     first) first ;;
     next) next ;;
     attn) attn ;;
+    llmc) llmc ;;
+    llmc-build) llmc_build "${2:-}"; exit $? ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
