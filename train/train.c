@@ -61,9 +61,11 @@ static int pick_backend(const char *device, const gq_backend **be, char *what, s
 }
 
 /* batch = max (o->batch 0): the largest micro-batch whose planned device memory (the model,
- * a distillation teacher, the working weights of bf16 or QAT, and the bf16 copies of the logits'
- * gradient and the tied embedding that the products make) fits 90 % of what the device reports
- * free, less 1 GiB for cuBLAS and the backend's other scratch; at most 4096. GPU only. */
+ * a distillation teacher, the working weights of bf16 or QAT, and in bf16 the scratch the
+ * products make: the logits' gradient rounded to bf16, and with bf16 operands the fp32 result
+ * of the MLP's first product before it is rounded, without them the tied embedding's bf16
+ * copy) fits 90 % of what the device reports free, less 1 GiB for cuBLAS and the backend's
+ * other scratch; at most 4096. GPU only. */
 static int resolve_max_batch(gq_train_opts *o, const gq_backend *be, int mode) {
     if (o->batch) return GQ_OK;
 #ifdef GQ_HAVE_CUDA
@@ -73,13 +75,15 @@ static int resolve_max_batch(gq_train_opts *o, const gq_backend *be, int mode) {
     int rc = gq_cuda_mem_info(&free_b, &total_b);
     if (rc) return rc;
     const double budget = 0.9 * (double)free_b - 1073741824.0;
-    const int work = mode == GQ_MATMUL_BF16 || o->qat[0], teacher = o->distill > 0;
+    const int work = mode == GQ_MATMUL_BF16 || o->qat[0], teacher = o->distill > 0, ops16 = be->bf16_operands();
     const size_t Vp = (size_t)o->model.padded_vocab_size, C = (size_t)o->model.n_embd;
     int best = 0; /* (the plan grows with the batch; a plan is arithmetic, no allocation) */
     for (int b = 1; b <= 4096; b++) {
         const double need = (double)gq_gpt2_plan_bytes(&o->model, be, b, o->seq, work) +
                             (teacher ? (double)gq_gpt2_plan_bytes(&o->model, be, b, o->seq, 0) : 0) +
-                            (mode == GQ_MATMUL_BF16 ? 2.0 * ((double)b * o->seq + C) * Vp : 0);
+                            (mode != GQ_MATMUL_BF16 ? 0
+                             : ops16             ? 2.0 * (double)b * o->seq * Vp + 16.0 * (double)b * o->seq * C
+                                                 : 2.0 * ((double)b * o->seq + C) * Vp);
         if (need > budget) break;
         best = b;
     }
