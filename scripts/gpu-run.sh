@@ -43,10 +43,11 @@
 #                                   trainer when llmc-build made it, into .gpubin/ (gitignored)
 #   scripts/gpu-run.sh llmc-build [DIR]  here: llm.c's train_gpt2cu for sm_90 from a checkout of
 #                                   karpathy/llm.c (DIR, default $GQ_LLMC_DIR or /tmp/llmc; the
-#                                   device tool's `fetch` brings one), with two build changes for
-#                                   this toolkit: CUDA 13's cudaMemAdvise takes a cudaMemLocation,
-#                                   and NVML (GPU clock/power readouts only) is left out. Not part
-#                                   of our code: a peer, built and run beside ours
+#                                   device tool's `fetch` brings one) with llm.c's own Makefile
+#                                   and flags, and two build changes for this toolkit: CUDA 13's
+#                                   cudaMemAdvise takes a cudaMemLocation, and NVML (GPU clock/power
+#                                   readouts only) is left out. Not our code: a peer, built and run
+#                                   beside ours
 #   Logs go to /tmp/gq-gpu-logs, and as $OUT/gpu_logs.tgz when $OUT is set (the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -211,9 +212,9 @@ llmc_build() {
   sed -i 's/cudaMemAdvise(\*out, bytes, cudaMemAdviseSetPreferredLocation, cudaCpuDeviceId)/cudaMemAdvise(*out, bytes, cudaMemAdviseSetPreferredLocation, cudaMemLocation{cudaMemLocationTypeHost, 0})/' \
     "$src/llmc/cuda_utils.cuh"
   sed -i 's/^#if __has_include(<nvml.h>)$/#if 0 \/* no NVML library to link *\//' "$src/llmc/mfu.h"
-  (cd "$src" && nvcc --threads=0 -t=0 --use_fast_math -std=c++17 -O3 \
-    --generate-code 'arch=compute_90,code=[compute_90,sm_90]' -DENABLE_BF16 train_gpt2.cu -lcublas -lcublasLt \
-    -o train_gpt2cu) || return 1
+  # llm.c's own Makefile and flags, for sm_90, one GPU, no cuDNN; the link line without NVML
+  make -C "$src" train_gpt2cu GPU_COMPUTE_CAPABILITY=90 NO_MULTI_GPU=1 NO_USE_MPI=1 USE_CUDNN=0 \
+    NVCC_LDFLAGS="-lcublas -lcublasLt" >/dev/null || return 1
   ls -la "$src/train_gpt2cu"
 }
 
