@@ -361,19 +361,34 @@ llmc() {
   call_setup llmc
   local x=.gpubin/llmc/train_gpt2cu d=.gpubin/data
   [ -x "$x" ] || { echo "llmc: $x missing (llmc-build, then pack)"; return 1; }
+  local table="B    llm.c (-r 0)  llm.c (-r 1)  ours (bf16)  ours / llm.c -r 0"$'\n'
   for b in 8 16 32; do
+    local lc=() ours
     for r in 0 1; do
       (cd "$w" && timeout 90 "$OLDPWD/$x" -i "$OLDPWD/$d/kjv_train.bin" -j "$OLDPWD/$d/kjv_val.bin" -e d12 -b $b -t 1024 \
         -x 30 -v 0 -s 0 -h 0 -n 0 -y 0 -r $r -l 6e-4 -u 10 -c 0.1) >"$logs/llmc-b$b-r$r.log" 2>&1
-      printf 'llm.c  B=%-3s -r %s exit %3d  ' $b $r $?
-      grep -E "^step +[0-9]+/" "$logs/llmc-b$b-r$r.log" | tail -10 |
-        awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "tok/s") {s += $i; n++}} END {if (n) printf "%.0f tok/s (mean of the last %d steps)\n", s / n, n; else print "no steps"}'
+      printf 'llm.c  B=%-3s -r %s exit %3d\n' $b $r $?
+      lc[$r]=$(llmc_rate "$logs/llmc-b$b-r$r.log")
     done
     t "ours-b$b" 120 $bin/gpt2q-train --data $d/tokens.h5 --config gpt2-124m --batch $b --seq 1024 --steps 15 \
       --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/o$b" --device cuda --precision bf16
-    grep -E "^done" "$logs/ours-b$b.log"
+    ours=$(ours_rate "$w/o$b/train.jsonl")
+    table+=$(awk -v b=$b -v l0="${lc[0]}" -v l1="${lc[1]}" -v o="$ours" \
+      'BEGIN {printf "%-4s %12s  %12s  %11s  %s", b, l0, l1, o, (l0 > 0 && o > 0) ? sprintf("%.2f", o / l0) : "-"}')$'\n'
     rm -rf "$w/o$b"
   done
+  echo "tokens/s, GPT-2 124M, T = 1024, the mean of the last 10 steps:"
+  printf '%s' "$table" | tee "$logs/llmc_table.txt"
+}
+
+# tokens/s of a run's last 10 steps: llm.c's step lines ("... | N tok/s"), our train.jsonl
+llmc_rate() {
+  grep -E "^step +[0-9]+/" "$1" 2>/dev/null | tail -10 |
+    awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "tok/s") {s += $i; n++}} END {if (n) printf "%.0f", s / n; else print 0}'
+}
+ours_rate() {
+  tail -10 "$1" 2>/dev/null | grep -o '"tokens_per_s": [0-9.]*' |
+    awk '{s += $2; n++} END {if (n) printf "%.0f", s / n; else print 0}'
 }
 
 next() {
