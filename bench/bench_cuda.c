@@ -226,7 +226,7 @@ int main(int argc, char **argv) {
     TIME("matmul_forward fc (C -> 4C, bias)", (double)(NC + 4 * NC + 4 * C * C) * 4, 2.0 * N * C * 4 * C,
          G->matmul_forward(z, x, w, bias, N, C, 4 * C, 0));
     TIME("matmul_backward fc (dinp, dW, db)", (double)(4 * NC * 2 + NC * 2 + 8 * C * C) * 4, 4.0 * N * C * 4 * C,
-         G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C));
+         G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C, 0));
     TIME("attention_forward (cuBLAS + softmax)", (double)(3 * NC + NC + (size_t)B * NH * T * T) * 4,
          4.0 * B * NH * (double)T * T * (C / NH), G->attention_forward(z, att, x, B, T, C, NH));
     TIME("attention_backward", (double)(3 * NC * 2 + NC + 2.0 * B * NH * T * T) * 4,
@@ -268,7 +268,7 @@ int main(int argc, char **argv) {
                  2.0 * N * C * 4 * C, G->matmul_forward(z, x, w, bias, N, C, 4 * C, 0));
             TIME("matmul_backward fc bf16 (bf16 operands)",
                  (double)(4 * NC * 1.5 + NC + 8 * C * C) * 4 + NC * 2 + 4.0 * C * C * 2,
-                 4.0 * N * C * 4 * C, G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C));
+                 4.0 * N * C * 4 * C, G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C, 0));
             die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
         }
         G->free(lse);

@@ -50,9 +50,11 @@ typedef struct gq_backend {
     int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
                           int out_bf16);
     /* dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout)
-     * (dinp, dbias may be NULL) */
+     * (dinp, dbias may be NULL). dout_bf16: dout is cross-entropy's bf16 gradient in place
+     * (crossentropy_backward with bf16_operands: bf16 rows 2 OC elements apart), dbias NULL;
+     * GQ_EUNSUPPORTED on a backend without bf16 arrays. */
     int (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                           const float *weight, int N, int C, int OC);
+                           const float *weight, int N, int C, int OC, int dout_bf16);
 
     /* Causal self-attention. qkv (B,T,3C) = [q | k | v] (bf16 where bf16_operands), heads of size
      * C/NH; out (B,T,C);
@@ -78,12 +80,15 @@ typedef struct gq_backend {
     int (*crossentropy_forward)(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
                                 int Vp);
     /* In place: logits (N,Vp) become dlogits = (softmax - onehot) * dloss; padded columns and
-     * ignored rows become 0. */
+     * ignored rows become 0. Where bf16_operands, dlogits are bf16, rounded to nearest, in the
+     * first half of each row (row n's Vp values from bf16 element 2 n Vp on): what the LM head's
+     * matmul_backward takes with dout_bf16 (no fp32 write, no rounded copy). */
     int (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
                                  int Vp);
     /* Distillation: as crossentropy_backward, but against the target distribution
      * (1 - w) onehot(target) + w softmax(tlogits) (the teacher's logits, with its log-sum-exp
-     * tlse): dlogits = (softmax - that) * dloss. w = 0 is crossentropy_backward. */
+     * tlse): dlogits = (softmax - that) * dloss (bf16 as there where bf16_operands). w = 0 is
+     * crossentropy_backward. */
     int (*crossentropy_distill_backward)(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                          const int32_t *targets, float w, float dloss, int N, int V, int Vp);
 

@@ -206,8 +206,9 @@ static void case_matmul(shape s) {
     CPU->matmul_forward(y, x, w, NULL, N, C, OC, 0);
     CHECK_OK(GPU->matmul_forward(d_y, d_x, d_w, NULL, N, C, OC, 0));
     compare_dev("matmul_forward out (no bias)", d_y, y, (size_t)N * OC, 1e-4, 1e-4);
-    CPU->matmul_backward(dx, dw, db, dy, x, w, N, C, OC);
-    CHECK_OK(GPU->matmul_backward(d_dx, d_dw, d_db, d_dy, d_x, d_w, N, C, OC));
+    CPU->matmul_backward(dx, dw, db, dy, x, w, N, C, OC, 0);
+    CHECK_OK(GPU->matmul_backward(d_dx, d_dw, d_db, d_dy, d_x, d_w, N, C, OC, 0));
+    CHECK(CPU->matmul_backward(dx, dw, NULL, dy, x, w, N, C, OC, 1) == GQ_EUNSUPPORTED);
     compare_dev("matmul_backward dinp", d_dx, dx, (size_t)N * C, 1e-4, 1e-4);
     compare_dev("matmul_backward dweight (+=)", d_dw, dw, (size_t)OC * C, 1e-4, 1e-4);
     compare_dev("matmul_backward dbias (+=)", d_db, db, OC, 1e-4, 1e-5);
@@ -354,9 +355,47 @@ static void case_crossentropy(shape s) {
     compare_dev("crossentropy_forward losses", d_losses, losses, N, 1e-5, 1e-6);
     compare_dev("crossentropy_forward lse", d_lse, lse, N, 1e-5, 1e-6);
     CHECK_OK(GPU->upload(d_lse, lse, N * 4));
+    float *logits0 = malloc(n * 4);
+    memcpy(logits0, logits, n * 4);
     CPU->crossentropy_backward(logits, lse, tg, 0.37f, N, V, Vp);
     CHECK_OK(GPU->crossentropy_backward(d_logits, d_lse, d_tg, 0.37f, N, V, Vp));
     compare_dev("crossentropy_backward dlogits", d_logits, logits, n, 1e-8, 1e-6);
+    float *g32 = fetch(d_logits, n);
+    if (GPU->set_matmul(GQ_MATMUL_BF16) == GQ_OK) {
+        /* bf16 operands: dlogits as bf16 in the first half of each row, the fp32 values rounded;
+         * then the LM head's backward reads them there (rows 2 Vp apart) */
+        CHECK_OK(GPU->upload(d_logits, logits0, n * 4));
+        CHECK_OK(GPU->crossentropy_backward(d_logits, d_lse, d_tg, 0.37f, N, V, Vp));
+        float *raw = fetch(d_logits, n);
+        size_t off = 0;
+        for (int r = 0; r < N; r++)
+            for (int j = 0; j < Vp; j++)
+                off += ((const uint16_t *)(raw + (size_t)r * Vp))[j] != gq_f32_to_bf16(g32[(size_t)r * Vp + j]);
+        CHECKF(off == 0, "crossentropy_backward bf16 in place: %zu of %zu values differ from the fp32 ones rounded", off,
+               n);
+        printf("  %-34s n=%-9zu %zu differ from bf16(fp32 path)\n", "crossentropy_backward bf16 in place", n, off);
+        const int C = s.C;
+        float *a = hrand((size_t)N * C, -1, 1), *w = hrand((size_t)Vp * C, -0.1f, 0.1f), *da = malloc((size_t)N * C * 4);
+        float *dw = calloc((size_t)Vp * C, 4), *d_da = dev_poison((size_t)N * C * 4), *d_dw = dev(dw, (size_t)Vp * C * 4);
+        void *d_a16 = dev_bf16(a, (size_t)N * C), *d_w16 = dev_bf16(w, (size_t)Vp * C);
+        CPU->matmul_backward(da, dw, NULL, logits, a, w, N, C, Vp, 0);
+        CHECK(GPU->matmul_backward(d_da, d_dw, d_lse, d_logits, d_a16, d_w16, N, C, Vp, 1) == GQ_EINVAL); /* a bias */
+        CHECK_OK(GPU->matmul_backward(d_da, d_dw, NULL, d_logits, d_a16, d_w16, N, C, Vp, 1));
+        const float *ref[2] = {da, dw};
+        const float *dptr[2] = {d_da, d_dw};
+        const size_t cnt[2] = {(size_t)N * C, (size_t)Vp * C};
+        for (int j = 0; j < 2; j++) {
+            float *g = fetch(dptr[j], cnt[j]);
+            const double er = gq_attn_norm_err(g, ref[j], cnt[j], 1, 1, 0);
+            printf("  matmul_backward bf16 dout %-8s max|err| / max|ref| %.3g (bound 1.5e-2)\n", j ? "dweight" : "dinp", er);
+            CHECK(er <= 1.5e-2);
+            free(g);
+        }
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+        GPU->free(d_da), GPU->free(d_dw), GPU->free(d_a16), GPU->free(d_w16);
+        free(a), free(w), free(da), free(dw), free(raw);
+    }
+    free(g32), free(logits0);
     /* distillation against a teacher's logits (same lse on both sides) */
     float *student = hrand(n, -6, 6), *teacher = hrand(n, -6, 6), *tlse = malloc(N * 4), *tloss = malloc(N * 4);
     CPU->crossentropy_forward(losses, lse, student, tg, N, V, Vp);
@@ -364,9 +403,25 @@ static void case_crossentropy(shape s) {
     float *d_teacher = dev(teacher, n * 4), *d_tlse = dev(tlse, N * 4);
     CHECK_OK(GPU->upload(d_logits, student, n * 4));
     CHECK_OK(GPU->upload(d_lse, lse, N * 4));
+    float *student0 = malloc(n * 4);
+    memcpy(student0, student, n * 4);
     CPU->crossentropy_distill_backward(student, lse, teacher, tlse, tg, 0.6f, 0.37f, N, V, Vp);
     CHECK_OK(GPU->crossentropy_distill_backward(d_logits, d_lse, d_teacher, d_tlse, d_tg, 0.6f, 0.37f, N, V, Vp));
     compare_dev("crossentropy_distill_backward", d_logits, student, n, 1e-8, 1e-6);
+    if (GPU->set_matmul(GQ_MATMUL_BF16) == GQ_OK) { /* the same in place in bf16 */
+        float *d32 = fetch(d_logits, n);
+        CHECK_OK(GPU->upload(d_logits, student0, n * 4));
+        CHECK_OK(GPU->crossentropy_distill_backward(d_logits, d_lse, d_teacher, d_tlse, d_tg, 0.6f, 0.37f, N, V, Vp));
+        float *raw = fetch(d_logits, n);
+        size_t off = 0;
+        for (int r = 0; r < N; r++)
+            for (int j = 0; j < Vp; j++)
+                off += ((const uint16_t *)(raw + (size_t)r * Vp))[j] != gq_f32_to_bf16(d32[(size_t)r * Vp + j]);
+        CHECKF(off == 0, "crossentropy_distill_backward bf16: %zu values differ", off);
+        CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+        free(d32), free(raw);
+    }
+    free(student0);
     GPU->free(d_teacher), GPU->free(d_tlse);
     free(student), free(teacher), free(tlse), free(tloss);
     GPU->free(d_logits), GPU->free(d_losses), GPU->free(d_lse), GPU->free(d_tg);
@@ -502,7 +557,7 @@ static void case_precision(shape s) {
     float *d_dy = dev(dy, (size_t)N * OC * 4), *d_da = dev_poison((size_t)N * C * 4);
     float *d_dw = dev(dw, (size_t)OC * C * 4), *d_db = dev(db, (size_t)OC * 4);
     CPU->matmul_forward(o, a, w, NULL, N, C, OC, 0);
-    CPU->matmul_backward(da, dw, db, dy, a, w, N, C, OC);
+    CPU->matmul_backward(da, dw, db, dy, a, w, N, C, OC, 0);
     const int modes[2] = {GQ_MATMUL_TF32, GQ_MATMUL_BF16};
     const double tol[2] = {2e-3, 1.5e-2};
     for (int k = 0; k < 2; k++) {
@@ -527,7 +582,7 @@ static void case_precision(shape s) {
         free(g);
     }
     {   /* bf16 mode's backward: input gradient and accumulated weight and bias gradients */
-        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy, d_a16, d_w16, N, C, OC));
+        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy, d_a16, d_w16, N, C, OC, 0));
         const float *ref[3] = {da, dw, db};
         const float *dptr[3] = {d_da, d_dw, d_db};
         const size_t cnt[3] = {(size_t)N * C, (size_t)OC * C, (size_t)OC};

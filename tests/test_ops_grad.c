@@ -134,7 +134,7 @@ static double run_op(const opcase *k, float **in, float **g, const float *P, flo
         be->layernorm_backward(g[0], g[1], g[2], P, in[0], in[1], scr1, scr2, k->N, k->C);
     } else if (!strcmp(k->name, "matmul")) {
         be->matmul_forward(out, in[0], in[1], in[2], k->N, k->C, k->OC, 0);
-        be->matmul_backward(g[0], g[1], g[2], P, in[0], in[1], k->N, k->C, k->OC);
+        be->matmul_backward(g[0], g[1], g[2], P, in[0], in[1], k->N, k->C, k->OC, 0);
     } else if (!strcmp(k->name, "attention")) {
         be->attention_forward(out, scr1, in[0], k->B, k->T, k->C, k->NH);
         be->attention_backward(g[0], scr2, P, in[0], out, scr1, k->B, k->T, k->C, k->NH);

@@ -315,7 +315,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     else
         GQ_TRY(be->crossentropy_backward(m->a.logits, m->a.lse, m->a.targets, loss_scale / (float)m->n_targets, (int)BT,
                                       V, Vp));
-    GQ_TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp));
+    GQ_TRY(be->matmul_backward(d_a, g->wte, NULL, m->a.logits, m->a.lnf, w->wte, (int)BT, C, Vp, m->act16));
     GQ_TRY(be->zero(d_res, BT * C * sizeof(float)));
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(
@@ -326,19 +326,19 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         const float *att = m->a.att + (size_t)l * m->att_stride;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
         GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + l * m->act_4c,
-                                   wt(m, T_FCPROJW, l), (int)BT, 4 * C, C));
+                                   wt(m, T_FCPROJW, l), (int)BT, 4 * C, C, 0));
         GQ_TRY(be->gelu_backward(d_b, m->a.fch + l * m->act_4c, d_a, BT * 4 * C));
         GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c,
-                                   wt(m, T_FCW, l), (int)BT, C, 4 * C));
+                                   wt(m, T_FCW, l), (int)BT, C, 4 * C, 0));
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
                                       m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
         GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + l * m->act_c,
-                                   wt(m, T_ATTPROJW, l), (int)BT, C, C));
+                                   wt(m, T_ATTPROJW, l), (int)BT, C, C, 0));
         GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + l * m->act_3c, m->a.atty + l * m->act_c, att, B,
                                       T, C, NH));
         GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c,
-                                   wt(m, T_QKVW, l), (int)BT, C, 3 * C));
+                                   wt(m, T_QKVW, l), (int)BT, C, 3 * C, 0));
         GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc,
                                       m->a.ln1_mean + lm, m->a.ln1_rstd + lm, (int)BT, C));
     }

@@ -62,9 +62,9 @@ static int pick_backend(const char *device, const gq_backend **be, char *what, s
 
 /* batch = max (o->batch 0): the largest micro-batch whose planned device memory (the model,
  * a distillation teacher, the working weights of bf16 or QAT, and in bf16 the scratch the
- * products make: the logits' gradient rounded to bf16, and with bf16 operands the fp32 result
- * of the MLP's first product before it is rounded, without them the tied embedding's bf16
- * copy) fits 90 % of what the device reports free, less 1 GiB for cuBLAS and the backend's
+ * products make: with bf16 operands the fp32 result of the MLP's first product before it is
+ * rounded (the logits' gradient is bf16 in place), without them the logits' gradient and the
+ * tied embedding rounded to bf16 copies) fits 90 % of what the device reports free, less 1 GiB for cuBLAS and the backend's
  * other scratch; at most 4096. GPU only. */
 static int resolve_max_batch(gq_train_opts *o, const gq_backend *be, int mode) {
     if (o->batch) return GQ_OK;
@@ -82,7 +82,7 @@ static int resolve_max_batch(gq_train_opts *o, const gq_backend *be, int mode) {
         const double need = (double)gq_gpt2_plan_bytes(&o->model, be, b, o->seq, work) +
                             (teacher ? (double)gq_gpt2_plan_bytes(&o->model, be, b, o->seq, 0) : 0) +
                             (mode != GQ_MATMUL_BF16 ? 0
-                             : ops16             ? 2.0 * (double)b * o->seq * Vp + 16.0 * (double)b * o->seq * C
+                             : ops16             ? 16.0 * (double)b * o->seq * C
                                                  : 2.0 * ((double)b * o->seq + C) * Vp);
         if (need > budget) break;
         best = b;

@@ -50,6 +50,11 @@ static int cpu_matmul_forward(float *out, const float *inp, const float *weight,
     return out_bf16 ? no_bf16_arrays("matmul") : gq_cpu_matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
+static int cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, int N, int C, int OC, int dout_bf16) {
+    return dout_bf16 ? no_bf16_arrays("matmul") : gq_cpu_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 static int cpu_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16) {
     return out_bf16 ? no_bf16_arrays("bf16 rounding") : gq_cpu_round_bf16_sr(out, in, n, seed, base);
 }
@@ -67,7 +72,7 @@ static const gq_backend cpu_backend = {
     .layernorm_forward = gq_cpu_layernorm_forward,
     .layernorm_backward = gq_cpu_layernorm_backward,
     .matmul_forward = cpu_matmul_forward,
-    .matmul_backward = gq_cpu_matmul_backward,
+    .matmul_backward = cpu_matmul_backward,
     .attention_forward = gq_cpu_attention_forward,
     .attention_backward = gq_cpu_attention_backward,
     .gelu_forward = gq_cpu_gelu_forward,

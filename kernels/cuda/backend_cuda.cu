@@ -29,6 +29,20 @@ static int cuda_gelu_backward(float *dinp, const float *inp, const float *dout, 
                                    : gq_cuda_gelu_backward(dinp, inp, dout, n);
 }
 
+/* the cross-entropy backwards: bf16 gradients in place with bf16 operands (the LM head's input) */
+static int cuda_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N,
+                                      int V, int Vp) {
+    return gq_cuda_bf16_operands() ? gq_cuda_crossentropy_backward_bf16(logits, lse, targets, dloss, N, V, Vp)
+                                   : gq_cuda_crossentropy_backward(logits, lse, targets, dloss, N, V, Vp);
+}
+
+static int cuda_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
+                                              const int32_t *targets, float w, float dloss, int N, int V, int Vp) {
+    return gq_cuda_bf16_operands()
+               ? gq_cuda_crossentropy_distill_backward_bf16(logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp)
+               : gq_cuda_crossentropy_distill_backward(logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp);
+}
+
 static const gq_backend cuda_backend = {
     /* .name = */ "cuda",
     /* .alloc = */ gq_cuda_alloc,
@@ -49,8 +63,8 @@ static const gq_backend cuda_backend = {
     /* .gelu_backward = */ cuda_gelu_backward,
     /* .residual_forward = */ gq_cuda_residual_forward,
     /* .crossentropy_forward = */ gq_cuda_crossentropy_forward,
-    /* .crossentropy_backward = */ gq_cuda_crossentropy_backward,
-    /* .crossentropy_distill_backward = */ gq_cuda_crossentropy_distill_backward,
+    /* .crossentropy_backward = */ cuda_crossentropy_backward,
+    /* .crossentropy_distill_backward = */ cuda_crossentropy_distill_backward,
     /* .sum_squares = */ gq_cuda_sum_squares,
     /* .adamw_update = */ gq_cuda_adamw_update,
     /* .fakequant_workspace = */ gq_cuda_fakequant_workspace,

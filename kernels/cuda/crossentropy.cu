@@ -1,6 +1,7 @@
 /* crossentropy (CUDA): fused softmax + cross-entropy over the real vocabulary, one block per
  * row; the backward recomputes the softmax from the saved log-sum-exp in place, element for
- * element the CPU's arithmetic (bit-identical given the same lse). */
+ * element the CPU's arithmetic (bit-identical given the same lse). With bf16 operands the
+ * backward writes bf16 into the first half of each row (backend.h), one block per row. */
 #include "act_math.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
@@ -96,4 +97,59 @@ extern "C" int gq_cuda_crossentropy_distill_backward(float *logits, const float 
     GQ_TRY(gq_launch(crossentropy_distill_backward_kernel, dim3(gq_cuda_blocks(Vp, 256), N < 65535 ? N : 65535), 256, 0,
                      logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp));
     return GQ_OK;
+}
+
+/* bf16 in place: row n's gradient as bf16 in the first half of the row. A block walks its row in
+ * chunks of CE_THREADS; each chunk is read before a barrier and written after it: bf16 element
+ * i overlaps float i / 2 of the same row, read in this chunk or an earlier one, and no write
+ * reaches a float of a later chunk. tlogits (distillation, DISTILL) is the teacher's. */
+template <bool DISTILL>
+static __global__ void crossentropy_backward16_kernel(float *logits, const float *lse, const float *tlogits,
+                                                      const float *tlse, const int32_t *targets, float w, float dloss,
+                                                      int N, int V, int Vp) {
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        const float *x = logits + (size_t)n * Vp;
+        __nv_bfloat16 *o = (__nv_bfloat16 *)(logits + (size_t)n * Vp);
+        const int tg = targets[n];
+        for (int base = 0; base < Vp; base += CE_THREADS) {
+            const int i = base + threadIdx.x;
+            float g = 0.0f;
+            if (i < V && tg >= 0) {
+                if (DISTILL) {
+                    g = gq_exp(x[i] - lse[n]) * dloss - gq_exp(tlogits[(size_t)n * Vp + i] - tlse[n]) * (w * dloss);
+                    if (i == tg) g -= (1.0f - w) * dloss;
+                } else {
+                    g = gq_exp(x[i] - lse[n]) * dloss;
+                    if (i == tg) g -= dloss;
+                }
+            }
+            __syncthreads();
+            if (i < Vp) o[i] = __float2bfloat16_rn(g);
+        }
+        __syncthreads(); /* (the next row's reads are another row's floats: no hazard; kept simple) */
+    }
+}
+
+static int backward16(bool distill, float *logits, const float *lse, const float *tlogits, const float *tlse,
+                      const int32_t *targets, float w, float dloss, int N, int V, int Vp) {
+    if (N <= 0) return GQ_OK;
+    const unsigned blocks = N < 65535 ? (unsigned)N : 65535u;
+    if (distill)
+        GQ_TRY(gq_launch(crossentropy_backward16_kernel<true>, blocks, CE_THREADS, 0, logits, lse, tlogits, tlse, targets,
+                         w, dloss, N, V, Vp));
+    else
+        GQ_TRY(gq_launch(crossentropy_backward16_kernel<false>, blocks, CE_THREADS, 0, logits, lse, tlogits, tlse,
+                         targets, w, dloss, N, V, Vp));
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_crossentropy_backward_bf16(float *logits, const float *lse, const int32_t *targets, float dloss,
+                                                  int N, int V, int Vp) {
+    return backward16(false, logits, lse, NULL, NULL, targets, 0.0f, dloss, N, V, Vp);
+}
+
+extern "C" int gq_cuda_crossentropy_distill_backward_bf16(float *logits, const float *lse, const float *tlogits,
+                                                          const float *tlse, const int32_t *targets, float w,
+                                                          float dloss, int N, int V, int Vp) {
+    return backward16(true, logits, lse, tlogits, tlse, targets, w, dloss, N, V, Vp);
 }

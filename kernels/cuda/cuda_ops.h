@@ -59,8 +59,9 @@ int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const 
 /* out_bf16: out is bf16, the fp32 result with its bias rounded once (backend.h) */
 int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
                            int out_bf16);
+/* dout_bf16: dout is cross-entropy's in-place bf16 gradient (backend.h) */
 int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                            const float *weight, int N, int C, int OC);
+                            const float *weight, int N, int C, int OC, int dout_bf16);
 int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                                const float *att, int B, int T, int C, int NH);
@@ -127,6 +128,12 @@ int gq_cuda_crossentropy_backward(float *logits, const float *lse, const int32_t
                                   int Vp);
 int gq_cuda_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                           const int32_t *targets, float w, float dloss, int N, int V, int Vp);
+/* the same, dlogits as bf16 in the first half of each row (the bf16 operands' form, backend.h) */
+int gq_cuda_crossentropy_backward_bf16(float *logits, const float *lse, const int32_t *targets, float dloss, int N,
+                                       int V, int Vp);
+int gq_cuda_crossentropy_distill_backward_bf16(float *logits, const float *lse, const float *tlogits,
+                                               const float *tlse, const int32_t *targets, float w, float dloss, int N,
+                                               int V, int Vp);
 /* *out (host) = sum of squares of d_g (n), in double */
 int gq_cuda_sum_squares(double *out, const float *g, size_t n);
 int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,

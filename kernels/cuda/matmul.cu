@@ -3,7 +3,7 @@
  * gradient. In bf16 mode the input (inp) and the weight are bf16 arrays as their producers
  * stored them (the layer before; the model's bf16 working weights: gq_cuda_bf16_operands), and
  * the products multiply them as they lie; the output gradient is rounded to a bf16 copy once
- * for both of the backward's products. A bf16 output (out_bf16: qkv and the MLP's
+ * for both of the backward's products (the LM head's comes in bf16 already: cross-entropy's). A bf16 output (out_bf16: qkv and the MLP's
  * pre-activation in bf16 mode) is the fp32 product in scratch, then its bias added and the sum
  * rounded once, in one kernel. */
 #include "backend.h"
@@ -65,13 +65,20 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
 }
 
 extern "C" int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                                       const float *weight, int N, int C, int OC) {
+                                       const float *weight, int N, int C, int OC, int dout_bf16) {
     if (N <= 0) return GQ_OK;
+    if (dout_bf16 && (!gq_cuda_bf16_operands() || dbias))
+        return gq_errf(GQ_EINVAL, "matmul backward: a bf16 output gradient needs bf16 operands and no bias");
     if (gq_cuda_bf16_operands()) {
-        const void *dy16 = NULL;
-        GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
-        if (dinp) GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, OC, 0, weight, C, 0, 0.0f, dinp, 0, C, 0, 1));
-        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, OC, C, N, 1.0f, dy16, OC, 0, inp, C, 0, 1.0f, dweight, 0, C, 0, 1));
+        /* the output gradient in bf16: cross-entropy's in place (rows 2 OC apart), or a copy */
+        const void *dy16 = dout;
+        int ld = 2 * OC;
+        if (!dout_bf16) {
+            GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
+            ld = OC;
+        }
+        if (dinp) GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, ld, 0, weight, C, 0, 0.0f, dinp, 0, C, 0, 1));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, OC, C, N, 1.0f, dy16, ld, 0, inp, C, 0, 1.0f, dweight, 0, C, 0, 1));
     } else {
         /* dinp (N,C) = dout (N,OC) weight (OC,C) */
         if (dinp) GQ_TRY(gq_cuda_sgemm_rm(0, 0, N, C, OC, 1.0f, dout, OC, 0, weight, C, 0, 0.0f, dinp, C, 0, 1));
