@@ -127,9 +127,17 @@ static int check_plan(const gq_gpt2 *m) {
 
 /* Tensor i's floats per layer in the working copy when `b16` (bf16 operands: the matrices as
  * bf16 arrays, each layer's starting on a float) or as floats. */
-static size_t work_layer_floats(const gq_gpt2 *m, int i, int b16) {
-    const size_t n = m->tensor_numel[i] / (gq_gpt2_tensor(i)->per_layer ? (size_t)m->cfg.n_layer : 1);
+static size_t work_layer_floats(const gq_gpt2_config *cfg, int i, int b16) {
+    const size_t n = tensor_numel(cfg, i) / (gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1);
     return b16 && gq_gpt2_tensor(i)->decay ? (n + 1) / 2 : n;
+}
+
+/* The working copy's floats, all tensors and layers (what work_copy allocates) */
+static size_t work_copy_floats(const gq_gpt2_config *cfg, int b16) {
+    size_t n = 0;
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++)
+        n += work_layer_floats(cfg, i, b16) * (gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1);
+    return n;
 }
 
 /* The weights the forward and backward use: the working copy (QAT's fake-quant, bf16's rounded
@@ -140,13 +148,11 @@ static void point_weights(gq_gpt2 *m) {
     m->w16 = work && m->act16;
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         size_t layers = gq_gpt2_tensor(i)->per_layer ? (size_t)m->cfg.n_layer : 1;
-        m->wl[i] = work_layer_floats(m, i, m->w16);
+        m->wl[i] = work_layer_floats(&m->cfg, i, m->w16); /* (the masters' when !work: w16 is 0) */
         dst[i] = base;
         if (base) base += layers * m->wl[i];
     }
     m->w = work ? m->work : m->params;
-    if (!work) /* the masters are floats */
-        for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) m->wl[i] = work_layer_floats(m, i, 0);
 }
 
 int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend *be, int B, int T) {
@@ -368,15 +374,12 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m) { return m->n_params * sizeof(float); }
 
 size_t gq_gpt2_plan_bytes(const gq_gpt2_config *cfg, const gq_backend *be, int B, int T, int working_copy) {
-    size_t params = 0, work = 0, numel[N_ACTS], saved, scratch, c, c3, c4, acts = 0;
+    size_t params = 0, numel[N_ACTS], saved, scratch, c, c3, c4, acts = 0;
     int act16;
     act_sizes(cfg, be, (size_t)B, (size_t)T, numel, &saved, &scratch, &act16, &c, &c3, &c4);
     for (int i = 0; i < N_ACTS; i++) acts += numel[i];
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
-        size_t n = tensor_numel(cfg, i), layers = gq_gpt2_tensor(i)->per_layer ? (size_t)cfg->n_layer : 1;
-        params += n;
-        work += act16 && gq_gpt2_tensor(i)->decay ? layers * ((n / layers + 1) / 2) : n; /* work_copy's */
-    }
+    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) params += tensor_numel(cfg, i);
+    const size_t work = work_copy_floats(cfg, act16);
     /* parameters, gradients and AdamW's two moments (a model allocates all four), activations,
      * and the working copy (bf16 / QAT; bf16 matrices with bf16 operands) with its QAT mask */
     return sizeof(float) * (4 * params + acts) + (working_copy ? work * sizeof(float) + params : 0);
@@ -387,9 +390,7 @@ size_t gq_gpt2_act_bytes(const gq_gpt2 *m) { return m->n_acts * sizeof(float); }
 /* The working copy for the current mode: allocated when first needed, again when a mode needs
  * more (bf16 matrices take half the floats); its contents are the next refresh's. */
 static int work_copy(gq_gpt2 *m) {
-    size_t need = 0;
-    for (int i = 0; i < GQ_GPT2_N_TENSORS; i++)
-        need += work_layer_floats(m, i, m->act16) * (gq_gpt2_tensor(i)->per_layer ? (size_t)m->cfg.n_layer : 1);
+    const size_t need = work_copy_floats(&m->cfg, m->act16);
     if (m->qat_mem && need <= m->work_floats) return GQ_OK;
     if (m->qat_mem) m->be->free(m->qat_mem);
     m->qat_mem = NULL, m->work_floats = 0;

@@ -125,8 +125,7 @@ static __global__ void crossentropy_backward16_kernel(float *logits, const float
             }
             __syncthreads();
             if (i < Vp) o[i] = __float2bfloat16_rn(g);
-        }
-        __syncthreads(); /* (the next row's reads are another row's floats: no hazard; kept simple) */
+        } /* (no barrier before the next row: its floats are another row's) */
     }
 }
 
