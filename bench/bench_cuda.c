@@ -276,9 +276,26 @@ int main(int argc, char **argv) {
     TIME("gelu_forward (4C)", 2.0 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));
     TIME("gelu_backward (4C)", 3.0 * 4 * NC * 4, 0, G->gelu_backward(z, x, y, 4 * NC));
     TIME("residual_forward", 3.0 * NC * 4, 0, G->residual_forward(z, x, y, NC));
+    float *logits16 = dalloc((size_t)N * Vp * 2); /* the same logits in bf16 (bf16 operands) */
+    die(G->round_bf16_sr(logits16, logits, (size_t)N * Vp, 1, 0, 1), "round_bf16_sr");
     TIME("crossentropy_forward", (double)N * Vp * 4, 0, G->crossentropy_forward(losses, lse, logits, tg, N, V, Vp));
     TIME("crossentropy_backward (in place)", 2.0 * N * Vp * 4, 0,
          G->crossentropy_backward(logits, lse, tg, 1.0f / N, N, V, Vp));
+    if (gq_cuda_set_matmul(GQ_MATMUL_BF16) == GQ_OK && G->bf16_operands()) {
+        /* bf16 mode's LM head and loss: bf16 logits (cuBLAS stores them), read by the loss and
+         * overwritten by their gradient, which the LM head's backward reads (x, wte read as bf16:
+         * speed only) */
+        TIME("matmul_forward LM head bf16 (bf16 out)", (double)NC * 2 + (double)Vp * C * 2 + (double)N * Vp * 2,
+             2.0 * N * C * Vp, G->matmul_forward(logits16, x, wte, NULL, N, C, Vp, 1));
+        TIME("crossentropy_forward (bf16 logits)", (double)N * Vp * 2, 0,
+             G->crossentropy_forward(losses, lse, logits16, tg, N, V, Vp));
+        TIME("crossentropy_backward (bf16, in place)", 2.0 * N * Vp * 2, 0,
+             G->crossentropy_backward(logits16, lse, tg, 1.0f / N, N, V, Vp));
+        TIME("matmul_backward LM head bf16 (bf16 dout)", (double)N * Vp * 2 + NC * 6 + (double)Vp * C * 10,
+             4.0 * N * C * Vp, G->matmul_backward(z, dwte, NULL, logits16, x, wte, N, C, Vp, 1));
+        die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
+    }
+    G->free(logits16);
     {
         float *p = dalloc(P * 4), *g = dalloc(P * 4), *m = dalloc(P * 4), *v = dalloc(P * 4);
         dfill(p, P, -1, 1, 10), dfill(g, P, -1e-2f, 1e-2f, 11);

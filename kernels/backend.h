@@ -45,14 +45,14 @@ typedef struct gq_backend {
     /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) (bias may be NULL); inp and weight
      * bf16 where bf16_operands (below). out_bf16: out is a bf16 array, the fp32 result (bias
      * included) rounded to nearest once (a model asks for it where bf16_operands, for the
-     * outputs that feed only the attention or GELU); GQ_EUNSUPPORTED on a backend without bf16
+     * outputs that feed only the attention, GELU or the cross-entropy); GQ_EUNSUPPORTED on a backend without bf16
      * arrays. */
     int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
                           int out_bf16);
     /* dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout)
-     * (dinp, dbias may be NULL). dout_bf16: dout is cross-entropy's bf16 gradient in place
-     * (crossentropy_backward with bf16_operands: bf16 rows 2 OC elements apart), dbias NULL;
-     * GQ_EUNSUPPORTED on a backend without bf16 arrays. */
+     * (dinp, dbias may be NULL). dout_bf16: dout is a bf16 (N,OC) array, cross-entropy's
+     * gradient in place of the bf16 logits (crossentropy_backward with bf16_operands), dbias
+     * NULL; GQ_EUNSUPPORTED on a backend without bf16 arrays. */
     int (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                            const float *weight, int N, int C, int OC, int dout_bf16);
 
@@ -71,23 +71,24 @@ typedef struct gq_backend {
     int (*gelu_forward)(float *out, const float *inp, size_t n);
     int (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
 
-    /* out = a + b over n values (the residual add; its backward is the identity on both) */
+    /* out = a + b over n values (the residual add; its backward is the identity on both); out
+     * may be a or b (in place) */
     int (*residual_forward)(float *out, const float *a, const float *b, size_t n);
 
     /* Fused softmax + cross-entropy over the first V of Vp logits per row (padding ignored).
-     * logits (N,Vp); targets (N), -1 = ignored; losses (N) (0 where ignored); lse (N) saves
-     * the log-sum-exp for the backward. */
+     * logits (N,Vp) (a bf16 array where bf16_operands: the LM head's output); targets (N), -1 =
+     * ignored; losses (N) (0 where ignored); lse (N) saves the log-sum-exp for the backward. */
     int (*crossentropy_forward)(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V,
                                 int Vp);
     /* In place: logits (N,Vp) become dlogits = (softmax - onehot) * dloss; padded columns and
-     * ignored rows become 0. Where bf16_operands, dlogits are bf16, rounded to nearest, in the
-     * first half of each row (row n's Vp values from bf16 element 2 n Vp on): what the LM head's
-     * matmul_backward takes with dout_bf16 (no fp32 write, no rounded copy). */
+     * ignored rows become 0. Where bf16_operands, bf16 logits become bf16 dlogits (rounded to
+     * nearest): what the LM head's matmul_backward takes with dout_bf16 (no rounded copy). */
     int (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
                                  int Vp);
     /* Distillation: as crossentropy_backward, but against the target distribution
      * (1 - w) onehot(target) + w softmax(tlogits) (the teacher's logits, with its log-sum-exp
-     * tlse): dlogits = (softmax - that) * dloss (bf16 as there where bf16_operands). w = 0 is
+     * tlse): dlogits = (softmax - that) * dloss (bf16 as there where bf16_operands, the
+     * teacher's logits too: its LM head's output in the same mode). w = 0 is
      * crossentropy_backward. */
     int (*crossentropy_distill_backward)(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                          const int32_t *targets, float w, float dloss, int N, int V, int Vp);
@@ -133,7 +134,8 @@ typedef struct gq_backend {
      * (out), and so the inp of matmul_forward / matmul_backward and the out of
      * attention_backward; the products' outputs that feed only the attention or GELU (qkv and
      * the MLP's pre-activation: matmul_forward with out_bf16), and so attention's qkv and
-     * GELU's inp (forward and backward); and the weights, i.e. matmul's weight and encoder_forward's wte and
+     * GELU's inp (forward and backward); the logits (the LM head's matmul_forward with
+     * out_bf16), and so cross-entropy's logits and their gradient; and the weights, i.e. matmul's weight and encoder_forward's wte and
      * wpe (a model keeps a bf16 working copy of its matrices, round_bf16_sr / fakequant_forward
      * with out_bf16). 0 (fp32) otherwise, and always on the CPU. A model plans and addresses
      * those arrays with it. */

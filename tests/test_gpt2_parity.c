@@ -103,6 +103,26 @@ static void bf16_checks(gq_gpt2 *fp32_model, gq_safetensors *ref, const int32_t 
            fp32_model->n_acts, m->act16);
     CHECK(m->act16 && m->n_acts < fp32_model->n_acts);
     CHECK_OK(gq_gpt2_forward(m, inputs, targets, B, T, &loss));
+    { /* the logits are the LM head's bf16 output: every one a bf16 value, near torch's fp32 ones */
+        const int V = m->cfg.vocab_size;
+        float *want = malloc((size_t)B * T * V * 4), *got = malloc((size_t)m->cfg.padded_vocab_size * 4);
+        CHECK_OK(gq_st_read_f32(ref, gq_st_find(ref, "logits"), want));
+        double e = 0, r = 0;
+        size_t not16 = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                CHECK_OK(gq_gpt2_logits(m, b, t, got));
+                for (int v = 0; v < V; v++) {
+                    const float x = got[v], y = want[((size_t)b * T + t) * V + v];
+                    e = fmax(e, fabs(x - y)), r = fmax(r, fabs(y));
+                    not16 += gq_bf16_to_f32(gq_f32_to_bf16(x)) != x;
+                }
+            }
+        printf("bf16 logits vs torch fp32: max|err| / max|ref| %.3g (bound 5e-2), %zu not bf16 values\n", e / r,
+               not16);
+        CHECK(e / r <= 5e-2 && e > 0 && not16 == 0);
+        free(want), free(got);
+    }
     CHECK_OK(gq_gpt2_zero_grad(m));
     CHECK_OK(gq_gpt2_backward(m, 1.0f));
     double worst = grads_vs(m, ref, 0.1);

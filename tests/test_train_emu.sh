@@ -6,7 +6,7 @@
 # bytes; N steps + resume + M steps on the backend == N+M steps; a checkpoint written on it
 # resumes on the CPU and the CPU's on it; bf16 (stochastic rounding, tensor-core attention, bf16
 # operands: working weights and activations) and TF32 track the CPU's fp32 losses within a stated band; bf16 is
-# deterministic and resumes bit-exactly; QAT runs.
+# deterministic and resumes bit-exactly; QAT runs; distillation in bf16 tracks the CPU's.
 # usage: test_train_emu.sh BUILD_DIR FIXTURE_DIR
 set -u
 B="$1"
@@ -94,6 +94,16 @@ d=$(N=3 maxdiff "$(losses "$T/qatb")" "$(losses "$T/qat")")
 echo "QAT int4 in bf16 vs in fp32 on the backend: $d"
 check '[ -f "$T/qatb/qat_report.json" ] && [ -f "$T/qatb/model-int4-g32.h5" ] && awk "BEGIN{exit !($d < 0.01)}"' \
   "QAT int4 in bf16: report, export, losses within 0.01 of fp32 QAT's (max diff $d)"
+
+# -- distillation (QAT fine-tuning's teacher): in bf16 the teacher's logits are bf16 like the
+# model's; the curve tracks the CPU's fp32 distillation within bf16's band
+train --out "$T/dc" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --distill 0.5 --device cpu >"$T/dc.log" 2>&1
+train --out "$T/db" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --distill 0.5 --device cuda --precision bf16 \
+  >"$T/db.log" 2>&1
+d=$(N=3 maxdiff "$(losses "$T/db")" "$(losses "$T/dc")")
+echo "distillation (w 0.5) + QAT int4 in bf16 on the backend vs the CPU's fp32: $d"
+check 'grep -q "^distillation: " "$T/db.log" && awk "BEGIN{exit !($d < 0.01)}"' \
+  "distillation in bf16 (bf16 teacher logits): losses within 0.01 of the CPU's fp32 (max diff $d)"
 
 echo "test_train_emu: $pass passed, $fail failed"
 [ $fail -eq 0 ]

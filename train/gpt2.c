@@ -18,7 +18,7 @@ static void carve(float **dst_ptrs, float *base, const size_t *numel, int n) {
     }
 }
 
-enum { N_ACTS = 28 }; /* the float * fields of gq_gpt2's activations (a), then inputs and targets */
+enum { N_ACTS = 26 }; /* the float * fields of gq_gpt2's activations (a), then inputs and targets */
 _Static_assert(sizeof(((gq_gpt2 *)0)->a) == (N_ACTS - 2) * sizeof(float *) + 2 * sizeof(int32_t *),
                "N_ACTS: one size per field of gq_gpt2's activations");
 
@@ -26,7 +26,8 @@ _Static_assert(sizeof(((gq_gpt2 *)0)->a) == (N_ACTS - 2) * sizeof(float *) + 2 *
  * order of gq_gpt2's activations: the attention's per layer (*att_saved) and scratch (attention_floats:
  * the (T, T) softmax, or a log-sum-exp per row where the backend recomputes it), and the
  * per-layer floats of the activations that are bf16 with bf16 operands (two to a float): the
- * products' inputs of C and 4C channels and the outputs qkv (3C) and fch (4C) */
+ * products' inputs of C and 4C channels and the outputs qkv (3C) and fch (4C); the logits are
+ * bf16 then too (their gradient overwrites them in place, bf16 as the LM head's backward reads it) */
 static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B, size_t T, size_t numel[N_ACTS],
                       size_t *att_saved, size_t *att_scratch, int *act16, size_t *act_c, size_t *act_3c,
                       size_t *act_4c) {
@@ -43,19 +44,17 @@ static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B,
         L * *act_3c,      /* qkv */
         L * *act_c,       /* atty */
         L * *att_saved,   /* att */
-        L * BT * C,       /* attproj */
         L * BT * C,       /* residual2 */
         L * *act_c,       /* ln2 */
         L * BT,           /* ln2_mean */
         L * BT,           /* ln2_rstd */
         L * *act_4c,      /* fch */
         L * *act_4c,      /* fch_gelu */
-        L * BT * C,       /* fcproj */
         L * BT * C,       /* residual3 */
         *act_c,           /* lnf */
         BT,               /* lnf_mean */
         BT,               /* lnf_rstd */
-        BT * Vp,          /* logits */
+        *act16 ? (BT * Vp + 1) / 2 : BT * Vp, /* logits (bf16 with bf16 operands: the LM head's output) */
         BT,               /* lse */
         BT,               /* losses */
         BT * C,           /* d_res */
@@ -103,7 +102,7 @@ static int plan_acts(gq_gpt2 *m) {
     if (rc) return rc;
     m->n_acts = n, m->att_stride = att_saved, m->att_scratch = att_scratch;
     m->act16 = act16, m->act_c = act_c, m->act_3c = act_3c, m->act_4c = act_4c;
-    m->n_scratch = act_numel[22] + act_numel[23] + act_numel[24] + act_numel[25];
+    m->n_scratch = act_numel[20] + act_numel[21] + act_numel[22] + act_numel[23];
     float *ptrs[N_ACTS];
     carve(ptrs, m->acts_mem, act_numel, N_ACTS);
     float **dst = &m->a.encoded;
@@ -261,25 +260,25 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         float *ln1 = m->a.ln1 + l * m->act_c, *qkv = m->a.qkv + l * m->act_3c, *atty = m->a.atty + l * m->act_c;
         float *att = m->a.att + (size_t)l * m->att_stride;
-        float *attproj = m->a.attproj + la, *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + l * m->act_c;
-        float *fch = m->a.fch + l * m->act_4c, *fchg = m->a.fch_gelu + l * m->act_4c, *fcproj = m->a.fcproj + la;
-        float *res3 = m->a.residual3 + la;
+        float *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + l * m->act_c;
+        float *fch = m->a.fch + l * m->act_4c, *fchg = m->a.fch_gelu + l * m->act_4c, *res3 = m->a.residual3 + la;
         GQ_TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
                                   (int)BT, C));
         GQ_TRY(be->matmul_forward(qkv, ln1, wt(m, T_QKVW, l), w->qkvb + 3 * lc, (int)BT, C, 3 * C, m->act16));
         GQ_TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
-        GQ_TRY(be->matmul_forward(attproj, atty, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C, 0));
-        GQ_TRY(be->residual_forward(res2, residual, attproj, BT * C));
+        /* the projections' outputs go straight into the stream, which is added in place */
+        GQ_TRY(be->matmul_forward(res2, atty, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C, 0));
+        GQ_TRY(be->residual_forward(res2, residual, res2, BT * C));
         GQ_TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
                                   (int)BT, C));
         GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C, m->act16));
         GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
-        GQ_TRY(be->matmul_forward(fcproj, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C, 0));
-        GQ_TRY(be->residual_forward(res3, res2, fcproj, BT * C));
+        GQ_TRY(be->matmul_forward(res3, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C, 0));
+        GQ_TRY(be->residual_forward(res3, res2, res3, BT * C));
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
-    GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp, 0));
+    GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp, m->act16));
     m->last_B = B;
     m->last_T = T;
     m->n_targets = 0;
@@ -299,8 +298,14 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
 }
 
 int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out) {
-    size_t Vp = (size_t)m->cfg.padded_vocab_size;
-    return m->be->download(host_out, m->a.logits + ((size_t)b * m->last_T + t) * Vp, Vp * sizeof(float));
+    const size_t Vp = (size_t)m->cfg.padded_vocab_size, row = (size_t)b * m->last_T + t;
+    if (!m->act16) return m->be->download(host_out, m->a.logits + row * Vp, Vp * sizeof(float));
+    uint16_t *h = malloc(Vp * sizeof *h); /* bf16 logits, widened */
+    if (!h) return gq_errf(GQ_ENOMEM, "out of memory");
+    int rc = m->be->download(h, (const char *)m->a.logits + row * Vp * 2, Vp * 2);
+    for (size_t i = 0; !rc && i < Vp; i++) host_out[i] = gq_bf16_to_f32(h[i]);
+    free(h);
+    return rc;
 }
 
 int gq_gpt2_zero_grad(gq_gpt2 *m) { return m->be->zero(m->grads_mem, m->n_params * sizeof(float)); }

@@ -50,15 +50,17 @@ typedef struct gq_gpt2 {
     size_t n_acts;
     size_t n_scratch;
     size_t att_stride, att_scratch; /* floats of a.att per layer and of a.d_att (attention_floats) */
-    /* bf16_operands at planning: ln1, qkv, atty, ln2, fch, fch_gelu and lnf hold bf16
+    /* bf16_operands at planning: ln1, qkv, atty, ln2, fch, fch_gelu, lnf and logits hold bf16
      * (backend.h); their floats per layer (B_max T_max values of C channels, 3C for qkv, 4C for
      * fch and fch_gelu) */
     int act16;
     size_t act_c, act_3c, act_4c;
     /* activations, laid out for (B_max, T_max); see gpt2.c */
     struct {
-        float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *residual2, *ln2, *ln2_mean,
-            *ln2_rstd, *fch, *fch_gelu, *fcproj, *residual3, *lnf, *lnf_mean, *lnf_rstd, *logits, *lse, *losses;
+        /* (the attention and MLP projections write into residual2 / residual3, which then add
+         * the stream in place: the backward never reads a projection's output) */
+        float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *residual2, *ln2, *ln2_mean, *ln2_rstd,
+            *fch, *fch_gelu, *residual3, *lnf, *lnf_mean, *lnf_rstd, *logits, *lse, *losses;
         float *d_res, *d_a, *d_b, *d_att; /* backward scratch */
         int32_t *inputs, *targets;
     } a;
@@ -107,7 +109,8 @@ int gq_gpt2_init(gq_gpt2 *m, uint64_t seed);
 /* inputs, targets: host (B, T) ids; targets may be NULL (no loss) and -1 marks ignored
  * positions. *loss = mean cross-entropy over non-ignored targets. */
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss);
-/* Logits (Vp floats) of position (b, t) of the last forward, copied to host. */
+/* Logits (Vp floats) of position (b, t) of the last forward, copied to host (widened from bf16
+ * where the model keeps them in bf16: bf16 operands). */
 int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out);
 
 int gq_gpt2_zero_grad(gq_gpt2 *m);

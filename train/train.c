@@ -63,7 +63,7 @@ static int pick_backend(const char *device, const gq_backend **be, char *what, s
 /* batch = max (o->batch 0): the largest micro-batch whose planned device memory (the model,
  * a distillation teacher, the working weights of bf16 or QAT, and in bf16 the scratch the
  * products make: with bf16 operands the fp32 result of the MLP's first product before it is
- * rounded (the logits' gradient is bf16 in place), without them the logits' gradient and the
+ * rounded (the logits and their gradient are bf16 in the plan), without them the logits' gradient and the
  * tied embedding rounded to bf16 copies) fits 90 % of what the device reports free, less 1 GiB for cuBLAS and the backend's
  * other scratch; at most 4096. GPU only. */
 static int resolve_max_batch(gq_train_opts *o, const gq_backend *be, int mode) {

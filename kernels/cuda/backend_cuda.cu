@@ -29,7 +29,14 @@ static int cuda_gelu_backward(float *dinp, const float *inp, const float *dout, 
                                    : gq_cuda_gelu_backward(dinp, inp, dout, n);
 }
 
-/* the cross-entropy backwards: bf16 gradients in place with bf16 operands (the LM head's input) */
+/* the cross-entropy: bf16 logits with bf16 operands (the LM head's output), their gradients
+ * bf16 in place (the LM head's backward reads them) */
+static int cuda_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N,
+                                     int V, int Vp) {
+    return gq_cuda_bf16_operands() ? gq_cuda_crossentropy_forward_bf16(losses, lse, logits, targets, N, V, Vp)
+                                   : gq_cuda_crossentropy_forward(losses, lse, logits, targets, N, V, Vp);
+}
+
 static int cuda_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N,
                                       int V, int Vp) {
     return gq_cuda_bf16_operands() ? gq_cuda_crossentropy_backward_bf16(logits, lse, targets, dloss, N, V, Vp)
@@ -62,7 +69,7 @@ static const gq_backend cuda_backend = {
     /* .gelu_forward = */ cuda_gelu_forward,
     /* .gelu_backward = */ cuda_gelu_backward,
     /* .residual_forward = */ gq_cuda_residual_forward,
-    /* .crossentropy_forward = */ gq_cuda_crossentropy_forward,
+    /* .crossentropy_forward = */ cuda_crossentropy_forward,
     /* .crossentropy_backward = */ cuda_crossentropy_backward,
     /* .crossentropy_distill_backward = */ cuda_crossentropy_distill_backward,
     /* .sum_squares = */ gq_cuda_sum_squares,

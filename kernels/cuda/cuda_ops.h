@@ -128,12 +128,14 @@ int gq_cuda_crossentropy_backward(float *logits, const float *lse, const int32_t
                                   int Vp);
 int gq_cuda_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                           const int32_t *targets, float w, float dloss, int N, int V, int Vp);
-/* the same, dlogits as bf16 in the first half of each row (the bf16 operands' form, backend.h) */
-int gq_cuda_crossentropy_backward_bf16(float *logits, const float *lse, const int32_t *targets, float dloss, int N,
+/* the same on bf16 logits (the LM head's output with bf16 operands, backend.h): the forward
+ * reads them, the backwards overwrite them with their gradients in bf16 (rounded to nearest) */
+int gq_cuda_crossentropy_forward_bf16(float *losses, float *lse, const void *logits, const int32_t *targets, int N,
+                                      int V, int Vp);
+int gq_cuda_crossentropy_backward_bf16(void *logits, const float *lse, const int32_t *targets, float dloss, int N,
                                        int V, int Vp);
-int gq_cuda_crossentropy_distill_backward_bf16(float *logits, const float *lse, const float *tlogits,
-                                               const float *tlse, const int32_t *targets, float w, float dloss, int N,
-                                               int V, int Vp);
+int gq_cuda_crossentropy_distill_backward_bf16(void *logits, const float *lse, const void *tlogits, const float *tlse,
+                                               const int32_t *targets, float w, float dloss, int N, int V, int Vp);
 /* *out (host) = sum of squares of d_g (n), in double */
 int gq_cuda_sum_squares(double *out, const float *g, size_t n);
 int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,

@@ -3,9 +3,11 @@
  * gradient. In bf16 mode the input (inp) and the weight are bf16 arrays as their producers
  * stored them (the layer before; the model's bf16 working weights: gq_cuda_bf16_operands), and
  * the products multiply them as they lie; the output gradient is rounded to a bf16 copy once
- * for both of the backward's products (the LM head's comes in bf16 already: cross-entropy's). A bf16 output (out_bf16: qkv and the MLP's
- * pre-activation in bf16 mode) is the fp32 product in scratch, then its bias added and the sum
- * rounded once, in one kernel. */
+ * for both of the backward's products (the LM head's comes in bf16 already: cross-entropy's, in
+ * place of the bf16 logits). A bf16 output (out_bf16) without a bias (the LM head's logits) is
+ * cuBLAS's own, the fp32 sums rounded once as they are stored; with a bias (qkv and the MLP's
+ * pre-activation) the fp32 product goes to scratch, then its bias is added and the sum rounded
+ * once, in one kernel. */
 #include "backend.h"
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
@@ -48,11 +50,13 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
                                       int C, int OC, int out_bf16) {
     if (N <= 0) return GQ_OK;
     const size_t n = (size_t)N * OC;
+    const int direct16 = out_bf16 && !bias && gq_cuda_bf16_operands(); /* cuBLAS rounds as it stores */
     float *dst = out;
-    if (out_bf16) GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_OUT32, n * sizeof(float), (void **)&dst));
+    if (out_bf16 && !direct16) GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_OUT32, n * sizeof(float), (void **)&dst));
     /* dst (N,OC) = inp (N,C) weight (OC,C)^T */
     if (gq_cuda_bf16_operands()) {
-        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, dst, 0, OC, 0, 1));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, dst, direct16, OC, 0, 1));
+        if (direct16) return GQ_OK;
     } else {
         GQ_TRY(gq_cuda_sgemm_rm(0, 1, N, OC, C, 1.0f, inp, C, 0, weight, C, 0, 0.0f, dst, OC, 0, 1));
     }
@@ -70,15 +74,11 @@ extern "C" int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias
     if (dout_bf16 && (!gq_cuda_bf16_operands() || dbias))
         return gq_errf(GQ_EINVAL, "matmul backward: a bf16 output gradient needs bf16 operands and no bias");
     if (gq_cuda_bf16_operands()) {
-        /* the output gradient in bf16: cross-entropy's in place (rows 2 OC apart), or a copy */
+        /* the output gradient in bf16: cross-entropy's in place, or a copy */
         const void *dy16 = dout;
-        int ld = 2 * OC;
-        if (!dout_bf16) {
-            GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
-            ld = OC;
-        }
-        if (dinp) GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, ld, 0, weight, C, 0, 0.0f, dinp, 0, C, 0, 1));
-        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, OC, C, N, 1.0f, dy16, ld, 0, inp, C, 0, 1.0f, dweight, 0, C, 0, 1));
+        if (!dout_bf16) GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
+        if (dinp) GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, OC, 0, weight, C, 0, 0.0f, dinp, 0, C, 0, 1));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, OC, C, N, 1.0f, dy16, OC, 0, inp, C, 0, 1.0f, dweight, 0, C, 0, 1));
     } else {
         /* dinp (N,C) = dout (N,OC) weight (OC,C) */
         if (dinp) GQ_TRY(gq_cuda_sgemm_rm(0, 0, N, C, OC, 1.0f, dout, OC, 0, weight, C, 0, 0.0f, dinp, C, 0, 1));
