@@ -159,6 +159,37 @@ static void bench_qmatmul(void) {
                 if (bufs[i]) G->free((void *)bufs[i]);
         }
     G->free(x), G->free(y);
+
+    /* the decode step's attention (GPT-2 124M: 12 heads of 64, fp16 cache of 1024 positions) at
+     * a few positions: split over positions (flash-decoding) against one block a head */
+    enum { AT = 1024, AC = 768, ANH = 12 };
+    printf("\n| decode attention, 12 heads x 64, fp16 cache | position | ms split | ms one block a head | ratio |\n"
+           "|---|---|---|---|---|\n");
+    float *q = dalloc(3 * AC * 4), *o = dalloc(AC * 4);
+    void *kc = dalloc((size_t)AT * AC * 2), *vc = dalloc((size_t)AT * AC * 2); /* (zeros: speed only) */
+    int32_t *dpos = dalloc(4);
+    dfill(q, 3 * AC, -1, 1, 14);
+    const int positions[] = {50, 500, 1000};
+    for (int k = 0; k < 3; k++) {
+        die(G->upload(dpos, &positions[k], 4), "upload");
+        double t2[2];
+        for (int split = 1; split >= 0; split--) {
+            gq_cuda_attend_split(split);
+            float ms_[20];
+            for (int i_ = 0; i_ < 23; i_++) {
+                cudaEventRecord(e0, 0);
+                die(gq_cuda_attend(o, q, kc, vc, 1, dpos, 0, 1, ANH, AC, AT), "attend");
+                cudaEventRecord(e1, 0);
+                cudaEventSynchronize(e1);
+                if (i_ >= 3) cudaEventElapsedTime(&ms_[i_ - 3], e0, e1);
+            }
+            qsort(ms_, 20, sizeof *ms_, cmp_float);
+            t2[1 - split] = ms_[10];
+        }
+        gq_cuda_attend_split(1);
+        printf("| | %4d | %.4f | %.4f | %.2fx |\n", positions[k], t2[0], t2[1], t2[1] / t2[0]);
+    }
+    G->free(q), G->free(o), G->free(kc), G->free(vc), G->free(dpos);
 }
 
 int main(int argc, char **argv) {

@@ -409,6 +409,8 @@ next() {
     env $v timeout 60 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json
   done | tee -a "$logs/bench.jsonl" | cut -c1-400
   GQ_CUDA_FUSED=0 t test_infer_unfused 90 $bin/test_infer_cuda
+  t bench_decode 60 $bin/bench_cuda decode # decode products; attention split over positions vs a block a head
+  grep -A5 "decode attention" "$logs/bench_decode.log"
   for h in f16 bf16; do timeout 60 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json; done | tee -a "$logs/bench.jsonl"
   same_text
   ncu_times ncu_decode $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4

@@ -62,9 +62,9 @@ inline int violations;
 enum : size_t { DYN_SMEM_MAX = 227 * 1024, DYN_SMEM_GUARD = 4096 };
 alignas(128) inline unsigned char dyn_smem[DYN_SMEM_MAX + DYN_SMEM_GUARD];
 
-/* GQ_EMU_ORDER=reverse: a block's threads run from the last to the first between barriers (a
- * read that a missing barrier leaves racing with another thread's write then sees the other
- * side: the tests run both ways) */
+/* GQ_EMU_ORDER=reverse: a block's threads run from the last to the first between barriers, and
+ * the grid's blocks from the last to the first (a read that a missing barrier leaves racing
+ * with another thread's write then sees the other side: the tests run both ways) */
 inline int reverse = -1;
 
 inline void violation(const char *what) {
@@ -179,6 +179,8 @@ template <class T> inline T __shfl_down_sync(unsigned mask, T v, unsigned delta)
 template <class T> inline T __shfl_sync(unsigned mask, T v, int src_lane) {
     return gq_emu::shuffle(mask, v, [&](int) { return src_lane % 32; });
 }
+/* blocks run one after another: their writes are visible to the next as they stand */
+inline void __threadfence() {}
 /* fibers switch only at barriers, so a read-modify-write is atomic as it stands */
 template <class T> inline T atomicAdd(T *p, T v) {
     const T old = *p;
@@ -346,10 +348,16 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
     fibers.resize(b.x);
     for (unsigned w = 0; w < 32; w++) expected[w] = w * 32 < b.x ? std::min(32u, b.x - w * 32) : 32; /* a last, partial warp */
     expected[32] = b.x;
+    if (reverse < 0) {
+        const char *e = getenv("GQ_EMU_ORDER");
+        reverse = e && !strcmp(e, "reverse");
+    }
     for (unsigned z = 0; z < g.z; z++)
         for (unsigned y = 0; y < g.y; y++)
             for (unsigned x = 0; x < g.x; x++) {
-                block_index = dim3(x, y, z);
+                /* (reverse: the blocks too, last first: a kernel whose last block to finish does
+                 * extra work must not depend on which one that is) */
+                block_index = reverse ? dim3(g.x - 1 - x, g.y - 1 - y, g.z - 1 - z) : dim3(x, y, z);
                 memset(smem, 0xff, bytes + guard);
                 memset(arrived, 0, sizeof arrived);
                 for (fiber &f : fibers) {
@@ -370,10 +378,6 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
                     makecontext(&f.ctx, fiber_entry, 0);
 #endif
                     f.state = RUNNABLE;
-                }
-                if (reverse < 0) {
-                    const char *e = getenv("GQ_EMU_ORDER");
-                    reverse = e && !strcmp(e, "reverse");
                 }
                 for (;;) {
                     unsigned done = 0, ran = 0;

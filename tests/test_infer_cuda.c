@@ -206,13 +206,45 @@ static void check_argmax(void) {
     free(x);
 }
 
-/* The decode step's fused KV store + attention against the two launches it replaces: the same
- * output and the same cache bytes, for fp16 and fp32 caches and head sizes 16, 64, 100. */
+/* The decode step's attention of one query over the cache against a reference in double on the
+ * host (the cache as stored, i.e. fp16-rounded keys and values where f16), for one split of
+ * positions up to 16 of them (flash-decoding's merge), head sizes 16, 64, 100, 256; and its fused
+ * KV store + attention against the two launches it replaces: the same output and cache bytes. */
+static double attend_ref_err(const float *qkv, const uint8_t *kc, const uint8_t *vc, int f16, const float *got,
+                             int NH, int C, int t) {
+    const int hs = C / NH;
+    double worst = 0;
+    double *p = malloc(sizeof(double) * (t + 1));
+    for (int h = 0; h < NH; h++) {
+        double mx = -1e300, sum = 0;
+        for (int u = 0; u <= t; u++) {
+            double d = 0;
+            for (int e = 0; e < hs; e++) {
+                const size_t i = (size_t)u * C + h * hs + e;
+                d += (double)qkv[h * hs + e] * (f16 ? gq_f16_to_f32(((const uint16_t *)kc)[i]) : ((const float *)kc)[i]);
+            }
+            p[u] = d / sqrt((double)hs);
+            mx = fmax(mx, p[u]);
+        }
+        for (int u = 0; u <= t; u++) sum += p[u] = exp(p[u] - mx);
+        for (int e = 0; e < hs; e++) {
+            double o = 0;
+            for (int u = 0; u <= t; u++) {
+                const size_t i = (size_t)u * C + h * hs + e;
+                o += p[u] * (f16 ? gq_f16_to_f32(((const uint16_t *)vc)[i]) : ((const float *)vc)[i]);
+            }
+            worst = fmax(worst, fabs(o / sum - got[h * hs + e]));
+        }
+    }
+    free(p);
+    return worst;
+}
+
 static void check_store_attend(void) {
     const struct {
         int NH, C, t;
-    } set[] = {{4, 64, 0}, {12, 768, 37}, {2, 200, 300}};
-    enum { T = 512 };
+    } set[] = {{4, 64, 0}, {12, 768, 37}, {2, 200, 300}, {12, 768, 1000}, {3, 768, 700}};
+    enum { T = 1024 };
     gq_rng r;
     gq_rng_seed(&r, 17);
     for (size_t k = 0; k < sizeof set / sizeof *set; k++)
@@ -255,6 +287,10 @@ static void check_store_attend(void) {
             CHECKF(!memcmp(o1, o2, sizeof(float) * C) && !memcmp(k1, k2, cache) && !memcmp(v1, v2, cache),
                    "store_attend NH %d C %d t %d f16 %d: differs from kv_store + attend", NH, C, t, f16);
             CHECKF(memcmp(k1, kv, cache) != 0, "store_attend NH %d C %d: kv_store wrote nothing", NH, C);
+            const double err = attend_ref_err(qkv, k1, v1, f16, o2, NH, C, t);
+            printf("decode attention NH %2d C %3d position %4d %s cache: max |err| vs double %.2g (bound 2e-6)\n", NH, C,
+                   t, f16 ? "fp16" : "fp32", err);
+            CHECKF(err <= 2e-6, "decode attention NH %d C %d t %d f16 %d: %.3g from the reference", NH, C, t, f16, err);
             void *all[] = {dq, dk1, dv1, dk2, dv2, do1, do2, dp};
             for (int b = 0; b < 8; b++) gq_cuda_free(all[b]);
             free(qkv), free(o1), free(o2), free(kv), free(k1), free(k2), free(v1), free(v2);

@@ -176,6 +176,10 @@ int gq_cuda_attend(float *out, const float *qkv, const void *kc, const void *vc,
  * (own_pass 0), in one launch */
 int gq_cuda_store_attend(float *out, const float *qkv, void *kc, void *vc, int f16, const int32_t *d_pos, int NH,
                          int C, int T);
+/* One query (M = 1, not own_pass) splits its positions over up to 16 blocks a head, merged by
+ * the head's last block (flash-decoding; partials in one device-global buffer: one decode
+ * stream at a time); on = 0: one block a head walks them all, as before (for comparison). */
+void gq_cuda_attend_split(int on);
 /* d_tokens[0] = d_next[0], d_pos[0] += 1: the runner's decode step leaves its successor's input */
 int gq_cuda_decode_advance(int32_t *d_tokens, int32_t *d_pos, const int32_t *d_next);
 /* *d_out = the index of the largest of x[0..n) (the first of equal values) */

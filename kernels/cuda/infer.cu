@@ -31,6 +31,8 @@ extern "C" int gq_cuda_store_attend(float *out, const float *qkv, void *kc, void
     return gq_inf_attend(out, qkv, kc, vc, f16, d_pos, 0, 1, 1, NH, C, T);
 }
 
+extern "C" void gq_cuda_attend_split(int on) { g_att_split = on; }
+
 extern "C" int gq_cuda_argmax(int32_t *d_out, const float *x, int n) { return gq_inf_argmax(d_out, x, n); }
 
 extern "C" int gq_cuda_decode_advance(int32_t *d_tokens, int32_t *d_pos, const int32_t *d_next) {

@@ -143,10 +143,125 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
-/* gq_cuda_attend (store 0) and gq_cuda_store_attend (store 1, M = 1, own_pass 0) */
+/* One query over the cache, its positions split (flash-decoding): block (h, s) of an (NH,
+ * ATT_SPLITS) grid takes head h's positions [s P, (s + 1) P) of 0..t, P = max(ATT_SPLIT_MIN,
+ * ceil((t + 1) / ATT_SPLITS)), and leaves its softmax's maximum, sum and unnormalised weighted
+ * values in g_att_part; the head's last block to finish (a counter per head) merges the splits
+ * in their order, so the result does not depend on which block that is. With one block per
+ * head (attend_kernel) a decode step kept 12 of the H200's 132 SMs busy and walked every cached
+ * position in one block: by my estimate ~40 us a layer at position 1000. The number of splits
+ * is fixed at launch and P follows *d_pos, so a captured graph serves every position. */
+enum { ATT_SPLITS = 16, ATT_SPLIT_MIN = 32, ATT_MAX_HEADS = 64, ATT_PART_FLOATS = ATT_SPLITS * (4096 + 2 * ATT_MAX_HEADS) };
+static int g_att_split = 1; /* gq_cuda_attend_split: 0 = one block per head (for comparison) */
+static __device__ float g_att_part[ATT_PART_FLOATS];
+static __device__ unsigned g_att_done[ATT_MAX_HEADS];
+
+static __global__ void __launch_bounds__(ATT_THREADS)
+    attend_split_kernel(float *out, const float *qkv, void *kc, void *vc, int f16, const int32_t *d_pos, int store,
+                        int NH, int C) {
+    GQ_DYN_SMEM(float, att_scores);
+    float *s = att_scores;
+    static __shared__ float red[ATT_THREADS / 32];
+    static __shared__ float part[ATT_THREADS];
+    static __shared__ int last;
+    const int h = blockIdx.x, sp = blockIdx.y, hs = C / NH, t = *d_pos, n = t + 1;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = ATT_THREADS / 32;
+    const int P = max(ATT_SPLIT_MIN, (n + ATT_SPLITS - 1) / ATT_SPLITS), nsplit = (n + P - 1) / P;
+    const int lo = sp * P, hi = min(n, lo + P);
+    const float scale = 1.0f / sqrtf((float)hs);
+    const float *q = qkv + h * hs;
+    float *mine = g_att_part + (size_t)(h * ATT_SPLITS + sp) * (hs + 2); /* max, sum, hs values */
+    if (lo < hi) {
+        if (store && hi == n) { /* the split holding position t stores its key and value first */
+            const size_t at = (size_t)t * C + h * hs;
+            for (int e = threadIdx.x; e < hs; e += ATT_THREADS) {
+                const float k = qkv[C + h * hs + e], v = qkv[2 * C + h * hs + e];
+                if (f16)
+                    ((uint16_t *)kc)[at + e] = gq_f32_to_f16(k), ((uint16_t *)vc)[at + e] = gq_f32_to_f16(v);
+                else
+                    ((float *)kc)[at + e] = k, ((float *)vc)[at + e] = v;
+            }
+            __syncthreads();
+        }
+        for (int u = lo + warp; u < hi; u += nw) {
+            float d = 0.0f;
+            for (int e = lane; e < hs; e += 32) d += q[e] * kv_get(kc, f16, (size_t)u * C + h * hs + e);
+            for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+            if (lane == 0) s[u - lo] = d * scale;
+        }
+        __syncthreads();
+        float mx = -3.0e38f;
+        for (int u = threadIdx.x; u < hi - lo; u += ATT_THREADS) mx = fmaxf(mx, s[u]);
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        if (lane == 0) red[warp] = mx;
+        __syncthreads();
+        mx = red[0];
+        for (int w = 1; w < nw; w++) mx = fmaxf(mx, red[w]);
+        __syncthreads();
+        float sum = 0.0f;
+        for (int u = threadIdx.x; u < hi - lo; u += ATT_THREADS) {
+            const float e = gq_exp(s[u] - mx);
+            s[u] = e;
+            sum += e;
+        }
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) red[warp] = sum;
+        __syncthreads();
+        sum = 0.0f;
+        for (int w = 0; w < nw; w++) sum += red[w];
+        /* the weighted values: groups of hs threads over every groups-th position, then the
+         * groups' sums in order (as attend_kernel) */
+        const int groups = hs <= ATT_THREADS ? ATT_THREADS / hs : 1;
+        for (int e0 = 0; e0 < hs; e0 += ATT_THREADS) {
+            const int g = groups > 1 ? threadIdx.x / hs : 0, e = groups > 1 ? threadIdx.x % hs : e0 + threadIdx.x;
+            float acc = 0.0f;
+            if (g < groups && e < hs)
+                for (int u = lo + g; u < hi; u += groups) acc += s[u - lo] * kv_get(vc, f16, (size_t)u * C + h * hs + e);
+            part[threadIdx.x] = acc;
+            __syncthreads();
+            if (groups > 1 && threadIdx.x < hs) {
+                float a = 0.0f;
+                for (int k = 0; k < groups; k++) a += part[k * hs + threadIdx.x];
+                mine[2 + threadIdx.x] = a;
+            } else if (groups == 1 && e < hs) {
+                mine[2 + e] = acc;
+            }
+            __syncthreads();
+            if (groups > 1) break;
+        }
+        if (threadIdx.x == 0) mine[0] = mx, mine[1] = sum;
+    }
+    /* the head's last block merges: every block's writes, then its count */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&g_att_done[h], 1u) == ATT_SPLITS - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const volatile float *all = g_att_part + (size_t)h * ATT_SPLITS * (hs + 2);
+    float M = -3.0e38f;
+    for (int k = 0; k < nsplit; k++) M = fmaxf(M, all[(size_t)k * (hs + 2)]);
+    float den = 0.0f;
+    for (int k = 0; k < nsplit; k++) den += gq_exp(all[(size_t)k * (hs + 2)] - M) * all[(size_t)k * (hs + 2) + 1];
+    for (int e = threadIdx.x; e < hs; e += ATT_THREADS) {
+        float num = 0.0f;
+        for (int k = 0; k < nsplit; k++)
+            num += gq_exp(all[(size_t)k * (hs + 2)] - M) * all[(size_t)k * (hs + 2) + 2 + e];
+        out[h * hs + e] = num / den;
+    }
+    if (threadIdx.x == 0) g_att_done[h] = 0; /* for the next launch */
+}
+
+/* gq_cuda_attend (store 0) and gq_cuda_store_attend (store 1, M = 1, own_pass 0); one query over
+ * the cache (a decode step) takes the split kernel */
 static int gq_inf_attend(float *out, const float *qkv, void *kc, void *vc, int f16,
                          const int32_t *d_pos, int own_pass, int store, int M, int NH, int C, int T) {
     if (M <= 0) return GQ_OK;
+    if (g_att_split && M == 1 && !own_pass && NH <= ATT_MAX_HEADS && ATT_SPLITS * (C + 2 * NH) <= ATT_PART_FLOATS) {
+        const int P = max((int)ATT_SPLIT_MIN, (T + ATT_SPLITS - 1) / ATT_SPLITS);
+        return gq_launch(attend_split_kernel, dim3((unsigned)NH, (unsigned)ATT_SPLITS), dim3(ATT_THREADS),
+                         (size_t)P * sizeof(float), out, qkv, kc, vc, f16, d_pos, store, NH, C);
+    }
     const size_t smem = (size_t)T * sizeof(float);
     if (smem > 47 * 1024) /* 48 KiB of shared memory, less the block's own arrays */
         return gq_errf(GQ_EUNSUPPORTED, "CUDA attention: a context of %d positions (at most 12032)", T);
