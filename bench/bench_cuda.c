@@ -292,7 +292,7 @@ int main(int argc, char **argv) {
              * bf16: speed only) */
             TIME("layernorm_forward (bf16 out)", 1.5 * NC * 4, 0, G->layernorm_forward(z, mean, rstd, x, lnw, lnb, N, C));
             TIME("gelu_forward (4C, bf16 in and out)", 2.0 * 4 * NC * 2, 0, G->gelu_forward(z, x, 4 * NC));
-            TIME("gelu_backward (4C, bf16 in)", 10.0 * 4 * NC, 0, G->gelu_backward(z, x, y, 4 * NC));
+            TIME("gelu_backward (4C, bf16 in and out)", 8.0 * 4 * NC, 0, G->gelu_backward(z, x, y, 4 * NC));
             TIME("matmul_forward fc bf16 (bf16 out, bias)", (double)NC * 2 + 4.0 * C * C * 2 + 4.0 * NC * 10,
                  2.0 * N * C * 4 * C, G->matmul_forward(z, x, w, bias, N, C, 4 * C, 1));
             TIME("matmul_forward fc bf16 (bf16 operands)", (double)NC * 2 + 4.0 * NC * 4 + 4.0 * C * C * 2,
@@ -300,6 +300,8 @@ int main(int argc, char **argv) {
             TIME("matmul_backward fc bf16 (bf16 operands)",
                  (double)(4 * NC * 1.5 + NC + 8 * C * C) * 4 + NC * 2 + 4.0 * C * C * 2,
                  4.0 * N * C * 4 * C, G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C, 0));
+            TIME("matmul_backward fc bf16 (bf16 dout)", (double)(NC + 8 * C * C) * 4 + 4.0 * NC * 2 * 3 + NC * 2 + 4.0 * C * C * 2,
+                 4.0 * N * C * 4 * C, G->matmul_backward(z, dw, dbias, y, x, w, N, C, 4 * C, 1));
             die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
         }
         G->free(lse);

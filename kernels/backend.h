@@ -50,9 +50,9 @@ typedef struct gq_backend {
     int (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
                           int out_bf16);
     /* dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += colsum(dout)
-     * (dinp, dbias may be NULL). dout_bf16: dout is a bf16 (N,OC) array, cross-entropy's
-     * gradient in place of the bf16 logits (crossentropy_backward with bf16_operands), dbias
-     * NULL; GQ_EUNSUPPORTED on a backend without bf16 arrays. */
+     * (dinp, dbias may be NULL). dout_bf16: dout is a bf16 (N,OC) array as its producer wrote it
+     * with bf16_operands (crossentropy_backward in place of the bf16 logits, gelu_backward's
+     * dinp); GQ_EUNSUPPORTED on a backend without bf16 arrays. */
     int (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                            const float *weight, int N, int C, int OC, int dout_bf16);
 
@@ -66,8 +66,8 @@ typedef struct gq_backend {
     int (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                               const float *att, int B, int T, int C, int NH);
 
-    /* tanh-form GELU over n values; backward: dinp = gelu'(inp) * dout (inp, and the forward's
-     * out, bf16 where bf16_operands) */
+    /* tanh-form GELU over n values; backward: dinp = gelu'(inp) * dout (inp, the forward's out
+     * and the backward's dinp, rounded to nearest, bf16 where bf16_operands) */
     int (*gelu_forward)(float *out, const float *inp, size_t n);
     int (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
 
@@ -135,7 +135,8 @@ typedef struct gq_backend {
      * attention_backward; the products' outputs that feed only the attention or GELU (qkv and
      * the MLP's pre-activation: matmul_forward with out_bf16), and so attention's qkv and
      * GELU's inp (forward and backward); the logits (the LM head's matmul_forward with
-     * out_bf16), and so cross-entropy's logits and their gradient; and the weights, i.e. matmul's weight and encoder_forward's wte and
+     * out_bf16), and so cross-entropy's logits and their gradient; the MLP pre-activation's
+     * gradient (gelu_backward's dinp, matmul_backward's dout with dout_bf16); and the weights, i.e. matmul's weight and encoder_forward's wte and
      * wpe (a model keeps a bf16 working copy of its matrices, round_bf16_sr / fakequant_forward
      * with out_bf16). 0 (fp32) otherwise, and always on the CPU. A model plans and addresses
      * those arrays with it. */

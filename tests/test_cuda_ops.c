@@ -382,7 +382,6 @@ static void case_crossentropy(shape s) {
         void *d_a16 = dev_bf16(a, (size_t)N * C), *d_w16 = dev_bf16(w, (size_t)Vp * C);
         for (size_t i = 0; i < n; i++) l16[i] = gq_bf16_to_f32(gq_f32_to_bf16(l16[i])); /* as stored */
         CPU->matmul_backward(da, dw, NULL, l16, a, w, N, C, Vp, 0);
-        CHECK(GPU->matmul_backward(d_da, d_dw, d_lse, d_l16, d_a16, d_w16, N, C, Vp, 1) == GQ_EINVAL); /* a bias */
         CHECK_OK(GPU->matmul_backward(d_da, d_dw, NULL, d_l16, d_a16, d_w16, N, C, Vp, 1));
         const float *ref[2] = {da, dw};
         const float *dptr[2] = {d_da, d_dw};
@@ -606,6 +605,26 @@ static void case_precision(shape s) {
             CHECK(er <= tol[1] && (j == 2 || er > 0)); /* (dbias: fp32 column sums in any mode) */
             free(g);
         }
+        /* the output gradient as a bf16 array (GELU's backward writes it so): the products the
+         * same bits as from the fp32 gradient (which they round to the same bf16 values), the
+         * bias gradient the column sums of those values */
+        float *dy16 = malloc((size_t)N * OC * 4), *db16 = calloc(OC, 4);
+        for (size_t i = 0; i < (size_t)N * OC; i++) dy16[i] = gq_bf16_to_f32(gq_f32_to_bf16(dy[i]));
+        for (int r = 0; r < N; r++)
+            for (int o = 0; o < OC; o++) db16[o] += dy16[(size_t)r * OC + o];
+        void *d_dy16 = dev_bf16(dy, (size_t)N * OC);
+        CHECK_OK(GPU->zero(d_dw, (size_t)OC * C * 4));
+        CHECK_OK(GPU->zero(d_db, (size_t)OC * 4));
+        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy, d_a16, d_w16, N, C, OC, 0));
+        float *ga = fetch(d_da, (size_t)N * C), *gw = fetch(d_dw, (size_t)OC * C);
+        CHECK_OK(GPU->zero(d_dw, (size_t)OC * C * 4));
+        CHECK_OK(GPU->zero(d_db, (size_t)OC * 4));
+        CHECK_OK(GPU->matmul_backward(d_da, d_dw, d_db, d_dy16, d_a16, d_w16, N, C, OC, 1));
+        compare_dev("matmul_backward bf16 dout: dinp == fp32 dout's", d_da, ga, (size_t)N * C, 0, 0);
+        compare_dev("matmul_backward bf16 dout: dweight == fp32 dout's", d_dw, gw, (size_t)OC * C, 0, 0);
+        compare_dev("matmul_backward bf16 dout: dbias", d_db, db16, OC, 1e-5, 1e-5);
+        free(ga), free(gw), free(dy16), free(db16);
+        GPU->free(d_dy16);
     }
     {   /* bf16 mode's layernorm and GELU outputs: the fp32 mode's values rounded to bf16, bit for bit */
         const int NL = 70; /* rows: more than the few-row kernel takes (64) */
@@ -639,8 +658,8 @@ static void case_precision(shape s) {
         CHECK_OK(GPU->set_matmul(GQ_MATMUL_BF16));
         CHECK_OK(GPU->gelu_forward(d_y, d_l16, n));
         compare_dev_bf16("gelu_forward bf16 in and out", d_y, gl, n);
-        CHECK_OK(GPU->gelu_backward(d_gx, d_l16, d_gd, n));
-        compare_dev("gelu_backward bf16 in", d_gx, gb, n, 0, 0);
+        CHECK_OK(GPU->gelu_backward(d_gx, d_l16, d_gd, n)); /* (its gradient bf16 too: what the product reads) */
+        compare_dev_bf16("gelu_backward bf16 in and out", d_gx, gb, n);
         free(gl), free(gb), free(lr), free(gd), free(lx), free(lw), free(lb);
         GPU->free(d_lr), GPU->free(d_gd), GPU->free(d_gx), GPU->free(d_l16);
         void *lbufs[] = {d_lx, d_lw, d_lb, d_y, d_m, d_r};

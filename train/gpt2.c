@@ -340,7 +340,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
                                    wt(m, T_FCPROJW, l), (int)BT, 4 * C, C, 0));
         GQ_TRY(be->gelu_backward(d_b, m->a.fch + l * m->act_4c, d_a, BT * 4 * C));
         GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c,
-                                   wt(m, T_FCW, l), (int)BT, C, 4 * C, 0));
+                                   wt(m, T_FCW, l), (int)BT, C, 4 * C, m->act16)); /* (d_b bf16 with act16) */
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
                                       m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */

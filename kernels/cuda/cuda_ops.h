@@ -49,9 +49,10 @@ int gq_cuda_bf16_operands(void);
 int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rstd, const float *inp, const float *weight,
                                    const float *bias, int N, int C);
 /* bf16 operands: the GELU of a bf16 pre-activation (the MLP's product output) into bf16, and
- * its backward reading that pre-activation (dinp, dout fp32) */
+ * its backward reading that pre-activation and writing its gradient in bf16 (rounded to
+ * nearest: the MLP's first product's output gradient; dout fp32) */
 int gq_cuda_gelu_forward_bf16(void *d_out, const void *d_inp, size_t n);
-int gq_cuda_gelu_backward_bf16(float *d_dinp, const void *d_inp, const float *d_dout, size_t n);
+int gq_cuda_gelu_backward_bf16(void *d_dinp, const void *d_inp, const float *d_dout, size_t n);
 int gq_cuda_encoder_forward_bf16(float *out, const int32_t *inp, const void *wte, const void *wpe, int B, int T,
                                  int C);
 int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

@@ -143,12 +143,12 @@ int gq_cuda_scratch(int slot, size_t bytes, void **p) {
  * partial, then one thread per column adds the partials in chunk order. */
 enum { COLSUM_CHUNKS = 64 };
 
-static __global__ void colsum_partial_kernel(float *partial, const float *in, int N, int C) {
+template <class T> static __global__ void colsum_partial_kernel(float *partial, const T *in, int N, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
     if (c >= C) return;
     int rows = (N + COLSUM_CHUNKS - 1) / COLSUM_CHUNKS, lo = chunk * rows, hi = min(N, lo + rows);
     float s = 0.0f;
-    for (int n = lo; n < hi; n++) s += in[(size_t)n * C + c];
+    for (int n = lo; n < hi; n++) s += gq_ld(in + (size_t)n * C + c);
     partial[(size_t)chunk * C + c] = s;
 }
 
@@ -160,10 +160,16 @@ static __global__ void colsum_final_kernel(float *out, const float *partial, int
     out[c] += s;
 }
 
-int gq_cuda_colsum_add(float *out, const float *in, int N, int C) {
+template <class T> static int colsum_add(float *out, const T *in, int N, int C) {
     float *partial = NULL;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)COLSUM_CHUNKS * C * sizeof(float), (void **)&partial));
-    GQ_TRY(gq_launch(colsum_partial_kernel, dim3(gq_cuda_blocks(C, 128), COLSUM_CHUNKS), 128, 0, partial, in, N, C));
+    GQ_TRY(gq_launch(colsum_partial_kernel<T>, dim3(gq_cuda_blocks(C, 128), COLSUM_CHUNKS), 128, 0, partial, in, N, C));
     GQ_TRY(gq_launch(colsum_final_kernel, gq_cuda_blocks(C, 128), 128, 0, out, partial, C));
     return GQ_OK;
+}
+
+int gq_cuda_colsum_add(float *out, const float *in, int N, int C) { return colsum_add(out, in, N, C); }
+
+int gq_cuda_colsum_add_bf16(float *out, const void *in, int N, int C) {
+    return colsum_add(out, (const __nv_bfloat16 *)in, N, C);
 }

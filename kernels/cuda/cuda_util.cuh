@@ -118,5 +118,6 @@ int gq_cuda_attention_delta(float **D, const float *dout, const void *out, int o
 
 /* out (C) += column sums of in (N,C), summed in a fixed order (deterministic). */
 int gq_cuda_colsum_add(float *out, const float *in, int N, int C);
+int gq_cuda_colsum_add_bf16(float *out, const void *in, int N, int C); /* in: a bf16 (N, C) array */
 
 #endif

@@ -11,9 +11,11 @@ template <class T> static __global__ void gelu_forward_kernel(T *out, const T *i
         gq_st(out + i, gq_gelu(gq_ld(inp + i)));
 }
 
-template <class T> static __global__ void gelu_backward_kernel(float *dinp, const T *inp, const float *dout, size_t n) {
+/* (bf16 mode: inp and dinp bf16, dinp rounded to nearest: it feeds only the MLP's first
+ * product's backward, which reads it as it lies) */
+template <class T> static __global__ void gelu_backward_kernel(T *dinp, const T *inp, const float *dout, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dinp[i] = gq_gelu_grad(gq_ld(inp + i)) * dout[i];
+        gq_st(dinp + i, gq_gelu_grad(gq_ld(inp + i)) * dout[i]);
 }
 
 static __global__ void residual_kernel(float *out, const float *a, const float *b, size_t n) {
@@ -38,9 +40,9 @@ extern "C" int gq_cuda_gelu_backward(float *d_dinp, const float *d_inp, const fl
     return GQ_OK;
 }
 
-extern "C" int gq_cuda_gelu_backward_bf16(float *d_dinp, const void *d_inp, const float *d_dout, size_t n) {
+extern "C" int gq_cuda_gelu_backward_bf16(void *d_dinp, const void *d_inp, const float *d_dout, size_t n) {
     if (!n) return GQ_OK;
-    GQ_TRY(gq_launch(gelu_backward_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, d_dinp,
+    GQ_TRY(gq_launch(gelu_backward_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)d_dinp,
                      (const __nv_bfloat16 *)d_inp, d_dout, n));
     return GQ_OK;
 }

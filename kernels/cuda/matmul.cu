@@ -3,8 +3,8 @@
  * gradient. In bf16 mode the input (inp) and the weight are bf16 arrays as their producers
  * stored them (the layer before; the model's bf16 working weights: gq_cuda_bf16_operands), and
  * the products multiply them as they lie; the output gradient is rounded to a bf16 copy once
- * for both of the backward's products (the LM head's comes in bf16 already: cross-entropy's, in
- * place of the bf16 logits). A bf16 output (out_bf16) without a bias (the LM head's logits) is
+ * for both of the backward's products and the bias gradient (the LM head's and the MLP's first
+ * product's come in bf16 already: cross-entropy's in place of the bf16 logits, GELU's). A bf16 output (out_bf16) without a bias (the LM head's logits) is
  * cuBLAS's own, the fp32 sums rounded once as they are stored; with a bias (qkv and the MLP's
  * pre-activation) the fp32 product goes to scratch, then its bias is added and the sum rounded
  * once, in one kernel. */
@@ -71,10 +71,11 @@ extern "C" int gq_cuda_matmul_forward(float *out, const float *inp, const float 
 extern "C" int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                        const float *weight, int N, int C, int OC, int dout_bf16) {
     if (N <= 0) return GQ_OK;
-    if (dout_bf16 && (!gq_cuda_bf16_operands() || dbias))
-        return gq_errf(GQ_EINVAL, "matmul backward: a bf16 output gradient needs bf16 operands and no bias");
+    if (dout_bf16 && !gq_cuda_bf16_operands())
+        return gq_errf(GQ_EINVAL, "matmul backward: a bf16 output gradient needs bf16 operands");
     if (gq_cuda_bf16_operands()) {
-        /* the output gradient in bf16: cross-entropy's in place, or a copy */
+        /* the output gradient in bf16: as its producer wrote it (cross-entropy's in place of the
+         * logits, GELU's backward), or a copy */
         const void *dy16 = dout;
         if (!dout_bf16) GQ_TRY(bf16_copy(GQ_SCRATCH_BF16_A, dout, (size_t)N * OC, &dy16));
         if (dinp) GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, N, C, OC, 1.0f, dy16, OC, 0, weight, C, 0, 0.0f, dinp, 0, C, 0, 1));
@@ -85,6 +86,6 @@ extern "C" int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias
         /* dweight (OC,C) += dout^T (OC,N) inp (N,C) */
         GQ_TRY(gq_cuda_sgemm_rm(1, 0, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dweight, C, 0, 1));
     }
-    if (dbias) GQ_TRY(gq_cuda_colsum_add(dbias, dout, N, OC));
+    if (dbias) GQ_TRY(dout_bf16 ? gq_cuda_colsum_add_bf16(dbias, dout, N, OC) : gq_cuda_colsum_add(dbias, dout, N, OC));
     return GQ_OK;
 }
