@@ -61,8 +61,9 @@ typedef struct gq_backend {
      * att (B,NH,T,T) saves what the backward needs: the softmax (zero above the diagonal), or,
      * where a backend recomputes it (CUDA in bf16 mode), less (a log-sum-exp per row). */
     int (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-    /* dqkv (B,T,3C) =; scratch (B,NH,T,T) is overwritten; out: the forward's output (read by
-     * backends that recompute the softmax) */
+    /* dqkv (B,T,3C) = (bf16, rounded to nearest, where bf16_operands: the qkv product's output
+     * gradient, which its matmul_backward reads with dout_bf16); scratch (B,NH,T,T) is
+     * overwritten; out: the forward's output (read by backends that recompute the softmax) */
     int (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                               const float *att, int B, int T, int C, int NH);
 
@@ -135,8 +136,9 @@ typedef struct gq_backend {
      * attention_backward; the products' outputs that feed only the attention or GELU (qkv and
      * the MLP's pre-activation: matmul_forward with out_bf16), and so attention's qkv and
      * GELU's inp (forward and backward); the logits (the LM head's matmul_forward with
-     * out_bf16), and so cross-entropy's logits and their gradient; the MLP pre-activation's
-     * gradient (gelu_backward's dinp, matmul_backward's dout with dout_bf16); and the weights, i.e. matmul's weight and encoder_forward's wte and
+     * out_bf16), and so cross-entropy's logits and their gradient; the gradients of qkv and of
+     * the MLP pre-activation (attention_backward's dqkv, gelu_backward's dinp: matmul_backward's
+     * dout with dout_bf16); and the weights, i.e. matmul's weight and encoder_forward's wte and
      * wpe (a model keeps a bf16 working copy of its matrices, round_bf16_sr / fakequant_forward
      * with out_bf16). 0 (fp32) otherwise, and always on the CPU. A model plans and addresses
      * those arrays with it. */

@@ -306,7 +306,7 @@ static void case_tc(shape s0) {
             CHECK_OK(gq_cuda_attention_forward_tc16(d_o16, d_lse, d_qkv16, B, T, C, NH));
             compare_dev_bf16("attention tc16 out == bf16(tc out)", d_o16, g_out, nout);
             CHECK_OK(gq_cuda_attention_backward_tc16(d_dqkv, d_dy, d_qkv16, d_o16, d_lse, B, T, C, NH));
-            float *g16 = fetch(d_dqkv, nqkv);
+            float *g16 = fetch_bf16(d_dqkv, nqkv); /* (dqkv in bf16 too: what the qkv product reads) */
             const double er = gq_attn_norm_err(g16, dqkv, (size_t)B * T, 3 * C, 1, 0);
             printf("  attention tc16 dqkv (bf16 out in D) max|err| / max|ref| %.3g (bound 2e-2)\n", er);
             CHECK(er <= 2e-2);
@@ -705,7 +705,7 @@ static void case_precision(shape s) {
         const size_t cnt[2] = {nout, nqkv};
         const double bound[2] = {3e-2, 6e-2};
         for (int j = 0; j < 2; j++) {
-            float *g = j ? fetch(dptr[j], cnt[j]) : fetch_bf16(dptr[j], cnt[j]);
+            float *g = fetch_bf16(dptr[j], cnt[j]); /* (out and dqkv: bf16 arrays in this mode) */
             const double er = gq_attn_norm_err(g, ref[j], cnt[j], 1, 1, 0);
             printf("  attention %-8s bf16 T=%-3d max|err| / max|ref| %.3g (bound %.3g)\n", j ? "backward" : "forward",
                    T, er, bound[j]);

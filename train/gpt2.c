@@ -349,7 +349,7 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + l * m->act_3c, m->a.atty + l * m->act_c, att, B,
                                       T, C, NH));
         GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c,
-                                   wt(m, T_QKVW, l), (int)BT, C, 3 * C, 0));
+                                   wt(m, T_QKVW, l), (int)BT, C, 3 * C, m->act16)); /* (d_b bf16 with act16) */
         GQ_TRY(be->layernorm_backward(d_res, g->ln1w + lc, g->ln1b + lc, d_a, residual, w->ln1w + lc,
                                       m->a.ln1_mean + lm, m->a.ln1_rstd + lm, (int)BT, C));
     }

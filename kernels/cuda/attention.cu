@@ -91,9 +91,12 @@ static int attention_forward_bf16(void *out, float *att, const float *qkv, int B
     return GQ_OK;
 }
 
+/* (dqkv: bf16 with bf16 operands, the qkv product's output gradient as its backward reads it) */
 static int attention_backward_bf16(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                                    int B, int T, int C, int NH) {
-    const int hs = C / NH, C3 = 3 * C;
+    const int hs = C / NH, C3 = 3 * C, d16 = gq_cuda_bf16_operands();
+    const size_t es = d16 ? 2 : 4; /* dqkv's element */
+    char *dqkv_b = (char *)dqkv;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long TT = (long long)T * T;
     const bf16 *q16 = NULL, *a16 = (const bf16 *)att;
@@ -106,20 +109,20 @@ static int attention_backward_bf16(float *dqkv, float *scratch, const float *dou
     for (int b = 0; b < B; b++) {
         const bf16 *v = q16 + (size_t)b * T * C3 + 2 * C, *dy = dy16 + (size_t)b * T * C;
         bf16 *da = da16 + (size_t)b * NH * TT;
-        float *dv = dqkv + (size_t)b * T * C3 + 2 * C;
-        /* da = dy v^T (bf16) ; dv = a^T dy (fp32) */
+        void *dv = dqkv_b + ((size_t)b * T * C3 + 2 * C) * es;
+        /* da = dy v^T (bf16) ; dv = a^T dy */
         GQ_TRY(gq_cuda_gemm_bf16_rm(0, 1, T, T, hs, 1.0f, dy, C, hs, v, C3, hs, 0.0f, da, 1, T, TT, NH));
-        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, dy, C, hs, 0.0f, dv, 0, C3,
-                                    hs, NH));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, T, hs, T, 1.0f, a16 + (size_t)b * NH * TT, T, TT, dy, C, hs, 0.0f, dv, d16,
+                                    C3, hs, NH));
     }
     const int rows = B * NH * T;
     GQ_TRY(gq_launch(softmax_causal_backward_kernel<bf16>, gq_cuda_blocks(rows, 8), 256, 0, da16, a16, rows, T));
     for (int b = 0; b < B; b++) {
         const bf16 *q = q16 + (size_t)b * T * C3, *k = q + C, *da = da16 + (size_t)b * NH * TT;
-        float *dq = dqkv + (size_t)b * T * C3, *dk = dq + C;
-        /* dq = scale da k ; dk = scale da^T q (fp32) */
-        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, scale, da, T, TT, k, C3, hs, 0.0f, dq, 0, C3, hs, NH));
-        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, T, hs, T, scale, da, T, TT, q, C3, hs, 0.0f, dk, 0, C3, hs, NH));
+        void *dq = dqkv_b + (size_t)b * T * C3 * es, *dk = (char *)dq + C * es;
+        /* dq = scale da k ; dk = scale da^T q */
+        GQ_TRY(gq_cuda_gemm_bf16_rm(0, 0, T, hs, T, scale, da, T, TT, k, C3, hs, 0.0f, dq, d16, C3, hs, NH));
+        GQ_TRY(gq_cuda_gemm_bf16_rm(1, 0, T, hs, T, scale, da, T, TT, q, C3, hs, 0.0f, dk, d16, C3, hs, NH));
     }
     return GQ_OK;
 }

@@ -63,14 +63,14 @@ template <int HS, class OT> static int tc_forward(OT *out, float *lse, const OT 
 
 /* the dK/dV kernel, then the dQ kernel (either form; qkv of type QT), each with its shared memory */
 template <class QT>
-static int tc_launch_backward(void (*kv)(float *, const float *, const QT *, const float *, const float *, int, int, int,
+static int tc_launch_backward(void (*kv)(QT *, const float *, const QT *, const float *, const float *, int, int, int,
                                          float, float),
                               size_t s_kv,
-                              void (*q)(float *, const float *, const QT *, const float *, const float *, int, int, int,
+                              void (*q)(QT *, const float *, const QT *, const float *, const float *, int, int, int,
                                         float, float),
-                              size_t s_q, int hs, float *dqkv, const float *dout, const QT *qkv, const float *lse,
+                              size_t s_q, int hs, QT *dqkv, const float *dout, const QT *qkv, const float *lse,
                               const float *Dv, int B, int T, int C, int NH) {
-    typedef void (*tc_bwd_kernel)(float *, const float *, const QT *, const float *, const float *, int, int, int, float,
+    typedef void (*tc_bwd_kernel)(QT *, const float *, const QT *, const float *, const float *, int, int, int, float,
                                   float);
     const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const tc_bwd_kernel k[2] = {kv, q};
@@ -84,7 +84,7 @@ static int tc_launch_backward(void (*kv)(float *, const float *, const QT *, con
 }
 
 template <int HS, class QT>
-static int tc_backward(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int B, int T,
+static int tc_backward(QT *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int B, int T,
                        int C, int NH) {
     typedef tc_dims<HS> D;
     if constexpr (HS <= 64) /* (instantiated only where the register kernels fit) */
@@ -120,9 +120,9 @@ template <class OT> static int tc_forward_any(OT *out, float *lse, const OT *qkv
     return tc_refuse(C, NH);
 }
 
-/* qkv and out: fp32 (QT float) or bf16 (the bf16 mode's operands) */
+/* qkv, out and dqkv: fp32 (QT float) or bf16 (the bf16 mode's operands) */
 template <class QT>
-static int tc_backward_any(float *dqkv, const float *dout, const QT *qkv, const QT *out, const float *lse, int B, int T,
+static int tc_backward_any(QT *dqkv, const float *dout, const QT *qkv, const QT *out, const float *lse, int B, int T,
                            int C, int NH) {
     if (!gq_cuda_attention_tc_supported(C, NH)) return tc_refuse(C, NH);
     if (B <= 0 || T <= 0) return GQ_OK;
@@ -151,7 +151,8 @@ extern "C" int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, con
     return tc_backward_any(dqkv, dout, qkv, out, lse, B, T, C, NH);
 }
 
-extern "C" int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const void *qkv, const void *out,
+extern "C" int gq_cuda_attention_backward_tc16(void *dqkv, const float *dout, const void *qkv, const void *out,
                                                const float *lse, int B, int T, int C, int NH) {
-    return tc_backward_any(dqkv, dout, (const __nv_bfloat16 *)qkv, (const __nv_bfloat16 *)out, lse, B, T, C, NH);
+    return tc_backward_any((__nv_bfloat16 *)dqkv, dout, (const __nv_bfloat16 *)qkv, (const __nv_bfloat16 *)out, lse, B,
+                           T, C, NH);
 }

@@ -285,10 +285,10 @@ static __device__ void load_stats(float *l2, float *dl, const float *lse, const 
 }
 
 /* 16 x HS accumulators of a warp, times `mul`, into columns [col, col + HS) of rows
- * row0 + 0..15 (rows at or past T skipped) of a (., ld) fp32 matrix, through the warp's rows of
- * the fp32 staging area (row stride LDO) */
-template <int HS>
-static __device__ void store_rows(float *dst, size_t ld, int col, int row0, int T, frag_acc (&acc)[HS / 16], float mul,
+ * row0 + 0..15 (rows at or past T skipped) of a (., ld) fp32 or bf16 matrix, through the warp's
+ * rows of the fp32 staging area (row stride LDO) */
+template <int HS, class DT>
+static __device__ void store_rows(DT *dst, size_t ld, int col, int row0, int T, frag_acc (&acc)[HS / 16], float mul,
                                   float *stage) {
     typedef tc_dims<HS> D;
     const int lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
@@ -296,8 +296,8 @@ static __device__ void store_rows(float *dst, size_t ld, int col, int row0, int 
     for (int n = 0; n < D::NF; n++) wmma::store_matrix_sync(stage + n * 16, acc[n], D::LDO, wmma::mem_row_major);
     __syncwarp();
     if (row0 + r < T) {
-        float *o = dst + (size_t)(row0 + r) * ld + col;
-        for (int i = 0; i < HS / 2; i++) o[2 * i + half] = stage[r * D::LDO + 2 * i + half] * mul;
+        DT *o = dst + (size_t)(row0 + r) * ld + col;
+        for (int i = 0; i < HS / 2; i++) gq_st(o + 2 * i + half, stage[r * D::LDO + 2 * i + half] * mul);
     }
     __syncwarp();
 }
@@ -308,7 +308,7 @@ static __device__ void store_rows(float *dst, size_t ld, int col, int row0, int 
  * dS^T = P^T (dP^T - D) in bf16; then dV += P^T dO and dK += dS^T q in accumulator fragments. */
 template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dkdv_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dkdv_kernel(QT *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                    int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -369,7 +369,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
     }
     __syncthreads(); /* the region becomes the staging area, whose rows span other warps' tiles */
     float *stage = region + warp * 16 * D::LDO;
-    float *base = dqkv + (size_t)b * T * C3 + h * HS;
+    QT *base = dqkv + (size_t)b * T * C3 + h * HS;
     store_rows<HS>(base, C3, C, w0, T, dk, scale, stage);
     store_rows<HS>(base, C3, 2 * C, w0, T, dv, 1.0f, stage);
 }
@@ -378,7 +378,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
  * tile: S = q k^T and dP = dO v^T, dS = P (dP - D) in bf16 (two lanes a row), dQ += dS k. */
 template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dq_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dq_kernel(QT *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                  int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -599,7 +599,7 @@ static __device__ __forceinline__ void tc_p_times(float (&out)[HS / 8][4], const
  * formed there, then dV += P^T dO and dK += dS^T q with dO and q transposed in shared memory. */
 template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dkdv2_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dkdv2_kernel(QT *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                     int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -651,17 +651,19 @@ static __global__ void __launch_bounds__(TC_THREADS)
         tc_p_times<HS>(dv, s, dot, none);
         tc_p_times<HS>(dk, dp, qt, none);
     }
-    float *base = dqkv + (size_t)b * T * C3 + h * HS;
+    QT *base = dqkv + (size_t)b * T * C3 + h * HS;
 #pragma unroll
     for (int j = 0; j < HS / 8; j++) {
         const int d = 8 * j + 2 * c;
         if (key0 < T) {
-            float *r = base + (size_t)key0 * C3 + d;
-            r[C] = dk[j][0] * scale, r[C + 1] = dk[j][1] * scale, r[2 * C] = dv[j][0], r[2 * C + 1] = dv[j][1];
+            QT *r = base + (size_t)key0 * C3 + d;
+            gq_st(r + C, dk[j][0] * scale), gq_st(r + C + 1, dk[j][1] * scale);
+            gq_st(r + 2 * C, dv[j][0]), gq_st(r + 2 * C + 1, dv[j][1]);
         }
         if (key1 < T) {
-            float *r = base + (size_t)key1 * C3 + d;
-            r[C] = dk[j][2] * scale, r[C + 1] = dk[j][3] * scale, r[2 * C] = dv[j][2], r[2 * C + 1] = dv[j][3];
+            QT *r = base + (size_t)key1 * C3 + d;
+            gq_st(r + C, dk[j][2] * scale), gq_st(r + C + 1, dk[j][3] * scale);
+            gq_st(r + 2 * C, dv[j][2]), gq_st(r + 2 * C + 1, dv[j][3]);
         }
     }
 }
@@ -671,7 +673,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
  * in shared memory. */
 template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_dq2_kernel(float *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
+    tc_dq2_kernel(QT *dqkv, const float *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
                   int NH, float scale, float sl2) {
     typedef tc_dims<HS> D;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
@@ -718,12 +720,12 @@ static __global__ void __launch_bounds__(TC_THREADS)
             }
         tc_p_times<HS>(dq, s, kt, [&](int kk) { return k0 + 16 * kk > w0 + 15; });
     }
-    float *base = dqkv + (size_t)b * T * C3 + h * HS;
+    QT *base = dqkv + (size_t)b * T * C3 + h * HS;
 #pragma unroll
     for (int j = 0; j < HS / 8; j++) {
         const int d = 8 * j + 2 * c;
-        if (t0 < T) base[(size_t)t0 * C3 + d] = dq[j][0] * scale, base[(size_t)t0 * C3 + d + 1] = dq[j][1] * scale;
-        if (t1 < T) base[(size_t)t1 * C3 + d] = dq[j][2] * scale, base[(size_t)t1 * C3 + d + 1] = dq[j][3] * scale;
+        if (t0 < T) gq_st(base + (size_t)t0 * C3 + d, dq[j][0] * scale), gq_st(base + (size_t)t0 * C3 + d + 1, dq[j][1] * scale);
+        if (t1 < T) gq_st(base + (size_t)t1 * C3 + d, dq[j][2] * scale), gq_st(base + (size_t)t1 * C3 + d + 1, dq[j][3] * scale);
     }
 }
 

@@ -94,9 +94,9 @@ void gq_cuda_set_attention_tc_wmma(int wmma);
 int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                   int B, int T, int C, int NH);
-/* the same with qkv and the output (out) in bf16: the bf16 mode's op with bf16 operands */
+/* the same with qkv, the output (out) and dqkv in bf16: the bf16 mode's op with bf16 operands */
 int gq_cuda_attention_forward_tc16(void *out, float *lse, const void *qkv, int B, int T, int C, int NH);
-int gq_cuda_attention_backward_tc16(float *dqkv, const float *dout, const void *qkv, const void *out,
+int gq_cuda_attention_backward_tc16(void *dqkv, const float *dout, const void *qkv, const void *out,
                                     const float *lse, int B, int T, int C, int NH);
 /* Products on packed quantized weights (qmatmul.h's gq_qmat with device pointers):
  * y (M, rows) = x (M, cols) W^T + bias (may be NULL) with quant.h's values. M < 16: dequantized
