@@ -59,7 +59,7 @@ static void act_sizes(const gq_gpt2_config *cfg, const gq_backend *be, size_t B,
         BT,               /* losses */
         BT * C,           /* d_res */
         BT * 4 * C,       /* d_a */
-        BT * 4 * C,       /* d_b */
+        *act_4c,          /* d_b (dqkv and GELU's gradient: bf16 with bf16 operands) */
         *att_scratch,     /* d_att */
         BT,               /* inputs (int32) */
         BT,               /* targets (int32) */
