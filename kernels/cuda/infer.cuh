@@ -52,43 +52,24 @@ static __device__ __forceinline__ float kv_get(const void *c, int f16, size_t i)
     return f16 ? gq_cuda_f16_value(((const uint16_t *)c)[i]) : ((const float *)c)[i];
 }
 
-/* One block per (head, query). Query m sits at position t = *d_pos + m and attends to positions
- * 0..t. Keys and values come from the cache, or, when own_pass (a pass that started at
- * position 0, as the CPU runner does), from this pass's own fp32 qkv rows. Scores live in
- * shared memory (t + 1 floats). */
-static __global__ void __launch_bounds__(ATT_THREADS)
-    attend_kernel(float *out, const float *qkv, void *kc, void *vc, int f16, const int32_t *d_pos, int own_pass,
-                  int store, int NH, int C) {
-    GQ_DYN_SMEM(float, att_scores);
-    float *s = att_scores;
-    static __shared__ float red[ATT_THREADS / 32];
-    const int h = blockIdx.x, m = blockIdx.y, hs = C / NH, t = *d_pos + m, n = t + 1;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = ATT_THREADS / 32;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const float *q = qkv + (size_t)m * 3 * C + h * hs;
-    const float *pass = qkv; /* own_pass: position u is this pass's row u (the pass started at 0) */
-    if (store) { /* one query (M = 1): its head's key and value into the cache first, as gq_cuda_kv_store */
-        const size_t at = (size_t)t * C + h * hs;
-        for (int e = threadIdx.x; e < hs; e += ATT_THREADS) {
-            const float k = qkv[C + h * hs + e], v = qkv[2 * C + h * hs + e];
-            if (f16)
-                ((uint16_t *)kc)[at + e] = gq_f32_to_f16(k), ((uint16_t *)vc)[at + e] = gq_f32_to_f16(v);
-            else
-                ((float *)kc)[at + e] = k, ((float *)vc)[at + e] = v;
-        }
-        __syncthreads(); /* the block's own writes are visible to it after the barrier */
-    }
-#pragma unroll 4
-    for (int u = warp; u < n; u += nw) {
-        float d = 0.0f;
-        for (int e = lane; e < hs; e += 32) {
-            const float k = own_pass ? pass[(size_t)u * 3 * C + C + h * hs + e] : kv_get(kc, f16, (size_t)u * C + h * hs + e);
-            d += q[e] * k;
-        }
-        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        if (lane == 0) s[u] = d * scale;
+/* Head h's key and value of query row qkv (3C) into cache position t (the decode step's store,
+ * as gq_cuda_kv_store), then a barrier: the block's own writes are visible to it after it. */
+static __device__ void att_store_kv(void *kc, void *vc, int f16, const float *qkv, int t, int h, int hs, int C) {
+    const size_t at = (size_t)t * C + h * hs;
+    for (int e = threadIdx.x; e < hs; e += ATT_THREADS) {
+        const float k = qkv[C + h * hs + e], v = qkv[2 * C + h * hs + e];
+        if (f16)
+            ((uint16_t *)kc)[at + e] = gq_f32_to_f16(k), ((uint16_t *)vc)[at + e] = gq_f32_to_f16(v);
+        else
+            ((float *)kc)[at + e] = k, ((float *)vc)[at + e] = v;
     }
     __syncthreads();
+}
+
+/* The block's softmax numerators in place: s[u] = exp(s[u] - max) for u < n; returns their sum
+ * (in a fixed order), *mx the maximum. red: ATT_THREADS / 32 floats. */
+static __device__ float att_exp_scores(float *s, int n, float *red, float *mx_out) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = ATT_THREADS / 32;
     float mx = -3.0e38f;
     for (int u = threadIdx.x; u < n; u += ATT_THREADS) mx = fmaxf(mx, s[u]);
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -108,7 +89,39 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     __syncthreads();
     sum = 0.0f;
     for (int w = 0; w < nw; w++) sum += red[w];
-    const float inv = 1.0f / sum;
+    *mx_out = mx;
+    return sum;
+}
+
+/* One block per (head, query). Query m sits at position t = *d_pos + m and attends to positions
+ * 0..t. Keys and values come from the cache, or, when own_pass (a pass that started at
+ * position 0, as the CPU runner does), from this pass's own fp32 qkv rows. Scores live in
+ * shared memory (t + 1 floats). */
+static __global__ void __launch_bounds__(ATT_THREADS)
+    attend_kernel(float *out, const float *qkv, void *kc, void *vc, int f16, const int32_t *d_pos, int own_pass,
+                  int store, int NH, int C) {
+    GQ_DYN_SMEM(float, att_scores);
+    float *s = att_scores;
+    static __shared__ float red[ATT_THREADS / 32];
+    const int h = blockIdx.x, m = blockIdx.y, hs = C / NH, t = *d_pos + m, n = t + 1;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = ATT_THREADS / 32;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const float *q = qkv + (size_t)m * 3 * C + h * hs;
+    const float *pass = qkv; /* own_pass: position u is this pass's row u (the pass started at 0) */
+    if (store) att_store_kv(kc, vc, f16, qkv, t, h, hs, C); /* one query (M = 1): its key and value first */
+#pragma unroll 4
+    for (int u = warp; u < n; u += nw) {
+        float d = 0.0f;
+        for (int e = lane; e < hs; e += 32) {
+            const float k = own_pass ? pass[(size_t)u * 3 * C + C + h * hs + e] : kv_get(kc, f16, (size_t)u * C + h * hs + e);
+            d += q[e] * k;
+        }
+        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        if (lane == 0) s[u] = d * scale;
+    }
+    __syncthreads();
+    float mx;
+    const float inv = 1.0f / att_exp_scores(s, n, red, &mx);
     /* the weighted sum of values: ATT_THREADS / hs groups of hs threads, each group over every
      * groups-th position (all threads busy when hs < ATT_THREADS), then the groups' sums in order */
     const int groups = hs <= ATT_THREADS ? ATT_THREADS / hs : 1;
@@ -172,17 +185,7 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     const float *q = qkv + h * hs;
     float *mine = g_att_part + (size_t)(h * ATT_SPLITS + sp) * (hs + 2); /* max, sum, hs values */
     if (lo < hi) {
-        if (store && hi == n) { /* the split holding position t stores its key and value first */
-            const size_t at = (size_t)t * C + h * hs;
-            for (int e = threadIdx.x; e < hs; e += ATT_THREADS) {
-                const float k = qkv[C + h * hs + e], v = qkv[2 * C + h * hs + e];
-                if (f16)
-                    ((uint16_t *)kc)[at + e] = gq_f32_to_f16(k), ((uint16_t *)vc)[at + e] = gq_f32_to_f16(v);
-                else
-                    ((float *)kc)[at + e] = k, ((float *)vc)[at + e] = v;
-            }
-            __syncthreads();
-        }
+        if (store && hi == n) att_store_kv(kc, vc, f16, qkv, t, h, hs, C); /* the split holding position t */
         for (int u = lo + warp; u < hi; u += nw) {
             float d = 0.0f;
             for (int e = lane; e < hs; e += 32) d += q[e] * kv_get(kc, f16, (size_t)u * C + h * hs + e);
@@ -190,25 +193,8 @@ static __global__ void __launch_bounds__(ATT_THREADS)
             if (lane == 0) s[u - lo] = d * scale;
         }
         __syncthreads();
-        float mx = -3.0e38f;
-        for (int u = threadIdx.x; u < hi - lo; u += ATT_THREADS) mx = fmaxf(mx, s[u]);
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        if (lane == 0) red[warp] = mx;
-        __syncthreads();
-        mx = red[0];
-        for (int w = 1; w < nw; w++) mx = fmaxf(mx, red[w]);
-        __syncthreads();
-        float sum = 0.0f;
-        for (int u = threadIdx.x; u < hi - lo; u += ATT_THREADS) {
-            const float e = gq_exp(s[u] - mx);
-            s[u] = e;
-            sum += e;
-        }
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (lane == 0) red[warp] = sum;
-        __syncthreads();
-        sum = 0.0f;
-        for (int w = 0; w < nw; w++) sum += red[w];
+        float mx;
+        const float sum = att_exp_scores(s, hi - lo, red, &mx);
         /* the weighted values: groups of hs threads over every groups-th position, then the
          * groups' sums in order (as attend_kernel) */
         const int groups = hs <= ATT_THREADS ? ATT_THREADS / hs : 1;
