@@ -324,7 +324,7 @@ int main(int argc, char **argv) {
              G->crossentropy_forward(losses, lse, logits16, tg, N, V, Vp));
         TIME("crossentropy_backward (bf16, in place)", 2.0 * N * Vp * 2, 0,
              G->crossentropy_backward(logits16, lse, tg, 1.0f / N, N, V, Vp));
-        TIME("matmul_backward LM head bf16 (bf16 dout)", (double)N * Vp * 2 + NC * 6 + (double)Vp * C * 10,
+        TIME("matmul_backward LM head bf16 (bf16 dout)", 2.0 * N * Vp * 2 + NC * 6 + (double)Vp * C * 10,
              4.0 * N * C * Vp, G->matmul_backward(z, dwte, NULL, logits16, x, wte, N, C, Vp, 1));
         die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
     }
