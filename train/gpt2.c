@@ -102,7 +102,8 @@ static int plan_acts(gq_gpt2 *m) {
     if (rc) return rc;
     m->n_acts = n, m->att_stride = att_saved, m->att_scratch = att_scratch;
     m->act16 = act16, m->act_c = act_c, m->act_3c = act_3c, m->act_4c = act_4c;
-    m->n_scratch = act_numel[20] + act_numel[21] + act_numel[22] + act_numel[23];
+    m->n_scratch = 0; /* the four backward scratch buffers (d_res, d_a, d_b, d_att) before inputs and targets */
+    for (int i = N_ACTS - 6; i < N_ACTS - 2; i++) m->n_scratch += act_numel[i];
     float *ptrs[N_ACTS];
     carve(ptrs, m->acts_mem, act_numel, N_ACTS);
     float **dst = &m->a.encoded;
