@@ -2,9 +2,10 @@
  * gq_cuda_set_matmul), with a bias kernel and the deterministic column sum for the bias
  * gradient. In bf16 mode the input (inp) and the weight are bf16 arrays as their producers
  * stored them (the layer before; the model's bf16 working weights: gq_cuda_bf16_operands), and
- * the products multiply them as they lie; the output gradient is rounded to a bf16 copy once
- * for both of the backward's products and the bias gradient (the LM head's and the MLP's first
- * product's come in bf16 already: cross-entropy's in place of the bf16 logits, GELU's). A bf16 output (out_bf16) without a bias (the LM head's logits) is
+ * the products multiply them as they lie. The output gradient is read as its producer wrote
+ * it where that is bf16 (dout_bf16: cross-entropy's in place of the LM head's logits, the
+ * attention's dqkv, GELU's gradient), else rounded to a bf16 copy once for both of the
+ * backward's products. A bf16 output (out_bf16) without a bias (the LM head's logits) is
  * cuBLAS's own, the fp32 sums rounded once as they are stored; with a bias (qkv and the MLP's
  * pre-activation) the fp32 product goes to scratch, then its bias is added and the sum rounded
  * once, in one kernel. */
