@@ -46,11 +46,12 @@ static int g_device = GQ_IM_CPU; /* --device */
 static const char *g_device_name = "cpu";
 static int g_dev_half = 0; /* --gpu-weights: 0 f32, 1 f16, 2 bf16 */
 static const char *const g_half_names[] = {"f32", "f16", "bf16"};
+static int g_act8 = 0; /* --act int8 */
 
 /* Load a model with the global flags (--kv, --device, --gpu-weights) applied before its first plan. */
 static int load_model(gq_im **m, const char *path) {
     int rc = gq_im_load(m, path);
-    if (!rc) (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device, (*m)->dev_half = g_dev_half;
+    if (!rc) (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device, (*m)->dev_half = g_dev_half, (*m)->act8 = g_act8;
     return rc;
 }
 
@@ -152,15 +153,16 @@ static int cmd_eval(int argc, char **argv) {
     if (!rc && !(loss == loss)) rc = gq_errf(GQ_ENAN, "%s: the loss is not finite", model);
     if (!rc) {
         if (json)
-            printf("{\"model\": \"%s\", \"kind\": \"%s\", \"formats\": \"%s\", \"data\": \"%s\", \"split\": \"%s\", "
-                   "\"loss\": %.6f, \"perplexity\": %.4f, \"tokens\": %ld, \"seq\": %ld, \"stride\": %ld, "
-                   "\"weight_bytes\": %zu, \"seconds\": %.3f, \"tokens_per_s\": %.1f}\n",
-                   model, m->kind, m->formats, data, split, loss, exp(loss), scored, T, T, m->arena_bytes, secs,
-                   scored / secs);
+            printf("{\"model\": \"%s\", \"kind\": \"%s\", \"formats\": \"%s\", \"act\": \"%s\", \"data\": \"%s\", "
+                   "\"split\": \"%s\", \"loss\": %.6f, \"perplexity\": %.4f, \"tokens\": %ld, \"seq\": %ld, "
+                   "\"stride\": %ld, \"weight_bytes\": %zu, \"seconds\": %.3f, \"tokens_per_s\": %.1f}\n",
+                   model, m->kind, m->formats, g_act8 ? "int8" : "f32", data, split, loss, exp(loss), scored, T, T,
+                   m->arena_bytes, secs, scored / secs);
         else
-            printf("%s (%s): %s split of %s: loss %.4f, perplexity %.2f over %ld tokens (windows of %ld, stride %ld) "
+            printf("%s (%s%s): %s split of %s: loss %.4f, perplexity %.2f over %ld tokens (windows of %ld, stride %ld) "
                    "in %.1f s (%.0f tok/s)\n",
-                   model, m->kind, split, data, loss, exp(loss), scored, T, T, secs, scored / secs);
+                   model, m->kind, g_act8 && m->quantized ? ", int8 activations" : "", split, data, loss, exp(loss),
+                   scored, T, T, secs, scored / secs);
     }
     free(in), free(tg);
     gq_loader_close(L);
@@ -527,8 +529,8 @@ static int cmd_bench(int argc, char **argv) {
 /* Run `self args` and parse the one JSON object it prints. */
 static cJSON *run_json(const char *self, const char *args) {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s --kv %s --device %s --gpu-weights %s", self, args, g_kv_f16 ? "f16" : "f32",
-             g_device_name, g_half_names[g_dev_half]);
+    snprintf(cmd, sizeof cmd, "'%s' %s --kv %s --device %s --gpu-weights %s --act %s", self, args,
+             g_kv_f16 ? "f16" : "f32", g_device_name, g_half_names[g_dev_half], g_act8 ? "int8" : "f32");
     FILE *f = popen(cmd, "r");
     if (!f) return NULL;
     gq_bytes out = {0};
@@ -661,8 +663,9 @@ static int cmd_compare(int argc, char **argv) {
         const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"),
                     *be = cJSON_GetObjectItem(r, "bench");
         double loss = jnum(ev, "loss");
-        fprintf(md, "| %s | %s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
-                label[k], cJSON_GetObjectItem(be, "kind")->valuestring, loss, loss - ref, jnum(ev, "perplexity"),
+        const char *kind = cJSON_GetObjectItem(be, "kind")->valuestring;
+        fprintf(md, "| %s | %s%s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
+                label[k], kind, g_act8 && strcmp(kind, "fp32") ? " + int8 act." : "", loss, loss - ref, jnum(ev, "perplexity"),
                 jnum(be, "weight_bytes") / 1e6, jnum(be, "model_memory_bytes") / 1e6, jnum(be, "peak_rss_mb"),
                 jnum(be, "load_s"), jnum(be, "generate_s"), jnum(be, "prefill_tok_s"), jnum(be, "decode_tok_s"),
                 100 * jnum(be, "bandwidth_share"));
@@ -703,12 +706,12 @@ static int cmd_compare(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    /* --kv f16|f32, --device cpu|cuda|auto and --gpu-weights f32|f16|bf16 apply to every command:
-     * take them out before the command's own options */
+    /* --kv f16|f32, --device cpu|cuda|auto, --gpu-weights f32|f16|bf16 and --act f32|int8 apply
+     * to every command: take them out before the command's own options */
     for (int i = 2; i < argc;) {
         const int kv = !strcmp(argv[i], "--kv"), devopt = !strcmp(argv[i], "--device"),
-                  half = !strcmp(argv[i], "--gpu-weights");
-        if (!kv && !devopt && !half) {
+                  half = !strcmp(argv[i], "--gpu-weights"), act = !strcmp(argv[i], "--act");
+        if (!kv && !devopt && !half && !act) {
             i++;
             continue;
         }
@@ -725,6 +728,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, PROG ": --gpu-weights takes f32, f16 or bf16\n");
             return 2;
         }
+        if (act && strcmp(v, "f32") && strcmp(v, "int8")) {
+            fprintf(stderr, PROG ": --act takes f32 or int8\n");
+            return 2;
+        }
+        if (act) g_act8 = !strcmp(v, "int8");
         if (half) g_dev_half = !strcmp(v, "f16") ? 1 : !strcmp(v, "bf16") ? 2 : 0;
         if (kv) g_kv_f16 = !strcmp(v, "f16");
         if (devopt) {
@@ -734,6 +742,10 @@ int main(int argc, char **argv) {
         for (int j = i; j + 2 <= argc; j++)
             argv[j] = argv[j + 2];
         argc -= 2;
+    }
+    if (g_act8 && g_device == GQ_IM_CUDA) {
+        fprintf(stderr, PROG ": --act int8 runs on the CPU only (the GPU runner multiplies float activations)\n");
+        return 2;
     }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs("usage: " PROG " COMMAND MODEL [options]\n"
@@ -756,7 +768,10 @@ int main(int argc, char **argv) {
               "  --device cpu (default), cuda or auto (cuda when a GPU is present): where the model runs;\n"
               "  on the GPU the packed weights are uploaded as they are, one sequence at a time.\n"
               "  --gpu-weights f32 (default), f16 or bf16: how the GPU holds the unquantized weight\n"
-              "  matrices (the linears and the embedding of a float model or a selective export).\n",
+              "  matrices (the linears and the embedding of a float model or a selective export).\n"
+              "  --act f32 (default) or int8: the activations of products on quantized weights. Decode\n"
+              "  (fewer than 16 tokens a call) always takes int8 activations there; int8 makes eval and\n"
+              "  long prompts take them too (blocks of 32, as W8A8 QAT trains: --qat-act int8).\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

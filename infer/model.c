@@ -365,8 +365,19 @@ const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b 
 
 /* ---- forward ---- */
 
-static void linear(gq_im *m, float *out, const float *in, int M, int K, const gq_qmat *w, const float *bias, int gelu) {
+/* --act int8: x (M rows of K) becomes its int8 values in place (quant.h's blocks of 32), where a
+ * product on w would otherwise multiply float activations (x feeds only that product) */
+static void act8_panel(const gq_im *m, float *x, int M, int K, const gq_qmat *w, int panel_path) {
+    if (!m->act8 || !panel_path || !gq_qmat_int_path(w)) return;
+    const size_t blocks = (size_t)M * (size_t)K / GQ_ACT_BLOCK;
+#pragma omp parallel for schedule(static) if (blocks > 2048)
+    for (size_t b = 0; b < blocks; b++)
+        gq_act8_fake_block(x + b * GQ_ACT_BLOCK);
+}
+
+static void linear(gq_im *m, float *out, float *in, int M, int K, const gq_qmat *w, const float *bias, int gelu) {
     gq_qact a = {in, m->aq, m->ad, m->abs_, M, K, !m->scoring};
+    act8_panel(m, in, M, K, w, gq_qmatmul_panel_path(&a, w, m->panel, m->panel_floats));
     gq_qmatmul(out, &a, 0, w, bias, gelu, m->panel, m->panel_floats);
 }
 
@@ -442,6 +453,7 @@ static void lm_head_loss(gq_im *m, int M, const int32_t *targets, double *loss_s
     const gq_simd_ops *simd = gq_simd();
     for (int r = 0; r < M; r++)
         lse[r] = -INFINITY, tl[r] = 0;
+    act8_panel(m, m->ln, M, C, &m->wte, 1);
     for (int v0 = 0; v0 < V; v0 += P) {
         const int v1 = v0 + P < V ? v0 + P : V, np = v1 - v0;
         const float *W;

@@ -54,6 +54,8 @@ typedef struct {
     size_t kv_bytes, act_bytes;
     int logits_rows; /* rows of `logits` */
     int scoring;     /* the forward in progress scores targets (exact products: no int8 activations on 16+ tokens) */
+    int act8;        /* --act int8: products on integer-path weights take int8 activations at any M (the
+                        16+ token path multiplies their int8 values, q * d, as W8A8 QAT trains them) */
 
     /* --device cuda (model_cuda.c): set device before gq_im_plan */
     int device;               /* GQ_IM_CPU or GQ_IM_CUDA */

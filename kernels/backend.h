@@ -114,6 +114,13 @@ typedef struct gq_backend {
                              void *work, int out_bf16);
     /* STE backward, in place: grad (n) = mask ? grad : 0 */
     int (*fakequant_backward)(float *grad, const uint8_t *mask, size_t n);
+    /* W8A8: activation fake-quant in place over n values (the input rows of a matrix product;
+     * n a multiple of GQ_ACT_BLOCK, as each row is): each block of 32 becomes its int8 values
+     * (quant.h's gq_act8_fake_block: the inference runner's integer-path activations).
+     * bf16: x is a bf16 array (a product operand where bf16_operands), each block widened and
+     * its values rounded to nearest; GQ_EUNSUPPORTED on a backend without bf16 arrays. The
+     * backward is the identity (straight-through; absmax scaling clips nothing): no op. */
+    int (*act_fakequant)(float *x, size_t n, int bf16);
 
     /* ---- mixed precision ---- */
     /* out[i] = in[i] stochastically rounded to bf16 (sround.h), element i drawing the random

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define GQ_QMM_PANEL_MIN 16
-#define GQ_QMM_ABLOCK 32 /* activation quantization block */
+#define GQ_QMM_ABLOCK GQ_ACT_BLOCK /* activation quantization block (quant.h's gq_act8_block) */
 
 /* One weight matrix, rows = output features, cols = input features (nn.Linear layout). */
 typedef struct {
@@ -150,6 +150,10 @@ void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1);
  * (at least cols floats). Allocates nothing. */
 void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
                 size_t panel_floats);
+
+/* 1 if gq_qmatmul takes the M >= GQ_QMM_PANEL_MIN path (dequantized weights, float
+ * activations) for these activations and weights. */
+int gq_qmatmul_panel_path(const gq_qact *a, const gq_qmat *w, const float *panel, size_t panel_floats);
 
 /* Row kernels of one variant: y[m * ldy + r - r0] for rows [r0, r1) and tokens m < a->M.
  * Exposed for the tests (scalar vs SIMD vs the dequantize path). */

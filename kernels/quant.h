@@ -214,6 +214,47 @@ GQ_HD float gq_q4code_group(const float *x, int n, int fp4, uint8_t *codes) {
     return s;
 }
 
+/* ---- activations: int8 in blocks of 32 (W8A8) ----
+ * The inference runner's integer path (kernels/qmatmul.h) multiplies weight codes with
+ * activations quantized per block of GQ_ACT_BLOCK values: d = amax / 127 (fp32),
+ * q = rint(x * (1 / d)) in [-127, 127] (round half to even; all 0 for a zero block); the value
+ * is q * d. QAT with int8 activations (the trainer's act_fakequant) computes the same values,
+ * so a model trained that way is scored as it runs. amax passes over a NaN. */
+#define GQ_ACT_BLOCK 32
+GQ_HD float gq_act8_inv(float d) { return d != 0.0f ? 1.0f / d : 0.0f; }
+GQ_HD int gq_act8_code(float x, float inv) {
+    float v = rintf(x * inv);
+    v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+    return v == v ? (int)v : 0; /* (a NaN: 0, not an undefined conversion) */
+}
+/* 1 if a product on a weight of this format, row length and group takes int8 activations (the
+ * runner's integer path, and so the trainer's W8A8): a quantized format whose rows and groups
+ * are made of whole blocks. */
+GQ_HD int gq_act8_applies(gq_qformat f, int cols, int group) {
+    return f != GQ_QF_F32 && f < GQ_QF_COUNT && cols % GQ_ACT_BLOCK == 0 && group % GQ_ACT_BLOCK == 0;
+}
+/* One block: codes to q, their sum to *sum; returns d. */
+GQ_HD float gq_act8_block(const float *x, int8_t *q, int32_t *sum) {
+    float amax = 0.0f;
+    for (int i = 0; i < GQ_ACT_BLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    const float d = amax / 127.0f, inv = gq_act8_inv(d);
+    int32_t s = 0;
+    for (int i = 0; i < GQ_ACT_BLOCK; i++) {
+        q[i] = (int8_t)gq_act8_code(x[i], inv);
+        s += q[i];
+    }
+    *sum = s;
+    return d;
+}
+/* One block in place: x[i] = q[i] * d (fake-quant; the straight-through estimator passes the
+ * gradient unchanged: absmax scaling clips nothing). */
+GQ_HD void gq_act8_fake_block(float *x) {
+    int8_t q[GQ_ACT_BLOCK];
+    int32_t s;
+    const float d = gq_act8_block(x, q, &s);
+    for (int i = 0; i < GQ_ACT_BLOCK; i++) x[i] = (float)q[i] * d;
+}
+
 /* Value of one code of a group, given the group's scale (and zero point for int4a). */
 GQ_HD float gq_qvalue(gq_qformat f, int code, float scale, int zero) {
     switch (f) {

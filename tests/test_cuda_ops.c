@@ -739,6 +739,42 @@ static void case_fakequant(shape s) {
     }
 }
 
+/* W8A8 activation fake-quant (in place, blocks of 32) against the CPU op, bit for bit: random
+ * rows of several scales, a zero block, a block holding a NaN (passed over by the absmax, coded
+ * 0) and a block of exact rounding midpoints (amax 127: d = 1); bf16: the widened bf16 values,
+ * the results rounded to nearest. */
+static void case_act_fakequant(shape s) {
+    (void)s;
+    const size_t n = 37 * 256;
+    float *x = hrand(n, -3, 3);
+    for (size_t i = 0; i < n; i++) x[i] *= (float)(1 + (i / 256) % 5) * 0.37f; /* scales vary by row */
+    memset(x + 64, 0, 32 * sizeof *x);
+    x[130] = NAN;
+    for (int i = 0; i < 32; i++) x[256 + i] = i == 7 ? 127.0f : (float)(i - 16) + 0.5f;
+    float *y = malloc(n * 4);
+    memcpy(y, x, n * 4);
+    CHECK_OK(CPU->act_fakequant(y, n, 0));
+    CHECK(CPU->act_fakequant(y, n, 1) == GQ_EUNSUPPORTED);
+    CHECK(CPU->act_fakequant(y, n - 1, 0) == GQ_ESHAPE);
+    float *d_x = dev(x, n * 4);
+    CHECK_OK(GPU->act_fakequant(d_x, n, 0));
+    compare_dev("act_fakequant fp32", d_x, y, n, 0, 0);
+    CHECK(GPU->act_fakequant(d_x, n - 1, 0) == GQ_ESHAPE);
+    GPU->free(d_x);
+    if (GPU == CPU) { /* (bf16 arrays: CUDA only) */
+        free(x), free(y);
+        return;
+    }
+    float *xb = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) xb[i] = gq_bf16_to_f32(gq_f32_to_bf16(x[i]));
+    CHECK_OK(CPU->act_fakequant(xb, n, 0));
+    void *d_x16 = dev_bf16(x, n);
+    CHECK_OK(GPU->act_fakequant(d_x16, n, 1));
+    compare_dev_bf16("act_fakequant bf16", d_x16, xb, n);
+    GPU->free(d_x16);
+    free(x), free(y), free(xb);
+}
+
 /* the runner's fused x += r; layernorm(x) against the CPU's residual then layernorm */
 static void case_residual_layernorm(shape s) {
     const int N = s.B * s.T, C = s.C;
@@ -781,12 +817,15 @@ int main(void) {
     } cases[] = {{"encoder", case_encoder},     {"layernorm", case_layernorm},       {"matmul", case_matmul},
                  {"attention", case_attention}, {"flash attention", case_flash}, {"tensor-core attention", case_tc},
                  {"gelu/residual", case_pointwise}, {"crossentropy", case_crossentropy},
-                 {"adamw/sum_squares", case_optimizer}, {"precision", case_precision}, {"fakequant", case_fakequant}};
+                 {"adamw/sum_squares", case_optimizer}, {"precision", case_precision}, {"fakequant", case_fakequant},
+                 {"act_fakequant", case_act_fakequant}};
     for (int k = 0; k < n_shapes; k++) {
         shape s = shapes[k];
         printf("shape B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d\n", s.B, s.T, s.C, s.NH, s.OC, s.V, s.Vp);
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-            if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision || cases[c].fn == case_tc) && k != 0)
+            if ((cases[c].fn == case_fakequant || cases[c].fn == case_precision || cases[c].fn == case_tc ||
+                 cases[c].fn == case_act_fakequant) &&
+                k != 0)
                 continue; /* own shapes */
             if (only && strcmp(only, cases[c].name)) continue;
             cases[c].fn(s);

@@ -4,7 +4,8 @@
  *   NF4 codebook = bitsandbytes' table; FP4 = E2M1; all-zero groups; one large outlier;
  *   ties half to even (int8); NaN / inf rejected with the index; reconstruction error within
  *   half a step for every format; pack/unpack round trips; bits per weight arithmetic; the CPU
- *   fake-quant op (threaded over row chunks) equal to one whole-tensor quantize + dequantize.
+ *   fake-quant op (threaded over row chunks) equal to one whole-tensor quantize + dequantize;
+ *   W8A8's int8 activation blocks against a double reference (test_act8).
  * usage: test_quant FIXTURE_DIR(tests/fixtures/quant) */
 #include "cpu_ops.h"
 #include "gq_error.h"
@@ -284,8 +285,65 @@ static void test_fakequant_chunks(void) {
     free(work);
 }
 
+/* W8A8 activation blocks (gq_act8_block / gq_act8_fake_block and the CPU op) against a double
+ * reference: d = amax / 127; each code is the nearest integer to x / d (checked in double,
+ * exact ties aside: there the even one), |code| <= 127, the largest |x| codes to +-127, the
+ * value error within half a step; the sum is the codes' sum; a zero block codes to zeros; a
+ * block of exact midpoints (d = 1) rounds half to even; the CPU op over many blocks (threaded)
+ * equals the block function. */
+static void test_act8(void) {
+    gq_rng r;
+    gq_rng_seed(&r, 17);
+    size_t bad = 0, checked = 0;
+    for (int blk = 0; blk < 4000; blk++) {
+        float x[GQ_ACT_BLOCK], y[GQ_ACT_BLOCK];
+        const float scale = powf(10.0f, (float)(blk % 9) - 4.0f); /* 1e-4 .. 1e4 */
+        for (int i = 0; i < GQ_ACT_BLOCK; i++) x[i] = (gq_rng_float(&r) - 0.5f) * scale * (i == blk % 32 ? 8 : 1);
+        int8_t q[GQ_ACT_BLOCK];
+        int32_t sum;
+        const float d = gq_act8_block(x, q, &sum);
+        double amax = 0;
+        for (int i = 0; i < GQ_ACT_BLOCK; i++) amax = fmax(amax, fabs(x[i]));
+        CHECK(d == (float)((float)amax / 127.0f));
+        int32_t want_sum = 0;
+        for (int i = 0; i < GQ_ACT_BLOCK; i++) {
+            const double u = x[i] / (double)d, near = nearbyint(u);
+            checked++;
+            if (fabs(u - near) < 0.5 - 1e-5 && q[i] != (int)near) bad++; /* (not within round-off of a tie) */
+            if (q[i] == -128) bad++; /* (the int8 range minus -128) */
+            if (fabs(x[i]) == amax && abs(q[i]) != 127) bad++;
+            if (fabs(x[i] - q[i] * (double)d) > 0.5 * d * (1 + 1e-5)) bad++;
+            want_sum += q[i];
+            y[i] = x[i];
+        }
+        CHECK(sum == want_sum);
+        gq_act8_fake_block(y);
+        for (int i = 0; i < GQ_ACT_BLOCK; i++) bad += y[i] != (float)q[i] * d;
+    }
+    CHECKF(bad == 0, "%zu of %zu activation codes wrong", bad, checked);
+    float z[GQ_ACT_BLOCK] = {0}, t[GQ_ACT_BLOCK];
+    int8_t q[GQ_ACT_BLOCK];
+    int32_t sum;
+    CHECK(gq_act8_block(z, q, &sum) == 0.0f && sum == 0);
+    for (int i = 0; i < GQ_ACT_BLOCK; i++) CHECK(q[i] == 0);
+    for (int i = 0; i < GQ_ACT_BLOCK; i++) t[i] = i == 0 ? -127.0f : (float)(i - 16) + 0.5f; /* d = 1 */
+    CHECK(gq_act8_block(t, q, &sum) == 1.0f);
+    for (int i = 1; i < GQ_ACT_BLOCK; i++) {
+        const int lo = (int)floorf(t[i]), even = lo % 2 == 0 ? lo : lo + 1;
+        CHECKF(q[i] == even, "midpoint %.1f coded %d, want %d", t[i], q[i], even);
+    }
+    enum { N = 32 * 5000 };
+    static float a[N], b[N];
+    for (int i = 0; i < N; i++) a[i] = b[i] = (gq_rng_float(&r) - 0.5f) * (float)(1 + i % 7);
+    CHECK(gq_cpu_act_fakequant(a, N) == 0);
+    for (int k = 0; k < N / GQ_ACT_BLOCK; k++) gq_act8_fake_block(b + k * GQ_ACT_BLOCK);
+    CHECK(!memcmp(a, b, sizeof a));
+    CHECK(gq_cpu_act_fakequant(a, 33) == GQ_ESHAPE);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
+    test_act8();
     test_fp16();
     test_ggml_blocks(argv[1]);
     test_codebooks();

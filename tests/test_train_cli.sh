@@ -109,6 +109,25 @@ train --out "$T/qp" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-
 check '[ "$(losses "$T/qf")" = "$(losses "$T/qp")" ] && h5diff "$T/qf/ckpt-00000008.h5" "$T/qp/ckpt-00000008.h5" /params >/dev/null' \
   "QAT resume is bit-exact ($(losses "$T/qp") vs $(losses "$T/qf"))"
 check 'grep -q "QAT: " "$T/qr.log"' "resumed run keeps the QAT spec"
+# -- W8A8: int8 activations too; its export scored with int8 activations (gpt2q-infer --act int8)
+# gives the trainer's W8A8 loss, and resume is bit-exact
+train --out "$T/w8" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --qat-act int8 >"$T/w8.log" 2>&1
+check 'grep -q "their inputs as int8" "$T/w8.log" && grep -q "\"activations\": \"int8\"" "$T/w8/qat_report.json"' \
+  "W8A8 QAT runs and says so"
+w8_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/w8/qat_report.json" | grep -o '[0-9.]*$')
+w8_eval() { "$B/gpt2q-infer" eval "$T/w8/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json "$@" 2>/dev/null |
+  grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$'; }
+w8_int8=$(w8_eval --act int8); w8_f32=$(w8_eval)
+check '[ -n "$w8_loss" ] && awk "BEGIN{d = $w8_loss - $w8_int8; exit !(d < 5e-6 && d > -5e-6)}"' \
+  "W8A8 QAT loss ($w8_loss) == its export's loss with --act int8 ($w8_int8) to 5e-6"
+check '[ -n "$w8_f32" ] && awk "BEGIN{d = $w8_loss - $w8_f32; exit !(d > 2e-5 || d < -2e-5)}"' \
+  "... and differs from its float-activation loss ($w8_f32 vs $w8_int8)"
+train --out "$T/wp" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --qat-act int8 --stop-after 3 >/dev/null 2>&1
+"$B/gpt2q-train" --out "$T/wp" --resume >/dev/null 2>&1
+check '[ "$(losses "$T/w8")" = "$(losses "$T/wp")" ] && h5diff "$T/w8/ckpt-00000006.h5" "$T/wp/ckpt-00000006.h5" /params >/dev/null' \
+  "W8A8 resume is bit-exact"
+expect_error "int8 activations without QAT" "it needs --qat" train --out "$T/x" --qat-act int8
+expect_error "unknown activation format" "expected f32 or int8" train --out "$T/x" --qat int4 --qat-act int4
 expect_error "unknown QAT format" "unknown format 'int5'" train --out "$T/x" --qat int5
 expect_error "QAT selects nothing" "matches no weight" train --out "$T/x" --qat int4-g32 --qat-layers 'h.9.*'
 

@@ -239,6 +239,24 @@ int gq_gpt2_init(gq_gpt2 *m, uint64_t seed) {
     return rc;
 }
 
+/* W8A8: 1 where the input of the product with tensor i of layer l is fake-quantized (its weight
+ * is QAT-selected, fake-quant is on and int8 activations were asked for) */
+static int act8_on(const gq_gpt2 *m, int i, int l) {
+    if (!m->qat_on || !m->qat_act8) return 0;
+    for (int k = 0; k < m->n_qat; k++)
+        if (m->qat[k].tensor == i && m->qat[k].layer == l) /* (as the runner: whole blocks only) */
+            return gq_act8_applies(m->qat[k].spec.format, m->qat[k].cols, gq_qgroup(&m->qat[k].spec, m->qat[k].cols));
+    return 0;
+}
+
+/* The attention output's int8 values in a scratch copy (the attention backward of a backend
+ * that recomputes its softmax reads the output itself); returns what the product reads. */
+static int act8_copy(const gq_gpt2 *m, float *scratch, const float *atty, size_t n, const float **use) {
+    GQ_TRY(m->be->copy(scratch, atty, n * (m->act16 ? 2 : 4)));
+    *use = scratch;
+    return m->be->act_fakequant(scratch, n, m->act16);
+}
+
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
@@ -263,22 +281,30 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         float *att = m->a.att + (size_t)l * m->att_stride;
         float *res2 = m->a.residual2 + la, *ln2 = m->a.ln2 + l * m->act_c;
         float *fch = m->a.fch + l * m->act_4c, *fchg = m->a.fch_gelu + l * m->act_4c, *res3 = m->a.residual3 + la;
+        /* (W8A8: the layernorm and GELU outputs feed only their products and are quantized in
+         * place, so the backward's weight gradients read the quantized values) */
         GQ_TRY(be->layernorm_forward(ln1, m->a.ln1_mean + lm, m->a.ln1_rstd + lm, residual, w->ln1w + lc, w->ln1b + lc,
                                   (int)BT, C));
+        if (act8_on(m, T_QKVW, l)) GQ_TRY(be->act_fakequant(ln1, BT * C, m->act16));
         GQ_TRY(be->matmul_forward(qkv, ln1, wt(m, T_QKVW, l), w->qkvb + 3 * lc, (int)BT, C, 3 * C, m->act16));
         GQ_TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
+        const float *proj_in = atty;
+        if (act8_on(m, T_ATTPROJW, l)) GQ_TRY(act8_copy(m, m->a.d_b, atty, BT * C, &proj_in));
         /* the projections' outputs go straight into the stream, which is added in place */
-        GQ_TRY(be->matmul_forward(res2, atty, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C, 0));
+        GQ_TRY(be->matmul_forward(res2, proj_in, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C, 0));
         GQ_TRY(be->residual_forward(res2, residual, res2, BT * C));
         GQ_TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
                                   (int)BT, C));
+        if (act8_on(m, T_FCW, l)) GQ_TRY(be->act_fakequant(ln2, BT * C, m->act16));
         GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C, m->act16));
         GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
+        if (act8_on(m, T_FCPROJW, l)) GQ_TRY(be->act_fakequant(fchg, BT * 4 * C, m->act16));
         GQ_TRY(be->matmul_forward(res3, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C, 0));
         GQ_TRY(be->residual_forward(res3, res2, res3, BT * C));
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
+    if (act8_on(m, 0, 0)) GQ_TRY(be->act_fakequant(m->a.lnf, BT * C, m->act16)); /* the LM head's (tied wte) */
     GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp, m->act16));
     m->last_B = B;
     m->last_T = T;
@@ -345,8 +371,10 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,
                                       m->a.ln2_mean + lm, m->a.ln2_rstd + lm, (int)BT, C));
         /* attention branch: residual2 = residual + attproj(attn(qkv(ln1(residual)))) */
-        GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, m->a.atty + l * m->act_c,
-                                   wt(m, T_ATTPROJW, l), (int)BT, C, C, 0));
+        const float *proj_in = m->a.atty + l * m->act_c; /* (W8A8: its int8 values again, in d_b, free here) */
+        if (act8_on(m, T_ATTPROJW, l)) GQ_TRY(act8_copy(m, d_b, proj_in, BT * C, &proj_in));
+        GQ_TRY(be->matmul_backward(d_a, g->attprojw + lc * C, g->attprojb + lc, d_res, proj_in, wt(m, T_ATTPROJW, l),
+                                   (int)BT, C, C, 0));
         GQ_TRY(be->attention_backward(d_b, m->a.d_att, d_a, m->a.qkv + l * m->act_3c, m->a.atty + l * m->act_c, att, B,
                                       T, C, NH));
         GQ_TRY(be->matmul_backward(d_a, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, d_b, m->a.ln1 + l * m->act_c,
@@ -418,7 +446,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
         gq_gpt2_tensor_shape(c, i, &rows, &cols);
         int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
         for (int l = 0; l < layers; l++) {
-            struct gq_qat_tensor t = {off, (int)rows, (int)cols, {GQ_QF_F32, 0, 0}, ""};
+            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0}, ""};
             gq_gpt2_tensor_name(i, l, t.name, sizeof t.name);
             off += rows * (cols ? cols : 1);
             if (!gq_qplan_lookup(plan, t.name, (int)rows, (int)cols, &t.spec)) continue;
@@ -446,6 +474,14 @@ int gq_gpt2_set_fakequant(gq_gpt2 *m, int on) {
     m->qat_on = on;
     point_weights(m);
     return gq_gpt2_refresh_weights(m, m->sr_step);
+}
+
+int gq_gpt2_set_act8(gq_gpt2 *m, int on) {
+    if (on && m->cfg.n_embd % GQ_ACT_BLOCK)
+        return gq_errf(GQ_ESHAPE, "int8 activations: n_embd %d is not a multiple of the %d-value blocks",
+                       m->cfg.n_embd, GQ_ACT_BLOCK);
+    m->qat_act8 = on;
+    return GQ_OK;
 }
 
 int gq_gpt2_set_precision(gq_gpt2 *m, int matmul, uint64_t seed) {

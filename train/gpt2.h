@@ -88,11 +88,13 @@ typedef struct gq_gpt2 {
     int n_qat;                 /* selected tensors */
     struct gq_qat_tensor {
         size_t offset;         /* into the parameter array */
+        int tensor, layer;     /* gq_gpt2_tensor index and layer (0 for whole-model tensors) */
         int rows, cols;
         gq_qspec spec;
         char name[96];
     } *qat;
     void *qat_work;            /* backend fake-quant workspace for the largest selected tensor */
+    int qat_act8;              /* W8A8: the inputs of the selected products fake-quantized to int8 */
     float *host_losses; /* (B_max * T_max) */
     int last_B, last_T;  /* of the last forward */
     int n_targets;       /* non-ignored targets in the last forward */
@@ -142,6 +144,13 @@ uint64_t gq_gpt2_sr_stream(const gq_gpt2 *m, int64_t step);
  * forward uses the latent weights, in bf16 precision rounded to bf16 as the rest); refreshes
  * the working weights. A no-op without QAT. */
 int gq_gpt2_set_fakequant(gq_gpt2 *m, int on);
+/* W8A8 QAT: with fake-quant on, the input of every product whose weight is QAT-selected (qkv,
+ * attention projection, fc, MLP projection of a layer; the LM head for the tied embedding) is
+ * fake-quantized to int8 in blocks of 32 along its channels (quant.h's gq_act8_fake_block: the
+ * inference runner's integer-path activations); the gradient passes straight through, and the
+ * weight gradients use the quantized inputs (what the forward multiplied). GQ_ESHAPE unless
+ * n_embd is a multiple of 32. */
+int gq_gpt2_set_act8(gq_gpt2 *m, int on);
 /* Zero the gradients of clipped values (after backward, before the norm and update). */
 int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
 

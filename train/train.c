@@ -365,8 +365,9 @@ static void write_chart(const char *out) {
 static void print_qat(const gq_gpt2 *m) {
     size_t n = 0;
     for (int k = 0; k < m->n_qat; k++) n += (size_t)m->qat[k].rows * m->qat[k].cols;
-    printf("QAT: %d weights (%.2fM values) trained through fake-quant, e.g. %s as %s group %d\n", m->n_qat, n / 1e6,
-           m->qat[0].name, gq_qformat_name(m->qat[0].spec.format), gq_qgroup(&m->qat[0].spec, m->qat[0].cols));
+    printf("QAT: %d weights (%.2fM values) trained through fake-quant, e.g. %s as %s group %d%s\n", m->n_qat, n / 1e6,
+           m->qat[0].name, gq_qformat_name(m->qat[0].spec.format), gq_qgroup(&m->qat[0].spec, m->qat[0].cols),
+           m->qat_act8 ? "; their inputs as int8 (blocks of 32)" : "");
 }
 
 static int shape_of(const char *name, int *rows, int *cols, void *ctx) {
@@ -398,14 +399,19 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     if (!rc) rc = evaluate(r, 1, &ptq);
     if (rc) return rc;
     double gap = ptq - start, recovered = gap > 0 ? (ptq - qat_loss) / gap : NAN;
-    printf("\n%-34s %10s %10s %12s\n", "model (validation split)", "loss", "perplexity", "size");
-    printf("%-34s %10.4f %10.2f %9.1f MB\n", o->init[0] ? "float start (--init)" : "float (latent weights)", start,
+    printf("\n%-38s %10s %10s %12s\n", "model (validation split)", "loss", "perplexity", "size");
+    printf("%-38s %10.4f %10.2f %9.1f MB\n", o->init[0] ? "float start (--init)" : "float (latent weights)", start,
            exp(start), fbytes / 1e6);
-    printf("%-34s %10.4f %10.2f %9.1f MB\n", o->init[0] ? "RTN PTQ of the start" : "RTN PTQ of the latent weights",
+    const int act8 = r->m->qat_act8; /* (the PTQ and QAT rows with int8 activations, as trained) */
+    printf("%-38s %10.4f %10.2f %9.1f MB\n",
+           o->init[0] ? (act8 ? "RTN PTQ of the start, int8 act." : "RTN PTQ of the start")
+                      : (act8 ? "RTN PTQ of latent weights, int8 act." : "RTN PTQ of the latent weights"),
            ptq, exp(ptq), qbytes / 1e6);
-    printf("%-34s %10.4f %10.2f %9.1f MB\n", "QAT", qat_loss, exp(qat_loss), qbytes / 1e6);
+    printf("%-38s %10.4f %10.2f %9.1f MB\n", act8 ? "QAT, int8 activations" : "QAT", qat_loss, exp(qat_loss),
+           qbytes / 1e6);
     if (gap > 0)
         printf("QAT recovered %.1f%% of the PTQ gap (%.4f nats); export: %s\n", 100 * recovered, gap, out);
+    if (act8) printf("(score the export as trained, int8 activations: gpt2q-infer eval %s --act int8)\n", out);
     else
         printf("RTN PTQ cost nothing measurable here (gap %.4f nats), so there was no gap to recover; export: %s\n",
                gap, out);
@@ -414,12 +420,12 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     FILE *f = fopen(jpath, "w");
     if (!f) return gq_errf(GQ_EIO, "%s: cannot write", jpath);
     fprintf(f,
-            "{\"format\": \"%s\", \"layers\": \"%s\", \"export\": \"%s\", \"start\": \"%s\",\n"
+            "{\"format\": \"%s\", \"activations\": \"%s\", \"layers\": \"%s\", \"export\": \"%s\", \"start\": \"%s\",\n"
             " \"rows\": [{\"model\": \"float\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
             "          {\"model\": \"ptq\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
             "          {\"model\": \"qat\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu}],\n"
             " \"ptq_gap\": %.6f, \"gap_recovered\": %.4f}\n",
-            o->qat, o->qat_layers[0] ? o->qat_layers : "all-but-lm_head", out, start_name, start, exp(start), fbytes,
+            o->qat, act8 ? "int8" : "f32", o->qat_layers[0] ? o->qat_layers : "all-but-lm_head", out, start_name, start, exp(start), fbytes,
             ptq, exp(ptq), qbytes, qat_loss, exp(qat_loss), qbytes, gap, isfinite(recovered) ? recovered : -1.0);
     fclose(f);
     return GQ_OK;
@@ -495,6 +501,16 @@ int gq_train_run(gq_train_opts *o) {
         if ((rc = gq_gpt2_init(r.m, o->seed))) goto done;
     }
     gq_qplan plan;
+    const int act8 = !strcmp(o->qat_act, "int8");
+    if (!act8 && strcmp(o->qat_act, "f32")) {
+        rc = gq_errf(GQ_EINVAL, "qat_act = '%s': expected f32 or int8", o->qat_act);
+        goto done;
+    }
+    if (act8 && !o->qat[0]) {
+        rc = gq_errf(GQ_EINVAL, "qat_act = int8 quantizes the inputs of the QAT-selected products: it needs --qat");
+        goto done;
+    }
+    if (act8 && (rc = gq_gpt2_set_act8(r.m, 1))) goto done;
     if (o->qat[0]) {
         if ((rc = gq_qplan_build(&plan, o->qat, o->qat_layers, o->qat_group, r.m->cfg.n_layer))) goto done;
         if (st.step + 1 >= o->qat_start_step && (rc = gq_gpt2_qat_enable(r.m, &plan))) goto done;

@@ -25,6 +25,7 @@ typedef struct {
      * that trains with fake-quant (0 = from the start) */
     char qat[4096], qat_layers[4096];
     int qat_group, qat_start_step;
+    char qat_act[4096]; /* f32 | int8 (W8A8: the selected products' inputs fake-quantized too) */
     char device[4096];    /* cpu | cuda | auto (the GPU when there is one) */
     char precision[4096]; /* fp32 | tf32 | bf16 (matrix products; bf16 adds stochastic rounding) */
     /* knowledge distillation: the weight w of a teacher's soft targets (0 = off) and the

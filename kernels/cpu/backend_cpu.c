@@ -45,6 +45,10 @@ static int cpu_fakequant_forward(void *out, uint8_t *mask, const float *w, int r
     return out_bf16 ? no_bf16_arrays("fake-quant") : gq_cpu_fakequant_forward(out, mask, w, rows, cols, spec, work);
 }
 
+static int cpu_act_fakequant(float *x, size_t n, int bf16) {
+    return bf16 ? no_bf16_arrays("activation fake-quant") : gq_cpu_act_fakequant(x, n);
+}
+
 static int cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
                               int OC, int out_bf16) {
     return out_bf16 ? no_bf16_arrays("matmul") : gq_cpu_matmul_forward(out, inp, weight, bias, N, C, OC);
@@ -86,6 +90,7 @@ static const gq_backend cpu_backend = {
     .fakequant_workspace = gq_cpu_fakequant_workspace,
     .fakequant_forward = cpu_fakequant_forward,
     .fakequant_backward = gq_cpu_fakequant_backward,
+    .act_fakequant = cpu_act_fakequant,
     .round_bf16_sr = cpu_round_bf16_sr,
     .set_matmul = cpu_set_matmul,
     .attention_floats = gq_cpu_attention_floats,

@@ -94,3 +94,12 @@ int gq_cpu_fakequant_backward(float *grad, const uint8_t *mask, size_t n) {
     for (size_t i = 0; i < n; i++) grad[i] = mask[i] ? grad[i] : 0.0f;
     return GQ_OK;
 }
+
+int gq_cpu_act_fakequant(float *x, size_t n) {
+    if (n % GQ_ACT_BLOCK)
+        return gq_errf(GQ_ESHAPE, "activation fake-quant of %zu values: not a multiple of %d", n, GQ_ACT_BLOCK);
+    const size_t blocks = n / GQ_ACT_BLOCK;
+#pragma omp parallel for schedule(static) if (blocks > 2048)
+    for (size_t b = 0; b < blocks; b++) gq_act8_fake_block(x + b * GQ_ACT_BLOCK);
+    return GQ_OK;
+}

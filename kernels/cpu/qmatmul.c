@@ -15,19 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gq_qmat_int_path(const gq_qmat *w) {
-    switch (w->spec.format) {
-    case GQ_QF_INT8:
-    case GQ_QF_Q8_0:
-    case GQ_QF_INT4:
-    case GQ_QF_INT4A:
-    case GQ_QF_INT3:
-    case GQ_QF_INT2:
-    case GQ_QF_FP4:
-    case GQ_QF_NF4: return w->cols % GQ_QMM_ABLOCK == 0 && w->group % GQ_QMM_ABLOCK == 0;
-    default: return 0;
-    }
-}
+int gq_qmat_int_path(const gq_qmat *w) { return gq_act8_applies(w->spec.format, w->cols, w->group); }
 
 size_t gq_qmat_bytes(const gq_qmat *w) {
     if (w->spec.format == GQ_QF_F32) return (size_t)w->rows * w->cols * 4;
@@ -153,25 +141,11 @@ int gq_qmat_to_x8(gq_qmat *w) {
 
 void gq_qact_quantize_range(gq_qact *a, size_t b0, size_t b1) { gq_qdot()->quantize(a, b0, b1); }
 
-static void quantize_scalar(gq_qact *a, size_t b0, size_t b1) {
+static void quantize_scalar(gq_qact *a, size_t b0, size_t b1) { /* quant.h's gq_act8_block */
     const size_t nb = (size_t)a->K / GQ_QMM_ABLOCK;
     for (size_t blk = b0; blk < b1; blk++) {
-        const size_t m = blk / nb, b = blk % nb;
-        const float *x = a->x + m * a->K + b * GQ_QMM_ABLOCK;
-        int8_t *q = a->q + m * a->K + b * GQ_QMM_ABLOCK;
-        float amax = 0.0f;
-        for (int i = 0; i < GQ_QMM_ABLOCK; i++)
-            amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int32_t s = 0;
-        for (int i = 0; i < GQ_QMM_ABLOCK; i++) {
-            float v = rintf(x[i] * id);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[i] = (int8_t)v;
-            s += q[i];
-        }
-        a->d[blk] = d;
-        a->bsum[blk] = s;
+        const size_t off = blk / nb * a->K + blk % nb * GQ_QMM_ABLOCK;
+        a->d[blk] = gq_act8_block(a->x + off, a->q + off, &a->bsum[blk]);
     }
 }
 
@@ -370,15 +344,19 @@ static void gelu_rows(float *out, int M, int N, int r0, int r1) {
         simd->gelu_forward(out + (size_t)m * N + r0, out + (size_t)m * N + r0, (size_t)(r1 - r0));
 }
 
-void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
-                size_t panel_floats) {
-    const int M = a->M, K = w->cols, N = w->rows;
+int gq_qmatmul_panel_path(const gq_qact *a, const gq_qmat *w, const float *panel, size_t panel_floats) {
     /* int4 / int4a in the 8-row layout: the row kernel (4 tokens per pass) beats dequantizing +
      * sgemm; nf4's codebook lookups do not (measured: 124M prefill 513-605 -> 282-335 tok/s) */
     const int rows_anyway =
         a->int_rows && w->x8 && gq_qmat_int_path(w) && (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A);
-    if (M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
-        (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)K))) {
+    return a->M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
+           (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)w->cols));
+}
+
+void gq_qmatmul(float *out, gq_qact *a, int a_ready, const gq_qmat *w, const float *bias, int gelu, float *panel,
+                size_t panel_floats) {
+    const int M = a->M, K = w->cols, N = w->rows;
+    if (gq_qmatmul_panel_path(a, w, panel, panel_floats)) {
         if (bias) {
 #pragma omp parallel for schedule(static)
             for (int m = 0; m < M; m++)

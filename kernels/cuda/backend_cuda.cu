@@ -77,6 +77,7 @@ static const gq_backend cuda_backend = {
     /* .fakequant_workspace = */ gq_cuda_fakequant_workspace,
     /* .fakequant_forward = */ gq_cuda_fakequant_forward,
     /* .fakequant_backward = */ gq_cuda_fakequant_backward,
+    /* .act_fakequant = */ gq_cuda_act_fakequant,
     /* .round_bf16_sr = */ gq_cuda_round_bf16_sr,
     /* .set_matmul = */ gq_cuda_set_matmul,
     /* .attention_floats = */ gq_cuda_attention_floats,

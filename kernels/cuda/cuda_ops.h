@@ -146,6 +146,8 @@ size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
 int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
                               void *work, int out_bf16);
 int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
+/* W8A8 activation fake-quant in place (backend.h act_fakequant; bf16: x a bf16 array) */
+int gq_cuda_act_fakequant(float *x, size_t n, int bf16);
 int gq_cuda_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16);
 /* GQ_MATMUL_FP32 | TF32 | BF16 (backend.h) for every cuBLAS product from now on */
 int gq_cuda_set_matmul(int mode);
