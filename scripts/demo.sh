@@ -5,7 +5,9 @@
 # PTQ in several formats; fine-tune it with QAT (int3, embedding included: a setting where
 # 4-bit-class rounding really costs; targets half data, half the float model's softmax:
 # --distill 0.5) and, for a fair baseline, with the same budget of plain
-# float fine-tuning followed by PTQ; the selective presets; then evaluate everything on the
+# float fine-tuning followed by PTQ; W4A8 (int4 weights, int8 activations as the runner's
+# integer kernels take them): QAT with --qat-act int8 against the same plain fine-tune + PTQ;
+# the selective presets; then evaluate everything on the
 # validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
 # speed) into out/results.md, out/results.json and out/compare/chart.svg.
 # GQ_DEMO_STEPS / GQ_DEMO_FT_STEPS shorten the run (for a quick look).
@@ -63,6 +65,14 @@ ptq "ft-float-seed2+int3" int3 all "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail 
 cp "$out/qat-int3/model-int3.h5" "$out/models/qat-int3+emb.h5"
 cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
 
+echo "== W4A8: int4 weights with int8 activations (the runner's integer kernels take them so): QAT with"
+echo "   --qat-act int8 vs plain fine-tuning + PTQ, the same $ft_steps steps, scored with --act int8 =="
+rm -rf "$out/qat-w4a8"
+./build/gpt2q-train $ft --out "$out/qat-w4a8" --qat int4 --qat-act int8 --distill 0.5
+cp "$out/qat-w4a8/model-int4.h5" "$out/models/qat-w4a8.h5"
+cp "$out/models/int4-g64.export.json" "$out/models/qat-w4a8.export.json"
+ptq "ft-float+int4" int4 all-but-lm_head "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
+
 echo "== compare: float vs PTQ vs QAT in gpt2q-infer (packed kernels): loss, memory, speed =="
 main=(float int8 int4-g64 nf4 fp4 int4-g64+emb ft-float ft-float+int3 qat-int3+emb)
 path_of() {
@@ -79,12 +89,12 @@ for m in "${main[@]}"; do paths+=("$(path_of "$m")"); done
 
 echo "== evaluate the other settings on the validation split =="
 rows=()
-add_row() { # name path [loss weight_bytes] (measured here unless given)
+add_row() { # name path [loss weight_bytes] (measured here unless given; with int8 activations where $act8)
   local j loss bpw size
   if [ $# -ge 4 ]; then
     loss=$3 size=$4
   else
-    j=$(./build/gpt2q-infer eval "$2" --data "$out/tokens.h5" --json 2>/dev/null)
+    j=$(./build/gpt2q-infer eval "$2" --data "$out/tokens.h5" --json ${act8:+--act int8} 2>/dev/null)
     loss=$(echo "$j" | grep -o '"loss": [0-9.]*' | cut -d' ' -f2)
     size=$(echo "$j" | grep -o '"weight_bytes": [0-9]*' | cut -d' ' -f2)
   fi
@@ -104,6 +114,11 @@ for m in int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:l
   add_row "$m" "$out/models/$m.h5"
 done
 add_row ft-float-seed2 "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
+act8=1 # the W8A8 / W4A8 rows: every product on quantized weights takes int8 activations (--act int8)
+for m in int8 int4-g64 ft-float+int4 qat-w4a8; do
+  add_row "$m A8" "$out/models/$m.h5"
+done
+unset act8
 
 float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
 {
@@ -130,10 +145,14 @@ read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a
   'function abs(x) { return x < 0 ? -x : x }
   BEGIN { g = a1 - f1; nf = abs(f1 - f2); na = abs(a1 - a2); n = nf > na ? nf : na
     printf "%.4f %.1f %.4f %.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0), nf, na, (n > 0 ? g / n : 0) }')
+read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft-float+int4 A8")" \
+  -v q="$(loss_of "qat-w4a8 A8")" 'BEGIN { g = a1 - f1; printf "%.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0) }')
 {
   echo
   echo "QAT recovered ${share}% of the gap that plain fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model)."
   echo "Run-to-run noise (the plain fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
+  echo "W4A8 (int4 weights, int8 activations in blocks of 32, as the runner's decode multiplies them; rows \"A8\"):"
+  echo "QAT with --qat-act int8 recovered ${a8_share}% of the gap plain fine-tuning + PTQ leaves (${a8_gap} nats)."
 } >>"$out/results.md"
 {
   echo "{\"float_loss\": $float_loss, \"models\": ["
@@ -143,7 +162,8 @@ read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a
       "$bpw" "$([ "$i" -lt $((${#rows[@]} - 1)) ] && echo ,)"
   done
   echo "], \"qat_fair_gap\": $gap, \"qat_recovered_percent\": $share, \"noise_float\": $noise_f, \"noise_ptq\": $noise_a,"
-  echo " \"gap_over_noise\": $ratio, \"compare\": \"compare/results.json\"}"
+  echo " \"gap_over_noise\": $ratio, \"w4a8_fair_gap\": $a8_gap, \"w4a8_qat_recovered_percent\": $a8_share,"
+  echo " \"compare\": \"compare/results.json\"}"
 } >"$out/results.json"
 echo
 cat "$out/results.md"
