@@ -107,5 +107,17 @@ echo "distillation (w 0.5) + QAT int4 in bf16 on the backend vs the CPU's fp32: 
 check 'grep -q "^distillation: " "$T/db.log" && awk "BEGIN{exit !($d < 0.01)}"' \
   "distillation in bf16 (bf16 teacher logits): losses within 0.01 of the CPU's fp32 (max diff $d)"
 
+# -- W8A8 (int8 activations, --qat-act int8) on the backend: the CPU's W8A8 curve, within 1e-4 in
+# fp32, within bf16's band in bf16 (there the int8 values are rounded to bf16 in the operands)
+train --out "$T/ac" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --qat-act int8 --device cpu >/dev/null 2>&1
+train --out "$T/ag" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --qat-act int8 --device cuda >"$T/ag.log" 2>&1
+train --out "$T/ab" --steps 3 --init "$T/g1/$CK" --qat int4-g32 --qat-act int8 --device cuda --precision bf16 \
+  >/dev/null 2>&1
+d=$(N=3 maxdiff "$(losses "$T/ag")" "$(losses "$T/ac")")
+db=$(N=3 maxdiff "$(losses "$T/ab")" "$(losses "$T/ac")")
+echo "W8A8 (QAT int4 + int8 activations) on the backend vs the CPU: fp32 $d, bf16 $db"
+check 'grep -q "their inputs as int8" "$T/ag.log" && awk "BEGIN{exit !($d < 1e-4 && $db < 0.01)}"' \
+  "W8A8 on the backend: the CPU's losses within 1e-4 in fp32 ($d), 0.01 in bf16 ($db)"
+
 echo "test_train_emu: $pass passed, $fail failed"
 [ $fail -eq 0 ]
