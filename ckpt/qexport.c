@@ -128,6 +128,12 @@ int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan,
         gq_h5w_attr_str(w, "/", "format", "gpt2q-quantized");
         gq_h5w_attr_i64(w, "/", "format_version", 1);
         gq_h5w_attr_str(w, "/", "source", ckpt_path);
+        /* weights trained with int8 activations (W8A8 QAT: the checkpoint's options say
+         * qat_act = int8) say so; the runner scores them that way with --act int8 */
+        char *opts = malloc(1 << 16);
+        if (opts && !gq_h5r_attr_str(r, "/train", "options", opts, 1 << 16) && strstr(opts, "\nqat_act = int8\n"))
+            gq_h5w_attr_str(w, "/", "trained_activations", "int8");
+        free(opts);
         if (rc) gq_h5w_abort(w);
         else rc = gq_h5w_commit(w);
     }

@@ -150,6 +150,10 @@ static int cmd_eval(int argc, char **argv) {
     }
     gq_progress_finish(&prog);
     double secs = gq_now() - t0, loss = scored ? sum / scored : NAN;
+    if (!rc && m->trained_act8 && !g_act8)
+        fprintf(stderr, PROG ": note: %s was trained with int8 activations (--qat-act int8); --act int8 scores it as "
+                        "trained (this loss multiplies float activations)\n",
+                model);
     if (!rc && !(loss == loss)) rc = gq_errf(GQ_ENAN, "%s: the loss is not finite", model);
     if (!rc) {
         if (json)

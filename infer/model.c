@@ -265,7 +265,11 @@ int gq_im_load(gq_im **out, const char *path) {
     if ((rc = alloc_model(&m, path, &cfg))) return rc;
     char fmt[64] = "";
     gq_h5r *r = NULL;
-    if (kind == GQ_WEIGHTS_GPT2Q && !(rc = gq_h5r_open(&r, path))) gq_h5r_attr_str(r, "/", "format", fmt, sizeof fmt);
+    if (kind == GQ_WEIGHTS_GPT2Q && !(rc = gq_h5r_open(&r, path))) {
+        char act[16] = "";
+        gq_h5r_attr_str(r, "/", "format", fmt, sizeof fmt);
+        if (!gq_h5r_attr_str(r, "/", "trained_activations", act, sizeof act)) m->trained_act8 = !strcmp(act, "int8");
+    }
     if (!rc) rc = !strcmp(fmt, "gpt2q-quantized") ? load_export(m, r) : load_float(m);
     if (r) gq_h5r_close(r);
     if (!rc) rc = check_finite(m);

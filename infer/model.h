@@ -28,6 +28,7 @@ typedef struct {
     char kind[32];     /* "fp32", or the format of the most common quantized weight */
     char formats[256]; /* every tensor format in the file, e.g. "int4-g64 x49, f32 x100" */
     int quantized;
+    int trained_act8;  /* an export of weights trained with int8 activations (W8A8 QAT) */
     gq_qmat wte; /* (Vp, C): embedding and tied LM head */
     float *wpe, *lnfw, *lnfb;
     gq_im_layer *layers;

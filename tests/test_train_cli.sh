@@ -122,6 +122,12 @@ check '[ -n "$w8_loss" ] && awk "BEGIN{d = $w8_loss - $w8_int8; exit !(d < 5e-6 
   "W8A8 QAT loss ($w8_loss) == its export's loss with --act int8 ($w8_int8) to 5e-6"
 check '[ -n "$w8_f32" ] && awk "BEGIN{d = $w8_loss - $w8_f32; exit !(d > 2e-5 || d < -2e-5)}"' \
   "... and differs from its float-activation loss ($w8_f32 vs $w8_int8)"
+check 'h5dump -A -g / "$T/w8/model-int4-g32.h5" | grep -q "trained_activations" && ! h5dump -A -g / "$T/qat/model-int4-g32.h5" | grep -q "trained_activations"' \
+  "the W8A8 export records its int8 activations (the weight-only QAT export does not)"
+check '"$B/gpt2q-infer" eval "$T/w8/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 2>&1 >/dev/null | grep -q "trained with int8 activations"' \
+  "gpt2q-infer eval notes that --act int8 scores it as trained"
+check 'grep -q "QAT recovered\|no gap to recover" "$T/w8.log" && [ "$(grep -c "QAT recovered\|no gap to recover" "$T/qat.log")" -eq 1 ]' \
+  "the report says one thing about the PTQ gap"
 train --out "$T/wp" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --qat-act int8 --stop-after 3 >/dev/null 2>&1
 "$B/gpt2q-train" --out "$T/wp" --resume >/dev/null 2>&1
 check '[ "$(losses "$T/w8")" = "$(losses "$T/wp")" ] && h5diff "$T/w8/ckpt-00000006.h5" "$T/wp/ckpt-00000006.h5" /params >/dev/null' \
