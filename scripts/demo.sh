@@ -68,10 +68,10 @@ cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
 echo "== W4A8: int4 weights with int8 activations (the runner's integer kernels take them so): QAT with"
 echo "   --qat-act int8 vs plain fine-tuning + PTQ, the same $ft_steps steps, scored with --act int8 =="
 rm -rf "$out/qat-w4a8"
-./build/gpt2q-train $ft --out "$out/qat-w4a8" --qat int4 --qat-act int8 --distill 0.5
-cp "$out/qat-w4a8/model-int4.h5" "$out/models/qat-w4a8.h5"
-cp "$out/models/int4-g64.export.json" "$out/models/qat-w4a8.export.json"
-ptq "ft-float+int4" int4 all-but-lm_head "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
+./build/gpt2q-train $ft --out "$out/qat-w4a8" --qat int4 --qat-layers all --qat-act int8 --distill 0.5
+cp "$out/qat-w4a8/model-int4.h5" "$out/models/qat-w4a8+emb.h5"
+cp "$out/models/int4-g64+emb.export.json" "$out/models/qat-w4a8+emb.export.json"
+ptq "ft-float+int4+emb" int4 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
 
 echo "== compare: float vs PTQ vs QAT in gpt2q-infer (packed kernels): loss, memory, speed =="
 main=(float int8 int4-g64 nf4 fp4 int4-g64+emb ft-float ft-float+int3 qat-int3+emb)
@@ -115,7 +115,7 @@ for m in int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:l
 done
 add_row ft-float-seed2 "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
 act8=1 # the W8A8 / W4A8 rows: every product on quantized weights takes int8 activations (--act int8)
-for m in int8 int4-g64 ft-float+int4 qat-w4a8; do
+for m in int8 int4-g64+emb ft-float+int4+emb qat-w4a8+emb; do
   add_row "$m A8" "$out/models/$m.h5"
 done
 unset act8
@@ -145,14 +145,21 @@ read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a
   'function abs(x) { return x < 0 ? -x : x }
   BEGIN { g = a1 - f1; nf = abs(f1 - f2); na = abs(a1 - a2); n = nf > na ? nf : na
     printf "%.4f %.1f %.4f %.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0), nf, na, (n > 0 ? g / n : 0) }')
-read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft-float+int4 A8")" \
-  -v q="$(loss_of "qat-w4a8 A8")" 'BEGIN { g = a1 - f1; printf "%.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0) }')
+# W4A8: the same fair comparison; a share only where the gap exceeds the run-to-run noise
+read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft-float+int4+emb A8")" \
+  -v q="$(loss_of "qat-w4a8+emb A8")" -v n="$noise_f" -v m="$noise_a" \
+  'BEGIN { g = a1 - f1; n = n > m ? n : m; printf "%.4f %s\n", g, (g > n ? sprintf("%.1f", 100 * (a1 - q) / g) : "null") }')
 {
   echo
   echo "QAT recovered ${share}% of the gap that plain fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model)."
   echo "Run-to-run noise (the plain fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
-  echo "W4A8 (int4 weights, int8 activations in blocks of 32, as the runner's decode multiplies them; rows \"A8\"):"
-  echo "QAT with --qat-act int8 recovered ${a8_share}% of the gap plain fine-tuning + PTQ leaves (${a8_gap} nats)."
+  echo "W4A8 (int4 weights, embedding / LM head included, int8 activations in blocks of 32 as the runner's decode"
+  echo "multiplies them; rows \"A8\", scored with --act int8): plain fine-tuning + PTQ leaves a gap of ${a8_gap} nats;"
+  if [ "$a8_share" = null ]; then
+    echo "that is within the run-to-run noise, so no share of it is claimed for QAT (its loss: $(loss_of "qat-w4a8+emb A8"))."
+  else
+    echo "QAT with --qat-act int8 recovered ${a8_share}% of it (its loss: $(loss_of "qat-w4a8+emb A8"))."
+  fi
 } >>"$out/results.md"
 {
   echo "{\"float_loss\": $float_loss, \"models\": ["
