@@ -75,7 +75,7 @@ static size_t tensor_numel(const gq_gpt2_config *cfg, int i) {
 }
 
 /* the parameter tensors the forward addresses per layer in the working copy (gpt2_layout.c's order) */
-enum { T_QKVW = 4, T_ATTPROJW = 6, T_FCW = 10, T_FCPROJW = 12 };
+enum { T_WTE = 0, T_QKVW = 4, T_ATTPROJW = 6, T_FCW = 10, T_FCPROJW = 12 };
 
 /* layer l of tensor i of the weights the forward and backward use (m->w, wl floats per layer) */
 static const float *wt(const gq_gpt2 *m, int i, int l) {
@@ -304,7 +304,7 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
-    if (act8_on(m, 0, 0)) GQ_TRY(be->act_fakequant(m->a.lnf, BT * C, m->act16)); /* the LM head's (tied wte) */
+    if (act8_on(m, T_WTE, 0)) GQ_TRY(be->act_fakequant(m->a.lnf, BT * C, m->act16)); /* the LM head (tied wte) */
     GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp, m->act16));
     m->last_B = B;
     m->last_T = T;
