@@ -747,10 +747,6 @@ int main(int argc, char **argv) {
             argv[j] = argv[j + 2];
         argc -= 2;
     }
-    if (g_act8 && g_device == GQ_IM_CUDA) {
-        fprintf(stderr, PROG ": --act int8 runs on the CPU only (the GPU runner multiplies float activations)\n");
-        return 2;
-    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs("usage: " PROG " COMMAND MODEL [options]\n"
               "  eval MODEL --data tokens.h5 [--split val] [--max-tokens N] [--batch B] [--seq T] [--json]\n"
@@ -773,9 +769,10 @@ int main(int argc, char **argv) {
               "  on the GPU the packed weights are uploaded as they are, one sequence at a time.\n"
               "  --gpu-weights f32 (default), f16 or bf16: how the GPU holds the unquantized weight\n"
               "  matrices (the linears and the embedding of a float model or a selective export).\n"
-              "  --act f32 (default) or int8: the activations of products on quantized weights. Decode\n"
-              "  (fewer than 16 tokens a call) always takes int8 activations there; int8 makes eval and\n"
-              "  long prompts take them too (blocks of 32, as W8A8 QAT trains: --qat-act int8).\n",
+              "  --act f32 (default) or int8: the activations of products on quantized weights. On the CPU,\n"
+              "  decode (fewer than 16 tokens a call) always takes int8 activations there; int8 makes eval\n"
+              "  and long prompts take them too (blocks of 32, as W8A8 QAT trains: --qat-act int8). On the\n"
+              "  GPU, int8 quantizes each such product's input the same way (default: float activations).\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

@@ -248,7 +248,8 @@ int gq_imc_plan(gq_im *m) {
                  Vp = (size_t)g->padded_vocab_size;
     c->T = m->n_ctx, c->chunk = m->chunk, c->f16 = m->kv_f16;
     const char *fenv = getenv("GQ_CUDA_FUSED"); /* 0: the unfused decode step, for comparison */
-    c->fused = g->n_embd <= GQ_CUDA_LN_ROW_MAX && !(fenv && !strcmp(fenv, "0"));
+    /* (--act int8 takes the unfused path: each product's input is materialized and quantized) */
+    c->fused = g->n_embd <= GQ_CUDA_LN_ROW_MAX && !(fenv && !strcmp(fenv, "0")) && !m->act8;
     m->dev_fused = c->fused;
     const size_t kv = L * T * C * (c->f16 ? 2 : 4);
     size_t sizes[] = {kv,
@@ -310,6 +311,12 @@ static int layers_one(gq_im *m, struct gq_im_cuda *c) {
     return GQ_OK;
 }
 
+/* --act int8: the M rows of x that a product on w multiplies become their int8 values (quant.h's
+ * blocks of 32, the CPU runner's), where w takes the integer path there */
+static int act8(const gq_im *m, float *x, int M, const gq_qmat *w) {
+    return m->act8 && gq_qmat_int_path(w) ? gq_cuda_act_fakequant(x, (size_t)M * (size_t)w->cols, 0) : GQ_OK;
+}
+
 /* The layers on M tokens whose ids and first position are already in device memory. */
 static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
     const gq_gpt2_config *g = &m->cfg;
@@ -324,13 +331,17 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
             GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, L->ln1w, L->ln1b, M, C));
         else
             GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln1w, L->ln1b, M, C));
+        GQ_TRY(act8(m, c->ln, M, &L->qkv));
         GQ_TRY(gq_cuda_qmatmul(c->qkv, c->ln, M, &L->qkv, L->qkvb));
         GQ_TRY(gq_cuda_kv_store(kc, vc, c->f16, c->qkv, c->pos, M, C));
         GQ_TRY(gq_cuda_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, own_pass, M, NH, C, c->T));
+        GQ_TRY(act8(m, c->atty, M, &L->attproj));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
         GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln2w, L->ln2b, M, C));
         const gq_qmm_ep gelu = {NULL, NULL, 1, 0};
+        GQ_TRY(act8(m, c->ln, M, &L->fc));
         GQ_TRY(gq_cuda_qmatmul_ep(c->fch, c->ln, M, &L->fc, L->fcb, &gelu));
+        GQ_TRY(act8(m, c->fch, M, &L->fcproj));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->fch, M, &L->fcproj, L->fcprojb));
     }
     return g->n_layer ? gq_cuda_residual_forward(c->x, c->x, c->tmp, (size_t)M * C) : GQ_OK;
@@ -343,6 +354,7 @@ static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     /* the final layernorm in a launch of its own: inside the LM-head product each of its ~6300
      * blocks would normalize the row again, over ~16 waves */
     GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, last, c->lnfw, c->lnfb, 1, C));
+    GQ_TRY(act8(m, c->ln, 1, &c->wte));
     GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
     return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->u, c->prob);
 }
@@ -376,6 +388,7 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         GQ_TRY(gq_cuda_upload(c->targets, targets, (size_t)n * sizeof *targets));
         GQ_TRY(layers(m, c, n, own_pass));
         GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, c->x, c->lnfw, c->lnfb, n, C));
+        GQ_TRY(act8(m, c->ln, n, &c->wte));
         GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, n, &c->wte, NULL));
         GQ_TRY(gq_cuda_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, n, V, Vp));
         float *host = m->tmp; /* the host plan's (chunk, C) scratch holds n losses */

@@ -45,10 +45,6 @@ check '[ $gw_rc -eq 2 ] && grep -q -- "--gpu-weights takes f32, f16 or bf16" "$T
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --act int4 >/dev/null 2>"$T/act.err"
 act_rc=$?
 check '[ $act_rc -eq 2 ] && grep -q -- "--act takes f32 or int8" "$T/act.err"' "--act with a bad value: exit 2"
-"$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --act int8 --device cuda >/dev/null 2>"$T/act.err"
-act_rc=$?
-check '[ $act_rc -eq 2 ] && [ "$(wc -l <"$T/act.err")" -eq 1 ] && grep -q -- "--act int8 runs on the CPU only" "$T/act.err"' \
-  "--act int8 on the GPU: exit 2 and one clear line"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --act int8 >"$T/g7" 2>/dev/null
 check 'grep -q "^The quick brown" "$T/g7"' "--act int8 generates"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 --gpu-weights bf16 >"$T/g6" 2>/dev/null

@@ -15,7 +15,9 @@
  *     u +- 1e-4 (the two sum in different orders); the pick is handed to the host (-1) exactly
  *     when more than 2048 tokens are candidates;
  *   - a float model held in fp16 / bf16 on the GPU (--gpu-weights): its logits within the
- *     halves' rounding, in about half the device memory.
+ *     halves' rounding, in about half the device memory;
+ *   - --act int8 (int8 activations, as W8A8 QAT trains): the GPU's eval loss and decode logits
+ *     against the CPU runner's with --act int8 (check_act8).
  * The same source builds test_infer_emu (GQ_TEST_EMU): the runner's CUDA path with the CUDA
  * backend's sources run on the CPU emulator (gq_kernels_emu; no CUDA graphs there, so the steps'
  * ops run one by one), on three of the quantized formats. */
@@ -118,6 +120,55 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
     gq_im_free(cpu);
     gq_im_free(gpu);
     gq_gpt2_free(ref);
+}
+
+/* --act int8 on the GPU (each product on integer-path weights multiplies its input's int8
+ * values, quant.h's blocks of 32) against the CPU runner with --act int8 (eval's panels the same
+ * values; decode the integer kernels): the eval loss within 2e-5; the decode logits (prefill
+ * 4, then token by token, fp32 caches) of the two runners within 2e-4 at more than half the
+ * positions (an activation can round across a midpoint on one side by float round-off, and
+ * every later position sees it), within 1.5e-2 at all, where the GPU's float activations come
+ * within 2e-4 at 10 % of the positions or fewer. */
+static void check_act8(const char *path, const char *label, const int32_t *in, const int32_t *tg) {
+    gq_im *cpu = NULL, *gpu = NULL, *gf = NULL;
+    CHECK_OK(gq_im_load(&cpu, path));
+    CHECK_OK(gq_im_load(&gpu, path));
+    CHECK_OK(gq_im_load(&gf, path));
+    if (!cpu || !gpu || !gf) return;
+    cpu->act8 = gpu->act8 = 1;
+    gpu->device = gf->device = GQ_IM_CUDA;
+    double s[3] = {0, 0, 0};
+    long n[3] = {0, 0, 0};
+    gq_im *ms[3] = {cpu, gpu, gf};
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(gq_im_plan(ms[k], 1, T, T));
+        for (int w = 0; w < W; w++) CHECK_OK(gq_im_forward(ms[k], in + w * T, 1, T, 0, tg + w * T, &s[k], &n[k]));
+    }
+    const double lc = s[0] / n[0], lg = s[1] / n[1], lf = s[2] / n[2];
+    CHECKF(fabs(lg - lc) <= 2e-5, "%s --act int8: GPU eval loss %.7f, CPU %.7f", label, lg, lc);
+    cpu->kv_f16 = gpu->kv_f16 = gf->kv_f16 = 0;
+    for (int k = 0; k < 3; k++) CHECK_OK(gq_im_plan(ms[k], 1, T, 4));
+    double worst = 0, worst_f = 0;
+    int within = 0, within_f = 0, pos = 0;
+    for (int t = 3; t < T; t++, pos++) {
+        const int m = t == 3 ? 4 : 1, at = t == 3 ? 0 : t;
+        for (int k = 0; k < 3; k++) CHECK_OK(gq_im_forward(ms[k], in + at, 1, m, at, NULL, NULL, NULL));
+        double d = 0, df = 0;
+        for (int v = 0; v < V; v++) {
+            d = fmax(d, fabs(gq_im_logits(cpu, 0)[v] - gq_im_logits(gpu, 0)[v]));
+            df = fmax(df, fabs(gq_im_logits(cpu, 0)[v] - gq_im_logits(gf, 0)[v]));
+        }
+        worst = fmax(worst, d), worst_f = fmax(worst_f, df);
+        within += d <= 2e-4, within_f += df <= 2e-4;
+    }
+    printf("  %-10s --act int8: eval loss GPU %.6f, CPU %.6f (GPU float act. %.6f); decode logits within 2e-4 of "
+           "the CPU's at %d of %d positions (worst %.2e; GPU float act. at %d, worst %.2e)\n",
+           label, lg, lc, lf, within, pos, worst, within_f, worst_f);
+    CHECKF(2 * within > pos && worst <= 1.5e-2, "%s --act int8: decode within 2e-4 at %d of %d positions, worst %.3g",
+           label, within, pos, worst);
+    CHECKF(10 * within_f <= pos, "%s: the GPU's float activations come within 2e-4 at %d of %d positions", label,
+           within_f, pos);
+    gq_im_free(cpu), gq_im_free(gpu), gq_im_free(gf);
 }
 
 /* A float model held on the GPU in fp16 / bf16 (--gpu-weights): about half the device bytes,
@@ -423,7 +474,7 @@ int main(void) {
                  {"fp4", "all", 0}, {"int3", "all", 0},  {"int2", NULL, 0}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
 #ifdef GQ_TEST_EMU /* on the CPU emulator (test_infer_emu): the formats with their own decode paths */
-        if (k != 0 && k != 2 && k != 3) continue; /* nf4 + dq scales, int4 with small groups (generic), int8 */
+        if (k != 0 && k != 2 && k != 3 && k != 5) continue; /* nf4 + dq, int4 in small groups (generic), int8, int4 */
 #endif
         snprintf(out, sizeof out, "%s/q%zu.h5", dir, k);
         gq_test_export(ckpt, out, cases[k].fmt, cases[k].layers, &cfg);
@@ -431,6 +482,7 @@ int main(void) {
         snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
         check_model(out, label, &cfg, in, tg, cases[k].greedy);
         if (k == 0 || k == 2 || k == 3) check_fused(out, label, in); /* nf4+emb, int4-g16, int8+emb */
+        if (k == 3 || k == 5) check_act8(out, label, in, tg);          /* int8+emb, int4+emb */
         unlink(out);
     }
     unlink(ckpt);
