@@ -104,7 +104,9 @@ static float row_f32(const float *wr, const float *x, int K) {
     return s;
 }
 
-static float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd) {
+/* (not inlined, as rows8_nf4 below: inlined into rows_x86, the AVX-512 build ran q8_0 9 % slower,
+ * 50.5 vs 46.1 us in bench_qmatmul; separate, 46.8-47.9 in both builds) */
+static __attribute__((noinline)) float row_int8(const gq_qmat *w, int r, const int8_t *xq, const float *xd) {
     const int K = w->cols, nb = K / GQ_QMM_ABLOCK;
     const uint8_t *in = w->q + (size_t)r * K;
     __m256 acc = _mm256_setzero_ps();
