@@ -372,11 +372,8 @@ const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b 
 /* --act int8: x (M rows of K) becomes its int8 values in place (quant.h's blocks of 32), where a
  * product on w would otherwise multiply float activations (x feeds only that product) */
 static void act8_panel(const gq_im *m, float *x, int M, int K, const gq_qmat *w, int panel_path) {
-    if (!m->act8 || !panel_path || !gq_qmat_int_path(w)) return;
-    const size_t blocks = (size_t)M * (size_t)K / GQ_ACT_BLOCK;
-#pragma omp parallel for schedule(static) if (blocks > 2048)
-    for (size_t b = 0; b < blocks; b++)
-        gq_act8_fake_block(x + b * GQ_ACT_BLOCK);
+    if (m->act8 && panel_path && gq_qmat_int_path(w)) /* (the trainer's CPU op; K % 32 == 0 on this path) */
+        gq_cpu_act_fakequant(x, (size_t)M * (size_t)K);
 }
 
 static void linear(gq_im *m, float *out, float *in, int M, int K, const gq_qmat *w, const float *bias, int gelu) {

@@ -83,7 +83,7 @@ static double grads_vs(gq_gpt2 *m, gq_safetensors *ref, const char *prefix, doub
 
 /* W8A8 QAT against tests/fixtures/make_w8a8_fixture.py (torch ops: weights int8 per row, the
  * selected products' inputs int8 in blocks of 32, straight-through; a batch of its own, whose
- * activations lie at least 2.3e-4 of a code from any rounding midpoint, so that float round-off
+ * activations lie at least 2.37e-4 of a code from any rounding midpoint, so that float round-off
  * cannot round one the other way), for the selections "all"
  * (every product, the LM head too) and "qkv" (the attention's c_attn only): loss within 1e-5
  * and every gradient within 1e-4 of max |torch| per tensor. The same model with int8 weights
