@@ -119,6 +119,7 @@ typedef struct {
     int layer;
     int rows, cols; /* our (out, in); rows = V for the token embedding */
     int type;
+    int search;     /* Q4_0 with searched scales (--format int4-mse) */
     size_t src_off; /* into the parameter array */
     size_t off, bytes;
 } gtensor;
@@ -139,7 +140,8 @@ static const char *gguf_names[GQ_GPT2_N_TENSORS] = {
     "blk.%d.ffn_down.weight", "blk.%d.ffn_down.bias", "output_norm.weight",        "output_norm.bias"};
 
 /* Encode rows x cols floats as `type` into out. */
-static int encode(const float *x, int rows, int cols, int type, uint8_t *out, const char *src, const char *name) {
+static int encode(const float *x, int rows, int cols, int type, int search, uint8_t *out, const char *src,
+                  const char *name) {
     const size_t n = (size_t)rows * cols;
     if (type == GQ_GGML_F32) {
         memcpy(out, x, n * 4);
@@ -158,7 +160,9 @@ static int encode(const float *x, int rows, int cols, int type, uint8_t *out, co
         for (int i = 0; i < 32; i++)
             if (!isfinite(g[i]))
                 return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, b * 32 + i);
-        float d = type == GQ_GGML_Q8_0 ? gq_q8_group(g, 32, codes, 1) : gq_qsym_group(g, 32, 4, codes);
+        float d = type == GQ_GGML_Q8_0 ? gq_q8_group(g, 32, codes, 1)
+                  : search             ? gq_qsearch_group(GQ_QF_INT4, g, 32, codes, NULL)
+                                       : gq_qsym_group(g, 32, 4, codes);
         uint16_t h = gq_f32_to_f16(d);
         size_t bs = type == GQ_GGML_Q8_0 ? 34 : 18;
         memcpy(out + b * bs, &h, 2);
@@ -205,7 +209,7 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
                 if (s.format == GQ_QF_Q8_0)
                     t->type = GQ_GGML_Q8_0;
                 else if (s.format == GQ_QF_INT4 && s.group == 32)
-                    t->type = GQ_GGML_Q4_0;
+                    t->type = GQ_GGML_Q4_0, t->search = s.search;
                 else
                     rc =
                         gq_errf(GQ_EUNSUPPORTED,
@@ -289,7 +293,7 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     if (!rc && !tb) rc = gq_errf(GQ_ENOMEM, "out of memory");
     for (int i = 0; i < nt && !rc; i++) {
         const gtensor *t = &ts[i];
-        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, tb, ckpt_path, t->name);
+        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, t->search, tb, ckpt_path, t->name);
         const size_t padded = (t->bytes + ALIGN - 1) / ALIGN * ALIGN;
         memset(tb + t->bytes, 0, padded - t->bytes);
         if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);

@@ -4,7 +4,9 @@
  *            float32 [groups]  (int8 per row, nf4, fp4)
  *   zeros    uint8 [groups]    int4a
  *   absmax_q int8 [groups], absmax2 float32 [ceil(groups/256)]   nf4 with double quant
- *   attributes: format, group, rows, cols, double_quant, absmax_offset, bits_per_weight
+ *   attributes: format, group, rows, cols, double_quant, absmax_offset, bits_per_weight,
+ *               scale_search ("absmax" or "mse": how the scales were chosen; the layout and
+ *               the dequantization do not depend on it; absent in older files: absmax)
  * A tensor kept in fp32: /tensors/<name>/value float32 [rows(, cols)], format "f32". */
 #define _POSIX_C_SOURCE 200809L
 #include "qexport.h"
@@ -73,6 +75,7 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
         gq_h5w_attr_i64(w, base, "rows", rows);
         gq_h5w_attr_i64(w, base, "cols", cols);
         gq_h5w_attr_i64(w, base, "double_quant", s->double_quant);
+        gq_h5w_attr_str(w, base, "scale_search", s->search && gq_qsearchable(s->format) ? "mse" : "absmax");
         gq_h5w_attr_f64(w, base, "bits_per_weight", gq_qbits_per_weight(s, rows, cols));
     }
     free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
@@ -118,7 +121,7 @@ int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan,
         }
         float *x = malloc((size_t)rows * (cols ? cols : 1) * sizeof *x);
         rc = x ? gq_h5r_f32(r, path, x, nd, dims) : gq_errf(GQ_ENOMEM, "out of memory");
-        gq_qspec s = {GQ_QF_F32, 0, 0};
+        gq_qspec s = {GQ_QF_F32, 0, 0, 0};
         if (!rc && gq_qplan_lookup(plan, names[i], rows, cols, &s)) n_quant++;
         if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, &ent[i], ckpt_path);
         free(x);
@@ -154,7 +157,7 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     snprintf(base, sizeof base, "/tensors/%s", name);
     int rc = gq_h5r_attr_str(r, base, "format", fmt, sizeof fmt);
     if (rc) return rc;
-    *spec = (gq_qspec){GQ_QF_F32, 0, 0};
+    *spec = (gq_qspec){GQ_QF_F32, 0, 0, 0};
     if (!strcmp(fmt, "f32")) return GQ_OK;
     int64_t group = 0, dq = 0;
     if (gq_qformat_parse(fmt, 0, spec))
@@ -164,6 +167,9 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     if (rc) return rc;
     spec->group = (int)group;
     spec->double_quant = (int)dq;
+    char search[16];
+    if (gq_h5r_attr_str(r, base, "scale_search", search, sizeof search) == GQ_OK)
+        spec->search = !strcmp(search, "mse") ? GQ_QSEARCH_MSE : 0; /* (older files have none: absmax) */
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_EFORMAT, "%s: %s [%d, %d]: %s", gq_h5r_path(r), base, rows, cols, why);
     return GQ_OK;
@@ -177,7 +183,7 @@ int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, in
     size_t dims[2] = {(size_t)rows, (size_t)cols};
     if (!strcmp(fmt, "f32")) {
         snprintf(path, sizeof path, "%s/value", base);
-        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0};
+        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0, 0};
         return gq_h5r_f32(r, path, dst, cols ? 2 : 1, dims);
     }
     gq_qspec s;

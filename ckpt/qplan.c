@@ -16,25 +16,33 @@ const char *gq_qformat_name(gq_qformat f) { return f >= 0 && f < GQ_QF_COUNT ? n
 int gq_qformat_parse(const char *name, int group, gq_qspec *out) {
     char base[64];
     snprintf(base, sizeof base, "%s", name);
-    int g = 0, dq = 0;
+    int g = 0, dq = 0, mse = 0;
     char *dash = strchr(base, '-');
-    if (dash) {
-        *dash = '\0';
-        if (!strcmp(dash + 1, "dq")) dq = 1;
-        else if (dash[1] == 'g' && atoi(dash + 2) > 0) g = atoi(dash + 2);
-        else return gq_errf(GQ_EINVAL, "format '%s': unknown suffix '-%s' (use -gN for a group size, -dq for nf4)", name, dash + 1);
+    for (char *suf = dash; suf;) { /* suffixes, in any order: -gN, -dq, -mse */
+        *suf++ = '\0';
+        char *next = strchr(suf, '-');
+        if (next) *next = '\0';
+        if (!strcmp(suf, "dq")) dq = 1;
+        else if (!strcmp(suf, "mse")) mse = 1;
+        else if (suf[0] == 'g' && atoi(suf + 1) > 0) g = atoi(suf + 1);
+        else
+            return gq_errf(GQ_EINVAL, "format '%s': unknown suffix '-%s' (use -gN for a group size, -dq for nf4, -mse for searched scales)",
+                           name, suf);
+        suf = next;
     }
-    if (!strcmp(base, "int8-g32")) strcpy(base, "q8_0");
     for (int f = 1; f < GQ_QF_COUNT; f++) {
         if (strcmp(base, names[f])) continue;
         if (dq && f != GQ_QF_NF4) return gq_errf(GQ_EINVAL, "format '%s': -dq applies to nf4 only", name);
+        if (mse && !gq_qsearchable((gq_qformat)f))
+            return gq_errf(GQ_EINVAL, "format '%s': -mse applies to int4, int4a, int3, int2, nf4 and fp4 (int8's absmax scales are kept)", name);
         out->format = (gq_qformat)f;
         out->group = group > 0 ? group : g > 0 ? g : f == GQ_QF_Q8_0 ? 32 : 64;
         out->double_quant = dq;
+        out->search = mse ? GQ_QSEARCH_MSE : 0;
         if (f == GQ_QF_Q8_0 && out->group != 32) return gq_errf(GQ_EINVAL, "format q8_0 has groups of 32");
         return GQ_OK;
     }
-    return gq_errf(GQ_EINVAL, "unknown format '%s' (int8, q8_0, int4[-gN], int4a, int3, int2, nf4[-dq], fp4)", name);
+    return gq_errf(GQ_EINVAL, "unknown format '%s' (int8, q8_0, int4[-gN], int4a, int3, int2, nf4[-dq], fp4; -mse: searched scales)", name);
 }
 
 static int add(gq_qplan *p, const char *pattern, const gq_qspec *s) {

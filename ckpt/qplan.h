@@ -2,7 +2,9 @@
  * (pattern, spec) rules over HF GPT-2 tensor names; the first rule that matches a 2-D weight
  * decides (biases, layernorms and wpe always stay fp32). Grammar:
  *   FORMAT                      int8 | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] |
- *                               nf4[-dq] | fp4   (default group 64, q8_0 is 32)
+ *                               nf4[-dq] | fp4   (default group 64, q8_0 is 32); any but
+ *                               int8 / q8_0 may add -mse: each group's scale searched for the
+ *                               least squared error (quant.h's gq_qsearch_group)
  *   --layers PATTERNS           comma list; a pattern is a glob (fnmatch) over names, matched
  *                               also with "*." in front and ".weight" after, so "mlp.*",
  *                               "h.*.attn.c_attn" and "h.8-11.attn.*" (a layer range) work;

@@ -13,7 +13,10 @@
  *   int3/int2  symmetric groups, the int4 rule with 8 / 4 levels (stress settings)
  *   nf4      blocks of 64, bitsandbytes' 16-value NormalFloat codebook, fp32 absmax per block,
  *            optionally double-quantized (int8 absmax in blocks of 256 + fp32 scale + offset)
- *   fp4      blocks of 64, E2M1 values {0, .5, 1, 1.5, 2, 3, 4, 6} x sign, scale absmax / 6 */
+ *   fp4      blocks of 64, E2M1 values {0, .5, 1, 1.5, 2, 3, 4, 6} x sign, scale absmax / 6
+ * With search (suffix -mse; not int8 / q8_0) the stored layout and the dequantization are the
+ * same; only each group's scale (and int4a's zero point) is chosen differently: the one of least
+ * squared error over the group, found by gq_qsearch_group below. */
 #ifndef GQ_QUANT_H
 #define GQ_QUANT_H
 
@@ -41,7 +44,11 @@ typedef struct {
     gq_qformat format;
     int group;        /* values per group/block along a row (int8: the whole row) */
     int double_quant; /* nf4: quantize the absmax values too */
+    int search;       /* GQ_QSEARCH_MSE: each group's scale searched for the least squared error
+                         (int4, int4a, int3, int2, nf4, fp4; suffix -mse); 0: the absmax rules */
 } gq_qspec;
+
+#define GQ_QSEARCH_MSE 1
 
 /* ---- fp16 (IEEE binary16), round to nearest even ---- */
 
@@ -281,6 +288,143 @@ GQ_HD int gq_qbits(gq_qformat f) {
     }
 }
 
+/* ---- scale search (-mse) ----
+ * The absmax rules above never clip, so one outlier stretches the whole group's grid. The
+ * search tries GQ_QSEARCH_STEPS candidate scales, the absmax scale times 1 - 0.03 j
+ * (j = 0..15, down to 0.55: clipping the group's largest values), assigns each value its
+ * nearest code, refits the scale to those codes by least squares (sum x v / sum v^2, the
+ * optimum for fixed codes; rounded to fp16 where the format stores fp16), then scores the
+ * refitted scale with every value at its nearest code again; the absmax result itself is the
+ * first candidate, so the searched group's squared error is never above the absmax one's. When
+ * a candidate wins, the codes are the nearest codes under its stored scale. Deterministic fp32
+ * in a fixed order (host and device give the same bits, with FMA contraction off). */
+#define GQ_QSEARCH_STEPS 25
+#define GQ_QSEARCH_TOP 1.5f
+#define GQ_QSEARCH_STEP 0.04f
+#define GQ_QSEARCH_REFINE 2
+
+GQ_HD int gq_qsearchable(gq_qformat f) {
+    return f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2 || f == GQ_QF_NF4 ||
+           f == GQ_QF_FP4;
+}
+
+/* The code of x under scale s (id = 1 / s: the symmetric formats multiply by it, as
+ * gq_qsym_group) and zero point z: the nearest level, clamped to the format's range. */
+GQ_HD int gq_qcode_at(gq_qformat f, float x, float s, float id, int z) {
+    switch (f) {
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: {
+        const int bits = gq_qbits(f);
+        const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
+        float q = truncf(x * id + (half + 0.5f));
+        return (int)(q > top ? top : q < 0.0f ? 0.0f : q);
+    }
+    case GQ_QF_INT4A: {
+        float q = rintf(x / s) + (float)z;
+        return (int)(q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q);
+    }
+    case GQ_QF_NF4: return gq_nf4_code(x / s);
+    default: return gq_fp4_code(x / s);
+    }
+}
+
+/* Squared error of the group at its nearest codes under (s, z). */
+GQ_HD float gq_qgroup_error(gq_qformat f, const float *x, int n, float s, int z) {
+    const float id = 1.0f / s;
+    float err = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float e = x[i] - gq_qvalue(f, gq_qcode_at(f, x[i], s, id, z), s, z);
+        err += e * e;
+    }
+    return err;
+}
+
+/* The searched group: codes (n of them, as the absmax functions), *zero (int4a); returns the
+ * scale as stored (fp16-rounded for the fp16 formats, as the absmax functions return it). */
+GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes, uint8_t *zero) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    /* candidate 0: the absmax result itself */
+    uint8_t z0 = 0;
+    float s0;
+    switch (f) {
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: s0 = gq_qsym_group(x, n, gq_qbits(f), codes); break;
+    case GQ_QF_INT4A: s0 = gq_qasym_group(x, n, codes, &z0); break;
+    default: s0 = gq_q4code_group(x, n, f == GQ_QF_FP4, codes); break;
+    }
+    float best = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float e = x[i] - gq_qvalue(f, codes[i], s0, z0);
+        best += e * e;
+    }
+    float bs = s0;
+    uint8_t bz = z0;
+    int changed = 0;
+    const int f16 = f != GQ_QF_NF4 && f != GQ_QF_FP4;
+    /* candidates j = 0..STEPS-1 on the grid, then GQ_QSEARCH_REFINE rounds from the best so
+     * far (nearest codes under it, refit): a fixed point of the two steps is a local optimum */
+    for (int j = 0; j < GQ_QSEARCH_STEPS + GQ_QSEARCH_REFINE && best > 0.0f; j++) {
+        float sc;
+        uint8_t zc = 0;
+        if (j < GQ_QSEARCH_STEPS) {
+            const float t = GQ_QSEARCH_TOP - GQ_QSEARCH_STEP * (float)j;
+            sc = s0 * t;
+            if (f == GQ_QF_INT4A) { /* the range [lo, hi] scaled by t, zero point as gq_qasym_group */
+                sc = gq_f16_to_f32(gq_f32_to_f16((hi - lo) * t / 15.0f));
+                if (sc == 0.0f) continue;
+                float z = rintf(-(lo * t) / sc);
+                zc = (uint8_t)(z > 15.0f ? 15.0f : z < 0.0f ? 0.0f : z);
+            }
+        } else {
+            sc = bs, zc = bz;
+        }
+        if (sc == 0.0f) continue;
+        /* nearest codes under the candidate, then the least-squares scale for those codes */
+        const float id = 1.0f / sc;
+        float sxv = 0.0f, svv = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const float v = gq_qvalue(f, gq_qcode_at(f, x[i], sc, id, zc), 1.0f, zc);
+            sxv += x[i] * v;
+            svv += v * v;
+        }
+        if (!(svv > 0.0f)) continue;
+        float s = sxv / svv;
+        if (f16) s = gq_f16_to_f32(gq_f32_to_f16(s));
+        if (!(s != 0.0f) || !isfinite(s) || (f == GQ_QF_INT4A && s < 0.0f)) continue;
+        const float err = gq_qgroup_error(f, x, n, s, zc);
+        if (err < best) best = err, bs = s, bz = zc, changed = 1;
+    }
+    if (changed) {
+        const float id = 1.0f / bs;
+        for (int i = 0; i < n; i++) codes[i] = (uint8_t)gq_qcode_at(f, x[i], bs, id, bz);
+    }
+    if (zero) *zero = bz;
+    return bs;
+}
+
+/* QAT's straight-through estimator passes no gradient to a clipped weight: on the uniform grids
+ * one whose value is off by more than half a step (0.51: the fp16 scale's rounding moves a step
+ * by up to 0.05 %) -- int4 / int3 / int2 always (their Q4_0 rule clips the positive end),
+ * int4a when searched -- and on nf4 / fp4 when searched, one beyond the top level. (The absmax
+ * scales of int4a, nf4 and fp4 clip nothing.) */
+GQ_HD int gq_qclipped(gq_qformat f, int search, float x, float y, float s) {
+    switch (f) {
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: return fabsf(y - x) > 0.51f * fabsf(s);
+    case GQ_QF_INT4A: return search && fabsf(y - x) > 0.51f * fabsf(s);
+    case GQ_QF_NF4: return search && fabsf(x) > fabsf(s);
+    case GQ_QF_FP4: return search && fabsf(x) > 6.0f * fabsf(s);
+    default: return 0;
+    }
+}
+
 /* ---- packing: codes of one group into bytes ----
  * 8-bit: one byte per code. 4-bit: byte j of a group holds code j (low nibble) and code
  * j + n/2 (high nibble), as Q4_0. 3-bit: every 8 codes make 3 bytes, code k at bits 3k..3k+2
@@ -413,18 +557,23 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
         }
     const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
     const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
+    const int search = s->search && gq_qsearchable(s->format);
     uint8_t codes[16384];
     for (size_t k = 0; k < groups; k++) {
         const float *x = w + k * g;
         float sc;
-        switch (s->format) {
-        case GQ_QF_INT8: sc = gq_q8_group(x, g, codes, 0); break;
-        case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
-        case GQ_QF_INT4:
-        case GQ_QF_INT3:
-        case GQ_QF_INT2: sc = gq_qsym_group(x, g, bits, codes); break;
-        case GQ_QF_INT4A: sc = gq_qasym_group(x, g, codes, &q->zeros[k]); break;
-        default: sc = gq_q4code_group(x, g, s->format == GQ_QF_FP4, codes); break;
+        if (search) {
+            sc = gq_qsearch_group(s->format, x, g, codes, s->format == GQ_QF_INT4A ? &q->zeros[k] : NULL);
+        } else {
+            switch (s->format) {
+            case GQ_QF_INT8: sc = gq_q8_group(x, g, codes, 0); break;
+            case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
+            case GQ_QF_INT4:
+            case GQ_QF_INT3:
+            case GQ_QF_INT2: sc = gq_qsym_group(x, g, bits, codes); break;
+            case GQ_QF_INT4A: sc = gq_qasym_group(x, g, codes, &q->zeros[k]); break;
+            default: sc = gq_q4code_group(x, g, s->format == GQ_QF_FP4, codes); break;
+            }
         }
         q->scales[k] = sc;
         gq_pack_group(codes, g, bits, q->qweight + k * gbytes);

@@ -728,10 +728,14 @@ static void case_fakequant(shape s) {
         const char *name;
         gq_qspec spec;
     } f[] = {
-        {"int8", {GQ_QF_INT8, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0}},
-        {"int4-g64", {GQ_QF_INT4, 64, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0}},
-        {"int3-g64", {GQ_QF_INT3, 64, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0}},
-        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1}}, {"fp4-g64", {GQ_QF_FP4, 64, 0}},
+        {"int8", {GQ_QF_INT8, 0, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0, 0}},
+        {"int4-g64", {GQ_QF_INT4, 64, 0, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0}},
+        {"int3-g64", {GQ_QF_INT3, 64, 0, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0, 0}},
+        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0}},
+        /* searched scales (-mse): the same group function on the device */
+        {"int4-g32-mse", {GQ_QF_INT4, 32, 0, 1}}, {"int4a-g64-mse", {GQ_QF_INT4A, 64, 0, 1}},
+        {"int3-g64-mse", {GQ_QF_INT3, 64, 0, 1}}, {"int2-g64-mse", {GQ_QF_INT2, 64, 0, 1}},
+        {"nf4-g64-dq-mse", {GQ_QF_NF4, 64, 1, 1}}, {"fp4-g64-mse", {GQ_QF_FP4, 64, 0, 1}},
     };
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         fakequant_one(f[i].name, f[i].spec, 37, 256);

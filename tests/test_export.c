@@ -43,7 +43,8 @@ int main(void) {
     int32_t in[64], tg[64];
     for (int i = 0; i < 64; i++) in[i] = (int32_t)gq_rng_below(&r, 300), tg[i] = (int32_t)gq_rng_below(&r, 300);
 
-    const char *formats[] = {"int8", "q8_0", "int4", "int4-g32", "int4a", "int3", "int2", "nf4", "nf4-dq", "fp4"};
+    const char *formats[] = {"int8", "q8_0",  "int4",     "int4-g32",  "int4a",     "int3",   "int2",
+                             "nf4",  "nf4-dq", "fp4",     "int4-mse", "int3-g32-mse", "int4a-mse", "nf4-dq-mse", "fp4-mse"};
     const char *layers[] = {NULL, "all", "qkv", "last4-attn", "lm_head", "h.1-1.mlp.*"};
     for (size_t f = 0; f < sizeof formats / sizeof *formats; f++)
         for (size_t L = 0; L < sizeof layers / sizeof *layers; L++) {
@@ -66,7 +67,8 @@ int main(void) {
             gq_h5r *rd;
             CHECK_OK(gq_h5r_open(&rd, out));
             size_t off = 0, payload = 0;
-            int differ = 0, n_quant = 0;
+            int differ = 0, n_quant = 0, search_lost = 0;
+            const int search = strstr(formats[f], "-mse") != NULL;
             for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
                 size_t rows, cols;
                 gq_gpt2_tensor_shape(&cfg, i, &rows, &cols);
@@ -79,12 +81,14 @@ int main(void) {
                     size_t numel = rows * (cols ? cols : 1);
                     differ += memcmp(ld->params_mem + off, fq->params_mem + off, numel * 4) != 0;
                     n_quant += s.format != GQ_QF_F32;
+                    search_lost += s.format != GQ_QF_F32 && s.search != search; /* the attribute read back */
                     off += numel;
                 }
             }
             for (int i = 0; i < n; i++) payload += e[i].bytes;
             gq_h5r_close(rd);
             CHECKF(differ == 0, "%s: %d tensors differ from fake-quant", formats[f], differ);
+            CHECKF(search_lost == 0, "%s: %d tensors read back with the wrong scale_search", formats[f], search_lost);
             CHECK(n_quant > 0);
             float l1, l2;
             CHECK_OK(gq_gpt2_forward(fq, in, tg, 2, 32, &l1));
@@ -104,6 +108,18 @@ int main(void) {
     gq_export_entry *e = NULL;
     int n = 0;
     CHECK(gq_qplan_build(&plan, "int5", NULL, 0, 2) == GQ_EINVAL);
+    /* format suffixes in any order; -mse only where a scale is searched */
+    gq_qspec sp;
+    CHECK_OK(gq_qformat_parse("int4-mse-g32", 0, &sp));
+    CHECK(sp.format == GQ_QF_INT4 && sp.group == 32 && sp.search == GQ_QSEARCH_MSE);
+    CHECK_OK(gq_qformat_parse("nf4-mse-dq", 0, &sp));
+    CHECK(sp.format == GQ_QF_NF4 && sp.group == 64 && sp.double_quant && sp.search == GQ_QSEARCH_MSE);
+    CHECK_OK(gq_qformat_parse("int3-g128", 0, &sp));
+    CHECK(sp.format == GQ_QF_INT3 && sp.group == 128 && !sp.search);
+    CHECK(gq_qformat_parse("int8-mse", 0, &sp) == GQ_EINVAL && strstr(gq_errmsg(GQ_EINVAL), "-mse applies to"));
+    CHECK(gq_qformat_parse("q8_0-mse", 0, &sp) == GQ_EINVAL);
+    CHECK(gq_qformat_parse("int4-msq", 0, &sp) == GQ_EINVAL && strstr(gq_errmsg(GQ_EINVAL), "unknown suffix '-msq'"));
+    CHECK(gq_qformat_parse("int4-dq-mse", 0, &sp) == GQ_EINVAL);
     CHECK_OK(gq_qplan_build(&plan, "int4-g48", NULL, 0, 2));
     int rc = gq_export(ckpt, out, &plan, shape_cb, &cfg, &e, &n);
     CHECK(rc == GQ_ESHAPE && strstr(gq_errmsg(rc), "does not divide") && access(out, F_OK) != 0);

@@ -3,7 +3,8 @@
  *     <|endoftext|> as a control token, the 50000 merges), 4 + 12 L tensor infos with
  *     llama.cpp's names, dims innermost first and aligned offsets;
  *   - every Q4_0 / Q8_0 block equals, byte for byte, the fp16 scale and packed codes of our
- *     HDF5 export of the same checkpoint (int4-g32 / q8_0), and F32 tensors equal the weights;
+ *     HDF5 export of the same checkpoint (int4-g32 / q8_0 / int4-g32-mse), and F32 tensors
+ *     equal the weights;
  *   - bad input: a format GGUF cannot hold is refused and leaves no file.
  * usage: test_gguf VOCAB_DIR */
 #define _GNU_SOURCE
@@ -194,9 +195,10 @@ int main(int argc, char **argv) {
     gq_gpt2_config cfg = {2, 2, 64, 32, 50257, 0};
     gq_gpt2 *m = gq_test_random_ckpt(ckpt, &cfg, 1, 32, 3);
     if (!m) return gq_test_finish("test_gguf");
-    const char *fmts[2] = {"int4-g32", "q8_0"};
-    const int types[2] = {GQ_GGML_Q4_0, GQ_GGML_Q8_0};
-    for (int k = 0; k < 2; k++) {
+    /* int4-g32-mse: Q4_0 blocks with searched scales (our export's, byte for byte) */
+    const char *fmts[3] = {"int4-g32", "q8_0", "int4-g32-mse"};
+    const int types[3] = {GQ_GGML_Q4_0, GQ_GGML_Q8_0, GQ_GGML_Q4_0};
+    for (int k = 0; k < 3; k++) {
         gq_qplan plan;
         CHECK_OK(gq_qplan_build(&plan, fmts[k], "all", 0, cfg.n_layer));
         snprintf(h5, sizeof h5, "%s/%s.h5", dir, fmts[k]);

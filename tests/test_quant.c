@@ -5,7 +5,9 @@
  *   ties half to even (int8); NaN / inf rejected with the index; reconstruction error within
  *   half a step for every format; pack/unpack round trips; bits per weight arithmetic; the CPU
  *   fake-quant op (threaded over row chunks) equal to one whole-tensor quantize + dequantize;
- *   W8A8's int8 activation blocks against a double reference (test_act8).
+ *   W8A8's int8 activation blocks against a double reference (test_act8); the searched scales
+ *   (-mse) never worse than absmax on any group, within a few per cent of a brute-force
+ *   double-precision optimum, their codes the nearest ones (test_qsearch).
  * usage: test_quant FIXTURE_DIR(tests/fixtures/quant) */
 #include "cpu_ops.h"
 #include "gq_error.h"
@@ -91,7 +93,7 @@ static void test_ggml_blocks(const char *dir) {
     if (!x || !q4 || !q8) return;
     const int cols = 256, rows = (int)(nx / 4 / cols), blocks = rows * cols / 32;
     CHECK(n4 == (size_t)blocks * 18 && n8 == (size_t)blocks * 34);
-    gq_qspec s4 = {GQ_QF_INT4, 32, 0}, s8 = {GQ_QF_Q8_0, 32, 0};
+    gq_qspec s4 = {GQ_QF_INT4, 32, 0, 0}, s8 = {GQ_QF_Q8_0, 32, 0, 0};
     holder h4, h8;
     alloc_q(&h4, &s4, rows, cols);
     alloc_q(&h8, &s8, rows, cols);
@@ -140,7 +142,7 @@ static void test_known_values(void) {
     holder h;
     /* int8 per row: amax 127 -> scale 1; ties to even */
     float x[8] = {127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.5f, -127.0f};
-    gq_qspec s8 = {GQ_QF_INT8, 0, 0};
+    gq_qspec s8 = {GQ_QF_INT8, 0, 0, 0};
     alloc_q(&h, &s8, 1, 8);
     CHECK(gq_quantize(&s8, x, 1, 8, &h.q, NULL) == 0);
     int8_t want[8] = {127, 2, 4, -2, 0, 0, 2, -127};
@@ -150,7 +152,7 @@ static void test_known_values(void) {
     float z[64] = {0}, back[64];
     gq_qformat fmts[] = {GQ_QF_INT8, GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4A, GQ_QF_INT3, GQ_QF_INT2, GQ_QF_NF4, GQ_QF_FP4};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
-        gq_qspec s = {fmts[f], 32, 0};
+        gq_qspec s = {fmts[f], 32, 0, 0};
         alloc_q(&h, &s, 2, 32);
         CHECK(gq_quantize(&s, z, 2, 32, &h.q, NULL) == 0);
         gq_dequantize(&s, &h.q, 2, 32, back);
@@ -165,7 +167,7 @@ static void test_known_values(void) {
     float o[32];
     for (int i = 0; i < 32; i++) o[i] = 0.001f * (i - 16);
     o[5] = -10.0f;
-    gq_qspec s4 = {GQ_QF_INT4, 32, 0};
+    gq_qspec s4 = {GQ_QF_INT4, 32, 0, 0};
     alloc_q(&h, &s4, 1, 32);
     gq_quantize(&s4, o, 1, 32, &h.q, NULL);
     gq_dequantize(&s4, &h.q, 1, 32, back);
@@ -193,10 +195,10 @@ static void test_error_bounds(void) {
         gq_qspec s;
         double max_step_frac; /* max |y - x| / (group scale), bound by the format's half step */
     } cases[] = {
-        {{GQ_QF_INT8, 0, 0}, 0.5},   {{GQ_QF_Q8_0, 32, 0}, 0.6}, /* codes use fp32 d, values fp16 d */   {{GQ_QF_INT4, 64, 0}, 1.0},
-        {{GQ_QF_INT4, 128, 0}, 1.0}, {{GQ_QF_INT4A, 64, 0}, 0.5},  {{GQ_QF_INT3, 64, 0}, 1.0},
-        {{GQ_QF_INT2, 64, 0}, 1.0},  {{GQ_QF_NF4, 64, 0}, 0.1},    {{GQ_QF_NF4, 64, 1}, 0.11},
-        {{GQ_QF_FP4, 64, 0}, 1.0},
+        {{GQ_QF_INT8, 0, 0, 0}, 0.5},   {{GQ_QF_Q8_0, 32, 0, 0}, 0.6}, /* codes use fp32 d, values fp16 d */   {{GQ_QF_INT4, 64, 0, 0}, 1.0},
+        {{GQ_QF_INT4, 128, 0, 0}, 1.0}, {{GQ_QF_INT4A, 64, 0, 0}, 0.5},  {{GQ_QF_INT3, 64, 0, 0}, 1.0},
+        {{GQ_QF_INT2, 64, 0, 0}, 1.0},  {{GQ_QF_NF4, 64, 0, 0}, 0.1},    {{GQ_QF_NF4, 64, 1, 0}, 0.11},
+        {{GQ_QF_FP4, 64, 0, 0}, 1.0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const gq_qspec *s = &cases[c].s;
@@ -220,12 +222,12 @@ static void test_error_bounds(void) {
         CHECKF(worst <= bound, "format %d: error %.3f scales > %.3f", s->format, worst, bound);
         free_q(&h);
     }
-    gq_qspec i4 = {GQ_QF_INT4, 64, 0}, q8 = {GQ_QF_Q8_0, 32, 0}, n4 = {GQ_QF_NF4, 64, 0}, n4dq = {GQ_QF_NF4, 64, 1};
+    gq_qspec i4 = {GQ_QF_INT4, 64, 0, 0}, q8 = {GQ_QF_Q8_0, 32, 0, 0}, n4 = {GQ_QF_NF4, 64, 0, 0}, n4dq = {GQ_QF_NF4, 64, 1, 0};
     CHECK(gq_qbits_per_weight(&i4, 768, 768) == 4.25);
     CHECK(gq_qbits_per_weight(&q8, 768, 768) == 8.5);
     CHECK(gq_qbits_per_weight(&n4, 768, 768) == 4.5);
     CHECK(gq_qbits_per_weight(&n4dq, 768, 768) < 4.13);
-    gq_qspec odd = {GQ_QF_INT4, 48, 0}, three = {GQ_QF_INT3, 12, 0};
+    gq_qspec odd = {GQ_QF_INT4, 48, 0, 0}, three = {GQ_QF_INT3, 12, 0, 0};
     CHECK(gq_qspec_problem(&odd, 4, 100) != NULL);
     CHECK(gq_qspec_problem(&three, 4, 96) != NULL);
 }
@@ -254,9 +256,10 @@ static void test_fakequant_chunks(void) {
     gq_rng r;
     gq_rng_seed(&r, 9);
     for (int i = 0; i < ROWS * COLS; i++) w[i] = (gq_rng_float(&r) - 0.5f) * (i % 977 == 0 ? 9.0f : 0.1f);
-    const gq_qspec specs[] = {{GQ_QF_INT8, 0, 0}, {GQ_QF_Q8_0, 32, 0}, {GQ_QF_INT4, 64, 0}, {GQ_QF_INT4A, 128, 0},
-                              {GQ_QF_INT3, 64, 0}, {GQ_QF_INT2, 32, 0},  {GQ_QF_NF4, 64, 0},  {GQ_QF_NF4, 64, 1},
-                              {GQ_QF_FP4, 64, 0}};
+    const gq_qspec specs[] = {{GQ_QF_INT8, 0, 0, 0}, {GQ_QF_Q8_0, 32, 0, 0}, {GQ_QF_INT4, 64, 0, 0}, {GQ_QF_INT4A, 128, 0, 0},
+                              {GQ_QF_INT3, 64, 0, 0}, {GQ_QF_INT2, 32, 0, 0},  {GQ_QF_NF4, 64, 0, 0},  {GQ_QF_NF4, 64, 1, 0},
+                              {GQ_QF_FP4, 64, 0, 0},  {GQ_QF_INT4, 64, 0, 1},  {GQ_QF_INT4A, 128, 0, 1},
+                              {GQ_QF_INT3, 32, 0, 1}, {GQ_QF_NF4, 64, 1, 1},  {GQ_QF_FP4, 64, 0, 1}};
     for (size_t c = 0; c < sizeof specs / sizeof *specs; c++) {
         const gq_qspec *s = &specs[c];
         void *work = malloc(gq_cpu_fakequant_workspace(ROWS, COLS, s));
@@ -265,15 +268,23 @@ static void test_fakequant_chunks(void) {
         alloc_q(&h, s, ROWS, COLS);
         CHECK(gq_quantize(s, w, ROWS, COLS, &h.q, NULL) == 0);
         gq_dequantize(s, &h.q, ROWS, COLS, ref);
-        int g = gq_qgroup(s, COLS), clips = s->format == GQ_QF_INT4 || s->format == GQ_QF_INT3 || s->format == GQ_QF_INT2;
+        const gq_qformat f = s->format;
+        /* clipped: off by more than half a step on the uniform grids (the Q4_0 rule's int4/3/2
+         * always, searched int4a), beyond the top level on searched nf4 / fp4 */
+        const int g = gq_qgroup(s, COLS), uniform = f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2 ||
+                                                    (s->search && f == GQ_QF_INT4A);
+        const float top = !s->search ? 0.0f : f == GQ_QF_NF4 ? 1.0f : f == GQ_QF_FP4 ? 6.0f : 0.0f;
+        const int clips = uniform || top > 0.0f;
         size_t masked = 0, wrong = 0;
         for (int i = 0; i < ROWS * COLS; i++) {
-            int want = !(clips && fabsf(ref[i] - w[i]) > 0.51f * fabsf(h.scales[i / g]));
+            const float sc = fabsf(h.scales[i / g]);
+            int want = !(uniform ? fabsf(ref[i] - w[i]) > 0.51f * sc : top > 0.0f && fabsf(w[i]) > top * sc);
             wrong += mask[i] != want;
             masked += !mask[i];
         }
-        CHECKF(!memcmp(out, ref, sizeof out), "format %d group %d dq %d: chunked fake-quant differs", s->format, g,
-               s->double_quant);
+        CHECKF(!memcmp(out, ref, sizeof out), "format %d group %d dq %d search %d: chunked fake-quant differs", s->format,
+               g, s->double_quant, s->search);
+        if (s->search) printf("fake-quant format %d search: %zu of %d weights clipped\n", f, masked, ROWS * COLS);
         CHECKF(wrong == 0, "format %d: %zu mask entries wrong (%zu masked)", s->format, wrong, masked);
         if (clips) CHECKF(masked > 0, "format %d: the outliers clip nothing", s->format);
         free_q(&h);
@@ -341,6 +352,120 @@ static void test_act8(void) {
     CHECK(gq_cpu_act_fakequant(a, 33) == GQ_ESHAPE);
 }
 
+/* ---- scale search (-mse) against a brute-force reference ----
+ * The reference, in double: the least squared error over a grid of 1151 scales (0.30 to 1.45
+ * times the absmax scale, both signs for the Q4_0 rule's asymmetric grid; for int4a every zero
+ * point 0..15 at each scale), every value at its nearest level. */
+static double unit_value(gq_qformat f, int c) { return gq_qvalue(f, c, 1.0f, 0); }
+
+static double ref_best_error(gq_qformat f, const float *x, int n) {
+    double amax = 0, lo = 0, hi = 0;
+    for (int i = 0; i < n; i++) amax = fmax(amax, fabs(x[i])), lo = fmin(lo, x[i]), hi = fmax(hi, x[i]);
+    const int levels = f == GQ_QF_INT3 ? 8 : f == GQ_QF_INT2 ? 4 : 16;
+    const double base = f == GQ_QF_INT4A  ? (hi - lo) / 15
+                        : f == GQ_QF_NF4  ? amax
+                        : f == GQ_QF_FP4  ? amax / 6
+                                          : amax / (levels / 2);
+    double best = INFINITY;
+    for (int k = 0; k <= 1150; k++) {
+        const double s = base * (0.30 + 0.001 * k);
+        for (int sign = -1; sign <= 1; sign += 2) {
+            if (sign < 0 && (f == GQ_QF_INT4A || f == GQ_QF_NF4 || f == GQ_QF_FP4)) continue;
+            for (int z = 0; z < (f == GQ_QF_INT4A ? 16 : 1); z++) {
+                double err = 0;
+                for (int i = 0; i < n && err < best; i++) {
+                    double e = INFINITY;
+                    for (int c = 0; c < levels; c++) {
+                        double v = (f == GQ_QF_INT4A ? (double)(c - z) : unit_value(f, c)) * s * sign;
+                        e = fmin(e, (x[i] - v) * (x[i] - v));
+                    }
+                    err += e;
+                }
+                best = fmin(best, err);
+            }
+        }
+    }
+    return best;
+}
+
+static double group_error(const gq_qspec *s, const float *x, int n, float *scale, uint8_t *codes, uint8_t *zero) {
+    uint8_t packed[256];
+    float y[256];
+    int8_t aq[1];
+    float a2[1];
+    gq_qtensor q = {packed, scale, zero, aq, a2, 0};
+    gq_quantize(s, x, 1, n, &q, NULL);
+    gq_dequantize(s, &q, 1, n, y);
+    double err = 0;
+    for (int i = 0; i < n; i++) {
+        err += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        codes[i] = (uint8_t)gq_unpack_code(packed, n, gq_qbits(s->format), i);
+    }
+    return err;
+}
+
+static void test_qsearch(void) {
+    static const gq_qformat fmts[] = {GQ_QF_INT4, GQ_QF_INT3, GQ_QF_INT2, GQ_QF_INT4A, GQ_QF_NF4, GQ_QF_FP4};
+    static const char *dist[] = {"uniform", "normal", "normal+outlier", "laplace"};
+    gq_rng r;
+    gq_rng_seed(&r, 21);
+    for (size_t fi = 0; fi < sizeof fmts / sizeof *fmts; fi++) {
+        const int g = fmts[fi] == GQ_QF_INT3 ? 32 : 64;
+        for (int d = 0; d < 4; d++) {
+            enum { GROUPS = 24 };
+            double e_abs = 0, e_mse = 0, e_ref = 0;
+            size_t worse = 0, not_nearest = 0, changed = 0;
+            for (int k = 0; k < GROUPS; k++) {
+                float x[256];
+                for (int i = 0; i < g; i++) {
+                    double u1 = (gq_rng_float(&r) + 1e-7) , u2 = gq_rng_float(&r);
+                    double nrm = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+                    x[i] = (float)(d == 0 ? u2 - 0.5 : d == 3 ? (u2 < 0.5 ? log(u1) : -log(u1)) * 0.7 : nrm) * 0.02f;
+                }
+                if (d == 2) x[gq_rng_below(&r, (uint64_t)g)] *= 6.0f;
+                if (d == 3 && k % 2) for (int i = 0; i < g; i++) x[i] = x[i] + 0.01f; /* off-centre groups */
+                gq_qspec a = {fmts[fi], g, 0, 0}, m = {fmts[fi], g, 0, GQ_QSEARCH_MSE};
+                float sa, sm;
+                uint8_t ca[256], cm[256], za = 0, zm = 0;
+                const double ea = group_error(&a, x, g, &sa, ca, &za), em = group_error(&m, x, g, &sm, cm, &zm);
+                worse += em > ea;
+                e_abs += ea, e_mse += em, e_ref += ref_best_error(fmts[fi], x, g);
+                if (sa == sm && za == zm && !memcmp(ca, cm, (size_t)g)) continue;
+                changed++;
+                /* a searched group's codes: the nearest levels under its stored scale */
+                const int levels = 1 << gq_qbits(fmts[fi]);
+                for (int i = 0; i < g; i++) {
+                    const double e = fabs(x[i] - (double)gq_qvalue(fmts[fi], cm[i], sm, zm));
+                    for (int c = 0; c < levels; c++)
+                        not_nearest += fabs(x[i] - (double)gq_qvalue(fmts[fi], c, sm, zm)) < e * (1 - 1e-6) - 1e-12;
+                }
+            }
+            printf("search %-5s g%d %-15s: squared error absmax %.4g, mse %.4g (%.1f %% less), brute-force "
+                   "optimum %.4g (mse %.2f %% above it); %zu of %d groups changed\n",
+                   fmts[fi] == GQ_QF_INT4 ? "int4" : fmts[fi] == GQ_QF_INT3 ? "int3" : fmts[fi] == GQ_QF_INT2 ? "int2"
+                   : fmts[fi] == GQ_QF_INT4A ? "int4a" : fmts[fi] == GQ_QF_NF4 ? "nf4" : "fp4",
+                   g, dist[d], e_abs, e_mse, 100 * (1 - e_mse / e_abs), e_ref, 100 * (e_mse / e_ref - 1), changed, GROUPS);
+            CHECKF(worse == 0, "format %d %s: %zu groups worse than absmax", fmts[fi], dist[d], worse);
+            CHECKF(not_nearest == 0, "format %d %s: %zu codes not the nearest level", fmts[fi], dist[d], not_nearest);
+            CHECKF(e_mse <= 1.03 * e_ref, "format %d %s: searched error %.4g, %.2f %% above the optimum %.4g",
+                   fmts[fi], dist[d], e_mse, 100 * (e_mse / e_ref - 1), e_ref);
+            /* (the reference's grid has steps of 0.1 % of the scale: the search may land between) */
+            CHECKF(e_ref <= e_mse * 1.005, "format %d %s: the reference %.4g is not the optimum (search %.4g)", fmts[fi],
+                   dist[d], e_ref, e_mse);
+            if (d == 1) /* normal weights: the search must find a clearly better scale than absmax */
+                CHECKF(e_mse < 0.95 * e_abs, "format %d: normal groups only %.1f %% better", fmts[fi],
+                       100 * (1 - e_mse / e_abs));
+        }
+    }
+    /* a zero group and a constant group */
+    gq_qspec m = {GQ_QF_INT4, 32, 0, GQ_QSEARCH_MSE};
+    float z[32] = {0}, c[32], sc;
+    uint8_t codes[32], zz;
+    CHECK(group_error(&m, z, 32, &sc, codes, &zz) == 0);
+    for (int i = 0; i < 32; i++) c[i] = 0.25f;
+    CHECK(group_error(&m, c, 32, &sc, codes, &zz) == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     test_act8();
@@ -351,5 +476,6 @@ int main(int argc, char **argv) {
     test_error_bounds();
     test_packing();
     test_fakequant_chunks();
+    test_qsearch();
     return gq_test_finish("test_quant");
 }

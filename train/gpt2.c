@@ -446,7 +446,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
         gq_gpt2_tensor_shape(c, i, &rows, &cols);
         int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
         for (int l = 0; l < layers; l++) {
-            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0}, ""};
+            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0, 0}, ""};
             gq_gpt2_tensor_name(i, l, t.name, sizeof t.name);
             off += rows * (cols ? cols : 1);
             if (!gq_qplan_lookup(plan, t.name, (int)rows, (int)cols, &t.spec)) continue;

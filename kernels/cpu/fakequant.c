@@ -50,7 +50,7 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
     const int chunk = cols >= FQ_CHUNK_VALUES ? 1 : FQ_CHUNK_VALUES / cols, nchunks = (rows + chunk - 1) / chunk;
     const int g = gq_qgroup(spec, cols);
     const gq_qformat f = spec->format;
-    const int clips = f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2;
+    const int clips = f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2 || (spec->search && gq_qsearchable(f));
     size_t bad = (size_t)-1;
 #pragma omp parallel for schedule(static) if (nchunks > 1)
     for (int c = 0; c < nchunks; c++) {
@@ -71,14 +71,13 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
         size_t o = (size_t)r0 * cols, n = (size_t)nr * cols;
         gq_dequantize(&level1, &sub, nr, cols, out + o);
         memset(mask + o, 1, n);
-        /* clipped values (only the Q4_0-rule formats clip: the code past the top level) get no
-         * gradient: their error exceeds half a step (0.51: the fp16 scale rounds by up to 0.05 %) */
+        /* clipped values get no gradient (quant.h's gq_qclipped) */
         if (clips)
-            for (size_t k = 0; k < n / g; k++) {
-                float lim = 0.51f * fabsf(sub.scales[k]);
-                for (int i = 0; i < g; i++)
-                    if (fabsf(out[o + k * g + i] - w[o + k * g + i]) > lim) mask[o + k * g + i] = 0;
-            }
+            for (size_t k = 0; k < n / g; k++)
+                for (int i = 0; i < g; i++) {
+                    const size_t at = o + k * g + i;
+                    if (gq_qclipped(f, spec->search, w[at], out[at], sub.scales[k])) mask[at] = 0;
+                }
     }
     return GQ_OK;
 }

@@ -23,33 +23,31 @@ static __global__ void fq_check_finite_kernel(struct fq_work *wk, const float *w
         if (!isfinite(w[i])) atomicMin(&wk->bad, (unsigned long long)i);
 }
 
-static __device__ __forceinline__ uint8_t fq_keep(gq_qformat f, float y, float x, float scale) {
-    /* clipped values (the Q4_0-rule formats) get no gradient, as the CPU reference */
-    if (f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2) return fabsf(y - x) > 0.51f * fabsf(scale) ? 0 : 1;
-    return 1;
-}
-
 template <class O>
 static __global__ void fq_group_kernel(O *out, uint8_t *mask, const float *w, size_t groups, int g,
-                                       gq_qformat f, const float *dq_scales) {
+                                       gq_qformat f, int search, const float *dq_scales) {
     size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (k >= groups) return;
     const float *x = w + k * g;
     uint8_t codes[FQ_MAX_GROUP], zero = 0;
     float sc;
-    switch (f) {
-    case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
-    case GQ_QF_INT4:
-    case GQ_QF_INT3:
-    case GQ_QF_INT2: sc = gq_qsym_group(x, g, gq_qbits(f), codes); break;
-    case GQ_QF_INT4A: sc = gq_qasym_group(x, g, codes, &zero); break;
-    default: sc = gq_q4code_group(x, g, f == GQ_QF_FP4, codes); break;
+    if (search) {
+        sc = gq_qsearch_group(f, x, g, codes, &zero);
+    } else {
+        switch (f) {
+        case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
+        case GQ_QF_INT4:
+        case GQ_QF_INT3:
+        case GQ_QF_INT2: sc = gq_qsym_group(x, g, gq_qbits(f), codes); break;
+        case GQ_QF_INT4A: sc = gq_qasym_group(x, g, codes, &zero); break;
+        default: sc = gq_q4code_group(x, g, f == GQ_QF_FP4, codes); break;
+        }
     }
-    if (dq_scales) sc = dq_scales[k]; /* nf4 double quant: codes from the exact absmax, values from the stored one */
+    if (dq_scales) sc = dq_scales[k]; /* nf4 double quant: codes from the exact scale, values from the stored one */
     for (int i = 0; i < g; i++) {
         float y = gq_qvalue(f, codes[i], sc, zero);
         gq_st(&out[k * g + i], y);
-        mask[k * g + i] = fq_keep(f, y, x[i], sc);
+        mask[k * g + i] = !gq_qclipped(f, search, x[i], y, sc);
     }
 }
 
@@ -75,10 +73,16 @@ static __global__ void fq_int8_row_kernel(O *out, uint8_t *mask, const float *w,
     }
 }
 
-/* nf4 double quant, stage 1: the exact absmax scale of each group (1 for a zero group) */
-static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_t groups, int g) {
+/* nf4 double quant, stage 1: the exact absmax scale of each group (1 for a zero group), or the
+ * searched one */
+static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_t groups, int g, int search) {
     size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (k >= groups) return;
+    if (search) {
+        uint8_t codes[FQ_MAX_GROUP];
+        scales[k] = gq_qsearch_group(GQ_QF_NF4, w + k * g, g, codes, NULL);
+        return;
+    }
     float amax = 0.0f;
     for (int i = 0; i < g; i++) amax = fabsf(w[k * g + i]) > amax ? fabsf(w[k * g + i]) : amax;
     scales[k] = amax == 0.0f ? 1.0f : amax;
@@ -133,7 +137,7 @@ static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, in
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
     const gq_qformat f = spec->format;
-    const int g = gq_qgroup(spec, cols);
+    const int g = gq_qgroup(spec, cols), search = spec->search && gq_qsearchable(f);
     if (f != GQ_QF_INT8 && g > FQ_MAX_GROUP)
         return gq_errf(GQ_EUNSUPPORTED, "CUDA fake-quant: groups of %d values (at most %d)", g, FQ_MAX_GROUP);
     const size_t n = (size_t)rows * cols, groups = gq_qn_groups(spec, rows, cols);
@@ -154,13 +158,13 @@ static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, in
     const float *dq = NULL;
     if (f == GQ_QF_NF4 && spec->double_quant) {
         size_t blocks = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
-        GQ_TRY(gq_launch(fq_nf4_absmax_kernel, gq_cuda_blocks(groups, 128), 128, 0, scales, w, groups, g));
+        GQ_TRY(gq_launch(fq_nf4_absmax_kernel, gq_cuda_blocks(groups, 128), 128, 0, scales, w, groups, g, search));
         GQ_TRY(gq_launch(fq_nf4_block_sum_kernel, gq_cuda_blocks(blocks, 128), 128, 0, bsum, scales, groups));
         GQ_TRY(gq_launch(fq_nf4_mean_kernel, 1, 1, 0, wk, bsum, groups));
         GQ_TRY(gq_launch(fq_nf4_dq_kernel, gq_cuda_blocks(blocks, 128), 128, 0, scales, wk, groups));
         dq = scales;
     }
-    GQ_TRY(gq_launch(fq_group_kernel<O>, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, dq));
+    GQ_TRY(gq_launch(fq_group_kernel<O>, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, search, dq));
     return GQ_OK;
 }
 
