@@ -25,7 +25,9 @@ static int gpt2_shape(const char *name, int *rows, int *cols, void *ctx) {
 static void usage(FILE *f) {
     fputs("usage: " PROG " CKPT.h5 --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
           "  FORMAT: int8 (per row) | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] | nf4[-dq] | fp4,\n"
-          "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'\n"
+          "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'; -mse after any but int8 / q8_0\n"
+          "          (int4-g32-mse, nf4-dq-mse): each group's scale searched for the least squared error\n"
+          "          instead of absmax (same layout, same runner; slower to export)\n"
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
           "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
@@ -112,16 +114,20 @@ int main(int argc, char **argv) {
                "\"quantized_weights\": %zu, \"quantized_bits_per_weight\": %.4f, \"tensors\": [",
                out, (long long)st.st_size, payload, fp32, qn, qn ? 8.0 * qbytes / qn : 0.0);
         for (int i = 0; i < n; i++)
-            printf("%s{\"name\": \"%s\", \"format\": \"%s\", \"group\": %d, \"rows\": %d, \"cols\": %d, \"bytes\": %zu}",
-                   i ? ", " : "", e[i].name, gq_qformat_name(e[i].spec.format), e[i].spec.group, e[i].rows, e[i].cols,
+            printf("%s{\"name\": \"%s\", \"format\": \"%s\", \"group\": %d, \"scale_search\": \"%s\", \"rows\": %d, "
+                   "\"cols\": %d, \"bytes\": %zu}",
+                   i ? ", " : "", e[i].name, gq_qformat_name(e[i].spec.format), e[i].spec.group,
+                   e[i].spec.format != GQ_QF_F32 && e[i].spec.search ? "mse" : "absmax", e[i].rows, e[i].cols,
                    e[i].bytes);
         printf("]}\n");
     } else {
-        printf("%-28s %-6s %6s %14s %12s\n", "tensor", "format", "group", "shape", "bytes");
+        printf("%-28s %-9s %6s %14s %12s\n", "tensor", "format", "group", "shape", "bytes");
         for (int i = 0; i < n; i++) {
-            char shape[48];
+            char shape[48], fmt[24];
             snprintf(shape, sizeof shape, e[i].cols ? "[%d, %d]" : "[%d]", e[i].rows, e[i].cols);
-            printf("%-28s %-6s %6d %14s %12zu\n", e[i].name, gq_qformat_name(e[i].spec.format),
+            snprintf(fmt, sizeof fmt, "%s%s", gq_qformat_name(e[i].spec.format),
+                     e[i].spec.format != GQ_QF_F32 && e[i].spec.search ? "-mse" : "");
+            printf("%-28s %-9s %6d %14s %12zu\n", e[i].name, fmt,
                    e[i].spec.format == GQ_QF_F32 ? 0 : gq_qgroup(&e[i].spec, e[i].cols), shape, e[i].bytes);
         }
         printf("wrote %s: %lld bytes on disk = %zu payload + %lld HDF5 metadata; fp32 would be %zu (%.2fx smaller); "

@@ -130,23 +130,24 @@ GQ_HD float gq_fp4_value(int code) {
     return (code & 8) ? -v[code & 7] : v[code & 7];
 }
 
-/* Nearest codebook entry to y in [-1, 1] (ties to the lower index, as bitsandbytes' midpoint tree). */
+/* Nearest codebook entry to y in [-1, 1] (ties to the lower index, as bitsandbytes' midpoint tree):
+ * the number of midpoints below y (they ascend; a count has no branches to mispredict). */
 GQ_HD int gq_nf4_code(float y) {
     const float cb[16] = GQ_NF4_CODEBOOK;
     int best = 0;
-    for (int k = 1; k < 16; k++)
-        if (y > 0.5f * (cb[k - 1] + cb[k])) best = k;
+    for (int k = 1; k < 16; k++) best += y > 0.5f * (cb[k - 1] + cb[k]);
     return best;
 }
 
-/* Nearest E2M1 code to y (in units of the scale, |y| <= 6); ties to the even code. */
+/* Nearest E2M1 code to y (in units of the scale, |y| <= 6); ties to the even code: the number
+ * of midpoints below |y|, a midpoint itself counted when the code above it is even. */
 GQ_HD int gq_fp4_code(float y) {
     const float v[8] = GQ_FP4_VALUES;
     float a = y < 0 ? -y : y;
     int best = 0;
     for (int k = 1; k < 8; k++) {
         float mid = 0.5f * (v[k - 1] + v[k]);
-        if (a > mid || (a == mid && (k & 1) == 0)) best = k;
+        best += a > mid || (a == mid && (k & 1) == 0);
     }
     return (y < 0 && best) ? (best | 8) : best;
 }
@@ -290,14 +291,17 @@ GQ_HD int gq_qbits(gq_qformat f) {
 
 /* ---- scale search (-mse) ----
  * The absmax rules above never clip, so one outlier stretches the whole group's grid. The
- * search tries GQ_QSEARCH_STEPS candidate scales, the absmax scale times 1 - 0.03 j
- * (j = 0..15, down to 0.55: clipping the group's largest values), assigns each value its
- * nearest code, refits the scale to those codes by least squares (sum x v / sum v^2, the
- * optimum for fixed codes; rounded to fp16 where the format stores fp16), then scores the
- * refitted scale with every value at its nearest code again; the absmax result itself is the
- * first candidate, so the searched group's squared error is never above the absmax one's. When
- * a candidate wins, the codes are the nearest codes under its stored scale. Deterministic fp32
- * in a fixed order (host and device give the same bits, with FMA contraction off). */
+ * search tries GQ_QSEARCH_STEPS candidate scales, the absmax scale times 1.50, 1.46, ..., 0.54
+ * (int4a: its range [min, max] times the same factors), gives each value its nearest level
+ * under the candidate, refits the scale to those codes by least squares (s = sum x v / sum v^2,
+ * the optimum for fixed codes; rounded to fp16 where the format stores fp16) and scores it by
+ * the closed form sum x^2 - 2 s sum x v + s^2 sum v^2; then GQ_QSEARCH_REFINE rounds of nearest
+ * codes + refit from the best (a fixed point of the two is a local optimum). The winner's true
+ * error (every value at its nearest level under the stored scale) is compared with the absmax
+ * result's, which is kept unless beaten: no group's squared error is larger than absmax's.
+ * Where a candidate wins, the codes are the nearest levels under the stored scale. Sums run in
+ * 8 fixed lanes combined in a fixed order (vectorizable, and the same bits on the host and
+ * the device: fp32, FMA contraction off). */
 #define GQ_QSEARCH_STEPS 25
 #define GQ_QSEARCH_TOP 1.5f
 #define GQ_QSEARCH_STEP 0.04f
@@ -308,47 +312,132 @@ GQ_HD int gq_qsearchable(gq_qformat f) {
            f == GQ_QF_FP4;
 }
 
-/* The code of x under scale s (id = 1 / s: the symmetric formats multiply by it, as
- * gq_qsym_group) and zero point z: the nearest level, clamped to the format's range. */
-GQ_HD int gq_qcode_at(gq_qformat f, float x, float s, float id, int z) {
+/* The code of x under the reciprocal scale id and zero point z: the nearest level, clamped to
+ * the format's range (the symmetric formats round as gq_qsym_group). */
+GQ_HD int gq_qcode_at(gq_qformat f, float x, float id, int z) {
     switch (f) {
     case GQ_QF_INT4:
     case GQ_QF_INT3:
     case GQ_QF_INT2: {
-        const int bits = gq_qbits(f);
+        const int bits = f == GQ_QF_INT4 ? 4 : f == GQ_QF_INT3 ? 3 : 2;
         const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
         float q = truncf(x * id + (half + 0.5f));
         return (int)(q > top ? top : q < 0.0f ? 0.0f : q);
     }
     case GQ_QF_INT4A: {
-        float q = rintf(x / s) + (float)z;
+        float q = rintf(x * id) + (float)z;
         return (int)(q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q);
     }
-    case GQ_QF_NF4: return gq_nf4_code(x / s);
-    default: return gq_fp4_code(x / s);
+    case GQ_QF_NF4: return gq_nf4_code(x * id);
+    default: return gq_fp4_code(x * id);
     }
+}
+
+/* The unit value v of x's nearest code under (id, z) (its value is v s): gq_qcode_at's decision
+ * written with few branches (the fastest forms measured with GCC 12). */
+GQ_HD float gq_qunit_at(gq_qformat f, float x, float id, float zf) {
+    switch (f) {
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: { /* trunc(y) clamped to [0, top]: y clamped first, so the int conversion is trunc */
+        const int bits = f == GQ_QF_INT4 ? 4 : f == GQ_QF_INT3 ? 3 : 2;
+        const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
+        float y = x * id + (half + 0.5f);
+        y = y < 0.0f ? 0.0f : y > top ? top : y;
+        return (float)(int)y - half;
+    }
+    case GQ_QF_INT4A: { /* rint(y) for |y| < 2^22 by adding and taking away 1.5 * 2^23 */
+        float y = x * id;
+        y = y < -32.0f ? -32.0f : y > 32.0f ? 32.0f : y;
+        float q = ((y + 12582912.0f) - 12582912.0f) + zf;
+        q = q < 0.0f ? 0.0f : q > 15.0f ? 15.0f : q;
+        return q - zf;
+    }
+    case GQ_QF_NF4: return gq_nf4_value(gq_nf4_code(x * id));
+    default: {
+        const float t[8] = GQ_FP4_VALUES;
+        const float y = x * id, a = y < 0.0f ? -y : y;
+        float v = 0.0f;
+        for (int k = 1; k < 8; k++) {
+            const float mid = 0.5f * (t[k - 1] + t[k]);
+            v = (a > mid || (a == mid && (k & 1) == 0)) ? t[k] : v;
+        }
+        return y < 0.0f ? -v : v;
+    }
+    }
+}
+
+/* One pass at (id, z) in 8 lanes: sum x v and sum v^2 over the nearest codes' unit values v, or
+ * (err) the squared error sum (x - v s)^2 into *sxv. */
+GQ_HD void gq_qsearch_pass_f(gq_qformat f, int err, const float *x, int n, float id, int z, float s, float *sxv,
+                             float *svv) {
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float zf = (float)z;
+    const int n8 = n / 8 * 8;
+    for (int i0 = 0; i0 < n8; i0 += 8)
+        for (int k = 0; k < 8; k++) {
+            const float xi = x[i0 + k], v = gq_qunit_at(f, xi, id, zf);
+            if (err) {
+                const float e = xi - v * s;
+                a[k] += e * e;
+            } else {
+                a[k] += xi * v;
+                b[k] += v * v;
+            }
+        }
+    for (int k = 0; n8 + k < n; k++) {
+        const float xi = x[n8 + k], v = gq_qunit_at(f, xi, id, zf);
+        if (err) {
+            const float e = xi - v * s;
+            a[k] += e * e;
+        } else {
+            a[k] += xi * v;
+            b[k] += v * v;
+        }
+    }
+    *sxv = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    *svv = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+}
+
+/* (the format and the mode made constants in each copy, so that their switches fold away) */
+GQ_HD void gq_qsearch_pass(gq_qformat f, int err, const float *x, int n, float id, int z, float s, float *sxv,
+                           float *svv) {
+#define GQ_QSEARCH_PASS_(F)                                                                                          \
+    case F:                                                                                                           \
+        if (err) gq_qsearch_pass_f(F, 1, x, n, id, z, s, sxv, svv);                                                   \
+        else gq_qsearch_pass_f(F, 0, x, n, id, z, s, sxv, svv);                                                       \
+        break;
+    switch (f) {
+        GQ_QSEARCH_PASS_(GQ_QF_INT4)
+        GQ_QSEARCH_PASS_(GQ_QF_INT3)
+        GQ_QSEARCH_PASS_(GQ_QF_INT2)
+        GQ_QSEARCH_PASS_(GQ_QF_INT4A)
+        GQ_QSEARCH_PASS_(GQ_QF_NF4)
+    default: GQ_QSEARCH_PASS_(GQ_QF_FP4)
+    }
+#undef GQ_QSEARCH_PASS_
 }
 
 /* Squared error of the group at its nearest codes under (s, z). */
 GQ_HD float gq_qgroup_error(gq_qformat f, const float *x, int n, float s, int z) {
-    const float id = 1.0f / s;
-    float err = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float e = x[i] - gq_qvalue(f, gq_qcode_at(f, x[i], s, id, z), s, z);
-        err += e * e;
-    }
+    float err, unused;
+    gq_qsearch_pass(f, 1, x, n, 1.0f / s, z, s, &err, &unused);
     return err;
 }
 
-/* The searched group: codes (n of them, as the absmax functions), *zero (int4a); returns the
- * scale as stored (fp16-rounded for the fp16 formats, as the absmax functions return it). */
+/* The searched group: codes (n of them, as the absmax functions), *zero (int4a; may be NULL);
+ * returns the scale as stored (fp16-rounded for the fp16 formats, as the absmax functions). */
 GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes, uint8_t *zero) {
-    float lo = 0.0f, hi = 0.0f;
-    for (int i = 0; i < n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-    }
-    /* candidate 0: the absmax result itself */
+    float lo = 0.0f, hi = 0.0f, xx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i0 = 0; i0 < n; i0 += 8)
+        for (int k = 0; k < 8 && i0 + k < n; k++) {
+            const float xi = x[i0 + k];
+            lo = xi < lo ? xi : lo;
+            hi = xi > hi ? xi : hi;
+            xx[k] += xi * xi;
+        }
+    const double sxx = ((xx[0] + xx[1]) + (xx[2] + xx[3])) + ((xx[4] + xx[5]) + (xx[6] + xx[7]));
+    /* the absmax result and its error */
     uint8_t z0 = 0;
     float s0;
     switch (f) {
@@ -358,52 +447,43 @@ GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes
     case GQ_QF_INT4A: s0 = gq_qasym_group(x, n, codes, &z0); break;
     default: s0 = gq_q4code_group(x, n, f == GQ_QF_FP4, codes); break;
     }
-    float best = 0.0f;
+    float e0 = 0.0f;
     for (int i = 0; i < n; i++) {
         const float e = x[i] - gq_qvalue(f, codes[i], s0, z0);
-        best += e * e;
+        e0 += e * e;
     }
-    float bs = s0;
-    uint8_t bz = z0;
-    int changed = 0;
+    if (zero) *zero = z0;
+    if (!(e0 > 0.0f)) return s0;
     const int f16 = f != GQ_QF_NF4 && f != GQ_QF_FP4;
-    /* candidates j = 0..STEPS-1 on the grid, then GQ_QSEARCH_REFINE rounds from the best so
-     * far (nearest codes under it, refit): a fixed point of the two steps is a local optimum */
-    for (int j = 0; j < GQ_QSEARCH_STEPS + GQ_QSEARCH_REFINE && best > 0.0f; j++) {
-        float sc;
-        uint8_t zc = 0;
+    double best = INFINITY;
+    float bs = 0.0f;
+    uint8_t bz = 0;
+    for (int j = 0; j < GQ_QSEARCH_STEPS + GQ_QSEARCH_REFINE; j++) {
+        float sc = bs;
+        uint8_t zc = bz;
         if (j < GQ_QSEARCH_STEPS) {
             const float t = GQ_QSEARCH_TOP - GQ_QSEARCH_STEP * (float)j;
-            sc = s0 * t;
-            if (f == GQ_QF_INT4A) { /* the range [lo, hi] scaled by t, zero point as gq_qasym_group */
+            sc = s0 * t, zc = 0;
+            if (f == GQ_QF_INT4A) { /* the range scaled by t, the zero point as gq_qasym_group */
                 sc = gq_f16_to_f32(gq_f32_to_f16((hi - lo) * t / 15.0f));
                 if (sc == 0.0f) continue;
                 float z = rintf(-(lo * t) / sc);
                 zc = (uint8_t)(z > 15.0f ? 15.0f : z < 0.0f ? 0.0f : z);
             }
-        } else {
-            sc = bs, zc = bz;
         }
-        if (sc == 0.0f) continue;
-        /* nearest codes under the candidate, then the least-squares scale for those codes */
-        const float id = 1.0f / sc;
-        float sxv = 0.0f, svv = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const float v = gq_qvalue(f, gq_qcode_at(f, x[i], sc, id, zc), 1.0f, zc);
-            sxv += x[i] * v;
-            svv += v * v;
-        }
+        if (sc == 0.0f || !isfinite(sc)) continue;
+        float sxv, svv;
+        gq_qsearch_pass(f, 0, x, n, 1.0f / sc, zc, 0.0f, &sxv, &svv);
         if (!(svv > 0.0f)) continue;
         float s = sxv / svv;
         if (f16) s = gq_f16_to_f32(gq_f32_to_f16(s));
         if (!(s != 0.0f) || !isfinite(s) || (f == GQ_QF_INT4A && s < 0.0f)) continue;
-        const float err = gq_qgroup_error(f, x, n, s, zc);
-        if (err < best) best = err, bs = s, bz = zc, changed = 1;
+        const double err = sxx - 2.0 * (double)s * sxv + (double)s * s * svv;
+        if (err < best) best = err, bs = s, bz = zc;
     }
-    if (changed) {
-        const float id = 1.0f / bs;
-        for (int i = 0; i < n; i++) codes[i] = (uint8_t)gq_qcode_at(f, x[i], bs, id, bz);
-    }
+    if (bs == 0.0f || !(gq_qgroup_error(f, x, n, bs, bz) < e0)) return s0;
+    const float id = 1.0f / bs;
+    for (int i = 0; i < n; i++) codes[i] = (uint8_t)gq_qcode_at(f, x[i], id, bz);
     if (zero) *zero = bz;
     return bs;
 }
