@@ -161,7 +161,7 @@ static int encode(const float *x, int rows, int cols, int type, int search, uint
             if (!isfinite(g[i]))
                 return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, b * 32 + i);
         float d = type == GQ_GGML_Q8_0 ? gq_q8_group(g, 32, codes, 1)
-                  : search             ? gq_qsearch_group(GQ_QF_INT4, g, 32, codes, NULL)
+                  : search             ? gq_qsearch_group(GQ_QF_INT4, g, NULL, 32, codes, NULL)
                                        : gq_qsym_group(g, 32, 4, codes);
         uint16_t h = gq_f32_to_f16(d);
         size_t bs = type == GQ_GGML_Q8_0 ? 34 : 18;

@@ -4,6 +4,7 @@
  *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
+#include "calib.h"
 #include "gguf.h"
 #include "gpt2_layout.h"
 #include "gq_error.h"
@@ -28,6 +29,9 @@ static void usage(FILE *f) {
           "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'; -mse after any but int8 / q8_0\n"
           "          (int4-g32-mse, nf4-dq-mse): each group's scale searched for the least squared error\n"
           "          instead of absmax (same layout, same runner; slower to export)\n"
+          "  --calib DATA  activation-aware search (with -mse): the float model runs on --calib-tokens N\n"
+          "              (default 32768) tokens of DATA's training split, and each weight's error counts\n"
+          "              by the mean square of the input channel it multiplies\n"
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
           "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
@@ -37,8 +41,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL, *vocab = NULL;
+    const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL, *vocab = NULL, *calib = NULL;
     int group = 0, json = 0, gguf = 0, f16 = 0;
+    long calib_tokens = 32768;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -51,6 +56,15 @@ int main(int argc, char **argv) {
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(a, "--format") && i + 1 < argc) format = argv[++i];
         else if (!strcmp(a, "--layers") && i + 1 < argc) layers = argv[++i];
+        else if (!strcmp(a, "--calib") && i + 1 < argc) calib = argv[++i];
+        else if (!strcmp(a, "--calib-tokens") && i + 1 < argc) {
+            char *end;
+            calib_tokens = strtol(argv[++i], &end, 10);
+            if (*end || calib_tokens < 1) {
+                fprintf(stderr, PROG ": --calib-tokens must be a positive integer\n");
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--group") && i + 1 < argc) {
             group = atoi(argv[++i]);
             if (group < 1) {
@@ -78,6 +92,7 @@ int main(int argc, char **argv) {
     if (!rc) rc = gq_gpt2_config_check(&cfg);
     gq_qplan plan;
     if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
+    if (!rc && gguf && calib) rc = gq_errf(GQ_EINVAL, "--calib applies to the HDF5 export, not --gguf");
     if (gguf) {
         char dir[4200];
         if (!rc) rc = gq_bpe_find_dir(vocab, dir, sizeof dir);
@@ -95,7 +110,18 @@ int main(int argc, char **argv) {
     }
     gq_export_entry *e = NULL;
     int n = 0;
-    if (!rc) rc = gq_export(in, out, &plan, gpt2_shape, &cfg, &e, &n);
+    gq_calib cal = {0};
+    if (!rc && calib) {
+        int searched = 0;
+        for (int k = 0; k < plan.n; k++) searched |= plan.spec[k].search;
+        if (!searched)
+            rc = gq_errf(GQ_EINVAL, "--calib weights the scale search: give a format with -mse (e.g. %s-mse)", format);
+        if (!rc) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
+    }
+    if (!rc)
+        rc = gq_export_imp(in, out, &plan, gpt2_shape, &cfg, calib ? gq_calib_lookup : NULL, &cal,
+                           calib ? cal.desc : NULL, &e, &n);
+    gq_calib_free(&cal);
     if (rc) {
         fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
         return 1;

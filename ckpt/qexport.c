@@ -18,7 +18,7 @@
 #include <string.h>
 
 static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, int cols, const gq_qspec *s,
-                         gq_export_entry *e, const char *src) {
+                         const float *imp, gq_export_entry *e, const char *src) {
     char base[300], path[400];
     snprintf(base, sizeof base, "/tensors/%s", name);
     snprintf(e->name, sizeof e->name, "%s", name);
@@ -42,7 +42,7 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
     size_t bad = 0;
     int rc = GQ_OK;
     if (!q.qweight || !q.scales || !q.zeros || !q.absmax_q || !q.absmax2 || !h) rc = gq_errf(GQ_ENOMEM, "out of memory");
-    else if (gq_quantize(s, x, rows, cols, &q, &bad))
+    else if (gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL))
         rc = gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, bad);
     if (!rc) {
         size_t d1 = bytes, dg = groups, d2 = groups / GQ_DQ_BLOCK + (groups % GQ_DQ_BLOCK != 0);
@@ -84,6 +84,11 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
 
 int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
               gq_export_entry **entries, int *n_entries) {
+    return gq_export_imp(ckpt_path, out_path, plan, shape, ctx, NULL, NULL, NULL, entries, n_entries);
+}
+
+int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
+                  gq_imp_fn imp, void *imp_ctx, const char *calib, gq_export_entry **entries, int *n_entries) {
     *entries = NULL;
     *n_entries = 0;
     gq_h5r *r;
@@ -123,7 +128,8 @@ int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan,
         rc = x ? gq_h5r_f32(r, path, x, nd, dims) : gq_errf(GQ_ENOMEM, "out of memory");
         gq_qspec s = {GQ_QF_F32, 0, 0, 0};
         if (!rc && gq_qplan_lookup(plan, names[i], rows, cols, &s)) n_quant++;
-        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, &ent[i], ckpt_path);
+        const float *ti = imp && cols && s.format != GQ_QF_F32 ? imp(names[i], imp_ctx) : NULL;
+        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, ti, &ent[i], ckpt_path);
         free(x);
     }
     if (!rc && n_quant == 0) rc = gq_errf(GQ_EINVAL, "%s: the layer selection matches no weight to quantize", ckpt_path);
@@ -131,6 +137,7 @@ int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan,
         gq_h5w_attr_str(w, "/", "format", "gpt2q-quantized");
         gq_h5w_attr_i64(w, "/", "format_version", 1);
         gq_h5w_attr_str(w, "/", "source", ckpt_path);
+        if (calib) gq_h5w_attr_str(w, "/", "calibration", calib);
         /* weights trained with int8 activations (W8A8 QAT: the checkpoint's options say
          * qat_act = int8) say so; the runner scores them that way with --act int8 */
         char *opts = malloc(1 << 16);

@@ -24,6 +24,14 @@ typedef int (*gq_shape_fn)(const char *name, int *rows, int *cols, void *ctx);
 int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
               gq_export_entry **entries, int *n_entries);
 
+/* Activation-aware export: for the tensors whose scales are searched (-mse), imp(name) gives
+ * one importance per input channel (cols floats; NULL: none), weighting each weight's squared
+ * error in the search (gpt2q-export --calib: the mean square of the activation it multiplies).
+ * `calib` (may be NULL) is recorded as the root attribute `calibration`. */
+typedef const float *(*gq_imp_fn)(const char *name, void *imp_ctx);
+int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
+                  gq_imp_fn imp, void *imp_ctx, const char *calib, gq_export_entry **entries, int *n_entries);
+
 /* The spec of an exported tensor (GQ_QF_F32 for a tensor kept in fp32), checked against
  * its expected (rows, cols): an unknown format or a group that does not fit is an error. */
 int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qspec *spec);

@@ -291,20 +291,23 @@ GQ_HD int gq_qbits(gq_qformat f) {
 
 /* ---- scale search (-mse) ----
  * The absmax rules above never clip, so one outlier stretches the whole group's grid. The
- * search tries GQ_QSEARCH_STEPS candidate scales, the absmax scale times 1.50, 1.46, ..., 0.54
- * (int4a: its range [min, max] times the same factors), gives each value its nearest level
+ * search tries GQ_QSEARCH_STEPS candidate scales, the absmax scale times 1.50, 1.46, ..., 0.30
+ * (int4a: its range [min, max] times the same factors; int4 / int3 / int2 also the opposite
+ * sign at 1.50, 1.42, ..., 0.30, their grid being lopsided), gives each value its nearest level
  * under the candidate, refits the scale to those codes by least squares (s = sum x v / sum v^2,
  * the optimum for fixed codes; rounded to fp16 where the format stores fp16) and scores it by
- * the closed form sum x^2 - 2 s sum x v + s^2 sum v^2; then GQ_QSEARCH_REFINE rounds of nearest
+ * the closed form sum x^2 - 2 s sum x v + s^2 sum v^2 (every sum weighted per value by
+ * gq_qsearch_weight: "squared error" below is that weighted one); then GQ_QSEARCH_REFINE rounds of nearest
  * codes + refit from the best (a fixed point of the two is a local optimum). The winner's true
  * error (every value at its nearest level under the stored scale) is compared with the absmax
  * result's, which is kept unless beaten: no group's squared error is larger than absmax's.
  * Where a candidate wins, the codes are the nearest levels under the stored scale. Sums run in
  * 8 fixed lanes combined in a fixed order (vectorizable, and the same bits on the host and
  * the device: fp32, FMA contraction off). */
-#define GQ_QSEARCH_STEPS 25
+#define GQ_QSEARCH_STEPS 31
 #define GQ_QSEARCH_TOP 1.5f
 #define GQ_QSEARCH_STEP 0.04f
+#define GQ_QSEARCH_MIRROR 16
 #define GQ_QSEARCH_REFINE 2
 
 GQ_HD int gq_qsearchable(gq_qformat f) {
@@ -367,32 +370,42 @@ GQ_HD float gq_qunit_at(gq_qformat f, float x, float id, float zf) {
     }
 }
 
+/* The weight of value i's squared error: its magnitude plus the group's rms (av), as
+ * llama.cpp's k-quants weigh theirs (the large weights, which matter most to a model, keep
+ * more of their precision: a plain squared error gave higher losses in our measurements),
+ * times the importance of its input channel where calibration gave one (imp: the mean square
+ * of the activation it multiplies; NULL: 1). */
+GQ_HD float gq_qsearch_weight(float x, const float *imp, int i, float av) {
+    const float m = av + fabsf(x);
+    return imp ? imp[i] * m : m;
+}
+
 /* One pass at (id, z) in 8 lanes: sum x v and sum v^2 over the nearest codes' unit values v, or
  * (err) the squared error sum (x - v s)^2 into *sxv. */
-GQ_HD void gq_qsearch_pass_f(gq_qformat f, int err, const float *x, int n, float id, int z, float s, float *sxv,
-                             float *svv) {
+GQ_HD void gq_qsearch_pass_f(gq_qformat f, int err, const float *x, const float *imp, int n, float id, int z, float s,
+                             float av, float *sxv, float *svv) {
     float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const float zf = (float)z;
     const int n8 = n / 8 * 8;
     for (int i0 = 0; i0 < n8; i0 += 8)
         for (int k = 0; k < 8; k++) {
-            const float xi = x[i0 + k], v = gq_qunit_at(f, xi, id, zf);
+            const float xi = x[i0 + k], v = gq_qunit_at(f, xi, id, zf), w = gq_qsearch_weight(xi, imp, i0 + k, av);
             if (err) {
                 const float e = xi - v * s;
-                a[k] += e * e;
+                a[k] += w * (e * e);
             } else {
-                a[k] += xi * v;
-                b[k] += v * v;
+                a[k] += w * (xi * v);
+                b[k] += w * (v * v);
             }
         }
     for (int k = 0; n8 + k < n; k++) {
-        const float xi = x[n8 + k], v = gq_qunit_at(f, xi, id, zf);
+        const float xi = x[n8 + k], v = gq_qunit_at(f, xi, id, zf), w = gq_qsearch_weight(xi, imp, n8 + k, av);
         if (err) {
             const float e = xi - v * s;
-            a[k] += e * e;
+            a[k] += w * (e * e);
         } else {
-            a[k] += xi * v;
-            b[k] += v * v;
+            a[k] += w * (xi * v);
+            b[k] += w * (v * v);
         }
     }
     *sxv = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
@@ -400,12 +413,12 @@ GQ_HD void gq_qsearch_pass_f(gq_qformat f, int err, const float *x, int n, float
 }
 
 /* (the format and the mode made constants in each copy, so that their switches fold away) */
-GQ_HD void gq_qsearch_pass(gq_qformat f, int err, const float *x, int n, float id, int z, float s, float *sxv,
-                           float *svv) {
+GQ_HD void gq_qsearch_pass(gq_qformat f, int err, const float *x, const float *imp, int n, float id, int z, float s,
+                           float av, float *sxv, float *svv) {
 #define GQ_QSEARCH_PASS_(F)                                                                                          \
     case F:                                                                                                           \
-        if (err) gq_qsearch_pass_f(F, 1, x, n, id, z, s, sxv, svv);                                                   \
-        else gq_qsearch_pass_f(F, 0, x, n, id, z, s, sxv, svv);                                                       \
+        if (err) gq_qsearch_pass_f(F, 1, x, imp, n, id, z, s, av, sxv, svv);                                                   \
+        else gq_qsearch_pass_f(F, 0, x, imp, n, id, z, s, av, sxv, svv);                                                       \
         break;
     switch (f) {
         GQ_QSEARCH_PASS_(GQ_QF_INT4)
@@ -419,15 +432,15 @@ GQ_HD void gq_qsearch_pass(gq_qformat f, int err, const float *x, int n, float i
 }
 
 /* Squared error of the group at its nearest codes under (s, z). */
-GQ_HD float gq_qgroup_error(gq_qformat f, const float *x, int n, float s, int z) {
+GQ_HD float gq_qgroup_error(gq_qformat f, const float *x, const float *imp, int n, float s, int z, float av) {
     float err, unused;
-    gq_qsearch_pass(f, 1, x, n, 1.0f / s, z, s, &err, &unused);
+    gq_qsearch_pass(f, 1, x, imp, n, 1.0f / s, z, s, av, &err, &unused);
     return err;
 }
 
 /* The searched group: codes (n of them, as the absmax functions), *zero (int4a; may be NULL);
  * returns the scale as stored (fp16-rounded for the fp16 formats, as the absmax functions). */
-GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes, uint8_t *zero) {
+GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, const float *imp, int n, uint8_t *codes, uint8_t *zero) {
     float lo = 0.0f, hi = 0.0f, xx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int i0 = 0; i0 < n; i0 += 8)
         for (int k = 0; k < 8 && i0 + k < n; k++) {
@@ -436,7 +449,14 @@ GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes
             hi = xi > hi ? xi : hi;
             xx[k] += xi * xi;
         }
-    const double sxx = ((xx[0] + xx[1]) + (xx[2] + xx[3])) + ((xx[4] + xx[5]) + (xx[6] + xx[7]));
+    const float av = sqrtf((((xx[0] + xx[1]) + (xx[2] + xx[3])) + ((xx[4] + xx[5]) + (xx[6] + xx[7]))) / (float)n);
+    float wx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i0 = 0; i0 < n; i0 += 8)
+        for (int k = 0; k < 8 && i0 + k < n; k++) {
+            const float xi = x[i0 + k];
+            wx[k] += gq_qsearch_weight(xi, imp, i0 + k, av) * (xi * xi);
+        }
+    const double sxx = ((wx[0] + wx[1]) + (wx[2] + wx[3])) + ((wx[4] + wx[5]) + (wx[6] + wx[7]));
     /* the absmax result and its error */
     uint8_t z0 = 0;
     float s0;
@@ -450,7 +470,7 @@ GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes
     float e0 = 0.0f;
     for (int i = 0; i < n; i++) {
         const float e = x[i] - gq_qvalue(f, codes[i], s0, z0);
-        e0 += e * e;
+        e0 += gq_qsearch_weight(x[i], imp, i, av) * (e * e);
     }
     if (zero) *zero = z0;
     if (!(e0 > 0.0f)) return s0;
@@ -458,10 +478,16 @@ GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes
     double best = INFINITY;
     float bs = 0.0f;
     uint8_t bz = 0;
-    for (int j = 0; j < GQ_QSEARCH_STEPS + GQ_QSEARCH_REFINE; j++) {
+    const int sym = f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2;
+    for (int j = 0; j < GQ_QSEARCH_STEPS + GQ_QSEARCH_MIRROR + GQ_QSEARCH_REFINE; j++) {
         float sc = bs;
         uint8_t zc = bz;
-        if (j < GQ_QSEARCH_STEPS) {
+        if (j >= GQ_QSEARCH_STEPS && j < GQ_QSEARCH_STEPS + GQ_QSEARCH_MIRROR) {
+            /* the symmetric formats' grid is lopsided (-2^(k-1) .. 2^(k-1) - 1): the other
+             * orientation, every other factor */
+            if (!sym) continue;
+            sc = -s0 * (GQ_QSEARCH_TOP - GQ_QSEARCH_STEP * (float)(2 * (j - GQ_QSEARCH_STEPS))), zc = 0;
+        } else if (j < GQ_QSEARCH_STEPS) {
             const float t = GQ_QSEARCH_TOP - GQ_QSEARCH_STEP * (float)j;
             sc = s0 * t, zc = 0;
             if (f == GQ_QF_INT4A) { /* the range scaled by t, the zero point as gq_qasym_group */
@@ -473,7 +499,7 @@ GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes
         }
         if (sc == 0.0f || !isfinite(sc)) continue;
         float sxv, svv;
-        gq_qsearch_pass(f, 0, x, n, 1.0f / sc, zc, 0.0f, &sxv, &svv);
+        gq_qsearch_pass(f, 0, x, imp, n, 1.0f / sc, zc, 0.0f, av, &sxv, &svv);
         if (!(svv > 0.0f)) continue;
         float s = sxv / svv;
         if (f16) s = gq_f16_to_f32(gq_f32_to_f16(s));
@@ -481,7 +507,7 @@ GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, int n, uint8_t *codes
         const double err = sxx - 2.0 * (double)s * sxv + (double)s * s * svv;
         if (err < best) best = err, bs = s, bz = zc;
     }
-    if (bs == 0.0f || !(gq_qgroup_error(f, x, n, bs, bz) < e0)) return s0;
+    if (bs == 0.0f || !(gq_qgroup_error(f, x, imp, n, bs, bz, av) < e0)) return s0;
     const float id = 1.0f / bs;
     for (int i = 0; i < n; i++) codes[i] = (uint8_t)gq_qcode_at(f, x[i], id, bz);
     if (zero) *zero = bz;
@@ -627,8 +653,11 @@ static inline void gq_nf4_double_quant(gq_qtensor *q, size_t groups) {
     }
 }
 
-/* Quantize w (rows, cols). Returns 0, or -1 if a value is not finite (*bad = its index). */
-static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
+/* Quantize w (rows, cols). Returns 0, or -1 if a value is not finite (*bad = its index).
+ * imp (searched scales only; may be NULL): one importance per input channel (cols of them),
+ * weighting each value's squared error in the search (gq_qsearch_weight). */
+static inline int gq_quantize_imp(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad,
+                                  const float *imp) {
     const size_t n = (size_t)rows * cols;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(w[i])) {
@@ -643,7 +672,8 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
         const float *x = w + k * g;
         float sc;
         if (search) {
-            sc = gq_qsearch_group(s->format, x, g, codes, s->format == GQ_QF_INT4A ? &q->zeros[k] : NULL);
+            sc = gq_qsearch_group(s->format, x, imp ? imp + (k % (size_t)(cols / g)) * g : NULL, g, codes,
+                                  s->format == GQ_QF_INT4A ? &q->zeros[k] : NULL);
         } else {
             switch (s->format) {
             case GQ_QF_INT8: sc = gq_q8_group(x, g, codes, 0); break;
@@ -660,6 +690,10 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
     }
     if (s->format == GQ_QF_NF4 && s->double_quant) gq_nf4_double_quant(q, groups);
     return 0;
+}
+
+static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
+    return gq_quantize_imp(s, w, rows, cols, q, bad, NULL);
 }
 
 static inline void gq_dequantize(const gq_qspec *s, const gq_qtensor *q, int rows, int cols, float *w) {

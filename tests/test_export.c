@@ -18,6 +18,7 @@
 #include "qexport.h"
 #include "train.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -101,6 +102,36 @@ int main(void) {
             if (!L) printf("%-9s loss %.6f, file %lld bytes (payload %zu)\n", formats[f], l1, (long long)sb.st_size, payload);
             free(e);
         }
+
+    /* calibration statistics (gpt2q-export --calib): layer 0's qkv input is ln1(wte[token] +
+     * wpe[position]), computed here in double; every block's entries finite and positive */
+    {
+        const int C = cfg.n_embd;
+        double *acc = calloc(gq_gpt2_calib_size(&cfg), sizeof *acc), *want = calloc((size_t)C, sizeof *want);
+        float loss;
+        CHECK_OK(gq_gpt2_forward(m, in, tg, 2, 32, &loss));
+        CHECK_OK(gq_gpt2_calib_accumulate(m, acc));
+        for (int t = 0; t < 64; t++) {
+            double x[512], mean = 0, var = 0;
+            for (int c = 0; c < C; c++) {
+                x[c] = (double)m->params.wte[(size_t)in[t] * C + c] + m->params.wpe[(size_t)(t % 32) * C + c];
+                mean += x[c] / C;
+            }
+            for (int c = 0; c < C; c++) var += (x[c] - mean) * (x[c] - mean) / C;
+            for (int c = 0; c < C; c++) {
+                const double y = (x[c] - mean) / sqrt(var + 1e-5) * m->params.ln1w[c] + m->params.ln1b[c];
+                want[c] += y * y;
+            }
+        }
+        double worst = 0;
+        for (int c = 0; c < C; c++) worst = fmax(worst, fabs(acc[gq_gpt2_calib_offset(&cfg, 4, 0) + c] - want[c]) / want[c]);
+        CHECKF(worst < 1e-5, "layer 0 qkv input mean squares off by %.3g (relative)", worst);
+        size_t bad_stats = 0;
+        for (size_t k = 0; k < gq_gpt2_calib_size(&cfg); k++) bad_stats += !(acc[k] > 0) || !isfinite(acc[k]);
+        CHECKF(bad_stats == 0, "%zu calibration entries not finite and positive", bad_stats);
+        CHECK(gq_gpt2_calib_offset(&cfg, 0, 0) == 7L * cfg.n_layer * C && gq_gpt2_calib_offset(&cfg, 1, 0) == -1);
+        free(acc), free(want);
+    }
 
     /* bad input: no output file is left behind */
     unlink(out);

@@ -23,6 +23,25 @@ check '[ -f "$C" ] && [ -f "$T/q.h5" ]' "model and export made"
 check '! (ldd "$B/gpt2q-infer" 2>/dev/null | grep -qi cublas)' "gpt2q-infer does not load cuBLAS"
 I="$B/gpt2q-infer"
 
+# -- searched scales (-mse) and activation-aware calibration (--calib)
+"$B/gpt2q-export" "$C" --format int3-g32-mse --layers all -o "$T/mse.h5" --json >"$T/mse.json"
+check 'grep -q "\"scale_search\": \"mse\"" "$T/mse.json" && h5dump -a /tensors/h.0.mlp.c_fc.weight/scale_search "$T/mse.h5" | grep -q mse' \
+  "-mse: the export records scale_search = mse"
+"$B/gpt2q-export" "$C" --format int3-g32-mse --layers all --calib "$T/tok.h5" --calib-tokens 4096 -o "$T/cal.h5" \
+  >"$T/cal.out" 2>"$T/cal.err"
+check 'h5dump -a /calibration "$T/cal.h5" | grep -q "train split, 4096 tokens"' "--calib records its data and token count"
+check '! cmp -s <(h5dump -d /tensors/h.0.mlp.c_fc.weight/scales "$T/mse.h5" | tail -n +3) <(h5dump -d /tensors/h.0.mlp.c_fc.weight/scales "$T/cal.h5" | tail -n +3)' \
+  "--calib changes the searched scales"
+for f in mse cal; do
+  "$B/gpt2q-infer" eval "$T/$f.h5" --data "$T/tok.h5" --json >"$T/$f.eval" 2>/dev/null
+  check 'grep -q "\"loss\": [0-9]" "$T/$f.eval"' "the runner evaluates the $f export (same layout)"
+done
+expect_error "--calib without -mse" "give a format with -mse" "$B/gpt2q-export" "$C" --format int3 --calib "$T/tok.h5" -o "$T/bad.h5"
+expect_error "--calib-tokens 0" "positive integer" "$B/gpt2q-export" "$C" --format int3-mse --calib "$T/tok.h5" --calib-tokens 0 -o "$T/bad.h5"
+expect_error "--calib with a missing file" "nothing.h5" "$B/gpt2q-export" "$C" --format int3-mse --calib "$T/nothing.h5" -o "$T/bad.h5"
+expect_error "-mse on int8" "-mse applies to" "$B/gpt2q-export" "$C" --format int8-mse -o "$T/bad.h5"
+check '[ ! -e "$T/bad.h5" ]' "failed exports leave no file"
+
 # -- generate
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 >"$T/g1" 2>"$T/g1.err"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 12 >"$T/g2" 2>/dev/null

@@ -6,8 +6,9 @@
  *   half a step for every format; pack/unpack round trips; bits per weight arithmetic; the CPU
  *   fake-quant op (threaded over row chunks) equal to one whole-tensor quantize + dequantize;
  *   W8A8's int8 activation blocks against a double reference (test_act8); the searched scales
- *   (-mse) never worse than absmax on any group, within a few per cent of a brute-force
- *   double-precision optimum, their codes the nearest ones (test_qsearch).
+ *   (-mse, with and without channel importances) never worse than absmax on any group under
+ *   their objective, within 3 % of a brute-force double-precision optimum, their codes the
+ *   nearest ones (test_qsearch).
  * usage: test_quant FIXTURE_DIR(tests/fixtures/quant) */
 #include "cpu_ops.h"
 #include "gq_error.h"
@@ -353,12 +354,20 @@ static void test_act8(void) {
 }
 
 /* ---- scale search (-mse) against a brute-force reference ----
- * The reference, in double: the least squared error over a grid of 1151 scales (0.30 to 1.45
- * times the absmax scale, both signs for the Q4_0 rule's asymmetric grid; for int4a every zero
- * point 0..15 at each scale), every value at its nearest level. */
+ * The objective (FORMAT.md): sum_i w_i (x_i - value_i)^2 with w_i = imp_i (|x_i| + rms(x)),
+ * imp_i = 1 without calibration. The reference, in double: the least such error over a grid of
+ * 1151 scales (0.30 to 2.025 times the absmax scale, both signs for the Q4_0 rule's asymmetric
+ * grid; for int4a every zero point 0..15 at each scale), every value at its nearest level. */
 static double unit_value(gq_qformat f, int c) { return gq_qvalue(f, c, 1.0f, 0); }
 
-static double ref_best_error(gq_qformat f, const float *x, int n) {
+static void objective_weights(const float *x, const float *imp, int n, double *w) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double av = sqrt(ss / n);
+    for (int i = 0; i < n; i++) w[i] = (imp ? imp[i] : 1.0) * (av + fabs(x[i]));
+}
+
+static double ref_best_error(gq_qformat f, const float *x, const double *w, int n) {
     double amax = 0, lo = 0, hi = 0;
     for (int i = 0; i < n; i++) amax = fmax(amax, fabs(x[i])), lo = fmin(lo, x[i]), hi = fmax(hi, x[i]);
     const int levels = f == GQ_QF_INT3 ? 8 : f == GQ_QF_INT2 ? 4 : 16;
@@ -368,7 +377,7 @@ static double ref_best_error(gq_qformat f, const float *x, int n) {
                                           : amax / (levels / 2);
     double best = INFINITY;
     for (int k = 0; k <= 1150; k++) {
-        const double s = base * (0.30 + 0.001 * k);
+        const double s = base * (0.30 + 0.0015 * k);
         for (int sign = -1; sign <= 1; sign += 2) {
             if (sign < 0 && (f == GQ_QF_INT4A || f == GQ_QF_NF4 || f == GQ_QF_FP4)) continue;
             for (int z = 0; z < (f == GQ_QF_INT4A ? 16 : 1); z++) {
@@ -379,7 +388,7 @@ static double ref_best_error(gq_qformat f, const float *x, int n) {
                         double v = (f == GQ_QF_INT4A ? (double)(c - z) : unit_value(f, c)) * s * sign;
                         e = fmin(e, (x[i] - v) * (x[i] - v));
                     }
-                    err += e;
+                    err += w[i] * e;
                 }
                 best = fmin(best, err);
             }
@@ -388,48 +397,60 @@ static double ref_best_error(gq_qformat f, const float *x, int n) {
     return best;
 }
 
-static double group_error(const gq_qspec *s, const float *x, int n, float *scale, uint8_t *codes, uint8_t *zero) {
+/* one group through gq_quantize_imp + gq_dequantize: its weighted and plain squared errors */
+static double group_error(const gq_qspec *s, const float *x, const float *imp, const double *w, int n, float *scale,
+                          uint8_t *codes, uint8_t *zero, double *plain) {
     uint8_t packed[256];
     float y[256];
     int8_t aq[1];
     float a2[1];
     gq_qtensor q = {packed, scale, zero, aq, a2, 0};
-    gq_quantize(s, x, 1, n, &q, NULL);
+    gq_quantize_imp(s, x, 1, n, &q, NULL, imp);
     gq_dequantize(s, &q, 1, n, y);
-    double err = 0;
+    double err = 0, p = 0;
     for (int i = 0; i < n; i++) {
-        err += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        const double e = ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        err += w[i] * e, p += e;
         codes[i] = (uint8_t)gq_unpack_code(packed, n, gq_qbits(s->format), i);
     }
+    if (plain) *plain = p;
     return err;
 }
 
 static void test_qsearch(void) {
     static const gq_qformat fmts[] = {GQ_QF_INT4, GQ_QF_INT3, GQ_QF_INT2, GQ_QF_INT4A, GQ_QF_NF4, GQ_QF_FP4};
-    static const char *dist[] = {"uniform", "normal", "normal+outlier", "laplace"};
+    static const char *fname[] = {"int4", "int3", "int2", "int4a", "nf4", "fp4"};
+    static const char *dist[] = {"uniform", "normal", "normal+outlier", "laplace", "normal, imp"};
     gq_rng r;
     gq_rng_seed(&r, 21);
     for (size_t fi = 0; fi < sizeof fmts / sizeof *fmts; fi++) {
         const int g = fmts[fi] == GQ_QF_INT3 ? 32 : 64;
-        for (int d = 0; d < 4; d++) {
+        for (int d = 0; d < 5; d++) {
             enum { GROUPS = 24 };
-            double e_abs = 0, e_mse = 0, e_ref = 0;
+            double e_abs = 0, e_mse = 0, e_ref = 0, p_abs = 0, p_mse = 0;
             size_t worse = 0, not_nearest = 0, changed = 0;
             for (int k = 0; k < GROUPS; k++) {
-                float x[256];
+                float x[256], imp[256];
+                double w[256];
                 for (int i = 0; i < g; i++) {
-                    double u1 = (gq_rng_float(&r) + 1e-7) , u2 = gq_rng_float(&r);
+                    double u1 = gq_rng_float(&r) + 1e-7, u2 = gq_rng_float(&r);
                     double nrm = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
                     x[i] = (float)(d == 0 ? u2 - 0.5 : d == 3 ? (u2 < 0.5 ? log(u1) : -log(u1)) * 0.7 : nrm) * 0.02f;
+                    imp[i] = 0.05f + 3.0f * gq_rng_float(&r) * gq_rng_float(&r); /* channel importances */
                 }
                 if (d == 2) x[gq_rng_below(&r, (uint64_t)g)] *= 6.0f;
-                if (d == 3 && k % 2) for (int i = 0; i < g; i++) x[i] = x[i] + 0.01f; /* off-centre groups */
+                if (d == 3 && k % 2)
+                    for (int i = 0; i < g; i++) x[i] = x[i] + 0.01f; /* off-centre groups */
+                const float *ip = d == 4 ? imp : NULL;
+                objective_weights(x, ip, g, w);
                 gq_qspec a = {fmts[fi], g, 0, 0}, m = {fmts[fi], g, 0, GQ_QSEARCH_MSE};
                 float sa, sm;
                 uint8_t ca[256], cm[256], za = 0, zm = 0;
-                const double ea = group_error(&a, x, g, &sa, ca, &za), em = group_error(&m, x, g, &sm, cm, &zm);
-                worse += em > ea;
-                e_abs += ea, e_mse += em, e_ref += ref_best_error(fmts[fi], x, g);
+                double pa, pm;
+                const double ea = group_error(&a, x, ip, w, g, &sa, ca, &za, &pa);
+                const double em = group_error(&m, x, ip, w, g, &sm, cm, &zm, &pm);
+                worse += em > ea * (1 + 1e-6);
+                e_abs += ea, e_mse += em, e_ref += ref_best_error(fmts[fi], x, w, g), p_abs += pa, p_mse += pm;
                 if (sa == sm && za == zm && !memcmp(ca, cm, (size_t)g)) continue;
                 changed++;
                 /* a searched group's codes: the nearest levels under its stored scale */
@@ -440,30 +461,31 @@ static void test_qsearch(void) {
                         not_nearest += fabs(x[i] - (double)gq_qvalue(fmts[fi], c, sm, zm)) < e * (1 - 1e-6) - 1e-12;
                 }
             }
-            printf("search %-5s g%d %-15s: squared error absmax %.4g, mse %.4g (%.1f %% less), brute-force "
-                   "optimum %.4g (mse %.2f %% above it); %zu of %d groups changed\n",
-                   fmts[fi] == GQ_QF_INT4 ? "int4" : fmts[fi] == GQ_QF_INT3 ? "int3" : fmts[fi] == GQ_QF_INT2 ? "int2"
-                   : fmts[fi] == GQ_QF_INT4A ? "int4a" : fmts[fi] == GQ_QF_NF4 ? "nf4" : "fp4",
-                   g, dist[d], e_abs, e_mse, 100 * (1 - e_mse / e_abs), e_ref, 100 * (e_mse / e_ref - 1), changed, GROUPS);
-            CHECKF(worse == 0, "format %d %s: %zu groups worse than absmax", fmts[fi], dist[d], worse);
-            CHECKF(not_nearest == 0, "format %d %s: %zu codes not the nearest level", fmts[fi], dist[d], not_nearest);
-            CHECKF(e_mse <= 1.03 * e_ref, "format %d %s: searched error %.4g, %.2f %% above the optimum %.4g",
-                   fmts[fi], dist[d], e_mse, 100 * (e_mse / e_ref - 1), e_ref);
-            /* (the reference's grid has steps of 0.1 % of the scale: the search may land between) */
-            CHECKF(e_ref <= e_mse * 1.005, "format %d %s: the reference %.4g is not the optimum (search %.4g)", fmts[fi],
+            printf("search %-5s g%d %-15s: weighted error absmax %.4g, mse %.4g (%.1f %% less; plain %.1f %% less), "
+                   "brute-force optimum %.4g (mse %.2f %% above it); %zu of %d groups changed\n",
+                   fname[fi], g, dist[d], e_abs, e_mse, 100 * (1 - e_mse / e_abs), 100 * (1 - p_mse / p_abs), e_ref,
+                   100 * (e_mse / e_ref - 1), changed, GROUPS);
+            CHECKF(worse == 0, "%s %s: %zu groups worse than absmax", fname[fi], dist[d], worse);
+            CHECKF(not_nearest == 0, "%s %s: %zu codes not the nearest level", fname[fi], dist[d], not_nearest);
+            CHECKF(e_mse <= 1.03 * e_ref, "%s %s: searched error %.4g, %.2f %% above the optimum %.4g", fname[fi],
+                   dist[d], e_mse, 100 * (e_mse / e_ref - 1), e_ref);
+            /* (the reference's grid has steps of 0.15 % of the scale: the search may land between) */
+            CHECKF(e_ref <= e_mse * 1.005, "%s %s: the reference %.4g is not the optimum (search %.4g)", fname[fi],
                    dist[d], e_ref, e_mse);
             if (d == 1) /* normal weights: the search must find a clearly better scale than absmax */
-                CHECKF(e_mse < 0.95 * e_abs, "format %d: normal groups only %.1f %% better", fmts[fi],
-                       100 * (1 - e_mse / e_abs));
+                CHECKF(e_mse < 0.95 * e_abs, "%s: normal groups only %.1f %% better", fname[fi], 100 * (1 - e_mse / e_abs));
         }
     }
     /* a zero group and a constant group */
     gq_qspec m = {GQ_QF_INT4, 32, 0, GQ_QSEARCH_MSE};
     float z[32] = {0}, c[32], sc;
+    double w[32];
     uint8_t codes[32], zz;
-    CHECK(group_error(&m, z, 32, &sc, codes, &zz) == 0);
+    objective_weights(z, NULL, 32, w);
+    CHECK(group_error(&m, z, NULL, w, 32, &sc, codes, &zz, NULL) == 0);
     for (int i = 0; i < 32; i++) c[i] = 0.25f;
-    CHECK(group_error(&m, c, 32, &sc, codes, &zz) == 0);
+    objective_weights(c, NULL, 32, w);
+    CHECK(group_error(&m, c, NULL, w, 32, &sc, codes, &zz, NULL) == 0);
 }
 
 int main(int argc, char **argv) {

@@ -62,7 +62,7 @@ static const opt_desc table[] = {
     {"teacher", T_STR, O(teacher), 0, 0, "distillation teacher's weights (default: --init)"},
     {"precision", T_STR, O(precision), 0, 0,
      "fp32 | tf32 | bf16: matrix products on the GPU (bf16: weights stochastically rounded each step)"},
-    {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 or PATTERN=FORMAT,..."},
+    {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 (-mse: searched scales) or PATTERN=FORMAT,..."},
     {"qat_layers", T_STR, O(qat_layers), 0, 0, "QAT selection: all|all-but-lm_head|lm_head|last4-attn|qkv or globs (h.8-11.attn.*)"},
     {"qat_group", T_INT, O(qat_group), 0, 16384, "QAT group size (0 = the format's default)"},
     {"qat_act", T_STR, O(qat_act), 0, 0,

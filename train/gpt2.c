@@ -335,6 +335,43 @@ int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out) {
     return rc;
 }
 
+/* per layer: qkv (C), attention projection (C), fc (C), MLP projection (4C); then the LM head (C) */
+size_t gq_gpt2_calib_size(const gq_gpt2_config *c) { return (size_t)(7 * c->n_layer + 1) * c->n_embd; }
+
+long gq_gpt2_calib_offset(const gq_gpt2_config *c, int i, int l) {
+    const long C = c->n_embd, base = 7L * l * C;
+    switch (i) {
+    case T_WTE: return 7L * c->n_layer * C;
+    case T_QKVW: return base;
+    case T_ATTPROJW: return base + C;
+    case T_FCW: return base + 2 * C;
+    case T_FCPROJW: return base + 3 * C;
+    default: return -1;
+    }
+}
+
+static void add_squares(double *acc, const float *x, size_t rows, int cols) {
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) acc[c] += (double)x[r * cols + c] * x[r * cols + c];
+}
+
+int gq_gpt2_calib_accumulate(const gq_gpt2 *m, double *acc) {
+    if (strcmp(m->be->name, "cpu") || m->act16)
+        return gq_errf(GQ_EUNSUPPORTED, "calibration statistics need the CPU backend in fp32");
+    if (!m->last_B) return gq_errf(GQ_EINVAL, "calibration statistics without a forward");
+    const gq_gpt2_config *c = &m->cfg;
+    const int C = c->n_embd;
+    const size_t BT = (size_t)m->last_B * m->last_T;
+    for (int l = 0; l < c->n_layer; l++) {
+        add_squares(acc + gq_gpt2_calib_offset(c, T_QKVW, l), m->a.ln1 + l * m->act_c, BT, C);
+        add_squares(acc + gq_gpt2_calib_offset(c, T_ATTPROJW, l), m->a.atty + l * m->act_c, BT, C);
+        add_squares(acc + gq_gpt2_calib_offset(c, T_FCW, l), m->a.ln2 + l * m->act_c, BT, C);
+        add_squares(acc + gq_gpt2_calib_offset(c, T_FCPROJW, l), m->a.fch_gelu + l * m->act_4c, BT, 4 * C);
+    }
+    add_squares(acc + gq_gpt2_calib_offset(c, T_WTE, 0), m->a.lnf, BT, C);
+    return GQ_OK;
+}
+
 int gq_gpt2_zero_grad(gq_gpt2 *m) { return m->be->zero(m->grads_mem, m->n_params * sizeof(float)); }
 
 int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {

@@ -115,6 +115,16 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
  * where the model keeps them in bf16: bf16 operands). */
 int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out);
 
+/* Calibration for activation-aware quantization (gpt2q-export --calib): after a forward on the
+ * CPU backend in fp32, adds the squares of every quantizable weight's input per input channel
+ * (the tokens of that forward) to acc, laid out by gq_gpt2_calib_offset; gq_gpt2_calib_size
+ * doubles in all. */
+size_t gq_gpt2_calib_size(const gq_gpt2_config *c);
+/* Where tensor i (gpt2_layout's index), layer l, has its cols importances in acc; -1 if it is
+ * not a weight that a quantization plan can select. */
+long gq_gpt2_calib_offset(const gq_gpt2_config *c, int i, int l);
+int gq_gpt2_calib_accumulate(const gq_gpt2 *m, double *acc);
+
 int gq_gpt2_zero_grad(gq_gpt2 *m);
 /* Backward of the last forward (which needs targets); the loss is scaled by loss_scale
  * (1/grad_accum for accumulation). Gradients accumulate into m->grads. */

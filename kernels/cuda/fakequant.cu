@@ -32,7 +32,7 @@ static __global__ void fq_group_kernel(O *out, uint8_t *mask, const float *w, si
     uint8_t codes[FQ_MAX_GROUP], zero = 0;
     float sc;
     if (search) {
-        sc = gq_qsearch_group(f, x, g, codes, &zero);
+        sc = gq_qsearch_group(f, x, NULL, g, codes, &zero);
     } else {
         switch (f) {
         case GQ_QF_Q8_0: sc = gq_q8_group(x, g, codes, 1); break;
@@ -80,7 +80,7 @@ static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_
     if (k >= groups) return;
     if (search) {
         uint8_t codes[FQ_MAX_GROUP];
-        scales[k] = gq_qsearch_group(GQ_QF_NF4, w + k * g, g, codes, NULL);
+        scales[k] = gq_qsearch_group(GQ_QF_NF4, w + k * g, NULL, g, codes, NULL);
         return;
     }
     float amax = 0.0f;
