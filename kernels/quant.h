@@ -386,26 +386,14 @@ GQ_HD void gq_qsearch_pass_f(gq_qformat f, int err, const float *x, const float 
                              float av, float *sxv, float *svv) {
     float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const float zf = (float)z;
-    const int n8 = n / 8 * 8;
-    for (int i0 = 0; i0 < n8; i0 += 8)
-        for (int k = 0; k < 8; k++) {
-            const float xi = x[i0 + k], v = gq_qunit_at(f, xi, id, zf), w = gq_qsearch_weight(xi, imp, i0 + k, av);
-            if (err) {
-                const float e = xi - v * s;
-                a[k] += w * (e * e);
-            } else {
-                a[k] += w * (xi * v);
-                b[k] += w * (v * v);
-            }
-        }
-    for (int k = 0; n8 + k < n; k++) {
-        const float xi = x[n8 + k], v = gq_qunit_at(f, xi, id, zf), w = gq_qsearch_weight(xi, imp, n8 + k, av);
+    for (int i = 0; i < n; i++) { /* value i in lane i % 8 */
+        const float xi = x[i], v = gq_qunit_at(f, xi, id, zf), w = gq_qsearch_weight(xi, imp, i, av);
         if (err) {
             const float e = xi - v * s;
-            a[k] += w * (e * e);
+            a[i & 7] += w * (e * e);
         } else {
-            a[k] += w * (xi * v);
-            b[k] += w * (v * v);
+            a[i & 7] += w * (xi * v);
+            b[i & 7] += w * (v * v);
         }
     }
     *sxv = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
