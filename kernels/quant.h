@@ -429,21 +429,14 @@ GQ_HD float gq_qgroup_error(gq_qformat f, const float *x, const float *imp, int 
 /* The searched group: codes (n of them, as the absmax functions), *zero (int4a; may be NULL);
  * returns the scale as stored (fp16-rounded for the fp16 formats, as the absmax functions). */
 GQ_HD float gq_qsearch_group(gq_qformat f, const float *x, const float *imp, int n, uint8_t *codes, uint8_t *zero) {
-    float lo = 0.0f, hi = 0.0f, xx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i0 = 0; i0 < n; i0 += 8)
-        for (int k = 0; k < 8 && i0 + k < n; k++) {
-            const float xi = x[i0 + k];
-            lo = xi < lo ? xi : lo;
-            hi = xi > hi ? xi : hi;
-            xx[k] += xi * xi;
-        }
+    float lo = 0.0f, hi = 0.0f, xx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, wx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < n; i++) { /* (the passes' lanes: value i in lane i % 8) */
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+        xx[i & 7] += x[i] * x[i];
+    }
     const float av = sqrtf((((xx[0] + xx[1]) + (xx[2] + xx[3])) + ((xx[4] + xx[5]) + (xx[6] + xx[7]))) / (float)n);
-    float wx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i0 = 0; i0 < n; i0 += 8)
-        for (int k = 0; k < 8 && i0 + k < n; k++) {
-            const float xi = x[i0 + k];
-            wx[k] += gq_qsearch_weight(xi, imp, i0 + k, av) * (xi * xi);
-        }
+    for (int i = 0; i < n; i++) wx[i & 7] += gq_qsearch_weight(x[i], imp, i, av) * (x[i] * x[i]);
     const double sxx = ((wx[0] + wx[1]) + (wx[2] + wx[3])) + ((wx[4] + wx[5]) + (wx[6] + wx[7]));
     /* the absmax result and its error */
     uint8_t z0 = 0;
