@@ -150,6 +150,23 @@ typedef struct gq_backend {
      * with out_bf16). 0 (fp32) otherwise, and always on the CPU. A model plans and addresses
      * those arrays with it. */
     int (*bf16_operands)(void);
+
+    /* ---- fused forms (NULL where a backend has none: a model then calls the ops above) ----
+     * Each computes what its comment names, up to rounding (one rounding of the fused sum where
+     * the separate ops round twice); bf16 arrays as above where bf16_operands. */
+    /* out (N,OC) = residual (N,OC) + inp (N,C) @ weight^T + bias: a projection into the
+     * residual stream (fp32; out must not alias residual). = matmul_forward + residual_forward. */
+    int (*matmul_residual_forward)(float *out, const float *residual, const float *inp, const float *weight,
+                                   const float *bias, int N, int C, int OC);
+    /* pre (N,OC) = inp @ weight^T + bias, out = gelu(pre) (both bf16 where bf16_operands;
+     * bias not NULL). = matmul_forward (out_bf16 where bf16_operands) + gelu_forward. */
+    int (*matmul_gelu_forward)(float *out, float *pre, const float *inp, const float *weight, const float *bias,
+                               int N, int C, int OC);
+    /* The product after a GELU, backward, with the GELU's backward: dinp (N,C) = gelu'(pre) *
+     * (dout @ weight) (pre and dinp bf16 where bf16_operands: gelu_backward's), dweight (OC,C) +=
+     * dout^T @ inp, dbias (OC) += colsum(dout); dout fp32. = matmul_backward + gelu_backward. */
+    int (*matmul_backward_dgelu)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                 const float *weight, const float *pre, int N, int C, int OC);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

@@ -14,6 +14,7 @@
 #include "cuda_emu.h"
 
 #include <cstdlib>
+#include <vector>
 
 typedef enum cudaError {
     cudaSuccess = 0,
@@ -158,6 +159,42 @@ inline float gemm_value(const void *p, cudaDataType t, size_t i, bool to_tf32) {
 }
 } // namespace gq_emu
 
+namespace gq_emu {
+/* column-major op(A) op(B) (m, n) in double, element (i, j) at acc[j * m + i]: op(A) as rows i of
+ * k values, op(B) as columns j of k values (contiguous dot products, four partial sums) */
+inline void gemm_products(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
+                          cudaDataType at, size_t lda, const void *B, cudaDataType bt, size_t ldb, bool t32,
+                          std::vector<double> &acc) {
+    std::vector<double> a((size_t)m * k), bm((size_t)n * k);
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++)
+            a[(size_t)i * k + p] = gemm_value(A, at, ta == CUBLAS_OP_N ? (size_t)p * lda + i : (size_t)i * lda + p, t32);
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++)
+            bm[(size_t)j * k + p] = gemm_value(B, bt, tb == CUBLAS_OP_N ? (size_t)j * ldb + p : (size_t)p * ldb + j, t32);
+    acc.assign((size_t)m * n, 0.0);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            const double *x = &a[(size_t)i * k], *y = &bm[(size_t)j * k];
+            double s4[4] = {0, 0, 0, 0};
+            int p = 0;
+            for (; p + 4 <= k; p += 4)
+                for (int u = 0; u < 4; u++)
+                    s4[u] += x[p + u] * y[p + u];
+            double v = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+            for (; p < k; p++)
+                v += x[p] * y[p];
+            acc[(size_t)j * m + i] = v;
+        }
+}
+inline void store_value(void *p, cudaDataType t, size_t i, double v) {
+    if (t == CUDA_R_16BF)
+        ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn((float)v);
+    else
+        ((float *)p)[i] = (float)v;
+}
+} // namespace gq_emu
+
 /* column-major C (m, n) = alpha op(A) op(B) + beta C per batch entry; C is not read when beta is 0 */
 inline cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
                                                  int n, int k, const void *alpha, const void *A, cudaDataType at,
@@ -169,35 +206,17 @@ inline cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation
     if (at != bt || (at == CUDA_R_16BF && compute != CUBLAS_COMPUTE_32F)) return CUBLAS_STATUS_NOT_SUPPORTED;
     const bool t32 = compute == CUBLAS_COMPUTE_32F_FAST_TF32;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    /* op(A) as rows i of k values, op(B) as columns j of k values: contiguous dot products */
-    std::vector<double> a((size_t)m * k), bm((size_t)n * k);
+    const size_t ea = at == CUDA_R_16BF ? 2 : 4;
+    std::vector<double> acc;
     for (int b = 0; b < batch; b++) {
-        for (int i = 0; i < m; i++)
-            for (int p = 0; p < k; p++)
-                a[(size_t)i * k + p] = gq_emu::gemm_value(
-                    A, at, (size_t)b * sa + (ta == CUBLAS_OP_N ? (size_t)p * lda + i : (size_t)i * lda + p), t32);
-        for (int j = 0; j < n; j++)
-            for (int p = 0; p < k; p++)
-                bm[(size_t)j * k + p] = gq_emu::gemm_value(
-                    B, bt, (size_t)b * sb + (tb == CUBLAS_OP_N ? (size_t)j * ldb + p : (size_t)p * ldb + j), t32);
+        gq_emu::gemm_products(ta, tb, m, n, k, (const char *)A + (size_t)b * sa * ea, at, lda,
+                              (const char *)B + (size_t)b * sb * ea, bt, ldb, t32, acc);
         for (int j = 0; j < n; j++)
             for (int i = 0; i < m; i++) {
-                const double *x = &a[(size_t)i * k], *y = &bm[(size_t)j * k];
-                double s4[4] = {0, 0, 0, 0}; /* four partial sums (vectorizable), then added */
-                int p = 0;
-                for (; p + 4 <= k; p += 4)
-                    for (int u = 0; u < 4; u++)
-                        s4[u] += x[p + u] * y[p + u];
-                double acc = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-                for (; p < k; p++)
-                    acc += x[p] * y[p];
                 const size_t ci = (size_t)b * sc + (size_t)j * ldc + i;
-                double v = al * acc;
+                double v = al * acc[(size_t)j * m + i];
                 if (be != 0) v += (double)be * gq_emu::gemm_value(C, ct, ci, false);
-                if (ct == CUDA_R_16BF)
-                    ((__nv_bfloat16 *)C)[ci] = __float2bfloat16_rn((float)v);
-                else
-                    ((float *)C)[ci] = (float)v;
+                gq_emu::store_value(C, ct, ci, v);
             }
     }
     return CUBLAS_STATUS_SUCCESS;

@@ -779,6 +779,172 @@ static void case_act_fakequant(shape s) {
     free(x), free(y), free(xb);
 }
 
+/* ---- the fused forms (backend.h; cuBLASLt epilogues, kernels/cuda/cublaslt.cu) ---- */
+
+/* h as the mode's operand array: bf16 (rounded to nearest) or fp32; and back */
+static void *dev_vals(const float *h, size_t n, int b16) { return b16 ? dev_bf16(h, n) : dev(h, n * 4); }
+static float *fetch_vals(const void *d, size_t n, int b16) { return b16 ? fetch_bf16(d, n) : fetch(d, n); }
+/* a copy of h holding the values the device array of dev_vals holds */
+static float *vals(const float *h, size_t n, int b16) {
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = b16 ? gq_bf16_to_f32(gq_f32_to_bf16(h[i])) : h[i];
+    return v;
+}
+static int bounded(const char *what, const float *got, const float *ref, size_t n, double bound) {
+    const double er = gq_attn_norm_err(got, ref, n, 1, 1, 0);
+    const int ok = er <= bound;
+    printf("  %-44s max|err| / max|ref| %.3g (bound %.3g)%s\n", what, er, bound, ok ? "" : "  <-- FAIL");
+    CHECKF(ok, "%s: %.3g > %.3g", what, er, bound);
+    return ok;
+}
+
+/* The three fused forms in each precision, with cuBLASLt's epilogues on and off, against the
+ * CPU's separate ops on the operands' values (bf16 mode: their bf16 values; the output
+ * gradient's bf16 value in the products, as the CUDA op rounds it, its fp32 value in the bias
+ * gradient). Bounds on max error / max |reference|: fp32 1e-5 (another summation order), tf32
+ * 4e-3 (the operands rounded to 10 bits), bf16 1.5e-2 (bf16 outputs rounded once; the gradients
+ * of bf16 operands). With the epilogues off, every output is bit for bit the table's separate
+ * ops (matmul_forward + residual_forward / gelu_forward; matmul_backward + gelu_backward), the
+ * path a model takes without the fused forms. In the emulator build every product here must go
+ * through cuBLASLt (its counter) and rows that are not 16-byte multiples must fall back. */
+static void case_fused(shape s) {
+    if (!GPU->matmul_residual_forward || !GPU->matmul_gelu_forward || !GPU->matmul_backward_dgelu) {
+        printf("  (this table has no fused forms)\n");
+        return;
+    }
+    const int N = s.B * s.T, C = s.C, OC = s.OC;
+    const size_t nx = (size_t)N * C, ny = (size_t)N * OC, nw = (size_t)OC * C;
+    float *x = hrand(nx, -1, 1), *w = hrand(nw, -0.2f, 0.2f), *b = hrand(OC, -0.5f, 0.5f), *res = hrand(ny, -2, 2);
+    float *dy = hrand(nx, -1, 1), *dw0 = hrand(nw, -1, 1), *db0 = hrand(C, -1, 1); /* the dgelu product's (N, C) side */
+    float *hres = malloc(ny * 4), *hpre = malloc(ny * 4), *hout = malloc(ny * 4);
+    float *hdin = malloc(ny * 4), *hdw = malloc(nw * 4), *hdb = malloc(C * 4), *tmp = malloc(ny * 4);
+    const int modes[3] = {GQ_MATMUL_FP32, GQ_MATMUL_TF32, GQ_MATMUL_BF16};
+    const double bound[3] = {1e-5, 4e-3, 1.5e-2};
+    const char *mname[3] = {"fp32", "tf32", "bf16"};
+    for (int mi = 0; mi < 3; mi++) {
+        if (GPU->set_matmul(modes[mi]) != GQ_OK) continue;
+        const int b16 = GPU->bf16_operands();
+        /* operands as the mode stores them, and the CPU's references on their values (the
+         * tf32 mode's references on the fp32 values: its rounding is the error measured) */
+        float *xv = vals(x, nx, b16), *wv = vals(w, nw, b16), *dyv = vals(dy, nx, b16);
+        CPU->matmul_forward(hpre, xv, wv, b, N, C, OC, 0);
+        for (size_t i = 0; i < ny; i++) hres[i] = res[i] + hpre[i];
+        CPU->gelu_forward(hout, hpre, ny);
+        /* dgelu: the product after the GELU takes the GELU's output (N, OC) to (N, C): its weight
+         * is (C, OC) (w's values read as such), pre its input's pre-activation */
+        float *gv = vals(hout, ny, b16), *pv = vals(hpre, ny, b16);
+        memcpy(hdw, dw0, nw * 4);
+        CPU->matmul_backward(tmp, hdw, NULL, dyv, gv, wv, N, OC, C, 0);
+        CPU->gelu_backward(hdin, pv, tmp, ny);
+        for (int c = 0; c < C; c++) {
+            double acc = db0[c];
+            for (int r = 0; r < N; r++) acc += dy[(size_t)r * C + c];
+            hdb[c] = (float)acc;
+        }
+        void *d_x = dev_vals(x, nx, b16), *d_w = dev_vals(w, nw, b16), *d_g = dev_vals(hout, ny, b16);
+        void *d_p = dev_vals(hpre, ny, b16);
+        float *d_b = dev(b, OC * 4), *d_res = dev(res, ny * 4), *d_dy = dev(dy, nx * 4);
+        float *d_o = dev_poison(ny * 4), *d_pre = dev_poison(ny * 4), *d_out = dev_poison(ny * 4);
+        float *d_din = dev_poison(ny * 4), *d_dw = dev(dw0, nw * 4), *d_db = dev(db0, C * 4);
+        float *lt_o = NULL, *lt_pre = NULL, *lt_out = NULL, *lt_din = NULL, *lt_dw = NULL, *lt_db = NULL;
+        for (int lt = 1; lt >= 0; lt--) {
+            char what[96];
+            gq_cuda_lt_enable(lt);
+            long long f0, r0, f1, r1;
+            gq_cuda_lt_counts(&f0, &r0);
+            CHECK_OK(GPU->upload(d_dw, dw0, nw * 4));
+            CHECK_OK(GPU->upload(d_db, db0, C * 4));
+            CHECK_OK(GPU->matmul_residual_forward(d_o, d_res, d_x, d_w, d_b, N, C, OC));
+            CHECK_OK(GPU->matmul_gelu_forward(d_out, d_pre, d_x, d_w, d_b, N, C, OC));
+            CHECK_OK(GPU->matmul_backward_dgelu(d_din, d_dw, d_db, d_dy, d_g, d_w, d_p, N, OC, C));
+            gq_cuda_lt_counts(&f1, &r1);
+            printf("  fused forms, %s, epilogues %-3s: %lld products in cuBLASLt, %lld fell back\n", mname[mi],
+                   lt ? "on" : "off", f1 - f0, r1 - r0);
+#ifdef GQ_TEST_EMU
+            CHECK(f1 - f0 == (lt ? 3 : 0) && r1 == r0);
+#endif
+            float *o = fetch(d_o, ny), *pre = fetch_vals(d_pre, ny, b16), *out = fetch_vals(d_out, ny, b16);
+            float *din = fetch_vals(d_din, ny, b16), *dwg = fetch(d_dw, nw), *dbg = fetch(d_db, C);
+            const char *tag = lt ? "" : " (separate kernels)";
+            snprintf(what, sizeof what, "matmul_residual_forward %s%s", mname[mi], tag);
+            bounded(what, o, hres, ny, bound[mi]);
+            snprintf(what, sizeof what, "matmul_gelu_forward pre %s%s", mname[mi], tag);
+            bounded(what, pre, hpre, ny, bound[mi]);
+            snprintf(what, sizeof what, "matmul_gelu_forward out %s%s", mname[mi], tag);
+            bounded(what, out, hout, ny, bound[mi]);
+            snprintf(what, sizeof what, "matmul_backward_dgelu dinp %s%s", mname[mi], tag);
+            bounded(what, din, hdin, ny, bound[mi]);
+            snprintf(what, sizeof what, "matmul_backward_dgelu dweight (+=) %s%s", mname[mi], tag);
+            bounded(what, dwg, hdw, nw, bound[mi]);
+            snprintf(what, sizeof what, "matmul_backward_dgelu dbias (+=) %s%s", mname[mi], tag);
+            bounded(what, dbg, hdb, C, 1e-5); /* fp32 column sums of the fp32 gradient in every mode */
+            if (lt) {
+                lt_o = o, lt_pre = pre, lt_out = out, lt_din = din, lt_dw = dwg, lt_db = dbg;
+                continue;
+            }
+            /* off: the separate ops' bits */
+            float *d_o2 = dev_poison(ny * 4), *d_pre2 = dev_poison(ny * 4), *d_out2 = dev_poison(ny * 4);
+            float *d_tmp = dev_poison(ny * 4), *d_din2 = dev_poison(ny * 4);
+            CHECK_OK(GPU->matmul_forward(d_o2, d_x, d_w, d_b, N, C, OC, 0));
+            CHECK_OK(GPU->residual_forward(d_o2, d_res, d_o2, ny));
+            compare_dev("  = matmul_forward + residual_forward", d_o2, o, ny, 0, 0);
+            CHECK_OK(GPU->matmul_forward(d_pre2, d_x, d_w, d_b, N, C, OC, b16));
+            CHECK_OK(GPU->gelu_forward(d_out2, d_pre2, ny));
+            float *pre2 = fetch_vals(d_pre2, ny, b16), *out2 = fetch_vals(d_out2, ny, b16);
+            compare("  = matmul_forward (pre)", pre2, pre, ny, 0, 0);
+            compare("  = + gelu_forward (out)", out2, out, ny, 0, 0);
+            CHECK_OK(GPU->upload(d_dw, dw0, nw * 4));
+            CHECK_OK(GPU->upload(d_db, db0, C * 4));
+            CHECK_OK(GPU->matmul_backward(d_tmp, d_dw, d_db, d_dy, d_g, d_w, N, OC, C, 0));
+            CHECK_OK(GPU->gelu_backward(d_din2, d_p, d_tmp, ny));
+            float *din2 = fetch_vals(d_din2, ny, b16);
+            compare("  = matmul_backward + gelu_backward", din2, din, ny, 0, 0);
+            compare_dev("  = matmul_backward dweight", d_dw, dwg, nw, 0, 0);
+            compare_dev("  = matmul_backward dbias", d_db, dbg, C, 0, 0);
+            /* and the two paths agree with each other as closely as with the reference */
+            snprintf(what, sizeof what, "epilogues vs separate kernels, %s", mname[mi]);
+            CHECKF(gq_attn_norm_err(lt_o, o, ny, 1, 1, 0) <= bound[mi] && gq_attn_norm_err(lt_out, out, ny, 1, 1, 0) <= bound[mi] &&
+                       gq_attn_norm_err(lt_din, din, ny, 1, 1, 0) <= bound[mi] && gq_attn_norm_err(lt_pre, pre, ny, 1, 1, 0) <= bound[mi] &&
+                       gq_attn_norm_err(lt_dw, dwg, nw, 1, 1, 0) <= bound[mi] && gq_attn_norm_err(lt_db, dbg, C, 1, 1, 0) <= 1e-5,
+                   "%s", what);
+            void *tb[] = {d_o2, d_pre2, d_out2, d_tmp, d_din2};
+            for (size_t i = 0; i < sizeof tb / sizeof *tb; i++) GPU->free(tb[i]);
+            free(pre2), free(out2), free(din2);
+            free(o), free(pre), free(out), free(din), free(dwg), free(dbg);
+            free(lt_o), free(lt_pre), free(lt_out), free(lt_din), free(lt_dw), free(lt_db);
+        }
+        gq_cuda_lt_enable(1);
+        {   /* rows that are not whole 16-byte steps (C + 1 inputs): cuBLASLt refuses them (here,
+             * before the library is asked), the separate kernels answer */
+            const int C1 = C + 1;
+            float *x1 = hrand((size_t)N * C1, -1, 1), *w1 = hrand((size_t)OC * C1, -0.2f, 0.2f);
+            float *x1v = vals(x1, (size_t)N * C1, b16), *w1v = vals(w1, (size_t)OC * C1, b16);
+            CPU->matmul_forward(hpre, x1v, w1v, b, N, C1, OC, 0);
+            for (size_t i = 0; i < ny; i++) hres[i] = res[i] + hpre[i];
+            void *d_x1 = dev_vals(x1, (size_t)N * C1, b16), *d_w1 = dev_vals(w1, (size_t)OC * C1, b16);
+            long long f0, r0, f1, r1;
+            gq_cuda_lt_counts(&f0, &r0);
+            CHECK_OK(GPU->matmul_residual_forward(d_o, d_res, d_x1, d_w1, d_b, N, C1, OC));
+            gq_cuda_lt_counts(&f1, &r1);
+#ifdef GQ_TEST_EMU
+            CHECK(f1 == f0 && r1 == r0 + 2); /* the fused product, then the plain one with its bias */
+#endif
+            float *o = fetch(d_o, ny);
+            char what[96];
+            snprintf(what, sizeof what, "matmul_residual_forward %s, C=%d (unaligned rows)", mname[mi], C1);
+            bounded(what, o, hres, ny, bound[mi]);
+            GPU->free(d_x1), GPU->free(d_w1);
+            free(x1), free(w1), free(x1v), free(w1v), free(o);
+        }
+        void *bufs[] = {d_x, d_w, d_g, d_p, d_b, d_res, d_dy, d_o, d_pre, d_out, d_din, d_dw, d_db};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
+        free(xv), free(wv), free(dyv), free(gv), free(pv);
+    }
+    CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+    free(x), free(w), free(b), free(res), free(dy), free(dw0), free(db0);
+    free(hres), free(hpre), free(hout), free(hdin), free(hdw), free(hdb), free(tmp);
+}
+
 /* the runner's fused x += r; layernorm(x) against the CPU's residual then layernorm */
 static void case_residual_layernorm(shape s) {
     const int N = s.B * s.T, C = s.C;
@@ -822,7 +988,7 @@ int main(void) {
                  {"attention", case_attention}, {"flash attention", case_flash}, {"tensor-core attention", case_tc},
                  {"gelu/residual", case_pointwise}, {"crossentropy", case_crossentropy},
                  {"adamw/sum_squares", case_optimizer}, {"precision", case_precision}, {"fakequant", case_fakequant},
-                 {"act_fakequant", case_act_fakequant}};
+                 {"act_fakequant", case_act_fakequant}, {"fused", case_fused}};
     for (int k = 0; k < n_shapes; k++) {
         shape s = shapes[k];
         printf("shape B=%d T=%d C=%d NH=%d OC=%d V=%d Vp=%d\n", s.B, s.T, s.C, s.NH, s.OC, s.V, s.Vp);

@@ -257,6 +257,15 @@ static int act8_copy(const gq_gpt2 *m, float *scratch, const float *atty, size_t
     return m->be->act_fakequant(scratch, n, m->act16);
 }
 
+/* out (N,OC) = residual + inp @ weight^T + bias: a projection into the residual stream, in one
+ * op where the backend fuses it, else the product then the residual add in place */
+static int proj_residual(const gq_backend *be, float *out, const float *residual, const float *inp,
+                         const float *weight, const float *bias, int N, int C, int OC) {
+    if (be->matmul_residual_forward) return be->matmul_residual_forward(out, residual, inp, weight, bias, N, C, OC);
+    GQ_TRY(be->matmul_forward(out, inp, weight, bias, N, C, OC, 0));
+    return be->residual_forward(out, residual, out, (size_t)N * OC);
+}
+
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
@@ -290,17 +299,20 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         GQ_TRY(be->attention_forward(atty, att, qkv, B, T, C, NH));
         const float *proj_in = atty;
         if (act8_on(m, T_ATTPROJW, l)) GQ_TRY(act8_copy(m, m->a.d_b, atty, BT * C, &proj_in));
-        /* the projections' outputs go straight into the stream, which is added in place */
-        GQ_TRY(be->matmul_forward(res2, proj_in, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C, 0));
-        GQ_TRY(be->residual_forward(res2, residual, res2, BT * C));
+        /* the projections' outputs go into the stream with the residual added (fused where the
+         * backend can: the product's epilogue) */
+        GQ_TRY(proj_residual(be, res2, residual, proj_in, wt(m, T_ATTPROJW, l), w->attprojb + lc, (int)BT, C, C));
         GQ_TRY(be->layernorm_forward(ln2, m->a.ln2_mean + lm, m->a.ln2_rstd + lm, res2, w->ln2w + lc, w->ln2b + lc,
                                   (int)BT, C));
         if (act8_on(m, T_FCW, l)) GQ_TRY(be->act_fakequant(ln2, BT * C, m->act16));
-        GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C, m->act16));
-        GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
+        if (be->matmul_gelu_forward) { /* GELU in the product's epilogue, fch its aux output */
+            GQ_TRY(be->matmul_gelu_forward(fchg, fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C));
+        } else {
+            GQ_TRY(be->matmul_forward(fch, ln2, wt(m, T_FCW, l), w->fcb + 4 * lc, (int)BT, C, 4 * C, m->act16));
+            GQ_TRY(be->gelu_forward(fchg, fch, BT * 4 * C));
+        }
         if (act8_on(m, T_FCPROJW, l)) GQ_TRY(be->act_fakequant(fchg, BT * 4 * C, m->act16));
-        GQ_TRY(be->matmul_forward(res3, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C, 0));
-        GQ_TRY(be->residual_forward(res3, res2, res3, BT * C));
+        GQ_TRY(proj_residual(be, res3, res2, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C));
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
@@ -400,9 +412,15 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         const float *att = m->a.att + (size_t)l * m->att_stride;
         /* MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))) */
-        GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, m->a.fch_gelu + l * m->act_4c,
-                                   wt(m, T_FCPROJW, l), (int)BT, 4 * C, C, 0));
-        GQ_TRY(be->gelu_backward(d_b, m->a.fch + l * m->act_4c, d_a, BT * 4 * C));
+        const float *fchg = m->a.fch_gelu + l * m->act_4c, *fch = m->a.fch + l * m->act_4c;
+        if (be->matmul_backward_dgelu) { /* GELU's backward in the product's epilogue */
+            GQ_TRY(be->matmul_backward_dgelu(d_b, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, fchg,
+                                             wt(m, T_FCPROJW, l), fch, (int)BT, 4 * C, C));
+        } else {
+            GQ_TRY(be->matmul_backward(d_a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, d_res, fchg, wt(m, T_FCPROJW, l),
+                                       (int)BT, 4 * C, C, 0));
+            GQ_TRY(be->gelu_backward(d_b, fch, d_a, BT * 4 * C));
+        }
         GQ_TRY(be->matmul_backward(d_a, g->fcw + 4 * lc * C, g->fcb + 4 * lc, d_b, m->a.ln2 + l * m->act_c,
                                    wt(m, T_FCW, l), (int)BT, C, 4 * C, m->act16)); /* (d_b bf16 with act16) */
         GQ_TRY(be->layernorm_backward(d_res, g->ln2w + lc, g->ln2b + lc, d_a, m->a.residual2 + la, w->ln2w + lc,

@@ -82,6 +82,9 @@ static const gq_backend cuda_backend = {
     /* .set_matmul = */ gq_cuda_set_matmul,
     /* .attention_floats = */ gq_cuda_attention_floats,
     /* .bf16_operands = */ gq_cuda_bf16_operands,
+    /* .matmul_residual_forward = */ gq_cuda_matmul_residual_forward,
+    /* .matmul_gelu_forward = */ gq_cuda_matmul_gelu_forward,
+    /* .matmul_backward_dgelu = */ gq_cuda_matmul_backward_dgelu,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

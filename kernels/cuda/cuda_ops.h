@@ -63,6 +63,22 @@ int gq_cuda_matmul_forward(float *out, const float *inp, const float *weight, co
 /* dout_bf16: dout is cross-entropy's in-place bf16 gradient (backend.h) */
 int gq_cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, int N, int C, int OC, int dout_bf16);
+/* backend.h's fused forms: the product's epilogue through cuBLASLt where it takes it (bias, the
+ * residual as its C input, GELU with the pre-activation as aux, GELU's derivative from it),
+ * else the separate kernels (cublaslt.cu) */
+int gq_cuda_matmul_residual_forward(float *out, const float *residual, const float *inp, const float *weight,
+                                    const float *bias, int N, int C, int OC);
+int gq_cuda_matmul_gelu_forward(float *out, float *pre, const float *inp, const float *weight, const float *bias, int N,
+                                int C, int OC);
+int gq_cuda_matmul_backward_dgelu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                  const float *weight, const float *pre, int N, int C, int OC);
+/* products cuBLASLt ran with an epilogue / that fell back to separate kernels, since start */
+void gq_cuda_lt_counts(long long *fused, long long *refused);
+/* 0 when GQ_CUDA_LT=0 in the environment (or gq_cuda_lt_enable(0)) turned the epilogues off */
+int gq_cuda_lt_enabled(void);
+/* epilogues on (1) or off (0: the separate kernels; tests and benchmarks compare the two);
+ * returns the previous state */
+int gq_cuda_lt_enable(int on);
 int gq_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                                const float *att, int B, int T, int C, int NH);

@@ -92,6 +92,7 @@ enum {
     GQ_SCRATCH_ATT_QKV16, /* bf16 attention: a bf16 copy of qkv */
     GQ_SCRATCH_ATT_DY16,  /* bf16 attention backward: a bf16 copy of the output gradient */
     GQ_SCRATCH_OUT32,     /* a product's fp32 result before its bias and rounding to a bf16 output */
+    GQ_SCRATCH_LT,        /* cuBLASLt's workspace (cublaslt.cu) */
     GQ_SCRATCH_N
 };
 int gq_cuda_scratch(int slot, size_t bytes, void **p);
@@ -107,6 +108,17 @@ int gq_cuda_sgemm_rm(int ta, int tb, int M, int N, int K, float alpha, const flo
 int gq_cuda_gemm_bf16_rm(int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, long long sA,
                          const void *B, int ldb, long long sB, float beta, void *C, int c_bf16, int ldc, long long sC,
                          int batch);
+/* cuBLASLt products with an epilogue (cublaslt.cu): row-major D (M,N) = op(A) op(B) (+ C, beta 1,
+ * C in D's type and layout; NULL: none), then GQ_LT_BIAS: + bias (N, fp32); GQ_LT_GELU_AUX_BIAS:
+ * + bias, the sum stored to aux (D's type and layout), D = GELU(sum); GQ_LT_DGELU: D = GELU'(aux)
+ * x sum; the result rounded once to D's type (bf16 if d16, else fp32). A and B are fp32 arrays in
+ * the fp32 / tf32 modes and bf16 arrays in bf16 mode (as the products of matmul.cu take them).
+ * GQ_EUNSUPPORTED, nothing written, where cuBLASLt takes no such product (no algorithm, types it
+ * refuses, pointers or rows not 16-byte aligned, GQ_CUDA_LT=0): the caller uses its separate
+ * kernels. */
+enum { GQ_LT_NONE = 0, GQ_LT_BIAS = 1, GQ_LT_GELU_AUX_BIAS = 2, GQ_LT_DGELU = 3 };
+int gq_cuda_lt_matmul(int ta, int tb, int M, int N, int K, const void *A, int lda, const void *B, int ldb,
+                      const void *C, void *D, int ldd, int d16, const float *bias, void *aux, int epi);
 /* out (bf16, n) = in (fp32) rounded to nearest */
 int gq_cuda_to_bf16(void *out, const float *in, size_t n);
 /* GQ_MATMUL_FP32 | TF32 | BF16: the mode gq_cuda_set_matmul set */
