@@ -51,6 +51,7 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 static cudaEvent_t e0, e1;
+static double g_last_ms; /* the median of TIME's last row */
 
 #define TIME(label, bytes, flops, call)                                                                       \
     do {                                                                                                      \
@@ -65,6 +66,7 @@ static cudaEvent_t e0, e1;
         }                                                                                                     \
         qsort(ms_, 20, sizeof *ms_, cmp_float);                                                               \
         double ms = ms_[10], gbs = (double)(bytes) / ms / 1e6, tf = (double)(flops) / ms / 1e9;               \
+        g_last_ms = ms;                                                                                       \
         if ((flops) > 0)                                                                                      \
             printf("| %-36s | %9.3f | %8.0f | %5.1f%% | %7.2f | %5.1f%% |\n", label, ms, gbs, 100 * gbs / copy_gbs, \
                    tf, 100 * tf / FP32_PEAK_TFLOPS);                                                          \
@@ -306,6 +308,39 @@ int main(int argc, char **argv) {
         }
         G->free(lse);
     }
+    /* The fused forms (cuBLASLt's epilogues: bias, residual, GELU, GELU's derivative) against the
+     * same ops on the separate kernels, in the same run: the MLP's two products forward (fc + GELU,
+     * the projection + residual) and the projection's backward through GELU, at tf32 and with bf16
+     * operands (x, w read as bf16 there: speed only). Bytes: the fused forms' own traffic. */
+    for (int mode = GQ_MATMUL_TF32; mode <= GQ_MATMUL_BF16; mode++) {
+        if (gq_cuda_set_matmul(mode) != GQ_OK) continue;
+        const double e = G->bf16_operands() ? 2 : 4;
+        const char *mn = mode == GQ_MATMUL_TF32 ? "tf32" : "bf16";
+        double ms[2][3];
+        for (int lt = 1; lt >= 0; lt--) {
+            gq_cuda_lt_enable(lt);
+            char l0[64], l1[64], l2[64];
+            snprintf(l0, sizeof l0, "fc + GELU %s, epilogue %s", mn, lt ? "on" : "off");
+            snprintf(l1, sizeof l1, "proj 4C->C + residual %s, epi. %s", mn, lt ? "on" : "off");
+            snprintf(l2, sizeof l2, "proj bwd + dGELU %s, epi. %s", mn, lt ? "on" : "off");
+            TIME(l0, NC * e + 4.0 * C * C * e + 8.0 * NC * e, 2.0 * N * C * 4 * C,
+                 G->matmul_gelu_forward(z, scratch, x, w, bias, N, C, 4 * C));
+            ms[lt][0] = g_last_ms;
+            TIME(l1, 4.0 * NC * e + 4.0 * C * C * e + 2.0 * NC * 4, 2.0 * N * C * 4 * C,
+                 G->matmul_residual_forward(z, y, x, w, bias, N, 4 * C, C));
+            ms[lt][1] = g_last_ms;
+            TIME(l2, (double)NC * 4 * 2 + 8.0 * NC * e * 3 + 8.0 * C * C * 4, 4.0 * N * C * 4 * C,
+                 G->matmul_backward_dgelu(z, dw, dbias, y, x, w, scratch, N, 4 * C, C));
+            ms[lt][2] = g_last_ms;
+        }
+        long long fused = 0, refused = 0;
+        gq_cuda_lt_counts(&fused, &refused);
+        printf("| %s: separate / fused time | fc+GELU %.2fx | proj+residual %.2fx | bwd+dGELU %.2fx | (cuBLASLt "
+               "took %lld products, refused %lld) |\n",
+               mn, ms[0][0] / ms[1][0], ms[0][1] / ms[1][1], ms[0][2] / ms[1][2], fused, refused);
+    }
+    gq_cuda_lt_enable(1);
+    die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");
     TIME("gelu_forward (4C)", 2.0 * 4 * NC * 4, 0, G->gelu_forward(z, x, 4 * NC));
     TIME("gelu_backward (4C)", 3.0 * 4 * NC * 4, 0, G->gelu_backward(z, x, y, 4 * NC));
     TIME("residual_forward", 3.0 * NC * 4, 0, G->residual_forward(z, x, y, NC));

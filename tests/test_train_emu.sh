@@ -37,6 +37,14 @@ check 'grep -q "cuda_emu" "$T/g1.log" && [ -f "$T/g1/$CK" ]' "--device cuda trai
 d=$(maxdiff "$(losses "$T/g1")" "$(losses "$T/cpu")")
 echo "fp32 on the backend vs the CPU: largest loss difference over $N steps $d"
 check 'awk "BEGIN{exit !($d < 1e-4)}"' "fp32 on the backend == the CPU's losses within 1e-4 over $N steps (max diff $d)"
+# cuBLASLt's epilogues (bias, residual, GELU: the emulator's cuBLASLt) took the products; off, the
+# separate kernels give the same losses within the same bound
+check 'grep -Eq "cuBLASLt epilogues .*: on; [1-9][0-9]* products fused, 0 on separate" "$T/g1.log"' \
+  "the trainer's products went through cuBLASLt's epilogues ($(grep -m1 cuBLASLt "$T/g1.log"))"
+GQ_CUDA_LT=0 train --out "$T/g0" --steps $N --device cuda >"$T/g0.log" 2>&1
+d0=$(maxdiff "$(losses "$T/g0")" "$(losses "$T/cpu")")
+check 'grep -q "cuBLASLt epilogues .*: off (GQ_CUDA_LT=0); 0 products fused" "$T/g0.log" && awk "BEGIN{exit !($d0 < 1e-4)}"' \
+  "GQ_CUDA_LT=0: separate kernels, the CPU's losses within 1e-4 (max diff $d0)"
 
 # -- determinism and bit-exact resume on the backend
 train --out "$T/g2" --steps $N --device cuda >/dev/null 2>&1

@@ -662,6 +662,14 @@ int gq_train_run(gq_train_opts *o) {
         if (isfinite(val_loss))
             printf("final validation loss %.4f over the whole validation split (%llu windows of %d tokens)\n", val_loss,
                    (unsigned long long)gq_loader_windows(r.val), o->seq);
+#ifdef GQ_HAVE_CUDA
+        if (!strcmp(be->name, "cuda")) { /* which products took cuBLASLt's epilogues (kernels/cuda/cublaslt.cu) */
+            long long fused = 0, refused = 0;
+            gq_cuda_lt_counts(&fused, &refused);
+            printf("cuBLASLt epilogues (bias, residual, GELU): %s; %lld products fused, %lld on separate kernels\n",
+                   gq_cuda_lt_enabled() ? "on" : "off (GQ_CUDA_LT=0)", fused, refused);
+        }
+#endif
     }
     if (r.log) {
         fclose(r.log);
