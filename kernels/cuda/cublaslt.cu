@@ -112,8 +112,9 @@ static int plan_make(lt_plan *p, const int *key, const void *bias, void *aux) {
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
     }
-    /* stored shapes, column-major: its A = our B, op T when tb (B stored (N, K) row-major, i.e.
-     * (K, N) column-major ... its rows are the stored row length) */
+    /* stored shapes, column-major (a row-major (r, c) array is a column-major (c, r) one): its A
+     * is our B, stored (N, K) row-major when tb (op T), else (K, N); its B is our A, stored
+     * (K, M) row-major when ta, else (M, K); D (M, N) row-major */
     LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, tb ? K : N, tb ? N : K, ldb));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, ta ? M : K, ta ? K : M, lda));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->c, dt, N, M, ldd));
@@ -179,8 +180,15 @@ int gq_cuda_lt_matmul(int ta, int tb, int M, int N, int K, const void *A, int ld
     GQ_TRY(lt_handle(&h));
     const float one = 1.0f, beta = C ? 1.0f : 0.0f;
     /* C's descriptor is D's (same type and layout); with beta 0 it is not read */
-    GQ_CUBLAS_CHECK(cublasLtMatmul(h, p->desc, &one, B, p->a, A, p->b, &beta, C ? C : D, p->c, D, p->d, &p->algo, ws,
-                                   LT_WORKSPACE, cudaStreamPerThread));
+    const cublasStatus_t st = cublasLtMatmul(h, p->desc, &one, B, p->a, A, p->b, &beta, C ? C : D, p->c, D, p->d,
+                                             &p->algo, ws, LT_WORKSPACE, cudaStreamPerThread);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
+        /* refused at launch (nothing ran): from now on the separate kernels for this shape */
+        p->ok = 0;
+        g_refused++;
+        return GQ_EUNSUPPORTED;
+    }
+    GQ_CUBLAS_CHECK(st);
     g_fused++;
     return GQ_OK;
 }
