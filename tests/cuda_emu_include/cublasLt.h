@@ -78,45 +78,37 @@ inline cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
 }
 inline cublasStatus_t cublasLtDestroy(cublasLtHandle_t) { return CUBLAS_STATUS_SUCCESS; }
 
+namespace gq_emu {
+/* an attribute's value, whose size must be its type's (as the library checks) */
+inline cublasStatus_t lt_set(void *dst, size_t want, const void *v, size_t n) {
+    if (n != want) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(dst, v, n);
+    return CUBLAS_STATUS_SUCCESS;
+}
+template <class T> inline cublasStatus_t lt_delete(T *p) {
+    delete p;
+    return CUBLAS_STATUS_SUCCESS;
+}
+} // namespace gq_emu
+
 inline cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute,
                                                cudaDataType_t scale) {
     if (scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
     *d = new gq_emu_lt_desc{compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, 0, -1};
     return CUBLAS_STATUS_SUCCESS;
 }
-inline cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
-    delete d;
-    return CUBLAS_STATUS_SUCCESS;
-}
+inline cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { return gq_emu::lt_delete(d); }
 inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
                                                      const void *v, size_t n) {
-    /* the attribute's size must be its type's, as the library checks */
+    using gq_emu::lt_set;
     switch (a) {
-    case CUBLASLT_MATMUL_DESC_TRANSA:
-    case CUBLASLT_MATMUL_DESC_TRANSB:
-        if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(a == CUBLASLT_MATMUL_DESC_TRANSA ? &d->transa : &d->transb, v, n);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_EPILOGUE:
-        if (n != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&d->epilogue, v, n);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
-        if (n != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&d->bias, v, n);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
-        if (n != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&d->aux, v, n);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
-        if (n != sizeof(int64_t)) return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&d->aux_ld, v, n);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
-        if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&d->bias_type, v, n);
-        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_TRANSA: return lt_set(&d->transa, sizeof(int32_t), v, n);
+    case CUBLASLT_MATMUL_DESC_TRANSB: return lt_set(&d->transb, sizeof(int32_t), v, n);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: return lt_set(&d->epilogue, sizeof(uint32_t), v, n);
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return lt_set(&d->bias, sizeof(void *), v, n);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return lt_set(&d->aux, sizeof(void *), v, n);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return lt_set(&d->aux_ld, sizeof(int64_t), v, n);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return lt_set(&d->bias_type, sizeof(int32_t), v, n);
     }
     return CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -127,31 +119,23 @@ inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cuda
     *l = new gq_emu_lt_layout{t, rows, cols, ld, 1};
     return CUBLAS_STATUS_SUCCESS;
 }
-inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
-    delete l;
-    return CUBLAS_STATUS_SUCCESS;
-}
+inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { return gq_emu::lt_delete(l); }
 inline cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t a,
                                                        const void *v, size_t n) {
-    if (a != CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT || n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
-    memcpy(&l->batch, v, n);
-    return CUBLAS_STATUS_SUCCESS;
+    if (a != CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT) return CUBLAS_STATUS_INVALID_VALUE;
+    return gq_emu::lt_set(&l->batch, sizeof(int32_t), v, n);
 }
 
 inline cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
     *p = new gq_emu_lt_pref{0};
     return CUBLAS_STATUS_SUCCESS;
 }
-inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
-    delete p;
-    return CUBLAS_STATUS_SUCCESS;
-}
+inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { return gq_emu::lt_delete(p); }
 inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
                                                            cublasLtMatmulPreferenceAttributes_t a, const void *v,
                                                            size_t n) {
-    if (a != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || n != sizeof(size_t)) return CUBLAS_STATUS_INVALID_VALUE;
-    memcpy(&p->workspace, v, n);
-    return CUBLAS_STATUS_SUCCESS;
+    if (a != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) return CUBLAS_STATUS_INVALID_VALUE;
+    return gq_emu::lt_set(&p->workspace, sizeof(size_t), v, n);
 }
 
 namespace gq_emu {
