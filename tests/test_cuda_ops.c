@@ -858,7 +858,7 @@ static void case_fused(shape s) {
             CHECK_OK(GPU->matmul_gelu_forward(d_out, d_pre, d_x, d_w, d_b, N, C, OC));
             CHECK_OK(GPU->matmul_backward_dgelu(d_din, d_dw, d_db, d_dy, d_g, d_w, d_p, N, OC, C));
             gq_cuda_lt_counts(&f1, &r1);
-            printf("  fused forms, %s, epilogues %-3s: %lld products in cuBLASLt, %lld fell back\n", mname[mi],
+            printf("  fused forms, %s, epilogues %-3s: %lld products in cuBLASLt, %lld requests refused\n", mname[mi],
                    lt ? "on" : "off", f1 - f0, r1 - r0);
 #ifdef GQ_TEST_EMU
             CHECK(f1 - f0 == (lt ? 3 : 0) && r1 == r0);

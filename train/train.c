@@ -666,7 +666,7 @@ int gq_train_run(gq_train_opts *o) {
         if (!strcmp(be->name, "cuda")) { /* which products took cuBLASLt's epilogues (kernels/cuda/cublaslt.cu) */
             long long fused = 0, refused = 0;
             gq_cuda_lt_counts(&fused, &refused);
-            printf("cuBLASLt epilogues (bias, residual, GELU): %s; %lld products fused, %lld on separate kernels\n",
+            printf("cuBLASLt epilogues (bias, residual, GELU): %s; %lld products fused, %lld requests refused (separate kernels)\n",
                    gq_cuda_lt_enabled() ? "on" : "off (GQ_CUDA_LT=0)", fused, refused);
         }
 #endif

@@ -72,7 +72,9 @@ int gq_cuda_matmul_gelu_forward(float *out, float *pre, const float *inp, const 
                                 int C, int OC);
 int gq_cuda_matmul_backward_dgelu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                   const float *weight, const float *pre, int N, int C, int OC);
-/* products cuBLASLt ran with an epilogue / that fell back to separate kernels, since start */
+/* since start: products cuBLASLt ran with an epilogue, and requests it refused (the caller then
+ * ran separate kernels; a refused fused form asks again for its plain product with a bias, which
+ * cuBLASLt may take: two requests for one product) */
 void gq_cuda_lt_counts(long long *fused, long long *refused);
 /* 0 when GQ_CUDA_LT=0 in the environment (or gq_cuda_lt_enable(0)) turned the epilogues off */
 int gq_cuda_lt_enabled(void);
