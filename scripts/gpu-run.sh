@@ -33,7 +33,8 @@
 #               kernels under ncu, bench_cuda beside PyTorch's attention, GPT-2 124M bf16
 #               training with it and with GQ_CUDA_ATTN=cublas (the session-7 bf16 form); and
 #               session 14's cuBLASLt epilogues: their test lines, bench_cuda's fused vs
-#               separate rows, 124M bf16 training with GQ_CUDA_LT=0
+#               separate rows, 124M bf16 training with GQ_CUDA_LT=0; the one-pass
+#               layernorm backward beside the two-pass one (bench_cuda)
 #       next    the next session's first call: what session 7 wrote after its device calls, then
 #               the 124M bench + ncu, compare --device cuda, 124M training tf32 / bf16 + ncu
 #       llmc    llm.c's GPT-2 124M trainer (train_gpt2cu, built here by llmc-build) on the same
@@ -309,7 +310,7 @@ attn() {
   t test_cuda_ops 120 $bin/test_cuda_ops
   grep -E "attention (tc|forward|backward) |FAIL" "$logs/test_cuda_ops.log" | head -24
   grep -E "fused forms|epilogues vs" "$logs/test_cuda_ops.log" | head -12 # session 14: cuBLASLt's epilogues
-  for c in "tensor-core attention" precision; do # (the other cases' sanitizer runs: session 7, clean)
+  for c in "tensor-core attention" precision layernorm; do # (others: session 7, clean; layernorm: session 14's one-pass backward)
     for tool in memcheck racecheck; do
       GQ_TEST_SMALL=1 GQ_TEST_ONLY="$c" t "${tool}_${c%% *}" 90 compute-sanitizer --tool $tool --error-exitcode 9 \
         $bin/test_cuda_ops
@@ -321,7 +322,7 @@ attn() {
     grep -E "val" "$logs/tiny-bf16-$a.log" | tail -1
   done
   t bench_cuda 120 $bin/bench_cuda
-  grep -E "attention|copy|epi|separate / fused" "$logs/bench_cuda.log"
+  grep -E "attention|copy|epi|separate / fused|layernorm_backward" "$logs/bench_cuda.log"
   PYTHONUNBUFFERED=1 timeout 90 python3 bench/attention_torch.py 2>&1 | tee "$logs/attention_torch.log" | grep -E "sdpa|Error"
   GQ_CUDA_TC=wmma t 124m-bf16-tc-wmma 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \

@@ -178,6 +178,27 @@ static void case_layernorm(shape s) {
     compare_dev("layernorm_backward dinp (+=)", d_dx, dx, n, 1e-5, 1e-5);
     compare_dev("layernorm_backward dweight (+=)", d_dw, dw, C, 1e-4, 1e-5);
     compare_dev("layernorm_backward dbias (+=)", d_db, db, C, 1e-4, 1e-5);
+    if (strcmp(GPU->name, "cpu")) {
+        /* the one-pass form (the default, checked above) against the two-pass form from the same
+         * start: the input gradient bit for bit (the same operations per row), the parameters'
+         * gradients within the bound above (other summation orders) */
+        float *s_dx = hrand(n, -1, 1), *s_dw = hrand(C, -1, 1), *s_db = hrand(C, -1, 1), *got[2][3];
+        for (int form = 1; form >= 0; form--) {
+            CHECK_OK(GPU->upload(d_dx, s_dx, n * 4));
+            CHECK_OK(GPU->upload(d_dw, s_dw, C * 4));
+            CHECK_OK(GPU->upload(d_db, s_db, C * 4));
+            const int was = gq_cuda_set_layernorm_fused(form);
+            CHECK_OK(GPU->layernorm_backward(d_dx, d_dw, d_db, d_dy, d_x, d_w, d_mean, d_rstd, N, C));
+            gq_cuda_set_layernorm_fused(was);
+            got[form][0] = fetch(d_dx, n), got[form][1] = fetch(d_dw, C), got[form][2] = fetch(d_db, C);
+        }
+        compare("layernorm_backward dinp: 1 pass = 2", got[1][0], got[0][0], n, 0, 0);
+        compare("layernorm_backward dweight: 1 ~ 2 passes", got[1][1], got[0][1], C, 1e-4, 1e-5);
+        compare("layernorm_backward dbias: 1 ~ 2 passes", got[1][2], got[0][2], C, 1e-4, 1e-5);
+        for (int f = 0; f < 2; f++)
+            for (int k = 0; k < 3; k++) free(got[f][k]);
+        free(s_dx), free(s_dw), free(s_db);
+    }
     void *bufs[] = {d_x, d_w, d_b, d_dy, d_y, d_mean, d_rstd, d_dx, d_dw, d_db};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) GPU->free(bufs[i]);
     free(x), free(w), free(b), free(dy), free(y), free(mean), free(rstd), free(dx), free(dw), free(db);

@@ -92,6 +92,9 @@ void gq_cuda_attention_floats(int B, int T, int C, int NH, size_t *saved, size_t
  * environment decides at the first use (GQ_CUDA_ATTN=cublas: 0; else 1). Change it only between
  * models: a model plans its activations for the form (attention_floats). */
 void gq_cuda_set_attention_tc(int on);
+/* layernorm_backward in one pass over the rows (1, the default) or the two-pass form (0; rows
+ * wider than 2048 always): for benchmarks and tests; returns the previous setting */
+int gq_cuda_set_layernorm_fused(int on);
 /* Flash-style attention (no (T,T) matrix): lse (B,NH,T) saves the log-sum-exp of the scaled
  * scores; the backward recomputes the probabilities (out is the forward's output). Head size
  * at most 128. Same results as the op-table attention to fp32 round-off. */
