@@ -388,11 +388,20 @@ int main(int argc, char **argv) {
         const char *names[] = {"int8", "int4-g64", "int4-g32", "int4a-g64", "nf4-g64", "nf4-g64-dq", "fp4-g64"};
         gq_qspec specs[] = {{GQ_QF_INT8, 0, 0, 0}, {GQ_QF_INT4, 64, 0, 0}, {GQ_QF_INT4, 32, 0, 0}, {GQ_QF_INT4A, 64, 0, 0},
                             {GQ_QF_NF4, 64, 0, 0}, {GQ_QF_NF4, 64, 1, 0},  {GQ_QF_FP4, 64, 0, 0}};
-        for (int k = 0; k < 7; k++) {
+        for (int k = 0; k < 7; k++) { /* session 14's warp form, then (same run) a thread per group */
             void *work = dalloc(G->fakequant_workspace(rows, cols, &specs[k]));
             char label[64];
             snprintf(label, sizeof label, "fakequant %s [3072,768]", names[k]);
             TIME(label, (double)n * 9, 0, G->fakequant_forward(z, mask, w, rows, cols, &specs[k], work, 0));
+            if (k) {
+                const double warp_ms = g_last_ms;
+                gq_cuda_set_fakequant_warp(0);
+                snprintf(label, sizeof label, "fakequant %s, thread per group", names[k]);
+                TIME(label, (double)n * 9, 0, G->fakequant_forward(z, mask, w, rows, cols, &specs[k], work, 0));
+                gq_cuda_set_fakequant_warp(1);
+                printf("| fakequant %s: thread per group / warp form time | %.2fx | | | | |\n", names[k],
+                       g_last_ms / warp_ms);
+            }
             G->free(work);
         }
         TIME("fakequant_backward (mask)", (double)n * 9, 0, G->fakequant_backward(z, mask, n));

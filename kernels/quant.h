@@ -152,7 +152,108 @@ GQ_HD int gq_fp4_code(float y) {
     return (y < 0 && best) ? (best | 8) : best;
 }
 
-/* ---- group-level primitives (codes are unpacked: one uint8 per value) ---- */
+/* ---- group-level primitives (codes are unpacked: one uint8 per value) ----
+ * A group's quantization is three steps: the statistics of its values (gq_qstats: which the
+ * format needs of them), the group's parameters from those (gq_qgroup_params: the stored scale,
+ * the factor codes use, int4a's zero point), and each value's code alone (gq_qgroup_code). The
+ * group functions below run them in sequence; the CUDA fake-quant runs the statistics as a
+ * reduction across a warp's lanes (gq_qstats_merge) and the codes in parallel
+ * (kernels/cuda/fakequant.cu): the same definitions, so the same bits. For q8_0 (Q8_0's
+ * arithmetic), int4 / int3 / int2, int4a, nf4 and fp4 (int8 per row: gq_q8_group). */
+typedef struct {
+    float amax;   /* largest |x| (0 for an empty or zero group) */
+    float m;      /* the first value (lowest index) with |x| == amax; 0 for a zero group */
+    float lo, hi; /* min(0, min x), max(0, max x) */
+} gq_qstats;
+
+GQ_HD gq_qstats gq_qstats_zero(void) {
+    gq_qstats z = {0.0f, 0.0f, 0.0f, 0.0f};
+    return z;
+}
+/* the statistics of a run of values, a value appended (in index order) */
+GQ_HD void gq_qstats_add(gq_qstats *s, float x) {
+    if (s->amax < fabsf(x)) s->amax = fabsf(x), s->m = x;
+    s->lo = x < s->lo ? x : s->lo;
+    s->hi = x > s->hi ? x : s->hi;
+}
+/* the statistics of run a followed by run b (b's values all after a's) */
+GQ_HD gq_qstats gq_qstats_merge(gq_qstats a, gq_qstats b) {
+    if (a.amax < b.amax) a.amax = b.amax, a.m = b.m;
+    a.lo = b.lo < a.lo ? b.lo : a.lo;
+    a.hi = b.hi > a.hi ? b.hi : a.hi;
+    return a;
+}
+
+typedef struct {
+    float sc; /* the stored scale: a value is gq_qvalue(f, code, sc, zero) */
+    float k;  /* what codes multiply by (q8_0, int4 / int3 / int2: the reciprocal of the unrounded
+               * scale) or divide by (int4a, nf4, fp4: the scale) */
+    int zero; /* int4a's zero point */
+} gq_qparams;
+
+GQ_HD gq_qparams gq_qgroup_params(gq_qformat f, gq_qstats s) {
+    gq_qparams p = {1.0f, 1.0f, 0};
+    switch (f) {
+    case GQ_QF_Q8_0: { /* Q8_0: d = amax / 127, codes round(x * (1 / d)), fp16 scale */
+        const float d = s.amax / 127.0f;
+        p.k = d != 0.0f ? 1.0f / d : 0.0f;
+        p.sc = gq_f16_to_f32(gq_f32_to_f16(d));
+        break;
+    }
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: { /* d = m / -2^(k-1), the reciprocal in fp32, fp16 scale */
+        const float half = (float)(1 << ((f == GQ_QF_INT4 ? 4 : f == GQ_QF_INT3 ? 3 : 2) - 1));
+        const float d = s.m / -half;
+        p.k = d != 0.0f ? 1.0f / d : 0.0f;
+        p.sc = gq_f16_to_f32(gq_f32_to_f16(d));
+        break;
+    }
+    case GQ_QF_INT4A: { /* s = fp16((max - min) / 15) (1 for a zero group), z = clamp(rint(-min / s)) */
+        float sc = gq_f16_to_f32(gq_f32_to_f16((s.hi - s.lo) / 15.0f));
+        if (sc == 0.0f) sc = 1.0f;
+        float z = rintf(-s.lo / sc);
+        z = z > 15.0f ? 15.0f : z < 0.0f ? 0.0f : z;
+        p.sc = p.k = sc, p.zero = (int)z;
+        break;
+    }
+    default: { /* nf4: absmax; fp4: absmax / 6 (1 for a zero group) */
+        float sc = f == GQ_QF_FP4 ? s.amax / 6.0f : s.amax;
+        if (sc == 0.0f) sc = 1.0f;
+        p.sc = p.k = sc;
+        break;
+    }
+    }
+    return p;
+}
+
+GQ_HD int gq_qgroup_code(gq_qformat f, float x, gq_qparams p) {
+    switch (f) {
+    case GQ_QF_Q8_0: return (uint8_t)(int8_t)roundf(x * p.k); /* int8, stored as uint8 */
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: {
+        const int bits = f == GQ_QF_INT4 ? 4 : f == GQ_QF_INT3 ? 3 : 2;
+        const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
+        float q = truncf(x * p.k + (half + 0.5f));
+        return (int)(q > top ? top : q < 0.0f ? 0.0f : q);
+    }
+    case GQ_QF_INT4A: {
+        float q = rintf(x / p.k) + (float)p.zero;
+        return (int)(q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q);
+    }
+    case GQ_QF_NF4: return gq_nf4_code(x / p.k);
+    default: return gq_fp4_code(x / p.k);
+    }
+}
+
+/* a group's codes from its statistics; returns the stored scale */
+GQ_HD float gq_qgroup_codes(gq_qformat f, const float *x, int n, gq_qstats s, uint8_t *codes, uint8_t *zero) {
+    const gq_qparams p = gq_qgroup_params(f, s);
+    for (int i = 0; i < n; i++) codes[i] = (uint8_t)gq_qgroup_code(f, x[i], p);
+    if (zero) *zero = (uint8_t)p.zero;
+    return p.sc;
+}
 
 /* int8 per row / q8_0 style symmetric: scale = amax / 127. ggml_q8 selects Q8_0's exact
  * arithmetic (reciprocal, round half away from zero, fp16 scale); otherwise the division and
@@ -160,12 +261,12 @@ GQ_HD int gq_fp4_code(float y) {
 GQ_HD float gq_q8_group(const float *x, int n, uint8_t *codes, int ggml_q8) {
     float amax = 0.0f;
     for (int i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-    float d = amax / 127.0f;
     if (ggml_q8) {
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        for (int i = 0; i < n; i++) codes[i] = (uint8_t)(int8_t)roundf(x[i] * id);
-        return gq_f16_to_f32(gq_f32_to_f16(d));
+        gq_qstats s = gq_qstats_zero();
+        s.amax = amax;
+        return gq_qgroup_codes(GQ_QF_Q8_0, x, n, s, codes, NULL);
     }
+    float d = amax / 127.0f;
     if (d == 0.0f) d = 1.0f; /* a zero row gets scale 1 */
     for (int i = 0; i < n; i++) {
         float q = rintf(x[i] / d);
@@ -179,47 +280,28 @@ GQ_HD float gq_q8_group(const float *x, int n, uint8_t *codes, int ggml_q8) {
  * where m is the signed value of largest magnitude, q = min(2^k - 1, trunc(x / d + 2^(k-1) + 0.5))
  * computed with the reciprocal in fp32, value = (q - 2^(k-1)) * fp16(d). Returns fp16(d). */
 GQ_HD float gq_qsym_group(const float *x, int n, int bits, uint8_t *codes) {
-    float amax = 0.0f, m = 0.0f;
+    gq_qstats s = gq_qstats_zero();
     for (int i = 0; i < n; i++)
-        if (amax < fabsf(x[i])) amax = fabsf(x[i]), m = x[i];
-    const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
-    float d = m / -half, id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int i = 0; i < n; i++) {
-        float q = truncf(x[i] * id + (half + 0.5f));
-        q = q > top ? top : q < 0.0f ? 0.0f : q;
-        codes[i] = (uint8_t)q;
-    }
-    return gq_f16_to_f32(gq_f32_to_f16(d));
+        if (s.amax < fabsf(x[i])) s.amax = fabsf(x[i]), s.m = x[i];
+    return gq_qgroup_codes(bits == 4 ? GQ_QF_INT4 : bits == 3 ? GQ_QF_INT3 : GQ_QF_INT2, x, n, s, codes, NULL);
 }
 
 /* Asymmetric 4-bit group: s = (max - min) / 15 (fp16), z = clamp(rint(-min / s), 0, 15),
  * q = clamp(rint(x / s) + z, 0, 15), value = (q - z) * s. The range always includes 0. */
 GQ_HD float gq_qasym_group(const float *x, int n, uint8_t *codes, uint8_t *zero) {
-    float lo = 0.0f, hi = 0.0f;
+    gq_qstats s = gq_qstats_zero();
     for (int i = 0; i < n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
+        s.lo = x[i] < s.lo ? x[i] : s.lo;
+        s.hi = x[i] > s.hi ? x[i] : s.hi;
     }
-    float s = gq_f16_to_f32(gq_f32_to_f16((hi - lo) / 15.0f));
-    if (s == 0.0f) s = 1.0f; /* a zero group gets scale 1 */
-    float z = rintf(-lo / s);
-    z = z > 15.0f ? 15.0f : z < 0.0f ? 0.0f : z;
-    for (int i = 0; i < n; i++) {
-        float q = rintf(x[i] / s) + z;
-        codes[i] = (uint8_t)(q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q);
-    }
-    *zero = (uint8_t)z;
-    return s;
+    return gq_qgroup_codes(GQ_QF_INT4A, x, n, s, codes, zero);
 }
 
 /* NF4 / FP4 block: absmax scale (fp32); returns absmax (nf4) or absmax / 6 (fp4). */
 GQ_HD float gq_q4code_group(const float *x, int n, int fp4, uint8_t *codes) {
-    float amax = 0.0f;
-    for (int i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-    float s = fp4 ? amax / 6.0f : amax;
-    if (s == 0.0f) s = 1.0f;
-    for (int i = 0; i < n; i++) codes[i] = (uint8_t)(fp4 ? gq_fp4_code(x[i] / s) : gq_nf4_code(x[i] / s));
-    return s;
+    gq_qstats s = gq_qstats_zero();
+    for (int i = 0; i < n; i++) s.amax = fabsf(x[i]) > s.amax ? fabsf(x[i]) : s.amax;
+    return gq_qgroup_codes(fp4 ? GQ_QF_FP4 : GQ_QF_NF4, x, n, s, codes, NULL);
 }
 
 /* ---- activations: int8 in blocks of 32 (W8A8) ----

@@ -34,7 +34,8 @@
 #               training with it and with GQ_CUDA_ATTN=cublas (the session-7 bf16 form); and
 #               session 14's cuBLASLt epilogues: their test lines, bench_cuda's fused vs
 #               separate rows, 124M bf16 training with GQ_CUDA_LT=0; the one-pass
-#               layernorm backward beside the two-pass one (bench_cuda)
+#               layernorm backward and the warp-per-group fake-quant beside their session-7
+#               forms (bench_cuda), and their sanitizer runs
 #       next    the next session's first call: what session 7 wrote after its device calls, then
 #               the 124M bench + ncu, compare --device cuda, 124M training tf32 / bf16 + ncu
 #       llmc    llm.c's GPT-2 124M trainer (train_gpt2cu, built here by llmc-build) on the same
@@ -316,13 +317,16 @@ attn() {
         $bin/test_cuda_ops
     done
   done
+  # session 14's warp-per-group fake-quant (shuffles only: memcheck for its idle lanes)
+  GQ_TEST_SMALL=1 GQ_TEST_ONLY=fakequant t memcheck_fakequant 90 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $bin/test_cuda_ops
   for a in tc cublas; do # the tiny model's 200 bf16 steps (session 7, cublas: validation 4.8484; CPU fp32 4.8460)
     GQ_CUDA_ATTN=$a t tiny-bf16-$a 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 \
       --steps 200 --eval-every 50 --out "$w/tiny-$a" --device cuda --precision bf16
     grep -E "val" "$logs/tiny-bf16-$a.log" | tail -1
   done
   t bench_cuda 120 $bin/bench_cuda
-  grep -E "attention|copy|epi|separate / fused|layernorm_backward" "$logs/bench_cuda.log"
+  grep -E "attention|copy|epi|separate / fused|layernorm_backward|fakequant" "$logs/bench_cuda.log"
   PYTHONUNBUFFERED=1 timeout 90 python3 bench/attention_torch.py 2>&1 | tee "$logs/attention_torch.log" | grep -E "sdpa|Error"
   GQ_CUDA_TC=wmma t 124m-bf16-tc-wmma 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \

@@ -762,6 +762,28 @@ static void case_fakequant(shape s) {
         fakequant_one(f[i].name, f[i].spec, 37, 256);
         fakequant_one(f[i].name, f[i].spec, 301, 384); /* > 256 groups: several double-quant blocks */
     }
+    /* the CUDA kernel's lane layouts: groups of 8 and 16 (several a warp), 96 and 256 (3 and 8
+     * values a lane); 24 takes the thread-per-group kernel; and, with the warp form off, that
+     * kernel for the common sizes too */
+    struct {
+        const char *name;
+        gq_qspec spec;
+        int cols;
+    } g[] = {{"int4-g8", {GQ_QF_INT4, 8, 0, 0}, 256},  {"nf4-g16", {GQ_QF_NF4, 16, 0, 0}, 256},
+             {"int3-g96", {GQ_QF_INT3, 96, 0, 0}, 384}, {"int4a-g256", {GQ_QF_INT4A, 256, 0, 0}, 512},
+             {"fp4-g256", {GQ_QF_FP4, 256, 0, 0}, 512}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0}, 96},
+             {"int4-g24", {GQ_QF_INT4, 24, 0, 0}, 384}, {"nf4-g16-dq", {GQ_QF_NF4, 16, 1, 0}, 384}};
+    for (size_t i = 0; i < sizeof g / sizeof *g; i++) {
+        fakequant_one(g[i].name, g[i].spec, 37, g[i].cols);
+        fakequant_one(g[i].name, g[i].spec, 301, g[i].cols);
+    }
+    if (strcmp(GPU->name, "cpu")) {
+        const int was = gq_cuda_set_fakequant_warp(0);
+        fakequant_one("int4-g32 (thread per group)", f[2].spec, 301, 384);
+        fakequant_one("int4a-g64 (thread per group)", f[5].spec, 301, 384);
+        fakequant_one("nf4-g64-dq (thread per group)", f[9].spec, 301, 384);
+        gq_cuda_set_fakequant_warp(was);
+    }
 }
 
 /* W8A8 activation fake-quant (in place, blocks of 32) against the CPU op, bit for bit: random

@@ -95,6 +95,9 @@ void gq_cuda_set_attention_tc(int on);
 /* layernorm_backward in one pass over the rows (1, the default) or the two-pass form (0; rows
  * wider than 2048 always): for benchmarks and tests; returns the previous setting */
 int gq_cuda_set_layernorm_fused(int on);
+/* fake-quant of the absmax formats with a warp's lanes per group (1, the default) or a thread
+ * per group (0, session 7's form): for benchmarks and tests; returns the previous setting */
+int gq_cuda_set_fakequant_warp(int on);
 /* Flash-style attention (no (T,T) matrix): lse (B,NH,T) saves the log-sum-exp of the scaled
  * scores; the backward recomputes the probabilities (out is the forward's output). Head size
  * at most 128. Same results as the op-table attention to fp32 round-off. */

@@ -1,6 +1,8 @@
 /* fakequant (CUDA): QAT's quantize-dequantize with quant.h's group functions compiled for the
- * device (one definition, DESIGN.md decision 1), bit-identical to the CPU reference: one
- * thread per group (groups of up to 256 values), one block per row for int8 per-row, and for
+ * device (one definition, DESIGN.md decision 1), bit-identical to the CPU reference: the absmax
+ * formats with a warp's lanes per group (statistics by shuffles, then the codes in parallel;
+ * groups that are multiples of 32 up to 256, or divide 32), searched scales and other group
+ * sizes one thread per group (up to 256 values), one block per row for int8 per-row, and for
  * nf4 with double quantization the same staged order as quant.h (exact absmax per group, the
  * mean summed per block of 256 groups in double and then over blocks, int8 absmax codes). */
 #include "cuda_ops.h"
@@ -49,6 +51,76 @@ static __global__ void fq_group_kernel(O *out, uint8_t *mask, const float *w, si
         gq_st(&out[k * g + i], y);
         mask[k * g + i] = !gq_qclipped(f, search, x[i], y, sc);
     }
+}
+
+/* The absmax formats (not searched, not int8) with L lanes per group: L = 32 where the group
+ * is a multiple of 32 values, else the group's size where it divides 32 (several groups a warp);
+ * P = g / L values a lane, contiguous. Each lane takes its values' statistics in index order, the
+ * group's lanes merge theirs by shuffles (the lower lanes' run first, quant.h's first-largest
+ * rule: gq_qstats_merge), then every lane codes its values alone (gq_qgroup_params,
+ * gq_qgroup_code): quant.h's group functions in parallel, the same bits. One pass over the
+ * weights: the finite check is folded in (the lowest bad index, as fq_check_finite_kernel). */
+template <class O, int P>
+static __global__ void fq_warp_kernel(O *out, uint8_t *mask, const float *w, size_t groups, int L, gq_qformat f,
+                                      const float *dq_scales, unsigned long long *bad) {
+    const int lane = threadIdx.x % 32, sub = lane % L;
+    const size_t k = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32 * (size_t)(32 / L) + (size_t)(lane / L);
+    const bool live = k < groups;
+    const size_t base = k * (size_t)(L * P) + (size_t)sub * P;
+    float v[P];
+    gq_qstats s = gq_qstats_zero();
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        v[i] = live ? w[base + i] : 0.0f;
+        if (!isfinite(v[i])) atomicMin(bad, (unsigned long long)(base + i));
+        gq_qstats_add(&s, v[i]);
+    }
+    for (int o = 1; o < L; o <<= 1) {
+        gq_qstats t;
+        t.amax = __shfl_xor_sync(0xffffffffu, s.amax, o);
+        t.m = __shfl_xor_sync(0xffffffffu, s.m, o);
+        t.lo = __shfl_xor_sync(0xffffffffu, s.lo, o);
+        t.hi = __shfl_xor_sync(0xffffffffu, s.hi, o);
+        s = (sub & o) ? gq_qstats_merge(t, s) : gq_qstats_merge(s, t);
+    }
+    if (!live) return;
+    const gq_qparams p = gq_qgroup_params(f, s);
+    const float sc = dq_scales ? dq_scales[k] : p.sc; /* nf4 double quant: codes from the exact scale */
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        const float y = gq_qvalue(f, gq_qgroup_code(f, v[i], p), sc, p.zero);
+        gq_st(&out[base + i], y);
+        mask[base + i] = !gq_qclipped(f, 0, v[i], y, sc);
+    }
+}
+
+/* lanes per group for fq_warp_kernel, or 0 where it does not take the group size */
+static int fq_lanes(int g) { return g % 32 == 0 && g / 32 <= 8 ? 32 : g < 32 && 32 % g == 0 ? g : 0; }
+
+template <class O>
+static int fq_warp_launch(O *out, uint8_t *mask, const float *w, size_t groups, int g, gq_qformat f,
+                          const float *dq, unsigned long long *bad) {
+    const int L = fq_lanes(g), P = g / L;
+    const size_t warps = (groups + (size_t)(32 / L) - 1) / (size_t)(32 / L);
+    const unsigned blocks = (unsigned)((warps + 7) / 8);
+    switch (P) {
+    case 1: return gq_launch(fq_warp_kernel<O, 1>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 2: return gq_launch(fq_warp_kernel<O, 2>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 3: return gq_launch(fq_warp_kernel<O, 3>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 4: return gq_launch(fq_warp_kernel<O, 4>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 5: return gq_launch(fq_warp_kernel<O, 5>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 6: return gq_launch(fq_warp_kernel<O, 6>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 7: return gq_launch(fq_warp_kernel<O, 7>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    default: return gq_launch(fq_warp_kernel<O, 8>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    }
+}
+
+static int g_fq_warp = 1;
+
+extern "C" int gq_cuda_set_fakequant_warp(int on) {
+    const int was = g_fq_warp;
+    g_fq_warp = on != 0;
+    return was;
 }
 
 /* int8 per output row: one block per row */
@@ -146,8 +218,14 @@ static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, in
     double *bsum = (double *)((char *)scales + round16(groups * sizeof(float)));
 
     GQ_CUDA_CHECK(cudaMemsetAsync(&wk->bad, 0xff, sizeof wk->bad));
-    GQ_TRY(gq_launch(fq_check_finite_kernel, gq_cuda_grid(n, 256), 256, 0, wk, w, n));
     unsigned long long bad;
+    const int warp_form = g_fq_warp && f != GQ_QF_INT8 && !search && fq_lanes(g);
+    if (warp_form && !(f == GQ_QF_NF4 && spec->double_quant)) { /* one pass, the finite check in it */
+        GQ_TRY(fq_warp_launch(out, mask, w, groups, g, f, (const float *)NULL, &wk->bad));
+        GQ_CUDA_CHECK(cudaMemcpy(&bad, &wk->bad, sizeof bad, cudaMemcpyDeviceToHost));
+        return bad != ULLONG_MAX ? gq_errf(GQ_ENAN, "value %llu is not finite", bad) : GQ_OK;
+    }
+    GQ_TRY(gq_launch(fq_check_finite_kernel, gq_cuda_grid(n, 256), 256, 0, wk, w, n));
     GQ_CUDA_CHECK(cudaMemcpy(&bad, &wk->bad, sizeof bad, cudaMemcpyDeviceToHost));
     if (bad != ULLONG_MAX) return gq_errf(GQ_ENAN, "value %llu is not finite", bad);
 
@@ -164,6 +242,7 @@ static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, in
         GQ_TRY(gq_launch(fq_nf4_dq_kernel, gq_cuda_blocks(blocks, 128), 128, 0, scales, wk, groups));
         dq = scales;
     }
+    if (warp_form) return fq_warp_launch(out, mask, w, groups, g, f, dq, &wk->bad); /* (nf4-dq: checked above) */
     GQ_TRY(gq_launch(fq_group_kernel<O>, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, search, dq));
     return GQ_OK;
 }
