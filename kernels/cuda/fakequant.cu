@@ -72,7 +72,11 @@ static __global__ void fq_warp_kernel(O *out, uint8_t *mask, const float *w, siz
 #pragma unroll
     for (int i = 0; i < P; i++) {
         v[i] = live ? w[base + i] : 0.0f;
-        if (!isfinite(v[i])) atomicMin(bad, (unsigned long long)(base + i));
+        if (!isfinite(v[i])) { /* refused (the caller returns GQ_ENAN); coded as 0 meanwhile, so
+                                * that no code comes from a non-finite value (undefined) */
+            atomicMin(bad, (unsigned long long)(base + i));
+            v[i] = 0.0f;
+        }
         gq_qstats_add(&s, v[i]);
     }
     for (int o = 1; o < L; o <<= 1) {
