@@ -398,16 +398,15 @@ GQ_HD int gq_qsearchable(gq_qformat f) {
 }
 
 /* The code of x under the reciprocal scale id and zero point z: the nearest level, clamped to
- * the format's range (the symmetric formats round as gq_qsym_group). */
+ * the format's range (the symmetric formats: gq_qgroup_code's rule, which multiplies by the
+ * reciprocal too; int4a, nf4 and fp4 here multiply where the absmax groups divide). */
 GQ_HD int gq_qcode_at(gq_qformat f, float x, float id, int z) {
     switch (f) {
     case GQ_QF_INT4:
     case GQ_QF_INT3:
     case GQ_QF_INT2: {
-        const int bits = f == GQ_QF_INT4 ? 4 : f == GQ_QF_INT3 ? 3 : 2;
-        const float half = (float)(1 << (bits - 1)), top = (float)((1 << bits) - 1);
-        float q = truncf(x * id + (half + 0.5f));
-        return (int)(q > top ? top : q < 0.0f ? 0.0f : q);
+        const gq_qparams p = {1.0f, id, 0};
+        return gq_qgroup_code(f, x, p);
     }
     case GQ_QF_INT4A: {
         float q = rintf(x * id) + (float)z;
