@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { LT_PLANS = 64, LT_KEY = 15 };
+enum { LT_PLANS = 64, LT_KEY = 14 };
 static const size_t LT_WORKSPACE = (size_t)32 << 20; /* cuBLAS's advice for Hopper: 32 MiB */
 
 typedef struct {
@@ -81,7 +81,7 @@ static void plan_free(lt_plan *p) {
         }                                                                                            \
     } while (0)
 
-/* A new plan for key (ta, tb, M, N, K, lda, ldb, ldd, a16, d16, epi, has_c, mode, has_bias, 0) in
+/* A new plan for key (ta, tb, M, N, K, lda, ldb, ldd, a16, d16, epi, has_c, mode, has_bias) in
  * row-major terms; cuBLASLt is column-major, so it computes D^T (N, M) = op(B)^T op(A)^T: our B
  * is its A and our A its B. bias and aux: the first call's pointers (the heuristic looks at their
  * alignment; every pointer here is 16-byte aligned, gq_cuda_lt_matmul checks). */
@@ -158,7 +158,7 @@ int gq_cuda_lt_matmul(int ta, int tb, int M, int N, int K, const void *A, int ld
         g_refused++;
         return GQ_EUNSUPPORTED;
     }
-    const int key[LT_KEY] = {ta, tb, M, N, K, lda, ldb, ldd, a16, d16, epi, C != NULL, mode, bias != NULL, 0};
+    const int key[LT_KEY] = {ta, tb, M, N, K, lda, ldb, ldd, a16, d16, epi, C != NULL, mode, bias != NULL};
     lt_plan *p = NULL;
     for (int i = 0; i < LT_PLANS && !p; i++)
         if (g_plans[i].used && !memcmp(g_plans[i].key, key, sizeof key)) p = &g_plans[i];
