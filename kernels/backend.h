@@ -109,9 +109,14 @@ typedef struct gq_backend {
      * value was clipped (the straight-through estimator passes no gradient there), else 1.
      * out_bf16: out is a bf16 array (the values rounded to nearest; a bf16 working copy of the
      * weights, bf16_operands); GQ_EUNSUPPORTED on a backend without bf16 arrays.
-     * GQ_ENAN (message: the index) if w holds a non-finite value; out is then undefined. */
+     * A non-finite value in w refuses the call (out and mask are then undefined): with status
+     * NULL the call answers GQ_ENAN (message: the index); with status (one word of backend
+     * memory) it answers GQ_OK and leaves in *status the lowest index of a non-finite value, or
+     * UINT64_MAX where all are finite, without waiting for the device (the caller reads the
+     * words of a run of calls back at once: one wait per refresh of the weights, not one per
+     * tensor). */
     int (*fakequant_forward)(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                             void *work, int out_bf16);
+                             void *work, int out_bf16, uint64_t *status);
     /* STE backward, in place: grad (n) = mask ? grad : 0 */
     int (*fakequant_backward)(float *grad, const uint8_t *mask, size_t n);
     /* W8A8: activation fake-quant in place over n values (the input rows of a matrix product;

@@ -490,20 +490,29 @@ static void fakequant_one(const char *name, gq_qspec spec, int rows, int cols) {
     float *d_w = dev(w, n * 4), *d_y = dev_poison(n * 4), *d_gr = dev(gr, n * 4);
     uint8_t *d_mask = dev_poison(n);
     void *d_work = dev(NULL, GPU->fakequant_workspace(rows, cols, &spec));
-    CHECK_OK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 0));
-    CHECK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 1) == GQ_EUNSUPPORTED);
+    CHECK_OK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 0, NULL));
+    CHECK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 1, NULL) == GQ_EUNSUPPORTED);
     uint8_t *gm = malloc(n);
     char what[96];
     if (strcmp(GPU->name, "cpu")) { /* bf16 output (a bf16 working copy): the values rounded to nearest */
         void *d_y16 = dev_poison(n * 2);
-        CHECK_OK(GPU->fakequant_forward(d_y16, d_mask, d_w, rows, cols, &spec, d_work, 1));
+        CHECK_OK(GPU->fakequant_forward(d_y16, d_mask, d_w, rows, cols, &spec, d_work, 1, NULL));
         snprintf(what, sizeof what, "fakequant %s [%d,%d] bf16 out", name, rows, cols);
         compare_dev_bf16(what, d_y16, y, n);
         CHECK_OK(GPU->download(gm, d_mask, n));
         CHECKF(!memcmp(gm, mask, n), "%s: STE masks differ", what);
         GPU->free(d_y16);
     }
-    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0));
+    /* with a status word (the trainer's form: nothing waits): the same values, the word says all finite */
+    uint64_t *d_status = dev(NULL, 2 * sizeof(uint64_t)), status[2] = {0, 0};
+    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0, d_status + 1));
+    snprintf(what, sizeof what, "fakequant %s [%d,%d] (status word)", name, rows, cols);
+    compare_dev(what, d_y, y, n, 0, 0);
+    CHECK_OK(GPU->download(status, d_status, sizeof status));
+    CHECKF(status[0] == 0 && status[1] == UINT64_MAX, "%s: status words %llx %llx", what,
+           (unsigned long long)status[0], (unsigned long long)status[1]);
+    GPU->upload(d_y, gr, n * 4); /* (not the answer) */
+    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0, NULL));
     snprintf(what, sizeof what, "fakequant %s [%d,%d]", name, rows, cols);
     compare_dev(what, d_y, y, n, 0, 0);
     CHECK_OK(GPU->download(gm, d_mask, n));
@@ -514,12 +523,30 @@ static void fakequant_one(const char *name, gq_qspec spec, int rows, int cols) {
     CHECK_OK(GPU->fakequant_backward(d_gr, d_mask, n));
     snprintf(what, sizeof what, "fakequant_backward %s (%zu clipped)", name, clipped);
     compare_dev(what, d_gr, gr, n, 0, 0);
-    /* a non-finite weight is refused with its index */
-    w[n - 3] = NAN;
+    /* a non-finite weight is refused with the lowest such index: at once without a status word,
+     * in the word with one (and the next call's word is its own) */
+    const size_t first = n / 3 + 1;
+    w[n - 3] = NAN, w[first] = -INFINITY;
     CHECK_OK(GPU->upload(d_w, w, n * 4));
-    int rc = GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0);
-    CHECKF(rc == GQ_ENAN && strstr(gq_errmsg(rc), "is not finite"), "%s: NaN weight: rc %d", name, rc);
-    GPU->free(d_w), GPU->free(d_y), GPU->free(d_gr), GPU->free(d_mask), GPU->free(d_work);
+    char want[64];
+    snprintf(want, sizeof want, "value %zu is not finite", first);
+    int rc = GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0, NULL);
+    CHECKF(rc == GQ_ENAN && strstr(gq_errmsg(rc), want), "%s: NaN weight: rc %d (%s)", name, rc, gq_errmsg(rc));
+    rc = CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 0, NULL);
+    CHECKF(rc == GQ_ENAN && strstr(gq_errmsg(rc), want), "%s: NaN weight on the CPU: rc %d", name, rc);
+    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0, d_status));
+    uint64_t cpu_status = 0;
+    CHECK_OK(CPU->fakequant_forward(y, mask, w, rows, cols, &spec, work_h, 0, &cpu_status));
+    CHECK_OK(GPU->download(status, d_status, sizeof status));
+    CHECKF(status[0] == first && cpu_status == first && status[1] == UINT64_MAX,
+           "%s: status words after a NaN: %llu / CPU %llu (want %zu), the other %llx", name,
+           (unsigned long long)status[0], (unsigned long long)cpu_status, first, (unsigned long long)status[1]);
+    w[n - 3] = 0.01f, w[first] = 0.02f;
+    CHECK_OK(GPU->upload(d_w, w, n * 4));
+    CHECK_OK(GPU->fakequant_forward(d_y, d_mask, d_w, rows, cols, &spec, d_work, 0, d_status));
+    CHECK_OK(GPU->download(status, d_status, sizeof status));
+    CHECKF(status[0] == UINT64_MAX, "%s: the status word kept an earlier call's refusal", name);
+    GPU->free(d_w), GPU->free(d_y), GPU->free(d_gr), GPU->free(d_mask), GPU->free(d_work), GPU->free(d_status);
     free(w), free(y), free(gr), free(mask), free(work_h), free(gm);
 }
 

@@ -3,7 +3,8 @@
  *     equals the gradient of a float model whose weights ARE the fake-quant weights, bit for
  *     bit, except values that were clipped, whose gradient is 0;
  *   - after QAT steps, the loss of the fake-quant model equals the loss of its export read back
- *     through the dequantize path, exactly, for int4 (with clipping), nf4-dq and mixed rules.
+ *     through the dequantize path, exactly, for int4 (with clipping), nf4-dq and mixed rules;
+ *   - a non-finite latent weight refuses the refresh, naming the first such tensor and index.
  *   - bf16 precision on a backend with bf16 operands (CUDA): the working copy holds the
  *     matrices as bf16 arrays, each value the stochastic rounding of its master (the stream's
  *     bits of its index) or, where selected, the fake-quant rounded to nearest, the rest the
@@ -57,7 +58,7 @@ static size_t work_vs_expected(gq_gpt2 *q, int64_t step, int fq, float *got, flo
                 const struct gq_qat_tensor *t = &q->qat[k++];
                 void *work = malloc(cpu->fakequant_workspace(t->rows, t->cols, &t->spec));
                 uint8_t *mask = malloc(n);
-                CHECK_OK(cpu->fakequant_forward(want + off, mask, master + off, t->rows, t->cols, &t->spec, work, 0));
+                CHECK_OK(cpu->fakequant_forward(want + off, mask, master + off, t->rows, t->cols, &t->spec, work, 0, NULL));
                 free(work), free(mask);
             }
             for (size_t j = 0; j < n; j++)
@@ -228,6 +229,29 @@ int main(void) {
         CHECK_OK(gq_gpt2_forward(ref, in, tg, 2, 32, &lr));
         printf("%-40s after 3 QAT steps: fake-quant loss %.7f, exported model %.7f\n", formats[f], lq, lr);
         CHECK(lq == lr);
+        /* a non-finite master refuses the refresh, naming the first selected tensor that holds
+         * one and the value's index in it (the checks of all the tensors read back at once) */
+        if (q->n_qat >= 3) {
+            const struct gq_qat_tensor *a = &q->qat[1], *b = &q->qat[q->n_qat - 1];
+            float keep_a, keep_b, nan = NAN, inf = INFINITY;
+            CHECK_OK(be->download(&keep_a, q->params_mem + a->offset + 5, 4));
+            CHECK_OK(be->download(&keep_b, q->params_mem + b->offset + 2, 4));
+            CHECK_OK(be->upload(q->params_mem + a->offset + 5, &nan, 4));
+            CHECK_OK(be->upload(q->params_mem + b->offset + 2, &inf, 4));
+            int rc = gq_gpt2_refresh_weights(q, 5);
+            char want[160];
+            snprintf(want, sizeof want, "QAT: weight %s value 5 is not finite", a->name);
+            CHECKF(rc == GQ_ENAN && !strcmp(gq_errmsg(rc), want), "NaN master: rc %d \"%s\" (want \"%s\")", rc,
+                   gq_errmsg(rc), want);
+            CHECK_OK(be->upload(q->params_mem + a->offset + 5, &keep_a, 4));
+            rc = gq_gpt2_refresh_weights(q, 5);
+            snprintf(want, sizeof want, "QAT: weight %s value 2 is not finite", b->name);
+            CHECKF(rc == GQ_ENAN && !strcmp(gq_errmsg(rc), want), "inf master: rc %d \"%s\"", rc, gq_errmsg(rc));
+            CHECK_OK(be->upload(q->params_mem + b->offset + 2, &keep_b, 4));
+            CHECK_OK(gq_gpt2_refresh_weights(q, 4));
+            CHECK_OK(gq_gpt2_forward(q, in, tg, 2, 32, &lr));
+            CHECK(lq == lr); /* the refused refreshes left nothing behind */
+        }
         gq_gpt2_free(q);
         gq_gpt2_free(ref);
         free(hq), free(hr), free(hmask);

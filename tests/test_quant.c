@@ -264,7 +264,7 @@ static void test_fakequant_chunks(void) {
     for (size_t c = 0; c < sizeof specs / sizeof *specs; c++) {
         const gq_qspec *s = &specs[c];
         void *work = malloc(gq_cpu_fakequant_workspace(ROWS, COLS, s));
-        CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, s, work) == 0);
+        CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, s, work, NULL) == 0);
         holder h;
         alloc_q(&h, s, ROWS, COLS);
         CHECK(gq_quantize(s, w, ROWS, COLS, &h.q, NULL) == 0);
@@ -293,7 +293,13 @@ static void test_fakequant_chunks(void) {
     }
     w[ROWS * COLS - 5] = NAN;
     void *work = malloc(gq_cpu_fakequant_workspace(ROWS, COLS, &specs[2]));
-    CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, &specs[2], work) == GQ_ENAN);
+    CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, &specs[2], work, NULL) == GQ_ENAN);
+    uint64_t status = 0; /* with a status word: answered there, the call itself succeeds */
+    CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, &specs[2], work, &status) == 0);
+    CHECK(status == ROWS * COLS - 5);
+    w[ROWS * COLS - 5] = 0.0f;
+    CHECK(gq_cpu_fakequant_forward(out, mask, w, ROWS, COLS, &specs[2], work, &status) == 0);
+    CHECK(status == UINT64_MAX);
     free(work);
 }
 

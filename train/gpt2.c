@@ -202,6 +202,8 @@ void gq_gpt2_free(gq_gpt2 *m) {
     if (m->qat_mem) m->be->free(m->qat_mem);
     if (m->qat_mask) m->be->free(m->qat_mask);
     if (m->qat_work) m->be->free(m->qat_work);
+    if (m->qat_status) m->be->free(m->qat_status);
+    free(m->qat_status_host);
     free(m->qat);
     free(m->host_losses);
     free(m);
@@ -519,6 +521,9 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     if (rc) return rc;
     if ((rc = m->be->alloc((void **)&m->qat_mask, m->n_params))) return rc;
     if ((rc = m->be->alloc(&m->qat_work, max_work))) return rc;
+    if ((rc = m->be->alloc((void **)&m->qat_status, (size_t)m->n_qat * sizeof *m->qat_status))) return rc;
+    if (!(m->qat_status_host = malloc((size_t)m->n_qat * sizeof *m->qat_status_host)))
+        return gq_errf(GQ_ENOMEM, "out of memory");
     m->qat_on = 1;
     point_weights(m);
     return gq_gpt2_refresh_weights(m, m->sr_step);
@@ -577,15 +582,15 @@ int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step) {
         for (int l = 0; l < layers;) {
             const size_t at = off + (size_t)l * n;
             if (k < nq && m->qat[k].offset == at) {
-                const struct gq_qat_tensor *t = &m->qat[k++];
+                const struct gq_qat_tensor *t = &m->qat[k];
                 rc = m->be->fakequant_forward(dst + (size_t)l * wl, m->qat_mask + at, m->params_mem + at, t->rows,
-                                              t->cols, &t->spec, m->qat_work, b16);
+                                              t->cols, &t->spec, m->qat_work, b16, m->qat_status + k);
                 if (rc) {
                     char why[256];
                     snprintf(why, sizeof why, "%s", gq_errmsg(rc));
                     return gq_errf(rc, "QAT: weight %s %s", t->name, why);
                 }
-                l++;
+                k++, l++;
                 continue;
             }
             int l2 = l + 1; /* the run up to the next selected layer (one layer: an odd-sized bf16 one) */
@@ -598,6 +603,13 @@ int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step) {
         }
         off += m->tensor_numel[i];
     }
+    /* the finite checks of all the selected tensors at once: one wait per refresh */
+    if (nq && (rc = m->be->download(m->qat_status_host, m->qat_status, (size_t)nq * sizeof *m->qat_status)))
+        return rc;
+    for (k = 0; k < nq; k++)
+        if (m->qat_status_host[k] != UINT64_MAX)
+            return gq_errf(GQ_ENAN, "QAT: weight %s value %llu is not finite", m->qat[k].name,
+                           (unsigned long long)m->qat_status_host[k]);
     return GQ_OK;
 }
 

@@ -94,6 +94,8 @@ typedef struct gq_gpt2 {
         char name[96];
     } *qat;
     void *qat_work;            /* backend fake-quant workspace for the largest selected tensor */
+    uint64_t *qat_status;      /* (n_qat) backend memory: each tensor's finite check (fakequant_forward) */
+    uint64_t *qat_status_host; /* (n_qat) read back once per refresh */
     int qat_act8;              /* W8A8: the inputs of the selected products fake-quantized to int8 */
     float *host_losses; /* (B_max * T_max) */
     int last_B, last_T;  /* of the last forward */

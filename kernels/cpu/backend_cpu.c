@@ -41,8 +41,9 @@ static int no_bf16_arrays(const char *op) {
 }
 
 static int cpu_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                                 void *work, int out_bf16) {
-    return out_bf16 ? no_bf16_arrays("fake-quant") : gq_cpu_fakequant_forward(out, mask, w, rows, cols, spec, work);
+                                 void *work, int out_bf16, uint64_t *status) {
+    return out_bf16 ? no_bf16_arrays("fake-quant")
+                    : gq_cpu_fakequant_forward(out, mask, w, rows, cols, spec, work, status);
 }
 
 static int cpu_act_fakequant(float *x, size_t n, int bf16) {

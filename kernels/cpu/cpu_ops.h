@@ -38,8 +38,9 @@ int gq_cpu_sum_squares(double *out, const float *g, size_t n);
 int gq_cpu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                         float eps, float weight_decay, int t, float grad_scale);
 size_t gq_cpu_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
+/* status: backend.h's fakequant_forward (NULL: GQ_ENAN for a non-finite value) */
 int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                             void *work);
+                             void *work, uint64_t *status);
 int gq_cpu_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
 int gq_cpu_act_fakequant(float *x, size_t n);
 int gq_cpu_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base);

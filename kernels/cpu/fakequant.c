@@ -41,7 +41,7 @@ static gq_qtensor row_slice(const gq_qtensor *q, const gq_qspec *spec, int r0, i
 enum { FQ_CHUNK_VALUES = 1 << 16 };
 
 int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                             void *work) {
+                             void *work, uint64_t *status) {
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
     gq_qtensor q = carve_work(work, rows, cols, spec);
@@ -62,7 +62,8 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
             bad = at + (size_t)r0 * cols < bad ? at + (size_t)r0 * cols : bad;
         }
     }
-    if (bad != (size_t)-1) return gq_errf(GQ_ENAN, "value %zu is not finite", bad);
+    if (status) *status = bad == (size_t)-1 ? UINT64_MAX : (uint64_t)bad;
+    if (bad != (size_t)-1) return status ? GQ_OK : gq_errf(GQ_ENAN, "value %zu is not finite", bad);
     if (f == GQ_QF_NF4 && spec->double_quant) gq_nf4_double_quant(&q, gq_qn_groups(spec, rows, cols));
 #pragma omp parallel for schedule(static) if (nchunks > 1)
     for (int c = 0; c < nchunks; c++) {

@@ -166,9 +166,10 @@ int gq_cuda_sum_squares(double *out, const float *g, size_t n);
 int gq_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                          float eps, float weight_decay, int t, float grad_scale);
 size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
-/* out: floats, or bf16 (out_bf16: the values rounded to nearest even) */
+/* out: floats, or bf16 (out_bf16: the values rounded to nearest even); status: backend.h's
+ * fakequant_forward (device memory; NULL: wait and answer GQ_ENAN for a non-finite value) */
 int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                              void *work, int out_bf16);
+                              void *work, int out_bf16, uint64_t *status);
 int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
 /* W8A8 activation fake-quant in place (backend.h act_fakequant; bf16: x a bf16 array) */
 int gq_cuda_act_fakequant(float *x, size_t n, int bf16);

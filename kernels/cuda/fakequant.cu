@@ -4,7 +4,10 @@
  * groups that are multiples of 32 up to 256, or divide 32), searched scales and other group
  * sizes one thread per group (up to 256 values), one block per row for int8 per-row, and for
  * nf4 with double quantization the same staged order as quant.h (exact absmax per group, the
- * mean summed per block of 256 groups in double and then over blocks, int8 absmax codes). */
+ * mean summed per block of 256 groups in double and then over blocks, int8 absmax codes).
+ * Nothing waits for the device but a call without a status word: the finite check leaves its
+ * answer in device memory (`bad`), and the kernels after it read that word and do nothing once
+ * it names a value (a refused call's output is undefined; no code comes from a non-finite value). */
 #include "cuda_ops.h"
 #include "cuda_util.cuh"
 #include "sround.h"
@@ -14,22 +17,26 @@
 enum { FQ_MAX_GROUP = 256 };
 
 struct fq_work {
-    unsigned long long bad; /* lowest index of a non-finite value, or ULLONG_MAX */
+    unsigned long long bad; /* a call without a status word: its answer (as *status) */
     float offset;           /* nf4 double quant: mean absmax */
 };
 
+/* the kernels after the finite check: nothing to do once it refused the call */
+static __device__ bool fq_refused(const unsigned long long *bad) { return *bad != ULLONG_MAX; }
+
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
-static __global__ void fq_check_finite_kernel(struct fq_work *wk, const float *w, size_t n) {
+static __global__ void fq_check_finite_kernel(unsigned long long *bad, const float *w, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        if (!isfinite(w[i])) atomicMin(&wk->bad, (unsigned long long)i);
+        if (!isfinite(w[i])) atomicMin(bad, (unsigned long long)i);
 }
 
 template <class O>
 static __global__ void fq_group_kernel(O *out, uint8_t *mask, const float *w, size_t groups, int g,
-                                       gq_qformat f, int search, const float *dq_scales) {
+                                       gq_qformat f, int search, const float *dq_scales,
+                                       const unsigned long long *bad) {
     size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (k >= groups) return;
+    if (k >= groups || fq_refused(bad)) return;
     const float *x = w + k * g;
     uint8_t codes[FQ_MAX_GROUP], zero = 0;
     float sc;
@@ -59,10 +66,12 @@ static __global__ void fq_group_kernel(O *out, uint8_t *mask, const float *w, si
  * group's lanes merge theirs by shuffles (the lower lanes' run first, quant.h's first-largest
  * rule: gq_qstats_merge), then every lane codes its values alone (gq_qgroup_params,
  * gq_qgroup_code): quant.h's group functions in parallel, the same bits. One pass over the
- * weights: the finite check is folded in (the lowest bad index, as fq_check_finite_kernel). */
+ * weights: the finite check is folded in (the lowest bad index, as fq_check_finite_kernel); with
+ * double-quantized scales (checked before them) `gate` is the check's word. */
 template <class O, int P>
 static __global__ void fq_warp_kernel(O *out, uint8_t *mask, const float *w, size_t groups, int L, gq_qformat f,
-                                      const float *dq_scales, unsigned long long *bad) {
+                                      const float *dq_scales, unsigned long long *bad, const unsigned long long *gate) {
+    if (gate && fq_refused(gate)) return;
     const int lane = threadIdx.x % 32, sub = lane % L;
     const size_t k = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32 * (size_t)(32 / L) + (size_t)(lane / L);
     const bool live = k < groups;
@@ -72,8 +81,8 @@ static __global__ void fq_warp_kernel(O *out, uint8_t *mask, const float *w, siz
 #pragma unroll
     for (int i = 0; i < P; i++) {
         v[i] = live ? w[base + i] : 0.0f;
-        if (!isfinite(v[i])) { /* refused (the caller returns GQ_ENAN); coded as 0 meanwhile, so
-                                * that no code comes from a non-finite value (undefined) */
+        if (!isfinite(v[i])) { /* refused; coded as 0 meanwhile, so that no code comes from a
+                                * non-finite value (undefined) */
             atomicMin(bad, (unsigned long long)(base + i));
             v[i] = 0.0f;
         }
@@ -103,19 +112,27 @@ static int fq_lanes(int g) { return g % 32 == 0 && g / 32 <= 8 ? 32 : g < 32 && 
 
 template <class O>
 static int fq_warp_launch(O *out, uint8_t *mask, const float *w, size_t groups, int g, gq_qformat f,
-                          const float *dq, unsigned long long *bad) {
+                          const float *dq, unsigned long long *bad, const unsigned long long *gate) {
     const int L = fq_lanes(g), P = g / L;
     const size_t warps = (groups + (size_t)(32 / L) - 1) / (size_t)(32 / L);
     const unsigned blocks = (unsigned)((warps + 7) / 8);
     switch (P) {
-    case 1: return gq_launch(fq_warp_kernel<O, 1>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    case 2: return gq_launch(fq_warp_kernel<O, 2>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    case 3: return gq_launch(fq_warp_kernel<O, 3>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    case 4: return gq_launch(fq_warp_kernel<O, 4>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    case 5: return gq_launch(fq_warp_kernel<O, 5>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    case 6: return gq_launch(fq_warp_kernel<O, 6>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    case 7: return gq_launch(fq_warp_kernel<O, 7>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
-    default: return gq_launch(fq_warp_kernel<O, 8>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad);
+    case 1: return gq_launch(fq_warp_kernel<O, 1>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    case 2: return gq_launch(fq_warp_kernel<O, 2>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    case 3: return gq_launch(fq_warp_kernel<O, 3>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    case 4: return gq_launch(fq_warp_kernel<O, 4>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    case 5: return gq_launch(fq_warp_kernel<O, 5>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    case 6: return gq_launch(fq_warp_kernel<O, 6>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    case 7: return gq_launch(fq_warp_kernel<O, 7>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
+    default: return gq_launch(fq_warp_kernel<O, 8>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
+                                 gate);
     }
 }
 
@@ -129,8 +146,10 @@ extern "C" int gq_cuda_set_fakequant_warp(int on) {
 
 /* int8 per output row: one block per row */
 template <class O>
-static __global__ void fq_int8_row_kernel(O *out, uint8_t *mask, const float *w, int cols) {
+static __global__ void fq_int8_row_kernel(O *out, uint8_t *mask, const float *w, int cols,
+                                          const unsigned long long *bad) {
     static __shared__ float sh[32];
+    if (fq_refused(bad)) return;
     const float *x = w + (size_t)blockIdx.x * cols;
     float amax = 0.0f;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) amax = fmaxf(amax, fabsf(x[i]));
@@ -151,9 +170,10 @@ static __global__ void fq_int8_row_kernel(O *out, uint8_t *mask, const float *w,
 
 /* nf4 double quant, stage 1: the exact absmax scale of each group (1 for a zero group), or the
  * searched one */
-static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_t groups, int g, int search) {
+static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_t groups, int g, int search,
+                                            const unsigned long long *bad) {
     size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (k >= groups) return;
+    if (k >= groups || fq_refused(bad)) return;
     if (search) {
         uint8_t codes[FQ_MAX_GROUP];
         scales[k] = gq_qsearch_group(GQ_QF_NF4, w + k * g, NULL, g, codes, NULL);
@@ -165,26 +185,30 @@ static __global__ void fq_nf4_absmax_kernel(float *scales, const float *w, size_
 }
 
 /* stage 2: per second-level block, the double sum of its absmax values */
-static __global__ void fq_nf4_block_sum_kernel(double *bsum, const float *scales, size_t groups) {
+static __global__ void fq_nf4_block_sum_kernel(double *bsum, const float *scales, size_t groups,
+                                               const unsigned long long *bad) {
     size_t b = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (b * GQ_DQ_BLOCK >= groups) return;
+    if (b * GQ_DQ_BLOCK >= groups || fq_refused(bad)) return;
     double part = 0;
     for (size_t k = b * GQ_DQ_BLOCK; k < groups && k < (b + 1) * GQ_DQ_BLOCK; k++) part += scales[k];
     bsum[b] = part;
 }
 
 /* stage 3: the mean over blocks, in block order (quant.h's gq_nf4_absmax_mean) */
-static __global__ void fq_nf4_mean_kernel(struct fq_work *wk, const double *bsum, size_t groups) {
+static __global__ void fq_nf4_mean_kernel(struct fq_work *wk, const double *bsum, size_t groups,
+                                          const unsigned long long *bad) {
+    if (fq_refused(bad)) return;
     double mean = 0;
     for (size_t b = 0; b * GQ_DQ_BLOCK < groups; b++) mean += bsum[b];
     wk->offset = (float)(mean / (double)groups);
 }
 
 /* stage 4: per block, int8 codes of (absmax - offset) and the stored scale, in place */
-static __global__ void fq_nf4_dq_kernel(float *scales, const struct fq_work *wk, size_t groups) {
+static __global__ void fq_nf4_dq_kernel(float *scales, const struct fq_work *wk, size_t groups,
+                                        const unsigned long long *bad) {
     size_t b = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     size_t lo = b * GQ_DQ_BLOCK;
-    if (lo >= groups) return;
+    if (lo >= groups || fq_refused(bad)) return;
     size_t hi = lo + GQ_DQ_BLOCK < groups ? lo + GQ_DQ_BLOCK : groups;
     const float off = wk->offset;
     float amax = 0.0f;
@@ -207,54 +231,60 @@ extern "C" size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec
            (groups / GQ_DQ_BLOCK + 1) * sizeof(double);
 }
 
+/* Every launch of one call, the answer of its finite check in *bad (set here) */
 template <class O>
-static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
-                             void *work) {
-    const char *why = gq_qspec_problem(spec, rows, cols);
-    if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
+static int fakequant_launch(O *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                            void *work, unsigned long long *bad) {
     const gq_qformat f = spec->format;
     const int g = gq_qgroup(spec, cols), search = spec->search && gq_qsearchable(f);
-    if (f != GQ_QF_INT8 && g > FQ_MAX_GROUP)
-        return gq_errf(GQ_EUNSUPPORTED, "CUDA fake-quant: groups of %d values (at most %d)", g, FQ_MAX_GROUP);
     const size_t n = (size_t)rows * cols, groups = gq_qn_groups(spec, rows, cols);
     struct fq_work *wk = (struct fq_work *)work;
     float *scales = (float *)((char *)work + round16(sizeof *wk));
     double *bsum = (double *)((char *)scales + round16(groups * sizeof(float)));
 
-    GQ_CUDA_CHECK(cudaMemsetAsync(&wk->bad, 0xff, sizeof wk->bad));
-    unsigned long long bad;
+    GQ_CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof *bad));
     const int warp_form = g_fq_warp && f != GQ_QF_INT8 && !search && fq_lanes(g);
-    if (warp_form && !(f == GQ_QF_NF4 && spec->double_quant)) { /* one pass, the finite check in it */
-        GQ_TRY(fq_warp_launch(out, mask, w, groups, g, f, (const float *)NULL, &wk->bad));
-        GQ_CUDA_CHECK(cudaMemcpy(&bad, &wk->bad, sizeof bad, cudaMemcpyDeviceToHost));
-        return bad != ULLONG_MAX ? gq_errf(GQ_ENAN, "value %llu is not finite", bad) : GQ_OK;
-    }
-    GQ_TRY(gq_launch(fq_check_finite_kernel, gq_cuda_grid(n, 256), 256, 0, wk, w, n));
-    GQ_CUDA_CHECK(cudaMemcpy(&bad, &wk->bad, sizeof bad, cudaMemcpyDeviceToHost));
-    if (bad != ULLONG_MAX) return gq_errf(GQ_ENAN, "value %llu is not finite", bad);
-
-    if (f == GQ_QF_INT8) {
-        GQ_TRY(gq_launch(fq_int8_row_kernel<O>, rows, 256, 0, out, mask, w, cols));
-        return GQ_OK;
-    }
-    const float *dq = NULL;
-    if (f == GQ_QF_NF4 && spec->double_quant) {
+    const int dq = f == GQ_QF_NF4 && spec->double_quant;
+    if (warp_form && !dq) /* one pass, the finite check in it */
+        return fq_warp_launch(out, mask, w, groups, g, f, (const float *)NULL, bad, (const unsigned long long *)NULL);
+    GQ_TRY(gq_launch(fq_check_finite_kernel, gq_cuda_grid(n, 256), 256, 0, bad, w, n));
+    if (f == GQ_QF_INT8) return gq_launch(fq_int8_row_kernel<O>, rows, 256, 0, out, mask, w, cols, bad);
+    const float *dqs = NULL;
+    if (dq) {
         size_t blocks = (groups + GQ_DQ_BLOCK - 1) / GQ_DQ_BLOCK;
-        GQ_TRY(gq_launch(fq_nf4_absmax_kernel, gq_cuda_blocks(groups, 128), 128, 0, scales, w, groups, g, search));
-        GQ_TRY(gq_launch(fq_nf4_block_sum_kernel, gq_cuda_blocks(blocks, 128), 128, 0, bsum, scales, groups));
-        GQ_TRY(gq_launch(fq_nf4_mean_kernel, 1, 1, 0, wk, bsum, groups));
-        GQ_TRY(gq_launch(fq_nf4_dq_kernel, gq_cuda_blocks(blocks, 128), 128, 0, scales, wk, groups));
-        dq = scales;
+        GQ_TRY(gq_launch(fq_nf4_absmax_kernel, gq_cuda_blocks(groups, 128), 128, 0, scales, w, groups, g, search, bad));
+        GQ_TRY(gq_launch(fq_nf4_block_sum_kernel, gq_cuda_blocks(blocks, 128), 128, 0, bsum, scales, groups, bad));
+        GQ_TRY(gq_launch(fq_nf4_mean_kernel, 1, 1, 0, wk, bsum, groups, bad));
+        GQ_TRY(gq_launch(fq_nf4_dq_kernel, gq_cuda_blocks(blocks, 128), 128, 0, scales, wk, groups, bad));
+        dqs = scales;
     }
-    if (warp_form) return fq_warp_launch(out, mask, w, groups, g, f, dq, &wk->bad); /* (nf4-dq: checked above) */
-    GQ_TRY(gq_launch(fq_group_kernel<O>, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, search, dq));
-    return GQ_OK;
+    if (warp_form) return fq_warp_launch(out, mask, w, groups, g, f, dqs, bad, bad);
+    return gq_launch(fq_group_kernel<O>, gq_cuda_blocks(groups, 128), 128, 0, out, mask, w, groups, g, f, search, dqs,
+                     bad);
+}
+
+template <class O>
+static int fakequant_forward(O *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
+                             void *work, unsigned long long *status) {
+    const char *why = gq_qspec_problem(spec, rows, cols);
+    if (why) return gq_errf(GQ_ESHAPE, "fake-quant of a [%d, %d] tensor: %s", rows, cols, why);
+    const int g = gq_qgroup(spec, cols);
+    if (spec->format != GQ_QF_INT8 && g > FQ_MAX_GROUP)
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA fake-quant: groups of %d values (at most %d)", g, FQ_MAX_GROUP);
+    unsigned long long *bad = status ? status : &((struct fq_work *)work)->bad;
+    GQ_TRY(fakequant_launch(out, mask, w, rows, cols, spec, work, bad));
+    if (status) return GQ_OK; /* the caller reads the answer later */
+    unsigned long long at;
+    GQ_CUDA_CHECK(cudaMemcpy(&at, bad, sizeof at, cudaMemcpyDeviceToHost));
+    return at != ULLONG_MAX ? gq_errf(GQ_ENAN, "value %llu is not finite", at) : GQ_OK;
 }
 
 extern "C" int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols,
-                                         const gq_qspec *spec, void *work, int out_bf16) {
-    return out_bf16 ? fakequant_forward((__nv_bfloat16 *)out, mask, w, rows, cols, spec, work)
-                    : fakequant_forward((float *)out, mask, w, rows, cols, spec, work);
+                                         const gq_qspec *spec, void *work, int out_bf16, uint64_t *status) {
+    static_assert(sizeof(uint64_t) == sizeof(unsigned long long), "status words are atomicMin's");
+    unsigned long long *st = (unsigned long long *)status;
+    return out_bf16 ? fakequant_forward((__nv_bfloat16 *)out, mask, w, rows, cols, spec, work, st)
+                    : fakequant_forward((float *)out, mask, w, rows, cols, spec, work, st);
 }
 
 /* (a bf16 output holds the same value: gq_bf16_sr's result is a bf16 value, which gq_st's
