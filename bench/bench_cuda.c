@@ -369,8 +369,14 @@ int main(int argc, char **argv) {
     float *logits16 = dalloc((size_t)N * Vp * 2); /* the same logits in bf16 (bf16 operands) */
     die(G->round_bf16_sr(logits16, logits, (size_t)N * Vp, 1, 0, 1), "round_bf16_sr");
     TIME("crossentropy_forward", (double)N * Vp * 4, 0, G->crossentropy_forward(losses, lse, logits, tg, N, V, Vp));
+    double ce_ms = g_last_ms;
     TIME("crossentropy_backward (in place)", 2.0 * N * Vp * 4, 0,
          G->crossentropy_backward(logits, lse, tg, 1.0f / N, N, V, Vp));
+    ce_ms += g_last_ms;
+    /* session 15: the trainer's step takes both in one kernel (the row read once, written once) */
+    TIME("crossentropy forward+backward fused", 2.0 * N * Vp * 4, 0,
+         G->crossentropy_forward_backward(losses, lse, logits, tg, 1.0f / N, N, V, Vp));
+    printf("| crossentropy fp32: forward + backward / fused time | %.2fx | | | | |\n", ce_ms / g_last_ms);
     if (gq_cuda_set_matmul(GQ_MATMUL_BF16) == GQ_OK && G->bf16_operands()) {
         /* bf16 mode's LM head and loss: bf16 logits (cuBLAS stores them), read by the loss and
          * overwritten by their gradient, which the LM head's backward reads (x, wte read as bf16:
@@ -379,8 +385,13 @@ int main(int argc, char **argv) {
              2.0 * N * C * Vp, G->matmul_forward(logits16, x, wte, NULL, N, C, Vp, 1));
         TIME("crossentropy_forward (bf16 logits)", (double)N * Vp * 2, 0,
              G->crossentropy_forward(losses, lse, logits16, tg, N, V, Vp));
+        ce_ms = g_last_ms;
         TIME("crossentropy_backward (bf16, in place)", 2.0 * N * Vp * 2, 0,
              G->crossentropy_backward(logits16, lse, tg, 1.0f / N, N, V, Vp));
+        ce_ms += g_last_ms;
+        TIME("crossentropy fwd+bwd fused (bf16)", 2.0 * N * Vp * 2, 0,
+             G->crossentropy_forward_backward(losses, lse, logits16, tg, 1.0f / N, N, V, Vp));
+        printf("| crossentropy bf16: forward + backward / fused time | %.2fx | | | | |\n", ce_ms / g_last_ms);
         TIME("matmul_backward LM head bf16 (bf16 dout)", 2.0 * N * Vp * 2 + NC * 6 + (double)Vp * C * 10,
              4.0 * N * C * Vp, G->matmul_backward(z, dwte, NULL, logits16, x, wte, N, C, Vp, 1));
         die(gq_cuda_set_matmul(GQ_MATMUL_FP32), "set_matmul");

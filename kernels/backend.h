@@ -172,6 +172,12 @@ typedef struct gq_backend {
      * dout^T @ inp, dbias (OC) += colsum(dout); dout fp32. = matmul_backward + gelu_backward. */
     int (*matmul_backward_dgelu)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                  const float *weight, const float *pre, int N, int C, int OC);
+    /* A training step's loss and its gradient in one pass over the logits: losses and lse as
+     * crossentropy_forward, then the logits overwritten in place as crossentropy_backward with
+     * dloss (the same expressions; lse's sum may run in another order). GQ_EUNSUPPORTED where
+     * the backend cannot take a row (the caller then runs the two). */
+    int (*crossentropy_forward_backward)(float *losses, float *lse, float *logits, const int32_t *targets, float dloss,
+                                         int N, int V, int Vp);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

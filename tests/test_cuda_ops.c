@@ -363,6 +363,49 @@ static void case_pointwise(shape s) {
     free(x), free(y), free(o), free(dx);
 }
 
+/* The trainer's fused step (crossentropy_forward_backward): losses and lse as the forward's
+ * (its sum in another order: within the forward's tolerance), and each gradient exactly the CPU
+ * backward's given the lse the fused op computed; fp32 and bf16 logits, rows padded (Vp) and not
+ * (Vp = V: rows not 16-byte aligned take the scalar loads). */
+static void *dev_vals(const float *h, size_t n, int b16);
+
+static void crossentropy_fused(shape s) {
+    if (!GPU->crossentropy_forward_backward) return; /* (the harness on the CPU) */
+    const int N = s.B * s.T, V = s.V;
+    const int Vps[2] = {s.Vp, s.V};
+    for (int b16 = 0; b16 < 2; b16++) {
+        if (b16 && GPU->set_matmul(GQ_MATMUL_BF16) != GQ_OK) break;
+        for (int k = 0; k < 2; k++) {
+            const int Vp = Vps[k];
+            const size_t n = (size_t)N * Vp;
+            float *x = hrand(n, -6, 6), *losses = malloc(N * 4), *lse = malloc(N * 4), *glse = malloc(N * 4);
+            int32_t *tg = malloc(N * 4);
+            for (int i = 0; i < N; i++) tg[i] = i % 5 == 3 ? -1 : (int32_t)gq_rng_below(&R, (uint64_t)V);
+            tg[0] = V - 1; /* the last real column */
+            if (b16)
+                for (size_t i = 0; i < n; i++) x[i] = gq_bf16_to_f32(gq_f32_to_bf16(x[i]));
+            void *d_x = dev_vals(x, n, b16);
+            float *d_losses = dev_poison(N * 4), *d_lse = dev_poison(N * 4);
+            int32_t *d_tg = dev(tg, N * 4);
+            CHECK_OK(GPU->crossentropy_forward_backward(d_losses, d_lse, d_x, d_tg, 0.37f, N, V, Vp));
+            CPU->crossentropy_forward(losses, lse, x, tg, N, V, Vp);
+            char what[96];
+            snprintf(what, sizeof what, "crossentropy fused %s Vp %d losses", b16 ? "bf16" : "fp32", Vp);
+            compare_dev(what, d_losses, losses, N, 1e-5, 1e-6);
+            snprintf(what, sizeof what, "crossentropy fused %s Vp %d lse", b16 ? "bf16" : "fp32", Vp);
+            compare_dev(what, d_lse, lse, N, 1e-5, 1e-6);
+            CHECK_OK(GPU->download(glse, d_lse, N * 4));
+            CPU->crossentropy_backward(x, glse, tg, 0.37f, N, V, Vp); /* given the fused op's lse */
+            snprintf(what, sizeof what, "crossentropy fused %s Vp %d dlogits", b16 ? "bf16" : "fp32", Vp);
+            if (b16) compare_dev_bf16(what, d_x, x, n);
+            else compare_dev(what, d_x, x, n, 0, 0);
+            GPU->free(d_x), GPU->free(d_losses), GPU->free(d_lse), GPU->free(d_tg);
+            free(x), free(losses), free(lse), free(glse), free(tg);
+        }
+    }
+    CHECK_OK(GPU->set_matmul(GQ_MATMUL_FP32));
+}
+
 static void case_crossentropy(shape s) {
     int N = s.B * s.T, V = s.V, Vp = s.Vp;
     size_t n = (size_t)N * Vp;
@@ -419,6 +462,7 @@ static void case_crossentropy(shape s) {
         free(a), free(w), free(da), free(dw), free(l16);
     }
     free(logits0);
+    crossentropy_fused(s);
     /* distillation against a teacher's logits (same lse on both sides) */
     float *student = hrand(n, -6, 6), *teacher = hrand(n, -6, 6), *tlse = malloc(N * 4), *tloss = malloc(N * 4);
     CPU->crossentropy_forward(losses, lse, student, tg, N, V, Vp);

@@ -182,6 +182,15 @@ static void bf16_checks(gq_gpt2 *fp32_model, gq_safetensors *ref, const int32_t 
     double worst = grads_vs(m, ref, "", 0.1);
     printf("bf16 vs torch fp32: loss %.5f vs %.5f; gradients worst normalized error %.3g\n", loss, ref_loss, worst);
     CHECK(fabs(loss - ref_loss) <= 2e-2);
+    { /* the trainer's micro-step in bf16 (the fused cross-entropy on bf16 logits on CUDA) */
+        float lf;
+        CHECK_OK(gq_gpt2_zero_grad(m));
+        CHECK_OK(gq_gpt2_forward_backward(m, inputs, targets, B, T, 1.0f, &lf));
+        const double wf = grads_vs(m, ref, "", 0.1);
+        printf("bf16 forward_backward vs torch fp32: loss %.5f (separate: %.5f); gradients worst normalized error "
+               "%.3g\n", lf, loss, wf);
+        CHECK(fabsf(lf - loss) <= 1e-5f && wf <= 0.1);
+    }
 
     gq_gpt2_config cfg = m->cfg;
     cfg.n_head = 2;
@@ -278,18 +287,41 @@ int main(int argc, char **argv) {
     CHECK_OK(gq_gpt2_backward(m, 1.0f));
     double worst = grads_vs(m, ref, "", 1e-4);
     printf("gradients: worst normalized error %.3g over all tensors\n", worst);
+    { /* the trainer's micro-step (forward_backward: the loss and its gradient in one op where
+       * the backend fuses them): the same loss and gradients (bit for bit on the CPU, where
+       * nothing fuses; within the log-sum-exp's summation order where it does) */
+        gq_gpt2 *f = load(fx("model.safetensors"), B, T);
+        float lf;
+        CHECK_OK(gq_gpt2_zero_grad(f));
+        CHECK_OK(gq_gpt2_forward_backward(f, inputs, targets, B, T, 1.0f, &lf));
+        const size_t bytes = m->n_params * 4;
+        float *ga = malloc(bytes), *gb = malloc(bytes);
+        CHECK_OK(m->be->download(ga, m->grads_mem, bytes));
+        CHECK_OK(f->be->download(gb, f->grads_mem, bytes));
+        double e = 0, r = 0;
+        for (size_t i = 0; i < m->n_params; i++) e = fmax(e, fabs(ga[i] - gb[i])), r = fmax(r, fabs(ga[i]));
+        const int fused = f->be->crossentropy_forward_backward != NULL;
+        printf("forward_backward (%s): loss %.7f vs %.7f, gradients max|diff| / max %.3g\n",
+               fused ? "fused cross-entropy" : "separate ops", lf, loss, e / r);
+        CHECK(fused ? fabsf(lf - loss) <= 1e-6f && e / r <= 1e-5 : lf == loss && e == 0);
+        CHECK(grads_vs(f, ref, "", 1e-4) <= 1e-4);
+        free(ga), free(gb);
+        gq_gpt2_free(f);
+    }
 
     cJSON *losses = cJSON_GetObjectItem(ref_json, "adamw_losses");
     gq_gpt2 *o = load(fx("model.safetensors"), B, T);
     double max_step_err = 0;
     for (int step = 1; step <= cJSON_GetArraySize(losses); step++) {
         float l, norm;
-        CHECK_OK(gq_gpt2_forward(o, inputs, targets, B, T, &l));
+        const int last = step == cJSON_GetArraySize(losses);
+        if (!last) CHECK_OK(gq_gpt2_zero_grad(o));
+        /* (the trainer's micro-step; the last only the loss) */
+        CHECK_OK(last ? gq_gpt2_forward(o, inputs, targets, B, T, &l)
+                      : gq_gpt2_forward_backward(o, inputs, targets, B, T, 1.0f, &l));
         double want_l = cJSON_GetArrayItem(losses, step - 1)->valuedouble;
         max_step_err = fmax(max_step_err, fabs(l - want_l));
-        if (step == cJSON_GetArraySize(losses)) break;
-        CHECK_OK(gq_gpt2_zero_grad(o));
-        CHECK_OK(gq_gpt2_backward(o, 1.0f));
+        if (last) break;
         CHECK_OK(gq_gpt2_grad_norm(o, &norm));
         float scale = 1.0f / (norm + 1e-6f);
         CHECK_OK(gq_gpt2_update(o, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, scale < 1.0f ? scale : 1.0f));

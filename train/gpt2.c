@@ -268,7 +268,10 @@ static int proj_residual(const gq_backend *be, float *out, const float *residual
     return be->residual_forward(out, residual, out, (size_t)N * OC);
 }
 
-int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
+/* The forward; with fuse_scale > 0 (a backward with that loss scale follows) the loss and its
+ * gradient in one op where the backend has it (m->ce_fused: the logits then hold the gradient). */
+static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
+                   float fuse_scale) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
     if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
@@ -323,9 +326,18 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
     m->last_B = B;
     m->last_T = T;
     m->n_targets = 0;
+    m->ce_fused = 0;
     if (targets) {
-        GQ_TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
         for (size_t i = 0; i < BT; i++) m->n_targets += targets[i] >= 0;
+        int rc = GQ_EUNSUPPORTED;
+        if (fuse_scale > 0.0f && m->n_targets && be->crossentropy_forward_backward && m->distill_w <= 0.0f) {
+            rc = be->crossentropy_forward_backward(m->a.losses, m->a.lse, m->a.logits, m->a.targets,
+                                                   fuse_scale / (float)m->n_targets, (int)BT, V, Vp);
+            if (rc && rc != GQ_EUNSUPPORTED) return rc;
+            m->ce_fused = !rc;
+        }
+        if (!m->ce_fused)
+            GQ_TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
         if (loss) { /* (a distillation teacher wants only the logits and log-sum-exp: no round trip) */
             GQ_TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
             double sum = 0;
@@ -336,6 +348,17 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
         *loss = 0.0f;
     }
     return GQ_OK;
+}
+
+int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
+    return forward(m, inputs, targets, B, T, loss, 0.0f);
+}
+
+int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                             float loss_scale, float *loss) {
+    if (!targets) return gq_errf(GQ_EINVAL, "a training step without targets");
+    GQ_TRY(forward(m, inputs, targets, B, T, loss, loss_scale));
+    return gq_gpt2_backward(m, loss_scale);
 }
 
 int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out) {
@@ -398,7 +421,9 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
     const gq_gpt2_tensors *w = &m->w, *g = &m->grads;
     float *d_res = m->a.d_res, *d_a = m->a.d_a, *d_b = m->a.d_b;
-    if (m->distill_w > 0.0f)
+    if (m->ce_fused) /* the logits hold their gradient already (forward_backward) */
+        m->ce_fused = 0;
+    else if (m->distill_w > 0.0f)
         GQ_TRY(be->crossentropy_distill_backward(m->a.logits, m->a.lse, m->distill_logits, m->distill_lse, m->a.targets,
                                               m->distill_w, loss_scale / (float)m->n_targets, (int)BT, V, Vp));
     else

@@ -100,6 +100,7 @@ typedef struct gq_gpt2 {
     float *host_losses; /* (B_max * T_max) */
     int last_B, last_T;  /* of the last forward */
     int n_targets;       /* non-ignored targets in the last forward */
+    int ce_fused;        /* the last forward left the loss's gradient in the logits (forward_backward) */
 } gq_gpt2;
 
 
@@ -131,6 +132,11 @@ int gq_gpt2_zero_grad(gq_gpt2 *m);
 /* Backward of the last forward (which needs targets); the loss is scaled by loss_scale
  * (1/grad_accum for accumulation). Gradients accumulate into m->grads. */
 int gq_gpt2_backward(gq_gpt2 *m, float loss_scale);
+/* A training micro-step: gq_gpt2_forward then gq_gpt2_backward(loss_scale), the loss and its
+ * gradient in one pass over the logits where the backend fuses them (not with distillation);
+ * the same loss and gradients up to the order of the log-sum-exp's sum. */
+int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                             float loss_scale, float *loss);
 /* Global L2 norm of all gradients. */
 int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm);
 /* One AdamW step (t from 1) with gradients multiplied by grad_scale; decay on 2-D tensors only. */

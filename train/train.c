@@ -598,8 +598,7 @@ int gq_train_run(gq_train_opts *o) {
             float l = 0;
             rc = gq_loader_next(r.train, r.inputs, r.targets);
             if (!rc && r.teacher) rc = gq_gpt2_forward(r.teacher, r.inputs, r.targets, o->batch, o->seq, NULL);
-            if (!rc) rc = gq_gpt2_forward(r.m, r.inputs, r.targets, o->batch, o->seq, &l);
-            if (!rc) rc = gq_gpt2_backward(r.m, 1.0f / o->grad_accum);
+            if (!rc) rc = gq_gpt2_forward_backward(r.m, r.inputs, r.targets, o->batch, o->seq, 1.0f / o->grad_accum, &l);
             step_loss += l / o->grad_accum;
         }
         if (rc) break;

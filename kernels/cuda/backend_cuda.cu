@@ -43,6 +43,11 @@ static int cuda_crossentropy_backward(float *logits, const float *lse, const int
                                    : gq_cuda_crossentropy_backward(logits, lse, targets, dloss, N, V, Vp);
 }
 
+static int cuda_crossentropy_forward_backward(float *losses, float *lse, float *logits, const int32_t *targets,
+                                              float dloss, int N, int V, int Vp) {
+    return gq_cuda_crossentropy_fused(losses, lse, logits, targets, dloss, N, V, Vp, gq_cuda_bf16_operands());
+}
+
 static int cuda_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                               const int32_t *targets, float w, float dloss, int N, int V, int Vp) {
     return gq_cuda_bf16_operands()
@@ -85,6 +90,7 @@ static const gq_backend cuda_backend = {
     /* .matmul_residual_forward = */ gq_cuda_matmul_residual_forward,
     /* .matmul_gelu_forward = */ gq_cuda_matmul_gelu_forward,
     /* .matmul_backward_dgelu = */ gq_cuda_matmul_backward_dgelu,
+    /* .crossentropy_forward_backward = */ cuda_crossentropy_forward_backward,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

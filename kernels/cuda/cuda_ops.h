@@ -155,6 +155,11 @@ int gq_cuda_crossentropy_distill_backward(float *logits, const float *lse, const
                                           const int32_t *targets, float w, float dloss, int N, int V, int Vp);
 /* the same on bf16 logits (the LM head's output with bf16 operands, backend.h): the forward
  * reads them, the backwards overwrite them with their gradients in bf16 (rounded to nearest) */
+/* crossentropy_forward + crossentropy_backward in one kernel (backend.h
+ * crossentropy_forward_backward; bf16: bf16 logits); GQ_EUNSUPPORTED where a row of V logits does
+ * not fit in a block's shared memory */
+int gq_cuda_crossentropy_fused(float *losses, float *lse, void *logits, const int32_t *targets, float dloss, int N,
+                               int V, int Vp, int bf16);
 int gq_cuda_crossentropy_forward_bf16(float *losses, float *lse, const void *logits, const int32_t *targets, int N,
                                       int V, int Vp);
 int gq_cuda_crossentropy_backward_bf16(void *logits, const float *lse, const int32_t *targets, float dloss, int N,
