@@ -268,6 +268,16 @@ static int proj_residual(const gq_backend *be, float *out, const float *residual
     return be->residual_forward(out, residual, out, (size_t)N * OC);
 }
 
+/* *loss = the mean of the last forward's losses over its targets (a wait for the device) */
+static int mean_loss(gq_gpt2 *m, float *loss) {
+    const size_t BT = (size_t)m->last_B * m->last_T;
+    GQ_TRY(m->be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
+    double sum = 0;
+    for (size_t i = 0; i < BT; i++) sum += m->host_losses[i];
+    *loss = m->n_targets ? (float)(sum / m->n_targets) : 0.0f;
+    return GQ_OK;
+}
+
 /* The forward; with fuse_scale > 0 (a backward with that loss scale follows) the loss and its
  * gradient in one op where the backend has it (m->ce_fused: the logits then hold the gradient). */
 static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
@@ -338,12 +348,8 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
         }
         if (!m->ce_fused)
             GQ_TRY(be->crossentropy_forward(m->a.losses, m->a.lse, m->a.logits, m->a.targets, (int)BT, V, Vp));
-        if (loss) { /* (a distillation teacher wants only the logits and log-sum-exp: no round trip) */
-            GQ_TRY(be->download(m->host_losses, m->a.losses, BT * sizeof(float)));
-            double sum = 0;
-            for (size_t i = 0; i < BT; i++) sum += m->host_losses[i];
-            *loss = m->n_targets ? (float)(sum / m->n_targets) : 0.0f;
-        }
+        /* (a distillation teacher wants only the logits and log-sum-exp: no round trip) */
+        if (loss) GQ_TRY(mean_loss(m, loss));
     } else if (loss) {
         *loss = 0.0f;
     }
@@ -357,8 +363,10 @@ int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, i
 int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                              float loss_scale, float *loss) {
     if (!targets) return gq_errf(GQ_EINVAL, "a training step without targets");
-    GQ_TRY(forward(m, inputs, targets, B, T, loss, loss_scale));
-    return gq_gpt2_backward(m, loss_scale);
+    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale));
+    GQ_TRY(gq_gpt2_backward(m, loss_scale));
+    /* the loss read back once the backward is queued: no wait between the two passes */
+    return loss ? mean_loss(m, loss) : GQ_OK;
 }
 
 int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out) {
