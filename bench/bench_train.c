@@ -1,7 +1,9 @@
 /* bench_train: a full training step (next batch, forward, backward, AdamW) of gpt2q on the
  * CPU, for a named config at a given B and T, after warm-up steps; prints ms/step, tokens/s,
  * the model FLOP/s (6 * params * tokens + attention), and the share of the machine's SGEMM
- * ceiling measured in the same process (OpenBLAS sgemm 2048^3, best of 3). One JSON line last.
+ * ceiling measured in the same process (OpenBLAS sgemm 2048^3, best of 3). Then the step's loss
+ * and its gradient on the model's logits, the two ops against the fused one (the trainer's),
+ * best of 5 each, alternating. One JSON line last.
  * usage: bench_train DATA.h5 CONFIG B T [steps] [warmup] */
 #include "gpt2.h"
 #include "gq_error.h"
@@ -12,6 +14,32 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* the loss and its gradient over N rows of Vp logits: crossentropy_forward + _backward, and
+ * crossentropy_forward_backward; best of 5 (the logits restored before each run) */
+static void ce_times(const gq_backend *be, int N, int V, int Vp, double *sep, double *fused) {
+    const size_t n = (size_t)N * Vp;
+    float *x0 = malloc(n * 4), *x = malloc(n * 4), *losses = malloc(N * 4), *lse = malloc(N * 4);
+    int32_t *tg = malloc(N * 4);
+    for (size_t i = 0; i < n; i++) x0[i] = 1e-3f * (float)(i % 9973) - 5.0f;
+    for (int i = 0; i < N; i++) tg[i] = (int32_t)((i * 7919) % V);
+    *sep = *fused = 1e30;
+    for (int r = 0; r < 5; r++) {
+        memcpy(x, x0, n * 4);
+        double t = gq_now();
+        be->crossentropy_forward(losses, lse, x, tg, N, V, Vp);
+        be->crossentropy_backward(x, lse, tg, 1.0f / N, N, V, Vp);
+        t = gq_now() - t;
+        *sep = t < *sep ? t : *sep;
+        memcpy(x, x0, n * 4);
+        t = gq_now();
+        be->crossentropy_forward_backward(losses, lse, x, tg, 1.0f / N, N, V, Vp);
+        t = gq_now() - t;
+        *fused = t < *fused ? t : *fused;
+    }
+    free(x0), free(x), free(losses), free(lse), free(tg);
+}
 
 static double sgemm_ceiling(void) {
     const int n = 2048;
@@ -56,8 +84,7 @@ int main(int argc, char **argv) {
         float norm;
         rc = gq_loader_next(L, in, tg);
         if (!rc) rc = gq_gpt2_zero_grad(m);
-        if (!rc) rc = gq_gpt2_forward(m, in, tg, B, T, &loss);
-        if (!rc) rc = gq_gpt2_backward(m, 1.0f);
+        if (!rc) rc = gq_gpt2_forward_backward(m, in, tg, B, T, 1.0f, &loss);
         if (!rc) rc = gq_gpt2_grad_norm(m, &norm);
         if (!rc) rc = gq_gpt2_update(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, s, 1.0f);
         if (s > warm) t_total += gq_now() - t0;
@@ -76,9 +103,13 @@ int main(int argc, char **argv) {
     double flops = flop_tok * tok_s, ceiling = sgemm_ceiling();
     printf("gpt2q  %-10s B=%-2d T=%-4d %8.1f ms/step %9.1f tok/s  %6.1f GFLOP/s = %4.1f%% of sgemm %.1f GFLOP/s (loss %.3f)\n",
            argv[2], B, T, ms, tok_s, flops / 1e9, 100 * flops / ceiling, ceiling / 1e9, loss);
+    double ce_sep, ce_fused;
+    ce_times(m->be, B * T, c->vocab_size, c->padded_vocab_size, &ce_sep, &ce_fused);
+    printf("gpt2q  cross-entropy %d x %d: forward + backward %.1f ms, fused %.1f ms: %.2fx\n", B * T,
+           c->padded_vocab_size, ce_sep * 1e3, ce_fused * 1e3, ce_sep / ce_fused);
     printf("{\"impl\": \"gpt2q\", \"config\": \"%s\", \"B\": %d, \"T\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.1f, "
-           "\"gflops\": %.2f, \"sgemm_gflops\": %.2f}\n",
-           argv[2], B, T, ms, tok_s, flops / 1e9, ceiling / 1e9);
+           "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ce_separate_ms\": %.2f, \"ce_fused_ms\": %.2f}\n",
+           argv[2], B, T, ms, tok_s, flops / 1e9, ceiling / 1e9, ce_sep * 1e3, ce_fused * 1e3);
     free(in), free(tg);
     gq_loader_close(L);
     gq_gpt2_free(m);

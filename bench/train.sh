@@ -36,6 +36,9 @@ print(f"{name:<10} B={a['B']} T={a['T']:<4}  gpt2q {a['ms_per_step']:8.1f} ms/st
       f" | {b['impl']} {b['ms_per_step']:8.1f} ms/step {b['tokens_per_s']:8.1f} tok/s ({share(b['tokens_per_s']):4.1f}%)"
       f" | ratio {a['tokens_per_s'] / b['tokens_per_s']:.2f}x")
 print(f"           sgemm 2048^3 ceiling {a['sgemm_gflops']:.1f} GFLOP/s; PyTorch BLAS: {b['blas']}")
+if "ce_fused_ms" in a:
+    print(f"           the step's cross-entropy: forward + backward {a['ce_separate_ms']:.1f} ms, fused {a['ce_fused_ms']:.1f} ms"
+          f" ({a['ce_separate_ms'] / a['ce_fused_ms']:.2f}x)")
 PY
 }
 run_pair tiny 4 4 256 8 128

@@ -174,8 +174,9 @@ typedef struct gq_backend {
                                  const float *weight, const float *pre, int N, int C, int OC);
     /* A training step's loss and its gradient in one pass over the logits: losses and lse as
      * crossentropy_forward, then the logits overwritten in place as crossentropy_backward with
-     * dloss (the same expressions; lse's sum may run in another order). GQ_EUNSUPPORTED where
-     * the backend cannot take a row (the caller then runs the two). */
+     * dloss (the same expressions; lse's sum may run in another order: on CUDA, not on the
+     * CPU, whose results are the two ops' bits). GQ_EUNSUPPORTED where the backend cannot take
+     * a row (the caller then runs the two). */
     int (*crossentropy_forward_backward)(float *losses, float *lse, float *logits, const int32_t *targets, float dloss,
                                          int N, int V, int Vp);
 } gq_backend;

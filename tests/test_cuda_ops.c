@@ -370,7 +370,7 @@ static void case_pointwise(shape s) {
 static void *dev_vals(const float *h, size_t n, int b16);
 
 static void crossentropy_fused(shape s) {
-    if (!GPU->crossentropy_forward_backward) return; /* (the harness on the CPU) */
+    if (!GPU->crossentropy_forward_backward) return;
     const int N = s.B * s.T, V = s.V;
     const int Vps[2] = {s.Vp, s.V};
     for (int b16 = 0; b16 < 2; b16++) {

@@ -5,7 +5,8 @@
  *             reference (h = 1e-6), normalized error max|g - fd| / max|fd| <= 1e-5 (seen: ~1e-7).
  * It also checks the accumulation conventions of backend.h: parameter gradients add (+=),
  * activation gradients overwrite (=), layernorm's dinp adds. AdamW and the squared norm are
- * checked against double references of torch.optim.AdamW's formula. */
+ * checked against double references of torch.optim.AdamW's formula. The fused cross-entropy
+ * (forward_backward, the trainer's step) is the two checked ops' results bit for bit. */
 #include "backend.h"
 #include "gq_error.h"
 #include "gq_rng.h"
@@ -221,6 +222,27 @@ static void check_case(opcase *k, gq_rng *r) {
     free(P), free(out), free(s1), free(s2), free(Pd);
 }
 
+/* crossentropy_forward_backward == crossentropy_forward then crossentropy_backward, every bit,
+ * on rows long enough for the SIMD loops and their tails, ignored targets included */
+static void check_ce_fused(gq_rng *r) {
+    const int shapes[3][3] = {{24, 13, 16}, {7, 1000, 1008}, {5, 50257, 50304}};
+    for (int k = 0; k < 3; k++) {
+        const int N = shapes[k][0], V = shapes[k][1], Vp = shapes[k][2];
+        const size_t n = (size_t)N * Vp;
+        float *a = malloc(n * 4), *b = malloc(n * 4), *la = malloc(N * 4), *lb = malloc(N * 4);
+        float *sa = malloc(N * 4), *sb = malloc(N * 4);
+        int32_t *tg = malloc(N * 4);
+        for (size_t i = 0; i < n; i++) a[i] = b[i] = 8.0f * gq_rng_float(r) - 4.0f;
+        for (int i = 0; i < N; i++) tg[i] = i % 4 == 2 ? -1 : (int32_t)gq_rng_below(r, (uint64_t)V);
+        be->crossentropy_forward(la, sa, a, tg, N, V, Vp);
+        be->crossentropy_backward(a, sa, tg, 0.125f, N, V, Vp);
+        CHECK_OK(be->crossentropy_forward_backward(lb, sb, b, tg, 0.125f, N, V, Vp));
+        CHECKF(!memcmp(la, lb, N * 4) && !memcmp(sa, sb, N * 4) && !memcmp(a, b, n * 4),
+               "fused cross-entropy (N %d, V %d): not the two ops' bits", N, V);
+        free(a), free(b), free(la), free(lb), free(sa), free(sb), free(tg);
+    }
+}
+
 static void check_adamw(gq_rng *r) {
     enum { n = 1000 };
     static float p[n], g[n], m[n], v[n];
@@ -271,5 +293,6 @@ int main(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) check_case(&cases[c], &r);
     check_adamw(&r);
+    check_ce_fused(&r);
     return gq_test_finish("test_ops_grad");
 }

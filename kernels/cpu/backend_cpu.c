@@ -86,6 +86,7 @@ static const gq_backend cpu_backend = {
     .crossentropy_forward = gq_cpu_crossentropy_forward,
     .crossentropy_backward = gq_cpu_crossentropy_backward,
     .crossentropy_distill_backward = gq_cpu_crossentropy_distill_backward,
+    .crossentropy_forward_backward = gq_cpu_crossentropy_forward_backward,
     .sum_squares = gq_cpu_sum_squares,
     .adamw_update = gq_cpu_adamw_update,
     .fakequant_workspace = gq_cpu_fakequant_workspace,

@@ -32,6 +32,8 @@ int gq_cpu_crossentropy_forward(float *losses, float *lse, const float *logits, 
                                 int Vp);
 int gq_cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets, float dloss, int N, int V,
                                  int Vp);
+int gq_cpu_crossentropy_forward_backward(float *losses, float *lse, float *logits, const int32_t *targets, float dloss,
+                                         int N, int V, int Vp);
 int gq_cpu_crossentropy_distill_backward(float *logits, const float *lse, const float *tlogits, const float *tlse,
                                          const int32_t *targets, float w, float dloss, int N, int V, int Vp);
 int gq_cpu_sum_squares(double *out, const float *g, size_t n);
