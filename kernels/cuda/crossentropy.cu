@@ -14,18 +14,20 @@
 
 enum { CE_THREADS = 256 };
 
-static __device__ float block_reduce(float v, int is_max) {
-    static __shared__ float sh[CE_THREADS / 32];
+/* the block's max or sum of v (every thread gets it); sh may still be read by the previous call
+ * (the first barrier), and shared-memory stores made before the call are seen after it */
+template <int THREADS> static __device__ float block_reduce(float v, int is_max) {
+    static __shared__ float sh[THREADS / 32];
     for (int o = 16; o > 0; o >>= 1) {
         float w = __shfl_xor_sync(0xffffffffu, v, o);
         v = is_max ? fmaxf(v, w) : v + w;
     }
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    __syncthreads(); /* sh may still be read by a previous call */
+    __syncthreads();
     if (lane == 0) sh[warp] = v;
     __syncthreads();
     float r = sh[0];
-    for (int w = 1; w < CE_THREADS / 32; w++) r = is_max ? fmaxf(r, sh[w]) : r + sh[w];
+    for (int w = 1; w < THREADS / 32; w++) r = is_max ? fmaxf(r, sh[w]) : r + sh[w];
     return r;
 }
 
@@ -36,10 +38,10 @@ static __global__ void crossentropy_forward_kernel(float *losses, float *lse, co
     const X *x = logits + (size_t)n * Vp;
     float mx = -3.0e38f;
     for (int i = threadIdx.x; i < V; i += CE_THREADS) mx = fmaxf(mx, gq_ld(x + i));
-    mx = block_reduce(mx, 1);
+    mx = block_reduce<CE_THREADS>(mx, 1);
     float s = 0.0f;
     for (int i = threadIdx.x; i < V; i += CE_THREADS) s += gq_exp(gq_ld(x + i) - mx);
-    s = block_reduce(s, 0);
+    s = block_reduce<CE_THREADS>(s, 0);
     if (threadIdx.x == 0) {
         float l = mx + (float)log((double)s);
         lse[n] = l;
@@ -131,20 +133,6 @@ extern "C" int gq_cuda_crossentropy_distill_backward_bf16(void *logits, const fl
  * read and a write of the logits, where the separate kernels make three reads and a write. */
 enum { CEF_THREADS = 1024 };
 
-static __device__ float cef_reduce(float v, int is_max, float *sh) {
-    for (int o = 16; o > 0; o >>= 1) {
-        float w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, w) : v + w;
-    }
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    __syncthreads(); /* sh may still be read by the previous call; the row's stores are seen after it */
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    float r = sh[0];
-    for (int w = 1; w < CEF_THREADS / 32; w++) r = is_max ? fmaxf(r, sh[w]) : r + sh[w];
-    return r;
-}
-
 template <typename X>
 static __device__ __forceinline__ float cef_grad(const X *row, int i, int V, int tg, float l, float dloss) {
     float g = 0.0f;
@@ -158,7 +146,6 @@ static __device__ __forceinline__ float cef_grad(const X *row, int i, int V, int
 template <typename X>
 static __global__ void __launch_bounds__(CEF_THREADS)
     crossentropy_fused_kernel(float *losses, float *lse, X *logits, const int32_t *targets, float dloss, int V, int Vp) {
-    static __shared__ float sh[CEF_THREADS / 32];
     GQ_DYN_SMEM(unsigned char, cef_smem); /* (one name for every element type) */
     X *row = (X *)cef_smem;
     constexpr int E = 16 / sizeof(X); /* values per 16-byte vector */
@@ -179,10 +166,10 @@ static __global__ void __launch_bounds__(CEF_THREADS)
         row[i] = x[i];
         mx = fmaxf(mx, gq_ld(x + i));
     }
-    mx = cef_reduce(mx, 1, sh);
+    mx = block_reduce<CEF_THREADS>(mx, 1);
     float s = 0.0f;
     for (int i = tid; i < V; i += CEF_THREADS) s += gq_exp(gq_ld(row + i) - mx);
-    s = cef_reduce(s, 0, sh);
+    s = block_reduce<CEF_THREADS>(s, 0);
     const float l = mx + (float)log((double)s);
     const int tg = targets[n];
     if (tid == 0) {

@@ -116,24 +116,11 @@ static int fq_warp_launch(O *out, uint8_t *mask, const float *w, size_t groups, 
     const int L = fq_lanes(g), P = g / L;
     const size_t warps = (groups + (size_t)(32 / L) - 1) / (size_t)(32 / L);
     const unsigned blocks = (unsigned)((warps + 7) / 8);
-    switch (P) {
-    case 1: return gq_launch(fq_warp_kernel<O, 1>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    case 2: return gq_launch(fq_warp_kernel<O, 2>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    case 3: return gq_launch(fq_warp_kernel<O, 3>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    case 4: return gq_launch(fq_warp_kernel<O, 4>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    case 5: return gq_launch(fq_warp_kernel<O, 5>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    case 6: return gq_launch(fq_warp_kernel<O, 6>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    case 7: return gq_launch(fq_warp_kernel<O, 7>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    default: return gq_launch(fq_warp_kernel<O, 8>, blocks, 256, 0, out, mask, w, groups, L, f, dq, bad,
-                                 gate);
-    }
+    void (*const kernel[8])(O *, uint8_t *, const float *, size_t, int, gq_qformat, const float *,
+                            unsigned long long *, const unsigned long long *) = {
+        fq_warp_kernel<O, 1>, fq_warp_kernel<O, 2>, fq_warp_kernel<O, 3>, fq_warp_kernel<O, 4>,
+        fq_warp_kernel<O, 5>, fq_warp_kernel<O, 6>, fq_warp_kernel<O, 7>, fq_warp_kernel<O, 8>};
+    return gq_launch(kernel[P - 1], blocks, 256, 0, out, mask, w, groups, L, f, dq, bad, gate);
 }
 
 static int g_fq_warp = 1;
