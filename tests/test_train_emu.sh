@@ -46,6 +46,20 @@ d0=$(maxdiff "$(losses "$T/g0")" "$(losses "$T/cpu")")
 check 'grep -q "cuBLASLt epilogues .*: off (GQ_CUDA_LT=0); 0 products fused" "$T/g0.log" && awk "BEGIN{exit !($d0 < 1e-4)}"' \
   "GQ_CUDA_LT=0: separate kernels, the CPU's losses within 1e-4 (max diff $d0)"
 
+# -- MFU: not claimed for a GPU whose peak is not known (the emulator's); with GQ_PEAK_TFLOPS, each
+# step's mfu is its tokens/s x (6 x parameters + 12 L C T) / the peak, the parameters counted here
+# from the architecture the trainer prints
+check 'grep -q "MFU: the peak of .* is not known" "$T/g1.log" && ! grep -q "\"mfu\"" "$T/g1/train.jsonl"' \
+  "no MFU where the GPU's peak is not known"
+GQ_PEAK_TFLOPS=0.0005 train --out "$T/gm" --steps 3 --device cuda >"$T/gm.log" 2>&1
+fpt=$(sed -n 's/^model: L\([0-9]*\) H[0-9]* C\([0-9]*\) T\([0-9]*\) V[0-9]* (padded \([0-9]*\)).*/\1 \2 \3 \4/p' "$T/gm.log" |
+  awk '{L = $1; C = $2; T = $3; Vp = $4; n = Vp * C + T * C + L * (12 * C * C + 13 * C) + 2 * C; print 6 * n + 12 * L * C * 32}')
+bad=$(grep -o '"tokens_per_s": [0-9.]*, "mfu": [0-9.]*' "$T/gm/train.jsonl" |
+  awk -v f="$fpt" '{want = $2 * f / 0.0005e12; d = $4 - want; d = d < 0 ? -d : d; if (d > 1e-4 + 1e-3 * want) b++; n++}
+    END {print n == 3 ? b + 0 : "missing"}')
+check '[ "$bad" = 0 ] && grep -q "MFU against 0.0005 TFLOP/s" "$T/gm.log" && grep -q "tok/s | MFU [0-9.]*% |" "$T/gm.log"' \
+  "GQ_PEAK_TFLOPS: each step's MFU = tokens/s x $fpt FLOPs per token / the peak ($bad of 3 steps off)"
+
 # -- determinism and bit-exact resume on the backend
 train --out "$T/g2" --steps $N --device cuda >/dev/null 2>&1
 check 'same "$T/g1/$CK" "$T/g2/$CK"' "same seed, two runs: identical parameters and AdamW state"

@@ -34,6 +34,35 @@
 
 void openblas_set_num_threads(int num_threads);
 
+double gq_train_flops_per_token(size_t n_params, const gq_gpt2_config *c, int T) {
+    return 6.0 * (double)n_params + 12.0 * c->n_layer * c->n_embd * (double)T;
+}
+
+double gq_train_peak_flops(const char *gpu_name, const char *precision) {
+    const char *env = getenv("GQ_PEAK_TFLOPS");
+    if (env && *env) {
+        char *end;
+        double t = strtod(env, &end);
+        if (*end == '\0' && t > 0) return t * 1e12;
+    }
+    /* dense (no sparsity) fp32 / tf32 / bf16 tensor rates of NVIDIA's datasheets, rounded as
+     * bench/torch_train_gpu.py has them; the NVL parts (other clocks) are left unknown */
+    static const struct {
+        const char *name, *not_name;
+        double fp32, tf32, bf16;
+    } gpus[] = {{"H100 PCIe", NULL, 51.2e12, 378e12, 756e12},
+                {"H100", "NVL", 67e12, 495e12, 989e12}, /* SXM5 */
+                {"H200", "NVL", 67e12, 495e12, 989e12}, /* SXM */
+                {"A100", NULL, 19.5e12, 156e12, 312e12}};
+    for (size_t i = 0; gpu_name && i < sizeof gpus / sizeof *gpus; i++) {
+        if (!strstr(gpu_name, gpus[i].name) || (gpus[i].not_name && strstr(gpu_name, gpus[i].not_name))) continue;
+        return !strcmp(precision, "fp32") ? gpus[i].fp32 : !strcmp(precision, "tf32") ? gpus[i].tf32
+               : !strcmp(precision, "bf16")                                          ? gpus[i].bf16
+                                                                                      : 0.0;
+    }
+    return 0.0;
+}
+
 /* The backend --device names: cpu, cuda, or auto (cuda when this build has it and a GPU is
  * present). *what describes it for the log. */
 static int pick_backend(const char *device, const gq_backend **be, char *what, size_t size) {
@@ -519,6 +548,7 @@ int gq_train_run(gq_train_opts *o) {
         if (st.step + 1 >= o->qat_start_step && (rc = gq_gpt2_qat_enable(r.m, &plan))) goto done;
         if (r.m->qat_on) print_qat(r.m);
     }
+    double peak = 0; /* the GPU's datasheet rate in this precision (MFU's denominator; 0: not reported) */
 #ifdef GQ_HAVE_CUDA
     if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
         size_t fb = 0, tb = 0, work = r.m->work_floats * sizeof(float) + (r.m->qat_mask ? r.m->n_params : 0);
@@ -527,6 +557,11 @@ int gq_train_run(gq_train_opts *o) {
                    "device %.2f GiB used of %.2f GiB\n",
                    (4.0 * gq_gpt2_param_bytes(r.m) + gq_gpt2_act_bytes(r.m) + work) / 1073741824.0,
                    work ? ", working weights" : "", (tb - fb) / 1073741824.0, tb / 1073741824.0);
+        char name[256] = "";
+        if (!gq_cuda_device_name(name, sizeof name)) peak = gq_train_peak_flops(name, o->precision);
+        if (peak > 0) printf("MFU against %.4g TFLOP/s (%s, %s, dense)\n", peak / 1e12, name, o->precision);
+        else printf("MFU: the peak of %s in %s is not known (GQ_PEAK_TFLOPS=<dense TFLOP/s> reports it)\n", name,
+                    o->precision);
     }
 #endif
     if (o->distill > 0) { /* the teacher: a forward-only model of the same shape on the same device */
@@ -579,6 +614,7 @@ int gq_train_run(gq_train_opts *o) {
         goto done;
     }
     const int tokens_per_step = o->batch * o->seq * o->grad_accum;
+    const double flop_tok = gq_train_flops_per_token(r.m->n_params, &r.m->cfg, o->seq);
     const int first = (int)st.step + 1;
     double t_start = gq_now(), t_train = 0;
     int steps_run = 0;
@@ -628,19 +664,21 @@ int gq_train_run(gq_train_opts *o) {
          * latent weights first (the next step would do the same), so the final QAT loss is
          * exactly the loss of the export written from this checkpoint */
         if (do_eval && ((rc = gq_gpt2_refresh_weights(r.m, step + 1)) || (rc = evaluate(&r, last, &val_loss)))) break;
-        double tok_s = tokens_per_step / dt;
+        double tok_s = tokens_per_step / dt, mfu = peak > 0 ? flop_tok * tok_s / peak : 0;
         fprintf(r.log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
                 step, loss, lr, norm, dt * 1e3, tok_s);
+        if (peak > 0) fprintf(r.log, ", \"mfu\": %.4f", mfu);
         if (isfinite(val_loss)) fprintf(r.log, ", \"val_loss\": %.6f", val_loss);
         fprintf(r.log, "}\n");
         fflush(r.log);
         char eta[32];
         fmt_time(eta, sizeof eta, t_train / steps_run * (o->steps - step));
         if (r.tty || do_eval || step % o->log_every == 0 || step == first) {
-            char vbuf[32] = "";
+            char vbuf[32] = "", mbuf[32] = "";
             if (isfinite(val_loss)) snprintf(vbuf, sizeof vbuf, " | val %.4f", val_loss);
-            printf("%sstep %*d/%d | loss %.4f%s | lr %.2e | norm %.2f | %.0f tok/s | ETA %s%s", r.tty ? "\r" : "",
-                   (int)snprintf(NULL, 0, "%d", o->steps), step, o->steps, loss, vbuf, lr, norm, tok_s, eta,
+            if (peak > 0) snprintf(mbuf, sizeof mbuf, " | MFU %.1f%%", 100 * mfu);
+            printf("%sstep %*d/%d | loss %.4f%s | lr %.2e | norm %.2f | %.0f tok/s%s | ETA %s%s", r.tty ? "\r" : "",
+                   (int)snprintf(NULL, 0, "%d", o->steps), step, o->steps, loss, vbuf, lr, norm, tok_s, mbuf, eta,
                    r.tty ? (do_eval ? "\033[K\n" : "\033[K") : "\n");
             fflush(stdout);
         }
@@ -656,8 +694,11 @@ int gq_train_run(gq_train_opts *o) {
     if (r.tty) printf("\n");
     if (!rc && steps_run) {
         double wall = gq_now() - t_start;
-        printf("done: %d steps in %.1f s (%.0f tokens/s training); final loss %.4f%s; checkpoint %s\n", steps_run, wall,
-               steps_run * (double)tokens_per_step / t_train, loss, "", last_ckpt);
+        const double tok_s = steps_run * (double)tokens_per_step / t_train;
+        char mbuf[32] = "";
+        if (peak > 0) snprintf(mbuf, sizeof mbuf, ", MFU %.1f%%", 100 * flop_tok * tok_s / peak);
+        printf("done: %d steps in %.1f s (%.0f tokens/s training%s); final loss %.4f; checkpoint %s\n", steps_run, wall,
+               tok_s, mbuf, loss, last_ckpt);
         if (isfinite(val_loss))
             printf("final validation loss %.4f over the whole validation split (%llu windows of %d tokens)\n", val_loss,
                    (unsigned long long)gq_loader_windows(r.val), o->seq);

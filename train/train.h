@@ -50,6 +50,14 @@ void gq_train_print_opts(const gq_train_opts *o, FILE *f);
  * lr * min_lr_frac at `steps`. */
 double gq_train_lr(const gq_train_opts *o, int t);
 
+/* Model FLOPs of a training step per token (forward and backward): 6 per parameter plus the
+ * attention's 12 L C T (llm.c's estimate, and bench/torch_train_gpu.py's for PyTorch). */
+double gq_train_flops_per_token(size_t n_params, const gq_gpt2_config *c, int T);
+/* A GPU's dense datasheet peak for a precision (fp32, tf32, bf16) in FLOP/s, by its name as
+ * CUDA reports it ("NVIDIA H100 80GB HBM3"); 0 where not known. GQ_PEAK_TFLOPS (a number)
+ * overrides it. MFU = FLOPs per token x tokens/s / this. */
+double gq_train_peak_flops(const char *gpu_name, const char *precision);
+
 typedef struct {
     int64_t step;           /* optimizer steps done */
     gq_loader_state loader; /* training data position */
