@@ -350,6 +350,11 @@ attn() {
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
     --precision bf16
   rm -rf "$w/a124"
+  # session 15's one-kernel loss and gradient off: the separate cross-entropy kernels
+  GQ_CUDA_CE_FUSED=0 t 124m-bf16-ce-separate 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
+    --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
+    --precision bf16
+  rm -rf "$w/a124"
   for b in 16 32 max; do # bf16's activations no longer hold T x T matrices: larger batches fit
     t "124m-bf16-b$b" 90 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch $b --seq 1024 \
       --steps 8 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/b124" --device cuda --precision bf16

@@ -46,6 +46,11 @@ d0=$(maxdiff "$(losses "$T/g0")" "$(losses "$T/cpu")")
 check 'grep -q "cuBLASLt epilogues .*: off (GQ_CUDA_LT=0); 0 products fused" "$T/g0.log" && awk "BEGIN{exit !($d0 < 1e-4)}"' \
   "GQ_CUDA_LT=0: separate kernels, the CPU's losses within 1e-4 (max diff $d0)"
 
+# the loss and its gradient in one kernel (the default) against the separate kernels
+GQ_CUDA_CE_FUSED=0 train --out "$T/gs" --steps $N --device cuda >"$T/gs.log" 2>&1
+ds=$(maxdiff "$(losses "$T/gs")" "$(losses "$T/g1")")
+check 'awk "BEGIN{exit !($ds < 1e-5)}"' "GQ_CUDA_CE_FUSED=0: the separate cross-entropy kernels, the fused run's losses within 1e-5 (max diff $ds)"
+
 # -- MFU: not claimed for a GPU whose peak is not known (the emulator's); with GQ_PEAK_TFLOPS, each
 # step's mfu is its tokens/s x (6 x parameters + 12 L C T) / the peak, the parameters counted here
 # from the architecture the trainer prints
