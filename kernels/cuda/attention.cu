@@ -134,10 +134,7 @@ static int tc_form = -1;
 extern "C" void gq_cuda_set_attention_tc(int on) { tc_form = on != 0; }
 
 static int use_tc(int C, int NH) {
-    if (tc_form < 0) {
-        const char *e = getenv("GQ_CUDA_ATTN");
-        tc_form = !(e && !strcmp(e, "cublas"));
-    }
+    if (tc_form < 0) tc_form = gq_cuda_env_on("GQ_CUDA_ATTN", "cublas");
     return tc_form && gq_cuda_attention_tc_supported(C, NH);
 }
 

@@ -38,10 +38,7 @@ static int tc_mma_form = -1;
 extern "C" void gq_cuda_set_attention_tc_wmma(int wmma) { tc_mma_form = !wmma; }
 
 static int mma_form(void) {
-    if (tc_mma_form < 0) {
-        const char *e = getenv("GQ_CUDA_TC");
-        tc_mma_form = !(e && !strcmp(e, "wmma"));
-    }
+    if (tc_mma_form < 0) tc_mma_form = gq_cuda_env_on("GQ_CUDA_TC", "wmma");
     return tc_mma_form;
 }
 

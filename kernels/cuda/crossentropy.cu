@@ -191,12 +191,9 @@ static __global__ void __launch_bounds__(CEF_THREADS)
 
 template <typename X>
 static int fused(float *losses, float *lse, void *logits, const int32_t *targets, float dloss, int N, int V, int Vp) {
-    static int off = -1; /* GQ_CUDA_CE_FUSED=0 (read once): the separate kernels, for measuring the fused one */
-    if (off < 0) {
-        const char *e = getenv("GQ_CUDA_CE_FUSED");
-        off = e && !strcmp(e, "0");
-    }
-    if (off) return gq_errf(GQ_EUNSUPPORTED, "fused cross-entropy: off (GQ_CUDA_CE_FUSED=0)");
+    static int on = -1; /* GQ_CUDA_CE_FUSED=0: the separate kernels, for measuring the fused one */
+    if (on < 0) on = gq_cuda_env_on("GQ_CUDA_CE_FUSED", "0");
+    if (!on) return gq_errf(GQ_EUNSUPPORTED, "fused cross-entropy: off (GQ_CUDA_CE_FUSED=0)");
     if (N <= 0) return GQ_OK;
     const size_t smem = ((size_t)V * sizeof(X) + 15) / 16 * 16;
     /* a row that does not fit in a block's shared memory: the caller runs the separate kernels */

@@ -42,10 +42,7 @@ extern "C" void gq_cuda_lt_counts(long long *fused, long long *refused) {
 static int g_lt_on = -1; /* -1: not yet read from the environment */
 
 extern "C" int gq_cuda_lt_enabled(void) {
-    if (g_lt_on < 0) {
-        const char *e = getenv("GQ_CUDA_LT");
-        g_lt_on = !(e && !strcmp(e, "0"));
-    }
+    if (g_lt_on < 0) g_lt_on = gq_cuda_env_on("GQ_CUDA_LT", "0");
     return g_lt_on;
 }
 

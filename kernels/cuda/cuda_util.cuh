@@ -29,6 +29,16 @@ extern "C" {
 
 #include "f16_value.cuh"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* The measuring switches (docs/GPU.md's table): 0 where the environment variable `name` is set
+ * to `off`, else 1; each caller reads it once and keeps it. */
+static inline int gq_cuda_env_on(const char *name, const char *off) {
+    const char *e = getenv(name);
+    return !(e && !strcmp(e, off));
+}
+
 /* Check a kernel launch. */
 #define GQ_CUDA_CHECK_LAUNCH() GQ_CUDA_CHECK(cudaGetLastError())
 

@@ -123,10 +123,15 @@ static int fq_warp_launch(O *out, uint8_t *mask, const float *w, size_t groups, 
     return gq_launch(kernel[P - 1], blocks, 256, 0, out, mask, w, groups, L, f, dq, bad, gate);
 }
 
-static int g_fq_warp = 1;
+static int g_fq_warp = -1; /* -1: GQ_CUDA_FQ_WARP=0 (a thread per group) not yet read */
+
+static int fq_warp_on(void) {
+    if (g_fq_warp < 0) g_fq_warp = gq_cuda_env_on("GQ_CUDA_FQ_WARP", "0");
+    return g_fq_warp;
+}
 
 extern "C" int gq_cuda_set_fakequant_warp(int on) {
-    const int was = g_fq_warp;
+    const int was = fq_warp_on();
     g_fq_warp = on != 0;
     return was;
 }
@@ -230,7 +235,7 @@ static int fakequant_launch(O *out, uint8_t *mask, const float *w, int rows, int
     double *bsum = (double *)((char *)scales + round16(groups * sizeof(float)));
 
     GQ_CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof *bad));
-    const int warp_form = g_fq_warp && f != GQ_QF_INT8 && !search && fq_lanes(g);
+    const int warp_form = fq_warp_on() && f != GQ_QF_INT8 && !search && fq_lanes(g);
     const int dq = f == GQ_QF_NF4 && spec->double_quant;
     if (warp_form && !dq) /* one pass, the finite check in it */
         return fq_warp_launch(out, mask, w, groups, g, f, (const float *)NULL, bad, (const unsigned long long *)NULL);

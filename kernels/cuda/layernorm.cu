@@ -117,10 +117,15 @@ static __global__ void __launch_bounds__(LNB_WARPS * 32)
     for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) partial[(size_t)blockIdx.x * 2 * C + c] = acc[c];
 }
 
-static int g_ln_fused = 1;
+static int g_ln_fused = -1; /* -1: GQ_CUDA_LN_ONEPASS=0 (the two-pass backward) not yet read */
+
+static int ln_fused(void) {
+    if (g_ln_fused < 0) g_ln_fused = gq_cuda_env_on("GQ_CUDA_LN_ONEPASS", "0");
+    return g_ln_fused;
+}
 
 extern "C" int gq_cuda_set_layernorm_fused(int on) {
-    const int was = g_ln_fused;
+    const int was = ln_fused();
     g_ln_fused = on != 0;
     return was;
 }
@@ -213,7 +218,7 @@ extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *db
     if (N <= 0) return GQ_OK;
     float *partial = NULL;
     const int per = (C + 31) / 32;
-    if (g_ln_fused && per <= LNB_MAX_PER) { /* one pass: about LNB_ROWS_PER_WARP rows a warp */
+    if (ln_fused() && per <= LNB_MAX_PER) { /* one pass: about LNB_ROWS_PER_WARP rows a warp */
         const int rows_per_block = LNB_WARPS * LNB_ROWS_PER_WARP;
         int blocks = (N + rows_per_block - 1) / rows_per_block;
         blocks = blocks < LNB_MAX_BLOCKS ? blocks : LNB_MAX_BLOCKS;

@@ -41,10 +41,7 @@ static int bf16_copy(int slot, const float *src, size_t n, const void **dst) {
  * measuring the difference */
 extern "C" int gq_cuda_bf16_operands(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GQ_CUDA_BF16_OPERANDS");
-        on = !(e && !strcmp(e, "0"));
-    }
+    if (on < 0) on = gq_cuda_env_on("GQ_CUDA_BF16_OPERANDS", "0");
     return on && gq_cuda_matmul_mode() == GQ_MATMUL_BF16;
 }
 
