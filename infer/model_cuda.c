@@ -248,8 +248,7 @@ int gq_imc_plan(gq_im *m) {
                  Vp = (size_t)g->padded_vocab_size;
     c->T = m->n_ctx, c->chunk = m->chunk, c->f16 = m->kv_f16;
     const char *fenv = getenv("GQ_CUDA_FUSED"); /* 0: the unfused decode step, for comparison */
-    /* (--act int8 takes the unfused path: each product's input is materialized and quantized) */
-    c->fused = g->n_embd <= GQ_CUDA_LN_ROW_MAX && !(fenv && !strcmp(fenv, "0")) && !m->act8;
+    c->fused = g->n_embd <= GQ_CUDA_LN_ROW_MAX && !(fenv && !strcmp(fenv, "0"));
     m->dev_fused = c->fused;
     const size_t kv = L * T * C * (c->f16 ? 2 : 4);
     size_t sizes[] = {kv,
@@ -289,10 +288,15 @@ int gq_imc_plan(gq_im *m) {
     return GQ_OK;
 }
 
+/* --act int8: whether a product on w takes int8 activations (where w takes the integer path, as
+ * on the CPU runner) */
+static int act8_on(const gq_im *m, const gq_qmat *w) { return m->act8 && gq_qmat_int_path(w); }
+
 /* A decode step's layers (one token): 5 launches a layer, the layernorms and residual adds inside
- * the products (gq_qmm_ep), the KV store inside the attention. The layernorm prologue is
- * repeated by every block of the product, which pays where the product is one wave of blocks
- * (qkv and fc: 288 and 384 blocks for GPT-2 124M). */
+ * the products (gq_qmm_ep), the KV store inside the attention; with --act int8 each product's
+ * prologue quantizes its input row as well. The layernorm prologue is repeated by every block of
+ * the product, which pays where the product is one wave of blocks (qkv and fc: 288 and 384 blocks
+ * for GPT-2 124M). */
 static int layers_one(gq_im *m, struct gq_im_cuda *c) {
     const gq_gpt2_config *g = &m->cfg;
     const int C = g->n_embd, NH = g->n_head;
@@ -301,12 +305,15 @@ static int layers_one(gq_im *m, struct gq_im_cuda *c) {
     for (int l = 0; l < g->n_layer; l++) {
         const gq_im_layer *L = &c->layers[l];
         void *kc = (uint8_t *)c->kc + l * lay, *vc = (uint8_t *)c->vc + l * lay;
-        const gq_qmm_ep ln1 = {L->ln1w, L->ln1b, 0, 0}, ln2 = {L->ln2w, L->ln2b, 1, 0}, res = {NULL, NULL, 0, 1};
+        const gq_qmm_ep ln1 = {L->ln1w, L->ln1b, 0, 0, act8_on(m, &L->qkv)};
+        const gq_qmm_ep ln2 = {L->ln2w, L->ln2b, 1, 0, act8_on(m, &L->fc)};
+        const gq_qmm_ep res1 = {NULL, NULL, 0, 1, act8_on(m, &L->attproj)};
+        const gq_qmm_ep res2 = {NULL, NULL, 0, 1, act8_on(m, &L->fcproj)};
         GQ_TRY(gq_cuda_qmatmul_ep(c->qkv, c->x, 1, &L->qkv, L->qkvb, &ln1));
         GQ_TRY(gq_cuda_store_attend(c->atty, c->qkv, kc, vc, c->f16, c->pos, NH, C, c->T));
-        GQ_TRY(gq_cuda_qmatmul_ep(c->x, c->atty, 1, &L->attproj, L->attprojb, &res));
+        GQ_TRY(gq_cuda_qmatmul_ep(c->x, c->atty, 1, &L->attproj, L->attprojb, &res1));
         GQ_TRY(gq_cuda_qmatmul_ep(c->fch, c->x, 1, &L->fc, L->fcb, &ln2)); /* layernorm, product, GELU */
-        GQ_TRY(gq_cuda_qmatmul_ep(c->x, c->fch, 1, &L->fcproj, L->fcprojb, &res));
+        GQ_TRY(gq_cuda_qmatmul_ep(c->x, c->fch, 1, &L->fcproj, L->fcprojb, &res2));
     }
     return GQ_OK;
 }
@@ -314,7 +321,7 @@ static int layers_one(gq_im *m, struct gq_im_cuda *c) {
 /* --act int8: the M rows of x that a product on w multiplies become their int8 values (quant.h's
  * blocks of 32, the CPU runner's), where w takes the integer path there */
 static int act8(const gq_im *m, float *x, int M, const gq_qmat *w) {
-    return m->act8 && gq_qmat_int_path(w) ? gq_cuda_act_fakequant(x, (size_t)M * (size_t)w->cols, 0) : GQ_OK;
+    return act8_on(m, w) ? gq_cuda_act_fakequant(x, (size_t)M * (size_t)w->cols, 0) : GQ_OK;
 }
 
 /* The layers on M tokens whose ids and first position are already in device memory. */
@@ -338,7 +345,7 @@ static int layers(gq_im *m, struct gq_im_cuda *c, int M, int own_pass) {
         GQ_TRY(act8(m, c->atty, M, &L->attproj));
         GQ_TRY(gq_cuda_qmatmul(c->tmp, c->atty, M, &L->attproj, L->attprojb));
         GQ_TRY(gq_cuda_residual_layernorm(c->x, c->tmp, c->ln, c->mean, c->rstd, L->ln2w, L->ln2b, M, C));
-        const gq_qmm_ep gelu = {NULL, NULL, 1, 0};
+        const gq_qmm_ep gelu = {NULL, NULL, 1, 0, 0};
         GQ_TRY(act8(m, c->ln, M, &L->fc));
         GQ_TRY(gq_cuda_qmatmul_ep(c->fch, c->ln, M, &L->fc, L->fcb, &gelu));
         GQ_TRY(act8(m, c->fch, M, &L->fcproj));

@@ -25,8 +25,10 @@ static void *up(const void *h, size_t bytes) {
 
 /* gq_cuda_qmatmul_ep on one token against the separate launches it replaces, bit for bit: the
  * layernorm prologue (vs gq_cuda_layernorm_forward, then the product), with GELU, and the
- * residual epilogue (vs y0 + the product); more than 2048 columns or tokens is refused. y: the
- * plain product of dx (downloaded). */
+ * residual epilogue (vs y0 + the product); int8 activations in the prologue (--act int8's
+ * decode step: vs gq_cuda_act_fakequant of the row, then the product), after the layernorm and
+ * alone; more than 2048 columns for a layernorm, rows not of whole blocks of 32 for int8, or
+ * more tokens, refused. y: the plain product of dx (downloaded). */
 static void check_ep(const char *fmt, const gq_qmat *d, int cols, const float *dx, const float *db, const float *y,
                      gq_rng *rng) {
     const int rows = d->rows;
@@ -41,7 +43,7 @@ static void check_ep(const char *fmt, const gq_qmat *d, int cols, const float *d
     CHECK_OK(gq_cuda_alloc((void **)&dln, (size_t)cols * 4));
     CHECK_OK(gq_cuda_alloc((void **)&dstat, 8));
     /* residual: y = y0 + product */
-    const gq_qmm_ep res = {NULL, NULL, 0, 1};
+    const gq_qmm_ep res = {NULL, NULL, 0, 1, 0};
     CHECK_OK(gq_cuda_upload(dy, y0, (size_t)rows * 4));
     CHECK_OK(gq_cuda_qmatmul_ep(dy, dx, 1, d, db, &res));
     CHECK_OK(gq_cuda_download(got, dy, (size_t)rows * 4));
@@ -50,24 +52,47 @@ static void check_ep(const char *fmt, const gq_qmat *d, int cols, const float *d
         bad += memcmp(&got[r], &(float){y0[r] + y[r]}, 4) != 0;
     CHECKF(bad == 0, "%s [%d,%d]: %ld residual outputs differ from y0 + product", fmt, rows, cols, bad);
     /* the layernorm prologue, without and with GELU */
-    for (int gelu = 0; gelu < 2; gelu++) {
-        const gq_qmm_ep ln = {dw, dbn, gelu, 0};
+    for (int k = 0; k < 3; k++) { /* k: GELU; 2: int8 activations after the layernorm, with GELU */
+        const int gelu = k > 0, a8 = k == 2;
+        const gq_qmm_ep ln = {dw, dbn, gelu, 0, a8};
         const int rc = gq_cuda_qmatmul_ep(dy, dx, 1, d, db, &ln);
-        if (cols > 2048) {
-            CHECKF(rc == GQ_EUNSUPPORTED, "%s [%d,%d]: a layernorm prologue over %d columns was not refused", fmt, rows,
-                   cols, cols);
-            break;
+        if (cols > 2048 || (a8 && cols % 32)) {
+            CHECKF(rc == GQ_EUNSUPPORTED, "%s [%d,%d]: a layernorm prologue%s over %d columns was not refused", fmt,
+                   rows, cols, a8 ? " with int8 activations" : "", cols);
+            continue;
         }
         CHECK_OK(rc);
         CHECK_OK(gq_cuda_download(got, dy, (size_t)rows * 4));
         CHECK_OK(gq_cuda_layernorm_forward(dln, dstat, dstat + 1, dx, dw, dbn, 1, cols));
+        if (a8) CHECK_OK(gq_cuda_act_fakequant(dln, (size_t)cols, 0));
         CHECK_OK(gq_cuda_qmatmul(dy, dln, 1, d, db));
         CHECK_OK(gq_cuda_download(ref, dy, (size_t)rows * 4));
         bad = 0;
         for (int r = 0; r < rows; r++)
             bad += memcmp(&got[r], &(float){gelu ? gq_gelu(ref[r]) : ref[r]}, 4) != 0;
-        CHECKF(bad == 0, "%s [%d,%d] gelu %d: %ld outputs of the layernorm prologue differ from layernorm + product",
-               fmt, rows, cols, gelu, bad);
+        CHECKF(bad == 0, "%s [%d,%d] gelu %d int8 act. %d: %ld outputs of the layernorm prologue differ from layernorm + product",
+               fmt, rows, cols, gelu, a8, bad);
+    }
+    { /* int8 activations alone, with the residual epilogue (the projections' decode step) */
+        const gq_qmm_ep ra = {NULL, NULL, 0, 1, 1};
+        CHECK_OK(gq_cuda_upload(dy, y0, (size_t)rows * 4));
+        const int rc = gq_cuda_qmatmul_ep(dy, dx, 1, d, db, &ra);
+        if (cols % 32) {
+            CHECKF(rc == GQ_EUNSUPPORTED, "%s [%d,%d]: int8 activations over %d columns were not refused", fmt, rows,
+                   cols, cols);
+        } else {
+            CHECK_OK(rc);
+            CHECK_OK(gq_cuda_download(got, dy, (size_t)rows * 4));
+            CHECK_OK(gq_cuda_copy(dln, dx, (size_t)cols * 4));
+            CHECK_OK(gq_cuda_act_fakequant(dln, (size_t)cols, 0));
+            CHECK_OK(gq_cuda_qmatmul(dy, dln, 1, d, db));
+            CHECK_OK(gq_cuda_download(ref, dy, (size_t)rows * 4));
+            bad = 0;
+            for (int r = 0; r < rows; r++)
+                bad += memcmp(&got[r], &(float){y0[r] + ref[r]}, 4) != 0;
+            CHECKF(bad == 0, "%s [%d,%d]: %ld outputs with int8 activations in the prologue differ from act. "
+                   "fake-quant + product", fmt, rows, cols, bad);
+        }
     }
     CHECKF(gq_cuda_qmatmul_ep(dy, dx, 3, d, db, &res) == GQ_EUNSUPPORTED, "%s: a residual epilogue on 3 tokens", fmt);
     gq_cuda_free(dw), gq_cuda_free(dbn), gq_cuda_free(dy), gq_cuda_free(dln), gq_cuda_free(dstat);
@@ -117,7 +142,7 @@ static void one(const char *fmt, gq_qspec spec, int rows, int cols, gq_rng *rng)
         /* the GELU epilogue: act_math.h's GELU of the same products, bit for bit (the runner's
          * MLP, one launch instead of product + gelu kernel) */
         float *y2 = malloc((size_t)M * rows * 4);
-        const gq_qmm_ep gelu = {NULL, NULL, 1, 0};
+        const gq_qmm_ep gelu = {NULL, NULL, 1, 0, 0};
         CHECK_OK(gq_cuda_qmatmul_ep(dy, dx, M, &d, t == 1 ? NULL : db, &gelu));
         CHECK_OK(gq_cuda_download(y2, dy, (size_t)M * rows * 4));
         long bad = 0;

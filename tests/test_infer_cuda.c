@@ -350,15 +350,16 @@ static void check_store_attend(void) {
 
 /* The fused decode step (5 launches a layer: layernorms and residual adds inside the products)
  * against the unfused one (GQ_CUDA_FUSED=0, read at gq_im_plan): the same logits bit for bit at
- * every position, fp16 and fp32 caches. */
-static void check_fused(const char *path, const char *label, const int32_t *in) {
+ * every position, fp16 and fp32 caches; act8: with --act int8 (the fused step quantizes each
+ * product's input row in its prologue, the unfused one in a launch of its own). */
+static void check_fused(const char *path, const char *label, const int32_t *in, int act8) {
     for (int f16 = 0; f16 < 2; f16++) {
         gq_im *g[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++) {
             setenv("GQ_CUDA_FUSED", k ? "0" : "1", 1);
             CHECK_OK(gq_im_load(&g[k], path));
             if (!g[k]) return;
-            g[k]->device = GQ_IM_CUDA, g[k]->kv_f16 = f16;
+            g[k]->device = GQ_IM_CUDA, g[k]->kv_f16 = f16, g[k]->act8 = act8;
             CHECK_OK(gq_im_plan(g[k], 1, T, 4));
             CHECKF(g[k]->dev_fused == !k, "%s: GQ_CUDA_FUSED=%d gave dev_fused %d", label, !k, g[k]->dev_fused);
         }
@@ -371,8 +372,8 @@ static void check_fused(const char *path, const char *label, const int32_t *in) 
                 CHECK_OK(gq_im_forward(g[k], in + at, 1, n, at, NULL, NULL, NULL));
             differ += memcmp(gq_im_logits(g[0], 0), gq_im_logits(g[1], 0), sizeof(float) * (size_t)V_) != 0;
         }
-        CHECKF(differ == 0, "%s KV %s: fused decode logits differ from the unfused at %ld of %d positions", label,
-               f16 ? "fp16" : "fp32", differ, T - 4);
+        CHECKF(differ == 0, "%s%s KV %s: fused decode logits differ from the unfused at %ld of %d positions", label,
+               act8 ? " --act int8" : "", f16 ? "fp16" : "fp32", differ, T - 4);
         gq_im_free(g[0]);
         gq_im_free(g[1]);
     }
@@ -465,7 +466,7 @@ int main(void) {
     check_sampler();
     check_model(ckpt, "fp32", &cfg, in, tg, 1);
     check_half(ckpt, &cfg, in);
-    check_fused(ckpt, "fp32", in);
+    check_fused(ckpt, "fp32", in, 0);
     struct {
         const char *fmt, *layers;
         int greedy;
@@ -481,8 +482,11 @@ int main(void) {
         char label[64];
         snprintf(label, sizeof label, "%s%s", cases[k].fmt, cases[k].layers ? "+emb" : "");
         check_model(out, label, &cfg, in, tg, cases[k].greedy);
-        if (k == 0 || k == 2 || k == 3) check_fused(out, label, in); /* nf4+emb, int4-g16, int8+emb */
-        if (k == 3 || k == 5) check_act8(out, label, in, tg);          /* int8+emb, int4+emb */
+        if (k == 0 || k == 2 || k == 3) check_fused(out, label, in, 0); /* nf4+emb, int4-g16, int8+emb */
+        if (k == 3 || k == 5) { /* int8+emb, int4+emb */
+            check_act8(out, label, in, tg);
+            check_fused(out, label, in, 1);
+        }
         unlink(out);
     }
     unlink(ckpt);

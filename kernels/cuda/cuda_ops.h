@@ -133,10 +133,12 @@ enum { GQ_CUDA_LN_ROW_MAX = 2048 };
  * launches: ln_w / ln_b: x is first layer-normalized with these (M = 1, cols <= 2048; the bits of
  * gq_cuda_layernorm_forward on one row); gelu: act_math.h's GELU of each output (any M; the MLP's
  * first product); residual: the
- * output is added to y's old value (M = 1; y = the residual stream, x another buffer). */
+ * output is added to y's old value (M = 1; y = the residual stream, x another buffer); act8: the
+ * input row (after the layernorm where there is one) becomes its int8 values in blocks of 32, as
+ * gq_cuda_act_fakequant makes them (M = 1, cols a multiple of 32: --act int8's decode step). */
 typedef struct {
     const float *ln_w, *ln_b;
-    int gelu, residual;
+    int gelu, residual, act8;
 } gq_qmm_ep;
 int gq_cuda_qmatmul_ep(float *y, const float *x, int M, const gq_qmat *w, const float *bias, const gq_qmm_ep *ep);
 /* d_out, d_inp: (n) fp32 */

@@ -10,6 +10,9 @@
 #include "f16_value.cuh"
 
 enum { QMV_WARPS = 8, QMV_MAXM = 8 };
+/* the widest row the prologue instance copies into shared memory without a layernorm (48 KB,
+ * the dynamic shared memory a launch gets without opting in) */
+enum { GQ_QMM_ROW_SMEM_MAX = 12288 };
 
 static_assert(QMV_WARPS * 32 == GQ_LN_ROW_THREADS, "the layernorm prologue runs on the product's block");
 static_assert(GQ_LN_ROW_THREADS * GQ_LN_ROW_PER == GQ_CUDA_LN_ROW_MAX, "cuda_ops.h's widest layernorm row");
@@ -19,8 +22,10 @@ static_assert(GQ_LN_ROW_THREADS * GQ_LN_ROW_PER == GQ_CUDA_LN_ROW_MAX, "cuda_ops
  * embedding product ran in 16 waves of one memory round trip each (ncu on the H200: 50 us for
  * its 20 MB in int4). LN: the layernorm prologue's instance (MM = 1), apart for its registers.
  * ep (gq_qmm_ep): with ln_w, the one token's row is first normalized by the whole block into
- * shared memory (ln_row.cuh: the few-row layernorm kernel's bits); gelu: act_math.h's GELU of
- * every output; residual: y += the output (y's old value is the residual stream). */
+ * shared memory (ln_row.cuh: the few-row layernorm kernel's bits); act8: that row (or x's, copied
+ * there) made its int8 values in blocks of 32 (a warp a block, act_fq_kernel's arithmetic); the
+ * prologue instance (LN = 1) takes both; gelu: act_math.h's GELU of every output; residual: y +=
+ * the output (y's old value is the residual stream). */
 template <int MM, int LN>
 static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
     qmatmul_kernel(float *y, const float *x, int M, gq_qmat w, const float *bias, int fast, gq_qmm_ep ep) {
@@ -29,19 +34,39 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
     const gq_qformat f = w.spec.format;
     if (threadIdx.x < 16 && (f == GQ_QF_NF4 || f == GQ_QF_FP4))
         lut[threadIdx.x] = gq_qvalue(f, threadIdx.x, 1.0f, 0); /* nf4 / fp4 value per code */
-    if (LN) {
-        static __shared__ float red[GQ_LN_ROW_THREADS / 32];
-        float v[GQ_LN_ROW_PER], mean, rstd;
+    if (LN) { /* the one token's row into shared memory: normalized, or as it is */
+        if (ep.ln_w) {
+            static __shared__ float red[GQ_LN_ROW_THREADS / 32];
+            float v[GQ_LN_ROW_PER], mean, rstd;
 #pragma unroll
-        for (int i = 0; i < GQ_LN_ROW_PER; i++) {
-            const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-            v[i] = c < w.cols ? x[c] : 0.0f;
+            for (int i = 0; i < GQ_LN_ROW_PER; i++) {
+                const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
+                v[i] = c < w.cols ? x[c] : 0.0f;
+            }
+            gq_ln_row_stats(v, w.cols, red, &mean, &rstd);
+#pragma unroll
+            for (int i = 0; i < GQ_LN_ROW_PER; i++) {
+                const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
+                if (c < w.cols) xs[c] = (v[i] - mean) * rstd * ep.ln_w[c] + ep.ln_b[c];
+            }
+        } else {
+            for (int c = threadIdx.x; c < w.cols; c += QMV_WARPS * 32) xs[c] = x[c];
         }
-        gq_ln_row_stats(v, w.cols, red, &mean, &rstd);
-#pragma unroll
-        for (int i = 0; i < GQ_LN_ROW_PER; i++) {
-            const int c = threadIdx.x + i * GQ_LN_ROW_THREADS;
-            if (c < w.cols) xs[c] = (v[i] - mean) * rstd * ep.ln_w[c] + ep.ln_b[c];
+        if (ep.act8) { /* each block of 32: a warp, its absmax by shuffles, quant.h's code */
+            __syncthreads();
+            const int lane = threadIdx.x % 32;
+            for (int b = threadIdx.x / 32; b < w.cols / GQ_ACT_BLOCK; b += QMV_WARPS) {
+                float *p = xs + b * GQ_ACT_BLOCK + lane;
+                const float v = *p;
+                float amax = fabsf(v);
+                amax = amax > 0.0f ? amax : 0.0f; /* (a NaN is passed over, as quant.h's loop does) */
+                for (int o = 16; o > 0; o >>= 1) {
+                    const float other = __shfl_xor_sync(0xffffffffu, amax, o);
+                    amax = other > amax ? other : amax;
+                }
+                const float d = amax / 127.0f;
+                *p = (float)gq_act8_code(v, gq_act8_inv(d)) * d;
+            }
         }
         x = xs;
     }
@@ -240,26 +265,30 @@ static int gq_qmm_run(float *y, const float *x, int M, const gq_qmat *w, const f
                       const gq_qmm_ep *ep_in) {
     const gq_qmm_ep ep = ep_in ? *ep_in : gq_qmm_ep{};
     if (M <= 0) return GQ_OK;
-    if ((ep.ln_w || ep.residual) && M != 1)
-        return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: a layernorm prologue or a residual epilogue takes one token");
+    if ((ep.ln_w || ep.residual || ep.act8) && M != 1)
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: a prologue or a residual epilogue takes one token");
     if (ep.ln_w && (!ep.ln_b || w->cols > GQ_CUDA_LN_ROW_MAX))
         return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: the layernorm prologue needs a bias and at most %d columns",
                        GQ_CUDA_LN_ROW_MAX);
+    if (ep.act8 && (w->cols % GQ_ACT_BLOCK || w->cols > GQ_QMM_ROW_SMEM_MAX))
+        return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: int8 activations in the prologue take rows of a multiple of %d "
+                       "values, at most %d", GQ_ACT_BLOCK, GQ_QMM_ROW_SMEM_MAX);
+    const int pro = ep.ln_w || ep.act8; /* the prologue instance: the row in shared memory */
     if (M >= GQ_QMM_PANEL_MIN) {
         const dim3 grid((unsigned)((w->rows + QG_TN - 1) / QG_TN), (unsigned)((M + QG_TM - 1) / QG_TM));
         return ep.gelu ? gq_launch(qgemm_kernel<1>, grid, dim3(QG_THREADS), 0, y, x, M, *w, bias)
                        : gq_launch(qgemm_kernel<0>, grid, dim3(QG_THREADS), 0, y, x, M, *w, bias);
     }
-    const int fast = gq_qmm_fast(w, x, ep.ln_w != NULL);
+    const int fast = gq_qmm_fast(w, x, pro);
     if (fast < 0)
         return gq_errf(GQ_EUNSUPPORTED, "CUDA qmatmul: fp32 / fp16 rows must be 16-byte aligned (whole 16-byte steps)");
-    const size_t smem = ep.ln_w ? (size_t)w->cols * sizeof(float) : 0;
+    const size_t smem = pro ? (size_t)w->cols * sizeof(float) : 0;
     const dim3 grid((unsigned)((w->rows + QMV_WARPS - 1) / QMV_WARPS)), block(QMV_WARPS * 32);
     for (int m0 = 0; m0 < M; m0 += QMV_MAXM) {
         const int mm = M - m0 < QMV_MAXM ? M - m0 : QMV_MAXM;
         float *ym = y + (size_t)m0 * w->rows;
         const float *xm = x + (size_t)m0 * w->cols;
-        const int rc = mm == 1 && ep.ln_w ? gq_launch(qmatmul_kernel<1, 1>, grid, block, smem, ym, xm, mm, *w, bias, fast, ep)
+        const int rc = mm == 1 && pro    ? gq_launch(qmatmul_kernel<1, 1>, grid, block, smem, ym, xm, mm, *w, bias, fast, ep)
                        : mm == 1          ? gq_launch(qmatmul_kernel<1, 0>, grid, block, 0, ym, xm, mm, *w, bias, fast, ep)
                                           : gq_launch(qmatmul_kernel<QMV_MAXM, 0>, grid, block, 0, ym, xm, mm, *w, bias, fast, ep);
         if (rc) return rc;
