@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "gq_error.h"
+#include "quant.h"
 }
 
 #define GQ_CUDA_CHECK(call)                                                                          \
@@ -37,6 +38,21 @@ extern "C" {
 static inline int gq_cuda_env_on(const char *name, const char *off) {
     const char *e = getenv(name);
     return !(e && !strcmp(e, off));
+}
+
+/* W8A8: one block of 32 activations, a value per lane of the warp, as its int8 value: the
+ * block's absmax by shuffles (a max of exact values: the same in any order), then quant.h's
+ * scale and code (gq_act8_inv, gq_act8_code), so the CPU's bits (a NaN is passed over in the
+ * absmax, as quant.h's loop does). */
+static __device__ __forceinline__ float gq_act8_warp(float v) {
+    float amax = fabsf(v);
+    amax = amax > 0.0f ? amax : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float other = __shfl_xor_sync(0xffffffffu, amax, o);
+        amax = other > amax ? other : amax;
+    }
+    const float d = amax / 127.0f;
+    return (float)gq_act8_code(v, gq_act8_inv(d)) * d;
 }
 
 /* Check a kernel launch. */

@@ -309,25 +309,16 @@ extern "C" int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size
     return GQ_OK;
 }
 
-/* W8A8 activation fake-quant: one warp per block of 32 values, a value per lane; the block's
- * absmax by shuffles (a max of exact values: the same in any order), then quant.h's scale and
- * code (gq_act8_inv, gq_act8_code), so the values are the CPU's bit for bit (fp32; bf16: the
- * widened values, the results rounded to nearest as the CPU's rounded). */
+/* W8A8 activation fake-quant: one warp per block of 32 values, a value per lane (gq_act8_warp),
+ * so the values are the CPU's bit for bit (fp32; bf16: the widened values, the results rounded to
+ * nearest as the CPU's rounded). */
 template <class X>
 static __global__ void act_fq_kernel(X *x, size_t blocks) {
     const size_t warps = (size_t)gridDim.x * (blockDim.x / 32);
     const int lane = threadIdx.x % 32;
     for (size_t b = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32; b < blocks; b += warps) {
         X *p = x + b * GQ_ACT_BLOCK + lane;
-        const float v = gq_ld(p);
-        float amax = fabsf(v);
-        amax = amax > 0.0f ? amax : 0.0f; /* (a NaN is passed over, as quant.h's loop does) */
-        for (int o = 16; o > 0; o >>= 1) {
-            const float other = __shfl_xor_sync(0xffffffffu, amax, o);
-            amax = other > amax ? other : amax;
-        }
-        const float d = amax / 127.0f;
-        gq_st(p, (float)gq_act8_code(v, gq_act8_inv(d)) * d);
+        gq_st(p, gq_act8_warp(gq_ld(p)));
     }
 }
 

@@ -52,20 +52,11 @@ static __global__ void __launch_bounds__(QMV_WARPS * 32, MM == 1 && !LN ? 4 : 3)
         } else {
             for (int c = threadIdx.x; c < w.cols; c += QMV_WARPS * 32) xs[c] = x[c];
         }
-        if (ep.act8) { /* each block of 32: a warp, its absmax by shuffles, quant.h's code */
+        if (ep.act8) { /* each block of 32: a warp (gq_act8_warp) */
             __syncthreads();
-            const int lane = threadIdx.x % 32;
             for (int b = threadIdx.x / 32; b < w.cols / GQ_ACT_BLOCK; b += QMV_WARPS) {
-                float *p = xs + b * GQ_ACT_BLOCK + lane;
-                const float v = *p;
-                float amax = fabsf(v);
-                amax = amax > 0.0f ? amax : 0.0f; /* (a NaN is passed over, as quant.h's loop does) */
-                for (int o = 16; o > 0; o >>= 1) {
-                    const float other = __shfl_xor_sync(0xffffffffu, amax, o);
-                    amax = other > amax ? other : amax;
-                }
-                const float d = amax / 127.0f;
-                *p = (float)gq_act8_code(v, gq_act8_inv(d)) * d;
+                float *p = xs + b * GQ_ACT_BLOCK + threadIdx.x % 32;
+                *p = gq_act8_warp(*p);
             }
         }
         x = xs;
