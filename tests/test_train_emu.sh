@@ -50,6 +50,9 @@ check 'grep -q "cuBLASLt epilogues .*: off (GQ_CUDA_LT=0); 0 products fused" "$T
 GQ_CUDA_CE_FUSED=0 train --out "$T/gs" --steps $N --device cuda >"$T/gs.log" 2>&1
 ds=$(maxdiff "$(losses "$T/gs")" "$(losses "$T/g1")")
 check 'awk "BEGIN{exit !($ds < 1e-5)}"' "GQ_CUDA_CE_FUSED=0: the separate cross-entropy kernels, the fused run's losses within 1e-5 (max diff $ds)"
+check 'grep -q "loss and gradient in one kernel: $N micro-steps, 0 on the separate kernels" "$T/g1.log" &&
+  grep -q "loss and gradient in one kernel: 0 micro-steps, $N on the separate kernels" "$T/gs.log"' \
+  "the fused loss took every micro-step, and none with GQ_CUDA_CE_FUSED=0 ($(grep -h 'one kernel' "$T/g1.log" "$T/gs.log" | tr '\n' ';'))"
 
 # -- MFU: not claimed for a GPU whose peak is not known (the emulator's); with GQ_PEAK_TFLOPS, each
 # step's mfu is its tokens/s x (6 x parameters + 12 L C T) / the peak, the parameters counted here

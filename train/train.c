@@ -708,6 +708,8 @@ int gq_train_run(gq_train_opts *o) {
             gq_cuda_lt_counts(&fused, &refused);
             printf("cuBLASLt epilogues (bias, residual, GELU): %s; %lld products fused, %lld requests refused (separate kernels)\n",
                    gq_cuda_lt_enabled() ? "on" : "off (GQ_CUDA_LT=0)", fused, refused);
+            gq_cuda_ce_fused_counts(&fused, &refused); /* (kernels/cuda/crossentropy.cu) */
+            printf("loss and gradient in one kernel: %lld micro-steps, %lld on the separate kernels\n", fused, refused);
         }
 #endif
     }

@@ -189,20 +189,28 @@ static __global__ void __launch_bounds__(CEF_THREADS)
     for (int i = nw * E + tid; i < Vp; i += CEF_THREADS) gq_st(x + i, cef_grad(row, i, V, tg, l, dloss));
 }
 
+static long long g_cef_calls[2]; /* fused calls taken, refused (the trainer reports them) */
+
+extern "C" void gq_cuda_ce_fused_counts(long long *taken, long long *refused) {
+    *taken = g_cef_calls[0], *refused = g_cef_calls[1];
+}
+
 template <typename X>
 static int fused(float *losses, float *lse, void *logits, const int32_t *targets, float dloss, int N, int V, int Vp) {
     static int on = -1; /* GQ_CUDA_CE_FUSED=0: the separate kernels, for measuring the fused one */
     if (on < 0) on = gq_cuda_env_on("GQ_CUDA_CE_FUSED", "0");
-    if (!on) return gq_errf(GQ_EUNSUPPORTED, "fused cross-entropy: off (GQ_CUDA_CE_FUSED=0)");
-    if (N <= 0) return GQ_OK;
     const size_t smem = ((size_t)V * sizeof(X) + 15) / 16 * 16;
-    /* a row that does not fit in a block's shared memory: the caller runs the separate kernels */
-    if (smem > 227 * 1024 ||
+    /* off, or a row that does not fit in a block's shared memory: the caller runs the separate kernels */
+    if (!on || smem > 227 * 1024 ||
         cudaFuncSetAttribute(crossentropy_fused_kernel<X>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
             cudaSuccess) {
         (void)cudaGetLastError();
-        return gq_errf(GQ_EUNSUPPORTED, "fused cross-entropy: a row of %d logits does not fit in shared memory", V);
+        g_cef_calls[1]++;
+        return gq_errf(GQ_EUNSUPPORTED, on ? "fused cross-entropy: a row of %d logits does not fit in shared memory"
+                                           : "fused cross-entropy: off (GQ_CUDA_CE_FUSED=0; %d logits a row)", V);
     }
+    g_cef_calls[0]++;
+    if (N <= 0) return GQ_OK;
     return gq_launch(crossentropy_fused_kernel<X>, N, CEF_THREADS, smem, losses, lse, (X *)logits, targets, dloss, V,
                      Vp);
 }

@@ -162,6 +162,9 @@ int gq_cuda_crossentropy_distill_backward(float *logits, const float *lse, const
  * not fit in a block's shared memory */
 int gq_cuda_crossentropy_fused(float *losses, float *lse, void *logits, const int32_t *targets, float dloss, int N,
                                int V, int Vp, int bf16);
+/* calls of gq_cuda_crossentropy_fused that ran the fused kernel, and that it refused (GQ_CUDA_CE_FUSED=0, or a row
+ * too long for shared memory) */
+void gq_cuda_ce_fused_counts(long long *taken, long long *refused);
 int gq_cuda_crossentropy_forward_bf16(float *losses, float *lse, const void *logits, const int32_t *targets, int N,
                                       int V, int Vp);
 int gq_cuda_crossentropy_backward_bf16(void *logits, const float *lse, const int32_t *targets, float dloss, int N,
