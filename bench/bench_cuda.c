@@ -404,6 +404,10 @@ int main(int argc, char **argv) {
         TIME("sum_squares (124M grads)", (double)P * 4, 0, G->sum_squares(&ss, g, P));
         TIME("adamw_update (124M params)", 7.0 * P * 4, 0,
              G->adamw_update(p, g, m, v, P, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f));
+        /* the bf16 working copy's stochastic rounding (Philox4x32-10: ~20 integer multiplies per
+         * four values; it should run at the copy's bandwidth, not at the multipliers') */
+        TIME("round_bf16_sr (124M params, bf16 out)", 6.0 * P, 0, G->round_bf16_sr(m, p, P, 1234, 0, 1));
+        TIME("round_bf16_sr (124M params, fp32 out)", 8.0 * P, 0, G->round_bf16_sr(v, p, P, 1234, 0, 0));
         G->free(p), G->free(g), G->free(m), G->free(v);
     }
     {

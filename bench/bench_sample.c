@@ -5,6 +5,7 @@
 #include "gq_progress.h"
 #include "gq_rng.h"
 #include "gq_sample_ref.h"
+#include "philox.h"
 #include "sample.h"
 
 #include <stdio.h>
@@ -32,8 +33,6 @@ int main(int argc, char **argv) {
     for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
         gq_sampler s = {0};
         if (gq_sampler_init(&s, V, cfg[c].t, cfg[c].k, cfg[c].p, 1)) return 1;
-        gq_rng rr;
-        gq_rng_seed(&rr, 1);
         double t0 = gq_now();
         long sink = 0;
         for (int k = 0; k < reps; k++)
@@ -41,7 +40,8 @@ int main(int argc, char **argv) {
         const double ours = (gq_now() - t0) / reps;
         t0 = gq_now();
         for (int k = 0; k < reps; k++)
-            sink -= ref_sample(logits, V, cfg[c].t, cfg[c].k, cfg[c].p, &rr, prob, idx);
+            sink -= ref_sample(logits, V, cfg[c].t, cfg[c].k, cfg[c].p, cfg[c].t > 0 ? gq_philox_unit(1, (uint64_t)k) : 0.0f,
+                              prob, idx);
         const double ref = (gq_now() - t0) / reps;
         char name[64];
         snprintf(name, sizeof name, "T %.1f top-k %d top-p %.2f", cfg[c].t, cfg[c].k, cfg[c].p);

@@ -211,6 +211,7 @@ typedef struct {
     double prefill_s, decode_s;
     int n_prompt, n_generated;
     int hit_eot;
+    int host_picks; /* GPU: sampled picks the device handed back (more than 2048 candidates) */
 } gen_stats;
 
 /* Prefill the prompt in one pass, then decode up to n_new tokens; out (may be NULL) receives
@@ -225,17 +226,21 @@ static int run_generate(gq_im *m, const gq_bpe *bpe, const prompt_plan *p, gq_sa
     const int gpu = m->device == GQ_IM_CUDA;
     if (gpu) {
         m->temperature = s->temperature, m->top_k = s->top_k, m->top_p = s->top_p, m->skip_logits = 1;
-        if (s->temperature > 0) m->sample_u = gq_rng_float(&s->rng);
+        m->sample_seed = s->seed, m->sample_draw = s->draws;
     }
     double t0 = gq_now();
     int rc = gq_im_forward(m, p->ids.ids, 1, n, 0, NULL, NULL, NULL);
     st->prefill_s = gq_now() - t0;
     t0 = gq_now();
     for (int k = 0; k < p->n_new && !rc; k++) {
+        /* on the GPU the device took the sampler's next draw: take it here too (the host's pick
+         * when the device left it, and the next forward's index) */
+        const float u = gpu && s->temperature > 0 ? gq_sampler_draw(s) : 0.0f;
         int32_t tok = !gpu                 ? gq_sample(s, gq_im_logits(m, 0), V)
                       : m->next_token >= 0 ? m->next_token
-                                           : gq_sample_u(s, gq_im_logits(m, 0), V, m->sample_u);
-        if (gpu && s->temperature > 0) m->sample_u = gq_rng_float(&s->rng); /* for the next pick */
+                                           : gq_sample_u(s, gq_im_logits(m, 0), V, u);
+        st->host_picks += gpu && m->next_token < 0;
+        if (gpu) m->sample_draw = s->draws;
         st->n_generated++;
         if (tok == eot && stop_at_eot) {
             st->hit_eot = 1;
@@ -314,6 +319,10 @@ static int cmd_generate(int argc, char **argv) {
                     st.n_prompt, st.prefill_s, st.n_generated, st.decode_s,
                     st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0,
                     st.hit_eot ? ", stopped at <|endoftext|>" : "");
+        if (!rc && st.host_picks)
+            fprintf(stderr, PROG ": %d of %d picks had more than 2048 candidates (top-k / top-p keep too many): the "
+                            "GPU handed them to the host, which downloads the logits\n",
+                    st.host_picks, st.n_generated);
     }
     gq_sampler_free(&s);
     gq_ids_free(&p.ids);

@@ -64,7 +64,8 @@ typedef struct {
     int32_t next_token;       /* CUDA: the pick of the last forward made on the GPU (-1: sample on the host) */
     float temperature, top_p; /* CUDA: the device's sampler (infer/sample.h's rule; temperature 0: greedy) */
     int top_k;
-    float sample_u;  /* CUDA: the uniform draw for the next forward's pick */
+    uint64_t sample_seed, sample_draw; /* CUDA: the next forward's pick draws value sample_draw of
+                                          the Philox stream sample_seed (infer/sample.h) */
     int skip_logits; /* CUDA: do not download the logits when the device picked the token */
     int dev_graph;   /* CUDA: 1 when the decode step replays as a captured CUDA graph (GQ_CUDA_GRAPH=0: never) */
     int dev_fused;   /* CUDA: 1 when layernorms and residual adds run inside the products (GQ_CUDA_FUSED=0: never) */

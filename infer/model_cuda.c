@@ -7,8 +7,9 @@
  * activations are allocated once by gq_im_plan; one sequence (B = 1). A decode step (one
  * token, position > 0, no targets) is captured once as a CUDA graph and replayed with the
  * token and position in device memory; if capture fails the ops run directly. The next token
- * is picked on the device (greedy, or infer/sample.h's sampler with m->sample_u), so a decode
- * step downloads 4 bytes unless the caller wants the logits. */
+ * is picked on the device (greedy, or infer/sample.h's sampler drawing from its Philox stream
+ * on the device), so a decode step uploads nothing and downloads 4 bytes unless the caller wants
+ * the logits. */
 #include "model_cuda.h"
 
 #include "gq_error.h"
@@ -60,7 +61,8 @@ struct gq_im_cuda {
     /* run state: one allocation */
     void *state;
     void *kc, *vc; /* (L, T, C) each, fp16 or fp32 */
-    float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *losses, *lse, *prob, *u;
+    float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *fch, *logits, *losses, *lse, *prob;
+    uint64_t *rng; /* the sampler's Philox seed and next draw index (gq_cuda_sample) */
     int32_t *tokens, *targets, *pos, *next;
     int T, chunk, f16;
     void *graph; /* the decode step */
@@ -68,6 +70,8 @@ struct gq_im_cuda {
     float g_temperature, g_top_p; /* the sampler settings the graph was captured with */
     int g_top_k;
     int32_t dev_pos, dev_tok; /* what c->pos and c->tokens hold after a decode step (-1: unknown) */
+    uint64_t dev_rng[2];      /* what c->rng holds after a sampled pick, when rng_known */
+    int rng_known;
     int fused; /* 1: the decode step's 5 launches a layer (gq_qmm_ep); GQ_CUDA_FUSED=0: the 11 of before */
 };
 
@@ -212,7 +216,7 @@ static int upload_weights(gq_im *m, struct gq_im_cuda *c) {
 static void free_state(struct gq_im_cuda *c) {
     gq_cuda_graph_free(c->graph);
     c->graph = NULL, c->graph_tried = 0;
-    c->dev_pos = c->dev_tok = -1;
+    c->dev_pos = c->dev_tok = -1, c->rng_known = 0;
     if (c->state) gq_cuda_free(c->state);
     c->state = NULL;
 }
@@ -269,7 +273,7 @@ int gq_imc_plan(gq_im *m) {
                       4,
                       4,
                       Vp * 4,
-                      4};
+                      16};
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -282,7 +286,7 @@ int gq_imc_plan(gq_im *m) {
         p[i] = s, s += up(sizes[i]);
     c->kc = p[0], c->vc = p[1], c->x = p[2], c->ln = p[3], c->mean = p[4], c->rstd = p[5], c->qkv = p[6];
     c->atty = p[7], c->tmp = p[8], c->fch = p[9], c->logits = p[10], c->losses = p[11], c->lse = p[12];
-    c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16], c->prob = p[17], c->u = p[18];
+    c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16], c->prob = p[17], c->rng = p[18];
     m->dev_kv_bytes = 2 * up(kv);
     m->dev_state_bytes = total;
     return GQ_OK;
@@ -363,7 +367,7 @@ static int head_last(gq_im *m, struct gq_im_cuda *c, int M) {
     GQ_TRY(gq_cuda_layernorm_forward(c->ln, c->mean, c->rstd, last, c->lnfw, c->lnfb, 1, C));
     GQ_TRY(act8(m, c->ln, 1, &c->wte));
     GQ_TRY(gq_cuda_qmatmul(c->logits, c->ln, 1, &c->wte, NULL));
-    return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->u, c->prob);
+    return gq_cuda_sample(c->next, c->logits, m->cfg.vocab_size, m->temperature, m->top_k, m->top_p, c->rng, c->prob);
 }
 
 /* One token after the prompt; it ends by setting the next step's token (this step's pick) and
@@ -387,7 +391,15 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         GQ_TRY(gq_cuda_upload(c->pos, &p32, sizeof p32));
     }
     c->dev_pos = c->dev_tok = -1;
-    if (m->temperature > 0) GQ_TRY(gq_cuda_upload(c->u, &m->sample_u, sizeof m->sample_u));
+    /* a sampled pick draws value m->sample_draw of the stream m->sample_seed; the device advances
+     * the index itself, so a generation loop uploads it once */
+    const int draws = m->temperature > 0 && !targets;
+    if (draws) {
+        const uint64_t want[2] = {m->sample_seed, m->sample_draw};
+        if (!(c->rng_known && c->dev_rng[0] == want[0] && c->dev_rng[1] == want[1]))
+            GQ_TRY(gq_cuda_upload(c->rng, want, sizeof want));
+        c->rng_known = 0;
+    }
     /* the CPU runner's rule: a pass of GQ_QMM_PANEL_MIN+ tokens from position 0 attends over its
      * own fp32 keys and values, every other pass over the cache */
     const int own_pass = pos == 0 && n >= GQ_QMM_PANEL_MIN;
@@ -437,6 +449,7 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
     GQ_TRY(gq_cuda_download(&m->next_token, c->next, sizeof m->next_token));
     if (decode) /* -1 (the host samples) never matches a token */
         c->dev_pos = pos + 1, c->dev_tok = m->next_token;
+    if (draws) c->dev_rng[0] = m->sample_seed, c->dev_rng[1] = m->sample_draw + 1, c->rng_known = 1;
     if (m->skip_logits && m->next_token >= 0) return GQ_OK; /* the pick is all the caller needs */
     return gq_cuda_download(m->logits, c->logits, (size_t)Vp * sizeof *m->logits);
 }

@@ -10,7 +10,8 @@ int gq_imc_available(void);
 /* Upload the weights (first call) and plan the device run state for m's host plan (B = 1). */
 int gq_imc_plan(gq_im *m);
 /* gq_im_forward on the GPU for one sequence: the last token's pick in m->next_token (greedy, or
- * sampled with m->temperature / top_k / top_p and the uniform m->sample_u: infer/sample.h's rule;
+ * sampled with m->temperature / top_k / top_p and draw m->sample_draw of the Philox stream
+ * m->sample_seed: infer/sample.h's rule;
  * -1 when the device left it to the host) and its logits in m->logits (host; not downloaded
  * when m->skip_logits and the device picked); with targets, the loss sums as on the CPU. */
 int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_t *targets, double *loss_sum,

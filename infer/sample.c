@@ -2,6 +2,7 @@
 #include "sample.h"
 
 #include "gq_error.h"
+#include "philox.h"
 #include "simd.h"
 
 #include <math.h>
@@ -12,7 +13,7 @@ int gq_sampler_init(gq_sampler *s, int V, float temperature, int top_k, float to
     s->temperature = temperature;
     s->top_k = top_k;
     s->top_p = top_p;
-    gq_rng_seed(&s->rng, seed);
+    s->seed = seed, s->draws = 0;
     s->prob = malloc(sizeof(float) * (size_t)V);
     s->idx = malloc(sizeof(int32_t) * (size_t)V);
     s->cnt = malloc(sizeof(uint32_t) * GQ_SAMPLE_BUCKETS);
@@ -71,8 +72,10 @@ static int candidates(gq_sampler *s, int V) {
     return n;
 }
 
+float gq_sampler_draw(gq_sampler *s) { return gq_philox_unit(s->seed, s->draws++); }
+
 int32_t gq_sample(gq_sampler *s, const float *logits, int V) {
-    return s->temperature <= 0.0f ? gq_sample_u(s, logits, V, 0.0f) : gq_sample_u(s, logits, V, gq_rng_float(&s->rng));
+    return gq_sample_u(s, logits, V, s->temperature <= 0.0f ? 0.0f : gq_sampler_draw(s));
 }
 
 /* 1 if top-k or top-p cuts the vocabulary (the tokens are then ranked) */

@@ -3,7 +3,6 @@
 #ifndef GQ_SAMPLE_REF_H
 #define GQ_SAMPLE_REF_H
 
-#include "gq_rng.h"
 #include "sample.h"
 
 #include <math.h>
@@ -18,7 +17,7 @@ static int ref_by_prob_desc(const void *a, const void *b) {
 }
 
 /* prob, idx: V scratch each */
-static int32_t ref_sample(const float *logits, int V, float temperature, int top_k, float top_p, gq_rng *rng,
+static int32_t ref_sample(const float *logits, int V, float temperature, int top_k, float top_p, float u01,
                           float *prob, int32_t *idx) {
     int32_t best = 0;
     for (int i = 1; i < V; i++)
@@ -52,7 +51,7 @@ static int32_t ref_sample(const float *logits, int V, float temperature, int top
     double total = 0;
     for (int i = 0; i < n; i++)
         total += prob[idx[i]];
-    double u = (double)gq_rng_float(rng) * total, c = 0;
+    double u = (double)u01 * total, c = 0;
     for (int i = 0; i < n; i++) {
         c += prob[idx[i]];
         if (u < c) return idx[i];

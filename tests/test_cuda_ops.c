@@ -601,13 +601,13 @@ static void case_precision(shape s) {
     float *x = hrand(n, -3, 3), *y = malloc(n * 4);
     x[0] = INFINITY, x[1] = -0.0f, x[2] = 1.0f; /* special values pass through / stay exact */
     float *d_x = dev(x, n * 4), *d_y = dev_poison(n * 4);
-    CPU->round_bf16_sr(y, x, n, 42, 1000, 0);
-    CHECK_OK(GPU->round_bf16_sr(d_y, d_x, n, 42, 1000, 0));
+    CPU->round_bf16_sr(y, x, n, 42, 1001, 0); /* an unaligned start: Philox blocks of four */
+    CHECK_OK(GPU->round_bf16_sr(d_y, d_x, n, 42, 1001, 0));
     compare_dev("round_bf16_sr", d_y, y, n, 0, 0);
-    CHECK(CPU->round_bf16_sr(y, x, n, 42, 1000, 1) == GQ_EUNSUPPORTED);
+    CHECK(CPU->round_bf16_sr(y, x, n, 42, 1001, 1) == GQ_EUNSUPPORTED);
     if (strcmp(GPU->name, "cpu")) { /* into a bf16 array: the same values */
         void *d_y16 = dev_poison(n * 2);
-        CHECK_OK(GPU->round_bf16_sr(d_y16, d_x, n, 42, 1000, 1));
+        CHECK_OK(GPU->round_bf16_sr(d_y16, d_x, n, 42, 1001, 1));
         compare_dev_bf16("round_bf16_sr bf16 out", d_y16, y, n);
         GPU->free(d_y16);
     }

@@ -10,10 +10,12 @@
  *     models the CPU runs with float activations too (fp32; int4 in groups of 16, which the int8
  *     activation blocks do not fit), and the GPU's pick is the argmax of the logits it returns;
  *   - sampling on the device (gq_cuda_sample): on GPT-2-sized logits (peaked and flat), for a
- *     grid of temperature / top-k / top-p and spread uniform draws, the token equals the host
- *     sampler's (infer/sample.h, same u) wherever the host's pick does not change within
- *     u +- 1e-4 (the two sum in different orders); the pick is handed to the host (-1) exactly
- *     when more than 2048 tokens are candidates;
+ *     grid of temperature / top-k / top-p, the device computing its own draws from the
+ *     sampler's Philox stream (seed and index uploaded once, the index advanced by the device),
+ *     the token equals the host sampler's (infer/sample.h, the same draw) wherever the host's
+ *     pick does not change within u +- 1e-4 (the two sum in different orders); the index ends
+ *     one past the last draw (untouched when greedy); the pick is handed to the host (-1)
+ *     exactly when more than 2048 tokens are candidates;
  *   - a float model held in fp16 / bf16 on the GPU (--gpu-weights): its logits within the
  *     halves' rounding, in about half the device memory;
  *   - --act int8 (int8 activations, as W8A8 QAT trains): the GPU's eval loss and decode logits
@@ -381,11 +383,12 @@ static void check_fused(const char *path, const char *label, const int32_t *in, 
 
 static void check_sampler(void) {
     enum { NV = 50257, DRAWS = 20 };
-    float *x = malloc(sizeof(float) * NV), *dx = NULL, *dprob = NULL, *du = NULL;
+    float *x = malloc(sizeof(float) * NV), *dx = NULL, *dprob = NULL;
+    uint64_t *drng = NULL;
     int32_t *dout = NULL;
     CHECK_OK(gq_cuda_alloc((void **)&dx, sizeof(float) * NV));
     CHECK_OK(gq_cuda_alloc((void **)&dprob, sizeof(float) * NV));
-    CHECK_OK(gq_cuda_alloc((void **)&du, sizeof(float)));
+    CHECK_OK(gq_cuda_alloc((void **)&drng, 2 * sizeof(uint64_t)));
     CHECK_OK(gq_cuda_alloc((void **)&dout, sizeof(int32_t)));
     const struct {
         float t;
@@ -404,12 +407,14 @@ static void check_sampler(void) {
         CHECK_OK(gq_cuda_upload(dx, x, sizeof(float) * NV));
         for (size_t c = 0; c < sizeof set / sizeof *set; c++) {
             gq_sampler s = {0};
-            CHECK_OK(gq_sampler_init(&s, NV, set[c].t, set[c].k, set[c].p, 1));
+            const uint64_t seed = 0x5eed0000ull + 16 * c + (uint64_t)kind, start[2] = {seed, 3};
+            CHECK_OK(gq_sampler_init(&s, NV, set[c].t, set[c].k, set[c].p, seed));
+            s.draws = 3;
+            CHECK_OK(gq_cuda_upload(drng, start, sizeof start)); /* once: the device advances the index itself */
             for (int d = 0; d < DRAWS; d++) {
-                const float u = ((float)d + 0.5f) / DRAWS;
+                const float u = set[c].t > 0 ? gq_sampler_draw(&s) : 0.0f; /* the draw the device takes */
                 int32_t got = -2;
-                CHECK_OK(gq_cuda_upload(du, &u, sizeof u));
-                CHECK_OK(gq_cuda_sample(dout, dx, NV, set[c].t, set[c].k, set[c].p, du, dprob));
+                CHECK_OK(gq_cuda_sample(dout, dx, NV, set[c].t, set[c].k, set[c].p, drng, dprob));
                 CHECK_OK(gq_cuda_download(&got, dout, sizeof got));
                 const int32_t want = gq_sample_u(&s, x, NV, u), lo = gq_sample_u(&s, x, NV, u - 1e-4f),
                               hi = gq_sample_u(&s, x, NV, u + 1e-4f);
@@ -429,6 +434,11 @@ static void check_sampler(void) {
                     skipped++;
                 }
             }
+            uint64_t end[2];
+            CHECK_OK(gq_cuda_download(end, drng, sizeof end));
+            CHECKF(end[0] == seed && end[1] == (set[c].t > 0 ? 3u + DRAWS : 3u),
+                   "sampler: T %g: the device's stream ended at (%llx, %llu)", set[c].t, (unsigned long long)end[0],
+                   (unsigned long long)end[1]);
             gq_sampler_free(&s);
         }
     }
@@ -438,7 +448,7 @@ static void check_sampler(void) {
     /* 360 draws: those of more than 2048 candidates go to the host (140 here) and those within
      * 1e-4 of a boundary are skipped; the rest must be enough to mean something */
     CHECK(compared >= 150);
-    gq_cuda_free(dx), gq_cuda_free(dprob), gq_cuda_free(du), gq_cuda_free(dout);
+    gq_cuda_free(dx), gq_cuda_free(dprob), gq_cuda_free(drng), gq_cuda_free(dout);
     free(x);
 }
 

@@ -84,8 +84,15 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
 }
 
 int gq_cpu_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
+    if (!n) return GQ_OK;
+    /* a Philox block gives the bits of four elements: blocks q0 .. q1 cover indices base .. base + n - 1 */
+    const uint64_t q0 = base / 4, q1 = (base + n - 1) / 4;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) out[i] = gq_bf16_sr(in[i], gq_sr_bits(seed, base + i));
+    for (uint64_t q = q0; q <= q1; q++) {
+        const gq_u32x4 r = gq_philox_block(seed, q);
+        for (uint64_t j = 0, g = 4 * q; j < 4; j++, g++)
+            if (g >= base && g - base < n) out[g - base] = gq_bf16_sr(in[g - base], r.v[j]);
+    }
     return GQ_OK;
 }
 

@@ -222,10 +222,12 @@ void gq_cuda_attend_split(int on);
 int gq_cuda_decode_advance(int32_t *d_tokens, int32_t *d_pos, const int32_t *d_next);
 /* *d_out = the index of the largest of x[0..n) (the first of equal values) */
 int gq_cuda_argmax(int32_t *d_out, const float *x, int n);
-/* *d_out = the token infer/sample.h's rule picks from logits x[0..V) with the uniform *d_u
- * (temperature 0: the argmax); d_prob: V floats of scratch. *d_out = -1 when more than 2048
- * tokens could be kept (the host then samples from the logits with the same u). */
-int gq_cuda_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k, float top_p, const float *d_u,
+/* *d_out = the token infer/sample.h's rule picks from logits x[0..V) with the uniform draw
+ * gq_philox_unit(d_rng[0], d_rng[1]) (kernels/philox.h: the host sampler's draw of that index),
+ * then d_rng[1] += 1; temperature 0: the argmax, d_rng untouched. d_prob: V floats of scratch.
+ * *d_out = -1 when more than 2048 tokens could be kept (the host then samples from the logits
+ * with the same draw). */
+int gq_cuda_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k, float top_p, uint64_t *d_rng,
                    float *d_prob);
 
 #ifdef __cplusplus

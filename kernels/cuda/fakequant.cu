@@ -283,18 +283,26 @@ extern "C" int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *
  * round to nearest keeps as it is) */
 template <class O>
 static __global__ void round_bf16_sr_kernel(O *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        gq_st(&out[i], gq_bf16_sr(in[i], gq_sr_bits(seed, base + i)));
+    /* a thread a Philox block: the four elements whose indices (from base) it covers */
+    const uint64_t q0 = base / 4, nq = (base + n - 1) / 4 - q0 + 1;
+    for (uint64_t k = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; k < nq; k += (uint64_t)gridDim.x * blockDim.x) {
+        const gq_u32x4 r = gq_philox_block(seed, q0 + k);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint64_t g = 4 * (q0 + k) + j;
+            if (g >= base && g - base < n) gq_st(&out[g - base], gq_bf16_sr(in[g - base], r.v[j]));
+        }
+    }
 }
 
 extern "C" int gq_cuda_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base,
                                      int out_bf16) {
     if (!n) return GQ_OK;
+    const unsigned grid = gq_cuda_grid((base + n - 1) / 4 - base / 4 + 1, 256);
     if (out_bf16)
-        GQ_TRY(gq_launch(round_bf16_sr_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)out, in,
-                         n, seed, base));
+        GQ_TRY(gq_launch(round_bf16_sr_kernel<__nv_bfloat16>, grid, 256, 0, (__nv_bfloat16 *)out, in, n, seed, base));
     else
-        GQ_TRY(gq_launch(round_bf16_sr_kernel<float>, gq_cuda_grid(n, 256), 256, 0, (float *)out, in, n, seed, base));
+        GQ_TRY(gq_launch(round_bf16_sr_kernel<float>, grid, 256, 0, (float *)out, in, n, seed, base));
     return GQ_OK;
 }
 

@@ -40,6 +40,6 @@ extern "C" int gq_cuda_decode_advance(int32_t *d_tokens, int32_t *d_pos, const i
 }
 
 extern "C" int gq_cuda_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k, float top_p,
-                              const float *d_u, float *d_prob) {
-    return gq_inf_sample(d_out, x, V, temperature, top_k, top_p, d_u, d_prob);
+                              uint64_t *d_rng, float *d_prob) {
+    return gq_inf_sample(d_out, x, V, temperature, top_k, top_p, d_rng, d_prob);
 }

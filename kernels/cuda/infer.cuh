@@ -7,6 +7,7 @@
 #define GQ_INFER_CUH
 
 #include "f16_value.cuh"
+#include "philox.h"
 
 
 static __global__ void embed_kernel(float *x, gq_qmat wte, gq_qmat wpe, const int32_t *tokens, const int32_t *d_pos,
@@ -349,8 +350,7 @@ static __device__ float block_max(float v, float *red) {
  * by probability (descending, ties by id) in shared memory, top-k, the top-p prefix, and the
  * draw along that order. More than SAMPLE_SORT candidates: *out = -1 (the host samples). */
 static __global__ void __launch_bounds__(SAMPLE_THREADS)
-    sample_kernel(int32_t *out, const float *x, int V, float T, int top_k, float top_p, const float *d_u,
-                  float *prob) {
+    sample_kernel(int32_t *out, const float *x, int V, float T, int top_k, float top_p, uint64_t *rng, float *prob) {
     static __shared__ unsigned cnt[SAMPLE_BUCKETS];
     static __shared__ double mass[SAMPLE_BUCKETS];
     static __shared__ float key[SAMPLE_SORT];
@@ -359,9 +359,13 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
     static __shared__ float redf[SAMPLE_THREADS / 32];
     static __shared__ int s_lo, s_n, s_pick;
     const int tid = threadIdx.x;
+    /* the draw: value rng[1] of the Philox stream rng[0] (every thread computes it, before the
+     * block_max barrier after which thread 0 advances the index for the next pick) */
+    const float u = gq_philox_unit(rng[0], rng[1]);
     float mx = -INFINITY;
     for (int i = tid; i < V; i += SAMPLE_THREADS) mx = fmaxf(mx, x[i]);
     mx = block_max(mx, redf);
+    if (tid == 0) rng[1]++;
     const float inv = 1.0f / T;
     double part = 0;
     for (int i = tid; i < V; i += SAMPLE_THREADS) {
@@ -373,7 +377,6 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
     __syncthreads(); /* prob[] written by every thread */
     const int chunk = (V + SAMPLE_THREADS - 1) / SAMPLE_THREADS, c0 = tid * chunk, c1 = min(V, c0 + chunk);
     for (int i = c0; i < c1; i++) prob[i] = (float)(prob[i] * rsum); /* each thread its own chunk from here */
-    const float u = *d_u;
     if (!(top_k > 0 && top_k < V) && !(top_p < 1.0f)) {
         /* every token, in id order: chunk sums, an exclusive scan over the threads, then the one
          * thread whose chunk holds the target scans it */
@@ -498,9 +501,10 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
 }
 
 static int gq_inf_sample(int32_t *d_out, const float *x, int V, float temperature, int top_k,
-                         float top_p, const float *d_u, float *d_prob) {
+                         float top_p, uint64_t *d_rng, float *d_prob) {
     if (!(temperature > 0.0f)) return gq_inf_argmax(d_out, x, V);
-    return gq_launch(sample_kernel, dim3(1), dim3(SAMPLE_THREADS), 0, d_out, x, V, temperature, top_k, top_p, d_u, d_prob);
+    return gq_launch(sample_kernel, dim3(1), dim3(SAMPLE_THREADS), 0, d_out, x, V, temperature, top_k, top_p, d_rng,
+                     d_prob);
 }
 
 #endif
