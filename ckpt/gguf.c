@@ -284,8 +284,8 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     char tmp[4300];
     gq_temp_path(out_path, tmp, sizeof tmp);
     FILE *f = rc ? NULL : fopen(tmp, "wb");
-    if (!rc && !f) rc = gq_errf(GQ_EIO, "%s: cannot create", tmp);
-    if (!rc && fwrite(h.p, 1, h.n, f) != h.n) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
+    if (!rc && !f) rc = gq_errf(GQ_EIO, "%s: cannot create it (directory missing or not writable?)", out_path);
+    if (!rc && fwrite(h.p, 1, h.n, f) != h.n) rc = gq_errf(GQ_EIO, "%s: writing failed (disk full?)", out_path);
     size_t maxb = 0;
     for (int i = 0; i < nt && ts; i++)
         maxb = ts[i].bytes > maxb ? ts[i].bytes : maxb;
@@ -296,9 +296,9 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
         rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, t->search, tb, ckpt_path, t->name);
         const size_t padded = (t->bytes + ALIGN - 1) / ALIGN * ALIGN;
         memset(tb + t->bytes, 0, padded - t->bytes);
-        if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
+        if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: writing failed (disk full?)", out_path);
     }
-    if (f && fclose(f) && !rc) rc = gq_errf(GQ_EIO, "%s: write failed (disk full?)", tmp);
+    if (f && fclose(f) && !rc) rc = gq_errf(GQ_EIO, "%s: writing failed (disk full?)", out_path);
     if (!rc)
         rc = gq_commit_file(tmp, out_path);
     else if (f)

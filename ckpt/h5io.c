@@ -6,6 +6,7 @@
 #include "gq_file.h"
 
 #include <hdf5.h>
+#include "gq_h5.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +24,9 @@ struct gq_h5r {
     hid_t file;
 };
 
-static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 int gq_h5w_begin(gq_h5w **out, const char *final_path) {
-    quiet();
+    gq_h5_quiet();
     *out = NULL;
     gq_h5w *w = calloc(1, sizeof *w);
     if (!w) return gq_errf(GQ_ENOMEM, "out of memory");
@@ -165,7 +165,7 @@ void gq_h5w_abort(gq_h5w *w) {
 /* ---- reader ---- */
 
 int gq_h5r_open(gq_h5r **out, const char *path) {
-    quiet();
+    gq_h5_quiet();
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return gq_errf(GQ_ENOENT, "%s: cannot open: no such file or not readable", path);

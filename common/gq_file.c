@@ -91,6 +91,49 @@ int gq_commit_file(const char *tmp_path, const char *final_path) {
     return GQ_OK;
 }
 
+int gq_write_file(const char *path, const void *data, size_t len) {
+    char tmp[PATH_MAX + 32];
+    gq_temp_path(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return gq_errf(gq_from_errno(errno), "%s: cannot create it: %s", path, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len, err = ok ? 0 : errno;
+    if (fclose(f) != 0 && ok) ok = 0, err = errno;
+    if (!ok) {
+        unlink(tmp);
+        return gq_errf(GQ_EIO, "%s: writing failed (disk full?)%s%s", path, err ? ": " : "", err ? strerror(err) : "");
+    }
+    return gq_commit_file(tmp, path);
+}
+
+int gq_gnuplot_svg(const char *svg, int width, int height, const char *script) {
+    if (strchr(script, '"') || strchr(svg, '\'') || strchr(svg, '"'))
+        return gq_errf(GQ_EINVAL, "%s: a chart path or script with quotes", svg);
+    char tmp[PATH_MAX + 32];
+    gq_temp_path(svg, tmp, sizeof tmp);
+    const size_t n = strlen(script) + strlen(tmp) + 256;
+    char *cmd = malloc(n);
+    if (!cmd) return gq_errf(GQ_ENOMEM, "out of memory");
+    snprintf(cmd, n, "gnuplot -e \"set terminal svg size %d,%d dynamic background rgb 'white'; set output '%s'; %s\" 2>/dev/null",
+             width, height, tmp, script);
+    const int ran = system(cmd) == 0;
+    free(cmd);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    if (!ran || gq_read_file(tmp, &text, &len)) {
+        unlink(tmp);
+        free(text);
+        return gq_errf(GQ_EUNSUPPORTED, "%s: gnuplot failed (is it installed?)", svg);
+    }
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ' ')) len--;
+    const int whole = len >= 6 && !memcmp(text + len - 6, "</svg>", 6);
+    free(text);
+    if (!whole) {
+        unlink(tmp);
+        return gq_errf(GQ_EIO, "%s: the chart was not written whole (disk full?)", svg);
+    }
+    return gq_commit_file(tmp, svg);
+}
+
 void gq_exe_dir(char *out, size_t out_size) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

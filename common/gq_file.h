@@ -17,6 +17,18 @@ void gq_temp_path(const char *final_path, char *out, size_t out_size);
  * temp file is removed and the final path is untouched. */
 int gq_commit_file(const char *tmp_path, const char *final_path);
 
+/* Write len bytes to `path` through a temp file and gq_commit_file: the whole file or, on any
+ * failure (disk full), nothing (the temp file removed, an older file at `path` untouched).
+ * Errors name `path`. */
+int gq_write_file(const char *path, const void *data, size_t len);
+
+/* An SVG chart at `svg` drawn by gnuplot from `script` (gnuplot commands after the terminal and
+ * output lines, e.g. "plot 'loss.dat' ..."; double quotes are not allowed in it), through a temp
+ * file that is committed only when gnuplot succeeded and the SVG is whole (ends in </svg>).
+ * GQ_EUNSUPPORTED: gnuplot failed or is missing (nothing written); GQ_EIO: the SVG could not be
+ * written whole (disk full); an older file at `svg` stays as it was either way. */
+int gq_gnuplot_svg(const char *svg, int width, int height, const char *script);
+
 /* Directory holding the running executable (no trailing slash), or "" if unknown. */
 void gq_exe_dir(char *out, size_t out_size);
 

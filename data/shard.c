@@ -82,12 +82,11 @@ int gq_shard_write(const char *path, const uint16_t *tokens, size_t n) {
     FILE *f = fopen(tmp, "wb");
     if (!f) return gq_errf(gq_from_errno(errno), "%s: cannot create: %s", tmp, strerror(errno));
     int32_t head[256] = {GQ_SHARD_MAGIC, GQ_SHARD_VERSION, (int32_t)n};
-    int ok = fwrite(head, sizeof head, 1, f) == 1 && fwrite(tokens, 2, n, f) == n;
-    int err = errno;
-    ok = (fclose(f) == 0) && ok;
+    int ok = fwrite(head, sizeof head, 1, f) == 1 && fwrite(tokens, 2, n, f) == n, err = ok ? 0 : errno;
+    if (fclose(f) != 0 && ok) ok = 0, err = errno;
     if (!ok) {
         unlink(tmp);
-        return gq_errf(gq_from_errno(err), "%s: write failed: %s", path, strerror(err));
+        return gq_errf(GQ_EIO, "%s: writing failed (disk full?): %s", path, strerror(err ? err : EIO));
     }
     return gq_commit_file(tmp, path);
 }

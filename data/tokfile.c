@@ -8,6 +8,7 @@
 #include "shard.h"
 
 #include <hdf5.h>
+#include "gq_h5.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,6 @@ int gq_is_hdf5(const uint8_t *head, size_t len) {
     return len >= 8 && memcmp(head, sig, 8) == 0;
 }
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 /* ---- the split rule ---- */
 
@@ -108,7 +108,7 @@ int gq_tokfile_write(const char *path, const uint16_t *train, size_t n_train, co
     int rc = gq_shard_check_ids(train, n_train, meta->vocab_size, "train split", 0);
     if (!rc) rc = gq_shard_check_ids(val, n_val, meta->vocab_size, "val split", 0);
     if (rc) return gq_errf(rc, "%s: not written: %s", path, gq_errmsg(rc));
-    quiet_hdf5();
+    gq_h5_quiet();
     char tmp[4200];
     gq_temp_path(path, tmp, sizeof tmp);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -231,7 +231,7 @@ static int open_split(gq_tokfile *tf, const char *name, hid_t *dset, uint64_t *n
 
 int gq_tokfile_open(const char *path, gq_tokfile **out) {
     *out = NULL;
-    quiet_hdf5();
+    gq_h5_quiet();
     if (!gq_file_exists(path)) return gq_errf(GQ_ENOENT, "%s: no such file", path);
     FILE *f = fopen(path, "rb");
     uint8_t head[8] = {0};
@@ -324,7 +324,7 @@ int gq_tokfile_read(gq_tokfile *tf, const char *split, uint64_t offset, size_t n
         return gq_errf(GQ_ERANGE, "%s: read of /%s [%llu, %llu) past its %llu tokens", tf->path, split,
                        (unsigned long long)offset, (unsigned long long)(offset + n), (unsigned long long)len);
     if (!n) return GQ_OK;
-    quiet_hdf5();
+    gq_h5_quiet();
     hsize_t start = offset, count = n;
     hid_t fspace = H5Dget_space(dset);
     hid_t mspace = H5Screate_simple(1, &count, NULL);

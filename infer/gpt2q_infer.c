@@ -563,22 +563,21 @@ static double jnum(const cJSON *o, const char *k) {
 }
 
 /* DIR/chart.svg from DIR/chart.dat (compare's data: index, name, model MB, peak RSS MB, seconds
- * for the tokens, loss) with gnuplot: 0, or 1 if gnuplot failed. */
+ * for the tokens, loss) with gnuplot (gq_gnuplot_svg: GQ_EUNSUPPORTED when gnuplot is missing) */
 static int draw_chart(const char *dir) {
-    char dat[4400], svg[4400], cmd[16384];
+    char dat[4400], svg[4400], script[12000];
     snprintf(dat, sizeof dat, "%s/chart.dat", dir);
     snprintf(svg, sizeof svg, "%s/chart.svg", dir);
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal svg size 900,500 dynamic background rgb 'white'; set output '%s';"
-             " set title 'gpt2q-infer compare: memory (bars) and time for 50 tokens (line)';"
+    snprintf(script, sizeof script,
+             "set title 'gpt2q-infer compare: memory (bars) and time for 50 tokens (line)';"
              " set style data histogram; set style histogram clustered gap 1; set style fill solid 0.8 border -1;"
              " set boxwidth 0.9; set ylabel 'MB'; set y2label 'seconds'; set ytics nomirror; set y2tics;"
              " set yrange [0:*]; set y2range [0:*]; set grid ytics; set xtics rotate by -20; set key below horizontal;"
              " plot '%s' using 3:xtic(2) title 'model memory MB' lc rgb '#4271ae',"
              " '' using 4 title 'peak RSS MB' lc rgb '#8abeb7',"
-             " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'\" 2>/dev/null",
-             svg, dat);
-    return system(cmd) != 0;
+             " '' using 1:5 axes x1y2 with linespoints lw 2 pt 7 lc rgb '#c82829' title '50 tokens (s)'",
+             dat);
+    return gq_gnuplot_svg(svg, 900, 500, script);
 }
 
 /* chart DIR: draw DIR/chart.svg again from DIR/chart.dat (a compare run where gnuplot was missing,
@@ -593,7 +592,8 @@ static int cmd_chart(int argc, char **argv) {
     FILE *f = fopen(dat, "r");
     if (!f) return fail(gq_errf(GQ_EIO, "%s: cannot open: no such file or not readable", dat));
     fclose(f);
-    if (draw_chart(argv[2])) return fail(gq_errf(GQ_EIO, "%s/chart.svg: gnuplot failed (is it installed?)", argv[2]));
+    const int rc = draw_chart(argv[2]);
+    if (rc) return fail(rc);
     fprintf(stderr, PROG ": wrote %s/chart.svg\n", argv[2]);
     return 0;
 }
@@ -662,14 +662,19 @@ static int cmd_compare(int argc, char **argv) {
         cJSON_AddItemToObject(row, "bench", be);
         cJSON_AddItemToArray(all, row);
     }
-    /* table: loss and its delta to the first model (the reference), memory, speed */
-    char path[4400], tmp[4500];
-    snprintf(path, sizeof path, "%s/results.md", outdir);
-    gq_temp_path(path, tmp, sizeof tmp);
-    FILE *md = fopen(tmp, "w");
-    if (!md) return fail(gq_errf(GQ_EIO, "%s: cannot write", tmp));
+    /* table: loss and its delta to the first model (the reference), memory, speed; each output
+     * written whole or not at all (gq_write_file) */
+    char path[4400], *md = NULL, *dat_text = NULL;
+    size_t md_len = 0, dat_len = 0;
+    FILE *mf = open_memstream(&md, &md_len), *df = open_memstream(&dat_text, &dat_len);
+    if (!mf || !df) {
+        if (mf) fclose(mf);
+        if (df) fclose(df);
+        free(md), free(dat_text), cJSON_Delete(all);
+        return fail(gq_errf(GQ_ENOMEM, "out of memory"));
+    }
     double ref = jnum(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "eval"), "loss");
-    fprintf(md, "| model | weights | val loss | delta | perplexity | weights MB | model memory MB | peak RSS MB | "
+    fprintf(mf, "| model | weights | val loss | delta | perplexity | weights MB | model memory MB | peak RSS MB | "
                 "load s | 50 tokens s | prefill tok/s | decode tok/s | bandwidth share |\n"
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < n_models; k++) {
@@ -677,43 +682,36 @@ static int cmd_compare(int argc, char **argv) {
                     *be = cJSON_GetObjectItem(r, "bench");
         double loss = jnum(ev, "loss");
         const char *kind = cJSON_GetObjectItem(be, "kind")->valuestring;
-        fprintf(md, "| %s | %s%s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
+        fprintf(mf, "| %s | %s%s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
                 label[k], kind, g_act8 && strcmp(kind, "fp32") ? " + int8 act." : "", loss, loss - ref, jnum(ev, "perplexity"),
                 jnum(be, "weight_bytes") / 1e6, jnum(be, "model_memory_bytes") / 1e6, jnum(be, "peak_rss_mb"),
                 jnum(be, "load_s"), jnum(be, "generate_s"), jnum(be, "prefill_tok_s"), jnum(be, "decode_tok_s"),
                 100 * jnum(be, "bandwidth_share"));
-    }
-    fclose(md);
-    if ((rc = gq_commit_file(tmp, path))) return fail(rc);
-    fputs("", stdout);
-    uint8_t *text;
-    size_t len;
-    if (!gq_read_file(path, &text, &len)) fwrite(text, 1, len, stdout), free(text);
-    /* JSON */
-    snprintf(path, sizeof path, "%s/results.json", outdir);
-    gq_temp_path(path, tmp, sizeof tmp);
-    char *js = cJSON_Print(all);
-    FILE *jf = fopen(tmp, "w");
-    if (!jf || fputs(js, jf) < 0 || fclose(jf)) rc = gq_errf(GQ_EIO, "%s: cannot write", tmp);
-    free(js);
-    if (!rc) rc = gq_commit_file(tmp, path);
-    /* chart data: memory as bars (left axis), the 50-token time as a line (right axis) */
-    char dat[4400];
-    snprintf(dat, sizeof dat, "%s/chart.dat", outdir);
-    FILE *df = fopen(dat, "w");
-    for (int k = 0; df && k < n_models; k++) {
-        const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"),
-                    *be = cJSON_GetObjectItem(r, "bench");
+        /* chart data: memory as bars (left axis), the 50-token time as a line (right axis) */
         fprintf(df, "%d \"%s\" %.2f %.2f %.4f %.4f\n", k, label[k], jnum(be, "model_memory_bytes") / 1e6,
                 jnum(be, "peak_rss_mb"), jnum(be, "generate_s"), jnum(ev, "loss"));
     }
-    if (df) fclose(df);
-    if (draw_chart(outdir))
+    fclose(mf), fclose(df);
+    char *js = cJSON_Print(all);
+    snprintf(path, sizeof path, "%s/results.md", outdir);
+    rc = gq_write_file(path, md, md_len);
+    if (!rc) fwrite(md, 1, md_len, stdout);
+    snprintf(path, sizeof path, "%s/results.json", outdir);
+    if (!rc) rc = js ? gq_write_file(path, js, strlen(js)) : gq_errf(GQ_ENOMEM, "out of memory");
+    char dat[4400];
+    snprintf(dat, sizeof dat, "%s/chart.dat", outdir);
+    if (!rc) rc = gq_write_file(dat, dat_text, dat_len);
+    free(md), free(dat_text), free(js);
+    const int chart = rc ? rc : draw_chart(outdir);
+    if (chart == GQ_EUNSUPPORTED)
         fprintf(stderr, PROG ": warning: gnuplot failed; no %s/chart.svg (the data is in %s; `" PROG
                         " chart %s` draws it where gnuplot is installed)\n",
                 outdir, dat, outdir);
-    else
-        fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json, %s/chart.svg\n", outdir, outdir, outdir);
+    else if (chart)
+        rc = chart;
+    if (!rc)
+        fprintf(stderr, PROG ": wrote %s/results.md, %s/results.json%s%s%s\n", outdir, outdir, chart ? "" : ", ",
+                chart ? "" : outdir, chart ? "" : "/chart.svg");
     cJSON_Delete(all);
     return rc ? fail(rc) : 0;
 }

@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,7 +140,8 @@ typedef struct {
     gq_loader_state val_start;
     gq_bpe *bpe;
     int32_t *inputs, *targets;
-    FILE *log;
+    int log_fd; /* train.jsonl, appended line by line (log_line); -1: not open */
+    char log_path[4400];
     int tty;
 } run;
 
@@ -301,26 +303,35 @@ static int sample(run *r, int step) {
     return rc;
 }
 
-/* Keep train.jsonl lines with "step" <= keep_step (for a resumed run). */
-static void truncate_log(const char *path, int64_t keep_step) {
+/* Keep train.jsonl lines with "step" <= keep_step (for a resumed run); no file: nothing to keep. */
+static int truncate_log(const char *path, int64_t keep_step) {
     uint8_t *data;
-    size_t len;
-    if (gq_read_file(path, &data, &len)) return;
-    char tmp[4400];
-    gq_temp_path(path, tmp, sizeof tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(data);
-        return;
-    }
-    char *save = NULL;
+    size_t len, kept = 0;
+    if (!gq_file_exists(path) || gq_read_file(path, &data, &len)) return GQ_OK;
+    char *save = NULL, *out = (char *)data; /* kept lines move down in place */
     for (char *line = strtok_r((char *)data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         long long s;
-        if (sscanf(line, "{\"step\": %lld", &s) == 1 && s <= keep_step) fprintf(f, "%s\n", line);
+        const size_t n = strlen(line);
+        if (sscanf(line, "{\"step\": %lld", &s) == 1 && s <= keep_step && line[n - 1] == '}')
+            memmove(out + kept, line, n), kept += n, out[kept++] = '\n';
     }
-    fclose(f);
+    int rc = gq_write_file(path, out, kept);
     free(data);
-    gq_commit_file(tmp, path);
+    return rc;
+}
+
+/* One line appended to train.jsonl whole or not at all: a failed write (disk full) is cut off
+ * again, so the log never ends in half a line. */
+static int log_line(run *r, const char *line) {
+    const size_t len = strlen(line);
+    struct stat sb;
+    if (fstat(r->log_fd, &sb) != 0) return gq_errf(GQ_EIO, "%s: %s", r->log_path, strerror(errno));
+    const ssize_t n = write(r->log_fd, line, len);
+    if (n == (ssize_t)len) return GQ_OK;
+    const int err = n < 0 ? errno : ENOSPC;
+    if (ftruncate(r->log_fd, sb.st_size) != 0) { /* nothing more to do: the error below stands */
+    }
+    return gq_errf(GQ_EIO, "%s: writing failed (disk full?): %s", r->log_path, strerror(err));
 }
 
 static void prune_checkpoints(const char *dir, int keep) {
@@ -363,32 +374,43 @@ static void fmt_time(char *buf, size_t size, double s) {
     else snprintf(buf, size, "%.0fs", s);
 }
 
-/* loss.svg from train.jsonl with gnuplot (a missing gnuplot is only a warning). */
-static void write_chart(const char *out) {
-    char jsonl[4400], dat[4400], vdat[4400], svg[4400], cmd[20000];
+/* loss.dat, val_loss.dat and loss.svg from train.jsonl (gnuplot; a missing gnuplot is only a
+ * warning); each written whole or not at all. */
+static int write_chart(const char *out) {
+    char jsonl[4400], dat[4400], vdat[4400], svg[4400], script[12000];
     snprintf(jsonl, sizeof jsonl, "%s/train.jsonl", out);
     snprintf(dat, sizeof dat, "%s/loss.dat", out);
     snprintf(vdat, sizeof vdat, "%s/val_loss.dat", out);
     snprintf(svg, sizeof svg, "%s/loss.svg", out);
-    FILE *in = fopen(jsonl, "r"), *ft = fopen(dat, "w"), *fv = fopen(vdat, "w");
+    char *t = NULL, *v = NULL;
+    size_t tn = 0, vn = 0;
+    FILE *in = fopen(jsonl, "r"), *ft = open_memstream(&t, &tn), *fv = open_memstream(&v, &vn);
     char line[4096];
     int n_val = 0;
     while (in && ft && fv && fgets(line, sizeof line, in)) {
         long long s;
         double l;
         if (sscanf(line, "{\"step\": %lld, \"loss\": %lf", &s, &l) == 2) fprintf(ft, "%lld %.6f\n", s, l);
-        char *v = strstr(line, "\"val_loss\": ");
-        if (v && sscanf(v + 12, "%lf", &l) == 1) fprintf(fv, "%lld %.6f\n", s, l), n_val++;
+        char *vl = strstr(line, "\"val_loss\": ");
+        if (vl && sscanf(vl + 12, "%lf", &l) == 1) fprintf(fv, "%lld %.6f\n", s, l), n_val++;
     }
     if (in) fclose(in);
     if (ft) fclose(ft);
     if (fv) fclose(fv);
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal svg size 800,480 dynamic background rgb 'white'; set output '%s';"
-             " set title 'gpt2q-train: loss'; set xlabel 'step'; set ylabel 'cross-entropy (nats)'; set grid;"
-             " plot '%s' using 1:2 with lines lw 1 lc rgb '#7aa6da' title 'train'%s%s%s\" 2>/dev/null",
-             svg, dat, n_val ? ", '" : "", n_val ? vdat : "", n_val ? "' using 1:2 with linespoints lw 2 lc rgb '#c82829' title 'validation'" : "");
-    if (system(cmd) != 0) fprintf(stderr, "gpt2q-train: warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
+    int rc = !t || !v ? gq_errf(GQ_ENOMEM, "out of memory") : gq_write_file(dat, t, tn);
+    if (!rc) rc = gq_write_file(vdat, v, vn);
+    free(t), free(v);
+    if (rc) return rc;
+    snprintf(script, sizeof script,
+             "set title 'gpt2q-train: loss'; set xlabel 'step'; set ylabel 'cross-entropy (nats)'; set grid;"
+             " plot '%s' using 1:2 with lines lw 1 lc rgb '#7aa6da' title 'train'%s%s%s",
+             dat, n_val ? ", '" : "", n_val ? vdat : "", n_val ? "' using 1:2 with linespoints lw 2 lc rgb '#c82829' title 'validation'" : "");
+    rc = gq_gnuplot_svg(svg, 800, 480, script);
+    if (rc == GQ_EUNSUPPORTED) {
+        fprintf(stderr, "gpt2q-train: warning: gnuplot failed; no %s (the data is in %s)\n", svg, dat);
+        return GQ_OK;
+    }
+    return rc;
 }
 
 static void print_qat(const gq_gpt2 *m) {
@@ -449,8 +471,10 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     if (act8) printf("(score the export as trained, int8 activations: gpt2q-infer eval %s --act int8)\n", out);
     char jpath[4400];
     snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
-    FILE *f = fopen(jpath, "w");
-    if (!f) return gq_errf(GQ_EIO, "%s: cannot write", jpath);
+    char *js = NULL;
+    size_t js_len = 0;
+    FILE *f = open_memstream(&js, &js_len);
+    if (!f) return gq_errf(GQ_ENOMEM, "out of memory");
     fprintf(f,
             "{\"format\": \"%s\", \"activations\": \"%s\", \"layers\": \"%s\", \"export\": \"%s\", \"start\": \"%s\",\n"
             " \"rows\": [{\"model\": \"float\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
@@ -460,11 +484,13 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
             o->qat, act8 ? "int8" : "f32", o->qat_layers[0] ? o->qat_layers : "all-but-lm_head", out, start_name, start, exp(start), fbytes,
             ptq, exp(ptq), qbytes, qat_loss, exp(qat_loss), qbytes, gap, isfinite(recovered) ? recovered : -1.0);
     fclose(f);
-    return GQ_OK;
+    rc = gq_write_file(jpath, js, js_len);
+    free(js);
+    return rc;
 }
 
 int gq_train_run(gq_train_opts *o) {
-    run r = {.o = o, .tty = isatty(fileno(stdout))};
+    run r = {.o = o, .log_fd = -1, .tty = isatty(fileno(stdout))};
     int rc = GQ_OK;
     gq_train_state st = {0};
     char last_ckpt[4400] = "", resume_path[4400] = "";
@@ -605,12 +631,11 @@ int gq_train_run(gq_train_opts *o) {
            o->batch, o->seq, o->grad_accum, o->batch * o->seq * o->grad_accum, o->steps);
     fflush(stdout);
 
-    char log_path[4400];
-    snprintf(log_path, sizeof log_path, "%s/train.jsonl", o->out);
-    if (o->resume) truncate_log(log_path, st.step);
-    r.log = fopen(log_path, o->resume ? "a" : "w");
-    if (!r.log) {
-        rc = gq_errf(GQ_EIO, "%s: cannot write: %s", log_path, strerror(errno));
+    snprintf(r.log_path, sizeof r.log_path, "%s/train.jsonl", o->out);
+    if (o->resume && (rc = truncate_log(r.log_path, st.step))) goto done;
+    r.log_fd = open(r.log_path, O_WRONLY | O_CREAT | O_APPEND | (o->resume ? 0 : O_TRUNC), 0644);
+    if (r.log_fd < 0) {
+        rc = gq_errf(GQ_EIO, "%s: cannot write: %s", r.log_path, strerror(errno));
         goto done;
     }
     const int tokens_per_step = o->batch * o->seq * o->grad_accum;
@@ -665,12 +690,14 @@ int gq_train_run(gq_train_opts *o) {
          * exactly the loss of the export written from this checkpoint */
         if (do_eval && ((rc = gq_gpt2_refresh_weights(r.m, step + 1)) || (rc = evaluate(&r, last, &val_loss)))) break;
         double tok_s = tokens_per_step / dt, mfu = peak > 0 ? flop_tok * tok_s / peak : 0;
-        fprintf(r.log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
-                step, loss, lr, norm, dt * 1e3, tok_s);
-        if (peak > 0) fprintf(r.log, ", \"mfu\": %.4f", mfu);
-        if (isfinite(val_loss)) fprintf(r.log, ", \"val_loss\": %.6f", val_loss);
-        fprintf(r.log, "}\n");
-        fflush(r.log);
+        char jl[512];
+        int at = snprintf(jl, sizeof jl,
+                          "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"ms\": %.2f, \"tokens_per_s\": %.1f",
+                          step, loss, lr, norm, dt * 1e3, tok_s);
+        if (peak > 0) at += snprintf(jl + at, sizeof jl - (size_t)at, ", \"mfu\": %.4f", mfu);
+        if (isfinite(val_loss)) at += snprintf(jl + at, sizeof jl - (size_t)at, ", \"val_loss\": %.6f", val_loss);
+        snprintf(jl + at, sizeof jl - (size_t)at, "}\n");
+        if ((rc = log_line(&r, jl))) break;
         char eta[32];
         fmt_time(eta, sizeof eta, t_train / steps_run * (o->steps - step));
         if (r.tty || do_eval || step % o->log_every == 0 || step == first) {
@@ -713,14 +740,14 @@ int gq_train_run(gq_train_opts *o) {
         }
 #endif
     }
-    if (r.log) {
-        fclose(r.log);
-        r.log = NULL;
-        if (steps_run) write_chart(o->out);
+    if (r.log_fd >= 0) {
+        close(r.log_fd);
+        r.log_fd = -1;
+        if (steps_run && !rc) rc = write_chart(o->out);
     }
     if (!rc && steps_run && r.m->qat_on && st.step == o->steps) rc = qat_report(&r, &plan, last_ckpt, val_loss);
 done:
-    if (r.log) fclose(r.log);
+    if (r.log_fd >= 0) close(r.log_fd);
     gq_loader_close(r.train);
     gq_loader_close(r.val);
     gq_gpt2_free(r.m);
