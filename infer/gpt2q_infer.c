@@ -25,6 +25,7 @@
 #include "sample.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -623,6 +624,13 @@ static int cmd_compare(int argc, char **argv) {
                 "usage: " PROG " compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n");
         return 2;
     }
+    /* every input first: a missing one fails now, not after minutes of the others' runs */
+    for (int k = 0; k <= n_models; k++) {
+        const char *in = k < n_models ? models[k] : data;
+        FILE *f = fopen(in, "rb");
+        if (!f) return fail(gq_errf(gq_from_errno(errno), "%s: cannot open: %s", in, strerror(errno)));
+        fclose(f);
+    }
     char self[4200], exe[4096];
     gq_exe_dir(exe, sizeof exe);
     snprintf(self, sizeof self, "%s/" PROG, exe);
@@ -654,7 +662,7 @@ static int cmd_compare(int argc, char **argv) {
         cJSON *be = run_json(self, args);
         if (!ev || !be) {
             cJSON_Delete(ev), cJSON_Delete(be), cJSON_Delete(all);
-            return fail(gq_errf(GQ_EINVAL, "%s: eval or bench failed (run them alone to see why)", models[k]));
+            return fail(gq_errf(GQ_EINVAL, "%s: eval or bench failed (its error is above)", models[k]));
         }
         cJSON *row = cJSON_CreateObject();
         cJSON_AddStringToObject(row, "name", label[k]);

@@ -121,6 +121,9 @@ if command -v gnuplot >/dev/null; then
   check '"$I" chart "$T/cmp" 2>/dev/null && grep -q "<svg" "$T/cmp/chart.svg"' "chart draws compare's chart again from chart.dat"
 fi
 expect_error "chart without chart.dat" "nowhere/chart.dat: cannot open" "$I" chart "$T/nowhere"
+# a missing model or data file: named at once, before any model runs
+expect_error "compare with a missing model" "nope.h5: cannot open" "$I" compare "$C" "$T/nope.h5" --data "$T/tok.h5" --out "$T/cmpx"
+expect_error "compare with a missing data file" "nodata.h5: cannot open" "$I" compare "$C" --data "$T/nodata.h5" --out "$T/cmpx"
 
 # -- GGUF export from the command line (the vocabulary found beside the program)
 "$B/gpt2q-export" "$C" --gguf --format q8_0 --layers all -o "$T/m.gguf" >/dev/null 2>"$T/gguf.err"
