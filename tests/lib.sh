@@ -13,6 +13,23 @@ expect_error() {
   if ! grep -q -- "$pattern" "$T/err"; then bad "$name: message '$(cat "$T/err")' lacks '$pattern'"; return; fi
   ok
 }
+# test_init BUILD_DIR [FIXTURE_DIR]: B and FX, a temp folder T removed at exit (with any
+# background job left), 2 OpenMP threads
+test_init() {
+  B="$1"
+  FX="${2:-}"
+  T=$(mktemp -d)
+  trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
+  export OMP_NUM_THREADS=2
+}
+# small_trained STEPS: small_setup 64 without evaluations or samples during training, trained
+# for STEPS steps into $T/r; C is its last checkpoint
+small_trained() {
+  small_setup 64
+  printf 'eval_every = 0\nsample_len = 0\n' >>"$T/m.cfg"
+  "$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" --out "$T/r" --steps "$1" >"$T/train.log" 2>&1
+  C=$(printf '%s/r/ckpt-%08d.h5' "$T" "$1")
+}
 # small_setup EMBD [prepare args...]: the shell tests' corpus and model in $T (B, FX, T set by
 # the caller): tok.h5 from the tokenizer test vectors (~130 KB of text) and m.cfg, a 2-layer,
 # 2-head model of EMBD channels on 4 x 32 tokens a step; append more `key = value` lines to m.cfg

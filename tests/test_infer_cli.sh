@@ -6,17 +6,10 @@
 # <|endoftext|>-only prompt, -n 0.
 # usage: test_infer_cli.sh BUILD_DIR FIXTURE_DIR
 set -u
-B="$1"
-FX="$2"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=2
+test_init "$@"
 
-small_setup 64
-printf 'eval_every = 0\nsample_len = 0\n' >>"$T/m.cfg"
-"$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" --out "$T/r" --steps 20 >"$T/train.log" 2>&1
-C="$T/r/ckpt-00000020.h5"
+small_trained 20
 "$B/gpt2q-export" "$C" --format int4 --layers all -o "$T/q.h5" >/dev/null
 check '[ -f "$C" ] && [ -f "$T/q.h5" ]' "model and export made"
 # cuBLAS costs ~150 MB of RSS at start-up: the runner must not link it (its GPU path has no cuBLAS)

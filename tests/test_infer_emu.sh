@@ -8,17 +8,10 @@
 # same draw; the decode step replayed as a captured CUDA graph and without one (GQ_CUDA_GRAPH=0).
 # usage: test_infer_emu.sh BUILD_DIR FIXTURE_DIR
 set -u
-B="$1"
-FX="$2"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=2
+test_init "$@"
 
-small_setup 64
-printf 'eval_every = 0\nsample_len = 0\n' >>"$T/m.cfg"
-"$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" --out "$T/r" --steps 20 >"$T/train.log" 2>&1
-C="$T/r/ckpt-00000020.h5"
+small_trained 20
 # int4 in groups of 16: a model the CPU runner runs with float activations, as the GPU does (in
 # groups of 32+ it takes int8 activations, whose logits differ by ~1e-3, enough to reorder two
 # of an undertrained model's near-equal candidates and so change a sampled pick)

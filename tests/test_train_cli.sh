@@ -5,12 +5,8 @@
 # with the step named and nothing saved; bad inputs give one clear error line.
 # usage: test_train_cli.sh BUILD_DIR FIXTURE_DIR
 set -u
-B="$1"
-FX="$2"
-T=$(mktemp -d)
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=2
+test_init "$@"
 
 small_setup 32
 printf 'eval_every = 4\neval_batches = 2\nsample_len = 4\n' >>"$T/m.cfg"

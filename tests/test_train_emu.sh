@@ -9,12 +9,8 @@
 # deterministic and resumes bit-exactly; QAT runs; distillation in bf16 tracks the CPU's.
 # usage: test_train_emu.sh BUILD_DIR FIXTURE_DIR
 set -u
-B="$1"
-FX="$2"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=2
+test_init "$@"
 
 small_setup 32 --val-fraction 0.01 # (a small validation split: the emulator is slow)
 printf 'eval_every = 0\nsample_len = 0\n' >>"$T/m.cfg"
