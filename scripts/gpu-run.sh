@@ -326,7 +326,7 @@ attn() {
     grep -E "val" "$logs/tiny-bf16-$a.log" | tail -1
   done
   t bench_cuda 120 $bin/bench_cuda
-  grep -E "attention|copy|epi|separate / fused|layernorm_backward|fakequant|crossentropy" "$logs/bench_cuda.log"
+  grep -E "attention|copy|epi|separate / fused|layernorm_backward|fakequant|crossentropy|round_bf16_sr|adamw" "$logs/bench_cuda.log"
   PYTHONUNBUFFERED=1 timeout 90 python3 bench/attention_torch.py 2>&1 | tee "$logs/attention_torch.log" | grep -E "sdpa|Error"
   GQ_CUDA_TC=wmma t 124m-bf16-tc-wmma 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m \
     --batch 8 --seq 1024 --steps 12 --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/a124" --device cuda \
