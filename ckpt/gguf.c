@@ -206,7 +206,12 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
             gq_gpt2_tensor_name(i, l, ours, sizeof ours);
             gq_qspec s;
             if (cols && gq_qplan_lookup(plan, ours, (int)rows, (int)cols, &s)) {
-                if (s.format == GQ_QF_Q8_0)
+                if (s.lsq)
+                    rc = gq_errf(GQ_EUNSUPPORTED,
+                                 "%s: %s: GGUF export takes the formats' own scales, not learned ones (-lsq): "
+                                 "export HDF5 (gpt2q-export without --gguf) for the runner",
+                                 ckpt_path, ours);
+                else if (s.format == GQ_QF_Q8_0)
                     t->type = GQ_GGML_Q8_0;
                 else if (s.format == GQ_QF_INT4 && s.group == 32)
                     t->type = GQ_GGML_Q4_0, t->search = s.search;

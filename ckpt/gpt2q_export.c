@@ -143,7 +143,11 @@ int main(int argc, char **argv) {
             printf("%s{\"name\": \"%s\", \"format\": \"%s\", \"group\": %d, \"scale_search\": \"%s\", \"rows\": %d, "
                    "\"cols\": %d, \"bytes\": %zu}",
                    i ? ", " : "", e[i].name, gq_qformat_name(e[i].spec.format), e[i].spec.group,
-                   e[i].spec.format != GQ_QF_F32 && e[i].spec.search ? "mse" : "absmax", e[i].rows, e[i].cols,
+                   e[i].spec.format == GQ_QF_F32 ? "absmax"
+                   : e[i].spec.lsq             ? "learned"
+                   : e[i].spec.search          ? "mse"
+                                               : "absmax",
+                   e[i].rows, e[i].cols,
                    e[i].bytes);
         printf("]}\n");
     } else {
@@ -151,8 +155,9 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             char shape[48], fmt[24];
             snprintf(shape, sizeof shape, e[i].cols ? "[%d, %d]" : "[%d]", e[i].rows, e[i].cols);
-            snprintf(fmt, sizeof fmt, "%s%s", gq_qformat_name(e[i].spec.format),
-                     e[i].spec.format != GQ_QF_F32 && e[i].spec.search ? "-mse" : "");
+            snprintf(fmt, sizeof fmt, "%s%s%s", gq_qformat_name(e[i].spec.format),
+                     e[i].spec.format != GQ_QF_F32 && e[i].spec.search ? "-mse" : "",
+                     e[i].spec.format != GQ_QF_F32 && e[i].spec.lsq ? "-lsq" : "");
             printf("%-28s %-9s %6d %14s %12zu\n", e[i].name, fmt,
                    e[i].spec.format == GQ_QF_F32 ? 0 : gq_qgroup(&e[i].spec, e[i].cols), shape, e[i].bytes);
         }

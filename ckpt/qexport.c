@@ -5,7 +5,8 @@
  *   zeros    uint8 [groups]    int4a
  *   absmax_q int8 [groups], absmax2 float32 [ceil(groups/256)]   nf4 with double quant
  *   attributes: format, group, rows, cols, double_quant, absmax_offset, bits_per_weight,
- *               scale_search ("absmax" or "mse": how the scales were chosen; the layout and
+ *               scale_search ("absmax", "mse" or "learned": how the scales were chosen --
+ *               learned: QAT's -lsq scales, from the checkpoint's /qat/scales; the layout and
  *               the dequantization do not depend on it; absent in older files: absmax)
  * A tensor kept in fp32: /tensors/<name>/value float32 [rows(, cols)], format "f32". */
 #define _POSIX_C_SOURCE 200809L
@@ -18,7 +19,7 @@
 #include <string.h>
 
 static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, int cols, const gq_qspec *s,
-                         const float *imp, gq_export_entry *e, const char *src) {
+                         const float *imp, const float *learned, gq_export_entry *e, const char *src) {
     char base[300], path[400];
     snprintf(base, sizeof base, "/tensors/%s", name);
     snprintf(e->name, sizeof e->name, "%s", name);
@@ -42,8 +43,12 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
     size_t bad = 0;
     int rc = GQ_OK;
     if (!q.qweight || !q.scales || !q.zeros || !q.absmax_q || !q.absmax2 || !h) rc = gq_errf(GQ_ENOMEM, "out of memory");
-    else if (gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL))
-        rc = gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, bad);
+    else if (learned ? gq_quantize_lsq(s, x, rows, cols, learned, &q, &bad)
+                     : gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL))
+        rc = bad < (size_t)rows * cols
+                 ? gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, bad)
+                 : gq_errf(GQ_ENAN, "%s: tensor %s: learned scale %zu is not finite", src, name,
+                           bad - (size_t)rows * cols);
     if (!rc) {
         size_t d1 = bytes, dg = groups, d2 = groups / GQ_DQ_BLOCK + (groups % GQ_DQ_BLOCK != 0);
         snprintf(path, sizeof path, "%s/qweight", base);
@@ -75,7 +80,8 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
         gq_h5w_attr_i64(w, base, "rows", rows);
         gq_h5w_attr_i64(w, base, "cols", cols);
         gq_h5w_attr_i64(w, base, "double_quant", s->double_quant);
-        gq_h5w_attr_str(w, base, "scale_search", s->search && gq_qsearchable(s->format) ? "mse" : "absmax");
+        gq_h5w_attr_str(w, base, "scale_search",
+                        learned ? "learned" : s->search && gq_qsearchable(s->format) ? "mse" : "absmax");
         gq_h5w_attr_f64(w, base, "bits_per_weight", gq_qbits_per_weight(s, rows, cols));
     }
     free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
@@ -126,10 +132,25 @@ int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *p
         }
         float *x = malloc((size_t)rows * (cols ? cols : 1) * sizeof *x);
         rc = x ? gq_h5r_f32(r, path, x, nd, dims) : gq_errf(GQ_ENOMEM, "out of memory");
-        gq_qspec s = {GQ_QF_F32, 0, 0, 0};
+        gq_qspec s = {GQ_QF_F32, 0, 0, 0, 0};
         if (!rc && gq_qplan_lookup(plan, names[i], rows, cols, &s)) n_quant++;
         const float *ti = imp && cols && s.format != GQ_QF_F32 ? imp(names[i], imp_ctx) : NULL;
-        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, ti, &ent[i], ckpt_path);
+        float *learned = NULL; /* -lsq: the trained scales, one per group */
+        if (!rc && s.format != GQ_QF_F32 && s.lsq && !gq_qspec_problem(&s, rows, cols)) {
+            char sp[400];
+            snprintf(sp, sizeof sp, "/qat/scales/%s", names[i]);
+            size_t sd[2] = {(size_t)rows, (size_t)(cols / gq_qgroup(&s, cols))};
+            if (!gq_h5r_exists(r, sp))
+                rc = gq_errf(GQ_EFORMAT, "%s: no learned scales for %s (%s): -lsq exports the scales that QAT with "
+                             "-lsq trained; without -lsq the format's own rule chooses them",
+                             ckpt_path, names[i], sp);
+            else if (!(learned = malloc(sd[0] * sd[1] * sizeof *learned)))
+                rc = gq_errf(GQ_ENOMEM, "out of memory");
+            else
+                rc = gq_h5r_f32(r, sp, learned, 2, sd);
+        }
+        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, ti, learned, &ent[i], ckpt_path);
+        free(learned);
         free(x);
     }
     if (!rc && n_quant == 0) rc = gq_errf(GQ_EINVAL, "%s: the layer selection matches no weight to quantize", ckpt_path);
@@ -164,7 +185,7 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     snprintf(base, sizeof base, "/tensors/%s", name);
     int rc = gq_h5r_attr_str(r, base, "format", fmt, sizeof fmt);
     if (rc) return rc;
-    *spec = (gq_qspec){GQ_QF_F32, 0, 0, 0};
+    *spec = (gq_qspec){GQ_QF_F32, 0, 0, 0, 0};
     if (!strcmp(fmt, "f32")) return GQ_OK;
     int64_t group = 0, dq = 0;
     if (gq_qformat_parse(fmt, 0, spec))
@@ -175,8 +196,10 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     spec->group = (int)group;
     spec->double_quant = (int)dq;
     char search[16];
-    if (gq_h5r_attr_str(r, base, "scale_search", search, sizeof search) == GQ_OK)
-        spec->search = !strcmp(search, "mse") ? GQ_QSEARCH_MSE : 0; /* (older files have none: absmax) */
+    if (gq_h5r_attr_str(r, base, "scale_search", search, sizeof search) == GQ_OK) { /* (older files: absmax) */
+        spec->search = !strcmp(search, "mse") ? GQ_QSEARCH_MSE : 0;
+        spec->lsq = !strcmp(search, "learned");
+    }
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_EFORMAT, "%s: %s [%d, %d]: %s", gq_h5r_path(r), base, rows, cols, why);
     return GQ_OK;
@@ -190,7 +213,7 @@ int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, in
     size_t dims[2] = {(size_t)rows, (size_t)cols};
     if (!strcmp(fmt, "f32")) {
         snprintf(path, sizeof path, "%s/value", base);
-        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0, 0};
+        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0, 0, 0};
         return gq_h5r_f32(r, path, dst, cols ? 2 : 1, dims);
     }
     gq_qspec s;

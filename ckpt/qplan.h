@@ -4,7 +4,9 @@
  *   FORMAT                      int8 | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] |
  *                               nf4[-dq] | fp4   (default group 64, q8_0 is 32); any but
  *                               int8 / q8_0 may add -mse: each group's scale searched for the
- *                               least squared error (quant.h's gq_qsearch_group)
+ *                               least squared error (quant.h's gq_qsearch_group); int4, int3,
+ *                               int2, nf4 and fp4 may add -lsq: QAT learns each group's scale
+ *                               (quant.h's gq_lsq_*; the export takes them from the checkpoint)
  *   --layers PATTERNS           comma list; a pattern is a glob (fnmatch) over names, matched
  *                               also with "*." in front and ".weight" after, so "mlp.*",
  *                               "h.*.attn.c_attn" and "h.8-11.attn.*" (a layer range) work;

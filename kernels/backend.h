@@ -179,6 +179,20 @@ typedef struct gq_backend {
      * a row (the caller then runs the two). */
     int (*crossentropy_forward_backward)(float *losses, float *lse, float *logits, const int32_t *targets, float dloss,
                                          int N, int V, int Vp);
+
+    /* ---- QAT with learned step sizes (spec->lsq; quant.h's gq_lsq_*, bit-exact on every
+     * backend but the scales' gradient sums, whose order a backend chooses) ---- */
+    /* out (rows,cols) = the fake-quant of w under the trained scales (one per group, rows *
+     * cols / group floats): each value gq_qvalue(f, gq_lsq_code(x, ss), ss, 0) with ss =
+     * gq_lsq_stored(scale); out_bf16 and status as fakequant_forward (status: the lowest index
+     * of a non-finite value of w). */
+    int (*fakequant_lsq_forward)(void *out, const float *w, const float *scales, int rows, int cols,
+                                 const gq_qspec *spec, int out_bf16, uint64_t *status);
+    /* Backward, in place: grad (rows,cols) becomes dL/dw (0 where x / s is outside the unit
+     * range), dscales (one per group) += gq_lsq_gradscale x the group's sum of
+     * gq_lsq_backward_value's terms; w and scales as the forward's. */
+    int (*fakequant_lsq_backward)(float *grad, float *dscales, const float *w, const float *scales, int rows,
+                                  int cols, const gq_qspec *spec);
 } gq_backend;
 
 /* The CPU reference backend (always present). */

@@ -16,7 +16,8 @@
  *   fp4      blocks of 64, E2M1 values {0, .5, 1, 1.5, 2, 3, 4, 6} x sign, scale absmax / 6
  * With search (suffix -mse; not int8 / q8_0) the stored layout and the dequantization are the
  * same; only each group's scale (and int4a's zero point) is chosen differently: the one of least
- * squared error over the group, found by gq_qsearch_group below. */
+ * squared error over the group, found by gq_qsearch_group below. With learned step sizes (suffix
+ * -lsq) the scales are parameters that QAT trains (gq_lsq_* below): again the same layout. */
 #ifndef GQ_QUANT_H
 #define GQ_QUANT_H
 
@@ -46,6 +47,9 @@ typedef struct {
     int double_quant; /* nf4: quantize the absmax values too */
     int search;       /* GQ_QSEARCH_MSE: each group's scale searched for the least squared error
                          (int4, int4a, int3, int2, nf4, fp4; suffix -mse); 0: the absmax rules */
+    int lsq;          /* learned step sizes (suffix -lsq; int4, int3, int2, nf4, fp4): QAT trains
+                         each group's scale (gq_lsq_* below), starting from the rule above; an
+                         export takes the trained scales from the checkpoint */
 } gq_qspec;
 
 #define GQ_QSEARCH_MSE 1
@@ -593,6 +597,60 @@ GQ_HD int gq_qclipped(gq_qformat f, int search, float x, float y, float s) {
     }
 }
 
+/* ---- learned step sizes (LSQ: Esser et al., "Learned Step Size Quantization", ICLR 2020) ----
+ * QAT with -lsq trains each group's scale s as a parameter. A value x has the unit value
+ * v = Q(clamp(x / s, Qn, Qp)), Q the format's nearest level (int4 / int3 / int2: round half up
+ * on the grid Qn .. Qp = -2^(k-1) .. 2^(k-1) - 1; nf4: the codebook on [-1, 1]; fp4: E2M1 on
+ * [-6, 6]), and the weight is v s', s' the scale as stored (fp16 for the int formats, as their
+ * exports; never 0). The gradients are LSQ's straight-through ones: dL/dx = dL/dy where
+ * Qn <= x / s <= Qp (else 0), and dL/ds = g sum dL/dy (v - x / s) over the group's values in
+ * that range plus dL/dy v over the clipped ones, with LSQ's gradient scale g = 1 / sqrt(n Qp)
+ * (n: the group's values). The starting scales are the format's rule (absmax, or -mse's
+ * search); int4a (a zero point), int8 / q8_0 and nf4's double quantization are not learned. */
+GQ_HD int gq_lsq_applies(gq_qformat f) {
+    return f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2 || f == GQ_QF_NF4 || f == GQ_QF_FP4;
+}
+/* the unit range [Qn, Qp] */
+GQ_HD float gq_lsq_qn(gq_qformat f) {
+    return f == GQ_QF_INT4 ? -8.0f : f == GQ_QF_INT3 ? -4.0f : f == GQ_QF_INT2 ? -2.0f : f == GQ_QF_NF4 ? -1.0f : -6.0f;
+}
+GQ_HD float gq_lsq_qp(gq_qformat f) {
+    return f == GQ_QF_INT4 ? 7.0f : f == GQ_QF_INT3 ? 3.0f : f == GQ_QF_INT2 ? 1.0f : f == GQ_QF_NF4 ? 1.0f : 6.0f;
+}
+/* The scale as stored and used: fp16 for the int formats, and never 0 (at least 2^-24, fp16's
+ * smallest, with s's sign); a NaN stays NaN. */
+GQ_HD float gq_lsq_stored(gq_qformat f, float s) {
+    const float r = (f == GQ_QF_NF4 || f == GQ_QF_FP4) ? s : gq_f16_to_f32(gq_f32_to_f16(s));
+    const float tiny = 5.9604644775390625e-8f; /* 2^-24 */
+    return fabsf(r) < tiny ? (s < 0.0f ? -tiny : tiny) : r;
+}
+/* x / s clamped to the unit range (a NaN stays NaN) */
+GQ_HD float gq_lsq_unit_in(gq_qformat f, float x, float ss) {
+    const float u = x / ss, qn = gq_lsq_qn(f), qp = gq_lsq_qp(f);
+    return u < qn ? qn : u > qp ? qp : u;
+}
+/* The code of x under the stored scale ss */
+GQ_HD int gq_lsq_code(gq_qformat f, float x, float ss) {
+    const float u = gq_lsq_unit_in(f, x, ss);
+    switch (f) {
+    case GQ_QF_INT4:
+    case GQ_QF_INT3:
+    case GQ_QF_INT2: return u == u ? (int)floorf(u + 0.5f) - (int)gq_lsq_qn(f) : 0;
+    case GQ_QF_NF4: return gq_nf4_code(u);
+    default: return gq_fp4_code(u);
+    }
+}
+GQ_HD float gq_lsq_gradscale(gq_qformat f, int n) { return 1.0f / sqrtf((float)n * gq_lsq_qp(f)); }
+/* One value's backward: returns dL/dx, and *ds (unscaled: times gq_lsq_gradscale per group)
+ * gets this value's term of dL/ds. The fake-quant weight is gq_qvalue(f, code, ss, 0). */
+GQ_HD float gq_lsq_backward_value(gq_qformat f, float x, float ss, float dy, float *ds) {
+    const float u = x / ss;
+    const int in = u >= gq_lsq_qn(f) && u <= gq_lsq_qp(f);
+    const float v = gq_qvalue(f, gq_lsq_code(f, x, ss), 1.0f, 0);
+    *ds = dy * (in ? v - u : v);
+    return in ? dy : 0.0f;
+}
+
 /* ---- packing: codes of one group into bytes ----
  * 8-bit: one byte per code. 4-bit: byte j of a group holds code j (low nibble) and code
  * j + n/2 (high nibble), as Q4_0. 3-bit: every 8 codes make 3 bytes, code k at bits 3k..3k+2
@@ -677,6 +735,8 @@ static inline const char *gq_qspec_problem(const gq_qspec *s, int rows, int cols
     if (gq_qbits(s->format) == 4 && g % 2) return "4-bit groups must be even";
     if (gq_qbits(s->format) == 3 && g % 8) return "3-bit groups must be a multiple of 8";
     if (gq_qbits(s->format) == 2 && g % 4) return "2-bit groups must be a multiple of 4";
+    if (s->lsq && !gq_lsq_applies(s->format)) return "learned scales (-lsq) apply to int4, int3, int2, nf4 and fp4";
+    if (s->lsq && s->double_quant) return "learned scales (-lsq) do not take nf4's double quantization (-dq)";
     return NULL;
 }
 
@@ -756,6 +816,33 @@ static inline int gq_quantize_imp(const gq_qspec *s, const float *w, int rows, i
 
 static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
     return gq_quantize_imp(s, w, rows, cols, q, bad, NULL);
+}
+
+/* Quantize w (rows, cols) with given scales (learned step sizes: one per group, as trained;
+ * the stored scale is gq_lsq_stored of each). Returns 0, or -1 if a value or scale is not
+ * finite (*bad = the value's index, or rows * cols + the group's). */
+static inline int gq_quantize_lsq(const gq_qspec *s, const float *w, int rows, int cols, const float *scales,
+                                  gq_qtensor *q, size_t *bad) {
+    const size_t n = (size_t)rows * cols;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) {
+            if (bad) *bad = i;
+            return -1;
+        }
+    const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
+    const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
+    uint8_t codes[16384];
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(s->format, scales[k]);
+        if (!isfinite(ss)) {
+            if (bad) *bad = n + k;
+            return -1;
+        }
+        for (int i = 0; i < g; i++) codes[i] = (uint8_t)gq_lsq_code(s->format, w[k * g + i], ss);
+        q->scales[k] = ss;
+        gq_pack_group(codes, g, bits, q->qweight + k * gbytes);
+    }
+    return 0;
 }
 
 static inline void gq_dequantize(const gq_qspec *s, const gq_qtensor *q, int rows, int cols, float *w) {

@@ -814,20 +814,84 @@ static void case_precision(shape s) {
     free(a), free(w), free(o), free(dy), free(da), free(dw), free(db);
 }
 
+/* Learned step sizes: the forward bit for bit (fp32 and bf16 out), the weights' gradients bit
+ * for bit, the scales' gradients to rounding (a warp sums a group in another order), a NaN
+ * weight refused with its index in the status word. Scales from the absmax rule times factors
+ * 0.3 .. 1.7, so that some groups clip many values and some none. */
+static void lsq_one(const char *name, gq_qspec spec, int rows, int cols) {
+    const size_t n = (size_t)rows * cols, ng = n / (size_t)spec.group;
+    float *w = hrand(n, -0.05f, 0.05f), *sc = malloc(ng * 4), *y = malloc(n * 4), *gr = hrand(n, -1, 1);
+    float *ds = malloc(ng * 4), *ds0 = hrand(ng, -0.1f, 0.1f);
+    const float top = gq_lsq_qp(spec.format);
+    for (size_t k = 0; k < ng; k++) {
+        float amax = 0;
+        for (int i = 0; i < spec.group; i++) amax = fmaxf(amax, fabsf(w[k * spec.group + i]));
+        sc[k] = amax / top * (0.3f + 1.4f * (float)(k % 7) / 6.0f);
+    }
+    memcpy(ds, ds0, ng * 4);
+    float *d_w = dev(w, n * 4), *d_sc = dev(sc, ng * 4), *d_y = dev_poison(n * 4), *d_gr = dev(gr, n * 4);
+    float *d_ds = dev(ds0, ng * 4);
+    uint64_t *d_status = dev(NULL, sizeof(uint64_t)), status = 0;
+    char what[96];
+    CHECK_OK(CPU->fakequant_lsq_forward(y, w, sc, rows, cols, &spec, 0, NULL));
+    CHECK_OK(GPU->fakequant_lsq_forward(d_y, d_w, d_sc, rows, cols, &spec, 0, d_status));
+    snprintf(what, sizeof what, "fakequant_lsq %s [%d,%d]", name, rows, cols);
+    compare_dev(what, d_y, y, n, 0, 0);
+    CHECK_OK(GPU->download(&status, d_status, sizeof status));
+    CHECKF(status == UINT64_MAX, "%s: status %llx", what, (unsigned long long)status);
+    if (strcmp(GPU->name, "cpu")) {
+        void *d_y16 = dev_poison(n * 2);
+        CHECK_OK(GPU->fakequant_lsq_forward(d_y16, d_w, d_sc, rows, cols, &spec, 1, NULL));
+        snprintf(what, sizeof what, "fakequant_lsq %s [%d,%d] bf16 out", name, rows, cols);
+        compare_dev_bf16(what, d_y16, y, n);
+        GPU->free(d_y16);
+    }
+    CHECK_OK(CPU->fakequant_lsq_backward(gr, ds, w, sc, rows, cols, &spec));
+    CHECK_OK(GPU->fakequant_lsq_backward(d_gr, d_ds, d_w, d_sc, rows, cols, &spec));
+    size_t clipped = 0;
+    for (size_t i = 0; i < n; i++) clipped += gr[i] == 0.0f;
+    snprintf(what, sizeof what, "fakequant_lsq_backward %s dw (%zu clipped)", name, clipped);
+    compare_dev(what, d_gr, gr, n, 0, 0);
+    CHECKF(clipped > 0 && clipped < n / 2, "%s: %zu of %zu values clipped", what, clipped, n);
+    snprintf(what, sizeof what, "fakequant_lsq_backward %s dscales", name);
+    compare_dev(what, d_ds, ds, ng, 1e-6, 1e-5);
+    w[n / 3] = NAN;
+    CHECK_OK(GPU->upload(d_w, w, n * 4));
+    CHECK_OK(GPU->fakequant_lsq_forward(d_y, d_w, d_sc, rows, cols, &spec, 0, d_status));
+    CHECK_OK(GPU->download(&status, d_status, sizeof status));
+    CHECKF(status == n / 3, "%s: NaN weight: status %llu (want %zu)", name, (unsigned long long)status, n / 3);
+    const int rc = GPU->fakequant_lsq_forward(d_y, d_w, d_sc, rows, cols, &spec, 0, NULL);
+    CHECKF(rc == GQ_ENAN, "%s: NaN weight without a status word: rc %d", name, rc);
+    GPU->free(d_w), GPU->free(d_sc), GPU->free(d_y), GPU->free(d_gr), GPU->free(d_ds), GPU->free(d_status);
+    free(w), free(sc), free(y), free(gr), free(ds), free(ds0);
+}
+
 static void case_fakequant(shape s) {
     (void)s;
+    /* learned step sizes: every format that takes them, groups within a warp, of a warp, of several */
+    const struct {
+        const char *name;
+        gq_qspec spec;
+        int cols;
+    } l[] = {{"int4-g32-lsq", {GQ_QF_INT4, 32, 0, 0, 1}, 256}, {"int3-g64-lsq", {GQ_QF_INT3, 64, 0, 0, 1}, 384},
+             {"int2-g16-lsq", {GQ_QF_INT2, 16, 0, 0, 1}, 256}, {"nf4-g64-lsq", {GQ_QF_NF4, 64, 0, 0, 1}, 256},
+             {"fp4-g128-lsq", {GQ_QF_FP4, 128, 0, 0, 1}, 384}};
+    for (size_t i = 0; i < sizeof l / sizeof *l; i++) {
+        lsq_one(l[i].name, l[i].spec, 37, l[i].cols);
+        lsq_one(l[i].name, l[i].spec, 301, l[i].cols);
+    }
     struct {
         const char *name;
         gq_qspec spec;
     } f[] = {
-        {"int8", {GQ_QF_INT8, 0, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0, 0}},
-        {"int4-g64", {GQ_QF_INT4, 64, 0, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0}},
-        {"int3-g64", {GQ_QF_INT3, 64, 0, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0, 0}},
-        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0}},
+        {"int8", {GQ_QF_INT8, 0, 0, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0, 0, 0}},
+        {"int4-g64", {GQ_QF_INT4, 64, 0, 0, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0, 0}},
+        {"int3-g64", {GQ_QF_INT3, 64, 0, 0, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0, 0, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0, 0, 0}},
+        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0, 0}},
         /* searched scales (-mse): the same group function on the device */
-        {"int4-g32-mse", {GQ_QF_INT4, 32, 0, 1}}, {"int4a-g64-mse", {GQ_QF_INT4A, 64, 0, 1}},
-        {"int3-g64-mse", {GQ_QF_INT3, 64, 0, 1}}, {"int2-g64-mse", {GQ_QF_INT2, 64, 0, 1}},
-        {"nf4-g64-dq-mse", {GQ_QF_NF4, 64, 1, 1}}, {"fp4-g64-mse", {GQ_QF_FP4, 64, 0, 1}},
+        {"int4-g32-mse", {GQ_QF_INT4, 32, 0, 1, 0}}, {"int4a-g64-mse", {GQ_QF_INT4A, 64, 0, 1, 0}},
+        {"int3-g64-mse", {GQ_QF_INT3, 64, 0, 1, 0}}, {"int2-g64-mse", {GQ_QF_INT2, 64, 0, 1, 0}},
+        {"nf4-g64-dq-mse", {GQ_QF_NF4, 64, 1, 1, 0}}, {"fp4-g64-mse", {GQ_QF_FP4, 64, 0, 1, 0}},
     };
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         fakequant_one(f[i].name, f[i].spec, 37, 256);
@@ -840,10 +904,10 @@ static void case_fakequant(shape s) {
         const char *name;
         gq_qspec spec;
         int cols;
-    } g[] = {{"int4-g8", {GQ_QF_INT4, 8, 0, 0}, 256},  {"nf4-g16", {GQ_QF_NF4, 16, 0, 0}, 256},
-             {"int3-g96", {GQ_QF_INT3, 96, 0, 0}, 384}, {"int4a-g256", {GQ_QF_INT4A, 256, 0, 0}, 512},
-             {"fp4-g256", {GQ_QF_FP4, 256, 0, 0}, 512}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0}, 96},
-             {"int4-g24", {GQ_QF_INT4, 24, 0, 0}, 384}, {"nf4-g16-dq", {GQ_QF_NF4, 16, 1, 0}, 384}};
+    } g[] = {{"int4-g8", {GQ_QF_INT4, 8, 0, 0, 0}, 256},  {"nf4-g16", {GQ_QF_NF4, 16, 0, 0, 0}, 256},
+             {"int3-g96", {GQ_QF_INT3, 96, 0, 0, 0}, 384}, {"int4a-g256", {GQ_QF_INT4A, 256, 0, 0, 0}, 512},
+             {"fp4-g256", {GQ_QF_FP4, 256, 0, 0, 0}, 512}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0}, 96},
+             {"int4-g24", {GQ_QF_INT4, 24, 0, 0, 0}, 384}, {"nf4-g16-dq", {GQ_QF_NF4, 16, 1, 0, 0}, 384}};
     for (size_t i = 0; i < sizeof g / sizeof *g; i++) {
         fakequant_one(g[i].name, g[i].spec, 37, g[i].cols);
         fakequant_one(g[i].name, g[i].spec, 301, g[i].cols);

@@ -134,6 +134,50 @@ static void bf16_working_copy(void) {
     free(got), free(want), free(gq), free(gr);
 }
 
+/* Learned scales after 3 QAT steps: they moved from their start; a checkpoint holds them and
+ * their AdamW moments (a model that loads them computes the same loss); with learned scales
+ * off, the working copy is the format's rule (a plan without -lsq). */
+static void lsq_checks(gq_gpt2 *q, const float *start, const char *ckpt, const gq_qplan *plan, const int32_t *in,
+                       const int32_t *tg, float lq) {
+    const size_t nl = q->n_lsq;
+    float *now = malloc(3 * nl * 4), *back = malloc(3 * nl * 4);
+    CHECK_OK(gq_gpt2_lsq_get(q, now, now + nl, now + 2 * nl));
+    size_t moved = 0;
+    for (size_t i = 0; i < nl; i++) moved += now[i] != start[i];
+    printf("learned scales: %zu of %zu moved in 3 steps\n", moved, nl);
+    CHECK(moved > nl / 2);
+    gq_gpt2 *p = NULL;
+    CHECK_OK(gq_gpt2_create(&p, &q->cfg, q->be, 2, 32));
+    gq_train_state st;
+    float lp = 0;
+    int found = 0;
+    CHECK_OK(gq_ckpt_load(ckpt, p, &st, NULL));
+    CHECK_OK(gq_gpt2_qat_enable(p, plan));
+    CHECK_OK(gq_ckpt_load_lsq(ckpt, p, &found));
+    CHECK(found == 1);
+    CHECK_OK(gq_gpt2_lsq_get(p, back, back + nl, back + 2 * nl));
+    CHECK(!memcmp(now, back, 3 * nl * 4));
+    CHECK_OK(gq_gpt2_refresh_weights(p, 4));
+    CHECK_OK(gq_gpt2_forward(p, in, tg, 2, 32, &lp));
+    CHECK(lp == lq);
+    /* off: the rule's working copy, as a plan without -lsq makes it */
+    gq_qplan rule = *plan;
+    for (int k = 0; k < rule.n; k++) rule.spec[k].lsq = 0;
+    gq_gpt2 *r = NULL;
+    CHECK_OK(gq_gpt2_create(&r, &q->cfg, q->be, 2, 32));
+    CHECK_OK(gq_ckpt_load(ckpt, r, &st, NULL));
+    CHECK_OK(gq_gpt2_qat_enable(r, &rule));
+    CHECK_OK(gq_gpt2_set_lsq(p, 0));
+    const size_t np = q->n_params;
+    float *a = malloc(np * 4), *b = malloc(np * 4);
+    CHECK_OK(q->be->download(a, p->qat_mem, np * 4));
+    CHECK_OK(q->be->download(b, r->qat_mem, np * 4));
+    CHECK(!memcmp(a, b, np * 4));
+    CHECK(memcmp(now, start, nl * 4)); /* (and the learned copy differed from it) */
+    gq_gpt2_free(p), gq_gpt2_free(r);
+    free(now), free(back), free(a), free(b);
+}
+
 int main(void) {
     char dir[] = "/tmp/gq_test_qat_XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -142,11 +186,12 @@ int main(void) {
     gq_rng_seed(&r, 21);
     int32_t in[64], tg[64];
     for (int i = 0; i < 64; i++) in[i] = (int32_t)gq_rng_below(&r, 300), tg[i] = (int32_t)gq_rng_below(&r, 300);
-    const char *formats[] = {"int4", "int2", "nf4-dq", "mlp.*=int4,attn.*=int8,lm_head=q8_0"};
-    const char *layers[] = {"all", "all", NULL, NULL};
+    const char *formats[] = {"int4", "int2", "nf4-dq", "mlp.*=int4,attn.*=int8,lm_head=q8_0", "int3-lsq",
+                             "mlp.*=nf4-lsq,attn.*=int2-g32-lsq,lm_head=int4"};
+    const char *layers[] = {"all", "all", NULL, NULL, "all", NULL};
     const gq_backend *be = gq_test_backend();
     printf("backend: %s\n", be->name);
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < 6; f++) {
         gq_gpt2 *q = NULL, *ref = NULL;
         CHECK_OK(gq_gpt2_create(&q, &cfg, be, 2, 32));
         CHECK_OK(gq_gpt2_create(&ref, &cfg, be, 2, 32));
@@ -173,9 +218,25 @@ int main(void) {
         CHECK_OK(be->download(hq, q->grads_mem, np * 4));
         CHECK_OK(be->download(hr, ref->grads_mem, np * 4));
         memset(hmask, 1, np); /* unselected weights: the mask is never read for them */
-        for (int k = 0; k < q->n_qat; k++)
-            CHECK_OK(be->download(hmask + q->qat[k].offset, q->qat_mask + q->qat[k].offset,
-                                  (size_t)q->qat[k].rows * q->qat[k].cols));
+        float *lsq0 = NULL, *master = NULL; /* learned scales: as they started */
+        if (q->n_lsq) {
+            lsq0 = malloc(q->n_lsq * 4), master = malloc(np * 4);
+            CHECK_OK(gq_gpt2_lsq_get(q, lsq0, NULL, NULL));
+            CHECK_OK(be->download(master, q->params_mem, np * 4));
+        }
+        for (int k = 0; k < q->n_qat; k++) {
+            const struct gq_qat_tensor *t = &q->qat[k];
+            if (t->spec.lsq) { /* clipped where x / s lies outside the unit range (quant.h) */
+                const int g = t->spec.group;
+                for (size_t i = 0; i < (size_t)t->rows * t->cols; i++) {
+                    const float u = master[t->offset + i] / gq_lsq_stored(t->spec.format, lsq0[t->lsq_off + i / g]);
+                    hmask[t->offset + i] = u >= gq_lsq_qn(t->spec.format) && u <= gq_lsq_qp(t->spec.format);
+                }
+                continue;
+            }
+            CHECK_OK(be->download(hmask + t->offset, q->qat_mask + t->offset, (size_t)t->rows * t->cols));
+        }
+        free(master);
         for (size_t i = 0; i < np; i++) {
             float want = hmask[i] ? hr[i] : 0.0f;
             masked += !hmask[i];
@@ -183,7 +244,7 @@ int main(void) {
         }
         printf("%-40s STE: %zu gradients differ, %zu clipped values masked\n", formats[f], differ, masked);
         CHECK(differ == 0);
-        if (f == 1) CHECK(masked > 0); /* int2 clips */
+        if (f == 1 || f == 4) CHECK(masked > 0); /* int2 and int3 clip (LSQ: the grids' positive ends) */
         /* a few QAT steps, then export and compare losses */
         for (int t = 1; t <= 3; t++) {
             float norm;
@@ -208,6 +269,8 @@ int main(void) {
         int n = 0;
         CHECK_OK(gq_export(ckpt, out, &plan, shape_cb, &q->cfg, &e, &n));
         free(e);
+        if (q->n_lsq) lsq_checks(q, lsq0, ckpt, &plan, in, tg, lq);
+        free(lsq0);
         gq_h5r *rd;
         CHECK_OK(gq_h5r_open(&rd, out));
         size_t off = 0;

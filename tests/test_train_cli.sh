@@ -128,6 +128,34 @@ train --out "$T/wp" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qa
 "$B/gpt2q-train" --out "$T/wp" --resume >/dev/null 2>&1
 check '[ "$(losses "$T/w8")" = "$(losses "$T/wp")" ] && h5diff "$T/w8/ckpt-00000006.h5" "$T/wp/ckpt-00000006.h5" /params >/dev/null' \
   "W8A8 resume is bit-exact"
+# -- learned scales (-lsq): the QAT loss is its export's loss (the export takes the trained scales
+# from the checkpoint), gpt2q-export of that checkpoint writes the same tensors, resume is
+# bit-exact whether it stops before QAT starts or after (the scales and their moments saved)
+lsq=(--steps 8 --init "$T/a/ckpt-00000030.h5" --qat int3-g32-lsq --qat-layers all --qat-start-step 3)
+train --out "$T/ls" "${lsq[@]}" >"$T/ls.log" 2>&1
+check 'grep -q "group scales learned (LSQ)" "$T/ls.log" && [ -f "$T/ls/model-int3-g32-lsq.h5" ]' "LSQ QAT runs and exports"
+ls_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/ls/qat_report.json" | grep -o '[0-9.]*$')
+ls_eval=$("$B/gpt2q-infer" eval "$T/ls/model-int3-g32-lsq.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json 2>/dev/null |
+  grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$')
+check '[ -n "$ls_loss" ] && [ -n "$ls_eval" ] && awk "BEGIN{d = $ls_loss - $ls_eval; exit !(d < 2e-5 && d > -2e-5)}"' \
+  "LSQ QAT loss ($ls_loss) == its export's loss in gpt2q-infer ($ls_eval) to 2e-5"
+check 'h5dump -A -g /tensors/h.0.mlp.c_fc.weight "$T/ls/model-int3-g32-lsq.h5" | grep -q "learned"' \
+  "the export says its scales were learned"
+"$B/gpt2q-export" "$T/ls/ckpt-00000008.h5" --format int3-g32-lsq --layers all -o "$T/ls.h5" >/dev/null 2>&1
+check 'h5diff "$T/ls.h5" "$T/ls/model-int3-g32-lsq.h5" /tensors >/dev/null' "gpt2q-export writes the trainer's LSQ export"
+"$B/gpt2q-export" "$T/ls/ckpt-00000008.h5" --format int3-g32 --layers all -o "$T/rtn.h5" >/dev/null 2>&1
+check '! h5diff -q "$T/rtn.h5" "$T/ls.h5" /tensors/h.0.mlp.c_fc.weight/scales >/dev/null 2>&1' \
+  "the learned scales are not the rule's"
+for stop in 2 5; do
+  train --out "$T/lp$stop" "${lsq[@]}" --stop-after $stop >/dev/null 2>&1
+  "$B/gpt2q-train" --out "$T/lp$stop" --resume >/dev/null 2>&1
+  check '[ "$(losses "$T/ls")" = "$(losses "$T/lp$stop")" ] && h5diff "$T/ls/ckpt-00000008.h5" "$T/lp$stop/ckpt-00000008.h5" /params >/dev/null && h5diff "$T/ls/ckpt-00000008.h5" "$T/lp$stop/ckpt-00000008.h5" /qat >/dev/null' \
+    "LSQ resume after step $stop is bit-exact (weights, learned scales, their moments)"
+done
+expect_error "-lsq export without learned scales" "no learned scales for" \
+  "$B/gpt2q-export" "$T/a/ckpt-00000030.h5" --format int3-g32-lsq -o "$T/x.h5"
+check '[ ! -e "$T/x.h5" ] && [ -z "$(ls "$T" | grep "x.h5.tmp")" ]' "... and leaves no file"
+expect_error "-lsq on int8" "applies to int4, int3, int2, nf4 and fp4" train --out "$T/x" --qat int8-lsq
 expect_error "int8 activations without QAT" "it needs --qat" train --out "$T/x" --qat-act int8
 expect_error "unknown activation format" "expected f32 or int8" train --out "$T/x" --qat int4 --qat-act int4
 expect_error "unknown QAT format" "unknown format 'int5'" train --out "$T/x" --qat int5

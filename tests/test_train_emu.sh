@@ -121,6 +121,24 @@ echo "QAT int4 in bf16 vs in fp32 on the backend: $d"
 check '[ -f "$T/qatb/qat_report.json" ] && [ -f "$T/qatb/model-int4-g32.h5" ] && awk "BEGIN{exit !($d < 0.01)}"' \
   "QAT int4 in bf16: report, export, losses within 0.01 of fp32 QAT's (max diff $d)"
 
+# -- learned scales (-lsq) on the backend: its kernels follow the CPU's (the forward bit for bit,
+# the scales' gradients to rounding) step for step; a backend checkpoint (scales and moments in
+# /qat) resumes on the CPU; in bf16, the same curve within bf16's band
+lsq=(--steps 3 --init "$T/g1/$CK" --qat int3-g32-lsq --qat-layers all)
+train --out "$T/lc" "${lsq[@]}" --device cpu >/dev/null 2>&1
+train --out "$T/lg" "${lsq[@]}" --device cuda >"$T/lg.log" 2>&1
+d=$(N=3 maxdiff "$(losses "$T/lg")" "$(losses "$T/lc")")
+check 'grep -q "group scales learned (LSQ)" "$T/lg.log" && [ -f "$T/lg/model-int3-g32-lsq.h5" ] && awk "BEGIN{exit !($d < 1e-4)}"' \
+  "LSQ int3 on the backend == the CPU's losses within 1e-4 over 3 steps (max diff $d), export written"
+train --out "$T/lx" "${lsq[@]}" --device cuda --stop-after 2 >/dev/null 2>&1
+"$E" --out "$T/lx" --resume --device cpu >"$T/lx.log" 2>&1
+d=$(N=3 maxdiff "$(losses "$T/lx")" "$(losses "$T/lc")")
+check 'grep -q "resumed from .*ckpt-00000002.h5" "$T/lx.log" && awk "BEGIN{exit !($d < 1e-4)}"' \
+  "an LSQ checkpoint of the backend resumes on the CPU (max diff to the CPU's run $d)"
+train --out "$T/lb" "${lsq[@]}" --device cuda --precision bf16 >/dev/null 2>&1
+d=$(N=3 maxdiff "$(losses "$T/lb")" "$(losses "$T/lg")")
+check '[ -f "$T/lb/model-int3-g32-lsq.h5" ] && awk "BEGIN{exit !($d < 0.01)}"' \
+  "LSQ int3 in bf16 on the backend: losses within 0.01 of fp32's (max diff $d)"
 # -- distillation (QAT fine-tuning's teacher): in bf16 the teacher's logits are bf16 like the
 # model's; the curve tracks the CPU's fp32 distillation within bf16's band. (An end-to-end
 # check: over 3 steps a kernel that ignored the teacher moves the losses by ~1.6e-3, inside

@@ -3,6 +3,9 @@
  *   /config      n_layer, n_head, n_embd, block_size, vocab_size, padded_vocab_size
  *   /params/<HF GPT-2 name>   float32, weights (out, in) as nn.Linear, wte padded to Vp rows
  *   /optim/m/<name>, /optim/v/<name>   AdamW moments, same shapes
+ *   /qat/scales/<name>, /qat/m/<name>, /qat/v/<name>   QAT with learned scales (-lsq): each
+ *                group's scale (rows, cols / group) and its AdamW moments; attribute format on
+ *                /qat/scales/<name> (e.g. "int3-g64")
  *   /state       step, tokens, loader_{epoch,cursor,n_windows,seed,shuffle,T}
  *   /train       options: the run's settings as "key = value" lines */
 #define _DEFAULT_SOURCE
@@ -47,6 +50,68 @@ static int get(void *r, const char *name, float *data, int ndim, const size_t *d
     return gq_h5r_f32(r, name, data, ndim, dims);
 }
 
+/* Every -lsq tensor's scales and moments (the rest of /qat: none) */
+static int save_lsq(gq_h5w *w, const gq_gpt2 *m) {
+    float *host = malloc(3 * m->n_lsq * sizeof(float));
+    if (!host) return gq_errf(GQ_ENOMEM, "out of memory");
+    int rc = gq_gpt2_lsq_get(m, host, host + m->n_lsq, host + 2 * m->n_lsq);
+    static const char *groups[3] = {"/qat/scales", "/qat/m", "/qat/v"};
+    for (int k = 0; k < m->n_qat && !rc; k++) {
+        const struct gq_qat_tensor *t = &m->qat[k];
+        if (!t->spec.lsq) continue;
+        const size_t dims[2] = {(size_t)t->rows, (size_t)(t->cols / gq_qgroup(&t->spec, t->cols))};
+        for (int a = 0; a < 3 && !rc; a++) {
+            char path[300];
+            snprintf(path, sizeof path, "%s/%s", groups[a], t->name);
+            rc = gq_h5w_f32(w, path, host + (size_t)a * m->n_lsq + t->lsq_off, 2, dims);
+            if (!rc && a == 0) {
+                char fmt[64];
+                snprintf(fmt, sizeof fmt, "%s-g%d", gq_qformat_name(t->spec.format), gq_qgroup(&t->spec, t->cols));
+                rc = gq_h5w_attr_str(w, path, "format", fmt);
+            }
+        }
+    }
+    free(host);
+    return rc;
+}
+
+int gq_ckpt_load_lsq(const char *path, gq_gpt2 *m, int *found) {
+    *found = 0;
+    if (!m->n_lsq) return GQ_OK;
+    gq_h5r *r;
+    int rc = gq_h5r_open(&r, path);
+    if (rc) return rc;
+    float *host = malloc(3 * m->n_lsq * sizeof(float));
+    if (!host) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    static const char *groups[3] = {"/qat/scales", "/qat/m", "/qat/v"};
+    int have = 0, want = 0;
+    for (int k = 0; k < m->n_qat && !rc; k++) {
+        const struct gq_qat_tensor *t = &m->qat[k];
+        if (!t->spec.lsq) continue;
+        want++;
+        char p0[300];
+        snprintf(p0, sizeof p0, "%s/%s", groups[0], t->name);
+        if (!gq_h5r_exists(r, p0)) continue;
+        have++;
+        const size_t dims[2] = {(size_t)t->rows, (size_t)(t->cols / gq_qgroup(&t->spec, t->cols))};
+        for (int a = 0; a < 3 && !rc; a++) {
+            char p[300];
+            snprintf(p, sizeof p, "%s/%s", groups[a], t->name);
+            rc = gq_h5r_f32(r, p, host + (size_t)a * m->n_lsq + t->lsq_off, 2, dims);
+        }
+    }
+    if (!rc && have && have != want)
+        rc = gq_errf(GQ_EFORMAT, "%s: learned scales for %d of the %d -lsq weights (expected all or none)", path, have,
+                     want);
+    gq_h5r_close(r);
+    if (!rc && have) {
+        rc = gq_gpt2_lsq_set(m, host, host + m->n_lsq, host + 2 * m->n_lsq);
+        *found = 1;
+    }
+    free(host);
+    return rc;
+}
+
 static char *opts_text(const gq_train_opts *o) {
     char *buf = NULL;
     size_t len = 0;
@@ -88,6 +153,7 @@ int gq_ckpt_save(const char *path, const gq_gpt2 *m, const gq_train_state *st, c
         rc = m->be->download(host, arrays[a], bytes);
         if (!rc) rc = each_tensor(m, host, groups[a], put, w);
     }
+    if (!rc && m->n_lsq && m->lsq_mem) rc = save_lsq(w, m);
     gq_h5w_attr_i64(w, "/state", "step", st->step);
     gq_h5w_attr_f64(w, "/state", "tokens", st->tokens);
     gq_h5w_attr_u64(w, "/state", "loader_epoch", st->loader.epoch);

@@ -62,13 +62,15 @@ static const opt_desc table[] = {
     {"teacher", T_STR, O(teacher), 0, 0, "distillation teacher's weights (default: --init)"},
     {"precision", T_STR, O(precision), 0, 0,
      "fp32 | tf32 | bf16: matrix products on the GPU (bf16: weights stochastically rounded each step)"},
-    {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 (-mse: searched scales) or PATTERN=FORMAT,..."},
+    {"qat", T_STR, O(qat), 0, 0, "quantization-aware training: int8|q8_0|int4[-gN]|int4a|int3|int2|nf4[-dq]|fp4 (-mse: searched scales, -lsq: learned ones) or PATTERN=FORMAT,..."},
     {"qat_layers", T_STR, O(qat_layers), 0, 0, "QAT selection: all|all-but-lm_head|lm_head|last4-attn|qkv or globs (h.8-11.attn.*)"},
     {"qat_group", T_INT, O(qat_group), 0, 16384, "QAT group size (0 = the format's default)"},
     {"qat_act", T_STR, O(qat_act), 0, 0,
      "QAT activations: f32 | int8 (W8A8: the selected products' inputs as int8 per block of 32, as the runner's "
      "integer kernels take them)"},
     {"qat_start_step", T_INT, O(qat_start_step), 0, 1 << 30, "first step trained with fake-quant (0 = from the start)"},
+    {"qat_lsq_lr", T_DBL, O(qat_lsq_lr), 0, 1000,
+     "learned scales (-lsq formats): their learning rate as a multiple of the weights' (no weight decay)"},
 };
 #undef O
 
@@ -100,6 +102,7 @@ void gq_train_defaults(gq_train_opts *o) {
     snprintf(o->device, sizeof o->device, "auto");
     snprintf(o->precision, sizeof o->precision, "fp32");
     snprintf(o->qat_act, sizeof o->qat_act, "f32");
+    o->qat_lsq_lr = 1.0;
 }
 
 int gq_train_set(gq_train_opts *o, const char *key, const char *value) {

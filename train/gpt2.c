@@ -168,6 +168,7 @@ int gq_gpt2_create(gq_gpt2 **out, const gq_gpt2_config *cfg_in, const gq_backend
     m->be = be;
     m->B_max = B;
     m->T_max = T;
+    m->lsq_lr = 1.0f;
     for (int i = 0; i < GQ_GPT2_N_TENSORS; i++) {
         m->tensor_numel[i] = tensor_numel(&cfg, i);
         m->n_params += m->tensor_numel[i];
@@ -203,6 +204,7 @@ void gq_gpt2_free(gq_gpt2 *m) {
     if (m->qat_mask) m->be->free(m->qat_mask);
     if (m->qat_work) m->be->free(m->qat_work);
     if (m->qat_status) m->be->free(m->qat_status);
+    if (m->lsq_mem) m->be->free(m->lsq_mem);
     free(m->qat_status_host);
     free(m->qat);
     free(m->host_losses);
@@ -417,7 +419,10 @@ int gq_gpt2_calib_accumulate(const gq_gpt2 *m, double *acc) {
     return GQ_OK;
 }
 
-int gq_gpt2_zero_grad(gq_gpt2 *m) { return m->be->zero(m->grads_mem, m->n_params * sizeof(float)); }
+int gq_gpt2_zero_grad(gq_gpt2 *m) {
+    GQ_TRY(m->be->zero(m->grads_mem, m->n_params * sizeof(float)));
+    return m->n_lsq ? m->be->zero(m->lsq_mem + m->n_lsq, m->n_lsq * sizeof(float)) : GQ_OK;
+}
 
 int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
     const gq_backend *be = m->be;
@@ -479,6 +484,11 @@ int gq_gpt2_backward(gq_gpt2 *m, float loss_scale) {
 int gq_gpt2_grad_norm(gq_gpt2 *m, float *norm) {
     double ss;
     GQ_TRY(m->be->sum_squares(&ss, m->grads_mem, m->n_params));
+    if (m->n_lsq && m->qat_on && m->lsq_on) { /* the learned scales' gradients count too */
+        double sl;
+        GQ_TRY(m->be->sum_squares(&sl, m->lsq_mem + m->n_lsq, m->n_lsq));
+        ss += sl;
+    }
     *norm = (float)sqrt(ss);
     return GQ_OK;
 }
@@ -491,6 +501,11 @@ int gq_gpt2_update(gq_gpt2 *m, float lr, float beta1, float beta2, float eps, fl
         GQ_TRY(m->be->adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, n, lr, beta1,
                                 beta2, eps, gq_gpt2_tensor(i)->decay ? weight_decay : 0.0f, t, grad_scale));
         off += n;
+    }
+    if (m->n_lsq && m->qat_on && m->lsq_on) {
+        const size_t n = m->n_lsq;
+        GQ_TRY(m->be->adamw_update(m->lsq_mem, m->lsq_mem + n, m->lsq_mem + 2 * n, m->lsq_mem + 3 * n, n,
+                                   lr * m->lsq_lr, beta1, beta2, eps, 0.0f, t, grad_scale));
     }
     return GQ_OK;
 }
@@ -524,6 +539,57 @@ static int work_copy(gq_gpt2 *m) {
     return GQ_OK;
 }
 
+/* The learned scales' start: each -lsq tensor's scales by its format's rule (absmax, or the
+ * -mse search) over the master weights, computed on the host (once, when QAT starts). */
+static int lsq_init(gq_gpt2 *m) {
+    int rc = m->be->alloc((void **)&m->lsq_mem, 4 * m->n_lsq * sizeof(float));
+    if (rc) return rc;
+    float *scales = malloc(m->n_lsq * sizeof(float));
+    if (!scales) return gq_errf(GQ_ENOMEM, "out of memory");
+    for (int k = 0; k < m->n_qat && !rc; k++) {
+        const struct gq_qat_tensor *t = &m->qat[k];
+        if (!t->spec.lsq) continue;
+        gq_qspec rule = t->spec;
+        rule.lsq = 0;
+        const size_t n = (size_t)t->rows * t->cols, groups = gq_qn_groups(&rule, t->rows, t->cols);
+        float *x = malloc(n * sizeof(float));
+        gq_qtensor q = {malloc(gq_qpacked_bytes(&rule, t->rows, t->cols)), scales + t->lsq_off, malloc(groups), NULL,
+                        NULL, 0};
+        size_t bad = 0;
+        if (!x || !q.qweight || !q.zeros) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        if (!rc) rc = m->be->download(x, m->params_mem + t->offset, n * sizeof(float));
+        if (!rc && gq_quantize(&rule, x, t->rows, t->cols, &q, &bad))
+            rc = gq_errf(GQ_ENAN, "QAT: weight %s value %zu is not finite", t->name, bad);
+        free(x), free(q.qweight), free(q.zeros);
+    }
+    if (!rc) rc = m->be->upload(m->lsq_mem, scales, m->n_lsq * sizeof(float));
+    free(scales);
+    m->lsq_on = 1;
+    return rc;
+}
+
+int gq_gpt2_lsq_get(const gq_gpt2 *m, float *scales, float *am, float *av) {
+    float *dst[3] = {scales, am, av};
+    const size_t at[3] = {0, 2, 3};
+    for (int a = 0; a < 3; a++)
+        if (dst[a]) GQ_TRY(m->be->download(dst[a], m->lsq_mem + at[a] * m->n_lsq, m->n_lsq * sizeof(float)));
+    return GQ_OK;
+}
+
+int gq_gpt2_lsq_set(gq_gpt2 *m, const float *scales, const float *am, const float *av) {
+    const float *src[3] = {scales, am, av};
+    const size_t at[3] = {0, 2, 3};
+    for (int a = 0; a < 3; a++)
+        if (src[a]) GQ_TRY(m->be->upload(m->lsq_mem + at[a] * m->n_lsq, src[a], m->n_lsq * sizeof(float)));
+    return m->qat_on ? gq_gpt2_refresh_weights(m, m->sr_step) : GQ_OK;
+}
+
+int gq_gpt2_set_lsq(gq_gpt2 *m, int on) {
+    if (!m->n_lsq) return GQ_OK;
+    m->lsq_on = on;
+    return m->qat_on ? gq_gpt2_refresh_weights(m, m->sr_step) : GQ_OK;
+}
+
 int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     const gq_gpt2_config *c = &m->cfg;
     int cap = GQ_GPT2_N_TENSORS * c->n_layer + 2;
@@ -536,7 +602,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
         gq_gpt2_tensor_shape(c, i, &rows, &cols);
         int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
         for (int l = 0; l < layers; l++) {
-            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0, 0}, ""};
+            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0, 0, 0}, "", -1};
             gq_gpt2_tensor_name(i, l, t.name, sizeof t.name);
             off += rows * (cols ? cols : 1);
             if (!gq_qplan_lookup(plan, t.name, (int)rows, (int)cols, &t.spec)) continue;
@@ -546,6 +612,12 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
                                gq_qformat_name(t.spec.format), t.spec.group);
             size_t work = m->be->fakequant_workspace((int)rows, (int)cols, &t.spec);
             max_work = work > max_work ? work : max_work;
+            if (t.spec.lsq) {
+                if (!m->be->fakequant_lsq_forward)
+                    return gq_errf(GQ_EUNSUPPORTED, "QAT: learned scales (-lsq) on the %s backend", m->be->name);
+                t.lsq_off = (long)m->n_lsq;
+                m->n_lsq += gq_qn_groups(&t.spec, (int)rows, (int)cols);
+            }
             m->qat[m->n_qat++] = t;
         }
     }
@@ -557,6 +629,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
     if ((rc = m->be->alloc((void **)&m->qat_status, (size_t)m->n_qat * sizeof *m->qat_status))) return rc;
     if (!(m->qat_status_host = malloc((size_t)m->n_qat * sizeof *m->qat_status_host)))
         return gq_errf(GQ_ENOMEM, "out of memory");
+    if (m->n_lsq && (rc = lsq_init(m))) return rc;
     m->qat_on = 1;
     point_weights(m);
     return gq_gpt2_refresh_weights(m, m->sr_step);
@@ -616,8 +689,13 @@ int gq_gpt2_refresh_weights(gq_gpt2 *m, int64_t step) {
             const size_t at = off + (size_t)l * n;
             if (k < nq && m->qat[k].offset == at) {
                 const struct gq_qat_tensor *t = &m->qat[k];
-                rc = m->be->fakequant_forward(dst + (size_t)l * wl, m->qat_mask + at, m->params_mem + at, t->rows,
-                                              t->cols, &t->spec, m->qat_work, b16, m->qat_status + k);
+                gq_qspec spec = t->spec;
+                if (spec.lsq && m->lsq_on)
+                    rc = m->be->fakequant_lsq_forward(dst + (size_t)l * wl, m->params_mem + at, m->lsq_mem + t->lsq_off,
+                                                      t->rows, t->cols, &spec, b16, m->qat_status + k);
+                else
+                    spec.lsq = 0, rc = m->be->fakequant_forward(dst + (size_t)l * wl, m->qat_mask + at, m->params_mem + at,
+                                                                t->rows, t->cols, &spec, m->qat_work, b16, m->qat_status + k);
                 if (rc) {
                     char why[256];
                     snprintf(why, sizeof why, "%s", gq_errmsg(rc));
@@ -650,8 +728,12 @@ int gq_gpt2_qat_mask_grads(gq_gpt2 *m) {
     if (!m->qat_on) return GQ_OK;
     for (int k = 0; k < m->n_qat; k++) {
         const struct gq_qat_tensor *t = &m->qat[k];
-        int rc = m->be->fakequant_backward(m->grads_mem + t->offset, m->qat_mask + t->offset,
-                                           (size_t)t->rows * t->cols);
+        int rc = t->spec.lsq && m->lsq_on
+                     ? m->be->fakequant_lsq_backward(m->grads_mem + t->offset, m->lsq_mem + m->n_lsq + t->lsq_off,
+                                                     m->params_mem + t->offset, m->lsq_mem + t->lsq_off, t->rows,
+                                                     t->cols, &t->spec)
+                     : m->be->fakequant_backward(m->grads_mem + t->offset, m->qat_mask + t->offset,
+                                                 (size_t)t->rows * t->cols);
         if (rc) return rc;
     }
     return GQ_OK;

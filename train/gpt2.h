@@ -92,7 +92,17 @@ typedef struct gq_gpt2 {
         int rows, cols;
         gq_qspec spec;
         char name[96];
+        long lsq_off;          /* spec.lsq: its first scale in the learned scales, else -1 */
     } *qat;
+    /* Learned step sizes (QAT with -lsq): one scale per group of every -lsq tensor, trained by
+     * AdamW beside the weights (no weight decay; lr x lsq_lr); four arrays of n_lsq floats in
+     * one allocation: the scales, their gradients, AdamW's m and v. They start from the format's
+     * rule over the masters when QAT starts (or come from a checkpoint). lsq_on 0: the rule
+     * instead (the trainer's PTQ row). */
+    size_t n_lsq;
+    float *lsq_mem;
+    int lsq_on;
+    float lsq_lr;
     void *qat_work;            /* backend fake-quant workspace for the largest selected tensor */
     uint64_t *qat_status;      /* (n_qat) backend memory: each tensor's finite check (fakequant_forward) */
     uint64_t *qat_status_host; /* (n_qat) read back once per refresh */
@@ -169,8 +179,15 @@ int gq_gpt2_set_fakequant(gq_gpt2 *m, int on);
  * weight gradients use the quantized inputs (what the forward multiplied). GQ_ESHAPE unless
  * n_embd is a multiple of 32. */
 int gq_gpt2_set_act8(gq_gpt2 *m, int on);
-/* Zero the gradients of clipped values (after backward, before the norm and update). */
+/* Zero the gradients of clipped values (after backward, before the norm and update); with
+ * learned scales, their gradients from the weights' (quant.h's gq_lsq_backward_value). */
 int gq_gpt2_qat_mask_grads(gq_gpt2 *m);
+/* The learned scales (host copies, n_lsq floats each; NULL: not wanted), for checkpoints. */
+int gq_gpt2_lsq_get(const gq_gpt2 *m, float *scales, float *am, float *av);
+int gq_gpt2_lsq_set(gq_gpt2 *m, const float *scales, const float *am, const float *av);
+/* Learned scales on (1, the default) or off (0: every -lsq tensor by its format's rule, as
+ * RTN PTQ would); refreshes the working weights. */
+int gq_gpt2_set_lsq(gq_gpt2 *m, int on);
 
 /* Sizes in bytes, for the trainer's report. */
 size_t gq_gpt2_param_bytes(const gq_gpt2 *m);

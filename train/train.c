@@ -419,6 +419,9 @@ static void print_qat(const gq_gpt2 *m) {
     printf("QAT: %d weights (%.2fM values) trained through fake-quant, e.g. %s as %s group %d%s\n", m->n_qat, n / 1e6,
            m->qat[0].name, gq_qformat_name(m->qat[0].spec.format), gq_qgroup(&m->qat[0].spec, m->qat[0].cols),
            m->qat_act8 ? "; their inputs as int8 (blocks of 32)" : "");
+    if (m->n_lsq)
+        printf("QAT: %zu group scales learned (LSQ), starting from the format's rule, learning rate x %g\n", m->n_lsq,
+               (double)m->lsq_lr);
 }
 
 static int shape_of(const char *name, int *rows, int *cols, void *ctx) {
@@ -446,6 +449,7 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     }
     rc = gq_gpt2_set_fakequant(r->m, 0); /* the latent weights */
     if (!rc) rc = evaluate(r, 1, &start);
+    if (!rc) rc = gq_gpt2_set_lsq(r->m, 0); /* (learned scales: the format's rule instead) */
     if (!rc) rc = gq_gpt2_set_fakequant(r->m, 1); /* RTN of the starting point */
     if (!rc) rc = evaluate(r, 1, &ptq);
     if (rc) return rc;
@@ -571,7 +575,17 @@ int gq_train_run(gq_train_opts *o) {
     if (act8 && (rc = gq_gpt2_set_act8(r.m, 1))) goto done;
     if (o->qat[0]) {
         if ((rc = gq_qplan_build(&plan, o->qat, o->qat_layers, o->qat_group, r.m->cfg.n_layer))) goto done;
+        r.m->lsq_lr = (float)o->qat_lsq_lr;
         if (st.step + 1 >= o->qat_start_step && (rc = gq_gpt2_qat_enable(r.m, &plan))) goto done;
+        if (r.m->qat_on && r.m->n_lsq && o->resume) { /* the learned scales where QAT had begun */
+            int found = 0;
+            if ((rc = gq_ckpt_load_lsq(resume_path, r.m, &found))) goto done;
+            if (!found && st.step >= o->qat_start_step) {
+                rc = gq_errf(GQ_EFORMAT, "%s: step %lld trained with learned scales (-lsq) but the checkpoint has none "
+                             "(/qat/scales)", resume_path, (long long)st.step);
+                goto done;
+            }
+        }
         if (r.m->qat_on) print_qat(r.m);
     }
     double peak = 0; /* the GPU's datasheet rate in this precision (MFU's denominator; 0: not reported) */

@@ -26,6 +26,7 @@ typedef struct {
     char qat[4096], qat_layers[4096];
     int qat_group, qat_start_step;
     char qat_act[4096]; /* f32 | int8 (W8A8: the selected products' inputs fake-quantized too) */
+    double qat_lsq_lr;  /* learned scales (-lsq): learning rate as a multiple of the weights' */
     char device[4096];    /* cpu | cuda | auto (the GPU when there is one) */
     char precision[4096]; /* fp32 | tf32 | bf16 (matrix products; bf16 adds stochastic rounding) */
     /* knowledge distillation: the weight w of a teacher's soft targets (0 = off) and the
@@ -71,6 +72,11 @@ int gq_ckpt_save(const char *path, const gq_gpt2 *m, const gq_train_state *st, c
 int gq_ckpt_load(const char *path, gq_gpt2 *m, gq_train_state *st, gq_train_opts *o);
 /* Read the options stored in a checkpoint (for --resume before the model exists). */
 int gq_ckpt_load_opts(const char *path, gq_train_opts *o);
+/* The learned scales of QAT with -lsq (/qat/{scales,m,v}/<name>) into a model whose QAT is
+ * enabled: *found = 1 if the checkpoint has them (all of the model's -lsq tensors), 0 if it has
+ * none (a run that had not started QAT when it was saved); a partial or misshapen set is an
+ * error naming the file. */
+int gq_ckpt_load_lsq(const char *path, gq_gpt2 *m, int *found);
 /* Newest complete checkpoint in a run folder ("" and GQ_ENOENT if none). */
 int gq_ckpt_latest(const char *dir, char *path, size_t size, int64_t *step);
 

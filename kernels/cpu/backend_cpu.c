@@ -64,6 +64,12 @@ static int cpu_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed
     return out_bf16 ? no_bf16_arrays("bf16 rounding") : gq_cpu_round_bf16_sr(out, in, n, seed, base);
 }
 
+static int cpu_fakequant_lsq_forward(void *out, const float *w, const float *scales, int rows, int cols,
+                                     const gq_qspec *spec, int out_bf16, uint64_t *status) {
+    return out_bf16 ? no_bf16_arrays("fake-quant")
+                    : gq_cpu_fakequant_lsq_forward(out, w, scales, rows, cols, spec, status);
+}
+
 static const gq_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -97,6 +103,8 @@ static const gq_backend cpu_backend = {
     .set_matmul = cpu_set_matmul,
     .attention_floats = gq_cpu_attention_floats,
     .bf16_operands = cpu_bf16_operands,
+    .fakequant_lsq_forward = cpu_fakequant_lsq_forward,
+    .fakequant_lsq_backward = gq_cpu_fakequant_lsq_backward,
 };
 
 const gq_backend *gq_backend_cpu(void) { return &cpu_backend; }

@@ -44,6 +44,11 @@ size_t gq_cpu_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
 int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
                              void *work, uint64_t *status);
 int gq_cpu_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
+/* learned step sizes (backend.h's fakequant_lsq_forward / _backward) */
+int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales, int rows, int cols,
+                                 const gq_qspec *spec, uint64_t *status);
+int gq_cpu_fakequant_lsq_backward(float *grad, float *dscales, const float *w, const float *scales, int rows, int cols,
+                                  const gq_qspec *spec);
 int gq_cpu_act_fakequant(float *x, size_t n);
 int gq_cpu_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base);
 

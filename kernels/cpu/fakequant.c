@@ -83,6 +83,52 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
     return GQ_OK;
 }
 
+int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales, int rows, int cols,
+                                 const gq_qspec *spec, uint64_t *status) {
+    const char *why = gq_qspec_problem(spec, rows, cols);
+    if (why || !spec->lsq)
+        return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
+                       why ? why : "the spec has no learned scales");
+    const int g = gq_qgroup(spec, cols);
+    const gq_qformat f = spec->format;
+    const size_t n = (size_t)rows * cols, groups = n / (size_t)g;
+    size_t bad = (size_t)-1;
+    for (size_t i = 0; i < n && bad == (size_t)-1; i++)
+        if (!isfinite(w[i])) bad = i;
+    if (status) *status = bad == (size_t)-1 ? UINT64_MAX : (uint64_t)bad;
+    if (bad != (size_t)-1) return status ? GQ_OK : gq_errf(GQ_ENAN, "value %zu is not finite", bad);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(f, scales[k]);
+        for (size_t i = k * g; i < (k + 1) * g; i++) out[i] = gq_qvalue(f, gq_lsq_code(f, w[i], ss), ss, 0);
+    }
+    return GQ_OK;
+}
+
+int gq_cpu_fakequant_lsq_backward(float *grad, float *dscales, const float *w, const float *scales, int rows, int cols,
+                                  const gq_qspec *spec) {
+    const char *why = gq_qspec_problem(spec, rows, cols);
+    if (why || !spec->lsq)
+        return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
+                       why ? why : "the spec has no learned scales");
+    const int g = gq_qgroup(spec, cols);
+    const gq_qformat f = spec->format;
+    const size_t groups = (size_t)rows * cols / (size_t)g;
+    const float gs = gq_lsq_gradscale(f, g);
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(f, scales[k]);
+        float sum = 0.0f; /* in index order */
+        for (size_t i = k * g; i < (k + 1) * g; i++) {
+            float d;
+            grad[i] = gq_lsq_backward_value(f, w[i], ss, grad[i], &d);
+            sum += d;
+        }
+        dscales[k] += gs * sum;
+    }
+    return GQ_OK;
+}
+
 int gq_cpu_round_bf16_sr(float *out, const float *in, size_t n, uint64_t seed, uint64_t base) {
     if (!n) return GQ_OK;
     /* a Philox block gives the bits of four elements: blocks q0 .. q1 cover indices base .. base + n - 1 */

@@ -91,6 +91,8 @@ static const gq_backend cuda_backend = {
     /* .matmul_gelu_forward = */ gq_cuda_matmul_gelu_forward,
     /* .matmul_backward_dgelu = */ gq_cuda_matmul_backward_dgelu,
     /* .crossentropy_forward_backward = */ cuda_crossentropy_forward_backward,
+    /* .fakequant_lsq_forward = */ gq_cuda_fakequant_lsq_forward,
+    /* .fakequant_lsq_backward = */ gq_cuda_fakequant_lsq_backward,
 };
 
 extern "C" const gq_backend *gq_backend_cuda(void) { return &cuda_backend; }

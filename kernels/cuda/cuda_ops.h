@@ -181,6 +181,11 @@ size_t gq_cuda_fakequant_workspace(int rows, int cols, const gq_qspec *spec);
 int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *w, int rows, int cols, const gq_qspec *spec,
                               void *work, int out_bf16, uint64_t *status);
 int gq_cuda_fakequant_backward(float *grad, const uint8_t *mask, size_t n);
+/* learned step sizes (backend.h's fakequant_lsq_forward / _backward) */
+int gq_cuda_fakequant_lsq_forward(void *out, const float *w, const float *scales, int rows, int cols,
+                                  const gq_qspec *spec, int out_bf16, uint64_t *status);
+int gq_cuda_fakequant_lsq_backward(float *grad, float *dscales, const float *w, const float *scales, int rows,
+                                   int cols, const gq_qspec *spec);
 /* W8A8 activation fake-quant in place (backend.h act_fakequant; bf16: x a bf16 array) */
 int gq_cuda_act_fakequant(float *x, size_t n, int bf16);
 int gq_cuda_round_bf16_sr(void *out, const float *in, size_t n, uint64_t seed, uint64_t base, int out_bf16);

@@ -279,6 +279,79 @@ extern "C" int gq_cuda_fakequant_forward(void *out, uint8_t *mask, const float *
                     : fakequant_forward((float *)out, mask, w, rows, cols, spec, work, st);
 }
 
+/* ---- learned step sizes (quant.h's gq_lsq_*): a thread a value forward (bit-exact with the CPU),
+ * a warp a group backward (its scale's gradient summed across the lanes: another order than the
+ * CPU's, so equal up to rounding) ---- */
+template <class O>
+static __global__ void lsq_forward_kernel(O *out, const float *w, const float *scales, size_t n, int g, gq_qformat f,
+                                          unsigned long long *bad) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float x = w[i];
+        if (!isfinite(x)) { /* refused (no code from a non-finite value) */
+            atomicMin(bad, (unsigned long long)i);
+            gq_st(&out[i], 0.0f);
+            continue;
+        }
+        const float ss = gq_lsq_stored(f, scales[i / (size_t)g]);
+        gq_st(&out[i], gq_qvalue(f, gq_lsq_code(f, x, ss), ss, 0));
+    }
+}
+
+static __global__ void lsq_backward_kernel(float *grad, float *dscales, const float *w, const float *scales,
+                                           size_t groups, int g, gq_qformat f, float gs) {
+    const size_t k = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (k >= groups) return; /* (a whole warp: its lanes share k) */
+    const float ss = gq_lsq_stored(f, scales[k]);
+    float sum = 0.0f;
+    for (int i = lane; i < g; i += 32) {
+        const size_t at = k * (size_t)g + (size_t)i;
+        float d;
+        grad[at] = gq_lsq_backward_value(f, w[at], ss, grad[at], &d);
+        sum += d;
+    }
+    for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) dscales[k] += gs * sum;
+}
+
+static int lsq_check(const gq_qspec *spec, int rows, int cols) {
+    const char *why = gq_qspec_problem(spec, rows, cols);
+    if (why || !spec->lsq)
+        return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
+                       why ? why : "the spec has no learned scales");
+    return GQ_OK;
+}
+
+extern "C" int gq_cuda_fakequant_lsq_forward(void *out, const float *w, const float *scales, int rows, int cols,
+                                             const gq_qspec *spec, int out_bf16, uint64_t *status) {
+    GQ_TRY(lsq_check(spec, rows, cols));
+    static unsigned long long *own = NULL; /* the answer's word for a call without a status word */
+    if (!status && !own) GQ_CUDA_CHECK(cudaMalloc((void **)&own, sizeof *own));
+    unsigned long long *bad = status ? (unsigned long long *)status : own;
+    const size_t n = (size_t)rows * cols;
+    const int g = gq_qgroup(spec, cols);
+    GQ_CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof *bad));
+    if (out_bf16)
+        GQ_TRY(gq_launch(lsq_forward_kernel<__nv_bfloat16>, gq_cuda_grid(n, 256), 256, 0, (__nv_bfloat16 *)out, w,
+                         scales, n, g, spec->format, bad));
+    else
+        GQ_TRY(gq_launch(lsq_forward_kernel<float>, gq_cuda_grid(n, 256), 256, 0, (float *)out, w, scales, n, g,
+                         spec->format, bad));
+    if (status) return GQ_OK;
+    unsigned long long at;
+    GQ_CUDA_CHECK(cudaMemcpy(&at, bad, sizeof at, cudaMemcpyDeviceToHost));
+    return at != ULLONG_MAX ? gq_errf(GQ_ENAN, "value %llu is not finite", at) : GQ_OK;
+}
+
+extern "C" int gq_cuda_fakequant_lsq_backward(float *grad, float *dscales, const float *w, const float *scales,
+                                              int rows, int cols, const gq_qspec *spec) {
+    GQ_TRY(lsq_check(spec, rows, cols));
+    const int g = gq_qgroup(spec, cols);
+    const size_t groups = (size_t)rows * cols / (size_t)g;
+    return gq_launch(lsq_backward_kernel, gq_cuda_blocks(groups, 8), 256, 0, grad, dscales, w, scales, groups, g,
+                     spec->format, gq_lsq_gradscale(spec->format, g));
+}
+
 /* (a bf16 output holds the same value: gq_bf16_sr's result is a bf16 value, which gq_st's
  * round to nearest keeps as it is) */
 template <class O>
