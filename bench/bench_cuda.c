@@ -442,6 +442,21 @@ int main(int argc, char **argv) {
             G->free(work);
         }
         TIME("fakequant_backward (mask)", (double)n * 9, 0, G->fakequant_backward(z, mask, n));
+        { /* learned scales (-lsq): forward reads the weights and a scale per group, writes the
+           * values; backward reads weights and gradients, writes the gradients and the scales'
+           * (the bf16 working copy's form: bf16 out) */
+            const gq_qspec lsq = {GQ_QF_INT4, 64, 0, 0, 1};
+            float *sc = dalloc(n / 64 * sizeof(float)), *dsc = dalloc(n / 64 * sizeof(float));
+            float *ones = malloc(n / 64 * sizeof(float));
+            for (size_t i = 0; i < n / 64; i++) ones[i] = 0.01f;
+            G->upload(sc, ones, n / 64 * sizeof(float));
+            free(ones);
+            TIME("fakequant_lsq int4-g64 [3072,768], bf16 out", (double)n * 6, 0,
+                 G->fakequant_lsq_forward(z, w, sc, rows, cols, &lsq, 1, status));
+            TIME("fakequant_lsq_backward int4-g64 [3072,768]", (double)n * 12, 0,
+                 G->fakequant_lsq_backward(z, dsc, w, sc, rows, cols, &lsq));
+            G->free(sc), G->free(dsc);
+        }
         G->free(mask), G->free(status);
     }
     printf("\n(single fake-quant calls include the non-finite check's host round trip; the x8 row is the\n"

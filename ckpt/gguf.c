@@ -120,6 +120,7 @@ typedef struct {
     int rows, cols; /* our (out, in); rows = V for the token embedding */
     int type;
     int search;     /* Q4_0 with searched scales (--format int4-mse) */
+    float *learned; /* Q4_0 with learned scales (--format int4-g32-lsq): one per block, from /qat/scales */
     size_t src_off; /* into the parameter array */
     size_t off, bytes;
 } gtensor;
@@ -139,9 +140,28 @@ static const char *gguf_names[GQ_GPT2_N_TENSORS] = {
     "blk.%d.ffn_norm.weight", "blk.%d.ffn_norm.bias", "blk.%d.ffn_up.weight",      "blk.%d.ffn_up.bias",
     "blk.%d.ffn_down.weight", "blk.%d.ffn_down.bias", "output_norm.weight",        "output_norm.bias"};
 
-/* Encode rows x cols floats as `type` into out. */
-static int encode(const float *x, int rows, int cols, int type, int search, uint8_t *out, const char *src,
-                  const char *name) {
+/* The learned scales of weight `name` (rows, cols; blocks of 32) from a checkpoint's /qat/scales */
+static int read_learned(const char *ckpt_path, const char *name, int rows, int cols, float **out) {
+    gq_h5r *r;
+    int rc = gq_h5r_open(&r, ckpt_path);
+    if (rc) return rc;
+    char path[300];
+    snprintf(path, sizeof path, "/qat/scales/%s", name);
+    const size_t dims[2] = {(size_t)rows, (size_t)cols / 32};
+    if (!gq_h5r_exists(r, path))
+        rc = gq_errf(GQ_EFORMAT, "%s: no learned scales for %s (%s): -lsq exports the scales that QAT with -lsq trained",
+                     ckpt_path, name, path);
+    else if (!(*out = malloc(dims[0] * dims[1] * sizeof **out)))
+        rc = gq_errf(GQ_ENOMEM, "out of memory");
+    else
+        rc = gq_h5r_f32(r, path, *out, 2, dims);
+    gq_h5r_close(r);
+    return rc;
+}
+
+/* Encode rows x cols floats as `type` into out (learned: Q4_0's block scales as QAT trained them). */
+static int encode(const float *x, int rows, int cols, int type, int search, const float *learned, uint8_t *out,
+                  const char *src, const char *name) {
     const size_t n = (size_t)rows * cols;
     if (type == GQ_GGML_F32) {
         memcpy(out, x, n * 4);
@@ -160,9 +180,16 @@ static int encode(const float *x, int rows, int cols, int type, int search, uint
         for (int i = 0; i < 32; i++)
             if (!isfinite(g[i]))
                 return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, b * 32 + i);
-        float d = type == GQ_GGML_Q8_0 ? gq_q8_group(g, 32, codes, 1)
-                  : search             ? gq_qsearch_group(GQ_QF_INT4, g, NULL, 32, codes, NULL)
-                                       : gq_qsym_group(g, 32, 4, codes);
+        float d;
+        if (learned) { /* QAT's trained scale (quant.h's gq_lsq_*): Q4_0's (q - 8) d is its fake-quant value */
+            d = gq_lsq_stored(GQ_QF_INT4, learned[b]);
+            if (!isfinite(d)) return gq_errf(GQ_ENAN, "%s: tensor %s: learned scale %zu is not finite", src, name, b);
+            for (int i = 0; i < 32; i++) codes[i] = (uint8_t)gq_lsq_code(GQ_QF_INT4, g[i], d);
+        } else {
+            d = type == GQ_GGML_Q8_0 ? gq_q8_group(g, 32, codes, 1)
+                : search             ? gq_qsearch_group(GQ_QF_INT4, g, NULL, 32, codes, NULL)
+                                     : gq_qsym_group(g, 32, 4, codes);
+        }
         uint16_t h = gq_f32_to_f16(d);
         size_t bs = type == GQ_GGML_Q8_0 ? 34 : 18;
         memcpy(out + b * bs, &h, 2);
@@ -206,11 +233,13 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
             gq_gpt2_tensor_name(i, l, ours, sizeof ours);
             gq_qspec s;
             if (cols && gq_qplan_lookup(plan, ours, (int)rows, (int)cols, &s)) {
-                if (s.lsq)
+                if (s.lsq && !(s.format == GQ_QF_INT4 && s.group == 32))
                     rc = gq_errf(GQ_EUNSUPPORTED,
-                                 "%s: %s: GGUF export takes the formats' own scales, not learned ones (-lsq): "
-                                 "export HDF5 (gpt2q-export without --gguf) for the runner",
-                                 ckpt_path, ours);
+                                 "%s: %s as %s group %d with learned scales: GGUF export writes them as Q4_0 "
+                                 "(--format int4-g32-lsq)",
+                                 ckpt_path, ours, gq_qformat_name(s.format), s.group);
+                else if (s.lsq)
+                    t->type = GQ_GGML_Q4_0, rc = read_learned(ckpt_path, ours, (int)rows, (int)cols, &t->learned);
                 else if (s.format == GQ_QF_Q8_0)
                     t->type = GQ_GGML_Q8_0;
                 else if (s.format == GQ_QF_INT4 && s.group == 32)
@@ -298,7 +327,8 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     if (!rc && !tb) rc = gq_errf(GQ_ENOMEM, "out of memory");
     for (int i = 0; i < nt && !rc; i++) {
         const gtensor *t = &ts[i];
-        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, t->search, tb, ckpt_path, t->name);
+        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, t->search, t->learned, tb, ckpt_path,
+                    t->name);
         const size_t padded = (t->bytes + ALIGN - 1) / ALIGN * ALIGN;
         memset(tb + t->bytes, 0, padded - t->bytes);
         if (!rc && fwrite(tb, 1, padded, f) != padded) rc = gq_errf(GQ_EIO, "%s: writing failed (disk full?)", out_path);
@@ -309,6 +339,7 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     else if (f)
         remove(tmp);
     if (bytes_out) *bytes_out = h.n + data;
+    for (int i = 0; i < nt && ts; i++) free(ts[i].learned);
     free(tb), free(h.p), free(ts), free(params);
     vocab_free(&voc);
     return rc;

@@ -29,13 +29,16 @@ static void usage(FILE *f) {
           "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'; -mse after any but int8 / q8_0\n"
           "          (int4-g32-mse, nf4-dq-mse): each group's scale searched for the least squared error\n"
           "          instead of absmax (same layout, same runner; slower to export)\n"
+          "          -lsq (int3-lsq, int4-g32-lsq, ...): the scales that QAT with -lsq learned, read from\n"
+          "          the checkpoint (/qat/scales)\n"
           "  --calib DATA  activation-aware search (with -mse): the float model runs on --calib-tokens N\n"
           "              (default 32768) tokens of DATA's training split, and each weight's error counts\n"
           "              by the mean square of the input channel it multiplies\n"
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
           "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
-          "              (--format q8_0) or Q4_0 (--format int4 --group 32), the rest F32 (F16 with --f16);\n"
+          "              (--format q8_0) or Q4_0 (--format int4 --group 32, also -mse / -lsq), the rest F32\n"
+          "              (F16 with --f16);\n"
           "              --vocab DIR holds encoder.json and vocab.bpe (default: the installed GPT-2 files)\n",
           f);
 }

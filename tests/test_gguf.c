@@ -3,7 +3,8 @@
  *     <|endoftext|> as a control token, the 50000 merges), 4 + 12 L tensor infos with
  *     llama.cpp's names, dims innermost first and aligned offsets;
  *   - every Q4_0 / Q8_0 block equals, byte for byte, the fp16 scale and packed codes of our
- *     HDF5 export of the same checkpoint (int4-g32 / q8_0 / int4-g32-mse), and F32 tensors
+ *     HDF5 export of the same checkpoint (int4-g32 / q8_0 / int4-g32-mse / int4-g32-lsq: QAT's
+ *     learned scales from the checkpoint), and F32 tensors
  *     equal the weights;
  *   - bad input: a format GGUF cannot hold is refused and leaves no file.
  * usage: test_gguf VOCAB_DIR */
@@ -211,6 +212,42 @@ int main(int argc, char **argv) {
         CHECK_OK(gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL));
         CHECKF(nq == 1 + 4 * cfg.n_layer, "%d quantized tensors", nq);
         check_gguf(gg, h5, &cfg, types[k]);
+    }
+    /* int4-g32-lsq: Q4_0 blocks with QAT's learned scales (a checkpoint with /qat/scales, the
+     * scales moved off the rule by factors 0.6 .. 1.4), our HDF5 export's byte for byte */
+    {
+        gq_qplan plan;
+        char lck[256];
+        snprintf(lck, sizeof lck, "%s/lsq.h5", dir);
+        CHECK_OK(gq_qplan_build(&plan, "int4-g32-lsq", "all", 0, cfg.n_layer));
+        CHECK_OK(gq_gpt2_qat_enable(m, &plan));
+        float *sc = malloc(m->n_lsq * sizeof *sc);
+        CHECK_OK(gq_gpt2_lsq_get(m, sc, NULL, NULL));
+        for (size_t i = 0; i < m->n_lsq; i++) sc[i] *= 0.6f + 0.8f * (float)(i % 11) / 10.0f;
+        CHECK_OK(gq_gpt2_lsq_set(m, sc, NULL, NULL));
+        free(sc);
+        gq_train_opts o;
+        gq_train_defaults(&o);
+        gq_train_state st = {0};
+        CHECK_OK(gq_ckpt_save(lck, m, &st, &o));
+        snprintf(h5, sizeof h5, "%s/lsq-export.h5", dir);
+        snprintf(gg, sizeof gg, "%s/lsq.gguf", dir);
+        gq_export_entry *e = NULL;
+        int n = 0, nq = 0;
+        CHECK_OK(gq_export(lck, h5, &plan, shape_cb, &cfg, &e, &n));
+        free(e);
+        gq_gguf_opts go = {0, argv[1], "test"};
+        CHECK_OK(gq_gguf_export(lck, gg, &plan, &go, &nq, NULL));
+        check_gguf(gg, h5, &cfg, GQ_GGML_Q4_0);
+        /* a checkpoint without learned scales, or a format Q4_0 cannot hold, is refused */
+        snprintf(gg, sizeof gg, "%s/bad-lsq.gguf", dir);
+        int rc = gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL);
+        CHECKF(rc == GQ_EFORMAT && strstr(gq_errmsg(rc), "no learned scales") && access(gg, F_OK) != 0,
+               "int4-g32-lsq without /qat/scales: %s", gq_errmsg(rc));
+        CHECK_OK(gq_qplan_build(&plan, "nf4-lsq", "all", 0, cfg.n_layer));
+        rc = gq_gguf_export(lck, gg, &plan, &go, &nq, NULL);
+        CHECKF(rc == GQ_EUNSUPPORTED && strstr(gq_errmsg(rc), "int4-g32-lsq") && access(gg, F_OK) != 0,
+               "nf4-lsq to GGUF: %s", gq_errmsg(rc));
     }
     /* bad input: int4 with groups of 64 has no GGUF type */
     gq_qplan plan;
