@@ -775,17 +775,23 @@ static inline void gq_nf4_double_quant(gq_qtensor *q, size_t groups) {
     }
 }
 
+/* 1 if the n values are all finite, else 0 with *bad (may be NULL) = the first other's index */
+static inline int gq_all_finite(const float *w, size_t n, size_t *bad) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) {
+            if (bad) *bad = i;
+            return 0;
+        }
+    return 1;
+}
+
 /* Quantize w (rows, cols). Returns 0, or -1 if a value is not finite (*bad = its index).
  * imp (searched scales only; may be NULL): one importance per input channel (cols of them),
  * weighting each value's squared error in the search (gq_qsearch_weight). */
 static inline int gq_quantize_imp(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad,
                                   const float *imp) {
     const size_t n = (size_t)rows * cols;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(w[i])) {
-            if (bad) *bad = i;
-            return -1;
-        }
+    if (!gq_all_finite(w, n, bad)) return -1;
     const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
     const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
     const int search = s->search && gq_qsearchable(s->format);
@@ -824,11 +830,7 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
 static inline int gq_quantize_lsq(const gq_qspec *s, const float *w, int rows, int cols, const float *scales,
                                   gq_qtensor *q, size_t *bad) {
     const size_t n = (size_t)rows * cols;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(w[i])) {
-            if (bad) *bad = i;
-            return -1;
-        }
+    if (!gq_all_finite(w, n, bad)) return -1;
     const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
     const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
     uint8_t codes[16384];

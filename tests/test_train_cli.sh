@@ -92,9 +92,15 @@ check 'grep -q "QAT: .* weights" "$T/qat.log" && grep -qE "QAT recovered|no gap 
 check '[ -f "$T/qat/model-int4-g32.h5" ] && [ -f "$T/qat/qat_report.json" ]' "QAT export and report written"
 check 'grep -q "\"model\": \"ptq\"" "$T/qat/qat_report.json" && grep -q "gap_recovered" "$T/qat/qat_report.json"' "qat_report.json rows"
 check 'h5dump -A -g /tensors/wte.weight "$T/qat/model-int4-g32.h5" | grep -q "int4"' "tied embedding exported as int4"
-qat_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/qat/qat_report.json" | grep -o '[0-9.]*$')
-exp_loss=$("$B/gpt2q-infer" eval "$T/qat/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json 2>/dev/null |
-  grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$')
+# report_loss RUN: the QAT row of its qat_report.json; eval_loss MODEL [args]: gpt2q-infer eval's loss
+report_loss() { grep -o '"model": "qat", "val_loss": [0-9.]*' "$1/qat_report.json" | grep -o '[0-9.]*$'; }
+eval_loss() {
+  local m="$1"; shift
+  "$B/gpt2q-infer" eval "$m" --data "$T/tok.h5" --batch 4 --seq 32 --json "$@" 2>/dev/null |
+    grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$'
+}
+qat_loss=$(report_loss "$T/qat")
+exp_loss=$(eval_loss "$T/qat/model-int4-g32.h5")
 # the trainer (fake-quant, fp32 weights) and the packed runner agree to float round-off
 check '[ -n "$qat_loss" ] && awk "BEGIN{d = $qat_loss - $exp_loss; exit !(d < 2e-5 && d > -2e-5)}"' \
   "QAT loss ($qat_loss) == the export's loss in gpt2q-infer ($exp_loss) to 2e-5"
@@ -110,10 +116,8 @@ check 'grep -q "QAT: " "$T/qr.log"' "resumed run keeps the QAT spec"
 train --out "$T/w8" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --qat-act int8 >"$T/w8.log" 2>&1
 check 'grep -q "their inputs as int8" "$T/w8.log" && grep -q "\"activations\": \"int8\"" "$T/w8/qat_report.json"' \
   "W8A8 QAT runs and says so"
-w8_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/w8/qat_report.json" | grep -o '[0-9.]*$')
-w8_eval() { "$B/gpt2q-infer" eval "$T/w8/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json "$@" 2>/dev/null |
-  grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$'; }
-w8_int8=$(w8_eval --act int8); w8_f32=$(w8_eval)
+w8_loss=$(report_loss "$T/w8")
+w8_int8=$(eval_loss "$T/w8/model-int4-g32.h5" --act int8); w8_f32=$(eval_loss "$T/w8/model-int4-g32.h5")
 check '[ -n "$w8_loss" ] && awk "BEGIN{d = $w8_loss - $w8_int8; exit !(d < 5e-6 && d > -5e-6)}"' \
   "W8A8 QAT loss ($w8_loss) == its export's loss with --act int8 ($w8_int8) to 5e-6"
 check '[ -n "$w8_f32" ] && awk "BEGIN{d = $w8_loss - $w8_f32; exit !(d > 2e-5 || d < -2e-5)}"' \
@@ -134,9 +138,8 @@ check '[ "$(losses "$T/w8")" = "$(losses "$T/wp")" ] && h5diff "$T/w8/ckpt-00000
 lsq=(--steps 8 --init "$T/a/ckpt-00000030.h5" --qat int3-g32-lsq --qat-layers all --qat-start-step 3)
 train --out "$T/ls" "${lsq[@]}" >"$T/ls.log" 2>&1
 check 'grep -q "group scales learned (LSQ)" "$T/ls.log" && [ -f "$T/ls/model-int3-g32-lsq.h5" ]' "LSQ QAT runs and exports"
-ls_loss=$(grep -o '"model": "qat", "val_loss": [0-9.]*' "$T/ls/qat_report.json" | grep -o '[0-9.]*$')
-ls_eval=$("$B/gpt2q-infer" eval "$T/ls/model-int3-g32-lsq.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json 2>/dev/null |
-  grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$')
+ls_loss=$(report_loss "$T/ls")
+ls_eval=$(eval_loss "$T/ls/model-int3-g32-lsq.h5")
 check '[ -n "$ls_loss" ] && [ -n "$ls_eval" ] && awk "BEGIN{d = $ls_loss - $ls_eval; exit !(d < 2e-5 && d > -2e-5)}"' \
   "LSQ QAT loss ($ls_loss) == its export's loss in gpt2q-infer ($ls_eval) to 2e-5"
 check 'h5dump -A -g /tensors/h.0.mlp.c_fc.weight "$T/ls/model-int3-g32-lsq.h5" | grep -q "learned"' \

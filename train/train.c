@@ -591,7 +591,8 @@ int gq_train_run(gq_train_opts *o) {
     double peak = 0; /* the GPU's datasheet rate in this precision (MFU's denominator; 0: not reported) */
 #ifdef GQ_HAVE_CUDA
     if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
-        size_t fb = 0, tb = 0, work = r.m->work_floats * sizeof(float) + (r.m->qat_mask ? r.m->n_params : 0);
+        size_t fb = 0, tb = 0, work = r.m->work_floats * sizeof(float) + (r.m->qat_mask ? r.m->n_params : 0) +
+                               r.m->n_lsq * 4 * sizeof(float); /* (learned scales: value, gradient, 2 moments) */
         if (!gq_cuda_mem_info(&fb, &tb))
             printf("GPU memory: planned %.2f GiB (parameters, gradients, AdamW state, activations%s); "
                    "device %.2f GiB used of %.2f GiB\n",

@@ -83,18 +83,22 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
     return GQ_OK;
 }
 
-int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales, int rows, int cols,
-                                 const gq_qspec *spec, uint64_t *status) {
+static int lsq_check(const gq_qspec *spec, int rows, int cols) {
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why || !spec->lsq)
         return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
                        why ? why : "the spec has no learned scales");
+    return GQ_OK;
+}
+
+int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales, int rows, int cols,
+                                 const gq_qspec *spec, uint64_t *status) {
+    GQ_TRY(lsq_check(spec, rows, cols));
     const int g = gq_qgroup(spec, cols);
     const gq_qformat f = spec->format;
     const size_t n = (size_t)rows * cols, groups = n / (size_t)g;
     size_t bad = (size_t)-1;
-    for (size_t i = 0; i < n && bad == (size_t)-1; i++)
-        if (!isfinite(w[i])) bad = i;
+    gq_all_finite(w, n, &bad);
     if (status) *status = bad == (size_t)-1 ? UINT64_MAX : (uint64_t)bad;
     if (bad != (size_t)-1) return status ? GQ_OK : gq_errf(GQ_ENAN, "value %zu is not finite", bad);
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -107,10 +111,7 @@ int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales
 
 int gq_cpu_fakequant_lsq_backward(float *grad, float *dscales, const float *w, const float *scales, int rows, int cols,
                                   const gq_qspec *spec) {
-    const char *why = gq_qspec_problem(spec, rows, cols);
-    if (why || !spec->lsq)
-        return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
-                       why ? why : "the spec has no learned scales");
+    GQ_TRY(lsq_check(spec, rows, cols));
     const int g = gq_qgroup(spec, cols);
     const gq_qformat f = spec->format;
     const size_t groups = (size_t)rows * cols / (size_t)g;
