@@ -2,8 +2,8 @@
 # The main job end to end on the embedded default corpus, the King James Bible (Debian's
 # bible-kjv package): build; prepare the corpus into out/tokens.h5; train the `tiny` GPT-2
 # (configs/tiny.cfg, ~10 minutes on 2 cores) into out/tiny; export it with round-to-nearest
-# PTQ in several formats; fine-tune it with QAT (int3, embedding included: a setting where
-# 4-bit-class rounding really costs) and, for a fair baseline, with the same budget of float
+# PTQ in several formats; fine-tune it with QAT (int3 with learned scales, embedding included: a
+# setting where 4-bit-class rounding really costs) and, for a fair baseline, with the same budget of float
 # fine-tuning followed by PTQ; both with the same targets, half data, half the float model's
 # softmax (--distill 0.5), so that the comparison measures the fake-quant and not the
 # distillation; W4A8 (int4 weights, int8 activations as the runner's integer kernels take
@@ -53,19 +53,19 @@ ptq int3-g64+emb int3 all
 ptq int2-g64+emb int2 all
 for preset in all all-but-lm_head lm_head last4-attn qkv; do ptq "nf4:$preset" nf4 "$preset"; done
 
-echo "== QAT int3 (+embedding) vs float fine-tuning + PTQ, $ft_steps steps each, lr 1e-4, both distilled from the float model =="
+echo "== QAT int3 (+embedding; learned scales, -lsq) vs float fine-tuning + PTQ, $ft_steps steps each, lr 1e-4, both distilled from the float model =="
 ft="--data $out/tokens.h5 --init $base --steps $ft_steps --lr 1e-4 --warmup 10 --eval-every 0 --sample-len 0 --log-every 25"
 ft="$ft --distill 0.5"
 rm -rf "$out/qat-int3" "$out/ft-float" "$out/ft-float-seed2"
-./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3 --qat-layers all
+./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3-lsq --qat-layers all
 ./build/gpt2q-train $ft --out "$out/ft-float"
 ptq "ft-float+int3" int3 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
 echo "== run-to-run noise: the float fine-tune again with --seed 2 (another data order) =="
 ./build/gpt2q-train $ft --out "$out/ft-float-seed2" --seed 2
 ptq "ft-float-seed2+int3" int3 all "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
 
-cp "$out/qat-int3/model-int3.h5" "$out/models/qat-int3+emb.h5"
-cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3+emb.export.json"
+cp "$out/qat-int3/model-int3-lsq.h5" "$out/models/qat-int3-lsq+emb.h5"
+cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3-lsq+emb.export.json"
 
 echo "== W4A8: int4 weights with int8 activations (the runner's integer kernels take them so): QAT with"
 echo "   --qat-act int8 vs float fine-tuning + PTQ, the same $ft_steps steps and targets, scored with --act int8 =="
@@ -76,7 +76,7 @@ cp "$out/models/int4-g64+emb.export.json" "$out/models/qat-w4a8+emb.export.json"
 ptq "ft-float+int4+emb" int4 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
 
 echo "== compare: float vs PTQ vs QAT in gpt2q-infer (packed kernels): loss, memory, speed =="
-main=(float int8 int4-g64 nf4 fp4 int4-g64+emb ft-float ft-float+int3 qat-int3+emb)
+main=(float int8 int4-g64 nf4 fp4 int4-g64+emb ft-float ft-float+int3 qat-int3-lsq+emb)
 path_of() {
   case "$1" in
   float) echo "$base" ;;
@@ -143,7 +143,7 @@ float_loss=$(echo "${rows[0]}" | cut -d'|' -f2)
 loss_of() { for r in "${rows[@]}"; do [ "${r%%|*}" = "$1" ] && { echo "$r" | cut -d'|' -f2; return; }; done; }
 # the fair comparison: QAT vs the same steps and targets of float fine-tuning + PTQ, and its seed-to-seed noise
 read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of ft-float+int3)" \
-  -v q="$(loss_of qat-int3+emb)" -v f2="$(loss_of ft-float-seed2)" -v a2="$(loss_of ft-float-seed2+int3)" \
+  -v q="$(loss_of qat-int3-lsq+emb)" -v f2="$(loss_of ft-float-seed2)" -v a2="$(loss_of ft-float-seed2+int3)" \
   'function abs(x) { return x < 0 ? -x : x }
   BEGIN { g = a1 - f1; nf = abs(f1 - f2); na = abs(a1 - a2); n = nf > na ? nf : na
     printf "%.4f %.1f %.4f %.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0), nf, na, (n > 0 ? g / n : 0) }')
@@ -153,7 +153,7 @@ read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft
   'BEGIN { g = a1 - f1; n = n > m ? n : m; printf "%.4f %s\n", g, (g > n ? sprintf("%.1f", 100 * (a1 - q) / g) : "null") }')
 {
   echo
-  echo "QAT recovered ${share}% of the gap that float fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model;"
+  echo "QAT (int3 with learned scales) recovered ${share}% of the gap that float fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model;"
   echo "both fine-tunes ${ft_steps} steps with the same targets, half data, half the float model's softmax)."
   echo "Run-to-run noise (the float fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
   echo "W4A8 (int4 weights, embedding / LM head included, int8 activations in blocks of 32 as the runner's decode"
