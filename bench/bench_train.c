@@ -3,7 +3,8 @@
  * the model FLOP/s (6 * params * tokens + attention), and the share of the machine's SGEMM
  * ceiling measured in the same process (OpenBLAS sgemm 2048^3, best of 3). Then the step's loss
  * and its gradient on the model's logits, the two ops against the fused one (the trainer's),
- * best of 5 each, alternating. One JSON line last.
+ * best of 5 each, alternating. Then QAT's own work in a step (fake-quant refresh, the
+ * straight-through backward) with absmax and with learned scales (-lsq). One JSON line last.
  * usage: bench_train DATA.h5 CONFIG B T [steps] [warmup] */
 #include "gpt2.h"
 #include "gq_error.h"
@@ -54,6 +55,32 @@ static double sgemm_ceiling(void) {
     }
     free(a), free(b), free(c);
     return 2.0 * n * n * n / best;
+}
+
+/* QAT's own work in a step for every linear and the tied embedding: the fake-quant refresh of
+ * the working weights, the straight-through (and, with learned scales, the scales') backward and
+ * AdamW; ms, best of `reps` after one warm-up */
+static double qat_ms(const gq_gpt2_config *cfg, int B, int T, const char *format, int reps) {
+    gq_gpt2 *m = NULL;
+    gq_qplan plan;
+    double best = 1e30;
+    int rc = gq_gpt2_create(&m, cfg, gq_backend_cpu(), B, T);
+    if (!rc) rc = gq_gpt2_init(m, 1);
+    if (!rc) rc = gq_qplan_build(&plan, format, "all", 0, cfg->n_layer);
+    if (!rc) rc = gq_gpt2_qat_enable(m, &plan);
+    for (int r = 0; r <= reps && !rc; r++) {
+        double t = gq_now();
+        rc = gq_gpt2_refresh_weights(m, r + 1);
+        if (!rc) rc = gq_gpt2_qat_mask_grads(m);
+        if (!rc && m->n_lsq) /* (the scales' AdamW: what -lsq adds to the update) */
+            rc = m->be->adamw_update(m->lsq_mem, m->lsq_mem + m->n_lsq, m->lsq_mem + 2 * m->n_lsq,
+                                     m->lsq_mem + 3 * m->n_lsq, m->n_lsq, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f, r + 1, 1.0f);
+        t = gq_now() - t;
+        if (r && t < best) best = t;
+    }
+    if (rc) fprintf(stderr, "bench_train: QAT %s: %s\n", format, gq_errmsg(rc));
+    gq_gpt2_free(m);
+    return rc ? -1 : best * 1e3;
 }
 
 int main(int argc, char **argv) {
@@ -107,6 +134,11 @@ int main(int argc, char **argv) {
     ce_times(m->be, B * T, c->vocab_size, c->padded_vocab_size, &ce_sep, &ce_fused);
     printf("gpt2q  cross-entropy %d x %d: forward + backward %.1f ms, fused %.1f ms: %.2fx\n", B * T,
            c->padded_vocab_size, ce_sep * 1e3, ce_fused * 1e3, ce_sep / ce_fused);
+    /* QAT's own work per step, absmax scales against learned ones (-lsq), same process */
+    const double q_abs = qat_ms(c, B, T, "int3", 5), q_lsq = qat_ms(c, B, T, "int3-lsq", 5);
+    printf("gpt2q  QAT int3 (every linear + embedding), refresh + STE backward: absmax scales %.1f ms, learned "
+           "(-lsq, + the scales' AdamW) %.1f ms: %.2fx; a step above is %.1f ms\n",
+           q_abs, q_lsq, q_lsq / q_abs, ms);
     printf("{\"impl\": \"gpt2q\", \"config\": \"%s\", \"B\": %d, \"T\": %d, \"ms_per_step\": %.2f, \"tokens_per_s\": %.1f, "
            "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ce_separate_ms\": %.2f, \"ce_fused_ms\": %.2f}\n",
            argv[2], B, T, ms, tok_s, flops / 1e9, ceiling / 1e9, ce_sep * 1e3, ce_fused * 1e3);

@@ -91,6 +91,33 @@ static int lsq_check(const gq_qspec *spec, int rows, int cols) {
     return GQ_OK;
 }
 
+/* the groups' values (each group's scale stored once) */
+static inline __attribute__((always_inline)) void lsq_forward_groups(gq_qformat f, float *out, const float *w,
+                                                                     const float *scales, size_t groups, int g) {
+#pragma omp parallel for schedule(static) if (groups * (size_t)g > 65536)
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(f, scales[k]);
+        for (size_t i = k * g; i < (k + 1) * g; i++) out[i] = gq_qvalue(f, gq_lsq_code(f, w[i], ss), ss, 0);
+    }
+}
+
+/* the weights' gradients in place, each scale's summed in index order */
+static inline __attribute__((always_inline)) void lsq_backward_groups(gq_qformat f, float *grad, float *dscales,
+                                                                      const float *w, const float *scales,
+                                                                      size_t groups, int g, float gs) {
+#pragma omp parallel for schedule(static) if (groups * (size_t)g > 65536)
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(f, scales[k]);
+        float sum = 0.0f;
+        for (size_t i = k * g; i < (k + 1) * g; i++) {
+            float d;
+            grad[i] = gq_lsq_backward_value(f, w[i], ss, grad[i], &d);
+            sum += d;
+        }
+        dscales[k] += gs * sum;
+    }
+}
+
 int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales, int rows, int cols,
                                  const gq_qspec *spec, uint64_t *status) {
     GQ_TRY(lsq_check(spec, rows, cols));
@@ -101,10 +128,12 @@ int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales
     gq_all_finite(w, n, &bad);
     if (status) *status = bad == (size_t)-1 ? UINT64_MAX : (uint64_t)bad;
     if (bad != (size_t)-1) return status ? GQ_OK : gq_errf(GQ_ENAN, "value %zu is not finite", bad);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t k = 0; k < groups; k++) {
-        const float ss = gq_lsq_stored(f, scales[k]);
-        for (size_t i = k * g; i < (k + 1) * g; i++) out[i] = gq_qvalue(f, gq_lsq_code(f, w[i], ss), ss, 0);
+    switch (f) { /* (the format a constant in each copy: its switches fold away, the loops vectorize) */
+    case GQ_QF_INT4: lsq_forward_groups(GQ_QF_INT4, out, w, scales, groups, g); break;
+    case GQ_QF_INT3: lsq_forward_groups(GQ_QF_INT3, out, w, scales, groups, g); break;
+    case GQ_QF_INT2: lsq_forward_groups(GQ_QF_INT2, out, w, scales, groups, g); break;
+    case GQ_QF_NF4: lsq_forward_groups(GQ_QF_NF4, out, w, scales, groups, g); break;
+    default: lsq_forward_groups(GQ_QF_FP4, out, w, scales, groups, g); break;
     }
     return GQ_OK;
 }
@@ -116,16 +145,12 @@ int gq_cpu_fakequant_lsq_backward(float *grad, float *dscales, const float *w, c
     const gq_qformat f = spec->format;
     const size_t groups = (size_t)rows * cols / (size_t)g;
     const float gs = gq_lsq_gradscale(f, g);
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
-    for (size_t k = 0; k < groups; k++) {
-        const float ss = gq_lsq_stored(f, scales[k]);
-        float sum = 0.0f; /* in index order */
-        for (size_t i = k * g; i < (k + 1) * g; i++) {
-            float d;
-            grad[i] = gq_lsq_backward_value(f, w[i], ss, grad[i], &d);
-            sum += d;
-        }
-        dscales[k] += gs * sum;
+    switch (f) {
+    case GQ_QF_INT4: lsq_backward_groups(GQ_QF_INT4, grad, dscales, w, scales, groups, g, gs); break;
+    case GQ_QF_INT3: lsq_backward_groups(GQ_QF_INT3, grad, dscales, w, scales, groups, g, gs); break;
+    case GQ_QF_INT2: lsq_backward_groups(GQ_QF_INT2, grad, dscales, w, scales, groups, g, gs); break;
+    case GQ_QF_NF4: lsq_backward_groups(GQ_QF_NF4, grad, dscales, w, scales, groups, g, gs); break;
+    default: lsq_backward_groups(GQ_QF_FP4, grad, dscales, w, scales, groups, g, gs); break;
     }
     return GQ_OK;
 }
