@@ -629,18 +629,13 @@ GQ_HD float gq_lsq_unit_in(gq_qformat f, float x, float ss) {
     const float u = x / ss, qn = gq_lsq_qn(f), qp = gq_lsq_qp(f);
     return u < qn ? qn : u > qp ? qp : u;
 }
-/* floor(y) for |y| < 2^23 (a NaN: 0), with no library call, so that loops over it vectorize */
-GQ_HD float gq_floor_small(float y) {
-    const float t = (float)(int)(y == y ? y : 0.0f);
-    return t > y ? t - 1.0f : t;
-}
 /* The code of x under the stored scale ss */
 GQ_HD int gq_lsq_code(gq_qformat f, float x, float ss) {
     const float u = gq_lsq_unit_in(f, x, ss);
     switch (f) {
     case GQ_QF_INT4:
     case GQ_QF_INT3:
-    case GQ_QF_INT2: return (int)(gq_floor_small(u + 0.5f) - gq_lsq_qn(f));
+    case GQ_QF_INT2: return u == u ? (int)floorf(u + 0.5f) - (int)gq_lsq_qn(f) : 0;
     case GQ_QF_NF4: return gq_nf4_code(u);
     default: return gq_fp4_code(u);
     }

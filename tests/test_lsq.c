@@ -115,14 +115,6 @@ static void test_stored(void) {
     CHECK(gq_qvalue(GQ_QF_INT2, gq_lsq_code(GQ_QF_INT2, 0.5f, 1.0f), 1.0f, 0) == 1.0f); /* half up */
     CHECK(gq_qvalue(GQ_QF_FP4, gq_lsq_code(GQ_QF_FP4, 7.0f, 1.0f), 1.0f, 0) == 6.0f);
     CHECK(gq_qvalue(GQ_QF_NF4, gq_lsq_code(GQ_QF_NF4, -3.0f, 1.0f), 1.0f, 0) == -1.0f);
-    /* gq_floor_small is floorf on the range it serves (integers, halves, neighbours, negatives) */
-    int off = 0;
-    for (int i = -40000; i <= 40000; i++) {
-        const float y = (float)i / 4096.0f, ys[3] = {y, nextafterf(y, -INFINITY), nextafterf(y, INFINITY)};
-        for (int k = 0; k < 3; k++) off += gq_floor_small(ys[k]) != floorf(ys[k]);
-    }
-    CHECKF(off == 0, "gq_floor_small differs from floorf at %d values", off);
-    CHECK(gq_floor_small(NAN) == 0.0f);
     float d;
     CHECK(gq_lsq_backward_value(GQ_QF_INT4, 9.0f, 1.0f, 2.0f, &d) == 0.0f && d == 14.0f);   /* clipped: dy Qp */
     CHECK(gq_lsq_backward_value(GQ_QF_INT4, 2.25f, 1.0f, 2.0f, &d) == 2.0f && d == -0.5f); /* dy (v - u) */
