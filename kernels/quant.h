@@ -824,6 +824,12 @@ static inline int gq_quantize(const gq_qspec *s, const float *w, int rows, int c
     return gq_quantize_imp(s, w, rows, cols, q, bad, NULL);
 }
 
+/* Why learned-scale fake-quant cannot take this spec for a (rows, cols) tensor, or NULL */
+static inline const char *gq_lsq_problem(const gq_qspec *s, int rows, int cols) {
+    const char *why = gq_qspec_problem(s, rows, cols);
+    return why ? why : s->lsq ? NULL : "the spec has no learned scales";
+}
+
 /* Quantize w (rows, cols) with given scales (learned step sizes: one per group, as trained;
  * the stored scale is gq_lsq_stored of each). Returns 0, or -1 if a value or scale is not
  * finite (*bad = the value's index, or rows * cols + the group's). */

@@ -84,11 +84,8 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
 }
 
 static int lsq_check(const gq_qspec *spec, int rows, int cols) {
-    const char *why = gq_qspec_problem(spec, rows, cols);
-    if (why || !spec->lsq)
-        return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
-                       why ? why : "the spec has no learned scales");
-    return GQ_OK;
+    const char *why = gq_lsq_problem(spec, rows, cols);
+    return why ? gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols, why) : GQ_OK;
 }
 
 /* the groups' values (each group's scale stored once) */

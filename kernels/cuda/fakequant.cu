@@ -315,11 +315,8 @@ static __global__ void lsq_backward_kernel(float *grad, float *dscales, const fl
 }
 
 static int lsq_check(const gq_qspec *spec, int rows, int cols) {
-    const char *why = gq_qspec_problem(spec, rows, cols);
-    if (why || !spec->lsq)
-        return gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols,
-                       why ? why : "the spec has no learned scales");
-    return GQ_OK;
+    const char *why = gq_lsq_problem(spec, rows, cols);
+    return why ? gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols, why) : GQ_OK;
 }
 
 extern "C" int gq_cuda_fakequant_lsq_forward(void *out, const float *w, const float *scales, int rows, int cols,
