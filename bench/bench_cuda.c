@@ -447,10 +447,10 @@ int main(int argc, char **argv) {
            * (the bf16 working copy's form: bf16 out) */
             const gq_qspec lsq = {GQ_QF_INT4, 64, 0, 0, 1};
             float *sc = dalloc(n / 64 * sizeof(float)), *dsc = dalloc(n / 64 * sizeof(float));
-            float *ones = malloc(n / 64 * sizeof(float));
-            for (size_t i = 0; i < n / 64; i++) ones[i] = 0.01f;
-            G->upload(sc, ones, n / 64 * sizeof(float));
-            free(ones);
+            float *start = malloc(n / 64 * sizeof(float)); /* (every group's scale 0.01) */
+            for (size_t i = 0; i < n / 64; i++) start[i] = 0.01f;
+            G->upload(sc, start, n / 64 * sizeof(float));
+            free(start);
             TIME("fakequant_lsq int4-g64 [3072,768], bf16 out", (double)n * 6, 0,
                  G->fakequant_lsq_forward(z, w, sc, rows, cols, &lsq, 1, status));
             TIME("fakequant_lsq_backward int4-g64 [3072,768]", (double)n * 12, 0,

@@ -624,29 +624,28 @@ GQ_HD float gq_lsq_stored(gq_qformat f, float s) {
     const float tiny = 5.9604644775390625e-8f; /* 2^-24 */
     return fabsf(r) < tiny ? (s < 0.0f ? -tiny : tiny) : r;
 }
-/* x / s clamped to the unit range (a NaN stays NaN) */
-GQ_HD float gq_lsq_unit_in(gq_qformat f, float x, float ss) {
-    const float u = x / ss, qn = gq_lsq_qn(f), qp = gq_lsq_qp(f);
-    return u < qn ? qn : u > qp ? qp : u;
-}
-/* The code of x under the stored scale ss */
-GQ_HD int gq_lsq_code(gq_qformat f, float x, float ss) {
-    const float u = gq_lsq_unit_in(f, x, ss);
+/* The code of the unit value u = x / ss (clamped here to the unit range; a NaN: code 0 on the
+ * int grids) */
+GQ_HD int gq_lsq_code_u(gq_qformat f, float u) {
+    const float qn = gq_lsq_qn(f), qp = gq_lsq_qp(f);
+    u = u < qn ? qn : u > qp ? qp : u;
     switch (f) {
     case GQ_QF_INT4:
     case GQ_QF_INT3:
-    case GQ_QF_INT2: return u == u ? (int)floorf(u + 0.5f) - (int)gq_lsq_qn(f) : 0;
+    case GQ_QF_INT2: return u == u ? (int)floorf(u + 0.5f) - (int)qn : 0;
     case GQ_QF_NF4: return gq_nf4_code(u);
     default: return gq_fp4_code(u);
     }
 }
+/* The code of x under the stored scale ss */
+GQ_HD int gq_lsq_code(gq_qformat f, float x, float ss) { return gq_lsq_code_u(f, x / ss); }
 GQ_HD float gq_lsq_gradscale(gq_qformat f, int n) { return 1.0f / sqrtf((float)n * gq_lsq_qp(f)); }
 /* One value's backward: returns dL/dx, and *ds (unscaled: times gq_lsq_gradscale per group)
  * gets this value's term of dL/ds. The fake-quant weight is gq_qvalue(f, code, ss, 0). */
 GQ_HD float gq_lsq_backward_value(gq_qformat f, float x, float ss, float dy, float *ds) {
-    const float u = x / ss;
+    const float u = x / ss; /* (one division: the code's and the range test's) */
     const int in = u >= gq_lsq_qn(f) && u <= gq_lsq_qp(f);
-    const float v = gq_qvalue(f, gq_lsq_code(f, x, ss), 1.0f, 0);
+    const float v = gq_qvalue(f, gq_lsq_code_u(f, u), 1.0f, 0);
     *ds = dy * (in ? v - u : v);
     return in ? dy : 0.0f;
 }

@@ -173,7 +173,7 @@ static void lsq_checks(gq_gpt2 *q, const float *start, const char *ckpt, const g
     CHECK_OK(q->be->download(a, p->qat_mem, np * 4));
     CHECK_OK(q->be->download(b, r->qat_mem, np * 4));
     CHECK(!memcmp(a, b, np * 4));
-    CHECK(memcmp(now, start, nl * 4)); /* (and the learned copy differed from it) */
+    CHECK(memcmp(now, start, nl * 4)); /* (while the learned scales are not the rule's) */
     gq_gpt2_free(p), gq_gpt2_free(r);
     free(now), free(back), free(a), free(b);
 }
