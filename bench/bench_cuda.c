@@ -146,9 +146,9 @@ static void bench_qmatmul(void) {
     const struct {
         const char *name;
         gq_qspec s;
-    } f[] = {{"fp32", {GQ_QF_F32, 0, 0, 0, 0}}, {"int8", {GQ_QF_INT8, 0, 0, 0, 0}}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0}},
-             {"int4-g64", {GQ_QF_INT4, 64, 0, 0, 0}}, {"int4-g32", {GQ_QF_INT4, 32, 0, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0, 0}},
-             {"nf4-g64", {GQ_QF_NF4, 64, 0, 0, 0}}, {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0, 0}}};
+    } f[] = {{"fp32", {GQ_QF_F32, 0, 0, 0, 0, 0}}, {"int8", {GQ_QF_INT8, 0, 0, 0, 0, 0}}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0, 0}},
+             {"int4-g64", {GQ_QF_INT4, 64, 0, 0, 0, 0}}, {"int4-g32", {GQ_QF_INT4, 32, 0, 0, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0, 0, 0}},
+             {"nf4-g64", {GQ_QF_NF4, 64, 0, 0, 0, 0}}, {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0, 0, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0, 0, 0}}};
     const int shapes[][2] = {{3072, 768}, {768, 3072}, {50304, 768}};
     float *x = dalloc(3072 * 4 * 8), *y = dalloc(50304 * 4 * 8);
     dfill(x, 3072 * 8, -1, 1, 12);
@@ -415,8 +415,8 @@ int main(int argc, char **argv) {
         const size_t n = (size_t)rows * cols;
         uint8_t *mask = dalloc(n);
         const char *names[] = {"int8", "int4-g64", "int4-g32", "int4a-g64", "nf4-g64", "nf4-g64-dq", "fp4-g64"};
-        gq_qspec specs[] = {{GQ_QF_INT8, 0, 0, 0, 0}, {GQ_QF_INT4, 64, 0, 0, 0}, {GQ_QF_INT4, 32, 0, 0, 0}, {GQ_QF_INT4A, 64, 0, 0, 0},
-                            {GQ_QF_NF4, 64, 0, 0, 0}, {GQ_QF_NF4, 64, 1, 0, 0},  {GQ_QF_FP4, 64, 0, 0, 0}};
+        gq_qspec specs[] = {{GQ_QF_INT8, 0, 0, 0, 0, 0}, {GQ_QF_INT4, 64, 0, 0, 0, 0}, {GQ_QF_INT4, 32, 0, 0, 0, 0}, {GQ_QF_INT4A, 64, 0, 0, 0, 0},
+                            {GQ_QF_NF4, 64, 0, 0, 0, 0}, {GQ_QF_NF4, 64, 1, 0, 0, 0},  {GQ_QF_FP4, 64, 0, 0, 0, 0}};
         uint64_t *status = dalloc(8 * sizeof(uint64_t));
         for (int k = 0; k < 7; k++) { /* session 14's warp form, then (same run) a thread per group */
             void *work = dalloc(G->fakequant_workspace(rows, cols, &specs[k]));
@@ -445,7 +445,7 @@ int main(int argc, char **argv) {
         { /* learned scales (-lsq): forward reads the weights and a scale per group, writes the
            * values; backward reads weights and gradients, writes the gradients and the scales'
            * (the bf16 working copy's form: bf16 out) */
-            const gq_qspec lsq = {GQ_QF_INT4, 64, 0, 0, 1};
+            const gq_qspec lsq = {GQ_QF_INT4, 64, 0, 0, 1, 0};
             float *sc = dalloc(n / 64 * sizeof(float)), *dsc = dalloc(n / 64 * sizeof(float));
             float *start = malloc(n / 64 * sizeof(float)); /* (every group's scale 0.01) */
             for (size_t i = 0; i < n / 64; i++) start[i] = 0.01f;

@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
     const int gg[] = {0, 0, 32, 32, 64, 128, 64, 64, 64, 64};
     const char *const *variants = gq_qdot_names; /* every variant this CPU runs */
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
-        gq_qspec s = {ff[f], gg[f], 0, 0, 0};
+        gq_qspec s = {ff[f], gg[f], 0, 0, 0, 0};
         qm ms[NM];
         for (int k = 0; k < NM; k++)
             make(&ms[k], fmts[f], &s, rows, cols, w);

@@ -233,7 +233,10 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
             gq_gpt2_tensor_name(i, l, ours, sizeof ours);
             gq_qspec s;
             if (cols && gq_qplan_lookup(plan, ours, (int)rows, (int)cols, &s)) {
-                if (s.lsq && !(s.format == GQ_QF_INT4 && s.group == 32))
+                if (s.gptq)
+                    rc = gq_errf(GQ_EUNSUPPORTED, "%s: %s: GPTQ (-gptq) is written to the HDF5 export only, not --gguf",
+                                 ckpt_path, ours);
+                else if (s.lsq && !(s.format == GQ_QF_INT4 && s.group == 32))
                     rc = gq_errf(GQ_EUNSUPPORTED,
                                  "%s: %s as %s group %d with learned scales: GGUF export writes them as Q4_0 "
                                  "(--format int4-g32-lsq)",

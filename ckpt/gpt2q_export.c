@@ -1,6 +1,7 @@
 /* gpt2q-export: post-training quantization (round to nearest) of a gpt2q checkpoint into a
  * packed HDF5 file, or into a GGUF file for llama.cpp.
  *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json]
+ *   gpt2q-export CKPT.h5 --format int4-gptq --calib TOKENS.h5 -o OUT.h5         (GPTQ)
  *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
@@ -8,6 +9,7 @@
 #include "gguf.h"
 #include "gpt2_layout.h"
 #include "gq_error.h"
+#include "gptq_run.h"
 #include "gq_file.h"
 #include "h5io.h"
 #include "qexport.h"
@@ -31,9 +33,14 @@ static void usage(FILE *f) {
           "          instead of absmax (same layout, same runner; slower to export)\n"
           "          -lsq (int3-lsq, int4-g32-lsq, ...): the scales that QAT with -lsq learned, read from\n"
           "          the checkpoint (/qat/scales)\n"
-          "  --calib DATA  activation-aware search (with -mse): the float model runs on --calib-tokens N\n"
-          "              (default 32768) tokens of DATA's training split, and each weight's error counts\n"
-          "              by the mean square of the input channel it multiplies\n"
+          "          -gptq (int4-gptq, int3-g32-gptq, nf4-dq-gptq, int8-gptq, ...; with --calib): GPTQ, each\n"
+          "          column's rounding error compensated on the columns after it, weighted by the\n"
+          "          calibration inputs' second moments (block by block, each block calibrated on the\n"
+          "          blocks before it already quantized); same layout, same runner\n"
+          "  --calib DATA  calibration data for -mse (activation-aware search: each weight's error counts\n"
+          "              by the mean square of the input channel it multiplies) and -gptq: the float model\n"
+          "              runs on --calib-tokens N (default 32768) tokens of DATA's training split\n"
+          "  --gptq-damp D  GPTQ's damping, a fraction of the mean diagonal (default 0.01)\n"
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
           "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
@@ -47,6 +54,7 @@ int main(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL, *vocab = NULL, *calib = NULL;
     int group = 0, json = 0, gguf = 0, f16 = 0;
     long calib_tokens = 32768;
+    double gptq_damp = 0.01;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -65,6 +73,14 @@ int main(int argc, char **argv) {
             calib_tokens = strtol(argv[++i], &end, 10);
             if (*end || calib_tokens < 1) {
                 fprintf(stderr, PROG ": --calib-tokens must be a positive integer\n");
+                return 2;
+            }
+        }
+        else if (!strcmp(a, "--gptq-damp") && i + 1 < argc) {
+            char *end;
+            gptq_damp = strtod(argv[++i], &end);
+            if (*end || !(gptq_damp >= 0.0) || gptq_damp > 1e3) {
+                fprintf(stderr, PROG ": --gptq-damp must be a number from 0 to 1000\n");
                 return 2;
             }
         }
@@ -114,17 +130,24 @@ int main(int argc, char **argv) {
     gq_export_entry *e = NULL;
     int n = 0;
     gq_calib cal = {0};
-    if (!rc && calib) {
-        int searched = 0;
-        for (int k = 0; k < plan.n; k++) searched |= plan.spec[k].search;
-        if (!searched)
-            rc = gq_errf(GQ_EINVAL, "--calib weights the scale search: give a format with -mse (e.g. %s-mse)", format);
-        if (!rc) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
+    gq_gptq_set gq = {0};
+    int searched = 0, gptq = 0;
+    for (int k = 0; k < plan.n; k++) searched |= plan.spec[k].search, gptq |= plan.spec[k].gptq;
+    if (!rc && gptq && !calib)
+        rc = gq_errf(GQ_EINVAL, "-gptq quantizes with calibration data: add --calib TOKENS.h5 (gpt2q-data prepare)");
+    if (!rc && calib && !searched && !gptq)
+        rc = gq_errf(GQ_EINVAL, "--calib calibrates -mse and -gptq: give a format with one (e.g. %s-gptq)", format);
+    if (!rc && calib && searched) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
+    if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, !json);
+    if (!rc && gptq && !json)
+        fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s\n", gq.n, gq.tokens, gq.seconds);
+    if (!rc) {
+        const gq_export_hooks hk = {searched && calib ? gq_calib_lookup : NULL, &cal, gptq ? gq_gptq_lookup : NULL, &gq,
+                                    gptq ? gq.desc : calib ? cal.desc : NULL};
+        rc = gq_export_with(in, out, &plan, gpt2_shape, &cfg, &hk, &e, &n);
     }
-    if (!rc)
-        rc = gq_export_imp(in, out, &plan, gpt2_shape, &cfg, calib ? gq_calib_lookup : NULL, &cal,
-                           calib ? cal.desc : NULL, &e, &n);
     gq_calib_free(&cal);
+    gq_gptq_free(&gq);
     if (rc) {
         fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
         return 1;
@@ -147,6 +170,7 @@ int main(int argc, char **argv) {
                    "\"cols\": %d, \"bytes\": %zu}",
                    i ? ", " : "", e[i].name, gq_qformat_name(e[i].spec.format), e[i].spec.group,
                    e[i].spec.format == GQ_QF_F32 ? "absmax"
+                   : e[i].spec.gptq            ? "gptq"
                    : e[i].spec.lsq             ? "learned"
                    : e[i].spec.search          ? "mse"
                                                : "absmax",
@@ -154,14 +178,15 @@ int main(int argc, char **argv) {
                    e[i].bytes);
         printf("]}\n");
     } else {
-        printf("%-28s %-9s %6s %14s %12s\n", "tensor", "format", "group", "shape", "bytes");
+        printf("%-28s %-10s %6s %14s %12s\n", "tensor", "format", "group", "shape", "bytes");
         for (int i = 0; i < n; i++) {
-            char shape[48], fmt[24];
+            char shape[48], fmt[32];
             snprintf(shape, sizeof shape, e[i].cols ? "[%d, %d]" : "[%d]", e[i].rows, e[i].cols);
-            snprintf(fmt, sizeof fmt, "%s%s%s", gq_qformat_name(e[i].spec.format),
+            snprintf(fmt, sizeof fmt, "%s%s%s%s", gq_qformat_name(e[i].spec.format),
                      e[i].spec.format != GQ_QF_F32 && e[i].spec.search ? "-mse" : "",
-                     e[i].spec.format != GQ_QF_F32 && e[i].spec.lsq ? "-lsq" : "");
-            printf("%-28s %-9s %6d %14s %12zu\n", e[i].name, fmt,
+                     e[i].spec.format != GQ_QF_F32 && e[i].spec.lsq ? "-lsq" : "",
+                     e[i].spec.format != GQ_QF_F32 && e[i].spec.gptq ? "-gptq" : "");
+            printf("%-28s %-10s %6d %14s %12zu\n", e[i].name, fmt,
                    e[i].spec.format == GQ_QF_F32 ? 0 : gq_qgroup(&e[i].spec, e[i].cols), shape, e[i].bytes);
         }
         printf("wrote %s: %lld bytes on disk = %zu payload + %lld HDF5 metadata; fp32 would be %zu (%.2fx smaller); "

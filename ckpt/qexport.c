@@ -5,9 +5,10 @@
  *   zeros    uint8 [groups]    int4a
  *   absmax_q int8 [groups], absmax2 float32 [ceil(groups/256)]   nf4 with double quant
  *   attributes: format, group, rows, cols, double_quant, absmax_offset, bits_per_weight,
- *               scale_search ("absmax", "mse" or "learned": how the scales were chosen --
- *               learned: QAT's -lsq scales, from the checkpoint's /qat/scales; the layout and
- *               the dequantization do not depend on it; absent in older files: absmax)
+ *               scale_search ("absmax", "mse", "learned" or "gptq": how the scales and codes
+ *               were chosen -- learned: QAT's -lsq scales, from the checkpoint's /qat/scales;
+ *               gptq: GPTQ on calibration data; the layout and the dequantization do not
+ *               depend on it; absent in older files: absmax)
  * A tensor kept in fp32: /tensors/<name>/value float32 [rows(, cols)], format "f32". */
 #define _POSIX_C_SOURCE 200809L
 #include "qexport.h"
@@ -19,7 +20,8 @@
 #include <string.h>
 
 static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, int cols, const gq_qspec *s,
-                         const float *imp, const float *learned, gq_export_entry *e, const char *src) {
+                         const float *imp, const float *learned, const gq_qtensor *pre, gq_export_entry *e,
+                         const char *src) {
     char base[300], path[400];
     snprintf(base, sizeof base, "/tensors/%s", name);
     snprintf(e->name, sizeof e->name, "%s", name);
@@ -43,8 +45,13 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
     size_t bad = 0;
     int rc = GQ_OK;
     if (!q.qweight || !q.scales || !q.zeros || !q.absmax_q || !q.absmax2 || !h) rc = gq_errf(GQ_ENOMEM, "out of memory");
-    else if (learned ? gq_quantize_lsq(s, x, rows, cols, learned, &q, &bad)
-                     : gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL))
+    else if (pre) { /* GPTQ's result, as it is */
+        const size_t d2 = groups / GQ_DQ_BLOCK + 1;
+        memcpy(q.qweight, pre->qweight, bytes), memcpy(q.scales, pre->scales, groups * 4);
+        memcpy(q.zeros, pre->zeros, groups), memcpy(q.absmax_q, pre->absmax_q, groups);
+        memcpy(q.absmax2, pre->absmax2, d2 * 4), q.absmax_offset = pre->absmax_offset;
+    } else if (learned ? gq_quantize_lsq(s, x, rows, cols, learned, &q, &bad)
+                       : gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL))
         rc = bad < (size_t)rows * cols
                  ? gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, bad)
                  : gq_errf(GQ_ENAN, "%s: tensor %s: learned scale %zu is not finite", src, name,
@@ -81,7 +88,10 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
         gq_h5w_attr_i64(w, base, "cols", cols);
         gq_h5w_attr_i64(w, base, "double_quant", s->double_quant);
         gq_h5w_attr_str(w, base, "scale_search",
-                        learned ? "learned" : s->search && gq_qsearchable(s->format) ? "mse" : "absmax");
+                        pre        ? "gptq"
+                        : learned ? "learned"
+                        : s->search && gq_qsearchable(s->format) ? "mse"
+                                                                 : "absmax");
         gq_h5w_attr_f64(w, base, "bits_per_weight", gq_qbits_per_weight(s, rows, cols));
     }
     free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
@@ -90,11 +100,13 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
 
 int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
               gq_export_entry **entries, int *n_entries) {
-    return gq_export_imp(ckpt_path, out_path, plan, shape, ctx, NULL, NULL, NULL, entries, n_entries);
+    return gq_export_with(ckpt_path, out_path, plan, shape, ctx, NULL, entries, n_entries);
 }
 
-int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
-                  gq_imp_fn imp, void *imp_ctx, const char *calib, gq_export_entry **entries, int *n_entries) {
+int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
+                   const gq_export_hooks *hooks, gq_export_entry **entries, int *n_entries) {
+    const gq_export_hooks none = {0};
+    const gq_export_hooks *hk = hooks ? hooks : &none;
     *entries = NULL;
     *n_entries = 0;
     gq_h5r *r;
@@ -132,9 +144,14 @@ int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *p
         }
         float *x = malloc((size_t)rows * (cols ? cols : 1) * sizeof *x);
         rc = x ? gq_h5r_f32(r, path, x, nd, dims) : gq_errf(GQ_ENOMEM, "out of memory");
-        gq_qspec s = {GQ_QF_F32, 0, 0, 0, 0};
+        gq_qspec s = {GQ_QF_F32, 0, 0, 0, 0, 0};
         if (!rc && gq_qplan_lookup(plan, names[i], rows, cols, &s)) n_quant++;
-        const float *ti = imp && cols && s.format != GQ_QF_F32 ? imp(names[i], imp_ctx) : NULL;
+        const float *ti = hk->imp && cols && s.format != GQ_QF_F32 ? hk->imp(names[i], hk->imp_ctx) : NULL;
+        const gq_qtensor *pre = NULL; /* -gptq: GPTQ's result */
+        if (!rc && s.format != GQ_QF_F32 && s.gptq && !gq_qspec_problem(&s, rows, cols) &&
+            !(pre = hk->pre ? hk->pre(names[i], hk->pre_ctx) : NULL))
+            rc = gq_errf(GQ_EINVAL, "%s: %s: -gptq quantizes with calibration data (gpt2q-export --calib DATA)",
+                         ckpt_path, names[i]);
         float *learned = NULL; /* -lsq: the trained scales, one per group */
         if (!rc && s.format != GQ_QF_F32 && s.lsq && !gq_qspec_problem(&s, rows, cols)) {
             char sp[400];
@@ -149,7 +166,7 @@ int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *p
             else
                 rc = gq_h5r_f32(r, sp, learned, 2, sd);
         }
-        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, ti, learned, &ent[i], ckpt_path);
+        if (!rc) rc = export_tensor(w, names[i], x, rows, cols, &s, ti, learned, pre, &ent[i], ckpt_path);
         free(learned);
         free(x);
     }
@@ -158,7 +175,7 @@ int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *p
         gq_h5w_attr_str(w, "/", "format", "gpt2q-quantized");
         gq_h5w_attr_i64(w, "/", "format_version", 1);
         gq_h5w_attr_str(w, "/", "source", ckpt_path);
-        if (calib) gq_h5w_attr_str(w, "/", "calibration", calib);
+        if (hk->calib) gq_h5w_attr_str(w, "/", "calibration", hk->calib);
         /* weights trained with int8 activations (W8A8 QAT: the checkpoint's options say
          * qat_act = int8) say so; the runner scores them that way with --act int8 */
         char *opts = malloc(1 << 16);
@@ -185,7 +202,7 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     snprintf(base, sizeof base, "/tensors/%s", name);
     int rc = gq_h5r_attr_str(r, base, "format", fmt, sizeof fmt);
     if (rc) return rc;
-    *spec = (gq_qspec){GQ_QF_F32, 0, 0, 0, 0};
+    *spec = (gq_qspec){GQ_QF_F32, 0, 0, 0, 0, 0};
     if (!strcmp(fmt, "f32")) return GQ_OK;
     int64_t group = 0, dq = 0;
     if (gq_qformat_parse(fmt, 0, spec))
@@ -199,6 +216,7 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     if (gq_h5r_attr_str(r, base, "scale_search", search, sizeof search) == GQ_OK) { /* (older files: absmax) */
         spec->search = !strcmp(search, "mse") ? GQ_QSEARCH_MSE : 0;
         spec->lsq = !strcmp(search, "learned");
+        spec->gptq = !strcmp(search, "gptq");
     }
     const char *why = gq_qspec_problem(spec, rows, cols);
     if (why) return gq_errf(GQ_EFORMAT, "%s: %s [%d, %d]: %s", gq_h5r_path(r), base, rows, cols, why);
@@ -213,7 +231,7 @@ int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, in
     size_t dims[2] = {(size_t)rows, (size_t)cols};
     if (!strcmp(fmt, "f32")) {
         snprintf(path, sizeof path, "%s/value", base);
-        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0, 0, 0};
+        if (spec_out) *spec_out = (gq_qspec){GQ_QF_F32, 0, 0, 0, 0, 0};
         return gq_h5r_f32(r, path, dst, cols ? 2 : 1, dims);
     }
     gq_qspec s;

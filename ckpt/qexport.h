@@ -24,13 +24,24 @@ typedef int (*gq_shape_fn)(const char *name, int *rows, int *cols, void *ctx);
 int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
               gq_export_entry **entries, int *n_entries);
 
-/* Activation-aware export: for the tensors whose scales are searched (-mse), imp(name) gives
- * one importance per input channel (cols floats; NULL: none), weighting each weight's squared
- * error in the search (gpt2q-export --calib: the mean square of the activation it multiplies).
- * `calib` (may be NULL) is recorded as the root attribute `calibration`. */
+/* Export with hooks (any may be NULL):
+ * - imp(name, imp_ctx): for the tensors whose scales are searched (-mse), one importance per
+ *   input channel (cols floats; NULL: none), weighting each weight's squared error in the
+ *   search (gpt2q-export --calib: the mean square of the activation it multiplies);
+ * - pre(name, pre_ctx): for the tensors with -gptq, the tensor GPTQ quantized (train/gptq_run.h),
+ *   written as it is; a -gptq tensor without one is an error;
+ * - calib: recorded as the root attribute `calibration`. */
 typedef const float *(*gq_imp_fn)(const char *name, void *imp_ctx);
-int gq_export_imp(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
-                  gq_imp_fn imp, void *imp_ctx, const char *calib, gq_export_entry **entries, int *n_entries);
+typedef const gq_qtensor *(*gq_pre_fn)(const char *name, void *pre_ctx);
+typedef struct {
+    gq_imp_fn imp;
+    void *imp_ctx;
+    gq_pre_fn pre;
+    void *pre_ctx;
+    const char *calib;
+} gq_export_hooks;
+int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
+                   const gq_export_hooks *hooks, gq_export_entry **entries, int *n_entries);
 
 /* The spec of an exported tensor (GQ_QF_F32 for a tensor kept in fp32), checked against
  * its expected (rows, cols): an unknown format or a group that does not fit is an error. */

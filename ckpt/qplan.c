@@ -16,18 +16,19 @@ const char *gq_qformat_name(gq_qformat f) { return f >= 0 && f < GQ_QF_COUNT ? n
 int gq_qformat_parse(const char *name, int group, gq_qspec *out) {
     char base[64];
     snprintf(base, sizeof base, "%s", name);
-    int g = 0, dq = 0, mse = 0, lsq = 0;
+    int g = 0, dq = 0, mse = 0, lsq = 0, gptq = 0;
     char *dash = strchr(base, '-');
-    for (char *suf = dash; suf;) { /* suffixes, in any order: -gN, -dq, -mse, -lsq */
+    for (char *suf = dash; suf;) { /* suffixes, in any order: -gN, -dq, -mse, -lsq, -gptq */
         *suf++ = '\0';
         char *next = strchr(suf, '-');
         if (next) *next = '\0';
         if (!strcmp(suf, "dq")) dq = 1;
         else if (!strcmp(suf, "mse")) mse = 1;
         else if (!strcmp(suf, "lsq")) lsq = 1;
+        else if (!strcmp(suf, "gptq")) gptq = 1;
         else if (suf[0] == 'g' && atoi(suf + 1) > 0) g = atoi(suf + 1);
         else
-            return gq_errf(GQ_EINVAL, "format '%s': unknown suffix '-%s' (use -gN for a group size, -dq for nf4, -mse for searched scales, -lsq for learned ones)",
+            return gq_errf(GQ_EINVAL, "format '%s': unknown suffix '-%s' (use -gN for a group size, -dq for nf4, -mse for searched scales, -lsq for learned ones, -gptq for GPTQ)",
                            name, suf);
         suf = next;
     }
@@ -41,13 +42,16 @@ int gq_qformat_parse(const char *name, int group, gq_qspec *out) {
         out->double_quant = dq;
         out->search = mse ? GQ_QSEARCH_MSE : 0;
         out->lsq = lsq;
+        out->gptq = gptq;
+        if (gptq && (mse || lsq))
+            return gq_errf(GQ_EINVAL, "format '%s': -gptq takes the format's absmax rule (not -mse or -lsq)", name);
         if (lsq && !gq_lsq_applies((gq_qformat)f))
             return gq_errf(GQ_EINVAL, "format '%s': -lsq (learned scales) applies to int4, int3, int2, nf4 and fp4", name);
         if (lsq && dq) return gq_errf(GQ_EINVAL, "format '%s': -lsq does not take nf4's double quantization (-dq)", name);
         if (f == GQ_QF_Q8_0 && out->group != 32) return gq_errf(GQ_EINVAL, "format q8_0 has groups of 32");
         return GQ_OK;
     }
-    return gq_errf(GQ_EINVAL, "unknown format '%s' (int8, q8_0, int4[-gN], int4a, int3, int2, nf4[-dq], fp4; -mse: searched scales; -lsq: learned ones)", name);
+    return gq_errf(GQ_EINVAL, "unknown format '%s' (int8, q8_0, int4[-gN], int4a, int3, int2, nf4[-dq], fp4; -mse: searched scales; -lsq: learned ones; -gptq: GPTQ)", name);
 }
 
 static int add(gq_qplan *p, const char *pattern, const gq_qspec *s) {

@@ -77,7 +77,7 @@ static int load_float(gq_im *m) {
         float *p = (float *)m->arena + t->offset;
         gq_qmat *q = mat_slot(m, t->i, t->l);
         if (q)
-            *q = (gq_qmat){.spec = {GQ_QF_F32, 0, 0, 0, 0}, .rows = (int)t->rows, .cols = (int)t->cols, .f32 = p};
+            *q = (gq_qmat){.spec = {GQ_QF_F32, 0, 0, 0, 0, 0}, .rows = (int)t->rows, .cols = (int)t->cols, .f32 = p};
         else
             *vec_slot(m, t->i, t->l) = p;
     }

@@ -50,6 +50,9 @@ typedef struct {
     int lsq;          /* learned step sizes (suffix -lsq; int4, int3, int2, nf4, fp4): QAT trains
                          each group's scale (gq_lsq_* below), starting from the rule above; an
                          export takes the trained scales from the checkpoint */
+    int gptq;         /* post-training quantization by GPTQ (suffix -gptq; kernels/gptq.h): the
+                         codes chosen with second-order error compensation on calibration data
+                         (gpt2q-export --calib); the layout and dequantization are the format's */
 } gq_qspec;
 
 #define GQ_QSEARCH_MSE 1
@@ -259,6 +262,18 @@ GQ_HD float gq_qgroup_codes(gq_qformat f, const float *x, int n, gq_qstats s, ui
     return p.sc;
 }
 
+/* int8 per row in two steps: the row's scale from its largest |x| (a zero row gets scale 1), and
+ * a value's code (int8, stored as uint8) */
+GQ_HD float gq_q8_row_scale(float amax) {
+    const float d = amax / 127.0f;
+    return d == 0.0f ? 1.0f : d;
+}
+GQ_HD int gq_q8_row_code(float x, float d) {
+    float q = rintf(x / d);
+    q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+    return (int)(int8_t)q;
+}
+
 /* int8 per row / q8_0 style symmetric: scale = amax / 127. ggml_q8 selects Q8_0's exact
  * arithmetic (reciprocal, round half away from zero, fp16 scale); otherwise the division and
  * round-half-to-even of the int8 per-row format. Codes are int8 stored as uint8. */
@@ -270,13 +285,8 @@ GQ_HD float gq_q8_group(const float *x, int n, uint8_t *codes, int ggml_q8) {
         s.amax = amax;
         return gq_qgroup_codes(GQ_QF_Q8_0, x, n, s, codes, NULL);
     }
-    float d = amax / 127.0f;
-    if (d == 0.0f) d = 1.0f; /* a zero row gets scale 1 */
-    for (int i = 0; i < n; i++) {
-        float q = rintf(x[i] / d);
-        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-        codes[i] = (uint8_t)(int8_t)q;
-    }
+    const float d = gq_q8_row_scale(amax);
+    for (int i = 0; i < n; i++) codes[i] = (uint8_t)gq_q8_row_code(x[i], d);
     return d;
 }
 

@@ -8,7 +8,8 @@
 # softmax (--distill 0.5), so that the comparison measures the fake-quant and not the
 # distillation; W4A8 (int4 weights, int8 activations as the runner's integer kernels take
 # them): QAT with --qat-act int8 against the same float fine-tune + PTQ;
-# the selective presets; then evaluate everything on the
+# GPTQ (post-training, with error compensation on calibration tokens) of the float model and of
+# the float fine-tune; the selective presets; then evaluate everything on the
 # validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
 # speed) into out/results.md, out/results.json and out/compare/chart.svg.
 # GQ_DEMO_STEPS / GQ_DEMO_FT_STEPS shorten the run (for a quick look).
@@ -40,9 +41,12 @@ base=$(ls "$out"/tiny/ckpt-*.h5 | tail -1)
 
 echo "== PTQ: round-to-nearest exports of $base =="
 mkdir -p "$out/models"
-ptq() { # name format layers [checkpoint]
-  ./build/gpt2q-export "${4:-$base}" --format "$2" --layers "$3" -o "$out/models/$1.h5" --json >"$out/models/$1.export.json"
-  echo "  $1: $(grep -o '"quantized_bits_per_weight": [0-9.]*' "$out/models/$1.export.json" | cut -d' ' -f2) bits/weight"
+ptq() { # name format layers [checkpoint [gpt2q-export options...]]
+  local name="$1" fmt="$2" layers="$3" ckpt="${4:-$base}"
+  shift $(($# < 4 ? $# : 4))
+  ./build/gpt2q-export "$ckpt" --format "$fmt" --layers "$layers" "$@" -o "$out/models/$name.h5" --json \
+    >"$out/models/$name.export.json"
+  echo "  $name: $(grep -o '"quantized_bits_per_weight": [0-9.]*' "$out/models/$name.export.json" | cut -d' ' -f2) bits/weight"
 }
 ptq int8 int8 all-but-lm_head
 ptq int4-g64 int4 all-but-lm_head
@@ -60,6 +64,9 @@ rm -rf "$out/qat-int3" "$out/ft-float" "$out/ft-float-seed2"
 ./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3-lsq --qat-layers all
 ./build/gpt2q-train $ft --out "$out/ft-float"
 ptq "ft-float+int3" int3 all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)"
+echo "== GPTQ: post-training quantization with error compensation on calibration tokens (the training split) =="
+ptq "ft-float+int3-gptq" int3-gptq all "$(ls "$out"/ft-float/ckpt-*.h5 | tail -1)" --calib "$out/tokens.h5"
+ptq "int3-gptq+emb" int3-gptq all "$base" --calib "$out/tokens.h5"
 echo "== run-to-run noise: the float fine-tune again with --seed 2 (another data order) =="
 ./build/gpt2q-train $ft --out "$out/ft-float-seed2" --seed 2
 ptq "ft-float-seed2+int3" int3 all "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
@@ -112,7 +119,7 @@ from_compare() { # name field
 for m in "${main[@]}"; do
   add_row "$m" "$(path_of "$m")" "$(from_compare "$m" loss)" "$(from_compare "$m" weight_bytes)"
 done
-for m in int3-g64+emb int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv ft-float-seed2+int3; do
+for m in int3-g64+emb int3-gptq+emb ft-float+int3-gptq int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv ft-float-seed2+int3; do
   add_row "$m" "$out/models/$m.h5"
 done
 add_row ft-float-seed2 "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
@@ -147,6 +154,9 @@ read -r gap share noise_f noise_a ratio < <(awk -v f1="$(loss_of ft-float)" -v a
   'function abs(x) { return x < 0 ? -x : x }
   BEGIN { g = a1 - f1; nf = abs(f1 - f2); na = abs(a1 - a2); n = nf > na ? nf : na
     printf "%.4f %.1f %.4f %.4f %.1f\n", g, (g > 0 ? 100 * (a1 - q) / g : 0), nf, na, (n > 0 ? g / n : 0) }')
+# GPTQ: the share of the same gap that post-training GPTQ of the fine-tuned float model recovers
+gptq_share=$(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of ft-float+int3)" -v q="$(loss_of ft-float+int3-gptq)" \
+  'BEGIN { g = a1 - f1; printf "%.1f\n", (g > 0 ? 100 * (a1 - q) / g : 0) }')
 # W4A8: the same fair comparison; a share only where the gap exceeds the run-to-run noise
 read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft-float+int4+emb A8")" \
   -v q="$(loss_of "qat-w4a8+emb A8")" -v n="$noise_f" -v m="$noise_a" \
@@ -155,6 +165,8 @@ read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft
   echo
   echo "QAT (int3 with learned scales) recovered ${share}% of the gap that float fine-tuning + PTQ leaves (${gap} nats over the fine-tuned float model;"
   echo "both fine-tunes ${ft_steps} steps with the same targets, half data, half the float model's softmax)."
+  echo "GPTQ of the fine-tuned float model (post-training, int3 + embedding, calibrated on the training split) recovered"
+  echo "${gptq_share}% of that gap (its loss: $(loss_of ft-float+int3-gptq)); on the float model itself: $(loss_of int3-gptq+emb) vs round to nearest's $(loss_of int3-g64+emb)."
   echo "Run-to-run noise (the float fine-tune again with seed 2): float ${noise_f}, float + int3 PTQ ${noise_a} nats; the gap is ${ratio}x the larger."
   echo "W4A8 (int4 weights, embedding / LM head included, int8 activations in blocks of 32 as the runner's decode"
   echo "multiplies them; rows \"A8\", scored with --act int8): float fine-tuning + PTQ leaves a gap of ${a8_gap} nats;"
@@ -171,7 +183,7 @@ read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft
     printf '  {"model": "%s", "val_loss": %s, "weight_bytes": %s, "bits_per_weight": %s}%s\n' "$name" "$loss" "$size" \
       "$bpw" "$([ "$i" -lt $((${#rows[@]} - 1)) ] && echo ,)"
   done
-  echo "], \"qat_fair_gap\": $gap, \"qat_recovered_percent\": $share, \"noise_float\": $noise_f, \"noise_ptq\": $noise_a,"
+  echo "], \"qat_fair_gap\": $gap, \"qat_recovered_percent\": $share, \"gptq_recovered_percent\": $gptq_share, \"noise_float\": $noise_f, \"noise_ptq\": $noise_a,"
   echo " \"gap_over_noise\": $ratio, \"w4a8_fair_gap\": $a8_gap, \"w4a8_qat_recovered_percent\": $a8_share,"
   echo " \"compare\": \"compare/results.json\"}"
 } >"$out/results.json"

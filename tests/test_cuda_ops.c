@@ -873,9 +873,9 @@ static void case_fakequant(shape s) {
         const char *name;
         gq_qspec spec;
         int cols;
-    } l[] = {{"int4-g32-lsq", {GQ_QF_INT4, 32, 0, 0, 1}, 256}, {"int3-g64-lsq", {GQ_QF_INT3, 64, 0, 0, 1}, 384},
-             {"int2-g16-lsq", {GQ_QF_INT2, 16, 0, 0, 1}, 256}, {"nf4-g64-lsq", {GQ_QF_NF4, 64, 0, 0, 1}, 256},
-             {"fp4-g128-lsq", {GQ_QF_FP4, 128, 0, 0, 1}, 384}};
+    } l[] = {{"int4-g32-lsq", {GQ_QF_INT4, 32, 0, 0, 1, 0}, 256}, {"int3-g64-lsq", {GQ_QF_INT3, 64, 0, 0, 1, 0}, 384},
+             {"int2-g16-lsq", {GQ_QF_INT2, 16, 0, 0, 1, 0}, 256}, {"nf4-g64-lsq", {GQ_QF_NF4, 64, 0, 0, 1, 0}, 256},
+             {"fp4-g128-lsq", {GQ_QF_FP4, 128, 0, 0, 1, 0}, 384}};
     for (size_t i = 0; i < sizeof l / sizeof *l; i++) {
         lsq_one(l[i].name, l[i].spec, 37, l[i].cols);
         lsq_one(l[i].name, l[i].spec, 301, l[i].cols);
@@ -884,14 +884,14 @@ static void case_fakequant(shape s) {
         const char *name;
         gq_qspec spec;
     } f[] = {
-        {"int8", {GQ_QF_INT8, 0, 0, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0, 0, 0}},
-        {"int4-g64", {GQ_QF_INT4, 64, 0, 0, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0, 0}},
-        {"int3-g64", {GQ_QF_INT3, 64, 0, 0, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0, 0, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0, 0, 0}},
-        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0, 0}},
+        {"int8", {GQ_QF_INT8, 0, 0, 0, 0, 0}},      {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0, 0}},    {"int4-g32", {GQ_QF_INT4, 32, 0, 0, 0, 0}},
+        {"int4-g64", {GQ_QF_INT4, 64, 0, 0, 0, 0}}, {"int4-g128", {GQ_QF_INT4, 128, 0, 0, 0, 0}}, {"int4a-g64", {GQ_QF_INT4A, 64, 0, 0, 0, 0}},
+        {"int3-g64", {GQ_QF_INT3, 64, 0, 0, 0, 0}}, {"int2-g64", {GQ_QF_INT2, 64, 0, 0, 0, 0}},  {"nf4-g64", {GQ_QF_NF4, 64, 0, 0, 0, 0}},
+        {"nf4-g64-dq", {GQ_QF_NF4, 64, 1, 0, 0, 0}}, {"fp4-g64", {GQ_QF_FP4, 64, 0, 0, 0, 0}},
         /* searched scales (-mse): the same group function on the device */
-        {"int4-g32-mse", {GQ_QF_INT4, 32, 0, 1, 0}}, {"int4a-g64-mse", {GQ_QF_INT4A, 64, 0, 1, 0}},
-        {"int3-g64-mse", {GQ_QF_INT3, 64, 0, 1, 0}}, {"int2-g64-mse", {GQ_QF_INT2, 64, 0, 1, 0}},
-        {"nf4-g64-dq-mse", {GQ_QF_NF4, 64, 1, 1, 0}}, {"fp4-g64-mse", {GQ_QF_FP4, 64, 0, 1, 0}},
+        {"int4-g32-mse", {GQ_QF_INT4, 32, 0, 1, 0, 0}}, {"int4a-g64-mse", {GQ_QF_INT4A, 64, 0, 1, 0, 0}},
+        {"int3-g64-mse", {GQ_QF_INT3, 64, 0, 1, 0, 0}}, {"int2-g64-mse", {GQ_QF_INT2, 64, 0, 1, 0, 0}},
+        {"nf4-g64-dq-mse", {GQ_QF_NF4, 64, 1, 1, 0, 0}}, {"fp4-g64-mse", {GQ_QF_FP4, 64, 0, 1, 0, 0}},
     };
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         fakequant_one(f[i].name, f[i].spec, 37, 256);
@@ -904,10 +904,10 @@ static void case_fakequant(shape s) {
         const char *name;
         gq_qspec spec;
         int cols;
-    } g[] = {{"int4-g8", {GQ_QF_INT4, 8, 0, 0, 0}, 256},  {"nf4-g16", {GQ_QF_NF4, 16, 0, 0, 0}, 256},
-             {"int3-g96", {GQ_QF_INT3, 96, 0, 0, 0}, 384}, {"int4a-g256", {GQ_QF_INT4A, 256, 0, 0, 0}, 512},
-             {"fp4-g256", {GQ_QF_FP4, 256, 0, 0, 0}, 512}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0}, 96},
-             {"int4-g24", {GQ_QF_INT4, 24, 0, 0, 0}, 384}, {"nf4-g16-dq", {GQ_QF_NF4, 16, 1, 0, 0}, 384}};
+    } g[] = {{"int4-g8", {GQ_QF_INT4, 8, 0, 0, 0, 0}, 256},  {"nf4-g16", {GQ_QF_NF4, 16, 0, 0, 0, 0}, 256},
+             {"int3-g96", {GQ_QF_INT3, 96, 0, 0, 0, 0}, 384}, {"int4a-g256", {GQ_QF_INT4A, 256, 0, 0, 0, 0}, 512},
+             {"fp4-g256", {GQ_QF_FP4, 256, 0, 0, 0, 0}, 512}, {"q8_0", {GQ_QF_Q8_0, 32, 0, 0, 0, 0}, 96},
+             {"int4-g24", {GQ_QF_INT4, 24, 0, 0, 0, 0}, 384}, {"nf4-g16-dq", {GQ_QF_NF4, 16, 1, 0, 0, 0}, 384}};
     for (size_t i = 0; i < sizeof g / sizeof *g; i++) {
         fakequant_one(g[i].name, g[i].spec, 37, g[i].cols);
         fakequant_one(g[i].name, g[i].spec, 301, g[i].cols);

@@ -185,7 +185,7 @@ int main(void) {
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
                 if (f < 3 && g) continue; /* f32, int8 per row, q8_0: fixed groups */
                 if (shapes[s][0] > 1000 && f != 0 && !(fmts[f].f == GQ_QF_INT4 && groups[g] == 64)) continue;
-                gq_qspec spec = {fmts[f].f, fmts[f].f == GQ_QF_Q8_0 ? 32 : groups[g], fmts[f].dq, 0, 0};
+                gq_qspec spec = {fmts[f].f, fmts[f].f == GQ_QF_Q8_0 ? 32 : groups[g], fmts[f].dq, 0, 0, 0};
                 one(fmts[f].name, spec, shapes[s][0], shapes[s][1], &rng);
             }
     return gq_test_finish("test_cuda_qmatmul");

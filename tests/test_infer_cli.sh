@@ -29,7 +29,32 @@ for f in mse cal; do
   "$B/gpt2q-infer" eval "$T/$f.h5" --data "$T/tok.h5" --json >"$T/$f.eval" 2>/dev/null
   check 'grep -q "\"loss\": [0-9]" "$T/$f.eval"' "the runner evaluates the $f export (same layout)"
 done
-expect_error "--calib without -mse" "give a format with -mse" "$B/gpt2q-export" "$C" --format int3 --calib "$T/tok.h5" -o "$T/bad.h5"
+expect_error "--calib without -mse or -gptq" "calibrates -mse and -gptq" "$B/gpt2q-export" "$C" --format int3 --calib "$T/tok.h5" -o "$T/bad.h5"
+
+# -- GPTQ (-gptq with --calib): the runner takes its export as any other; on the calibration
+# split it beats round to nearest (what GPTQ minimizes, layer by layer)
+"$B/gpt2q-export" "$C" --format int3-gptq --layers all --calib "$T/tok.h5" --calib-tokens 4096 -o "$T/gptq.h5" --json \
+  >"$T/gptq.json" 2>"$T/gptq.err"
+check 'grep -q "\"scale_search\": \"gptq\"" "$T/gptq.json" && h5dump -a /tensors/h.1.attn.c_attn.weight/scale_search "$T/gptq.h5" | grep -q gptq' \
+  "-gptq: the export records scale_search = gptq"
+check 'h5dump -a /calibration "$T/gptq.h5" | grep -q "train split, 4096 tokens, GPTQ damp 0.01"' "-gptq records its calibration"
+"$B/gpt2q-export" "$C" --format int3-gptq --layers all --calib "$T/tok.h5" --calib-tokens 4096 -o "$T/gptq2.h5" >"$T/gptq2.out" 2>"$T/gptq2.err"
+check 'grep -q "GPTQ wte.weight .*output error .*round to nearest" "$T/gptq2.err" && grep -q "GPTQ: 9 tensors on 4096 calibration tokens" "$T/gptq2.err"' \
+  "-gptq reports each tensor's output error against round to nearest's"
+check 'cmp -s <(h5dump "$T/gptq.h5" | grep -v "/gptq") <(h5dump "$T/gptq2.h5" | grep -v "/gptq")' "GPTQ is deterministic"
+"$B/gpt2q-export" "$C" --format int3 --layers all -o "$T/rtn3.h5" >/dev/null
+for f in gptq rtn3; do
+  "$B/gpt2q-infer" eval "$T/$f.h5" --data "$T/tok.h5" --split train --max-tokens 4096 --json >"$T/$f.eval" 2>/dev/null
+done
+gl=$(grep -o '"loss": [0-9.]*' "$T/gptq.eval" | cut -d' ' -f2)
+rl=$(grep -o '"loss": [0-9.]*' "$T/rtn3.eval" | cut -d' ' -f2)
+echo "GPTQ int3 on the calibration tokens: $gl, round to nearest $rl"
+check 'awk -v g="$gl" -v r="$rl" "BEGIN { exit !(g > 0 && g < r) }"' "GPTQ int3 on the calibration tokens: loss $gl below round to nearest's $rl"
+expect_error "-gptq without --calib" "add --calib" "$B/gpt2q-export" "$C" --format int4-gptq -o "$T/bad.h5"
+expect_error "-gptq with -mse" "-gptq takes the format's absmax rule" "$B/gpt2q-export" "$C" --format int4-gptq-mse --calib "$T/tok.h5" -o "$T/bad.h5"
+expect_error "-gptq to GGUF" "HDF5 export only" "$B/gpt2q-export" "$C" --gguf --format int4-g32-gptq -o "$T/bad.gguf"
+expect_error "--gptq-damp -1" "--gptq-damp must be" "$B/gpt2q-export" "$C" --format int4-gptq --calib "$T/tok.h5" --gptq-damp -1 -o "$T/bad.h5"
+check '[ ! -e "$T/bad.gguf" ]' "a failed GGUF export leaves no file"
 expect_error "--calib-tokens 0" "positive integer" "$B/gpt2q-export" "$C" --format int3-mse --calib "$T/tok.h5" --calib-tokens 0 -o "$T/bad.h5"
 expect_error "--calib with a missing file" "nothing.h5" "$B/gpt2q-export" "$C" --format int3-mse --calib "$T/nothing.h5" -o "$T/bad.h5"
 expect_error "-mse on int8" "-mse applies to" "$B/gpt2q-export" "$C" --format int8-mse -o "$T/bad.h5"

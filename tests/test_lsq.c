@@ -45,7 +45,7 @@ static void test_fixture(const char *dir) {
             read_t(st, fm[k].name, "dy", dy, R * C) || read_t(st, fm[k].name, "y", y, R * C) ||
             read_t(st, fm[k].name, "dw", dw, R * C) || read_t(st, fm[k].name, "ds", ds, NG))
             continue;
-        const gq_qspec spec = {fm[k].f, G, 0, 0, 1};
+        const gq_qspec spec = {fm[k].f, G, 0, 0, 1, 0};
         /* forward: the reference's values bit for bit */
         uint64_t status = 0;
         CHECK_OK(be->fakequant_lsq_forward(out, w, s, R, C, &spec, 0, &status));
@@ -131,11 +131,11 @@ static void test_grammar(void) {
     CHECK(gq_qformat_parse("int8-lsq", 0, &s) == GQ_EINVAL);
     CHECK(gq_qformat_parse("int4a-lsq", 0, &s) == GQ_EINVAL);
     CHECK(gq_qformat_parse("nf4-dq-lsq", 0, &s) == GQ_EINVAL);
-    const gq_qspec a = {GQ_QF_INT4A, 64, 0, 0, 1}, q8 = {GQ_QF_Q8_0, 32, 0, 0, 1};
+    const gq_qspec a = {GQ_QF_INT4A, 64, 0, 0, 1, 0}, q8 = {GQ_QF_Q8_0, 32, 0, 0, 1, 0};
     CHECK(gq_qspec_problem(&a, 4, 64) != NULL && gq_qspec_problem(&q8, 4, 64) != NULL);
     /* the backend refuses a spec without learned scales */
     float w[64] = {0}, sc[1] = {1}, out[64];
-    const gq_qspec plain = {GQ_QF_INT4, 64, 0, 0, 0};
+    const gq_qspec plain = {GQ_QF_INT4, 64, 0, 0, 0, 0};
     CHECK(gq_backend_cpu()->fakequant_lsq_forward(out, w, sc, 1, 64, &plain, 0, NULL) == GQ_ESHAPE);
 }
 

@@ -266,7 +266,7 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
 }
 
 static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
-    gq_qspec s = {GQ_QF_F32, 0, 0, 0, 0};
+    gq_qspec s = {GQ_QF_F32, 0, 0, 0, 0, 0};
     if (strcmp(fmt, "f32") && gq_qformat_parse(fmt, 0, &s)) {
         CHECKF(0, "format %s", fmt);
         return;

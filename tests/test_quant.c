@@ -94,7 +94,7 @@ static void test_ggml_blocks(const char *dir) {
     if (!x || !q4 || !q8) return;
     const int cols = 256, rows = (int)(nx / 4 / cols), blocks = rows * cols / 32;
     CHECK(n4 == (size_t)blocks * 18 && n8 == (size_t)blocks * 34);
-    gq_qspec s4 = {GQ_QF_INT4, 32, 0, 0, 0}, s8 = {GQ_QF_Q8_0, 32, 0, 0, 0};
+    gq_qspec s4 = {GQ_QF_INT4, 32, 0, 0, 0, 0}, s8 = {GQ_QF_Q8_0, 32, 0, 0, 0, 0};
     holder h4, h8;
     alloc_q(&h4, &s4, rows, cols);
     alloc_q(&h8, &s8, rows, cols);
@@ -143,7 +143,7 @@ static void test_known_values(void) {
     holder h;
     /* int8 per row: amax 127 -> scale 1; ties to even */
     float x[8] = {127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.5f, -127.0f};
-    gq_qspec s8 = {GQ_QF_INT8, 0, 0, 0, 0};
+    gq_qspec s8 = {GQ_QF_INT8, 0, 0, 0, 0, 0};
     alloc_q(&h, &s8, 1, 8);
     CHECK(gq_quantize(&s8, x, 1, 8, &h.q, NULL) == 0);
     int8_t want[8] = {127, 2, 4, -2, 0, 0, 2, -127};
@@ -153,7 +153,7 @@ static void test_known_values(void) {
     float z[64] = {0}, back[64];
     gq_qformat fmts[] = {GQ_QF_INT8, GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4A, GQ_QF_INT3, GQ_QF_INT2, GQ_QF_NF4, GQ_QF_FP4};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
-        gq_qspec s = {fmts[f], 32, 0, 0, 0};
+        gq_qspec s = {fmts[f], 32, 0, 0, 0, 0};
         alloc_q(&h, &s, 2, 32);
         CHECK(gq_quantize(&s, z, 2, 32, &h.q, NULL) == 0);
         gq_dequantize(&s, &h.q, 2, 32, back);
@@ -168,7 +168,7 @@ static void test_known_values(void) {
     float o[32];
     for (int i = 0; i < 32; i++) o[i] = 0.001f * (i - 16);
     o[5] = -10.0f;
-    gq_qspec s4 = {GQ_QF_INT4, 32, 0, 0, 0};
+    gq_qspec s4 = {GQ_QF_INT4, 32, 0, 0, 0, 0};
     alloc_q(&h, &s4, 1, 32);
     gq_quantize(&s4, o, 1, 32, &h.q, NULL);
     gq_dequantize(&s4, &h.q, 1, 32, back);
@@ -196,10 +196,10 @@ static void test_error_bounds(void) {
         gq_qspec s;
         double max_step_frac; /* max |y - x| / (group scale), bound by the format's half step */
     } cases[] = {
-        {{GQ_QF_INT8, 0, 0, 0, 0}, 0.5},   {{GQ_QF_Q8_0, 32, 0, 0, 0}, 0.6}, /* codes use fp32 d, values fp16 d */   {{GQ_QF_INT4, 64, 0, 0, 0}, 1.0},
-        {{GQ_QF_INT4, 128, 0, 0, 0}, 1.0}, {{GQ_QF_INT4A, 64, 0, 0, 0}, 0.5},  {{GQ_QF_INT3, 64, 0, 0, 0}, 1.0},
-        {{GQ_QF_INT2, 64, 0, 0, 0}, 1.0},  {{GQ_QF_NF4, 64, 0, 0, 0}, 0.1},    {{GQ_QF_NF4, 64, 1, 0, 0}, 0.11},
-        {{GQ_QF_FP4, 64, 0, 0, 0}, 1.0},
+        {{GQ_QF_INT8, 0, 0, 0, 0, 0}, 0.5},   {{GQ_QF_Q8_0, 32, 0, 0, 0, 0}, 0.6}, /* codes use fp32 d, values fp16 d */   {{GQ_QF_INT4, 64, 0, 0, 0, 0}, 1.0},
+        {{GQ_QF_INT4, 128, 0, 0, 0, 0}, 1.0}, {{GQ_QF_INT4A, 64, 0, 0, 0, 0}, 0.5},  {{GQ_QF_INT3, 64, 0, 0, 0, 0}, 1.0},
+        {{GQ_QF_INT2, 64, 0, 0, 0, 0}, 1.0},  {{GQ_QF_NF4, 64, 0, 0, 0, 0}, 0.1},    {{GQ_QF_NF4, 64, 1, 0, 0, 0}, 0.11},
+        {{GQ_QF_FP4, 64, 0, 0, 0, 0}, 1.0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const gq_qspec *s = &cases[c].s;
@@ -223,12 +223,12 @@ static void test_error_bounds(void) {
         CHECKF(worst <= bound, "format %d: error %.3f scales > %.3f", s->format, worst, bound);
         free_q(&h);
     }
-    gq_qspec i4 = {GQ_QF_INT4, 64, 0, 0, 0}, q8 = {GQ_QF_Q8_0, 32, 0, 0, 0}, n4 = {GQ_QF_NF4, 64, 0, 0, 0}, n4dq = {GQ_QF_NF4, 64, 1, 0, 0};
+    gq_qspec i4 = {GQ_QF_INT4, 64, 0, 0, 0, 0}, q8 = {GQ_QF_Q8_0, 32, 0, 0, 0, 0}, n4 = {GQ_QF_NF4, 64, 0, 0, 0, 0}, n4dq = {GQ_QF_NF4, 64, 1, 0, 0, 0};
     CHECK(gq_qbits_per_weight(&i4, 768, 768) == 4.25);
     CHECK(gq_qbits_per_weight(&q8, 768, 768) == 8.5);
     CHECK(gq_qbits_per_weight(&n4, 768, 768) == 4.5);
     CHECK(gq_qbits_per_weight(&n4dq, 768, 768) < 4.13);
-    gq_qspec odd = {GQ_QF_INT4, 48, 0, 0, 0}, three = {GQ_QF_INT3, 12, 0, 0, 0};
+    gq_qspec odd = {GQ_QF_INT4, 48, 0, 0, 0, 0}, three = {GQ_QF_INT3, 12, 0, 0, 0, 0};
     CHECK(gq_qspec_problem(&odd, 4, 100) != NULL);
     CHECK(gq_qspec_problem(&three, 4, 96) != NULL);
 }
@@ -257,10 +257,10 @@ static void test_fakequant_chunks(void) {
     gq_rng r;
     gq_rng_seed(&r, 9);
     for (int i = 0; i < ROWS * COLS; i++) w[i] = (gq_rng_float(&r) - 0.5f) * (i % 977 == 0 ? 9.0f : 0.1f);
-    const gq_qspec specs[] = {{GQ_QF_INT8, 0, 0, 0, 0}, {GQ_QF_Q8_0, 32, 0, 0, 0}, {GQ_QF_INT4, 64, 0, 0, 0}, {GQ_QF_INT4A, 128, 0, 0, 0},
-                              {GQ_QF_INT3, 64, 0, 0, 0}, {GQ_QF_INT2, 32, 0, 0, 0},  {GQ_QF_NF4, 64, 0, 0, 0},  {GQ_QF_NF4, 64, 1, 0, 0},
-                              {GQ_QF_FP4, 64, 0, 0, 0},  {GQ_QF_INT4, 64, 0, 1, 0},  {GQ_QF_INT4A, 128, 0, 1, 0},
-                              {GQ_QF_INT3, 32, 0, 1, 0}, {GQ_QF_NF4, 64, 1, 1, 0},  {GQ_QF_FP4, 64, 0, 1, 0}};
+    const gq_qspec specs[] = {{GQ_QF_INT8, 0, 0, 0, 0, 0}, {GQ_QF_Q8_0, 32, 0, 0, 0, 0}, {GQ_QF_INT4, 64, 0, 0, 0, 0}, {GQ_QF_INT4A, 128, 0, 0, 0, 0},
+                              {GQ_QF_INT3, 64, 0, 0, 0, 0}, {GQ_QF_INT2, 32, 0, 0, 0, 0},  {GQ_QF_NF4, 64, 0, 0, 0, 0},  {GQ_QF_NF4, 64, 1, 0, 0, 0},
+                              {GQ_QF_FP4, 64, 0, 0, 0, 0},  {GQ_QF_INT4, 64, 0, 1, 0, 0},  {GQ_QF_INT4A, 128, 0, 1, 0, 0},
+                              {GQ_QF_INT3, 32, 0, 1, 0, 0}, {GQ_QF_NF4, 64, 1, 1, 0, 0},  {GQ_QF_FP4, 64, 0, 1, 0, 0}};
     for (size_t c = 0; c < sizeof specs / sizeof *specs; c++) {
         const gq_qspec *s = &specs[c];
         void *work = malloc(gq_cpu_fakequant_workspace(ROWS, COLS, s));
@@ -449,7 +449,7 @@ static void test_qsearch(void) {
                     for (int i = 0; i < g; i++) x[i] = x[i] + 0.01f; /* off-centre groups */
                 const float *ip = d == 4 ? imp : NULL;
                 objective_weights(x, ip, g, w);
-                gq_qspec a = {fmts[fi], g, 0, 0, 0}, m = {fmts[fi], g, 0, GQ_QSEARCH_MSE, 0};
+                gq_qspec a = {fmts[fi], g, 0, 0, 0, 0}, m = {fmts[fi], g, 0, GQ_QSEARCH_MSE, 0, 0};
                 float sa, sm;
                 uint8_t ca[256], cm[256], za = 0, zm = 0;
                 double pa, pm;
@@ -483,7 +483,7 @@ static void test_qsearch(void) {
         }
     }
     /* a zero group and a constant group */
-    gq_qspec m = {GQ_QF_INT4, 32, 0, GQ_QSEARCH_MSE, 0};
+    gq_qspec m = {GQ_QF_INT4, 32, 0, GQ_QSEARCH_MSE, 0, 0};
     float z[32] = {0}, c[32], sc;
     double w[32];
     uint8_t codes[32], zz;

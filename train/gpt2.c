@@ -283,7 +283,7 @@ static int mean_loss(gq_gpt2 *m, float *loss) {
 /* The forward; with fuse_scale > 0 (a backward with that loss scale follows) the loss and its
  * gradient in one op where the backend has it (m->ce_fused: the logits then hold the gradient). */
 static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
-                   float fuse_scale) {
+                   float fuse_scale, int n_layers) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
     if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
@@ -300,7 +300,7 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
     if (targets) GQ_TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
     const gq_gpt2_tensors *w = &m->w;
     GQ_TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < n_layers; l++) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         float *ln1 = m->a.ln1 + l * m->act_c, *qkv = m->a.qkv + l * m->act_3c, *atty = m->a.atty + l * m->act_c;
@@ -331,6 +331,10 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
         if (act8_on(m, T_FCPROJW, l)) GQ_TRY(be->act_fakequant(fchg, BT * 4 * C, m->act16));
         GQ_TRY(proj_residual(be, res3, res2, fchg, wt(m, T_FCPROJW, l), w->fcprojb + lc, (int)BT, 4 * C, C));
     }
+    if (n_layers < L) { /* a prefix (gq_gpt2_forward_layers): no head, no loss */
+        m->last_B = B, m->last_T = T, m->n_targets = 0, m->ce_fused = 0;
+        return GQ_OK;
+    }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
     if (act8_on(m, T_WTE, 0)) GQ_TRY(be->act_fakequant(m->a.lnf, BT * C, m->act16)); /* the LM head (tied wte) */
@@ -359,13 +363,31 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
 }
 
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
-    return forward(m, inputs, targets, B, T, loss, 0.0f);
+    return forward(m, inputs, targets, B, T, loss, 0.0f, m->cfg.n_layer);
+}
+
+int gq_gpt2_forward_layers(gq_gpt2 *m, const int32_t *inputs, int B, int T, int n_layers) {
+    if (n_layers < 0 || n_layers > m->cfg.n_layer)
+        return gq_errf(GQ_EINVAL, "a forward through %d of %d layers", n_layers, m->cfg.n_layer);
+    return forward(m, inputs, NULL, B, T, NULL, 0.0f, n_layers);
+}
+
+const float *gq_gpt2_weight_input(const gq_gpt2 *m, int i, int l) {
+    if (strcmp(m->be->name, "cpu") || m->act16 || !m->last_B || l < 0 || l >= m->cfg.n_layer) return NULL;
+    switch (i) {
+    case T_QKVW: return m->a.ln1 + l * m->act_c;
+    case T_ATTPROJW: return m->a.atty + l * m->act_c;
+    case T_FCW: return m->a.ln2 + l * m->act_c;
+    case T_FCPROJW: return m->a.fch_gelu + l * m->act_4c;
+    case T_WTE: return m->a.lnf;
+    default: return NULL;
+    }
 }
 
 int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                              float loss_scale, float *loss) {
     if (!targets) return gq_errf(GQ_EINVAL, "a training step without targets");
-    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale));
+    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale, m->cfg.n_layer));
     GQ_TRY(gq_gpt2_backward(m, loss_scale));
     /* the loss read back once the backward is queued: no wait between the two passes */
     return loss ? mean_loss(m, loss) : GQ_OK;
@@ -602,7 +624,7 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
         gq_gpt2_tensor_shape(c, i, &rows, &cols);
         int layers = gq_gpt2_tensor(i)->per_layer ? c->n_layer : 1;
         for (int l = 0; l < layers; l++) {
-            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0, 0, 0}, "", -1};
+            struct gq_qat_tensor t = {off, i, l, (int)rows, (int)cols, {GQ_QF_F32, 0, 0, 0, 0, 0}, "", -1};
             gq_gpt2_tensor_name(i, l, t.name, sizeof t.name);
             off += rows * (cols ? cols : 1);
             if (!gq_qplan_lookup(plan, t.name, (int)rows, (int)cols, &t.spec)) continue;
@@ -610,6 +632,10 @@ int gq_gpt2_qat_enable(gq_gpt2 *m, const gq_qplan *plan) {
             if (why)
                 return gq_errf(GQ_ESHAPE, "QAT: tensor %s [%zu, %zu]: %s for %s group %d", t.name, rows, cols, why,
                                gq_qformat_name(t.spec.format), t.spec.group);
+            if (t.spec.gptq)
+                return gq_errf(GQ_EINVAL, "QAT: %s: -gptq is post-training quantization (gpt2q-export --format "
+                               "%s-gptq --calib DATA); QAT takes the format without it", t.name,
+                               gq_qformat_name(t.spec.format));
             size_t work = m->be->fakequant_workspace((int)rows, (int)cols, &t.spec);
             max_work = work > max_work ? work : max_work;
             if (t.spec.lsq) {
