@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef enum {
@@ -717,6 +718,25 @@ static inline size_t gq_qn_groups(const gq_qspec *s, int rows, int cols) {
 }
 static inline size_t gq_qpacked_bytes(const gq_qspec *s, int rows, int cols) {
     return (size_t)rows * (size_t)cols * (size_t)gq_qbits(s->format) / 8;
+}
+/* q with zeroed room for a (rows, cols) tensor under s (every array, whatever the format needs);
+ * 0, or -1 when out of memory (then nothing is left allocated). Free with gq_qtensor_free. */
+static inline int gq_qtensor_alloc(gq_qtensor *q, const gq_qspec *s, int rows, int cols) {
+    const size_t groups = gq_qn_groups(s, rows, cols);
+    q->qweight = (uint8_t *)calloc(gq_qpacked_bytes(s, rows, cols) + 1, 1);
+    q->scales = (float *)calloc(groups, sizeof(float));
+    q->zeros = (uint8_t *)calloc(groups, 1);
+    q->absmax_q = (int8_t *)calloc(groups, 1);
+    q->absmax2 = (float *)calloc(groups / GQ_DQ_BLOCK + 1, sizeof(float));
+    q->absmax_offset = 0.0f;
+    if (q->qweight && q->scales && q->zeros && q->absmax_q && q->absmax2) return 0;
+    free(q->qweight), free(q->scales), free(q->zeros), free(q->absmax_q), free(q->absmax2);
+    memset(q, 0, sizeof *q);
+    return -1;
+}
+static inline void gq_qtensor_free(gq_qtensor *q) {
+    free(q->qweight), free(q->scales), free(q->zeros), free(q->absmax_q), free(q->absmax2);
+    memset(q, 0, sizeof *q);
 }
 /* 1 if the format stores its scales as fp16 (else fp32) */
 static inline int gq_qscale_f16(gq_qformat f) {

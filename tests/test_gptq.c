@@ -8,6 +8,7 @@
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
+#include "gq_test_st.h"
 #include "qplan.h"
 #include "safetensors.h"
 
@@ -19,19 +20,9 @@
 enum { R = 40, C = 192, N = 512 };
 
 static gq_qtensor qalloc(const gq_qspec *s, int rows, int cols) {
-    const size_t groups = gq_qn_groups(s, rows, cols);
-    gq_qtensor q = {calloc(gq_qpacked_bytes(s, rows, cols), 1), calloc(groups, 4), calloc(groups, 1), calloc(groups, 1),
-                    calloc(groups / GQ_DQ_BLOCK + 1, 4), 0};
+    gq_qtensor q;
+    CHECK(gq_qtensor_alloc(&q, s, rows, cols) == 0);
     return q;
-}
-static void qfree(gq_qtensor *q) { free(q->qweight), free(q->scales), free(q->zeros), free(q->absmax_q), free(q->absmax2); }
-
-static int read_t(const gq_safetensors *st, const char *name, float *dst, size_t n) {
-    const gq_st_tensor *t = gq_st_find(st, name);
-    CHECKF(t && t->numel == n, "fixture tensor %s missing or not %zu values", name, n);
-    if (!t || t->numel != n) return -1;
-    CHECK_OK(gq_st_read_f32(st, t, dst));
-    return 0;
 }
 
 static void test_fixture(const char *dir) {
@@ -42,7 +33,7 @@ static void test_fixture(const char *dir) {
     if (!st) return;
     static float w[R * C], x[N * C], ref[R * C], rtn_ref[R * C], out[R * C], deq[R * C];
     static double H[C * C];
-    if (read_t(st, "w", w, R * C) || read_t(st, "x", x, N * C)) return;
+    if (gq_test_st_f32(st, "w", w, R * C) || gq_test_st_f32(st, "x", x, N * C)) return;
     for (int a = 0; a < C; a++)
         for (int b = 0; b < C; b++) {
             double h = 0;
@@ -61,9 +52,9 @@ static void test_fixture(const char *dir) {
     for (size_t k = 0; k < sizeof f / sizeof *f; k++) {
         char nm[64];
         snprintf(nm, sizeof nm, "%s.q", f[k].name);
-        if (read_t(st, nm, ref, R * C)) continue;
+        if (gq_test_st_f32(st, nm, ref, R * C)) continue;
         snprintf(nm, sizeof nm, "%s.rtn", f[k].name);
-        if (read_t(st, nm, rtn_ref, R * C)) continue;
+        if (gq_test_st_f32(st, nm, rtn_ref, R * C)) continue;
         CHECKF(!gq_gptq_problem(&f[k].s, R, C), "%s: %s", f[k].name, gq_gptq_problem(&f[k].s, R, C));
         /* round to nearest: the fixture's rules are ours */
         gq_qtensor q = qalloc(&f[k].s, R, C);
@@ -92,7 +83,7 @@ static void test_fixture(const char *dir) {
                o.err_gptq / o.err_rtn, e_ref / e_rtn);
         printf("%-10s output error relative to tr(W H W^T): round to nearest %.3e, GPTQ %.3e (%.3fx)\n", f[k].name,
                o.err_rtn, o.err_gptq, o.err_gptq / o.err_rtn);
-        qfree(&q);
+        gq_qtensor_free(&q);
     }
     gq_st_close(st);
 }
@@ -132,7 +123,7 @@ static void test_diagonal(void) {
                gq_qformat_name(s->format), s->group);
         CHECKF(fabs(o.err_gptq - o.err_rtn) <= 1e-12 * o.err_rtn, "%s: errors %g vs %g", gq_qformat_name(s->format),
                o.err_gptq, o.err_rtn);
-        qfree(&q1), qfree(&q2);
+        gq_qtensor_free(&q1), gq_qtensor_free(&q2);
     }
 }
 
@@ -167,7 +158,7 @@ static void test_correlated(void) {
         CHECKF(o.err_gptq < 0.8 * o.err_rtn, "%s group %d%s: output error GPTQ %g vs round to nearest %g",
                gq_qformat_name(specs[k].format), specs[k].group, specs[k].double_quant ? " dq" : "", o.err_gptq,
                o.err_rtn);
-        qfree(&q);
+        gq_qtensor_free(&q);
     }
 }
 
@@ -192,11 +183,11 @@ static void test_errors(void) {
     CHECK(gq_gptq_quantize(&s, w, r, c, H, &o, &q, NULL, &bad) == -2);
     H[0] = 1.0;
     CHECK(gq_gptq_quantize(&s, w, r, c, H, &o, &q, NULL, &bad) == 0);
-    qfree(&q);
+    gq_qtensor_free(&q);
     /* all-zero H (no calibration signal): every input dead, so round to nearest */
     memset(H, 0, sizeof H);
     CHECK(gq_gptq_quantize(&s, w, r, c, H, &o, (q = qalloc(&s, r, c), &q), NULL, &bad) == 0);
-    qfree(&q);
+    gq_qtensor_free(&q);
     gq_qspec m = s, l = s;
     m.search = GQ_QSEARCH_MSE, l.lsq = 1;
     CHECK(gq_gptq_problem(&m, r, c) != NULL && gq_gptq_problem(&l, r, c) != NULL);

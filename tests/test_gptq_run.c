@@ -59,7 +59,8 @@ static void step(gq_gpt2 *m, const gq_gptq_set *set, const char *name, int i, in
     for (int k = 0; k < set->n; k++)
         if (!strcmp(set->t[k].name, name)) t = &set->t[k];
     const size_t groups = gq_qn_groups(&t->spec, t->rows, t->cols), bytes = gq_qpacked_bytes(&t->spec, t->rows, t->cols);
-    gq_qtensor q = {calloc(bytes, 1), calloc(groups, 4), calloc(groups, 1), calloc(groups, 1), calloc(groups / 256 + 1, 4), 0};
+    gq_qtensor q;
+    CHECK(gq_qtensor_alloc(&q, &t->spec, t->rows, t->cols) == 0);
     float *w = m->params_mem, *wq = malloc((size_t)t->rows * t->cols * sizeof *wq);
     gq_gpt2_tensor_ref *refs = malloc((size_t)gq_gpt2_n_tensor_refs(&m->cfg) * sizeof *refs);
     gq_gpt2_tensor_refs(&m->cfg, refs);
@@ -72,7 +73,8 @@ static void step(gq_gpt2 *m, const gq_gptq_set *set, const char *name, int i, in
     CHECKF(!expect_equal || o.err_gptq == t->opt.err_gptq, "%s: error %g vs the driver's %g", name, o.err_gptq,
            t->opt.err_gptq);
     if (expect_equal) memcpy(w, wq, (size_t)t->rows * t->cols * sizeof *w);
-    free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(wq), free(refs);
+    gq_qtensor_free(&q);
+    free(wq), free(refs);
 }
 
 int main(void) {

@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "gq_error.h"
 #include "gq_test.h"
+#include "gq_test_st.h"
 #include "qplan.h"
 #include "quant.h"
 #include "safetensors.h"
@@ -20,11 +21,7 @@ enum { R = 6, C = 96, G = 32, NG = R * C / G };
 static int read_t(const gq_safetensors *st, const char *fmt, const char *what, float *dst, size_t n) {
     char name[64];
     snprintf(name, sizeof name, "%s.%s", fmt, what);
-    const gq_st_tensor *t = gq_st_find(st, name);
-    CHECKF(t && t->numel == n, "fixture tensor %s missing or not %zu values", name, n);
-    if (!t || t->numel != n) return -1;
-    CHECK_OK(gq_st_read_f32(st, t, dst));
-    return 0;
+    return gq_test_st_f32(st, name, dst, n);
 }
 
 static void test_fixture(const char *dir) {

@@ -13,13 +13,6 @@
 
 enum { T_WTE = 0, T_QKVW = 4, T_ATTPROJW = 6, T_FCW = 10, T_FCPROJW = 12 }; /* gpt2_layout.c's order */
 
-static gq_qtensor qalloc(const gq_qspec *s, int rows, int cols) {
-    const size_t groups = gq_qn_groups(s, rows, cols);
-    gq_qtensor q = {malloc(gq_qpacked_bytes(s, rows, cols)), malloc(groups * 4), calloc(groups, 1), calloc(groups, 1),
-                    calloc(groups / GQ_DQ_BLOCK + 1, 4), 0};
-    return q;
-}
-
 /* One calibration pass: the forward through `n_layers` blocks (all: the head too) over the
  * tokens, each selected tensor's H += X^T X (upper triangle; fp32 per batch, summed in double) */
 static int accumulate(gq_gpt2 *m, const char *data, long tokens, int n_layers, const gq_gptq_set *set,
@@ -93,10 +86,8 @@ int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const 
         gq_gptq_tensor *t = &out->t[out->n];
         snprintf(t->name, sizeof t->name, "%s", refs[k].name);
         t->spec = s, t->rows = (int)refs[k].rows, t->cols = (int)refs[k].cols;
-        t->q = qalloc(&s, t->rows, t->cols);
         t->opt.damp = damp;
-        if (!t->q.qweight || !t->q.scales || !t->q.zeros || !t->q.absmax_q || !t->q.absmax2)
-            rc = gq_errf(GQ_ENOMEM, "out of memory");
+        if (gq_qtensor_alloc(&t->q, &s, t->rows, t->cols)) rc = gq_errf(GQ_ENOMEM, "out of memory");
         ref_of[out->n++] = k;
     }
     const int T = cfg.block_size < 256 ? cfg.block_size : 256, B = 4;
@@ -168,10 +159,7 @@ const gq_qtensor *gq_gptq_lookup(const char *name, void *set) {
 }
 
 void gq_gptq_free(gq_gptq_set *s) {
-    for (int k = 0; s->t && k < s->n; k++) {
-        gq_qtensor *q = &s->t[k].q;
-        free(q->qweight), free(q->scales), free(q->zeros), free(q->absmax_q), free(q->absmax2);
-    }
+    for (int k = 0; s->t && k < s->n; k++) gq_qtensor_free(&s->t[k].q);
     free(s->t);
     s->t = NULL;
     s->n = 0;

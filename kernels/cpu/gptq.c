@@ -187,10 +187,8 @@ int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, cons
         if (f == GQ_QF_NF4 && s->double_quant) gq_nf4_double_quant(q, gq_qn_groups(s, rows, cols));
         /* the figures of merit: output error of GPTQ's and of round to nearest's weights */
         float *out = wq ? wq : malloc(n * sizeof *out);
-        gq_qtensor r = {malloc(gq_qpacked_bytes(s, rows, cols)), malloc(gq_qn_groups(s, rows, cols) * 4),
-                        malloc(gq_qn_groups(s, rows, cols)), malloc(gq_qn_groups(s, rows, cols)),
-                        malloc((gq_qn_groups(s, rows, cols) / GQ_DQ_BLOCK + 1) * 4), 0};
-        if (!out || !r.qweight || !r.scales || !r.zeros || !r.absmax_q || !r.absmax2) {
+        gq_qtensor r;
+        if (gq_qtensor_alloc(&r, s, rows, cols) || !out) {
             rc = -3;
         } else {
             gq_dequantize(s, q, rows, cols, out);
@@ -203,7 +201,7 @@ int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, cons
             o->err_gptq = gq_gptq_output_error(w, out, rows, cols, H) / ref;
             o->err_rtn = gq_gptq_output_error(w, rtn, rows, cols, H) / ref;
         }
-        free(r.qweight), free(r.scales), free(r.zeros), free(r.absmax_q), free(r.absmax2);
+        gq_qtensor_free(&r);
         if (out != wq) free(out);
     }
     free(U), free(tmp), free(W), free(Wb), free(Eb), free(P), free(codes), free(xg), free(rtn);
