@@ -121,6 +121,7 @@ typedef struct {
     int type;
     int search;     /* Q4_0 with searched scales (--format int4-mse) */
     float *learned; /* Q4_0 with learned scales (--format int4-g32-lsq): one per block, from /qat/scales */
+    const gq_qtensor *pre; /* -gptq: GPTQ's codes and scales (blocks of 32 in row order) */
     size_t src_off; /* into the parameter array */
     size_t off, bytes;
 } gtensor;
@@ -160,8 +161,8 @@ static int read_learned(const char *ckpt_path, const char *name, int rows, int c
 }
 
 /* Encode rows x cols floats as `type` into out (learned: Q4_0's block scales as QAT trained them). */
-static int encode(const float *x, int rows, int cols, int type, int search, const float *learned, uint8_t *out,
-                  const char *src, const char *name) {
+static int encode(const float *x, int rows, int cols, int type, int search, const float *learned,
+                  const gq_qtensor *pre, uint8_t *out, const char *src, const char *name) {
     const size_t n = (size_t)rows * cols;
     if (type == GQ_GGML_F32) {
         memcpy(out, x, n * 4);
@@ -181,6 +182,13 @@ static int encode(const float *x, int rows, int cols, int type, int search, cons
             if (!isfinite(g[i]))
                 return gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, b * 32 + i);
         float d;
+        const size_t bs = type == GQ_GGML_Q8_0 ? 34 : 18;
+        if (pre) { /* GPTQ's block: the same code layout and fp16 scale as Q8_0 / Q4_0 */
+            const uint16_t h = gq_f32_to_f16(pre->scales[b]);
+            memcpy(out + b * bs, &h, 2);
+            memcpy(out + b * bs + 2, pre->qweight + b * (bs - 2), bs - 2);
+            continue;
+        }
         if (learned) { /* QAT's trained scale (quant.h's gq_lsq_*): Q4_0's (q - 8) d is its fake-quant value */
             d = gq_lsq_stored(GQ_QF_INT4, learned[b]);
             if (!isfinite(d)) return gq_errf(GQ_ENAN, "%s: tensor %s: learned scale %zu is not finite", src, name, b);
@@ -191,7 +199,6 @@ static int encode(const float *x, int rows, int cols, int type, int search, cons
                                      : gq_qsym_group(g, 32, 4, codes);
         }
         uint16_t h = gq_f32_to_f16(d);
-        size_t bs = type == GQ_GGML_Q8_0 ? 34 : 18;
         memcpy(out + b * bs, &h, 2);
         gq_pack_group(codes, 32, type == GQ_GGML_Q8_0 ? 8 : 4, packed);
         memcpy(out + b * bs + 2, packed, bs - 2);
@@ -233,9 +240,16 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
             gq_gpt2_tensor_name(i, l, ours, sizeof ours);
             gq_qspec s;
             if (cols && gq_qplan_lookup(plan, ours, (int)rows, (int)cols, &s)) {
-                if (s.gptq)
-                    rc = gq_errf(GQ_EUNSUPPORTED, "%s: %s: GPTQ (-gptq) is written to the HDF5 export only, not --gguf",
-                                 ckpt_path, ours);
+                if (s.gptq && !(s.format == GQ_QF_Q8_0 || (s.format == GQ_QF_INT4 && s.group == 32)))
+                    rc = gq_errf(GQ_EUNSUPPORTED,
+                                 "%s: %s as %s group %d with GPTQ: GGUF export writes q8_0-gptq (Q8_0) or "
+                                 "int4-g32-gptq (Q4_0)",
+                                 ckpt_path, ours, gq_qformat_name(s.format), s.group);
+                else if (s.gptq && !(t->pre = o->pre ? o->pre(ours, o->pre_ctx) : NULL))
+                    rc = gq_errf(GQ_EINVAL, "%s: %s: -gptq quantizes with calibration data (--calib DATA)", ckpt_path,
+                                 ours);
+                else if (s.gptq)
+                    t->type = s.format == GQ_QF_Q8_0 ? GQ_GGML_Q8_0 : GQ_GGML_Q4_0;
                 else if (s.lsq && !(s.format == GQ_QF_INT4 && s.group == 32))
                     rc = gq_errf(GQ_EUNSUPPORTED,
                                  "%s: %s as %s group %d with learned scales: GGUF export writes them as Q4_0 "
@@ -330,7 +344,7 @@ int gq_gguf_export(const char *ckpt_path, const char *out_path, const gq_qplan *
     if (!rc && !tb) rc = gq_errf(GQ_ENOMEM, "out of memory");
     for (int i = 0; i < nt && !rc; i++) {
         const gtensor *t = &ts[i];
-        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, t->search, t->learned, tb, ckpt_path,
+        rc = encode(params + t->src_off, t->rows, t->cols ? t->cols : 1, t->type, t->search, t->learned, t->pre, tb, ckpt_path,
                     t->name);
         const size_t padded = (t->bytes + ALIGN - 1) / ALIGN * ALIGN;
         memset(tb + t->bytes, 0, padded - t->bytes);

@@ -44,8 +44,8 @@ static void usage(FILE *f) {
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
           "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
-          "              (--format q8_0) or Q4_0 (--format int4 --group 32, also -mse / -lsq), the rest F32\n"
-          "              (F16 with --f16);\n"
+          "              (--format q8_0) or Q4_0 (--format int4 --group 32, also -mse / -lsq / -gptq), the rest F32\n"
+          "              (F16 with --f16); GPTQ too (q8_0-gptq, int4-g32-gptq with --calib);\n"
           "              --vocab DIR holds encoder.json and vocab.bpe (default: the installed GPT-2 files)\n",
           f);
 }
@@ -111,14 +111,29 @@ int main(int argc, char **argv) {
     if (!rc) rc = gq_gpt2_config_check(&cfg);
     gq_qplan plan;
     if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
-    if (!rc && gguf && calib) rc = gq_errf(GQ_EINVAL, "--calib applies to the HDF5 export, not --gguf");
+    int searched = 0, gptq = 0;
+    for (int k = 0; !rc && k < plan.n; k++) searched |= plan.spec[k].search, gptq |= plan.spec[k].gptq;
+    if (!rc && gptq && !calib)
+        rc = gq_errf(GQ_EINVAL, "-gptq quantizes with calibration data: add --calib TOKENS.h5 (gpt2q-data prepare)");
+    if (!rc && calib && !searched && !gptq)
+        rc = gq_errf(GQ_EINVAL, "--calib calibrates -mse and -gptq: give a format with one (e.g. %s-gptq)", format);
+    if (!rc && gguf && calib && searched)
+        rc = gq_errf(GQ_EINVAL, "--calib with -mse applies to the HDF5 export, not --gguf (-gptq does both)");
+    for (int k = 0; !rc && gguf && k < plan.n; k++) /* (before GPTQ's work) */
+        if (plan.spec[k].gptq && plan.spec[k].format != GQ_QF_Q8_0 &&
+            !(plan.spec[k].format == GQ_QF_INT4 && plan.spec[k].group == 32))
+            rc = gq_errf(GQ_EUNSUPPORTED, "%s group %d with GPTQ: GGUF export writes q8_0-gptq (Q8_0) or "
+                         "int4-g32-gptq (Q4_0)", gq_qformat_name(plan.spec[k].format), plan.spec[k].group);
+    gq_gptq_set gq = {0};
     if (gguf) {
         char dir[4200];
         if (!rc) rc = gq_bpe_find_dir(vocab, dir, sizeof dir);
-        gq_gguf_opts go = {f16, dir, NULL};
+        if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, !json);
+        gq_gguf_opts go = {f16, dir, NULL, gptq ? gq_gptq_lookup : NULL, &gq};
         int nq = 0;
         size_t bytes = 0;
         if (!rc) rc = gq_gguf_export(in, out, &plan, &go, &nq, &bytes);
+        gq_gptq_free(&gq);
         if (rc) {
             fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
             return 1;
@@ -130,13 +145,6 @@ int main(int argc, char **argv) {
     gq_export_entry *e = NULL;
     int n = 0;
     gq_calib cal = {0};
-    gq_gptq_set gq = {0};
-    int searched = 0, gptq = 0;
-    for (int k = 0; k < plan.n; k++) searched |= plan.spec[k].search, gptq |= plan.spec[k].gptq;
-    if (!rc && gptq && !calib)
-        rc = gq_errf(GQ_EINVAL, "-gptq quantizes with calibration data: add --calib TOKENS.h5 (gpt2q-data prepare)");
-    if (!rc && calib && !searched && !gptq)
-        rc = gq_errf(GQ_EINVAL, "--calib calibrates -mse and -gptq: give a format with one (e.g. %s-gptq)", format);
     if (!rc && calib && searched) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
     if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, !json);
     if (!rc && gptq && !json)

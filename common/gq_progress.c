@@ -28,8 +28,11 @@ void gq_progress_update(gq_progress *p, const char *label, double done, double t
     double elapsed = now - p->t_start;
     double rate = elapsed > 0 ? done / elapsed : 0;
     double eta = rate > 0 && total > done ? (total - done) / rate : 0;
-    fprintf(p->out, "%s%s %.1f/%.1f M%s (%.1f%%) %.2f M%s/s ETA %.0fs%s", p->is_tty ? "\r" : "", label,
-            done / 1e6, total / 1e6, unit, total > 0 ? 100.0 * done / total : 0.0, rate / 1e6, unit, eta,
+    /* millions, or thousands / units for small totals (32768 calibration tokens: 32.8 ktok) */
+    const double div = !(total > 0) || total >= 1e6 ? 1e6 : total >= 1e3 ? 1e3 : 1.0;
+    const char *pre = div == 1e6 ? "M" : div == 1e3 ? "k" : "";
+    fprintf(p->out, "%s%s %.1f/%.1f %s%s (%.1f%%) %.2f %s%s/s ETA %.0fs%s", p->is_tty ? "\r" : "", label, done / div,
+            total / div, pre, unit, total > 0 ? 100.0 * done / total : 0.0, rate / div, pre, unit, eta,
             p->is_tty ? "\033[K" : "\n");
     p->line_open = p->is_tty;
     fflush(p->out);

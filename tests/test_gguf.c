@@ -14,6 +14,8 @@
 #include "gq_error.h"
 #include "gq_test.h"
 #include "gq_test_model.h"
+#include "gptq_run.h"
+#include "tokfile.h"
 #include "h5io.h"
 #include "qexport.h"
 #include "train.h"
@@ -208,7 +210,7 @@ int main(int argc, char **argv) {
         int n = 0, nq = 0;
         CHECK_OK(gq_export(ckpt, h5, &plan, shape_cb, &cfg, &e, &n));
         free(e);
-        gq_gguf_opts go = {0, argv[1], "test"};
+        gq_gguf_opts go = {0, argv[1], "test", NULL, NULL};
         CHECK_OK(gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL));
         CHECKF(nq == 1 + 4 * cfg.n_layer, "%d quantized tensors", nq);
         check_gguf(gg, h5, &cfg, types[k]);
@@ -236,7 +238,7 @@ int main(int argc, char **argv) {
         int n = 0, nq = 0;
         CHECK_OK(gq_export(lck, h5, &plan, shape_cb, &cfg, &e, &n));
         free(e);
-        gq_gguf_opts go = {0, argv[1], "test"};
+        gq_gguf_opts go = {0, argv[1], "test", NULL, NULL};
         CHECK_OK(gq_gguf_export(lck, gg, &plan, &go, &nq, NULL));
         check_gguf(gg, h5, &cfg, GQ_GGML_Q4_0);
         /* a checkpoint without learned scales, or a format Q4_0 cannot hold, is refused */
@@ -249,11 +251,55 @@ int main(int argc, char **argv) {
         CHECKF(rc == GQ_EUNSUPPORTED && strstr(gq_errmsg(rc), "int4-g32-lsq") && access(gg, F_OK) != 0,
                "nf4-lsq to GGUF: %s", gq_errmsg(rc));
     }
+    /* GPTQ: Q4_0 / Q8_0 blocks with GPTQ's codes and scales, our HDF5 export's byte for byte */
+    {
+        char tok[256];
+        snprintf(tok, sizeof tok, "%s/tok.h5", dir);
+        static uint16_t ids[3000];
+        for (int i = 0; i < 3000; i++) ids[i] = (uint16_t)((i * 7919) % 50257);
+        gq_tokfile_meta meta = {50257, 50256, 0.1, 0, "gpt2", 0, NULL};
+        CHECK_OK(gq_tokfile_write(tok, ids, 2700, ids + 2700, 300, &meta));
+        const char *gf[2] = {"int4-g32-gptq", "q8_0-gptq"};
+        const int gt[2] = {GQ_GGML_Q4_0, GQ_GGML_Q8_0};
+        for (int k = 0; k < 2; k++) {
+            gq_qplan plan;
+            CHECK_OK(gq_qplan_build(&plan, gf[k], "all", 0, cfg.n_layer));
+            gq_gptq_set set;
+            CHECK_OK(gq_gptq_run(&set, ckpt, &plan, tok, 1024, 0.01, 0));
+            snprintf(h5, sizeof h5, "%s/%s.h5", dir, gf[k]);
+            snprintf(gg, sizeof gg, "%s/%s.gguf", dir, gf[k]);
+            const gq_export_hooks hk = {NULL, NULL, gq_gptq_lookup, &set, set.desc};
+            gq_export_entry *e = NULL;
+            int n = 0, nq = 0;
+            CHECK_OK(gq_export_with(ckpt, h5, &plan, shape_cb, &cfg, &hk, &e, &n));
+            free(e);
+            gq_gguf_opts go = {0, argv[1], "test", gq_gptq_lookup, &set};
+            CHECK_OK(gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL));
+            CHECKF(nq == 1 + 4 * cfg.n_layer, "%s: %d quantized tensors", gf[k], nq);
+            check_gguf(gg, h5, &cfg, gt[k]);
+            /* without GPTQ's tensors: refused, no file */
+            snprintf(gg, sizeof gg, "%s/bad-gptq.gguf", dir);
+            go.pre = NULL;
+            int rc = gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL);
+            CHECKF(rc == GQ_EINVAL && strstr(gq_errmsg(rc), "--calib") && access(gg, F_OK) != 0,
+                   "%s to GGUF without GPTQ's tensors: %s", gf[k], gq_errmsg(rc));
+            gq_gptq_free(&set);
+        }
+        gq_qplan plan;
+        CHECK_OK(gq_qplan_build(&plan, "nf4-gptq", "all", 0, cfg.n_layer));
+        gq_gguf_opts go = {0, argv[1], NULL, NULL, NULL};
+        int nq = 0;
+        snprintf(gg, sizeof gg, "%s/bad-gptq.gguf", dir);
+        int rc = gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL);
+        CHECKF(rc == GQ_EUNSUPPORTED && strstr(gq_errmsg(rc), "int4-g32-gptq") && access(gg, F_OK) != 0,
+               "nf4-gptq to GGUF: %s", gq_errmsg(rc));
+        unlink(tok);
+    }
     /* bad input: int4 with groups of 64 has no GGUF type */
     gq_qplan plan;
     CHECK_OK(gq_qplan_build(&plan, "int4", "all", 64, cfg.n_layer));
     snprintf(gg, sizeof gg, "%s/bad.gguf", dir);
-    gq_gguf_opts go = {0, argv[1], NULL};
+    gq_gguf_opts go = {0, argv[1], NULL, NULL, NULL};
     int nq = 0;
     int rc = gq_gguf_export(ckpt, gg, &plan, &go, &nq, NULL);
     CHECKF(rc == GQ_EUNSUPPORTED && strstr(gq_errmsg(rc), "Q4_0") && access(gg, F_OK) != 0, "int4-g64 to GGUF: %s",
