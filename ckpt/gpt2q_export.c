@@ -41,6 +41,8 @@ static void usage(FILE *f) {
           "              by the mean square of the input channel it multiplies) and -gptq: the float model\n"
           "              runs on --calib-tokens N (default 32768) tokens of DATA's training split\n"
           "  --gptq-damp D  GPTQ's damping, a fraction of the mean diagonal (default 0.01)\n"
+          "  --gptq-act-order  GPTQ takes the columns most strongly driven first, with every group's\n"
+          "              scale fixed from the original weights beforehand (static groups; same layout)\n"
           "  PATTERNS: presets all | all-but-lm_head (default) | lm_head | last4-attn | qkv, or globs over\n"
           "            tensor names with layer ranges, e.g. 'h.8-11.attn.*,lm_head'\n"
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
@@ -55,6 +57,7 @@ int main(int argc, char **argv) {
     int group = 0, json = 0, gguf = 0, f16 = 0;
     long calib_tokens = 32768;
     double gptq_damp = 0.01;
+    int gptq_act = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -63,6 +66,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--gguf")) gguf = 1;
         else if (!strcmp(a, "--f16")) f16 = 1;
+        else if (!strcmp(a, "--gptq-act-order")) gptq_act = 1;
         else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) out = argv[++i];
         else if (!strcmp(a, "--format") && i + 1 < argc) format = argv[++i];
@@ -128,7 +132,7 @@ int main(int argc, char **argv) {
     if (gguf) {
         char dir[4200];
         if (!rc) rc = gq_bpe_find_dir(vocab, dir, sizeof dir);
-        if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, !json);
+        if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, gptq_act, !json);
         gq_gguf_opts go = {f16, dir, NULL, gptq ? gq_gptq_lookup : NULL, &gq};
         int nq = 0;
         size_t bytes = 0;
@@ -146,7 +150,7 @@ int main(int argc, char **argv) {
     int n = 0;
     gq_calib cal = {0};
     if (!rc && calib && searched) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
-    if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, !json);
+    if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, gptq_act, !json);
     if (!rc && gptq && !json)
         fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s\n", gq.n, gq.tokens, gq.seconds);
     if (!rc) {

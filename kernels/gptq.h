@@ -14,8 +14,7 @@
  * the scales afterwards, as in gq_quantize. Everything runs in double except the quantizer,
  * which sees each value rounded to fp32 as a weight is stored.
  *
- * Differences from the reference implementation: the columns keep their order (no act-order),
- * a column whose input never fires (H_jj = 0) keeps its weights (the reference zeroes them; here
+ * Differences from the reference implementation: a column whose input never fires (H_jj = 0) keeps its weights (the reference zeroes them; here
  * it is rounded alone), and a group's scale sees the updates of the columns before it in the
  * same block of 128 (the reference's sees only the previous blocks'). Host code; the trailing
  * updates go through cblas_dgemm. */
@@ -26,6 +25,9 @@
 
 typedef struct {
     double damp;     /* lambda = damp * mean(diag H) added to the diagonal (reference: 0.01) */
+    int act_order;   /* 1: the columns in descending H_jj ("act-order", the reference's desc_act),
+                        with static groups: every group's parameters from the original weights
+                        before the first column (the layout keeps groups in place); 0: in order */
     double damp_used; /* out: the damping that made H positive definite (damp, x10 per retry) */
     double err_rtn;  /* out: tr(D H D^T) / tr(W H W^T) for D = W - RTN(W), H as given */
     double err_gptq; /* out: the same for GPTQ's weights */

@@ -265,7 +265,7 @@ int main(int argc, char **argv) {
             gq_qplan plan;
             CHECK_OK(gq_qplan_build(&plan, gf[k], "all", 0, cfg.n_layer));
             gq_gptq_set set;
-            CHECK_OK(gq_gptq_run(&set, ckpt, &plan, tok, 1024, 0.01, 0));
+            CHECK_OK(gq_gptq_run(&set, ckpt, &plan, tok, 1024, 0.01, 0, 0));
             snprintf(h5, sizeof h5, "%s/%s.h5", dir, gf[k]);
             snprintf(gg, sizeof gg, "%s/%s.gguf", dir, gf[k]);
             const gq_export_hooks hk = {NULL, NULL, gq_gptq_lookup, &set, set.desc};

@@ -1,8 +1,10 @@
 /* GPTQ (kernels/gptq.h) against tests/fixtures/make_gptq_fixture.py (GPTQ in PyTorch float64,
  * column by column, with the formats' rules written again in torch): the same dequantized
- * weights bit for bit for int4 / int3 / int8 / int4a / nf4; round to nearest (gq_quantize) equal
+ * weights value for value for int4 / int3 / int8 / int4a / nf4, and with act-order (static
+ * groups) for int4 / int3 / int8 / nf4; round to nearest (gq_quantize) equal
  * to the fixture's; GPTQ's output error below round to nearest's; with a diagonal H (no
- * correlation to exploit) GPTQ is round to nearest, code for code, in every format; errors for
+ * correlation to exploit) GPTQ is round to nearest, code for code, in every format, in order and
+ * with act-order (static groups); errors for
  * non-finite weights / H and the format grammar. Usage: test_gptq FIXTURE_DIR. */
 #include "gptq.h"
 #include "gq_error.h"
@@ -49,6 +51,7 @@ static void test_fixture(const char *dir) {
              {"int8", {GQ_QF_INT8, 0, 0, 0, 0, 1}},
              {"int4a-g16", {GQ_QF_INT4A, 16, 0, 0, 0, 1}},
              {"nf4-g64", {GQ_QF_NF4, 64, 0, 0, 0, 1}}};
+    int acts = 0;
     for (size_t k = 0; k < sizeof f / sizeof *f; k++) {
         char nm[64];
         snprintf(nm, sizeof nm, "%s.q", f[k].name);
@@ -64,7 +67,7 @@ static void test_fixture(const char *dir) {
         for (int i = 0; i < R * C; i++) bad += deq[i] != rtn_ref[i]; /* (torch's int8 zero is -0 at times) */
         CHECKF(bad == 0, "%s: round to nearest differs from the fixture's in %d of %d values", f[k].name, bad, R * C);
         /* GPTQ */
-        gq_gptq_opts o = {0.01, 0, 0, 0};
+        gq_gptq_opts o = {0.01, 0, 0, 0, 0};
         size_t badi = 0;
         memset(out, 0, sizeof out);
         CHECK(gq_gptq_quantize(&f[k].s, w, R, C, H, &o, &q, out, &badi) == 0);
@@ -83,8 +86,25 @@ static void test_fixture(const char *dir) {
                o.err_gptq / o.err_rtn, e_ref / e_rtn);
         printf("%-10s output error relative to tr(W H W^T): round to nearest %.3e, GPTQ %.3e (%.3fx)\n", f[k].name,
                o.err_rtn, o.err_gptq, o.err_gptq / o.err_rtn);
+        /* act-order with static groups */
+        snprintf(nm, sizeof nm, "%s.q_act", f[k].name);
+        if (gq_st_find(st, nm) && !gq_test_st_f32(st, nm, ref, R * C)) {
+            gq_gptq_opts oa = {0.01, 1, 0, 0, 0};
+            CHECK(gq_gptq_quantize(&f[k].s, w, R, C, H, &oa, &q, out, &badi) == 0);
+            gq_dequantize(&f[k].s, &q, R, C, deq);
+            differ = packed = 0;
+            for (int i = 0; i < R * C; i++) differ += out[i] != ref[i], packed += memcmp(&deq[i], &out[i], 4) != 0;
+            CHECKF(differ == 0, "%s act-order: differs from the PyTorch reference in %d of %d values", f[k].name, differ,
+                   R * C);
+            CHECKF(packed == 0, "%s act-order: the packed values differ from the returned weights in %d", f[k].name, packed);
+            CHECKF(oa.err_gptq < 0.5 * oa.err_rtn, "%s act-order: output error %g vs round to nearest %g", f[k].name,
+                   oa.err_gptq, oa.err_rtn);
+            printf("%-10s act-order: GPTQ %.3e (%.3fx)\n", f[k].name, oa.err_gptq, oa.err_gptq / oa.err_rtn);
+            acts++;
+        }
         gq_qtensor_free(&q);
     }
+    CHECKF(acts == 4, "%d act-order cases in the fixture (4 expected)", acts);
     gq_st_close(st);
 }
 
@@ -111,7 +131,7 @@ static void test_diagonal(void) {
         for (int i = 0; i < cc; i++)
             for (int j = 0; j < cc; j++) Hc[i * cc + j] = H[i * c + j];
         CHECK(gq_quantize(s, w, r, cc, &q1, NULL) == 0);
-        gq_gptq_opts o = {0.01, 0, 0, 0};
+        gq_gptq_opts o = {0.01, 0, 0, 0, 0};
         CHECK(gq_gptq_quantize(s, w, r, cc, Hc, &o, &q2, NULL, NULL) == 0);
         gq_dequantize(s, &q1, r, cc, a);
         gq_dequantize(s, &q2, r, cc, b);
@@ -123,6 +143,12 @@ static void test_diagonal(void) {
                gq_qformat_name(s->format), s->group);
         CHECKF(fabs(o.err_gptq - o.err_rtn) <= 1e-12 * o.err_rtn, "%s: errors %g vs %g", gq_qformat_name(s->format),
                o.err_gptq, o.err_rtn);
+        gq_gptq_opts oa = {0.01, 1, 0, 0, 0}; /* act-order permutes, static groups are round to nearest's */
+        CHECK(gq_gptq_quantize(s, w, r, cc, Hc, &oa, &q2, NULL, NULL) == 0);
+        CHECKF(!memcmp(q1.qweight, q2.qweight, gq_qpacked_bytes(s, r, cc)) &&
+                   !memcmp(q1.scales, q2.scales, gq_qn_groups(s, r, cc) * 4),
+               "%s group %d, diagonal H, act-order: codes or scales differ from round to nearest's",
+               gq_qformat_name(s->format), s->group);
         gq_qtensor_free(&q1), gq_qtensor_free(&q2);
     }
 }
@@ -149,7 +175,7 @@ static void test_correlated(void) {
                               {GQ_QF_FP4, 64, 0, 0, 0, 1},  {GQ_QF_INT4, 320, 0, 0, 0, 1}, {GQ_QF_INT4, 32, 0, 0, 0, 1}};
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
         gq_qtensor q = qalloc(&specs[k], r, c);
-        gq_gptq_opts o = {0.01, 0, 0, 0};
+        gq_gptq_opts o = {0.01, 0, 0, 0, 0};
         static float out[r * c], deq[r * c];
         CHECK(gq_gptq_quantize(&specs[k], w, r, c, H, &o, &q, out, NULL) == 0);
         gq_dequantize(&specs[k], &q, r, c, deq);
@@ -171,7 +197,7 @@ static void test_errors(void) {
     for (int i = 0; i < c; i++) H[i * c + i] = 1.0;
     gq_qspec s = {GQ_QF_INT4, 32, 0, 0, 0, 1};
     gq_qtensor q = qalloc(&s, r, c);
-    gq_gptq_opts o = {0.01, 0, 0, 0};
+    gq_gptq_opts o = {0.01, 0, 0, 0, 0};
     size_t bad = 0;
     w[37] = NAN;
     CHECK(gq_gptq_quantize(&s, w, r, c, H, &o, &q, NULL, &bad) == -1 && bad == 37);

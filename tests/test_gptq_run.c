@@ -66,7 +66,7 @@ static void step(gq_gpt2 *m, const gq_gptq_set *set, const char *name, int i, in
     gq_gpt2_tensor_refs(&m->cfg, refs);
     for (int k = 0; k < gq_gpt2_n_tensor_refs(&m->cfg); k++)
         if (refs[k].i == i && refs[k].l == l) w = m->params_mem + refs[k].offset;
-    gq_gptq_opts o = {0.01, 0, 0, 0};
+    gq_gptq_opts o = {0.01, 0, 0, 0, 0};
     CHECK(gq_gptq_quantize(&t->spec, w, t->rows, t->cols, H, &o, &q, wq, NULL) == 0);
     const int same = !memcmp(q.qweight, d->qweight, bytes) && !memcmp(q.scales, d->scales, groups * 4);
     CHECKF(same == expect_equal, "%s: recomputed GPTQ %s the driver's", name, same ? "equals" : "differs from");
@@ -101,7 +101,7 @@ int main(void) {
     CHECK_OK(gq_qplan_build(&plan, "h.0.mlp.c_fc=int4-g32-gptq,h.1.attn.c_attn=int3-g32-gptq,lm_head=int8-gptq,h.1.mlp.c_proj=int4",
                             NULL, 0, cfg.n_layer));
     gq_gptq_set set;
-    CHECK_OK(gq_gptq_run(&set, ckpt, &plan, tok, TOKENS, 0.01, 0));
+    CHECK_OK(gq_gptq_run(&set, ckpt, &plan, tok, TOKENS, 0.01, 0, 0));
     CHECKF(set.n == 3 && set.tokens == TOKENS, "driver: %d tensors, %ld tokens", set.n, set.tokens);
     for (int k = 0; k < set.n; k++)
         CHECKF(set.t[k].opt.err_gptq < set.t[k].opt.err_rtn, "%s: GPTQ error %g, round to nearest %g", set.t[k].name,

@@ -42,6 +42,10 @@ check 'h5dump -a /calibration "$T/gptq.h5" | grep -q "train split, 4096 tokens, 
 check 'grep -q "GPTQ wte.weight .*output error .*round to nearest" "$T/gptq2.err" && grep -q "GPTQ: 9 tensors on 4096 calibration tokens" "$T/gptq2.err"' \
   "-gptq reports each tensor's output error against round to nearest's"
 check 'cmp -s <(h5dump "$T/gptq.h5" | grep -v "/gptq") <(h5dump "$T/gptq2.h5" | grep -v "/gptq")' "GPTQ is deterministic"
+"$B/gpt2q-export" "$C" --format int3-gptq --layers all --calib "$T/tok.h5" --calib-tokens 4096 --gptq-act-order \
+  -o "$T/gptq-act.h5" >/dev/null 2>&1
+check 'h5dump -a /calibration "$T/gptq-act.h5" | grep -q "GPTQ damp 0.01, act-order" && ! cmp -s <(h5dump -d /tensors/h.1.attn.c_attn.weight/qweight "$T/gptq.h5" | tail -n +3) <(h5dump -d /tensors/h.1.attn.c_attn.weight/qweight "$T/gptq-act.h5" | tail -n +3)' \
+  "--gptq-act-order: recorded, other codes"
 "$B/gpt2q-export" "$C" --format int3 --layers all -o "$T/rtn3.h5" >/dev/null
 for f in gptq rtn3; do
   "$B/gpt2q-infer" eval "$T/$f.h5" --data "$T/tok.h5" --split train --max-tokens 4096 --json >"$T/$f.eval" 2>/dev/null

@@ -56,7 +56,7 @@ static int accumulate(gq_gpt2 *m, const char *data, long tokens, int n_layers, c
 }
 
 int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const char *data, long tokens, double damp,
-                int progress) {
+                int act_order, int progress) {
     memset(out, 0, sizeof *out);
     if (tokens < 1) return gq_errf(GQ_EINVAL, "GPTQ needs at least one calibration token (--calib-tokens)");
     if (!(damp >= 0.0)) return gq_errf(GQ_EINVAL, "GPTQ damping must be >= 0 (--gptq-damp)");
@@ -86,7 +86,7 @@ int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const 
         gq_gptq_tensor *t = &out->t[out->n];
         snprintf(t->name, sizeof t->name, "%s", refs[k].name);
         t->spec = s, t->rows = (int)refs[k].rows, t->cols = (int)refs[k].cols;
-        t->opt.damp = damp;
+        t->opt.damp = damp, t->opt.act_order = act_order;
         if (gq_qtensor_alloc(&t->q, &s, t->rows, t->cols)) rc = gq_errf(GQ_ENOMEM, "out of memory");
         ref_of[out->n++] = k;
     }
@@ -146,7 +146,8 @@ int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const 
     if (m) gq_gpt2_free(m);
     free(refs), free(ref_of);
     out->seconds = gq_now() - t0;
-    snprintf(out->desc, sizeof out->desc, "%s train split, %ld tokens, GPTQ damp %g", data, out->tokens, damp);
+    snprintf(out->desc, sizeof out->desc, "%s train split, %ld tokens, GPTQ damp %g%s", data, out->tokens, damp,
+             act_order ? ", act-order" : "");
     if (rc) gq_gptq_free(out);
     return rc;
 }

@@ -31,10 +31,10 @@ typedef struct {
 } gq_gptq_set;
 
 /* Quantize every weight that `plan` gives a -gptq spec; damp: GPTQ's lambda as a fraction of
- * the mean diagonal of H (0.01 is the reference's). Progress and one line per tensor on stderr
+ * the mean diagonal of H (0.01 is the reference's); act_order: gq_gptq_opts'. Progress and one line per tensor on stderr
  * when `progress`. */
 int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const char *data, long tokens, double damp,
-                int progress);
+                int act_order, int progress);
 /* gq_export's precomputed-tensor hook: the result for a tensor name, or NULL */
 const gq_qtensor *gq_gptq_lookup(const char *name, void *set);
 void gq_gptq_free(gq_gptq_set *s);

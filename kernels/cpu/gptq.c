@@ -117,6 +117,14 @@ static gq_qparams group_params(gq_qformat f, const float *x, int n) {
     return gq_qgroup_params(f, st);
 }
 
+/* the order of the columns by act-order: descending H_jj (a dead input's 1), ties by index */
+static const double *order_key;
+static int by_key(const void *a, const void *b) {
+    const int i = *(const int *)a, j = *(const int *)b;
+    const double ki = order_key[i], kj = order_key[j];
+    return ki > kj ? -1 : ki < kj ? 1 : (i > j) - (i < j);
+}
+
 int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, const double *H, gq_gptq_opts *o,
                      gq_qtensor *q, float *wq, size_t *bad) {
     const size_t n = (size_t)rows * cols;
@@ -125,41 +133,60 @@ int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, cons
         if (!isfinite(H[i])) return -2;
     const gq_qformat f = s->format;
     const int g = gq_qgroup(s, cols), bits = gq_qbits(f), ng = cols / g, gbytes = g * bits / 8;
+    const int act = o->act_order != 0;
     /* blocks of 128 columns made of whole groups (a group as long as the row: its scale comes
-     * from the untouched row when column 0 comes up, so any block does) */
-    int block = g >= cols ? 128 : g * ((128 + g - 1) / g);
+     * from the untouched row when column 0 comes up, so any block does; with act-order every
+     * scale is fixed before the first column) */
+    int block = act || g >= cols ? 128 : g * ((128 + g - 1) / g);
     if (block > cols) block = cols;
     double *U = malloc((size_t)cols * cols * sizeof *U), *tmp = malloc((size_t)cols * cols * sizeof *tmp);
     double *W = malloc(n * sizeof *W), *Wb = malloc((size_t)block * rows * sizeof *Wb);
-    double *Eb = malloc((size_t)block * rows * sizeof *Eb);
-    gq_qparams *P = malloc((size_t)rows * sizeof *P);
-    uint8_t *codes = malloc((size_t)rows * g);
+    double *Eb = malloc((size_t)block * rows * sizeof *Eb), *Hp = act ? malloc((size_t)cols * cols * sizeof *Hp) : NULL;
+    gq_qparams *P = malloc((size_t)rows * ng * sizeof *P); /* every group's parameters */
+    uint8_t *codes = malloc(n);                              /* at their own (unpermuted) places */
+    int *perm = malloc((size_t)cols * sizeof *perm);
     float *xg = malloc((size_t)g * sizeof *xg), *rtn = malloc(n * sizeof *rtn);
     int rc = 0;
-    if (!U || !tmp || !W || !Wb || !Eb || !P || !codes || !xg || !rtn) rc = -3;
-    const double lambda = rc ? -1.0 : inverse_cholesky_upper(H, cols, o->damp, U, tmp);
+    if (!U || !tmp || !W || !Wb || !Eb || (act && !Hp) || !P || !codes || !perm || !xg || !rtn) rc = -3;
+    for (int j = 0; !rc && j < cols; j++) perm[j] = j;
+    if (!rc && act) { /* static groups: every scale from the original weights; then the columns
+                       * permuted, the most strongly driven first */
+        for (int r = 0; r < rows; r++)
+            for (int gi = 0; gi < ng; gi++) {
+                for (int u = 0; u < g; u++) xg[u] = w[(size_t)r * cols + (size_t)gi * g + u];
+                P[(size_t)r * ng + gi] = group_params(f, xg, g);
+            }
+        double *key = tmp;
+        for (int j = 0; j < cols; j++) key[j] = H[(size_t)j * cols + j] == 0.0 ? 1.0 : H[(size_t)j * cols + j];
+        order_key = key;
+        qsort(perm, (size_t)cols, sizeof *perm, by_key);
+        for (int a = 0; a < cols; a++)
+            for (int b = 0; b < cols; b++) Hp[(size_t)a * cols + b] = H[(size_t)perm[a] * cols + perm[b]];
+    }
+    const double lambda = rc ? -1.0 : inverse_cholesky_upper(act ? Hp : H, cols, o->damp, U, tmp);
     if (!rc && lambda < 0.0) rc = -2;
     if (!rc) {
         o->damp_used = lambda;
-        for (size_t i = 0; i < n; i++) W[i] = w[i];
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++) W[(size_t)r * cols + j] = w[(size_t)r * cols + perm[j]];
     }
     for (int i1 = 0; !rc && i1 < cols; i1 += block) {
         const int cnt = cols - i1 < block ? cols - i1 : block, i2 = i1 + cnt;
         for (int k = 0; k < cnt; k++)
             for (int r = 0; r < rows; r++) Wb[(size_t)k * rows + r] = W[(size_t)r * cols + i1 + k];
         for (int k = 0; k < cnt; k++) {
-            const int j = i1 + k, t = j % g;
+            const int j = i1 + k, col = perm[j], gi = col / g;
             double *wk = Wb + (size_t)k * rows, *ek = Eb + (size_t)k * rows;
-            if (t == 0) /* a group starts: its parameters from its values as they stand now */
+            if (!act && j % g == 0) /* a group starts: its parameters from its values as they stand now */
                 for (int r = 0; r < rows; r++) {
                     for (int u = 0; u < g; u++)
                         xg[u] = (float)(j + u < i2 ? Wb[(size_t)(k + u) * rows + r] : W[(size_t)r * cols + j + u]);
-                    P[r] = group_params(f, xg, g);
+                    P[(size_t)r * ng + gi] = group_params(f, xg, g);
                 }
             const double ujj = U[(size_t)j * cols + j];
             for (int r = 0; r < rows; r++) {
                 float v;
-                codes[(size_t)r * g + t] = (uint8_t)quantize_value(f, (float)wk[r], P[r], &v);
+                codes[(size_t)r * cols + col] = (uint8_t)quantize_value(f, (float)wk[r], P[(size_t)r * ng + gi], &v);
                 ek[r] = (wk[r] - (double)v) / ujj;
             }
             /* the error onto this block's later columns */
@@ -170,18 +197,16 @@ int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, cons
                 double *wkk = Wb + (size_t)kk * rows;
                 for (int r = 0; r < rows; r++) wkk[r] -= ek[r] * u;
             }
-            if (t == g - 1) /* a group ends: pack it */
-                for (int r = 0; r < rows; r++) {
-                    const size_t gi = (size_t)r * ng + (size_t)(j / g);
-                    gq_pack_group(codes + (size_t)r * g, g, bits, q->qweight + gi * gbytes);
-                    q->scales[gi] = P[r].sc;
-                    if (f == GQ_QF_INT4A) q->zeros[gi] = (uint8_t)P[r].zero;
-                }
         }
         /* ... and onto the columns after the block, all at once */
         if (i2 < cols)
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols - i2, cnt, -1.0, Eb, rows,
                         U + (size_t)i1 * cols + i2, cols, 1.0, W + i2, cols);
+    }
+    for (size_t gi = 0; !rc && gi < (size_t)rows * ng; gi++) { /* pack */
+        gq_pack_group(codes + gi * g, g, bits, q->qweight + gi * gbytes);
+        q->scales[gi] = P[gi].sc;
+        if (f == GQ_QF_INT4A) q->zeros[gi] = (uint8_t)P[gi].zero;
     }
     if (!rc) {
         if (f == GQ_QF_NF4 && s->double_quant) gq_nf4_double_quant(q, gq_qn_groups(s, rows, cols));
@@ -204,6 +229,6 @@ int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, cons
         gq_qtensor_free(&r);
         if (out != wq) free(out);
     }
-    free(U), free(tmp), free(W), free(Wb), free(Eb), free(P), free(codes), free(xg), free(rtn);
+    free(U), free(tmp), free(W), free(Wb), free(Eb), free(Hp), free(P), free(codes), free(perm), free(xg), free(rtn);
     return rc;
 }
