@@ -152,7 +152,8 @@ int main(int argc, char **argv) {
     if (!rc && calib && searched) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
     if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, gptq_act, !json);
     if (!rc && gptq && !json)
-        fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s\n", gq.n, gq.tokens, gq.seconds);
+        fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s (calibration passes %.1f s)\n", gq.n,
+                gq.tokens, gq.seconds, gq.seconds_calib);
     if (!rc) {
         const gq_export_hooks hk = {searched && calib ? gq_calib_lookup : NULL, &cal, gptq ? gq_gptq_lookup : NULL, &gq,
                                     gptq ? gq.desc : calib ? cal.desc : NULL};

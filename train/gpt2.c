@@ -283,7 +283,7 @@ static int mean_loss(gq_gpt2 *m, float *loss) {
 /* The forward; with fuse_scale > 0 (a backward with that loss scale follows) the loss and its
  * gradient in one op where the backend has it (m->ce_fused: the logits then hold the gradient). */
 static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
-                   float fuse_scale, int n_layers) {
+                   float fuse_scale, int n_layers, int head) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
     if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
@@ -337,6 +337,10 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
     }
     const float *last = m->a.residual3 + (size_t)(L - 1) * BTmax * C;
     GQ_TRY(be->layernorm_forward(m->a.lnf, m->a.lnf_mean, m->a.lnf_rstd, last, w->lnfw, w->lnfb, (int)BT, C));
+    if (!head) { /* the head's input only (gq_gpt2_forward_layers) */
+        m->last_B = B, m->last_T = T, m->n_targets = 0, m->ce_fused = 0;
+        return GQ_OK;
+    }
     if (act8_on(m, T_WTE, 0)) GQ_TRY(be->act_fakequant(m->a.lnf, BT * C, m->act16)); /* the LM head (tied wte) */
     GQ_TRY(be->matmul_forward(m->a.logits, m->a.lnf, w->wte, NULL, (int)BT, C, Vp, m->act16));
     m->last_B = B;
@@ -363,13 +367,13 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
 }
 
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
-    return forward(m, inputs, targets, B, T, loss, 0.0f, m->cfg.n_layer);
+    return forward(m, inputs, targets, B, T, loss, 0.0f, m->cfg.n_layer, 1);
 }
 
 int gq_gpt2_forward_layers(gq_gpt2 *m, const int32_t *inputs, int B, int T, int n_layers) {
     if (n_layers < 0 || n_layers > m->cfg.n_layer)
         return gq_errf(GQ_EINVAL, "a forward through %d of %d layers", n_layers, m->cfg.n_layer);
-    return forward(m, inputs, NULL, B, T, NULL, 0.0f, n_layers);
+    return forward(m, inputs, NULL, B, T, NULL, 0.0f, n_layers, 0);
 }
 
 const float *gq_gpt2_weight_input(const gq_gpt2 *m, int i, int l) {
@@ -387,7 +391,7 @@ const float *gq_gpt2_weight_input(const gq_gpt2 *m, int i, int l) {
 int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                              float loss_scale, float *loss) {
     if (!targets) return gq_errf(GQ_EINVAL, "a training step without targets");
-    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale, m->cfg.n_layer));
+    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale, m->cfg.n_layer, 1));
     GQ_TRY(gq_gpt2_backward(m, loss_scale));
     /* the loss read back once the backward is queued: no wait between the two passes */
     return loss ? mean_loss(m, loss) : GQ_OK;

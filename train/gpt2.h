@@ -133,8 +133,8 @@ int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out);
  * (the tokens of that forward) to acc, laid out by gq_gpt2_calib_offset; gq_gpt2_calib_size
  * doubles in all. */
 /* GPTQ's calibration (train/gptq_run.h): a forward through the embedding and the first
- * n_layers blocks only (no head, no loss; n_layers = n_layer runs the final layernorm and the
- * head too), and then the input of weight tensor i (gpt2_layout.c's index: qkv, attention
+ * n_layers blocks only (no head, no loss; n_layers = n_layer runs the final layernorm too, the
+ * head's input, but not the head), and then the input of weight tensor i (gpt2_layout.c's index: qkv, attention
  * projection, fc, MLP projection, the tied embedding as the LM head) at layer l (0 for the
  * head): (B T, cols) fp32 values, or NULL for other tensors / backends / bf16. */
 int gq_gpt2_forward_layers(gq_gpt2 *m, const int32_t *inputs, int B, int T, int n_layers);

@@ -111,10 +111,12 @@ int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const 
         snprintf(label, sizeof label, l < cfg.n_layer ? "GPTQ h.%d" : "GPTQ lm_head", l);
         long done = 0;
         if (progress) gq_progress_init(&p, stderr);
+        const double tc = gq_now();
         if (!rc)
             rc = accumulate(m, data, tokens, l < cfg.n_layer ? l + 1 : cfg.n_layer, out, stage_t, stage_i, ns, l, H,
                             &done, progress ? &p : NULL, label);
         if (progress) gq_progress_finish(&p);
+        out->seconds_calib += gq_now() - tc;
         out->tokens = done;
         for (int k = 0; k < ns && !rc; k++) {
             gq_gptq_tensor *t = &out->t[stage_t[k]];

@@ -27,6 +27,7 @@ typedef struct {
     gq_gptq_tensor *t;
     long tokens;     /* calibration tokens per pass */
     double seconds;  /* wall time */
+    double seconds_calib; /* of which the calibration passes (forwards and H) */
     char desc[1200]; /* "<data> train split, N tokens, GPTQ damp D" (the export records it) */
 } gq_gptq_set;
 
