@@ -14,6 +14,8 @@ typedef struct {
 } gq_gpt2_config;
 
 enum { GQ_GPT2_N_TENSORS = 16 };
+/* indices (the table's order, gpt2_layout.c) of the tensors that are products' weights */
+enum { GQ_GPT2_WTE = 0, GQ_GPT2_QKVW = 4, GQ_GPT2_ATTPROJW = 6, GQ_GPT2_FCW = 10, GQ_GPT2_FCPROJW = 12 };
 
 /* Static description of tensor i: HF GPT-2 name (with %d for the layer), whether it repeats
  * per layer, its per-layer shape (rows, cols; cols == 0 for vectors), and AdamW decay. */

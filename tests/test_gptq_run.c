@@ -115,17 +115,17 @@ int main(void) {
         CHECK_OK(gq_weights_load(ckpt, m));
         CHECK_OK(gq_weights_load(ckpt, f));
         const int C = cfg.n_embd;
-        double *H = hessian(m, tok, 1, 10, 0, C); /* block 0's fc: the float model */
-        step(m, &set, "h.0.mlp.c_fc.weight", 10, 0, H, 1);
+        double *H = hessian(m, tok, 1, GQ_GPT2_FCW, 0, C); /* block 0's fc: the float model */
+        step(m, &set, "h.0.mlp.c_fc.weight", GQ_GPT2_FCW, 0, H, 1);
         free(H);
-        H = hessian(f, tok, 2, 4, 1, C); /* block 1's qkv on the float model: not what GPTQ does */
-        step(m, &set, "h.1.attn.c_attn.weight", 4, 1, H, 0);
+        H = hessian(f, tok, 2, GQ_GPT2_QKVW, 1, C); /* block 1's qkv on the float model: not what GPTQ does */
+        step(m, &set, "h.1.attn.c_attn.weight", GQ_GPT2_QKVW, 1, H, 0);
         free(H);
-        H = hessian(m, tok, 2, 4, 1, C); /* ... but on block 0 quantized */
-        step(m, &set, "h.1.attn.c_attn.weight", 4, 1, H, 1);
+        H = hessian(m, tok, 2, GQ_GPT2_QKVW, 1, C); /* ... but on block 0 quantized */
+        step(m, &set, "h.1.attn.c_attn.weight", GQ_GPT2_QKVW, 1, H, 1);
         free(H);
-        H = hessian(m, tok, cfg.n_layer, 0, 0, C); /* the head, every selected block quantized */
-        step(m, &set, "wte.weight", 0, 0, H, 1);
+        H = hessian(m, tok, cfg.n_layer, GQ_GPT2_WTE, 0, C); /* the head, every selected block quantized */
+        step(m, &set, "wte.weight", GQ_GPT2_WTE, 0, H, 1);
         free(H);
     }
     if (m) gq_gpt2_free(m);

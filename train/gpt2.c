@@ -75,7 +75,8 @@ static size_t tensor_numel(const gq_gpt2_config *cfg, int i) {
 }
 
 /* the parameter tensors the forward addresses per layer in the working copy (gpt2_layout.c's order) */
-enum { T_WTE = 0, T_QKVW = 4, T_ATTPROJW = 6, T_FCW = 10, T_FCPROJW = 12 };
+enum { T_WTE = GQ_GPT2_WTE, T_QKVW = GQ_GPT2_QKVW, T_ATTPROJW = GQ_GPT2_ATTPROJW, T_FCW = GQ_GPT2_FCW,
+       T_FCPROJW = GQ_GPT2_FCPROJW };
 
 /* layer l of tensor i of the weights the forward and backward use (m->w, wl floats per layer) */
 static const float *wt(const gq_gpt2 *m, int i, int l) {

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { T_WTE = 0, T_QKVW = 4, T_ATTPROJW = 6, T_FCW = 10, T_FCPROJW = 12 }; /* gpt2_layout.c's order */
-
 /* One calibration pass: the forward through `n_layers` blocks (all: the head too) over the
  * tokens, each selected tensor's H += X^T X (upper triangle; fp32 per batch, summed in double) */
 static int accumulate(gq_gpt2 *m, const char *data, long tokens, int n_layers, const gq_gptq_set *set,
@@ -36,7 +34,7 @@ static int accumulate(gq_gpt2 *m, const char *data, long tokens, int n_layers, c
         if (!rc) rc = gq_gpt2_forward_layers(m, in, B, T, n_layers);
         for (int k = 0; !rc && k < ns; k++) {
             const int c = set->t[stage_t[k]].cols;
-            const float *x = gq_gpt2_weight_input(m, stage_i[k], stage_i[k] == T_WTE ? 0 : l);
+            const float *x = gq_gpt2_weight_input(m, stage_i[k], stage_i[k] == GQ_GPT2_WTE ? 0 : l);
             if (!x) {
                 rc = gq_errf(GQ_EUNSUPPORTED, "GPTQ: no input for %s", set->t[stage_t[k]].name);
                 break;
@@ -100,7 +98,7 @@ int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const 
         int stage_t[4], stage_i[4], ns = 0;
         for (int k = 0; k < out->n && ns < 4; k++) {
             const gq_gpt2_tensor_ref *r = &refs[ref_of[k]];
-            if (l < cfg.n_layer ? r->l == l && r->i != T_WTE : r->i == T_WTE) stage_t[ns] = k, stage_i[ns++] = r->i;
+            if (l < cfg.n_layer ? r->l == l && r->i != GQ_GPT2_WTE : r->i == GQ_GPT2_WTE) stage_t[ns] = k, stage_i[ns++] = r->i;
         }
         if (!ns) continue;
         double *H[4] = {0};
@@ -118,6 +116,7 @@ int gq_gptq_run(gq_gptq_set *out, const char *ckpt, const gq_qplan *plan, const 
         if (progress) gq_progress_finish(&p);
         out->seconds_calib += gq_now() - tc;
         out->tokens = done;
+        if (!rc && !done) rc = gq_errf(GQ_EFORMAT, "%s: no calibration tokens in the training split", data);
         for (int k = 0; k < ns && !rc; k++) {
             gq_gptq_tensor *t = &out->t[stage_t[k]];
             const int c = t->cols;

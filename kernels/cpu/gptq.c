@@ -94,14 +94,9 @@ double gq_gptq_output_error(const float *a, const float *b, int rows, int cols, 
     return total;
 }
 
-/* the quantizer of one value under its group's parameters: code and value */
+/* the quantizer of one value under its group's parameters: code (as stored) and value */
 static int quantize_value(gq_qformat f, float x, gq_qparams p, float *v) {
-    if (f == GQ_QF_INT8) {
-        const int c = gq_q8_row_code(x, p.sc);
-        *v = (float)c * p.sc;
-        return (uint8_t)(int8_t)c;
-    }
-    const int c = gq_qgroup_code(f, x, p);
+    const int c = f == GQ_QF_INT8 ? (uint8_t)(int8_t)gq_q8_row_code(x, p.sc) : gq_qgroup_code(f, x, p);
     *v = gq_qvalue(f, c, p.sc, p.zero);
     return c;
 }
@@ -117,12 +112,14 @@ static gq_qparams group_params(gq_qformat f, const float *x, int n) {
     return gq_qgroup_params(f, st);
 }
 
-/* the order of the columns by act-order: descending H_jj (a dead input's 1), ties by index */
-static const double *order_key;
+/* act-order: the columns by descending H_jj (a dead input's 1), ties by index */
+typedef struct {
+    double key;
+    int col;
+} column_key;
 static int by_key(const void *a, const void *b) {
-    const int i = *(const int *)a, j = *(const int *)b;
-    const double ki = order_key[i], kj = order_key[j];
-    return ki > kj ? -1 : ki < kj ? 1 : (i > j) - (i < j);
+    const column_key *x = a, *y = b;
+    return x->key > y->key ? -1 : x->key < y->key ? 1 : (x->col > y->col) - (x->col < y->col);
 }
 
 int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, const double *H, gq_gptq_opts *o,
@@ -156,11 +153,14 @@ int gq_gptq_quantize(const gq_qspec *s, const float *w, int rows, int cols, cons
                 for (int u = 0; u < g; u++) xg[u] = w[(size_t)r * cols + (size_t)gi * g + u];
                 P[(size_t)r * ng + gi] = group_params(f, xg, g);
             }
-        double *key = tmp;
-        for (int j = 0; j < cols; j++) key[j] = H[(size_t)j * cols + j] == 0.0 ? 1.0 : H[(size_t)j * cols + j];
-        order_key = key;
-        qsort(perm, (size_t)cols, sizeof *perm, by_key);
-        for (int a = 0; a < cols; a++)
+        column_key *key = malloc((size_t)cols * sizeof *key);
+        for (int j = 0; key && j < cols; j++)
+            key[j] = (column_key){H[(size_t)j * cols + j] == 0.0 ? 1.0 : H[(size_t)j * cols + j], j};
+        if (key) qsort(key, (size_t)cols, sizeof *key, by_key);
+        for (int j = 0; key && j < cols; j++) perm[j] = key[j].col;
+        rc = key ? 0 : -3;
+        free(key);
+        for (int a = 0; !rc && a < cols; a++)
             for (int b = 0; b < cols; b++) Hp[(size_t)a * cols + b] = H[(size_t)perm[a] * cols + perm[b]];
     }
     const double lambda = rc ? -1.0 : inverse_cholesky_upper(act ? Hp : H, cols, o->damp, U, tmp);
