@@ -40,18 +40,14 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
     if (why) return gq_errf(GQ_ESHAPE, "%s: tensor %s [%d, %d]: %s for %s group %d", src, name, rows, cols, why,
                             gq_qformat_name(s->format), s->group);
     size_t groups = gq_qn_groups(s, rows, cols), bytes = gq_qpacked_bytes(s, rows, cols);
-    gq_qtensor q = {malloc(bytes), malloc(groups * 4), malloc(groups), malloc(groups), malloc((groups / GQ_DQ_BLOCK + 1) * 4), 0};
+    gq_qtensor q = {0}; /* quantized here, unless GPTQ's result is given (written as it is) */
+    const gq_qtensor *t = pre ? pre : &q;
     uint16_t *h = malloc(groups * 2);
     size_t bad = 0;
     int rc = GQ_OK;
-    if (!q.qweight || !q.scales || !q.zeros || !q.absmax_q || !q.absmax2 || !h) rc = gq_errf(GQ_ENOMEM, "out of memory");
-    else if (pre) { /* GPTQ's result, as it is */
-        const size_t d2 = groups / GQ_DQ_BLOCK + 1;
-        memcpy(q.qweight, pre->qweight, bytes), memcpy(q.scales, pre->scales, groups * 4);
-        memcpy(q.zeros, pre->zeros, groups), memcpy(q.absmax_q, pre->absmax_q, groups);
-        memcpy(q.absmax2, pre->absmax2, d2 * 4), q.absmax_offset = pre->absmax_offset;
-    } else if (learned ? gq_quantize_lsq(s, x, rows, cols, learned, &q, &bad)
-                       : gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL))
+    if (!h || (!pre && gq_qtensor_alloc(&q, s, rows, cols))) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    else if (!pre && (learned ? gq_quantize_lsq(s, x, rows, cols, learned, &q, &bad)
+                              : gq_quantize_imp(s, x, rows, cols, &q, &bad, s->search ? imp : NULL)))
         rc = bad < (size_t)rows * cols
                  ? gq_errf(GQ_ENAN, "%s: tensor %s: value %zu is not finite", src, name, bad)
                  : gq_errf(GQ_ENAN, "%s: tensor %s: learned scale %zu is not finite", src, name,
@@ -59,27 +55,27 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
     if (!rc) {
         size_t d1 = bytes, dg = groups, d2 = groups / GQ_DQ_BLOCK + (groups % GQ_DQ_BLOCK != 0);
         snprintf(path, sizeof path, "%s/qweight", base);
-        gq_h5w_u8(w, path, q.qweight, 1, &d1);
+        gq_h5w_u8(w, path, t->qweight, 1, &d1);
         snprintf(path, sizeof path, "%s/scales", base);
         e->bytes = bytes;
         if (s->format == GQ_QF_NF4 && s->double_quant) {
             snprintf(path, sizeof path, "%s/absmax_q", base);
-            gq_h5w_i8(w, path, q.absmax_q, 1, &dg);
+            gq_h5w_i8(w, path, t->absmax_q, 1, &dg);
             snprintf(path, sizeof path, "%s/absmax2", base);
-            gq_h5w_f32(w, path, q.absmax2, 1, &d2);
-            gq_h5w_attr_f64(w, base, "absmax_offset", q.absmax_offset);
+            gq_h5w_f32(w, path, t->absmax2, 1, &d2);
+            gq_h5w_attr_f64(w, base, "absmax_offset", t->absmax_offset);
             e->bytes += groups + 4 * d2 + 4;
         } else if (gq_qscale_f16(s->format)) {
-            for (size_t k = 0; k < groups; k++) h[k] = gq_f32_to_f16(q.scales[k]);
+            for (size_t k = 0; k < groups; k++) h[k] = gq_f32_to_f16(t->scales[k]);
             gq_h5w_u16(w, path, h, 1, &dg);
             e->bytes += 2 * groups;
         } else {
-            gq_h5w_f32(w, path, q.scales, 1, &dg);
+            gq_h5w_f32(w, path, t->scales, 1, &dg);
             e->bytes += 4 * groups;
         }
         if (s->format == GQ_QF_INT4A) {
             snprintf(path, sizeof path, "%s/zeros", base);
-            gq_h5w_u8(w, path, q.zeros, 1, &dg);
+            gq_h5w_u8(w, path, t->zeros, 1, &dg);
             e->bytes += groups;
         }
         gq_h5w_attr_str(w, base, "format", gq_qformat_name(s->format));
@@ -94,7 +90,8 @@ static int export_tensor(gq_h5w *w, const char *name, const float *x, int rows, 
                                                                  : "absmax");
         gq_h5w_attr_f64(w, base, "bits_per_weight", gq_qbits_per_weight(s, rows, cols));
     }
-    free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
+    gq_qtensor_free(&q);
+    free(h);
     return rc;
 }
 
@@ -265,6 +262,7 @@ int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, in
     }
     if (!rc) gq_dequantize(&s, &q, rows, cols, dst);
     if (!rc && spec_out) *spec_out = s;
-    free(q.qweight), free(q.scales), free(q.zeros), free(q.absmax_q), free(q.absmax2), free(h);
+    gq_qtensor_free(&q);
+    free(h);
     return rc;
 }
