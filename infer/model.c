@@ -475,8 +475,11 @@ static void lm_head_loss(gq_im *m, int M, const int32_t *targets, double *loss_s
             if (targets[r] >= v0 && targets[r] < v1) tl[r] = z[targets[r] - v0];
         }
     }
-    for (int r = 0; r < M; r++)
-        if (targets[r] >= 0) *loss_sum += lse[r] - tl[r], (*n_scored)++;
+    for (int r = 0; r < M; r++) {
+        const double l = targets[r] >= 0 ? lse[r] - tl[r] : 0;
+        if (targets[r] >= 0) *loss_sum += l, (*n_scored)++;
+        if (m->row_losses) m->row_losses[r] = (float)l;
+    }
 }
 
 int gq_im_forward(gq_im *m, const int32_t *tokens, int Bn, int n, int pos, const int32_t *targets, double *loss_sum,

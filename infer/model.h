@@ -57,6 +57,8 @@ typedef struct {
     int scoring;     /* the forward in progress scores targets (exact products: no int8 activations on 16+ tokens) */
     int act8;        /* --act int8: products on integer-path weights take int8 activations at any M (the
                         16+ token path multiplies their int8 values, q * d, as W8A8 QAT trains them) */
+    float *row_losses; /* set by the caller, or NULL: a scoring forward also writes each row's loss
+                          there (rows whose target is < 0: 0) */
 
     /* --device cuda (model_cuda.c): set device before gq_im_plan */
     int device;               /* GQ_IM_CPU or GQ_IM_CUDA */

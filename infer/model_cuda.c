@@ -412,8 +412,10 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         GQ_TRY(gq_cuda_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, n, V, Vp));
         float *host = m->tmp; /* the host plan's (chunk, C) scratch holds n losses */
         GQ_TRY(gq_cuda_download(host, c->losses, (size_t)n * sizeof *host));
-        for (int r = 0; r < n; r++)
+        for (int r = 0; r < n; r++) {
             if (targets[r] >= 0) *loss_sum += host[r], (*n_scored)++;
+            if (m->row_losses) m->row_losses[r] = targets[r] >= 0 ? host[r] : 0;
+        }
         return GQ_OK;
     }
     if (decode) {

@@ -62,18 +62,28 @@ out=/tmp/gq-gpu-logs
 mkdir -p "$out"
 if [ -n "${OUT:-}" ]; then trap 'tar czf "$OUT/gpu_logs.tgz" -C "$out" .' EXIT; fi
 
-# bitsandbytes is not in the GPU image: its wheel travels in .whl/ (43 MB: a call of its own,
-# without .gpudeps / .gpubin)
+# bitsandbytes is not in the GPU image: it travels in .whl/ (fetch-bnb)
 fetch_bnb() {
   mkdir -p .whl
   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl bitsandbytes
+    --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl bitsandbytes ||
+    return 1
+  # the wheel (43 MB) holds a library for every CUDA / ROCm / XPU version: with .gpubin and .gpudeps
+  # it passes the device tool's 64 MiB a call. The image's torch is cu130: keep the CUDA 13 and
+  # CPU libraries, unpacked, as one 7 MB archive that `bnb` puts on PYTHONPATH
+  local x; x=$(mktemp -d)
+  (cd "$x" && unzip -q "$OLDPWD"/.whl/bitsandbytes-*.whl &&
+    rm -f bitsandbytes/libbitsandbytes_{cuda11,cuda12,rocm,xpu}*.so &&
+    tar cJf "$OLDPWD/.whl/bnb-cuda13.tar.xz" bitsandbytes bitsandbytes-*.dist-info) || return 1
+  rm -rf "$x" .whl/bitsandbytes-*.whl
   du -sh .whl
 }
 
+# bitsandbytes beside transformers (bench/hf_generate_gpu.py); SECONDS at most
 bnb() {
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
-  PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 300 python3 bench/hf_generate_gpu.py 2>&1 | tee "$out/hf_bnb.log" | grep -E '^[{]|Error'
+  mkdir -p /tmp/site && tar xJf .whl/bnb-cuda13.tar.xz -C /tmp/site || return 1
+  PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout "${1:-300}" python3 bench/hf_generate_gpu.py 2>&1 | tee "$out/hf_bnb.log" |
+    grep -E '^[{]|Error'
 }
 
 fetch() {
@@ -223,12 +233,28 @@ llmc_build() {
 }
 
 # ---- calls from .gpubin alone (no build on the GPU machine), each part time-boxed ----
-# t NAME SECONDS CMD...: run CMD into $logs/NAME.log; one line: exit code, seconds, its verdict
+# SECONDS, or what is left before $deadline when less
+cap() {
+  local s=$1
+  if [ -n "${deadline:-}" ] && [ $((deadline - SECONDS)) -lt "$s" ]; then s=$((deadline - SECONDS)); fi
+  echo $((s > 0 ? s : 0))
+}
+
+# t NAME SECONDS CMD...: run CMD into $logs/NAME.log; one line: exit code, seconds, its verdict.
+# With $deadline set (seconds of this script, `session`), SECONDS is cut to what is left and a
+# part that no longer fits is skipped; the logs so far go back to $OUT after every part.
 t() {
   local n=$1 s=$2; shift 2
+  if [ -n "${deadline:-}" ]; then
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 12 ]; then printf '%-22s skipped (deadline)\n' "$n"; return 124; fi
+    [ "$s" -gt "$left" ] && s=$left
+  fi
   local t0=$SECONDS; timeout "$s" "$@" >"$logs/$n.log" 2>&1; local rc=$?
   printf '%-22s exit %3d  %4ds  ' "$n" $rc $((SECONDS - t0))
   grep -E "FAIL|checks|ERROR SUMMARY|RACECHECK SUMMARY|^step [0-9]+/[0-9]+ " "$logs/$n.log" | tail -2 | tr '\n' ' '; echo
+  [ -n "${OUT:-}" ] && tar czf "$OUT/gpu_logs.tgz" -C "$out" . 2>/dev/null
+  return $rc
 }
 
 # the libraries, and fresh folders: work in $w, logs in /tmp/gq-gpu-logs/NAME
@@ -272,7 +298,8 @@ same_text() {
 # every kernel's time under ncu (one metric: a single pass each) into $logs/NAME.csv
 ncu_times() {
   local n=$1; shift
-  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/$n.csv" "$@" >/dev/null 2>&1
+  [ "$(cap 120)" -ge 12 ] || { echo "ncu $n: skipped (deadline)"; return; }
+  timeout "$(cap 120)" ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$logs/$n.csv" "$@" >/dev/null 2>&1
   echo "ncu $n: exit $?"
 }
 
@@ -383,8 +410,9 @@ llmc() {
   for b in 8 16 32; do
     local lc=() ours
     for r in 0 1; do
-      (cd "$w" && timeout 90 "$OLDPWD/$x" -i "$OLDPWD/$d/kjv_train.bin" -j "$OLDPWD/$d/kjv_val.bin" -e d12 -b $b -t 1024 \
-        -x 30 -v 0 -s 0 -h 0 -n 0 -y 0 -r $r -l 6e-4 -u 10 -c 0.1) >"$logs/llmc-b$b-r$r.log" 2>&1
+      [ "$(cap 90)" -ge 12 ] || continue
+      (cd "$w" && timeout "$(cap 90)" "$OLDPWD/$x" -i "$OLDPWD/$d/kjv_train.bin" -j "$OLDPWD/$d/kjv_val.bin" -e d12 -b $b -t 1024 \
+        -x 30 -v 100000 -m 1 -s 0 -h 0 -n 0 -y 0 -r $r -l 6e-4 -u 10 -c 0.1) >"$logs/llmc-b$b-r$r.log" 2>&1
       printf 'llm.c  B=%-3s -r %s exit %3d\n' $b $r $?
       lc[$r]=$(llmc_rate "$logs/llmc-b$b-r$r.log")
     done
@@ -446,6 +474,88 @@ next() {
     --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/n124" --device cuda --precision bf16
 }
 
+# Session 19's one call (15 minutes of device time in all): every part time-boxed and cut to a
+# deadline (first argument, seconds), in the order of what the open issues most need measured:
+# correctness, the runner's 50 tokens and memory, 124M training speed (tensor-core attention,
+# QAT, the largest batch) beside llm.c, sanitizers, transformers + bitsandbytes, the kernel
+# bench beside PyTorch's attention, the tiny model's bf16 band, compare, PyTorch training.
+session() {
+  deadline=${1:-500}
+  call_setup session
+  env_report >"$logs/env.log" 2>&1; head -3 "$logs/env.log"
+  cuda_tests
+  GQ_CUDA_FUSED=0 t test_infer_unfused 60 $bin/test_infer_cuda
+  model124
+  local c="$w/m/ckpt-00000001.h5" m
+  for m in "$w/int4.h5" "$w/int8.h5" "$w/nf4.h5" "$w/fp4.h5" "$c"; do
+    t "bench-$(basename "$m" .h5)" 40 $bin/gpt2q-infer bench "$m" --device cuda --json
+    cat "$logs/bench-$(basename "$m" .h5).log" | grep '^{' >>"$logs/bench.jsonl"
+  done
+  for h in f16 bf16; do t "bench-fp32-$h" 40 $bin/gpt2q-infer bench "$c" --device cuda --gpu-weights $h --json; done
+  GQ_CUDA_GRAPH=0 t bench-int4-nograph 40 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json
+  GQ_CUDA_FUSED=0 t bench-int4-unfused 40 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda --json
+  grep -h '^{' "$logs"/bench-*.log | cut -c1-330
+  t bench-int4-text 40 $bin/gpt2q-infer bench "$w/int4.h5" --device cuda
+  same_text
+  local tr124="$bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --seq 1024 --eval-every 0 --eval-batches 1 --sample-len 0 --device cuda --precision bf16"
+  t 124m-b8 60 $tr124 --batch 8 --steps 12 --out "$w/t1"; rm -rf "$w/t1"
+  t 124m-b8-qat 60 $tr124 --batch 8 --steps 12 --qat int4 --out "$w/t1"; rm -rf "$w/t1"
+  GQ_CUDA_ATTN=cublas t 124m-b8-cublas 60 $tr124 --batch 8 --steps 12 --out "$w/t1"; rm -rf "$w/t1"
+  t 124m-bmax 90 $tr124 --batch max --steps 8 --out "$w/t1"; grep -E "GPU memory|batch = max" "$logs/124m-bmax.log"; rm -rf "$w/t1"
+  local x=.gpubin/llmc/train_gpt2cu d=.gpubin/data r
+  for r in 0 1; do
+    [ -x "$x" ] && (cd "$w" && t llmc-b8-r$r 60 "$OLDPWD/$x" -i "$OLDPWD/$d/kjv_train.bin" -j "$OLDPWD/$d/kjv_val.bin" -e d12 \
+      -b 8 -t 1024 -x 30 -v 100000 -m 1 -s 0 -h 0 -n 0 -y 0 -r $r -l 6e-4 -u 10 -c 0.1)
+    echo "llm.c B=8 -r $r: $(llmc_rate "$logs/llmc-b8-r$r.log") tokens/s (last 10 steps)"
+  done
+  GQ_TEST_SMALL=1 t san_ops 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_cuda_ops
+  GQ_TEST_SMALL=1 GQ_TEST_ONLY="tensor-core attention" t race_tc 90 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_ops
+  t san_infer 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/test_infer_cuda
+  t san_train 90 compute-sanitizer --tool memcheck --error-exitcode 9 $bin/gpt2q-train --data .gpubin/data/tokens.h5 \
+    --config tiny --sample-len 0 --steps 3 --batch 2 --seq 64 --eval-every 0 --eval-batches 1 --out "$w/san" --device cuda --precision bf16
+  if [ -f .whl/bnb-cuda13.tar.xz ]; then
+    mkdir -p /tmp/site && tar xJf .whl/bnb-cuda13.tar.xz -C /tmp/site
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 t hf_bnb 200 python3 bench/hf_generate_gpu.py; grep -E '^[{]|Error' "$logs/hf_bnb.log"
+  fi
+  t bench_cuda 120 $bin/bench_cuda
+  grep -E "attention|copy|epi|separate / fused|layernorm_backward|fakequant|crossentropy|round_bf16_sr|adamw" "$logs/bench_cuda.log"
+  PYTHONUNBUFFERED=1 t attention_torch 60 python3 bench/attention_torch.py; grep -E "sdpa|Error" "$logs/attention_torch.log"
+  t tiny-bf16 60 $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config tiny --sample-len 0 --steps 200 --eval-every 50 \
+    --out "$w/tiny" --device cuda --precision bf16; grep val "$logs/tiny-bf16.log" | tail -1
+  t compare 90 $bin/gpt2q-infer compare "$c" "$w/int8.h5" "$w/int4.h5" "$w/nf4.h5" --names fp32,int8,int4-g64,nf4 \
+    --data .gpubin/data/tokens.h5 --max-tokens 65536 --device cuda --out "$logs/compare"
+  (cd bench && PYTHONUNBUFFERED=1 t torch_compile 120 python3 torch_train_gpu.py 12 12 768 8 1024 10 bf16,bf16-compile)
+  grep -E '^[{]|Error' "$logs/torch_compile.log"
+  echo "session: done at ${SECONDS}s"
+}
+
+# Session 19's second call: the runner's act8 test position by position, int8 / int4 with fp16
+# small tensors (--gpu-weights f16) and with every kernel loaded at start, llm.c beside ours at
+# B = 8 / 16 / 32, racecheck over every op, a decode step and a training step under ncu, and
+# torch.compile at B = 16
+session2() {
+  deadline=${1:-440}
+  llmc
+  call_setup session2
+  t test_infer_cuda 90 $bin/test_infer_cuda; grep -E "act int8" "$logs/test_infer_cuda.log"
+  model124
+  local m
+  for m in int8 int4; do
+    t "bench-$m-f16" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --gpu-weights f16 --json
+    CUDA_MODULE_LOADING=EAGER t "bench-$m-eager" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --json
+  done
+  grep -h '^{' "$logs"/bench-*.log | grep -o '"model": "[^"]*"\|"model_memory_bytes": [0-9]*\|"generate[a-z_]*": [0-9.]*\|"decode_tok_s": [0-9.]*\|"gpu_weights": "[a-z0-9]*"' | paste -sd' ' | sed 's/"model": /\n/g'
+  echo
+  GQ_TEST_SMALL=1 t race_ops 120 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_ops
+  t race_qmm 60 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_qmatmul
+  ncu_times ncu_decode $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4
+  (cd bench && PYTHONUNBUFFERED=1 t torch_compile_b16 100 python3 torch_train_gpu.py 12 12 768 16 1024 10 bf16-compile)
+  grep -E '^[{]|Error' "$logs/torch_compile_b16.log"
+  ncu_times ncu_train $bin/gpt2q-train --data .gpubin/data/tokens.h5 --config gpt2-124m --batch 8 --seq 1024 --steps 1 \
+    --eval-every 0 --eval-batches 1 --sample-len 0 --out "$w/n124" --device cuda --precision bf16
+  echo "session2: done at ${SECONDS}s"
+}
+
 bench() {
   libpath
   [ -x build-gpu/bench/bench_cuda ] && build-gpu/bench/bench_cuda 2>&1 | tee "$out/bench_cuda.log"
@@ -478,6 +588,8 @@ for step in "$@"; do
     next) next ;;
     attn) attn ;;
     llmc) llmc ;;
+    session) session "${2:-500}"; exit 0 ;;
+    session2) session2 "${2:-440}"; exit 0 ;;
     llmc-build) llmc_build "${2:-}"; exit $? ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac

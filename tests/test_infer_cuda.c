@@ -126,11 +126,14 @@ static void check_model(const char *path, const char *label, const gq_gpt2_confi
 
 /* --act int8 on the GPU (each product on integer-path weights multiplies its input's int8
  * values, quant.h's blocks of 32) against the CPU runner with --act int8 (eval's panels the same
- * values; decode the integer kernels): the eval loss within 2e-5; the decode logits (prefill
- * 4, then token by token, fp32 caches) of the two runners within 2e-4 at more than half the
- * positions (an activation can round across a midpoint on one side by float round-off, and
- * every later position sees it), within 1.5e-2 at all, where the GPU's float activations come
- * within 2e-4 at 10 % of the positions or fewer. */
+ * values; decode the integer kernels). An activation can round across a midpoint on one side by
+ * float round-off (the CPU runner's own BLAS moves it: on the H200 machine's host its eval loss
+ * here was 5.6958541, on this project's Xeon 5.6958810, the GPU's value), and every later position
+ * of its window sees it; so position by position (gq_im.row_losses): eval losses within 1e-5 at
+ * more than half the positions, where the GPU's float activations come within 1e-5 at 10 % of
+ * them or fewer, and the mean within 1e-4; the decode logits (prefill 4, then token by token, fp32
+ * caches) within 2e-4 at more than half the positions, within 1.5e-2 at all, where float
+ * activations come within 2e-4 at 10 % of them or fewer. */
 static void check_act8(const char *path, const char *label, const int32_t *in, const int32_t *tg) {
     gq_im *cpu = NULL, *gpu = NULL, *gf = NULL;
     CHECK_OK(gq_im_load(&cpu, path));
@@ -142,12 +145,28 @@ static void check_act8(const char *path, const char *label, const int32_t *in, c
     double s[3] = {0, 0, 0};
     long n[3] = {0, 0, 0};
     gq_im *ms[3] = {cpu, gpu, gf};
+    float rl[3][W * T];
     for (int k = 0; k < 3; k++) {
         CHECK_OK(gq_im_plan(ms[k], 1, T, T));
-        for (int w = 0; w < W; w++) CHECK_OK(gq_im_forward(ms[k], in + w * T, 1, T, 0, tg + w * T, &s[k], &n[k]));
+        for (int w = 0; w < W; w++) {
+            ms[k]->row_losses = rl[k] + w * T;
+            CHECK_OK(gq_im_forward(ms[k], in + w * T, 1, T, 0, tg + w * T, &s[k], &n[k]));
+        }
+        ms[k]->row_losses = NULL;
     }
     const double lc = s[0] / n[0], lg = s[1] / n[1], lf = s[2] / n[2];
-    CHECKF(fabs(lg - lc) <= 2e-5, "%s --act int8: GPU eval loss %.7f, CPU %.7f", label, lg, lc);
+    int near = 0, near_f = 0, scored = 0;
+    for (int r = 0; r < W * T; r++) {
+        if (tg[r] < 0) continue;
+        scored++, near += fabsf(rl[1][r] - rl[0][r]) <= 1e-5f, near_f += fabsf(rl[2][r] - rl[0][r]) <= 1e-5f;
+    }
+    printf("  %-10s --act int8: eval loss GPU %.7f, CPU %.7f (GPU float act. %.7f); within 1e-5 of the CPU's at %d of "
+           "%d positions (float act. at %d)\n",
+           label, lg, lc, lf, near, scored, near_f);
+    CHECKF(2 * near > scored && fabs(lg - lc) <= 1e-4, "%s --act int8: GPU eval loss %.7f, CPU %.7f, %d of %d positions",
+           label, lg, lc, near, scored);
+    CHECKF(10 * near_f <= scored, "%s: the GPU's float activations' eval losses within 1e-5 at %d of %d positions",
+           label, near_f, scored);
     cpu->kv_f16 = gpu->kv_f16 = gf->kv_f16 = 0;
     for (int k = 0; k < 3; k++) CHECK_OK(gq_im_plan(ms[k], 1, T, 4));
     double worst = 0, worst_f = 0;

@@ -100,7 +100,9 @@ static int plan_make(lt_plan *p, const int *key, const void *bias, void *aux) {
                                                     : CUBLASLT_EPILOGUE_DEFAULT;
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
     if (epi == GQ_LT_BIAS || epi == GQ_LT_GELU_AUX_BIAS) {
-        const int32_t bt = CUDA_R_32F; /* our biases are fp32 (the master weights) */
+        /* the bias in D's type: cuBLASLt refuses an fp32 bias beside a bf16 D (measured on the
+         * H200, session 19: every bf16 product with a bias fell back to the separate kernels) */
+        const int32_t bt = d16 ? CUDA_R_16BF : CUDA_R_32F;
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     }
@@ -169,7 +171,15 @@ int gq_cuda_lt_matmul(int ta, int tb, int M, int N, int K, const void *A, int ld
         g_refused++;
         return GQ_EUNSUPPORTED;
     }
-    if (bias) GQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const void *bias_p = bias;
+    if (bias && d16) { /* our biases are fp32 (the master weights, copied to the working weights):
+                        * rounded to nearest bf16 for this product (N values) */
+        void *b16 = NULL;
+        GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_BIAS16, (size_t)N * 2, &b16));
+        GQ_TRY(gq_cuda_to_bf16(b16, bias, (size_t)N));
+        bias_p = b16;
+    }
+    if (bias) GQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_p, sizeof bias_p));
     if (aux) GQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     void *ws = NULL;
     GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_LT, LT_WORKSPACE, &ws));

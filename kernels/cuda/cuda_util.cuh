@@ -119,6 +119,7 @@ enum {
     GQ_SCRATCH_ATT_DY16,  /* bf16 attention backward: a bf16 copy of the output gradient */
     GQ_SCRATCH_OUT32,     /* a product's fp32 result before its bias and rounding to a bf16 output */
     GQ_SCRATCH_LT,        /* cuBLASLt's workspace (cublaslt.cu) */
+    GQ_SCRATCH_BIAS16,    /* a bias rounded to bf16 for a bf16 output's epilogue (cublaslt.cu) */
     GQ_SCRATCH_N
 };
 int gq_cuda_scratch(int slot, size_t bytes, void **p);

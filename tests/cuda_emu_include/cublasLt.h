@@ -3,12 +3,13 @@
  * (the operands as cuBLAS sees them, gq_emu::gemm_products), then the epilogue on the fp32 sum
  * and one rounding to the output type, as the cuBLASLt documentation describes them:
  *   D = alpha op(A) op(B) + beta C, then
- *   BIAS:          + bias[row] (bias: D's type, or fp32 where CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE says so)
+ *   BIAS:          + bias[row] (bias: D's type; CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE may only say so)
  *   GELU_AUX_BIAS: + bias[row], the sum stored to the aux matrix (D's type), D = GELU(sum)
  *   DGELU:         D = GELU'(aux) x sum (aux: the forward's stored GELU input)
  * GELU in its tanh form. Refused like the library refuses (CUBLAS_STATUS_INVALID_VALUE /
  * NOT_SUPPORTED): operand types that differ, bf16 with a compute type other than 32F, a bf16 D
- * from fp32 operands, C's type not D's, an aux leading dimension not a multiple of 8 or below
+ * from fp32 operands, C's type not D's, a bias type not D's (the H200's cuBLAS 13 refused an fp32
+ * bias beside a bf16 D, session 19), an aux leading dimension not a multiple of 8 or below
  * D's rows, epilogues other than those above, batches. GQ_EMU_LT_REFUSE=1 in the environment
  * makes cublasLtMatmulAlgoGetHeuristic find no algorithm, as for a configuration the library has
  * no kernel for (the callers' fallback path). */
@@ -155,7 +156,7 @@ inline cublasStatus_t lt_check(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A,
         e != CUBLASLT_EPILOGUE_DGELU)
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if ((e & 4) && !d->bias) return CUBLAS_STATUS_INVALID_VALUE;
-    if (d->bias_type != -1 && d->bias_type != (int32_t)D->type && d->bias_type != (int32_t)CUDA_R_32F)
+    if (d->bias_type != -1 && d->bias_type != (int32_t)D->type) /* (an fp32 bias beside a bf16 D: refused on the H200) */
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if ((e & 128) && (!d->aux || d->aux_ld % 8 || d->aux_ld < (int64_t)m)) return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
