@@ -22,9 +22,13 @@
 #               model exported to int8 / int4 g64 / nf4: `gpt2q-infer bench --device cuda` (GPU
 #               memory, 50 tokens from "Once upon a time", decode bandwidth vs device copy) and
 #               transformers fp32 / fp16 / bitsandbytes 8-bit / NF4 in the same call
-#   scripts/gpu-run.sh fetch-bnb    here: the bitsandbytes wheel into .whl/ (gitignored); then on the GPU
-#                                   machine `bnb`, carrying .whl alone: transformers fp32 / fp16 and
-#                                   bitsandbytes 8-bit / NF4, 50 tokens and memory (bench/hf_generate_gpu.py)
+#   scripts/gpu-run.sh fetch-bnb    here: bitsandbytes into .whl/ (gitignored) as a 7 MB archive of its
+#                                   CUDA 13 and CPU libraries; on the GPU machine `bnb` (or `session`),
+#                                   carrying .whl: transformers fp32 / fp16 and bitsandbytes 8-bit / NF4,
+#                                   50 tokens and memory (bench/hf_generate_gpu.py)
+#   session [S] / session2 [S]      session 19's two calls (every part time-boxed, all within S seconds):
+#                                   tests, runner bench, 124M training, llm.c, sanitizers, bitsandbytes,
+#                                   kernel bench, compare, torch.compile; the logs come back after every part
 #   From .gpubin alone (no build on the GPU machine; each part time-boxed):
 #       first   every CUDA test, the trainer's GPU checks (determinism, resume on and across
 #               devices, QAT), sanitizers, bench_cuda (about 2 minutes on the H200)
