@@ -296,13 +296,32 @@ int main(int argc, char **argv) {
          * bf16 (T, T) matrices (GQ_CUDA_ATTN=cublas); TFLOP/s on the same full-T x T basis (the
          * causal half is the work done; PyTorch's rows use the same basis) */
         for (int wmma = 1; wmma >= 0; wmma--) { /* the WMMA kernels, then the register (mma.sync) ones */
-            gq_cuda_set_attention_tc_wmma(wmma);
+            gq_cuda_set_attention_tc_form(wmma ? GQ_TC_WMMA : GQ_TC_MMA);
             TIME(wmma ? "attention_forward_tc (bf16 WMMA)" : "attention_forward_tc (bf16 mma.sync)",
                  (double)(3 * NC + NC) * 4, 4.0 * B * NH * (double)T * T * (C / NH),
                  gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
             TIME(wmma ? "attention_backward_tc (bf16 WMMA)" : "attention_backward_tc (bf16 mma.sync)",
                  (double)(3 * NC * 2 + 2 * NC) * 4, 8.0 * B * NH * (double)T * T * (C / NH),
                  gq_cuda_attention_backward_tc(y, z, x, z, lse, B, T, C, NH));
+        }
+        { /* session 19's pipelined forward (the default): from fp32 qkv, then from bf16 (cp.async) */
+            gq_cuda_set_attention_tc_form(GQ_TC_PIPE);
+            TIME("attention_forward_tc (mma.sync, pipelined)", (double)(3 * NC + NC) * 4,
+                 4.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
+            void *q16 = dalloc(3 * NC * 2), *o16 = dalloc(NC * 2);
+            float *hx = malloc(3 * NC * sizeof *hx);
+            uint16_t *h16 = malloc(3 * NC * 2);
+            die(G->download(hx, x, 3 * NC * sizeof *hx), "download");
+            for (size_t i = 0; i < 3 * NC; i++) h16[i] = gq_f32_to_bf16(hx[i]);
+            die(G->upload(q16, h16, 3 * NC * 2), "upload");
+            free(hx), free(h16);
+            for (int f = GQ_TC_MMA; f <= GQ_TC_PIPE; f++) {
+                gq_cuda_set_attention_tc_form(f);
+                TIME(f == GQ_TC_PIPE ? "attention_forward_tc16 (pipelined, cp.async)" : "attention_forward_tc16 (mma.sync)",
+                     (double)(3 * NC + NC) * 2, 4.0 * B * NH * (double)T * T * (C / NH),
+                     gq_cuda_attention_forward_tc16(o16, lse, q16, B, T, C, NH));
+            }
+            G->free(q16), G->free(o16);
         }
         if (!gq_cuda_set_matmul(GQ_MATMUL_BF16)) {
             gq_cuda_set_attention_tc(0);

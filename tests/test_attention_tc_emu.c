@@ -59,6 +59,13 @@ static void check(int HS, int B, int T, int NH) {
                "%s kernels, B=%d T=%d hs=%d NH=%d beyond the bounds", k ? "WMMA" : "default", B, T, HS, NH);
     }
     CHECK(!memcmp(out[0], out[1], nout * 4) && !memcmp(dqkv[0], dqkv[1], nqkv * 4));
+    /* session 19's pipelined forward (the default up to head size 64) against session 8's
+     * register kernel: the same bits, from fp32 here and from bf16 below */
+    float *o2 = nans(nout), *l2 = nans(nlse);
+    gq_cuda_set_attention_tc_form(GQ_TC_MMA);
+    CHECK_OK(gq_cuda_attention_forward_tc(o2, l2, qkv, B, T, C, NH));
+    CHECKF(!memcmp(o2, out[0], nout * 4) && !memcmp(l2, lse[0], nlse * 4),
+           "hs=%d T=%d: the default forward's bits differ from tc_forward2's", HS, T);
     /* the element-wise loads: qkv and dy one float off 16-byte alignment, the same bits */
     float *qkv1 = nans(nqkv + 1), *dy1 = nans(nout + 1), *o1 = nans(nout), *l1 = nans(nlse), *d1 = nans(nqkv);
     memcpy(qkv1 + 1, qkv, nqkv * 4), memcpy(dy1 + 1, dy, nout * 4);
@@ -79,6 +86,10 @@ static void check(int HS, int B, int T, int NH) {
     CHECK_OK(gq_cuda_attention_backward_tc16(d16, dy, q16, o16, l1, B, T, C, NH));
     size_t off = 0;
     for (size_t i = 0; i < nout; i++) off += o16[i] != gq_f32_to_bf16(out[0][i]);
+    gq_cuda_set_attention_tc_form(GQ_TC_MMA);
+    CHECK_OK(gq_cuda_attention_forward_tc16(o16b, l2, q16, B, T, C, NH));
+    CHECKF(!memcmp(o16, o16b, nout * 2), "hs=%d T=%d: bf16 qkv: the default forward's bits differ from tc_forward2's", HS, T);
+    gq_cuda_set_attention_tc_form(GQ_TC_PIPE);
     memmove(q16 + 1, q16, nqkv * 2);
     CHECK_OK(gq_cuda_attention_forward_tc16(o16b, l1, q16 + 1, B, T, C, NH));
     CHECK_OK(gq_cuda_attention_backward_tc16(d16b, dy, q16 + 1, o16b, l1, B, T, C, NH));
@@ -89,6 +100,7 @@ static void check(int HS, int B, int T, int NH) {
     CHECKF(off == 0 && !memcmp(o16, o16b, nout * 2) && !memcmp(d16, d16b, nqkv * 2) && e16 <= 2e-2,
            "hs=%d T=%d: bf16 qkv: %zu outputs differ from the fp32 path's rounded, dqkv %.3g", HS, T, off, e16);
     free(qkv1), free(dy1), free(o1), free(l1), free(d1), free(q16), free(o16), free(o16b), free(d16), free(d16b);
+    free(o2), free(l2);
     for (int k = 0; k < 3; k++)
         free(out[k]), free(lse[k]), free(dqkv[k]);
     free(qkv), free(dy), free(out_ref), free(att), free(scr), free(dqkv_ref);

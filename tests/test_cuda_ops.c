@@ -307,18 +307,24 @@ static void case_tc(shape s0) {
         float *d_lse = dev_poison((size_t)B * NH * T * 4), *d_dqkv = dev_poison(nqkv * 4);
         CPU->attention_forward(out, att, qkv, B, T, C, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, C, NH);
-        float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL;
-        for (int wmma = 1; wmma >= 0; wmma--) { /* the forward's WMMA form, then the default (mma.sync) */
+        float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL, *m_out = NULL, *m_lse = NULL;
+        /* the WMMA form, session 8's mma.sync forward, then the default (session 19's pipelined
+         * one): each within the bounds, and the last two the same bits */
+        const int forms[3] = {GQ_TC_WMMA, GQ_TC_MMA, GQ_TC_PIPE};
+        const char *fname[3] = {"attention tc (WMMA fwd)", "attention tc (mma fwd)", "attention tc"};
+        for (int f = 0; f < 3; f++) {
             free(g_out), free(g_lse), free(g_dqkv);
-            gq_cuda_set_attention_tc_wmma(wmma);
+            gq_cuda_set_attention_tc_form(forms[f]);
             CHECK_OK(gq_cuda_attention_forward_tc(d_out, d_lse, d_qkv, B, T, C, NH));
             CHECK_OK(gq_cuda_attention_backward_tc(d_dqkv, d_dy, d_qkv, d_out, d_lse, B, T, C, NH));
             g_out = fetch(d_out, nout), g_lse = fetch(d_lse, (size_t)B * NH * T), g_dqkv = fetch(d_dqkv, nqkv);
-            CHECKF(gq_attn_tc_verdict(wmma ? "attention tc (WMMA fwd)" : "attention tc", g_out, g_lse, g_dqkv, out, dqkv,
-                                      qkv, B, T, C, NH),
-                   "tensor-core attention (%s forward) B=%d T=%d C=%d NH=%d beyond its bounds", wmma ? "WMMA" : "mma",
-                   B, T, C, NH);
+            CHECKF(gq_attn_tc_verdict(fname[f], g_out, g_lse, g_dqkv, out, dqkv, qkv, B, T, C, NH),
+                   "%s B=%d T=%d C=%d NH=%d beyond its bounds", fname[f], B, T, C, NH);
+            if (forms[f] == GQ_TC_MMA) m_out = fetch(d_out, nout), m_lse = fetch(d_lse, (size_t)B * NH * T);
         }
+        CHECKF(!memcmp(m_out, g_out, nout * 4) && !memcmp(m_lse, g_lse, (size_t)B * NH * T * 4),
+               "attention tc B=%d T=%d C=%d NH=%d: the pipelined forward's bits differ from the mma forward's", B, T, C, NH);
+        free(m_out), free(m_lse);
         /* the bf16 form (the bf16 mode's op with bf16 operands): qkv as a bf16 array gives the same
          * tiles, so the outputs rounded to bf16, and the same gradients from them (D = dO . O from
          * the bf16 output) within the bounds */

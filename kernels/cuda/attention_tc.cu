@@ -11,7 +11,9 @@
  * fp32. Exponentials are base 2 with the softmax scale folded into log2(e).
  *
  * Work: a block is 4 warps x 16 rows = 64 queries (forward, dQ) or 64 keys (dK, dV) and walks
- * tiles of 64 keys (queries) through shared memory, skipping blocks wholly above the diagonal.
+ * tiles of 64 keys (queries) through shared memory, skipping blocks wholly above the diagonal;
+ * the default forward (session 19) takes 8 warps = 128 queries and copies the next key and value
+ * tiles (cp.async) while it works on the current ones.
  * The forward keeps a warp's scores, probabilities and running output in registers (mma.sync,
  * whose register layout the PTX ISA specifies); its WMMA form (GQ_CUDA_TC=wmma) and the
  * backward's kernels stage each score tile through shared memory for the row-wise steps (two
@@ -30,21 +32,34 @@
 
 #include "attention_tc.cuh"
 
-/* the kernels: 1 the register-level ones (mma.sync), 0 the WMMA ones; unset, the environment
- * decides at the first call (GQ_CUDA_TC=wmma: 0). Head sizes over 64 take WMMA's backward (the
- * register kernels' accumulators would not fit: ptxas spills). */
-static int tc_mma_form = -1;
+/* the kernels (cuda_ops.h's GQ_TC_*): unset (-1), the environment decides at the first call
+ * (GQ_CUDA_TC=wmma / mma2; else the pipelined forward). Head sizes over 64 take WMMA's backward
+ * and the unpipelined forward (the register kernels' accumulators would not fit: ptxas spills). */
+static int tc_form = -1;
 
-extern "C" void gq_cuda_set_attention_tc_wmma(int wmma) { tc_mma_form = !wmma; }
+extern "C" void gq_cuda_set_attention_tc_form(int form) { tc_form = form; }
+extern "C" void gq_cuda_set_attention_tc_wmma(int wmma) { tc_form = wmma ? GQ_TC_WMMA : GQ_TC_PIPE; }
 
-static int mma_form(void) {
-    if (tc_mma_form < 0) tc_mma_form = gq_cuda_env_on("GQ_CUDA_TC", "wmma");
-    return tc_mma_form;
+static int form(void) {
+    if (tc_form < 0) {
+        const char *e = getenv("GQ_CUDA_TC");
+        tc_form = e && !strcmp(e, "wmma") ? GQ_TC_WMMA : e && !strcmp(e, "mma2") ? GQ_TC_MMA : GQ_TC_PIPE;
+    }
+    return tc_form;
 }
+static int mma_form(void) { return form() != GQ_TC_WMMA; }
 
 template <int HS, class OT> static int tc_forward(OT *out, float *lse, const OT *qkv, int B, int T, int C, int NH) {
-    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     const float sl2 = tc_sl2(HS);
+    if constexpr (HS <= 64)
+        if (form() == GQ_TC_PIPE) {
+            const size_t smem = tc3_dims<HS>::SMEM;
+            GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward3_kernel<HS, OT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+            return gq_launch(tc_forward3_kernel<HS, OT>, dim3(gq_cuda_blocks(T, TC3_Q), B * NH), TC3_THREADS, smem, out,
+                             lse, qkv, T, C, NH, sl2);
+        }
+    const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     if (mma_form()) {
         const size_t smem = tc_dims<HS>::FORWARD2;
         GQ_CUDA_CHECK(

@@ -33,6 +33,26 @@ static inline uint32_t tc_ld32(const bf16 *p) {
     memcpy(&v, p, 4);
     return v;
 }
+/* ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 as the PTX ISA defines it: lanes 8i..8i+7 give
+ * the rows of 8 x 8 matrix i (8 bf16 each); lane l gets in r[i] elements (2(l%4), l/4) and
+ * (2(l%4)+1, l/4) of matrix i, i.e. column l/4 of two adjacent rows (a B fragment of the rows'
+ * transpose). The rows' addresses meet through the warp's shuffle exchange. */
+static inline void tc_ldsm_x4_t(uint32_t (&r)[4], const bf16 *p) {
+    const int lane = threadIdx.x % 32;
+    for (int i = 0; i < 4; i++) {
+        const bf16 *a = (const bf16 *)__shfl_sync(0xffffffffu, (uintptr_t)p, 8 * i + 2 * (lane % 4));
+        const bf16 *b = (const bf16 *)__shfl_sync(0xffffffffu, (uintptr_t)p, 8 * i + 2 * (lane % 4) + 1);
+        r[i] = (uint32_t)__bfloat16_as_ushort(a[lane / 4]) | (uint32_t)__bfloat16_as_ushort(b[lane / 4]) << 16;
+    }
+}
+/* cp.async of 16 bytes (zeros where !in): the emulator copies at once; commit / wait do nothing
+ * (a missing wait shows on the GPU only: every wait here is followed by __syncthreads) */
+static inline void tc_cp16(bf16 *dst, const bf16 *src, bool in) {
+    if (in) memcpy(dst, src, 16);
+    else memset(dst, 0, 16);
+}
+static inline void tc_cp_commit() {}
+template <int N> static inline void tc_cp_wait() {}
 #else
 static __device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -42,6 +62,23 @@ static __device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)
 }
 /* two adjacent bf16 of shared memory (4-byte aligned) as one register */
 static __device__ __forceinline__ uint32_t tc_ld32(const bf16 *p) { return *(const uint32_t *)p; }
+/* four 8 x 8 bf16 matrices of shared memory, transposed (lane 8i + k gives row k of matrix i; the
+ * rows 16-byte aligned): r[i] = B fragment half of matrix i's transpose */
+static __device__ __forceinline__ void tc_ldsm_x4_t(uint32_t (&r)[4], const bf16 *p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+/* 16 bytes global -> shared without passing through registers (zeros where !in: source size 0) */
+static __device__ __forceinline__ void tc_cp16(bf16 *dst, const bf16 *src, bool in) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(in ? 16 : 0) : "memory");
+}
+static __device__ __forceinline__ void tc_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void tc_cp_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
 #endif
 /* two floats as a bf16 pair, lo in the low half */
 static __device__ __forceinline__ uint32_t tc_pack(float lo, float hi) {
@@ -525,6 +562,172 @@ static __global__ void __launch_bounds__(TC_THREADS)
                 tc_mma(o[j], pa[kk], tc_ld32(vr), tc_ld32(vr + 8));
             }
         }
+    }
+    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (t0 < T) {
+            OT *p = out + ((size_t)b * T + t0) * C + h * HS + d;
+            gq_st(p, o[j][0] * i0), gq_st(p + 1, o[j][1] * i0);
+        }
+        if (t1 < T) {
+            OT *p = out + ((size_t)b * T + t1) * C + h * HS + d;
+            gq_st(p, o[j][2] * i1), gq_st(p + 1, o[j][3] * i1);
+        }
+    }
+    if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;
+    if (c == 0 && t1 < T) lse[(size_t)bh * T + t1] = (m1 + log2f(l1)) * TC_LN2;
+}
+
+/* Forward, pipelined (session 19, after the H200 measured tc_forward2 at 64 TFLOP/s against
+ * PyTorch's SDPA at ~175): tc_forward2_kernel's arithmetic, bit for bit (each query row's tiles,
+ * products and softmax steps in the same order), with 8 warps = 128 queries a block (a key tile
+ * loaded once serves twice the queries), the next key and value tiles copied by cp.async while
+ * the warps work on the current ones (two buffers), and v's B fragments read from its row-major
+ * tile by ldmatrix.trans (no transposed copy in shared memory). A bf16 qkv with 16-byte rows
+ * takes the asynchronous copies; fp32 (rounded as it loads) or unaligned rows load as before,
+ * still into the two buffers. */
+enum { TC3_WARPS = 8, TC3_THREADS = TC3_WARPS * 32, TC3_Q = TC3_WARPS * 16 };
+template <int HS> struct tc3_dims {
+    static constexpr int LDH = HS + 8; /* 16-byte rows: ldmatrix and cp.async */
+    static constexpr size_t QTILE = tc_bytes(TC3_Q * LDH * sizeof(bf16)), KTILE = tc_bytes(TC_ROWS * LDH * sizeof(bf16));
+    static constexpr size_t SMEM = QTILE + 4 * KTILE;
+};
+
+/* rows [r0, r0 + ROWS) of a head into a bf16 tile (stride HS + 8), rows at or past T zero, by the
+ * block's TC3_THREADS threads: cp.async (bf16 source, 16-byte rows: `async`), or loads */
+template <int HS, int ROWS, class ST>
+static __device__ void tc3_load(bf16 *s, const ST *head, size_t stride, int r0, int T, bool async) {
+    constexpr int V = HS / 8, LDH = tc3_dims<HS>::LDH;
+    if constexpr (sizeof(ST) == 2) {
+        if (async) {
+            for (int i = threadIdx.x; i < ROWS * V; i += TC3_THREADS) {
+                const int r = i / V, c = i % V * 8, t = r0 + r;
+                tc_cp16(s + r * LDH + c, (const bf16 *)head + (size_t)(t < T ? t : 0) * stride + c, t < T);
+            }
+            return;
+        }
+    }
+    if (tc_vec_ok(head, stride)) {
+        for (int i = threadIdx.x; i < ROWS * V; i += TC3_THREADS) {
+            const int r = i / V, c = i % V * 8, t = r0 + r;
+            *(uint4 *)(s + r * LDH + c) = tc_load8(head + (size_t)(t < T ? t : 0) * stride + c, t < T).v;
+        }
+        return;
+    }
+    for (int i = threadIdx.x; i < ROWS * HS; i += TC3_THREADS) {
+        const int r = i / HS, d = i % HS, t = r0 + r;
+        s[r * LDH + d] = t < T ? tc_bf16(head[(size_t)t * stride + d]) : tc_bf16(0.0f);
+    }
+}
+
+template <int HS, class OT>
+static __global__ void __launch_bounds__(TC3_THREADS, 2) /* 128 registers: two blocks (16 warps) an SM, as tc_forward2's four */
+    tc_forward3_kernel(OT *out, float *lse, const OT *qkv, int T, int C, int NH, float sl2) {
+    constexpr int LDH = tc3_dims<HS>::LDH, NF = HS / 16;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * TC3_Q, w0 = q0 + warp * 16;
+    const int t0 = w0 + g, t1 = t0 + 8; /* this lane's two query rows */
+    GQ_DYN_SMEM(unsigned char, tc_smem);
+    tc_carve sm{tc_smem};
+    bf16 *qs = sm.take<bf16>(TC3_Q * LDH);
+    /* buffer i's keys at kvb + i * 2 * KT, its values KT further (row-major tiles) */
+    constexpr size_t KT = tc3_dims<HS>::KTILE / sizeof(bf16);
+    bf16 *kvb = sm.take<bf16>(4 * KT);
+    const OT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const bool async = sizeof(OT) == 2 && tc_vec_ok(head, C3); /* block-uniform */
+    const int kend = min(T, q0 + TC3_Q), nt = (kend + TC_ROWS - 1) / TC_ROWS;
+    tc3_load<HS, TC3_Q>(qs, head, C3, q0, T, async);
+    tc3_load<HS, TC_ROWS>(kvb, head + C, C3, 0, T, async);
+    tc3_load<HS, TC_ROWS>(kvb + KT, head + 2 * C, C3, 0, T, async);
+    tc_cp_commit();
+    uint32_t qa[NF][4]; /* this warp's 16 queries as A fragments, k-step kk = dims 16kk.. */
+    float o[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m0 = -3.0e38f, m1 = -3.0e38f, l0 = 0.0f, l1 = 0.0f;
+    for (int it = 0; it < nt; it++) {
+        const int k0 = it * TC_ROWS, cur = it & 1;
+        if (it + 1 < nt) { /* the next tiles into the other buffer, free since the last barrier */
+            bf16 *nx = kvb + (size_t)(cur ^ 1) * 2 * KT;
+            tc3_load<HS, TC_ROWS>(nx, head + C, C3, k0 + TC_ROWS, T, async);
+            tc3_load<HS, TC_ROWS>(nx + KT, head + 2 * C, C3, k0 + TC_ROWS, T, async);
+            tc_cp_commit();
+            tc_cp_wait<1>(); /* this tile's group (and q's) has landed */
+        } else {
+            tc_cp_wait<0>();
+        }
+        __syncthreads();
+        if (it == 0) {
+#pragma unroll
+            for (int kk = 0; kk < NF; kk++) {
+                const bf16 *r0 = qs + (warp * 16 + g) * LDH + kk * 16 + 2 * c, *r1 = r0 + 8 * LDH;
+                qa[kk][0] = tc_ld32(r0), qa[kk][1] = tc_ld32(r1), qa[kk][2] = tc_ld32(r0 + 8), qa[kk][3] = tc_ld32(r1 + 8);
+            }
+        }
+        if (w0 < T && k0 <= w0 + 15) { /* warp-uniform */
+            const bf16 *ks = kvb + (size_t)cur * 2 * KT, *vs = ks + KT;
+            float s[8][4];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+                if (k0 + 8 * j > w0 + 15) continue; /* keys after every query of the warp (warp-uniform) */
+#pragma unroll
+                for (int kk = 0; kk < NF; kk++) {
+                    const bf16 *kr = ks + (8 * j + g) * LDH + kk * 16 + 2 * c;
+                    tc_mma(s[j], qa[kk], tc_ld32(kr), tc_ld32(kr + 8));
+                }
+            }
+            float mx0 = -3.0e38f, mx1 = -3.0e38f;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
+                    const bool vis = key <= t && t < T;
+                    s[j][e] = vis ? s[j][e] * sl2 : -3.0e38f;
+                    if (e < 2) mx0 = fmaxf(mx0, s[j][e]);
+                    else mx1 = fmaxf(mx1, s[j][e]);
+                }
+            mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 1)), mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 1)), mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 2));
+            const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1), a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+            m0 = n0, m1 = n1;
+            uint32_t pa[4][4];
+            float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float p0 = s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
+                const float p1 = s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
+                const float p2 = s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
+                const float p3 = s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
+                const uint32_t top = tc_pack(p0, p1), bottom = tc_pack(p2, p3);
+                sum0 += tc_lo(top) + tc_hi(top), sum1 += tc_lo(bottom) + tc_hi(bottom);
+                pa[j / 2][(j % 2) * 2] = top, pa[j / 2][(j % 2) * 2 + 1] = bottom;
+            }
+            sum0 += __shfl_xor_sync(TC_FULL, sum0, 1), sum0 += __shfl_xor_sync(TC_FULL, sum0, 2);
+            sum1 += __shfl_xor_sync(TC_FULL, sum1, 1), sum1 += __shfl_xor_sync(TC_FULL, sum1, 2);
+            l0 = l0 * a0 + sum0, l1 = l1 * a1 + sum1;
+#pragma unroll
+            for (int j = 0; j < HS / 8; j++) o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
+            /* O += P v, k-step kk = keys 16kk..: ldmatrix.trans gives the B fragments of two
+             * 8-dimension tiles at once (matrices: keys +0..7 / +8..15 of dims 8j.., then of 8j+8..) */
+            const int mi = lane / 8, mr = lane % 8;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (k0 + 16 * kk > w0 + 15) break; /* P is zero there (warp-uniform) */
+#pragma unroll
+                for (int j = 0; j < HS / 8; j += 2) {
+                    uint32_t bv[4];
+                    tc_ldsm_x4_t(bv, vs + (kk * 16 + (mi & 1) * 8 + mr) * LDH + 8 * (j + (mi >> 1)));
+                    tc_mma(o[j], pa[kk], bv[0], bv[1]);
+                    tc_mma(o[j + 1], pa[kk], bv[2], bv[3]);
+                }
+            }
+        }
+        __syncthreads(); /* every warp is done with this buffer before the next prefetch into it */
     }
     const float i0 = 1.0f / l0, i1 = 1.0f / l1;
 #pragma unroll
