@@ -308,6 +308,8 @@ int main(int argc, char **argv) {
             gq_cuda_set_attention_tc_form(GQ_TC_PIPE);
             TIME("attention_forward_tc (mma.sync, pipelined)", (double)(3 * NC + NC) * 4,
                  4.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_forward_tc(z, lse, x, B, T, C, NH));
+            TIME("attention_backward_tc (mma.sync, pipelined)", (double)(3 * NC * 2 + 2 * NC) * 4,
+                 8.0 * B * NH * (double)T * T * (C / NH), gq_cuda_attention_backward_tc(y, z, x, z, lse, B, T, C, NH));
             void *q16 = dalloc(3 * NC * 2), *o16 = dalloc(NC * 2);
             float *hx = malloc(3 * NC * sizeof *hx);
             uint16_t *h16 = malloc(3 * NC * 2);

@@ -66,6 +66,11 @@ static void check(int HS, int B, int T, int NH) {
     CHECK_OK(gq_cuda_attention_forward_tc(o2, l2, qkv, B, T, C, NH));
     CHECKF(!memcmp(o2, out[0], nout * 4) && !memcmp(l2, lse[0], nlse * 4),
            "hs=%d T=%d: the default forward's bits differ from tc_forward2's", HS, T);
+    /* and the pipelined backward (tc_dkdv3 / tc_dq3) against tc_dkdv2 / tc_dq2 */
+    float *d2 = nans(nqkv);
+    CHECK_OK(gq_cuda_attention_backward_tc(d2, dy, qkv, out[0], lse[0], B, T, C, NH));
+    CHECKF(!memcmp(d2, dqkv[0], nqkv * 4), "hs=%d T=%d: the default backward's bits differ from tc_dkdv2 / tc_dq2's", HS, T);
+    free(d2);
     /* the element-wise loads: qkv and dy one float off 16-byte alignment, the same bits */
     float *qkv1 = nans(nqkv + 1), *dy1 = nans(nout + 1), *o1 = nans(nout), *l1 = nans(nlse), *d1 = nans(nqkv);
     memcpy(qkv1 + 1, qkv, nqkv * 4), memcpy(dy1 + 1, dy, nout * 4);
@@ -89,6 +94,9 @@ static void check(int HS, int B, int T, int NH) {
     gq_cuda_set_attention_tc_form(GQ_TC_MMA);
     CHECK_OK(gq_cuda_attention_forward_tc16(o16b, l2, q16, B, T, C, NH));
     CHECKF(!memcmp(o16, o16b, nout * 2), "hs=%d T=%d: bf16 qkv: the default forward's bits differ from tc_forward2's", HS, T);
+    CHECK_OK(gq_cuda_attention_backward_tc16(d16b, dy, q16, o16, l1, B, T, C, NH));
+    CHECKF(!memcmp(d16, d16b, nqkv * 2), "hs=%d T=%d: bf16 qkv: the default backward's bits differ from tc_dkdv2 / tc_dq2's",
+           HS, T);
     gq_cuda_set_attention_tc_form(GQ_TC_PIPE);
     memmove(q16 + 1, q16, nqkv * 2);
     CHECK_OK(gq_cuda_attention_forward_tc16(o16b, l1, q16 + 1, B, T, C, NH));

@@ -307,9 +307,9 @@ static void case_tc(shape s0) {
         float *d_lse = dev_poison((size_t)B * NH * T * 4), *d_dqkv = dev_poison(nqkv * 4);
         CPU->attention_forward(out, att, qkv, B, T, C, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, C, NH);
-        float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL, *m_out = NULL, *m_lse = NULL;
-        /* the WMMA form, session 8's mma.sync forward, then the default (session 19's pipelined
-         * one): each within the bounds, and the last two the same bits */
+        float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL, *m_out = NULL, *m_lse = NULL, *m_dqkv = NULL;
+        /* the WMMA form, session 8's mma.sync kernels, then the default (session 19's pipelined
+         * ones, head sizes up to 64): each within the bounds, and the last two the same bits */
         const int forms[3] = {GQ_TC_WMMA, GQ_TC_MMA, GQ_TC_PIPE};
         const char *fname[3] = {"attention tc (WMMA fwd)", "attention tc (mma fwd)", "attention tc"};
         for (int f = 0; f < 3; f++) {
@@ -320,11 +320,13 @@ static void case_tc(shape s0) {
             g_out = fetch(d_out, nout), g_lse = fetch(d_lse, (size_t)B * NH * T), g_dqkv = fetch(d_dqkv, nqkv);
             CHECKF(gq_attn_tc_verdict(fname[f], g_out, g_lse, g_dqkv, out, dqkv, qkv, B, T, C, NH),
                    "%s B=%d T=%d C=%d NH=%d beyond its bounds", fname[f], B, T, C, NH);
-            if (forms[f] == GQ_TC_MMA) m_out = fetch(d_out, nout), m_lse = fetch(d_lse, (size_t)B * NH * T);
+            if (forms[f] == GQ_TC_MMA)
+                m_out = fetch(d_out, nout), m_lse = fetch(d_lse, (size_t)B * NH * T), m_dqkv = fetch(d_dqkv, nqkv);
         }
-        CHECKF(!memcmp(m_out, g_out, nout * 4) && !memcmp(m_lse, g_lse, (size_t)B * NH * T * 4),
-               "attention tc B=%d T=%d C=%d NH=%d: the pipelined forward's bits differ from the mma forward's", B, T, C, NH);
-        free(m_out), free(m_lse);
+        CHECKF(!memcmp(m_out, g_out, nout * 4) && !memcmp(m_lse, g_lse, (size_t)B * NH * T * 4) &&
+                   !memcmp(m_dqkv, g_dqkv, nqkv * 4),
+               "attention tc B=%d T=%d C=%d NH=%d: the pipelined kernels' bits differ from the mma kernels'", B, T, C, NH);
+        free(m_out), free(m_lse), free(m_dqkv);
         /* the bf16 form (the bf16 mode's op with bf16 operands): qkv as a bf16 array gives the same
          * tiles, so the outputs rounded to bf16, and the same gradients from them (D = dO . O from
          * the bf16 output) within the bounds */

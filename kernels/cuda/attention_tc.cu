@@ -100,6 +100,22 @@ static int tc_backward(QT *dqkv, const float *dout, const QT *qkv, const float *
                        int C, int NH) {
     typedef tc_dims<HS> D;
     if constexpr (HS <= 64) /* (instantiated only where the register kernels fit) */
+        if (form() == GQ_TC_PIPE) { /* the output gradient as a bf16 copy (what every tile rounds it to) */
+            void *d16 = NULL;
+            GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_ATT_DY16, (size_t)B * T * C * 2, &d16));
+            GQ_TRY(gq_cuda_to_bf16(d16, dout, (size_t)B * T * C));
+            typedef tcb3_dims<HS> D3;
+            const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
+            GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dkdv3_kernel<HS, QT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)D3::DKDV));
+            GQ_TRY(gq_launch(tc_dkdv3_kernel<HS, QT>, grid, TC_THREADS, D3::DKDV, dqkv, (const bf16 *)d16, qkv, lse, Dv,
+                             T, C, NH, tc_scale(HS), tc_sl2(HS)));
+            GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq3_kernel<HS, QT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)D3::DQ));
+            return gq_launch(tc_dq3_kernel<HS, QT>, grid, TC_THREADS, D3::DQ, dqkv, (const bf16 *)d16, qkv, lse, Dv, T,
+                             C, NH, tc_scale(HS), tc_sl2(HS));
+        }
+    if constexpr (HS <= 64)
         if (mma_form())
             return tc_launch_backward<QT>(tc_dkdv2_kernel<HS, QT>, D::DKDV2, tc_dq2_kernel<HS, QT>, D::DQ2, HS, dqkv,
                                           dout, qkv, lse, Dv, B, T, C, NH);

@@ -596,13 +596,13 @@ template <int HS> struct tc3_dims {
 };
 
 /* rows [r0, r0 + ROWS) of a head into a bf16 tile (stride HS + 8), rows at or past T zero, by the
- * block's TC3_THREADS threads: cp.async (bf16 source, 16-byte rows: `async`), or loads */
-template <int HS, int ROWS, class ST>
+ * block's NT threads: cp.async (bf16 source, 16-byte rows: `async`), or loads */
+template <int HS, int ROWS, class ST, int NT = TC3_THREADS>
 static __device__ void tc3_load(bf16 *s, const ST *head, size_t stride, int r0, int T, bool async) {
     constexpr int V = HS / 8, LDH = tc3_dims<HS>::LDH;
     if constexpr (sizeof(ST) == 2) {
         if (async) {
-            for (int i = threadIdx.x; i < ROWS * V; i += TC3_THREADS) {
+            for (int i = threadIdx.x; i < ROWS * V; i += NT) {
                 const int r = i / V, c = i % V * 8, t = r0 + r;
                 tc_cp16(s + r * LDH + c, (const bf16 *)head + (size_t)(t < T ? t : 0) * stride + c, t < T);
             }
@@ -610,13 +610,13 @@ static __device__ void tc3_load(bf16 *s, const ST *head, size_t stride, int r0, 
         }
     }
     if (tc_vec_ok(head, stride)) {
-        for (int i = threadIdx.x; i < ROWS * V; i += TC3_THREADS) {
+        for (int i = threadIdx.x; i < ROWS * V; i += NT) {
             const int r = i / V, c = i % V * 8, t = r0 + r;
             *(uint4 *)(s + r * LDH + c) = tc_load8(head + (size_t)(t < T ? t : 0) * stride + c, t < T).v;
         }
         return;
     }
-    for (int i = threadIdx.x; i < ROWS * HS; i += TC3_THREADS) {
+    for (int i = threadIdx.x; i < ROWS * HS; i += NT) {
         const int r = i / HS, d = i % HS, t = r0 + r;
         s[r * LDH + d] = t < T ? tc_bf16(head[(size_t)t * stride + d]) : tc_bf16(0.0f);
     }
@@ -922,6 +922,201 @@ static __global__ void __launch_bounds__(TC_THREADS)
                 s[j][e] = ds;
             }
         tc_p_times<HS>(dq, s, kt, [&](int kk) { return k0 + 16 * kk > w0 + 15; });
+    }
+    QT *base = dqkv + (size_t)b * T * C3 + h * HS;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (t0 < T) gq_st(base + (size_t)t0 * C3 + d, dq[j][0] * scale), gq_st(base + (size_t)t0 * C3 + d + 1, dq[j][1] * scale);
+        if (t1 < T) gq_st(base + (size_t)t1 * C3 + d, dq[j][2] * scale), gq_st(base + (size_t)t1 * C3 + d + 1, dq[j][3] * scale);
+    }
+}
+
+/* out[j] += P (16 x 64 as 8 accumulator tiles, packed to bf16 here) times rows [0, 64) of the
+ * row-major bf16 tile m (stride HS + 8): tc_p_times's products in its order, m's B fragments by
+ * ldmatrix.trans (no transposed copy of m) */
+template <int HS, class Skip>
+static __device__ __forceinline__ void tc_p_times_rows(float (&out)[HS / 8][4], const float (&p)[8][4], const bf16 *m,
+                                                       Skip skip) {
+    constexpr int LDH = HS + 8;
+    const int lane = threadIdx.x % 32, mi = lane / 8, mr = lane % 8;
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        pa[j / 2][(j % 2) * 2] = tc_pack(p[j][0], p[j][1]);
+        pa[j / 2][(j % 2) * 2 + 1] = tc_pack(p[j][2], p[j][3]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        if (skip(kk)) continue;
+#pragma unroll
+        for (int j = 0; j < HS / 8; j += 2) {
+            uint32_t bm[4];
+            tc_ldsm_x4_t(bm, m + (kk * 16 + (mi & 1) * 8 + mr) * LDH + 8 * (j + (mi >> 1)));
+            tc_mma(out[j], pa[kk], bm[0], bm[1]);
+            tc_mma(out[j + 1], pa[kk], bm[2], bm[3]);
+        }
+    }
+}
+
+/* The backward, pipelined (session 19; the H200 measured tc_dkdv2 + tc_dq2 at 700 us a GPT-2
+ * layer against SDPA's 255): tc_dkdv2_kernel's and tc_dq2_kernel's arithmetic, bit for bit, with
+ * the output gradient read from a bf16 copy (made once, rounded to nearest: the values their
+ * tiles round it to), the tiles that change per step copied by cp.async into the other of two
+ * buffers while the warps work, and the B fragments that ran along a tile's rows read by
+ * ldmatrix.trans instead of from transposed copies. 4 warps, 64 rows a block, as before. */
+template <int HS> struct tcb3_dims {
+    static constexpr size_t TILE = tc_bytes(TC_ROWS * (HS + 8) * sizeof(bf16)), VEC = tc_bytes(TC_ROWS * sizeof(float));
+    static constexpr size_t BUF = 2 * TILE + 2 * VEC; /* dK / dV's per-step buffer */
+    static constexpr size_t DKDV = 2 * TILE + 2 * BUF, DQ = 2 * TILE + 2 * VEC + 2 * 2 * TILE;
+};
+
+template <int HS, class QT>
+static __global__ void __launch_bounds__(TC_THREADS, 3) /* at most 168 registers: 3 blocks an SM */
+    tc_dkdv3_kernel(QT *dqkv, const bf16 *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
+                    int NH, float scale, float sl2) {
+    constexpr int LDH = HS + 8;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16, key0 = w0 + g, key1 = key0 + 8;
+    GQ_DYN_SMEM(unsigned char, tc_smem);
+    tc_carve sm{tc_smem};
+    bf16 *ks = sm.take<bf16>(TC_ROWS * LDH), *vs = sm.take<bf16>(TC_ROWS * LDH);
+    /* buffer i (i x BUF bytes after buffer 0): q, dO (row-major tiles), lse (log2) and D of its 64 queries */
+    constexpr size_t BUF = tcb3_dims<HS>::BUF;
+    bf16 *qb = sm.take<bf16>(TC_ROWS * LDH), *db = sm.take<bf16>(TC_ROWS * LDH);
+    float *lb = sm.take<float>(TC_ROWS), *xb = sm.take<float>(TC_ROWS);
+    auto at = [&](auto *p, int i) { return (decltype(p))((unsigned char *)p + i * BUF); };
+    const QT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const bf16 *dhead = dout + (size_t)b * T * C + h * HS;
+    const bool async = sizeof(QT) == 2 && tc_vec_ok(head, C3), dasync = tc_vec_ok(dhead, C); /* block-uniform */
+    tc3_load<HS, TC_ROWS, QT, TC_THREADS>(ks, head + C, C3, k0, T, async);
+    tc3_load<HS, TC_ROWS, QT, TC_THREADS>(vs, head + 2 * C, C3, k0, T, async);
+    const int nt = (T - k0 + TC_ROWS - 1) / TC_ROWS; /* query tiles from k0 */
+    auto fetch = [&](int i, int q0) {
+        tc3_load<HS, TC_ROWS, QT, TC_THREADS>(at(qb, i), head, C3, q0, T, async);
+        tc3_load<HS, TC_ROWS, bf16, TC_THREADS>(at(db, i), dhead, C, q0, T, dasync);
+        load_stats(at(lb, i), at(xb, i), lse, Dv, (size_t)bh * T, q0, T);
+        tc_cp_commit();
+    };
+    fetch(0, k0);
+    float dk[HS / 8][4], dv[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.0f;
+    for (int it = 0; it < nt; it++) {
+        const int q0 = k0 + it * TC_ROWS, cur = it & 1;
+        if (it + 1 < nt) {
+            fetch(cur ^ 1, q0 + TC_ROWS);
+            tc_cp_wait<1>();
+        } else {
+            tc_cp_wait<0>();
+        }
+        __syncthreads();
+        if (w0 < T) { /* warp-uniform */
+            const bf16 *qs = at(qb, cur), *dos = at(db, cur);
+            const float *l2 = at(lb, cur), *dl = at(xb, cur);
+            auto before = [&](int j) { return q0 + 8 * j + 7 < w0; };
+            float s[8][4], dp[8][4];
+            tc_rows_bt<HS>(s, ks, warp * 16, qs, before);
+            tc_rows_bt<HS>(dp, vs, warp * 16, dos, before);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int col = 8 * j + 2 * c + (e & 1), tq = q0 + col, key = e < 2 ? key0 : key1;
+                    float p = 0.0f, ds = 0.0f;
+                    if (key < T && tq < T && tq >= key) {
+                        p = exp2f(s[j][e] * sl2 - l2[col]);
+                        ds = p * (dp[j][e] - dl[col]);
+                    }
+                    s[j][e] = p, dp[j][e] = ds;
+                }
+            auto none = [&](int kk) { return q0 + 16 * kk + 15 < w0; };
+            tc_p_times_rows<HS>(dv, s, dos, none);
+            tc_p_times_rows<HS>(dk, dp, qs, none);
+        }
+        __syncthreads(); /* this buffer is free for the fetch after next */
+    }
+    QT *base = dqkv + (size_t)b * T * C3 + h * HS;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (key0 < T) {
+            QT *r = base + (size_t)key0 * C3 + d;
+            gq_st(r + C, dk[j][0] * scale), gq_st(r + C + 1, dk[j][1] * scale);
+            gq_st(r + 2 * C, dv[j][0]), gq_st(r + 2 * C + 1, dv[j][1]);
+        }
+        if (key1 < T) {
+            QT *r = base + (size_t)key1 * C3 + d;
+            gq_st(r + C, dk[j][2] * scale), gq_st(r + C + 1, dk[j][3] * scale);
+            gq_st(r + 2 * C, dv[j][2]), gq_st(r + 2 * C + 1, dv[j][3]);
+        }
+    }
+}
+
+template <int HS, class QT>
+static __global__ void __launch_bounds__(TC_THREADS)
+    tc_dq3_kernel(QT *dqkv, const bf16 *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C, int NH,
+                  float scale, float sl2) {
+    constexpr int LDH = HS + 8;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * TC_ROWS, w0 = q0 + warp * 16, t0 = w0 + g, t1 = t0 + 8;
+    GQ_DYN_SMEM(unsigned char, tc_smem);
+    tc_carve sm{tc_smem};
+    bf16 *qs = sm.take<bf16>(TC_ROWS * LDH), *dos = sm.take<bf16>(TC_ROWS * LDH);
+    float *l2 = sm.take<float>(TC_ROWS), *dl = sm.take<float>(TC_ROWS);
+    /* buffer i: the key and value tiles (row-major) at kvb + 2 i KT, the values KT further */
+    constexpr size_t KT = tcb3_dims<HS>::TILE / sizeof(bf16);
+    bf16 *kvb = sm.take<bf16>(4 * KT);
+    const QT *head = qkv + (size_t)b * T * C3 + h * HS;
+    const bf16 *dhead = dout + (size_t)b * T * C + h * HS;
+    const bool async = sizeof(QT) == 2 && tc_vec_ok(head, C3), dasync = tc_vec_ok(dhead, C); /* block-uniform */
+    tc3_load<HS, TC_ROWS, QT, TC_THREADS>(qs, head, C3, q0, T, async);
+    tc3_load<HS, TC_ROWS, bf16, TC_THREADS>(dos, dhead, C, q0, T, dasync);
+    load_stats(l2, dl, lse, Dv, (size_t)bh * T, q0, T);
+    auto fetch = [&](int i, int k0) {
+        tc3_load<HS, TC_ROWS, QT, TC_THREADS>(kvb + (size_t)i * 2 * KT, head + C, C3, k0, T, async);
+        tc3_load<HS, TC_ROWS, QT, TC_THREADS>(kvb + (size_t)i * 2 * KT + KT, head + 2 * C, C3, k0, T, async);
+        tc_cp_commit();
+    };
+    fetch(0, 0);
+    float dq[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.0f;
+    const int kend = min(T, q0 + TC_ROWS), nt = (kend + TC_ROWS - 1) / TC_ROWS;
+    for (int it = 0; it < nt; it++) {
+        const int k0 = it * TC_ROWS, cur = it & 1;
+        if (it + 1 < nt) {
+            fetch(cur ^ 1, k0 + TC_ROWS);
+            tc_cp_wait<1>();
+        } else {
+            tc_cp_wait<0>();
+        }
+        __syncthreads();
+        if (w0 < T && k0 <= w0 + 15) { /* warp-uniform */
+            const bf16 *ks = kvb + (size_t)cur * 2 * KT, *vs = ks + KT;
+            const float l20 = l2[warp * 16 + g], l21 = l2[warp * 16 + g + 8];
+            const float dl0 = dl[warp * 16 + g], dl1 = dl[warp * 16 + g + 8];
+            auto after = [&](int j) { return k0 + 8 * j > w0 + 15; }; /* keys after every query of the warp */
+            float s[8][4], dp[8][4];
+            tc_rows_bt<HS>(s, qs, warp * 16, ks, after);
+            tc_rows_bt<HS>(dp, dos, warp * 16, vs, after);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
+                    float ds = 0.0f;
+                    if (key <= t && t < T)
+                        ds = exp2f(s[j][e] * sl2 - (e < 2 ? l20 : l21)) * (dp[j][e] - (e < 2 ? dl0 : dl1));
+                    s[j][e] = ds;
+                }
+            tc_p_times_rows<HS>(dq, s, ks, [&](int kk) { return k0 + 16 * kk > w0 + 15; });
+        }
+        __syncthreads(); /* this buffer is free for the fetch after next */
     }
     QT *base = dqkv + (size_t)b * T * C3 + h * HS;
 #pragma unroll
