@@ -471,6 +471,70 @@ static __global__ void __launch_bounds__(TC_THREADS)
     store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, 0, w0, T, dq, scale, region + warp * 16 * D::LDO);
 }
 
+/* One key tile's online-softmax step for a warp's rows t0 and t1 (the register-level forwards'):
+ * the scores s (16 x 64 from key k0) masked to the keys each row sees and scaled to log2 units,
+ * the running maxima m and sums l updated, the probabilities left in bf16 as P v's A fragments
+ * pa (tiles 2j and 2j+1 of s are k-step j; the sums are of these bf16 values), and the running
+ * output's rescale factors a0, a1 */
+static __device__ __forceinline__ void tc_softmax_step(float (&s)[8][4], uint32_t (&pa)[4][4], float &m0, float &m1,
+                                                       float &l0, float &l1, float &a0, float &a1, int k0, int t0,
+                                                       int t1, int T, float sl2) {
+    const int c = threadIdx.x % 4;
+    float mx0 = -3.0e38f, mx1 = -3.0e38f; /* rows t0: s[j][0..1], t1: s[j][2..3] */
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
+            const bool vis = key <= t && t < T;
+            s[j][e] = vis ? s[j][e] * sl2 : -3.0e38f;
+            if (e < 2) mx0 = fmaxf(mx0, s[j][e]);
+            else mx1 = fmaxf(mx1, s[j][e]);
+        }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 1)), mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 1)), mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 2));
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+    m0 = n0, m1 = n1;
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) { /* masked probabilities 0 */
+        const float p0 = s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
+        const float p1 = s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
+        const float p2 = s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
+        const float p3 = s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
+        const uint32_t top = tc_pack(p0, p1), bottom = tc_pack(p2, p3);
+        sum0 += tc_lo(top) + tc_hi(top), sum1 += tc_lo(bottom) + tc_hi(bottom);
+        pa[j / 2][(j % 2) * 2] = top, pa[j / 2][(j % 2) * 2 + 1] = bottom;
+    }
+    sum0 += __shfl_xor_sync(TC_FULL, sum0, 1), sum0 += __shfl_xor_sync(TC_FULL, sum0, 2);
+    sum1 += __shfl_xor_sync(TC_FULL, sum1, 1), sum1 += __shfl_xor_sync(TC_FULL, sum1, 2);
+    l0 = l0 * a0 + sum0, l1 = l1 * a1 + sum1;
+}
+
+/* the register-level forwards' end: rows t0, t1 of head h of out (o / l) and their lse (natural log) */
+template <int HS, class OT>
+static __device__ __forceinline__ void tc_store_rows(OT *out, float *lse, const float (&o)[HS / 8][4], float m0,
+                                                     float m1, float l0, float l1, int b, int h, int bh, int t0,
+                                                     int t1, int T, int C) {
+    const int c = threadIdx.x % 4;
+    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        const int d = 8 * j + 2 * c;
+        if (t0 < T) {
+            OT *p = out + ((size_t)b * T + t0) * C + h * HS + d;
+            gq_st(p, o[j][0] * i0), gq_st(p + 1, o[j][1] * i0);
+        }
+        if (t1 < T) {
+            OT *p = out + ((size_t)b * T + t1) * C + h * HS + d;
+            gq_st(p, o[j][2] * i1), gq_st(p + 1, o[j][3] * i1);
+        }
+    }
+    if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;
+    if (c == 0 && t1 < T) lse[(size_t)bh * T + t1] = (m1 + log2f(l1)) * TC_LN2;
+}
+
 /* Forward, register-level (FlashAttention-2's form on mma.sync): the same blocks and tiles as
  * tc_forward_kernel, but a warp's scores, probabilities and running output stay in registers
  * (layout above): S for 64 keys is 8 accumulator tiles of 16 x 8, a lane holding rows g and g+8,
@@ -520,38 +584,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
                 tc_mma(s[j], qa[kk], tc_ld32(kr), tc_ld32(kr + 8));
             }
         }
-        /* mask, scale to log2 units, row maxima (rows t0: s[j][0..1], t1: s[j][2..3]) */
-        float mx0 = -3.0e38f, mx1 = -3.0e38f;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
-                const bool vis = key <= t && t < T;
-                s[j][e] = vis ? s[j][e] * sl2 : -3.0e38f;
-                if (e < 2) mx0 = fmaxf(mx0, s[j][e]);
-                else mx1 = fmaxf(mx1, s[j][e]);
-            }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 1)), mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 1)), mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 2));
-        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1), a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
-        m0 = n0, m1 = n1;
-        /* probabilities in bf16 (masked ones 0), as P v's A fragments; sums of what it multiplies */
         uint32_t pa[4][4];
-        float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float p0 = s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
-            const float p1 = s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
-            const float p2 = s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
-            const float p3 = s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
-            const uint32_t top = tc_pack(p0, p1), bottom = tc_pack(p2, p3);
-            sum0 += tc_lo(top) + tc_hi(top), sum1 += tc_lo(bottom) + tc_hi(bottom);
-            pa[j / 2][(j % 2) * 2] = top, pa[j / 2][(j % 2) * 2 + 1] = bottom;
-        }
-        sum0 += __shfl_xor_sync(TC_FULL, sum0, 1), sum0 += __shfl_xor_sync(TC_FULL, sum0, 2);
-        sum1 += __shfl_xor_sync(TC_FULL, sum1, 1), sum1 += __shfl_xor_sync(TC_FULL, sum1, 2);
-        l0 = l0 * a0 + sum0, l1 = l1 * a1 + sum1;
+        float a0, a1;
+        tc_softmax_step(s, pa, m0, m1, l0, l1, a0, a1, k0, t0, t1, T, sl2);
 #pragma unroll
         for (int j = 0; j < HS / 8; j++) {
             o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
@@ -563,21 +598,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
             }
         }
     }
-    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
-#pragma unroll
-    for (int j = 0; j < HS / 8; j++) {
-        const int d = 8 * j + 2 * c;
-        if (t0 < T) {
-            OT *p = out + ((size_t)b * T + t0) * C + h * HS + d;
-            gq_st(p, o[j][0] * i0), gq_st(p + 1, o[j][1] * i0);
-        }
-        if (t1 < T) {
-            OT *p = out + ((size_t)b * T + t1) * C + h * HS + d;
-            gq_st(p, o[j][2] * i1), gq_st(p + 1, o[j][3] * i1);
-        }
-    }
-    if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;
-    if (c == 0 && t1 < T) lse[(size_t)bh * T + t1] = (m1 + log2f(l1)) * TC_LN2;
+    tc_store_rows<HS>(out, lse, o, m0, m1, l0, l1, b, h, bh, t0, t1, T, C);
 }
 
 /* Forward, pipelined (session 19, after the H200 measured tc_forward2 at 64 TFLOP/s against
@@ -680,36 +701,9 @@ static __global__ void __launch_bounds__(TC3_THREADS, 2) /* 128 registers: two b
                     tc_mma(s[j], qa[kk], tc_ld32(kr), tc_ld32(kr + 8));
                 }
             }
-            float mx0 = -3.0e38f, mx1 = -3.0e38f;
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
-                    const bool vis = key <= t && t < T;
-                    s[j][e] = vis ? s[j][e] * sl2 : -3.0e38f;
-                    if (e < 2) mx0 = fmaxf(mx0, s[j][e]);
-                    else mx1 = fmaxf(mx1, s[j][e]);
-                }
-            mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 1)), mx0 = fmaxf(mx0, __shfl_xor_sync(TC_FULL, mx0, 2));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 1)), mx1 = fmaxf(mx1, __shfl_xor_sync(TC_FULL, mx1, 2));
-            const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1), a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
-            m0 = n0, m1 = n1;
             uint32_t pa[4][4];
-            float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const float p0 = s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
-                const float p1 = s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
-                const float p2 = s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
-                const float p3 = s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
-                const uint32_t top = tc_pack(p0, p1), bottom = tc_pack(p2, p3);
-                sum0 += tc_lo(top) + tc_hi(top), sum1 += tc_lo(bottom) + tc_hi(bottom);
-                pa[j / 2][(j % 2) * 2] = top, pa[j / 2][(j % 2) * 2 + 1] = bottom;
-            }
-            sum0 += __shfl_xor_sync(TC_FULL, sum0, 1), sum0 += __shfl_xor_sync(TC_FULL, sum0, 2);
-            sum1 += __shfl_xor_sync(TC_FULL, sum1, 1), sum1 += __shfl_xor_sync(TC_FULL, sum1, 2);
-            l0 = l0 * a0 + sum0, l1 = l1 * a1 + sum1;
+            float a0, a1;
+            tc_softmax_step(s, pa, m0, m1, l0, l1, a0, a1, k0, t0, t1, T, sl2);
 #pragma unroll
             for (int j = 0; j < HS / 8; j++) o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
             /* O += P v, k-step kk = keys 16kk..: ldmatrix.trans gives the B fragments of two
@@ -729,21 +723,7 @@ static __global__ void __launch_bounds__(TC3_THREADS, 2) /* 128 registers: two b
         }
         __syncthreads(); /* every warp is done with this buffer before the next prefetch into it */
     }
-    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
-#pragma unroll
-    for (int j = 0; j < HS / 8; j++) {
-        const int d = 8 * j + 2 * c;
-        if (t0 < T) {
-            OT *p = out + ((size_t)b * T + t0) * C + h * HS + d;
-            gq_st(p, o[j][0] * i0), gq_st(p + 1, o[j][1] * i0);
-        }
-        if (t1 < T) {
-            OT *p = out + ((size_t)b * T + t1) * C + h * HS + d;
-            gq_st(p, o[j][2] * i1), gq_st(p + 1, o[j][3] * i1);
-        }
-    }
-    if (c == 0 && t0 < T) lse[(size_t)bh * T + t0] = (m0 + log2f(l0)) * TC_LN2;
-    if (c == 0 && t1 < T) lse[(size_t)bh * T + t1] = (m1 + log2f(l1)) * TC_LN2;
+    tc_store_rows<HS>(out, lse, o, m0, m1, l0, l1, b, h, bh, t0, t1, T, C);
 }
 
 /* A fragment (k-step kk) of rows row0..row0+15 of a row-major bf16 tile (stride ld) */
@@ -964,7 +944,10 @@ static __device__ __forceinline__ void tc_p_times_rows(float (&out)[HS / 8][4], 
  * the output gradient read from a bf16 copy (made once, rounded to nearest: the values their
  * tiles round it to), the tiles that change per step copied by cp.async into the other of two
  * buffers while the warps work, and the B fragments that ran along a tile's rows read by
- * ldmatrix.trans instead of from transposed copies. 4 warps, 64 rows a block, as before. */
+ * ldmatrix.trans instead of from transposed copies. 4 warps, 64 rows a block, as before. Their
+ * score steps repeat tc_dkdv2's and tc_dq2's on purpose: factored into shared functions, ptxas
+ * gave tc_dkdv2 174 registers instead of 128 (or spills at 128), and those are the kernels the
+ * H200 ran, kept as they ran as the switch back (GQ_CUDA_TC=mma2) until these are measured. */
 template <int HS> struct tcb3_dims {
     static constexpr size_t TILE = tc_bytes(TC_ROWS * (HS + 8) * sizeof(bf16)), VEC = tc_bytes(TC_ROWS * sizeof(float));
     static constexpr size_t BUF = 2 * TILE + 2 * VEC; /* dK / dV's per-step buffer */
