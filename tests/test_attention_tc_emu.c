@@ -46,11 +46,12 @@ static void check(int HS, int B, int T, int NH) {
     const gq_backend *cpu = gq_backend_cpu();
     cpu->attention_forward(out_ref, att, qkv, B, T, C, NH);
     cpu->attention_backward(dqkv_ref, scr, dy, qkv, out_ref, att, B, T, C, NH);
-    /* runs: the default kernels twice (the same bits again: no order depends on timing), WMMA's */
+    /* runs: the pipelined kernels twice (the same bits again: no order depends on timing), WMMA's;
+     * below, the default (session 8's mma.sync kernels) give the pipelined ones' bits */
     float *out[3], *lse[3], *dqkv[3];
     for (int k = 0; k < 3; k++) {
         out[k] = nans(nout), lse[k] = nans(nlse), dqkv[k] = nans(nqkv);
-        gq_cuda_set_attention_tc_wmma(k == 2);
+        gq_cuda_set_attention_tc_form(k == 2 ? GQ_TC_WMMA : GQ_TC_PIPE);
         CHECK_OK(gq_cuda_attention_forward_tc(out[k], lse[k], qkv, B, T, C, NH));
         CHECK_OK(gq_cuda_attention_backward_tc(dqkv[k], dy, qkv, out[k], lse[k], B, T, C, NH));
         if (k == 1) continue;
@@ -59,22 +60,22 @@ static void check(int HS, int B, int T, int NH) {
                "%s kernels, B=%d T=%d hs=%d NH=%d beyond the bounds", k ? "WMMA" : "default", B, T, HS, NH);
     }
     CHECK(!memcmp(out[0], out[1], nout * 4) && !memcmp(dqkv[0], dqkv[1], nqkv * 4));
-    /* session 19's pipelined forward (the default up to head size 64) against session 8's
-     * register kernel: the same bits, from fp32 here and from bf16 below */
+    /* session 19's pipelined forward (GQ_CUDA_TC=pipe, up to head size 64) against session 8's
+     * register kernel (the default): the same bits, from fp32 here and from bf16 below */
     float *o2 = nans(nout), *l2 = nans(nlse);
     gq_cuda_set_attention_tc_form(GQ_TC_MMA);
     CHECK_OK(gq_cuda_attention_forward_tc(o2, l2, qkv, B, T, C, NH));
     CHECKF(!memcmp(o2, out[0], nout * 4) && !memcmp(l2, lse[0], nlse * 4),
-           "hs=%d T=%d: the default forward's bits differ from tc_forward2's", HS, T);
+           "hs=%d T=%d: the pipelined forward's bits differ from tc_forward2's", HS, T);
     /* and the pipelined backward (tc_dkdv3 / tc_dq3) against tc_dkdv2 / tc_dq2 */
     float *d2 = nans(nqkv);
     CHECK_OK(gq_cuda_attention_backward_tc(d2, dy, qkv, out[0], lse[0], B, T, C, NH));
-    CHECKF(!memcmp(d2, dqkv[0], nqkv * 4), "hs=%d T=%d: the default backward's bits differ from tc_dkdv2 / tc_dq2's", HS, T);
+    CHECKF(!memcmp(d2, dqkv[0], nqkv * 4), "hs=%d T=%d: the pipelined backward's bits differ from tc_dkdv2 / tc_dq2's", HS, T);
     free(d2);
     /* the element-wise loads: qkv and dy one float off 16-byte alignment, the same bits */
     float *qkv1 = nans(nqkv + 1), *dy1 = nans(nout + 1), *o1 = nans(nout), *l1 = nans(nlse), *d1 = nans(nqkv);
     memcpy(qkv1 + 1, qkv, nqkv * 4), memcpy(dy1 + 1, dy, nout * 4);
-    gq_cuda_set_attention_tc_wmma(0);
+    gq_cuda_set_attention_tc_form(GQ_TC_PIPE);
     CHECK_OK(gq_cuda_attention_forward_tc(o1, l1, qkv1 + 1, B, T, C, NH));
     CHECK_OK(gq_cuda_attention_backward_tc(d1, dy1 + 1, qkv1 + 1, o1, l1, B, T, C, NH));
     CHECKF(!memcmp(o1, out[0], nout * 4) && !memcmp(d1, dqkv[0], nqkv * 4),
@@ -93,9 +94,9 @@ static void check(int HS, int B, int T, int NH) {
     for (size_t i = 0; i < nout; i++) off += o16[i] != gq_f32_to_bf16(out[0][i]);
     gq_cuda_set_attention_tc_form(GQ_TC_MMA);
     CHECK_OK(gq_cuda_attention_forward_tc16(o16b, l2, q16, B, T, C, NH));
-    CHECKF(!memcmp(o16, o16b, nout * 2), "hs=%d T=%d: bf16 qkv: the default forward's bits differ from tc_forward2's", HS, T);
+    CHECKF(!memcmp(o16, o16b, nout * 2), "hs=%d T=%d: bf16 qkv: the pipelined forward's bits differ from tc_forward2's", HS, T);
     CHECK_OK(gq_cuda_attention_backward_tc16(d16b, dy, q16, o16, l1, B, T, C, NH));
-    CHECKF(!memcmp(d16, d16b, nqkv * 2), "hs=%d T=%d: bf16 qkv: the default backward's bits differ from tc_dkdv2 / tc_dq2's",
+    CHECKF(!memcmp(d16, d16b, nqkv * 2), "hs=%d T=%d: bf16 qkv: the pipelined backward's bits differ from tc_dkdv2 / tc_dq2's",
            HS, T);
     gq_cuda_set_attention_tc_form(GQ_TC_PIPE);
     memmove(q16 + 1, q16, nqkv * 2);

@@ -308,10 +308,10 @@ static void case_tc(shape s0) {
         CPU->attention_forward(out, att, qkv, B, T, C, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, C, NH);
         float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL, *m_out = NULL, *m_lse = NULL, *m_dqkv = NULL;
-        /* the WMMA form, session 8's mma.sync kernels, then the default (session 19's pipelined
-         * ones, head sizes up to 64): each within the bounds, and the last two the same bits */
+        /* the WMMA form, session 8's mma.sync kernels (the default), then session 19's pipelined
+         * ones (head sizes up to 64): each within the bounds, and the last two the same bits */
         const int forms[3] = {GQ_TC_WMMA, GQ_TC_MMA, GQ_TC_PIPE};
-        const char *fname[3] = {"attention tc (WMMA fwd)", "attention tc (mma fwd)", "attention tc"};
+        const char *fname[3] = {"attention tc (WMMA fwd)", "attention tc", "attention tc (pipelined)"};
         for (int f = 0; f < 3; f++) {
             free(g_out), free(g_lse), free(g_dqkv);
             gq_cuda_set_attention_tc_form(forms[f]);

@@ -947,7 +947,7 @@ static __device__ __forceinline__ void tc_p_times_rows(float (&out)[HS / 8][4], 
  * ldmatrix.trans instead of from transposed copies. 4 warps, 64 rows a block, as before. Their
  * score steps repeat tc_dkdv2's and tc_dq2's on purpose: factored into shared functions, ptxas
  * gave tc_dkdv2 174 registers instead of 128 (or spills at 128), and those are the kernels the
- * H200 ran, kept as they ran as the switch back (GQ_CUDA_TC=mma2) until these are measured. */
+ * H200 ran, kept as they ran (the default until these are measured). */
 template <int HS> struct tcb3_dims {
     static constexpr size_t TILE = tc_bytes(TC_ROWS * (HS + 8) * sizeof(bf16)), VEC = tc_bytes(TC_ROWS * sizeof(float));
     static constexpr size_t BUF = 2 * TILE + 2 * VEC; /* dK / dV's per-step buffer */
