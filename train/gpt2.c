@@ -284,7 +284,7 @@ static int mean_loss(gq_gpt2 *m, float *loss) {
 /* The forward; with fuse_scale > 0 (a backward with that loss scale follows) the loss and its
  * gradient in one op where the backend has it (m->ce_fused: the logits then hold the gradient). */
 static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
-                   float fuse_scale, int n_layers, int head) {
+                   float fuse_scale, int first, int n_layers, int head) {
     const gq_backend *be = m->be;
     const gq_gpt2_config *c = &m->cfg;
     if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
@@ -293,15 +293,17 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
     GQ_TRY(check_plan(m));
     const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab_size;
     const size_t BT = (size_t)B * T, BTmax = (size_t)m->B_max * m->T_max;
-    for (size_t i = 0; i < BT; i++)
+    for (size_t i = 0; inputs && i < BT; i++)
         if (inputs[i] < 0 || inputs[i] >= V || (targets && (targets[i] < -1 || targets[i] >= V)))
             return gq_errf(GQ_ERANGE, "token id %d at position %zu is outside the model's vocabulary (%d)",
                            targets && (targets[i] < -1 || targets[i] >= V) ? targets[i] : inputs[i], i, V);
-    GQ_TRY(be->upload(m->a.inputs, inputs, BT * sizeof *inputs));
-    if (targets) GQ_TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
     const gq_gpt2_tensors *w = &m->w;
-    GQ_TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
-    for (int l = 0; l < n_layers; l++) {
+    if (inputs) { /* (without: gq_gpt2_forward_from put the stream entering block `first` in place) */
+        GQ_TRY(be->upload(m->a.inputs, inputs, BT * sizeof *inputs));
+        if (targets) GQ_TRY(be->upload(m->a.targets, targets, BT * sizeof *targets));
+        GQ_TRY(be->encoder_forward(m->a.encoded, m->a.inputs, w->wte, w->wpe, B, T, C));
+    }
+    for (int l = first; l < n_layers; l++) {
         const size_t lc = (size_t)l * C, la = (size_t)l * BTmax * C, lm = (size_t)l * BTmax;
         const float *residual = l == 0 ? m->a.encoded : m->a.residual3 + la - BTmax * C;
         float *ln1 = m->a.ln1 + l * m->act_c, *qkv = m->a.qkv + l * m->act_3c, *atty = m->a.atty + l * m->act_c;
@@ -368,13 +370,34 @@ static int forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, in
 }
 
 int gq_gpt2_forward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
-    return forward(m, inputs, targets, B, T, loss, 0.0f, m->cfg.n_layer, 1);
+    return forward(m, inputs, targets, B, T, loss, 0.0f, 0, m->cfg.n_layer, 1);
 }
 
 int gq_gpt2_forward_layers(gq_gpt2 *m, const int32_t *inputs, int B, int T, int n_layers) {
     if (n_layers < 0 || n_layers > m->cfg.n_layer)
         return gq_errf(GQ_EINVAL, "a forward through %d of %d layers", n_layers, m->cfg.n_layer);
-    return forward(m, inputs, NULL, B, T, NULL, 0.0f, n_layers, 0);
+    return forward(m, inputs, NULL, B, T, NULL, 0.0f, 0, n_layers, 0);
+}
+
+/* the stream entering block l: the embedding's output (l = 0) or block l - 1's */
+static float *residual_in(const gq_gpt2 *m, int l) {
+    return l == 0 ? m->a.encoded : m->a.residual3 + (size_t)(l - 1) * m->B_max * m->T_max * m->cfg.n_embd;
+}
+
+int gq_gpt2_forward_from(gq_gpt2 *m, const float *x, int B, int T, int first, int n_layers) {
+    const int L = m->cfg.n_layer;
+    if (first < 0 || n_layers > L || first > n_layers || (first == n_layers && n_layers < L))
+        return gq_errf(GQ_EINVAL, "a forward through blocks %d..%d of %d", first, n_layers - 1, L);
+    if (B < 1 || B > m->B_max || T < 1 || T > m->T_max)
+        return gq_errf(GQ_ESHAPE, "forward with B=%d T=%d, the model was planned for B<=%d T<=%d", B, T, m->B_max,
+                       m->T_max);
+    float *dst = residual_in(m, first);
+    if (dst != x) GQ_TRY(m->be->copy(dst, x, (size_t)B * T * m->cfg.n_embd * sizeof *x));
+    return forward(m, NULL, NULL, B, T, NULL, 0.0f, first, n_layers, 0);
+}
+
+const float *gq_gpt2_residual(const gq_gpt2 *m, int l) {
+    return l < -1 || l >= m->cfg.n_layer || !m->last_B ? NULL : residual_in(m, l + 1);
 }
 
 const float *gq_gpt2_weight_input(const gq_gpt2 *m, int i, int l) {
@@ -392,7 +415,7 @@ const float *gq_gpt2_weight_input(const gq_gpt2 *m, int i, int l) {
 int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                              float loss_scale, float *loss) {
     if (!targets) return gq_errf(GQ_EINVAL, "a training step without targets");
-    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale, m->cfg.n_layer, 1));
+    GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale, 0, m->cfg.n_layer, 1));
     GQ_TRY(gq_gpt2_backward(m, loss_scale));
     /* the loss read back once the backward is queued: no wait between the two passes */
     return loss ? mean_loss(m, loss) : GQ_OK;

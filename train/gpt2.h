@@ -139,6 +139,13 @@ int gq_gpt2_logits(gq_gpt2 *m, int b, int t, float *host_out);
  * head): (B T, cols) fp32 values, or NULL for other tensors / backends / bf16. */
 int gq_gpt2_forward_layers(gq_gpt2 *m, const int32_t *inputs, int B, int T, int n_layers);
 const float *gq_gpt2_weight_input(const gq_gpt2 *m, int i, int l);
+/* The same from the residual stream entering block `first` (x: B T C floats of the model's
+ * backend memory, as gq_gpt2_residual gave them; first = n_layers = n_layer: the final
+ * layernorm alone), through block n_layers - 1; and the stream after block l (l = -1: the
+ * embedding's output) of the last forward: what GPTQ's driver caches so that each block runs
+ * once per stage instead of the whole prefix again. */
+int gq_gpt2_forward_from(gq_gpt2 *m, const float *x, int B, int T, int first, int n_layers);
+const float *gq_gpt2_residual(const gq_gpt2 *m, int l);
 size_t gq_gpt2_calib_size(const gq_gpt2_config *c);
 /* Where tensor i (gpt2_layout's index), layer l, has its cols importances in acc; -1 if it is
  * not a weight that a quantization plan can select. */
