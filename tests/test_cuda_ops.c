@@ -329,17 +329,27 @@ static void case_tc(shape s0) {
         free(m_out), free(m_lse), free(m_dqkv);
         /* the bf16 form (the bf16 mode's op with bf16 operands): qkv as a bf16 array gives the same
          * tiles, so the outputs rounded to bf16, and the same gradients from them (D = dO . O from
-         * the bf16 output) within the bounds */
+         * the bf16 output) within the bounds; in both mma.sync forms (the pipelined one copies bf16
+         * tiles with cp.async: only this form of the op reaches that path), the same bits */
         {
             void *d_o16 = dev_poison(nout * 2), *d_qkv16 = dev_bf16(qkv, nqkv);
-            CHECK_OK(gq_cuda_attention_forward_tc16(d_o16, d_lse, d_qkv16, B, T, C, NH));
-            compare_dev_bf16("attention tc16 out == bf16(tc out)", d_o16, g_out, nout);
-            CHECK_OK(gq_cuda_attention_backward_tc16(d_dqkv, d_dy, d_qkv16, d_o16, d_lse, B, T, C, NH));
-            float *g16 = fetch_bf16(d_dqkv, nqkv); /* (dqkv in bf16 too: what the qkv product reads) */
-            const double er = gq_attn_norm_err(g16, dqkv, (size_t)B * T, 3 * C, 1, 0);
-            printf("  attention tc16 dqkv (bf16 out in D) max|err| / max|ref| %.3g (bound 2e-2)\n", er);
-            CHECK(er <= 2e-2);
-            free(g16);
+            float *g16[2] = {NULL, NULL};
+            for (int f = 0; f < 2; f++) {
+                gq_cuda_set_attention_tc_form(f ? GQ_TC_PIPE : GQ_TC_MMA);
+                CHECK_OK(gq_cuda_attention_forward_tc16(d_o16, d_lse, d_qkv16, B, T, C, NH));
+                compare_dev_bf16(f ? "attention tc16 out == bf16(tc out), pipelined" : "attention tc16 out == bf16(tc out)",
+                                 d_o16, g_out, nout);
+                CHECK_OK(gq_cuda_attention_backward_tc16(d_dqkv, d_dy, d_qkv16, d_o16, d_lse, B, T, C, NH));
+                g16[f] = fetch_bf16(d_dqkv, nqkv); /* (dqkv in bf16 too: what the qkv product reads) */
+                const double er = gq_attn_norm_err(g16[f], dqkv, (size_t)B * T, 3 * C, 1, 0);
+                printf("  attention tc16 dqkv (bf16 out in D)%s max|err| / max|ref| %.3g (bound 2e-2)\n",
+                       f ? ", pipelined" : "", er);
+                CHECK(er <= 2e-2);
+            }
+            CHECKF(!memcmp(g16[0], g16[1], nqkv * sizeof *g16[0]),
+                   "attention tc16 B=%d T=%d C=%d NH=%d: the pipelined backward's bits differ", B, T, C, NH);
+            gq_cuda_set_attention_tc_form(GQ_TC_MMA); /* the default again for what follows */
+            free(g16[0]), free(g16[1]);
             GPU->free(d_o16), GPU->free(d_qkv16);
         }
         /* deterministic: the same inputs give the same bits */
