@@ -45,14 +45,20 @@ static int fail(int rc) {
 static int g_kv_f16 = 1;         /* --kv */
 static int g_device = GQ_IM_CPU; /* --device */
 static const char *g_device_name = "cpu";
-static int g_dev_half = 0; /* --gpu-weights: 0 f32, 1 f16, 2 bf16 */
+static int g_dev_half = -1; /* --gpu-weights: -1 auto, 0 f32, 1 f16, 2 bf16 */
 static const char *const g_half_names[] = {"f32", "f16", "bf16"};
+static const char *half_name(int h) { return h < 0 ? "auto" : g_half_names[h]; }
 static int g_act8 = 0; /* --act int8 */
 
-/* Load a model with the global flags (--kv, --device, --gpu-weights) applied before its first plan. */
+/* Load a model with the global flags (--kv, --device, --gpu-weights) applied before its first plan.
+ * --gpu-weights auto: a quantized export's unquantized matrices (the position embedding, and the
+ * linears a selective export left in float) in fp16, as the packed formats' own scales are; a
+ * float model's in fp32 (the fp32 baseline stays fp32). */
 static int load_model(gq_im **m, const char *path) {
     int rc = gq_im_load(m, path);
-    if (!rc) (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device, (*m)->dev_half = g_dev_half, (*m)->act8 = g_act8;
+    if (!rc)
+        (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device, (*m)->act8 = g_act8,
+        (*m)->dev_half = g_dev_half >= 0 ? g_dev_half : (*m)->quantized ? 1 : 0;
     return rc;
 }
 
@@ -510,7 +516,7 @@ static int cmd_bench(int argc, char **argv) {
                    model, m->kind, m->formats, omp_get_max_threads(), m->load_seconds, wbytes, kv_gen, act_gen,
                    wbytes + kv_gen + act_gen, rss_gen, st.n_prompt, st.n_generated, gen_s, gen_steady, t_first - t_vocab,
                    prefill_tps, n_prefill, decode_tps, bytes_tok, bw / 1e9, share, m->kv_f16 ? "f16" : "f32",
-                   g_device_name, gpu_used, gpu_before, g_half_names[cuda ? g_dev_half : 0], m->dev_graph, m->dev_fused, gq_qdot()->name);
+                   g_device_name, gpu_used, gpu_before, g_half_names[cuda ? m->dev_half : 0], m->dev_graph, m->dev_fused, gq_qdot()->name);
         } else {
             printf("%s: %s (%s), %d threads, %s kernels\n", model, m->kind, m->formats, omp_get_max_threads(),
                    gq_qdot()->name);
@@ -548,7 +554,7 @@ static int cmd_bench(int argc, char **argv) {
 static cJSON *run_json(const char *self, const char *args) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s' %s --kv %s --device %s --gpu-weights %s --act %s", self, args,
-             g_kv_f16 ? "f16" : "f32", g_device_name, g_half_names[g_dev_half], g_act8 ? "int8" : "f32");
+             g_kv_f16 ? "f16" : "f32", g_device_name, half_name(g_dev_half), g_act8 ? "int8" : "f32");
     FILE *f = popen(cmd, "r");
     if (!f) return NULL;
     gq_bytes out = {0};
@@ -729,7 +735,7 @@ static int cmd_compare(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    /* --kv f16|f32, --device cpu|cuda|auto, --gpu-weights f32|f16|bf16 and --act f32|int8 apply
+    /* --kv f16|f32, --device cpu|cuda|auto, --gpu-weights auto|f32|f16|bf16 and --act f32|int8 apply
      * to every command: take them out before the command's own options */
     for (int i = 2; i < argc;) {
         const int kv = !strcmp(argv[i], "--kv"), devopt = !strcmp(argv[i], "--device"),
@@ -747,8 +753,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, PROG ": --device takes cpu, cuda or auto\n");
             return 2;
         }
-        if (half && strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16")) {
-            fprintf(stderr, PROG ": --gpu-weights takes f32, f16 or bf16\n");
+        if (half && strcmp(v, "auto") && strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16")) {
+            fprintf(stderr, PROG ": --gpu-weights takes auto, f32, f16 or bf16\n");
             return 2;
         }
         if (act && strcmp(v, "f32") && strcmp(v, "int8")) {
@@ -756,7 +762,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (act) g_act8 = !strcmp(v, "int8");
-        if (half) g_dev_half = !strcmp(v, "f16") ? 1 : !strcmp(v, "bf16") ? 2 : 0;
+        if (half) g_dev_half = !strcmp(v, "auto") ? -1 : !strcmp(v, "f16") ? 1 : !strcmp(v, "bf16") ? 2 : 0;
         if (kv) g_kv_f16 = !strcmp(v, "f16");
         if (devopt) {
             g_device = !strcmp(v, "cuda") || (!strcmp(v, "auto") && gq_imc_available()) ? GQ_IM_CUDA : GQ_IM_CPU;
@@ -786,8 +792,9 @@ int main(int argc, char **argv) {
               "  KV cache's precision for generate, bench and logits (eval windows never read it).\n"
               "  --device cpu (default), cuda or auto (cuda when a GPU is present): where the model runs;\n"
               "  on the GPU the packed weights are uploaded as they are, one sequence at a time.\n"
-              "  --gpu-weights f32 (default), f16 or bf16: how the GPU holds the unquantized weight\n"
-              "  matrices (the linears and the embedding of a float model or a selective export).\n"
+              "  --gpu-weights auto (default), f32, f16 or bf16: how the GPU holds the unquantized weight\n"
+              "  matrices (the linears and the embedding of a float model or a selective export, the\n"
+              "  position embedding); auto: fp16 for a quantized export, fp32 for a float model.\n"
               "  --act f32 (default) or int8: the activations of products on quantized weights. On the CPU,\n"
               "  decode (fewer than 16 tokens a call) always takes int8 activations there; int8 makes eval\n"
               "  and long prompts take them too (blocks of 32, as W8A8 QAT trains: --qat-act int8). On the\n"

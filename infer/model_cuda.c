@@ -232,6 +232,8 @@ void gq_imc_free(struct gq_im_cuda *c) {
 
 static size_t up(size_t n) { return (n + 255) / 256 * 256; }
 
+static int warm_up(gq_im *m, struct gq_im_cuda *c);
+
 int gq_imc_plan(gq_im *m) {
     if (m->B != 1)
         return gq_errf(GQ_EUNSUPPORTED, "--device cuda runs one sequence at a time (the plan asks for %d)", m->B);
@@ -289,7 +291,8 @@ int gq_imc_plan(gq_im *m) {
     c->tokens = p[13], c->targets = p[14], c->pos = p[15], c->next = p[16], c->prob = p[17], c->rng = p[18];
     m->dev_kv_bytes = 2 * up(kv);
     m->dev_state_bytes = total;
-    return GQ_OK;
+    const char *wenv = getenv("GQ_CUDA_WARMUP"); /* 0: no warm-up (to measure what it saves) */
+    return wenv && !strcmp(wenv, "0") ? GQ_OK : warm_up(m, c);
 }
 
 /* --act int8: whether a product on w takes int8 activations (where w takes the integer path, as
@@ -378,6 +381,61 @@ static int decode_step(gq_im *m, struct gq_im_cuda *c) {
     return gq_cuda_decode_advance(c->tokens, c->pos, c->next);
 }
 
+/* The decode step as a CUDA graph for m's sampler settings, captured once and replayed at every
+ * position (the settings are kernel arguments: other settings, another capture). GQ_CUDA_GRAPH=0
+ * launches the ops one by one (for comparison); where capture fails they run one by one too. */
+static void capture_decode(gq_im *m, struct gq_im_cuda *c) {
+    if (c->graph_tried && (c->g_temperature != m->temperature || c->g_top_k != m->top_k || c->g_top_p != m->top_p)) {
+        gq_cuda_graph_free(c->graph);
+        c->graph = NULL, c->graph_tried = 0;
+    }
+    if (c->graph_tried) return;
+    c->graph_tried = 1;
+    const char *env = getenv("GQ_CUDA_GRAPH");
+    if (env && !strcmp(env, "0")) c->graph_tried = 2;
+    c->g_temperature = m->temperature, c->g_top_k = m->top_k, c->g_top_p = m->top_p;
+    if (c->graph_tried == 1 && gq_cuda_graph_begin() == GQ_OK) {
+        int rc = decode_step(m, c);
+        void *exec = NULL;
+        int rc2 = gq_cuda_graph_end(&exec);
+        if (!rc && !rc2)
+            c->graph = exec;
+        else
+            gq_cuda_graph_free(exec);
+    }
+}
+
+/* What the first generation after a plan would otherwise pay on top of the steady state, paid by
+ * the plan: a prompt's pass of `chunk` tokens and one decode step on token 0 (the kernels' first
+ * launches load their modules: CUDA loads them lazily), and the decode step's graph captured for
+ * the sampler settings m holds now (greedy unless set before the plan; other settings capture
+ * again at their first step). The cache rows this writes (positions 0..chunk) are written again
+ * by any later pass before they are read: every sequence starts with a pass from position 0. */
+static int warm_up(gq_im *m, struct gq_im_cuda *c) {
+    const int n = c->chunk, own_pass = n >= GQ_QMM_PANEL_MIN;
+    int32_t *zeros = calloc((size_t)n, sizeof *zeros);
+    if (!zeros) return gq_errf(GQ_ENOMEM, "out of memory");
+    int rc = gq_cuda_upload(c->tokens, zeros, (size_t)n * sizeof *zeros);
+    free(zeros);
+    const int32_t p0 = 0;
+    if (!rc) rc = gq_cuda_upload(c->pos, &p0, sizeof p0);
+    if (!rc) rc = layers(m, c, n, own_pass);
+    if (!rc) rc = head_last(m, c, n);
+    if (!rc && c->T > n) { /* the step itself (position n), then its graph */
+        const int32_t pn = n;
+        rc = gq_cuda_upload(c->pos, &pn, sizeof pn);
+        if (!rc && m->temperature > 0) { /* a sampled step draws: give it a defined stream */
+            const uint64_t r[2] = {m->sample_seed, m->sample_draw};
+            rc = gq_cuda_upload(c->rng, r, sizeof r);
+        }
+        if (!rc) rc = decode_step(m, c);
+        if (!rc) capture_decode(m, c);
+    }
+    if (!rc) rc = gq_cuda_sync();
+    c->dev_pos = c->dev_tok = -1, c->rng_known = 0; /* what the device holds now is no one's */
+    return rc;
+}
+
 int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_t *targets, double *loss_sum,
                    long *n_scored) {
     struct gq_im_cuda *c = m->cuda;
@@ -419,26 +477,7 @@ int gq_imc_forward(gq_im *m, const int32_t *tokens, int n, int pos, const int32_
         return GQ_OK;
     }
     if (decode) {
-        if (c->graph_tried &&
-            (c->g_temperature != m->temperature || c->g_top_k != m->top_k || c->g_top_p != m->top_p)) {
-            gq_cuda_graph_free(c->graph); /* the sampler's settings are part of the graph: capture again */
-            c->graph = NULL, c->graph_tried = 0;
-        }
-        if (!c->graph_tried) { /* capture the decode step once; replay it at every position */
-            c->graph_tried = 1;
-            const char *env = getenv("GQ_CUDA_GRAPH"); /* 0: launch the ops one by one (for comparison) */
-            if (env && !strcmp(env, "0")) c->graph_tried = 2;
-            c->g_temperature = m->temperature, c->g_top_k = m->top_k, c->g_top_p = m->top_p;
-            if (c->graph_tried == 1 && gq_cuda_graph_begin() == GQ_OK) {
-                int rc = decode_step(m, c);
-                void *exec = NULL;
-                int rc2 = gq_cuda_graph_end(&exec);
-                if (!rc && !rc2)
-                    c->graph = exec;
-                else
-                    gq_cuda_graph_free(exec);
-            }
-        }
+        capture_decode(m, c);
         m->dev_graph = c->graph != NULL;
         if (c->graph)
             GQ_TRY(gq_cuda_graph_launch(c->graph));

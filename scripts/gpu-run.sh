@@ -289,11 +289,15 @@ model124() {
 # greedy int4 and sampled fp32 text, CPU runner vs GPU runner, byte for byte
 same_text() {
   for d in cpu cuda; do
-    timeout 60 $bin/gpt2q-infer generate "$w/int4.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
+    # (--gpu-weights f32: the CPU runner's fp32 position embedding; the default, fp16 for an
+    # export, is compared as gen16)
+    timeout 60 $bin/gpt2q-infer generate "$w/int4.h5" --device $d --gpu-weights f32 --prompt "Once upon a time" -n 50 \
+      >"$logs/gen_$d.txt" 2>"$logs/gen_$d.err"
+    timeout 60 $bin/gpt2q-infer generate "$w/int4.h5" --device $d --prompt "Once upon a time" -n 50 >"$logs/gen16_$d.txt" 2>"$logs/gen16_$d.err"
     timeout 60 $bin/gpt2q-infer generate "$w/m/ckpt-00000001.h5" --device $d --prompt "Once upon a time" -n 50 \
       --temperature 0.8 --top-k 40 --top-p 0.95 --seed 7 >"$logs/sam_$d.txt" 2>"$logs/sam_$d.err"
   done
-  for k in gen sam; do # (two failed runs would compare equal: the text must be there)
+  for k in gen gen16 sam; do # (two failed runs would compare equal: the text must be there)
     if [ -s "$logs/${k}_cpu.txt" ] && cmp -s "$logs/${k}_cpu.txt" "$logs/${k}_cuda.txt"; then echo "$k text: GPU == CPU"
     else echo "$k text: DIFFERS or missing (see ${k}_*.err)"; fi
   done
@@ -535,8 +539,8 @@ session() {
   echo "session: done at ${SECONDS}s"
 }
 
-# Session 19's second call: the runner's act8 test position by position, int8 / int4 with fp16
-# small tensors (--gpu-weights f16) and with every kernel loaded at start, llm.c beside ours at
+# Session 19's second call: the runner's act8 test position by position, int8 / int4 with the
+# default fp16 small tensors beside f32 and without the plan's warm-up (session 20), llm.c beside ours at
 # B = 8 / 16 / 32, racecheck over every op, a decode step and a training step under ncu, and
 # torch.compile at B = 16
 session2() {
@@ -546,9 +550,10 @@ session2() {
   t test_infer_cuda 90 $bin/test_infer_cuda; grep -E "act int8" "$logs/test_infer_cuda.log"
   model124
   local m
-  for m in int8 int4; do
-    t "bench-$m-f16" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --gpu-weights f16 --json
-    CUDA_MODULE_LOADING=EAGER t "bench-$m-eager" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --json
+  for m in int8 int4; do # the default (fp16 small tensors, warm-up in the plan) beside f32 and no warm-up
+    t "bench-$m-auto" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --json
+    t "bench-$m-f32" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --gpu-weights f32 --json
+    GQ_CUDA_WARMUP=0 t "bench-$m-nowarm" 40 $bin/gpt2q-infer bench "$w/$m.h5" --device cuda --json
   done
   grep -h '^{' "$logs"/bench-*.log | grep -o '"model": "[^"]*"\|"model_memory_bytes": [0-9]*\|"generate[a-z_]*": [0-9.]*\|"decode_tok_s": [0-9.]*\|"gpu_weights": "[a-z0-9]*"' | paste -sd' ' | sed 's/"model": /\n/g'
   echo

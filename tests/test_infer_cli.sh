@@ -85,7 +85,7 @@ dev_rc=$?
 check '[ $dev_rc -eq 2 ] && grep -q -- "--device takes cpu, cuda or auto" "$T/dev.err"' "--device with a bad value: exit 2"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --gpu-weights f8 >/dev/null 2>"$T/gw.err"
 gw_rc=$?
-check '[ $gw_rc -eq 2 ] && grep -q -- "--gpu-weights takes f32, f16 or bf16" "$T/gw.err"' "--gpu-weights with a bad value: exit 2"
+check '[ $gw_rc -eq 2 ] && grep -q -- "--gpu-weights takes auto, f32, f16 or bf16" "$T/gw.err"' "--gpu-weights with a bad value: exit 2"
 "$I" generate "$T/q.h5" --prompt "The quick brown" -n 2 --act int4 >/dev/null 2>"$T/act.err"
 act_rc=$?
 check '[ $act_rc -eq 2 ] && grep -q -- "--act takes f32 or int8" "$T/act.err"' "--act with a bad value: exit 2"
