@@ -267,14 +267,21 @@ int main(int argc, char **argv) {
     TIME("encoder_forward", 3.0 * NC * 4, 0, G->encoder_forward(x, ids, wte, wpe, B, T, C));
     TIME("encoder_backward (host buckets)", 4.0 * NC * 4, 0, G->encoder_backward(dwte, dwpe, y, ids, B, T, C));
     TIME("layernorm_forward", 2.0 * NC * 4, 0, G->layernorm_forward(z, mean, rstd, x, lnw, lnb, N, C));
-    TIME("layernorm_backward (one pass)", 4.0 * NC * 4, 0, G->layernorm_backward(z, lnw, lnb, y, x, lnw, mean, rstd, N, C));
-    {   /* session 14's one pass against the two-pass form, same run (bytes: the one pass's) */
+    TIME("layernorm_backward (one pass, float4)", 4.0 * NC * 4, 0,
+         G->layernorm_backward(z, lnw, lnb, y, x, lnw, mean, rstd, N, C));
+    {   /* session 20's float4 one pass against session 15's one pass (a column a lane) and the
+         * two-pass form, same run (bytes: the one pass's) */
         const double one = g_last_ms;
+        gq_cuda_set_layernorm_fused(2);
+        TIME("layernorm_backward (one pass, a column a lane)", 4.0 * NC * 4, 0,
+             G->layernorm_backward(z, lnw, lnb, y, x, lnw, mean, rstd, N, C));
+        const double lane = g_last_ms;
         gq_cuda_set_layernorm_fused(0);
         TIME("layernorm_backward (two passes)", 4.0 * NC * 4, 0,
              G->layernorm_backward(z, lnw, lnb, y, x, lnw, mean, rstd, N, C));
         gq_cuda_set_layernorm_fused(1);
-        printf("| layernorm_backward: two passes / one pass time | %.2fx | | | | |\n", g_last_ms / one);
+        printf("| layernorm_backward: two passes / float4 one pass time | %.2fx | | | | |\n", g_last_ms / one);
+        printf("| layernorm_backward: column-a-lane one pass / float4 one pass time | %.2fx | | | | |\n", lane / one);
     }
     TIME("matmul_forward qkv (C -> 3C, bias)", (double)(NC + 3 * NC + 3 * C * C) * 4, 2.0 * N * C * 3 * C,
          G->matmul_forward(z, x, w, bias, N, C, 3 * C, 0));

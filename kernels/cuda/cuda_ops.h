@@ -92,9 +92,11 @@ void gq_cuda_attention_floats(int B, int T, int C, int NH, size_t *saved, size_t
  * environment decides at the first use (GQ_CUDA_ATTN=cublas: 0; else 1). Change it only between
  * models: a model plans its activations for the form (attention_floats). */
 void gq_cuda_set_attention_tc(int on);
-/* layernorm_backward in one pass over the rows (1, the default) or the two-pass form (0; rows
- * wider than 2048 always): for benchmarks and tests; returns the previous setting */
-int gq_cuda_set_layernorm_fused(int on);
+/* layernorm_backward's form: 1 (the default) one pass over the rows, 4 columns a lane as float4
+ * where C % 4 == 0 and C <= 1024, else a column a lane; 2 one pass a column a lane (session 15's
+ * kernel); 0 the two-pass form (rows wider than 2048 always). For benchmarks and tests; returns
+ * the previous setting */
+int gq_cuda_set_layernorm_fused(int form);
 /* fake-quant of the absmax formats with a warp's lanes per group (1, the default) or a thread
  * per group (0, session 7's form): for benchmarks and tests; returns the previous setting */
 int gq_cuda_set_fakequant_warp(int on);
