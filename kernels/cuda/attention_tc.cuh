@@ -45,6 +45,16 @@ static inline void tc_ldsm_x4_t(uint32_t (&r)[4], const bf16 *p) {
         r[i] = (uint32_t)__bfloat16_as_ushort(a[lane / 4]) | (uint32_t)__bfloat16_as_ushort(b[lane / 4]) << 16;
     }
 }
+/* ldmatrix.sync.aligned.m8n8.x4.shared.b16 (not transposed): lanes 8i..8i+7 give the rows of
+ * 8 x 8 matrix i; lane l gets in r[i] elements (l/4, 2(l%4)) and (l/4, 2(l%4)+1) of matrix i,
+ * i.e. two adjacent bf16 of row l/4 (a B fragment half of a row-major tile of B's columns) */
+static inline void tc_ldsm_x4(uint32_t (&r)[4], const bf16 *p) {
+    const int lane = threadIdx.x % 32;
+    for (int i = 0; i < 4; i++) {
+        const bf16 *a = (const bf16 *)__shfl_sync(0xffffffffu, (uintptr_t)p, 8 * i + lane / 4);
+        r[i] = tc_ld32(a + 2 * (lane % 4));
+    }
+}
 /* cp.async of 16 bytes (zeros where !in): the emulator copies at once; commit / wait do nothing
  * (a missing wait shows on the GPU only: every wait here is followed by __syncthreads) */
 static inline void tc_cp16(bf16 *dst, const bf16 *src, bool in) {
@@ -67,6 +77,14 @@ static __device__ __forceinline__ uint32_t tc_ld32(const bf16 *p) { return *(con
 static __device__ __forceinline__ void tc_ldsm_x4_t(uint32_t (&r)[4], const bf16 *p) {
     const unsigned a = (unsigned)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+/* four 8 x 8 bf16 matrices of shared memory as they are (lane 8i + k gives row k of matrix i): r[i]
+ * = the two bf16 of row lane/4, columns 2(lane%4).. of matrix i */
+static __device__ __forceinline__ void tc_ldsm_x4(uint32_t (&r)[4], const bf16 *p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
 }
@@ -695,10 +713,18 @@ static __global__ void __launch_bounds__(TC3_THREADS, 2) /* 128 registers: two b
             for (int j = 0; j < 8; j++) {
                 s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
                 if (k0 + 8 * j > w0 + 15) continue; /* keys after every query of the warp (warp-uniform) */
+                /* k's B fragments of two k-steps by one ldmatrix (matrices: dims 32p + 0, 8, 16, 24
+                 * of keys 8j..8j+7), the k-steps in order as before; an odd last one by two loads */
 #pragma unroll
-                for (int kk = 0; kk < NF; kk++) {
-                    const bf16 *kr = ks + (8 * j + g) * LDH + kk * 16 + 2 * c;
-                    tc_mma(s[j], qa[kk], tc_ld32(kr), tc_ld32(kr + 8));
+                for (int kk = 0; kk + 1 < NF; kk += 2) {
+                    uint32_t kb[4];
+                    tc_ldsm_x4(kb, ks + (8 * j + lane % 8) * LDH + kk * 16 + 8 * (lane / 8));
+                    tc_mma(s[j], qa[kk], kb[0], kb[1]);
+                    tc_mma(s[j], qa[kk + 1], kb[2], kb[3]);
+                }
+                if constexpr (NF % 2) {
+                    const bf16 *kr = ks + (8 * j + g) * LDH + (NF - 1) * 16 + 2 * c;
+                    tc_mma(s[j], qa[NF - 1], tc_ld32(kr), tc_ld32(kr + 8));
                 }
             }
             uint32_t pa[4][4];
@@ -743,6 +769,43 @@ static __device__ __forceinline__ void tc_rows_bt(float (&acc)[8][4], const bf16
     for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D::NF; kk++) {
+        uint32_t fa[4];
+        tc_frag_a(fa, a, D::LDH, row0, kk);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            if (skip(j)) continue;
+            const bf16 *br = b + (8 * j + g) * D::LDH + kk * 16 + 2 * c;
+            tc_mma(acc[j], fa, tc_ld32(br), tc_ld32(br + 8));
+        }
+    }
+}
+
+/* tc_rows_bt with b's B fragments of two k-steps by one ldmatrix (matrices: dims 32p + 0, 8, 16,
+ * 24 of b's rows 8j..8j+7) in place of four 32-bit loads: the same products in the same order
+ * (the same bits), for the pipelined forward and dK / dV kernels (in tc_dq3 it took 153 registers
+ * instead of 128: a block less an SM) */
+template <int HS, class Skip>
+static __device__ __forceinline__ void tc_rows_bt_ldsm(float (&acc)[8][4], const bf16 *a, int row0, const bf16 *b, Skip skip) {
+    typedef tc_dims<HS> D;
+    const int g = threadIdx.x % 32 / 4, c = threadIdx.x % 4, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk + 1 < D::NF; kk += 2) {
+        uint32_t fa[4], fb[4];
+        tc_frag_a(fa, a, D::LDH, row0, kk);
+        tc_frag_a(fb, a, D::LDH, row0, kk + 1);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            if (skip(j)) continue;
+            uint32_t m[4];
+            tc_ldsm_x4(m, b + (8 * j + lane % 8) * D::LDH + kk * 16 + 8 * (lane / 8));
+            tc_mma(acc[j], fa, m[0], m[1]);
+            tc_mma(acc[j], fb, m[2], m[3]);
+        }
+    }
+    if constexpr (D::NF % 2) {
+        constexpr int kk = D::NF - 1;
         uint32_t fa[4];
         tc_frag_a(fa, a, D::LDH, row0, kk);
 #pragma unroll
@@ -1002,8 +1065,8 @@ static __global__ void __launch_bounds__(TC_THREADS, 3) /* at most 168 registers
             const float *l2 = at(lb, cur), *dl = at(xb, cur);
             auto before = [&](int j) { return q0 + 8 * j + 7 < w0; };
             float s[8][4], dp[8][4];
-            tc_rows_bt<HS>(s, ks, warp * 16, qs, before);
-            tc_rows_bt<HS>(dp, vs, warp * 16, dos, before);
+            tc_rows_bt_ldsm<HS>(s, ks, warp * 16, qs, before);
+            tc_rows_bt_ldsm<HS>(dp, vs, warp * 16, dos, before);
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
