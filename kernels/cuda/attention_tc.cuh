@@ -760,52 +760,36 @@ static __device__ __forceinline__ void tc_frag_a(uint32_t (&a)[4], const bf16 *t
 }
 
 /* acc[j] (j < 8: columns 8j.. of a 16 x 64 product) = rows row0.. of a (16 x HS) times the
- * transpose of the 64 rows of b (both row-major, stride LDH); tiles j with skip(j) stay zero */
-template <int HS, class Skip>
+ * transpose of the 64 rows of b (both row-major, stride LDH); tiles j with skip(j) stay zero.
+ * LDSM: b's B fragments of two k-steps by one ldmatrix (matrices: dims 32p + 0, 8, 16, 24 of b's
+ * rows 8j..8j+7) in place of four 32-bit loads, an odd last k-step as before: the same products in
+ * the same order (the same bits); the pipelined forward and dK / dV kernels take it (in tc_dq3 it
+ * took 153 registers instead of 128: a block less an SM). */
+template <int HS, bool LDSM = false, class Skip>
 static __device__ __forceinline__ void tc_rows_bt(float (&acc)[8][4], const bf16 *a, int row0, const bf16 *b, Skip skip) {
-    typedef tc_dims<HS> D;
-    const int g = threadIdx.x % 32 / 4, c = threadIdx.x % 4;
-#pragma unroll
-    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D::NF; kk++) {
-        uint32_t fa[4];
-        tc_frag_a(fa, a, D::LDH, row0, kk);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            if (skip(j)) continue;
-            const bf16 *br = b + (8 * j + g) * D::LDH + kk * 16 + 2 * c;
-            tc_mma(acc[j], fa, tc_ld32(br), tc_ld32(br + 8));
-        }
-    }
-}
-
-/* tc_rows_bt with b's B fragments of two k-steps by one ldmatrix (matrices: dims 32p + 0, 8, 16,
- * 24 of b's rows 8j..8j+7) in place of four 32-bit loads: the same products in the same order
- * (the same bits), for the pipelined forward and dK / dV kernels (in tc_dq3 it took 153 registers
- * instead of 128: a block less an SM) */
-template <int HS, class Skip>
-static __device__ __forceinline__ void tc_rows_bt_ldsm(float (&acc)[8][4], const bf16 *a, int row0, const bf16 *b, Skip skip) {
     typedef tc_dims<HS> D;
     const int g = threadIdx.x % 32 / 4, c = threadIdx.x % 4, lane = threadIdx.x % 32;
 #pragma unroll
     for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    if constexpr (LDSM) {
 #pragma unroll
-    for (int kk = 0; kk + 1 < D::NF; kk += 2) {
-        uint32_t fa[4], fb[4];
-        tc_frag_a(fa, a, D::LDH, row0, kk);
-        tc_frag_a(fb, a, D::LDH, row0, kk + 1);
+        for (int kk = 0; kk + 1 < D::NF; kk += 2) {
+            uint32_t fa[4], fb[4];
+            tc_frag_a(fa, a, D::LDH, row0, kk);
+            tc_frag_a(fb, a, D::LDH, row0, kk + 1);
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            if (skip(j)) continue;
-            uint32_t m[4];
-            tc_ldsm_x4(m, b + (8 * j + lane % 8) * D::LDH + kk * 16 + 8 * (lane / 8));
-            tc_mma(acc[j], fa, m[0], m[1]);
-            tc_mma(acc[j], fb, m[2], m[3]);
+            for (int j = 0; j < 8; j++) {
+                if (skip(j)) continue;
+                uint32_t m[4];
+                tc_ldsm_x4(m, b + (8 * j + lane % 8) * D::LDH + kk * 16 + 8 * (lane / 8));
+                tc_mma(acc[j], fa, m[0], m[1]);
+                tc_mma(acc[j], fb, m[2], m[3]);
+            }
         }
     }
-    if constexpr (D::NF % 2) {
-        constexpr int kk = D::NF - 1;
+    constexpr int K0 = LDSM ? D::NF / 2 * 2 : 0; /* the k-steps the 32-bit loads take */
+#pragma unroll
+    for (int kk = K0; kk < D::NF; kk++) {
         uint32_t fa[4];
         tc_frag_a(fa, a, D::LDH, row0, kk);
 #pragma unroll
@@ -1065,8 +1049,8 @@ static __global__ void __launch_bounds__(TC_THREADS, 3) /* at most 168 registers
             const float *l2 = at(lb, cur), *dl = at(xb, cur);
             auto before = [&](int j) { return q0 + 8 * j + 7 < w0; };
             float s[8][4], dp[8][4];
-            tc_rows_bt_ldsm<HS>(s, ks, warp * 16, qs, before);
-            tc_rows_bt_ldsm<HS>(dp, vs, warp * 16, dos, before);
+            tc_rows_bt<HS, true>(s, ks, warp * 16, qs, before);
+            tc_rows_bt<HS, true>(dp, vs, warp * 16, dos, before);
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll

@@ -329,6 +329,14 @@ extern "C" int gq_cuda_layernorm_forward_bf16(void *out, float *mean, float *rst
     return layernorm_forward((__nv_bfloat16 *)out, mean, rstd, inp, weight, bias, N, C);
 }
 
+/* the one-pass forms' grid (a function of N alone: the sums' order, and the bits, do not depend
+ * on the GPU) and its partial rows (2C floats a block) */
+static int ln_partials(float **partial, int *blocks, int N, int C, int rows_per_block) {
+    const int b = (N + rows_per_block - 1) / rows_per_block;
+    *blocks = b < LNB_MAX_BLOCKS ? b : LNB_MAX_BLOCKS;
+    return gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)*blocks * 2 * C * sizeof(float), (void **)partial);
+}
+
 extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                           const float *inp, const float *weight, const float *mean, const float *rstd,
                                           int N, int C) {
@@ -336,11 +344,10 @@ extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *db
     float *partial = NULL;
     const int per = (C + 31) / 32, form = ln_fused(), vec = ln_vec(dinp, dout, inp, weight, C);
     const size_t smem = (size_t)2 * C * sizeof(float);
+    int blocks = 0;
     if (form == 1 && vec) { /* one pass, float4 columns: LNV_ROWS_PER_WARP rows a warp */
-        const int per4 = (C / 4 + 31) / 32, rows_per_block = LNV_WARPS * LNV_ROWS_PER_WARP;
-        int blocks = (N + rows_per_block - 1) / rows_per_block;
-        blocks = blocks < LNB_MAX_BLOCKS ? blocks : LNB_MAX_BLOCKS;
-        GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)blocks * 2 * C * sizeof(float), (void **)&partial));
+        const int per4 = (C / 4 + 31) / 32;
+        GQ_TRY(ln_partials(&partial, &blocks, N, C, LNV_WARPS * LNV_ROWS_PER_WARP));
         const dim3 grid(blocks), block(LNV_WARPS * 32);
         const int rc = per4 <= 2   ? gq_launch(layernorm_backward_vec_kernel<2>, grid, block, smem, dinp, partial, dout, inp, weight, mean, rstd, N, C)
                        : per4 <= 4 ? gq_launch(layernorm_backward_vec_kernel<4>, grid, block, smem, dinp, partial, dout, inp, weight, mean, rstd, N, C)
@@ -350,10 +357,7 @@ extern "C" int gq_cuda_layernorm_backward(float *dinp, float *dweight, float *db
         return dparam_final(dweight, dbias, partial, C, blocks);
     }
     if (form && per <= LNB_MAX_PER) { /* one pass, a column a lane */
-        const int rows_per_block = LNB_WARPS * LNB_ROWS_PER_WARP;
-        int blocks = (N + rows_per_block - 1) / rows_per_block;
-        blocks = blocks < LNB_MAX_BLOCKS ? blocks : LNB_MAX_BLOCKS;
-        GQ_TRY(gq_cuda_scratch(GQ_SCRATCH_REDUCE, (size_t)blocks * 2 * C * sizeof(float), (void **)&partial));
+        GQ_TRY(ln_partials(&partial, &blocks, N, C, LNB_WARPS * LNB_ROWS_PER_WARP));
         const dim3 grid(blocks), block(LNB_WARPS * 32);
         const int rc = per <= 8    ? gq_launch(layernorm_backward_fused_kernel<8>, grid, block, smem, dinp, partial, dout, inp, weight, mean, rstd, N, C)
                        : per <= 16 ? gq_launch(layernorm_backward_fused_kernel<16>, grid, block, smem, dinp, partial, dout, inp, weight, mean, rstd, N, C)
