@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)"
+# the four tools the demo runs (the tests, benchmarks and emulated builds come with scripts/test.sh)
+cmake --build build -j "$(nproc)" --target gpt2q-data gpt2q-train gpt2q-export gpt2q-infer
 
 out="${GQ_DEMO_OUT:-out}"
 mkdir -p "$out"

@@ -215,12 +215,12 @@ static int ln_vec(const float *dinp, const float *dout, const float *inp, const 
 }
 
 /* the backward's form: 1 one pass (the float4 kernel where it runs, else a column a lane),
- * 2 one pass a column a lane (session 15's kernel, for comparison), 0 two passes
- * (GQ_CUDA_LN_ONEPASS=0); -1: the environment not yet read */
+ * 2 one pass a column a lane (session 15's kernel, for comparison: GQ_CUDA_LN_ONEPASS=2), 0 two
+ * passes (GQ_CUDA_LN_ONEPASS=0); -1: the environment not yet read */
 static int g_ln_fused = -1;
 
 static int ln_fused(void) {
-    if (g_ln_fused < 0) g_ln_fused = gq_cuda_env_on("GQ_CUDA_LN_ONEPASS", "0");
+    if (g_ln_fused < 0) g_ln_fused = !gq_cuda_env_on("GQ_CUDA_LN_ONEPASS", "2") ? 2 : gq_cuda_env_on("GQ_CUDA_LN_ONEPASS", "0");
     return g_ln_fused;
 }
 
