@@ -419,15 +419,15 @@ static int warm_up(gq_im *m, struct gq_im_cuda *c) {
     free(zeros);
     const int32_t p0 = 0;
     if (!rc) rc = gq_cuda_upload(c->pos, &p0, sizeof p0);
+    if (!rc && m->temperature > 0) { /* a sampled pick draws: give it a defined stream */
+        const uint64_t r[2] = {m->sample_seed, m->sample_draw};
+        rc = gq_cuda_upload(c->rng, r, sizeof r);
+    }
     if (!rc) rc = layers(m, c, n, own_pass);
     if (!rc) rc = head_last(m, c, n);
     if (!rc && c->T > n) { /* the step itself (position n), then its graph */
         const int32_t pn = n;
         rc = gq_cuda_upload(c->pos, &pn, sizeof pn);
-        if (!rc && m->temperature > 0) { /* a sampled step draws: give it a defined stream */
-            const uint64_t r[2] = {m->sample_seed, m->sample_draw};
-            rc = gq_cuda_upload(c->rng, r, sizeof r);
-        }
         if (!rc) rc = decode_step(m, c);
         if (!rc) capture_decode(m, c);
     }
