@@ -36,7 +36,9 @@ echo "== train: tiny GPT-2 (configs/tiny.cfg) on the KJV tokens =="
 rm -rf "$out/tiny"
 steps="${GQ_DEMO_STEPS:-560}"
 ft_steps="${GQ_DEMO_FT_STEPS:-100}"
-./build/gpt2q-train --data "$out/tokens.h5" --config tiny --out "$out/tiny" --steps "$steps"
+# (10 validation batches at each of the curve's points, not the config's 20; the final loss is
+# taken over the whole validation split all the same)
+./build/gpt2q-train --data "$out/tokens.h5" --config tiny --out "$out/tiny" --steps "$steps" --eval-batches 10
 echo "run folder: $out/tiny (checkpoint, train.jsonl, loss.svg)"
 base=$(ls "$out"/tiny/ckpt-*.h5 | tail -1)
 
@@ -61,6 +63,8 @@ for preset in all all-but-lm_head lm_head last4-attn qkv; do ptq "nf4:$preset" n
 echo "== QAT int3 (+embedding; learned scales, -lsq) vs float fine-tuning + PTQ, $ft_steps steps each, lr 1e-4, both distilled from the float model =="
 ft="--data $out/tokens.h5 --init $base --steps $ft_steps --lr 1e-4 --warmup 10 --eval-every 0 --sample-len 0 --log-every 25"
 ft="$ft --distill 0.5"
+# (--final-eval 0: the fine-tunes' checkpoints and exports are scored below by gpt2q-infer, once each)
+ft="$ft --final-eval 0"
 rm -rf "$out/qat-int3" "$out/ft-float" "$out/ft-float-seed2"
 ./build/gpt2q-train $ft --out "$out/qat-int3" --qat int3-lsq --qat-layers all
 ./build/gpt2q-train $ft --out "$out/ft-float"

@@ -1,7 +1,9 @@
 /* The CPU SIMD variants: every variant this machine can run gives bit-identical results to
  * the scalar one on random rows of odd lengths (exp rows, GELU, AdamW, squared norms), and the shared exp is accurate
- * (max relative error vs. double exp <= 4 ulp = 4.8e-7 over [-87, 88]). Variants the CPU
- * lacks are reported as not run. */
+ * (max relative error vs. double exp <= 4 ulp = 4.8e-7 over [-87, 88]). Every variant's
+ * exponential rows (written in vector form, the scalar variant's too) give act_math.h's scalar
+ * functions' bits element by element, NaN, infinities and out-of-range values included.
+ * Variants the CPU lacks are reported as not run. */
 #include "act_math.h"
 #include "gq_rng.h"
 #include "gq_test.h"
@@ -80,6 +82,47 @@ int main(void) {
         }
         printf("%s: %s\n", names[v], same ? "bit-identical to scalar" : "DIFFERS from scalar");
         CHECKF(same, "%s differs from the scalar variant", names[v]);
+    }
+
+    /* every variant against act_math.h's scalar functions, element by element */
+    static float z[N];
+    for (int i = 0; i < N; i++) z[i] = x[i];
+    const float special[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 100.0f, -100.0f, 88.5f, -88.0f, 0.0f, -0.0f};
+    for (int i = 0; i < (int)(sizeof special / sizeof *special); i++) z[7 * i + 3] = special[i];
+    const char *all[] = {"scalar", "avx2", "avx512"};
+    for (int v = 0; v < 3; v++) {
+        const gq_simd_ops *ops = gq_simd_variant(all[v]);
+        if (!ops || !gq_simd_supported(all[v])) continue;
+        int same = 1;
+        const int n = 50257;
+        memcpy(b, z, sizeof z);
+        ops->exp_scale(b, n, 1.5f, 0.25f);
+        for (int i = 0; i < n; i++) {
+            const float want = gq_exp(z[i] - 1.5f) * 0.25f;
+            same &= !memcmp(&b[i], &want, 4);
+        }
+        ops->gelu_forward(b, z, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            const float want = gq_gelu(z[i]);
+            same &= !memcmp(&b[i], &want, 4);
+        }
+        ops->gelu_backward(b, z, dy, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            const float want = gq_gelu_grad(z[i]) * dy[i];
+            same &= !memcmp(&b[i], &want, 4);
+        }
+        /* log-sum-exp in its documented order: 16 lanes (lane l: elements l, l + 16, ...), the
+         * tail, then the lanes in order */
+        float mx = -3.0e38f, acc[16] = {0}, s = 0.0f;
+        for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+        const int body = n / 16 * 16;
+        for (int i = 0; i < body; i++) acc[i % 16] += gq_exp(x[i] - mx);
+        for (int i = body; i < n; i++) s += gq_exp(x[i] - mx);
+        for (int l = 0; l < 16; l++) s += acc[l];
+        const float want = mx + (float)log((double)s), got = ops->logsumexp(x, n);
+        same &= !memcmp(&got, &want, 4);
+        printf("%s: %s act_math.h's scalar exp / GELU bits\n", all[v], same ? "has" : "DIFFERS from");
+        CHECKF(same, "%s differs from act_math.h's scalar functions", all[v]);
     }
     return gq_test_finish("test_simd");
 }

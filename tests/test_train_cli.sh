@@ -104,6 +104,16 @@ exp_loss=$(eval_loss "$T/qat/model-int4-g32.h5")
 # the trainer (fake-quant, fp32 weights) and the packed runner agree to float round-off
 check '[ -n "$qat_loss" ] && awk "BEGIN{d = $qat_loss - $exp_loss; exit !(d < 2e-5 && d > -2e-5)}"' \
   "QAT loss ($qat_loss) == the export's loss in gpt2q-infer ($exp_loss) to 2e-5"
+# --final-eval 0 (the demo's fine-tunes, which it scores itself): no whole-split evaluation and no
+# report rows, the same exported tensors and parameters as the run that scored them (the files
+# differ only in the run folder they name)
+train --out "$T/qn" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --lr 1e-3 \
+  --final-eval 0 >"$T/qn.log" 2>&1
+check '! grep -qE "final validation|QAT recovered|no gap to recover" "$T/qn.log" && grep -q "not scored here" "$T/qn.log"' \
+  "--final-eval 0 scores nothing at the end"
+check 'grep -q "\"rows\": \[\]" "$T/qn/qat_report.json"' "--final-eval 0: qat_report.json without rows"
+check 'h5diff "$T/qat/model-int4-g32.h5" "$T/qn/model-int4-g32.h5" /tensors >/dev/null &&
+  h5diff "$T/qat/ckpt-00000006.h5" "$T/qn/ckpt-00000006.h5" /params >/dev/null' "--final-eval 0: the same export and parameters"
 # bit-exact resume with QAT and a delayed start (the spec is in the checkpoint)
 train --out "$T/qf" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 >/dev/null 2>&1
 train --out "$T/qp" --steps 8 --init "$T/a/ckpt-00000030.h5" --qat nf4-dq --qat-group 32 --qat-start-step 3 --stop-after 4 >/dev/null 2>&1

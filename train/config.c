@@ -49,6 +49,9 @@ static const opt_desc table[] = {
     {"shuffle", T_BOOL, O(shuffle), 0, 1, "shuffle training windows each epoch (1) or read in order (0)"},
     {"eval_every", T_INT, O(eval_every), 0, 1 << 30, "steps between validation losses (0 = only at the end)"},
     {"eval_batches", T_INT, O(eval_batches), 1, 1 << 20, "validation micro-batches per evaluation"},
+    {"final_eval", T_BOOL, O(final_eval), 0, 1,
+     "validation loss over the whole split at the end, and QAT's float / RTN PTQ / QAT table (0 = none: the "
+     "caller scores the checkpoint and export itself)"},
     {"sample_every", T_INT, O(sample_every), 0, 1 << 30, "steps between greedy samples (0 = only at the end)"},
     {"sample_len", T_INT, O(sample_len), 0, 4096, "tokens per greedy sample"},
     {"ckpt_every", T_INT, O(ckpt_every), 0, 1 << 30, "steps between checkpoints (0 = only at the end)"},
@@ -93,6 +96,7 @@ void gq_train_defaults(gq_train_opts *o) {
     o->seed = 1337;
     o->eval_every = 100;
     o->eval_batches = 20;
+    o->final_eval = 1;
     o->sample_every = 0;
     o->sample_len = 32;
     o->ckpt_every = 0;

@@ -442,6 +442,14 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     size_t qbytes = 0, fbytes = 0;
     for (int i = 0; i < n; i++) qbytes += e[i].bytes, fbytes += (size_t)e[i].rows * (e[i].cols ? e[i].cols : 1) * 4;
     free(e);
+    if (!o->final_eval) { /* the caller scores the export itself: no evaluation here */
+        printf("QAT export: %s (%.1f MB; not scored here: final_eval = 0)\n", out, qbytes / 1e6);
+        char jpath[4400], js[9000];
+        snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
+        int len = snprintf(js, sizeof js, "{\"format\": \"%s\", \"export\": \"%s\", \"bytes\": %zu, \"rows\": []}\n",
+                           o->qat, out, qbytes);
+        return gq_write_file(jpath, js, (size_t)len < sizeof js ? (size_t)len : sizeof js - 1);
+    }
     float start = NAN, ptq = NAN;
     const char *start_name = o->init[0] ? o->init : "(this run's latent fp32 weights)";
     if (o->init[0]) { /* reload the starting point into the latent weights */
@@ -698,12 +706,13 @@ int gq_train_run(gq_train_opts *o) {
         st.step = step;
         st.tokens += tokens_per_step;
         int last = step == o->steps || (o->stop_after && steps_run == o->stop_after);
-        int do_eval = last || (o->eval_every && step % o->eval_every == 0);
+        const int full = last && o->final_eval; /* the whole split at the end */
+        int do_eval = full || (o->eval_every && step % o->eval_every == 0);
         val_loss = NAN;
         /* evaluate what this step produced: QAT's fake-quant copy is refreshed from the updated
          * latent weights first (the next step would do the same), so the final QAT loss is
          * exactly the loss of the export written from this checkpoint */
-        if (do_eval && ((rc = gq_gpt2_refresh_weights(r.m, step + 1)) || (rc = evaluate(&r, last, &val_loss)))) break;
+        if (do_eval && ((rc = gq_gpt2_refresh_weights(r.m, step + 1)) || (rc = evaluate(&r, full, &val_loss)))) break;
         double tok_s = tokens_per_step / dt, mfu = peak > 0 ? flop_tok * tok_s / peak : 0;
         char jl[512];
         int at = snprintf(jl, sizeof jl,
@@ -741,7 +750,7 @@ int gq_train_run(gq_train_opts *o) {
         if (peak > 0) snprintf(mbuf, sizeof mbuf, ", MFU %.1f%%", 100 * flop_tok * tok_s / peak);
         printf("done: %d steps in %.1f s (%.0f tokens/s training%s); final loss %.4f; checkpoint %s\n", steps_run, wall,
                tok_s, mbuf, loss, last_ckpt);
-        if (isfinite(val_loss))
+        if (isfinite(val_loss) && o->final_eval)
             printf("final validation loss %.4f over the whole validation split (%llu windows of %d tokens)\n", val_loss,
                    (unsigned long long)gq_loader_windows(r.val), o->seq);
 #ifdef GQ_HAVE_CUDA

@@ -19,7 +19,7 @@ typedef struct {
     int batch, seq, grad_accum, steps, warmup, shuffle;
     double lr, min_lr_frac, weight_decay, beta1, beta2, eps, clip;
     uint64_t seed;
-    int eval_every, eval_batches, sample_every, sample_len, ckpt_every, keep, log_every, stop_after, threads;
+    int eval_every, eval_batches, final_eval, sample_every, sample_len, ckpt_every, keep, log_every, stop_after, threads;
     /* QAT: a format ("int4", "nf4-dq", or rules "mlp.*=int4,attn.*=int8"), the weights it
      * applies to (qplan.h's patterns and presets), a group size override, and the first step
      * that trains with fake-quant (0 = from the start) */

@@ -1,7 +1,8 @@
 /* simd_impl: the body of every SIMD variant (included by simd_<variant>.c with
  * GQ_SIMD_NAME set). Plain loops written so that the compiler vectorizes them for the
  * target of that file: fixed-width lane accumulators instead of reductions (whose order
- * would otherwise be unspecified), branch-free math from act_math.h. */
+ * would otherwise be unspecified), branch-free math from act_math.h; the exponentials in
+ * GCC's vector extension (below). */
 #include "act_math.h"
 #include "optim_math.h"
 #include "simd.h"
@@ -12,17 +13,71 @@
 
 enum { LANES = 16 };
 
+/* The exp-bearing rows in GCC's vector extension, LANES floats a vector (one zmm for AVX-512,
+ * two ymm for AVX2, four xmm for the scalar baseline): GCC leaves act_math.h's scalar exp mostly
+ * scalar inside these loops (its clamps' selects and the float-to-int conversion), so the
+ * vector forms below spell it out. They are act_math.h's functions operation for operation
+ * (the same IEEE operations in the same order, no contraction), so every variant keeps the
+ * scalar function's bits; test_simd compares them. */
+typedef float vf __attribute__((vector_size(4 * LANES)));
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
+typedef uint32_t vu __attribute__((vector_size(4 * LANES)));
+
+static inline vf vload(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf vsplat(float s) {
+    vf v;
+    for (int l = 0; l < LANES; l++) v[l] = s;
+    return v;
+}
+/* m ? a : b, lane by lane (m: a comparison's all-ones / zero lanes) */
+static inline vf vsel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+
+/* gq_exp */
+static inline vf vexp(vf x) {
+    vf xc = vsel(x > -87.3f, x, vsplat(-87.3f));
+    xc = vsel(xc < 88.3f, xc, vsplat(88.3f));
+    const vf n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    vf r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    vf p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const vf y = p * (r * r) + r + 1.0f;
+    const vu b = ((vu)__builtin_convertvector(n, vi) + 127u) << 23;
+    return vsel(x == x, y * (vf)b, x);
+}
+/* gq_gelu_sigmoid, gq_gelu_grad */
+static inline vf vgelu_sigmoid(vf x) {
+    const vf u = GQ_GELU_SCALE * (x + 0.044715f * x * x * x);
+    return 1.0f / (1.0f + vexp(-2.0f * u));
+}
+static inline vf vgelu_grad(vf x) {
+    const vf s = vgelu_sigmoid(x);
+    return s + 2.0f * x * s * (1.0f - s) * GQ_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+/* max, then the sum of exponentials, in 16 lanes (lane l takes elements l, l + 16, ...), the
+ * lanes and the tail added in a fixed order */
 static float FN(logsumexp)(const float *x, int n) {
-    float mx[LANES], acc[LANES];
-    for (int l = 0; l < LANES; l++) mx[l] = -3.0e38f, acc[l] = 0.0f;
+    vf mx = vsplat(-3.0e38f), acc = vsplat(0.0f);
     int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) mx[l] = x[i + l] > mx[l] ? x[i + l] : mx[l];
+    for (; i + LANES <= n; i += LANES) {
+        const vf v = vload(x + i);
+        mx = vsel(v > mx, v, mx);
+    }
     float m = -3.0e38f;
     for (int l = 0; l < LANES; l++) m = mx[l] > m ? mx[l] : m;
     for (int k = i; k < n; k++) m = x[k] > m ? x[k] : m;
-    for (i = 0; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += gq_exp(x[i + l] - m);
+    const vf mv = vsplat(m);
+    for (i = 0; i + LANES <= n; i += LANES) acc += vexp(vload(x + i) - mv);
     float s = 0.0f;
     for (int k = i; k < n; k++) s += gq_exp(x[k] - m);
     for (int l = 0; l < LANES; l++) s += acc[l];
@@ -31,19 +86,31 @@ static float FN(logsumexp)(const float *x, int n) {
 }
 
 static void FN(exp_scale)(float *x, int n, float shift, float scale) {
-    for (int i = 0; i < n; i++) x[i] = gq_exp(x[i] - shift) * scale;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) vstore(x + i, vexp(vload(x + i) - shift) * scale);
+    for (; i < n; i++) x[i] = gq_exp(x[i] - shift) * scale;
 }
 
 static void FN(distill_grad)(float *x, const float *t, int n, float ls, float lt, float scale, float soft) {
-    for (int i = 0; i < n; i++) x[i] = gq_exp(x[i] - ls) * scale - gq_exp(t[i] - lt) * soft;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        vstore(x + i, vexp(vload(x + i) - ls) * scale - vexp(vload(t + i) - lt) * soft);
+    for (; i < n; i++) x[i] = gq_exp(x[i] - ls) * scale - gq_exp(t[i] - lt) * soft;
 }
 
 static void FN(gelu_forward)(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = gq_gelu(inp[i]);
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        const vf x = vload(inp + i);
+        vstore(out + i, x * vgelu_sigmoid(x));
+    }
+    for (; i < n; i++) out[i] = gq_gelu(inp[i]);
 }
 
 static void FN(gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n) {
-    for (size_t i = 0; i < n; i++) dinp[i] = gq_gelu_grad(inp[i]) * dout[i];
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) vstore(dinp + i, vgelu_grad(vload(inp + i)) * vload(dout + i));
+    for (; i < n; i++) dinp[i] = gq_gelu_grad(inp[i]) * dout[i];
 }
 
 static void FN(adamw)(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2, float eps,
