@@ -882,13 +882,47 @@ static inline int gq_quantize_lsq(const gq_qspec *s, const float *w, int rows, i
     return 0;
 }
 
+/* The n codes of a packed group (gq_unpack_code of each, a width at a time). */
+static inline void gq_unpack_group(const uint8_t *in, int n, int bits, uint8_t *codes) {
+    if (bits == 8) {
+        memcpy(codes, in, (size_t)n);
+    } else if (bits == 4) {
+        for (int j = 0; j < n / 2; j++) codes[j] = in[j] & 15, codes[j + n / 2] = in[j] >> 4;
+    } else if (bits == 3) {
+        for (int b = 0; b < n / 8; b++) {
+            const uint32_t w = (uint32_t)in[3 * b] | (uint32_t)in[3 * b + 1] << 8 | (uint32_t)in[3 * b + 2] << 16;
+            for (int k = 0; k < 8; k++) codes[8 * b + k] = (uint8_t)((w >> (3 * k)) & 7u);
+        }
+    } else {
+        for (int j = 0; j < n; j++) codes[j] = (uint8_t)((in[j / 4] >> (2 * (j % 4))) & 3);
+    }
+}
+
+/* a group's values from its codes, the format a constant in each copy (gq_dequantize) */
+static inline __attribute__((always_inline)) void gq_dequant_codes(gq_qformat f, const uint8_t *codes, int n,
+                                                                    float scale, int zero, float *w) {
+    for (int i = 0; i < n; i++) w[i] = gq_qvalue(f, codes[i], scale, zero);
+}
+
 static inline void gq_dequantize(const gq_qspec *s, const gq_qtensor *q, int rows, int cols, float *w) {
     const int g = gq_qgroup(s, cols), bits = gq_qbits(s->format);
     const size_t groups = gq_qn_groups(s, rows, cols), gbytes = (size_t)g * bits / 8;
+    uint8_t codes[16384];
     for (size_t k = 0; k < groups; k++) {
-        const uint8_t *in = q->qweight + k * gbytes;
-        int zero = s->format == GQ_QF_INT4A ? q->zeros[k] : 0;
-        for (int i = 0; i < g; i++) w[k * g + i] = gq_qvalue(s->format, gq_unpack_code(in, g, bits, i), q->scales[k], zero);
+        gq_unpack_group(q->qweight + k * gbytes, g, bits, codes);
+        const float sc = q->scales[k];
+        float *out = w + k * g;
+        switch (s->format) {
+        case GQ_QF_INT8: gq_dequant_codes(GQ_QF_INT8, codes, g, sc, 0, out); break;
+        case GQ_QF_Q8_0: gq_dequant_codes(GQ_QF_Q8_0, codes, g, sc, 0, out); break;
+        case GQ_QF_INT4: gq_dequant_codes(GQ_QF_INT4, codes, g, sc, 0, out); break;
+        case GQ_QF_INT3: gq_dequant_codes(GQ_QF_INT3, codes, g, sc, 0, out); break;
+        case GQ_QF_INT2: gq_dequant_codes(GQ_QF_INT2, codes, g, sc, 0, out); break;
+        case GQ_QF_INT4A: gq_dequant_codes(GQ_QF_INT4A, codes, g, sc, q->zeros[k], out); break;
+        case GQ_QF_NF4: gq_dequant_codes(GQ_QF_NF4, codes, g, sc, 0, out); break;
+        case GQ_QF_FP4: gq_dequant_codes(GQ_QF_FP4, codes, g, sc, 0, out); break;
+        default: gq_dequant_codes(s->format, codes, g, sc, 0, out); break;
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 #include "cpu_ops.h"
 #include "gq_error.h"
 #include "quant.h"
+#include "simd.h"
 #include "sround.h"
 
 #include <math.h>
@@ -52,12 +53,13 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
     const gq_qformat f = spec->format;
     const int clips = f == GQ_QF_INT4 || f == GQ_QF_INT3 || f == GQ_QF_INT2 || (spec->search && gq_qsearchable(f));
     size_t bad = (size_t)-1;
+    const gq_simd_ops *simd = gq_simd();
 #pragma omp parallel for schedule(static) if (nchunks > 1)
     for (int c = 0; c < nchunks; c++) {
         int r0 = c * chunk, nr = r0 + chunk <= rows ? chunk : rows - r0;
         gq_qtensor sub = row_slice(&q, spec, r0, cols);
         size_t at;
-        if (gq_quantize(&level1, w + (size_t)r0 * cols, nr, cols, &sub, &at)) {
+        if (simd->quantize(&level1, w + (size_t)r0 * cols, nr, cols, &sub, &at)) {
 #pragma omp critical(gq_fq_bad)
             bad = at + (size_t)r0 * cols < bad ? at + (size_t)r0 * cols : bad;
         }
@@ -70,7 +72,7 @@ int gq_cpu_fakequant_forward(float *out, uint8_t *mask, const float *w, int rows
         int r0 = c * chunk, nr = r0 + chunk <= rows ? chunk : rows - r0;
         gq_qtensor sub = row_slice(&q, spec, r0, cols);
         size_t o = (size_t)r0 * cols, n = (size_t)nr * cols;
-        gq_dequantize(&level1, &sub, nr, cols, out + o);
+        simd->dequantize(&level1, &sub, nr, cols, out + o);
         memset(mask + o, 1, n);
         /* clipped values get no gradient (quant.h's gq_qclipped) */
         if (clips)
@@ -88,31 +90,10 @@ static int lsq_check(const gq_qspec *spec, int rows, int cols) {
     return why ? gq_errf(GQ_ESHAPE, "learned-scale fake-quant of a [%d, %d] tensor: %s", rows, cols, why) : GQ_OK;
 }
 
-/* the groups' values (each group's scale stored once) */
-static inline __attribute__((always_inline)) void lsq_forward_groups(gq_qformat f, float *out, const float *w,
-                                                                     const float *scales, size_t groups, int g) {
-#pragma omp parallel for schedule(static) if (groups * (size_t)g > 65536)
-    for (size_t k = 0; k < groups; k++) {
-        const float ss = gq_lsq_stored(f, scales[k]);
-        for (size_t i = k * g; i < (k + 1) * g; i++) out[i] = gq_qvalue(f, gq_lsq_code(f, w[i], ss), ss, 0);
-    }
-}
-
-/* the weights' gradients in place, each scale's summed in index order */
-static inline __attribute__((always_inline)) void lsq_backward_groups(gq_qformat f, float *grad, float *dscales,
-                                                                      const float *w, const float *scales,
-                                                                      size_t groups, int g, float gs) {
-#pragma omp parallel for schedule(static) if (groups * (size_t)g > 65536)
-    for (size_t k = 0; k < groups; k++) {
-        const float ss = gq_lsq_stored(f, scales[k]);
-        float sum = 0.0f;
-        for (size_t i = k * g; i < (k + 1) * g; i++) {
-            float d;
-            grad[i] = gq_lsq_backward_value(f, w[i], ss, grad[i], &d);
-            sum += d;
-        }
-        dscales[k] += gs * sum;
-    }
+/* Group chunks for the threads (each group's work its own: the result does not depend on the split) */
+enum { LSQ_CHUNK_GROUPS = 1024 };
+static size_t lsq_chunks(size_t groups, int g) {
+    return groups * (size_t)g > 65536 ? (groups + LSQ_CHUNK_GROUPS - 1) / LSQ_CHUNK_GROUPS : 1;
 }
 
 int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales, int rows, int cols,
@@ -125,12 +106,12 @@ int gq_cpu_fakequant_lsq_forward(float *out, const float *w, const float *scales
     gq_all_finite(w, n, &bad);
     if (status) *status = bad == (size_t)-1 ? UINT64_MAX : (uint64_t)bad;
     if (bad != (size_t)-1) return status ? GQ_OK : gq_errf(GQ_ENAN, "value %zu is not finite", bad);
-    switch (f) { /* (the format a constant in each copy: its switches fold away, the loops vectorize) */
-    case GQ_QF_INT4: lsq_forward_groups(GQ_QF_INT4, out, w, scales, groups, g); break;
-    case GQ_QF_INT3: lsq_forward_groups(GQ_QF_INT3, out, w, scales, groups, g); break;
-    case GQ_QF_INT2: lsq_forward_groups(GQ_QF_INT2, out, w, scales, groups, g); break;
-    case GQ_QF_NF4: lsq_forward_groups(GQ_QF_NF4, out, w, scales, groups, g); break;
-    default: lsq_forward_groups(GQ_QF_FP4, out, w, scales, groups, g); break;
+    const gq_simd_ops *simd = gq_simd();
+    const size_t nc = lsq_chunks(groups, g), per = (groups + nc - 1) / nc;
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (size_t c = 0; c < nc; c++) {
+        const size_t k0 = c * per, k1 = k0 + per < groups ? k0 + per : groups;
+        if (k0 < k1) simd->lsq_forward(f, out + k0 * g, w + k0 * g, scales + k0, k1 - k0, g);
     }
     return GQ_OK;
 }
@@ -142,12 +123,12 @@ int gq_cpu_fakequant_lsq_backward(float *grad, float *dscales, const float *w, c
     const gq_qformat f = spec->format;
     const size_t groups = (size_t)rows * cols / (size_t)g;
     const float gs = gq_lsq_gradscale(f, g);
-    switch (f) {
-    case GQ_QF_INT4: lsq_backward_groups(GQ_QF_INT4, grad, dscales, w, scales, groups, g, gs); break;
-    case GQ_QF_INT3: lsq_backward_groups(GQ_QF_INT3, grad, dscales, w, scales, groups, g, gs); break;
-    case GQ_QF_INT2: lsq_backward_groups(GQ_QF_INT2, grad, dscales, w, scales, groups, g, gs); break;
-    case GQ_QF_NF4: lsq_backward_groups(GQ_QF_NF4, grad, dscales, w, scales, groups, g, gs); break;
-    default: lsq_backward_groups(GQ_QF_FP4, grad, dscales, w, scales, groups, g, gs); break;
+    const gq_simd_ops *simd = gq_simd();
+    const size_t nc = lsq_chunks(groups, g), per = (groups + nc - 1) / nc;
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (size_t c = 0; c < nc; c++) {
+        const size_t k0 = c * per, k1 = k0 + per < groups ? k0 + per : groups;
+        if (k0 < k1) simd->lsq_backward(f, grad + k0 * g, dscales + k0, w + k0 * g, scales + k0, k1 - k0, g, gs);
     }
     return GQ_OK;
 }
@@ -174,8 +155,10 @@ int gq_cpu_fakequant_backward(float *grad, const uint8_t *mask, size_t n) {
 int gq_cpu_act_fakequant(float *x, size_t n) {
     if (n % GQ_ACT_BLOCK)
         return gq_errf(GQ_ESHAPE, "activation fake-quant of %zu values: not a multiple of %d", n, GQ_ACT_BLOCK);
-    const size_t blocks = n / GQ_ACT_BLOCK;
-#pragma omp parallel for schedule(static) if (blocks > 2048)
-    for (size_t b = 0; b < blocks; b++) gq_act8_fake_block(x + b * GQ_ACT_BLOCK);
+    const size_t blocks = n / GQ_ACT_BLOCK, per = 2048, nc = (blocks + per - 1) / per;
+    const gq_simd_ops *simd = gq_simd();
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (size_t c = 0; c < nc; c++)
+        simd->act8_fake(x + c * per * GQ_ACT_BLOCK, c + 1 < nc ? per : blocks - c * per);
     return GQ_OK;
 }

@@ -5,6 +5,8 @@
 #ifndef GQ_SIMD_H
 #define GQ_SIMD_H
 
+#include "quant.h"
+
 #include <stddef.h>
 
 typedef struct {
@@ -26,6 +28,18 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int n);
     /* sum of squares in double, 4 double lanes per 16 floats summed in a fixed order */
     double (*sum_squares)(const float *g, size_t n);
+    /* QAT's per-value work: quant.h's functions compiled for the variant (its rounding and
+     * division vectorize there; not in the SSE2 baseline). Learned-scale fake-quant of `groups`
+     * groups of g values, f a format gq_lsq_applies to: forward into out; backward: the weights'
+     * gradients in place, and each group's scale gradient += gs * its terms summed in index order. */
+    void (*lsq_forward)(gq_qformat f, float *out, const float *w, const float *scales, size_t groups, int g);
+    void (*lsq_backward)(gq_qformat f, float *grad, float *dscales, const float *w, const float *scales, size_t groups,
+                         int g, float gs);
+    /* gq_quantize (level one) and gq_dequantize of a block of rows */
+    int (*quantize)(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad);
+    void (*dequantize)(const gq_qspec *s, const gq_qtensor *q, int rows, int cols, float *out);
+    /* gq_act8_fake_block over `blocks` blocks of GQ_ACT_BLOCK values in place */
+    void (*act8_fake)(float *x, size_t blocks);
 } gq_simd_ops;
 
 /* Variants this build has: "scalar", and "avx2"/"avx512" on x86-64. */

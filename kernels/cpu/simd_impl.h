@@ -145,6 +145,57 @@ static double FN(sum_squares)(const float *g, size_t n) {
     return s;
 }
 
+/* QAT: quant.h's per-value functions for this variant; the format a constant in each copy of
+ * the group loops (its switches fold away and the loops vectorize) */
+static inline __attribute__((always_inline)) void lsq_fwd(gq_qformat f, float *out, const float *w,
+                                                          const float *scales, size_t groups, int g) {
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(f, scales[k]);
+        for (size_t i = k * g; i < (k + 1) * g; i++) out[i] = gq_qvalue(f, gq_lsq_code(f, w[i], ss), ss, 0);
+    }
+}
+static inline __attribute__((always_inline)) void lsq_bwd(gq_qformat f, float *grad, float *dscales, const float *w,
+                                                          const float *scales, size_t groups, int g, float gs) {
+    for (size_t k = 0; k < groups; k++) {
+        const float ss = gq_lsq_stored(f, scales[k]);
+        float sum = 0.0f;
+        for (size_t i = k * g; i < (k + 1) * g; i++) {
+            float d;
+            grad[i] = gq_lsq_backward_value(f, w[i], ss, grad[i], &d);
+            sum += d;
+        }
+        dscales[k] += gs * sum;
+    }
+}
+static void FN(lsq_forward)(gq_qformat f, float *out, const float *w, const float *scales, size_t groups, int g) {
+    switch (f) {
+    case GQ_QF_INT4: lsq_fwd(GQ_QF_INT4, out, w, scales, groups, g); break;
+    case GQ_QF_INT3: lsq_fwd(GQ_QF_INT3, out, w, scales, groups, g); break;
+    case GQ_QF_INT2: lsq_fwd(GQ_QF_INT2, out, w, scales, groups, g); break;
+    case GQ_QF_NF4: lsq_fwd(GQ_QF_NF4, out, w, scales, groups, g); break;
+    default: lsq_fwd(GQ_QF_FP4, out, w, scales, groups, g); break;
+    }
+}
+static void FN(lsq_backward)(gq_qformat f, float *grad, float *dscales, const float *w, const float *scales,
+                             size_t groups, int g, float gs) {
+    switch (f) {
+    case GQ_QF_INT4: lsq_bwd(GQ_QF_INT4, grad, dscales, w, scales, groups, g, gs); break;
+    case GQ_QF_INT3: lsq_bwd(GQ_QF_INT3, grad, dscales, w, scales, groups, g, gs); break;
+    case GQ_QF_INT2: lsq_bwd(GQ_QF_INT2, grad, dscales, w, scales, groups, g, gs); break;
+    case GQ_QF_NF4: lsq_bwd(GQ_QF_NF4, grad, dscales, w, scales, groups, g, gs); break;
+    default: lsq_bwd(GQ_QF_FP4, grad, dscales, w, scales, groups, g, gs); break;
+    }
+}
+static int FN(quantize)(const gq_qspec *s, const float *w, int rows, int cols, gq_qtensor *q, size_t *bad) {
+    return gq_quantize(s, w, rows, cols, q, bad);
+}
+static void FN(dequantize)(const gq_qspec *s, const gq_qtensor *q, int rows, int cols, float *out) {
+    gq_dequantize(s, q, rows, cols, out);
+}
+static void FN(act8_fake)(float *x, size_t blocks) {
+    for (size_t b = 0; b < blocks; b++) gq_act8_fake_block(x + b * GQ_ACT_BLOCK);
+}
+
 const gq_simd_ops GQ_CAT(gq_simd_ops, GQ_SIMD_NAME) = {
     .name = GQ_SIMD_STR,
     .logsumexp = FN(logsumexp),
@@ -156,4 +207,9 @@ const gq_simd_ops GQ_CAT(gq_simd_ops, GQ_SIMD_NAME) = {
     .dot = FN(dot),
     .axpy = FN(axpy),
     .sum_squares = FN(sum_squares),
+    .lsq_forward = FN(lsq_forward),
+    .lsq_backward = FN(lsq_backward),
+    .quantize = FN(quantize),
+    .dequantize = FN(dequantize),
+    .act8_fake = FN(act8_fake),
 };
