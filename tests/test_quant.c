@@ -244,6 +244,9 @@ static void test_packing(void) {
         int bad = 0;
         for (int i = 0; i < 64; i++) bad += gq_unpack_code(packed, 64, bits[b], i) != codes[i];
         CHECKF(bad == 0, "%d-bit packing: %d codes differ", bits[b], bad);
+        uint8_t group[64]; /* the whole group at once (gq_dequantize's unpacking) */
+        gq_unpack_group(packed, 64, bits[b], group);
+        CHECKF(memcmp(group, codes, 64) == 0, "%d-bit group unpacking differs from the packed codes", bits[b]);
     }
 }
 
