@@ -500,38 +500,39 @@ static __attribute__((noinline)) void rows8_nf4(const gq_qmat *w, int R, const n
     _mm256_storeu_ps(out, acc);
 }
 
-/* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes.
- * int3: every 8 codes are 24 bits (code k at bits 3k); each 24-bit word is broadcast to 8
- * lanes, shifted by 0, 3, .., 21 and masked, and the four words' lanes packed back to bytes.
- * int2: byte j holds codes 4j..4j+3; each byte is copied to 4 positions and the position's
- * 2-bit field selected. Both read up to 4 bytes past the block (the callers' buffers have that
+/* int3 / int2 (integer path), G a multiple of 32: codes e..e+31 of a group unpacked to bytes,
+ * lane 0 holding codes 0..15 and lane 1 codes 16..31. Each 16-bit element j takes by a byte
+ * shuffle the byte(s) holding its code (int3: code k at bits 3k, so two bytes; int2: byte j holds
+ * codes 4j..4j+3 at bits 0, 2, 4, 6), a multiplication by 2^(8 - its bit offset) moves the code
+ * to bit 8 (the product's low 16 bits: mullo), a shift down by 8 and one pack make bytes of
+ * eight codes of each element set, and a mask clears the bits above the code. int3 reads 14
+ * bytes of the 12-byte block's start (2 past it), int2 8 (the callers' buffers have 4 bytes of
  * slack). */
 static inline __m256i codes3(const uint8_t *p) {
-    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21), m7 = _mm256_set1_epi32(7);
-    __m256i v[4];
-    for (int q = 0; q < 4; q++) {
-        uint32_t w;
-        memcpy(&w, p + 3 * q, 4);
-        v[q] = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(w & 0xffffffu)), sh), m7);
-    }
-    const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)p)),
+                                              _mm_loadl_epi64((const __m128i *)(p + 6)), 1);
+    /* codes 0..7 of a lane: bits 3j of bytes 0..3 (lane 1: the block's bytes 6..); 8..15: 3 bytes on */
+    const __m256i ia = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3, 0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1,
+                                        2, 2, 3, 2, 3);
+    const __m256i ib = _mm256_add_epi8(ia, _mm256_set1_epi8(3));
+    const __m256i mul = _mm256_setr_epi16(256, 32, 4, 128, 16, 2, 64, 8, 256, 32, 4, 128, 16, 2, 64, 8);
+    const __m256i a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, ia), mul), 8);
+    const __m256i b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, ib), mul), 8);
+    return _mm256_and_si256(_mm256_packus_epi16(a, b), _mm256_set1_epi8(7));
 }
 
 static inline __m256i codes2(const uint8_t *p) {
-    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6,
-                                         6, 6, 7, 7, 7, 7);
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m256i pos = _mm256_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1,
-                                         2, 3, 0, 1, 2, 3);
     const __m128i raw = _mm_loadl_epi64((const __m128i *)p);
-    const __m256i v = _mm256_shuffle_epi8(_mm256_set_m128i(raw, raw), idx);
-    __m256i out = _mm256_and_si256(v, m3);
-    for (int k = 1; k < 4; k++) {
-        const __m256i ck = _mm256_and_si256(_mm256_srli_epi16(v, 2 * k), m3);
-        out = _mm256_blendv_epi8(out, ck, _mm256_cmpeq_epi8(pos, _mm256_set1_epi8((char)k)));
-    }
-    return out;
+    const __m256i v = _mm256_set_m128i(raw, raw);
+    /* codes 0..7 of a lane: bytes 0..1 (lane 1: bytes 4..5), the high byte of each element zero
+     * (index -1); codes 8..15: two bytes on */
+    const __m256i ia = _mm256_setr_epi8(0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1, 4, -1, 4, -1, 4, -1, 4,
+                                        -1, 5, -1, 5, -1, 5, -1, 5, -1);
+    const __m256i ib = _mm256_add_epi8(ia, _mm256_set1_epi16(2));
+    const __m256i mul = _mm256_setr_epi16(256, 64, 16, 4, 256, 64, 16, 4, 256, 64, 16, 4, 256, 64, 16, 4);
+    const __m256i a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, ia), mul), 8);
+    const __m256i b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, ib), mul), 8);
+    return _mm256_and_si256(_mm256_packus_epi16(a, b), _mm256_set1_epi8(3));
 }
 
 static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd, const float *gs) {
