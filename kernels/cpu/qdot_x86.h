@@ -504,10 +504,10 @@ static __attribute__((noinline)) void rows8_nf4(const gq_qmat *w, int R, const n
  * lane 0 holding codes 0..15 and lane 1 codes 16..31. Each 16-bit element j takes by a byte
  * shuffle the byte(s) holding its code (int3: code k at bits 3k, so two bytes; int2: byte j holds
  * codes 4j..4j+3 at bits 0, 2, 4, 6), a multiplication by 2^(8 - its bit offset) moves the code
- * to bit 8 (the product's low 16 bits: mullo), a shift down by 8 and one pack make bytes of
- * eight codes of each element set, and a mask clears the bits above the code. int3 reads 14
- * bytes of the 12-byte block's start (2 past it), int2 8 (the callers' buffers have 4 bytes of
- * slack). */
+ * to bits 8..10 (mullo keeps the product's low 16 bits), a shift by 8 brings it down, one pack
+ * makes bytes of the two shuffles' elements (codes 0..7 and 8..15 of each lane), and a mask
+ * clears the bits above the code. int3 reads bytes 0..13 of its 12-byte block (2 past its end),
+ * int2 bytes 0..7 (the callers' buffers have 4 bytes of slack). */
 static inline __m256i codes3(const uint8_t *p) {
     const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)p)),
                                               _mm_loadl_epi64((const __m128i *)(p + 6)), 1);
