@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,23 @@ static int shape_of(const char *name, int *rows, int *cols, void *ctx) {
     return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
 }
 
+/* path <- the printf-formatted text, written whole or not at all (gq_write_file) */
+static int write_formatted(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int write_formatted(const char *path, const char *fmt, ...) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return gq_errf(GQ_ENOMEM, "out of memory");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+    int rc = gq_write_file(path, text, len);
+    free(text);
+    return rc;
+}
+
 /* The end of a QAT run: the deployable export beside the checkpoint, and the comparison of
  * the float starting point, its RTN PTQ in the same format, and the QAT model on the whole
  * validation split (printed, and qat_report.json in the run folder). */
@@ -442,13 +460,12 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     size_t qbytes = 0, fbytes = 0;
     for (int i = 0; i < n; i++) qbytes += e[i].bytes, fbytes += (size_t)e[i].rows * (e[i].cols ? e[i].cols : 1) * 4;
     free(e);
-    if (!o->final_eval) { /* the caller scores the export itself: no evaluation here */
+    char jpath[4400];
+    snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
+    if (!o->final_eval) { /* the caller scores the export itself: no evaluation here, no rows */
         printf("QAT export: %s (%.1f MB; not scored here: final_eval = 0)\n", out, qbytes / 1e6);
-        char jpath[4400], js[9000];
-        snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
-        int len = snprintf(js, sizeof js, "{\"format\": \"%s\", \"export\": \"%s\", \"bytes\": %zu, \"rows\": []}\n",
-                           o->qat, out, qbytes);
-        return gq_write_file(jpath, js, (size_t)len < sizeof js ? (size_t)len : sizeof js - 1);
+        return write_formatted(jpath, "{\"format\": \"%s\", \"export\": \"%s\", \"bytes\": %zu, \"rows\": []}\n", o->qat,
+                               out, qbytes);
     }
     float start = NAN, ptq = NAN;
     const char *start_name = o->init[0] ? o->init : "(this run's latent fp32 weights)";
@@ -481,13 +498,7 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
                "export: %s\n",
                gap, GAP_MIN, out);
     if (act8) printf("(score the export as trained, int8 activations: gpt2q-infer eval %s --act int8)\n", out);
-    char jpath[4400];
-    snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
-    char *js = NULL;
-    size_t js_len = 0;
-    FILE *f = open_memstream(&js, &js_len);
-    if (!f) return gq_errf(GQ_ENOMEM, "out of memory");
-    fprintf(f,
+    return write_formatted(jpath,
             "{\"format\": \"%s\", \"activations\": \"%s\", \"layers\": \"%s\", \"export\": \"%s\", \"start\": \"%s\",\n"
             " \"rows\": [{\"model\": \"float\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
             "          {\"model\": \"ptq\", \"val_loss\": %.6f, \"perplexity\": %.4f, \"bytes\": %zu},\n"
@@ -495,10 +506,6 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
             " \"ptq_gap\": %.6f, \"gap_recovered\": %.4f}\n",
             o->qat, act8 ? "int8" : "f32", o->qat_layers[0] ? o->qat_layers : "all-but-lm_head", out, start_name, start, exp(start), fbytes,
             ptq, exp(ptq), qbytes, qat_loss, exp(qat_loss), qbytes, gap, isfinite(recovered) ? recovered : -1.0);
-    fclose(f);
-    rc = gq_write_file(jpath, js, js_len);
-    free(js);
-    return rc;
 }
 
 int gq_train_run(gq_train_opts *o) {
