@@ -2,7 +2,8 @@
  * kernel variant, for GPT-2 124M shapes: GB/s of weight bytes streamed and the ratio to the
  * fp32 sgemv of the same shape run in the same process. Matrices are allocated 8 at a time
  * (about 30-300 MB) so that the weights come from memory as in a real decode step.
- * int4 and int4a run again in the CPU runner's 8-row layout ("-x8" rows).
+ * The formats the CPU runner keeps in its 8-row layout (int4, int4a, nf4, fp4, int3, int2) run again
+ * in it ("-x8" rows).
  *   bench_qmatmul [ROWS COLS] [--reps N] */
 #include "gq_progress.h"
 #include "gq_rng.h"
@@ -117,11 +118,11 @@ int main(int argc, char **argv) {
     const double ref_gbs = (double)rows * cols * 4 / best_ref / 1e9;
     printf("%-10s %-10s %9s %9s %9s %s\n", "format", "kernel", "us", "GB/s", "bytes/w", "vs OpenBLAS fp32 sgemv");
     printf("%-10s %-10s %9.1f %9.2f %9.2f 1.00x\n", "f32", "sgemv", best_ref * 1e6, ref_gbs, 4.0);
-    const char *fmts[] = {"f32",       "int8",      "q8_0", "int4-g32", "int4-g64",
-                          "int4-g128", "int4a-g64", "nf4",  "fp4",      "int3-g64"};
-    const gq_qformat ff[] = {GQ_QF_F32,  GQ_QF_INT8,  GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4,
-                             GQ_QF_INT4, GQ_QF_INT4A, GQ_QF_NF4,  GQ_QF_FP4,  GQ_QF_INT3};
-    const int gg[] = {0, 0, 32, 32, 64, 128, 64, 64, 64, 64};
+    const char *fmts[] = {"f32",       "int8", "q8_0", "int4-g32", "int4-g64", "int4-g128",
+                          "int4a-g64", "nf4",  "fp4",  "int3-g64", "int2-g64"};
+    const gq_qformat ff[] = {GQ_QF_F32,   GQ_QF_INT8, GQ_QF_Q8_0, GQ_QF_INT4, GQ_QF_INT4, GQ_QF_INT4,
+                             GQ_QF_INT4A, GQ_QF_NF4,  GQ_QF_FP4,  GQ_QF_INT3, GQ_QF_INT2};
+    const int gg[] = {0, 0, 32, 32, 64, 128, 64, 64, 64, 64, 64};
     const char *const *variants = gq_qdot_names; /* every variant this CPU runs */
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
         gq_qspec s = {ff[f], gg[f], 0, 0, 0, 0};

@@ -46,17 +46,21 @@ typedef struct {
     int h16_bf16;
 } gq_qmat;
 
-/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 / fp4 matrices whose groups are a
- * multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the last
- * rows % 8 rows stay as exported). Rows are taken 8 at a time; the 8 rows keep the same
- * 8 * cols / 2 bytes, now in blocks of 32 columns of 128 bytes each: byte 32k + 4j + e
- * (k < 4, j < 8, e < 4) of a block holds row j's codes of columns 4k + e (low nibble) and
- * 16 + 4k + e (high nibble). Scales (fp16, fp32 (nf4, fp4), or nf4's int8 absmax codes; nf4's
- * second-level scales stay as they are) and int4a zero points of the 8 rows are interleaved:
- * group g of row 8R + j is entry (R * groups_per_row + g) * 8 + j. A kernel multiplies one
- * 32-byte load (8 rows x 4 codes, twice) by 4 activation codes broadcast to every lane, so the
- * 8 rows' sums build up in 8 lanes with no horizontal sums (the layout of llama.cpp's repacked
- * Q4_0 "x8" kernels). */
+/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 / fp4 / int3 / int2 matrices whose
+ * groups are a multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the
+ * last rows % 8 rows stay as exported). Rows are taken 8 at a time; the 8 rows keep the same
+ * 8 * cols * bits / 8 bytes, now in blocks of 32 columns of 32 * bits bytes each. 4-bit: byte
+ * 32k + 4j + e (k < 4, j < 8, e < 4) of a block holds row j's codes of columns 4k + e (low
+ * nibble) and 16 + 4k + e (high nibble). 3-bit and 2-bit, in bit planes: byte 32h + 4j + e
+ * (h < 2) holds the low two bits of row j's codes of columns 4(4h + s) + e at bits 2s, 2s + 1
+ * (s < 4); 3-bit blocks then have 32 more bytes, byte 64 + 4j + e holding bit 2 of row j's code
+ * of column 4k + e at bit k (k < 8). Scales (fp16, fp32 (nf4, fp4), or nf4's int8 absmax codes;
+ * nf4's second-level scales stay as they are) and int4a zero points of the 8 rows are
+ * interleaved: group g of row 8R + j is entry (R * groups_per_row + g) * 8 + j. A kernel
+ * multiplies a 32-byte vector of codes (8 rows x 4 columns) by 4 activation codes broadcast to
+ * every lane, so the 8 rows' sums build up in 8 lanes with no horizontal sums (the layout of
+ * llama.cpp's repacked Q4_0 "x8" kernels; the 3-bit and 2-bit planes make such a vector out of
+ * one shift and one mask per plane). */
 #define GQ_X8_ROWS 8
 static inline int gq_qmat_x8_rows(const gq_qmat *w) { return w->x8 ? w->rows & ~(GQ_X8_ROWS - 1) : 0; }
 
@@ -72,10 +76,15 @@ GQ_HD size_t gq_qmat_gidx(const gq_qmat *w, int r, int g) {
 GQ_HD int gq_qmat_code(const gq_qmat *w, int r, int i) {
     const int G = w->group, bits = gq_qbits(w->spec.format);
     if (w->x8 && r < (w->rows & ~(GQ_X8_ROWS - 1))) {
-        const int e = i % 32;
-        const uint8_t b = w->q[(size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (GQ_X8_ROWS / 2) + (size_t)(i / 32) * 128 +
-                               32 * ((e % 16) / 4) + 4 * (r % GQ_X8_ROWS) + e % 4];
-        return e < 16 ? b & 15 : b >> 4;
+        const int e = i % 32, j = r % GQ_X8_ROWS;
+        const uint8_t *blk =
+            w->q + (size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (size_t)bits + (size_t)(i / 32) * 32 * bits;
+        if (bits == 4) {
+            const uint8_t b = blk[32 * ((e % 16) / 4) + 4 * j + e % 4];
+            return e < 16 ? b & 15 : b >> 4;
+        }
+        const int k = e / 4, lo = (blk[32 * (k / 4) + 4 * j + e % 4] >> (2 * (k % 4))) & 3;
+        return bits == 3 ? lo | ((blk[64 + 4 * j + e % 4] >> k) & 1) << 2 : lo;
     }
     const size_t gi = (size_t)r * (size_t)(w->cols / G) + (size_t)(i / G);
     return gq_unpack_code(w->q + gi * (size_t)G * bits / 8, G, bits, i % G);
@@ -115,8 +124,8 @@ GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
                      w->spec.format == GQ_QF_INT4A ? w->zeros[gq_qmat_gidx(w, r, i / w->group)] : 0);
 }
 
-/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a with fp16 scales, nf4, fp4; groups a multiple
- * of 32; at least 8 rows). */
+/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a / int3 / int2 with fp16 scales, nf4, fp4; groups
+ * a multiple of 32; at least 8 rows). */
 int gq_qmat_x8_able(const gq_qmat *w);
 /* Rearrange w's codes, scales and zero points into the 8-row layout, in place (w's arrays must
  * be writable: the runner's own copy); nothing happens unless gq_qmat_x8_able and not yet done.

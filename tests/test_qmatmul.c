@@ -11,8 +11,8 @@
  *   - the driver (row path with bias, panel path with several panels and with one) equals the
  *     dequantize-to-fp32 matmul;
  *   - fp16 row conversions and the decode attention op: every variant gives the scalar bits.
- * int4, int4a, nf4 and fp4 matrices are checked again after gq_qmat_to_x8 (the CPU runner's 8-row
- * layout), including row ranges that cut an 8-row block. */
+ * int4, int4a, nf4, fp4, int3 and int2 matrices are checked again after gq_qmat_to_x8 (the CPU
+ * runner's 8-row layout), including row ranges that cut an 8-row block. */
 #include "gq_error.h"
 #include "gq_rng.h"
 #include "gq_test.h"
@@ -240,7 +240,9 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     /* 8-row layout, prompts (int_rows): 20 tokens and, on a small matrix, more tokens than the
      * kernel's 16384-float buffer of group sums holds at once, through the row path: every
      * token's results are the bits it gets alone (the one-token kernel) plus the bias */
-    if (m.w.x8 && ip && (s.format == GQ_QF_INT4 || s.format == GQ_QF_INT4A)) { /* the driver's rows_anyway */
+    if (m.w.x8 && ip &&
+        (s.format == GQ_QF_INT4 || s.format == GQ_QF_INT4A || s.format == GQ_QF_INT3 || s.format == GQ_QF_INT2)) {
+        /* the driver's rows_anyway */
         const int ngs = K / m.w.group, MC = rows <= 64 ? 16384 / ngs + 5 : MP;
         float *xc = malloc(sizeof(float) * MC * K), *yc = malloc(sizeof(float) * MC * N),
               *y1 = malloc(sizeof(float) * N);
@@ -289,7 +291,8 @@ static void one(const char *fmt, int rows, int cols, gq_rng *rng) {
  * sum that could overflow would (e.g. 8 products of fp4's 24 x 127 pairs): every variant,
  * both layouts, against the scalar kernel (exact int32 sums) within fp32 round-off. */
 static void check_extremes(void) {
-    const char *fmts[] = {"int8", "q8_0", "int4-g32", "int4-g64", "int4a-g64", "nf4", "fp4", "fp4-g32", "int3-g64"};
+    const char *fmts[] = {"int8", "q8_0",    "int4-g32", "int4-g64", "int4a-g64", "nf4",
+                          "fp4",  "fp4-g32", "int3-g64", "int3-g32", "int2-g32",  "int2-g64"};
     enum { R = 32, K = 256, M = 5 };
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
         gq_qspec s;
@@ -408,9 +411,9 @@ int main(void) {
     gq_rng_seed(&rng, 42);
     printf("row kernel in use: %s\n", gq_qdot()->name);
     find_variants();
-    const char *fmts[] = {"f32",       "int8",      "q8_0",     "int4-g32", "int4-g64", "int4-g128",
-                          "int4a-g64", "int4a-g32", "int3-g64", "int2-g32", "nf4",      "nf4-dq",
-                          "nf4-g32",   "fp4",       "fp4-g32",  "int4-g16", "nf4-g16"};
+    const char *fmts[] = {"f32",       "int8",     "q8_0",     "int4-g32", "int4-g64", "int4-g128", "int4a-g64",
+                          "int4a-g32", "int3-g64", "int2-g32", "int3-g32", "int2-g64", "nf4",       "nf4-dq",
+                          "nf4-g32",   "fp4",      "fp4-g32",  "int4-g16", "nf4-g16"};
     const int shapes[][2] = {{1, 128}, {7, 256}, {37, 384}, {130, 768}, {300, 64 * 3}};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
         for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {

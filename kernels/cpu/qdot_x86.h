@@ -560,6 +560,137 @@ static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd,
     return hsum8(acc) - corr;
 }
 
+/* int3 / int2 in the 8-row layout (qmatmul.h's bit planes): rows 8R..8R+7 for TT tokens at
+ * once, as rows8_q4. Per block of 32 columns: the two low-bit planes (and int3's high-bit plane)
+ * are loaded once; code vector k (8 rows x columns 4k..4k+3) is one shift and one mask of a low
+ * plane (int3: or'd with one shift and one mask of the high plane), multiplied by maddubs with a
+ * token's 4 activation codes broadcast to every lane and summed in int16 (8 products of at most
+ * 2 x 7 x 127: |sum| <= 14224); one madd to int32, one conversion and one FMA by the block's
+ * activation scale per block and token; per group the offset (4, 2) times the group's activation
+ * sum is taken off and the 8 rows' fp16 scales applied in one FMA. The 16-bit shifts move no bit
+ * across a byte boundary into the bits the masks keep. */
+static inline __m256i x8_lo2(__m256i L, int s) {
+    return _mm256_and_si256(_mm256_srli_epi16(L, 2 * s), _mm256_set1_epi8(3));
+}
+static inline __m256i x8_hi1(__m256i H, int k) { /* bit k of each byte to bit 2 */
+    return _mm256_and_si256(k < 2 ? _mm256_slli_epi16(H, 2 - k) : _mm256_srli_epi16(H, k - 2), _mm256_set1_epi8(4));
+}
+#define GQ_ROWS8_Q32(TT, BITS, NAME)                                                                                   \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
+                     int ldg, float *out, int ldo) {                                                                   \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const uint8_t *p = w->q + (size_t)R * K * (BITS);                                                              \
+        const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                    \
+        __m256 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm256_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m256 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm256_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb = p + (size_t)blk * 32 * (BITS);                                                     \
+                pf(pb + X8_PF), pf(pb + X8_PF + 64);                                                                   \
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)pb),                                            \
+                              l1 = _mm256_loadu_si256((const __m256i *)(pb + 32));                                     \
+                const __m256i hb = (BITS) == 3 ? _mm256_loadu_si256((const __m256i *)(pb + 64)) : l0;                  \
+                __m256i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm256_setzero_si256();                                                                    \
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                                                  \
+                    __m256i c = x8_lo2(k < 4 ? l0 : l1, k % 4);                                                        \
+                    if ((BITS) == 3) c = _mm256_or_si256(c, x8_hi1(hb, k));                                            \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        int32_t a;                                                                                     \
+                        memcpy(&a, xq + (size_t)t * ldq + 32 * blk + 4 * k, 4);                                        \
+                        Q4_ACC(sm[t], c, _mm256_set1_epi32(a));                                                        \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Q4_FIN(sm[t])),                                         \
+                                            _mm256_broadcast_ss(xd + (size_t)t * ldd + blk), ga[t]);                   \
+            }                                                                                                          \
+            const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + (size_t)g * GQ_X8_ROWS)));       \
+            const __m256 off = _mm256_set1_ps((BITS) == 3 ? 4.0f : 2.0f);                                              \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm256_fmadd_ps(_mm256_fnmadd_ps(off, _mm256_set1_ps(gs[(size_t)t * ldg + g]), ga[t]), sc,    \
+                                         acc[t]);                                                                      \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
+    }
+GQ_ROWS8_Q32(1, 3, rows8_q3_1)
+GQ_ROWS8_Q32(4, 3, rows8_q3_4)
+GQ_ROWS8_Q32(1, 2, rows8_q2_1)
+GQ_ROWS8_Q32(4, 2, rows8_q2_4)
+#undef GQ_ROWS8_Q32
+
+#if GQ_QDOT_VNNI >= 2
+/* The same for two 8-row blocks at once in 512-bit registers (as rows16_q4): the same bits. */
+static inline __m512i x8_lo2_512(__m512i L, int s) {
+    return _mm512_and_si512(_mm512_srli_epi16(L, 2 * s), _mm512_set1_epi8(3));
+}
+static inline __m512i x8_hi1_512(__m512i H, int k) {
+    return _mm512_and_si512(k < 2 ? _mm512_slli_epi16(H, 2 - k) : _mm512_srli_epi16(H, k - 2), _mm512_set1_epi8(4));
+}
+static inline __m512i join_si(const uint8_t *a, const uint8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+#define GQ_ROWS16_Q32(TT, BITS, NAME)                                                                                  \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
+                     int ldg, float *out, int ldo) {                                                                   \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const uint8_t *p0 = w->q + (size_t)R * K * (BITS), *p1 = p0 + (size_t)K * (BITS);                              \
+        const uint16_t *s0 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                     \
+        __m512 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm512_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m512 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm512_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb0 = p0 + (size_t)blk * 32 * (BITS), *pb1 = p1 + (size_t)blk * 32 * (BITS);            \
+                pf(pb0 + X8_PF), pf(pb0 + X8_PF + 64), pf(pb1 + X8_PF), pf(pb1 + X8_PF + 64);                          \
+                const __m512i l0 = join_si(pb0, pb1), l1 = join_si(pb0 + 32, pb1 + 32);                                \
+                const __m512i hb = (BITS) == 3 ? join_si(pb0 + 64, pb1 + 64) : l0;                                     \
+                __m512i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm512_setzero_si512();                                                                    \
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                                                  \
+                    __m512i c = x8_lo2_512(k < 4 ? l0 : l1, k % 4);                                                    \
+                    if ((BITS) == 3) c = _mm512_or_si512(c, x8_hi1_512(hb, k));                                        \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        int32_t a;                                                                                     \
+                        memcpy(&a, xq + (size_t)t * ldq + 32 * blk + 4 * k, 4);                                        \
+                        sm[t] = _mm512_dpbusd_epi32(sm[t], c, _mm512_set1_epi32(a));                                   \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm512_fmadd_ps(cvt512_i32_ps(sm[t]), _mm512_set1_ps(xd[(size_t)t * ldd + blk]), ga[t]);   \
+            }                                                                                                          \
+            const __m512 sc =                                                                                          \
+                join_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s0 + (size_t)g * GQ_X8_ROWS))),              \
+                        _mm256_cvtph_ps(_mm_loadu_si128(                                                               \
+                            (const __m128i *)(s0 + (size_t)ng * GQ_X8_ROWS + (size_t)g * GQ_X8_ROWS))));               \
+            const __m512 off = _mm512_set1_ps((BITS) == 3 ? 4.0f : 2.0f);                                              \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm512_fmadd_ps(_mm512_fnmadd_ps(off, _mm512_set1_ps(gs[(size_t)t * ldg + g]), ga[t]), sc,    \
+                                         acc[t]);                                                                      \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
+    }
+GQ_ROWS16_Q32(1, 3, rows16_q3_1)
+GQ_ROWS16_Q32(4, 3, rows16_q3_4)
+GQ_ROWS16_Q32(1, 2, rows16_q2_1)
+GQ_ROWS16_Q32(4, 2, rows16_q2_4)
+#undef GQ_ROWS16_Q32
+#endif
+
 /* nf4 (integer path), G a multiple of 32: the codes index two 16-byte tables (low and high
  * bytes of gq_nf4_i16), interleaved into int16 values and multiplied with the sign-extended
  * activation codes by madd; per block of 32 the int32 sum is exact (|sum| < 2^27). */
@@ -723,20 +854,25 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
-    if (q4 && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the range is
-                        * computed whole and copied */
+    if ((q4 || q32) && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the
+                                 * range is computed whole and copied */
+        typedef void (*x8_fn)(const gq_qmat *, int, const int8_t *, const float *, const float *, int, int, int,
+                              float *, int);
+        const int i3 = f == GQ_QF_INT3, i2 = f == GQ_QF_INT2;
+        const x8_fn k1 = fp4 ? rows8_fp4_1 : i3 ? rows8_q3_1 : i2 ? rows8_q2_1 : rows8_q4_1;
+        const x8_fn k4 = fp4 ? rows8_fp4_4 : i3 ? rows8_q3_4 : i2 ? rows8_q2_4 : rows8_q4_4;
         const int n8 = gq_qmat_x8_rows(w);
         int R = r0 / GQ_X8_ROWS;
 #if GQ_QDOT_VNNI >= 2
+        const x8_fn j1 = fp4 ? rows16_fp4_1 : i3 ? rows16_q3_1 : i2 ? rows16_q2_1 : rows16_q4_1;
+        const x8_fn j4 = fp4 ? rows16_fp4_4 : i3 ? rows16_q3_4 : i2 ? rows16_q2_4 : rows16_q4_4;
         for (; (R + 2) * GQ_X8_ROWS <= n8 && (R + 1) * GQ_X8_ROWS < r1; R += 2) /* two blocks, both in range */
             for (int m = 0; m < a->M;) {
                 float o[4 * 2 * GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 2) * GQ_X8_ROWS <= r1;
-                (fp4       ? (tt == 4 ? rows16_fp4_4 : rows16_fp4_1)
-                 : tt == 4 ? rows16_q4_4
-                           : rows16_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
-                                          inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
-                                          inside ? ldy : 2 * GQ_X8_ROWS);
+                (tt == 4 ? j4 : j1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
+                                    inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                                    inside ? ldy : 2 * GQ_X8_ROWS);
                 if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, 2 * GQ_X8_ROWS, o, tt);
                 m += tt;
             }
@@ -745,11 +881,9 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
             for (int m = 0; m < a->M;) {
                 float o[4 * GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 1) * GQ_X8_ROWS <= r1;
-                (fp4       ? (tt == 4 ? rows8_fp4_4 : rows8_fp4_1)
-                 : tt == 4 ? rows8_q4_4
-                           : rows8_q4_1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
-                                         inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
-                                         inside ? ldy : GQ_X8_ROWS);
+                (tt == 4 ? k4 : k1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
+                                    inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                                    inside ? ldy : GQ_X8_ROWS);
                 if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, GQ_X8_ROWS, o, tt);
                 m += tt;
             }
@@ -903,11 +1037,58 @@ static inline void put16(float *o, __m128i c16, __m256 lo8, __m256 hi8, int za, 
     }
 }
 
+/* int3 / int2 rows in the 8-row layout (rows past it: the scalar code): per block of 32 columns, the
+ * row's 4-byte pieces of the low-bit planes (and of int3's high-bit plane); 8 values at a time
+ * (columns 4k + e, k = 2m, 2m + 1) come out of one piece by per-lane shifts: code - offset, times
+ * the scale, as quant.h's gq_qvalue. */
+static void dequant_planes(const gq_qmat *w, int r0, int r1, float *dst) {
+    const int K = w->cols, G = w->group, ng = K / G, bits = gq_qbits(w->spec.format), n8 = gq_qmat_x8_rows(w);
+    /* lane l: column 4k + e of the 8, e = l % 4, k = 2m + l / 4 */
+    const __m256i lsh = _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26); /* 8e + 2 (k % 4), less 4 (m % 2) */
+    const __m256i hsh = _mm256_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25);  /* 8e + k, less 2m */
+    const __m256i m3 = _mm256_set1_epi32(3), m1 = _mm256_set1_epi32(1);
+    const __m256 off = _mm256_set1_ps(bits == 3 ? 4.0f : 2.0f);
+    for (int r = r0; r < r1; r++) {
+        float *o = dst + (size_t)(r - r0) * K;
+        if (r >= n8) {
+            gq_qdot_variant("scalar")->dequant(w, r, r + 1, o);
+            continue;
+        }
+        const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * bits + 4 * (r % GQ_X8_ROWS);
+        for (int g = 0; g < ng; g++) {
+            const __m256 sc = _mm256_set1_ps(gq_qmat_scale(w, r, g));
+            for (int b = 0; b < G / 32; b++) {
+                const uint8_t *pb = p + (size_t)(g * (G / 32) + b) * 32 * bits;
+                uint32_t lo[2], hb = 0;
+                memcpy(lo, pb, 4), memcpy(lo + 1, pb + 32, 4);
+                if (bits == 3) memcpy(&hb, pb + 64, 4);
+                for (int m = 0; m < 4; m++) { /* low bits at 8e + 2 (k % 4), high bit at 8e + k */
+                    const __m256i sl = _mm256_add_epi32(lsh, _mm256_set1_epi32(4 * (m % 2)));
+                    __m256i c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)lo[m / 2]), sl), m3);
+                    if (bits == 3) {
+                        const __m256i sh = _mm256_add_epi32(hsh, _mm256_set1_epi32(2 * m));
+                        c = _mm256_or_si256(
+                            c, _mm256_slli_epi32(
+                                   _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)hb), sh), m1), 2));
+                    }
+                    _mm256_storeu_ps(o + (size_t)g * G + 32 * b + 8 * m,
+                                     _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(c), off), sc));
+                }
+            }
+        }
+    }
+}
+
 static void dequant_x86(const gq_qmat *w, int r0, int r1, float *dst) {
     const gq_qformat f = w->spec.format;
     const int K = w->cols, G = w->group;
     const int four = (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_NF4 || f == GQ_QF_FP4) && G % 32 == 0;
     const int eight = (f == GQ_QF_INT8 || f == GQ_QF_Q8_0) && G % 8 == 0;
+    const int planes = (f == GQ_QF_INT3 || f == GQ_QF_INT2) && G % 32 == 0 && w->x8;
+    if (planes) {
+        dequant_planes(w, r0, r1, dst);
+        return;
+    }
     if (!four && !eight) {
         gq_qdot_variant("scalar")->dequant(w, r0, r1, dst);
         return;

@@ -30,13 +30,8 @@ size_t gq_qmat_bytes(const gq_qmat *w) {
 
 /* The 32 codes of block blk (columns 32 blk ..) of row r of an x8 matrix (r < gq_qmat_x8_rows). */
 static void x8_block_codes(const gq_qmat *w, int r, int blk, uint8_t *c) {
-    const uint8_t *p =
-        w->q + (size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (GQ_X8_ROWS / 2) + (size_t)blk * 128 + 4 * (r % GQ_X8_ROWS);
-    for (int k = 0; k < 4; k++)
-        for (int e = 0; e < 4; e++) {
-            const uint8_t b = p[32 * k + e];
-            c[4 * k + e] = b & 15, c[16 + 4 * k + e] = (uint8_t)(b >> 4);
-        }
+    for (int i = 0; i < 32; i++)
+        c[i] = (uint8_t)gq_qmat_code(w, r, 32 * blk + i);
 }
 
 void gq_qmat_dequant_rows(const gq_qmat *w, int r0, int r1, float *dst) { gq_qdot()->dequant(w, r0, r1, dst); }
@@ -59,13 +54,13 @@ static void dequant_scalar(const gq_qmat *w, int r0, int r1, float *dst) {
             const uint8_t *in = w->q + gi * gbytes;
             const float sc = gq_qmat_scale(w, r, g);
             float *o = dst + (size_t)(r - r0) * K + (size_t)g * G;
-            if (r < gq_qmat_x8_rows(w)) { /* int4 / int4a / nf4 in the 8-row layout */
+            if (r < gq_qmat_x8_rows(w)) { /* the 8-row layout */
                 const int z = w->zeros ? w->zeros[si] : 0;
                 for (int b = 0; b < G / 32; b++) {
                     uint8_t c[32];
                     x8_block_codes(w, r, g * (G / 32) + b, c);
                     for (int i = 0; i < 32; i++)
-                        o[32 * b + i] = f == GQ_QF_INT4A ? gq_qvalue(f, c[i], sc, z) : lut[c[i]] * sc;
+                        o[32 * b + i] = f == GQ_QF_INT4A || bits != 4 ? gq_qvalue(f, c[i], sc, z) : lut[c[i]] * sc;
                 }
             } else if (bits == 8) {
                 for (int i = 0; i < G; i++)
@@ -84,8 +79,9 @@ static void dequant_scalar(const gq_qmat *w, int r0, int r1, float *dst) {
 
 int gq_qmat_x8_able(const gq_qmat *w) {
     const gq_qformat f = w->spec.format;
-    return ((f == GQ_QF_INT4 || f == GQ_QF_INT4A) && w->s16 ? 1 : f == GQ_QF_NF4 || (f == GQ_QF_FP4 && w->s32)) &&
-           w->group % 32 == 0 && w->cols % w->group == 0 && w->rows >= GQ_X8_ROWS;
+    const int s16 = (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2) && w->s16;
+    return (s16 || f == GQ_QF_NF4 || (f == GQ_QF_FP4 && w->s32)) && w->group % 32 == 0 && w->cols % w->group == 0 &&
+           w->rows >= GQ_X8_ROWS;
 }
 
 /* Interleave one per-group array of 8 rows (groups values of esz bytes per row, row after row)
@@ -97,10 +93,28 @@ static void x8_interleave(uint8_t *a, uint8_t *tmp, int ng, size_t esz) {
             memcpy(a + ((size_t)g * GQ_X8_ROWS + j) * esz, tmp + ((size_t)j * ng + g) * esz, esz);
 }
 
+/* One 32-column block of 8 rows (codes: the 8 rows' codes, a row every K bytes) in the x8 order
+ * (qmatmul.h) into out (32 * bits bytes). */
+static void x8_pack_block(const uint8_t *codes, size_t K, int bits, uint8_t *out) {
+    memset(out, 0, (size_t)32 * bits);
+    for (int j = 0; j < GQ_X8_ROWS; j++)
+        for (int e = 0; e < 32; e++) {
+            const int c = codes[(size_t)j * K + e];
+            if (bits == 4) {
+                out[32 * ((e % 16) / 4) + 4 * j + e % 4] |= (uint8_t)(e < 16 ? c : c << 4);
+            } else {
+                const int k = e / 4;
+                out[32 * (k / 4) + 4 * j + e % 4] |= (uint8_t)((c & 3) << (2 * (k % 4)));
+                if (bits == 3) out[64 + 4 * j + e % 4] |= (uint8_t)((c >> 2 & 1) << k);
+            }
+        }
+}
+
 int gq_qmat_to_x8(gq_qmat *w) {
     if (w->x8 || !gq_qmat_x8_able(w)) return 0;
     const int K = w->cols, G = w->group, ng = K / G, n8 = w->rows / GQ_X8_ROWS, nt = omp_get_max_threads();
-    const size_t bytes = (size_t)K * (GQ_X8_ROWS / 2), groups = (size_t)ng * GQ_X8_ROWS;
+    const int bits = gq_qbits(w->spec.format);
+    const size_t bytes = (size_t)K * (size_t)bits, groups = (size_t)ng * GQ_X8_ROWS, gbytes = (size_t)G * bits / 8;
     const size_t per = (size_t)GQ_X8_ROWS * K + bytes + groups * 4; /* codes, packed copy, one per-group array */
     uint8_t *tmp = malloc(per * (size_t)nt);
     if (!tmp) return -1;
@@ -116,21 +130,11 @@ int gq_qmat_to_x8(gq_qmat *w) {
         uint8_t *c = tmp + per * (size_t)omp_get_thread_num(), *t = c + (size_t)GQ_X8_ROWS * K;
         uint8_t *blk = q + (size_t)R * bytes;
         memcpy(t, blk, bytes);
-        for (int j = 0; j < GQ_X8_ROWS;
-             j++) /* the 8 rows' codes (quant.h's packing: code i and i + G/2 share byte i) */
-            for (int g = 0; g < ng; g++) {
-                const uint8_t *in = t + ((size_t)j * ng + g) * (G / 2);
-                uint8_t *o = c + (size_t)j * K + (size_t)g * G;
-                for (int i = 0; i < G / 2; i++)
-                    o[i] = in[i] & 15, o[i + G / 2] = (uint8_t)(in[i] >> 4);
-            }
+        for (int j = 0; j < GQ_X8_ROWS; j++) /* the 8 rows' codes, as exported (quant.h's packing) */
+            for (int g = 0; g < ng; g++)
+                gq_unpack_group(t + ((size_t)j * ng + g) * gbytes, G, bits, c + (size_t)j * K + (size_t)g * G);
         for (int b = 0; b < K / 32; b++)
-            for (int k = 0; k < 4; k++)
-                for (int j = 0; j < GQ_X8_ROWS; j++)
-                    for (int e = 0; e < 4; e++) {
-                        const uint8_t *cj = c + (size_t)j * K + 32 * b + 4 * k + e;
-                        blk[(size_t)b * 128 + 32 * k + 4 * j + e] = (uint8_t)(cj[0] | cj[16] << 4);
-                    }
+            x8_pack_block(c + (size_t)32 * b, (size_t)K, bits, blk + (size_t)b * 32 * bits);
         x8_interleave(sc + (size_t)R * groups * ssz, t, ng, ssz);
         if (z) x8_interleave(z + (size_t)R * groups, t, ng, 1);
     }
@@ -345,10 +349,12 @@ static void gelu_rows(float *out, int M, int N, int r0, int r1) {
 }
 
 int gq_qmatmul_panel_path(const gq_qact *a, const gq_qmat *w, const float *panel, size_t panel_floats) {
-    /* int4 / int4a in the 8-row layout: the row kernel (4 tokens per pass) beats dequantizing +
-     * sgemm; nf4's codebook lookups do not (measured: 124M prefill 513-605 -> 282-335 tok/s) */
-    const int rows_anyway =
-        a->int_rows && w->x8 && gq_qmat_int_path(w) && (w->spec.format == GQ_QF_INT4 || w->spec.format == GQ_QF_INT4A);
+    /* int4 / int4a / int3 / int2 in the 8-row layout: the row kernel (4 tokens per pass) beats
+     * dequantizing + sgemm (int3 / int2 at 124M: prefill 796-836 -> 1340-1864 tok/s); nf4's
+     * codebook lookups do not (measured: 124M prefill 513-605 -> 282-335 tok/s) */
+    const gq_qformat f = w->spec.format;
+    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w) &&
+                            (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2);
     return a->M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
            (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)w->cols));
 }
