@@ -11,12 +11,13 @@
  *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a panel of rows is dequantized exactly (quant.h's
  *     values, as the trainer's fake-quant) into a small scratch buffer and multiplied with
  *     float activations by sgemm; eval loss therefore equals the fake-quant loss up to matmul
- *     round-off. With a->int_rows (the runner's prompts, not its scoring), int4 / int4a
- *     matrices in the 8-row layout take the row path at any M instead: 4 tokens per pass over
- *     each 8 rows.
+ *     round-off. With a->int_rows (the runner's prompts, not its scoring), int4 / int4a /
+ *     int3 / int2 matrices in the 8-row layout take the row path at any M instead: 4 tokens per
+ *     pass over each 8 rows.
  * Variants: a scalar reference, AVX2 (+FMA, F16C), and the same with VNNI dot products (AVX-VNNI,
- * AVX512-VNNI, the latter also with 16-row int4 kernels in 512-bit registers; qdot_x86.h), chosen
- * at run time: the best the CPU runs, or GQ_CPU_SIMD's. The VNNI variants give the AVX2 bits. */
+ * AVX512-VNNI, the latter also with 16-row int4 / fp4 / int3 / int2 kernels in 512-bit
+ * registers; qdot_x86.h), chosen at run time: the best the CPU runs, or GQ_CPU_SIMD's. The VNNI
+ * variants give the AVX2 bits. */
 #ifndef GQ_QMATMUL_H
 #define GQ_QMATMUL_H
 
@@ -98,8 +99,8 @@ typedef struct {
     int32_t *bsum;  /* (M, K / 32) sums of each block's codes */
     int M, K;
     int int_rows; /* 1: M >= GQ_QMM_PANEL_MIN also takes the row path (int8 activations) on
-                     int4 / int4a matrices in the 8-row layout, whose row kernel beats
-                     dequantizing + sgemm */
+                     int4 / int4a / int3 / int2 matrices in the 8-row layout, whose row kernel
+                     beats dequantizing + sgemm */
 } gq_qact;
 
 /* The effective fp32 scale of group g of row r (as gq_dequantize uses it; either layout; nf4's

@@ -9,7 +9,8 @@
  * maddubs (|w| times x with w's sign, llama.cpp's trick; every pair sum fits int16 because codes
  * are in [-127, 127]) and sum the blocks in fp32; 4-bit codes become int8 values through a
  * 16-entry byte shuffle (int4: c - 8, fp4: twice E2M1; int4a uses the codes and subtracts
- * zero * block sum); int3 and int2 codes are unpacked with variable shifts / byte shuffles; nf4
+ * zero * block sum); int3 and int2 codes are unpacked by byte shuffles and multiplies (exported
+ * layout) or one shift and mask per bit plane (8-row layout); nf4
  * codes become int16 codebook values (units of 2^-14) through two byte shuffles and multiply the
  * sign-extended activations by madd. With VNNI, vpdpbusd does maddubs + madd + add in one
  * instruction and vpdpwssd madd + add: the integer sums are the same (no sum here ever
