@@ -355,14 +355,17 @@ int gq_im_plan(gq_im *m, int B, int n_ctx, int chunk) {
     m->kv_bytes = up(sizes[0]) * 2;
     m->act_bytes = total - m->kv_bytes;
     if (m->device == GQ_IM_CUDA) return gq_imc_plan(m);
-    /* the CPU kernels' 8-row layout for int4 matrices (once; the same bytes, rearranged) */
+    /* the CPU kernels' 8-row layout for the quantized matrices (once; the same bytes,
+     * rearranged) */
     int bad = gq_qmat_to_x8(&m->wte);
     for (int l = 0; l < c->n_layer; l++) {
         gq_im_layer *Lw = &m->layers[l];
         bad |=
             gq_qmat_to_x8(&Lw->qkv) | gq_qmat_to_x8(&Lw->attproj) | gq_qmat_to_x8(&Lw->fc) | gq_qmat_to_x8(&Lw->fcproj);
     }
-    return bad ? gq_errf(GQ_ENOMEM, "%s: out of memory rearranging the int4 weights", m->path) : GQ_OK;
+    return bad ? gq_errf(GQ_ENOMEM, "%s: out of memory rearranging the quantized weights into the 8-row layout",
+                         m->path)
+               : GQ_OK;
 }
 
 const float *gq_im_logits(const gq_im *m, int b) { return m->logits + (size_t)b * m->cfg.padded_vocab_size; }

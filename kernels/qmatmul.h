@@ -11,13 +11,13 @@
  *   - M >= GQ_QMM_PANEL_MIN (prefill, eval): a panel of rows is dequantized exactly (quant.h's
  *     values, as the trainer's fake-quant) into a small scratch buffer and multiplied with
  *     float activations by sgemm; eval loss therefore equals the fake-quant loss up to matmul
- *     round-off. With a->int_rows (the runner's prompts, not its scoring), int4 / int4a /
- *     int3 / int2 matrices in the 8-row layout take the row path at any M instead: 4 tokens per
- *     pass over each 8 rows.
+ *     round-off. With a->int_rows (the runner's prompts, not its scoring), matrices in the 8-row
+ *     layout other than nf4 take the row path at any M instead: 4 tokens per pass over each 8
+ *     rows.
  * Variants: a scalar reference, AVX2 (+FMA, F16C), and the same with VNNI dot products (AVX-VNNI,
- * AVX512-VNNI, the latter also with 16-row int4 / fp4 / int3 / int2 kernels in 512-bit
- * registers; qdot_x86.h), chosen at run time: the best the CPU runs, or GQ_CPU_SIMD's. The VNNI
- * variants give the AVX2 bits. */
+ * AVX512-VNNI, the latter also with 16-row int8 / q8_0 / int4 / fp4 / int3 / int2 kernels in
+ * 512-bit registers; qdot_x86.h), chosen at run time: the best the CPU runs, or GQ_CPU_SIMD's.
+ * The VNNI variants give the AVX2 bits. */
 #ifndef GQ_QMATMUL_H
 #define GQ_QMATMUL_H
 
@@ -47,10 +47,11 @@ typedef struct {
     int h16_bf16;
 } gq_qmat;
 
-/* The 8-row layout ("x8") of the CPU runner, for int4 / int4a / nf4 / fp4 / int3 / int2 matrices whose
- * groups are a multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the
+/* The 8-row layout ("x8") of the CPU runner, for int8 / q8_0 / int4 / int4a / nf4 / fp4 / int3 / int2
+ * matrices whose groups are a multiple of 32 (gq_qmat_to_x8 rearranges an exported matrix in place, at load; the
  * last rows % 8 rows stay as exported). Rows are taken 8 at a time; the 8 rows keep the same
- * 8 * cols * bits / 8 bytes, now in blocks of 32 columns of 32 * bits bytes each. 4-bit: byte
+ * 8 * cols * bits / 8 bytes, now in blocks of 32 columns of 32 * bits bytes each. 8-bit: byte
+ * 32k + 4j + e (k < 8, j < 8, e < 4) holds row j's code of column 4k + e. 4-bit: byte
  * 32k + 4j + e (k < 4, j < 8, e < 4) of a block holds row j's codes of columns 4k + e (low
  * nibble) and 16 + 4k + e (high nibble). 3-bit and 2-bit, in bit planes: byte 32h + 4j + e
  * (h < 2) holds the low two bits of row j's codes of columns 4(4h + s) + e at bits 2s, 2s + 1
@@ -80,6 +81,7 @@ GQ_HD int gq_qmat_code(const gq_qmat *w, int r, int i) {
         const int e = i % 32, j = r % GQ_X8_ROWS;
         const uint8_t *blk =
             w->q + (size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (size_t)bits + (size_t)(i / 32) * 32 * bits;
+        if (bits == 8) return blk[32 * (e / 4) + 4 * j + e % 4];
         if (bits == 4) {
             const uint8_t b = blk[32 * ((e % 16) / 4) + 4 * j + e % 4];
             return e < 16 ? b & 15 : b >> 4;
@@ -99,8 +101,8 @@ typedef struct {
     int32_t *bsum;  /* (M, K / 32) sums of each block's codes */
     int M, K;
     int int_rows; /* 1: M >= GQ_QMM_PANEL_MIN also takes the row path (int8 activations) on
-                     int4 / int4a / int3 / int2 matrices in the 8-row layout, whose row kernel
-                     beats dequantizing + sgemm */
+                     matrices in the 8-row layout other than nf4, whose row kernel beats
+                     dequantizing + sgemm */
 } gq_qact;
 
 /* The effective fp32 scale of group g of row r (as gq_dequantize uses it; either layout; nf4's
@@ -125,8 +127,8 @@ GQ_HD float gq_qmat_value(const gq_qmat *w, int r, int i) {
                      w->spec.format == GQ_QF_INT4A ? w->zeros[gq_qmat_gidx(w, r, i / w->group)] : 0);
 }
 
-/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a / int3 / int2 with fp16 scales, nf4, fp4; groups
- * a multiple of 32; at least 8 rows). */
+/* 1 if gq_qmat_to_x8 applies to w (int4 / int4a / int3 / int2 / q8_0 with fp16 scales, int8 with
+ * fp32 ones, nf4, fp4; groups (int8: the row) a multiple of 32; at least 8 rows). */
 int gq_qmat_x8_able(const gq_qmat *w);
 /* Rearrange w's codes, scales and zero points into the 8-row layout, in place (w's arrays must
  * be writable: the runner's own copy); nothing happens unless gq_qmat_x8_able and not yet done.

@@ -240,9 +240,7 @@ static void check(const char *fmt, const gq_qspec *sp, mat *mp, gq_rng *rng) {
     /* 8-row layout, prompts (int_rows): 20 tokens and, on a small matrix, more tokens than the
      * kernel's 16384-float buffer of group sums holds at once, through the row path: every
      * token's results are the bits it gets alone (the one-token kernel) plus the bias */
-    if (m.w.x8 && ip &&
-        (s.format == GQ_QF_INT4 || s.format == GQ_QF_INT4A || s.format == GQ_QF_INT3 || s.format == GQ_QF_INT2)) {
-        /* the driver's rows_anyway */
+    if (m.w.x8 && ip && s.format != GQ_QF_NF4) { /* the driver's rows_anyway */
         const int ngs = K / m.w.group, MC = rows <= 64 ? 16384 / ngs + 5 : MP;
         float *xc = malloc(sizeof(float) * MC * K), *yc = malloc(sizeof(float) * MC * N),
               *y1 = malloc(sizeof(float) * N);

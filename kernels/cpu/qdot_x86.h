@@ -257,8 +257,9 @@ GQ_Q4X2(128)
  * alone gives the bits it gets among others). */
 enum { X8_PF = 4096 }; /* prefetch distance in bytes (the 8-row blocks are one sequential stream) */
 #define GQ_ROWS8_Q4(TT, FP4, NAME)                                                                                     \
-    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
-                     int ldg, float *out, int ldo) {                                                                   \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, const int32_t *bs,   \
+                     int ldq, int ldd, int ldg, float *out, int ldo) {                                                 \
+        (void)bs;                                                                                                      \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m256i m4 = _mm256_set1_epi8(15);                                                                       \
         const uint8_t *p = w->q + (size_t)R * K * (GQ_X8_ROWS / 2);                                                    \
@@ -340,8 +341,9 @@ static inline __m512i cvt512_u8_i32(__m128i v) {
  * vpdpbusd serves 16 rows. Every lane's arithmetic is rows8_q4's, in the same order: the same
  * bits. */
 #define GQ_ROWS16_Q4(TT, FP4, NAME)                                                                                    \
-    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
-                     int ldg, float *out, int ldo) {                                                                   \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, const int32_t *bs,   \
+                     int ldq, int ldd, int ldg, float *out, int ldo) {                                                 \
+        (void)bs;                                                                                                      \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const __m512i m4 = _mm512_set1_epi8(15);                                                                       \
         const uint8_t *p0 = w->q + (size_t)R * K * (GQ_X8_ROWS / 2), *p1 = p0 + (size_t)K * (GQ_X8_ROWS / 2);          \
@@ -561,6 +563,131 @@ static float row_q32(const gq_qmat *w, int r, const int8_t *xq, const float *xd,
     return hsum8(acc) - corr;
 }
 
+/* int8 / q8_0 in the 8-row layout (qmatmul.h): rows 8R..8R+7 for TT tokens at once. Per block of
+ * 32 columns, eight 32-byte code vectors (8 rows x 4 columns), each multiplied with a token's 4
+ * activation codes broadcast to every lane: with VNNI, vpdpbusd on the codes + 128 (a sign-bit
+ * flip: unsigned), and 128 times the block's activation sum taken off once per block; without,
+ * maddubs on |code| and the activations with the code's sign (pair sums <= 2 x 127 x 127) and one
+ * madd to int32. Either way the block's int32 sum is exactly sum w x (the same bits in every
+ * variant); one conversion and one FMA by the block's activation scale, per group one FMA by
+ * the 8 rows' scales (int8: one group, its fp32 row scales; q8_0: fp16 per 32). */
+#define GQ_ROWS8_Q8(TT, NAME)                                                                                          \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, const int32_t *bs,   \
+                     int ldq, int ldd, int ldg, float *out, int ldo) {                                                 \
+        (void)gs, (void)ldg, (void)bs;                                                                                 \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const uint8_t *p = w->q + (size_t)R * K * 8;                                                                   \
+        __m256 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm256_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m256 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm256_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb = p + (size_t)blk * 256;                                                             \
+                pf(pb + X8_PF), pf(pb + X8_PF + 64), pf(pb + X8_PF + 128), pf(pb + X8_PF + 192);                       \
+                __m256i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm256_setzero_si256();                                                                    \
+                for (int k = 0; k < 8; k++) {                                                                          \
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));                                    \
+                    Q8_PREP(v);                                                                                        \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        int32_t a;                                                                                     \
+                        memcpy(&a, xq + (size_t)t * ldq + 32 * blk + 4 * k, 4);                                        \
+                        Q8_ACC(sm[t], v, _mm256_set1_epi32(a));                                                        \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Q8_FIN(sm[t], bs[(size_t)t * ldd + blk])),              \
+                                            _mm256_broadcast_ss(xd + (size_t)t * ldd + blk), ga[t]);                   \
+            }                                                                                                          \
+            const __m256 sc = w->s16 ? _mm256_cvtph_ps(_mm_loadu_si128(                                                \
+                                           (const __m128i *)(w->s16 + ((size_t)R * ng + (size_t)g) * GQ_X8_ROWS)))     \
+                                     : _mm256_loadu_ps(w->s32 + ((size_t)R * ng + (size_t)g) * GQ_X8_ROWS);            \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm256_fmadd_ps(ga[t], sc, acc[t]);                                                           \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
+    }
+#if GQ_QDOT_VNNI
+#define Q8_PREP(v) ((v) = _mm256_xor_si256((v), _mm256_set1_epi8(-128)))
+#define Q8_ACC(sm, v, x) ((sm) = GQ_DPBUSD((sm), (v), (x)))
+#define Q8_FIN(sm, bsum) _mm256_sub_epi32((sm), _mm256_set1_epi32(128 * (bsum)))
+#else
+#define Q8_PREP(v) const __m256i v##_abs = _mm256_sign_epi8((v), (v))
+#define Q8_ACC(sm, v, x)                                                                                               \
+    ((sm) = _mm256_add_epi32(                                                                                          \
+         (sm), _mm256_madd_epi16(_mm256_maddubs_epi16(v##_abs, _mm256_sign_epi8((x), (v))), _mm256_set1_epi16(1))))
+#define Q8_FIN(sm, bsum) (sm)
+#endif
+GQ_ROWS8_Q8(1, rows8_q8_1)
+GQ_ROWS8_Q8(4, rows8_q8_4)
+#undef GQ_ROWS8_Q8
+#undef Q8_PREP
+#undef Q8_ACC
+#undef Q8_FIN
+
+#if GQ_QDOT_VNNI >= 2
+/* a 512-bit register from 32 bytes at a (lanes 0-7) and 32 at b (lanes 8-15) */
+static inline __m512i join_si(const uint8_t *a, const uint8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+/* The same for two 8-row blocks at once in 512-bit registers (as rows16_q4): the same bits. */
+#define GQ_ROWS16_Q8(TT, NAME)                                                                                         \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, const int32_t *bs,   \
+                     int ldq, int ldd, int ldg, float *out, int ldo) {                                                 \
+        (void)gs, (void)ldg, (void)bs;                                                                                 \
+        const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
+        const uint8_t *p0 = w->q + (size_t)R * K * 8, *p1 = p0 + (size_t)K * 8;                                        \
+        const __m512i flip = _mm512_set1_epi8(-128);                                                                   \
+        __m512 acc[TT];                                                                                                \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            acc[t] = _mm512_setzero_ps();                                                                              \
+        for (int g = 0; g < ng; g++) {                                                                                 \
+            __m512 ga[TT];                                                                                             \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                ga[t] = _mm512_setzero_ps();                                                                           \
+            for (int b = 0; b < bpg; b++) {                                                                            \
+                const int blk = g * bpg + b;                                                                           \
+                const uint8_t *pb0 = p0 + (size_t)blk * 256, *pb1 = p1 + (size_t)blk * 256;                            \
+                for (int c = 0; c < 256; c += 64)                                                                      \
+                    pf(pb0 + X8_PF + c), pf(pb1 + X8_PF + c);                                                          \
+                __m512i sm[TT];                                                                                        \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    sm[t] = _mm512_setzero_si512();                                                                    \
+                for (int k = 0; k < 8; k++) {                                                                          \
+                    const __m512i v = _mm512_xor_si512(join_si(pb0 + 32 * k, pb1 + 32 * k), flip);                     \
+                    for (int t = 0; t < (TT); t++) {                                                                   \
+                        int32_t a;                                                                                     \
+                        memcpy(&a, xq + (size_t)t * ldq + 32 * blk + 4 * k, 4);                                        \
+                        sm[t] = _mm512_dpbusd_epi32(sm[t], v, _mm512_set1_epi32(a));                                   \
+                    }                                                                                                  \
+                }                                                                                                      \
+                for (int t = 0; t < (TT); t++)                                                                         \
+                    ga[t] = _mm512_fmadd_ps(                                                                           \
+                        cvt512_i32_ps(_mm512_sub_epi32(sm[t], _mm512_set1_epi32(128 * bs[(size_t)t * ldd + blk]))),    \
+                        _mm512_set1_ps(xd[(size_t)t * ldd + blk]), ga[t]);                                             \
+            }                                                                                                          \
+            const size_t s0 = ((size_t)R * ng + (size_t)g) * GQ_X8_ROWS, s1 = s0 + (size_t)ng * GQ_X8_ROWS;            \
+            const __m512 sc = w->s16 ? join_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w->s16 + s0))),       \
+                                               _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w->s16 + s1))))       \
+                                     : join_ps(_mm256_loadu_ps(w->s32 + s0), _mm256_loadu_ps(w->s32 + s1));            \
+            for (int t = 0; t < (TT); t++)                                                                             \
+                acc[t] = _mm512_fmadd_ps(ga[t], sc, acc[t]);                                                           \
+        }                                                                                                              \
+        for (int t = 0; t < (TT); t++)                                                                                 \
+            _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);                                                           \
+    }
+GQ_ROWS16_Q8(1, rows16_q8_1)
+GQ_ROWS16_Q8(4, rows16_q8_4)
+#undef GQ_ROWS16_Q8
+#endif
+
 /* int3 / int2 in the 8-row layout (qmatmul.h's bit planes): rows 8R..8R+7 for TT tokens at
  * once, as rows8_q4. Per block of 32 columns: the two low-bit planes (and int3's high-bit plane)
  * are loaded once; code vector k (8 rows x columns 4k..4k+3) is one shift and one mask of a low
@@ -577,8 +704,9 @@ static inline __m256i x8_hi1(__m256i H, int k) { /* bit k of each byte to bit 2 
     return _mm256_and_si256(k < 2 ? _mm256_slli_epi16(H, 2 - k) : _mm256_srli_epi16(H, k - 2), _mm256_set1_epi8(4));
 }
 #define GQ_ROWS8_Q32(TT, BITS, NAME)                                                                                   \
-    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
-                     int ldg, float *out, int ldo) {                                                                   \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, const int32_t *bs,   \
+                     int ldq, int ldd, int ldg, float *out, int ldo) {                                                 \
+        (void)bs;                                                                                                      \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const uint8_t *p = w->q + (size_t)R * K * (BITS);                                                              \
         const uint16_t *s16 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                    \
@@ -635,13 +763,10 @@ static inline __m512i x8_lo2_512(__m512i L, int s) {
 static inline __m512i x8_hi1_512(__m512i H, int k) {
     return _mm512_and_si512(k < 2 ? _mm512_slli_epi16(H, 2 - k) : _mm512_srli_epi16(H, k - 2), _mm512_set1_epi8(4));
 }
-static inline __m512i join_si(const uint8_t *a, const uint8_t *b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-                              _mm256_loadu_si256((const __m256i *)b), 1);
-}
 #define GQ_ROWS16_Q32(TT, BITS, NAME)                                                                                  \
-    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, int ldq, int ldd,    \
-                     int ldg, float *out, int ldo) {                                                                   \
+    static void NAME(const gq_qmat *w, int R, const int8_t *xq, const float *xd, const float *gs, const int32_t *bs,   \
+                     int ldq, int ldd, int ldg, float *out, int ldo) {                                                 \
+        (void)bs;                                                                                                      \
         const int K = w->cols, G = w->group, ng = K / G, bpg = G / 32;                                                 \
         const uint8_t *p0 = w->q + (size_t)R * K * (BITS), *p1 = p0 + (size_t)K * (BITS);                              \
         const uint16_t *s0 = w->s16 + (size_t)R * ng * GQ_X8_ROWS;                                                     \
@@ -855,24 +980,24 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
         tlo = _mm256_loadu_si256((const __m256i *)lo), thi = _mm256_loadu_si256((const __m256i *)hi);
     }
     int r = r0;
-    if ((q4 || q32) && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by the
-                                 * range is computed whole and copied */
-        typedef void (*x8_fn)(const gq_qmat *, int, const int8_t *, const float *, const float *, int, int, int,
-                              float *, int);
+    if ((q4 || q32 || i8) && w->x8) { /* rows in the 8-row layout, 4 tokens at a time; a block cut by
+                                       * the range is computed whole and copied */
+        typedef void (*x8_fn)(const gq_qmat *, int, const int8_t *, const float *, const float *, const int32_t *, int,
+                              int, int, float *, int);
         const int i3 = f == GQ_QF_INT3, i2 = f == GQ_QF_INT2;
-        const x8_fn k1 = fp4 ? rows8_fp4_1 : i3 ? rows8_q3_1 : i2 ? rows8_q2_1 : rows8_q4_1;
-        const x8_fn k4 = fp4 ? rows8_fp4_4 : i3 ? rows8_q3_4 : i2 ? rows8_q2_4 : rows8_q4_4;
+        const x8_fn k1 = fp4 ? rows8_fp4_1 : i3 ? rows8_q3_1 : i2 ? rows8_q2_1 : i8 ? rows8_q8_1 : rows8_q4_1;
+        const x8_fn k4 = fp4 ? rows8_fp4_4 : i3 ? rows8_q3_4 : i2 ? rows8_q2_4 : i8 ? rows8_q8_4 : rows8_q4_4;
         const int n8 = gq_qmat_x8_rows(w);
         int R = r0 / GQ_X8_ROWS;
 #if GQ_QDOT_VNNI >= 2
-        const x8_fn j1 = fp4 ? rows16_fp4_1 : i3 ? rows16_q3_1 : i2 ? rows16_q2_1 : rows16_q4_1;
-        const x8_fn j4 = fp4 ? rows16_fp4_4 : i3 ? rows16_q3_4 : i2 ? rows16_q2_4 : rows16_q4_4;
+        const x8_fn j1 = fp4 ? rows16_fp4_1 : i3 ? rows16_q3_1 : i2 ? rows16_q2_1 : i8 ? rows16_q8_1 : rows16_q4_1;
+        const x8_fn j4 = fp4 ? rows16_fp4_4 : i3 ? rows16_q3_4 : i2 ? rows16_q2_4 : i8 ? rows16_q8_4 : rows16_q4_4;
         for (; (R + 2) * GQ_X8_ROWS <= n8 && (R + 1) * GQ_X8_ROWS < r1; R += 2) /* two blocks, both in range */
             for (int m = 0; m < a->M;) {
                 float o[4 * 2 * GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 2) * GQ_X8_ROWS <= r1;
-                (tt == 4 ? j4 : j1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
-                                    inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                (tt == 4 ? j4 : j1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), a->bsum + (size_t)m * nb,
+                                    K, nb, ngs, inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
                                     inside ? ldy : 2 * GQ_X8_ROWS);
                 if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, 2 * GQ_X8_ROWS, o, tt);
                 m += tt;
@@ -882,8 +1007,8 @@ static void rows_x86(const gq_qmat *w, int r0, int r1, const gq_qact *a, float *
             for (int m = 0; m < a->M;) {
                 float o[4 * GQ_X8_ROWS];
                 const int tt = a->M - m >= 4 ? 4 : 1, inside = R * GQ_X8_ROWS >= r0 && (R + 1) * GQ_X8_ROWS <= r1;
-                (tt == 4 ? k4 : k1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), K, nb, ngs,
-                                    inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
+                (tt == 4 ? k4 : k1)(w, R, a->q + (size_t)m * K, a->d + (size_t)m * nb, GS(m), a->bsum + (size_t)m * nb,
+                                    K, nb, ngs, inside ? y + (size_t)m * ldy + (R * GQ_X8_ROWS - r0) : o,
                                     inside ? ldy : GQ_X8_ROWS);
                 if (!inside) put_cut_rows(y + (size_t)m * ldy, ldy, r0, r1, R * GQ_X8_ROWS, GQ_X8_ROWS, o, tt);
                 m += tt;
@@ -1106,7 +1231,20 @@ static void dequant_x86(const gq_qmat *w, int r0, int r1, float *dst) {
             const __m256 sc = _mm256_set1_ps(gq_qmat_scale(w, r, g));
             const int z = za ? w->zeros[gq_qmat_gidx(w, r, g)] : 0;
             float *og = o + (size_t)g * G;
-            if (eight) {
+            if (eight && r < n8) { /* 8-row layout: a block's 4-byte pieces of this row, 32 bytes apart */
+                for (int b = 0; b < G / 32; b++) {
+                    const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * GQ_X8_ROWS +
+                                       (size_t)(g * (G / 32) + b) * 256 + 4 * (r % GQ_X8_ROWS);
+                    int32_t e[8];
+                    for (int k = 0; k < 8; k++)
+                        memcpy(&e[k], p + 32 * k, 4);
+                    for (int h = 0; h < 4; h++)
+                        _mm256_storeu_ps(og + 32 * b + 8 * h,
+                                         _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                           _mm_set_epi32(0, 0, e[2 * h + 1], e[2 * h]))),
+                                                       sc));
+                }
+            } else if (eight) {
                 const int8_t *in = (const int8_t *)w->q + (size_t)r * K + (size_t)g * G;
                 for (int i = 0; i < G; i += 8)
                     _mm256_storeu_ps(og + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(

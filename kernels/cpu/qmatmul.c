@@ -79,9 +79,10 @@ static void dequant_scalar(const gq_qmat *w, int r0, int r1, float *dst) {
 
 int gq_qmat_x8_able(const gq_qmat *w) {
     const gq_qformat f = w->spec.format;
-    const int s16 = (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2) && w->s16;
-    return (s16 || f == GQ_QF_NF4 || (f == GQ_QF_FP4 && w->s32)) && w->group % 32 == 0 && w->cols % w->group == 0 &&
-           w->rows >= GQ_X8_ROWS;
+    const int s16 =
+        (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2 || f == GQ_QF_Q8_0) && w->s16;
+    const int s32 = (f == GQ_QF_FP4 || f == GQ_QF_INT8) && w->s32;
+    return (s16 || s32 || f == GQ_QF_NF4) && w->group % 32 == 0 && w->cols % w->group == 0 && w->rows >= GQ_X8_ROWS;
 }
 
 /* Interleave one per-group array of 8 rows (groups values of esz bytes per row, row after row)
@@ -100,7 +101,9 @@ static void x8_pack_block(const uint8_t *codes, size_t K, int bits, uint8_t *out
     for (int j = 0; j < GQ_X8_ROWS; j++)
         for (int e = 0; e < 32; e++) {
             const int c = codes[(size_t)j * K + e];
-            if (bits == 4) {
+            if (bits == 8) {
+                out[32 * (e / 4) + 4 * j + e % 4] = (uint8_t)c;
+            } else if (bits == 4) {
                 out[32 * ((e % 16) / 4) + 4 * j + e % 4] |= (uint8_t)(e < 16 ? c : c << 4);
             } else {
                 const int k = e / 4;
@@ -349,12 +352,11 @@ static void gelu_rows(float *out, int M, int N, int r0, int r1) {
 }
 
 int gq_qmatmul_panel_path(const gq_qact *a, const gq_qmat *w, const float *panel, size_t panel_floats) {
-    /* int4 / int4a / int3 / int2 in the 8-row layout: the row kernel (4 tokens per pass) beats
-     * dequantizing + sgemm (int3 / int2 at 124M: prefill 796-836 -> 1340-1864 tok/s); nf4's
-     * codebook lookups do not (measured: 124M prefill 513-605 -> 282-335 tok/s) */
-    const gq_qformat f = w->spec.format;
-    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w) &&
-                            (f == GQ_QF_INT4 || f == GQ_QF_INT4A || f == GQ_QF_INT3 || f == GQ_QF_INT2);
+    /* every format in the 8-row layout but nf4: the row kernel (4 tokens per pass) beats
+     * dequantizing + sgemm (124M prefill, 128 tokens: int3 / int2 796-836 -> 1340-1864
+     * tok/s; int8 628-630 -> 1465-1541, q8_0 636-694 -> 1053-1164, fp4 577-631 -> 968-1036); nf4's
+     * codebook lookups do not (513-605 -> 282-335 tok/s) */
+    const int rows_anyway = a->int_rows && w->x8 && gq_qmat_int_path(w) && w->spec.format != GQ_QF_NF4;
     return a->M >= GQ_QMM_PANEL_MIN && !rows_anyway &&
            (w->spec.format == GQ_QF_F32 || (panel && panel_floats >= (size_t)w->cols));
 }
