@@ -2,8 +2,8 @@
  * kernel variant, for GPT-2 124M shapes: GB/s of weight bytes streamed and the ratio to the
  * fp32 sgemv of the same shape run in the same process. Matrices are allocated 8 at a time
  * (about 30-300 MB) so that the weights come from memory as in a real decode step.
- * The formats the CPU runner keeps in its 8-row layout (all of them: int8, q8_0, int4, int4a, nf4, fp4, int3, int2) run
- * again in it ("-x8" rows). bench_qmatmul [ROWS COLS] [--reps N] */
+ * Every format runs again in the CPU runner's 8-row layout ("-x8" rows).
+ *   bench_qmatmul [ROWS COLS] [--reps N] */
 #include "gq_progress.h"
 #include "gq_rng.h"
 #include "qmatmul.h"
