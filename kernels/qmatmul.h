@@ -74,20 +74,27 @@ GQ_HD size_t gq_qmat_gidx(const gq_qmat *w, int r, int g) {
     return (size_t)r * ng + (size_t)g;
 }
 
+/* Row r's pieces of block blk (columns 32 blk ..) in the 8-row layout (r < gq_qmat_x8_rows): 4 bytes
+ * at the returned pointer, then every 32 bytes on (the block's vectors). */
+GQ_HD const uint8_t *gq_qmat_x8_piece(const gq_qmat *w, int r, int blk) {
+    const size_t bits = (size_t)gq_qbits(w->spec.format);
+    return w->q + (size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * bits + (size_t)blk * 32 * bits +
+           4 * (size_t)(r % GQ_X8_ROWS);
+}
+
 /* Code of element i of row r, in either layout. */
 GQ_HD int gq_qmat_code(const gq_qmat *w, int r, int i) {
     const int G = w->group, bits = gq_qbits(w->spec.format);
     if (w->x8 && r < (w->rows & ~(GQ_X8_ROWS - 1))) {
-        const int e = i % 32, j = r % GQ_X8_ROWS;
-        const uint8_t *blk =
-            w->q + (size_t)(r / GQ_X8_ROWS) * (size_t)w->cols * (size_t)bits + (size_t)(i / 32) * 32 * bits;
-        if (bits == 8) return blk[32 * (e / 4) + 4 * j + e % 4];
+        const int e = i % 32;
+        const uint8_t *p = gq_qmat_x8_piece(w, r, i / 32);
+        if (bits == 8) return p[32 * (e / 4) + e % 4];
         if (bits == 4) {
-            const uint8_t b = blk[32 * ((e % 16) / 4) + 4 * j + e % 4];
+            const uint8_t b = p[32 * ((e % 16) / 4) + e % 4];
             return e < 16 ? b & 15 : b >> 4;
         }
-        const int k = e / 4, lo = (blk[32 * (k / 4) + 4 * j + e % 4] >> (2 * (k % 4))) & 3;
-        return bits == 3 ? lo | ((blk[64 + 4 * j + e % 4] >> k) & 1) << 2 : lo;
+        const int k = e / 4, lo = (p[32 * (k / 4) + e % 4] >> (2 * (k % 4))) & 3;
+        return bits == 3 ? lo | ((p[64 + e % 4] >> k) & 1) << 2 : lo;
     }
     const size_t gi = (size_t)r * (size_t)(w->cols / G) + (size_t)(i / G);
     return gq_unpack_code(w->q + gi * (size_t)G * bits / 8, G, bits, i % G);

@@ -1180,11 +1180,10 @@ static void dequant_planes(const gq_qmat *w, int r0, int r1, float *dst) {
             gq_qdot_variant("scalar")->dequant(w, r, r + 1, o);
             continue;
         }
-        const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * bits + 4 * (r % GQ_X8_ROWS);
         for (int g = 0; g < ng; g++) {
             const __m256 sc = _mm256_set1_ps(gq_qmat_scale(w, r, g));
             for (int b = 0; b < G / 32; b++) {
-                const uint8_t *pb = p + (size_t)(g * (G / 32) + b) * 32 * bits;
+                const uint8_t *pb = gq_qmat_x8_piece(w, r, g * (G / 32) + b);
                 uint32_t lo[2], hb = 0;
                 memcpy(lo, pb, 4), memcpy(lo + 1, pb + 32, 4);
                 if (bits == 3) memcpy(&hb, pb + 64, 4);
@@ -1233,8 +1232,7 @@ static void dequant_x86(const gq_qmat *w, int r0, int r1, float *dst) {
             float *og = o + (size_t)g * G;
             if (eight && r < n8) { /* 8-row layout: a block's 4-byte pieces of this row, 32 bytes apart */
                 for (int b = 0; b < G / 32; b++) {
-                    const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * GQ_X8_ROWS +
-                                       (size_t)(g * (G / 32) + b) * 256 + 4 * (r % GQ_X8_ROWS);
+                    const uint8_t *p = gq_qmat_x8_piece(w, r, g * (G / 32) + b);
                     int32_t e[8];
                     for (int k = 0; k < 8; k++)
                         memcpy(&e[k], p + 32 * k, 4);
@@ -1252,8 +1250,7 @@ static void dequant_x86(const gq_qmat *w, int r0, int r1, float *dst) {
                                                            sc));
             } else if (r < n8) { /* 8-row layout: a block's 4-byte pieces of this row, 32 bytes apart */
                 for (int b = 0; b < G / 32; b++) {
-                    const uint8_t *p = w->q + (size_t)(r / GQ_X8_ROWS) * K * (GQ_X8_ROWS / 2) +
-                                       (size_t)(g * (G / 32) + b) * 128 + 4 * (r % GQ_X8_ROWS);
+                    const uint8_t *p = gq_qmat_x8_piece(w, r, g * (G / 32) + b);
                     int32_t e[4];
                     for (int k = 0; k < 4; k++)
                         memcpy(&e[k], p + 32 * k, 4);
