@@ -289,22 +289,28 @@ static __device__ void argmax_block(float &v, int &idx) {
 static __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_part_kernel(const float *x, int n) {
     float v = -INFINITY;
     int idx = 0x7fffffff;
-    for (int i = blockIdx.x * ARGMAX_THREADS + threadIdx.x; i < n; i += ARGMAX_BLOCKS * ARGMAX_THREADS)
+    for (int i = blockIdx.x * ARGMAX_THREADS + threadIdx.x; i < n; i += gridDim.x * ARGMAX_THREADS)
         if (x[i] > v) v = x[i], idx = i; /* ascending i per thread: the first of equal values */
     argmax_block(v, idx);
     if (threadIdx.x == 0) g_argmax_v[blockIdx.x] = v, g_argmax_i[blockIdx.x] = idx;
 }
 
-static __global__ void __launch_bounds__(ARGMAX_BLOCKS) argmax_final_kernel(int32_t *out) {
-    float v = g_argmax_v[threadIdx.x];
-    int idx = g_argmax_i[threadIdx.x];
+/* the picks of the first's `parts` blocks merged */
+static __global__ void __launch_bounds__(ARGMAX_BLOCKS) argmax_final_kernel(int32_t *out, int parts) {
+    const int p = threadIdx.x;
+    float v = p < parts ? g_argmax_v[p] : -INFINITY;
+    int idx = p < parts ? g_argmax_i[p] : 0x7fffffff;
     argmax_block(v, idx);
     if (threadIdx.x == 0) *out = idx;
 }
 
+/* as many blocks as the vector fills (up to ARGMAX_BLOCKS): a vocabulary of a few hundred
+ * takes two, GPT-2's the whole grid */
 static int gq_inf_argmax(int32_t *d_out, const float *x, int n) {
-    GQ_TRY(gq_launch(argmax_part_kernel, dim3(ARGMAX_BLOCKS), dim3(ARGMAX_THREADS), 0, x, n));
-    return gq_launch(argmax_final_kernel, dim3(1), dim3(ARGMAX_BLOCKS), 0, d_out);
+    const long fill = ((long)n + ARGMAX_THREADS - 1) / ARGMAX_THREADS;
+    const int parts = fill < 1 ? 1 : fill > ARGMAX_BLOCKS ? (int)ARGMAX_BLOCKS : (int)fill;
+    GQ_TRY(gq_launch(argmax_part_kernel, dim3(parts), dim3(ARGMAX_THREADS), 0, x, n));
+    return gq_launch(argmax_final_kernel, dim3(1), dim3(ARGMAX_BLOCKS), 0, d_out, parts);
 }
 
 /* The end of a decode step: the next step's token is this step's pick, one position on. */
