@@ -6,9 +6,9 @@
  *     grid run one after another (1-D blocks of up to 1024 threads). A fiber runs until it
  *     waits at __syncthreads or __syncwarp, then the next one runs; when no fiber can go on
  *     (threads waiting at different barriers: a barrier in divergent code) the launch stops and
- *     says so. __shfl_xor_sync / __shfl_up_sync (values of up to 8 bytes) go through a per-warp
- *     exchange between two warp barriers; atomicAdd is a plain add (fibers switch only at
- *     barriers).
+ *     says so; a fiber that waits hands over to the next runnable one directly. __shfl_*_sync
+ *     (values of up to 8 bytes) go through a per-warp exchange behind one warp barrier (two
+ *     buffers, used in turn); atomicAdd is a plain add (fibers switch only at barriers).
  *   - Dynamic shared memory (a kernel declares it with GQ_DYN_SMEM) is one global array; every
  *     launch fills it with 0xff bytes (NaN as fp32 and bf16, so a read of an unwritten element
  *     shows) and checks 4 KiB of guard bytes past the launch's size afterwards. Block-scope
@@ -56,7 +56,7 @@ struct alignas(16) uint4 {
 
 namespace gq_emu {
 inline dim3 grid, block, block_index, thread_index;
-inline double exchange[32][32]; /* a lane's shuffled value (up to 8 bytes) */
+inline double exchange[2][32][32]; /* a lane's shuffled value (up to 8 bytes), two alternating buffers */
 inline int violations;
 /* every kernel's dynamic shared memory (GQ_DYN_SMEM): the H100's 227 KiB and a guard */
 enum : size_t { DYN_SMEM_MAX = 227 * 1024, DYN_SMEM_GUARD = 4096 };
@@ -92,9 +92,11 @@ struct fiber {
     ucontext_t ctx;
 #endif
     int state, waits_on;
+    unsigned shuffles; /* the lane's shuffles so far: the parity picks the exchange buffer */
     std::vector<char> stack;
 };
-inline std::vector<fiber> fibers;
+inline std::vector<fiber> fibers; /* grown, never shrunk: a launch runs the first nthreads */
+inline unsigned nthreads;
 #ifdef GQ_EMU_ASM_SWITCH
 inline void *scheduler_sp;
 #else
@@ -102,12 +104,24 @@ inline ucontext_t scheduler;
 #endif
 inline unsigned current;
 
-/* from the running fiber back to the scheduler */
+/* From the running fiber (waiting at a barrier, or done) to the next runnable one in the
+ * scheduler's order (the block's threads in turn, cyclically: the order the scheduler's own round
+ * would take, without passing through it), or back to the scheduler when none can run (the block
+ * is done, or deadlocked). */
 inline void to_scheduler() {
+    const unsigned n = nthreads, from = current;
 #ifdef GQ_EMU_ASM_SWITCH
-    gq_emu_switch(&fibers[current].sp, scheduler_sp);
+    for (unsigned k = 1; k < n; k++) {
+        const unsigned t = reverse ? (from + n - k) % n : (from + k) % n;
+        if (fibers[t].state == RUNNABLE) {
+            current = t, thread_index = dim3(t, 0, 0);
+            gq_emu_switch(&fibers[from].sp, fibers[t].sp);
+            return;
+        }
+    }
+    gq_emu_switch(&fibers[from].sp, scheduler_sp);
 #else
-    swapcontext(&fibers[current].ctx, &scheduler);
+    swapcontext(&fibers[from].ctx, &scheduler);
 #endif
 }
 inline unsigned arrived[33], expected[33]; /* barriers: 0..31 the warps', 32 the block's */
@@ -115,7 +129,7 @@ inline unsigned arrived[33], expected[33]; /* barriers: 0..31 the warps', 32 the
 inline void barrier(unsigned id) {
     if (++arrived[id] == expected[id]) { /* the last to arrive releases the others and goes on */
         arrived[id] = 0;
-        const size_t lo = id < 32 ? 32 * id : 0, hi = id < 32 ? std::min(fibers.size(), lo + 32) : fibers.size();
+        const size_t lo = id < 32 ? 32 * id : 0, hi = id < 32 ? std::min<size_t>(nthreads, lo + 32) : nthreads;
         for (size_t i = lo; i < hi; i++)
             if (fibers[i].state == WAITING && (unsigned)fibers[i].waits_on == id) fibers[i].state = RUNNABLE;
         return;
@@ -158,12 +172,15 @@ template <class T, class Src> inline T shuffle(unsigned mask, T v, Src src) {
     static_assert(sizeof(T) <= 8, "cuda_emu: shuffles of up to 8 bytes");
     if (mask != 0xffffffffu) violation("shuffles with a partial mask are not modelled");
     const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
-    memcpy(&exchange[w][l], &v, sizeof v);
+    /* one barrier: the next shuffle writes the other buffer, and the one after it (this
+     * buffer again) comes after the next shuffle's barrier, which every lane reaches only
+     * after its read here */
+    const unsigned b = fibers[current].shuffles++ & 1;
+    memcpy(&exchange[b][w][l], &v, sizeof v);
     __syncwarp();
     const int from = src((int)l);
     T r = v;
-    if (from >= 0 && from < 32) memcpy(&r, &exchange[w][from], sizeof r);
-    __syncwarp();
+    if (from >= 0 && from < 32) memcpy(&r, &exchange[b][w][from], sizeof r);
     return r;
 }
 } // namespace gq_emu
@@ -345,7 +362,9 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
     grid = g, block = b;
     fiber_body = [](void *p) { (*(F *)p)(); };
     fiber_arg = &body;
-    fibers.resize(b.x);
+    /* (a smaller launch keeps the fibers past its size, and their stacks, for the next) */
+    if (fibers.size() < b.x) fibers.resize(b.x);
+    nthreads = b.x;
     for (unsigned w = 0; w < 32; w++) expected[w] = w * 32 < b.x ? std::min(32u, b.x - w * 32) : 32; /* a last, partial warp */
     expected[32] = b.x;
     if (reverse < 0) {
@@ -360,8 +379,9 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
                 block_index = reverse ? dim3(g.x - 1 - x, g.y - 1 - y, g.z - 1 - z) : dim3(x, y, z);
                 memset(smem, 0xff, bytes + guard);
                 memset(arrived, 0, sizeof arrived);
-                for (fiber &f : fibers) {
-                    f.stack.resize(stack);
+                for (unsigned t = 0; t < b.x; t++) {
+                    fiber &f = fibers[t];
+                    if (f.stack.size() != stack) f.stack.resize(stack);
 #ifdef GQ_EMU_ASM_SWITCH
                     /* a frame gq_emu_switch "returns" from into fiber_entry: six registers, the
                      * entry, a dummy return address (so that the entry sees a call's alignment) */
@@ -377,7 +397,7 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
                     f.ctx.uc_link = &scheduler;
                     makecontext(&f.ctx, fiber_entry, 0);
 #endif
-                    f.state = RUNNABLE;
+                    f.state = RUNNABLE, f.shuffles = 0;
                 }
                 for (;;) {
                     unsigned done = 0, ran = 0;

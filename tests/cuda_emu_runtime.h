@@ -5,7 +5,7 @@
  * read of scratch memory nothing wrote shows, as the NaN-poisoned shared memory does. Streams
  * and events are no-ops (every launch runs to the end before it returns); CUDA graphs are not
  * modelled (capture fails, as callers allow for). cublasGemmStridedBatchedEx is a reference
- * product in double with the operands as cuBLAS sees them: fp32, fp32 rounded to TF32 for
+ * product in double (OpenBLAS's dgemm) with the operands as cuBLAS sees them: fp32, fp32 rounded to TF32 for
  * CUBLAS_COMPUTE_32F_FAST_TF32, or bf16; the result rounded to fp32 or bf16 (round to nearest
  * even). */
 #ifndef GQ_CUDA_EMU_RUNTIME_H
@@ -13,6 +13,7 @@
 
 #include "cuda_emu.h"
 
+#include <cblas.h>
 #include <cstdlib>
 #include <vector>
 
@@ -160,32 +161,23 @@ inline float gemm_value(const void *p, cudaDataType t, size_t i, bool to_tf32) {
 } // namespace gq_emu
 
 namespace gq_emu {
-/* column-major op(A) op(B) (m, n) in double, element (i, j) at acc[j * m + i]: op(A) as rows i of
- * k values, op(B) as columns j of k values (contiguous dot products, four partial sums) */
+/* column-major op(A) op(B) (m, n) in double, element (i, j) at acc[j * m + i]: the operands'
+ * values (bf16 widened, TF32-rounded when asked) in double, multiplied by OpenBLAS's dgemm (a
+ * reference in double: each fp32 result within one rounding of the exact product) */
 inline void gemm_products(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
                           cudaDataType at, size_t lda, const void *B, cudaDataType bt, size_t ldb, bool t32,
                           std::vector<double> &acc) {
-    std::vector<double> a((size_t)m * k), bm((size_t)n * k);
-    for (int i = 0; i < m; i++)
-        for (int p = 0; p < k; p++)
-            a[(size_t)i * k + p] = gemm_value(A, at, ta == CUBLAS_OP_N ? (size_t)p * lda + i : (size_t)i * lda + p, t32);
+    std::vector<double> a((size_t)m * k), bm((size_t)n * k); /* column-major (m, k) and (k, n) */
+    for (int p = 0; p < k; p++)
+        for (int i = 0; i < m; i++)
+            a[(size_t)p * m + i] = gemm_value(A, at, ta == CUBLAS_OP_N ? (size_t)p * lda + i : (size_t)i * lda + p, t32);
     for (int j = 0; j < n; j++)
         for (int p = 0; p < k; p++)
             bm[(size_t)j * k + p] = gemm_value(B, bt, tb == CUBLAS_OP_N ? (size_t)j * ldb + p : (size_t)p * ldb + j, t32);
     acc.assign((size_t)m * n, 0.0);
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            const double *x = &a[(size_t)i * k], *y = &bm[(size_t)j * k];
-            double s4[4] = {0, 0, 0, 0};
-            int p = 0;
-            for (; p + 4 <= k; p += 4)
-                for (int u = 0; u < 4; u++)
-                    s4[u] += x[p + u] * y[p + u];
-            double v = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-            for (; p < k; p++)
-                v += x[p] * y[p];
-            acc[(size_t)j * m + i] = v;
-        }
+    if (m > 0 && n > 0 && k > 0)
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a.data(), m, bm.data(), k, 0.0, acc.data(),
+                    m);
 }
 inline void store_value(void *p, cudaDataType t, size_t i, double v) {
     if (t == CUDA_R_16BF)
