@@ -43,6 +43,24 @@
 #include <type_traits>
 #include <vector>
 
+/* AddressSanitizer (GCC's __SANITIZE_ADDRESS__, clang's feature test): a fiber's stack is reused
+ * by later launches, so a frame that never returns must leave no poisoned redzones behind. The
+ * frames a finished fiber leaves (its entry, the switch it left by) are not instrumented; a fiber
+ * a launch abandoned mid-kernel (a violation) has its whole stack cleared before its next start. */
+#if defined(__SANITIZE_ADDRESS__)
+#define GQ_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GQ_EMU_ASAN 1
+#endif
+#endif
+#ifdef GQ_EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#define GQ_EMU_NO_ASAN __attribute__((no_sanitize_address))
+#else
+#define GQ_EMU_NO_ASAN
+#endif
+
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
@@ -91,7 +109,7 @@ struct fiber {
 #else
     ucontext_t ctx;
 #endif
-    int state, waits_on;
+    int state = DONE, waits_on;
     unsigned shuffles; /* the lane's shuffles so far: the parity picks the exchange buffer */
     std::vector<char> stack;
 };
@@ -108,7 +126,7 @@ inline unsigned current;
  * scheduler's order (the block's threads in turn, cyclically: the order the scheduler's own round
  * would take, without passing through it), or back to the scheduler when none can run (the block
  * is done, or deadlocked). */
-inline void to_scheduler() {
+GQ_EMU_NO_ASAN inline void to_scheduler() {
     const unsigned n = nthreads, from = current;
 #ifdef GQ_EMU_ASM_SWITCH
     for (unsigned k = 1; k < n; k++) {
@@ -337,7 +355,7 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
 namespace gq_emu {
 inline void (*fiber_body)(void *);
 inline void *fiber_arg;
-inline void fiber_entry() {
+GQ_EMU_NO_ASAN inline void fiber_entry() {
     fiber_body(fiber_arg);
     fibers[current].state = DONE;
 #ifdef GQ_EMU_ASM_SWITCH
@@ -382,6 +400,9 @@ template <class F> inline void launch(dim3 g, dim3 b, size_t bytes, F body) {
                 for (unsigned t = 0; t < b.x; t++) {
                     fiber &f = fibers[t];
                     if (f.stack.size() != stack) f.stack.resize(stack);
+#ifdef GQ_EMU_ASAN
+                    if (f.state != DONE) ASAN_UNPOISON_MEMORY_REGION(f.stack.data(), stack);
+#endif
 #ifdef GQ_EMU_ASM_SWITCH
                     /* a frame gq_emu_switch "returns" from into fiber_entry: six registers, the
                      * entry, a dummy return address (so that the entry sees a call's alignment) */
