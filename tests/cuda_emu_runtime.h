@@ -162,8 +162,8 @@ inline float gemm_value(const void *p, cudaDataType t, size_t i, bool to_tf32) {
 
 namespace gq_emu {
 /* column-major op(A) op(B) (m, n) in double, element (i, j) at acc[j * m + i]: the operands'
- * values (bf16 widened, TF32-rounded when asked) in double, multiplied by OpenBLAS's dgemm (a
- * reference in double: each fp32 result within one rounding of the exact product) */
+ * values (bf16 widened, TF32-rounded when asked) in double, multiplied by OpenBLAS's dgemm (sums
+ * in double, rounded once to the output type by the caller) */
 inline void gemm_products(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
                           cudaDataType at, size_t lda, const void *B, cudaDataType bt, size_t ldb, bool t32,
                           std::vector<double> &acc) {
