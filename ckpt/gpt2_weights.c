@@ -13,10 +13,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define LLMC_MAGIC 20240326
 
+/* A folder (transformers' save_pretrained, gpt2q-export --hf) stands for its model.safetensors. */
+static const char *in_folder(const char *path, char *buf, size_t size) {
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return path;
+    snprintf(buf, size, "%s/model.safetensors", path);
+    return buf;
+}
+
 int gq_weights_kind(const char *path, int *kind) {
+    char buf[4200];
+    path = in_folder(path, buf, sizeof buf);
     *kind = GQ_WEIGHTS_UNKNOWN;
     FILE *f = fopen(path, "rb");
     if (!f) return gq_errf(GQ_ENOENT, "%s: cannot open: no such file or not readable", path);
@@ -57,7 +68,7 @@ static int llmc_header(const char *path, int32_t hdr[256], long *file_size) {
 /* ---- HF config.json ---- */
 
 static int hf_config(const char *st_path, const gq_safetensors *st, gq_gpt2_config *cfg) {
-    char dirbuf[4096], cfg_path[4200];
+    char dirbuf[4300], cfg_path[4400];
     snprintf(dirbuf, sizeof dirbuf, "%s", st_path);
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dirname(dirbuf));
     memset(cfg, 0, sizeof *cfg);
@@ -115,6 +126,8 @@ static int hf_config(const char *st_path, const gq_safetensors *st, gq_gpt2_conf
 }
 
 int gq_weights_config(const char *path, gq_gpt2_config *cfg) {
+    char buf[4200];
+    path = in_folder(path, buf, sizeof buf);
     int kind, rc = gq_weights_kind(path, &kind);
     if (rc) return rc;
     memset(cfg, 0, sizeof *cfg);
@@ -272,6 +285,8 @@ static int load_gpt2q(const char *path, const gq_gpt2_config *c, float *host) {
 }
 
 int gq_weights_read(const char *path, const gq_gpt2_config *cfg, float *host) {
+    char buf[4200];
+    path = in_folder(path, buf, sizeof buf);
     gq_gpt2_config file_cfg;
     int kind, rc = gq_weights_kind(path, &kind);
     if (!rc) rc = gq_weights_config(path, &file_cfg);

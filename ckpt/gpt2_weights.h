@@ -2,7 +2,8 @@
  * order of gpt2_layout.h: Hugging Face safetensors (with or without the "transformer." prefix,
  * Conv1D (in, out) weights transposed, config.json beside it), llm.c .bin (magic 20240326,
  * version 3, padded vocab), gpt2q checkpoints (/params) and gpt2q quantized exports
- * (dequantized to fp32 by kernels/quant.h: the reference path). */
+ * (dequantized to fp32 by kernels/quant.h: the reference path). A folder holding a
+ * model.safetensors (transformers' save_pretrained, gpt2q-export --hf) stands for that file. */
 #ifndef GQ_GPT2_WEIGHTS_H
 #define GQ_GPT2_WEIGHTS_H
 

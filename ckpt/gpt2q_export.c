@@ -2,7 +2,9 @@
  * packed HDF5 file, or into a GGUF file for llama.cpp.
  *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json]
  *   gpt2q-export CKPT.h5 --format int4-gptq --calib TOKENS.h5 -o OUT.h5         (GPTQ)
- *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf */
+ *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf
+ *   gpt2q-export WEIGHTS --hf [--dtype f32|f16|bf16] -o DIR        (transformers' folder)
+ *   gpt2q-export WEIGHTS --llmc -o OUT.bin                          (llm.c's model file) */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
 #include "calib.h"
@@ -10,8 +12,10 @@
 #include "gpt2_layout.h"
 #include "gq_error.h"
 #include "gptq_run.h"
+#include "gpt2_weights.h"
 #include "gq_file.h"
 #include "h5io.h"
+#include "hfexport.h"
 #include "qexport.h"
 
 #include <stdio.h>
@@ -48,13 +52,92 @@ static void usage(FILE *f) {
           "  --gguf      write GGUF v3 for llama.cpp (arch gpt2, GPT-2 tokenizer): selected weights as Q8_0\n"
           "              (--format q8_0) or Q4_0 (--format int4 --group 32, also -mse / -lsq / -gptq), the rest F32\n"
           "              (F16 with --f16); GPTQ too (q8_0-gptq, int4-g32-gptq with --calib);\n"
-          "              --vocab DIR holds encoder.json and vocab.bpe (default: the installed GPT-2 files)\n",
+          "              --vocab DIR holds encoder.json and vocab.bpe (default: the installed GPT-2 files)\n"
+          "  --hf        write a Hugging Face folder OUT that transformers loads as it is (GPT2LMHeadModel,\n"
+          "              AutoTokenizer): model.safetensors as save_pretrained writes it, config.json, and for\n"
+          "              GPT-2's vocabulary vocab.json / merges.txt / tokenizer_config.json (from --vocab DIR);\n"
+          "              --dtype f32 (default) | f16 | bf16\n"
+          "  --llmc      write an llm.c model file (version 3, fp32)\n"
+          "  (--hf and --llmc take no --format: the input's values as they are; a quantized export's\n"
+          "  weights dequantized, as the runner computes with them; the input may also be an HF\n"
+          "  model.safetensors or an llm.c .bin)\n",
           f);
+}
+
+/* --hf / --llmc: the input's values (any file gq_weights_read takes) for transformers or llm.c */
+static int export_weights(const char *in, const char *out, int hf, const char *dtype, const char *vocab, int json,
+                          int quant_opts) {
+    if (!in || !out) {
+        usage(stderr);
+        return 2;
+    }
+    if (hf && strcmp(out + (strlen(out) > 12 ? strlen(out) - 12 : 0), ".safetensors") == 0) {
+        fprintf(stderr, PROG ": --hf writes a folder (model.safetensors, config.json, ...): give -o a folder, not %s\n",
+                out);
+        return 2;
+    }
+    if (quant_opts || (hf && !strcmp(out, "-"))) {
+        fprintf(stderr, PROG ": --hf / --llmc write the input's values as they are: quantize with --format first "
+                        "(gpt2q-export CKPT --format F -o Q.h5), then export Q.h5\n");
+        return 2;
+    }
+    int dt = GQ_HF_F32;
+    if (dtype && !strcmp(dtype, "f16")) dt = GQ_HF_F16;
+    else if (dtype && !strcmp(dtype, "bf16")) dt = GQ_HF_BF16;
+    else if (dtype && strcmp(dtype, "f32")) {
+        fprintf(stderr, PROG ": --dtype must be f32, f16 or bf16, not '%s'\n", dtype);
+        return 2;
+    }
+    if (!hf && dt != GQ_HF_F32) {
+        fprintf(stderr, PROG ": --llmc writes llm.c's fp32 model file (version 3); --dtype applies to --hf\n");
+        return 2;
+    }
+    gq_gpt2_config cfg;
+    float *params = NULL;
+    int rc = gq_weights_config(in, &cfg);
+    if (!rc && !(params = malloc(gq_gpt2_n_params(&cfg) * sizeof *params))) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    if (!rc) rc = gq_weights_read(in, &cfg, params);
+    char dir[4200] = "";
+    if (!rc && hf && cfg.vocab_size == 50257) { /* the tokenizer files: GPT-2's vocabulary only */
+        const int vr = gq_bpe_find_dir(vocab, dir, sizeof dir);
+        if (vr && vocab) rc = vr; /* an explicit --vocab must be found */
+        else if (vr) dir[0] = 0;  /* none installed: the folder goes without them */
+    }
+    int files = 1;
+    size_t bytes = 0;
+    if (!rc && hf) {
+        const gq_hf_opts o = {dt, dir[0] ? dir : NULL};
+        rc = gq_hf_export(params, &cfg, out, &o, &files, &bytes);
+    } else if (!rc) {
+        rc = gq_llmc_export(params, &cfg, out, &bytes);
+    }
+    free(params);
+    if (rc) {
+        fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
+        return 1;
+    }
+    static const char *dn[] = {"f32", "f16", "bf16"};
+    if (json)
+        printf("{\"out\": \"%s\", \"kind\": \"%s\", \"dtype\": \"%s\", \"files\": %d, \"bytes\": %zu, "
+               "\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"vocab_size\": %d, \"block_size\": %d}\n",
+               out, hf ? "hf" : "llmc", dn[dt], files, bytes, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size,
+               cfg.block_size);
+    else if (hf)
+        printf("wrote %s/: model.safetensors (%s) and %d more file%s, %zu bytes: GPT-2 L%d H%d C%d, %d tokens%s\n", out,
+               dn[dt], files - 1, files == 2 ? "" : "s", bytes, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size,
+               files > 2                 ? ""
+               : cfg.vocab_size == 50257 ? " (no tokenizer files: GPT-2's vocabulary files not found; --vocab DIR)"
+                                         : " (no tokenizer files: not GPT-2's vocabulary)");
+    else
+        printf("wrote %s: llm.c model (version 3, fp32), %zu bytes: GPT-2 L%d H%d C%d, %d tokens (%d padded)\n", out,
+               bytes, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.padded_vocab_size);
+    return 0;
 }
 
 int main(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *format = NULL, *layers = NULL, *vocab = NULL, *calib = NULL;
-    int group = 0, json = 0, gguf = 0, f16 = 0;
+    const char *dtype = NULL;
+    int group = 0, json = 0, gguf = 0, f16 = 0, hf = 0, llmc = 0;
     long calib_tokens = 32768;
     double gptq_damp = 0.01;
     int gptq_act = 0;
@@ -66,6 +149,9 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--gguf")) gguf = 1;
         else if (!strcmp(a, "--f16")) f16 = 1;
+        else if (!strcmp(a, "--hf")) hf = 1;
+        else if (!strcmp(a, "--llmc")) llmc = 1;
+        else if (!strcmp(a, "--dtype") && i + 1 < argc) dtype = argv[++i];
         else if (!strcmp(a, "--gptq-act-order")) gptq_act = 1;
         else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) out = argv[++i];
@@ -100,8 +186,13 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    if (hf || llmc) return export_weights(in, out, hf, dtype, vocab, json, format || layers || gguf || calib || group);
     if (!in || !out || !format) {
         usage(stderr);
+        return 2;
+    }
+    if (dtype) {
+        fprintf(stderr, PROG ": --dtype applies to --hf (--gguf takes --f16)\n");
         return 2;
     }
     gq_h5r *r;

@@ -11,7 +11,8 @@
 # GPTQ (post-training, with error compensation on calibration tokens) of the float model and of
 # the float fine-tune; the selective presets; then evaluate everything on the
 # validation split and compare float vs PTQ vs QAT in gpt2q-infer's packed kernels (loss, memory,
-# speed) into out/results.md, out/results.json and out/compare/chart.svg.
+# speed) into out/results.md, out/results.json and out/compare/chart.svg; the QAT model also as a
+# folder transformers loads (out/qat-int3-hf, gpt2q-export --hf).
 # GQ_DEMO_STEPS / GQ_DEMO_FT_STEPS shorten the run (for a quick look).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,8 @@ ptq "ft-float-seed2+int3" int3 all "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail 
 
 cp "$out/qat-int3/model-int3-lsq.h5" "$out/models/qat-int3-lsq+emb.h5"
 cp "$out/models/int3-g64+emb.export.json" "$out/models/qat-int3-lsq+emb.export.json"
+echo "== the QAT model for transformers: its int3 weights (dequantized) as a save_pretrained folder =="
+./build/gpt2q-export "$out/models/qat-int3-lsq+emb.h5" --hf -o "$out/qat-int3-hf"
 
 echo "== W4A8: int4 weights with int8 activations (the runner's integer kernels take them so): QAT with"
 echo "   --qat-act int8 vs float fine-tuning + PTQ, the same $ft_steps steps and targets, scored with --act int8 =="
@@ -194,4 +197,4 @@ read -r a8_gap a8_share < <(awk -v f1="$(loss_of ft-float)" -v a1="$(loss_of "ft
 } >"$out/results.json"
 echo
 cat "$out/results.md"
-echo "written: $out/results.md, $out/results.json, $out/compare/chart.svg"
+echo "written: $out/results.md, $out/results.json, $out/compare/chart.svg; for transformers: $out/qat-int3-hf/"

@@ -4,7 +4,7 @@
 # full disk). Each program must print one error line naming the file, exit 1 (not crash), and
 # leave no damaged output: no partial file, no temp file, an older file untouched.
 #   gpt2q-data prepare / export, gpt2q-train (checkpoint; train.jsonl when resuming and while
-#   appending), gpt2q-export (HDF5 and GGUF), gpt2q-infer compare and chart.
+#   appending), gpt2q-export (HDF5, GGUF, llm.c and the HF folder), gpt2q-infer compare and chart.
 # usage: test_disk_full.sh BUILD_DIR FIXTURE_DIR
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -67,6 +67,17 @@ on_full "export, disk full" "e/q.h5: writing .*disk full" 256 "$B/gpt2q-export" 
 on_full "GGUF export, disk full" "e/q.gguf: writing failed (disk full" 256 "$B/gpt2q-export" "$C" \
   --format q8_0 --gguf -o "$T/e/q.gguf"
 check 'nothing_left "$T/e" "q"' "export, disk full: no file or temp file left ($(ls "$T/e"))"
+on_full "llm.c export, disk full" "e/m.bin: writing failed (disk full" 256 "$B/gpt2q-export" "$C" --llmc -o "$T/e/m.bin"
+check 'nothing_left "$T/e" "m.bin"' "llm.c export, disk full: no file or temp file left ($(ls "$T/e"))"
+# --hf: a folder written before stays as it was (its files are renamed into place only once all are whole)
+"$B/gpt2q-export" "$C" --hf -o "$T/e/hf" >/dev/null
+cp -r "$T/e/hf" "$T/hf.good"
+on_full "HF export, disk full" "e/hf/model.safetensors: writing failed (disk full" 256 "$B/gpt2q-export" "$C" --hf \
+  --dtype bf16 -o "$T/e/hf"
+check 'diff -r -q "$T/e/hf" "$T/hf.good" >/dev/null' "HF export, disk full: the older folder untouched, no temp file ($(ls "$T/e/hf"))"
+on_full "HF export to a new folder, disk full" "e/hf2/model.safetensors: writing failed (disk full" 256 \
+  "$B/gpt2q-export" "$C" --hf -o "$T/e/hf2"
+check '[ -z "$(ls -A "$T/e/hf2")" ]' "HF export, disk full: nothing in the new folder ($(ls "$T/e/hf2"))"
 
 # -- gpt2q-infer compare: the reports written whole or not at all
 "$B/gpt2q-export" "$C" --format int4 --group 16 --layers all -o "$T/q.h5" >/dev/null

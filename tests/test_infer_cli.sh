@@ -156,6 +156,34 @@ check '[ "$(head -c 4 "$T/m.gguf")" = GGUF ]' "gpt2q-export --gguf writes a GGUF
 expect_error "GGUF with int4 g64" "Q4_0" "$B/gpt2q-export" "$C" --gguf --format int4 --layers all -o "$T/bad.gguf"
 check '[ ! -e "$T/bad.gguf" ]' "a refused GGUF export leaves no file"
 
+# -- transformers' folder and llm.c's file (gpt2q-export --hf / --llmc): the runner reads them back
+# to the same loss; a quantized export's weights go out dequantized, as the runner uses them
+"$B/gpt2q-export" "$C" --hf -o "$T/hf" >/dev/null
+"$B/gpt2q-export" "$C" --llmc -o "$T/m.bin" >/dev/null
+"$B/gpt2q-export" "$T/q.h5" --hf -o "$T/hfq" >/dev/null
+"$B/gpt2q-export" "$C" --hf --dtype bf16 -o "$T/hfb" >/dev/null
+for f in "$C" "$T/hf" "$T/m.bin" "$T/q.h5" "$T/hfq" "$T/hfb"; do
+  "$I" eval "$f" --data "$T/tok.h5" --json 2>/dev/null | grep -o '"loss": [0-9.]*' | cut -d' ' -f2 >>"$T/hf.losses"
+done
+read -r l_c l_hf l_bin l_q l_hfq l_hfb < <(tr '\n' ' ' <"$T/hf.losses")
+check '[ -n "$l_c" ] && [ "$l_hf" = "$l_c" ] && [ "$l_bin" = "$l_c" ]' \
+  "the --hf folder and the --llmc file evaluate to the checkpoint's loss ($l_c / $l_hf / $l_bin)"
+check 'awk -v a="$l_q" -v b="$l_hfq" "BEGIN { exit !(a != \"\" && b - a < 1e-4 && a - b < 1e-4) }"' \
+  "the int4 export's --hf folder (dequantized) evaluates to the packed export's loss ($l_q / $l_hfq)"
+check 'awk -v a="$l_c" -v b="$l_hfb" "BEGIN { exit !(b != \"\" && b != a && b - a < 0.05 && a - b < 0.05) }"' \
+  "the bf16 folder: close to the float loss, not equal ($l_c / $l_hfb)"
+check 'cmp -s "$T/hf/vocab.json" "$FX/../../../data/gpt2/encoder.json" && cmp -s "$T/hf/merges.txt" "$FX/../../../data/gpt2/vocab.bpe"' \
+  "--hf writes GPT-2's tokenizer files beside the model"
+"$B/gpt2q-train" --data "$T/tok.h5" --init "$T/hf" --out "$T/fromhf" --steps 1 --batch 2 --seq 16 --eval-every 0 \
+  --final-eval 0 --sample-len 0 >/dev/null 2>&1
+check '[ -f "$T/fromhf/ckpt-00000001.h5" ]' "gpt2q-train --init takes the --hf folder"
+expect_error "--hf with --format" "quantize with --format first" "$B/gpt2q-export" "$C" --hf --format int4 -o "$T/bad"
+expect_error "--hf to a .safetensors name" "give -o a folder" "$B/gpt2q-export" "$C" --hf -o "$T/bad.safetensors"
+expect_error "--dtype f8" "f32, f16 or bf16" "$B/gpt2q-export" "$C" --hf --dtype f8 -o "$T/bad"
+expect_error "--llmc --dtype f16" "llm.c's fp32" "$B/gpt2q-export" "$C" --llmc --dtype f16 -o "$T/bad.bin"
+expect_error "--hf from a missing file" "nope.h5: cannot open" "$B/gpt2q-export" "$T/nope.h5" --hf -o "$T/bad"
+check '[ ! -e "$T/bad" ] && [ ! -e "$T/bad.bin" ] && [ ! -e "$T/bad.safetensors" ]' "refused --hf / --llmc exports leave nothing"
+
 # -- bad input
 printf 'not a model' >"$T/junk.bin"
 expect_error "not a model" "junk.bin" "$I" eval "$T/junk.bin" --data "$T/tok.h5"
