@@ -64,6 +64,31 @@ static void usage(FILE *f) {
           f);
 }
 
+/* A checkpoint of a QAT run holds its float weights; what QAT trained for is the quantized file:
+ * say so (stderr) before writing the float ones. */
+static void qat_note(const char *in) {
+    int kind;
+    gq_h5r *r = NULL;
+    if (gq_weights_kind(in, &kind) || kind != GQ_WEIGHTS_GPT2Q || gq_h5r_open(&r, in)) {
+        gq_err_clear();
+        return;
+    }
+    static char opts[1 << 16];
+    char qat[64] = "";
+    if (gq_h5r_exists(r, "/train") && !gq_h5r_attr_str(r, "/train", "options", opts, sizeof opts)) {
+        const char *q = strstr(opts, "\nqat = ");
+        for (size_t k = 0; q && q[7 + k] && q[7 + k] != '\n' && k + 1 < sizeof qat; k++)
+            qat[k] = q[7 + k], qat[k + 1] = 0;
+    }
+    gq_h5r_close(r);
+    gq_err_clear();
+    if (qat[0])
+        fprintf(stderr,
+                "note: %s comes from QAT (qat = %s): its float master weights are written; the weights QAT "
+                "trained for are the run's model-%s.h5 (or gpt2q-export CKPT --format %s): export that one\n",
+                in, qat, qat, qat);
+}
+
 /* --hf / --llmc: the input's values (any file gq_weights_read takes) for transformers or llm.c */
 static int export_weights(const char *in, const char *out, int hf, const char *dtype, const char *vocab, int json,
                           int quant_opts) {
@@ -97,6 +122,7 @@ static int export_weights(const char *in, const char *out, int hf, const char *d
     int rc = gq_weights_config(in, &cfg);
     if (!rc && !(params = malloc(gq_gpt2_n_params(&cfg) * sizeof *params))) rc = gq_errf(GQ_ENOMEM, "out of memory");
     if (!rc) rc = gq_weights_read(in, &cfg, params);
+    if (!rc && !json) qat_note(in);
     char dir[4200] = "";
     if (!rc && hf && cfg.vocab_size == 50257) { /* the tokenizer files: GPT-2's vocabulary only */
         const int vr = gq_bpe_find_dir(vocab, dir, sizeof dir);

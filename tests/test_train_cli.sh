@@ -92,6 +92,12 @@ check 'grep -q "QAT: .* weights" "$T/qat.log" && grep -qE "QAT recovered|no gap 
 check '[ -f "$T/qat/model-int4-g32.h5" ] && [ -f "$T/qat/qat_report.json" ]' "QAT export and report written"
 check 'grep -q "\"model\": \"ptq\"" "$T/qat/qat_report.json" && grep -q "gap_recovered" "$T/qat/qat_report.json"' "qat_report.json rows"
 check 'h5dump -A -g /tensors/wte.weight "$T/qat/model-int4-g32.h5" | grep -q "int4"' "tied embedding exported as int4"
+# --hf of a QAT run's checkpoint: its float weights, with a note naming the quantized file to export instead
+"$B/gpt2q-export" "$T/qat/ckpt-00000006.h5" --hf -o "$T/qathf" >/dev/null 2>"$T/qathf.err"
+check '[ -f "$T/qathf/model.safetensors" ] && grep -q "^note: .*qat = int4-g32.*model-int4-g32.h5" "$T/qathf.err"' \
+  "--hf of a QAT checkpoint notes the quantized file ($(cat "$T/qathf.err"))"
+"$B/gpt2q-export" "$T/a/ckpt-00000030.h5" --llmc -o "$T/plain.bin" >/dev/null 2>"$T/plain.err"
+check '[ -s "$T/plain.bin" ] && [ ! -s "$T/plain.err" ]' "no note for a checkpoint without QAT ($(cat "$T/plain.err"))"
 # report_loss RUN: the QAT row of its qat_report.json; eval_loss MODEL [args]: gpt2q-infer eval's loss
 report_loss() { grep -o '"model": "qat", "val_loss": [0-9.]*' "$1/qat_report.json" | grep -o '[0-9.]*$'; }
 eval_loss() {
