@@ -27,8 +27,12 @@ static const char *in_folder(const char *path, char *buf, size_t size) {
 
 int gq_weights_kind(const char *path, int *kind) {
     char buf[4200];
+    const char *folder = path;
     path = in_folder(path, buf, sizeof buf);
     *kind = GQ_WEIGHTS_UNKNOWN;
+    if (path != folder && !gq_file_exists(path))
+        return gq_errf(GQ_ENOENT, "%s: a folder without model.safetensors (gpt2q reads a model folder's safetensors; "
+                       "convert a pytorch_model.bin with save_pretrained(..., safe_serialization=True))", folder);
     FILE *f = fopen(path, "rb");
     if (!f) return gq_errf(GQ_ENOENT, "%s: cannot open: no such file or not readable", path);
     uint8_t h[16] = {0};

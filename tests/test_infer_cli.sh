@@ -177,6 +177,8 @@ check 'cmp -s "$T/hf/vocab.json" "$FX/../../../data/gpt2/encoder.json" && cmp -s
 "$B/gpt2q-train" --data "$T/tok.h5" --init "$T/hf" --out "$T/fromhf" --steps 1 --batch 2 --seq 16 --eval-every 0 \
   --final-eval 0 --sample-len 0 >/dev/null 2>&1
 check '[ -f "$T/fromhf/ckpt-00000001.h5" ]' "gpt2q-train --init takes the --hf folder"
+mkdir -p "$T/nomodel"
+expect_error "a folder without model.safetensors" "nomodel: a folder without model.safetensors" "$I" eval "$T/nomodel" --data "$T/tok.h5"
 expect_error "--hf with --format" "quantize with --format first" "$B/gpt2q-export" "$C" --hf --format int4 -o "$T/bad"
 expect_error "--hf to a .safetensors name" "give -o a folder" "$B/gpt2q-export" "$C" --hf -o "$T/bad.safetensors"
 expect_error "--dtype f8" "f32, f16 or bf16" "$B/gpt2q-export" "$C" --hf --dtype f8 -o "$T/bad"
