@@ -101,7 +101,7 @@ static int export_weights(const char *in, const char *out, int hf, const char *d
                 out);
         return 2;
     }
-    if (quant_opts || (hf && !strcmp(out, "-"))) {
+    if (quant_opts) {
         fprintf(stderr, PROG ": --hf / --llmc write the input's values as they are: quantize with --format first "
                         "(gpt2q-export CKPT --format F -o Q.h5), then export Q.h5\n");
         return 2;
