@@ -74,12 +74,13 @@ static void qat_note(const char *in) {
         return;
     }
     static char opts[1 << 16];
-    char qat[64] = "";
+    char qat[64] = "", act[16] = "";
     if (gq_h5r_exists(r, "/train") && !gq_h5r_attr_str(r, "/train", "options", opts, sizeof opts)) {
         const char *q = strstr(opts, "\nqat = ");
         for (size_t k = 0; q && q[7 + k] && q[7 + k] != '\n' && k + 1 < sizeof qat; k++)
             qat[k] = q[7 + k], qat[k + 1] = 0;
     }
+    gq_h5r_attr_str(r, "/", "trained_activations", act, sizeof act); /* (an export of W8A8 QAT) */
     gq_h5r_close(r);
     gq_err_clear();
     if (qat[0])
@@ -87,6 +88,11 @@ static void qat_note(const char *in) {
                 "note: %s comes from QAT (qat = %s): its float master weights are written; the weights QAT "
                 "trained for are the run's model-%s.h5 (or gpt2q-export CKPT --format %s): export that one\n",
                 in, qat, qat, qat);
+    if (!strcmp(act, "int8"))
+        fprintf(stderr,
+                "note: %s was trained with int8 activations (--qat-act int8): the weights are written as they "
+                "are, but a float runner multiplies float activations (gpt2q-infer --act int8 scores it as trained)\n",
+                in);
 }
 
 /* --hf / --llmc: the input's values (any file gq_weights_read takes) for transformers or llm.c */

@@ -142,6 +142,9 @@ check 'h5dump -A -g / "$T/w8/model-int4-g32.h5" | grep -q "trained_activations" 
   "the W8A8 export records its int8 activations (the weight-only QAT export does not)"
 check '"$B/gpt2q-infer" eval "$T/w8/model-int4-g32.h5" --data "$T/tok.h5" --batch 4 --seq 32 2>&1 >/dev/null | grep -q "trained with int8 activations"' \
   "gpt2q-infer eval notes that --act int8 scores it as trained"
+"$B/gpt2q-export" "$T/w8/model-int4-g32.h5" --hf -o "$T/w8hf" >/dev/null 2>"$T/w8hf.err"
+check '[ -f "$T/w8hf/model.safetensors" ] && grep -q "^note: .*trained with int8 activations" "$T/w8hf.err"' \
+  "--hf of a W8A8 export notes that a float runner multiplies float activations ($(cat "$T/w8hf.err"))"
 check 'grep -q "QAT recovered\|no gap to recover" "$T/w8.log" && [ "$(grep -c "QAT recovered\|no gap to recover" "$T/qat.log")" -eq 1 ]' \
   "the report says one thing about the PTQ gap"
 train --out "$T/wp" --steps 6 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --qat-layers all --qat-act int8 --stop-after 3 >/dev/null 2>&1
