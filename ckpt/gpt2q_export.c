@@ -30,13 +30,15 @@ static int gpt2_shape(const char *name, int *rows, int *cols, void *ctx) {
 }
 
 static void usage(FILE *f) {
-    fputs("usage: " PROG " CKPT.h5 --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
+    fputs("usage: " PROG " MODEL --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
+          "  MODEL: a gpt2q checkpoint, or any model gpt2q reads: an HF model.safetensors or folder (a\n"
+          "         pretrained GPT-2), an llm.c .bin, another export (dequantized)\n"
           "  FORMAT: int8 (per row) | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] | nf4[-dq] | fp4,\n"
           "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'; -mse after any but int8 / q8_0\n"
           "          (int4-g32-mse, nf4-dq-mse): each group's scale searched for the least squared error\n"
           "          instead of absmax (same layout, same runner; slower to export)\n"
           "          -lsq (int3-lsq, int4-g32-lsq, ...): the scales that QAT with -lsq learned, read from\n"
-          "          the checkpoint (/qat/scales)\n"
+          "          the checkpoint of that run (/qat/scales)\n"
           "          -gptq (int4-gptq, int3-g32-gptq, nf4-dq-gptq, int8-gptq, ...; with --calib): GPTQ, each\n"
           "          column's rounding error compensated on the columns after it, weighted by the\n"
           "          calibration inputs' second moments (block by block, each block calibrated on the\n"
@@ -227,15 +229,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": --dtype applies to --hf (--gguf takes --f16)\n");
         return 2;
     }
-    gq_h5r *r;
+    /* the input: a gpt2q checkpoint (its /params read tensor by tensor), or any other model gpt2q
+     * reads (an HF model or folder, an llm.c file, an export: read whole, dequantized) */
     gq_gpt2_config cfg = {0};
-    int rc = gq_h5r_open(&r, in);
-    int64_t v[6] = {0};
-    static const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
-    for (int k = 0; k < 6 && !rc; k++) rc = gq_h5r_attr_i64(r, "/config", keys[k], &v[k]);
-    if (r) gq_h5r_close(r);
-    cfg = (gq_gpt2_config){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]};
-    if (!rc) rc = gq_gpt2_config_check(&cfg);
+    int kind = 0, rc = gq_weights_kind(in, &kind), checkpoint = 0;
+    if (!rc) rc = gq_weights_config(in, &cfg);
+    if (!rc && kind == GQ_WEIGHTS_GPT2Q) {
+        gq_h5r *r;
+        if (!(rc = gq_h5r_open(&r, in))) checkpoint = gq_h5r_exists(r, "/params"), gq_h5r_close(r);
+    }
+    float *params = NULL;
+    if (!rc && !checkpoint && !gguf && !(params = malloc(gq_gpt2_n_params(&cfg) * sizeof *params)))
+        rc = gq_errf(GQ_ENOMEM, "out of memory"); /* (--gguf reads any input itself) */
+    if (params && !rc) rc = gq_weights_read(in, &cfg, params);
     gq_qplan plan;
     if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
     int searched = 0, gptq = 0;
@@ -278,12 +284,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s (calibration passes %.1f s)\n", gq.n,
                 gq.tokens, gq.seconds, gq.seconds_calib);
     if (!rc) {
-        const gq_export_hooks hk = {searched && calib ? gq_calib_lookup : NULL, &cal, gptq ? gq_gptq_lookup : NULL, &gq,
-                                    gptq ? gq.desc : calib ? cal.desc : NULL};
+        const gq_export_hooks hk = {searched && calib ? gq_calib_lookup : NULL,
+                                    &cal,
+                                    gptq ? gq_gptq_lookup : NULL,
+                                    &gq,
+                                    gptq ? gq.desc : calib ? cal.desc : NULL,
+                                    params,
+                                    &cfg};
         rc = gq_export_with(in, out, &plan, gpt2_shape, &cfg, &hk, &e, &n);
     }
     gq_calib_free(&cal);
     gq_gptq_free(&gq);
+    free(params);
     if (rc) {
         fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
         return 1;

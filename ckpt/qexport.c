@@ -106,12 +106,23 @@ int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *
     const gq_export_hooks *hk = hooks ? hooks : &none;
     *entries = NULL;
     *n_entries = 0;
-    gq_h5r *r;
-    int rc = gq_h5r_open(&r, ckpt_path);
+    gq_h5r *r = NULL;
+    int rc = hk->params ? GQ_OK : gq_h5r_open(&r, ckpt_path);
     if (rc) return rc;
     char **names = NULL;
     int n = 0;
-    rc = gq_h5r_list(r, "/params", &names, &n);
+    gq_gpt2_tensor_ref *refs = NULL; /* hk->params: the layout's tensors */
+    if (hk->params) {
+        n = gq_gpt2_n_tensor_refs(hk->cfg);
+        refs = malloc((size_t)n * sizeof *refs);
+        names = calloc((size_t)n, sizeof *names);
+        if (!refs || !names) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        if (!rc) gq_gpt2_tensor_refs(hk->cfg, refs);
+        for (int i = 0; i < n && !rc; i++)
+            if (!(names[i] = strdup(refs[i].name))) rc = gq_errf(GQ_ENOMEM, "out of memory");
+    } else {
+        rc = gq_h5r_list(r, "/params", &names, &n);
+    }
     if (!rc && n == 0) rc = gq_errf(GQ_EFORMAT, "%s: no tensors under /params", ckpt_path);
     gq_export_entry *ent = calloc((size_t)n + 1, sizeof *ent);
     gq_h5w *w = NULL;
@@ -120,7 +131,13 @@ int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *
     static const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size", "padded_vocab_size"};
     for (int k = 0; k < 6 && !rc; k++) {
         int64_t v;
-        rc = gq_h5r_attr_i64(r, "/config", keys[k], &v);
+        if (hk->params) {
+            const gq_gpt2_config *c = hk->cfg;
+            const int cv[6] = {c->n_layer, c->n_head, c->n_embd, c->block_size, c->vocab_size, c->padded_vocab_size};
+            v = cv[k];
+        } else {
+            rc = gq_h5r_attr_i64(r, "/config", keys[k], &v);
+        }
         if (!rc) gq_h5w_attr_i64(w, "/config", keys[k], v);
     }
     for (int i = 0; i < n && !rc; i++) {
@@ -128,7 +145,10 @@ int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *
         size_t dims[4];
         char path[400];
         snprintf(path, sizeof path, "/params/%s", names[i]);
-        rc = gq_h5r_dims(r, path, &nd, dims);
+        if (hk->params)
+            nd = refs[i].cols ? 2 : 1, dims[0] = refs[i].rows, dims[1] = refs[i].cols;
+        else
+            rc = gq_h5r_dims(r, path, &nd, dims);
         if (rc) break;
         if (shape(names[i], &rows, &cols, ctx)) {
             rc = gq_errf(GQ_EFORMAT, "%s: %s is not a parameter of this model", ckpt_path, path);
@@ -139,8 +159,14 @@ int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *
                          nd > 1 ? ", " : "", nd > 1 ? dims[1] : (size_t)0, rows, cols ? ", " : "", cols);
             break;
         }
-        float *x = malloc((size_t)rows * (cols ? cols : 1) * sizeof *x);
-        rc = x ? gq_h5r_f32(r, path, x, nd, dims) : gq_errf(GQ_ENOMEM, "out of memory");
+        const size_t numel = (size_t)rows * (cols ? cols : 1);
+        float *x = malloc(numel * sizeof *x);
+        if (!x)
+            rc = gq_errf(GQ_ENOMEM, "out of memory");
+        else if (hk->params)
+            memcpy(x, hk->params + refs[i].offset, numel * sizeof *x);
+        else
+            rc = gq_h5r_f32(r, path, x, nd, dims);
         gq_qspec s = {GQ_QF_F32, 0, 0, 0, 0, 0};
         if (!rc && gq_qplan_lookup(plan, names[i], rows, cols, &s)) n_quant++;
         const float *ti = hk->imp && cols && s.format != GQ_QF_F32 ? hk->imp(names[i], hk->imp_ctx) : NULL;
@@ -154,7 +180,7 @@ int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *
             char sp[400];
             snprintf(sp, sizeof sp, "/qat/scales/%s", names[i]);
             size_t sd[2] = {(size_t)rows, (size_t)(cols / gq_qgroup(&s, cols))};
-            if (!gq_h5r_exists(r, sp))
+            if (!r || !gq_h5r_exists(r, sp))
                 rc = gq_errf(GQ_EFORMAT, "%s: no learned scales for %s (%s): -lsq exports the scales that QAT with "
                              "-lsq trained; without -lsq the format's own rule chooses them",
                              ckpt_path, names[i], sp);
@@ -175,16 +201,16 @@ int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *
         if (hk->calib) gq_h5w_attr_str(w, "/", "calibration", hk->calib);
         /* weights trained with int8 activations (W8A8 QAT: the checkpoint's options say
          * qat_act = int8) say so; the runner scores them that way with --act int8 */
-        char *opts = malloc(1 << 16);
+        char *opts = r ? malloc(1 << 16) : NULL;
         if (opts && !gq_h5r_attr_str(r, "/train", "options", opts, 1 << 16) && strstr(opts, "\nqat_act = int8\n"))
             gq_h5w_attr_str(w, "/", "trained_activations", "int8");
         free(opts);
         if (rc) gq_h5w_abort(w);
         else rc = gq_h5w_commit(w);
     }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    gq_h5r_close(r);
+    for (int i = 0; i < n && names; i++) free(names[i]);
+    free(names), free(refs);
+    if (r) gq_h5r_close(r);
     if (rc) {
         free(ent);
         return rc;

@@ -4,6 +4,7 @@
 #ifndef GQ_QEXPORT_H
 #define GQ_QEXPORT_H
 
+#include "gpt2_layout.h"
 #include "h5io.h"
 #include "qplan.h"
 
@@ -30,7 +31,10 @@ int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan,
  *   search (gpt2q-export --calib: the mean square of the activation it multiplies);
  * - pre(name, pre_ctx): for the tensors with -gptq, the tensor GPTQ quantized (train/gptq_run.h),
  *   written as it is; a -gptq tensor without one is an error;
- * - calib: recorded as the root attribute `calibration`. */
+ * - calib: recorded as the root attribute `calibration`;
+ * - params, cfg: the weights in gpt2_layout's canonical order (gq_weights_read: an HF model, an
+ *   llm.c file, another export dequantized) instead of the HDF5 checkpoint's /params; the file
+ *   at ckpt_path is then not opened (no learned scales, no training options) and only named. */
 typedef const float *(*gq_imp_fn)(const char *name, void *imp_ctx);
 typedef const gq_qtensor *(*gq_pre_fn)(const char *name, void *pre_ctx);
 typedef struct {
@@ -39,6 +43,8 @@ typedef struct {
     gq_pre_fn pre;
     void *pre_ctx;
     const char *calib;
+    const float *params;
+    const gq_gpt2_config *cfg;
 } gq_export_hooks;
 int gq_export_with(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
                    const gq_export_hooks *hooks, gq_export_entry **entries, int *n_entries);

@@ -268,7 +268,7 @@ int main(int argc, char **argv) {
             CHECK_OK(gq_gptq_run(&set, ckpt, &plan, tok, 1024, 0.01, 0, 0));
             snprintf(h5, sizeof h5, "%s/%s.h5", dir, gf[k]);
             snprintf(gg, sizeof gg, "%s/%s.gguf", dir, gf[k]);
-            const gq_export_hooks hk = {NULL, NULL, gq_gptq_lookup, &set, set.desc};
+            const gq_export_hooks hk = {NULL, NULL, gq_gptq_lookup, &set, set.desc, NULL, NULL};
             gq_export_entry *e = NULL;
             int n = 0, nq = 0;
             CHECK_OK(gq_export_with(ckpt, h5, &plan, shape_cb, &cfg, &hk, &e, &n));

@@ -132,7 +132,7 @@ int main(void) {
     if (f) gq_gpt2_free(f);
 
     /* the export writes the driver's tensors */
-    const gq_export_hooks hk = {NULL, NULL, gq_gptq_lookup, &set, set.desc};
+    const gq_export_hooks hk = {NULL, NULL, gq_gptq_lookup, &set, set.desc, NULL, NULL};
     gq_export_entry *e = NULL;
     int n = 0;
     CHECK_OK(gq_export_with(ckpt, out, &plan, gq_test_shape_cb, &cfg, &hk, &e, &n));

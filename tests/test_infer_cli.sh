@@ -177,6 +177,19 @@ check 'cmp -s "$T/hf/vocab.json" "$FX/../../../data/gpt2/encoder.json" && cmp -s
 "$B/gpt2q-train" --data "$T/tok.h5" --init "$T/hf" --out "$T/fromhf" --steps 1 --batch 2 --seq 16 --eval-every 0 \
   --final-eval 0 --sample-len 0 >/dev/null 2>&1
 check '[ -f "$T/fromhf/ckpt-00000001.h5" ]' "gpt2q-train --init takes the --hf folder"
+# PTQ straight from the HF folder (or llm.c's file): the same export as from the checkpoint, dataset for
+# dataset (h5diff: only the root attribute naming the source differs); GPTQ too; -lsq has no scales there
+"$B/gpt2q-export" "$T/hf" --format int4 --layers all -o "$T/q_hf.h5" >/dev/null
+"$B/gpt2q-export" "$T/m.bin" --format int4 --layers all -o "$T/q_bin.h5" >/dev/null
+for f in q_hf q_bin; do
+  diffs=$(h5diff -v "$T/q.h5" "$T/$f.h5" | awk '/^attribute:|^dataset:/ { o = $0 } /^[1-9][0-9]* differences? found/ { print o }')
+  check '[ "$(h5diff -v "$T/q.h5" "$T/$f.h5" | grep -c "^dataset:")" -gt 20 ] && [ "$diffs" = "attribute: <source of </>> and <source of </>>" ]' \
+    "PTQ from $f's source: every dataset as the checkpoint's export ($diffs)"
+done
+"$B/gpt2q-export" "$T/hf" --format int3-gptq --layers all --calib "$T/tok.h5" --calib-tokens 2048 -o "$T/gptq_hf.h5" --json \
+  >"$T/gptq_hf.json" 2>/dev/null
+check 'grep -q "\"scale_search\": \"gptq\"" "$T/gptq_hf.json"' "GPTQ from the HF folder"
+expect_error "-lsq from an HF folder" "no learned scales" "$B/gpt2q-export" "$T/hf" --format int4-g32-lsq -o "$T/bad.h5"
 mkdir -p "$T/nomodel"
 expect_error "a folder without model.safetensors" "nomodel: a folder without model.safetensors" "$I" eval "$T/nomodel" --data "$T/tok.h5"
 expect_error "--hf with --format" "quantize with --format first" "$B/gpt2q-export" "$C" --hf --format int4 -o "$T/bad"
@@ -184,7 +197,8 @@ expect_error "--hf to a .safetensors name" "give -o a folder" "$B/gpt2q-export" 
 expect_error "--dtype f8" "f32, f16 or bf16" "$B/gpt2q-export" "$C" --hf --dtype f8 -o "$T/bad"
 expect_error "--llmc --dtype f16" "llm.c's fp32" "$B/gpt2q-export" "$C" --llmc --dtype f16 -o "$T/bad.bin"
 expect_error "--hf from a missing file" "nope.h5: cannot open" "$B/gpt2q-export" "$T/nope.h5" --hf -o "$T/bad"
-check '[ ! -e "$T/bad" ] && [ ! -e "$T/bad.bin" ] && [ ! -e "$T/bad.safetensors" ]' "refused --hf / --llmc exports leave nothing"
+check '[ ! -e "$T/bad" ] && [ ! -e "$T/bad.bin" ] && [ ! -e "$T/bad.safetensors" ] && [ ! -e "$T/bad.h5" ]' \
+  "refused --hf / --llmc / -lsq exports leave nothing"
 
 # -- bad input
 printf 'not a model' >"$T/junk.bin"
