@@ -1,10 +1,11 @@
-/* gpt2q-export: post-training quantization (round to nearest) of a gpt2q checkpoint into a
- * packed HDF5 file, or into a GGUF file for llama.cpp.
- *   gpt2q-export CKPT.h5 --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json]
- *   gpt2q-export CKPT.h5 --format int4-gptq --calib TOKENS.h5 -o OUT.h5         (GPTQ)
- *   gpt2q-export CKPT.h5 --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf
- *   gpt2q-export WEIGHTS --hf [--dtype f32|f16|bf16] -o DIR        (transformers' folder)
- *   gpt2q-export WEIGHTS --llmc -o OUT.bin                          (llm.c's model file) */
+/* gpt2q-export: post-training quantization of a model (a gpt2q checkpoint, or any model gpt2q
+ * reads) into a packed HDF5 file or a GGUF file for llama.cpp, and the way back to transformers and
+ * llm.c.
+ *   gpt2q-export MODEL --format int4 [--group 64] [--layers PATTERNS] -o OUT.h5 [--json]
+ *   gpt2q-export MODEL --format int4-gptq --calib TOKENS.h5 -o OUT.h5         (GPTQ)
+ *   gpt2q-export MODEL --gguf --format q8_0|int4 --group 32 [--layers ..] [--f16] -o OUT.gguf
+ *   gpt2q-export MODEL --hf [--dtype f32|f16|bf16] -o DIR          (transformers' folder)
+ *   gpt2q-export MODEL --llmc -o OUT.bin                            (llm.c's model file) */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
 #include "calib.h"
@@ -61,8 +62,7 @@ static void usage(FILE *f) {
           "              --dtype f32 (default) | f16 | bf16\n"
           "  --llmc      write an llm.c model file (version 3, fp32)\n"
           "  (--hf and --llmc take no --format: the input's values as they are; a quantized export's\n"
-          "  weights dequantized, as the runner computes with them; the input may also be an HF\n"
-          "  model.safetensors or an llm.c .bin)\n",
+          "  weights dequantized, as the runner computes with them)\n",
           f);
 }
 
