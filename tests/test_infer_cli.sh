@@ -189,6 +189,10 @@ done
 "$B/gpt2q-export" "$T/hf" --format int3-gptq --layers all --calib "$T/tok.h5" --calib-tokens 2048 -o "$T/gptq_hf.h5" --json \
   >"$T/gptq_hf.json" 2>/dev/null
 check 'grep -q "\"scale_search\": \"gptq\"" "$T/gptq_hf.json"' "GPTQ from the HF folder"
+"$B/gpt2q-export" "$T/hf" --gguf --format q8_0 --layers all -o "$T/hf.gguf" >/dev/null 2>&1
+"$B/gpt2q-export" "$T/m.bin" --gguf --format q8_0 --layers all -o "$T/bin.gguf" >/dev/null 2>&1
+check '[ -s "$T/m.gguf" ] && cmp -s "$T/hf.gguf" "$T/m.gguf" && cmp -s "$T/bin.gguf" "$T/m.gguf"' \
+  "GGUF from the HF folder and from llm.c's file: the checkpoint's GGUF, byte for byte"
 expect_error "-lsq from an HF folder" "no learned scales" "$B/gpt2q-export" "$T/hf" --format int4-g32-lsq -o "$T/bad.h5"
 mkdir -p "$T/nomodel"
 expect_error "a folder without model.safetensors" "nomodel: a folder without model.safetensors" "$I" eval "$T/nomodel" --data "$T/tok.h5"
