@@ -18,6 +18,7 @@
 #include "h5io.h"
 #include "hfexport.h"
 #include "qexport.h"
+#include "train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,15 +76,12 @@ static void qat_note(const char *in) {
         gq_err_clear();
         return;
     }
-    static char opts[1 << 16];
-    char qat[64] = "", act[16] = "";
-    if (gq_h5r_exists(r, "/train") && !gq_h5r_attr_str(r, "/train", "options", opts, sizeof opts)) {
-        const char *q = strstr(opts, "\nqat = ");
-        for (size_t k = 0; q && q[7 + k] && q[7 + k] != '\n' && k + 1 < sizeof qat; k++)
-            qat[k] = q[7 + k], qat[k + 1] = 0;
-    }
+    char act[16] = "";
     gq_h5r_attr_str(r, "/", "trained_activations", act, sizeof act); /* (an export of W8A8 QAT) */
     gq_h5r_close(r);
+    gq_train_opts *o = malloc(sizeof *o); /* a checkpoint's options, as --resume reads them */
+    if (o) gq_train_defaults(o);
+    const char *qat = o && !gq_ckpt_load_opts(in, o) ? o->qat : "";
     gq_err_clear();
     if (qat[0])
         fprintf(stderr,
@@ -95,6 +93,7 @@ static void qat_note(const char *in) {
                 "note: %s was trained with int8 activations (--qat-act int8): the weights are written as they "
                 "are, but a float runner multiplies float activations (gpt2q-infer --act int8 scores it as trained)\n",
                 in);
+    free(o);
 }
 
 /* --hf / --llmc: the input's values (any file gq_weights_read takes) for transformers or llm.c */

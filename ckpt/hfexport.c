@@ -184,15 +184,6 @@ static int config_json(const gq_gpt2_config *c, int dtype, sbuf *b) {
     return b->oom ? gq_errf(GQ_ENOMEM, "out of memory") : GQ_OK;
 }
 
-/* write data to tmp (no rename yet) */
-static int write_tmp(const char *tmp, const char *path, const void *data, size_t len) {
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return gq_errf(GQ_EIO, "%s: cannot create it (directory not writable?)", path);
-    int rc = fwrite(data, 1, len, f) == len ? GQ_OK : gq_errf(GQ_EIO, "%s: writing failed (disk full?)", path);
-    if (fclose(f) && !rc) rc = gq_errf(GQ_EIO, "%s: writing failed (disk full?)", path);
-    return rc;
-}
-
 enum { F_MODEL, F_CONFIG, F_TOKCFG, F_VOCAB, F_MERGES, N_FILES };
 
 int gq_hf_export(const float *params, const gq_gpt2_config *cfg, const char *dir, const gq_hf_opts *o,
@@ -230,7 +221,7 @@ int gq_hf_export(const float *params, const gq_gpt2_config *cfg, const char *dir
                           cfg->block_size);
                 rc = b.oom ? gq_errf(GQ_ENOMEM, "out of memory") : GQ_OK;
             }
-            if (!rc) rc = write_tmp(tmp[k], path[k], b.p, b.n);
+            if (!rc) rc = gq_write_temp(path[k], tmp[k], b.p, b.n);
             total += b.n;
             free(b.p);
         } else {
@@ -240,7 +231,7 @@ int gq_hf_export(const float *params, const gq_gpt2_config *cfg, const char *dir
             size_t len;
             rc = gq_read_file(src, &data, &len);
             if (!rc) {
-                rc = write_tmp(tmp[k], path[k], data, len), total += len;
+                rc = gq_write_temp(path[k], tmp[k], data, len), total += len;
                 free(data);
             }
         }

@@ -91,9 +91,7 @@ int gq_commit_file(const char *tmp_path, const char *final_path) {
     return GQ_OK;
 }
 
-int gq_write_file(const char *path, const void *data, size_t len) {
-    char tmp[PATH_MAX + 32];
-    gq_temp_path(path, tmp, sizeof tmp);
+int gq_write_temp(const char *path, const char *tmp, const void *data, size_t len) {
     FILE *f = fopen(tmp, "wb");
     if (!f) return gq_errf(gq_from_errno(errno), "%s: cannot create it: %s", path, strerror(errno));
     int ok = fwrite(data, 1, len, f) == len, err = ok ? 0 : errno;
@@ -102,7 +100,14 @@ int gq_write_file(const char *path, const void *data, size_t len) {
         unlink(tmp);
         return gq_errf(GQ_EIO, "%s: writing failed (disk full?)%s%s", path, err ? ": " : "", err ? strerror(err) : "");
     }
-    return gq_commit_file(tmp, path);
+    return GQ_OK;
+}
+
+int gq_write_file(const char *path, const void *data, size_t len) {
+    char tmp[PATH_MAX + 32];
+    gq_temp_path(path, tmp, sizeof tmp);
+    const int rc = gq_write_temp(path, tmp, data, len);
+    return rc ? rc : gq_commit_file(tmp, path);
 }
 
 int gq_gnuplot_svg(const char *svg, int width, int height, const char *script) {

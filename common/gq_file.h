@@ -21,6 +21,9 @@ int gq_commit_file(const char *tmp_path, const char *final_path);
  * failure (disk full), nothing (the temp file removed, an older file at `path` untouched).
  * Errors name `path`. */
 int gq_write_file(const char *path, const void *data, size_t len);
+/* Its first half: len bytes into `tmp` (gq_temp_path of `path`), not yet renamed; on failure the
+ * temp file is removed. For files that go into place together (gq_commit_file each, at the end). */
+int gq_write_temp(const char *path, const char *tmp, const void *data, size_t len);
 
 /* An SVG chart at `svg` drawn by gnuplot from `script` (gnuplot commands after the terminal and
  * output lines, e.g. "plot 'loss.dat' ..."; double quotes are not allowed in it), through a temp
