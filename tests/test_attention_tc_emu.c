@@ -46,8 +46,8 @@ static void check(int HS, int B, int T, int NH) {
     const gq_backend *cpu = gq_backend_cpu();
     cpu->attention_forward(out_ref, att, qkv, B, T, C, NH);
     cpu->attention_backward(dqkv_ref, scr, dy, qkv, out_ref, att, B, T, C, NH);
-    /* runs: the pipelined kernels twice (the same bits again: no order depends on timing), WMMA's;
-     * below, the default (session 8's mma.sync kernels) give the pipelined ones' bits */
+    /* runs: the pipelined kernels (the default) twice (the same bits again: no order depends on
+     * timing), WMMA's; below, session 8's mma.sync kernels give the pipelined ones' bits */
     float *out[3], *lse[3], *dqkv[3];
     for (int k = 0; k < 3; k++) {
         out[k] = nans(nout), lse[k] = nans(nlse), dqkv[k] = nans(nqkv);
@@ -60,8 +60,8 @@ static void check(int HS, int B, int T, int NH) {
                "%s kernels, B=%d T=%d hs=%d NH=%d beyond the bounds", k ? "WMMA" : "default", B, T, HS, NH);
     }
     CHECK(!memcmp(out[0], out[1], nout * 4) && !memcmp(dqkv[0], dqkv[1], nqkv * 4));
-    /* session 19's pipelined forward (GQ_CUDA_TC=pipe, up to head size 64) against session 8's
-     * register kernel (the default): the same bits, from fp32 here and from bf16 below */
+    /* session 19's pipelined forward (the default, up to head size 64) against session 8's
+     * register kernel (GQ_CUDA_TC=mma): the same bits, from fp32 here and from bf16 below */
     float *o2 = nans(nout), *l2 = nans(nlse);
     gq_cuda_set_attention_tc_form(GQ_TC_MMA);
     CHECK_OK(gq_cuda_attention_forward_tc(o2, l2, qkv, B, T, C, NH));

@@ -322,8 +322,8 @@ static void case_tc(shape s0) {
         CPU->attention_forward(out, att, qkv, B, T, C, NH);
         CPU->attention_backward(dqkv, scr, dy, qkv, out, att, B, T, C, NH);
         float *g_out = NULL, *g_lse = NULL, *g_dqkv = NULL, *m_out = NULL, *m_lse = NULL, *m_dqkv = NULL;
-        /* the WMMA form, session 8's mma.sync kernels (the default), then session 19's pipelined
-         * ones (head sizes up to 64): each within the bounds, and the last two the same bits */
+        /* the WMMA form, session 8's mma.sync kernels, then session 19's pipelined ones (the
+         * default; head sizes up to 64): each within the bounds, and the last two the same bits */
         const int forms[3] = {GQ_TC_WMMA, GQ_TC_MMA, GQ_TC_PIPE};
         const char *fname[3] = {"attention tc (WMMA fwd)", "attention tc", "attention tc (pipelined)"};
         for (int f = 0; f < 3; f++) {
@@ -362,7 +362,7 @@ static void case_tc(shape s0) {
             }
             CHECKF(!memcmp(g16[0], g16[1], nqkv * sizeof *g16[0]),
                    "attention tc16 B=%d T=%d C=%d NH=%d: the pipelined backward's bits differ", B, T, C, NH);
-            gq_cuda_set_attention_tc_form(GQ_TC_MMA); /* the default again for what follows */
+            gq_cuda_set_attention_tc_form(GQ_TC_PIPE); /* the default again for what follows */
             free(g16[0]), free(g16[1]);
             GPU->free(d_o16), GPU->free(d_qkv16);
         }
@@ -1039,6 +1039,9 @@ static void case_fused(shape s) {
     float *hdin = malloc(ny * 4), *hdw = malloc(nw * 4), *hdb = malloc(C * 4), *tmp = malloc(ny * 4);
     const int modes[3] = {GQ_MATMUL_FP32, GQ_MATMUL_TF32, GQ_MATMUL_BF16};
     const double bound[3] = {1e-5, 4e-3, 1.5e-2};
+    /* cuBLASLt's DGELU epilogue evaluates GELU's derivative its own way: in fp32 the H200 gave
+     * 1.09e-5 at the 124M shape (session 25; our gelu_backward after the product: 1.2e-6) */
+    const double dgelu_bound[3] = {3e-5, 4e-3, 1.5e-2};
     const char *mname[3] = {"fp32", "tf32", "bf16"};
     for (int mi = 0; mi < 3; mi++) {
         if (GPU->set_matmul(modes[mi]) != GQ_OK) continue;
@@ -1092,7 +1095,7 @@ static void case_fused(shape s) {
             snprintf(what, sizeof what, "matmul_gelu_forward out %s%s", mname[mi], tag);
             bounded(what, out, hout, ny, bound[mi]);
             snprintf(what, sizeof what, "matmul_backward_dgelu dinp %s%s", mname[mi], tag);
-            bounded(what, din, hdin, ny, bound[mi]);
+            bounded(what, din, hdin, ny, lt ? dgelu_bound[mi] : bound[mi]);
             snprintf(what, sizeof what, "matmul_backward_dgelu dweight (+=) %s%s", mname[mi], tag);
             bounded(what, dwg, hdw, nw, bound[mi]);
             snprintf(what, sizeof what, "matmul_backward_dgelu dbias (+=) %s%s", mname[mi], tag);
@@ -1123,7 +1126,7 @@ static void case_fused(shape s) {
             /* and the two paths agree with each other as closely as with the reference */
             snprintf(what, sizeof what, "epilogues vs separate kernels, %s", mname[mi]);
             CHECKF(gq_attn_norm_err(lt_o, o, ny, 1, 1, 0) <= bound[mi] && gq_attn_norm_err(lt_out, out, ny, 1, 1, 0) <= bound[mi] &&
-                       gq_attn_norm_err(lt_din, din, ny, 1, 1, 0) <= bound[mi] && gq_attn_norm_err(lt_pre, pre, ny, 1, 1, 0) <= bound[mi] &&
+                       gq_attn_norm_err(lt_din, din, ny, 1, 1, 0) <= dgelu_bound[mi] && gq_attn_norm_err(lt_pre, pre, ny, 1, 1, 0) <= bound[mi] &&
                        gq_attn_norm_err(lt_dw, dwg, nw, 1, 1, 0) <= bound[mi] && gq_attn_norm_err(lt_db, dbg, C, 1, 1, 0) <= 1e-5,
                    "%s", what);
             void *tb[] = {d_o2, d_pre2, d_out2, d_tmp, d_din2};

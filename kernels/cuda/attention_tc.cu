@@ -12,8 +12,9 @@
  *
  * Work: a block is 4 warps x 16 rows = 64 queries (forward, dQ) or 64 keys (dK, dV) and walks
  * tiles of 64 keys (queries) through shared memory, skipping blocks wholly above the diagonal;
- * the pipelined forms (session 19, GQ_CUDA_TC=pipe until a GPU has measured them) copy the next
- * tiles (cp.async) while they work on the current ones, the forward with 8 warps = 128 queries.
+ * the pipelined forms (session 19; the default since the H200 measured them in session 25) copy
+ * the next tiles (cp.async) while they work on the current ones, the forward with 8 warps = 128
+ * queries.
  * The forward keeps a warp's scores, probabilities and running output in registers (mma.sync,
  * whose register layout the PTX ISA specifies); its WMMA form (GQ_CUDA_TC=wmma) and the
  * backward's kernels stage each score tile through shared memory for the row-wise steps (two
@@ -33,19 +34,18 @@
 #include "attention_tc.cuh"
 
 /* the kernels (cuda_ops.h's GQ_TC_*): unset (-1), the environment decides at the first call
- * (GQ_CUDA_TC=wmma / pipe; else session 8's mma.sync kernels, the ones measured on the H200: the
- * pipelined ones become the default once a GPU has run them). Head sizes over 64 take WMMA's
- * backward and the unpipelined forward (the register kernels' accumulators would not fit: ptxas
- * spills). */
+ * (GQ_CUDA_TC=wmma / mma; else the pipelined kernels: on the H200 in session 25, 124M bf16 training
+ * at B = 8 ran 346k tokens/s with them against 301k with session 8's mma.sync ones, the same
+ * losses). Head sizes over 64 take WMMA's backward and the unpipelined forward (the register
+ * kernels' accumulators would not fit: ptxas spills). */
 static int tc_form = -1;
 
 extern "C" void gq_cuda_set_attention_tc_form(int form) { tc_form = form; }
-extern "C" void gq_cuda_set_attention_tc_wmma(int wmma) { tc_form = wmma ? GQ_TC_WMMA : GQ_TC_MMA; }
 
 static int form(void) {
     if (tc_form < 0) {
         const char *e = getenv("GQ_CUDA_TC");
-        tc_form = e && !strcmp(e, "wmma") ? GQ_TC_WMMA : e && !strcmp(e, "pipe") ? GQ_TC_PIPE : GQ_TC_MMA;
+        tc_form = e && !strcmp(e, "wmma") ? GQ_TC_WMMA : e && !strcmp(e, "mma") ? GQ_TC_MMA : GQ_TC_PIPE;
     }
     return tc_form;
 }

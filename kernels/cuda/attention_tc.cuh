@@ -986,15 +986,17 @@ static __device__ __forceinline__ void tc_p_times_rows(float (&out)[HS / 8][4], 
     }
 }
 
-/* The backward, pipelined (session 19; the H200 measured tc_dkdv2 + tc_dq2 at 700 us a GPT-2
- * layer against SDPA's 255): tc_dkdv2_kernel's and tc_dq2_kernel's arithmetic, bit for bit, with
+/* The backward, pipelined (session 19; the default since session 25, when the H200 ran a GPT-2
+ * layer's backward in 549 us against tc_dkdv2 + tc_dq2's 764, SDPA's 227): tc_dkdv2_kernel's and
+ * tc_dq2_kernel's arithmetic, bit for bit, with
  * the output gradient read from a bf16 copy (made once, rounded to nearest: the values their
  * tiles round it to), the tiles that change per step copied by cp.async into the other of two
  * buffers while the warps work, and the B fragments that ran along a tile's rows read by
  * ldmatrix.trans instead of from transposed copies. 4 warps, 64 rows a block, as before. Their
  * score steps repeat tc_dkdv2's and tc_dq2's on purpose: factored into shared functions, ptxas
- * gave tc_dkdv2 174 registers instead of 128 (or spills at 128), and those are the kernels the
- * H200 ran, kept as they ran (the default until these are measured). */
+ * gave tc_dkdv2 174 registers instead of 128 (or spills at 128); tc_dkdv2 and tc_dq2 stay as
+ * the H200 ran them (GQ_CUDA_TC=mma), the independent form these kernels' bits are compared with
+ * (test_attention_tc_emu, test_cuda_ops). */
 template <int HS> struct tcb3_dims {
     static constexpr size_t TILE = tc_bytes(TC_ROWS * (HS + 8) * sizeof(bf16)), VEC = tc_bytes(TC_ROWS * sizeof(float));
     static constexpr size_t BUF = 2 * TILE + 2 * VEC; /* dK / dV's per-step buffer */

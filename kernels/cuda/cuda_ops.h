@@ -113,15 +113,14 @@ int gq_cuda_attention_backward_flash(float *dqkv, const float *dout, const float
  * attention op; deterministic. */
 int gq_cuda_attention_tc_supported(int C, int NH);
 /* the kernels (GQ_TC_*): registers and mma.sync (FlashAttention-2's form; for head sizes up to
- * 64, GPT-2's) as session 8 wrote them (GQ_TC_MMA, the default: measured on the H200) or
- * pipelined (GQ_TC_PIPE, session 19, not yet run on a GPU: 128-query forward blocks, cp.async
- * double buffering, ldmatrix.trans, the output gradient as one bf16 copy; the same bits), or
- * score tiles staged through shared memory for WMMA (GQ_TC_WMMA; always for head sizes over 64
- * in the backward). GQ_CUDA_TC=wmma / pipe in the environment, read at the first call, when
- * neither setter was called; gq_cuda_set_attention_tc_wmma(w): WMMA, or the default */
+ * 64, GPT-2's), pipelined (GQ_TC_PIPE, the default: 128-query forward blocks, cp.async double
+ * buffering, ldmatrix.trans, the output gradient as one bf16 copy; session 19, measured on the
+ * H200 in session 25) or as session 8 wrote them (GQ_TC_MMA; the same bits), or score tiles
+ * staged through shared memory for WMMA (GQ_TC_WMMA; always for head sizes over 64 in the
+ * backward). GQ_CUDA_TC=wmma / mma in the environment, read at the first call, when the setter
+ * was not called */
 enum { GQ_TC_WMMA = 0, GQ_TC_MMA = 1, GQ_TC_PIPE = 2 };
 void gq_cuda_set_attention_tc_form(int form);
-void gq_cuda_set_attention_tc_wmma(int wmma);
 int gq_cuda_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 int gq_cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                   int B, int T, int C, int NH);
