@@ -543,8 +543,8 @@ session() {
 # Session 19's second call: the runner's act8 test position by position, int8 / int4 with the
 # default fp16 small tensors beside f32 and without the plan's warm-up (session 20), llm.c beside ours at
 # B = 8 / 16 / 32 / 64, racecheck over every op, a decode step and a training step under ncu, and
-# PyTorch eager and torch.compile at B = 32 and 64 (racecheck over test_cuda_qmatmul left out: it
-# never finished in 60-100 s)
+# PyTorch eager and torch.compile at B = 32 and 64 (racecheck over test_cuda_qmatmul on its small
+# set: the full one never finished in 60-100 s)
 session2() {
   deadline=${1:-440}
   llmc
@@ -560,6 +560,7 @@ session2() {
   grep -h '^{' "$logs"/bench-*.log | grep -o '"model": "[^"]*"\|"model_memory_bytes": [0-9]*\|"generate[a-z_]*": [0-9.]*\|"decode_tok_s": [0-9.]*\|"gpu_weights": "[a-z0-9]*"' | paste -sd' ' | sed 's/"model": /\n/g'
   echo
   GQ_TEST_SMALL=1 t race_ops 120 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_ops
+  GQ_TEST_SMALL=1 t race_qmm 90 compute-sanitizer --tool racecheck --error-exitcode 9 $bin/test_cuda_qmatmul
   ncu_times ncu_decode $bin/gpt2q-infer generate "$w/int4.h5" --device cuda --prompt "Once upon a time" -n 4
   local b
   for b in 32 64; do # PyTorch at the larger batches (issue 8: the largest batch that fits; an OOM is a failed row)

@@ -14,6 +14,7 @@
 #include "gq_rng.h"
 #include "gq_test.h"
 #include "gq_test_qmat.h"
+#include <stdlib.h>
 
 static void *up(const void *h, size_t bytes) {
     void *d = NULL;
@@ -172,17 +173,25 @@ int main(void) {
     } fmts[] = {{"f32", GQ_QF_F32, 0},     {"int8", GQ_QF_INT8, 0}, {"q8_0", GQ_QF_Q8_0, 0}, {"int4", GQ_QF_INT4, 0},
                 {"int4a", GQ_QF_INT4A, 0}, {"int3", GQ_QF_INT3, 0}, {"int2", GQ_QF_INT2, 0}, {"nf4", GQ_QF_NF4, 0},
                 {"nf4-dq", GQ_QF_NF4, 1},  {"fp4", GQ_QF_FP4, 0}};
-#ifdef GQ_TEST_EMU /* on the CPU emulator (test_qmatmul_emu): every path, fewer repeats of it */
-    const int groups[] = {32, 64, 8}; /* 8: the generic path */
-    const int shapes[][2] = {{37, 256}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}};
-#else
-    const int groups[] = {32, 64, 128, 8, 16}; /* 8 and 16: the generic path */
+    /* on the CPU emulator (test_qmatmul_emu), and with GQ_TEST_SMALL set (the sanitizers' runs:
+     * racecheck did not finish the full set in 100 s on the H200): every path, fewer repeats of it */
+    static const int groups_small[] = {32, 64, 8}; /* 8: the generic path */
+    static const int shapes_small[][2] = {{37, 256}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}};
+    static const int groups_full[] = {32, 64, 128, 8, 16}; /* 8 and 16: the generic path */
     /* 4200 x 1024: many GEMM tiles (int4 g64 and fp32 only) */
-    const int shapes[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}, {4200, 1024}};
+    static const int shapes_full[][2] = {{37, 256}, {130, 768}, {3, 1024}, {65, 96}, {11, 1600}, {9, 2304}, {4200, 1024}};
+#ifdef GQ_TEST_EMU
+    const int small = 1;
+#else
+    const int small = getenv("GQ_TEST_SMALL") != NULL;
 #endif
+    const int *groups = small ? groups_small : groups_full;
+    const int(*shapes)[2] = small ? shapes_small : shapes_full;
+    const size_t ng = small ? sizeof groups_small / sizeof *groups_small : sizeof groups_full / sizeof *groups_full;
+    const size_t ns = small ? sizeof shapes_small / sizeof *shapes_small : sizeof shapes_full / sizeof *shapes_full;
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++)
-        for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
-            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        for (size_t g = 0; g < ng; g++)
+            for (size_t s = 0; s < ns; s++) {
                 if (f < 3 && g) continue; /* f32, int8 per row, q8_0: fixed groups */
                 if (shapes[s][0] > 1000 && f != 0 && !(fmts[f].f == GQ_QF_INT4 && groups[g] == 64)) continue;
                 gq_qspec spec = {fmts[f].f, fmts[f].f == GQ_QF_Q8_0 ? 32 : groups[g], fmts[f].dq, 0, 0, 0};
