@@ -1040,8 +1040,13 @@ static void case_fused(shape s) {
     const int modes[3] = {GQ_MATMUL_FP32, GQ_MATMUL_TF32, GQ_MATMUL_BF16};
     const double bound[3] = {1e-5, 4e-3, 1.5e-2};
     /* cuBLASLt's DGELU epilogue evaluates GELU's derivative its own way: in fp32 the H200 gave
-     * 1.09e-5 at the 124M shape (session 25; our gelu_backward after the product: 1.2e-6) */
+     * 1.09e-5 at the 124M shape (session 25; our gelu_backward after the product: 1.2e-6). The
+     * emulator's epilogue (GELU's tanh form in double) keeps the products' bound */
+#ifdef GQ_TEST_EMU
+    const double dgelu_bound[3] = {1e-5, 4e-3, 1.5e-2};
+#else
     const double dgelu_bound[3] = {3e-5, 4e-3, 1.5e-2};
+#endif
     const char *mname[3] = {"fp32", "tf32", "bf16"};
     for (int mi = 0; mi < 3; mi++) {
         if (GPU->set_matmul(modes[mi]) != GQ_OK) continue;
