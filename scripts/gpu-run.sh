@@ -510,6 +510,7 @@ session() {
   t 124m-b8-qat 60 $tr124 --batch 8 --steps 12 --qat int4 --out "$w/t1"; rm -rf "$w/t1"
   GQ_CUDA_ATTN=cublas t 124m-b8-cublas 60 $tr124 --batch 8 --steps 12 --out "$w/t1"; rm -rf "$w/t1"
   GQ_CUDA_TC=mma t 124m-b8-mma 60 $tr124 --batch 8 --steps 12 --out "$w/t1"; rm -rf "$w/t1" # session 8's attention kernels
+  GQ_CUDA_TC_MASK=all t 124m-b8-maskall 60 $tr124 --batch 8 --steps 12 --out "$w/t1"; rm -rf "$w/t1" # session 25's unmasked tiles off
   GQ_CUDA_LN_ONEPASS=2 t 124m-b8-ln15 60 $tr124 --batch 8 --steps 12 --out "$w/t1"; rm -rf "$w/t1" # session 15's layernorm backward
   t 124m-bmax 90 $tr124 --batch max --steps 8 --out "$w/t1"; grep -E "GPU memory|batch = max" "$logs/124m-bmax.log"; rm -rf "$w/t1"
   t 124m-bmax-qat 90 $tr124 --batch max --steps 8 --qat int4 --out "$w/t1"; grep -E "batch = max" "$logs/124m-bmax-qat.log"; rm -rf "$w/t1"

@@ -51,6 +51,17 @@ static int form(void) {
 }
 static int mma_form(void) { return form() != GQ_TC_WMMA; }
 
+/* the pipelined kernels leave the causal masks out on tiles a warp sees whole (session 25, not
+ * yet on a GPU; the same bits); GQ_CUDA_TC_MASK=all masks every tile, as before */
+static int tc_inner(void) {
+    static int inner = -1;
+    if (inner < 0) {
+        const char *e = getenv("GQ_CUDA_TC_MASK");
+        inner = !(e && !strcmp(e, "all"));
+    }
+    return inner;
+}
+
 template <int HS, class OT> static int tc_forward(OT *out, float *lse, const OT *qkv, int B, int T, int C, int NH) {
     const float sl2 = tc_sl2(HS);
     if constexpr (HS <= 64)
@@ -59,7 +70,7 @@ template <int HS, class OT> static int tc_forward(OT *out, float *lse, const OT 
             GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_forward3_kernel<HS, OT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)smem));
             return gq_launch(tc_forward3_kernel<HS, OT>, dim3(gq_cuda_blocks(T, TC3_Q), B * NH), TC3_THREADS, smem, out,
-                             lse, qkv, T, C, NH, sl2);
+                             lse, qkv, T, C, NH, sl2, tc_inner());
         }
     const dim3 grid(gq_cuda_blocks(T, TC_ROWS), B * NH);
     if (mma_form()) {
@@ -111,11 +122,11 @@ static int tc_backward(QT *dqkv, const float *dout, const QT *qkv, const float *
             GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dkdv3_kernel<HS, QT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)D3::DKDV));
             GQ_TRY(gq_launch(tc_dkdv3_kernel<HS, QT>, grid, TC_THREADS, D3::DKDV, dqkv, (const bf16 *)d16, qkv, lse, Dv,
-                             T, C, NH, tc_scale(HS), tc_sl2(HS)));
+                             T, C, NH, tc_scale(HS), tc_sl2(HS), tc_inner()));
             GQ_CUDA_CHECK(cudaFuncSetAttribute(tc_dq3_kernel<HS, QT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)D3::DQ));
             return gq_launch(tc_dq3_kernel<HS, QT>, grid, TC_THREADS, D3::DQ, dqkv, (const bf16 *)d16, qkv, lse, Dv, T,
-                             C, NH, tc_scale(HS), tc_sl2(HS));
+                             C, NH, tc_scale(HS), tc_sl2(HS), tc_inner());
         }
     if constexpr (HS <= 64)
         if (mma_form())

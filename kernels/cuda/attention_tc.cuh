@@ -493,7 +493,10 @@ static __global__ void __launch_bounds__(TC_THREADS)
  * the scores s (16 x 64 from key k0) masked to the keys each row sees and scaled to log2 units,
  * the running maxima m and sums l updated, the probabilities left in bf16 as P v's A fragments
  * pa (tiles 2j and 2j+1 of s are k-step j; the sums are of these bf16 values), and the running
- * output's rescale factors a0, a1 */
+ * output's rescale factors a0, a1. MASK false: a tile the caller knows every row sees whole
+ * (every key at or before every row, every row before T; tc_interior): the masks' compares and
+ * selects left out, which would keep every value as it is, so the same bits */
+template <bool MASK = true>
 static __device__ __forceinline__ void tc_softmax_step(float (&s)[8][4], uint32_t (&pa)[4][4], float &m0, float &m1,
                                                        float &l0, float &l1, float &a0, float &a1, int k0, int t0,
                                                        int t1, int T, float sl2) {
@@ -504,7 +507,7 @@ static __device__ __forceinline__ void tc_softmax_step(float (&s)[8][4], uint32_
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
-            const bool vis = key <= t && t < T;
+            const bool vis = !MASK || (key <= t && t < T);
             s[j][e] = vis ? s[j][e] * sl2 : -3.0e38f;
             if (e < 2) mx0 = fmaxf(mx0, s[j][e]);
             else mx1 = fmaxf(mx1, s[j][e]);
@@ -517,10 +520,10 @@ static __device__ __forceinline__ void tc_softmax_step(float (&s)[8][4], uint32_
     float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; j++) { /* masked probabilities 0 */
-        const float p0 = s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
-        const float p1 = s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
-        const float p2 = s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
-        const float p3 = s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
+        const float p0 = !MASK || s[j][0] > -1.0e38f ? exp2f(s[j][0] - n0) : 0.0f;
+        const float p1 = !MASK || s[j][1] > -1.0e38f ? exp2f(s[j][1] - n0) : 0.0f;
+        const float p2 = !MASK || s[j][2] > -1.0e38f ? exp2f(s[j][2] - n1) : 0.0f;
+        const float p3 = !MASK || s[j][3] > -1.0e38f ? exp2f(s[j][3] - n1) : 0.0f;
         const uint32_t top = tc_pack(p0, p1), bottom = tc_pack(p2, p3);
         sum0 += tc_lo(top) + tc_hi(top), sum1 += tc_lo(bottom) + tc_hi(bottom);
         pa[j / 2][(j % 2) * 2] = top, pa[j / 2][(j % 2) * 2 + 1] = bottom;
@@ -663,7 +666,7 @@ static __device__ void tc3_load(bf16 *s, const ST *head, size_t stride, int r0, 
 
 template <int HS, class OT>
 static __global__ void __launch_bounds__(TC3_THREADS, 2) /* 128 registers: two blocks (16 warps) an SM, as tc_forward2's four */
-    tc_forward3_kernel(OT *out, float *lse, const OT *qkv, int T, int C, int NH, float sl2) {
+    tc_forward3_kernel(OT *out, float *lse, const OT *qkv, int T, int C, int NH, float sl2, int inner) {
     constexpr int LDH = tc3_dims<HS>::LDH, NF = HS / 16;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
@@ -729,7 +732,10 @@ static __global__ void __launch_bounds__(TC3_THREADS, 2) /* 128 registers: two b
             }
             uint32_t pa[4][4];
             float a0, a1;
-            tc_softmax_step(s, pa, m0, m1, l0, l1, a0, a1, k0, t0, t1, T, sl2);
+            if (inner && k0 + TC_ROWS - 1 <= w0 && w0 + 15 < T) /* the warp sees the whole tile (warp-uniform) */
+                tc_softmax_step<false>(s, pa, m0, m1, l0, l1, a0, a1, k0, t0, t1, T, sl2);
+            else
+                tc_softmax_step(s, pa, m0, m1, l0, l1, a0, a1, k0, t0, t1, T, sl2);
 #pragma unroll
             for (int j = 0; j < HS / 8; j++) o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
             /* O += P v, k-step kk = keys 16kk..: ldmatrix.trans gives the B fragments of two
@@ -1006,7 +1012,7 @@ template <int HS> struct tcb3_dims {
 template <int HS, class QT>
 static __global__ void __launch_bounds__(TC_THREADS, 3) /* at most 168 registers: 3 blocks an SM */
     tc_dkdv3_kernel(QT *dqkv, const bf16 *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C,
-                    int NH, float scale, float sl2) {
+                    int NH, float scale, float sl2, int inner) {
     constexpr int LDH = HS + 8;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
@@ -1053,13 +1059,16 @@ static __global__ void __launch_bounds__(TC_THREADS, 3) /* at most 168 registers
             float s[8][4], dp[8][4];
             tc_rows_bt<HS, true>(s, ks, warp * 16, qs, before);
             tc_rows_bt<HS, true>(dp, vs, warp * 16, dos, before);
+            /* every query of the tile at or after every key of the warp, all before T: no masks
+             * (warp-uniform; the same values) */
+            const bool whole = inner && q0 >= w0 + 15 && q0 + TC_ROWS <= T;
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int col = 8 * j + 2 * c + (e & 1), tq = q0 + col, key = e < 2 ? key0 : key1;
                     float p = 0.0f, ds = 0.0f;
-                    if (key < T && tq < T && tq >= key) {
+                    if (whole || (key < T && tq < T && tq >= key)) {
                         p = exp2f(s[j][e] * sl2 - l2[col]);
                         ds = p * (dp[j][e] - dl[col]);
                     }
@@ -1088,10 +1097,12 @@ static __global__ void __launch_bounds__(TC_THREADS, 3) /* at most 168 registers
     }
 }
 
+/* (bounded to 128 registers, 4 blocks an SM as its shared memory allows: unbounded, the
+ * unmasked path took it to 148) */
 template <int HS, class QT>
-static __global__ void __launch_bounds__(TC_THREADS)
+static __global__ void __launch_bounds__(TC_THREADS, 4)
     tc_dq3_kernel(QT *dqkv, const bf16 *dout, const QT *qkv, const float *lse, const float *Dv, int T, int C, int NH,
-                  float scale, float sl2) {
+                  float scale, float sl2, int inner) {
     constexpr int LDH = HS + 8;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, C3 = 3 * C;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
@@ -1136,13 +1147,16 @@ static __global__ void __launch_bounds__(TC_THREADS)
             float s[8][4], dp[8][4];
             tc_rows_bt<HS>(s, qs, warp * 16, ks, after);
             tc_rows_bt<HS>(dp, dos, warp * 16, vs, after);
+            /* every key of the tile at or before every query of the warp, all queries before T:
+             * no masks (warp-uniform; the same values) */
+            const bool whole = inner && k0 + TC_ROWS - 1 <= w0 && w0 + 15 < T;
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int key = k0 + 8 * j + 2 * c + (e & 1), t = e < 2 ? t0 : t1;
                     float ds = 0.0f;
-                    if (key <= t && t < T)
+                    if (whole || (key <= t && t < T))
                         ds = exp2f(s[j][e] * sl2 - (e < 2 ? l20 : l21)) * (dp[j][e] - (e < 2 ? dl0 : dl1));
                     s[j][e] = ds;
                 }
