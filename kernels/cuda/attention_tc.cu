@@ -55,10 +55,7 @@ static int mma_form(void) { return form() != GQ_TC_WMMA; }
  * yet on a GPU; the same bits); GQ_CUDA_TC_MASK=all masks every tile, as before */
 static int tc_inner(void) {
     static int inner = -1;
-    if (inner < 0) {
-        const char *e = getenv("GQ_CUDA_TC_MASK");
-        inner = !(e && !strcmp(e, "all"));
-    }
+    if (inner < 0) inner = gq_cuda_env_on("GQ_CUDA_TC_MASK", "all");
     return inner;
 }
 
