@@ -8,7 +8,6 @@
  *   gpt2q-export MODEL --llmc -o OUT.bin                            (llm.c's model file) */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
-#include "calib.h"
 #include "gguf.h"
 #include "gpt2_layout.h"
 #include "gq_error.h"
@@ -17,19 +16,16 @@
 #include "gq_file.h"
 #include "h5io.h"
 #include "hfexport.h"
+#include "ptq.h"
 #include "qexport.h"
 #include "train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define PROG "gpt2q-export"
 
-static int gpt2_shape(const char *name, int *rows, int *cols, void *ctx) {
-    return gq_gpt2_shape_of((const gq_gpt2_config *)ctx, name, rows, cols);
-}
 
 static void usage(FILE *f) {
     fputs("usage: " PROG " MODEL --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
@@ -228,36 +224,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": --dtype applies to --hf (--gguf takes --f16)\n");
         return 2;
     }
-    /* the input: a gpt2q checkpoint (its /params read tensor by tensor), or any other model gpt2q
-     * reads (an HF model or folder, an llm.c file, an export: read whole, dequantized) */
-    gq_gpt2_config cfg = {0};
-    int kind = 0, rc = gq_weights_kind(in, &kind), checkpoint = 0;
-    if (!rc) rc = gq_weights_config(in, &cfg);
-    if (!rc && kind == GQ_WEIGHTS_GPT2Q) {
-        gq_h5r *r;
-        if (!(rc = gq_h5r_open(&r, in))) checkpoint = gq_h5r_exists(r, "/params"), gq_h5r_close(r);
-    }
-    float *params = NULL;
-    if (!rc && !checkpoint && !gguf && !(params = malloc(gq_gpt2_n_params(&cfg) * sizeof *params)))
-        rc = gq_errf(GQ_ENOMEM, "out of memory"); /* (--gguf reads any input itself) */
-    if (params && !rc) rc = gq_weights_read(in, &cfg, params);
-    gq_qplan plan;
-    if (!rc) rc = gq_qplan_build(&plan, format, layers, group, cfg.n_layer);
-    int searched = 0, gptq = 0;
-    for (int k = 0; !rc && k < plan.n; k++) searched |= plan.spec[k].search, gptq |= plan.spec[k].gptq;
-    if (!rc && gptq && !calib)
-        rc = gq_errf(GQ_EINVAL, "-gptq quantizes with calibration data: add --calib TOKENS.h5 (gpt2q-data prepare)");
-    if (!rc && calib && !searched && !gptq)
-        rc = gq_errf(GQ_EINVAL, "--calib calibrates -mse and -gptq: give a format with one (e.g. %s-gptq)", format);
-    if (!rc && gguf && calib && searched)
-        rc = gq_errf(GQ_EINVAL, "--calib with -mse applies to the HDF5 export, not --gguf (-gptq does both)");
-    for (int k = 0; !rc && gguf && k < plan.n; k++) /* (before GPTQ's work) */
-        if (plan.spec[k].gptq && plan.spec[k].format != GQ_QF_Q8_0 &&
-            !(plan.spec[k].format == GQ_QF_INT4 && plan.spec[k].group == 32))
-            rc = gq_errf(GQ_EUNSUPPORTED, "%s group %d with GPTQ: GGUF export writes q8_0-gptq (Q8_0) or "
-                         "int4-g32-gptq (Q4_0)", gq_qformat_name(plan.spec[k].format), plan.spec[k].group);
-    gq_gptq_set gq = {0};
-    if (gguf) {
+    if (gguf) { /* (the GGUF writer reads any input itself) */
+        gq_gpt2_config cfg = {0};
+        gq_qplan plan;
+        int searched = 0, gptq = 0, rc = gq_weights_config(in, &cfg);
+        if (!rc) rc = gq_ptq_plan(&plan, format, layers, group, cfg.n_layer, calib != NULL, &searched, &gptq);
+        if (!rc && calib && searched)
+            rc = gq_errf(GQ_EINVAL, "--calib with -mse applies to the HDF5 export, not --gguf (-gptq does both)");
+        for (int k = 0; !rc && k < plan.n; k++) /* (before GPTQ's work) */
+            if (plan.spec[k].gptq && plan.spec[k].format != GQ_QF_Q8_0 &&
+                !(plan.spec[k].format == GQ_QF_INT4 && plan.spec[k].group == 32))
+                rc = gq_errf(GQ_EUNSUPPORTED, "%s group %d with GPTQ: GGUF export writes q8_0-gptq (Q8_0) or "
+                             "int4-g32-gptq (Q4_0)", gq_qformat_name(plan.spec[k].format), plan.spec[k].group);
+        gq_gptq_set gq = {0};
         char dir[4200];
         if (!rc) rc = gq_bpe_find_dir(vocab, dir, sizeof dir);
         if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, gptq_act, !json);
@@ -274,44 +253,23 @@ int main(int argc, char **argv) {
         else printf("wrote %s: GGUF v3, %zu bytes, %d quantized tensors\n", out, bytes, nq);
         return 0;
     }
-    gq_export_entry *e = NULL;
-    int n = 0;
-    gq_calib cal = {0};
-    if (!rc && calib && searched) rc = gq_calib_collect(&cal, in, calib, calib_tokens, !json);
-    if (!rc && gptq) rc = gq_gptq_run(&gq, in, &plan, calib, calib_tokens, gptq_damp, gptq_act, !json);
-    if (!rc && gptq && !json)
-        fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s (calibration passes %.1f s)\n", gq.n,
-                gq.tokens, gq.seconds, gq.seconds_calib);
-    if (!rc) {
-        const gq_export_hooks hk = {searched && calib ? gq_calib_lookup : NULL,
-                                    &cal,
-                                    gptq ? gq_gptq_lookup : NULL,
-                                    &gq,
-                                    gptq ? gq.desc : calib ? cal.desc : NULL,
-                                    params,
-                                    &cfg};
-        rc = gq_export_with(in, out, &plan, gpt2_shape, &cfg, &hk, &e, &n);
-    }
-    gq_calib_free(&cal);
-    gq_gptq_free(&gq);
-    free(params);
+    const gq_ptq_req req = {in, out, format, layers, group, calib, calib_tokens, gptq_damp, gptq_act, !json};
+    gq_ptq_res res;
+    int rc = gq_ptq_export(&req, &res);
     if (rc) {
         fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
         return 1;
     }
-    size_t payload = 0, fp32 = 0, qn = 0, qbytes = 0;
-    for (int i = 0; i < n; i++) {
-        size_t numel = (size_t)e[i].rows * (e[i].cols ? e[i].cols : 1);
-        payload += e[i].bytes;
-        fp32 += numel * 4;
-        if (e[i].spec.format != GQ_QF_F32) qn += numel, qbytes += e[i].bytes;
-    }
-    struct stat st;
-    stat(out, &st);
+    if (res.gptq_tensors && !json)
+        fprintf(stderr, "GPTQ: %d tensors on %ld calibration tokens in %.1f s (calibration passes %.1f s)\n",
+                res.gptq_tensors, res.gptq_tokens, res.gptq_seconds, res.gptq_seconds_calib);
+    const gq_export_entry *e = res.e;
+    const int n = res.n;
+    const size_t payload = res.payload, fp32 = res.fp32, qn = res.qweights, qbytes = res.qbytes;
     if (json) {
         printf("{\"out\": \"%s\", \"file_bytes\": %lld, \"payload_bytes\": %zu, \"fp32_bytes\": %zu, "
                "\"quantized_weights\": %zu, \"quantized_bits_per_weight\": %.4f, \"tensors\": [",
-               out, (long long)st.st_size, payload, fp32, qn, qn ? 8.0 * qbytes / qn : 0.0);
+               out, res.file_bytes, payload, fp32, qn, qn ? 8.0 * qbytes / qn : 0.0);
         for (int i = 0; i < n; i++)
             printf("%s{\"name\": \"%s\", \"format\": \"%s\", \"group\": %d, \"scale_search\": \"%s\", \"rows\": %d, "
                    "\"cols\": %d, \"bytes\": %zu}",
@@ -338,9 +296,9 @@ int main(int argc, char **argv) {
         }
         printf("wrote %s: %lld bytes on disk = %zu payload + %lld HDF5 metadata; fp32 would be %zu (%.2fx smaller); "
                "quantized weights at %.3f bits each\n",
-               out, (long long)st.st_size, payload, (long long)st.st_size - (long long)payload, fp32,
-               (double)fp32 / (double)st.st_size, qn ? 8.0 * qbytes / qn : 0.0);
+               out, res.file_bytes, payload, res.file_bytes - (long long)payload, fp32,
+               (double)fp32 / (double)res.file_bytes, qn ? 8.0 * qbytes / qn : 0.0);
     }
-    free(e);
+    gq_ptq_res_free(&res);
     return 0;
 }
