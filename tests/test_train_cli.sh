@@ -2,7 +2,7 @@
 # gpt2q-train end to end on a small model: training lowers the loss; resume is bit-exact
 # (N steps + resume + M steps == N+M steps: same losses, same parameter and optimizer bytes);
 # SIGKILL during checkpointing never leaves an unloadable newest checkpoint; a NaN loss stops
-# with the step named and nothing saved; bad inputs give one clear error line.
+# with the step named and nothing saved; QAT, --export; bad inputs give one clear error line.
 # usage: test_train_cli.sh BUILD_DIR FIXTURE_DIR
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -182,6 +182,46 @@ expect_error "int8 activations without QAT" "it needs --qat" train --out "$T/x" 
 expect_error "unknown activation format" "expected f32 or int8" train --out "$T/x" --qat int4 --qat-act int4
 expect_error "unknown QAT format" "unknown format 'int5'" train --out "$T/x" --qat int5
 expect_error "QAT selects nothing" "matches no weight" train --out "$T/x" --qat int4-g32 --qat-layers 'h.9.*'
+
+# -- --export: the final checkpoint's PTQ in several formats at the end of the run, each scored on
+# the validation split: the files are gpt2q-export's (GPTQ calibrated on the training data as
+# gpt2q-export --calib does), the losses gpt2q-infer eval's (its packed kernels) to round-off
+train --out "$T/ex" --steps 6 --init "$T/a/ckpt-00000030.h5" --export "int8 int4-g32 nf4-g32 int3-g32-gptq" \
+  --export-layers all >"$T/ex.log" 2>&1
+for f in int8 int4-g32 nf4-g32 int3-g32-gptq; do
+  cal=(); [ $f = int3-g32-gptq ] && cal=(--calib "$T/tok.h5")
+  "$B/gpt2q-export" "$T/ex/ckpt-00000006.h5" --format $f --layers all "${cal[@]}" -o "$T/ex-$f.h5" >/dev/null 2>&1
+  check 'h5diff "$T/ex/model-$f.h5" "$T/ex-$f.h5" /tensors >/dev/null' "--export $f writes gpt2q-export's tensors"
+  jl=$(grep -o "\"format\": \"$f\", [^}]*\"val_loss\": [0-9.]*" "$T/ex/exports.json" | grep -o '[0-9.]*$')
+  il=$(eval_loss "$T/ex/model-$f.h5")
+  check '[ -n "$jl" ] && [ -n "$il" ] && awk "BEGIN{d = $jl - $il; exit !(d < 2e-5 && d > -2e-5)}"' \
+    "--export $f: the trainer's loss ($jl) == gpt2q-infer eval's ($il) to 2e-5"
+done
+fl=$(grep -o '"float": {[^}]*"val_loss": [0-9.]*' "$T/ex/exports.json" | grep -o '[0-9.]*$')
+check '[ -n "$fl" ] && grep -q "^final validation loss $(printf %.4f "$fl") " "$T/ex.log"' \
+  "the float row is the run's final validation loss ($fl)"
+check 'grep -qE "^int3-g32-gptq +[0-9.]+ +[+-][0-9.]+ " "$T/ex.log"' "the table is printed"
+# resumed: the exports only at the end, the same tensors as the run without a stop
+train --out "$T/exr" --steps 6 --init "$T/a/ckpt-00000030.h5" --export "int8 nf4-g32" --stop-after 3 >/dev/null 2>&1
+check '[ ! -e "$T/exr/model-int8.h5" ] && [ ! -e "$T/exr/exports.json" ]' "--export waits for the last step"
+"$B/gpt2q-train" --out "$T/exr" --resume --final-eval 0 >/dev/null 2>&1
+check 'h5diff "$T/ex/model-nf4-g32.h5" "$T/exr/model-nf4-g32.h5" /tensors/h.0.mlp.c_fc.weight >/dev/null && [ -f "$T/exr/model-int8.h5" ]' \
+  "a resumed run exports at its end (nf4 tensors equal the uninterrupted run's)"
+check '! grep -q "val_loss" "$T/exr/exports.json" && grep -q "\"format\": \"int8\"" "$T/exr/exports.json"' \
+  "--final-eval 0: exports.json without losses"
+# a QAT run's exports in other formats: its float row is the latent weights
+train --out "$T/exq" --steps 3 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --export int8 >"$T/exq.log" 2>&1
+check 'grep -q "^float (latent weights)" "$T/exq.log" && [ -f "$T/exq/model-int4-g32.h5" ] && [ -f "$T/exq/model-int8.h5" ]' \
+  "--export beside QAT's own export"
+expect_error "--export: unknown format" "export = 'int5': unknown format" train --out "$T/x" --export "int8 int5"
+expect_error "--export: twice" "named twice" train --out "$T/x" --export "int4-g32 int4-g32"
+expect_error "--export: QAT's own file" "QAT's own export" train --out "$T/x" --qat int4-g32 --export int4-g32
+expect_error "--export: -lsq without learned scales" "needs --qat with -lsq" train --out "$T/x" --export int3-g32-lsq
+expect_error "--export: selects nothing" "matches no weight" train --out "$T/x" --export int4-g32 --export-layers 'h.9.*'
+expect_error "--export: group does not fit" "does not divide" train --out "$T/x" --export int4-g48
+expect_error "--export: GPTQ on two files" "must be one token file" \
+  train --data "$T/tok.h5,$T/tok.h5" --out "$T/x" --export int4-g32-gptq
+check '[ ! -e "$T/x/ckpt-00000001.h5" ]' "... before any training"
 
 # -- distillation: a teacher is needed; with one, QAT trains and the report is written
 expect_error "distillation without a teacher" "needs a teacher" train --out "$T/x" --distill 0.5

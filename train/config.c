@@ -74,6 +74,12 @@ static const opt_desc table[] = {
     {"qat_start_step", T_INT, O(qat_start_step), 0, 1 << 30, "first step trained with fake-quant (0 = from the start)"},
     {"qat_lsq_lr", T_DBL, O(qat_lsq_lr), 0, 1000,
      "learned scales (-lsq formats): their learning rate as a multiple of the weights' (no weight decay)"},
+    {"export", T_STR, O(exports), 0, 0,
+     "PTQ exports at the end, formats separated by spaces ('int8 int4 nf4-dq int3-gptq', as gpt2q-export "
+     "--format): each written as model-<format>.h5 in --out and scored on the validation split; -gptq "
+     "calibrates on --data's training split"},
+    {"export_layers", T_STR, O(export_layers), 0, 0,
+     "the exports' selection: all|all-but-lm_head|lm_head|last4-attn|qkv or globs (default: every linear weight)"},
 };
 #undef O
 

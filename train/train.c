@@ -13,6 +13,7 @@
 #include "prepare.h"
 #include "shard.h"
 #include "tokfile.h"
+#include "ptq.h"
 #include "qexport.h"
 #include "weights.h"
 
@@ -144,6 +145,7 @@ typedef struct {
     int log_fd; /* train.jsonl, appended line by line (log_line); -1: not open */
     char log_path[4400];
     int tty;
+    char data_path[4400]; /* the one token file trained on ("" for several): --export's GPTQ calibration */
 } run;
 
 static int split_paths(const char *spec, char ***out, int *n) {
@@ -221,6 +223,7 @@ static int open_data(run *r) {
         paths = calloc(1, sizeof *paths);
         paths[0] = strdup(cache);
     }
+    if (n == 1) snprintf(r->data_path, sizeof r->data_path, "%s", paths[0]);
     gq_loader_config tc = {r->o->batch, r->o->seq, r->o->shuffle, r->o->seed, "train", 0};
     rc = gq_loader_open(&r->train, (const char *const *)paths, n, &tc);
     if (!rc && gq_loader_vocab_size(r->train) != r->o->model.vocab_size)
@@ -508,6 +511,164 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
             ptq, exp(ptq), qbytes, qat_loss, exp(qat_loss), qbytes, gap, isfinite(recovered) ? recovered : -1.0);
 }
 
+/* --export: the formats (separated by spaces) one by one; the next one into tok, NULL at the end */
+static const char *next_export(const char *p, char *tok, size_t cap) {
+    while (*p == ' ' || *p == '\t') p++;
+    if (!*p) return NULL;
+    size_t n = 0;
+    while (p[n] && p[n] != ' ' && p[n] != '\t') n++;
+    snprintf(tok, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    return p + n;
+}
+
+/* An export's file in the run folder: model-<format>.h5, "mixed" for pattern=format rules (the
+ * k-th such export: mixed-k), as QAT names its own export */
+static void export_path(const gq_train_opts *o, const char *fmt, int mixed_k, char *path, size_t cap) {
+    if (strchr(fmt, '=')) {
+        if (mixed_k > 1) snprintf(path, cap, "%s/model-mixed-%d.h5", o->out, mixed_k);
+        else snprintf(path, cap, "%s/model-mixed.h5", o->out);
+    } else {
+        snprintf(path, cap, "%s/model-%.200s.h5", o->out, fmt);
+    }
+}
+
+/* Before training: every --export format parses, selects weights, and has what it needs (GPTQ:
+ * one token file to calibrate on; -lsq: QAT with learned scales), and no two files collide. */
+static int check_exports(run *r) {
+    const gq_train_opts *o = r->o;
+    char tok[4096], path[4400], qat_path[4400] = "", seen[64][4400];
+    int n = 0, mixed = 0;
+    if (o->qat[0]) export_path(o, o->qat, 1, qat_path, sizeof qat_path);
+    for (const char *p = next_export(o->exports, tok, sizeof tok); p; p = next_export(p, tok, sizeof tok)) {
+        gq_qplan plan;
+        int rc = gq_qplan_build(&plan, tok, o->export_layers[0] ? o->export_layers : NULL, 0, r->m->cfg.n_layer);
+        if (rc) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", gq_errmsg(rc));
+            return gq_errf(rc, "export = '%s': %s", tok, why);
+        }
+        int gptq = 0, lsq = 0, selected = 0;
+        for (int k = 0; k < plan.n; k++) gptq |= plan.spec[k].gptq, lsq |= plan.spec[k].lsq;
+        const gq_gpt2_config *c = &r->m->cfg;
+        for (int t = 0; t < GQ_GPT2_N_TENSORS; t++) { /* what the export will find, tensor by tensor */
+            size_t rows, cols;
+            gq_gpt2_tensor_shape(c, t, &rows, &cols);
+            for (int l = 0; l < (gq_gpt2_tensor(t)->per_layer ? c->n_layer : 1); l++) {
+                char name[160];
+                gq_qspec spec;
+                gq_gpt2_tensor_name(t, l, name, sizeof name);
+                if (!gq_qplan_lookup(&plan, name, (int)rows, (int)cols, &spec)) continue;
+                const char *why = gq_qspec_problem(&spec, (int)rows, (int)cols);
+                if (why)
+                    return gq_errf(GQ_ESHAPE, "export = '%s': tensor %s [%zu, %zu]: %s for %s group %d", tok, name, rows,
+                                   cols, why, gq_qformat_name(spec.format), spec.group);
+                selected++;
+            }
+        }
+        if (!selected) return gq_errf(GQ_EINVAL, "export = '%s': the layer selection matches no weight", tok);
+        if (gptq && !r->data_path[0])
+            return gq_errf(GQ_EINVAL, "export = '%s': -gptq calibrates on the training data, which must be one token "
+                           "file here (or run gpt2q-export --calib on the checkpoint)", tok);
+        if (lsq && !strstr(o->qat, "-lsq"))
+            return gq_errf(GQ_EINVAL, "export = '%s': -lsq exports the scales QAT learned: it needs --qat with -lsq", tok);
+        export_path(o, tok, strchr(tok, '=') ? ++mixed : 0, path, sizeof path);
+        if (!strcmp(path, qat_path))
+            return gq_errf(GQ_EINVAL, "export = '%s' would write %s, QAT's own export (written anyway): leave it out",
+                           tok, path);
+        for (int i = 0; i < n; i++)
+            if (!strcmp(seen[i], path)) return gq_errf(GQ_EINVAL, "export = '%s': %s named twice", tok, path);
+        if (n == 64) return gq_errf(GQ_EINVAL, "export: more than 64 formats");
+        snprintf(seen[n++], sizeof seen[0], "%s", path);
+    }
+    return GQ_OK;
+}
+
+/* The end of a run with --export: each format's PTQ of the final checkpoint written beside it,
+ * then (final_eval) each scored on the whole validation split with its dequantized weights (the
+ * runner's packed kernels give the same loss to round-off), against the checkpoint's own float
+ * weights; printed as a table and written to exports.json. final_loss: this run's last whole-split
+ * loss (the float weights' when the run has no QAT). */
+static int run_exports(run *r, const char *ckpt, float final_loss) {
+    const gq_train_opts *o = r->o;
+    char tok[4096], path[4400];
+    int mixed = 0, n = 0, rc = GQ_OK;
+    for (const char *p = next_export(o->exports, tok, sizeof tok); p; p = next_export(p, tok, sizeof tok)) n++;
+    struct {
+        char fmt[256], path[4400];
+        gq_ptq_res res;
+        float loss;
+    } *x = calloc((size_t)n, sizeof *x);
+    if (!x) return gq_errf(GQ_ENOMEM, "out of memory");
+    const char *layers = o->export_layers[0] ? o->export_layers : NULL;
+    printf("\nPTQ exports of %s (%s):\n", ckpt, layers ? layers : "every linear weight");
+    int i = 0;
+    for (const char *p = next_export(o->exports, tok, sizeof tok); p && !rc; p = next_export(p, tok, sizeof tok), i++) {
+        export_path(o, tok, strchr(tok, '=') ? ++mixed : 0, path, sizeof path);
+        snprintf(x[i].fmt, sizeof x[i].fmt, "%.255s", tok);
+        snprintf(x[i].path, sizeof x[i].path, "%s", path);
+        x[i].loss = NAN;
+        int gptq = strstr(tok, "-gptq") != NULL;
+        const gq_ptq_req q = {ckpt, path, tok, layers, 0, gptq ? r->data_path : NULL, 0, 0, 0, gptq};
+        if ((rc = gq_ptq_export(&q, &x[i].res))) break;
+        printf("  %-24s %s: %.2f MB (fp32 %.2f MB), quantized weights at %.3f bits\n", tok, path,
+               x[i].res.payload / 1e6, x[i].res.fp32 / 1e6, x[i].res.bits_per_weight);
+        fflush(stdout);
+    }
+    float fl = NAN;
+    if (!rc && o->final_eval && r->val) {
+        /* the float row: the checkpoint's weights as they are (a QAT run's latent ones) */
+        rc = gq_gpt2_set_fakequant(r->m, 0);
+        if (!rc && r->m->n_qat) {
+            if (!(rc = gq_weights_load(ckpt, r->m))) rc = gq_gpt2_refresh_weights(r->m, r->m->sr_step);
+            if (!rc) rc = evaluate(r, 1, &fl);
+        } else {
+            fl = final_loss;
+        }
+        for (i = 0; i < n && !rc; i++) {
+            if (!(rc = gq_weights_load(x[i].path, r->m))) rc = gq_gpt2_refresh_weights(r->m, r->m->sr_step);
+            if (!rc) rc = evaluate(r, 1, &x[i].loss);
+        }
+        if (!rc) {
+            printf("\n%-26s %10s %10s %10s %10s %12s\n", "model (validation split)", "loss", "delta", "perplexity", "MB",
+                   "bits/weight");
+            printf("%-26s %10.4f %10s %10.2f %10.2f %12s\n", r->m->n_qat ? "float (latent weights)" : "float", fl, "",
+                   exp(fl), x[0].res.fp32 / 1e6, "32");
+            for (i = 0; i < n; i++)
+                printf("%-26.26s %10.4f %+10.4f %10.2f %10.2f %12.3f\n", x[i].fmt, x[i].loss, x[i].loss - fl,
+                       exp(x[i].loss), x[i].res.payload / 1e6, x[i].res.bits_per_weight);
+        }
+    }
+    if (!rc) {
+        char jpath[4400], *text = NULL;
+        size_t len = 0;
+        snprintf(jpath, sizeof jpath, "%s/exports.json", o->out);
+        FILE *f = open_memstream(&text, &len);
+        if (!f) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        else {
+            fprintf(f, "{\"checkpoint\": \"%s\", \"layers\": \"%s\", \"float\": {\"bytes\": %zu", ckpt,
+                    layers ? layers : "", n ? x[0].res.fp32 : 0);
+            if (isfinite(fl)) fprintf(f, ", \"val_loss\": %.6f", fl);
+            fprintf(f, "},\n \"exports\": [");
+            for (i = 0; i < n; i++) {
+                fprintf(f, "%s{\"format\": \"%s\", \"file\": \"%s\", \"bytes\": %zu, \"file_bytes\": %lld, "
+                        "\"bits_per_weight\": %.4f",
+                        i ? ",\n              " : "", x[i].fmt, x[i].path, x[i].res.payload, x[i].res.file_bytes,
+                        x[i].res.bits_per_weight);
+                if (isfinite(x[i].loss)) fprintf(f, ", \"val_loss\": %.6f, \"delta\": %.6f", x[i].loss, x[i].loss - fl);
+                fprintf(f, "}");
+            }
+            fprintf(f, "]}\n");
+            fclose(f);
+            rc = gq_write_file(jpath, text, len);
+            free(text);
+            if (!rc) printf("exports: %s\n", jpath);
+        }
+    }
+    for (i = 0; i < n; i++) gq_ptq_res_free(&x[i].res);
+    free(x);
+    return rc;
+}
+
 int gq_train_run(gq_train_opts *o) {
     run r = {.o = o, .log_fd = -1, .tty = isatty(fileno(stdout))};
     int rc = GQ_OK;
@@ -603,6 +764,7 @@ int gq_train_run(gq_train_opts *o) {
         }
         if (r.m->qat_on) print_qat(r.m);
     }
+    if (o->exports[0] && (rc = check_exports(&r))) goto done;
     double peak = 0; /* the GPU's datasheet rate in this precision (MFU's denominator; 0: not reported) */
 #ifdef GQ_HAVE_CUDA
     if (!strcmp(be->name, "cuda")) { /* the plan (one allocation per kind) against what the driver reports */
@@ -777,6 +939,7 @@ int gq_train_run(gq_train_opts *o) {
         if (steps_run && !rc) rc = write_chart(o->out);
     }
     if (!rc && steps_run && r.m->qat_on && st.step == o->steps) rc = qat_report(&r, &plan, last_ckpt, val_loss);
+    if (!rc && steps_run && o->exports[0] && st.step == o->steps) rc = run_exports(&r, last_ckpt, val_loss);
 done:
     if (r.log_fd >= 0) close(r.log_fd);
     gq_loader_close(r.train);

@@ -33,6 +33,10 @@ typedef struct {
      * teacher's weights (default: --init) */
     double distill;
     char teacher[4096];
+    /* PTQ exports of the final checkpoint (gpt2q-export's formats separated by spaces; each
+     * written as model-<format>.h5 in `out` and scored on the validation split) and their
+     * selection (qplan.h's presets / patterns; "" = every linear weight) */
+    char exports[4096], export_layers[4096];
 } gq_train_opts;
 
 void gq_train_defaults(gq_train_opts *o);
