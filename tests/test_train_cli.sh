@@ -13,6 +13,12 @@ printf 'eval_every = 4\neval_batches = 2\nsample_len = 4\n' >>"$T/m.cfg"
 train() { "$B/gpt2q-train" --data "$T/tok.h5" --config "$T/m.cfg" "$@"; }
 losses() { grep -o '"loss": [0-9.e+-]*' "$1/train.jsonl" | cut -d' ' -f2 | tr '\n' ' '; }
 
+# -- --help names every option --print-config prints, in its flag spelling, with what it does
+"$B/gpt2q-train" --help >"$T/help.txt"
+missing=$("$B/gpt2q-train" --print-config | cut -d' ' -f1 | tr _ - |
+  while read -r k; do grep -qE "^  --$k +[a-zA-Z(]" "$T/help.txt" || echo "$k"; done)
+check '[ -z "$missing" ] && [ "$("$B/gpt2q-train" --print-config | wc -l)" -gt 40 ]' "--help describes every option (missing: $missing)"
+
 # -- training lowers the loss, writes its outputs
 train --out "$T/a" --steps 30 --ckpt-every 10 >"$T/a.log" 2>&1
 check '[ -f "$T/a/ckpt-00000030.h5" ] && [ -f "$T/a/ckpt-00000020.h5" ] && [ -f "$T/a/ckpt-00000010.h5" ]' "checkpoints written"

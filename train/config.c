@@ -168,6 +168,59 @@ void gq_train_print_opts(const gq_train_opts *o, FILE *f) {
     }
 }
 
+/* One option's value as text (print_opts' spelling). */
+static void value_text(const opt_desc *d, const gq_train_opts *o, char *buf, size_t cap) {
+    const char *src = (const char *)o + d->offset;
+    switch (d->type) {
+    case T_STR: snprintf(buf, cap, "%s", src); break;
+    case T_U64: snprintf(buf, cap, "%llu", (unsigned long long)*(const uint64_t *)src); break;
+    case T_DBL: snprintf(buf, cap, "%g", *(const double *)src); break;
+    default: snprintf(buf, cap, "%d", *(const int *)src); break;
+    }
+}
+
+void gq_train_print_help(FILE *f) {
+    gq_train_opts *o = malloc(sizeof *o);
+    if (!o) return;
+    gq_train_defaults(o);
+    const int indent = 26, width = 100;
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        const opt_desc *d = &table[i];
+        char flag[96], val[96], text[1024];
+        int n = snprintf(flag, sizeof flag, "  --%s", d->key);
+        for (char *p = flag + 4; *p; p++)
+            if (*p == '_') *p = '-';
+        value_text(d, o, val, sizeof val);
+        snprintf(text, sizeof text, "%s%s%s%s", d->help, val[0] ? " (default: " : "", val, val[0] ? ")" : "");
+        fputs(flag, f);
+        int col = n;
+        const char *w = text;
+        if (col >= indent - 1) { /* a long flag: its text on the next line */
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else {
+            fprintf(f, "%*s", indent - col, "");
+            col = indent;
+        }
+        while (*w) { /* word by word, wrapped at `width` */
+            size_t len = strcspn(w, " ");
+            if (col > indent && col + 1 + (int)len > width) {
+                fprintf(f, "\n%*s", indent, "");
+                col = indent;
+            } else if (col > indent) {
+                fputc(' ', f);
+                col++;
+            }
+            fprintf(f, "%.*s", (int)len, w);
+            col += (int)len;
+            w += len;
+            while (*w == ' ') w++;
+        }
+        fputc('\n', f);
+    }
+    free(o);
+}
+
 static char *trim(char *s) {
     while (*s == ' ' || *s == '\t') s++;
     char *e = s + strlen(s);

@@ -20,11 +20,10 @@ static void help(void) {
          "  --init FILE         start from weights: gpt2q checkpoint, HF model.safetensors\n"
          "                      (config.json beside it), or llm.c .bin; the architecture is the file's\n"
          "  --print-config      print the effective options and exit\n"
-         "Every option (flag spelling uses '-' for '_'):");
-    gq_train_opts o;
-    gq_train_defaults(&o);
-    gq_train_print_opts(&o, stdout);
-    puts("\nOutputs in --out: ckpt-<step>.h5 (last `keep`), train.jsonl (one line per step), loss.svg.");
+         "Every option; a config file sets the same ones as 'key = value' lines (n_layer = 4):");
+    gq_train_print_help(stdout);
+    puts("\nOutputs in --out: ckpt-<step>.h5 (last `keep`), train.jsonl (one line per step), loss.svg;\n"
+         "a QAT run: model-<format>.h5 and qat_report.json; --export: model-<format>.h5 and exports.json.");
 }
 
 static int fail(int rc) {

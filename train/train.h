@@ -48,6 +48,8 @@ int gq_train_parse_config(gq_train_opts *o, const char *text, size_t len, const 
 /* A config file path, or a name looked up as configs/<name>.cfg (beside the program, in the
  * source tree). */
 int gq_train_load_config(gq_train_opts *o, const char *path_or_name);
+/* Every option as its flag, what it does and its default, wrapped for a terminal. */
+void gq_train_print_help(FILE *f);
 /* Print every key with its value, "key = value" per line (the format the parser reads). */
 void gq_train_print_opts(const gq_train_opts *o, FILE *f);
 
