@@ -10,7 +10,8 @@
  *       bandwidth.
  *   compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]
  *       eval + bench of each model (each in a child process, so that peak RSS is its own):
- *       DIR/results.json, DIR/results.md and DIR/chart.svg.
+ *       DIR/results.json, DIR/results.md and DIR/chart.svg. A gpt2q-train run folder stands for
+ *       its newest checkpoint (the float reference) and its model-<format>.h5 exports.
  *   chart DIR
  *       DIR/chart.svg again from compare's DIR/chart.dat (a run where gnuplot was missing). */
 #define _POSIX_C_SOURCE 200809L
@@ -26,6 +27,7 @@
 #include "simd.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -615,9 +617,46 @@ static int cmd_chart(int argc, char **argv) {
     return 0;
 }
 
+/* A gpt2q-train run folder among compare's models: its newest checkpoint (the float model, the
+ * reference) and then every model-<format>.h5 in it (a QAT run's export, --export's), by name.
+ * Returns how many were added at models + n (0: `dir` is not a run folder: no ckpt-<step>.h5). */
+static int expand_run(const char *dir, int n, char pool[][4400], const char *models[], char label[][64], int cap) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    char best[256] = "", found[32][256];
+    long best_step = -1;
+    int nf = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *nm = e->d_name;
+        size_t len = strlen(nm);
+        if (len < 4 || strcmp(nm + len - 3, ".h5") || len >= sizeof best) continue;
+        char *end;
+        if (!strncmp(nm, "ckpt-", 5)) {
+            long step = strtol(nm + 5, &end, 10);
+            if (end != nm + 5 && !strcmp(end, ".h5") && step > best_step) best_step = step, snprintf(best, sizeof best, "%s", nm);
+        } else if (!strncmp(nm, "model-", 6) && nf < 32) {
+            snprintf(found[nf++], sizeof found[0], "%s", nm);
+        }
+    }
+    closedir(d);
+    if (best_step < 0) return 0;
+    qsort(found, (size_t)nf, sizeof found[0], (int (*)(const void *, const void *))strcmp);
+    int k = 0;
+    for (int i = -1; i < nf && n + k < cap; i++, k++) {
+        const char *nm = i < 0 ? best : found[i];
+        snprintf(pool[n + k], sizeof pool[0], "%s/%s", dir, nm);
+        models[n + k] = pool[n + k];
+        if (i < 0) snprintf(label[n + k], sizeof label[0], "float");
+        else snprintf(label[n + k], sizeof label[0], "%.*s", (int)(strlen(nm) - 9), nm + 6); /* model-X.h5: X */
+    }
+    return k;
+}
+
 static int cmd_compare(int argc, char **argv) {
     const char *models[32], *data = NULL, *names = NULL, *outdir = ".";
-    int n_models = 0;
+    static char pool[32][4400]; /* the paths of run folders' models */
+    char label[32][64] = {{0}};
+    int n_models = 0, n_runs = 0;
     long max_tokens = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -630,9 +669,12 @@ static int cmd_compare(int argc, char **argv) {
             outdir = argv[++i];
         else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens) && max_tokens > 0)
             i++;
-        else if (a[0] != '-' && n_models < 32)
-            models[n_models++] = a;
-        else
+        else if (a[0] != '-' && n_models < 32) {
+            int k = expand_run(a, n_models, pool, models, label, 32);
+            if (k) n_runs++;
+            else models[n_models] = a, label[n_models][0] = 0, k = 1;
+            n_models += k;
+        } else
             return usage_error("compare", a);
     }
     if (!n_models || !data) {
@@ -652,8 +694,16 @@ static int cmd_compare(int argc, char **argv) {
     snprintf(self, sizeof self, "%s/" PROG, exe);
     int rc = gq_mkdir_p(outdir);
     if (rc) return fail(rc);
-    char label[32][64];
     for (int k = 0; k < n_models; k++) {
+        if (label[k][0] && n_runs == 1) continue; /* one run folder: float, int8, ... */
+        if (label[k][0]) { /* several: run:float, run:int8, ... */
+            const char *m = models[k], *slash = strrchr(m, '/'), *run = slash;
+            while (run > m && run[-1] != '/') run--;
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%.*s:%.32s", (int)(slash - run > 30 ? 30 : slash - run), run, label[k]);
+            snprintf(label[k], sizeof label[k], "%s", tmp);
+            continue;
+        }
         const char *base = strrchr(models[k], '/');
         snprintf(label[k], sizeof label[k], "%s", base ? base + 1 : models[k]);
         char *dot = strrchr(label[k], '.');
@@ -787,7 +837,8 @@ int main(int argc, char **argv) {
               "  bench MODEL [-n 50] [--prompt \"" DEFAULT_PROMPT "\"] [--prefill 128] [--json]\n"
               "      load time, memory, prefill and decode speed, decode bandwidth share\n"
               "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
-              "      eval + bench of each: DIR/results.md, results.json, chart.svg\n"
+              "      eval + bench of each: DIR/results.md, results.json, chart.svg; a gpt2q-train run\n"
+              "      folder stands for its newest checkpoint (the reference) and its model-<format>.h5\n"
               "  chart DIR\n"
               "      draw DIR/chart.svg again from compare's DIR/chart.dat (where gnuplot was missing)\n"
               "  logits MODEL --prompt TEXT\n"

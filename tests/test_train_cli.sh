@@ -219,6 +219,16 @@ check '! grep -q "val_loss" "$T/exr/exports.json" && grep -q "\"format\": \"int8
 train --out "$T/exq" --steps 3 --init "$T/a/ckpt-00000030.h5" --qat int4-g32 --export int8 >"$T/exq.log" 2>&1
 check 'grep -q "^float (latent weights)" "$T/exq.log" && [ -f "$T/exq/model-int4-g32.h5" ] && [ -f "$T/exq/model-int8.h5" ]' \
   "--export beside QAT's own export"
+# gpt2q-infer compare takes run folders: the newest checkpoint first (the reference), then every
+# model-<format>.h5 in it by name; with two folders each row is named run:model
+"$B/gpt2q-infer" compare "$T/ex" --data "$T/tok.h5" --max-tokens 2048 --out "$T/excmp" >/dev/null 2>&1
+rows=$(grep -o '^| [a-z0-9-]* |' "$T/excmp/results.md" | tail -n +2 | tr -d '| ' | tr '\n' ' ')
+check '[ "$rows" = "float int3-g32-gptq int4-g32 int8 nf4-g32 " ]' "compare RUN: the checkpoint, then the exports ($rows)"
+check 'grep -q "^| float | fp32 | [0-9.]* | +0.0000 |" "$T/excmp/results.md"' "... the checkpoint is the reference"
+"$B/gpt2q-infer" compare "$T/ex" "$T/exq" --data "$T/tok.h5" --max-tokens 1024 --out "$T/excmp2" >/dev/null 2>&1
+check '[ "$(grep -c "^| ex:" "$T/excmp2/results.md")" -eq 5 ] && grep -q "^| exq:float |" "$T/excmp2/results.md" &&
+  grep -q "^| exq:int4-g32 |" "$T/excmp2/results.md" && grep -q "^| exq:int8 |" "$T/excmp2/results.md"' \
+  "compare RUN RUN: rows named run:model"
 expect_error "--export: unknown format" "export = 'int5': unknown format" train --out "$T/x" --export "int8 int5"
 expect_error "--export: twice" "named twice" train --out "$T/x" --export "int4-g32 int4-g32"
 expect_error "--export: QAT's own file" "QAT's own export" train --out "$T/x" --qat int4-g32 --export int4-g32
