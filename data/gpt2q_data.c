@@ -40,12 +40,14 @@ static int usage_error(const char *msg) {
 static void print_help(FILE *out) {
     fputs("usage:\n"
           "  " PROG " prepare --input FILE... --out tokens.h5 [--val-fraction F] [--val-block N] [--threads N]\n"
-          "                     [--allow-special] [--vocab DIR] [--json]\n"
+          "                     [--jsonl KEY] [--allow-special] [--vocab DIR] [--json]\n"
           "      Tokenize text files (each one document, preceded by <|endoftext|>) or append llm.c\n"
           "      token shards, and write an HDF5 token file with /train and /val. Validation split:\n"
           "      the token stream is cut into blocks of --val-block tokens (default 4096) and block b\n"
           "      goes to val when floor((b+1)*F) > floor(b*F), F = --val-fraction (default 0.05):\n"
           "      every 20th block, so val samples the whole corpus rather than its end.\n"
+          "      --jsonl KEY: the text files are JSON Lines; each line's string field KEY (e.g. text)\n"
+          "      is one document (blank lines skipped; a line without it is an error naming the line).\n"
           "  " PROG " encode [--json] [--allow-special] [--vocab DIR]\n"
           "      All of stdin, bytes as they are, to one line of space-separated ids (--json: an array).\n"
           "  " PROG " decode [--vocab DIR]\n"
@@ -63,7 +65,7 @@ static void print_help(FILE *out) {
 typedef struct {
     const char **inputs;
     int n_inputs;
-    const char *out, *vocab;
+    const char *out, *vocab, *jsonl;
     double val_fraction;
     long val_block;
     int threads, allow_special, json, check;
@@ -73,7 +75,7 @@ static int parse(int argc, char **argv, options *o) {
     static const struct option longs[] = {
         {"input", required_argument, 0, 'i'},   {"out", required_argument, 0, 'o'},
         {"val-fraction", required_argument, 0, 'v'}, {"val-block", required_argument, 0, 'b'},
-        {"vocab", required_argument, 0, 'V'},
+        {"vocab", required_argument, 0, 'V'},   {"jsonl", required_argument, 0, 'J'},
         {"threads", required_argument, 0, 't'}, {"allow-special", no_argument, 0, 's'},
         {"json", no_argument, 0, 'j'},          {"check", no_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
@@ -100,6 +102,10 @@ static int parse(int argc, char **argv, options *o) {
             if (*end || o->val_block < 1) return usage_error("--val-block must be a positive integer");
             break;
         case 'V': o->vocab = optarg; break;
+        case 'J':
+            if (!optarg[0]) return usage_error("--jsonl needs the field that holds each document (e.g. text)");
+            o->jsonl = optarg;
+            break;
         case 't':
             o->threads = (int)strtol(optarg, &end, 10);
             if (*end || o->threads < 1) return usage_error("--threads must be a positive integer");
@@ -129,7 +135,7 @@ static int cmd_prepare(int argc, char **argv) {
         return urc ? urc : fail(rc);
     }
     gq_prepare_opts po = {(const char *const *)o.inputs, o.n_inputs, o.out, o.val_fraction, (size_t)o.val_block,
-                          o.threads, o.allow_special};
+                          o.threads, o.allow_special, o.jsonl};
     gq_prepare_report rep;
     rc = gq_prepare(bpe, &po, &rep);
     gq_token_source *src = rep.sources;

@@ -8,10 +8,94 @@
 #include "pretok.h"
 #include "shard.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* JSON Lines: the string field `key` of every line that is not blank is one document, preceded by
+ * <|endoftext|> as a text file is. Lines are parsed in batches of ~16 MB and each batch's documents
+ * tokenized in parallel, appended in file order. Errors name the file and line. */
+static int encode_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, size_t len, const char *key,
+                        int flags, int threads, gq_ids *all, gq_progress *prog, double done, double total) {
+    const int eot = gq_bpe_eot(bpe);
+#ifdef _OPENMP
+    const int nt = threads > 0 ? threads : omp_get_max_threads();
+#else
+    const int nt = 1;
+    (void)threads;
+#endif
+    size_t pos = 0, cap = 0;
+    long line = 0;
+    int rc = GQ_OK;
+    cJSON **docs = NULL;
+    gq_ids *parts = NULL;
+    int *rcs = NULL;
+    while (pos < len && !rc) {
+        size_t n = 0, batch_bytes = 0;
+        for (; pos < len && batch_bytes < (16u << 20);) { /* one batch of lines */
+            const uint8_t *nl = memchr(data + pos, '\n', len - pos);
+            size_t end = nl ? (size_t)(nl - data) : len, l = end - pos;
+            line++;
+            const uint8_t *p = data + pos;
+            pos = nl ? end + 1 : len;
+            size_t k = 0;
+            while (k < l && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
+            if (k == l) continue; /* blank */
+            cJSON *j = cJSON_ParseWithLength((const char *)p, l);
+            const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
+            if (!j || !cJSON_IsString(f)) {
+                rc = gq_errf(GQ_EFORMAT, !j ? "%s:%ld: not a JSON value (--jsonl %s reads one object a line)"
+                                            : "%s:%ld: no string field \"%s\"",
+                             path, line, key);
+                cJSON_Delete(j);
+                break;
+            }
+            if (n == cap) {
+                size_t nc = cap ? 2 * cap : 1024;
+                cJSON **d = realloc(docs, nc * sizeof *d);
+                if (!d) {
+                    cJSON_Delete(j);
+                    rc = gq_errf(GQ_ENOMEM, "out of memory");
+                    break;
+                }
+                docs = d, cap = nc;
+            }
+            docs[n++] = j;
+            batch_bytes += l;
+        }
+        gq_ids *pp = rc ? NULL : calloc(n ? n : 1, sizeof *pp);
+        int *rr = rc ? NULL : calloc(n ? n : 1, sizeof *rr);
+        if (!rc && (!pp || !rr)) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        if (!rc) {
+            parts = pp, rcs = rr;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nt)
+            for (size_t d = 0; d < n; d++) {
+                const char *t = cJSON_GetObjectItemCaseSensitive(docs[d], key)->valuestring;
+                rcs[d] = gq_bpe_encode(bpe, (const uint8_t *)t, strlen(t), flags, &parts[d]);
+            }
+            for (size_t d = 0; d < n && !rc; d++) {
+                if (rcs[d]) rc = gq_errf(rcs[d], "%s: a document failed to encode", path);
+                if (!rc) rc = gq_ids_push(all, eot);
+                for (size_t t = 0; t < parts[d].n && !rc; t++) rc = gq_ids_push(all, parts[d].ids[t]);
+            }
+            for (size_t d = 0; d < n; d++) gq_ids_free(&parts[d]);
+            gq_progress_update(prog, "prepare: tokenized", done + (double)pos, total, "B");
+        } else {
+            free(pp), free(rr);
+            pp = NULL, rr = NULL;
+        }
+        free(parts), free(rcs);
+        parts = NULL, rcs = NULL;
+        for (size_t d = 0; d < n; d++) cJSON_Delete(docs[d]);
+    }
+    free(docs);
+    return rc;
+}
 
 int gq_prepare(const gq_bpe *bpe, const gq_prepare_opts *po, gq_prepare_report *rep) {
     const int vocab = gq_bpe_vocab_size(bpe), eot = gq_bpe_eot(bpe);
@@ -43,6 +127,9 @@ int gq_prepare(const gq_bpe *bpe, const gq_prepare_opts *po, gq_prepare_report *
             const uint16_t *tok = (const uint16_t *)(data + GQ_SHARD_HEADER_BYTES);
             if (!rc) rc = gq_shard_check_ids(tok, n, vocab, o.inputs[i], 0);
             for (uint64_t k = 0; k < n && !rc; k++) rc = gq_ids_push(&all, tok[k]);
+        } else if (o.jsonl_key) {
+            rc = encode_jsonl(bpe, o.inputs[i], data, len, o.jsonl_key, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0,
+                              o.threads, &all, &prog, (double)total_bytes, bytes_in);
         } else {
             rc = gq_ids_push(&all, eot);
             /* blocks of ~32 MB cut at safe points, so that progress shows on large files */

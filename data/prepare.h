@@ -1,4 +1,5 @@
-/* prepare: text files (each one document, preceded by <|endoftext|>) and llm.c shards into a
+/* prepare: text files (each one document, preceded by <|endoftext|>; or JSON Lines, each line's
+ * string field `jsonl_key` one document) and llm.c shards into a
  * gpt2q token file with the interleaved validation split: the code behind `gpt2q-data
  * prepare` and `gpt2q-train --data notes.txt` (which caches the result in its run folder). */
 #ifndef GQ_PREPARE_H
@@ -15,6 +16,7 @@ typedef struct {
     size_t val_block;    /* 4096 */
     int threads;         /* 0 = all */
     int allow_special;
+    const char *jsonl_key; /* non-NULL: text inputs are JSON Lines, this field of each line a document */
 } gq_prepare_opts;
 
 typedef struct {

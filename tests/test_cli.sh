@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gpt2q-data end to end: encode/decode round trips through the real program, prepare + info,
+# gpt2q-data end to end: encode/decode round trips through the real program, prepare + info
+# (text, JSON Lines, llm.c shards),
 # and every bad input giving one clear error line, a non-zero exit and no output file.
 # usage: test_cli.sh BUILD_DIR
 set -u
@@ -55,6 +56,26 @@ expect_error "export without --out" "needs --out" "$BIN" export "$T/tok.h5"
 expect_error "export of a missing file" "nope.h5" "$BIN" export "$T/nope.h5" --out "$T/ex2"
 check '[ ! -e "$T/ex2_train.bin" ]' "no shard after a failed export"
 expect_error "export to a missing dir" "/no/such/dir" "$BIN" export "$T/tok.h5" --out /no/such/dir/x
+
+# -- JSON Lines (--jsonl KEY): each line's field is one document; the tokenizer test vectors
+# ({"text", "ids"}, with a blank line and CRLF endings among them) give EOT + ids per line
+VEC="$(dirname "$0")/fixtures/gpt2_bpe_vectors.jsonl"
+awk '{ printf "%s%s\n", $0, (NR % 7 ? "" : "\r") } NR == 100 { print "" ; print "   " }' "$VEC" >"$T/v.jsonl"
+"$BIN" prepare --input "$T/v.jsonl" --jsonl text --out "$T/v.h5" --val-fraction 0 >/dev/null 2>&1
+h5dump -d /train -y -w 0 -o "$T/v.ids" "$T/v.h5" >/dev/null 2>&1
+perl -MJSON::PP -ne 'next unless /\S/; print join("\n", 50256, @{decode_json($_)->{ids}}), "\n"' "$VEC" >"$T/v.want"
+check '[ -s "$T/v.want" ] && cmp -s <(tr -c "0-9" "\n" <"$T/v.ids" | grep .) "$T/v.want"' \
+  "--jsonl: every line's text tokenized as a document ($(wc -l <"$T/v.want") ids expected)"
+printf '{"text": "a"}\n{"title": "b"}\n' >"$T/nokey.jsonl"
+expect_error "--jsonl: a line without the field" 'nokey.jsonl:2: no string field "text"' \
+  "$BIN" prepare --input "$T/nokey.jsonl" --jsonl text --out "$T/j.h5"
+printf '{"text": "a"}\n\n{"text": "b"\n' >"$T/bad.jsonl"
+expect_error "--jsonl: a line that is not JSON" "bad.jsonl:3: not a JSON value" \
+  "$BIN" prepare --input "$T/bad.jsonl" --jsonl text --out "$T/j.h5"
+printf '{"text": 3}\n' >"$T/num.jsonl"
+expect_error "--jsonl: a field that is not a string" 'num.jsonl:1: no string field' \
+  "$BIN" prepare --input "$T/num.jsonl" --jsonl text --out "$T/j.h5"
+check '[ ! -e "$T/j.h5" ]' "no token file after a bad JSON line"
 
 expect_error "missing input" "nope.txt" "$BIN" prepare --input "$T/nope.txt" --out "$T/tok.h5"
 head -c 1030 "$T/s.bin" >"$T/short.bin"

@@ -255,5 +255,10 @@ check 'grep -q "data: tokenized .* cached in .*tokens-" "$T/txt.log" && ls "$T/t
 train --data "$FX/../gpt2_bpe_vectors.jsonl" --out "$T/txt" --steps 2 >"$T/txt2.log" 2>&1
 check 'grep -q "using the cached token file" "$T/txt2.log"' "cached token file reused"
 
+# -- --data-jsonl KEY: text --data read as JSON Lines (its own cache); the vectors: 16267 ids with their EOTs
+train --data "$FX/../gpt2_bpe_vectors.jsonl" --data-jsonl text --out "$T/txt" --steps 2 >"$T/txj.log" 2>&1
+check 'grep -q "data: tokenized .* into 16267 tokens" "$T/txj.log" && [ "$(ls "$T/txt"/tokens-*.h5 | wc -l)" -eq 2 ]' \
+  "--data-jsonl tokenizes each line's field, cached apart from the plain-text tokens"
+
 echo "test_train_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -30,6 +30,9 @@ static const opt_desc table[] = {
     {"block_size", T_INT, O(model.block_size), 1, 65536, "longest context (positions)"},
     {"vocab_size", T_INT, O(model.vocab_size), 2, 65536, "vocabulary (GPT-2: 50257)"},
     {"data", T_STR, O(data), 0, 0, "token file (gpt2q-data prepare) or llm.c shards a.bin,b.bin"},
+    {"data_jsonl", T_STR, O(data_jsonl), 0, 0,
+     "text --data files as JSON Lines: this string field of each line is one document (e.g. text; default: plain "
+     "text, each file one document)"},
     {"out", T_STR, O(out), 0, 0, "run folder: checkpoints, train.jsonl, loss.svg"},
     {"init", T_STR, O(init), 0, 0, "start from weights: gpt2q checkpoint, HF model.safetensors, llm.c .bin"},
     {"batch", T_INT, O(batch), 1, 1 << 20,

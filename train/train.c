@@ -184,6 +184,8 @@ static int tokenize_text_inputs(run *r, char **paths, int n, char *cache, size_t
         kl += (size_t)snprintf(key + kl, sizeof key - (kl < sizeof key ? kl : sizeof key), "%s|%lld|%lld;", paths[i],
                                (long long)st.st_size, (long long)st.st_mtime);
     }
+    const char *jsonl = r->o->data_jsonl[0] ? r->o->data_jsonl : NULL;
+    if (jsonl && kl < sizeof key) snprintf(key + kl, sizeof key - kl, "jsonl:%s", jsonl); /* another cache */
     cache[0] = '\0';
     if (!any_text) return GQ_OK;
     if (any_h5) return gq_errf(GQ_EINVAL, "--data mixes text files with a token file; give one token file, or text/shards");
@@ -197,7 +199,7 @@ static int tokenize_text_inputs(run *r, char **paths, int n, char *cache, size_t
     gq_bpe *bpe;
     int rc = gq_bpe_load_dir(&bpe, NULL);
     if (rc) return rc;
-    gq_prepare_opts po = {(const char *const *)paths, n, cache, 0.05, 4096, r->o->threads, 0};
+    gq_prepare_opts po = {(const char *const *)paths, n, cache, 0.05, 4096, r->o->threads, 0, jsonl};
     gq_prepare_report rep;
     rc = gq_prepare(bpe, &po, &rep);
     gq_bpe_free(bpe);
