@@ -17,11 +17,10 @@
 #include <omp.h>
 #endif
 
-/* JSON Lines: the string field `key` of every line that is not blank is one document, preceded by
- * <|endoftext|> as a text file is. Lines are parsed in batches of ~16 MB and each batch's documents
- * tokenized in parallel, appended in file order. Errors name the file and line. */
-static int encode_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, size_t len, const char *key,
-                        int flags, int threads, gq_ids *all, gq_progress *prog, double done, double total) {
+/* gq_prepare_jsonl (prepare.h): lines parsed in batches of ~16 MB, each batch's documents
+ * tokenized in parallel and appended in file order. */
+int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, size_t len, const char *key, int flags,
+                     int threads, gq_ids *all, gq_progress *prog, double done, double total) {
     const int eot = gq_bpe_eot(bpe);
 #ifdef _OPENMP
     const int nt = threads > 0 ? threads : omp_get_max_threads();
@@ -46,7 +45,15 @@ static int encode_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data
             size_t k = 0;
             while (k < l && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
             if (k == l) continue; /* blank */
-            cJSON *j = cJSON_ParseWithLength((const char *)p, l);
+            if (line == 1 && l - k >= 3 && !memcmp(p + k, "\xEF\xBB\xBF", 3)) k += 3; /* a UTF-8 byte-order mark */
+            const char *after = NULL;
+            cJSON *j = cJSON_ParseWithLengthOpts((const char *)p + k, l - k, &after, 0);
+            for (; j && after < (const char *)p + l; after++) /* nothing but blanks after the value */
+                if (*after != ' ' && *after != '\t' && *after != '\r') {
+                    cJSON_Delete(j);
+                    j = NULL;
+                    break;
+                }
             const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
             if (!j || !cJSON_IsString(f)) {
                 rc = gq_errf(GQ_EFORMAT, !j ? "%s:%ld: not a JSON value (--jsonl %s reads one object a line)"
@@ -84,7 +91,7 @@ static int encode_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data
                 for (size_t t = 0; t < parts[d].n && !rc; t++) rc = gq_ids_push(all, parts[d].ids[t]);
             }
             for (size_t d = 0; d < n; d++) gq_ids_free(&parts[d]);
-            gq_progress_update(prog, "prepare: tokenized", done + (double)pos, total, "B");
+            if (prog) gq_progress_update(prog, "prepare: tokenized", done + (double)pos, total, "B");
         } else {
             free(pp), free(rr);
             pp = NULL, rr = NULL;
@@ -128,7 +135,7 @@ int gq_prepare(const gq_bpe *bpe, const gq_prepare_opts *po, gq_prepare_report *
             if (!rc) rc = gq_shard_check_ids(tok, n, vocab, o.inputs[i], 0);
             for (uint64_t k = 0; k < n && !rc; k++) rc = gq_ids_push(&all, tok[k]);
         } else if (o.jsonl_key) {
-            rc = encode_jsonl(bpe, o.inputs[i], data, len, o.jsonl_key, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0,
+            rc = gq_prepare_jsonl(bpe, o.inputs[i], data, len, o.jsonl_key, o.allow_special ? GQ_BPE_ALLOW_SPECIAL : 0,
                               o.threads, &all, &prog, (double)total_bytes, bytes_in);
         } else {
             rc = gq_ids_push(&all, eot);

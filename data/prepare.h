@@ -6,6 +6,7 @@
 #define GQ_PREPARE_H
 
 #include "bpe.h"
+#include "gq_progress.h"
 #include "tokfile.h"
 
 typedef struct {
@@ -26,5 +27,12 @@ typedef struct {
 } gq_prepare_report;
 
 int gq_prepare(const gq_bpe *bpe, const gq_prepare_opts *o, gq_prepare_report *rep);
+
+/* JSON Lines `data` (the file `path`, for messages) into `all`: the string field `key` of every
+ * line that is not blank is one document, <|endoftext|> then its ids (flags: gq_bpe_encode's).
+ * A line that is not JSON, or lacks the string field, is an error naming path:line. prog (may be
+ * NULL) shows done + bytes read of total. */
+int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, size_t len, const char *key, int flags,
+                     int threads, gq_ids *all, gq_progress *prog, double done, double total);
 
 #endif

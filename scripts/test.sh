@@ -38,7 +38,7 @@ if [ "$seconds" -gt 0 ]; then
   step "libFuzzer: ${seconds}s per target"
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DGQ_FUZZ=ON \
     -DGQ_CUDA=OFF -DGQ_WERROR=ON >/dev/null
-  targets=(bpe shard safetensors config)
+  targets=(bpe shard safetensors config jsonl)
   cmake --build build-fuzz -j "$jobs" --target "${targets[@]/#/fuzz_}"
   for t in "${targets[@]}"; do
     work=$(mktemp -d)

@@ -72,6 +72,14 @@ expect_error "--jsonl: a line without the field" 'nokey.jsonl:2: no string field
 printf '{"text": "a"}\n\n{"text": "b"\n' >"$T/bad.jsonl"
 expect_error "--jsonl: a line that is not JSON" "bad.jsonl:3: not a JSON value" \
   "$BIN" prepare --input "$T/bad.jsonl" --jsonl text --out "$T/j.h5"
+printf '{"text": "a"} {"text": "b"}\n' >"$T/two.jsonl"
+expect_error "--jsonl: two values on a line" "two.jsonl:1: not a JSON value" \
+  "$BIN" prepare --input "$T/two.jsonl" --jsonl text --out "$T/j.h5"
+printf '\xef\xbb\xbf{"text": "Hello world"}  \n' >"$T/bom.jsonl"
+"$BIN" prepare --input "$T/bom.jsonl" --jsonl text --out "$T/bom.h5" --val-fraction 0 >/dev/null 2>&1
+h5dump -d /train -y -w 0 -o "$T/bom.ids" "$T/bom.h5" >/dev/null 2>&1
+check '[ "$(tr -c "0-9" " " <"$T/bom.ids" | xargs)" = "50256 15496 995" ]' \
+  "--jsonl: a UTF-8 byte-order mark before the first line is skipped"
 printf '{"text": 3}\n' >"$T/num.jsonl"
 expect_error "--jsonl: a field that is not a string" 'num.jsonl:1: no string field' \
   "$BIN" prepare --input "$T/num.jsonl" --jsonl text --out "$T/j.h5"
