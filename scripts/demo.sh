@@ -127,8 +127,15 @@ from_compare() { # name field
 for m in "${main[@]}"; do
   add_row "$m" "$(path_of "$m")" "$(from_compare "$m" loss)" "$(from_compare "$m" weight_bytes)"
 done
+# (an export whose bytes are a compared model's, e.g. nf4:all-but-lm_head = nf4, takes that model's figures)
+same_as_compared() { local m; for m in "${main[@]}"; do cmp -s "$1" "$(path_of "$m")" && { echo "$m"; return; }; done; }
 for m in int3-g64+emb int3-gptq+emb ft-float+int3-gptq int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv ft-float-seed2+int3; do
-  add_row "$m" "$out/models/$m.h5"
+  twin=$(same_as_compared "$out/models/$m.h5")
+  if [ -n "$twin" ]; then
+    add_row "$m" "$out/models/$m.h5" "$(from_compare "$twin" loss)" "$(from_compare "$twin" weight_bytes)"
+  else
+    add_row "$m" "$out/models/$m.h5"
+  fi
 done
 add_row ft-float-seed2 "$(ls "$out"/ft-float-seed2/ckpt-*.h5 | tail -1)"
 act8=1 # the W8A8 / W4A8 rows: every product on quantized weights takes int8 activations (--act int8)
