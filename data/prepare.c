@@ -32,8 +32,6 @@ int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, s
     long line = 0;
     int rc = GQ_OK;
     cJSON **docs = NULL;
-    gq_ids *parts = NULL;
-    int *rcs = NULL;
     while (pos < len && !rc) {
         size_t n = 0, batch_bytes = 0;
         for (; pos < len && batch_bytes < (16u << 20);) { /* one batch of lines */
@@ -75,11 +73,11 @@ int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, s
             docs[n++] = j;
             batch_bytes += l;
         }
-        gq_ids *pp = rc ? NULL : calloc(n ? n : 1, sizeof *pp);
-        int *rr = rc ? NULL : calloc(n ? n : 1, sizeof *rr);
-        if (!rc && (!pp || !rr)) rc = gq_errf(GQ_ENOMEM, "out of memory");
+        gq_ids *parts = NULL;
+        int *rcs = NULL;
+        if (!rc && (!(parts = calloc(n ? n : 1, sizeof *parts)) || !(rcs = calloc(n ? n : 1, sizeof *rcs))))
+            rc = gq_errf(GQ_ENOMEM, "out of memory");
         if (!rc) {
-            parts = pp, rcs = rr;
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nt)
             for (size_t d = 0; d < n; d++) {
                 const char *t = cJSON_GetObjectItemCaseSensitive(docs[d], key)->valuestring;
@@ -90,14 +88,11 @@ int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, s
                 if (!rc) rc = gq_ids_push(all, eot);
                 for (size_t t = 0; t < parts[d].n && !rc; t++) rc = gq_ids_push(all, parts[d].ids[t]);
             }
-            for (size_t d = 0; d < n; d++) gq_ids_free(&parts[d]);
             if (prog) gq_progress_update(prog, "prepare: tokenized", done + (double)pos, total, "B");
-        } else {
-            free(pp), free(rr);
-            pp = NULL, rr = NULL;
         }
-        free(parts), free(rcs);
-        parts = NULL, rcs = NULL;
+        for (size_t d = 0; parts && d < n; d++) gq_ids_free(&parts[d]);
+        free(parts);
+        free(rcs);
         for (size_t d = 0; d < n; d++) cJSON_Delete(docs[d]);
     }
     free(docs);
