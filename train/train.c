@@ -534,55 +534,64 @@ static void export_path(const gq_train_opts *o, const char *fmt, int mixed_k, ch
     }
 }
 
-/* Before training: every --export format parses, selects weights, and has what it needs (GPTQ:
- * one token file to calibrate on; -lsq: QAT with learned scales), and no two files collide. */
-static int check_exports(run *r) {
+/* One --export format, tok, before training: it parses, selects weights, and has what it needs
+ * (GPTQ: one token file to calibrate on; -lsq: QAT with learned scales); its file is neither QAT's
+ * nor one of seen[0..n) (the formats before it). */
+static int check_export(run *r, const char *tok, const char *qat_path, char (*seen)[4400], int *n, int *mixed) {
     const gq_train_opts *o = r->o;
-    char tok[4096], path[4400], qat_path[4400] = "", seen[64][4400];
-    int n = 0, mixed = 0;
-    if (o->qat[0]) export_path(o, o->qat, 1, qat_path, sizeof qat_path);
-    for (const char *p = next_export(o->exports, tok, sizeof tok); p; p = next_export(p, tok, sizeof tok)) {
-        gq_qplan plan;
-        int rc = gq_qplan_build(&plan, tok, o->export_layers[0] ? o->export_layers : NULL, 0, r->m->cfg.n_layer);
-        if (rc) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", gq_errmsg(rc));
-            return gq_errf(rc, "export = '%s': %s", tok, why);
-        }
-        int gptq = 0, lsq = 0, selected = 0;
-        for (int k = 0; k < plan.n; k++) gptq |= plan.spec[k].gptq, lsq |= plan.spec[k].lsq;
-        const gq_gpt2_config *c = &r->m->cfg;
-        for (int t = 0; t < GQ_GPT2_N_TENSORS; t++) { /* what the export will find, tensor by tensor */
-            size_t rows, cols;
-            gq_gpt2_tensor_shape(c, t, &rows, &cols);
-            for (int l = 0; l < (gq_gpt2_tensor(t)->per_layer ? c->n_layer : 1); l++) {
-                char name[160];
-                gq_qspec spec;
-                gq_gpt2_tensor_name(t, l, name, sizeof name);
-                if (!gq_qplan_lookup(&plan, name, (int)rows, (int)cols, &spec)) continue;
-                const char *why = gq_qspec_problem(&spec, (int)rows, (int)cols);
-                if (why)
-                    return gq_errf(GQ_ESHAPE, "export = '%s': tensor %s [%zu, %zu]: %s for %s group %d", tok, name, rows,
-                                   cols, why, gq_qformat_name(spec.format), spec.group);
-                selected++;
-            }
-        }
-        if (!selected) return gq_errf(GQ_EINVAL, "export = '%s': the layer selection matches no weight", tok);
-        if (gptq && !r->data_path[0])
-            return gq_errf(GQ_EINVAL, "export = '%s': -gptq calibrates on the training data, which must be one token "
-                           "file here (or run gpt2q-export --calib on the checkpoint)", tok);
-        if (lsq && !strstr(o->qat, "-lsq"))
-            return gq_errf(GQ_EINVAL, "export = '%s': -lsq exports the scales QAT learned: it needs --qat with -lsq", tok);
-        export_path(o, tok, strchr(tok, '=') ? ++mixed : 0, path, sizeof path);
-        if (!strcmp(path, qat_path))
-            return gq_errf(GQ_EINVAL, "export = '%s' would write %s, QAT's own export (written anyway): leave it out",
-                           tok, path);
-        for (int i = 0; i < n; i++)
-            if (!strcmp(seen[i], path)) return gq_errf(GQ_EINVAL, "export = '%s': %s named twice", tok, path);
-        if (n == 64) return gq_errf(GQ_EINVAL, "export: more than 64 formats");
-        snprintf(seen[n++], sizeof seen[0], "%s", path);
+    const gq_gpt2_config *c = &r->m->cfg;
+    gq_qplan plan;
+    int rc = gq_qplan_build(&plan, tok, o->export_layers[0] ? o->export_layers : NULL, 0, c->n_layer);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", gq_errmsg(rc));
+        return gq_errf(rc, "export = '%s': %s", tok, why);
     }
+    int gptq = 0, lsq = 0, selected = 0;
+    for (int k = 0; k < plan.n; k++) gptq |= plan.spec[k].gptq, lsq |= plan.spec[k].lsq;
+    for (int t = 0; t < GQ_GPT2_N_TENSORS; t++) { /* what the export will find, tensor by tensor */
+        size_t rows, cols;
+        gq_gpt2_tensor_shape(c, t, &rows, &cols);
+        for (int l = 0; l < (gq_gpt2_tensor(t)->per_layer ? c->n_layer : 1); l++) {
+            char name[160];
+            gq_qspec spec;
+            gq_gpt2_tensor_name(t, l, name, sizeof name);
+            if (!gq_qplan_lookup(&plan, name, (int)rows, (int)cols, &spec)) continue;
+            const char *why = gq_qspec_problem(&spec, (int)rows, (int)cols);
+            if (why)
+                return gq_errf(GQ_ESHAPE, "export = '%s': tensor %s [%zu, %zu]: %s for %s group %d", tok, name, rows,
+                               cols, why, gq_qformat_name(spec.format), spec.group);
+            selected++;
+        }
+    }
+    if (!selected) return gq_errf(GQ_EINVAL, "export = '%s': the layer selection matches no weight", tok);
+    if (gptq && !r->data_path[0])
+        return gq_errf(GQ_EINVAL, "export = '%s': -gptq calibrates on the training data, which must be one token "
+                       "file here (or run gpt2q-export --calib on the checkpoint)", tok);
+    if (lsq && !strstr(o->qat, "-lsq"))
+        return gq_errf(GQ_EINVAL, "export = '%s': -lsq exports the scales QAT learned: it needs --qat with -lsq", tok);
+    char path[4400];
+    export_path(o, tok, strchr(tok, '=') ? ++*mixed : 0, path, sizeof path);
+    if (!strcmp(path, qat_path))
+        return gq_errf(GQ_EINVAL, "export = '%s' would write %s, QAT's own export (written anyway): leave it out", tok,
+                       path);
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(seen[i], path)) return gq_errf(GQ_EINVAL, "export = '%s': %s named twice", tok, path);
+    if (*n == 64) return gq_errf(GQ_EINVAL, "export: more than 64 formats");
+    snprintf(seen[(*n)++], sizeof seen[0], "%s", path);
     return GQ_OK;
+}
+
+/* Before training: every --export format (check_export), so that a typo fails now, not after it. */
+static int check_exports(run *r) {
+    char tok[4096], qat_path[4400] = "", (*seen)[4400] = malloc(64 * sizeof *seen); /* the files, in order */
+    if (!seen) return gq_errf(GQ_ENOMEM, "out of memory");
+    int n = 0, mixed = 0, rc = GQ_OK;
+    if (r->o->qat[0]) export_path(r->o, r->o->qat, 1, qat_path, sizeof qat_path);
+    for (const char *p = next_export(r->o->exports, tok, sizeof tok); p && !rc; p = next_export(p, tok, sizeof tok))
+        rc = check_export(r, tok, qat_path, seen, &n, &mixed);
+    free(seen);
+    return rc;
 }
 
 /* The end of a run with --export: each format's PTQ of the final checkpoint written beside it,
