@@ -146,8 +146,9 @@ static int cmd_eval(int argc, char **argv) {
         gq_im_free(m);
         return fail(rc);
     }
-    /* the loader hands out B windows per call: read whole batches, score only the windows wanted */
-    int32_t *in = malloc(sizeof(int32_t) * B * T), *tg = malloc(sizeof(int32_t) * B * T);
+    /* the loader hands out lc.B windows per call (B may have shrunk to the windows wanted since it
+     * was opened): read whole batches into buffers of that size, score only the windows wanted */
+    int32_t *in = malloc(sizeof(int32_t) * lc.B * T), *tg = malloc(sizeof(int32_t) * lc.B * T);
     double sum = 0, t0 = gq_now();
     long scored = 0;
     gq_progress prog;
@@ -620,7 +621,10 @@ static int cmd_chart(int argc, char **argv) {
 /* A gpt2q-train run folder among compare's models: its newest checkpoint (the float model, the
  * reference) and then every model-<format>.h5 in it (a QAT run's export, --export's), by name.
  * Returns how many were added at models + n (0: `dir` is not a run folder: no ckpt-<step>.h5). */
-static int expand_run(const char *dir, int n, char pool[][4400], const char *models[], char label[][64], int cap) {
+static int expand_run(const char *arg, int n, char pool[][4400], const char *models[], char label[][64], int cap) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", arg);
+    for (size_t l = strlen(dir); l > 1 && dir[l - 1] == '/';) dir[--l] = '\0'; /* runs/x/ is runs/x */
     DIR *d = opendir(dir);
     if (!d) return 0;
     char best[256] = "", found[32][256];

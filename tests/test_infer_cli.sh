@@ -129,6 +129,11 @@ lf=$(grep -o '"loss": [0-9.]*' "$T/ef.json" | cut -d' ' -f2)
 lq=$(grep -o '"loss": [0-9.]*' "$T/eq.json" | cut -d' ' -f2)
 check '[ -n "$lf" ] && [ -n "$lq" ] && awk "BEGIN{d = $lq - $lf; exit !(d > -0.05 && d < 0.05)}"' "int4 loss ($lq) close to float ($lf)"
 check 'grep -q "\"stride\": 32" "$T/eq.json" && grep -q "\"kind\": \"int4-g64\"" "$T/eq.json"' "eval JSON names the stride and the format"
+# --max-tokens under one batch (32 windows of 32 tokens): the batch shrinks to the windows wanted
+# while the loader still reads whole batches of its own size; the loss is the first window's
+l1=$("$I" eval "$C" --data "$T/tok.h5" --max-tokens 32 --json 2>/dev/null | grep -o '"loss": [0-9.]*' | cut -d' ' -f2)
+l1b=$("$I" eval "$C" --data "$T/tok.h5" --max-tokens 32 --batch 1 --json 2>/dev/null | grep -o '"loss": [0-9.]*' | cut -d' ' -f2)
+check '[ -n "$l1" ] && [ "$l1" = "$l1b" ]' "eval --max-tokens 32 (one window) = the same window with --batch 1 ($l1 vs $l1b)"
 
 # -- bench, logits, compare
 "$I" bench "$T/q.h5" --json >"$T/b.json" 2>/dev/null
