@@ -42,6 +42,9 @@ check '[ "$(losses "$T/full")" = "$(losses "$T/part")" ]' "resumed losses equal 
 check 'h5diff "$T/full/ckpt-00000012.h5" "$T/part/ckpt-00000012.h5" /params >/dev/null' "resumed parameters are bit-identical"
 check 'h5diff "$T/full/ckpt-00000012.h5" "$T/part/ckpt-00000012.h5" /optim >/dev/null' "resumed AdamW state is bit-identical"
 check 'h5dump -A -g /state "$T/part/ckpt-00000012.h5" | grep -q "step"' "h5dump reads the checkpoint"
+"$B/gpt2q-train" --out "$T/part" --resume --steps 8 >"$T/resume2.log" 2>&1
+check 'grep -q "^nothing to train: .*ckpt-00000012.h5 is at step 12 and steps = 8" "$T/resume2.log" && [ ! -e "$T/part/ckpt-00000008.h5" ]' \
+  "resume past --steps says there is nothing to train"
 
 # -- SIGKILL while checkpointing every step: the newest complete checkpoint always loads
 for delay in 0.3 0.7 1.1; do

@@ -844,6 +844,9 @@ int gq_train_run(gq_train_opts *o) {
     const int tokens_per_step = o->batch * o->seq * o->grad_accum;
     const double flop_tok = gq_train_flops_per_token(r.m->n_params, &r.m->cfg, o->seq);
     const int first = (int)st.step + 1;
+    if (first > o->steps)
+        printf("nothing to train: %s is at step %lld and steps = %d (a larger --steps continues it)\n", resume_path,
+               (long long)st.step, o->steps);
     double t_start = gq_now(), t_train = 0;
     int steps_run = 0;
     float loss = NAN, val_loss = NAN;
