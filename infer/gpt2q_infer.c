@@ -65,8 +65,15 @@ static int load_model(gq_im **m, const char *path) {
     return rc;
 }
 
-static int usage_error(const char *cmd, const char *arg) {
-    fprintf(stderr, PROG ": %s: unexpected or incomplete argument '%s' (see " PROG " --help)\n", cmd, arg);
+/* argv[i] was not taken: an option with a value out of its range, one this command does not take,
+ * or a stray argument */
+static int usage_error(const char *cmd, char **argv, int i, int argc) {
+    const char *a = argv[i];
+    if (a[0] == '-' && i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+        fprintf(stderr, PROG ": %s: '%s %s': not a value %s takes here, or not an option of %s (see " PROG
+                " --help)\n", cmd, a, argv[i + 1], a, cmd);
+    else
+        fprintf(stderr, PROG ": %s: unexpected or incomplete argument '%s' (see " PROG " --help)\n", cmd, a);
     return 2;
 }
 
@@ -112,7 +119,7 @@ static int cmd_eval(int argc, char **argv) {
         else if (a[0] != '-' && !model)
             model = a;
         else
-            return usage_error("eval", a);
+            return usage_error("eval", argv, i, argc);
     }
     if (!model || !data) {
         fprintf(stderr, "usage: " PROG
@@ -294,7 +301,7 @@ static int cmd_generate(int argc, char **argv) {
         else if (a[0] != '-' && !model)
             model = a;
         else
-            return usage_error("generate", a);
+            return usage_error("generate", argv, i, argc);
     }
     if (!model || !prompt) {
         fprintf(stderr, "usage: " PROG
@@ -354,7 +361,7 @@ static int cmd_logits(int argc, char **argv) {
         else if (argv[i][0] != '-' && !model)
             model = argv[i];
         else
-            return usage_error("logits", argv[i]);
+            return usage_error("logits", argv, i, argc);
     }
     if (!model || !prompt) {
         fprintf(stderr, "usage: " PROG
@@ -437,7 +444,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (a[0] != '-' && !model)
             model = a;
         else
-            return usage_error("bench", a);
+            return usage_error("bench", argv, i, argc);
     }
     if (!model) {
         fprintf(stderr, "usage: " PROG " bench MODEL [-n 50] [--prompt TEXT] [--prefill 128] [--json]\n");
@@ -679,7 +686,7 @@ static int cmd_compare(int argc, char **argv) {
             else models[n_models] = a, label[n_models][0] = 0, k = 1;
             n_models += k;
         } else
-            return usage_error("compare", a);
+            return usage_error("compare", argv, i, argc);
     }
     if (!n_models || !data) {
         fprintf(stderr,

@@ -150,6 +150,9 @@ if command -v gnuplot >/dev/null; then
   rm -f "$T/cmp/chart.svg"
   check '"$I" chart "$T/cmp" 2>/dev/null && grep -q "<svg" "$T/cmp/chart.svg"' "chart draws compare's chart again from chart.dat"
 fi
+expect_error "a value out of range" "generate: '--temperature -1': not a value --temperature takes" \
+  "$I" generate "$T/q.h5" --prompt a --temperature -1
+expect_error "an unknown option" "eval: unexpected or incomplete argument '--bogus'" "$I" eval "$T/q.h5" --bogus
 expect_error "chart without chart.dat" "nowhere/chart.dat: cannot open" "$I" chart "$T/nowhere"
 # a missing model or data file: named at once, before any model runs
 expect_error "compare with a missing model" "nope.h5: cannot open" "$I" compare "$C" "$T/nope.h5" --data "$T/tok.h5" --out "$T/cmpx"
