@@ -9,6 +9,7 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,45 @@ static const char *in_folder(const char *path, char *buf, size_t size) {
     if (stat(path, &st) || !S_ISDIR(st.st_mode)) return path;
     snprintf(buf, size, "%s/model.safetensors", path);
     return buf;
+}
+
+int gq_run_newest(const char *dir, char *path, size_t size, int64_t *step) {
+    path[0] = '\0';
+    *step = -1;
+    DIR *d = opendir(dir);
+    if (!d) return gq_errf(GQ_ENOENT, "%s: cannot read the folder", dir);
+    for (struct dirent *e; (e = readdir(d));) {
+        long long s;
+        char tail[8];
+        /* ckpt-00000100.h5 exactly; temp files (".h5.tmp.<pid>") are incomplete by definition */
+        if (sscanf(e->d_name, "ckpt-%lld.h%1[5]%1s", &s, tail, tail + 2) == 2 && s > *step) {
+            *step = s;
+            snprintf(path, size, "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+    return *step >= 0 ? GQ_OK : gq_errf(GQ_ENOENT, "%s: no checkpoint (ckpt-<step>.h5)", dir);
+}
+
+int gq_weights_resolve(const char *path, char *out, size_t size, int *run) {
+    struct stat st;
+    if (run) *run = 0;
+    snprintf(out, size, "%s", path);
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return GQ_OK; /* (a missing file: its reader says so) */
+    char buf[4200];
+    if (gq_file_exists(in_folder(path, buf, sizeof buf))) {
+        snprintf(out, size, "%s", buf);
+        return GQ_OK;
+    }
+    int64_t step;
+    if (!gq_run_newest(path, out, size, &step)) {
+        if (run) *run = 1;
+        return GQ_OK;
+    }
+    snprintf(out, size, "%s", path);
+    return gq_errf(GQ_ENOENT, "%s: a folder with neither model.safetensors (a transformers folder; convert a "
+                   "pytorch_model.bin with save_pretrained(..., safe_serialization=True)) nor a ckpt-<step>.h5 (a "
+                   "gpt2q-train run folder)", path);
 }
 
 int gq_weights_kind(const char *path, int *kind) {

@@ -9,7 +9,18 @@
 
 #include "gpt2_layout.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 enum gq_weights_kind { GQ_WEIGHTS_UNKNOWN, GQ_WEIGHTS_GPT2Q, GQ_WEIGHTS_SAFETENSORS, GQ_WEIGHTS_LLMC };
+
+/* The file a model path names: a file as it is; a folder's model.safetensors (transformers'
+ * save_pretrained, gpt2q-export --hf) or else its newest checkpoint (a gpt2q-train run folder;
+ * *run = 1 then, may be NULL). A folder with neither is an error naming it. */
+int gq_weights_resolve(const char *path, char *out, size_t size, int *run);
+/* The newest complete checkpoint of a run folder (ckpt-<step>.h5 exactly: temp files are not):
+ * its path and step; GQ_ENOENT if the folder cannot be read or holds none. */
+int gq_run_newest(const char *dir, char *path, size_t size, int64_t *step);
 
 int gq_weights_kind(const char *path, int *kind);
 /* The architecture stored in (or beside, for config.json) a weights file. */

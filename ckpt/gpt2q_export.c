@@ -215,6 +215,17 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    char in_file[4096];
+    int from_run = 0;
+    if (in) { /* a folder stands for its model: model.safetensors, or a gpt2q-train run's newest checkpoint */
+        int rc = gq_weights_resolve(in, in_file, sizeof in_file, &from_run);
+        if (rc) {
+            fprintf(stderr, PROG ": error: %s\n", gq_errmsg(rc));
+            return 1;
+        }
+        if (from_run && !json) fprintf(stderr, PROG ": %s: its newest checkpoint, %s\n", in, in_file);
+        in = in_file;
+    }
     if (hf || llmc) return export_weights(in, out, hf, dtype, vocab, json, format || layers || gguf || calib || group);
     if (!in || !out || !format) {
         usage(stderr);

@@ -18,6 +18,7 @@
 #include "bpe.h"
 #include "gq_error.h"
 #include "gq_file.h"
+#include "gpt2_weights.h"
 #include "gq_progress.h"
 #include "loader.h"
 #include "model.h"
@@ -58,7 +59,11 @@ static int g_act8 = 0; /* --act int8 */
  * linears a selective export left in float) in fp16, as the packed formats' own scales are; a
  * float model's in fp32 (the fp32 baseline stays fp32). */
 static int load_model(gq_im **m, const char *path) {
-    int rc = gq_im_load(m, path);
+    char file[4096];
+    int from_run = 0, rc = gq_weights_resolve(path, file, sizeof file, &from_run); /* (a folder: its model) */
+    if (rc) return rc;
+    if (from_run) fprintf(stderr, PROG ": %s: its newest checkpoint, %s\n", path, file);
+    rc = gq_im_load(m, file);
     if (!rc)
         (*m)->kv_f16 = g_kv_f16, (*m)->device = g_device, (*m)->act8 = g_act8,
         (*m)->dev_half = g_dev_half >= 0 ? g_dev_half : (*m)->quantized ? 1 : 0;
@@ -855,7 +860,8 @@ int main(int argc, char **argv) {
               "  logits MODEL --prompt TEXT\n"
               "      JSON: the prompt's token ids and the logits after its last token\n"
               "  MODEL: a quantized export (gpt2q-export; kept packed), a gpt2q checkpoint, an HF\n"
-              "  model.safetensors (config.json beside it) or an llm.c .bin. GQ_CPU_SIMD=scalar forces\n"
+              "  model.safetensors (config.json beside it), an llm.c .bin, or a folder: transformers' (its\n"
+              "  model.safetensors) or a gpt2q-train run (its newest checkpoint). GQ_CPU_SIMD=scalar forces\n"
               "  the scalar kernels; OMP_NUM_THREADS sets the threads. --kv f16 (default) or f32: the\n"
               "  KV cache's precision for generate, bench and logits (eval windows never read it).\n"
               "  --device cpu (default), cuda or auto (cuda when a GPU is present): where the model runs;\n"

@@ -203,7 +203,7 @@ check '[ -s "$T/m.gguf" ] && cmp -s "$T/hf.gguf" "$T/m.gguf" && cmp -s "$T/bin.g
   "GGUF from the HF folder and from llm.c's file: the checkpoint's GGUF, byte for byte"
 expect_error "-lsq from an HF folder" "no learned scales" "$B/gpt2q-export" "$T/hf" --format int4-g32-lsq -o "$T/bad.h5"
 mkdir -p "$T/nomodel"
-expect_error "a folder without model.safetensors" "nomodel: a folder without model.safetensors" "$I" eval "$T/nomodel" --data "$T/tok.h5"
+expect_error "a folder without a model" "nomodel: a folder with neither model.safetensors .* nor a ckpt-<step>.h5" "$I" eval "$T/nomodel" --data "$T/tok.h5"
 expect_error "--hf with --format" "quantize with --format first" "$B/gpt2q-export" "$C" --hf --format int4 -o "$T/bad"
 expect_error "--hf to a .safetensors name" "give -o a folder" "$B/gpt2q-export" "$C" --hf -o "$T/bad.safetensors"
 expect_error "--dtype f8" "f32, f16 or bf16" "$B/gpt2q-export" "$C" --hf --dtype f8 -o "$T/bad"

@@ -232,6 +232,15 @@ check 'grep -q "^| float | fp32 | [0-9.]* | +0.0000 |" "$T/excmp/results.md"' ".
 check '[ "$(grep -c "^| ex:" "$T/excmp2/results.md")" -eq 5 ] && grep -q "^| exq:float |" "$T/excmp2/results.md" &&
   grep -q "^| exq:int4-g32 |" "$T/excmp2/results.md" && grep -q "^| exq:int8 |" "$T/excmp2/results.md"' \
   "compare RUN RUN: rows named run:model"
+# a run folder stands for its newest checkpoint wherever a model is read
+l_dir=$(eval_loss "$T/ex"); l_ck=$(eval_loss "$T/ex/ckpt-00000006.h5")
+check '[ -n "$l_dir" ] && [ "$l_dir" = "$l_ck" ]' "gpt2q-infer eval RUN = its newest checkpoint ($l_dir vs $l_ck)"
+"$B/gpt2q-export" "$T/ex" --format int8 --layers all -o "$T/ex-dir.h5" >/dev/null 2>"$T/exdir.err"
+check 'h5diff "$T/ex-dir.h5" "$T/ex/model-int8.h5" /tensors >/dev/null && grep -q "its newest checkpoint, .*ckpt-00000006.h5" "$T/exdir.err"' \
+  "gpt2q-export RUN exports its newest checkpoint, and says which"
+train --out "$T/exi" --steps 1 --init "$T/ex" >"$T/exi.log" 2>&1
+check 'grep -q "^init: .*ex/ckpt-00000006.h5, the run.s newest checkpoint" "$T/exi.log" && grep -q "^initialised from .*ex/ckpt-00000006.h5" "$T/exi.log"' \
+  "gpt2q-train --init RUN starts from its newest checkpoint"
 expect_error "--export: unknown format" "export = 'int5': unknown format" train --out "$T/x" --export "int8 int5"
 expect_error "--export: twice" "named twice" train --out "$T/x" --export "int4-g32 int4-g32"
 expect_error "--export: QAT's own file" "QAT's own export" train --out "$T/x" --qat int4-g32 --export int4-g32

@@ -11,6 +11,7 @@
 #define _DEFAULT_SOURCE
 #include "train.h"
 
+#include "gpt2_weights.h"
 #include "gq_error.h"
 #include "h5io.h"
 
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CKPT_FORMAT "gpt2q-checkpoint"
 
@@ -227,20 +229,10 @@ int gq_ckpt_load(const char *path, gq_gpt2 *m, gq_train_state *st, gq_train_opts
 }
 
 int gq_ckpt_latest(const char *dir, char *path, size_t size, int64_t *step) {
-    path[0] = '\0';
-    *step = -1;
-    DIR *d = opendir(dir);
-    if (!d) return gq_errf(GQ_ENOENT, "%s: no such run folder, so no checkpoint to resume from", dir);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long long s;
-        char tail[8];
-        /* ckpt-00000100.h5 exactly; temp files (".h5.tmp.<pid>") are incomplete by definition */
-        if (sscanf(e->d_name, "ckpt-%lld.h%1[5]%1s", &s, tail, tail + 2) == 2 && s > *step) {
-            *step = s;
-            snprintf(path, size, "%s/%s", dir, e->d_name);
-        }
-    }
-    closedir(d);
-    return *step >= 0 ? GQ_OK : gq_errf(GQ_ENOENT, "%s: no checkpoint (ckpt-*.h5) to resume from", dir);
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+        return gq_errf(GQ_ENOENT, "%s: no such run folder, so no checkpoint to resume from", dir);
+    if (gq_run_newest(dir, path, size, step))
+        return gq_errf(GQ_ENOENT, "%s: no checkpoint (ckpt-*.h5) to resume from", dir);
+    return GQ_OK;
 }

@@ -13,6 +13,7 @@
 #include "prepare.h"
 #include "shard.h"
 #include "tokfile.h"
+#include "gpt2_weights.h"
 #include "ptq.h"
 #include "qexport.h"
 #include "weights.h"
@@ -695,6 +696,16 @@ int gq_train_run(gq_train_opts *o) {
     if (o->resume) {
         int64_t s;
         if ((rc = gq_ckpt_latest(o->out, resume_path, sizeof resume_path, &s))) return rc;
+    }
+    /* --init / --teacher: a folder stands for its model (model.safetensors, or a run's newest checkpoint) */
+    char *const named[2] = {o->init, o->teacher};
+    for (int k = 0; k < 2; k++) {
+        char file[4096];
+        int from_run = 0;
+        if (!named[k][0]) continue;
+        if ((rc = gq_weights_resolve(named[k], file, sizeof file, &from_run))) return rc;
+        if (from_run) printf("%s: %s, the run's newest checkpoint\n", k ? "teacher" : "init", file);
+        snprintf(named[k], sizeof o->init, "%s", file);
     }
     /* the model's architecture: the checkpoint's or init file's, else the options' */
     gq_gpt2_config cfg = o->model;
