@@ -634,36 +634,32 @@ static int cmd_chart(int argc, char **argv) {
  * reference) and then every model-<format>.h5 in it (a QAT run's export, --export's), by name.
  * Returns how many were added at models + n (0: `dir` is not a run folder: no ckpt-<step>.h5). */
 static int expand_run(const char *arg, int n, char pool[][4400], const char *models[], char label[][64], int cap) {
-    char dir[4096];
+    char dir[4096], newest[4400];
+    int64_t step;
     snprintf(dir, sizeof dir, "%s", arg);
     for (size_t l = strlen(dir); l > 1 && dir[l - 1] == '/';) dir[--l] = '\0'; /* runs/x/ is runs/x */
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    char best[256] = "", found[32][256];
-    long best_step = -1;
-    int nf = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *nm = e->d_name;
-        size_t len = strlen(nm);
-        if (len < 4 || strcmp(nm + len - 3, ".h5") || len >= sizeof best) continue;
-        char *end;
-        if (!strncmp(nm, "ckpt-", 5)) {
-            long step = strtol(nm + 5, &end, 10);
-            if (end != nm + 5 && !strcmp(end, ".h5") && step > best_step) best_step = step, snprintf(best, sizeof best, "%s", nm);
-        } else if (!strncmp(nm, "model-", 6) && nf < 32) {
-            snprintf(found[nf++], sizeof found[0], "%s", nm);
-        }
+    if (gq_run_newest(dir, newest, sizeof newest, &step)) {
+        gq_err_clear(); /* not a run folder */
+        return 0;
     }
-    closedir(d);
-    if (best_step < 0) return 0;
+    char found[32][256];
+    int nf = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) { /* model-<format>.h5 exactly (not a temp file) */
+        size_t len = strlen(e->d_name);
+        if (len > 9 && len < sizeof found[0] && !strncmp(e->d_name, "model-", 6) && !strcmp(e->d_name + len - 3, ".h5") &&
+            nf < 32)
+            snprintf(found[nf++], sizeof found[0], "%s", e->d_name);
+    }
+    if (d) closedir(d);
     qsort(found, (size_t)nf, sizeof found[0], (int (*)(const void *, const void *))strcmp);
     int k = 0;
     for (int i = -1; i < nf && n + k < cap; i++, k++) {
-        const char *nm = i < 0 ? best : found[i];
-        snprintf(pool[n + k], sizeof pool[0], "%s/%s", dir, nm);
+        if (i < 0) snprintf(pool[n + k], sizeof pool[0], "%s", newest);
+        else snprintf(pool[n + k], sizeof pool[0], "%s/%s", dir, found[i]);
         models[n + k] = pool[n + k];
         if (i < 0) snprintf(label[n + k], sizeof label[0], "float");
-        else snprintf(label[n + k], sizeof label[0], "%.*s", (int)(strlen(nm) - 9), nm + 6); /* model-X.h5: X */
+        else snprintf(label[n + k], sizeof label[0], "%.*s", (int)(strlen(found[i]) - 9), found[i] + 6); /* model-X.h5 */
     }
     return k;
 }
