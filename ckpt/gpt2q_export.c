@@ -29,8 +29,8 @@
 
 static void usage(FILE *f) {
     fputs("usage: " PROG " MODEL --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
-          "  MODEL: a gpt2q checkpoint, or any model gpt2q reads: an HF model.safetensors or folder (a\n"
-          "         pretrained GPT-2), an llm.c .bin, another export (dequantized)\n"
+          "  MODEL: a gpt2q checkpoint or run folder (its newest checkpoint), or any model gpt2q reads: an\n"
+          "         HF model.safetensors or folder (a pretrained GPT-2), an llm.c .bin, another export (dequantized)\n"
           "  FORMAT: int8 (per row) | q8_0 | int4[-gN] | int4a[-gN] | int3[-gN] | int2[-gN] | nf4[-dq] | fp4,\n"
           "          or per-pattern rules 'mlp.*=int4,attn.*=int8,lm_head=int8'; -mse after any but int8 / q8_0\n"
           "          (int4-g32-mse, nf4-dq-mse): each group's scale searched for the least squared error\n"
