@@ -34,7 +34,9 @@ static const opt_desc table[] = {
      "text --data files as JSON Lines: this string field of each line is one document (e.g. text; default: plain "
      "text, each file one document)"},
     {"out", T_STR, O(out), 0, 0, "run folder: checkpoints, train.jsonl, loss.svg"},
-    {"init", T_STR, O(init), 0, 0, "start from weights: gpt2q checkpoint, HF model.safetensors, llm.c .bin"},
+    {"init", T_STR, O(init), 0, 0,
+     "start from weights: gpt2q checkpoint, HF model.safetensors, llm.c .bin, or a folder (transformers', or a run "
+     "folder: its newest checkpoint)"},
     {"batch", T_INT, O(batch), 1, 1 << 20,
      "sequences per micro-batch (B); max: the most that fit the GPU's free memory"},
     {"seq", T_INT, O(seq), 1, 65536, "tokens per sequence (T)"},

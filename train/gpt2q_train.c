@@ -18,7 +18,8 @@ static void help(void) {
          "  --resume            continue the newest checkpoint in --out (bit-exact); its options\n"
          "                      apply, then the flags given here (e.g. a larger --steps)\n"
          "  --init FILE         start from weights: gpt2q checkpoint, HF model.safetensors\n"
-         "                      (config.json beside it), or llm.c .bin; the architecture is the file's\n"
+         "                      (config.json beside it), llm.c .bin, or a folder (transformers', or a\n"
+         "                      run folder: its newest checkpoint); the architecture is the file's\n"
          "  --print-config      print the effective options and exit\n"
          "Every option; a config file sets the same ones as 'key = value' lines (n_layer = 4):");
     gq_train_print_help(stdout);
