@@ -42,6 +42,17 @@ d0=$(maxdiff "$(losses "$T/g0")" "$(losses "$T/cpu")")
 check 'grep -q "cuBLASLt epilogues .*: off (GQ_CUDA_LT=0); 0 products fused" "$T/g0.log" && awk "BEGIN{exit !($d0 < 1e-4)}"' \
   "GQ_CUDA_LT=0: separate kernels, the CPU's losses within 1e-4 (max diff $d0)"
 
+# --export on the backend: the exports' losses, scored on it with their dequantized weights, are the
+# CPU runner's (gpt2q-infer eval of the same files) within 1e-4
+train --out "$T/gx" --steps 2 --device cuda --export "int8 int4-g32" --export-layers all >"$T/gx.log" 2>&1
+for f in int8 int4-g32; do
+  jl=$(grep -o "\"format\": \"$f\", [^}]*\"val_loss\": [0-9.]*" "$T/gx/exports.json" | grep -o '[0-9.]*$')
+  il=$("$B/gpt2q-infer" eval "$T/gx/model-$f.h5" --data "$T/tok.h5" --batch 4 --seq 32 --json 2>/dev/null |
+    grep -o '"loss": [0-9.]*' | grep -o '[0-9.]*$')
+  check '[ -n "$jl" ] && [ -n "$il" ] && awk "BEGIN{d = $jl - $il; exit !(d < 1e-4 && d > -1e-4)}"' \
+    "--export $f on the backend: its loss ($jl) == the CPU runner's ($il) within 1e-4"
+done
+
 # the loss and its gradient in one kernel (the default) against the separate kernels
 GQ_CUDA_CE_FUSED=0 train --out "$T/gs" --steps $N --device cuda >"$T/gs.log" 2>&1
 ds=$(maxdiff "$(losses "$T/gs")" "$(losses "$T/g1")")
