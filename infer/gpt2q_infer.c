@@ -440,7 +440,7 @@ static int cmd_bench(int argc, char **argv) {
             prompt = argv[++i];
         else if (!strcmp(a, "--vocab") && more)
             vocab = argv[++i];
-        else if (!strcmp(a, "-n") && more && num_i(argv[i + 1], &n_new) && n_new > 0)
+        else if (!strcmp(a, "-n") && more && num_i(argv[i + 1], &n_new) && n_new > 1) /* (the first from the prefill) */
             i++;
         else if (!strcmp(a, "--prefill") && more && num_i(argv[i + 1], &n_prefill) && n_prefill > 0)
             i++;
@@ -847,7 +847,8 @@ int main(int argc, char **argv) {
               "  generate MODEL --prompt TEXT [-n 50] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 1]\n"
               "      greedy by default; streams the text; stops at <|endoftext|>\n"
               "  bench MODEL [-n 50] [--prompt \"" DEFAULT_PROMPT "\"] [--prefill 128] [--json]\n"
-              "      load time, memory, prefill and decode speed, decode bandwidth share\n"
+              "      load time, memory, prefill and decode speed, decode bandwidth share (-n 2 or more: the\n"
+              "      first token comes from the prefill)\n"
               "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
               "      eval + bench of each: DIR/results.md, results.json, chart.svg; a gpt2q-train run\n"
               "      folder stands for its newest checkpoint (the reference) and its model-<format>.h5\n"

@@ -152,6 +152,7 @@ if command -v gnuplot >/dev/null; then
 fi
 expect_error "a value out of range" "generate: '--temperature -1': not a value --temperature takes" \
   "$I" generate "$T/q.h5" --prompt a --temperature -1
+expect_error "bench -n 1 (no decode step to time)" "bench: '-n 1': not a value -n takes" "$I" bench "$T/q.h5" -n 1
 expect_error "an unknown option" "eval: unexpected or incomplete argument '--bogus'" "$I" eval "$T/q.h5" --bogus
 expect_error "chart without chart.dat" "nowhere/chart.dat: cannot open" "$I" chart "$T/nowhere"
 # a missing model or data file: named at once, before any model runs
