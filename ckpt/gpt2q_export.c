@@ -26,7 +26,6 @@
 
 #define PROG "gpt2q-export"
 
-
 static void usage(FILE *f) {
     fputs("usage: " PROG " MODEL --format FORMAT [--group N] [--layers PATTERNS] -o OUT.h5 [--json]\n"
           "  MODEL: a gpt2q checkpoint or run folder (its newest checkpoint), or any model gpt2q reads: an\n"
