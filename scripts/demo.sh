@@ -128,7 +128,7 @@ for m in "${main[@]}"; do
   add_row "$m" "$(path_of "$m")" "$(from_compare "$m" loss)" "$(from_compare "$m" weight_bytes)"
 done
 # (an export whose bytes are a compared model's, e.g. nf4:all-but-lm_head = nf4, takes that model's figures)
-same_as_compared() { local m; for m in "${main[@]}"; do cmp -s "$1" "$(path_of "$m")" && { echo "$m"; return; }; done; }
+same_as_compared() { local m; for m in "${main[@]}"; do cmp -s "$1" "$(path_of "$m")" && { echo "$m"; return 0; }; done; return 0; }
 for m in int3-g64+emb int3-gptq+emb ft-float+int3-gptq int2-g64+emb nf4:all nf4:all-but-lm_head nf4:lm_head nf4:last4-attn nf4:qkv ft-float-seed2+int3; do
   twin=$(same_as_compared "$out/models/$m.h5")
   if [ -n "$twin" ]; then
