@@ -246,6 +246,27 @@ int gq_export_tensor_spec(gq_h5r *r, const char *name, int rows, int cols, gq_qs
     return GQ_OK;
 }
 
+int gq_export_check(const gq_qplan *plan, const gq_gpt2_config *cfg) {
+    const int n = gq_gpt2_n_tensor_refs(cfg);
+    gq_gpt2_tensor_ref *refs = malloc((size_t)n * sizeof *refs);
+    if (!refs) return gq_errf(GQ_ENOMEM, "out of memory");
+    gq_gpt2_tensor_refs(cfg, refs);
+    int selected = 0, rc = GQ_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        const int rows = (int)refs[i].rows, cols = (int)refs[i].cols;
+        gq_qspec s;
+        if (!gq_qplan_lookup(plan, refs[i].name, rows, cols, &s)) continue;
+        const char *why = gq_qspec_problem(&s, rows, cols);
+        if (why)
+            rc = gq_errf(GQ_ESHAPE, "tensor %s [%d, %d]: %s for %s group %d", refs[i].name, rows, cols, why,
+                         gq_qformat_name(s.format), s.group);
+        selected++;
+    }
+    free(refs);
+    if (!rc && !selected) rc = gq_errf(GQ_EINVAL, "the layer selection matches no weight to quantize");
+    return rc;
+}
+
 int gq_export_read_dequant(gq_h5r *r, const char *name, float *dst, int rows, int cols, gq_qspec *spec_out) {
     char base[300], path[400], fmt[32];
     snprintf(base, sizeof base, "/tensors/%s", name);

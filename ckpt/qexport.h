@@ -25,6 +25,11 @@ typedef int (*gq_shape_fn)(const char *name, int *rows, int *cols, void *ctx);
 int gq_export(const char *ckpt_path, const char *out_path, const gq_qplan *plan, gq_shape_fn shape, void *ctx,
               gq_export_entry **entries, int *n_entries);
 
+/* What gq_export would find before it reads a value: the first tensor the plan gives a format
+ * that does not fit its shape (GQ_ESHAPE), or a plan that selects nothing (GQ_EINVAL), for a model
+ * of config cfg. */
+int gq_export_check(const gq_qplan *plan, const gq_gpt2_config *cfg);
+
 /* Export with hooks (any may be NULL):
  * - imp(name, imp_ctx): for the tensors whose scales are searched (-mse), one importance per
  *   input channel (cols floats; NULL: none), weighting each weight's squared error in the

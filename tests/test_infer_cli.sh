@@ -60,6 +60,8 @@ expect_error "-gptq to GGUF without --calib" "add --calib" "$B/gpt2q-export" "$C
 expect_error "nf4-gptq to GGUF" "int4-g32-gptq (Q4_0)" "$B/gpt2q-export" "$C" --gguf --format nf4-gptq --calib "$T/tok.h5" -o "$T/bad.gguf"
 "$B/gpt2q-export" "$C" --gguf --format int4-g32-gptq --calib "$T/tok.h5" --calib-tokens 2048 -o "$T/gptq.gguf" --json >"$T/gg.json" 2>/dev/null
 check 'grep -q "\"quantized_tensors\": [1-9]" "$T/gg.json" && [ -s "$T/gptq.gguf" ]' "int4-g32-gptq to GGUF (Q4_0 blocks with GPTQ's codes)"
+"$B/gpt2q-export" "$C" --format int3-g32-gptq --calib "$T/tok.h5" --calib-tokens 2048 --gptq-damp 0 -o "$T/damp0.h5" >/dev/null 2>&1
+check 'h5dump -a /calibration "$T/damp0.h5" | grep -qE "GPTQ damp 0([^.0-9]|$)"' "--gptq-damp 0 is taken as given (not the default)"
 expect_error "--gptq-damp -1" "--gptq-damp must be" "$B/gpt2q-export" "$C" --format int4-gptq --calib "$T/tok.h5" --gptq-damp -1 -o "$T/bad.h5"
 check '[ ! -e "$T/bad.gguf" ]' "a failed GGUF export leaves no file"
 expect_error "--calib-tokens 0" "positive integer" "$B/gpt2q-export" "$C" --format int3-mse --calib "$T/tok.h5" --calib-tokens 0 -o "$T/bad.h5"

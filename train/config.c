@@ -198,15 +198,10 @@ void gq_train_print_help(FILE *f) {
         value_text(d, o, val, sizeof val);
         snprintf(text, sizeof text, "%s%s%s%s", d->help, val[0] ? " (default: " : "", val, val[0] ? ")" : "");
         fputs(flag, f);
-        int col = n;
         const char *w = text;
-        if (col >= indent - 1) { /* a long flag: its text on the next line */
-            fprintf(f, "\n%*s", indent, "");
-            col = indent;
-        } else {
-            fprintf(f, "%*s", indent - col, "");
-            col = indent;
-        }
+        if (n >= indent - 1) fprintf(f, "\n%*s", indent, ""); /* a long flag: its text on the next line */
+        else fprintf(f, "%*s", indent - n, "");
+        int col = indent;
         while (*w) { /* word by word, wrapped at `width` */
             size_t len = strcspn(w, " ");
             if (col > indent && col + 1 + (int)len > width) {

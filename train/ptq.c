@@ -33,8 +33,8 @@ int gq_ptq_plan(gq_qplan *plan, const char *format, const char *layers, int grou
 
 int gq_ptq_export(const gq_ptq_req *q, gq_ptq_res *res) {
     gq_ptq_res r = {0};
-    const long calib_tokens = q->calib_tokens > 0 ? q->calib_tokens : 32768;
-    const double damp = q->gptq_damp > 0 ? q->gptq_damp : 0.01;
+    const long calib_tokens = q->calib_tokens;
+    const double damp = q->gptq_damp;
     /* the input: a gpt2q checkpoint (its /params read tensor by tensor), or any other model gpt2q
      * reads (an HF model or folder, an llm.c file, an export: read whole, dequantized) */
     gq_gpt2_config cfg = {0};

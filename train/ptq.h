@@ -16,8 +16,8 @@ typedef struct {
     const char *layers; /* qplan.h's presets / patterns; NULL: every linear weight */
     int group;          /* > 0: overrides the format's group */
     const char *calib;  /* token file for -gptq (and activation-aware -mse); NULL: none */
-    long calib_tokens;  /* 0: 32768 */
-    double gptq_damp;   /* GPTQ's damping, a fraction of the mean diagonal (0: 0.01) */
+    long calib_tokens;  /* calibration tokens of the training split (gpt2q-export's default: 32768) */
+    double gptq_damp;   /* GPTQ's damping, a fraction of the mean diagonal (0 allowed; the reference's: 0.01) */
     int gptq_act_order;
     int progress;       /* calibration / GPTQ progress on stderr */
 } gq_ptq_req;

@@ -543,29 +543,14 @@ static int check_export(run *r, const char *tok, const char *qat_path, char (*se
     const gq_gpt2_config *c = &r->m->cfg;
     gq_qplan plan;
     int rc = gq_qplan_build(&plan, tok, o->export_layers[0] ? o->export_layers : NULL, 0, c->n_layer);
+    if (!rc) rc = gq_export_check(&plan, c); /* the export's own checks, now rather than after the training */
     if (rc) {
         char why[512];
         snprintf(why, sizeof why, "%s", gq_errmsg(rc));
         return gq_errf(rc, "export = '%s': %s", tok, why);
     }
-    int gptq = 0, lsq = 0, selected = 0;
+    int gptq = 0, lsq = 0;
     for (int k = 0; k < plan.n; k++) gptq |= plan.spec[k].gptq, lsq |= plan.spec[k].lsq;
-    for (int t = 0; t < GQ_GPT2_N_TENSORS; t++) { /* what the export will find, tensor by tensor */
-        size_t rows, cols;
-        gq_gpt2_tensor_shape(c, t, &rows, &cols);
-        for (int l = 0; l < (gq_gpt2_tensor(t)->per_layer ? c->n_layer : 1); l++) {
-            char name[160];
-            gq_qspec spec;
-            gq_gpt2_tensor_name(t, l, name, sizeof name);
-            if (!gq_qplan_lookup(&plan, name, (int)rows, (int)cols, &spec)) continue;
-            const char *why = gq_qspec_problem(&spec, (int)rows, (int)cols);
-            if (why)
-                return gq_errf(GQ_ESHAPE, "export = '%s': tensor %s [%zu, %zu]: %s for %s group %d", tok, name, rows,
-                               cols, why, gq_qformat_name(spec.format), spec.group);
-            selected++;
-        }
-    }
-    if (!selected) return gq_errf(GQ_EINVAL, "export = '%s': the layer selection matches no weight", tok);
     if (gptq && !r->data_path[0])
         return gq_errf(GQ_EINVAL, "export = '%s': -gptq calibrates on the training data, which must be one token "
                        "file here (or run gpt2q-export --calib on the checkpoint)", tok);
@@ -620,7 +605,7 @@ static int run_exports(run *r, const char *ckpt, float final_loss) {
         snprintf(x[i].path, sizeof x[i].path, "%s", path);
         x[i].loss = NAN;
         int gptq = strstr(tok, "-gptq") != NULL;
-        const gq_ptq_req q = {ckpt, path, tok, layers, 0, gptq ? r->data_path : NULL, 0, 0, 0, gptq};
+        const gq_ptq_req q = {ckpt, path, tok, layers, 0, gptq ? r->data_path : NULL, 32768, 0.01, 0, gptq};
         if ((rc = gq_ptq_export(&q, &x[i].res))) break;
         printf("  %-24s %s: %.2f MB (fp32 %.2f MB), quantized weights at %.3f bits\n", tok, path,
                x[i].res.payload / 1e6, x[i].res.fp32 / 1e6, x[i].res.bits_per_weight);
