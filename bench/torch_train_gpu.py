@@ -45,16 +45,24 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-        t_warm = time.perf_counter()
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-        t_warm = time.perf_counter() - t_warm
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-        dt = (time.perf_counter() - t0) / steps
+        try:
+            t_warm = time.perf_counter()
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+            t_warm = time.perf_counter() - t_warm
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            torch.cuda.synchronize()
+            dt = (time.perf_counter() - t0) / steps
+        except torch.cuda.OutOfMemoryError:  # a batch that does not fit is a row that says so
+            print(json.dumps({"impl": f"pytorch {torch.__version__} {mode}", "B": B, "T": T, "error": "out of memory",
+                              "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2)}), flush=True)
+            del model, opt, fwd
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            continue
         tok_s = B * T / dt
         flops_per_token = 6 * n_params + 12 * L * C * T  # llm.c's estimate (attention with the full T)
         print(json.dumps({"impl": f"pytorch {torch.__version__} {mode}", "B": B, "T": T, "ms_per_step": 1e3 * dt,
