@@ -40,7 +40,7 @@ static int usage_error(const char *msg) {
 static void print_help(FILE *out) {
     fputs("usage:\n"
           "  " PROG " prepare --input FILE... --out tokens.h5 [--val-fraction F] [--val-block N] [--threads N]\n"
-          "                     [--jsonl KEY] [--allow-special] [--vocab DIR] [--json]\n"
+          "                     [--jsonl KEY [--jsonl-prompt PKEY]] [--allow-special] [--vocab DIR] [--json]\n"
           "      Tokenize text files (each one document, preceded by <|endoftext|>) or append llm.c\n"
           "      token shards, and write an HDF5 token file with /train and /val. Validation split:\n"
           "      the token stream is cut into blocks of --val-block tokens (default 4096) and block b\n"
@@ -48,6 +48,10 @@ static void print_help(FILE *out) {
           "      every 20th block, so val samples the whole corpus rather than its end.\n"
           "      --jsonl KEY: the text files are JSON Lines; each line's string field KEY (e.g. text)\n"
           "      is one document (blank lines skipped; a line without it is an error naming the line).\n"
+          "      --jsonl-prompt PKEY: each line's field PKEY is the document's prompt and KEY its\n"
+          "      completion (e.g. --jsonl response --jsonl-prompt prompt): the prompt's tokens come\n"
+          "      first and are left out of the loss (a loss mask in the file; the trainer and\n"
+          "      gpt2q-infer eval score only the completions and their <|endoftext|>).\n"
           "  " PROG " encode [--json] [--allow-special] [--vocab DIR]\n"
           "      All of stdin, bytes as they are, to one line of space-separated ids (--json: an array).\n"
           "  " PROG " decode [--vocab DIR]\n"
@@ -65,7 +69,7 @@ static void print_help(FILE *out) {
 typedef struct {
     const char **inputs;
     int n_inputs;
-    const char *out, *vocab, *jsonl;
+    const char *out, *vocab, *jsonl, *jsonl_prompt;
     double val_fraction;
     long val_block;
     int threads, allow_special, json, check;
@@ -76,6 +80,7 @@ static int parse(int argc, char **argv, options *o) {
         {"input", required_argument, 0, 'i'},   {"out", required_argument, 0, 'o'},
         {"val-fraction", required_argument, 0, 'v'}, {"val-block", required_argument, 0, 'b'},
         {"vocab", required_argument, 0, 'V'},   {"jsonl", required_argument, 0, 'J'},
+        {"jsonl-prompt", required_argument, 0, 'P'},
         {"threads", required_argument, 0, 't'}, {"allow-special", no_argument, 0, 's'},
         {"json", no_argument, 0, 'j'},          {"check", no_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
@@ -106,6 +111,10 @@ static int parse(int argc, char **argv, options *o) {
             if (!optarg[0]) return usage_error("--jsonl needs the field that holds each document (e.g. text)");
             o->jsonl = optarg;
             break;
+        case 'P':
+            if (!optarg[0]) return usage_error("--jsonl-prompt needs the field that holds each prompt (e.g. prompt)");
+            o->jsonl_prompt = optarg;
+            break;
         case 't':
             o->threads = (int)strtol(optarg, &end, 10);
             if (*end || o->threads < 1) return usage_error("--threads must be a positive integer");
@@ -128,6 +137,9 @@ static int cmd_prepare(int argc, char **argv) {
     while (!urc && optind < argc) o.inputs[o.n_inputs++] = argv[optind++];
     if (!urc && !o.n_inputs) urc = usage_error("prepare needs --input FILE...");
     if (!urc && !o.out) urc = usage_error("prepare needs --out tokens.h5");
+    if (!urc && o.jsonl_prompt && !o.jsonl) urc = usage_error("--jsonl-prompt needs --jsonl KEY (the completion's field)");
+    if (!urc && o.jsonl_prompt && !strcmp(o.jsonl_prompt, o.jsonl))
+        urc = usage_error("--jsonl-prompt and --jsonl name the same field");
     gq_bpe *bpe = NULL;
     int rc = urc ? GQ_OK : gq_bpe_load_dir(&bpe, o.vocab);
     if (urc || rc) {
@@ -135,7 +147,7 @@ static int cmd_prepare(int argc, char **argv) {
         return urc ? urc : fail(rc);
     }
     gq_prepare_opts po = {(const char *const *)o.inputs, o.n_inputs, o.out, o.val_fraction, (size_t)o.val_block,
-                          o.threads, o.allow_special, o.jsonl};
+                          o.threads, o.allow_special, o.jsonl, o.jsonl_prompt};
     gq_prepare_report rep;
     rc = gq_prepare(bpe, &po, &rep);
     gq_token_source *src = rep.sources;
@@ -150,6 +162,10 @@ static int cmd_prepare(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "tokens", (double)rep.tokens);
             cJSON_AddNumberToObject(j, "train_tokens", (double)n_train);
             cJSON_AddNumberToObject(j, "val_tokens", (double)n_val);
+            if (rep.masked) {
+                cJSON_AddNumberToObject(j, "train_scored", (double)rep.n_train_scored);
+                cJSON_AddNumberToObject(j, "val_scored", (double)rep.n_val_scored);
+            }
             cJSON_AddNumberToObject(j, "seconds", t_encode);
             cJSON *arr = cJSON_AddArrayToObject(j, "sources");
             for (int i = 0; i < o.n_inputs; i++) {
@@ -170,6 +186,9 @@ static int cmd_prepare(int argc, char **argv) {
             printf("wrote %s: %zu train + %zu val = %zu tokens from %zu bytes (%.2f bytes/token) in %.2f s (%.1f MB/s)\n",
                    o.out, n_train, n_val, rep.tokens, total_bytes, rep.tokens ? (double)total_bytes / (double)rep.tokens : 0.0,
                    t_encode, mbps);
+            if (rep.masked)
+                printf("loss mask: %zu of %zu train and %zu of %zu val targets scored (prompts left out)\n",
+                       rep.n_train_scored, n_train, rep.n_val_scored, n_val);
         }
     }
     free(src);
@@ -326,6 +345,11 @@ static int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "val_tokens", (double)in->n_val);
         cJSON_AddNumberToObject(j, "val_fraction", in->val_fraction);
         cJSON_AddNumberToObject(j, "val_block", (double)in->val_block);
+        cJSON_AddBoolToObject(j, "loss_mask", in->has_mask);
+        if (in->has_mask) {
+            cJSON_AddNumberToObject(j, "train_scored", (double)in->n_train_scored);
+            cJSON_AddNumberToObject(j, "val_scored", (double)in->n_val_scored);
+        }
         if (o.check) cJSON_AddBoolToObject(j, "ids_checked", 1);
         cJSON *arr = cJSON_AddArrayToObject(j, "sources");
         for (int i = 0; i < in->n_sources; i++) {
@@ -345,6 +369,10 @@ static int cmd_info(int argc, char **argv) {
         printf("  train %llu tokens, val %llu tokens (val fraction %.3f, blocks of %llu)%s\n",
                (unsigned long long)in->n_train, (unsigned long long)in->n_val, in->val_fraction,
                (unsigned long long)in->val_block, o.check ? ", all ids checked" : "");
+        if (in->has_mask)
+            printf("  loss mask: %llu of %llu train and %llu of %llu val targets scored (prompts left out)\n",
+                   (unsigned long long)in->n_train_scored, (unsigned long long)in->n_train,
+                   (unsigned long long)in->n_val_scored, (unsigned long long)in->n_val);
         for (int i = 0; i < in->n_sources; i++)
             printf("  source %s: %llu tokens, sha256 %s\n", in->source_names[i],
                    (unsigned long long)in->source_tokens[i], in->source_sha256[i]);
@@ -379,8 +407,11 @@ static int cmd_export(int argc, char **argv) {
         if (!rc) rc = gq_shard_write(names[s], tok, (size_t)counts[s]);
         free(tok);
     }
+    const int masked = gq_tokfile_get_info(tf)->has_mask;
     gq_tokfile_close(tf);
     if (rc) return fail(rc);
+    if (masked)
+        fprintf(stderr, PROG ": note: %s has a loss mask; llm.c shards hold tokens only, so it is not in them\n", path);
     if (o.json)
         printf("{\"train\": {\"file\": \"%s\", \"tokens\": %llu}, \"val\": {\"file\": \"%s\", \"tokens\": %llu}}\n",
                names[0], (unsigned long long)counts[0], names[1], (unsigned long long)counts[1]);

@@ -35,6 +35,8 @@ struct gq_loader {
     uint64_t *order; /* epoch order (NULL when sequential) */
     uint64_t epoch, cursor;
     uint16_t *buf; /* T + 1 tokens */
+    uint8_t *mbuf; /* their loss mask (1 = scored as a target) */
+    int masked;    /* any segment has a loss mask */
 };
 
 static void draw_order(gq_loader *L) {
@@ -68,6 +70,7 @@ static int open_segment(gq_loader *L, segment *s, const char *path) {
         if (rc) return rc;
         const gq_tokfile_info *in = gq_tokfile_get_info(s->tf);
         if (!L->cfg.vocab_size) L->cfg.vocab_size = in->vocab_size;
+        L->masked |= in->has_mask;
         if (in->vocab_size > L->cfg.vocab_size)
             return gq_errf(GQ_EVOCAB, "%s: vocab_size %d is larger than the model's %d", path, in->vocab_size,
                            L->cfg.vocab_size);
@@ -94,7 +97,8 @@ int gq_loader_open(gq_loader **out, const char *const *paths, int n_paths, const
     L->cfg.split = L->split;
     L->seg = calloc((size_t)n_paths, sizeof *L->seg);
     L->buf = malloc(((size_t)cfg->T + 1) * sizeof *L->buf);
-    int rc = L->seg && L->buf ? GQ_OK : gq_errf(GQ_ENOMEM, "out of memory");
+    L->mbuf = malloc((size_t)cfg->T + 1);
+    int rc = L->seg && L->buf && L->mbuf ? GQ_OK : gq_errf(GQ_ENOMEM, "out of memory");
     for (int i = 0; i < n_paths && !rc; i++) {
         L->n_seg++;
         segment *s = &L->seg[i];
@@ -133,7 +137,12 @@ static int read_window(gq_loader *L, uint64_t w) {
     while (s->n_windows == 0 || w >= s->first_window + s->n_windows) s++; /* skip empty files */
     uint64_t start = (w - s->first_window) * (uint64_t)L->cfg.T;
     size_t n = (size_t)L->cfg.T + 1;
-    if (s->tf) return gq_tokfile_read(s->tf, L->split, start, n, L->buf);
+    memset(L->mbuf, 1, n);
+    if (s->tf) {
+        int rc = gq_tokfile_read(s->tf, L->split, start, n, L->buf);
+        if (!rc && gq_tokfile_get_info(s->tf)->has_mask) rc = gq_tokfile_read_mask(s->tf, L->split, start, n, L->mbuf);
+        return rc;
+    }
     ssize_t got = pread(s->fd, L->buf, n * 2, (off_t)(GQ_SHARD_HEADER_BYTES + 2 * start));
     if (got != (ssize_t)(n * 2))
         return gq_errf(GQ_ETRUNC, "%s: short read at token %llu (file changed or truncated?)", s->path,
@@ -149,7 +158,7 @@ int gq_loader_next(gq_loader *L, int32_t *inputs, int32_t *targets) {
         if (rc) return rc;
         for (int t = 0; t < T; t++) {
             inputs[(size_t)b * T + t] = L->buf[t];
-            targets[(size_t)b * T + t] = L->buf[t + 1];
+            targets[(size_t)b * T + t] = L->mbuf[t + 1] ? L->buf[t + 1] : -1;
         }
         if (++L->cursor == L->n_windows) {
             L->cursor = 0;
@@ -163,6 +172,7 @@ int gq_loader_next(gq_loader *L, int32_t *inputs, int32_t *targets) {
 uint64_t gq_loader_windows(const gq_loader *L) { return L->n_windows; }
 uint64_t gq_loader_tokens(const gq_loader *L) { return L->n_tokens; }
 int gq_loader_vocab_size(const gq_loader *L) { return L->cfg.vocab_size; }
+int gq_loader_masked(const gq_loader *L) { return L->masked; }
 
 void gq_loader_get_state(const gq_loader *L, gq_loader_state *st) {
     memset(st, 0, sizeof *st);
@@ -199,5 +209,6 @@ void gq_loader_close(gq_loader *L) {
     free(L->seg);
     free(L->order);
     free(L->buf);
+    free(L->mbuf);
     free(L);
 }

@@ -28,12 +28,14 @@ typedef struct gq_loader gq_loader;
 
 /* paths: one gpt2q token file, or one or more llm.c shards (kind detected from content). */
 int gq_loader_open(gq_loader **out, const char *const *paths, int n_paths, const gq_loader_config *cfg);
-/* Fill inputs and targets, each (B, T) int32 row-major; targets[b][t] = inputs[b][t + 1]'s
- * successor in the text. No allocation. */
+/* Fill inputs and targets, each (B, T) int32 row-major; targets[b][t] = inputs[b][t]'s
+ * successor in the text, or -1 (not scored) where a token file's loss mask leaves that
+ * successor out (a prompt's tokens). No allocation. */
 int gq_loader_next(gq_loader *L, int32_t *inputs, int32_t *targets);
 uint64_t gq_loader_windows(const gq_loader *L);
 uint64_t gq_loader_tokens(const gq_loader *L); /* tokens across all files */
 int gq_loader_vocab_size(const gq_loader *L);
+int gq_loader_masked(const gq_loader *L); /* 1: some targets come as -1 (a token file's loss mask) */
 void gq_loader_get_state(const gq_loader *L, gq_loader_state *st);
 /* GQ_EINVAL if the state belongs to other data, another T, seed or order. */
 int gq_loader_set_state(gq_loader *L, const gq_loader_state *st);

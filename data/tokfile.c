@@ -16,7 +16,7 @@
 
 struct gq_tokfile {
     char *path;
-    hid_t file, train, val;
+    hid_t file, train, val, train_mask, val_mask;
     gq_tokfile_info info;
 };
 
@@ -28,20 +28,32 @@ int gq_is_hdf5(const uint8_t *head, size_t len) {
 
 /* ---- the split rule ---- */
 
-void gq_split_interleaved(const uint16_t *tokens, size_t n, double fraction, size_t block, uint16_t *train,
-                          size_t *n_train, uint16_t *val, size_t *n_val) {
+/* the rule over elements of `size` bytes */
+static void split_blocks(const void *src, size_t n, size_t size, double fraction, size_t block, void *train,
+                         size_t *n_train, void *val, size_t *n_val) {
     size_t nt = 0, nv = 0;
     if (block == 0) block = 1;
     for (size_t b = 0; b * block < n; b++) {
         size_t start = b * block, len = n - start < block ? n - start : block;
         /* +1e-9 keeps 0.05 * 20 == 1 exact despite binary rounding */
         int to_val = floor((double)(b + 1) * fraction + 1e-9) > floor((double)b * fraction + 1e-9);
-        memcpy(to_val ? val + nv : train + nt, tokens + start, len * sizeof *tokens);
+        memcpy((char *)(to_val ? val : train) + (to_val ? nv : nt) * size, (const char *)src + start * size, len * size);
         if (to_val) nv += len;
         else nt += len;
     }
     *n_train = nt;
     *n_val = nv;
+}
+
+void gq_split_interleaved(const uint16_t *tokens, size_t n, double fraction, size_t block, uint16_t *train,
+                          size_t *n_train, uint16_t *val, size_t *n_val) {
+    split_blocks(tokens, n, sizeof *tokens, fraction, block, train, n_train, val, n_val);
+}
+
+void gq_split_interleaved_mask(const uint8_t *mask, size_t n, double fraction, size_t block, uint8_t *train,
+                               uint8_t *val) {
+    size_t nt, nv;
+    split_blocks(mask, n, 1, fraction, block, train, &nt, val, &nv);
 }
 
 /* ---- writing ---- */
@@ -91,11 +103,13 @@ static int write_attr_u64s(hid_t loc, const char *name, const uint64_t *values, 
     return st < 0 ? -1 : 0;
 }
 
-static int write_split(hid_t file, const char *name, const uint16_t *data, size_t n) {
+static int write_split(hid_t file, const char *name, const void *data, size_t n, int mask) {
     hsize_t dims = (hsize_t)n;
     hid_t space = H5Screate_simple(1, &dims, NULL);
-    hid_t dset = H5Dcreate2(file, name, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = dset < 0 ? -1 : (n ? H5Dwrite(dset, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0);
+    hid_t dset = H5Dcreate2(file, name, mask ? H5T_STD_U8LE : H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = dset < 0 ? -1
+                         : (n ? H5Dwrite(dset, mask ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, data)
+                              : 0);
     uint64_t count = n;
     if (st >= 0) st = write_attr_int(dset, "n_tokens", H5T_STD_U64LE, &count);
     if (dset >= 0) H5Dclose(dset);
@@ -105,9 +119,24 @@ static int write_split(hid_t file, const char *name, const uint16_t *data, size_
 
 int gq_tokfile_write(const char *path, const uint16_t *train, size_t n_train, const uint16_t *val, size_t n_val,
                      const gq_tokfile_meta *meta) {
+    return gq_tokfile_write_masked(path, train, n_train, val, n_val, NULL, NULL, meta);
+}
+
+static int check_mask(const uint8_t *m, size_t n, const char *path, const char *split) {
+    for (size_t i = 0; i < n; i++)
+        if (m[i] > 1)
+            return gq_errf(GQ_EINVAL, "%s: not written: %s mask value %d at %zu (0 or 1)", path, split, m[i], i);
+    return GQ_OK;
+}
+
+int gq_tokfile_write_masked(const char *path, const uint16_t *train, size_t n_train, const uint16_t *val, size_t n_val,
+                            const uint8_t *train_mask, const uint8_t *val_mask, const gq_tokfile_meta *meta) {
+    if (!train_mask != !val_mask) return gq_errf(GQ_EINVAL, "%s: not written: a loss mask for one split only", path);
     int rc = gq_shard_check_ids(train, n_train, meta->vocab_size, "train split", 0);
     if (!rc) rc = gq_shard_check_ids(val, n_val, meta->vocab_size, "val split", 0);
     if (rc) return gq_errf(rc, "%s: not written: %s", path, gq_errmsg(rc));
+    if (train_mask) GQ_TRY(check_mask(train_mask, n_train, path, "train"));
+    if (val_mask) GQ_TRY(check_mask(val_mask, n_val, path, "val"));
     gq_h5_quiet();
     char tmp[4200];
     gq_temp_path(path, tmp, sizeof tmp);
@@ -136,7 +165,9 @@ int gq_tokfile_write(const char *path, const uint16_t *train, size_t n_train, co
           write_attr_strs(file, "sources", names, meta->n_sources) ||
           write_attr_strs(file, "sources_sha256", shas, meta->n_sources) ||
           write_attr_u64s(file, "sources_tokens", counts, meta->n_sources) ||
-          write_split(file, "train", train, n_train) || write_split(file, "val", val, n_val);
+          write_split(file, "train", train, n_train, 0) || write_split(file, "val", val, n_val, 0) ||
+          (train_mask && (write_split(file, "train_mask", train_mask, n_train, 1) ||
+                          write_split(file, "val_mask", val_mask, n_val, 1)));
     free(names);
     free(shas);
     free(counts);
@@ -211,22 +242,65 @@ static int read_attr_strs(hid_t loc, const char *name, int *n_out, char ***out) 
     return 0;
 }
 
-static int open_split(gq_tokfile *tf, const char *name, hid_t *dset, uint64_t *n) {
+static int open_split(gq_tokfile *tf, const char *name, hid_t *dset, uint64_t *n, int mask) {
     if (H5Lexists(tf->file, name, H5P_DEFAULT) <= 0)
         return gq_errf(GQ_EFORMAT, "%s: no dataset /%s", tf->path, name);
     *dset = H5Dopen2(tf->file, name, H5P_DEFAULT);
     if (*dset < 0) return gq_errf(GQ_EFORMAT, "%s: /%s is not a dataset", tf->path, name);
     hid_t type = H5Dget_type(*dset), space = H5Dget_space(*dset);
-    int ok = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 2 && H5Tget_sign(type) == H5T_SGN_NONE;
+    int ok = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == (mask ? 1u : 2u) && H5Tget_sign(type) == H5T_SGN_NONE;
     int rank = H5Sget_simple_extent_ndims(space);
     hsize_t dims = 0;
     if (rank == 1) H5Sget_simple_extent_dims(space, &dims, NULL);
     H5Tclose(type);
     H5Sclose(space);
-    if (!ok) return gq_errf(GQ_EFORMAT, "%s: dataset /%s must hold uint16 token ids", tf->path, name);
+    if (!ok)
+        return gq_errf(GQ_EFORMAT, "%s: dataset /%s must hold %s", tf->path, name, mask ? "uint8 0/1 values" : "uint16 token ids");
     if (rank != 1) return gq_errf(GQ_ESHAPE, "%s: dataset /%s must be one-dimensional, has rank %d", tf->path, name, rank);
     *n = dims;
     return GQ_OK;
+}
+
+static int read_range(gq_tokfile *tf, hid_t dset, hid_t mtype, const char *name, uint64_t offset, size_t n, void *dst);
+
+/* the loss masks: both or neither, each as long as its split, values 0 / 1; counts what they keep */
+static int open_masks(gq_tokfile *tf) {
+    gq_tokfile_info *in = &tf->info;
+    in->n_train_scored = in->n_train, in->n_val_scored = in->n_val;
+    int ht = H5Lexists(tf->file, "train_mask", H5P_DEFAULT) > 0, hv = H5Lexists(tf->file, "val_mask", H5P_DEFAULT) > 0;
+    if (!ht && !hv) return GQ_OK;
+    if (ht != hv) return gq_errf(GQ_EFORMAT, "%s: /%s without /%s", tf->path, ht ? "train_mask" : "val_mask",
+                                 ht ? "val_mask" : "train_mask");
+    uint64_t nt = 0, nv = 0;
+    GQ_TRY(open_split(tf, "train_mask", &tf->train_mask, &nt, 1));
+    GQ_TRY(open_split(tf, "val_mask", &tf->val_mask, &nv, 1));
+    if (nt != in->n_train || nv != in->n_val)
+        return gq_errf(GQ_ESHAPE, "%s: the loss masks hold %llu / %llu values for %llu / %llu tokens", tf->path,
+                       (unsigned long long)nt, (unsigned long long)nv, (unsigned long long)in->n_train,
+                       (unsigned long long)in->n_val);
+    in->has_mask = 1;
+    /* count the kept targets (and check the values) in 1 MB pieces */
+    uint8_t *buf = malloc(1u << 20);
+    if (!buf) return gq_errf(GQ_ENOMEM, "out of memory");
+    int rc = GQ_OK;
+    for (int s = 0; s < 2 && !rc; s++) {
+        const uint64_t n = s ? nv : nt;
+        uint64_t kept = 0;
+        for (uint64_t o = 0; o < n && !rc; o += 1u << 20) {
+            size_t k = n - o < (1u << 20) ? (size_t)(n - o) : (1u << 20);
+            rc = read_range(tf, s ? tf->val_mask : tf->train_mask, H5T_NATIVE_UINT8, s ? "val_mask" : "train_mask", o, k, buf);
+            for (size_t i = 0; i < k && !rc; i++) {
+                if (buf[i] > 1)
+                    rc = gq_errf(GQ_EFORMAT, "%s: /%s holds %d at %llu (a mask is 0 or 1)", tf->path,
+                                 s ? "val_mask" : "train_mask", buf[i], (unsigned long long)(o + i));
+                kept += buf[i];
+            }
+        }
+        if (s) in->n_val_scored = kept;
+        else in->n_train_scored = kept;
+    }
+    free(buf);
+    return rc;
 }
 
 int gq_tokfile_open(const char *path, gq_tokfile **out) {
@@ -242,7 +316,7 @@ int gq_tokfile_open(const char *path, gq_tokfile **out) {
     gq_tokfile *tf = calloc(1, sizeof *tf);
     if (!tf) return gq_errf(GQ_ENOMEM, "out of memory");
     tf->path = strdup(path);
-    tf->train = tf->val = -1;
+    tf->train = tf->val = tf->train_mask = tf->val_mask = -1;
     tf->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int rc = GQ_OK;
     char format[64] = "";
@@ -284,8 +358,9 @@ int gq_tokfile_open(const char *path, gq_tokfile **out) {
             rc = gq_errf(GQ_EFORMAT, "%s: attributes sources, sources_sha256, sources_tokens differ in length", path);
         }
     }
-    if (!rc) rc = open_split(tf, "train", &tf->train, &in->n_train);
-    if (!rc) rc = open_split(tf, "val", &tf->val, &in->n_val);
+    if (!rc) rc = open_split(tf, "train", &tf->train, &in->n_train, 0);
+    if (!rc) rc = open_split(tf, "val", &tf->val, &in->n_val, 0);
+    if (!rc) rc = open_masks(tf);
     if (rc) {
         gq_tokfile_close(tf);
         return rc;
@@ -315,35 +390,62 @@ int gq_tokfile_split_len(const gq_tokfile *tf, const char *split, uint64_t *n) {
     return split_handle(tf, split, &d, n);
 }
 
-int gq_tokfile_read(gq_tokfile *tf, const char *split, uint64_t offset, size_t n, uint16_t *dst) {
-    hid_t dset = -1;
-    uint64_t len = 0;
-    int rc = split_handle(tf, split, &dset, &len);
-    if (rc) return rc;
-    if (offset > len || n > len - offset)
-        return gq_errf(GQ_ERANGE, "%s: read of /%s [%llu, %llu) past its %llu tokens", tf->path, split,
-                       (unsigned long long)offset, (unsigned long long)(offset + n), (unsigned long long)len);
+static int read_range(gq_tokfile *tf, hid_t dset, hid_t mtype, const char *name, uint64_t offset, size_t n, void *dst) {
     if (!n) return GQ_OK;
     gq_h5_quiet();
     hsize_t start = offset, count = n;
     hid_t fspace = H5Dget_space(dset);
     hid_t mspace = H5Screate_simple(1, &count, NULL);
     herr_t st = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL);
-    if (st >= 0) st = H5Dread(dset, H5T_NATIVE_UINT16, mspace, fspace, H5P_DEFAULT, dst);
+    if (st >= 0) st = H5Dread(dset, mtype, mspace, fspace, H5P_DEFAULT, dst);
     H5Sclose(mspace);
     H5Sclose(fspace);
     if (st < 0)
-        return gq_errf(GQ_ETRUNC, "%s: cannot read /%s tokens [%llu, %llu) (truncated or damaged file)", tf->path,
-                       split, (unsigned long long)offset, (unsigned long long)(offset + n));
+        return gq_errf(GQ_ETRUNC, "%s: cannot read /%s [%llu, %llu) (truncated or damaged file)", tf->path, name,
+                       (unsigned long long)offset, (unsigned long long)(offset + n));
+    return GQ_OK;
+}
+
+static int check_range(const gq_tokfile *tf, const char *split, uint64_t offset, size_t n, uint64_t len) {
+    if (offset > len || n > len - offset)
+        return gq_errf(GQ_ERANGE, "%s: read of /%s [%llu, %llu) past its %llu tokens", tf->path, split,
+                       (unsigned long long)offset, (unsigned long long)(offset + n), (unsigned long long)len);
+    return GQ_OK;
+}
+
+int gq_tokfile_read(gq_tokfile *tf, const char *split, uint64_t offset, size_t n, uint16_t *dst) {
+    hid_t dset = -1;
+    uint64_t len = 0;
+    GQ_TRY(split_handle(tf, split, &dset, &len));
+    GQ_TRY(check_range(tf, split, offset, n, len));
+    GQ_TRY(read_range(tf, dset, H5T_NATIVE_UINT16, split, offset, n, dst));
     char where[4200];
     snprintf(where, sizeof where, "%s: /%s", tf->path, split);
     return gq_shard_check_ids(dst, n, tf->info.vocab_size, where, offset);
+}
+
+int gq_tokfile_read_mask(gq_tokfile *tf, const char *split, uint64_t offset, size_t n, uint8_t *dst) {
+    hid_t dset = -1;
+    uint64_t len = 0;
+    GQ_TRY(split_handle(tf, split, &dset, &len));
+    if (!tf->info.has_mask) return gq_errf(GQ_EINVAL, "%s: no loss mask", tf->path);
+    GQ_TRY(check_range(tf, split, offset, n, len));
+    const int val = strcmp(split, "val") == 0;
+    GQ_TRY(read_range(tf, val ? tf->val_mask : tf->train_mask, H5T_NATIVE_UINT8, val ? "val_mask" : "train_mask", offset,
+                      n, dst));
+    for (size_t i = 0; i < n; i++)
+        if (dst[i] > 1)
+            return gq_errf(GQ_EFORMAT, "%s: /%s_mask holds %d at %llu (a mask is 0 or 1)", tf->path, split, dst[i],
+                           (unsigned long long)(offset + i));
+    return GQ_OK;
 }
 
 void gq_tokfile_close(gq_tokfile *tf) {
     if (!tf) return;
     if (tf->train >= 0) H5Dclose(tf->train);
     if (tf->val >= 0) H5Dclose(tf->val);
+    if (tf->train_mask >= 0) H5Dclose(tf->train_mask);
+    if (tf->val_mask >= 0) H5Dclose(tf->val_mask);
     if (tf->file >= 0) H5Fclose(tf->file);
     for (int i = 0; i < tf->info.n_sources; i++) {
         if (tf->info.source_names) free(tf->info.source_names[i]);

@@ -171,9 +171,45 @@ static void test_errors(void) {
     }
 }
 
+/* A token file with a loss mask: targets[t] is the next token where its mask byte is 1 and -1
+ * where it is 0 (the mask byte belongs to the target token, not the input); inputs are all
+ * there; the unmasked file's targets are untouched. */
+static void test_mask(void) {
+    static uint16_t tok[N];
+    static uint8_t mask[N];
+    for (int i = 0; i < N; i++) tok[i] = (uint16_t)i, mask[i] = (uint8_t)(i % 5 != 2 && i % 7 != 0);
+    gq_tokfile_meta meta = {50257, 50256, 0.1, 0, "gpt2", 0, NULL};
+    char p[300];
+    snprintf(p, sizeof p, "%s/m.h5", dir);
+    CHECK_OK(gq_tokfile_write_masked(p, tok, N - 2000, tok + N - 2000, 2000, mask, mask + N - 2000, &meta));
+    for (int sh = 0; sh < 2; sh++) {
+        gq_loader *L = open1(p, sh, 7, sh ? "train" : "val");
+        if (!L) return;
+        CHECK(gq_loader_masked(L));
+        int32_t in[B * T], tg[B * T];
+        int ok = 1, ignored = 0;
+        for (int batch = 0; batch < 5; batch++) {
+            CHECK_OK(gq_loader_next(L, in, tg));
+            for (int k = 0; k < B * T; k++) {
+                const int next = in[k] + 1; /* token value == position in the stream */
+                ok &= tg[k] == (mask[next] ? next : -1);
+                ignored += tg[k] < 0;
+            }
+        }
+        CHECKF(ok && ignored > 0 && ignored < 5 * B * T, "split %s: %d ignored", sh ? "train" : "val", ignored);
+        gq_loader_close(L);
+    }
+    gq_loader *L = open1(h5, 0, 0, "train");
+    if (L) {
+        CHECK(!gq_loader_masked(L));
+        gq_loader_close(L);
+    }
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     make_files();
+    test_mask();
     test_sequential();
     test_shuffle_epoch();
     test_resume(0);

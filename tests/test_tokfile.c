@@ -174,8 +174,87 @@ static void test_split_rule(void) {
     CHECK(val[0] == 4 && nv == 200 * 4); /* every other block, starting with block 1 */
 }
 
+/* Loss masks: written and read beside the splits, split by the same rule as the tokens, counted;
+ * a mask for one split, a value other than 0 / 1, a mask dataset of the wrong length or alone in
+ * a file, and a mask read from a file without one are errors naming the file. */
+static void test_masks(void) {
+    enum { n = 4 * 60 + 1 };
+    static uint16_t tok[n], tr[n], va[n];
+    static uint8_t mask[n], mtr[n], mva[n];
+    for (int i = 0; i < n; i++) tok[i] = (uint16_t)i, mask[i] = (uint8_t)((i * 7) % 3 != 0);
+    size_t nt, nv;
+    gq_split_interleaved(tok, n, 0.1, 4, tr, &nt, va, &nv);
+    gq_split_interleaved_mask(mask, n, 0.1, 4, mtr, mva);
+    int ok = 1; /* each token keeps its own mask byte through the split */
+    for (size_t i = 0; i < nt; i++) ok &= mtr[i] == mask[tr[i]];
+    for (size_t i = 0; i < nv; i++) ok &= mva[i] == mask[va[i]];
+    CHECK(ok && nv == 6 * 4);
+    uint64_t kt = 0, kv = 0;
+    for (size_t i = 0; i < nt; i++) kt += mtr[i];
+    for (size_t i = 0; i < nv; i++) kv += mva[i];
+    gq_tokfile_meta meta = {50257, 50256, 0.1, 4, "gpt2", 0, NULL};
+    const char *p = path_in("m.h5");
+    CHECK_OK(gq_tokfile_write_masked(p, tr, nt, va, nv, mtr, mva, &meta));
+    gq_tokfile *tf = NULL;
+    CHECK_OK(gq_tokfile_open(p, &tf));
+    if (!tf) return;
+    const gq_tokfile_info *in = gq_tokfile_get_info(tf);
+    CHECK(in->has_mask && in->n_train_scored == kt && in->n_val_scored == kv && kt < nt && kt > 0);
+    uint8_t got[n];
+    CHECK_OK(gq_tokfile_read_mask(tf, "train", 5, 100, got));
+    CHECK(!memcmp(got, mtr + 5, 100));
+    CHECK_OK(gq_tokfile_read_mask(tf, "val", 0, nv, got));
+    CHECK(!memcmp(got, mva, nv));
+    int rc = gq_tokfile_read_mask(tf, "val", 1, nv, got);
+    CHECK(rc == GQ_ERANGE && strstr(gq_errmsg(rc), "m.h5"));
+    gq_tokfile_close(tf);
+    /* without masks: none, counts = the splits, reading one is an error */
+    CHECK_OK(gq_tokfile_write(path_in("nm.h5"), tr, nt, va, nv, &meta));
+    CHECK_OK(gq_tokfile_open(path_in("nm.h5"), &tf));
+    if (tf) {
+        in = gq_tokfile_get_info(tf);
+        CHECK(!in->has_mask && in->n_train_scored == nt && in->n_val_scored == nv);
+        rc = gq_tokfile_read_mask(tf, "train", 0, 4, got);
+        CHECK(rc == GQ_EINVAL && strstr(gq_errmsg(rc), "no loss mask"));
+        gq_tokfile_close(tf);
+    }
+    rc = gq_tokfile_write_masked(path_in("x.h5"), tr, nt, va, nv, mtr, NULL, &meta);
+    CHECK(rc == GQ_EINVAL && strstr(gq_errmsg(rc), "one split only"));
+    mtr[3] = 2;
+    rc = gq_tokfile_write_masked(path_in("x.h5"), tr, nt, va, nv, mtr, mva, &meta);
+    CHECK(rc == GQ_EINVAL && strstr(gq_errmsg(rc), "mask value 2"));
+    mtr[3] = 1;
+    CHECK(access(path_in("x.h5"), F_OK) != 0);
+    /* damaged files: a mask alone, a mask of the wrong length, a value of 2 */
+    for (int k = 0; k < 3; k++) {
+        const char *d = path_in("d.h5");
+        CHECK_OK(gq_tokfile_write_masked(d, tr, nt, va, nv, mtr, mva, &meta));
+        hid_t f = H5Fopen(d, H5F_ACC_RDWR, H5P_DEFAULT);
+        H5Ldelete(f, "val_mask", H5P_DEFAULT);
+        if (k > 0) { /* a val_mask again: one byte short, or one 2 */
+            uint8_t v[n];
+            memcpy(v, mva, nv);
+            v[0] = 2;
+            hsize_t dims = k == 1 ? nv - 1 : nv;
+            hid_t sp = H5Screate_simple(1, &dims, NULL);
+            hid_t ds = H5Dcreate2(f, "val_mask", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, k == 1 ? mva : v);
+            H5Dclose(ds);
+            H5Sclose(sp);
+        }
+        H5Fclose(f);
+        tf = NULL;
+        rc = gq_tokfile_open(d, &tf);
+        const char *want[3] = {"/train_mask without /val_mask", "the loss masks hold", "/val_mask holds 2"};
+        CHECKF(rc && !tf && strstr(gq_errmsg(rc), want[k]) && strstr(gq_errmsg(rc), "d.h5"), "case %d: %s", k,
+               gq_errmsg(rc));
+        gq_tokfile_close(tf);
+    }
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
+    test_masks();
     test_split_rule();
     test_tokfile_round_trip();
     test_foreign_files();

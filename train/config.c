@@ -33,6 +33,9 @@ static const opt_desc table[] = {
     {"data_jsonl", T_STR, O(data_jsonl), 0, 0,
      "text --data files as JSON Lines: this string field of each line is one document (e.g. text; default: plain "
      "text, each file one document)"},
+    {"data_jsonl_prompt", T_STR, O(data_jsonl_prompt), 0, 0,
+     "with data_jsonl: this field of each line is the prompt, data_jsonl's the completion; the prompt's tokens are left "
+     "out of the loss (training and validation score the completions)"},
     {"out", T_STR, O(out), 0, 0, "run folder: checkpoints, train.jsonl, loss.svg"},
     {"init", T_STR, O(init), 0, 0,
      "start from weights: gpt2q checkpoint, HF model.safetensors, llm.c .bin, or a folder (transformers', or a run "

@@ -416,6 +416,10 @@ int gq_gpt2_forward_backward(gq_gpt2 *m, const int32_t *inputs, const int32_t *t
                              float loss_scale, float *loss) {
     if (!targets) return gq_errf(GQ_EINVAL, "a training step without targets");
     GQ_TRY(forward(m, inputs, targets, B, T, NULL, loss_scale, 0, m->cfg.n_layer, 1));
+    if (!m->n_targets) { /* every target masked out (a prompt longer than the window): nothing to learn here */
+        if (loss) *loss = 0.0f;
+        return GQ_OK;
+    }
     GQ_TRY(gq_gpt2_backward(m, loss_scale));
     /* the loss read back once the backward is queued: no wait between the two passes */
     return loss ? mean_loss(m, loss) : GQ_OK;

@@ -186,7 +186,12 @@ static int tokenize_text_inputs(run *r, char **paths, int n, char *cache, size_t
                                (long long)st.st_size, (long long)st.st_mtime);
     }
     const char *jsonl = r->o->data_jsonl[0] ? r->o->data_jsonl : NULL;
-    if (jsonl && kl < sizeof key) snprintf(key + kl, sizeof key - kl, "jsonl:%s", jsonl); /* another cache */
+    const char *prompt = r->o->data_jsonl_prompt[0] ? r->o->data_jsonl_prompt : NULL;
+    if (prompt && !jsonl) return gq_errf(GQ_EINVAL, "data_jsonl_prompt needs data_jsonl (the completion's field)");
+    if (prompt && !strcmp(prompt, jsonl)) return gq_errf(GQ_EINVAL, "data_jsonl_prompt and data_jsonl name the same field");
+    const char *parts[4] = {jsonl ? "jsonl:" : "", jsonl ? jsonl : "", prompt ? "|prompt:" : "", prompt ? prompt : ""};
+    for (int p = 0; p < 4; p++) /* another cache for other fields */
+        for (const char *c = parts[p]; *c && kl + 1 < sizeof key; c++) key[kl++] = *c, key[kl] = '\0';
     cache[0] = '\0';
     if (!any_text) return GQ_OK;
     if (any_h5) return gq_errf(GQ_EINVAL, "--data mixes text files with a token file; give one token file, or text/shards");
@@ -200,13 +205,16 @@ static int tokenize_text_inputs(run *r, char **paths, int n, char *cache, size_t
     gq_bpe *bpe;
     int rc = gq_bpe_load_dir(&bpe, NULL);
     if (rc) return rc;
-    gq_prepare_opts po = {(const char *const *)paths, n, cache, 0.05, 4096, r->o->threads, 0, jsonl};
+    gq_prepare_opts po = {(const char *const *)paths, n, cache, 0.05, 4096, r->o->threads, 0, jsonl, prompt};
     gq_prepare_report rep;
     rc = gq_prepare(bpe, &po, &rep);
     gq_bpe_free(bpe);
     if (rc) return rc;
     printf("data: tokenized %zu bytes into %zu tokens (%zu train, %zu val) in %.1f s, cached in %s\n", rep.bytes,
            rep.tokens, rep.n_train, rep.n_val, rep.seconds, cache);
+    if (rep.masked)
+        printf("data: loss mask: %zu of %zu train and %zu of %zu val targets scored (prompts left out)\n",
+               rep.n_train_scored, rep.n_train, rep.n_val_scored, rep.n_val);
     free(rep.sources);
     return GQ_OK;
 }
@@ -232,6 +240,8 @@ static int open_data(run *r) {
     if (!rc && gq_loader_vocab_size(r->train) != r->o->model.vocab_size)
         rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", paths[0], gq_loader_vocab_size(r->train),
                      r->o->model.vocab_size);
+    if (!rc && gq_loader_masked(r->train) && !cache[0])
+        printf("data: %s has a loss mask: the prompts' tokens are left out of the loss\n", paths[0]);
     if (!rc) {
         gq_loader_config vc = {r->o->batch, r->o->seq, 0, 0, "val", 0};
         int vrc = gq_loader_open(&r->val, (const char *const *)paths, n, &vc);
@@ -258,15 +268,16 @@ static int evaluate(run *r, int full, float *val_loss) {
     uint64_t windows = gq_loader_windows(r->val), want = (uint64_t)r->o->eval_batches * (uint64_t)B;
     if (!full && want < windows) windows = want;
     if (windows < 1) windows = 1;
-    double sum = 0;
+    double sum = 0, scored = 0; /* each batch's mean weighted by its scored targets (a loss mask leaves some out) */
     for (uint64_t w = 0; w < windows && !rc; w += (uint64_t)B) {
         const int Bn = windows - w < (uint64_t)B ? (int)(windows - w) : B;
         float l = 0;
         rc = gq_loader_next(r->val, r->inputs, r->targets);
         if (!rc) rc = gq_gpt2_forward(r->m, r->inputs, r->targets, Bn, r->o->seq, &l);
-        sum += (double)l * Bn;
+        sum += (double)l * r->m->n_targets;
+        scored += r->m->n_targets;
     }
-    *val_loss = (float)(sum / (double)windows);
+    *val_loss = scored > 0 ? (float)(sum / scored) : NAN;
     return rc;
 }
 

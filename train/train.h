@@ -14,6 +14,7 @@ typedef struct {
     gq_gpt2_config model;
     char data[4096]; /* token file, or llm.c shards separated by commas */
     char data_jsonl[4096]; /* text --data as JSON Lines: the field of each line that is a document ("" = plain text) */
+    char data_jsonl_prompt[4096]; /* with data_jsonl: each line's prompt field, left out of the loss ("" = none) */
     char out[4096];
     char init[4096]; /* weights to start from (gpt2q checkpoint, HF safetensors, llm.c .bin) */
     int resume;
