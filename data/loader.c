@@ -110,7 +110,7 @@ int gq_loader_open(gq_loader **out, const char *const *paths, int n_paths, const
         L->n_tokens += s->n_tokens;
     }
     if (!rc && L->n_windows == 0)
-        rc = gq_errf(GQ_ESHAPE, "%s%s: %llu tokens%s%s, fewer than T + 1 = %d: no training window", paths[0],
+        rc = gq_errf(GQ_ESHAPE, "%s%s: %llu tokens%s%s, fewer than T + 1 = %d: no window to read", paths[0],
                      n_paths > 1 ? " ..." : "", (unsigned long long)L->n_tokens, L->seg[0].tf ? " in split " : "",
                      L->seg[0].tf ? L->split : "", cfg->T + 1);
     if (!rc && cfg->shuffle) {

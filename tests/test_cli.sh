@@ -85,6 +85,39 @@ expect_error "--jsonl: a field that is not a string" 'num.jsonl:1: no string fie
   "$BIN" prepare --input "$T/num.jsonl" --jsonl text --out "$T/j.h5"
 check '[ ! -e "$T/j.h5" ]' "no token file after a bad JSON line"
 
+# -- --jsonl-prompt PKEY: consecutive vectors as prompt and completion; the reference is the
+# vectors' own ids: EOT + prompt ids + completion ids per line, mask 1, then 0 for each prompt id,
+# then 1 for each completion id
+perl -MJSON::PP -e 'my @v = map { decode_json($_) } grep { /\S/ } <>; my $js = JSON::PP->new->utf8->canonical;
+  open(my $j, ">", "'"$T"'/pc.jsonl"); open(my $i, ">", "'"$T"'/pc.want"); open(my $m, ">", "'"$T"'/pc.mask");
+  for (my $k = 0; $k + 1 < @v; $k += 2) { my ($p, $c) = @v[$k, $k + 1];
+    print $j $js->encode({q => $p->{text}, a => $c->{text}}), "\n";
+    print $i join("\n", 50256, @{$p->{ids}}, @{$c->{ids}}), "\n";
+    print $m join("\n", 1, (0) x @{$p->{ids}}, (1) x @{$c->{ids}}), "\n"; }' "$VEC"
+"$BIN" prepare --input "$T/pc.jsonl" --jsonl a --jsonl-prompt q --out "$T/pc.h5" --val-fraction 0 >"$T/pc.out" 2>&1
+h5dump -d /train -y -w 0 -o "$T/pc.ids" "$T/pc.h5" >/dev/null 2>&1
+h5dump -d /train_mask -y -w 0 -o "$T/pc.m" "$T/pc.h5" >/dev/null 2>&1
+check '[ -s "$T/pc.want" ] && cmp -s <(tr -c "0-9" "\n" <"$T/pc.ids" | grep .) "$T/pc.want"' \
+  "--jsonl-prompt: EOT + the prompt's ids + the completion's ids per line ($(wc -l <"$T/pc.want") ids)"
+check 'cmp -s <(tr -c "0-9" "\n" <"$T/pc.m" | grep .) "$T/pc.mask"' \
+  "--jsonl-prompt: the loss mask leaves exactly the prompts' ids out ($(grep -c 0 "$T/pc.mask") of them)"
+kept=$(grep -c 1 "$T/pc.mask")
+check 'grep -q "loss mask: $kept of $(wc -l <"$T/pc.want") train" "$T/pc.out" && "$BIN" info "$T/pc.h5" | grep -q "loss mask: $kept of"' \
+  "prepare and info count the scored targets ($kept)"
+"$BIN" prepare --input "$T/pc.jsonl" --jsonl a --jsonl-prompt q --out "$T/pcv.h5" --val-fraction 0.2 --val-block 64 >/dev/null 2>&1
+"$BIN" info "$T/pcv.h5" --json >"$T/pcv.json"
+vs=$(grep -o '"val_scored":[[:space:]]*[0-9]*' "$T/pcv.json" | grep -o '[0-9]*$')
+ts=$(grep -o '"train_scored":[[:space:]]*[0-9]*' "$T/pcv.json" | grep -o '[0-9]*$')
+check '[ -n "$vs" ] && [ "$vs" -gt 0 ] && [ $((vs + ts)) -eq "$kept" ]' "the mask is split with its tokens ($ts + $vs)"
+"$BIN" export "$T/pc.h5" --out "$T/pcx" >/dev/null 2>"$T/pcx.err"
+check 'grep -q "loss mask.*not in them" "$T/pcx.err"' "export to llm.c shards says the mask stays behind"
+printf '{"q": "a", "a": "b"}\n{"a": "c"}\n' >"$T/noq.jsonl"
+expect_error "--jsonl-prompt: a line without the prompt" 'noq.jsonl:2: no string field "q"' \
+  "$BIN" prepare --input "$T/noq.jsonl" --jsonl a --jsonl-prompt q --out "$T/j.h5"
+expect_error "--jsonl-prompt without --jsonl" "needs --jsonl" "$BIN" prepare --input "$T/noq.jsonl" --jsonl-prompt q --out "$T/j.h5"
+expect_error "--jsonl-prompt = --jsonl" "same field" "$BIN" prepare --input "$T/noq.jsonl" --jsonl a --jsonl-prompt a --out "$T/j.h5"
+check '[ ! -e "$T/j.h5" ]' "no token file after a bad prompt line"
+
 expect_error "missing input" "nope.txt" "$BIN" prepare --input "$T/nope.txt" --out "$T/tok.h5"
 head -c 1030 "$T/s.bin" >"$T/short.bin"
 expect_error "truncated shard" "short.bin.*truncated" "$BIN" prepare --input "$T/short.bin" --out "$T/tok.h5"

@@ -2,7 +2,8 @@
 # gpt2q-train end to end on a small model: training lowers the loss; resume is bit-exact
 # (N steps + resume + M steps == N+M steps: same losses, same parameter and optimizer bytes);
 # SIGKILL during checkpointing never leaves an unloadable newest checkpoint; a NaN loss stops
-# with the step named and nothing saved; QAT, --export; bad inputs give one clear error line.
+# with the step named and nothing saved; QAT, --export; prompt-masked fine-tuning; bad inputs give
+# one clear error line.
 # usage: test_train_cli.sh BUILD_DIR FIXTURE_DIR
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -271,6 +272,38 @@ check 'grep -q "using the cached token file" "$T/txt2.log"' "cached token file r
 train --data "$FX/../gpt2_bpe_vectors.jsonl" --data-jsonl text --out "$T/txt" --steps 2 >"$T/txj.log" 2>&1
 check 'grep -q "data: tokenized .* into 16267 tokens" "$T/txj.log" && [ "$(ls "$T/txt"/tokens-*.h5 | wc -l)" -eq 2 ]' \
   "--data-jsonl tokenizes each line's field, cached apart from the plain-text tokens"
+
+# -- prompt-masked fine-tuning: a prompt / completion JSON Lines corpus whose loss mask leaves the
+# prompts out. The trainer's validation loss (its batches weighted by their scored targets) is
+# gpt2q-infer eval's on the same file (the runner counts the scored targets itself); the loss
+# falls; --data-jsonl-prompt reads the JSON Lines directly (its own cache, the same tokens); a
+# window with no scored target (prompts longer than a window) adds no gradient: loss 0, norm 0
+perl -e 'my @w = qw(lamb ark dove tent well field vine gate sword crown); srand(3);
+  for my $i (0 .. 1499) { my ($x, $y) = ($w[rand @w], $w[rand @w]);
+    print "{\"q\": \"Question $i: which word follows $x?\\nAnswer:\", \"a\": \" $y and $x\\n\"}\n" }' >"$T/qa.jsonl"
+"$B/gpt2q-data" prepare --input "$T/qa.jsonl" --jsonl a --jsonl-prompt q --out "$T/qa.h5" --val-block 256 >"$T/qa.prep" 2>&1
+train --data "$T/qa.h5" --out "$T/sft" --steps 16 --eval-every 8 --sample-len 0 >"$T/sft.log" 2>&1
+check 'grep -q "qa.h5 has a loss mask" "$T/sft.log" && [ -f "$T/sft/ckpt-00000016.h5" ]' "training on a masked token file says so"
+tv=$(grep -o '"val_loss": [0-9.]*' "$T/sft/train.jsonl" | tail -1 | cut -d' ' -f2)
+ev=$("$B/gpt2q-infer" eval "$T/sft" --data "$T/qa.h5" --seq 32 --json 2>/dev/null | grep -o '"loss": [0-9.]*' | cut -d' ' -f2)
+scored=$("$B/gpt2q-infer" eval "$T/sft" --data "$T/qa.h5" --seq 32 --json 2>/dev/null | grep -o '"tokens": [0-9]*' | cut -d' ' -f2)
+check '[ -n "$tv" ] && [ -n "$ev" ] && awk "BEGIN{d = $tv - $ev; exit !(d < 2e-5 && d > -2e-5)}"' \
+  "masked validation: the trainer's $tv = gpt2q-infer eval's $ev (over $scored scored targets)"
+first=$(losses "$T/sft" | cut -d' ' -f1); last=$(losses "$T/sft" | awk '{print $NF}')
+check 'awk "BEGIN{exit !($last < $first - 1.0)}"' "the completions' loss falls ($first -> $last)"
+train --data "$T/qa.jsonl" --data-jsonl a --data-jsonl-prompt q --out "$T/sftj" --steps 1 --sample-len 0 >"$T/sftj.log" 2>&1
+"$B/gpt2q-data" prepare --input "$T/qa.jsonl" --jsonl a --jsonl-prompt q --out "$T/qa4096.h5" >/dev/null 2>&1 # the trainer's split
+check 'grep -q "data: loss mask: .* targets scored" "$T/sftj.log" && h5diff -q "$T/qa4096.h5" "$(ls "$T/sftj"/tokens-*.h5)" /train_mask &&
+  h5diff -q "$T/qa4096.h5" "$(ls "$T/sftj"/tokens-*.h5)" /train' \
+  "--data-jsonl-prompt: the cached token file holds prepare's mask"
+expect_error "--data-jsonl-prompt without --data-jsonl" "needs data_jsonl" train --data "$T/qa.jsonl" --data-jsonl-prompt q --out "$T/x"
+perl -e 'for my $i (0 .. 59) { print "{\"q\": \"", "word " x 300, "\", \"a\": \" end\"}\n" }' >"$T/long.jsonl"
+"$B/gpt2q-data" prepare --input "$T/long.jsonl" --jsonl a --jsonl-prompt q --out "$T/long.h5" --val-fraction 0 >/dev/null 2>&1
+train --data "$T/long.h5" --out "$T/lp" --steps 12 --batch 1 --eval-every 0 --sample-len 0 >"$T/lp.log" 2>&1
+zero=$(grep -c '"loss": 0.000000, "lr": [0-9.e+-]*, "grad_norm": 0.000000' "$T/lp/train.jsonl")
+some=$(grep -vc '"grad_norm": 0.000000' "$T/lp/train.jsonl")
+check '[ -f "$T/lp/ckpt-00000012.h5" ] && [ "$zero" -gt 0 ] && [ "$some" -gt 0 ]' \
+  "a window without a scored target: loss 0 and no gradient ($zero of 12 steps), the others learn ($some)"
 
 echo "test_train_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
