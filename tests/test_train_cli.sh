@@ -297,6 +297,13 @@ check 'grep -q "data: loss mask: .* targets scored" "$T/sftj.log" && h5diff -q "
   h5diff -q "$T/qa4096.h5" "$(ls "$T/sftj"/tokens-*.h5)" /train' \
   "--data-jsonl-prompt: the cached token file holds prepare's mask"
 expect_error "--data-jsonl-prompt without --data-jsonl" "needs data_jsonl" train --data "$T/qa.jsonl" --data-jsonl-prompt q --out "$T/x"
+# gradient accumulation weights each micro-batch by its scored targets: 2 x batch 2 is batch 4
+# (the same windows; mean over the step's targets), not the mean of two unequal means
+train --data "$T/qa.h5" --out "$T/ga1" --steps 4 --batch 4 --eval-every 0 --sample-len 0 >/dev/null 2>&1
+train --data "$T/qa.h5" --out "$T/ga2" --steps 4 --batch 2 --grad-accum 2 --eval-every 0 --sample-len 0 >/dev/null 2>&1
+d=$(paste <(losses "$T/ga1" | tr -s ' ' '\n') <(losses "$T/ga2" | tr -s ' ' '\n') |
+  awk 'NF == 2 {n++; d = $1 - $2; d = d < 0 ? -d : d; if (d > m) m = d} END {printf "%.7f", n == 4 ? m : 99}')
+check 'awk "BEGIN{exit !($d < 2e-5)}"' "masked: --grad-accum 2 x --batch 2 = --batch 4 within 2e-5 over 4 steps ($d)"
 perl -e 'for my $i (0 .. 59) { print "{\"q\": \"", "word " x 300, "\", \"a\": \" end\"}\n" }' >"$T/long.jsonl"
 "$B/gpt2q-data" prepare --input "$T/long.jsonl" --jsonl a --jsonl-prompt q --out "$T/long.h5" --val-fraction 0 >/dev/null 2>&1
 train --data "$T/long.h5" --out "$T/lp" --steps 12 --batch 1 --eval-every 0 --sample-len 0 >"$T/lp.log" 2>&1

@@ -142,7 +142,8 @@ typedef struct {
     gq_loader *train, *val;
     gq_loader_state val_start;
     gq_bpe *bpe;
-    int32_t *inputs, *targets;
+    int32_t *inputs, *targets; /* grad_accum micro-batches */
+    long long *micro_scored;   /* scored targets of each */
     int log_fd; /* train.jsonl, appended line by line (log_line); -1: not open */
     char log_path[4400];
     int tty;
@@ -825,8 +826,14 @@ int gq_train_run(gq_train_opts *o) {
         printf("distillation: targets = %.2f x data + %.2f x the softmax of %s\n", 1 - o->distill, o->distill, tpath);
     }
     if (o->model.vocab_size == GQ_GPT2_VOCAB_SIZE && gq_bpe_load_dir(&r.bpe, NULL)) r.bpe = NULL; /* samples only */
-    r.inputs = malloc((size_t)o->batch * o->seq * sizeof *r.inputs);
-    r.targets = malloc((size_t)o->batch * o->seq * sizeof *r.targets);
+    /* a step's micro-batches are read before its first forward (their scored targets weight them) */
+    r.inputs = malloc((size_t)o->grad_accum * o->batch * o->seq * sizeof *r.inputs);
+    r.targets = malloc((size_t)o->grad_accum * o->batch * o->seq * sizeof *r.targets);
+    r.micro_scored = calloc((size_t)o->grad_accum, sizeof *r.micro_scored);
+    if (!r.inputs || !r.targets || !r.micro_scored) {
+        rc = gq_errf(GQ_ENOMEM, "out of memory for %d micro-batches of %d x %d tokens", o->grad_accum, o->batch, o->seq);
+        goto done;
+    }
 
     const gq_gpt2_config *c = &r.m->cfg;
     const double mib = 1.0 / (1 << 20);
@@ -867,13 +874,28 @@ int gq_train_run(gq_train_opts *o) {
         }
         if ((rc = gq_gpt2_refresh_weights(r.m, step))) break; /* fake-quant, bf16 rounding: once per step */
         if ((rc = gq_gpt2_zero_grad(r.m))) break;
+        /* The step's loss is the mean over all its scored targets: each micro-batch's mean is
+         * weighted by its share of them (a loss mask makes the shares unequal; without one every
+         * share is 1 / grad_accum, as before), so grad_accum x batch gives the gradient of one
+         * batch of that size. A micro-batch without a scored target is skipped. */
+        const size_t bt = (size_t)o->batch * o->seq;
+        long long scored = 0, *counts = r.micro_scored;
+        for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
+            rc = gq_loader_next(r.train, r.inputs + micro * bt, r.targets + micro * bt);
+            counts[micro] = 0;
+            for (size_t i = 0; i < bt; i++) counts[micro] += r.targets[micro * bt + i] >= 0;
+            scored += counts[micro];
+        }
+        const int equal = scored == (long long)o->grad_accum * (long long)bt;
         double step_loss = 0;
         for (int micro = 0; micro < o->grad_accum && !rc; micro++) {
+            const int32_t *in = r.inputs + micro * bt, *tg = r.targets + micro * bt;
+            if (!counts[micro]) continue;
+            const float share = equal ? 1.0f / o->grad_accum : (float)((double)counts[micro] / (double)scored);
             float l = 0;
-            rc = gq_loader_next(r.train, r.inputs, r.targets);
-            if (!rc && r.teacher) rc = gq_gpt2_forward(r.teacher, r.inputs, r.targets, o->batch, o->seq, NULL);
-            if (!rc) rc = gq_gpt2_forward_backward(r.m, r.inputs, r.targets, o->batch, o->seq, 1.0f / o->grad_accum, &l);
-            step_loss += l / o->grad_accum;
+            if (r.teacher) rc = gq_gpt2_forward(r.teacher, in, tg, o->batch, o->seq, NULL);
+            if (!rc) rc = gq_gpt2_forward_backward(r.m, in, tg, o->batch, o->seq, share, &l);
+            step_loss += equal ? l / o->grad_accum : (double)l * (double)counts[micro] / (double)scored;
         }
         if (rc) break;
         if ((rc = gq_gpt2_qat_mask_grads(r.m))) break;
@@ -970,5 +992,6 @@ done:
     gq_bpe_free(r.bpe);
     free(r.inputs);
     free(r.targets);
+    free(r.micro_scored);
     return rc;
 }
