@@ -47,6 +47,7 @@
 #       llmc    llm.c's GPT-2 124M trainer (train_gpt2cu, built here by llmc-build) on the same
 #               KJV tokens and the same H200, beside ours at the same batch: tokens/s both (issue
 #               8's "at llm.c's level", measured instead of quoted)
+#       masked  session 27's prompt-masked fine-tuning: GPU (fp32, bf16) against the CPU, the same binary
 #   scripts/gpu-run.sh pack         here: the full CUDA build's programs and test binaries, the
 #                                   non-system shared libraries they load, the KJV token file
 #                                   (and as llm.c shards), a CPU reference run, and llm.c's
@@ -643,6 +644,32 @@ session3b() {
   echo "session3b: done at ${SECONDS}s"
 }
 
+# Session 27's third call (from .gpubin): prompt-masked fine-tuning on the GPU against the CPU, the
+# same binary: prompts longer than a window (steps without a scored target: loss 0, norm 0), fp32
+# and bf16; --grad-accum 2 x --batch 4 against --batch 8 on a masked Q/A corpus; memcheck
+masked() {
+  call_setup masked
+  local b=$bin dev ga o cfg="--n-layer 2 --n-head 2 --n-embd 64 --seq 32 --sample-len 0 --eval-every 0"
+  perl -e 'srand(5); for my $i (0 .. 199) { print "{\"q\": \"", "word " x (5 + int(rand 60)), "\", \"a\": \" end $i\"}\n" }' >"$w/p.jsonl"
+  perl -e 'my @n = qw(Adam Noah Moses David Ruth Esther Paul Peter); srand(0); for my $i (0 .. 2999) {
+    printf "{\"prompt\": \"Question: how old was %s in story %d?\\nAnswer:\", \"response\": \" %s was %d years old.\\n\"}\n",
+    $n[$i % 8], $i, $n[$i % 8], 1 + int(rand 99) }' >"$w/qa.jsonl"
+  $b/gpt2q-data prepare --input "$w/p.jsonl" --jsonl a --jsonl-prompt q --out "$w/p.h5" --val-fraction 0 | tail -1
+  $b/gpt2q-data prepare --input "$w/qa.jsonl" --jsonl response --jsonl-prompt prompt --out "$w/qa.h5" --val-block 512 | tail -1
+  for dev in cpu "cuda --precision fp32" "cuda --precision bf16"; do
+    o="$w/p-${dev//[ -]/}"
+    t "p-${dev//[ -]/}" 60 $b/gpt2q-train --data "$w/p.h5" $cfg --batch 1 --steps 8 --out "$o" --device $dev
+    grep -o '"loss": [0-9.]*, "lr": [0-9.e+-]*, "grad_norm": [0-9.]*' "$o/train.jsonl" | cut -d' ' -f2,6 | paste -sd' '
+    for ga in "--batch 8" "--batch 4 --grad-accum 2"; do
+      o="$w/qa-${dev//[ -]/}-${ga//[ -]/}"
+      t "qa-${dev//[ -]/}-${ga//[ -]/}" 60 $b/gpt2q-train --data "$w/qa.h5" $cfg $ga --steps 6 --eval-every 6 --out "$o" --device $dev
+      grep -o '"loss": [0-9.]*' "$o/train.jsonl" | cut -d' ' -f2 | paste -sd' '
+    done
+  done
+  t san_masked 60 compute-sanitizer --tool memcheck --error-exitcode 9 $b/gpt2q-train --data "$w/p.h5" $cfg --batch 1 \
+    --steps 4 --out "$w/san" --device cuda --precision bf16
+}
+
 bench() {
   libpath
   [ -x build-gpu/bench/bench_cuda ] && build-gpu/bench/bench_cuda 2>&1 | tee "$out/bench_cuda.log"
@@ -679,6 +706,7 @@ for step in "$@"; do
     session2) session2 "${2:-440}"; exit 0 ;;
     session3) session3 "${2:-540}"; exit 0 ;;
     session3b) session3b "${2:-420}"; exit 0 ;;
+    masked) masked ;;
     llmc-build) llmc_build "${2:-}"; exit $? ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
