@@ -17,8 +17,6 @@
 #include <omp.h>
 #endif
 
-/* gq_prepare_jsonl (prepare.h): lines parsed in batches of ~16 MB, each batch's documents
- * tokenized in parallel and appended in file order. */
 /* n mask bytes of value v */
 static int mask_run(gq_bytes *mask, uint8_t v, size_t n) {
     uint8_t run[256];
@@ -26,6 +24,9 @@ static int mask_run(gq_bytes *mask, uint8_t v, size_t n) {
     for (size_t k = 0; k < n; k += sizeof run) GQ_TRY(gq_bytes_append(mask, run, n - k < sizeof run ? n - k : sizeof run));
     return GQ_OK;
 }
+
+/* gq_prepare_jsonl (prepare.h): lines parsed in batches of ~16 MB, each batch's documents (and
+ * prompts) tokenized in parallel and appended in file order. */
 
 int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, size_t len, const char *key,
                      const char *prompt_key, int flags, int threads, gq_ids *all, gq_bytes *mask, gq_progress *prog,
