@@ -17,6 +17,22 @@
 #include <omp.h>
 #endif
 
+cJSON *gq_jsonl_value(const uint8_t *p, size_t l, int first, int *blank) {
+    size_t k = 0;
+    while (k < l && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
+    *blank = k == l;
+    if (*blank) return NULL;
+    if (first && l - k >= 3 && !memcmp(p + k, "\xEF\xBB\xBF", 3)) k += 3; /* a UTF-8 byte-order mark */
+    const char *after = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts((const char *)p + k, l - k, &after, 0);
+    for (; j && after < (const char *)p + l; after++) /* nothing but blanks after the value */
+        if (*after != ' ' && *after != '\t' && *after != '\r') {
+            cJSON_Delete(j);
+            return NULL;
+        }
+    return j;
+}
+
 /* n mask bytes of value v */
 static int mask_run(gq_bytes *mask, uint8_t v, size_t n) {
     uint8_t run[256];
@@ -50,18 +66,9 @@ int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, s
             line++;
             const uint8_t *p = data + pos;
             pos = nl ? end + 1 : len;
-            size_t k = 0;
-            while (k < l && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
-            if (k == l) continue; /* blank */
-            if (line == 1 && l - k >= 3 && !memcmp(p + k, "\xEF\xBB\xBF", 3)) k += 3; /* a UTF-8 byte-order mark */
-            const char *after = NULL;
-            cJSON *j = cJSON_ParseWithLengthOpts((const char *)p + k, l - k, &after, 0);
-            for (; j && after < (const char *)p + l; after++) /* nothing but blanks after the value */
-                if (*after != ' ' && *after != '\t' && *after != '\r') {
-                    cJSON_Delete(j);
-                    j = NULL;
-                    break;
-                }
+            int blank;
+            cJSON *j = gq_jsonl_value(p, l, line == 1, &blank);
+            if (blank) continue;
             const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
             const cJSON *pf = j && prompt_key ? cJSON_GetObjectItemCaseSensitive(j, prompt_key) : NULL;
             if (!j || !cJSON_IsString(f) || (prompt_key && !cJSON_IsString(pf))) {

@@ -6,6 +6,8 @@
 #define GQ_PREPARE_H
 
 #include "bpe.h"
+
+#include <cjson/cJSON.h>
 #include "gq_progress.h"
 #include "tokfile.h"
 
@@ -44,5 +46,10 @@ int gq_prepare(const gq_bpe *bpe, const gq_prepare_opts *o, gq_prepare_report *r
 int gq_prepare_jsonl(const gq_bpe *bpe, const char *path, const uint8_t *data, size_t len, const char *key,
                      const char *prompt_key, int flags, int threads, gq_ids *all, gq_bytes *mask, gq_progress *prog,
                      double done, double total);
+
+/* One line of a JSON Lines file (without its '\n'): *blank = 1 and NULL for a line of spaces,
+ * tabs and CRs; otherwise its value, or NULL when it is not one JSON value with nothing but
+ * blanks after it. first: the file's first line, where a UTF-8 byte-order mark is skipped. */
+cJSON *gq_jsonl_value(const uint8_t *p, size_t len, int first, int *blank);
 
 #endif

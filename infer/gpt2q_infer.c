@@ -4,6 +4,9 @@
  *       target is scored once, with between 0 and T-1 tokens of context; T = block_size).
  *   generate MODEL --prompt TEXT [-n 50] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 1]
  *       greedy unless a temperature is given; streams tokens; stops at <|endoftext|>.
+ *   answer MODEL --data FILE.jsonl --prompt-key KEY [--ref-key KEY] [-n 32] [--out F] [--json]
+ *       greedy answers to a JSON Lines file's prompts (each after <|endoftext|>, as prepare
+ *       --jsonl-prompt lays them out); with references, the exact-match rate.
  *   bench MODEL [-n 50] [--prompt TEXT] [--prefill 128] [--json]
  *       load time, memory (weights, KV cache, buffers, peak RSS), prefill and decode tokens/s,
  *       the time to generate n tokens, and decode bandwidth as a share of the measured read
@@ -23,6 +26,7 @@
 #include "loader.h"
 #include "model.h"
 #include "model_cuda.h"
+#include "prepare.h"
 #include "qmatmul.h"
 #include "sample.h"
 #include "simd.h"
@@ -238,9 +242,10 @@ typedef struct {
 } gen_stats;
 
 /* Prefill the prompt in one pass, then decode up to n_new tokens; out (may be NULL) receives
- * each token's bytes as soon as it exists. */
+ * each token's bytes as soon as it exists, kept (may be NULL) the tokens (not the stopping
+ * <|endoftext|>). */
 static int run_generate(gq_im *m, const gq_bpe *bpe, const prompt_plan *p, gq_sampler *s, int stop_at_eot, FILE *out,
-                        gen_stats *st) {
+                        gen_stats *st, gq_ids *kept) {
     memset(st, 0, sizeof *st);
     const int n = (int)p->ids.n, V = m->cfg.vocab_size, eot = gq_bpe_eot(bpe);
     st->n_prompt = n;
@@ -269,6 +274,7 @@ static int run_generate(gq_im *m, const gq_bpe *bpe, const prompt_plan *p, gq_sa
             st->hit_eot = 1;
             break;
         }
+        if (kept && (rc = gq_ids_push(kept, tok))) break;
         if (out) {
             size_t len;
             const uint8_t *b = gq_bpe_token_bytes(bpe, tok, &len);
@@ -334,7 +340,7 @@ static int cmd_generate(int argc, char **argv) {
             gq_bpe_decode(bpe, p.ids.ids, p.ids.n, &pb);
             fwrite(pb.data, 1, pb.n, stdout);
             gq_bytes_free(&pb);
-            rc = run_generate(m, bpe, &p, &s, 1, stdout, &st);
+            rc = run_generate(m, bpe, &p, &s, 1, stdout, &st, NULL);
             fputc('\n', stdout);
         }
         if (!rc)
@@ -351,6 +357,166 @@ static int cmd_generate(int argc, char **argv) {
     gq_ids_free(&p.ids);
     gq_im_free(m);
     gq_bpe_free(bpe);
+    return rc ? fail(rc) : 0;
+}
+
+/* ---- answer: greedy completions of a JSON Lines file's prompts, exact match against references ---- */
+
+/* s without the white space at either end, as [*b, *b + *n) */
+static void trim(const char *s, const char **b, size_t *n) {
+    size_t len = strlen(s), i = 0;
+    while (i < len && strchr(" \t\r\n", s[i])) i++;
+    while (len > i && strchr(" \t\r\n", s[len - 1])) len--;
+    *b = s + i, *n = len - i;
+}
+
+static int cmd_answer(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *pkey = NULL, *rkey = NULL, *out = NULL, *vocab = NULL;
+    long n_new = 0, max_lines = 0; /* n_new 0: 32, or half the context where that is less */
+    int json = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--data") && more)
+            data = argv[++i];
+        else if (!strcmp(a, "--prompt-key") && more && argv[i + 1][0])
+            pkey = argv[++i];
+        else if (!strcmp(a, "--ref-key") && more && argv[i + 1][0])
+            rkey = argv[++i];
+        else if (!strcmp(a, "--out") && more)
+            out = argv[++i];
+        else if (!strcmp(a, "--vocab") && more)
+            vocab = argv[++i];
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--tokens")) && more && num_i(argv[i + 1], &n_new) && n_new >= 1)
+            i++;
+        else if (!strcmp(a, "--max-lines") && more && num_i(argv[i + 1], &max_lines) && max_lines >= 1)
+            i++;
+        else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (a[0] != '-' && !model)
+            model = a;
+        else
+            return usage_error("answer", argv, i, argc);
+    }
+    if (!model || !data || !pkey) {
+        fprintf(stderr, "usage: " PROG " answer MODEL --data FILE.jsonl --prompt-key KEY [--ref-key KEY] [-n 32] "
+                        "[--max-lines N] [--out answers.jsonl] [--json]\n"
+                        "  -n: most tokens an answer (default 32, or half the model's context where that is less)\n");
+        return 2;
+    }
+    uint8_t *text = NULL;
+    size_t len = 0;
+    gq_bpe *bpe = NULL;
+    gq_im *m = NULL;
+    gq_sampler s = {0};
+    int rc = gq_read_file(data, &text, &len);
+    if (!rc) rc = gq_bpe_load_dir(&bpe, vocab);
+    if (!rc) rc = load_model(&m, model);
+    const int T = m ? m->cfg.block_size : 0;
+    if (!rc && !n_new) n_new = T / 2 < 32 ? T / 2 : 32;
+    if (!rc && n_new >= T) rc = gq_errf(GQ_EINVAL, "-n %ld does not fit the model's context of %d", n_new, T);
+    if (!rc) rc = gq_im_plan(m, 1, T, T);
+    if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, 0.0f, 0, 1.0f, 1); /* greedy */
+    gq_bytes lines = {0}; /* the --out file's JSON lines */
+    long line = 0, answered = 0, matched = 0, truncated = 0, generated = 0, hit_eot = 0;
+    double t0 = gq_now(), decode_s = 0;
+    gq_progress prog;
+    gq_progress_init(&prog, stderr);
+    for (size_t pos = 0; !rc && pos < len && !(max_lines && answered >= max_lines);) {
+        const uint8_t *nl = memchr(text + pos, '\n', len - pos);
+        const size_t end = nl ? (size_t)(nl - text) : len, start = pos;
+        line++;
+        pos = nl ? end + 1 : len;
+        int blank;
+        cJSON *j = gq_jsonl_value(text + start, end - start, line == 1, &blank);
+        if (blank) continue;
+        const cJSON *pf = j ? cJSON_GetObjectItemCaseSensitive(j, pkey) : NULL;
+        const cJSON *rf = j && rkey ? cJSON_GetObjectItemCaseSensitive(j, rkey) : NULL;
+        if (!j || !cJSON_IsString(pf) || (rkey && !cJSON_IsString(rf))) {
+            rc = gq_errf(GQ_EFORMAT, !j ? "%s:%ld: not a JSON value" : "%s:%ld: no string field \"%s\"", data, line,
+                         !j || !cJSON_IsString(pf) ? pkey : rkey);
+            cJSON_Delete(j);
+            break;
+        }
+        /* the layout gpt2q-data prepare --jsonl-prompt trains on: <|endoftext|>, the prompt's ids */
+        prompt_plan p = {0};
+        gq_ids got = {0};
+        gq_bytes outb = {0};
+        gen_stats st;
+        rc = gq_ids_push(&p.ids, gq_bpe_eot(bpe));
+        const char *pt = pf->valuestring;
+        if (!rc) rc = gq_bpe_encode(bpe, (const uint8_t *)pt, strlen(pt), 0, &p.ids);
+        if (!rc && (long)p.ids.n + n_new > T) { /* keep the prompt's last tokens */
+            size_t keep = (size_t)(T - n_new);
+            memmove(p.ids.ids, p.ids.ids + (p.ids.n - keep), keep * sizeof *p.ids.ids);
+            p.ids.n = keep;
+            truncated++;
+        }
+        p.n_new = (int)n_new;
+        if (!rc) rc = run_generate(m, bpe, &p, &s, 1, NULL, &st, &got);
+        if (!rc) rc = gq_bpe_decode(bpe, got.ids, got.n, &outb);
+        if (!rc) rc = gq_bytes_append(&outb, "", 1); /* a C string */
+        if (!rc) {
+            answered++, generated += st.n_generated, hit_eot += st.hit_eot, decode_s += st.prefill_s + st.decode_s;
+            int match = -1;
+            if (rkey) {
+                const char *a, *b;
+                size_t na, nb;
+                trim((const char *)outb.data, &a, &na);
+                trim(rf->valuestring, &b, &nb);
+                match = na == nb && !memcmp(a, b, na);
+                matched += match;
+            }
+            if (out) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddNumberToObject(o, "line", (double)line);
+                cJSON_AddStringToObject(o, "output", (const char *)outb.data);
+                if (rkey) cJSON_AddBoolToObject(o, "match", match);
+                cJSON_AddNumberToObject(o, "prompt_tokens", st.n_prompt);
+                cJSON_AddNumberToObject(o, "tokens", st.n_generated);
+                cJSON_AddBoolToObject(o, "stopped", st.hit_eot);
+                char *js = cJSON_PrintUnformatted(o);
+                rc = js ? gq_bytes_append(&lines, js, strlen(js)) : gq_errf(GQ_ENOMEM, "out of memory");
+                if (!rc) rc = gq_bytes_append(&lines, "\n", 1);
+                free(js);
+                cJSON_Delete(o);
+            }
+        }
+        gq_ids_free(&p.ids);
+        gq_ids_free(&got);
+        gq_bytes_free(&outb);
+        cJSON_Delete(j);
+        gq_progress_update(&prog, "answer: bytes", (double)pos, (double)len, "B");
+    }
+    gq_progress_finish(&prog);
+    const double secs = gq_now() - t0;
+    if (!rc && !answered) rc = gq_errf(GQ_EINVAL, "%s: no prompt (every line blank)", data);
+    if (!rc && out) rc = gq_write_file(out, lines.data ? (const void *)lines.data : "", lines.n);
+    if (!rc) {
+        const double rate = rkey ? (double)matched / (double)answered : NAN;
+        if (json) {
+            printf("{\"model\": \"%s\", \"kind\": \"%s\", \"data\": \"%s\", \"prompts\": %ld, \"tokens\": %ld, "
+                   "\"stopped\": %ld, \"truncated\": %ld, \"seconds\": %.3f, \"tokens_per_s\": %.1f",
+                   model, m->kind, data, answered, generated, hit_eot, truncated, secs,
+                   decode_s > 0 ? generated / decode_s : 0.0);
+            if (rkey) printf(", \"matched\": %ld, \"exact_match\": %.6f", matched, rate);
+            printf("}\n");
+        } else {
+            printf("%s (%s): %ld prompts of %s answered, %ld tokens (%ld stopped at <|endoftext|>) in %.1f s "
+                   "(%.0f tok/s)\n",
+                   model, m->kind, answered, data, generated, hit_eot, secs, decode_s > 0 ? generated / decode_s : 0.0);
+            if (rkey) printf("exact match: %ld of %ld (%.2f %%) against \"%s\"\n", matched, answered, 100 * rate, rkey);
+        }
+        if (truncated)
+            fprintf(stderr, PROG ": note: %ld prompts kept only their last %ld tokens (the context is %d)\n", truncated,
+                    (long)(T - n_new), T);
+        if (out) fprintf(stderr, PROG ": answers: %s\n", out);
+    }
+    gq_bytes_free(&lines);
+    gq_sampler_free(&s);
+    gq_im_free(m);
+    gq_bpe_free(bpe);
+    free(text);
     return rc ? fail(rc) : 0;
 }
 
@@ -473,12 +639,12 @@ static int cmd_bench(int argc, char **argv) {
     if (!rc) rc = gq_sampler_init(&s, m->cfg.vocab_size, 0, 0, 1, 1);
     /* warm-up: one untimed run (page faults of the weights, thread start-up) would hide the
      * cost a user pays, so the first run is the one reported; a second shows the steady state */
-    if (!rc) rc = run_generate(m, bpe, &p, &s, 0, NULL, &st);
+    if (!rc) rc = run_generate(m, bpe, &p, &s, 0, NULL, &st, NULL);
     double t_first = gq_now() - t_start;
     gen_stats st2 = {0}; /* steady state: the best of three more runs */
     for (int k = 0; k < 3 && !rc; k++) {
         gen_stats t;
-        rc = run_generate(m, bpe, &p, &s, 0, NULL, &t);
+        rc = run_generate(m, bpe, &p, &s, 0, NULL, &t, NULL);
         if (!k || t.decode_s < st2.decode_s) st2 = t;
     }
     const double rss_gen = peak_rss_mb();
@@ -846,6 +1012,11 @@ int main(int argc, char **argv) {
               "      mean loss / perplexity over non-overlapping windows of T tokens (stride T)\n"
               "  generate MODEL --prompt TEXT [-n 50] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 1]\n"
               "      greedy by default; streams the text; stops at <|endoftext|>\n"
+              "  answer MODEL --data FILE.jsonl --prompt-key KEY [--ref-key KEY] [-n 32] [--max-lines N]\n"
+              "         [--out answers.jsonl] [--json]\n"
+              "      each line's prompt after <|endoftext|> (the layout gpt2q-data prepare --jsonl-prompt\n"
+              "      trains on), greedy to <|endoftext|> or n tokens; with --ref-key, the exact-match rate\n"
+              "      of the answers (white space at either end ignored); --out: one JSON line each\n"
               "  bench MODEL [-n 50] [--prompt \"" DEFAULT_PROMPT "\"] [--prefill 128] [--json]\n"
               "      load time, memory, prefill and decode speed, decode bandwidth share (-n 2 or more: the\n"
               "      first token comes from the prefill)\n"
@@ -878,7 +1049,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     if (!strcmp(argv[1], "compare")) return cmd_compare(argc, argv);
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc, argv);
+    if (!strcmp(argv[1], "answer")) return cmd_answer(argc, argv);
     if (!strcmp(argv[1], "chart")) return cmd_chart(argc, argv);
-    fprintf(stderr, PROG ": unknown command '%s' (eval, generate, bench, compare, logits, chart)\n", argv[1]);
+    fprintf(stderr, PROG ": unknown command '%s' (eval, generate, answer, bench, compare, logits, chart)\n", argv[1]);
     return 2;
 }

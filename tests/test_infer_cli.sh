@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpt2q-infer end to end on a small GPT-2-vocabulary model: generate (greedy is deterministic,
-# sampling follows the seed, stops and limits), eval of the float and the packed int4 model,
+# sampling follows the seed, stops and limits), answer (a JSON Lines file's prompts, exact match), eval of the float and the packed int4 model,
 # bench and compare outputs, logits JSON, and the bad inputs of the issue: a file that is not a
 # model, an export with an unknown format, a prompt longer than the context, an
 # <|endoftext|>-only prompt, -n 0.
@@ -223,6 +223,39 @@ expect_error "token file as a model" "tok.h5" "$I" bench "$T/tok.h5"
 "$I" eval "$T/q.h5" >/dev/null 2>&1
 check '[ $? -eq 2 ]' "eval without --data: usage, exit 2"
 expect_error "unknown command" "unknown command" "$I" frobnicate "$T/q.h5"
+
+# -- answer: greedy answers to a JSON Lines file's prompts. Each answer is generate's continuation
+# of "<|endoftext|>" + the prompt (generate reads the literal as the token), stopped at
+# <|endoftext|> or -n; the exact-match rate counts the references equal to the answers with white
+# space at either end ignored (half the references below are the answers themselves, padded)
+printf '{"q": "The quick brown", "a": "x"}\n\n{"q": "In the beginning", "a": "y"}\n{"q": "And God said", "a": "z"}\n{"q": "Hello", "a": "w"}\n' \
+  >"$T/qa.jsonl"
+"$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key q -n 6 --out "$T/ans.jsonl" >"$T/ans.out" 2>"$T/ans.err"
+check '[ "$(wc -l <"$T/ans.jsonl")" -eq 4 ] && grep -q "4 prompts of .* answered" "$T/ans.out"' "answer: one JSON line a prompt (the blank line skipped)"
+ok=1
+for k in 1 3 4 5; do
+  q=$(sed -n "${k}p" "$T/qa.jsonl" | perl -MJSON::PP -ne 'print decode_json($_)->{q}')
+  want=$("$I" generate "$T/q.h5" --prompt "<|endoftext|>$q" -n 6 2>/dev/null | perl -0pe 's/\n\z//' | perl -0pe 's/^\Q<|endoftext|>'"$q"'\E//')
+  got=$(grep "\"line\":$k," "$T/ans.jsonl" | perl -MJSON::PP -ne 'print decode_json($_)->{output}')
+  np=$(grep "\"line\":$k," "$T/ans.jsonl" | perl -MJSON::PP -ne 'print decode_json($_)->{prompt_tokens}')
+  ids=$(printf '%s' "$q" | "$B/gpt2q-data" encode | wc -w)
+  [ -n "$got" ] && [ "$got" = "$want" ] && [ "$np" = $((ids + 1)) ] ||
+    { ok=0; echo "line $k: answer '$got', generate '$want'; $np prompt tokens for $ids ids"; }
+done
+check '[ $ok -eq 1 ]' "answer = generate's greedy continuation of <|endoftext|> + the prompt's ids, line by line"
+perl -MJSON::PP -e 'open(my $a, "<", "'"$T"'/ans.jsonl"); my @o = map { decode_json($_)->{output} } <$a>;
+  open(my $q, "<", "'"$T"'/qa.jsonl"); my @q = grep { /\S/ } <$q>; my $js = JSON::PP->new->utf8->canonical;
+  for my $i (0 .. $#q) { my $l = decode_json($q[$i]); $l->{a} = $i % 2 ? "nope" : "  $o[$i]\n"; print $js->encode($l), "\n" }' \
+  >"$T/qa_ref.jsonl"
+"$I" answer "$T/q.h5" --data "$T/qa_ref.jsonl" --prompt-key q --ref-key a -n 6 --json --out "$T/ansr.jsonl" >"$T/ansr.json" 2>/dev/null
+check 'grep -q "\"matched\": 2, \"exact_match\": 0.500000" "$T/ansr.json" && [ "$(grep -c "\"match\":true" "$T/ansr.jsonl")" -eq 2 ]' \
+  "answer --ref-key: the exact-match rate (2 of 4 references are the answers, padded with white space)"
+expect_error "answer: a line without the prompt field" 'qa.jsonl:1: no string field "p"' "$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key p
+expect_error "answer: a line without the reference field" 'qa.jsonl:1: no string field "r"' "$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key q --ref-key r
+expect_error "answer: -n past the context" "does not fit" "$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key q -n 5000
+expect_error "answer: a missing file" "nope.jsonl" "$I" answer "$T/q.h5" --data "$T/nope.jsonl" --prompt-key q
+printf '{"q": "a"} x\n' >"$T/bad.jsonl"
+expect_error "answer: a line that is not one JSON value" "bad.jsonl:1: not a JSON value" "$I" answer "$T/q.h5" --data "$T/bad.jsonl" --prompt-key q
 
 echo "test_infer_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
