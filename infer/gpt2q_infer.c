@@ -832,6 +832,8 @@ static int expand_run(const char *arg, int n, char pool[][4400], const char *mod
 
 static int cmd_compare(int argc, char **argv) {
     const char *models[32], *data = NULL, *names = NULL, *outdir = ".";
+    const char *answers = NULL, *pkey = NULL, *rkey = NULL; /* a task score beside the loss (answer) */
+    long answer_lines = 0;
     static char pool[32][4400]; /* the paths of run folders' models */
     char label[32][64] = {{0}};
     int n_models = 0, n_runs = 0;
@@ -847,6 +849,14 @@ static int cmd_compare(int argc, char **argv) {
             outdir = argv[++i];
         else if (!strcmp(a, "--max-tokens") && more && num_i(argv[i + 1], &max_tokens) && max_tokens > 0)
             i++;
+        else if (!strcmp(a, "--answers") && more)
+            answers = argv[++i];
+        else if (!strcmp(a, "--prompt-key") && more && argv[i + 1][0])
+            pkey = argv[++i];
+        else if (!strcmp(a, "--ref-key") && more && argv[i + 1][0])
+            rkey = argv[++i];
+        else if (!strcmp(a, "--answer-lines") && more && num_i(argv[i + 1], &answer_lines) && answer_lines > 0)
+            i++;
         else if (a[0] != '-' && n_models < 32) {
             int k = expand_run(a, n_models, pool, models, label, 32);
             if (k) n_runs++;
@@ -855,14 +865,14 @@ static int cmd_compare(int argc, char **argv) {
         } else
             return usage_error("compare", argv, i, argc);
     }
-    if (!n_models || !data) {
-        fprintf(stderr,
-                "usage: " PROG " compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n");
+    if (!n_models || !data || (answers && (!pkey || !rkey)) || (!answers && (pkey || rkey || answer_lines))) {
+        fprintf(stderr, "usage: " PROG " compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N] "
+                        "[--answers FILE.jsonl --prompt-key KEY --ref-key KEY [--answer-lines N]]\n");
         return 2;
     }
     /* every input first: a missing one fails now, not after minutes of the others' runs */
-    for (int k = 0; k <= n_models; k++) {
-        const char *in = k < n_models ? models[k] : data;
+    for (int k = 0; k <= n_models + (answers != NULL); k++) {
+        const char *in = k < n_models ? models[k] : k == n_models ? data : answers;
         FILE *f = fopen(in, "rb");
         if (!f) return fail(gq_errf(gq_from_errno(errno), "%s: cannot open: %s", in, strerror(errno)));
         fclose(f);
@@ -903,15 +913,24 @@ static int cmd_compare(int argc, char **argv) {
         cJSON *ev = run_json(self, args);
         fprintf(stderr, PROG ": compare: %s (%d/%d): bench\n", label[k], k + 1, n_models);
         snprintf(args, sizeof args, "bench '%s' --json", models[k]);
-        cJSON *be = run_json(self, args);
-        if (!ev || !be) {
-            cJSON_Delete(ev), cJSON_Delete(be), cJSON_Delete(all);
-            return fail(gq_errf(GQ_EINVAL, "%s: eval or bench failed (its error is above)", models[k]));
+        cJSON *be = run_json(self, args), *an = NULL;
+        if (answers && ev && be) {
+            fprintf(stderr, PROG ": compare: %s (%d/%d): answer\n", label[k], k + 1, n_models);
+            snprintf(args, sizeof args, "answer '%s' --data '%s' --prompt-key '%s' --ref-key '%s' --json", models[k],
+                     answers, pkey, rkey);
+            if (answer_lines)
+                snprintf(args + strlen(args), sizeof args - strlen(args), " --max-lines %ld", answer_lines);
+            an = run_json(self, args);
+        }
+        if (!ev || !be || (answers && !an)) {
+            cJSON_Delete(ev), cJSON_Delete(be), cJSON_Delete(an), cJSON_Delete(all);
+            return fail(gq_errf(GQ_EINVAL, "%s: eval, bench or answer failed (its error is above)", models[k]));
         }
         cJSON *row = cJSON_CreateObject();
         cJSON_AddStringToObject(row, "name", label[k]);
         cJSON_AddItemToObject(row, "eval", ev);
         cJSON_AddItemToObject(row, "bench", be);
+        if (an) cJSON_AddItemToObject(row, "answer", an);
         cJSON_AddItemToArray(all, row);
     }
     /* table: loss and its delta to the first model (the reference), memory, speed; each output
@@ -926,17 +945,24 @@ static int cmd_compare(int argc, char **argv) {
         return fail(gq_errf(GQ_ENOMEM, "out of memory"));
     }
     double ref = jnum(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "eval"), "loss");
-    fprintf(mf, "| model | weights | val loss | delta | perplexity | weights MB | model memory MB | peak RSS MB | "
+    fprintf(mf, "| model | weights | val loss | delta | perplexity |%s weights MB | model memory MB | peak RSS MB | "
                 "load s | 50 tokens s | prefill tok/s | decode tok/s | bandwidth share |\n"
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                "|---|---|---:|---:|---:|%s---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            answers ? " exact match |" : "", answers ? "---:|" : "");
     for (int k = 0; k < n_models; k++) {
         const cJSON *r = cJSON_GetArrayItem(all, k), *ev = cJSON_GetObjectItem(r, "eval"),
                     *be = cJSON_GetObjectItem(r, "bench");
         double loss = jnum(ev, "loss");
         const char *kind = cJSON_GetObjectItem(be, "kind")->valuestring;
-        fprintf(mf, "| %s | %s%s | %.4f | %+.4f | %.2f | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
+        char em[64] = "";
+        if (answers) {
+            const cJSON *an = cJSON_GetObjectItem(r, "answer");
+            snprintf(em, sizeof em, " %.2f %% (%.0f of %.0f) |", 100 * jnum(an, "exact_match"), jnum(an, "matched"),
+                     jnum(an, "prompts"));
+        }
+        fprintf(mf, "| %s | %s%s | %.4f | %+.4f | %.2f |%s %.1f | %.1f | %.1f | %.3f | %.3f | %.0f | %.1f | %.0f%% |\n",
                 label[k], kind, g_act8 && strcmp(kind, "fp32") ? " + int8 act." : "", loss, loss - ref, jnum(ev, "perplexity"),
-                jnum(be, "weight_bytes") / 1e6, jnum(be, "model_memory_bytes") / 1e6, jnum(be, "peak_rss_mb"),
+                em, jnum(be, "weight_bytes") / 1e6, jnum(be, "model_memory_bytes") / 1e6, jnum(be, "peak_rss_mb"),
                 jnum(be, "load_s"), jnum(be, "generate_s"), jnum(be, "prefill_tok_s"), jnum(be, "decode_tok_s"),
                 100 * jnum(be, "bandwidth_share"));
         /* chart data: memory as bars (left axis), the 50-token time as a line (right axis) */
@@ -1021,8 +1047,10 @@ int main(int argc, char **argv) {
               "      load time, memory, prefill and decode speed, decode bandwidth share (-n 2 or more: the\n"
               "      first token comes from the prefill)\n"
               "  compare MODEL... --data tokens.h5 [--names a,b,..] [--out DIR] [--max-tokens N]\n"
+              "         [--answers FILE.jsonl --prompt-key KEY --ref-key KEY [--answer-lines N]]\n"
               "      eval + bench of each: DIR/results.md, results.json, chart.svg; a gpt2q-train run\n"
-              "      folder stands for its newest checkpoint (the reference) and its model-<format>.h5\n"
+              "      folder stands for its newest checkpoint (the reference) and its model-<format>.h5;\n"
+              "      --answers adds each model's exact-match rate (answer) to the table\n"
               "  chart DIR\n"
               "      draw DIR/chart.svg again from compare's DIR/chart.dat (where gnuplot was missing)\n"
               "  logits MODEL --prompt TEXT\n"

@@ -250,6 +250,21 @@ perl -MJSON::PP -e 'open(my $a, "<", "'"$T"'/ans.jsonl"); my @o = map { decode_j
 "$I" answer "$T/q.h5" --data "$T/qa_ref.jsonl" --prompt-key q --ref-key a -n 6 --json --out "$T/ansr.jsonl" >"$T/ansr.json" 2>/dev/null
 check 'grep -q "\"matched\": 2, \"exact_match\": 0.500000" "$T/ansr.json" && [ "$(grep -c "\"match\":true" "$T/ansr.jsonl")" -eq 2 ]' \
   "answer --ref-key: the exact-match rate (2 of 4 references are the answers, padded with white space)"
+# compare --answers: each model's exact-match rate in the table and JSON, the answer command's own
+# (references: int4's answers at the default length for lines 1 and 3)
+"$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key q --out "$T/ans16.jsonl" >/dev/null 2>&1
+perl -MJSON::PP -e 'open(my $a, "<", "'"$T"'/ans16.jsonl"); my @o = map { decode_json($_)->{output} } <$a>;
+  open(my $q, "<", "'"$T"'/qa.jsonl"); my @q = grep { /\S/ } <$q>; my $js = JSON::PP->new->utf8->canonical;
+  for my $i (0 .. $#q) { my $l = decode_json($q[$i]); $l->{a} = $i % 2 ? "nope" : $o[$i]; print $js->encode($l), "\n" }' \
+  >"$T/qa_ref16.jsonl"
+"$I" answer "$C" --data "$T/qa_ref16.jsonl" --prompt-key q --ref-key a --json >"$T/ansc.json" 2>/dev/null
+"$I" compare "$C" "$T/q.h5" --data "$T/tok.h5" --names float,int4 --out "$T/cmpa" --max-tokens 2048 \
+  --answers "$T/qa_ref16.jsonl" --prompt-key q --ref-key a >"$T/cmpa.out" 2>/dev/null
+mf=$(grep -o '"matched": [0-9]*' "$T/ansc.json" | cut -d' ' -f2)
+check 'grep -q "| exact match |" "$T/cmpa/results.md" && grep -q "| int4 | int4-g64 | .* | 50.00 % (2 of 4) |" "$T/cmpa/results.md" &&
+  grep -q "| float | fp32 | .* % ($mf of 4) |" "$T/cmpa/results.md" && [ "$(grep -c "\"exact_match\"" "$T/cmpa/results.json")" -eq 2 ]' \
+  "compare --answers: each model's exact match in the table (int4 2 of 4, float $mf of 4, as answer says)"
+expect_error "compare --answers without --ref-key" "usage" "$I" compare "$C" --data "$T/tok.h5" --answers "$T/qa.jsonl" --prompt-key q
 expect_error "answer: a line without the prompt field" 'qa.jsonl:1: no string field "p"' "$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key p
 expect_error "answer: a line without the reference field" 'qa.jsonl:1: no string field "r"' "$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key q --ref-key r
 expect_error "answer: -n past the context" "does not fit" "$I" answer "$T/q.h5" --data "$T/qa.jsonl" --prompt-key q -n 5000
