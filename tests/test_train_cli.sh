@@ -311,6 +311,12 @@ zero=$(grep -c '"loss": 0.000000, "lr": [0-9.e+-]*, "grad_norm": 0.000000' "$T/l
 some=$(grep -vc '"grad_norm": 0.000000' "$T/lp/train.jsonl")
 check '[ -f "$T/lp/ckpt-00000012.h5" ] && [ "$zero" -gt 0 ] && [ "$some" -gt 0 ]' \
   "a window without a scored target: loss 0 and no gradient ($zero of 12 steps), the others learn ($some)"
+# a file without a validation split: QAT and --export write their files and say they scored nothing
+train --data "$T/long.h5" --out "$T/lq" --steps 2 --batch 1 --eval-every 0 --sample-len 0 --qat int4-g32 \
+  --export int8 >"$T/lq.log" 2>&1
+check '[ -f "$T/lq/model-int4-g32.h5" ] && [ -f "$T/lq/model-int8.h5" ] && grep -q "not scored here: no validation split" "$T/lq.log" &&
+  grep -q "(not scored: no validation split)" "$T/lq.log" && ! grep -qi nan "$T/lq.log"' \
+  "no validation split: the QAT and PTQ exports written, not scored, no NaN printed"
 
 echo "test_train_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -480,8 +480,9 @@ static int qat_report(run *r, const gq_qplan *plan, const char *ckpt, float qat_
     free(e);
     char jpath[4400];
     snprintf(jpath, sizeof jpath, "%s/qat_report.json", o->out);
-    if (!o->final_eval) { /* the caller scores the export itself: no evaluation here, no rows */
-        printf("QAT export: %s (%.1f MB; not scored here: final_eval = 0)\n", out, qbytes / 1e6);
+    if (!o->final_eval || !r->val) { /* the caller scores the export itself, or nothing to score on: no rows */
+        printf("QAT export: %s (%.1f MB; not scored here: %s)\n", out, qbytes / 1e6,
+               r->val ? "final_eval = 0" : "no validation split");
         return write_formatted(jpath, "{\"format\": \"%s\", \"export\": \"%s\", \"bytes\": %zu, \"rows\": []}\n", o->qat,
                                out, qbytes);
     }
@@ -624,6 +625,7 @@ static int run_exports(run *r, const char *ckpt, float final_loss) {
         fflush(stdout);
     }
     float fl = NAN;
+    if (!rc && o->final_eval && !r->val) printf("(not scored: no validation split)\n");
     if (!rc && o->final_eval && r->val) {
         /* the float row: the checkpoint's weights as they are (a QAT run's latent ones) */
         rc = gq_gpt2_set_fakequant(r->m, 0);
