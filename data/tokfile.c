@@ -110,8 +110,10 @@ static int write_split(hid_t file, const char *name, const void *data, size_t n,
     herr_t st = dset < 0 ? -1
                          : (n ? H5Dwrite(dset, mask ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, data)
                               : 0);
-    uint64_t count = n;
+    uint64_t count = n, scored = 0;
     if (st >= 0) st = write_attr_int(dset, "n_tokens", H5T_STD_U64LE, &count);
+    for (size_t i = 0; mask && i < n; i++) scored += ((const uint8_t *)data)[i];
+    if (st >= 0 && mask) st = write_attr_int(dset, "n_scored", H5T_STD_U64LE, &scored); /* the targets it keeps */
     if (dset >= 0) H5Dclose(dset);
     H5Sclose(space);
     return st < 0 ? -1 : 0;
@@ -261,9 +263,7 @@ static int open_split(gq_tokfile *tf, const char *name, hid_t *dset, uint64_t *n
     return GQ_OK;
 }
 
-static int read_range(gq_tokfile *tf, hid_t dset, hid_t mtype, const char *name, uint64_t offset, size_t n, void *dst);
-
-/* the loss masks: both or neither, each as long as its split, values 0 / 1; counts what they keep */
+/* the loss masks: both or neither, each as long as its split, with the count of what it keeps */
 static int open_masks(gq_tokfile *tf) {
     gq_tokfile_info *in = &tf->info;
     in->n_train_scored = in->n_train, in->n_val_scored = in->n_val;
@@ -278,29 +278,12 @@ static int open_masks(gq_tokfile *tf) {
         return gq_errf(GQ_ESHAPE, "%s: the loss masks hold %llu / %llu values for %llu / %llu tokens", tf->path,
                        (unsigned long long)nt, (unsigned long long)nv, (unsigned long long)in->n_train,
                        (unsigned long long)in->n_val);
+    /* the kept targets, counted when the file was written (the values are checked as they are read) */
+    if (read_attr(tf->train_mask, "n_scored", H5T_NATIVE_UINT64, &in->n_train_scored) || in->n_train_scored > nt ||
+        read_attr(tf->val_mask, "n_scored", H5T_NATIVE_UINT64, &in->n_val_scored) || in->n_val_scored > nv)
+        return gq_errf(GQ_EFORMAT, "%s: a loss mask without a valid n_scored attribute", tf->path);
     in->has_mask = 1;
-    /* count the kept targets (and check the values) in 1 MB pieces */
-    uint8_t *buf = malloc(1u << 20);
-    if (!buf) return gq_errf(GQ_ENOMEM, "out of memory");
-    int rc = GQ_OK;
-    for (int s = 0; s < 2 && !rc; s++) {
-        const uint64_t n = s ? nv : nt;
-        uint64_t kept = 0;
-        for (uint64_t o = 0; o < n && !rc; o += 1u << 20) {
-            size_t k = n - o < (1u << 20) ? (size_t)(n - o) : (1u << 20);
-            rc = read_range(tf, s ? tf->val_mask : tf->train_mask, H5T_NATIVE_UINT8, s ? "val_mask" : "train_mask", o, k, buf);
-            for (size_t i = 0; i < k && !rc; i++) {
-                if (buf[i] > 1)
-                    rc = gq_errf(GQ_EFORMAT, "%s: /%s holds %d at %llu (a mask is 0 or 1)", tf->path,
-                                 s ? "val_mask" : "train_mask", buf[i], (unsigned long long)(o + i));
-                kept += buf[i];
-            }
-        }
-        if (s) in->n_val_scored = kept;
-        else in->n_train_scored = kept;
-    }
-    free(buf);
-    return rc;
+    return GQ_OK;
 }
 
 int gq_tokfile_open(const char *path, gq_tokfile **out) {

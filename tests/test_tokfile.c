@@ -225,28 +225,37 @@ static void test_masks(void) {
     CHECK(rc == GQ_EINVAL && strstr(gq_errmsg(rc), "mask value 2"));
     mtr[3] = 1;
     CHECK(access(path_in("x.h5"), F_OK) != 0);
-    /* damaged files: a mask alone, a mask of the wrong length, a value of 2 */
-    for (int k = 0; k < 3; k++) {
+    /* damaged files: a mask alone, a mask of the wrong length, one without its count, a value of 2
+     * (found when it is read) */
+    for (int k = 0; k < 4; k++) {
         const char *d = path_in("d.h5");
         CHECK_OK(gq_tokfile_write_masked(d, tr, nt, va, nv, mtr, mva, &meta));
         hid_t f = H5Fopen(d, H5F_ACC_RDWR, H5P_DEFAULT);
         H5Ldelete(f, "val_mask", H5P_DEFAULT);
-        if (k > 0) { /* a val_mask again: one byte short, or one 2 */
+        if (k > 0) { /* a val_mask again: one byte short, without n_scored, or with a 2 */
             uint8_t v[n];
             memcpy(v, mva, nv);
             v[0] = 2;
             hsize_t dims = k == 1 ? nv - 1 : nv;
             hid_t sp = H5Screate_simple(1, &dims, NULL);
             hid_t ds = H5Dcreate2(f, "val_mask", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-            H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, k == 1 ? mva : v);
+            H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, k == 3 ? v : mva);
+            if (k == 3) {
+                hid_t as = H5Screate(H5S_SCALAR), a = H5Acreate2(ds, "n_scored", H5T_STD_U64LE, as, H5P_DEFAULT, H5P_DEFAULT);
+                H5Awrite(a, H5T_NATIVE_UINT64, &kv);
+                H5Aclose(a);
+                H5Sclose(as);
+            }
             H5Dclose(ds);
             H5Sclose(sp);
         }
         H5Fclose(f);
         tf = NULL;
         rc = gq_tokfile_open(d, &tf);
-        const char *want[3] = {"/train_mask without /val_mask", "the loss masks hold", "/val_mask holds 2"};
-        CHECKF(rc && !tf && strstr(gq_errmsg(rc), want[k]) && strstr(gq_errmsg(rc), "d.h5"), "case %d: %s", k,
+        const char *want[4] = {"/train_mask without /val_mask", "the loss masks hold", "without a valid n_scored",
+                               "/val_mask holds 2"};
+        if (k == 3 && !rc && tf) rc = gq_tokfile_read_mask(tf, "val", 0, 4, got);
+        CHECKF(rc && (k == 3 || !tf) && strstr(gq_errmsg(rc), want[k]) && strstr(gq_errmsg(rc), "d.h5"), "case %d: %s", k,
                gq_errmsg(rc));
         gq_tokfile_close(tf);
     }
