@@ -296,6 +296,9 @@ train --data "$T/qa.jsonl" --data-jsonl a --data-jsonl-prompt q --out "$T/sftj" 
 check 'grep -q "data: loss mask: .* targets scored" "$T/sftj.log" && h5diff -q "$T/qa4096.h5" "$(ls "$T/sftj"/tokens-*.h5)" /train_mask &&
   h5diff -q "$T/qa4096.h5" "$(ls "$T/sftj"/tokens-*.h5)" /train' \
   "--data-jsonl-prompt: the cached token file holds prepare's mask"
+train --data "$T/qa.jsonl" --data-jsonl a --data-jsonl-prompt q --out "$T/sftj" --steps 1 --sample-len 0 >"$T/sftj2.log" 2>&1
+check 'grep -q "using the cached token file" "$T/sftj2.log" && grep -q "tokens-.*h5 has a loss mask" "$T/sftj2.log"' \
+  "--data-jsonl-prompt: a run on the cached token file says it trains with the mask"
 expect_error "--data-jsonl-prompt without --data-jsonl" "needs data_jsonl" train --data "$T/qa.jsonl" --data-jsonl-prompt q --out "$T/x"
 # gradient accumulation weights each micro-batch by its scored targets: 2 x batch 2 is batch 4
 # (the same windows; mean over the step's targets), not the mean of two unequal means

@@ -241,7 +241,7 @@ static int open_data(run *r) {
     if (!rc && gq_loader_vocab_size(r->train) != r->o->model.vocab_size)
         rc = gq_errf(GQ_EVOCAB, "%s: vocabulary of %d tokens, the model has %d", paths[0], gq_loader_vocab_size(r->train),
                      r->o->model.vocab_size);
-    if (!rc && gq_loader_masked(r->train) && !cache[0])
+    if (!rc && gq_loader_masked(r->train))
         printf("data: %s has a loss mask: the prompts' tokens are left out of the loss\n", paths[0]);
     if (!rc) {
         gq_loader_config vc = {r->o->batch, r->o->seq, 0, 0, "val", 0};
